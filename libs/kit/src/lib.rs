@@ -1,0 +1,1 @@
+//! Service kit shared by every GRODT service: layered config, telemetry, the HTTP `/metrics` `/healthz` `/readyz` listener, gRPC health and reflection, tower middleware, graceful shutdown and the single error-to-Status mapping.
