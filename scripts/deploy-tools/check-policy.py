@@ -9,6 +9,8 @@ for. Subcommands (each exits 1 with one line per violation):
                                     Helm values and Dockerfile stages use those ports
   compose ENV CONFIG.json           `docker compose ... config --format json` output
   helm ENV RENDERED.yaml            output of scripts/helm-render.py
+  alerts                            every alert has a runbook section in
+                                    docs/operations.md that its runbook_url points to
 """
 
 from __future__ import annotations
@@ -201,6 +203,28 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
     return problems
 
 
+def check_alerts() -> list[str]:
+    problems = []
+    runbook = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    sections = {m.group(1).lower() for m in re.finditer(r"^###\s+(\w+)\s*$", runbook, re.M)}
+    for path in sorted((ROOT / "deploy/prometheus/rules").glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for group in doc.get("groups", []):
+            for rule in group.get("rules", []):
+                name = rule.get("alert")
+                if not name:
+                    continue
+                where = f"{path.relative_to(ROOT)}: {name}"
+                if name.lower() not in sections:
+                    problems.append(f"{where}: no '### {name}' section in docs/operations.md")
+                url = rule.get("annotations", {}).get("runbook_url", "")
+                if not url.endswith(f"docs/operations.md#{name.lower()}"):
+                    problems.append(f"{where}: runbook_url {url!r} does not point to its section")
+                if rule.get("labels", {}).get("severity") not in {"critical", "warning", "info"}:
+                    problems.append(f"{where}: severity must be critical, warning or info")
+    return problems
+
+
 def main() -> int:
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -208,6 +232,8 @@ def main() -> int:
     cmd = sys.argv[1]
     if cmd == "conventions" and len(sys.argv) == 2:
         problems = check_conventions()
+    elif cmd == "alerts" and len(sys.argv) == 2:
+        problems = check_alerts()
     elif cmd == "compose" and len(sys.argv) == 4:
         problems = check_compose(sys.argv[2], json.loads(Path(sys.argv[3]).read_text(encoding="utf-8")))
     elif cmd == "helm" and len(sys.argv) == 4:
