@@ -183,8 +183,12 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
     if len(migrate) != 1 or migrate[0]["spec"]["template"]["spec"]["containers"][0].get("args") != ["migrate"]:
         problems.append(f"helm {env}: want one pre-install,pre-upgrade Job running `grodt migrate`")
     for kind in ("Service", "ConfigMap", "PodDisruptionBudget" if env != "dev" else None, "NetworkPolicy"):
-        if kind and len(by_kind.get(kind, {})) != len(SERVICES):
-            problems.append(f"helm {env}: want {len(SERVICES)} {kind}s, got {len(by_kind.get(kind, {}))}")
+        if not kind:
+            continue
+        owners = sorted(d["metadata"].get("labels", {}).get("app.kubernetes.io/name", "?")
+                        for d in by_kind.get(kind, {}).values())
+        if not set(BY_NAME) <= set(owners):
+            problems.append(f"helm {env}: want a {kind} per service, have them for {owners}")
     scalers = list(by_kind.get("HorizontalPodAutoscaler", {}).values()) + list(by_kind.get("ScaledObject", {}).values())
     if len(scalers) != 1:
         problems.append(f"helm {env}: want exactly one worker autoscaler (HPA or ScaledObject), got {len(scalers)}")

@@ -52,3 +52,12 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
       key: {{ .Values.redis.existingSecretKey }}
 {{- end }}
 {{- end -}}
+
+{{/* OTLP endpoint: the configured collector, else the chart's own Jaeger when enabled. */}}
+{{- define "grodt.otlpEndpoint" -}}
+{{- if .Values.telemetry.otlpEndpoint -}}
+{{- .Values.telemetry.otlpEndpoint -}}
+{{- else if .Values.jaeger.enabled -}}
+{{- printf "http://%s-jaeger:4317" (include "grodt.fullname" .) -}}
+{{- end -}}
+{{- end -}}
