@@ -169,7 +169,7 @@ class ComposeRules(unittest.TestCase):
             "no container_name": lambda c: c["services"]["backtest-worker"].update(container_name="w"),
             "internal": lambda c: c["networks"]["backend"].pop("internal"),
             "carries a secret": lambda c: c["services"]["risk"]["environment"].update(
-                GRODT_DATABASE__URL="postgres://grodt:hunter2@postgres/grodt"),
+                GRODT_DATABASE__URL="postgres://grodt:example@postgres/grodt"),
             "GRODT_GRPC__ADDR": lambda c: c["services"]["risk"]["environment"].update(GRODT_GRPC__ADDR="0.0.0.0:1"),
         }
         for needle, mutate in mutations.items():
