@@ -35,6 +35,7 @@ def load(name: str):
 
 names = load("check-metric-names")
 policy = load("check-policy")
+sink = load("otlp-sink")
 
 
 def check_tmp() -> Path:
@@ -233,6 +234,60 @@ class HelmRules(unittest.TestCase):
         so = next(d for d in docs if d["kind"] == "ScaledObject")
         so["spec"]["triggers"][0]["metadata"]["consumerGroup"] = "optimizer"
         self.assertTrue(any("ScaledObject" in p for p in policy.check_helm("prod", docs)))
+
+
+class OtlpSink(unittest.TestCase):
+    """The receiver gets real OTLP/gRPC exports; `check` tells one trace from two."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.spans = Path(self.dir.name) / "spans.jsonl"
+        self.server, self.port = sink.serve("127.0.0.1:0", self.spans)
+        self.providers = []
+
+    def tearDown(self):
+        for p in self.providers:
+            p.shutdown()
+        self.server.stop(grace=None).wait()
+        self.dir.cleanup()
+
+    def tracer(self, service: str):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=f"127.0.0.1:{self.port}", insecure=True, timeout=5)))
+        self.providers.append(provider)
+        return provider.get_tracer("test")
+
+    def publish_and_consume(self, propagate: bool) -> None:
+        """strategy handles a gRPC call and publishes an event; risk consumes it."""
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        strategy, risk = self.tracer("grodt-strategy"), self.tracer("grodt-risk")
+        event = {"event_type": "grodt.v1.OrderIntent"}
+        with strategy.start_as_current_span("grodt.v1.StrategyService/Start"):
+            with strategy.start_as_current_span("publish grodt.order-intents.v1"):
+                if propagate:
+                    TraceContextTextMapPropagator().inject(event)
+        context = TraceContextTextMapPropagator().extract(event) if propagate else None
+        with risk.start_as_current_span("consume grodt.order-intents.v1", context=context):
+            pass
+
+    def test_propagated_context_makes_one_trace(self):
+        self.publish_and_consume(propagate=True)
+        ok, text = sink.check(self.spans, ["grodt-strategy", "grodt-risk"])
+        self.assertTrue(ok, text)
+        self.assertIn("grodt-risk: consume grodt.order-intents.v1", text)
+
+    def test_lost_context_is_reported(self):
+        self.publish_and_consume(propagate=False)
+        ok, text = sink.check(self.spans, ["grodt-strategy", "grodt-risk"])
+        self.assertFalse(ok)
+        self.assertIn("lacks", text)
 
 
 if __name__ == "__main__":
