@@ -1,0 +1,63 @@
+{{/* Release-wide name: <release>-grodt, or the release name when it already says grodt. */}}
+{{- define "grodt.fullname" -}}
+{{- if contains "grodt" .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-grodt" .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "grodt.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/part-of: grodt
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one service; call with (dict "root" $ "name" $name). */}}
+{{- define "grodt.selectorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{- define "grodt.serviceName" -}}
+{{- printf "%s-%s" (include "grodt.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "grodt.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "grodt.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "grodt.image" -}}
+{{- printf "%s/%s:%s" .root.Values.image.registry .image (default .root.Chart.AppVersion .root.Values.image.tag) -}}
+{{- end -}}
+
+{{/* Environment from Secrets: the database URL always, the Redis URL when it is secret. */}}
+{{- define "grodt.secretEnv" -}}
+- name: GRODT_DATABASE__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "database.existingSecret is required: the database URL comes only from a Secret" .Values.database.existingSecret }}
+      key: {{ .Values.database.existingSecretKey }}
+{{- if .Values.redis.existingSecret }}
+- name: GRODT_REDIS__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.existingSecretKey }}
+{{- end }}
+{{- end -}}
+
+{{/* OTLP endpoint: the configured collector, else the chart's own Jaeger when enabled. */}}
+{{- define "grodt.otlpEndpoint" -}}
+{{- if .Values.telemetry.otlpEndpoint -}}
+{{- .Values.telemetry.otlpEndpoint -}}
+{{- else if .Values.jaeger.enabled -}}
+{{- printf "http://%s-jaeger:4317" (include "grodt.fullname" .) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Project rules the generic validators do not know about.
+
+hadolint, Compose, kubernetes-validate and helm lint say whether a file is
+well-formed; this says whether it is what issue 5 and docs/conventions.md ask
+for. Subcommands (each exits 1 with one line per violation):
+
+  conventions                       deploy tools' service table == docs/conventions.md,
+                                    Helm values and Dockerfile stages use those ports
+  compose ENV CONFIG.json           `docker compose ... config --format json` output
+  helm ENV RENDERED.yaml            output of scripts/helm-render.py
+  alerts                            every alert has a runbook section in
+                                    docs/operations.md that its runbook_url points to
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from grodt_services import SERVICES, check_against_conventions  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BY_NAME = {s.name: s for s in SERVICES}
+APP_UID = "65532"
+PUBLISHED_OK = {s.name for s in SERVICES if s.name != "backtest-worker"} | {"grafana", "jaeger"}
+BACKEND_ONLY = {"postgres", "redis", "prometheus", "migrate", "backtest-worker"}
+SECRET_LIKE = re.compile(r"(password|passwd|secret)\s*[=:]\s*\S|://[^/@\s:]+:[^/@\s]+@", re.I)
+
+
+def check_conventions() -> list[str]:
+    problems = check_against_conventions(ROOT / "docs" / "conventions.md")
+    values = yaml.safe_load((ROOT / "helm/grodt/values.yaml").read_text(encoding="utf-8"))
+    for s in SERVICES:
+        v = values["services"].get(s.name)
+        if v is None:
+            problems.append(f"helm values.yaml: no services.{s.name}")
+            continue
+        want = (s.grpc_port, s.http_port, s.grpc_service)
+        got = (v.get("grpcPort"), v.get("httpPort"), v.get("grpcService"))
+        if got != want:
+            problems.append(f"helm values.yaml services.{s.name}: {got} != conventions {want}")
+    extra = set(values["services"]) - set(BY_NAME)
+    problems += [f"helm values.yaml: unknown service {n}" for n in sorted(extra)]
+
+    dockerfile = (ROOT / "deploy/docker/Dockerfile").read_text(encoding="utf-8")
+    stages = {}
+    current = None
+    for line in dockerfile.replace("\\\n", " ").splitlines():
+        m = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.I)
+        if m:
+            current = m.group(1)
+            stages[current] = ""
+        elif current:
+            stages[current] += line + "\n"
+    for s in SERVICES:
+        body = stages.get(s.name)
+        if body is None:
+            problems.append(f"Dockerfile: no stage '{s.name}'")
+            continue
+        if not re.search(rf"^EXPOSE\s+{s.grpc_port}\s+{s.http_port}\s*$", body, re.M):
+            problems.append(f"Dockerfile stage {s.name}: want 'EXPOSE {s.grpc_port} {s.http_port}'")
+        hc = f'"/usr/local/bin/grodt", "health", "127.0.0.1:{s.grpc_port}", "{s.grpc_service}"'
+        if hc not in body:
+            problems.append(f"Dockerfile stage {s.name}: HEALTHCHECK must run grodt health on :{s.grpc_port}")
+        if f"GRODT_GRPC__ADDR=0.0.0.0:{s.grpc_port}" not in body or f"GRODT_HTTP__ADDR=0.0.0.0:{s.http_port}" not in body:
+            problems.append(f"Dockerfile stage {s.name}: GRODT_GRPC__ADDR/GRODT_HTTP__ADDR do not match conventions")
+    if not re.search(r"^USER\s+\d+:\d+\s*$", dockerfile, re.M):
+        problems.append("Dockerfile: the runtime must run as a numeric USER uid:gid")
+    return problems
+
+
+def check_compose(env: str, config: dict) -> list[str]:
+    problems = []
+    services = config.get("services", {})
+    nets = config.get("networks", {})
+    if not nets.get("backend", {}).get("internal"):
+        problems.append(f"compose {env}: network backend must be internal")
+    for name, svc in sorted(services.items()):
+        where = f"compose {env}: {name}"
+        published = [p for p in svc.get("ports", []) if p.get("published")]
+        if published and name not in PUBLISHED_OK:
+            problems.append(f"{where}: publishes {published} but only gRPC APIs, grafana and jaeger may")
+        if name in BACKEND_ONLY and set(svc.get("networks", {})) != {"backend"}:
+            problems.append(f"{where}: must be on the backend network only, is on {sorted(svc.get('networks', {}))}")
+        if "restart" not in svc:
+            problems.append(f"{where}: no restart policy")
+        if "limits" not in svc.get("deploy", {}).get("resources", {}):
+            problems.append(f"{where}: no resource limits")
+        for key, value in (svc.get("environment") or {}).items():
+            if value and SECRET_LIKE.search(f"{key}={value}") and not key.endswith("_FILE"):
+                problems.append(f"{where}: environment {key} looks like it carries a secret")
+    for s in SERVICES:
+        svc = services.get(s.name)
+        where = f"compose {env}: {s.name}"
+        if svc is None:
+            problems.append(f"{where}: missing")
+            continue
+        test = svc.get("healthcheck", {}).get("test", [])
+        if test[:4] != ["CMD", "/usr/local/bin/grodt", "health", f"127.0.0.1:{s.grpc_port}"]:
+            problems.append(f"{where}: healthcheck must be grodt health 127.0.0.1:{s.grpc_port}, is {test}")
+        deps = svc.get("depends_on", {})
+        if deps.get("migrate", {}).get("condition") != "service_completed_successfully":
+            problems.append(f"{where}: must depend on migrate with service_completed_successfully")
+        for infra in ("postgres", "redis"):
+            if deps.get(infra, {}).get("condition") != "service_healthy":
+                problems.append(f"{where}: must depend on {infra} with service_healthy")
+        env_vars = svc.get("environment") or {}
+        want = {
+            "GRODT_GRPC__ADDR": f"0.0.0.0:{s.grpc_port}",
+            "GRODT_HTTP__ADDR": f"0.0.0.0:{s.http_port}",
+            "GRODT_TELEMETRY__LOG_FORMAT": "json",
+            "GRODT_ENV": env,
+        }
+        for key, value in want.items():
+            if env_vars.get(key) != value:
+                problems.append(f"{where}: {key}={env_vars.get(key)!r}, want {value!r}")
+        if not env_vars.get("GRODT_TELEMETRY__OTLP_ENDPOINT", "").startswith("http://jaeger:4317"):
+            problems.append(f"{where}: traces must go to jaeger:4317 over OTLP")
+        if not svc.get("read_only") or str(svc.get("user", "")).split(":")[0] != APP_UID:
+            problems.append(f"{where}: must run read_only as uid {APP_UID}")
+    worker = services.get("backtest-worker", {})
+    if worker.get("container_name") or worker.get("ports"):
+        problems.append(f"compose {env}: backtest-worker must have no container_name and no ports (it is scaled)")
+    if services.get("migrate", {}).get("command") != ["migrate"]:
+        problems.append(f"compose {env}: migrate must run `grodt migrate`")
+    return problems
+
+
+def check_helm(env: str, docs: list[dict]) -> list[str]:
+    problems = []
+    by_kind: dict[str, dict[str, dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    deployments = by_kind.get("Deployment", {})
+    for s in SERVICES:
+        dep = next((d for d in deployments.values()
+                    if d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == s.name), None)
+        where = f"helm {env}: {s.name}"
+        if dep is None:
+            problems.append(f"{where}: no Deployment")
+            continue
+        pod = dep["spec"]["template"]
+        spec = pod["spec"]
+        c = spec["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        if ports != {"grpc": s.grpc_port, "http": s.http_port}:
+            problems.append(f"{where}: container ports {ports}")
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+            got = c.get(probe, {}).get("httpGet", {})
+            if got.get("path") != path or got.get("port") != "http":
+                problems.append(f"{where}: {probe} must GET {path} on the http port, is {got}")
+        sc = c.get("securityContext", {})
+        if not (sc.get("readOnlyRootFilesystem") and sc.get("runAsNonRoot") and sc.get("allowPrivilegeEscalation") is False):
+            problems.append(f"{where}: container must be non-root, read-only root, no privilege escalation")
+        if spec.get("securityContext", {}).get("runAsUser") != int(APP_UID):
+            problems.append(f"{where}: pod must run as uid {APP_UID}")
+        if not c.get("resources", {}).get("limits") or not c.get("resources", {}).get("requests"):
+            problems.append(f"{where}: resources need requests and limits")
+        ann = pod["metadata"].get("annotations", {})
+        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != str(s.http_port):
+            problems.append(f"{where}: scrape annotations missing or on the wrong port")
+        env_names = {e["name"]: e for e in c.get("env", [])}
+        db = env_names.get("GRODT_DATABASE__URL", {})
+        if "secretKeyRef" not in db.get("valueFrom", {}):
+            problems.append(f"{where}: GRODT_DATABASE__URL must come from a secretKeyRef")
+        cm = by_kind.get("ConfigMap", {}).get(c["envFrom"][0]["configMapRef"]["name"], {})
+        data = cm.get("data", {})
+        if data.get("GRODT_GRPC__ADDR") != f"0.0.0.0:{s.grpc_port}" or data.get("GRODT_TELEMETRY__LOG_FORMAT") != "json":
+            problems.append(f"{where}: ConfigMap does not set GRODT_GRPC__ADDR/GRODT_TELEMETRY__LOG_FORMAT as conventions say")
+        if not data.get("GRODT_TELEMETRY__OTLP_ENDPOINT"):
+            problems.append(f"{where}: no OTLP endpoint")
+        if data.get("GRODT_ENV") != env:
+            problems.append(f"{where}: GRODT_ENV is {data.get('GRODT_ENV')!r}")
+    jobs = by_kind.get("Job", {})
+    migrate = [j for j in jobs.values()
+               if j["metadata"].get("annotations", {}).get("helm.sh/hook") == "pre-install,pre-upgrade"]
+    if len(migrate) != 1 or migrate[0]["spec"]["template"]["spec"]["containers"][0].get("args") != ["migrate"]:
+        problems.append(f"helm {env}: want one pre-install,pre-upgrade Job running `grodt migrate`")
+    for kind in ("Service", "ConfigMap", "PodDisruptionBudget" if env != "dev" else None, "NetworkPolicy"):
+        if not kind:
+            continue
+        owners = sorted(d["metadata"].get("labels", {}).get("app.kubernetes.io/name", "?")
+                        for d in by_kind.get(kind, {}).values())
+        if not set(BY_NAME) <= set(owners):
+            problems.append(f"helm {env}: want a {kind} per service, have them for {owners}")
+    scalers = list(by_kind.get("HorizontalPodAutoscaler", {}).values()) + list(by_kind.get("ScaledObject", {}).values())
+    if len(scalers) != 1:
+        problems.append(f"helm {env}: want exactly one worker autoscaler (HPA or ScaledObject), got {len(scalers)}")
+    for so in by_kind.get("ScaledObject", {}).values():
+        trig = so["spec"]["triggers"][0]
+        md = trig.get("metadata", {})
+        if trig.get("type") != "redis-streams" or not md.get("stream", "").endswith("grodt.backtest-jobs.v1") \
+                or md.get("consumerGroup") != "backtest-worker" or "lagCount" not in md:
+            problems.append(f"helm {env}: ScaledObject must scale on the backtest-worker group lag of grodt.backtest-jobs.v1")
+        if not so["spec"]["scaleTargetRef"]["name"].endswith("backtest-worker"):
+            problems.append(f"helm {env}: ScaledObject must target the backtest-worker Deployment")
+    for sm in by_kind.get("ServiceMonitor", {}).values():
+        ep = sm["spec"]["endpoints"][0]
+        if ep.get("port") != "http" or ep.get("path") != "/metrics":
+            problems.append(f"helm {env}: ServiceMonitor {sm['metadata']['name']} must scrape http /metrics")
+    return problems
+
+
+def check_alerts() -> list[str]:
+    problems = []
+    runbook = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    sections = {m.group(1).lower() for m in re.finditer(r"^###\s+(\w+)\s*$", runbook, re.M)}
+    for path in sorted((ROOT / "deploy/prometheus/rules").glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for group in doc.get("groups", []):
+            for rule in group.get("rules", []):
+                name = rule.get("alert")
+                if not name:
+                    continue
+                where = f"{path.relative_to(ROOT)}: {name}"
+                if name.lower() not in sections:
+                    problems.append(f"{where}: no '### {name}' section in docs/operations.md")
+                url = rule.get("annotations", {}).get("runbook_url", "")
+                if not url.endswith(f"docs/operations.md#{name.lower()}"):
+                    problems.append(f"{where}: runbook_url {url!r} does not point to its section")
+                if rule.get("labels", {}).get("severity") not in {"critical", "warning", "info"}:
+                    problems.append(f"{where}: severity must be critical, warning or info")
+    return problems
+
+
+def main() -> int:
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 64
+    cmd = sys.argv[1]
+    if cmd == "conventions" and len(sys.argv) == 2:
+        problems = check_conventions()
+    elif cmd == "alerts" and len(sys.argv) == 2:
+        problems = check_alerts()
+    elif cmd == "compose" and len(sys.argv) == 4:
+        problems = check_compose(sys.argv[2], json.loads(Path(sys.argv[3]).read_text(encoding="utf-8")))
+    elif cmd == "helm" and len(sys.argv) == 4:
+        docs = [d for d in yaml.safe_load_all(Path(sys.argv[3]).read_text(encoding="utf-8")) if d]
+        problems = check_helm(sys.argv[2], docs)
+    else:
+        print(__doc__, file=sys.stderr)
+        return 64
+    for p in problems:
+        print(f"check-policy: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
