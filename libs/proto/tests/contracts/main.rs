@@ -1,0 +1,5 @@
+//! Checks the compiled contracts themselves: the descriptor set served for
+//! reflection, the service and RPC lists, and the wire rules of common.proto.
+
+mod descriptors;
+mod wire_rules;
