@@ -1,3 +1,5 @@
+use std::collections::{HashMap, HashSet};
+
 use prost_types::field_descriptor_proto::Type;
 use prost_types::{DescriptorProto, FileDescriptorProto};
 
@@ -82,28 +84,64 @@ fn decimal_is_a_single_string_field() {
     assert_eq!(decimal.field[0].r#type(), Type::String);
 }
 
+/// Full names (".grodt.v1.X") of the messages a field refers to, looking
+/// through map entries to their value type.
+fn referenced_types(msg: &DescriptorProto) -> Vec<String> {
+    let direct = msg.field.iter();
+    let via_maps = msg.nested_type.iter().flat_map(|n| n.field.iter());
+    direct
+        .chain(via_maps)
+        .filter(|f| f.r#type() == Type::Message)
+        .map(|f| f.type_name().to_owned())
+        .collect()
+}
+
 #[test]
-fn every_request_field_documents_its_validation_rule() {
-    let mut undocumented = Vec::new();
-    for file in grodt_files() {
-        for (i, msg) in file.message_type.iter().enumerate() {
-            if !msg.name().ends_with("Request") {
-                continue;
-            }
-            for (j, field) in msg.field.iter().enumerate() {
-                let rule = field_comment(&file, i, j).is_some_and(|c| {
-                    let c = c.to_lowercase();
-                    c.contains("required") || c.contains("optional")
-                });
-                if !rule {
-                    undocumented.push(format!("{}.{}", msg.name(), field.name()));
-                }
-            }
+fn every_field_a_client_sends_documents_its_validation_rule() {
+    let files = grodt_files();
+    // ".grodt.v1.Name" -> (file, index of the top-level message)
+    let mut index = HashMap::new();
+    for (fi, file) in files.iter().enumerate() {
+        for (mi, msg) in file.message_type.iter().enumerate() {
+            index.insert(format!(".{}.{}", file.package(), msg.name()), (fi, mi));
         }
     }
+    // Everything reachable from a request message is client input.
+    let mut queue: Vec<String> = index
+        .keys()
+        .filter(|n| n.ends_with("Request"))
+        .cloned()
+        .collect();
+    let mut seen = HashSet::new();
+    let mut undocumented = Vec::new();
+    while let Some(name) = queue.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        // Map entries and well-known types are not ours to document.
+        let Some(&(fi, mi)) = index.get(&name) else {
+            continue;
+        };
+        let msg = &files[fi].message_type[mi];
+        for (j, field) in msg.field.iter().enumerate() {
+            let rule = field_comment(&files[fi], mi, j).is_some_and(|c| {
+                let c = c.to_lowercase();
+                c.contains("required") || c.contains("optional") || c.contains("output only")
+            });
+            if !rule {
+                undocumented.push(format!("{}.{}", msg.name(), field.name()));
+            }
+        }
+        queue.extend(referenced_types(msg));
+    }
+    assert!(
+        seen.contains(".grodt.v1.CostModel"),
+        "traversal reaches nested input"
+    );
+    undocumented.sort();
     assert!(
         undocumented.is_empty(),
-        "request fields without a 'required'/'optional' comment: {undocumented:?}"
+        "input fields without a 'required'/'optional'/'output only' comment: {undocumented:?}"
     );
 }
 
