@@ -29,9 +29,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("grodt_descriptor.bin"), fds.encode_to_vec())?;
 
+    // prost::Name on every message: the bus puts `M::full_name()` into an
+    // envelope's event_type, and consumers check it before decoding.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, config)?;
     Ok(())
 }

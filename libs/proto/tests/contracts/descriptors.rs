@@ -171,3 +171,35 @@ fn each_service_has_exactly_the_designed_rpcs_with_their_streaming_modes() {
         }
     }
 }
+
+#[test]
+fn event_payload_type_names_resolve_in_the_descriptor_set() {
+    use grodt_proto::v1;
+    use prost::Name;
+
+    let fds = descriptor_set();
+    let declared: Vec<String> = fds
+        .file
+        .iter()
+        .flat_map(|f| {
+            f.message_type
+                .iter()
+                .map(move |m| format!("{}.{}", f.package(), m.name()))
+        })
+        .collect();
+    let names = [
+        v1::EventEnvelope::full_name(),
+        v1::BarEvent::full_name(),
+        v1::RegimeEvent::full_name(),
+        v1::OrderIntentEvent::full_name(),
+        v1::OrderEvent::full_name(),
+        v1::FillEvent::full_name(),
+        v1::RiskEvent::full_name(),
+        v1::BacktestJob::full_name(),
+        v1::BacktestResultEvent::full_name(),
+    ];
+    assert_eq!(names[1], "grodt.v1.BarEvent");
+    for name in names {
+        assert!(declared.contains(&name), "{name} not in the descriptor set");
+    }
+}
