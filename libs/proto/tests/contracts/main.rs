@@ -2,4 +2,5 @@
 //! reflection, the service and RPC lists, and the wire rules of common.proto.
 
 mod descriptors;
+mod served;
 mod wire_rules;
