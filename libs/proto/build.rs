@@ -1,29 +1,32 @@
-//! Compiles `proto/grodt/v1/*.proto` with protox (pure Rust, no system
+//! Compiles every `proto/grodt/v1/*.proto` with protox (pure Rust, no system
 //! protoc) into Rust code and an encoded FileDescriptorSet for reflection.
 
 use std::path::PathBuf;
 
 use prost::Message as _;
 
-const FILES: [&str; 9] = [
-    "grodt/v1/common.proto",
-    "grodt/v1/events.proto",
-    "grodt/v1/market_data.proto",
-    "grodt/v1/regime.proto",
-    "grodt/v1/strategy.proto",
-    "grodt/v1/risk.proto",
-    "grodt/v1/execution.proto",
-    "grodt/v1/backtest.proto",
-    "grodt/v1/optimizer.proto",
-];
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let proto_root = manifest_dir.join("../../proto");
+    let package_dir = proto_root.join("grodt/v1");
+    // A directory makes cargo rescan it, so a new or edited file rebuilds.
     println!("cargo:rerun-if-changed={}", proto_root.display());
     println!("cargo:rerun-if-changed=build.rs");
 
-    let files: Vec<PathBuf> = FILES.iter().map(|f| proto_root.join(f)).collect();
+    // Every file of the package, sorted, so a new file cannot be forgotten here
+    // and the generated code does not depend on directory order.
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&package_dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "proto") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("no .proto files in {}", package_dir.display()).into());
+    }
+
     let fds = protox::compile(&files, [&proto_root])?;
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
