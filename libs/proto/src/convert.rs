@@ -1,0 +1,383 @@
+//! Exact conversions between wire types and the types services compute with.
+//!
+//! `v1::Decimal` text follows one strict grammar (see `common.proto`):
+//! `-?[0-9]+(\.[0-9]+)?`, at most 28 fractional digits and a magnitude below
+//! 2^96. Anything else is rejected rather than guessed at, because `1e5`,
+//! `1,000` or `+1` are how a mistyped price slips through. Parsing never goes
+//! through f64 and never rounds: a value that does not fit exactly is an error.
+
+use chrono::{DateTime, Utc};
+use grodt_core::error::{Classify, ErrorKind};
+use rust_decimal::Decimal;
+
+use crate::v1;
+
+/// Largest number of fractional digits a `rust_decimal::Decimal` holds.
+const MAX_SCALE: usize = 28;
+
+/// A wire value that cannot be converted exactly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    /// Decimal text outside the grammar or range.
+    #[error("invalid decimal {text:?}: {reason}")]
+    InvalidDecimal {
+        /// The text as received.
+        text: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A timestamp outside chrono's range or with nanos outside [0, 1e9).
+    #[error("invalid timestamp (seconds={seconds}, nanos={nanos}): {reason}")]
+    InvalidTimestamp {
+        /// Seconds since the Unix epoch as received.
+        seconds: i64,
+        /// Nanoseconds as received.
+        nanos: i32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A required message field was absent.
+    #[error("{field} is required")]
+    MissingField {
+        /// The field, as named in the .proto file (dotted path if nested).
+        field: &'static str,
+    },
+    /// A field's value could not be converted.
+    #[error("{field}: {source}")]
+    Field {
+        /// The field, as named in the .proto file (dotted path if nested).
+        field: &'static str,
+        /// Why.
+        source: Box<ProtoError>,
+    },
+}
+
+impl Classify for ProtoError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidArgument
+    }
+}
+
+impl ProtoError {
+    /// Attaches the name of the field the error came from.
+    #[must_use]
+    pub fn in_field(self, field: &'static str) -> Self {
+        Self::Field {
+            field,
+            source: Box::new(self),
+        }
+    }
+}
+
+fn invalid(text: &str, reason: &'static str) -> ProtoError {
+    ProtoError::InvalidDecimal {
+        text: text.to_owned(),
+        reason,
+    }
+}
+
+/// Parses decimal text in the wire grammar, exactly.
+///
+/// # Errors
+/// [`ProtoError::InvalidDecimal`] naming the text and what is wrong with it.
+pub fn parse_decimal(text: &str) -> Result<Decimal, ProtoError> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() {
+        return Err(invalid(text, "empty"));
+    }
+    let (int_part, frac_part) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    if int_part.is_empty() {
+        return Err(invalid(text, "no digit before the decimal point"));
+    }
+    if !int_part.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            text,
+            "only digits, one optional leading '-' and one optional '.' are allowed",
+        ));
+    }
+    if let Some(frac) = frac_part {
+        if frac.is_empty() {
+            return Err(invalid(text, "no digit after the decimal point"));
+        }
+        if !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(
+                text,
+                "only digits, one optional leading '-' and one optional '.' are allowed",
+            ));
+        }
+        if frac.len() > MAX_SCALE {
+            return Err(invalid(text, "more than 28 digits after the decimal point"));
+        }
+    }
+    // The grammar is checked above, so the only failure left is magnitude
+    // (or a mantissa that cannot hold every fractional digit): from_str_exact
+    // reports it instead of rounding.
+    Decimal::from_str_exact(text).map_err(|_| invalid(text, "does not fit in 96 bits exactly"))
+}
+
+impl TryFrom<&v1::Decimal> for Decimal {
+    type Error = ProtoError;
+
+    fn try_from(value: &v1::Decimal) -> Result<Self, Self::Error> {
+        parse_decimal(&value.value)
+    }
+}
+
+impl TryFrom<v1::Decimal> for Decimal {
+    type Error = ProtoError;
+
+    fn try_from(value: v1::Decimal) -> Result<Self, Self::Error> {
+        parse_decimal(&value.value)
+    }
+}
+
+impl From<Decimal> for v1::Decimal {
+    /// Keeps the scale: `1.50` goes out as `"1.50"`.
+    fn from(value: Decimal) -> Self {
+        Self {
+            value: value.to_string(),
+        }
+    }
+}
+
+impl From<&Decimal> for v1::Decimal {
+    fn from(value: &Decimal) -> Self {
+        Self::from(*value)
+    }
+}
+
+/// Converts a required decimal field, naming it in the error.
+///
+/// # Errors
+/// [`ProtoError::MissingField`] when absent, [`ProtoError::Field`] when unparsable.
+pub fn required_decimal(
+    field: &'static str,
+    value: Option<&v1::Decimal>,
+) -> Result<Decimal, ProtoError> {
+    let value = value.ok_or(ProtoError::MissingField { field })?;
+    Decimal::try_from(value).map_err(|e| e.in_field(field))
+}
+
+/// Converts an optional decimal field, naming it in the error.
+///
+/// # Errors
+/// [`ProtoError::Field`] when present but unparsable.
+pub fn optional_decimal(
+    field: &'static str,
+    value: Option<&v1::Decimal>,
+) -> Result<Option<Decimal>, ProtoError> {
+    value
+        .map(|v| Decimal::try_from(v).map_err(|e| e.in_field(field)))
+        .transpose()
+}
+
+/// Converts a wire timestamp to a UTC instant, exactly (nanosecond precision).
+///
+/// # Errors
+/// [`ProtoError::InvalidTimestamp`] when nanos is outside `[0, 1e9)` or the
+/// instant is outside chrono's range.
+pub fn timestamp_to_datetime(ts: &prost_types::Timestamp) -> Result<DateTime<Utc>, ProtoError> {
+    let err = |reason| ProtoError::InvalidTimestamp {
+        seconds: ts.seconds,
+        nanos: ts.nanos,
+        reason,
+    };
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(|| err("nanos must be in [0, 999999999]"))?;
+    DateTime::from_timestamp(ts.seconds, nanos).ok_or_else(|| err("outside the supported range"))
+}
+
+/// Converts a UTC instant to a wire timestamp (always normalised: nanos in `[0, 1e9)`).
+#[must_use]
+pub fn datetime_to_timestamp(dt: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: dt.timestamp(),
+        nanos: i32::try_from(dt.timestamp_subsec_nanos())
+            .unwrap_or_else(|_| unreachable!("subsecond nanos of a chrono instant are < 2e9")),
+    }
+}
+
+/// Converts a required timestamp field, naming it in the error.
+///
+/// # Errors
+/// [`ProtoError::MissingField`] when absent, [`ProtoError::Field`] when out of range.
+pub fn required_timestamp(
+    field: &'static str,
+    value: Option<&prost_types::Timestamp>,
+) -> Result<DateTime<Utc>, ProtoError> {
+    let value = value.ok_or(ProtoError::MissingField { field })?;
+    timestamp_to_datetime(value).map_err(|e| e.in_field(field))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn wire(text: &str) -> v1::Decimal {
+        v1::Decimal {
+            value: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn decimal_text_round_trips_digit_for_digit() {
+        for text in [
+            "0",
+            "1",
+            "-1",
+            "1.50",
+            "-0.0000000000000000000000000001",
+            "0.0000000000000000000000000001",
+            "123456.78901234567890123",
+            "79228162514264337593543950335",
+            "-79228162514264337593543950335",
+            "7.9228162514264337593543950335",
+            "124474.00",
+            "-98765432109876543210.12345678",
+        ] {
+            let parsed = Decimal::try_from(&wire(text)).expect(text);
+            assert_eq!(
+                v1::Decimal::from(parsed).value,
+                text,
+                "round trip of {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn decimal_values_are_exact_not_float_approximations() {
+        let sum = parse_decimal("0.1").unwrap() + parse_decimal("0.2").unwrap();
+        assert_eq!(sum, parse_decimal("0.3").unwrap());
+        let d = parse_decimal("-12.345").unwrap();
+        assert_eq!(d.mantissa(), -12_345);
+        assert_eq!(d.scale(), 3);
+    }
+
+    #[test]
+    fn decimal_rejects_text_outside_the_grammar() {
+        for (text, reason_part) in [
+            ("1e5", "only digits"),
+            ("1E5", "only digits"),
+            ("", "empty"),
+            ("-", "empty"),
+            ("abc", "only digits"),
+            ("1.2.3", "only digits"),
+            ("+1", "only digits"),
+            (" 1", "only digits"),
+            ("1 ", "only digits"),
+            ("1_000", "only digits"),
+            ("1,5", "only digits"),
+            ("--1", "only digits"),
+            (".5", "before the decimal point"),
+            ("5.", "after the decimal point"),
+            ("NaN", "only digits"),
+            ("0.00000000000000000000000000001", "more than 28 digits"),
+            ("79228162514264337593543950336", "96 bits"),
+        ] {
+            let err = Decimal::try_from(wire(text)).expect_err(text);
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("{text:?}")),
+                "error must name the text {text:?}: {msg}"
+            );
+            assert!(msg.contains(reason_part), "{text:?}: {msg}");
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn field_helpers_name_the_field() {
+        let missing = required_decimal("order.quantity", None).unwrap_err();
+        assert_eq!(missing.to_string(), "order.quantity is required");
+        let bad = required_decimal("order.limit_price", Some(&wire("1e5"))).unwrap_err();
+        assert!(
+            bad.to_string()
+                .starts_with("order.limit_price: invalid decimal \"1e5\""),
+            "{bad}"
+        );
+        assert_eq!(optional_decimal("x", None), Ok(None));
+        assert_eq!(
+            optional_decimal("x", Some(&wire("2.5"))),
+            Ok(Some(Decimal::new(25, 1)))
+        );
+        let ts = prost_types::Timestamp {
+            seconds: 0,
+            nanos: -1,
+        };
+        let bad_ts = required_timestamp("range.start", Some(&ts)).unwrap_err();
+        assert!(
+            bad_ts
+                .to_string()
+                .starts_with("range.start: invalid timestamp"),
+            "{bad_ts}"
+        );
+        assert_eq!(
+            required_timestamp("range.end", None)
+                .unwrap_err()
+                .to_string(),
+            "range.end is required"
+        );
+    }
+
+    #[test]
+    fn timestamp_round_trips_with_nanoseconds() {
+        let dt = DateTime::parse_from_rfc3339("2025-08-14T12:34:56.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let ts = datetime_to_timestamp(dt);
+        assert_eq!(ts.seconds, 1_755_174_896);
+        assert_eq!(ts.nanos, 123_456_789);
+        assert_eq!(timestamp_to_datetime(&ts), Ok(dt));
+
+        let before_epoch = DateTime::parse_from_rfc3339("1969-12-31T23:59:59.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let ts = datetime_to_timestamp(before_epoch);
+        assert_eq!((ts.seconds, ts.nanos), (-1, 500_000_000));
+        assert_eq!(timestamp_to_datetime(&ts), Ok(before_epoch));
+    }
+
+    #[test]
+    fn timestamp_rejects_unnormalised_or_out_of_range_values() {
+        for (seconds, nanos) in [(0, -1), (0, 1_000_000_000), (i64::MAX, 0), (i64::MIN, 0)] {
+            let ts = prost_types::Timestamp { seconds, nanos };
+            let err = timestamp_to_datetime(&ts).expect_err("must be rejected");
+            assert!(
+                err.to_string()
+                    .contains(&format!("seconds={seconds}, nanos={nanos}"))
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_decimal_round_trips_exactly(
+            mantissa in -(1i128 << 96) + 1..(1i128 << 96),
+            scale in 0u32..=28,
+        ) {
+            let d = Decimal::from_i128_with_scale(mantissa, scale);
+            let back = Decimal::try_from(v1::Decimal::from(d)).unwrap();
+            prop_assert_eq!(back, d);
+            prop_assert_eq!(back.scale(), d.scale());
+            prop_assert_eq!(back.mantissa(), d.mantissa());
+        }
+
+        #[test]
+        fn canonical_text_round_trips(text in "-?[1-9][0-9]{0,17}(\\.[0-9]{1,10})?") {
+            let parsed = parse_decimal(&text).unwrap();
+            prop_assert_eq!(v1::Decimal::from(parsed).value, text);
+        }
+
+        #[test]
+        fn any_instant_round_trips(seconds in -62_135_596_800i64..253_402_300_799, nanos in 0u32..1_000_000_000) {
+            let dt = DateTime::from_timestamp(seconds, nanos).unwrap();
+            prop_assert_eq!(timestamp_to_datetime(&datetime_to_timestamp(dt)), Ok(dt));
+        }
+    }
+}
