@@ -432,9 +432,7 @@ pub fn load<S: ServiceConfig>(
             || SERVICE_SECTIONS.contains(&key.as_str())
             || S::SECTION == Some(key.as_str());
         if !known {
-            let origin = figment
-                .find_metadata(key)
-                .map(describe_origin);
+            let origin = figment.find_metadata(key).map(describe_origin);
             return Err(ConfigError::unknown(key.clone(), origin.as_deref()));
         }
     }
@@ -605,11 +603,21 @@ mod tests {
             &[("GRODT_RISK__MAX_ORDERS", "4")],
         );
         let cfg = load(&src, &defaults()).expect("load");
-        assert_eq!(cfg.common.server.concurrency_limit, 6, "dev.toml beats base.toml");
-        assert_eq!(cfg.common.server.shutdown_grace_ms, 7, "base.toml beats defaults");
+        assert_eq!(
+            cfg.common.server.concurrency_limit, 6,
+            "dev.toml beats base.toml"
+        );
+        assert_eq!(
+            cfg.common.server.shutdown_grace_ms, 7,
+            "base.toml beats defaults"
+        );
         assert_eq!(cfg.common.server.request_timeout_ms, 30_000, "default kept");
         assert_eq!(cfg.service.max_orders, 4, "variable beats base.toml");
-        assert_eq!(cfg.common.grpc.addr.port(), 50054, "service default port kept");
+        assert_eq!(
+            cfg.common.grpc.addr.port(),
+            50054,
+            "service default port kept"
+        );
     }
 
     #[test]
@@ -640,8 +648,14 @@ mod tests {
         let (_dir, src) = source(&[("base.toml", "[grpc]\nadress = \"0.0.0.0:1\"\n")], &[]);
         let err = load(&src, &defaults()).expect_err("typo must fail");
         assert_eq!(err.key(), "grpc.adress");
-        assert!(err.to_string().starts_with("unknown key `grpc.adress`"), "{err}");
-        assert!(err.to_string().contains("base.toml"), "names the file: {err}");
+        assert!(
+            err.to_string().starts_with("unknown key `grpc.adress`"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("base.toml"),
+            "names the file: {err}"
+        );
     }
 
     #[test]
@@ -653,7 +667,8 @@ mod tests {
         let (_dir, src) = source(&[], &[("GRODT_SERVER__CONCURENCY_LIMIT", "3")]);
         let err = load(&src, &defaults()).expect_err("unknown variable key");
         assert!(
-            err.to_string().starts_with("unknown key `server.concurency_limit`"),
+            err.to_string()
+                .starts_with("unknown key `server.concurency_limit`"),
             "{err}"
         );
         assert!(err.to_string().contains("environment variable"), "{err}");
@@ -662,7 +677,10 @@ mod tests {
     #[test]
     fn sibling_service_sections_are_not_unknown_but_own_typos_are() {
         let (_dir, src) = source(
-            &[("base.toml", "[optimizer]\nworkers = 4\n[risk]\nmax_orders = 2\n")],
+            &[(
+                "base.toml",
+                "[optimizer]\nworkers = 4\n[risk]\nmax_orders = 2\n",
+            )],
             &[],
         );
         assert_eq!(load(&src, &defaults()).expect("load").service.max_orders, 2);
@@ -679,13 +697,22 @@ mod tests {
         assert_eq!(err.key(), "grpc.addr", "{err}");
         assert!(err.to_string().starts_with("grpc.addr: "), "{err}");
 
-        let (_dir, src) = source(&[("base.toml", "[server]\nconcurrency_limit = \"lots\"\n")], &[]);
+        let (_dir, src) = source(
+            &[("base.toml", "[server]\nconcurrency_limit = \"lots\"\n")],
+            &[],
+        );
         let err = load(&src, &defaults()).expect_err("bad number");
-        assert!(err.to_string().starts_with("server.concurrency_limit: "), "{err}");
+        assert!(
+            err.to_string().starts_with("server.concurrency_limit: "),
+            "{err}"
+        );
 
         let (_dir, src) = source(&[("base.toml", "[telemetry]\nlog_format = \"xml\"\n")], &[]);
         let err = load(&src, &defaults()).expect_err("bad format");
-        assert!(err.to_string().starts_with("telemetry.log_format: "), "{err}");
+        assert!(
+            err.to_string().starts_with("telemetry.log_format: "),
+            "{err}"
+        );
         assert!(err.to_string().contains("xml"), "{err}");
     }
 
@@ -725,7 +752,10 @@ mod tests {
             &[("GRODT_DATABASE__URL", "postgres://u:hunter2@db/grodt")],
         );
         let cfg = load(&src, &defaults()).expect("load");
-        assert_eq!(cfg.common.database.url.expose(), "postgres://u:hunter2@db/grodt");
+        assert_eq!(
+            cfg.common.database.url.expose(),
+            "postgres://u:hunter2@db/grodt"
+        );
         let debug = format!("{cfg:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("[redacted]"));

@@ -29,12 +29,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::KitError;
 use crate::config::CommonConfig;
-use crate::http::{ReadinessCheck, Readiness};
+use crate::http::{Readiness, ReadinessCheck};
 use crate::metrics::Metrics;
 use crate::status::code_label;
 use crate::telemetry::extract_parent;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long the HTTP side listener may take to close after the gRPC drain.
+const HTTP_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Builds a service's gRPC server and HTTP side listener.
 ///
@@ -145,10 +148,14 @@ impl GrpcServerBuilder {
         let mut known: HashSet<String> = self.health_names.iter().cloned().collect();
         known.insert(tonic_health::pb::health_server::SERVICE_NAME.to_owned());
         known.insert(tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME.to_owned());
-        known.insert(tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME.to_owned());
+        known.insert(
+            tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME.to_owned(),
+        );
 
         let mut v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
         let mut v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
@@ -183,21 +190,27 @@ impl GrpcServerBuilder {
                 addr: self.config.http.addr,
                 source,
             })?;
-        let grpc_addr = grpc_listener.local_addr().map_err(|source| KitError::Bind {
-            key: "grpc.addr",
-            addr: self.config.grpc.addr,
-            source,
-        })?;
-        let http_addr = http_listener.local_addr().map_err(|source| KitError::Bind {
-            key: "http.addr",
-            addr: self.config.http.addr,
-            source,
-        })?;
+        let grpc_addr = grpc_listener
+            .local_addr()
+            .map_err(|source| KitError::Bind {
+                key: "grpc.addr",
+                addr: self.config.grpc.addr,
+                source,
+            })?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|source| KitError::Bind {
+                key: "http.addr",
+                addr: self.config.http.addr,
+                source,
+            })?;
 
         let mut health_names = self.health_names;
         health_names.push(String::new());
         for name in &health_names {
-            health.set_service_status(name, ServingStatus::Serving).await;
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
         }
 
         let server = &self.config.server;
@@ -261,8 +274,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then: health NOT_SERVING and
-    /// `/readyz` 503, stop accepting, let in-flight calls finish within
-    /// `server.shutdown_grace_ms`, return.
+    /// `/readyz` 503, stop accepting gRPC connections, let in-flight calls
+    /// finish within `server.shutdown_grace_ms`, close the HTTP listener, return.
     pub async fn run_until_stopped<F>(self, shutdown: F) -> Result<(), KitError>
     where
         F: Future<Output = ()> + Send,
@@ -311,11 +324,12 @@ impl Server {
         // Tell balancers and watchers first, then stop accepting.
         readiness.set_draining();
         for name in &health_names {
-            health.set_service_status(name, ServingStatus::NotServing).await;
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
         }
         tracing::info!(service = %service, grace_ms = grace.as_millis() as u64, "shutting down, draining in-flight calls");
         let _ = grpc_stop.send(());
-        let _ = http_stop.send(());
 
         let deadline = Instant::now() + grace;
         let mut result = Ok(());
@@ -328,7 +342,13 @@ impl Server {
                 grpc.abort();
             }
         }
-        if tokio::time::timeout_at(deadline, &mut http).await.is_err() {
+        // The side listener outlives the drain so probes see 503 and the last
+        // scrape sees the final counts.
+        let _ = http_stop.send(());
+        if tokio::time::timeout(HTTP_CLOSE_TIMEOUT, &mut http)
+            .await
+            .is_err()
+        {
             http.abort();
         }
         tracing::info!(service = %service, "stopped");
@@ -461,18 +481,20 @@ where
             let deadline = start + shared.timeout;
             let mut recorder = Recorder::start(shared.clone(), method, span.clone(), start);
 
-            let permit = match tokio::time::timeout_at(deadline, shared.limit.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                // The semaphore is never closed; treat it like a full one.
-                Ok(Err(_)) | Err(_) => {
-                    recorder.finish(Code::ResourceExhausted);
-                    return Ok(status_response(Status::resource_exhausted(format!(
-                        "server busy: {} calls in flight for {} ms",
-                        shared.concurrency_limit,
-                        shared.timeout.as_millis()
-                    ))));
-                }
-            };
+            let permit =
+                match tokio::time::timeout_at(deadline, shared.limit.clone().acquire_owned()).await
+                {
+                    Ok(Ok(permit)) => permit,
+                    // The semaphore is never closed; treat it like a full one.
+                    Ok(Err(_)) | Err(_) => {
+                        recorder.finish(Code::ResourceExhausted);
+                        return Ok(status_response(Status::resource_exhausted(format!(
+                            "server busy: {} calls in flight for {} ms",
+                            shared.concurrency_limit,
+                            shared.timeout.as_millis()
+                        ))));
+                    }
+                };
             recorder.permit = Some(permit);
 
             match tokio::time::timeout_at(deadline, inner.call(request).instrument(span)).await {
@@ -589,7 +611,8 @@ impl HttpBody for RecordingBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    let code = Status::from_header_map(trailers).map_or(Code::Unknown, |s| s.code());
+                    let code =
+                        Status::from_header_map(trailers).map_or(Code::Unknown, |s| s.code());
                     if let Some(mut recorder) = this.recorder.take() {
                         recorder.finish(code);
                     }

@@ -38,7 +38,11 @@ impl std::fmt::Debug for Readiness {
         f.debug_struct("Readiness")
             .field(
                 "checks",
-                &self.checks.iter().map(|c| c.name().to_owned()).collect::<Vec<_>>(),
+                &self
+                    .checks
+                    .iter()
+                    .map(|c| c.name().to_owned())
+                    .collect::<Vec<_>>(),
             )
             .field("draining", &self.draining.load(Ordering::Relaxed))
             .finish()
@@ -85,7 +89,10 @@ impl Readiness {
             }
         }))
         .await;
-        results.into_iter().collect::<Result<Vec<()>, String>>().map(|_| ())
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, String>>()
+            .map(|_| ())
     }
 }
 
@@ -107,7 +114,10 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 async fn metrics_handler(State(state): State<AppState>) -> Response {
     match state.metrics.render() {
         Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             text,
         )
             .into_response(),
@@ -123,7 +133,11 @@ async fn readyz_handler(State(state): State<AppState>) -> Response {
         }
         Err(reason) => {
             state.metrics.ready.set(0);
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+            )
+                .into_response()
         }
     }
 }
@@ -166,7 +180,12 @@ mod tests {
             readiness.evaluate().await,
             Err("postgres: connection refused".to_owned())
         );
-        assert_eq!(Readiness::new(vec![Arc::new(Fixed("redis", Ok(())))]).evaluate().await, Ok(()));
+        assert_eq!(
+            Readiness::new(vec![Arc::new(Fixed("redis", Ok(())))])
+                .evaluate()
+                .await,
+            Ok(())
+        );
     }
 
     #[tokio::test]

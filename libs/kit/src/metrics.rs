@@ -83,7 +83,9 @@ impl Metrics {
             .map_err(register_err)?;
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .map_err(register_err)?;
 
         Ok(Self {
@@ -108,9 +110,15 @@ impl Metrics {
 
     /// Registers a histogram named `grodt_<service>_<what>`; a convenience for
     /// the most common custom metric.
-    pub fn histogram(&self, what: &str, help: &str, buckets: Vec<f64>) -> Result<Histogram, KitError> {
-        let histogram = Histogram::with_opts(HistogramOpts::new(self.name(what), help).buckets(buckets))
-            .map_err(|e| KitError::Metrics(e.to_string()))?;
+    pub fn histogram(
+        &self,
+        what: &str,
+        help: &str,
+        buckets: Vec<f64>,
+    ) -> Result<Histogram, KitError> {
+        let histogram =
+            Histogram::with_opts(HistogramOpts::new(self.name(what), help).buckets(buckets))
+                .map_err(|e| KitError::Metrics(e.to_string()))?;
         self.registry
             .register(Box::new(histogram.clone()))
             .map_err(|e| KitError::Metrics(e.to_string()))?;
@@ -142,8 +150,14 @@ mod tests {
         assert!(text.contains(
             "grodt_backtest_worker_grpc_requests_total{code=\"OK\",method=\"/grodt.v1.BacktestService/RunBacktest\"} 1"
         ), "{text}");
-        assert!(text.contains("grodt_backtest_worker_build_info{version=\"1.2.3\"} 1"), "{text}");
-        assert!(text.contains("grodt_backtest_worker_grpc_in_flight_requests 0"), "{text}");
+        assert!(
+            text.contains("grodt_backtest_worker_build_info{version=\"1.2.3\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("grodt_backtest_worker_grpc_in_flight_requests 0"),
+            "{text}"
+        );
         assert!(text.contains("grodt_backtest_worker_ready 0"), "{text}");
         #[cfg(target_os = "linux")]
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
@@ -152,15 +166,23 @@ mod tests {
     #[test]
     fn services_register_their_own_metrics() {
         let metrics = Metrics::new("risk", "0").expect("metrics");
-        assert_eq!(metrics.name("orders_rejected_total"), "grodt_risk_orders_rejected_total");
+        assert_eq!(
+            metrics.name("orders_rejected_total"),
+            "grodt_risk_orders_rejected_total"
+        );
         let h = metrics
             .histogram("check_seconds", "time to check an order", vec![0.001, 0.01])
             .expect("register");
         h.observe(0.005);
         let text = metrics.render().expect("render");
-        assert!(text.contains("grodt_risk_check_seconds_bucket{le=\"0.01\"} 1"), "{text}");
         assert!(
-            metrics.histogram("check_seconds", "again", vec![1.0]).is_err(),
+            text.contains("grodt_risk_check_seconds_bucket{le=\"0.01\"} 1"),
+            "{text}"
+        );
+        assert!(
+            metrics
+                .histogram("check_seconds", "again", vec![1.0])
+                .is_err(),
             "a duplicate name is refused"
         );
     }

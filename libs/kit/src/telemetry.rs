@@ -28,7 +28,9 @@ use crate::config::{LogFormat, TelemetryConfig};
 /// collector costs at most this long and never blocks a service.
 pub const OTLP_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Flushes and stops trace export when dropped (at most [`OTLP_TIMEOUT`]).
+/// Flushes pending spans when dropped (bounded by [`OTLP_TIMEOUT`] per
+/// export). The pipeline itself lives as long as the process, because every
+/// service embedded in the process shares it.
 #[derive(Debug)]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
@@ -46,8 +48,8 @@ impl TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take() {
-            // Already logged by the SDK; there is nobody left to tell.
-            let _ = provider.shutdown_with_timeout(OTLP_TIMEOUT);
+            // Export errors are already logged by the SDK; nobody is left to tell.
+            let _ = provider.force_flush();
         }
     }
 }
@@ -76,15 +78,25 @@ pub fn tracer_provider(
     Ok(builder.with_batch_exporter(exporter).build())
 }
 
-/// Serializes the first-install race between services starting in one process.
-static INSTALL: Mutex<()> = Mutex::new(());
+/// Whether the kit installed the process-wide subscriber; the lock also
+/// serializes services starting at once in one process.
+static INSTALLED: Mutex<bool> = Mutex::new(false);
 
 /// Installs logging and tracing for `service`. Safe to call more than once in
-/// a process: later calls keep the first subscriber and return a guard that
-/// only owns their own (unused) export pipeline.
+/// a process: later calls validate their config and keep the first
+/// subscriber and its export pipeline.
 pub fn init(service: &str, config: &TelemetryConfig) -> Result<TelemetryGuard, KitError> {
     let filter = EnvFilter::try_new(&config.log_level)
         .map_err(|e| KitError::Telemetry(format!("telemetry.log_level: {e}")))?;
+    let mut installed = INSTALLED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *installed {
+        return Ok(TelemetryGuard {
+            provider: None,
+            installed: false,
+        });
+    }
     let provider = tracer_provider(service, &config.otlp_endpoint, OTLP_TIMEOUT)?;
     let tracer = provider.tracer(service.to_owned());
 
@@ -110,18 +122,24 @@ pub fn init(service: &str, config: &TelemetryConfig) -> Result<TelemetryGuard, K
         .with_tracer(tracer)
         .with_filter(LevelFilter::INFO);
 
-    let _lock = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let installed = tracing_subscriber::registry()
+    if tracing_subscriber::registry()
         .with(logs)
         .with(traces)
         .try_init()
-        .is_ok();
-    if installed {
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        .is_err()
+    {
+        // Someone else owns the global subscriber; nothing can reach this pipeline.
+        let _ = provider.shutdown_with_timeout(OTLP_TIMEOUT);
+        return Ok(TelemetryGuard {
+            provider: None,
+            installed: false,
+        });
     }
+    *installed = true;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     Ok(TelemetryGuard {
         provider: Some(provider),
-        installed,
+        installed: true,
     })
 }
 
@@ -159,9 +177,13 @@ impl Extractor for HeaderExtractor<'_> {
 pub struct TraceContextInterceptor;
 
 impl tonic::service::Interceptor for TraceContextInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         let cx = tracing::Span::current().context();
-        TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(request.metadata_mut()));
+        TraceContextPropagator::new()
+            .inject_context(&cx, &mut MetadataInjector(request.metadata_mut()));
         Ok(request)
     }
 }
@@ -208,8 +230,11 @@ mod tests {
         assert!(context_from_traceparent("", "").is_none());
         assert!(context_from_traceparent("00-xyz-01", "").is_none());
         assert!(
-            context_from_traceparent("00-00000000000000000000000000000000-0000000000000000-01", "")
-                .is_none(),
+            context_from_traceparent(
+                "00-00000000000000000000000000000000-0000000000000000-01",
+                ""
+            )
+            .is_none(),
             "all-zero ids are invalid"
         );
     }
@@ -222,7 +247,10 @@ mod tests {
         )
         .expect("valid");
         let sc = cx.span().span_context().clone();
-        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
         assert!(sc.is_remote());
         assert_eq!(sc.trace_state().header(), "vendor=abc");

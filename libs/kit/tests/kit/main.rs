@@ -1,1 +1,7 @@
-//! placeholder
+//! Integration tests of the service kit: real listeners on port 0, real gRPC
+//! and HTTP clients.
+
+mod helpers;
+mod server;
+mod shutdown;
+mod tracing_ctx;
