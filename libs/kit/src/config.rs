@@ -72,7 +72,7 @@ impl ConfigError {
 
     fn from_figment(err: figment::Error) -> Self {
         use figment::error::Kind;
-        let origin = err.metadata.as_ref().map(describe_origin);
+        let origin = err.metadata.as_ref().map(|m| describe_origin(m, &err.path));
         let path = err.path.join(".");
         match &err.kind {
             Kind::UnknownField(field, _) => {
@@ -108,12 +108,21 @@ impl ConfigError {
     }
 }
 
-fn describe_origin(metadata: &Metadata) -> String {
+/// `TOML file /etc/grodt/base.toml` or `environment variable GRODT_GRPC__ADDR`.
+fn describe_origin(metadata: &Metadata, path: &[String]) -> String {
     match &metadata.source {
         Some(source) => format!("{} {source}", metadata.name),
+        None if metadata.name == ENV_SOURCE && !path.is_empty() => {
+            format!(
+                "{ENV_SOURCE} {}",
+                metadata.interpolate(&Profile::Default, path)
+            )
+        }
         None => metadata.name.to_string(),
     }
 }
+
+const ENV_SOURCE: &str = "environment variable";
 
 /// A value that must never reach a log: `Debug` and `Display` print `[redacted]`.
 ///
@@ -432,7 +441,9 @@ pub fn load<S: ServiceConfig>(
             || SERVICE_SECTIONS.contains(&key.as_str())
             || S::SECTION == Some(key.as_str());
         if !known {
-            let origin = figment.find_metadata(key).map(describe_origin);
+            let origin = figment
+                .find_metadata(key)
+                .map(|m| describe_origin(m, std::slice::from_ref(key)));
             return Err(ConfigError::unknown(key.clone(), origin.as_deref()));
         }
     }
@@ -449,6 +460,11 @@ pub fn load<S: ServiceConfig>(
     common.validate()?;
     service.validate()?;
     Ok(Config { common, service })
+}
+
+/// [`load`] for `main`: on error prints it and exits with status 64.
+pub fn load_or_exit<S: ServiceConfig>(source: &ConfigSource, defaults: &Config<S>) -> Config<S> {
+    load(source, defaults).unwrap_or_else(|err| err.exit())
 }
 
 /// A TOML file that may be absent (`config/<env>.toml` is optional) but,
@@ -499,7 +515,9 @@ impl EnvVars {
 
 impl Provider for EnvVars {
     fn metadata(&self) -> Metadata {
-        Metadata::named("environment variable GRODT_*")
+        Metadata::named(ENV_SOURCE).interpolater(|_profile, keys| {
+            format!("GRODT_{}", keys.join("__").to_ascii_uppercase())
+        })
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
@@ -671,7 +689,11 @@ mod tests {
                 .starts_with("unknown key `server.concurency_limit`"),
             "{err}"
         );
-        assert!(err.to_string().contains("environment variable"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("(from environment variable GRODT_SERVER__CONCURENCY_LIMIT)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -695,7 +717,10 @@ mod tests {
         let (_dir, src) = source(&[], &[("GRODT_GRPC__ADDR", "not-an-address")]);
         let err = load(&src, &defaults()).expect_err("bad addr");
         assert_eq!(err.key(), "grpc.addr", "{err}");
-        assert!(err.to_string().starts_with("grpc.addr: "), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "grpc.addr: invalid socket address syntax (from environment variable GRODT_GRPC__ADDR)"
+        );
 
         let (_dir, src) = source(
             &[("base.toml", "[server]\nconcurrency_limit = \"lots\"\n")],
@@ -774,5 +799,46 @@ mod tests {
         )
         .expect("load");
         assert_eq!(cfg.common.http.addr.port(), 0);
+    }
+
+    /// The example files at the repository root load for every environment.
+    #[test]
+    fn the_repository_config_files_load() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let with = |vars: &[(&str, &str)]| ConfigSource {
+            dir: dir.clone(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let dev = load(&with(&[]), &defaults()).expect("dev");
+        assert_eq!(dev.common.telemetry.log_format, LogFormat::Pretty);
+        let staging = load(&with(&[("GRODT_ENV", "staging")]), &defaults()).expect("staging");
+        assert_eq!(staging.common.redis.key_prefix, "staging:");
+        assert_eq!(
+            staging.common.telemetry.otlp_endpoint,
+            "http://otel-collector:4317"
+        );
+
+        let err =
+            load(&with(&[("GRODT_ENV", "prod")]), &defaults()).expect_err("prod without secrets");
+        assert_eq!(err.to_string(), "database.url: must not be empty");
+        let prod = load(
+            &with(&[
+                ("GRODT_ENV", "prod"),
+                ("GRODT_DATABASE__URL", "postgres://grodt:s3cret@db/grodt"),
+                ("GRODT_REDIS__URL", "redis://:s3cret@redis:6379"),
+            ]),
+            &defaults(),
+        )
+        .expect("prod with secrets");
+        assert_eq!(prod.common.server.shutdown_grace_ms, 25_000);
+        assert_eq!(
+            prod.common.grpc.addr.port(),
+            50054,
+            "ports stay per service"
+        );
+        assert!(!format!("{prod:?}").contains("s3cret"));
     }
 }
