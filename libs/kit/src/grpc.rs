@@ -367,7 +367,8 @@ fn early_exit(which: &str, exit: Result<Result<(), String>, tokio::task::JoinErr
 /// Completes on SIGTERM or Ctrl-C (SIGINT).
 pub async fn shutdown_signal() {
     let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
             futures::future::pending::<()>().await;
         }
     };
@@ -377,7 +378,10 @@ pub async fn shutdown_signal() {
             Ok(mut sig) => {
                 sig.recv().await;
             }
-            Err(_) => futures::future::pending::<()>().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                futures::future::pending::<()>().await;
+            }
         }
     };
     #[cfg(not(unix))]
