@@ -41,7 +41,7 @@ const HTTP_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Builds a service's gRPC server and HTTP side listener.
 ///
-/// ```ignore
+/// ```text
 /// let server = GrpcServerBuilder::new("risk", &config.common)
 ///     .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
 ///     .readiness_check(RedisPing::new(pool.clone()))

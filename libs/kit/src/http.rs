@@ -112,6 +112,9 @@ pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {
+    // `ready` means "/readyz would answer 200", even when nothing probes /readyz.
+    let ready = state.readiness.evaluate().await.is_ok();
+    state.metrics.ready.set(i64::from(ready));
     match state.metrics.render() {
         Ok(text) => (
             [(

@@ -21,7 +21,7 @@ pub struct Metrics {
     pub grpc_request_duration_seconds: HistogramVec,
     /// `grpc_in_flight_requests`
     pub grpc_in_flight_requests: IntGauge,
-    /// `ready`: 1 when `/readyz` last answered 200.
+    /// `ready`: 1 when every readiness check passed (refreshed by `/readyz` and each scrape).
     pub ready: IntGauge,
 }
 
@@ -56,7 +56,7 @@ impl Metrics {
         .map_err(register_err)?;
         let ready = IntGauge::new(
             format!("{prefix}ready"),
-            "1 when every readiness check passed at the last /readyz",
+            "1 when every readiness check passes (as /readyz would answer 200)",
         )
         .map_err(register_err)?;
         let build_info = IntGaugeVec::new(
