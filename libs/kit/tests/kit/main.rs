@@ -1,0 +1,8 @@
+//! Integration tests of the service kit: real listeners on port 0, real gRPC
+//! and HTTP clients.
+
+mod config_exit;
+mod helpers;
+mod server;
+mod shutdown;
+mod tracing_ctx;
