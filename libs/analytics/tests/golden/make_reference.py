@@ -6,7 +6,9 @@ Runs the reference SMA(10)/SMA(30) long-only, whole-share crossover on SPY daily
 with backtrader, cross-checks it against an independent plain-Python loop,
 asserts the published final value (182,091.18), and writes:
 
-  spy_sma_equity.csv    daily equity at each close, full precision (repr)
+  spy_sma_equity.csv    daily equity at each close, full precision (repr),
+                        and the shares held after that close
+  spy_sma_trades.csv    the 101 closed round trips with MAE and MFE
   spy_sma_metrics.json  metrics of its daily simple returns computed by
                         empyrical-reloaded, quantstats, numpy and scipy
 
@@ -62,13 +64,16 @@ class SmaCross(bt.Strategy):
         self.cross = bt.ind.CrossOver(fast, slow)
         self.pending = 0
         self.values = []
+        self.held = []
         self.fills = []
 
     def prenext(self):
         self.values.append(self.broker.getvalue())
+        self.held.append(self.position.size)
 
     def next(self):
         self.values.append(self.broker.getvalue())
+        self.held.append(self.position.size)
         if self.cross[0] > 0 and not self.position:
             self.pending = 1
         elif self.cross[0] < 0 and self.position:
@@ -111,7 +116,7 @@ def run_backtrader(df):
     cerebro.broker.setcommission(commission=0.0)
     cerebro.addstrategy(SmaCross)
     strat = cerebro.run()[0]
-    return np.array(strat.values, dtype=float), strat.fills
+    return np.array(strat.values, dtype=float), np.array(strat.held), strat.fills
 
 
 def run_plain(df):
@@ -152,9 +157,65 @@ def run_plain(df):
     return np.array(values), fills
 
 
+def closed_trades(df, fills):
+    """Pairs buy/sell fills into round trips. MAE/MFE are the worst and best
+    unrealised PnL while open: the entry bar's whole range counts (the fill
+    is at its open, the first price of the bar), later bars' lows and highs
+    count, and the exit bar only through its open, where the exit fills."""
+    low = df["low"].to_numpy(dtype=float)
+    high = df["high"].to_numpy(dtype=float)
+    stamps = df["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_list()
+    out = []
+    for (ti, si, qi, pi), (to, so, qo, po) in zip(fills[0::2], fills[1::2]):
+        assert si == "buy" and so == "sell" and qi == qo
+        lo = min(low[ti:to].min(), po)
+        hi = max(high[ti:to].max(), po)
+        out.append(
+            (
+                stamps[ti],
+                stamps[to],
+                "long",
+                float(qi),
+                float(pi),
+                float(po),
+                float(qi * (po - pi)),
+                0.0,
+                float(min(qi * (lo - pi), 0.0)),
+                float(max(qi * (hi - pi), 0.0)),
+            )
+        )
+    return out
+
+
+def trade_metrics(trades):
+    pnl = np.array([t[6] for t in trades])
+    mae = np.array([t[8] for t in trades])
+    mfe = np.array([t[9] for t in trades])
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    return {
+        "count": int(len(pnl)),
+        "wins": int(len(wins)),
+        "losses": int(len(losses)),
+        "win_rate": float(len(wins) / len(pnl)),
+        "gross_profit": float(wins.sum()),
+        "gross_loss": float(losses.sum()),
+        "net_pnl": float(pnl.sum()),
+        "profit_factor": float(wins.sum() / -losses.sum()),
+        "avg_win": float(wins.mean()),
+        "avg_loss": float(losses.mean()),
+        "expectancy": float(pnl.mean()),
+        "mae_mean": float(mae.mean()),
+        "mae_median": float(np.median(mae)),
+        "mae_min": float(mae.min()),
+        "mfe_mean": float(mfe.mean()),
+        "mfe_median": float(np.median(mfe)),
+        "mfe_max": float(mfe.max()),
+    }
+
+
 def main():
     df = load()
-    bt_values, bt_fills = run_backtrader(df)
+    bt_values, bt_positions, bt_fills = run_backtrader(df)
     plain_values, plain_fills = run_plain(df)
     assert len(bt_values) == len(df), (len(bt_values), len(df))
     assert np.array_equal(bt_values, plain_values) or np.allclose(
@@ -169,16 +230,25 @@ def main():
         ("1998-05-22", "buy", 888, 111.75),
         ("1998-05-28", "sell", 888, 109.88),
     ], first
-    trades = (EXPECTED_FILLS + 1) // 2
-    assert trades == EXPECTED_TRADES
+    assert (EXPECTED_FILLS + 1) // 2 == EXPECTED_TRADES
+    days = df["timestamp"].dt.date.map(lambda d: d.isoformat()).to_list()
+    plain_as_bt = [(days[t], side, size, round(px, 6)) for t, side, size, px in plain_fills]
+    assert plain_as_bt == [(d, side, size, round(px, 6)) for d, side, size, px in bt_fills]
     final = float(bt_values[-1])
     assert round(final, 2) == EXPECTED_FINAL, final
 
     equity = pd.Series(bt_values, index=df["timestamp"])
     with open(os.path.join(HERE, "spy_sma_equity.csv"), "w", newline="\n") as f:
-        f.write("timestamp,equity\n")
-        for ts, v in equity.items():
-            f.write(f"{ts.strftime('%Y-%m-%dT%H:%M:%SZ')},{float(v)!r}\n")
+        f.write("timestamp,equity,position\n")
+        for (ts, v), pos in zip(equity.items(), bt_positions):
+            f.write(f"{ts.strftime('%Y-%m-%dT%H:%M:%SZ')},{float(v)!r},{int(pos)}\n")
+
+    trades = closed_trades(df, plain_fills)
+    assert len(trades) == EXPECTED_TRADES - 1
+    with open(os.path.join(HERE, "spy_sma_trades.csv"), "w", newline="\n") as f:
+        f.write("entry_ts,exit_ts,side,qty,entry_price,exit_price,pnl,fees,mae,mfe\n")
+        for t in trades:
+            f.write(",".join(repr(x) if isinstance(x, float) else str(x) for x in t) + "\n")
 
     r = equity.pct_change().iloc[1:]
     ra = r.to_numpy()
@@ -217,6 +287,14 @@ def main():
         "cvar_95_normal": normal_cvar(0.05),
         "cvar_99_normal": normal_cvar(0.01),
         "mean_return": mu,
+        "exposure": float(np.mean(bt_positions[:-1] != 0)),
+        "turnover": float(
+            sum(t[3] * (t[4] + t[5]) for t in trades)
+            / np.mean(bt_values[:-1])
+            * PERIODS
+            / len(ra)
+        ),
+        "trades": trade_metrics(trades),
         "std_return": sd,
         "versions": {
             "backtrader": bt.__version__,
