@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::drawdown::{self, DrawdownStats};
 use crate::error::{AnalyticsError, Result};
-use crate::returns::{cagr_unchecked, check_equity, growth, sharpe_unchecked, sortino_unchecked};
+use crate::returns::{cagr_unchecked, growth, sharpe_from_moments, sortino_unchecked};
 use crate::risk::{TailRisk, tail_risk_unchecked};
-use crate::stats::{mean, std_dev};
+use crate::stats::{mean, std_dev_around, sum_iter};
 use crate::trades::{Trade, TradeStats, trade_stats_unchecked, validate_trades};
 
 /// Nanoseconds since the Unix epoch, UTC.
@@ -146,14 +146,15 @@ pub fn exposure(positions: &[f64]) -> Result<f64> {
     Ok(positions.iter().filter(|&&p| p != 0.0).count() as f64 / positions.len() as f64)
 }
 
-/// A selection of periods with everything measured over them.
+/// A selection of periods with what is measured over them.
 struct Periods<'a> {
-    /// Timestamp of the mark that opens the first period.
-    start_ts: UnixNanos,
     returns: Vec<f64>,
-    end_ts: Vec<UnixNanos>,
-    start_equity: Vec<f64>,
-    positions: Option<Vec<f64>>,
+    /// Curve times: the mark opening the first period, then each period's end.
+    ts: Vec<UnixNanos>,
+    /// Sum of the equity at the start of each period (for turnover).
+    start_equity_sum: f64,
+    /// Periods with a non-zero position, when positions were given.
+    in_market: Option<usize>,
     trades: Vec<&'a Trade>,
 }
 
@@ -164,42 +165,57 @@ impl Periods<'_> {
         let n = returns.len();
         let g = growth(returns);
         let cagr = cagr_unchecked(g, n, p);
-        let mut ts = Vec::with_capacity(n + 1);
-        ts.push(self.start_ts);
-        ts.extend_from_slice(&self.end_ts);
-        let drawdown = drawdown::from_returns(returns, &ts);
-        let mean_equity = mean(&self.start_equity).unwrap_or(f64::NAN);
+        let drawdown = drawdown::from_returns(returns, &self.ts);
+        let mean_return = mean(returns).unwrap_or(f64::NAN);
+        let std = std_dev_around(returns, mean_return, 1);
         let trades = trade_stats_unchecked(self.trades.iter().copied());
-        let turnover = trades.traded_notional / mean_equity * p / n as f64;
+        let mean_equity = self.start_equity_sum / n as f64;
         Metrics {
             periods: n,
-            mean_return: mean(returns).unwrap_or(f64::NAN),
+            mean_return,
             total_return: g - 1.0,
             cagr,
-            annual_volatility: std_dev(returns, 1).map(|s| s * p.sqrt()),
-            sharpe: sharpe_unchecked(returns, config.risk_free, p),
-            sortino: sortino_unchecked(returns, config.required_return, p),
+            annual_volatility: std.map(|s| s * p.sqrt()),
+            sharpe: sharpe_from_moments(mean_return, std, config.risk_free, p),
+            sortino: sortino_unchecked(returns, mean_return, config.required_return, p),
             calmar: (drawdown.max_drawdown < 0.0).then(|| cagr / drawdown.max_drawdown.abs()),
             drawdown,
-            tail: tail_risk_unchecked(returns),
-            exposure: self
-                .positions
-                .as_ref()
-                .map(|pos| pos.iter().filter(|&&x| x != 0.0).count() as f64 / n as f64),
-            turnover,
+            tail: tail_risk_unchecked(returns, std.map(|s| (mean_return, s))),
+            exposure: self.in_market.map(|k| k as f64 / n as f64),
+            turnover: trades.traded_notional / mean_equity * p / n as f64,
             trades,
         }
     }
 }
 
 pub(crate) fn check_points(equity: &[EquityPoint]) -> Result<()> {
-    let values: Vec<f64> = equity.iter().map(|p| p.equity).collect();
-    check_equity(&values)?;
-    if let Some(i) = equity.windows(2).position(|w| w[1].ts <= w[0].ts) {
-        return Err(AnalyticsError::Unordered {
+    if equity.len() < 2 {
+        return Err(AnalyticsError::TooShort {
             input: "equity",
-            index: i + 1,
+            min: 2,
+            actual: equity.len(),
         });
+    }
+    for (index, p) in equity.iter().enumerate() {
+        if !p.equity.is_finite() {
+            return Err(AnalyticsError::NonFinite {
+                input: "equity",
+                index,
+            });
+        }
+        if p.equity <= 0.0 {
+            return Err(AnalyticsError::NonPositive {
+                input: "equity",
+                index,
+                value: p.equity,
+            });
+        }
+        if index > 0 && p.ts <= equity[index - 1].ts {
+            return Err(AnalyticsError::Unordered {
+                input: "equity",
+                index,
+            });
+        }
     }
     Ok(())
 }
@@ -224,32 +240,34 @@ fn validate(input: &PerformanceInput<'_>, config: &MetricsConfig) -> Result<()> 
 /// Index of the period a trade belongs to: the first whose end is at or after
 /// its entry (a fill at a bar is inside the period that ends at that bar's
 /// mark); entries before the first period go to it, after the last to the last.
-fn period_of(end_ts: &[UnixNanos], entry_ts: UnixNanos) -> usize {
-    end_ts
-        .partition_point(|&e| e < entry_ts)
-        .min(end_ts.len() - 1)
+fn period_of(equity: &[EquityPoint], entry_ts: UnixNanos) -> usize {
+    equity[1..]
+        .partition_point(|p| p.ts < entry_ts)
+        .min(equity.len() - 2)
 }
 
-fn all_periods<'a>(input: &PerformanceInput<'a>) -> Periods<'a> {
-    let eq = input.equity;
-    let n = eq.len() - 1;
-    Periods {
-        start_ts: eq[0].ts,
-        returns: eq
-            .windows(2)
-            .map(|w| w[1].equity / w[0].equity - 1.0)
-            .collect(),
-        end_ts: eq[1..].iter().map(|p| p.ts).collect(),
-        start_equity: eq[..n].iter().map(|p| p.equity).collect(),
-        positions: input.positions.map(|p| p[..n].to_vec()),
-        trades: input.trades.iter().collect(),
-    }
+fn returns_of(equity: &[EquityPoint]) -> Vec<f64> {
+    equity
+        .windows(2)
+        .map(|w| w[1].equity / w[0].equity - 1.0)
+        .collect()
 }
 
 /// Every metric of a backtest's equity curve, positions and trades.
 pub fn compute(input: &PerformanceInput<'_>, config: &MetricsConfig) -> Result<Metrics> {
     validate(input, config)?;
-    Ok(all_periods(input).measure(config))
+    let eq = input.equity;
+    let n = eq.len() - 1;
+    let periods = Periods {
+        returns: returns_of(eq),
+        ts: eq.iter().map(|p| p.ts).collect(),
+        start_equity_sum: sum_iter(eq[..n].iter().map(|p| p.equity)),
+        in_market: input
+            .positions
+            .map(|pos| pos[..n].iter().filter(|&&x| x != 0.0).count()),
+        trades: input.trades.iter().collect(),
+    };
+    Ok(periods.measure(config))
 }
 
 /// Every metric per label. `labels[i]` labels period `i` (from mark `i` to
@@ -267,7 +285,8 @@ pub fn breakdown<L: Ord + Clone>(
     config: &MetricsConfig,
 ) -> Result<BTreeMap<L, Metrics>> {
     validate(input, config)?;
-    let n = input.equity.len() - 1;
+    let eq = input.equity;
+    let n = eq.len() - 1;
     if labels.len() != n {
         return Err(AnalyticsError::LengthMismatch {
             input: "labels",
@@ -276,33 +295,39 @@ pub fn breakdown<L: Ord + Clone>(
             actual: labels.len(),
         });
     }
-    let all = all_periods(input);
-    let mut groups: BTreeMap<&L, Periods<'_>> = BTreeMap::new();
+    let returns = returns_of(eq);
+    let mut groups: BTreeMap<&L, (Periods<'_>, Vec<f64>)> = BTreeMap::new();
     for (i, label) in labels.iter().enumerate() {
-        let g = groups.entry(label).or_insert_with(|| Periods {
-            start_ts: input.equity[i].ts,
-            returns: Vec::new(),
-            end_ts: Vec::new(),
-            start_equity: Vec::new(),
-            positions: all.positions.as_ref().map(|_| Vec::new()),
-            trades: Vec::new(),
+        let (g, start_equity) = groups.entry(label).or_insert_with(|| {
+            let periods = Periods {
+                returns: Vec::new(),
+                ts: vec![eq[i].ts],
+                start_equity_sum: 0.0,
+                in_market: input.positions.map(|_| 0),
+                trades: Vec::new(),
+            };
+            (periods, Vec::new())
         });
-        g.returns.push(all.returns[i]);
-        g.end_ts.push(all.end_ts[i]);
-        g.start_equity.push(all.start_equity[i]);
-        if let (Some(dst), Some(src)) = (g.positions.as_mut(), all.positions.as_ref()) {
-            dst.push(src[i]);
+        g.returns.push(returns[i]);
+        g.ts.push(eq[i + 1].ts);
+        start_equity.push(eq[i].equity);
+        if let (Some(count), Some(pos)) = (g.in_market.as_mut(), input.positions) {
+            *count += usize::from(pos[i] != 0.0);
         }
     }
     for trade in input.trades {
-        let label = &labels[period_of(&all.end_ts, trade.entry_ts)];
-        if let Some(g) = groups.get_mut(label) {
+        let label = &labels[period_of(eq, trade.entry_ts)];
+        if let Some((g, _)) = groups.get_mut(label) {
             g.trades.push(trade);
         }
     }
     Ok(groups
         .into_iter()
-        .map(|(label, periods)| (label.clone(), periods.measure(config)))
+        .map(|(label, (mut periods, start_equity))| {
+            // Same summation order as `compute`, so one label equals the whole.
+            periods.start_equity_sum = sum_iter(start_equity.iter().copied());
+            (label.clone(), periods.measure(config))
+        })
         .collect())
 }
 

@@ -4,7 +4,7 @@
 //! otherwise; `periods_per_year` is 252 for equities, 365 for crypto.
 
 use crate::error::{AnalyticsError, Result, check_finite, check_len};
-use crate::stats::{mean, std_dev, sum_iter};
+use crate::stats::{mean, std_dev, sum_map};
 
 /// Simple returns `e[i+1] / e[i] - 1` of an equity series (one fewer value).
 pub fn simple_returns(equity: &[f64]) -> Result<Vec<f64>> {
@@ -90,18 +90,25 @@ pub fn annual_volatility(returns: &[f64], periods_per_year: f64) -> Result<Optio
 pub fn sharpe(returns: &[f64], risk_free: f64, periods_per_year: f64) -> Result<Option<f64>> {
     check_returns(returns, 1)?;
     check_periods_per_year(periods_per_year)?;
-    Ok(sharpe_unchecked(returns, risk_free, periods_per_year))
+    let m = mean(returns).unwrap_or(f64::NAN);
+    Ok(sharpe_from_moments(
+        m,
+        std_dev(returns, 1),
+        risk_free,
+        periods_per_year,
+    ))
 }
 
-pub(crate) fn sharpe_unchecked(
-    returns: &[f64],
+/// Sharpe from the mean and sample deviation of the raw returns: a constant
+/// shift by the risk-free rate leaves the deviation unchanged.
+pub(crate) fn sharpe_from_moments(
+    mean: f64,
+    std: Option<f64>,
     risk_free: f64,
     periods_per_year: f64,
 ) -> Option<f64> {
-    // A constant shift leaves the deviation unchanged, so no adjusted copy.
-    let m = mean(returns)? - risk_free;
-    let s = std_dev(returns, 1)?;
-    (s > 0.0).then(|| m / s * periods_per_year.sqrt())
+    let s = std?;
+    (s > 0.0).then(|| (mean - risk_free) / s * periods_per_year.sqrt())
 }
 
 /// Annualised downside deviation below `required_return` (empyrical's
@@ -126,10 +133,10 @@ pub(crate) fn downside_unchecked(
     required_return: f64,
     periods_per_year: f64,
 ) -> f64 {
-    let squares = sum_iter(returns.iter().map(|r| {
+    let squares = sum_map(returns, |r| {
         let d = (r - required_return).min(0.0);
         d * d
-    }));
+    });
     (squares / returns.len() as f64).sqrt() * periods_per_year.sqrt()
 }
 
@@ -142,8 +149,10 @@ pub fn sortino(
 ) -> Result<Option<f64>> {
     check_returns(returns, 1)?;
     check_periods_per_year(periods_per_year)?;
+    let m = mean(returns).unwrap_or(f64::NAN);
     Ok(sortino_unchecked(
         returns,
+        m,
         required_return,
         periods_per_year,
     ))
@@ -151,12 +160,12 @@ pub fn sortino(
 
 pub(crate) fn sortino_unchecked(
     returns: &[f64],
+    mean: f64,
     required_return: f64,
     periods_per_year: f64,
 ) -> Option<f64> {
     let dd = downside_unchecked(returns, required_return, periods_per_year);
-    let m = mean(returns)? - required_return;
-    (dd > 0.0).then(|| m * periods_per_year / dd)
+    (dd > 0.0).then(|| (mean - required_return) * periods_per_year / dd)
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AnalyticsError, Result};
 use crate::returns::check_returns;
-use crate::stats::{mean, norm_pdf, norm_ppf, percentile_in_place, std_dev, sum_iter};
+use crate::stats::{
+    mean, norm_pdf, norm_ppf, percentile_at, percentile_in_place, std_dev, sum_map,
+};
 
 /// A VaR and the CVaR beyond it, for one tail probability and one method.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -62,7 +64,7 @@ fn mean_at_or_below(returns: &[f64], var: f64) -> f64 {
     // The smallest return is always <= the interpolated percentile, so the
     // count is at least one.
     let count = returns.iter().filter(|&&r| r <= var).count();
-    sum_iter(returns.iter().copied().filter(|&r| r <= var)) / count as f64
+    sum_map(returns, |r| if r <= var { r } else { 0.0 }) / count as f64
 }
 
 /// Parametric normal VaR: `mean + z(tail) * std` (ddof 1); `None` with
@@ -98,14 +100,19 @@ fn normal_from_moments(m: f64, s: f64, tail: f64) -> VarCvar {
 /// All of [`TailRisk`] with one copy of the returns and one pass per level.
 pub fn tail_risk(returns: &[f64]) -> Result<TailRisk> {
     check_returns(returns, 1)?;
-    Ok(tail_risk_unchecked(returns))
+    let moments = mean(returns).zip(std_dev(returns, 1));
+    Ok(tail_risk_unchecked(returns, moments))
 }
 
-pub(crate) fn tail_risk_unchecked(returns: &[f64]) -> TailRisk {
+/// `moments` are the mean and sample deviation, when defined.
+pub(crate) fn tail_risk_unchecked(returns: &[f64], moments: Option<(f64, f64)>) -> TailRisk {
     let mut scratch = returns.to_vec();
     let var99 = percentile_in_place(&mut scratch, 0.01);
-    let var95 = percentile_in_place(&mut scratch, 0.05);
-    let moments = mean(returns).zip(std_dev(returns, 1));
+    // The 1 % selection left everything above its rank to the right, and the
+    // 5 % rank is never below it: select again only in that upper part.
+    let n = returns.len();
+    let lo99 = ((n - 1) as f64 * 0.01).floor() as usize;
+    let var95 = percentile_at(&mut scratch[lo99..], (n - 1) as f64 * 0.05 - lo99 as f64);
     TailRisk {
         historical_95: VarCvar {
             var: var95,

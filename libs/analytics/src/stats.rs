@@ -6,21 +6,53 @@ use crate::error::{AnalyticsError, Result};
 /// Neumaier-compensated sum: exact to about one rounding of the result even
 /// over millions of terms, so long series agree with numpy's pairwise sums.
 pub fn sum(values: &[f64]) -> f64 {
-    sum_iter(values.iter().copied())
+    sum_map(values, |v| v)
 }
 
-/// [`sum`] over an iterator, so derived terms need no buffer.
-pub(crate) fn sum_iter(values: impl IntoIterator<Item = f64>) -> f64 {
-    let mut s = 0.0_f64;
-    let mut c = 0.0_f64;
-    for v in values {
-        let t = s + v;
-        if s.abs() >= v.abs() {
-            c += (s - t) + v;
-        } else {
-            c += (v - t) + s;
+const LANES: usize = 4;
+
+/// One Neumaier step, branch-free so the lane loop vectorises.
+#[inline(always)]
+fn neumaier(s: &mut f64, c: &mut f64, v: f64) {
+    let t = *s + v;
+    let lost = if s.abs() >= v.abs() {
+        (*s - t) + v
+    } else {
+        (v - t) + *s
+    };
+    *c += lost;
+    *s = t;
+}
+
+/// Compensated sum of `f(x)` over a slice: four independent Neumaier lanes
+/// (so the loop runs at SIMD width rather than at the latency of one add
+/// chain), folded together with compensation at the end.
+#[inline]
+pub(crate) fn sum_map(values: &[f64], f: impl Fn(f64) -> f64) -> f64 {
+    let mut s = [0.0_f64; LANES];
+    let mut c = [0.0_f64; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for k in 0..LANES {
+            neumaier(&mut s[k], &mut c[k], f(chunk[k]));
         }
-        s = t;
+    }
+    for (k, &v) in rest.iter().enumerate() {
+        neumaier(&mut s[k], &mut c[k], f(v));
+    }
+    let (mut total, mut comp) = (0.0_f64, 0.0_f64);
+    for v in s.into_iter().chain(c) {
+        neumaier(&mut total, &mut comp, v);
+    }
+    total + comp
+}
+
+/// [`sum`] over an iterator, for short derived sequences (trade lists).
+pub(crate) fn sum_iter(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut s, mut c) = (0.0_f64, 0.0_f64);
+    for v in values {
+        neumaier(&mut s, &mut c, v);
     }
     s + c
 }
@@ -38,20 +70,16 @@ pub fn mean(values: &[f64]) -> Option<f64> {
 /// `numpy.std(x, ddof=1)`). Two-pass, so it does not lose precision when the
 /// mean is large against the spread. `None` when `len <= ddof`.
 pub fn std_dev(values: &[f64], ddof: usize) -> Option<f64> {
+    std_dev_around(values, mean(values)?, ddof)
+}
+
+/// [`std_dev`] given the mean already computed.
+pub(crate) fn std_dev_around(values: &[f64], mean: f64, ddof: usize) -> Option<f64> {
     if values.len() <= ddof {
         return None;
     }
-    let m = mean(values)?;
-    let mut s = 0.0_f64;
-    let mut c = 0.0_f64;
-    for &v in values {
-        let d = (v - m) * (v - m);
-        let t = s + d;
-        // Terms are non-negative, so the sum dominates: one branch suffices.
-        c += (s - t) + d;
-        s = t;
-    }
-    Some(((s + c) / (values.len() - ddof) as f64).sqrt())
+    let squares = sum_map(values, |v| (v - mean) * (v - mean));
+    Some((squares / (values.len() - ddof) as f64).sqrt())
 }
 
 /// Percentile with linear interpolation between closest ranks, as numpy's
@@ -79,8 +107,13 @@ pub fn percentile(values: &[f64], q: f64) -> Result<f64> {
 /// [`percentile`] on a scratch buffer the caller owns (its order is changed).
 /// `values` must be non-empty, NaN-free, and `q` in `[0, 1]`.
 pub(crate) fn percentile_in_place(values: &mut [f64], q: f64) -> f64 {
-    let n = values.len();
-    let h = (n - 1) as f64 * q;
+    let h = (values.len() - 1) as f64 * q;
+    percentile_at(values, h)
+}
+
+/// The value at fractional rank `h` (0-based, `0 <= h <= len - 1`) with
+/// linear interpolation, selecting in place.
+pub(crate) fn percentile_at(values: &mut [f64], h: f64) -> f64 {
     let lo = h.floor() as usize;
     let frac = h - lo as f64;
     let (_, lo_val, upper) = values.select_nth_unstable_by(lo, f64::total_cmp);
