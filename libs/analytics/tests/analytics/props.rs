@@ -2,6 +2,7 @@
 
 use grodt_analytics::{
     EquityPoint, Metrics, MetricsConfig, PerformanceInput, Side, Trade, breakdown, compute,
+    cvar_historical, cvar_normal, percentile, tail_risk, var_historical, var_normal,
 };
 use proptest::prelude::*;
 
@@ -114,6 +115,28 @@ proptest! {
             prop_assert!(n95.cvar <= n95.var);
             prop_assert!(n99.cvar <= n95.cvar);
         }
+    }
+
+    #[test]
+    fn combined_tail_risk_equals_the_single_measures(r in prop::collection::vec(-0.5f64..0.5, 1..2_000)) {
+        // tail_risk selects the 5 % rank inside the part the 1 % selection
+        // left above it; it must agree exactly with independent selections.
+        let t = tail_risk(&r).expect("valid");
+        prop_assert_eq!(t.historical_95.var, var_historical(&r, 0.05).expect("valid"));
+        prop_assert_eq!(t.historical_99.var, var_historical(&r, 0.01).expect("valid"));
+        prop_assert_eq!(t.historical_95.var, percentile(&r, 0.05).expect("valid"));
+        prop_assert_eq!(t.historical_95.cvar, cvar_historical(&r, 0.05).expect("valid"));
+        prop_assert_eq!(t.historical_99.cvar, cvar_historical(&r, 0.01).expect("valid"));
+        prop_assert_eq!(t.normal_95.map(|v| v.var), var_normal(&r, 0.05).expect("valid"));
+        prop_assert_eq!(t.normal_99.map(|v| v.cvar), cvar_normal(&r, 0.01).expect("valid"));
+        // And with a full sort, numpy-style.
+        let mut sorted = r.clone();
+        sorted.sort_by(f64::total_cmp);
+        let h = (sorted.len() - 1) as f64 * 0.05;
+        let lo = h.floor() as usize;
+        let hi = (lo + 1).min(sorted.len() - 1);
+        let expected = sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]);
+        prop_assert!((t.historical_95.var - expected).abs() <= 1e-15);
     }
 
     #[test]
