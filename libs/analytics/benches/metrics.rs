@@ -4,7 +4,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use grodt_analytics::{EquityPoint, MetricsConfig, PerformanceInput, compute, tail_risk};
+use grodt_analytics::{
+    EquityPoint, MetricsConfig, PerformanceInput, breakdown, compute, tail_risk,
+};
 
 const N: usize = 1_000_000;
 
@@ -58,6 +60,11 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("compute", |b| {
         b.iter(|| compute(black_box(&input), &config).expect("valid input"))
+    });
+    // Five regimes in runs of 500 periods, as a regime classifier would label them.
+    let labels: Vec<u8> = (0..N).map(|i| ((i / 500) % 5) as u8).collect();
+    group.bench_function("breakdown_5_labels", |b| {
+        b.iter(|| breakdown(black_box(&input), &labels, &config).expect("valid input"))
     });
     group.bench_function("tail_risk", |b| {
         b.iter(|| tail_risk(black_box(&returns)).expect("valid input"))

@@ -1,6 +1,9 @@
 //! The one error type of this crate.
 
-/// Why a metric could not be computed. Every variant names the input at fault.
+/// Why a metric could not be computed. Every variant names the input at fault
+/// and is a fault of the caller's input (an invalid argument, in the terms of
+/// `grodt_core::error::Classify`, which this crate deliberately does not
+/// depend on).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AnalyticsError {
     /// An input series is shorter than the computation needs.
