@@ -1,9 +1,8 @@
 //! The one error type of this crate.
 
 /// Why a metric could not be computed. Every variant names the input at fault
-/// and is a fault of the caller's input (an invalid argument, in the terms of
-/// `grodt_core::error::Classify`, which this crate deliberately does not
-/// depend on).
+/// and is a fault of the caller's input, so every one classifies as
+/// `ErrorKind::InvalidArgument`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AnalyticsError {
     /// An input series is shorter than the computation needs.
@@ -102,4 +101,10 @@ pub(crate) fn check_len(input: &'static str, values: &[f64], min: usize) -> Resu
         });
     }
     Ok(())
+}
+
+impl grodt_core::error::Classify for AnalyticsError {
+    fn kind(&self) -> grodt_core::error::ErrorKind {
+        grodt_core::error::ErrorKind::InvalidArgument
+    }
 }
