@@ -1,3 +1,40 @@
-//! Performance analytics: returns, Sharpe, Sortino, Calmar, drawdowns, VaR/CVaR, trade statistics and per-label breakdowns.
+//! Performance analytics for backtests and live accounts: returns, CAGR,
+//! volatility, Sharpe, Sortino, Calmar, drawdowns and their durations,
+//! VaR/CVaR (historical and parametric normal), trade statistics with MAE and
+//! MFE, exposure, turnover, a breakdown of every metric by a label series
+//! (per-regime performance), and a self-contained HTML report.
 //!
-//! Architecture invariant: pure functions over series; no I/O.
+//! Definitions follow empyrical/quantstats/numpy and are held to them by
+//! golden tests on real data (`tests/golden`); docs/metrics-definitions.md
+//! states each formula.
+//!
+//! Architecture invariant: pure functions over plain `f64` series and plain
+//! structs ([`EquityPoint`], [`Trade`]). No I/O, no clock, no randomness, and
+//! no dependency on the domain or engine crates (grodt-core, grodt-sim): the
+//! engine converts its exact types into these at the boundary. Statistics are
+//! `f64` by design; nothing here ever feeds a ledger.
+
+pub mod drawdown;
+pub mod error;
+pub mod metrics;
+pub mod report;
+pub mod returns;
+pub mod risk;
+pub mod stats;
+pub mod trades;
+
+pub use drawdown::{DrawdownStats, drawdown_series, drawdown_stats};
+pub use error::{AnalyticsError, Result};
+pub use metrics::{
+    EquityPoint, Metrics, MetricsConfig, PerformanceInput, UnixNanos, breakdown, compute, exposure,
+};
+pub use report::{ReportInput, escape_html, render_html};
+pub use returns::{
+    annual_volatility, cagr, downside_deviation, log_returns, sharpe, simple_returns, sortino,
+    total_return,
+};
+pub use risk::{
+    TailRisk, VarCvar, cvar_historical, cvar_normal, tail_risk, var_historical, var_normal,
+};
+pub use stats::{norm_pdf, norm_ppf, percentile};
+pub use trades::{ExcursionSummary, Side, Trade, TradeStats, trade_stats, validate_trades};

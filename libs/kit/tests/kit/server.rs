@@ -364,3 +364,28 @@ async fn a_call_that_cannot_get_a_slot_in_time_is_resource_exhausted() {
     server.stop();
     server.run.await.expect("join").expect("clean stop");
 }
+
+#[tokio::test]
+async fn bind_errors_name_the_listener_and_bad_descriptors_are_refused() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut config = test_config();
+    config.http.addr = taken.local_addr().expect("addr");
+    let err = GrpcServerBuilder::new("kit-test", &config)
+        .bind()
+        .await
+        .expect_err("port in use");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("http.addr: cannot bind {}", config.http.addr)),
+        "{err}"
+    );
+
+    let err = GrpcServerBuilder::new("kit-test", &test_config())
+        .reflection(b"\x0a\x05not a descriptor")
+        .bind()
+        .await
+        .expect_err("malformed descriptor set");
+    assert!(matches!(err, grodt_kit::KitError::Reflection(_)), "{err}");
+}
