@@ -1,0 +1,50 @@
+//! The whole life of a service process, so every service `main` is one call:
+//! load config (exit 64 when bad), init telemetry, build, serve until
+//! SIGTERM/SIGINT, drain.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use crate::config::{self, Config, ConfigSource, ServiceConfig};
+use crate::{KitError, Server, shutdown_signal, telemetry};
+
+/// Runs a service built by `build` from its configuration. Returns the exit
+/// code for `main`: 0 after a clean drain, 1 when start-up or serving failed.
+pub fn run<S, F, Fut>(service: &'static str, defaults: Config<S>, build: F) -> ExitCode
+where
+    S: ServiceConfig,
+    F: FnOnce(Config<S>) -> Fut,
+    Fut: Future<Output = Result<Server, KitError>>,
+{
+    let config = config::load_or_exit(&ConfigSource::from_process(), &defaults);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{service}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        let _telemetry = telemetry::init(service, &config.common.telemetry)?;
+        let server = build(config).await?;
+        tracing::info!(
+            service,
+            grpc = %server.grpc_addr(),
+            http = %server.http_addr(),
+            "listening"
+        );
+        server.run_until_stopped(shutdown_signal()).await?;
+        tracing::info!(service, "stopped");
+        Ok::<_, KitError>(())
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

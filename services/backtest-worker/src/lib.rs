@@ -1,0 +1,35 @@
+//! `grodt-backtest-worker`: backtests: synchronous runs and jobs from the shared `grodt.backtest-jobs.v1` consumer group.
+//!
+//! A thin shell: configuration -> the service kit -> serve. Domain logic lives
+//! in the libraries; protobuf types stop at `grpc.rs`.
+
+mod grpc;
+
+pub use grpc::BacktestApi;
+
+use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, KitError, Server};
+use grodt_proto::v1::backtest_service_server::BacktestServiceServer;
+use tonic::server::NamedService;
+
+/// The service's name in logs, metrics and configuration.
+pub const NAME: &str = "backtest-worker";
+
+/// Built-in configuration defaults: the ports of docs/conventions.md.
+pub fn defaults() -> Config<()> {
+    Config {
+        common: CommonConfig::with_ports(50056, 9106),
+        service: (),
+    }
+}
+
+/// Binds the gRPC and HTTP listeners; the returned server runs with
+/// `run_until_stopped`.
+pub async fn build(config: Config<()>) -> Result<Server, KitError> {
+    GrpcServerBuilder::new(NAME, &config.common)
+        .version(env!("CARGO_PKG_VERSION"))
+        .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
+        .health_service(<BacktestServiceServer<BacktestApi> as NamedService>::NAME)
+        .add_service(BacktestServiceServer::new(BacktestApi))
+        .bind()
+        .await
+}

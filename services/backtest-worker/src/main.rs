@@ -1,0 +1,9 @@
+//! `grodt-backtest-worker`: load configuration (exit 64 when it is bad), serve until SIGTERM.
+
+fn main() -> std::process::ExitCode {
+    grodt_kit::runner::run(
+        grodt_backtest_worker::NAME,
+        grodt_backtest_worker::defaults(),
+        grodt_backtest_worker::build,
+    )
+}

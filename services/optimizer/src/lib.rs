@@ -1,0 +1,35 @@
+//! `grodt-optimizer`: optimization runs: search, walk-forward, sensitivity and Monte Carlo.
+//!
+//! A thin shell: configuration -> the service kit -> serve. Domain logic lives
+//! in the libraries; protobuf types stop at `grpc.rs`.
+
+mod grpc;
+
+pub use grpc::OptimizerApi;
+
+use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, KitError, Server};
+use grodt_proto::v1::optimizer_service_server::OptimizerServiceServer;
+use tonic::server::NamedService;
+
+/// The service's name in logs, metrics and configuration.
+pub const NAME: &str = "optimizer";
+
+/// Built-in configuration defaults: the ports of docs/conventions.md.
+pub fn defaults() -> Config<()> {
+    Config {
+        common: CommonConfig::with_ports(50057, 9107),
+        service: (),
+    }
+}
+
+/// Binds the gRPC and HTTP listeners; the returned server runs with
+/// `run_until_stopped`.
+pub async fn build(config: Config<()>) -> Result<Server, KitError> {
+    GrpcServerBuilder::new(NAME, &config.common)
+        .version(env!("CARGO_PKG_VERSION"))
+        .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
+        .health_service(<OptimizerServiceServer<OptimizerApi> as NamedService>::NAME)
+        .add_service(OptimizerServiceServer::new(OptimizerApi))
+        .bind()
+        .await
+}

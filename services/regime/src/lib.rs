@@ -1,0 +1,35 @@
+//! `grodt-regime`: per-symbol market regime state (trending up/down, ranging, transition, high volatility).
+//!
+//! A thin shell: configuration -> the service kit -> serve. Domain logic lives
+//! in the libraries; protobuf types stop at `grpc.rs`.
+
+mod grpc;
+
+pub use grpc::RegimeApi;
+
+use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, KitError, Server};
+use grodt_proto::v1::regime_service_server::RegimeServiceServer;
+use tonic::server::NamedService;
+
+/// The service's name in logs, metrics and configuration.
+pub const NAME: &str = "regime";
+
+/// Built-in configuration defaults: the ports of docs/conventions.md.
+pub fn defaults() -> Config<()> {
+    Config {
+        common: CommonConfig::with_ports(50052, 9102),
+        service: (),
+    }
+}
+
+/// Binds the gRPC and HTTP listeners; the returned server runs with
+/// `run_until_stopped`.
+pub async fn build(config: Config<()>) -> Result<Server, KitError> {
+    GrpcServerBuilder::new(NAME, &config.common)
+        .version(env!("CARGO_PKG_VERSION"))
+        .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
+        .health_service(<RegimeServiceServer<RegimeApi> as NamedService>::NAME)
+        .add_service(RegimeServiceServer::new(RegimeApi))
+        .bind()
+        .await
+}

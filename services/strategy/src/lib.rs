@@ -1,0 +1,35 @@
+//! `grodt-strategy`: deployed strategy instances, their state, regime gating and capital allocation.
+//!
+//! A thin shell: configuration -> the service kit -> serve. Domain logic lives
+//! in the libraries; protobuf types stop at `grpc.rs`.
+
+mod grpc;
+
+pub use grpc::StrategyApi;
+
+use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, KitError, Server};
+use grodt_proto::v1::strategy_service_server::StrategyServiceServer;
+use tonic::server::NamedService;
+
+/// The service's name in logs, metrics and configuration.
+pub const NAME: &str = "strategy";
+
+/// Built-in configuration defaults: the ports of docs/conventions.md.
+pub fn defaults() -> Config<()> {
+    Config {
+        common: CommonConfig::with_ports(50053, 9103),
+        service: (),
+    }
+}
+
+/// Binds the gRPC and HTTP listeners; the returned server runs with
+/// `run_until_stopped`.
+pub async fn build(config: Config<()>) -> Result<Server, KitError> {
+    GrpcServerBuilder::new(NAME, &config.common)
+        .version(env!("CARGO_PKG_VERSION"))
+        .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
+        .health_service(<StrategyServiceServer<StrategyApi> as NamedService>::NAME)
+        .add_service(StrategyServiceServer::new(StrategyApi))
+        .bind()
+        .await
+}
