@@ -1,8 +1,11 @@
 //! Throw-away databases for tests (feature `testing`).
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn example() -> Result<(), grodt_store::StoreError> {
 //! let db = grodt_store::testing::TestDb::postgres().await;
-//! let store = db.store();
+//! db.store().settings().put("risk", "limits", &serde_json::json!({})).await?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Each `TestDb` is a fresh, migrated database, so tests run in parallel.

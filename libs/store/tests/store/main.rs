@@ -86,3 +86,38 @@ async fn unsupported_url_is_invalid_argument() {
         .expect_err("refused");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
+
+/// SQLite upgrades a read lock to a write lock only if no other writer got
+/// in first; transactions that read before writing would then fail BUSY at
+/// once. `Store::begin` takes the write lock up front, so they queue instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_read_then_write_transactions_queue_instead_of_failing() {
+    let db = grodt_store::testing::TestDb::sqlite().await;
+    let store = db.store();
+    store
+        .settings()
+        .put("ns", "seed", &serde_json::json!(0))
+        .await
+        .expect("seed");
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .transaction(move |tx| {
+                        Box::pin(async move {
+                            let seed = tx.get_setting("ns", "seed").await?;
+                            tokio::task::yield_now().await;
+                            tx.put_setting("ns", &format!("k{i}"), &seed.value).await
+                        })
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let r: Result<_, grodt_store::StoreError> = t.await.expect("task");
+        r.expect("transaction");
+    }
+    assert_eq!(store.settings().list("ns").await.expect("list").len(), 13);
+}
