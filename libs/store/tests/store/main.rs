@@ -2,6 +2,7 @@
 //! fresh Postgres database and a fresh SQLite file per test.
 
 mod conformance;
+mod properties;
 
 /// For each named suite function, a Postgres and a SQLite test.
 macro_rules! both_backends {
