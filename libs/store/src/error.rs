@@ -11,7 +11,7 @@ pub enum StoreError {
     /// The URL names no backend this crate speaks.
     #[error("unsupported database url {url:?}: expected postgres://, postgresql:// or sqlite:")]
     UnsupportedUrl {
-        /// The URL as given (passwords are not expected in URLs here; see the config docs).
+        /// Only the scheme of the URL, so a password in it never reaches a log.
         url: String,
     },
     /// A caller-supplied argument is unusable.

@@ -2,6 +2,7 @@
 //! get them from [`crate::Store`] and never see SQL.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -19,6 +20,11 @@ pub trait ProcessedEvents: Send + Sync {
 
     /// Whether `consumer` has handled `event_id`.
     async fn is_processed(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError>;
+
+    /// Forgets marks made before `cutoff` (retention); returns how many.
+    /// Only safe for events that can no longer be redelivered, e.g. older
+    /// than the stream's trimming horizon.
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Backtest and optimization runs.
@@ -39,7 +45,8 @@ pub trait Runs: Send + Sync {
     /// current status) when the lifecycle forbids it, `NotFound` if missing.
     async fn transition(&self, id: Uuid, to: RunStatus) -> Result<Run, StoreError>;
 
-    /// Stores the result JSON and the exact net PnL (replacing earlier ones).
+    /// Stores the result JSON and the exact net PnL (replacing earlier
+    /// ones); the status is left as it is. `NotFound` if missing.
     async fn set_result(
         &self,
         id: Uuid,

@@ -2,6 +2,7 @@
 //! serves the pool (repository traits) and a transaction ([`crate::Tx`]).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::types::Json;
@@ -65,6 +66,19 @@ pub(crate) async fn is_processed(
     .fetch_one(conn)
     .await
     .map_err(db("processed_events.is_processed"))
+}
+
+pub(crate) async fn purge_processed_before(
+    conn: &mut SqliteConnection,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let done =
+        sqlx::query("DELETE FROM processed_events WHERE julianday(processed_at) < julianday($1)")
+            .bind(cutoff)
+            .execute(conn)
+            .await
+            .map_err(db("processed_events.purge"))?;
+    Ok(done.rows_affected())
 }
 
 fn decode_run(row: &SqliteRow) -> Result<(i64, Run), StoreError> {
@@ -167,24 +181,28 @@ pub(crate) async fn transition_run(
         "UPDATE runs SET status = $2, updated_at = $3 WHERE id = $1 AND status IN (SELECT value FROM json_each($4)) \
          RETURNING {RUN_COLUMNS}"
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .bind(to.as_str())
-        .bind(now())
-        .bind(Json(from))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db("runs.transition"))?;
-    match row {
-        Some(row) => Ok(decode_run(&row)?.1),
-        None => {
-            let current = get_run(conn, id).await?;
-            Err(StoreError::IllegalTransition {
+    loop {
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(id.to_string())
+            .bind(to.as_str())
+            .bind(now())
+            .bind(Json(&from))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("runs.transition"))?;
+        if let Some(row) = row {
+            return Ok(decode_run(&row)?.1);
+        }
+        let current = get_run(conn, id).await?;
+        if !current.status.can_transition_to(to) {
+            return Err(StoreError::IllegalTransition {
                 id,
                 from: current.status,
                 to,
-            })
+            });
         }
+        // It reached a legal predecessor between the UPDATE and the SELECT;
+        // the lifecycle is acyclic, so this retries at most twice.
     }
 }
 
@@ -340,6 +358,10 @@ impl ProcessedEvents for SqliteRepos {
     async fn is_processed(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn("processed_events.is_processed").await?;
         is_processed(&mut conn, consumer, event_id).await
+    }
+
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        purge_processed_before(&mut *self.conn("processed_events.purge").await?, cutoff).await
     }
 }
 

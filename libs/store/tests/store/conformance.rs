@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
+use chrono::Utc;
 use grodt_core::error::{Classify, ErrorKind};
 use grodt_store::{Backend, PageRequest, RunKind, RunStatus, Store, StoreError, Tx, TxFuture};
 use rust_decimal::Decimal;
@@ -56,6 +57,29 @@ pub async fn dedupe_first_time_only(store: &Store) {
             .await
             .expect("other event")
     );
+}
+
+pub async fn dedupe_purge_forgets_only_older_marks(store: &Store) {
+    let pe = store.processed_events();
+    assert!(pe.mark_processed("ledger", "e-1").await.expect("mark"));
+    assert!(pe.mark_processed("risk", "e-2").await.expect("mark"));
+    // Marks newer than the cutoff stay.
+    let past = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(pe.purge_before(past).await.expect("purge"), 0);
+    assert!(pe.is_processed("ledger", "e-1").await.expect("is"));
+    // Older ones go, across consumers.
+    let cutoff = Utc::now() + chrono::Duration::milliseconds(1);
+    assert_eq!(pe.purge_before(cutoff).await.expect("purge"), 2);
+    assert!(!pe.is_processed("ledger", "e-1").await.expect("is"));
+    assert!(!pe.is_processed("risk", "e-2").await.expect("is"));
+    assert!(
+        pe.mark_processed("ledger", "e-1")
+            .await
+            .expect("marked anew")
+    );
+    assert_eq!(pe.purge_before(past).await.expect("purge"), 0);
+    let later = Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(pe.purge_before(later).await.expect("purge"), 1);
 }
 
 pub async fn dedupe_concurrent_marks_one_winner(store: &Store) {

@@ -33,6 +33,7 @@ both_backends!(
     ping_and_backend,
     dedupe_first_time_only,
     dedupe_concurrent_marks_one_winner,
+    dedupe_purge_forgets_only_older_marks,
     process_once_commits_effect_and_mark_together,
     process_once_rolls_back_effect_and_mark_together,
     explicit_tx_dropped_rolls_back,
