@@ -2,6 +2,7 @@
 //! fresh Postgres database and a fresh SQLite file per test.
 
 mod conformance;
+mod helpers;
 mod properties;
 
 /// For each named suite function, a Postgres and a SQLite test.
