@@ -1,0 +1,717 @@
+//! The behaviour every backend must show. Each function takes a migrated,
+//! empty store and panics on a violation.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use chrono::Utc;
+use grodt_core::error::{Classify, ErrorKind};
+use grodt_store::{Backend, PageRequest, RunKind, RunStatus, Store, StoreError, Tx, TxFuture};
+use rust_decimal::Decimal;
+use serde_json::json;
+use uuid::Uuid;
+
+pub async fn migrations_are_idempotent(store: &Store) {
+    store.migrate().await.expect("second migrate");
+    store.migrate().await.expect("third migrate");
+    // The schema is intact and usable after re-running.
+    assert!(
+        store
+            .processed_events()
+            .mark_processed("c", "e")
+            .await
+            .expect("mark")
+    );
+}
+
+pub async fn ping_and_backend(store: &Store) {
+    store.ping().await.expect("ping");
+    let expected = if store.postgres_pool().is_some() {
+        Backend::Postgres
+    } else {
+        assert!(store.sqlite_pool().is_some());
+        Backend::Sqlite
+    };
+    assert_eq!(store.backend(), expected);
+    assert_eq!(store.begin().await.expect("begin").backend(), expected);
+}
+
+pub async fn dedupe_first_time_only(store: &Store) {
+    let pe = store.processed_events();
+    assert!(!pe.is_processed("ledger", "1-0").await.expect("is"));
+    assert!(pe.mark_processed("ledger", "1-0").await.expect("mark"));
+    assert!(
+        !pe.mark_processed("ledger", "1-0")
+            .await
+            .expect("mark again")
+    );
+    assert!(pe.is_processed("ledger", "1-0").await.expect("is"));
+    // Marks are per consumer and per event.
+    assert!(
+        pe.mark_processed("risk", "1-0")
+            .await
+            .expect("other consumer")
+    );
+    assert!(
+        pe.mark_processed("ledger", "1-1")
+            .await
+            .expect("other event")
+    );
+}
+
+pub async fn dedupe_purge_forgets_only_older_marks(store: &Store) {
+    let pe = store.processed_events();
+    assert!(pe.mark_processed("ledger", "e-1").await.expect("mark"));
+    assert!(pe.mark_processed("risk", "e-2").await.expect("mark"));
+    // Marks newer than the cutoff stay.
+    let past = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(pe.purge_before(past).await.expect("purge"), 0);
+    assert!(pe.is_processed("ledger", "e-1").await.expect("is"));
+    // Older ones go, across consumers.
+    let cutoff = Utc::now() + chrono::Duration::milliseconds(1);
+    assert_eq!(pe.purge_before(cutoff).await.expect("purge"), 2);
+    assert!(!pe.is_processed("ledger", "e-1").await.expect("is"));
+    assert!(!pe.is_processed("risk", "e-2").await.expect("is"));
+    assert!(
+        pe.mark_processed("ledger", "e-1")
+            .await
+            .expect("marked anew")
+    );
+    assert_eq!(pe.purge_before(past).await.expect("purge"), 0);
+    let later = Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(pe.purge_before(later).await.expect("purge"), 1);
+}
+
+pub async fn dedupe_concurrent_marks_one_winner(store: &Store) {
+    for event in ["a", "b", "c"] {
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                let event = event.to_owned();
+                tokio::spawn(async move {
+                    store
+                        .processed_events()
+                        .mark_processed("race", &event)
+                        .await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            if t.await.expect("task").expect("mark") {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1, "event {event}");
+    }
+}
+
+#[derive(Debug)]
+enum EffectError {
+    Store(StoreError),
+    Refused,
+}
+
+impl From<StoreError> for EffectError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+fn put_effect(tx: &mut Tx, value: i64) -> TxFuture<'_, Result<i64, EffectError>> {
+    Box::pin(async move {
+        tx.put_setting("effects", "counter", &json!(value)).await?;
+        Ok(value)
+    })
+}
+
+pub async fn process_once_commits_effect_and_mark_together(store: &Store) {
+    let first = store
+        .process_once("applier", "ev-1", |tx| put_effect(tx, 1))
+        .await
+        .expect("first delivery");
+    assert_eq!(first, Some(1));
+    // A redelivery does not run the effect again.
+    let second = store
+        .process_once("applier", "ev-1", |tx| put_effect(tx, 2))
+        .await
+        .expect("redelivery");
+    assert_eq!(second, None);
+    assert_eq!(
+        store
+            .settings()
+            .get("effects", "counter")
+            .await
+            .expect("get")
+            .value,
+        json!(1)
+    );
+    assert!(
+        store
+            .processed_events()
+            .is_processed("applier", "ev-1")
+            .await
+            .expect("is")
+    );
+
+    // Concurrent deliveries of one event: the effect runs once.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .process_once("applier", "ev-2", move |tx| {
+                        Box::pin(async move {
+                            let n = tx
+                                .list_runs(RunKind::Backtest, &PageRequest::first(0))
+                                .await?
+                                .items
+                                .len();
+                            tx.create_run(RunKind::Backtest, Uuid::new_v4(), &json!({ "by": i }))
+                                .await?;
+                            Ok::<_, StoreError>(n)
+                        })
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        if t.await.expect("task").expect("process_once").is_some() {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1);
+    let runs = store
+        .runs()
+        .list(RunKind::Backtest, &PageRequest::first(100))
+        .await
+        .expect("list");
+    assert_eq!(runs.items.len(), 1);
+}
+
+pub async fn process_once_rolls_back_effect_and_mark_together(store: &Store) {
+    let failed = store
+        .process_once("applier", "ev-9", |tx| {
+            Box::pin(async move {
+                tx.put_setting("effects", "half-done", &json!(true)).await?;
+                Err::<(), _>(EffectError::Refused)
+            })
+        })
+        .await;
+    assert!(matches!(failed, Err(EffectError::Refused)), "{failed:?}");
+    // Neither the effect nor the mark survived...
+    let missing = store
+        .settings()
+        .get("effects", "half-done")
+        .await
+        .expect_err("rolled back");
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    assert!(
+        !store
+            .processed_events()
+            .is_processed("applier", "ev-9")
+            .await
+            .expect("is")
+    );
+    // ...so the redelivery applies it.
+    let retried = store
+        .process_once("applier", "ev-9", |tx| put_effect(tx, 9))
+        .await
+        .expect("retry");
+    assert_eq!(retried, Some(9));
+    assert!(
+        store
+            .processed_events()
+            .is_processed("applier", "ev-9")
+            .await
+            .expect("is")
+    );
+
+    // A store error inside the effect rolls back the same way.
+    let id = Uuid::new_v4();
+    store
+        .runs()
+        .create(RunKind::Backtest, id, &json!({}))
+        .await
+        .expect("create");
+    let failed = store
+        .process_once("applier", "ev-10", move |tx| {
+            Box::pin(async move {
+                tx.put_setting("effects", "before-error", &json!(1)).await?;
+                tx.transition_run(id, RunStatus::Succeeded).await?;
+                Ok::<_, EffectError>(())
+            })
+        })
+        .await;
+    match failed {
+        Err(EffectError::Store(e)) => assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}"),
+        other => panic!("expected the illegal transition, got {other:?}"),
+    }
+    assert!(
+        !store
+            .processed_events()
+            .is_processed("applier", "ev-10")
+            .await
+            .expect("is")
+    );
+    let missing = store
+        .settings()
+        .get("effects", "before-error")
+        .await
+        .expect_err("rolled back");
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+}
+
+pub async fn explicit_tx_dropped_rolls_back(store: &Store) {
+    let id = Uuid::new_v4();
+    {
+        let mut tx = store.begin().await.expect("begin");
+        assert!(tx.mark_processed("manual", "e1").await.expect("mark"));
+        tx.create_run(RunKind::Optimization, id, &json!({}))
+            .await
+            .expect("create");
+        // Visible inside the transaction.
+        assert_eq!(tx.get_run(id).await.expect("get").status, RunStatus::Queued);
+        // Dropped without commit.
+    }
+    assert_eq!(
+        store.runs().get(id).await.expect_err("gone").kind(),
+        ErrorKind::NotFound
+    );
+    assert!(
+        !store
+            .processed_events()
+            .is_processed("manual", "e1")
+            .await
+            .expect("is")
+    );
+
+    let mut tx = store.begin().await.expect("begin");
+    assert!(tx.mark_processed("manual", "e1").await.expect("mark"));
+    tx.create_run(RunKind::Optimization, id, &json!({}))
+        .await
+        .expect("create");
+    tx.transition_run(id, RunStatus::Running)
+        .await
+        .expect("start");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        store.runs().get(id).await.expect("get").status,
+        RunStatus::Running
+    );
+    assert!(
+        store
+            .processed_events()
+            .is_processed("manual", "e1")
+            .await
+            .expect("is")
+    );
+
+    let rolled = store
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.transition_run(id, RunStatus::Succeeded).await?;
+                tx.transition_run(id, RunStatus::Running).await
+            })
+        })
+        .await;
+    let err = rolled.expect_err("second transition is illegal");
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    // The first, legal transition was rolled back with the failing one.
+    assert_eq!(
+        store.runs().get(id).await.expect("get").status,
+        RunStatus::Running
+    );
+}
+
+pub async fn runs_lifecycle(store: &Store) {
+    let runs = store.runs();
+    let id = Uuid::new_v4();
+    let request = json!({ "strategy": "sma_cross", "params": { "fast": 10, "slow": 30 } });
+    let created = runs
+        .create(RunKind::Backtest, id, &request)
+        .await
+        .expect("create");
+    assert_eq!(created.id, id);
+    assert_eq!(created.kind, RunKind::Backtest);
+    assert_eq!(created.status, RunStatus::Queued);
+    assert_eq!(created.request, request);
+    assert_eq!(created.result, None);
+    assert_eq!(created.net_pnl, None);
+    assert_eq!(created.created_at, created.updated_at);
+    assert_eq!(runs.get(id).await.expect("get"), created);
+
+    let running = runs
+        .transition(id, RunStatus::Running)
+        .await
+        .expect("start");
+    assert_eq!(running.status, RunStatus::Running);
+    assert!(running.updated_at >= created.updated_at);
+    assert_eq!(running.created_at, created.created_at);
+
+    let result = json!({ "trades": 12, "sharpe": 1.25 });
+    let pnl = Decimal::from_str("1234.56").expect("decimal");
+    let with_result = runs
+        .set_result(id, &result, Some(pnl))
+        .await
+        .expect("result");
+    assert_eq!(with_result.result, Some(result.clone()));
+    assert_eq!(with_result.net_pnl, Some(pnl));
+    assert_eq!(with_result.status, RunStatus::Running);
+
+    let done = runs
+        .transition(id, RunStatus::Succeeded)
+        .await
+        .expect("finish");
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(runs.get(id).await.expect("get"), done);
+
+    for end in [RunStatus::Failed, RunStatus::Cancelled] {
+        let id = Uuid::new_v4();
+        runs.create(RunKind::Backtest, id, &json!({}))
+            .await
+            .expect("create");
+        runs.transition(id, RunStatus::Running)
+            .await
+            .expect("start");
+        assert_eq!(runs.transition(id, end).await.expect("end").status, end);
+    }
+    let id = Uuid::new_v4();
+    runs.create(RunKind::Optimization, id, &json!({}))
+        .await
+        .expect("create");
+    let cancelled = runs
+        .transition(id, RunStatus::Cancelled)
+        .await
+        .expect("cancel queued");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+}
+
+pub async fn runs_illegal_transitions_refused(store: &Store) {
+    let runs = store.runs();
+    // A run in each status, then every transition the lifecycle forbids.
+    for from in RunStatus::ALL {
+        for to in RunStatus::ALL {
+            if from.can_transition_to(to) {
+                continue;
+            }
+            let id = Uuid::new_v4();
+            runs.create(RunKind::Backtest, id, &json!({}))
+                .await
+                .expect("create");
+            let path: &[RunStatus] = match from {
+                RunStatus::Queued => &[],
+                RunStatus::Running => &[RunStatus::Running],
+                end => &[RunStatus::Running, end],
+            };
+            for step in path {
+                runs.transition(id, *step).await.expect("setup");
+            }
+            let err = runs.transition(id, to).await.expect_err("illegal");
+            assert_eq!(
+                err.kind(),
+                ErrorKind::FailedPrecondition,
+                "{from} -> {to}: {err}"
+            );
+            match err {
+                StoreError::IllegalTransition {
+                    id: eid,
+                    from: f,
+                    to: t,
+                } => {
+                    assert_eq!((eid, f, t), (id, from, to));
+                }
+                other => panic!("{from} -> {to}: unexpected {other}"),
+            }
+            assert_eq!(runs.get(id).await.expect("get").status, from, "unchanged");
+        }
+    }
+}
+
+pub async fn runs_concurrent_start_one_winner(store: &Store) {
+    let id = Uuid::new_v4();
+    store
+        .runs()
+        .create(RunKind::Backtest, id, &json!({}))
+        .await
+        .expect("create");
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.runs().transition(id, RunStatus::Running).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(run) => {
+                assert_eq!(run.status, RunStatus::Running);
+                won += 1;
+            }
+            Err(e) => assert_eq!(e.kind(), ErrorKind::FailedPrecondition, "{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+pub async fn runs_create_duplicate_refused(store: &Store) {
+    let id = Uuid::new_v4();
+    store
+        .runs()
+        .create(RunKind::Backtest, id, &json!({ "v": 1 }))
+        .await
+        .expect("create");
+    let err = store
+        .runs()
+        .create(RunKind::Optimization, id, &json!({ "v": 2 }))
+        .await
+        .expect_err("duplicate");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert!(err.to_string().contains(&id.to_string()), "{err}");
+    // The original is untouched.
+    assert_eq!(
+        store.runs().get(id).await.expect("get").request,
+        json!({ "v": 1 })
+    );
+}
+
+pub async fn runs_not_found(store: &Store) {
+    let id = Uuid::new_v4();
+    let runs = store.runs();
+    for err in [
+        runs.get(id).await.expect_err("get"),
+        runs.transition(id, RunStatus::Running)
+            .await
+            .expect_err("transition"),
+        runs.set_result(id, &json!({}), None)
+            .await
+            .expect_err("set_result"),
+        store
+            .settings()
+            .get("ns", "missing")
+            .await
+            .expect_err("setting"),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    }
+    let err = runs.get(id).await.expect_err("get");
+    assert_eq!(err.to_string(), format!("run {id} not found"));
+}
+
+pub async fn runs_pagination_stable_and_complete(store: &Store) {
+    let runs = store.runs();
+    let mut created = Vec::new();
+    for i in 0..23 {
+        let id = Uuid::new_v4();
+        runs.create(RunKind::Backtest, id, &json!({ "i": i }))
+            .await
+            .expect("create");
+        created.push(id);
+        // Interleave the other kind, which must not show up.
+        if i % 3 == 0 {
+            runs.create(RunKind::Optimization, Uuid::new_v4(), &json!({}))
+                .await
+                .expect("create");
+        }
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = runs
+            .list(
+                RunKind::Backtest,
+                &PageRequest {
+                    page_size: 5,
+                    page_token: token.clone(),
+                },
+            )
+            .await
+            .expect("list");
+        assert!(page.items.len() <= 5);
+        assert!(page.items.iter().all(|r| r.kind == RunKind::Backtest));
+        seen.extend(page.items.iter().map(|r| r.id));
+        pages += 1;
+        if pages == 2 {
+            // Runs added mid-walk come after the ones already there.
+            let late = Uuid::new_v4();
+            runs.create(RunKind::Backtest, late, &json!({ "late": true }))
+                .await
+                .expect("create");
+            created.push(late);
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        // The same token gives the same page.
+        let again = runs
+            .list(
+                RunKind::Backtest,
+                &PageRequest {
+                    page_size: 5,
+                    page_token: page.next_page_token.clone(),
+                },
+            )
+            .await
+            .expect("list again");
+        let again_ids: Vec<_> = again.items.iter().map(|r| r.id).collect();
+        let next = runs
+            .list(
+                RunKind::Backtest,
+                &PageRequest {
+                    page_size: 5,
+                    page_token: page.next_page_token.clone(),
+                },
+            )
+            .await
+            .expect("list next");
+        assert_eq!(
+            again_ids,
+            next.items.iter().map(|r| r.id).collect::<Vec<_>>()
+        );
+        token = page.next_page_token;
+        assert!(pages < 20, "pagination does not terminate");
+    }
+    assert_eq!(seen, created, "every run once, in creation order");
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        seen.len(),
+        "no duplicates"
+    );
+    assert_eq!(pages, 5); // 24 runs in pages of 5
+
+    let all = runs
+        .list(RunKind::Backtest, &PageRequest::first(0))
+        .await
+        .expect("default size");
+    assert_eq!(all.items.len(), 24);
+    assert!(all.next_page_token.is_empty());
+    let optimizations = runs
+        .list(RunKind::Optimization, &PageRequest::first(100))
+        .await
+        .expect("list");
+    assert_eq!(optimizations.items.len(), 8);
+}
+
+pub async fn runs_bad_page_token_rejected(store: &Store) {
+    for token in ["garbage", "r1", "r1zzzzzzzzzzzzzzzz", "' OR 1=1 --"] {
+        let err = store
+            .runs()
+            .list(
+                RunKind::Backtest,
+                &PageRequest {
+                    page_size: 10,
+                    page_token: token.into(),
+                },
+            )
+            .await
+            .expect_err("bad token");
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{token}: {err}");
+        assert!(matches!(err, StoreError::InvalidPageToken { .. }), "{err}");
+    }
+}
+
+pub async fn decimal_round_trip_exact(store: &Store) {
+    for text in [
+        "12345678901234.123456789012",
+        "-0.000000001",
+        "0",
+        "0.10",
+        "-79228162514264337593543950335",
+    ] {
+        let value = Decimal::from_str(text).expect("decimal");
+        let id = Uuid::new_v4();
+        store
+            .runs()
+            .create(RunKind::Backtest, id, &json!({}))
+            .await
+            .expect("create");
+        let written = store
+            .runs()
+            .set_result(id, &json!({}), Some(value))
+            .await
+            .expect("set");
+        let read = store
+            .runs()
+            .get(id)
+            .await
+            .expect("get")
+            .net_pnl
+            .expect("net_pnl");
+        assert_eq!(written.net_pnl, Some(value));
+        assert_eq!(read, value, "{text}");
+        // Same scale too, not just the same number.
+        assert_eq!(read.to_string(), text, "{text}");
+    }
+}
+
+pub async fn settings_upsert(store: &Store) {
+    let settings = store.settings();
+    let limits = json!({ "max_order_notional": "250000.00", "max_position": 10 });
+    let first = settings.put("risk", "limits", &limits).await.expect("put");
+    assert_eq!(first.namespace, "risk");
+    assert_eq!(first.key, "limits");
+    assert_eq!(first.value, limits);
+    assert_eq!(settings.get("risk", "limits").await.expect("get"), first);
+
+    // Idempotent: an equal value changes nothing, not even updated_at
+    // (the clock has moved on by at least a round trip).
+    let again = settings
+        .put("risk", "limits", &limits)
+        .await
+        .expect("put again");
+    assert_eq!(again, first);
+
+    let changed = json!({ "max_order_notional": "100000.00", "max_position": 5 });
+    let updated = settings
+        .put("risk", "limits", &changed)
+        .await
+        .expect("replace");
+    assert_eq!(updated.value, changed);
+    assert!(updated.updated_at > first.updated_at);
+    assert_eq!(
+        settings.get("risk", "limits").await.expect("get").value,
+        changed
+    );
+
+    settings
+        .put("risk", "kill_switch", &json!(false))
+        .await
+        .expect("put");
+    settings
+        .put("other", "limits", &json!(1))
+        .await
+        .expect("put");
+    let keys: Vec<_> = settings
+        .list("risk")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(keys, ["kill_switch", "limits"]);
+
+    assert!(
+        settings
+            .delete("risk", "kill_switch")
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !settings
+            .delete("risk", "kill_switch")
+            .await
+            .expect("delete again")
+    );
+    assert_eq!(settings.list("risk").await.expect("list").len(), 1);
+    assert_eq!(
+        settings
+            .get("other", "limits")
+            .await
+            .expect("other ns")
+            .value,
+        json!(1)
+    );
+}
