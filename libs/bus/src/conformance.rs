@@ -677,3 +677,94 @@ pub async fn consumer_loop_acks_only_after_success(h: &dyn Harness) {
         "successes came from redelivery"
     );
 }
+
+/// Fails every delivery of events of type `grodt.v1.Poison`.
+struct PoisonHandler {
+    poison_attempts: Mutex<u64>,
+    done: Mutex<Vec<uuid::Uuid>>,
+}
+
+#[async_trait]
+impl Handler for PoisonHandler {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        if delivery.envelope.event_type == "grodt.v1.Poison" {
+            *self.poison_attempts.lock().expect("lock") += 1;
+            return Err("cannot handle this event".into());
+        }
+        self.done
+            .lock()
+            .expect("lock")
+            .push(delivery.envelope.event_id);
+        Ok(())
+    }
+}
+
+/// With `max_deliveries`, an event the handler always fails is tried that
+/// many times, then moved unchanged to the dead-letter stream and acked,
+/// while the events around it are handled normally.
+pub async fn consumer_loop_dead_letters_poison_events(h: &dyn Harness) {
+    let bus = h.connect().await;
+    let (s, g) = (stream("grodt.order-intents.v1"), group("risk"));
+    let handler = Arc::new(PoisonHandler {
+        poison_attempts: Mutex::default(),
+        done: Mutex::default(),
+    });
+    let mut config = ConsumerConfig::new(s.clone(), g.clone(), consumer("risk-0"));
+    config.block = Duration::from_millis(20);
+    config.min_idle = MIN_IDLE;
+    config.claim_every = Duration::from_millis(20);
+    config.max_deliveries = Some(2);
+    let dead = s.dead_letter();
+    let inspector = group("inspector");
+    bus.ensure_group(&dead, &inspector, StartFrom::Beginning)
+        .await
+        .expect("ensure_group");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(
+        Consumer::new(Arc::clone(&bus), handler.clone(), config).run(async {
+            let _ = stopped.await;
+        }),
+    );
+    let good = [event(1), event(2)];
+    let poison = Envelope {
+        event_type: "grodt.v1.Poison".to_owned(),
+        ..event(3)
+    };
+    bus.publish(&s, &good[0]).await.expect("publish");
+    bus.publish(&s, &poison).await.expect("publish");
+    bus.publish(&s, &good[1]).await.expect("publish");
+    let moved = eventually("the poison event to reach the dead-letter stream", || {
+        let bus = Arc::clone(&bus);
+        let (dead, inspector) = (dead.clone(), inspector.clone());
+        async move {
+            let got = bus
+                .consume(&dead, &inspector, &consumer("i"), 10, Duration::ZERO)
+                .await
+                .expect("consume dead letters");
+            (!got.is_empty()).then_some(got)
+        }
+    })
+    .await;
+    eventually("the pending list to drain", || {
+        let bus = Arc::clone(&bus);
+        let s = s.clone();
+        async move {
+            (pending_of(&bus.groups(&s).await.expect("groups"), "risk") == (0, 0)).then_some(())
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("loop stops on shutdown")
+        .expect("consumer task")
+        .expect("consumer loop");
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].envelope, poison, "dead-lettered unchanged");
+    assert_eq!(*handler.poison_attempts.lock().expect("lock"), 2);
+    let mut done = handler.done.lock().expect("lock").clone();
+    done.sort();
+    let mut expected: Vec<_> = good.iter().map(|e| e.event_id).collect();
+    expected.sort();
+    assert_eq!(done, expected);
+}

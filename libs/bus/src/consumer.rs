@@ -57,6 +57,12 @@ pub struct ConsumerConfig {
     pub claim_every: Duration,
     /// Pause after the bus was unavailable, before retrying.
     pub retry_after: Duration,
+    /// Give up on an entry after the handler failed this many deliveries: it
+    /// is published unchanged to the stream's dead-letter stream
+    /// ([`StreamName::dead_letter`]) and acked. `None` retries forever, right
+    /// for effects that must not be dropped when a dependency is down for a
+    /// while; set it where a poison event must not cycle forever.
+    pub max_deliveries: Option<u64>,
 }
 
 impl ConsumerConfig {
@@ -73,6 +79,7 @@ impl ConsumerConfig {
             min_idle: Duration::from_secs(30),
             claim_every: Duration::from_secs(5),
             retry_after: Duration::from_secs(1),
+            max_deliveries: None,
         }
     }
 }
@@ -88,6 +95,8 @@ pub struct StepReport {
     pub acked: usize,
     /// Entries the handler failed; left pending for a later claim.
     pub failed: usize,
+    /// Entries past `max_deliveries`, moved to the dead-letter stream.
+    pub dead_lettered: usize,
 }
 
 /// Runs a [`Handler`] over a consumer group.
@@ -170,6 +179,16 @@ impl Consumer {
     ) -> Result<(), BusError> {
         let mut done = Vec::with_capacity(deliveries.len());
         for delivery in &deliveries {
+            if self
+                .config
+                .max_deliveries
+                .is_some_and(|max| delivery.delivery_count > max)
+            {
+                self.dead_letter(delivery).await?;
+                done.push(delivery.entry_id);
+                report.dead_lettered += 1;
+                continue;
+            }
             match self.handler.handle(delivery).await {
                 Ok(()) => done.push(delivery.entry_id),
                 Err(error) => {
@@ -193,6 +212,23 @@ impl Consumer {
             report.acked += done.len();
         }
         Ok(())
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), BusError> {
+        let target = self.config.stream.dead_letter();
+        tracing::error!(
+            stream = %self.config.stream,
+            group = %self.config.group,
+            entry_id = %delivery.entry_id,
+            event_id = %delivery.envelope.event_id,
+            delivery_count = delivery.delivery_count,
+            dead_letter = %target,
+            "giving up on entry after repeated handler failures"
+        );
+        self.bus
+            .publish(&target, &delivery.envelope)
+            .await
+            .map(|_| ())
     }
 
     /// Ensures the group, then steps until `shutdown` completes. While the

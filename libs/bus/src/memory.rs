@@ -93,6 +93,15 @@ impl StreamState {
     }
 }
 
+impl std::fmt::Debug for InProcessBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessBus")
+            .field("back_pressure", &self.inner.back_pressure)
+            .field("max_len", &self.inner.max_len)
+            .finish_non_exhaustive()
+    }
+}
+
 impl InProcessBus {
     /// A bus that keeps at most `max_len` entries per stream (oldest trimmed
     /// first) and applies `back_pressure` on publish. `max_len` must be at
@@ -332,5 +341,102 @@ impl EventBus for InProcessBus {
             .get(stream)
             .map(StreamState::info)
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn bus(max_backlog: u64, max_len: usize) -> InProcessBus {
+        let bp = BackPressure {
+            max_backlog,
+            max_wait: Duration::from_millis(10),
+            poll_interval: Duration::from_millis(1),
+        };
+        InProcessBus::new(bp, max_len).unwrap()
+    }
+
+    fn envelope() -> Envelope {
+        Envelope::new(
+            "grodt.v1.Test",
+            chrono::Utc::now(),
+            Bytes::from_static(b"p"),
+        )
+    }
+
+    #[tokio::test]
+    async fn trimming_keeps_the_newest_and_drops_trimmed_pending_entries() {
+        let bus = bus(2, 4);
+        let s = StreamName::parse("s").unwrap();
+        let g = GroupName::parse("g").unwrap();
+        let c = ConsumerName::parse("c").unwrap();
+        bus.ensure_group(&s, &g, StartFrom::Beginning)
+            .await
+            .unwrap();
+        let first = bus.publish(&s, &envelope()).await.unwrap();
+        let taken = bus.consume(&s, &g, &c, 10, Duration::ZERO).await.unwrap();
+        assert_eq!(taken[0].entry_id, first);
+        // The first entry stays pending (backlog 1, under the limit of 2)
+        // while five more are published, read and acked, past max_len.
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(bus.publish(&s, &envelope()).await.unwrap());
+            let got = bus.consume(&s, &g, &c, 10, Duration::ZERO).await.unwrap();
+            let got: Vec<_> = got.iter().map(|d| d.entry_id).collect();
+            bus.ack(&s, &g, &got).await.unwrap();
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
+        {
+            let state = bus.lock();
+            let kept: Vec<_> = state[&s].entries.iter().map(|(id, _)| *id).collect();
+            assert_eq!(kept, ids[1..], "the oldest entries are trimmed");
+        }
+        // The first entry is still pending but its data is gone: claiming
+        // drops it instead of handing out nothing.
+        let info = bus.groups(&s).await.unwrap();
+        assert_eq!(info[0].pending, 1);
+        let claimed = bus
+            .claim_stale(&s, &g, &c, Duration::ZERO, 10)
+            .await
+            .unwrap();
+        assert!(claimed.is_empty());
+        assert_eq!(bus.groups(&s).await.unwrap()[0].pending, 0);
+    }
+
+    #[test]
+    fn rejects_a_max_len_that_would_trim_owed_entries() {
+        let bp = BackPressure::default();
+        let err = InProcessBus::new(bp, usize::try_from(bp.max_backlog).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("max_len"), "{err}");
+        let err = InProcessBus::new(
+            BackPressure {
+                max_backlog: 0,
+                ..bp
+            },
+            10,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("max_backlog"), "{err}");
+    }
+
+    #[test]
+    fn ids_stay_ordered_within_one_millisecond() {
+        let mut s = StreamState::default();
+        let a = s.next_id();
+        s.last_id = EntryId {
+            ms: a.ms + 10_000,
+            seq: 5,
+        };
+        // The clock is now "behind" the last id, as after a step back.
+        let b = s.next_id();
+        assert_eq!(
+            b,
+            EntryId {
+                ms: a.ms + 10_000,
+                seq: 6
+            }
+        );
     }
 }

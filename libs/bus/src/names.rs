@@ -70,6 +70,15 @@ name_type!(
     StreamName,
     "stream"
 );
+impl StreamName {
+    /// Where entries of this stream that cannot be processed are moved:
+    /// `<stream>.dead-letter`. Built from a valid name, so valid in charset;
+    /// it may exceed the length limit by the suffix, which Redis does not mind.
+    pub fn dead_letter(&self) -> StreamName {
+        StreamName(format!("{}.dead-letter", self.0))
+    }
+}
+
 name_type!(
     /// A consumer group, named after the consuming service (`backtest-worker`).
     GroupName,
@@ -109,5 +118,7 @@ mod tests {
         assert!(err.to_string().contains("consumer"), "{err}");
         assert!(StreamName::parse("x".repeat(200)).is_ok());
         assert!(StreamName::parse("a*").is_err());
+        let s = StreamName::parse("grodt.fills.v1").unwrap();
+        assert_eq!(s.dead_letter().as_str(), "grodt.fills.v1.dead-letter");
     }
 }

@@ -134,12 +134,6 @@ impl RedisBus {
         format!("{}{}", self.config.key_prefix, stream)
     }
 
-    /// Where entries that cannot be decoded are moved (then acked), so one bad
-    /// entry cannot wedge a group: `<stream>.dead-letter`.
-    fn dead_letter_key(&self, stream: &StreamName) -> String {
-        format!("{}.dead-letter", self.key(stream))
-    }
-
     /// Deletes every key under this bus's prefix (tests and teardown). Refuses
     /// an empty prefix, which would mean the whole database.
     pub async fn delete_all_keys(&self) -> Result<u64, BusError> {
@@ -215,8 +209,9 @@ impl RedisBus {
         }
     }
 
-    /// Decodes entries; an entry that does not decode is dead-lettered and
-    /// acked, and left out of the result.
+    /// Decodes entries. One that does not decode is copied, raw and with the
+    /// error, to the stream's dead-letter stream ([`StreamName::dead_letter`])
+    /// and acked, so one foreign entry cannot wedge a group.
     async fn decode(
         &self,
         stream: &StreamName,
@@ -236,7 +231,7 @@ impl RedisBus {
                     tracing::error!(stream = %stream, group = %group, entry_id = %entry_id,
                         error = %error, "undecodable entry moved to the dead-letter stream");
                     let mut add = redis::cmd("XADD");
-                    add.arg(self.dead_letter_key(stream))
+                    add.arg(self.key(&stream.dead_letter()))
                         .arg("MAXLEN")
                         .arg("~")
                         .arg(self.config.max_len)

@@ -42,6 +42,7 @@ conformance!(
     blocking_consume_wakes_on_publish,
     rejects_bad_arguments,
     consumer_loop_acks_only_after_success,
+    consumer_loop_dead_letters_poison_events,
 );
 
 mod redis_only;
