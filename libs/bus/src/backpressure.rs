@@ -58,6 +58,21 @@ impl BackPressure {
         Ok(())
     }
 
+    /// Rejects a stream cap that trimming could push into entries a group
+    /// still owes: `max_len` must be at least twice `max_backlog`.
+    pub fn check_max_len(&self, max_len: u64) -> Result<(), BusError> {
+        if max_len < self.max_backlog.saturating_mul(2) {
+            return Err(BusError::InvalidArgument {
+                field: "max_len",
+                reason: format!(
+                    "{max_len} is below twice max_backlog ({}): trimming could drop entries a group still owes",
+                    self.max_backlog
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Returns once every group's backlog is below the limit, or the
     /// back-pressure error after `max_wait`.
     pub(crate) async fn wait_for_room<F, Fut>(

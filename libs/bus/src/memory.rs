@@ -108,7 +108,7 @@ impl InProcessBus {
     /// least twice `max_backlog`, as for Redis.
     pub fn new(back_pressure: BackPressure, max_len: usize) -> Result<Self, BusError> {
         back_pressure.validate()?;
-        crate::redis_bus::check_max_len(max_len as u64, &back_pressure)?;
+        back_pressure.check_max_len(u64::try_from(max_len).unwrap_or(u64::MAX))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(HashMap::new()),

@@ -65,21 +65,8 @@ impl RedisBusConfig {
             });
         }
         self.back_pressure.validate()?;
-        check_max_len(self.max_len, &self.back_pressure)
+        self.back_pressure.check_max_len(self.max_len)
     }
-}
-
-pub(crate) fn check_max_len(max_len: u64, back_pressure: &BackPressure) -> Result<(), BusError> {
-    if max_len < back_pressure.max_backlog.saturating_mul(2) {
-        return Err(BusError::InvalidArgument {
-            field: "max_len",
-            reason: format!(
-                "{max_len} is below twice max_backlog ({}): trimming could drop entries a group still owes",
-                back_pressure.max_backlog
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// An [`EventBus`] on Redis Streams (Redis 7 or later).
@@ -176,18 +163,23 @@ impl RedisBus {
         let mut conn = self.conn.clone();
         cmd.query_async(&mut conn)
             .await
-            .map_err(|e| map_group_error(op, e, None))
+            .map_err(|e| BusError::from_redis(op, e))
     }
 
-    async fn reader(&self) -> Result<MultiplexedConnection, BusError> {
+    /// A connection for a blocking read, and whether it came from the pool.
+    async fn reader(&self) -> Result<(MultiplexedConnection, bool), BusError> {
         let idle = self
             .readers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .pop();
-        if let Some(conn) = idle {
-            return Ok(conn);
+        match idle {
+            Some(conn) => Ok((conn, true)),
+            None => Ok((self.fresh_reader().await?, false)),
         }
+    }
+
+    async fn fresh_reader(&self) -> Result<MultiplexedConnection, BusError> {
         // No response timeout on the connection itself: the caller bounds the
         // whole read by the block time plus the response timeout.
         let config = redis::AsyncConnectionConfig::new()
@@ -197,6 +189,32 @@ impl RedisBus {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| BusError::from_redis("consume", e))
+    }
+
+    /// Runs a blocking XREADGROUP on a connection of its own. A pooled
+    /// connection may have died while idle (Redis restarted): then the read is
+    /// retried once on a fresh one. Should the failed attempt have reached
+    /// Redis after all, its entries are pending for this consumer and come
+    /// back through `claim_stale`, so nothing is lost.
+    async fn blocking_read(&self, cmd: &redis::Cmd, block: Duration) -> Result<Value, BusError> {
+        let allowed = block + self.config.response_timeout;
+        let (mut conn, pooled) = self.reader().await?;
+        let mut result = tokio::time::timeout(allowed, cmd.query_async::<Value>(&mut conn)).await;
+        if pooled && matches!(&result, Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped()) {
+            conn = self.fresh_reader().await?;
+            result = tokio::time::timeout(allowed, cmd.query_async::<Value>(&mut conn)).await;
+        }
+        match result {
+            Ok(Ok(reply)) => {
+                self.return_reader(conn);
+                Ok(reply)
+            }
+            Ok(Err(e)) => Err(BusError::from_redis("consume", e)),
+            Err(_) => Err(BusError::Timeout {
+                op: "consume",
+                after: allowed,
+            }),
+        }
     }
 
     fn return_reader(&self, conn: MultiplexedConnection) {
@@ -371,29 +389,9 @@ impl EventBus for RedisBus {
         let reply = if block.is_zero() {
             self.query("consume", &cmd).await
         } else {
-            let mut conn = self.reader().await?;
-            let allowed = block + self.config.response_timeout;
-            match tokio::time::timeout(allowed, cmd.query_async::<Value>(&mut conn)).await {
-                Ok(Ok(reply)) => {
-                    self.return_reader(conn);
-                    Ok(reply)
-                }
-                Ok(Err(e)) => Err(map_group_error("consume", e, Some((stream, group)))),
-                Err(_) => Err(BusError::Timeout {
-                    op: "consume",
-                    after: allowed,
-                }),
-            }
+            self.blocking_read(&cmd, block).await
         };
-        let reply = reply.map_err(|e| match e {
-            BusError::Redis { source, .. } if source.code() == Some("NOGROUP") => {
-                BusError::NoGroup {
-                    stream: stream.to_string(),
-                    group: group.to_string(),
-                }
-            }
-            other => other,
-        })?;
+        let reply = reply.map_err(|e| no_group(e, stream, group))?;
         let entries = read_reply(reply)?;
         self.decode(stream, group, entries, |_| 1).await
     }
@@ -440,15 +438,10 @@ impl EventBus for RedisBus {
                 .arg(&cursor)
                 .arg("COUNT")
                 .arg(max - claimed.len());
-            let reply = self.query("claim_stale", &cmd).await.map_err(|e| match e {
-                BusError::Redis { source, .. } if source.code() == Some("NOGROUP") => {
-                    BusError::NoGroup {
-                        stream: stream.to_string(),
-                        group: group.to_string(),
-                    }
-                }
-                other => other,
-            })?;
+            let reply = self
+                .query("claim_stale", &cmd)
+                .await
+                .map_err(|e| no_group(e, stream, group))?;
             let Value::Array(mut parts) = reply else {
                 return Err(protocol("claim_stale", "XAUTOCLAIM reply is not an array"));
             };
@@ -554,17 +547,14 @@ fn protocol(op: &'static str, detail: &str) -> BusError {
     }
 }
 
-fn map_group_error(
-    op: &'static str,
-    e: redis::RedisError,
-    names: Option<(&StreamName, &GroupName)>,
-) -> BusError {
-    match names {
-        Some((stream, group)) if e.code() == Some("NOGROUP") => BusError::NoGroup {
+/// Redis answers NOGROUP for a group (or stream) that does not exist.
+fn no_group(e: BusError, stream: &StreamName, group: &GroupName) -> BusError {
+    match e {
+        BusError::Redis { source, .. } if source.code() == Some("NOGROUP") => BusError::NoGroup {
             stream: stream.to_string(),
             group: group.to_string(),
         },
-        _ => BusError::from_redis(op, e),
+        other => other,
     }
 }
 
@@ -658,4 +648,58 @@ fn read_reply(v: Value) -> Result<Vec<RawEntry>, BusError> {
         out.extend(entries(e, "consume")?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> String {
+        std::env::var("GRODT_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_blocking_read_survives_a_pooled_connection_killed_while_idle() {
+        let prefix = format!("grodt-test:unit:{}:", uuid::Uuid::now_v7().simple());
+        let bus = RedisBus::connect(RedisBusConfig::new(url(), prefix))
+            .await
+            .expect("Redis (GRODT_TEST_REDIS_URL) is unreachable; this test needs it");
+        let s = StreamName::parse("grodt.fills.v1").unwrap();
+        let g = GroupName::parse("g").unwrap();
+        let c = ConsumerName::parse("c").unwrap();
+        bus.ensure_group(&s, &g, StartFrom::Beginning)
+            .await
+            .unwrap();
+        let block = Duration::from_millis(20);
+        assert!(bus.consume(&s, &g, &c, 1, block).await.unwrap().is_empty());
+        // Kill the pooled reader from the server side, as a Redis restart would.
+        let mut pooled = bus
+            .readers
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("reader returned to the pool");
+        let id: u64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut pooled)
+            .await
+            .unwrap();
+        bus.readers.lock().unwrap().push(pooled);
+        let killed: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut bus.conn.clone())
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+        let e = Envelope::new("grodt.v1.Test", chrono::Utc::now(), &b"x"[..]);
+        let entry = bus.publish(&s, &e).await.unwrap();
+        let got = bus.consume(&s, &g, &c, 1, block).await;
+        bus.delete_all_keys().await.unwrap();
+        let got = got.expect("read retried on a fresh connection");
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].entry_id, &got[0].envelope), (entry, &e));
+    }
 }
