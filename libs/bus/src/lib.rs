@@ -1,1 +1,155 @@
-//! Event bus: one trait for publish / consume-in-group / ack / claim-stale with a Redis Streams implementation and an in-process one, held to one conformance suite.
+//! Event bus: one trait for publish / consume-in-group / ack / claim-stale with
+//! a Redis Streams implementation ([`RedisBus`]) and an in-process one
+//! ([`InProcessBus`], for the embedded `grodt up`), held to one conformance
+//! suite (`conformance`, behind the feature of that name).
+//!
+//! Delivery is at least once: an entry stays pending for its group until acked,
+//! and entries a dead consumer left pending are taken over by
+//! [`EventBus::claim_stale`]. Consumers ack only after their effect is durable
+//! and deduplicate by [`Envelope::event_id`]; [`consumer::Consumer`] is the loop
+//! that does this for services.
+//!
+//! Back-pressure: see [`BackPressure`]. Publishing waits while the slowest
+//! group of the stream has `max_backlog` or more unacknowledged entries and
+//! fails with [`BusError::BackPressure`] (ResourceExhausted) if that lasts
+//! longer than `max_wait`.
+//!
+//! Architecture invariant: this crate knows nothing of the events it carries
+//! (payloads are opaque bytes); it never depends on grodt-proto, tonic or a
+//! database.
+
+mod backpressure;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod consumer;
+mod envelope;
+mod error;
+mod memory;
+mod names;
+mod redis_bus;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use backpressure::BackPressure;
+pub use envelope::{Delivery, EntryId, Envelope};
+pub use error::BusError;
+pub use memory::InProcessBus;
+pub use names::{ConsumerName, GroupName, StreamName};
+pub use redis_bus::{RedisBus, RedisBusConfig};
+
+/// Where a newly created consumer group starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// Every entry still in the stream.
+    Beginning,
+    /// Only entries published after the group is created.
+    New,
+}
+
+/// The state of one consumer group, for back-pressure and the lag metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group.
+    pub group: String,
+    /// Consumers the group has seen.
+    pub consumers: u64,
+    /// Entries delivered to a consumer and not yet acked.
+    pub pending: u64,
+    /// Entries in the stream not yet delivered to any consumer of the group.
+    pub lag: u64,
+    /// The last entry delivered to the group.
+    pub last_delivered: EntryId,
+}
+
+impl GroupInfo {
+    /// Entries the group has not finished: pending plus never delivered. This is
+    /// what trimming must never reach and what back-pressure bounds.
+    pub fn backlog(&self) -> u64 {
+        self.pending.saturating_add(self.lag)
+    }
+}
+
+/// The bus. Object safe: services hold an `Arc<dyn EventBus>`.
+///
+/// Every method validates its arguments and fails with an InvalidArgument-class
+/// [`BusError`] naming the argument; `consume` and `claim_stale` on a group
+/// that was never created fail with [`BusError::NoGroup`] (`ack` acks nothing).
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Appends the envelope to the stream and returns its entry id, after
+    /// waiting for back-pressure to clear (see [`BackPressure`]).
+    async fn publish(&self, stream: &StreamName, envelope: &Envelope) -> Result<EntryId, BusError>;
+
+    /// Creates the group (and the stream) unless it exists; an existing group
+    /// keeps its position whatever `start` says.
+    async fn ensure_group(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        start: StartFrom,
+    ) -> Result<(), BusError>;
+
+    /// Up to `max` entries never delivered to this group, in stream order,
+    /// each now pending for `consumer`. Waits up to `block` for the first one
+    /// when none is ready (`Duration::ZERO`: does not wait).
+    async fn consume(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        consumer: &ConsumerName,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, BusError>;
+
+    /// Removes the entries from the group's pending list; returns how many were
+    /// pending. Acking twice, or in a missing group, acks nothing and is harmless.
+    async fn ack(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        ids: &[EntryId],
+    ) -> Result<u64, BusError>;
+
+    /// Takes over up to `max` pending entries of the group (any consumer's,
+    /// this one's included) not delivered or claimed for at least `min_idle`,
+    /// oldest id first, incrementing their delivery count (XAUTOCLAIM).
+    /// Pending entries whose data was trimmed away are dropped from the pending
+    /// list and logged, not returned.
+    async fn claim_stale(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        consumer: &ConsumerName,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, BusError>;
+
+    /// Every group of the stream with its pending count and lag; empty if the
+    /// stream does not exist.
+    async fn groups(&self, stream: &StreamName) -> Result<Vec<GroupInfo>, BusError>;
+}
+
+fn check_max(max: usize) -> Result<(), BusError> {
+    if max == 0 {
+        return Err(BusError::InvalidArgument {
+            field: "max",
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Redis would read a BLOCK of 0 as "forever"; nothing here may wait forever.
+const MAX_BLOCK: Duration = Duration::from_secs(300);
+
+fn check_block(block: Duration) -> Result<(), BusError> {
+    if block > MAX_BLOCK {
+        return Err(BusError::InvalidArgument {
+            field: "block",
+            reason: format!("{block:?} is longer than {MAX_BLOCK:?}"),
+        });
+    }
+    Ok(())
+}

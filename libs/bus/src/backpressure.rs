@@ -1,0 +1,112 @@
+//! The back-pressure rule both backends apply on publish.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::BusError;
+use crate::{GroupInfo, StreamName};
+
+/// Bounds how far the slowest consumer group may fall behind a stream.
+///
+/// Rule: before appending, publish reads every group of the stream; while some
+/// group's backlog ([`GroupInfo::backlog`]: pending + never delivered) is at or
+/// above `max_backlog`, it re-checks every `poll_interval`, and after `max_wait`
+/// fails with [`BusError::BackPressure`] (ResourceExhausted) naming that group.
+/// Consuming alone does not relieve the pressure: only acks do, because an
+/// unacked entry is still owed. A stream without groups has no back-pressure.
+///
+/// The check and the append are not atomic, so concurrent publishers can
+/// overshoot `max_backlog` by at most their number. Stream trimming
+/// ([`crate::RedisBusConfig::max_len`]) must therefore stay well above
+/// `max_backlog` (the Redis config requires at least twice), or entries
+/// still owed to a group would be trimmed away and lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackPressure {
+    /// Backlog at which publishing waits.
+    pub max_backlog: u64,
+    /// How long publish waits for the backlog to fall before failing.
+    pub max_wait: Duration,
+    /// How often a waiting publish re-checks.
+    pub poll_interval: Duration,
+}
+
+impl Default for BackPressure {
+    fn default() -> Self {
+        Self {
+            max_backlog: 100_000,
+            max_wait: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+impl BackPressure {
+    /// Rejects settings under which publish could never succeed or spin.
+    pub fn validate(&self) -> Result<(), BusError> {
+        if self.max_backlog == 0 {
+            return Err(BusError::InvalidArgument {
+                field: "max_backlog",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        if self.poll_interval.is_zero() {
+            return Err(BusError::InvalidArgument {
+                field: "poll_interval",
+                reason: "must be positive".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rejects a stream cap that trimming could push into entries a group
+    /// still owes: `max_len` must be at least twice `max_backlog`.
+    pub fn check_max_len(&self, max_len: u64) -> Result<(), BusError> {
+        if max_len < self.max_backlog.saturating_mul(2) {
+            return Err(BusError::InvalidArgument {
+                field: "max_len",
+                reason: format!(
+                    "{max_len} is below twice max_backlog ({}): trimming could drop entries a group still owes",
+                    self.max_backlog
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns once every group's backlog is below the limit, or the
+    /// back-pressure error after `max_wait`.
+    pub(crate) async fn wait_for_room<F, Fut>(
+        &self,
+        stream: &StreamName,
+        mut groups: F,
+    ) -> Result<(), BusError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Vec<GroupInfo>, BusError>>,
+    {
+        let started = tokio::time::Instant::now();
+        loop {
+            let slowest = groups().await?.into_iter().max_by_key(GroupInfo::backlog);
+            let Some(slowest) = slowest.filter(|g| g.backlog() >= self.max_backlog) else {
+                return Ok(());
+            };
+            let waited = started.elapsed();
+            if waited >= self.max_wait {
+                return Err(BusError::BackPressure {
+                    stream: stream.to_string(),
+                    backlog: slowest.backlog(),
+                    group: slowest.group,
+                    limit: self.max_backlog,
+                    waited,
+                });
+            }
+            tracing::debug!(
+                stream = %stream,
+                group = %slowest.group,
+                backlog = slowest.backlog(),
+                "publish waiting for back-pressure to clear"
+            );
+            tokio::time::sleep(self.poll_interval.min(self.max_wait - waited)).await;
+        }
+    }
+}

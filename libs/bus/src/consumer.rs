@@ -1,0 +1,298 @@
+//! The consume loop every service runs: read a batch, hand each delivery to a
+//! handler, ack only what the handler finished, and periodically take over
+//! entries that other (dead) consumers left pending.
+//!
+//! Delivery is at least once. An entry is acked only after the handler
+//! returned `Ok`, which must mean its effect is durable (committed to the
+//! database, published onward). If the process dies in between, the entry is
+//! delivered again, to this consumer or another one, after `min_idle`. The
+//! handler therefore has to be idempotent: deduplicate by
+//! [`Envelope::event_id`](crate::Envelope::event_id) (or a business key such
+//! as a client order id), e.g. with a unique constraint written in the same
+//! transaction as the effect. Redelivered entries can arrive after newer ones,
+//! so handlers must not rely on order across failures.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use grodt_core::error::{Classify, ErrorKind};
+use tokio::time::Instant;
+
+use crate::{BusError, ConsumerName, Delivery, EventBus, GroupName, StartFrom, StreamName};
+
+/// What a handler returns when it could not finish a delivery; the entry stays
+/// pending and is retried after `min_idle`.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Processes one delivery. Must be idempotent (see the module doc).
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// Handles the delivery; `Ok` means the effect is durable and the entry
+    /// may be acked.
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError>;
+}
+
+/// Settings of a [`Consumer`].
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// The stream to read.
+    pub stream: StreamName,
+    /// The group (the service's name).
+    pub group: GroupName,
+    /// This instance's name in the group.
+    pub consumer: ConsumerName,
+    /// Where the group starts if this consumer creates it.
+    pub start: StartFrom,
+    /// Entries read (and claimed) per round trip.
+    pub batch: usize,
+    /// How long one read waits for new entries.
+    pub block: Duration,
+    /// How long an entry must sit unacked before this consumer takes it over.
+    /// Must exceed the longest time a handler may take, or live consumers'
+    /// entries get claimed twice (harmless with idempotent handlers, but waste).
+    pub min_idle: Duration,
+    /// How often to look for stale entries.
+    pub claim_every: Duration,
+    /// Pause after the bus was unavailable, before retrying.
+    pub retry_after: Duration,
+    /// Give up on an entry after the handler failed this many deliveries: it
+    /// is published unchanged to the stream's dead-letter stream
+    /// ([`StreamName::dead_letter`]) and acked. `None` retries forever, right
+    /// for effects that must not be dropped when a dependency is down for a
+    /// while; set it where a poison event must not cycle forever.
+    pub max_deliveries: Option<u64>,
+}
+
+impl ConsumerConfig {
+    /// Defaults: batches of 64, 1 s blocking reads, claim entries idle for 30 s,
+    /// checked every 5 s.
+    pub fn new(stream: StreamName, group: GroupName, consumer: ConsumerName) -> Self {
+        Self {
+            stream,
+            group,
+            consumer,
+            start: StartFrom::Beginning,
+            batch: 64,
+            block: Duration::from_secs(1),
+            min_idle: Duration::from_secs(30),
+            claim_every: Duration::from_secs(5),
+            retry_after: Duration::from_secs(1),
+            max_deliveries: None,
+        }
+    }
+}
+
+/// What one [`Consumer::step`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StepReport {
+    /// Stale entries taken over from other consumers (or this one's past).
+    pub claimed: usize,
+    /// New entries read.
+    pub read: usize,
+    /// Entries the handler finished, now acked.
+    pub acked: usize,
+    /// Entries the handler failed; left pending for a later claim.
+    pub failed: usize,
+    /// Entries past `max_deliveries`, moved to the dead-letter stream.
+    pub dead_lettered: usize,
+}
+
+/// Runs a [`Handler`] over a consumer group.
+pub struct Consumer {
+    bus: Arc<dyn EventBus>,
+    handler: Arc<dyn Handler>,
+    config: ConsumerConfig,
+    last_claim: Option<Instant>,
+}
+
+impl Consumer {
+    /// A consumer; nothing happens until [`Consumer::run`] or [`Consumer::step`].
+    pub fn new(bus: Arc<dyn EventBus>, handler: Arc<dyn Handler>, config: ConsumerConfig) -> Self {
+        Self {
+            bus,
+            handler,
+            config,
+            last_claim: None,
+        }
+    }
+
+    /// Creates the group if needed; `run` does this itself.
+    pub async fn ensure_group(&self) -> Result<(), BusError> {
+        self.bus
+            .ensure_group(&self.config.stream, &self.config.group, self.config.start)
+            .await
+    }
+
+    /// One round: claim stale entries if `claim_every` has passed (or never
+    /// ran), then read new ones (waiting up to `block`), handle each in order
+    /// and ack those handled. A shutdown may cancel it only while it waits
+    /// for entries, never mid-handler (see [`Consumer::run`]).
+    pub async fn step(&mut self) -> Result<StepReport, BusError> {
+        let mut report = StepReport::default();
+        self.claim_if_due(&mut report).await?;
+        let fresh = self.read().await?;
+        report.read = fresh.len();
+        self.handle_batch(fresh, &mut report).await?;
+        Ok(report)
+    }
+
+    async fn claim_if_due(&mut self, report: &mut StepReport) -> Result<(), BusError> {
+        let due = self
+            .last_claim
+            .is_none_or(|t| t.elapsed() >= self.config.claim_every);
+        if !due {
+            return Ok(());
+        }
+        self.last_claim = Some(Instant::now());
+        let stale = self
+            .bus
+            .claim_stale(
+                &self.config.stream,
+                &self.config.group,
+                &self.config.consumer,
+                self.config.min_idle,
+                self.config.batch,
+            )
+            .await?;
+        report.claimed = stale.len();
+        self.handle_batch(stale, report).await
+    }
+
+    async fn read(&self) -> Result<Vec<Delivery>, BusError> {
+        self.bus
+            .consume(
+                &self.config.stream,
+                &self.config.group,
+                &self.config.consumer,
+                self.config.batch,
+                self.config.block,
+            )
+            .await
+    }
+
+    async fn handle_batch(
+        &self,
+        deliveries: Vec<Delivery>,
+        report: &mut StepReport,
+    ) -> Result<(), BusError> {
+        let mut done = Vec::with_capacity(deliveries.len());
+        for delivery in &deliveries {
+            if self
+                .config
+                .max_deliveries
+                .is_some_and(|max| delivery.delivery_count > max)
+            {
+                self.dead_letter(delivery).await?;
+                done.push(delivery.entry_id);
+                report.dead_lettered += 1;
+                continue;
+            }
+            match self.handler.handle(delivery).await {
+                Ok(()) => done.push(delivery.entry_id),
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::warn!(
+                        stream = %self.config.stream,
+                        group = %self.config.group,
+                        entry_id = %delivery.entry_id,
+                        event_id = %delivery.envelope.event_id,
+                        delivery_count = delivery.delivery_count,
+                        error = %error,
+                        "handler failed; entry stays pending for redelivery"
+                    );
+                }
+            }
+        }
+        if !done.is_empty() {
+            self.bus
+                .ack(&self.config.stream, &self.config.group, &done)
+                .await?;
+            report.acked += done.len();
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery) -> Result<(), BusError> {
+        let target = self.config.stream.dead_letter();
+        tracing::error!(
+            stream = %self.config.stream,
+            group = %self.config.group,
+            entry_id = %delivery.entry_id,
+            event_id = %delivery.envelope.event_id,
+            delivery_count = delivery.delivery_count,
+            dead_letter = %target,
+            "giving up on entry after repeated handler failures"
+        );
+        self.bus
+            .publish(&target, &delivery.envelope)
+            .await
+            .map(|_| ())
+    }
+
+    /// Ensures the group, then steps until `shutdown` completes. While the
+    /// bus is unavailable it logs and retries after `retry_after`; any other
+    /// bus error ends the loop. Shutdown interrupts only the wait for new
+    /// entries (whatever a cancelled read took stays pending and is claimed
+    /// later), so a handler is never cut off halfway.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), BusError> {
+        tokio::pin!(shutdown);
+        loop {
+            let ensured = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                r = self.ensure_group() => r,
+            };
+            match ensured {
+                Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    if self.pause(&mut shutdown, &e).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        loop {
+            let mut report = StepReport::default();
+            // Claims and their handlers run to completion; only the wait for
+            // new entries is cut short by shutdown.
+            let result = match self.claim_if_due(&mut report).await {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let fresh = tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        r = self.read() => r,
+                    };
+                    match fresh {
+                        Ok(fresh) => self.handle_batch(fresh, &mut report).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    if self.pause(&mut shutdown, &e).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits `retry_after`; true if shutdown came first.
+    async fn pause(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        error: &BusError,
+    ) -> bool {
+        tracing::warn!(stream = %self.config.stream, group = %self.config.group,
+            error = %error, "bus unavailable; retrying");
+        tokio::select! {
+            () = shutdown.as_mut() => true,
+            () = tokio::time::sleep(self.config.retry_after) => false,
+        }
+    }
+}

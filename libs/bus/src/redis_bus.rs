@@ -1,0 +1,705 @@
+//! The Redis Streams bus: XADD with approximate MAXLEN trimming, consumer groups
+//! read with XREADGROUP, XACK, XAUTOCLAIM for stale entries, XINFO GROUPS for
+//! pending counts and lag.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+
+use crate::{
+    BackPressure, BusError, ConsumerName, Delivery, EntryId, Envelope, EventBus, GroupInfo,
+    GroupName, StartFrom, StreamName, check_block, check_max,
+};
+
+/// Idle blocking-read connections kept for reuse; more are opened on demand.
+const IDLE_READERS: usize = 16;
+
+/// Settings of a [`RedisBus`].
+#[derive(Debug, Clone)]
+pub struct RedisBusConfig {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Put before every key (`grodt.fills.v1` becomes `<prefix>grodt.fills.v1`),
+    /// so environments and tests can share one Redis. May be empty.
+    pub key_prefix: String,
+    /// Approximate cap on entries per stream (`XADD MAXLEN ~`). Redis keeps at
+    /// least this many; it must be at least twice `back_pressure.max_backlog`
+    /// so that trimming never reaches an entry a group still owes.
+    pub max_len: u64,
+    /// The publish back-pressure rule.
+    pub back_pressure: BackPressure,
+    /// Longest wait for the answer to a non-blocking command.
+    pub response_timeout: Duration,
+}
+
+impl RedisBusConfig {
+    /// Defaults for everything but the URL and prefix.
+    pub fn new(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key_prefix: key_prefix.into(),
+            max_len: 1_000_000,
+            back_pressure: BackPressure::default(),
+            response_timeout: Duration::from_secs(2),
+        }
+    }
+
+    fn validate(&self) -> Result<(), BusError> {
+        if !self
+            .key_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+        {
+            return Err(BusError::InvalidArgument {
+                field: "key_prefix",
+                reason: "only ASCII letters, digits and . - _ : are allowed".to_owned(),
+            });
+        }
+        if self.response_timeout.is_zero() {
+            return Err(BusError::InvalidArgument {
+                field: "response_timeout",
+                reason: "must be positive".to_owned(),
+            });
+        }
+        self.back_pressure.validate()?;
+        self.back_pressure.check_max_len(self.max_len)
+    }
+}
+
+/// An [`EventBus`] on Redis Streams (Redis 7 or later).
+///
+/// Short commands share one auto-reconnecting [`ConnectionManager`]. A blocking
+/// XREADGROUP would stall every command queued behind it on a multiplexed
+/// connection, so blocking reads each borrow a dedicated connection from a
+/// small pool; a read that fails or is cancelled drops its connection.
+pub struct RedisBus {
+    client: redis::Client,
+    conn: ConnectionManager,
+    readers: Mutex<Vec<MultiplexedConnection>>,
+    config: RedisBusConfig,
+}
+
+impl std::fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("key_prefix", &self.config.key_prefix)
+            .field("max_len", &self.config.max_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBus {
+    /// Validates the config and connects; fails with `Unavailable` if Redis
+    /// cannot be reached.
+    pub async fn connect(config: RedisBusConfig) -> Result<Self, BusError> {
+        config.validate()?;
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|e| BusError::InvalidArgument {
+                field: "url",
+                reason: e.to_string(),
+            })?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.response_timeout))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+            .await
+            .map_err(|e| BusError::from_redis("connect", e))?;
+        Ok(Self {
+            client,
+            conn,
+            readers: Mutex::new(Vec::new()),
+            config,
+        })
+    }
+
+    /// The Redis key of a stream.
+    pub fn key(&self, stream: &StreamName) -> String {
+        format!("{}{}", self.config.key_prefix, stream)
+    }
+
+    /// Deletes every key under this bus's prefix (tests and teardown). Refuses
+    /// an empty prefix, which would mean the whole database.
+    pub async fn delete_all_keys(&self) -> Result<u64, BusError> {
+        if self.config.key_prefix.is_empty() {
+            return Err(BusError::InvalidArgument {
+                field: "key_prefix",
+                reason: "refusing to delete every key of the database".to_owned(),
+            });
+        }
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}*", self.config.key_prefix);
+        let mut cursor = 0u64;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| BusError::from_redis("delete_all_keys", e))?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| BusError::from_redis("delete_all_keys", e))?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn query(&self, op: &'static str, cmd: &redis::Cmd) -> Result<Value, BusError> {
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn)
+            .await
+            .map_err(|e| BusError::from_redis(op, e))
+    }
+
+    /// A connection for a blocking read, and whether it came from the pool.
+    async fn reader(&self) -> Result<(MultiplexedConnection, bool), BusError> {
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        match idle {
+            Some(conn) => Ok((conn, true)),
+            None => Ok((self.fresh_reader().await?, false)),
+        }
+    }
+
+    async fn fresh_reader(&self) -> Result<MultiplexedConnection, BusError> {
+        // No response timeout on the connection itself: the caller bounds the
+        // whole read by the block time plus the response timeout.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(self.config.response_timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| BusError::from_redis("consume", e))
+    }
+
+    /// Runs a blocking XREADGROUP on a connection of its own. A pooled
+    /// connection may have died while idle (Redis restarted): then the read is
+    /// retried once on a fresh one. Should the failed attempt have reached
+    /// Redis after all, its entries are pending for this consumer and come
+    /// back through `claim_stale`, so nothing is lost.
+    async fn blocking_read(&self, cmd: &redis::Cmd, block: Duration) -> Result<Value, BusError> {
+        let allowed = block + self.config.response_timeout;
+        let (mut conn, pooled) = self.reader().await?;
+        let mut result = tokio::time::timeout(allowed, cmd.query_async::<Value>(&mut conn)).await;
+        if pooled && matches!(&result, Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped()) {
+            conn = self.fresh_reader().await?;
+            result = tokio::time::timeout(allowed, cmd.query_async::<Value>(&mut conn)).await;
+        }
+        match result {
+            Ok(Ok(reply)) => {
+                self.return_reader(conn);
+                Ok(reply)
+            }
+            Ok(Err(e)) => Err(BusError::from_redis("consume", e)),
+            Err(_) => Err(BusError::Timeout {
+                op: "consume",
+                after: allowed,
+            }),
+        }
+    }
+
+    fn return_reader(&self, conn: MultiplexedConnection) {
+        let mut idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+
+    /// Decodes entries. One that does not decode is copied, raw and with the
+    /// error, to the stream's dead-letter stream ([`StreamName::dead_letter`])
+    /// and acked, so one foreign entry cannot wedge a group.
+    async fn decode(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        entries: Vec<RawEntry>,
+        mut count_of: impl FnMut(EntryId) -> u64,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for (entry_id, fields) in entries {
+            match Envelope::from_fields(fields.clone()) {
+                Ok(envelope) => out.push(Delivery {
+                    entry_id,
+                    envelope,
+                    delivery_count: count_of(entry_id),
+                }),
+                Err(error) => {
+                    tracing::error!(stream = %stream, group = %group, entry_id = %entry_id,
+                        error = %error, "undecodable entry moved to the dead-letter stream");
+                    let mut add = redis::cmd("XADD");
+                    add.arg(self.key(&stream.dead_letter()))
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(self.config.max_len)
+                        .arg("*")
+                        .arg("source_entry_id")
+                        .arg(entry_id.to_string())
+                        .arg("group")
+                        .arg(group.as_str())
+                        .arg("error")
+                        .arg(error.to_string());
+                    for (k, v) in &fields {
+                        add.arg(k.as_slice()).arg(v.as_slice());
+                    }
+                    self.query("dead_letter", &add).await?;
+                    self.ack(stream, group, &[entry_id]).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delivery_counts(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        ids: &[EntryId],
+    ) -> Result<Vec<(EntryId, u64)>, BusError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.key(stream);
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let id = id.to_string();
+            pipe.cmd("XPENDING")
+                .arg(&key)
+                .arg(group.as_str())
+                .arg(&id)
+                .arg(&id)
+                .arg(1);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| BusError::from_redis("claim_stale", e))?;
+        let mut counts = Vec::with_capacity(ids.len());
+        for reply in replies {
+            // [[id, consumer, idle ms, delivery count]]; empty if acked meanwhile.
+            let Value::Array(rows) = reply else {
+                return Err(protocol("claim_stale", "XPENDING reply is not an array"));
+            };
+            for row in rows {
+                let Value::Array(row) = row else {
+                    return Err(protocol("claim_stale", "XPENDING row is not an array"));
+                };
+                let id = row.first().and_then(entry_id);
+                let count = row.get(3).and_then(int);
+                match (id, count) {
+                    (Some(id), Some(count)) => counts.push((id, count)),
+                    _ => return Err(protocol("claim_stale", "XPENDING row is malformed")),
+                }
+            }
+        }
+        Ok(counts)
+    }
+}
+
+#[async_trait]
+impl EventBus for RedisBus {
+    async fn publish(&self, stream: &StreamName, envelope: &Envelope) -> Result<EntryId, BusError> {
+        envelope.validate()?;
+        self.config
+            .back_pressure
+            .wait_for_room(stream, || self.groups(stream))
+            .await?;
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.key(stream))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.max_len)
+            .arg("*");
+        for (field, value) in envelope.to_fields() {
+            cmd.arg(field).arg(value);
+        }
+        let reply = self.query("publish", &cmd).await?;
+        entry_id(&reply).ok_or_else(|| protocol("publish", "XADD did not return an entry id"))
+    }
+
+    async fn ensure_group(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        start: StartFrom,
+    ) -> Result<(), BusError> {
+        let start = match start {
+            StartFrom::Beginning => "0",
+            StartFrom::New => "$",
+        };
+        let mut conn = self.conn.clone();
+        let result: Result<Value, _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.key(stream))
+            .arg(group.as_str())
+            .arg(start)
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(BusError::from_redis("ensure_group", e)),
+        }
+    }
+
+    async fn consume(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        consumer: &ConsumerName,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, BusError> {
+        check_max(max)?;
+        check_block(block)?;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(group.as_str())
+            .arg(consumer.as_str())
+            .arg("COUNT")
+            .arg(max);
+        if !block.is_zero() {
+            // At least 1 ms: BLOCK 0 would mean forever.
+            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        cmd.arg("STREAMS").arg(self.key(stream)).arg(">");
+        let reply = if block.is_zero() {
+            self.query("consume", &cmd).await
+        } else {
+            self.blocking_read(&cmd, block).await
+        };
+        let reply = reply.map_err(|e| no_group(e, stream, group))?;
+        let entries = read_reply(reply)?;
+        self.decode(stream, group, entries, |_| 1).await
+    }
+
+    async fn ack(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        ids: &[EntryId],
+    ) -> Result<u64, BusError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(self.key(stream)).arg(group.as_str());
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        let reply = self.query("ack", &cmd).await?;
+        int(&reply).ok_or_else(|| protocol("ack", "XACK did not return a count"))
+    }
+
+    async fn claim_stale(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        consumer: &ConsumerName,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        check_max(max)?;
+        let key = self.key(stream);
+        let mut cursor = "0-0".to_owned();
+        let mut claimed = Vec::new();
+        let mut lost = 0usize;
+        // XAUTOCLAIM scans the pending list in slices; follow the cursor until
+        // it wraps to 0-0 or enough entries are claimed.
+        loop {
+            let mut cmd = redis::cmd("XAUTOCLAIM");
+            cmd.arg(&key)
+                .arg(group.as_str())
+                .arg(consumer.as_str())
+                .arg(min_idle.as_millis() as u64)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(max - claimed.len());
+            let reply = self
+                .query("claim_stale", &cmd)
+                .await
+                .map_err(|e| no_group(e, stream, group))?;
+            let Value::Array(mut parts) = reply else {
+                return Err(protocol("claim_stale", "XAUTOCLAIM reply is not an array"));
+            };
+            if parts.len() < 2 {
+                return Err(protocol("claim_stale", "XAUTOCLAIM reply is too short"));
+            }
+            if let Some(Value::Array(deleted)) = parts.get(2) {
+                lost += deleted.len();
+            }
+            let entries = entries(parts.swap_remove(1), "claim_stale")?;
+            let next = bytes(&parts[0])
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .ok_or_else(|| protocol("claim_stale", "XAUTOCLAIM cursor missing"))?;
+            claimed.extend(entries);
+            if next == "0-0" || claimed.len() >= max {
+                break;
+            }
+            cursor = next;
+        }
+        if lost > 0 {
+            tracing::warn!(stream = %stream, group = %group, lost,
+                "pending entries were trimmed before being acked");
+        }
+        let ids: Vec<EntryId> = claimed.iter().map(|(id, _)| *id).collect();
+        let counts = self.delivery_counts(stream, group, &ids).await?;
+        self.decode(stream, group, claimed, |id| {
+            counts.iter().find(|(i, _)| *i == id).map_or(1, |(_, c)| *c)
+        })
+        .await
+    }
+
+    async fn groups(&self, stream: &StreamName) -> Result<Vec<GroupInfo>, BusError> {
+        let key = self.key(stream);
+        let mut conn = self.conn.clone();
+        let reply: Value = match redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.detail().is_some_and(|d| d.contains("no such key")) => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(BusError::from_redis("groups", e)),
+        };
+        let Value::Array(groups) = reply else {
+            return Err(protocol("groups", "XINFO GROUPS reply is not an array"));
+        };
+        let mut stream_len = None;
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            let fields = pairs(g).ok_or_else(|| protocol("groups", "group is not a map"))?;
+            let get = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| bytes(k) == Some(name.as_bytes()))
+                    .map(|(_, v)| v)
+            };
+            let name = get("name")
+                .and_then(bytes)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .ok_or_else(|| protocol("groups", "group without name"))?;
+            let consumers = get("consumers").and_then(int).unwrap_or(0);
+            let pending = get("pending").and_then(int).unwrap_or(0);
+            let last_delivered = get("last-delivered-id")
+                .and_then(entry_id)
+                .ok_or_else(|| protocol("groups", "group without last-delivered-id"))?;
+            // Redis leaves lag unset when it cannot compute it exactly; the
+            // stream length is then an upper bound, the safe side for
+            // back-pressure.
+            let lag = match get("lag").and_then(int) {
+                Some(lag) => lag,
+                None => match stream_len {
+                    Some(len) => len,
+                    None => {
+                        let len: u64 = redis::cmd("XLEN")
+                            .arg(&key)
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(|e| BusError::from_redis("groups", e))?;
+                        stream_len = Some(len);
+                        len
+                    }
+                },
+            };
+            out.push(GroupInfo {
+                group: name,
+                consumers,
+                pending,
+                lag,
+                last_delivered,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn protocol(op: &'static str, detail: &str) -> BusError {
+    BusError::Protocol {
+        op,
+        detail: detail.to_owned(),
+    }
+}
+
+/// Redis answers NOGROUP for a group (or stream) that does not exist.
+fn no_group(e: BusError, stream: &StreamName, group: &GroupName) -> BusError {
+    match e {
+        BusError::Redis { source, .. } if source.code() == Some("NOGROUP") => BusError::NoGroup {
+            stream: stream.to_string(),
+            group: group.to_string(),
+        },
+        other => other,
+    }
+}
+
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => std::str::from_utf8(bytes(other)?).ok()?.parse().ok(),
+    }
+}
+
+fn entry_id(v: &Value) -> Option<EntryId> {
+    std::str::from_utf8(bytes(v)?).ok()?.parse().ok()
+}
+
+/// Key/value pairs from a RESP3 map or a RESP2 flat array.
+fn pairs(v: Value) -> Option<Vec<(Value, Value)>> {
+    match v {
+        Value::Map(m) => Some(m),
+        Value::Array(a) if a.len() % 2 == 0 => {
+            let mut it = a.into_iter();
+            let mut out = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((k, v));
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+type RawEntry = (EntryId, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// `[[id, [field, value, ...]], ...]`; entries whose data is gone (nil fields)
+/// are skipped.
+fn entries(v: Value, op: &'static str) -> Result<Vec<RawEntry>, BusError> {
+    let Value::Array(items) = v else {
+        return Err(protocol(op, "entries are not an array"));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Array(mut parts) = item else {
+            return Err(protocol(op, "entry is not an array"));
+        };
+        if parts.len() != 2 {
+            return Err(protocol(op, "entry is not [id, fields]"));
+        }
+        let id = entry_id(&parts[0]).ok_or_else(|| protocol(op, "entry id is malformed"))?;
+        let Some(fields) = pairs(parts.swap_remove(1)) else {
+            continue;
+        };
+        let mut decoded = Vec::with_capacity(fields.len());
+        for (k, v) in fields {
+            match (bytes(&k), bytes(&v)) {
+                (Some(k), Some(v)) => decoded.push((k.to_vec(), v.to_vec())),
+                _ => return Err(protocol(op, "entry field is not a string")),
+            }
+        }
+        out.push((id, decoded));
+    }
+    Ok(out)
+}
+
+/// XREADGROUP: nil on timeout, else one `[key, entries]` per stream (a map in RESP3).
+fn read_reply(v: Value) -> Result<Vec<RawEntry>, BusError> {
+    let streams = match v {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Map(m) => m,
+        Value::Array(a) => a
+            .into_iter()
+            .map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let entries = kv.pop().unwrap_or(Value::Nil);
+                    let key = kv.pop().unwrap_or(Value::Nil);
+                    Ok((key, entries))
+                }
+                _ => Err(protocol("consume", "stream reply is not [key, entries]")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(protocol("consume", "XREADGROUP reply is not an array")),
+    };
+    let mut out = Vec::new();
+    for (_, e) in streams {
+        out.extend(entries(e, "consume")?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> String {
+        std::env::var("GRODT_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_blocking_read_survives_a_pooled_connection_killed_while_idle() {
+        let prefix = format!("grodt-test:unit:{}:", uuid::Uuid::now_v7().simple());
+        let bus = RedisBus::connect(RedisBusConfig::new(url(), prefix))
+            .await
+            .expect("Redis (GRODT_TEST_REDIS_URL) is unreachable; this test needs it");
+        let s = StreamName::parse("grodt.fills.v1").unwrap();
+        let g = GroupName::parse("g").unwrap();
+        let c = ConsumerName::parse("c").unwrap();
+        bus.ensure_group(&s, &g, StartFrom::Beginning)
+            .await
+            .unwrap();
+        let block = Duration::from_millis(20);
+        assert!(bus.consume(&s, &g, &c, 1, block).await.unwrap().is_empty());
+        // Kill the pooled reader from the server side, as a Redis restart would.
+        let mut pooled = bus
+            .readers
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("reader returned to the pool");
+        let id: u64 = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut pooled)
+            .await
+            .unwrap();
+        bus.readers.lock().unwrap().push(pooled);
+        let killed: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(&mut bus.conn.clone())
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+        let e = Envelope::new("grodt.v1.Test", chrono::Utc::now(), &b"x"[..]);
+        let entry = bus.publish(&s, &e).await.unwrap();
+        let got = bus.consume(&s, &g, &c, 1, block).await;
+        bus.delete_all_keys().await.unwrap();
+        let got = got.expect("read retried on a fresh connection");
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].entry_id, &got[0].envelope), (entry, &e));
+    }
+}

@@ -1,0 +1,48 @@
+//! Runs the shared conformance suite against both backends: the in-process
+//! bus, and Redis at GRODT_TEST_REDIS_URL (default redis://127.0.0.1:6379),
+//! each Redis test under a key prefix of its own that it deletes afterwards.
+
+mod harness;
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod in_process {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = crate::harness::InProcessHarness::new();
+                    grodt_bus::conformance::$name(&h).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::harness::RedisHarness::run(stringify!($name), |h| async move {
+                        grodt_bus::conformance::$name(h.as_ref()).await;
+                    })
+                    .await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    ordering_within_stream,
+    group_start_positions,
+    unacked_entries_are_redelivered,
+    dropped_consumer_entries_are_claimed,
+    groups_are_independent,
+    ack_removes_from_pending,
+    envelope_round_trips_exactly,
+    back_pressure_bounds_the_slowest_group,
+    concurrent_consumers_share_without_duplicates,
+    blocking_consume_wakes_on_publish,
+    rejects_bad_arguments,
+    consumer_loop_acks_only_after_success,
+    consumer_loop_dead_letters_poison_events,
+);
+
+mod redis_only;
