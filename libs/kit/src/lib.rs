@@ -13,6 +13,7 @@
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod infra;
 pub mod metrics;
 pub mod runner;
 pub mod status;
@@ -21,6 +22,7 @@ pub mod telemetry;
 pub use config::{CommonConfig, Config, ConfigError, ConfigSource, Secret, ServiceConfig};
 pub use grpc::{GrpcServerBuilder, Server, shutdown_signal};
 pub use http::{Readiness, ReadinessCheck};
+pub use infra::Infra;
 pub use metrics::Metrics;
 pub use status::{to_status, unimplemented};
 pub use telemetry::{TelemetryGuard, TraceContextInterceptor};
@@ -52,6 +54,14 @@ pub enum KitError {
     /// A reflection descriptor set is malformed.
     #[error("reflection descriptor set: {0}")]
     Reflection(String),
+    /// A dependency (Redis, the database) could not be reached or set up.
+    #[error("{key}: {reason}")]
+    Dependency {
+        /// The config key of the dependency.
+        key: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
     /// A listener failed while serving.
     #[error("serving: {0}")]
     Serve(String),
@@ -61,7 +71,9 @@ impl Classify for KitError {
     fn kind(&self) -> ErrorKind {
         match self {
             KitError::Config(_) => ErrorKind::InvalidArgument,
-            KitError::Bind { .. } | KitError::Serve(_) => ErrorKind::Unavailable,
+            KitError::Bind { .. } | KitError::Serve(_) | KitError::Dependency { .. } => {
+                ErrorKind::Unavailable
+            }
             KitError::Telemetry(_) | KitError::Metrics(_) | KitError::Reflection(_) => {
                 ErrorKind::Internal
             }

@@ -1,19 +1,19 @@
 //! The whole life of a service process, so every service `main` is one call:
-//! load config (exit 64 when bad), init telemetry, build, serve until
-//! SIGTERM/SIGINT, drain.
+//! load config (exit 64 when bad), init telemetry, connect the bus and the
+//! store, build, serve until SIGTERM/SIGINT, drain.
 
 use std::future::Future;
 use std::process::ExitCode;
 
 use crate::config::{self, Config, ConfigSource, ServiceConfig};
-use crate::{KitError, Server, shutdown_signal, telemetry};
+use crate::{Infra, KitError, Server, shutdown_signal, telemetry};
 
 /// Runs a service built by `build` from its configuration. Returns the exit
 /// code for `main`: 0 after a clean drain, 1 when start-up or serving failed.
 pub fn run<S, F, Fut>(service: &'static str, defaults: Config<S>, build: F) -> ExitCode
 where
     S: ServiceConfig,
-    F: FnOnce(Config<S>) -> Fut,
+    F: FnOnce(Config<S>, Infra) -> Fut,
     Fut: Future<Output = Result<Server, KitError>>,
 {
     let config = config::load_or_exit(&ConfigSource::from_process(), &defaults);
@@ -29,7 +29,8 @@ where
     };
     let outcome = runtime.block_on(async move {
         let _telemetry = telemetry::init(service, &config.common.telemetry)?;
-        let server = build(config).await?;
+        let infra = Infra::connect(&config.common).await?;
+        let server = build(config, infra).await?;
         tracing::info!(
             service,
             grpc = %server.grpc_addr(),

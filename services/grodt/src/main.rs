@@ -1,11 +1,17 @@
 //! `grodt`: the operator CLI and the all-in-one runner. Parses arguments and
 //! dispatches to the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use grodt::up::{UpError, UpOptions};
+use grodt_kit::config::{self, CommonConfig, Config, ConfigSource};
 use tonic_health::pb::health_check_response::ServingStatus;
+
+/// sysexits' EX_CONFIG: the configuration is bad.
+const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +26,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run all seven services in this process: in-process bus, SQLite store.
+    Up {
+        /// Directory for the embedded SQLite database.
+        #[arg(long, default_value = ".grodt")]
+        data_dir: PathBuf,
+        /// Bind every listener to 127.0.0.1:0 instead of the conventional ports.
+        #[arg(long)]
+        ephemeral_ports: bool,
+        /// Write the bound addresses as JSON to this file once all listen.
+        #[arg(long)]
+        ports_file: Option<PathBuf>,
+    },
     /// Exit 0 only when ADDR's gRPC health check answers SERVING.
     Health {
         /// host:port of the gRPC server.
@@ -31,29 +49,120 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
     },
+    /// Apply database migrations to `database.url` (GRODT_DATABASE__URL).
+    Migrate {
+        /// Overrides the configured database URL.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Health {
-            addr,
-            service,
-            timeout_ms,
-        } => match grodt::health::check(&addr, &service, Duration::from_millis(timeout_ms)).await {
-            Ok(ServingStatus::Serving) => {
-                println!("SERVING");
-                ExitCode::SUCCESS
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("grodt: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Up {
+                data_dir,
+                ephemeral_ports,
+                ports_file,
+            } => {
+                up(UpOptions {
+                    data_dir,
+                    ephemeral_ports,
+                    ports_file,
+                })
+                .await
             }
-            Ok(status) => {
-                println!("{}", status.as_str_name());
-                ExitCode::FAILURE
+            Command::Health {
+                addr,
+                service,
+                timeout_ms,
+            } => health(&addr, &service, Duration::from_millis(timeout_ms)).await,
+            Command::Migrate { database_url } => migrate(database_url).await,
+        }
+    })
+}
+
+async fn up(options: UpOptions) -> ExitCode {
+    let source = ConfigSource::from_process();
+    // Logs follow the first service's telemetry section; all share one process.
+    let telemetry = match grodt::up::load_configs(&source, options.ephemeral_ports) {
+        Ok(configs) => configs[0].1.common.telemetry.clone(),
+        Err(e) => return up_failed(&e),
+    };
+    let _guard = match grodt_kit::telemetry::init("grodt", &telemetry) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("grodt up: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match grodt::up::run(options, source, grodt_kit::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => up_failed(&e),
+    }
+}
+
+fn up_failed(e: &UpError) -> ExitCode {
+    eprintln!("grodt up: {e}");
+    match e {
+        UpError::Config { .. } => ExitCode::from(EXIT_CONFIG),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+async fn health(addr: &str, service: &str, timeout: Duration) -> ExitCode {
+    match grodt::health::check(addr, service, timeout).await {
+        Ok(ServingStatus::Serving) => {
+            println!("SERVING");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            println!("{}", status.as_str_name());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("grodt health: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn migrate(database_url: Option<String>) -> ExitCode {
+    let url = match database_url {
+        Some(url) => url,
+        None => {
+            let defaults = Config {
+                common: CommonConfig::with_ports(0, 0),
+                service: (),
+            };
+            match config::load(&ConfigSource::from_process(), &defaults) {
+                Ok(c) => c.common.database.url.expose().clone(),
+                Err(e) => {
+                    eprintln!("grodt migrate: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
             }
-            Err(e) => {
-                eprintln!("grodt health: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        }
+    };
+    match grodt::migrate::run(&url).await {
+        Ok(backend) => {
+            println!("migrated ({backend})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("grodt migrate: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

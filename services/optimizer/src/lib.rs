@@ -7,12 +7,15 @@ mod grpc;
 
 pub use grpc::OptimizerApi;
 
-use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, KitError, Server};
+use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, Infra, KitError, Server};
 use grodt_proto::v1::optimizer_service_server::OptimizerServiceServer;
 use tonic::server::NamedService;
 
 /// The service's name in logs, metrics and configuration.
 pub const NAME: &str = "optimizer";
+
+/// The fully-qualified gRPC service, as health and reflection name it.
+pub const GRPC_SERVICE: &str = <OptimizerServiceServer<OptimizerApi> as NamedService>::NAME;
 
 /// Built-in configuration defaults: the ports of docs/conventions.md.
 pub fn defaults() -> Config<()> {
@@ -23,12 +26,15 @@ pub fn defaults() -> Config<()> {
 }
 
 /// Binds the gRPC and HTTP listeners; the returned server runs with
-/// `run_until_stopped`.
-pub async fn build(config: Config<()>) -> Result<Server, KitError> {
+/// `run_until_stopped`. `/readyz` follows the bus and the store.
+pub async fn build(config: Config<()>, infra: Infra) -> Result<Server, KitError> {
+    let (bus_ready, store_ready) = infra.readiness_checks();
     GrpcServerBuilder::new(NAME, &config.common)
         .version(env!("CARGO_PKG_VERSION"))
         .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
-        .health_service(<OptimizerServiceServer<OptimizerApi> as NamedService>::NAME)
+        .readiness_check(bus_ready)
+        .readiness_check(store_ready)
+        .health_service(GRPC_SERVICE)
         .add_service(OptimizerServiceServer::new(OptimizerApi))
         .bind()
         .await

@@ -1,0 +1,8 @@
+//! Integration tests of the seven services and the `grodt` CLI: each service
+//! on port 0 against embedded or real infrastructure, and `grodt up` as a
+//! real process.
+
+mod distributed;
+mod helpers;
+mod services;
+mod up;
