@@ -112,6 +112,12 @@ impl GrpcServerBuilder {
         self
     }
 
+    /// Makes `/readyz` follow the bus and the store the service runs against.
+    pub fn infra(self, infra: &crate::Infra) -> Self {
+        let (bus, store) = infra.readiness_checks();
+        self.readiness_check(bus).readiness_check(store)
+    }
+
     /// Uses a registry the service already registered its own metrics on
     /// (otherwise the server creates one).
     pub fn metrics(mut self, metrics: Metrics) -> Self {

@@ -28,12 +28,10 @@ pub fn defaults() -> Config<()> {
 /// Binds the gRPC and HTTP listeners; the returned server runs with
 /// `run_until_stopped`. `/readyz` follows the bus and the store.
 pub async fn build(config: Config<()>, infra: Infra) -> Result<Server, KitError> {
-    let (bus_ready, store_ready) = infra.readiness_checks();
     GrpcServerBuilder::new(NAME, &config.common)
         .version(env!("CARGO_PKG_VERSION"))
         .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
-        .readiness_check(bus_ready)
-        .readiness_check(store_ready)
+        .infra(&infra)
         .health_service(GRPC_SERVICE)
         .add_service(BacktestServiceServer::new(BacktestApi))
         .bind()
