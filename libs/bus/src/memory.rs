@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::backpressure::Admission;
 use crate::{
     BackPressure, BusError, ConsumerName, Delivery, EntryId, Envelope, EventBus, GroupInfo,
     GroupName, StartFrom, StreamName, check_block, check_max,
@@ -191,26 +192,22 @@ impl InProcessBus {
 impl EventBus for InProcessBus {
     async fn publish(&self, stream: &StreamName, envelope: &Envelope) -> Result<EntryId, BusError> {
         envelope.validate()?;
-        self.inner
-            .back_pressure
-            .wait_for_room(stream, || async {
-                Ok(self
-                    .lock()
-                    .get(stream)
-                    .map(StreamState::info)
-                    .unwrap_or_default())
+        let back_pressure = &self.inner.back_pressure;
+        let id = back_pressure
+            .admit(stream, || async {
+                let mut state = self.lock();
+                let s = state.entry(stream.clone()).or_default();
+                if let Some((group, backlog)) = back_pressure.full_group(&s.info()) {
+                    return Ok(Admission::Full { group, backlog });
+                }
+                let id = s.next_id();
+                s.entries.push_back((id, envelope.clone()));
+                while s.entries.len() > self.inner.max_len {
+                    s.entries.pop_front();
+                }
+                Ok(Admission::Admitted(id))
             })
             .await?;
-        let id = {
-            let mut state = self.lock();
-            let s = state.entry(stream.clone()).or_default();
-            let id = s.next_id();
-            s.entries.push_back((id, envelope.clone()));
-            while s.entries.len() > self.inner.max_len {
-                s.entries.pop_front();
-            }
-            id
-        };
         self.inner.published.notify_waiters();
         Ok(id)
     }
