@@ -19,7 +19,7 @@ use crate::{
 const IDLE_READERS: usize = 16;
 
 /// Settings of a [`RedisBus`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisBusConfig {
     /// `redis://host:port[/db]`.
     pub url: String,
@@ -34,6 +34,24 @@ pub struct RedisBusConfig {
     pub back_pressure: BackPressure,
     /// Longest wait for the answer to a non-blocking command.
     pub response_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisBusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password (`redis://user:secret@host`).
+        let url = if self.url.contains('@') {
+            "<redacted: contains credentials>"
+        } else {
+            self.url.as_str()
+        };
+        f.debug_struct("RedisBusConfig")
+            .field("url", &url)
+            .field("key_prefix", &self.key_prefix)
+            .field("max_len", &self.max_len)
+            .field("back_pressure", &self.back_pressure)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
 }
 
 impl RedisBusConfig {
@@ -730,6 +748,17 @@ mod tests {
     fn url() -> String {
         std::env::var("GRODT_TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let shown = format!(
+            "{:?}",
+            RedisBusConfig::new("redis://u:hunter2@h:6379", "p:")
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let shown = format!("{:?}", RedisBusConfig::new("redis://h:6379", "p:"));
+        assert!(shown.contains("redis://h:6379"), "{shown}");
     }
 
     #[tokio::test]
