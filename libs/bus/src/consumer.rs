@@ -11,6 +11,34 @@
 //! as a client order id), e.g. with a unique constraint written in the same
 //! transaction as the effect. Redelivered entries can arrive after newer ones,
 //! so handlers must not rely on order across failures.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use async_trait::async_trait;
+//! use grodt_bus::consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
+//! use grodt_bus::{ConsumerName, Delivery, EventBus, GroupName, StreamName};
+//!
+//! struct Fills;
+//!
+//! #[async_trait]
+//! impl Handler for Fills {
+//!     async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+//!         // Apply the fill and record d.envelope.event_id in one transaction;
+//!         // a duplicate event id means "already done": return Ok.
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn example(bus: Arc<dyn EventBus>, shutdown: impl std::future::Future<Output = ()>)
+//! # -> Result<(), grodt_bus::BusError> {
+//! let config = ConsumerConfig::new(
+//!     StreamName::parse("grodt.fills.v1")?,
+//!     GroupName::parse("strategy")?,
+//!     ConsumerName::parse("strategy-7f9c")?,
+//! );
+//! Consumer::new(bus, Arc::new(Fills), config).run(shutdown).await
+//! # }
+//! ```
 
 use std::future::Future;
 use std::sync::Arc;
