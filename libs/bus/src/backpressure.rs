@@ -15,11 +15,13 @@ use crate::{GroupInfo, StreamName};
 /// Consuming alone does not relieve the pressure: only acks do, because an
 /// unacked entry is still owed. A stream without groups has no back-pressure.
 ///
-/// The check and the append are not atomic, so concurrent publishers can
-/// overshoot `max_backlog` by at most their number. Stream trimming
-/// ([`crate::RedisBusConfig::max_len`]) must therefore stay well above
-/// `max_backlog` (the Redis config requires at least twice), or entries
-/// still owed to a group would be trimmed away and lost.
+/// The check and the append are one atomic step (a Lua script in Redis, one
+/// lock in memory), so no group's backlog ever exceeds `max_backlog` through
+/// publishing, however many publishers there are. Stream trimming
+/// ([`crate::RedisBusConfig::max_len`]) must stay well above `max_backlog`
+/// (both backends require at least twice, leaving room for a group created
+/// later from the beginning), or entries still owed to a group would be
+/// trimmed away and lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackPressure {
     /// Backlog at which publishing waits.
@@ -73,40 +75,58 @@ impl BackPressure {
         Ok(())
     }
 
-    /// Returns once every group's backlog is below the limit, or the
-    /// back-pressure error after `max_wait`.
-    pub(crate) async fn wait_for_room<F, Fut>(
+    /// Runs `attempt` (an atomic check-and-append) until it is admitted, or
+    /// fails with the back-pressure error once `max_wait` has passed.
+    pub(crate) async fn admit<T, F, Fut>(
         &self,
         stream: &StreamName,
-        mut groups: F,
-    ) -> Result<(), BusError>
+        mut attempt: F,
+    ) -> Result<T, BusError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<Vec<GroupInfo>, BusError>>,
+        Fut: Future<Output = Result<Admission<T>, BusError>>,
     {
         let started = tokio::time::Instant::now();
         loop {
-            let slowest = groups().await?.into_iter().max_by_key(GroupInfo::backlog);
-            let Some(slowest) = slowest.filter(|g| g.backlog() >= self.max_backlog) else {
-                return Ok(());
+            let (group, backlog) = match attempt().await? {
+                Admission::Admitted(t) => return Ok(t),
+                Admission::Full { group, backlog } => (group, backlog),
             };
             let waited = started.elapsed();
             if waited >= self.max_wait {
                 return Err(BusError::BackPressure {
                     stream: stream.to_string(),
-                    backlog: slowest.backlog(),
-                    group: slowest.group,
+                    group,
+                    backlog,
                     limit: self.max_backlog,
                     waited,
                 });
             }
-            tracing::debug!(
-                stream = %stream,
-                group = %slowest.group,
-                backlog = slowest.backlog(),
-                "publish waiting for back-pressure to clear"
-            );
+            tracing::debug!(stream = %stream, group = %group, backlog,
+                "publish waiting for back-pressure to clear");
             tokio::time::sleep(self.poll_interval.min(self.max_wait - waited)).await;
         }
     }
+
+    /// The first group whose backlog is at or above the limit, if any.
+    pub(crate) fn full_group(&self, groups: &[GroupInfo]) -> Option<(String, u64)> {
+        groups
+            .iter()
+            .filter(|g| g.backlog() >= self.max_backlog)
+            .max_by_key(|g| g.backlog())
+            .map(|g| (g.group.clone(), g.backlog()))
+    }
+}
+
+/// The outcome of one publish attempt under back-pressure.
+pub(crate) enum Admission<T> {
+    /// Appended.
+    Admitted(T),
+    /// Not appended: this group's backlog is at the limit.
+    Full {
+        /// The group.
+        group: String,
+        /// Its backlog.
+        backlog: u64,
+    },
 }

@@ -459,6 +459,33 @@ pub async fn back_pressure_bounds_the_slowest_group(h: &dyn Harness) {
         .expect("publisher task")
         .expect("publish after acks made room");
 
+    // Checking and appending are one step: racing publishers fill a group
+    // exactly to the limit, never past it.
+    let raced = stream("grodt.raced.v1");
+    bus.ensure_group(&raced, &slow, StartFrom::Beginning)
+        .await
+        .expect("ensure_group");
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let bus = Arc::clone(&bus);
+            let raced = raced.clone();
+            tokio::spawn(async move {
+                let mut admitted = 0u64;
+                while bus.publish(&raced, &event(1)).await.is_ok() {
+                    admitted += 1;
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for r in racers {
+        admitted += r.await.expect("racer");
+    }
+    assert_eq!(admitted, limit, "racing publishers overshot the limit");
+    let infos = bus.groups(&raced).await.expect("groups");
+    assert_eq!(infos[0].backlog(), limit);
+
     // A stream nobody consumes has no back-pressure.
     let free = stream("grodt.unconsumed.v1");
     publish_all(

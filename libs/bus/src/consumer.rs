@@ -11,6 +11,34 @@
 //! as a client order id), e.g. with a unique constraint written in the same
 //! transaction as the effect. Redelivered entries can arrive after newer ones,
 //! so handlers must not rely on order across failures.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use async_trait::async_trait;
+//! use grodt_bus::consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
+//! use grodt_bus::{ConsumerName, Delivery, EventBus, GroupName, StreamName};
+//!
+//! struct Fills;
+//!
+//! #[async_trait]
+//! impl Handler for Fills {
+//!     async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+//!         // Apply the fill and record d.envelope.event_id in one transaction;
+//!         // a duplicate event id means "already done": return Ok.
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn example(bus: Arc<dyn EventBus>, shutdown: impl std::future::Future<Output = ()>)
+//! # -> Result<(), grodt_bus::BusError> {
+//! let config = ConsumerConfig::new(
+//!     StreamName::parse("grodt.fills.v1")?,
+//!     GroupName::parse("strategy")?,
+//!     ConsumerName::parse("strategy-7f9c")?,
+//! );
+//! Consumer::new(bus, Arc::new(Fills), config).run(shutdown).await
+//! # }
+//! ```
 
 use std::future::Future;
 use std::sync::Arc;
@@ -294,5 +322,155 @@ impl Consumer {
             () = shutdown.as_mut() => true,
             () = tokio::time::sleep(self.config.retry_after) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::{BackPressure, EntryId, Envelope, GroupInfo, InProcessBus};
+
+    /// Passes calls through to an in-process bus, except that the first
+    /// `outages` reads fail with `fail_with`.
+    struct Outage {
+        inner: InProcessBus,
+        outages: AtomicUsize,
+        fail_with: fn() -> BusError,
+    }
+
+    #[async_trait]
+    impl EventBus for Outage {
+        async fn publish(&self, s: &StreamName, e: &Envelope) -> Result<EntryId, BusError> {
+            self.inner.publish(s, e).await
+        }
+        async fn ensure_group(
+            &self,
+            s: &StreamName,
+            g: &GroupName,
+            start: StartFrom,
+        ) -> Result<(), BusError> {
+            self.inner.ensure_group(s, g, start).await
+        }
+        async fn consume(
+            &self,
+            s: &StreamName,
+            g: &GroupName,
+            c: &ConsumerName,
+            max: usize,
+            block: Duration,
+        ) -> Result<Vec<Delivery>, BusError> {
+            let failing = self
+                .outages
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                return Err((self.fail_with)());
+            }
+            self.inner.consume(s, g, c, max, block).await
+        }
+        async fn ack(
+            &self,
+            s: &StreamName,
+            g: &GroupName,
+            ids: &[EntryId],
+        ) -> Result<u64, BusError> {
+            self.inner.ack(s, g, ids).await
+        }
+        async fn claim_stale(
+            &self,
+            s: &StreamName,
+            g: &GroupName,
+            c: &ConsumerName,
+            min_idle: Duration,
+            max: usize,
+        ) -> Result<Vec<Delivery>, BusError> {
+            self.inner.claim_stale(s, g, c, min_idle, max).await
+        }
+        async fn groups(&self, s: &StreamName) -> Result<Vec<GroupInfo>, BusError> {
+            self.inner.groups(s).await
+        }
+    }
+
+    #[derive(Default)]
+    struct Record(Mutex<Vec<uuid::Uuid>>);
+
+    #[async_trait]
+    impl Handler for Record {
+        async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+            self.0.lock().unwrap().push(d.envelope.event_id);
+            Ok(())
+        }
+    }
+
+    fn setup(outages: usize, fail_with: fn() -> BusError) -> (Arc<Outage>, Arc<Record>, Consumer) {
+        let bus = Arc::new(Outage {
+            inner: InProcessBus::new(BackPressure::default(), 1_000_000).unwrap(),
+            outages: AtomicUsize::new(outages),
+            fail_with,
+        });
+        let handler = Arc::new(Record::default());
+        let mut config = ConsumerConfig::new(
+            StreamName::parse("grodt.fills.v1").unwrap(),
+            GroupName::parse("strategy").unwrap(),
+            ConsumerName::parse("s-0").unwrap(),
+        );
+        config.block = Duration::from_millis(10);
+        config.retry_after = Duration::from_millis(5);
+        let consumer = Consumer::new(bus.clone(), handler.clone(), config);
+        (bus, handler, consumer)
+    }
+
+    #[tokio::test]
+    async fn run_rides_out_an_unavailable_bus() {
+        let (bus, handler, consumer) = setup(3, || BusError::Timeout {
+            op: "consume",
+            after: Duration::from_millis(1),
+        });
+        let s = StreamName::parse("grodt.fills.v1").unwrap();
+        let e = Envelope::new(
+            "grodt.v1.Fill",
+            chrono::Utc::now(),
+            Bytes::from_static(b"f"),
+        );
+        bus.publish(&s, &e).await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(consumer.run(async {
+            let _ = stopped.await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while handler.0.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "event never handled");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        stop.send(()).unwrap();
+        running
+            .await
+            .unwrap()
+            .expect("shutdown ends the loop cleanly");
+        assert_eq!(*handler.0.lock().unwrap(), vec![e.event_id]);
+        assert_eq!(
+            bus.outages.load(Ordering::SeqCst),
+            0,
+            "every outage was retried"
+        );
+        assert_eq!(bus.groups(&s).await.unwrap()[0].pending, 0);
+    }
+
+    #[tokio::test]
+    async fn run_stops_on_an_error_retrying_cannot_fix() {
+        let (_bus, _handler, consumer) = setup(1, || BusError::InvalidArgument {
+            field: "max",
+            reason: "test".to_owned(),
+        });
+        let err = consumer
+            .run(std::future::pending())
+            .await
+            .expect_err("a bad argument ends the loop");
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     }
 }

@@ -309,4 +309,50 @@ mod tests {
         assert!("17".parse::<EntryId>().is_err());
         assert!("a-1".parse::<EntryId>().is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn wire(e: &Envelope) -> Vec<(Vec<u8>, Vec<u8>)> {
+            e.to_fields()
+                .into_iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                .collect()
+        }
+
+        proptest! {
+            #[test]
+            fn any_valid_envelope_round_trips(
+                id in any::<u128>(),
+                event_type in "[a-zA-Z0-9._]{1,64}",
+                nanos in 0i64..4_000_000_000_000_000_000,
+                traceparent in proptest::option::of("[ -~]{1,80}"),
+                tracestate in proptest::option::of("\\PC{1,80}"),
+                payload in proptest::collection::vec(any::<u8>(), 0..512),
+            ) {
+                // Force the version and variant bits of a v7 UUID.
+                let id = (id & !(0xF << 76) & !(0b11 << 62)) | (0x7 << 76) | (0b10 << 62);
+                let e = Envelope {
+                    event_id: Uuid::from_u128(id),
+                    event_type,
+                    occurred_at: Utc.timestamp_nanos(nanos),
+                    traceparent,
+                    tracestate,
+                    payload: Bytes::from(payload),
+                };
+                prop_assert!(e.validate().is_ok());
+                prop_assert_eq!(Envelope::from_fields(wire(&e)).unwrap(), e);
+            }
+
+            #[test]
+            fn entry_ids_print_and_parse_back_in_order(a in any::<(u64, u64)>(), b in any::<(u64, u64)>()) {
+                let (x, y) = (EntryId { ms: a.0, seq: a.1 }, EntryId { ms: b.0, seq: b.1 });
+                let (px, py): (EntryId, EntryId) = (x.to_string().parse().unwrap(), y.to_string().parse().unwrap());
+                prop_assert_eq!(px, x);
+                prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+                prop_assert_eq!(py, y);
+            }
+        }
+    }
 }

@@ -10,9 +10,17 @@
 //! that does this for services.
 //!
 //! Back-pressure: see [`BackPressure`]. Publishing waits while the slowest
-//! group of the stream has `max_backlog` or more unacknowledged entries and
-//! fails with [`BusError::BackPressure`] (ResourceExhausted) if that lasts
-//! longer than `max_wait`.
+//! group of the stream has `max_backlog` or more unacknowledged entries
+//! (pending + never delivered) and fails with [`BusError::BackPressure`]
+//! (ResourceExhausted) if that lasts longer than `max_wait`. Streams are
+//! trimmed to about `max_len` entries, which must stay at least twice
+//! `max_backlog` so trimming never reaches an entry a group still owes.
+//!
+//! Redis layout: stream `s` lives at key `<key_prefix>s`; entries that cannot
+//! be decoded, and (with [`consumer::ConsumerConfig::max_deliveries`]) events
+//! a handler keeps failing, go to `<key_prefix>s.dead-letter`. Entry fields
+//! are those of docs/conventions.md. [`EventBus::groups`] feeds the
+//! consumer-group lag metric (`pending`, `lag`, or their sum `backlog`).
 //!
 //! Architecture invariant: this crate knows nothing of the events it carries
 //! (payloads are opaque bytes); it never depends on grodt-proto, tonic or a

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::backpressure::Admission;
 use crate::{
     BackPressure, BusError, ConsumerName, Delivery, EntryId, Envelope, EventBus, GroupInfo,
     GroupName, StartFrom, StreamName, check_block, check_max,
@@ -32,7 +33,7 @@ struct Inner {
 
 #[derive(Default)]
 struct StreamState {
-    entries: VecDeque<(EntryId, Envelope)>,
+    entries: Entries,
     last_id: EntryId,
     groups: BTreeMap<GroupName, GroupState>,
 }
@@ -50,18 +51,21 @@ struct PendingEntry {
     count: u64,
 }
 
+type Entries = VecDeque<(EntryId, Envelope)>;
+
+fn find(entries: &Entries, id: EntryId) -> Option<&Envelope> {
+    entries
+        .binary_search_by_key(&id, |(i, _)| *i)
+        .ok()
+        .map(|i| &entries[i].1)
+}
+
+/// Index of the first entry after `id`.
+fn after(entries: &Entries, id: EntryId) -> usize {
+    entries.partition_point(|(i, _)| *i <= id)
+}
+
 impl StreamState {
-    fn find(&self, id: EntryId) -> Option<&Envelope> {
-        self.entries
-            .binary_search_by_key(&id, |(i, _)| *i)
-            .ok()
-            .map(|i| &self.entries[i].1)
-    }
-
-    fn after(&self, id: EntryId) -> usize {
-        self.entries.partition_point(|(i, _)| *i <= id)
-    }
-
     fn next_id(&mut self) -> EntryId {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -86,7 +90,7 @@ impl StreamState {
                 group: name.to_string(),
                 consumers: g.consumers.len() as u64,
                 pending: g.pending.len() as u64,
-                lag: (self.entries.len() - self.after(g.last_delivered)) as u64,
+                lag: (self.entries.len() - after(&self.entries, g.last_delivered)) as u64,
                 last_delivered: g.last_delivered,
             })
             .collect()
@@ -128,19 +132,21 @@ impl InProcessBus {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The stream's entries and the group, or `NoGroup`.
     fn with_group<'a>(
         state: &'a mut HashMap<StreamName, StreamState>,
         stream: &StreamName,
         group: &GroupName,
-    ) -> Result<&'a mut StreamState, BusError> {
-        let s = state
-            .get_mut(stream)
-            .filter(|s| s.groups.contains_key(group))
-            .ok_or_else(|| BusError::NoGroup {
-                stream: stream.to_string(),
-                group: group.to_string(),
-            })?;
-        Ok(s)
+    ) -> Result<(&'a Entries, &'a mut GroupState), BusError> {
+        let no_group = || BusError::NoGroup {
+            stream: stream.to_string(),
+            group: group.to_string(),
+        };
+        let StreamState {
+            entries, groups, ..
+        } = state.get_mut(stream).ok_or_else(no_group)?;
+        let g = groups.get_mut(group).ok_or_else(no_group)?;
+        Ok((entries, g))
     }
 
     fn take_new(
@@ -151,35 +157,26 @@ impl InProcessBus {
         max: usize,
     ) -> Result<Vec<Delivery>, BusError> {
         let mut state = self.lock();
-        let s = Self::with_group(&mut state, stream, group)?;
-        let g = s
-            .groups
-            .get(group)
-            .map(|g| g.last_delivered)
-            .unwrap_or_default();
-        let start = s.after(g);
-        let taken: Vec<(EntryId, Envelope)> =
-            s.entries.iter().skip(start).take(max).cloned().collect();
-        let g = s.groups.get_mut(group).ok_or_else(|| BusError::NoGroup {
-            stream: stream.to_string(),
-            group: group.to_string(),
-        })?;
+        let (entries, g) = Self::with_group(&mut state, stream, group)?;
         g.consumers.insert(consumer.clone());
         let now = Instant::now();
-        Ok(taken
-            .into_iter()
+        let start = after(entries, g.last_delivered);
+        Ok(entries
+            .iter()
+            .skip(start)
+            .take(max)
             .map(|(entry_id, envelope)| {
-                g.last_delivered = entry_id;
+                g.last_delivered = *entry_id;
                 g.pending.insert(
-                    entry_id,
+                    *entry_id,
                     PendingEntry {
                         last_delivery: now,
                         count: 1,
                     },
                 );
                 Delivery {
-                    entry_id,
-                    envelope,
+                    entry_id: *entry_id,
+                    envelope: envelope.clone(),
                     delivery_count: 1,
                 }
             })
@@ -191,26 +188,22 @@ impl InProcessBus {
 impl EventBus for InProcessBus {
     async fn publish(&self, stream: &StreamName, envelope: &Envelope) -> Result<EntryId, BusError> {
         envelope.validate()?;
-        self.inner
-            .back_pressure
-            .wait_for_room(stream, || async {
-                Ok(self
-                    .lock()
-                    .get(stream)
-                    .map(StreamState::info)
-                    .unwrap_or_default())
+        let back_pressure = &self.inner.back_pressure;
+        let id = back_pressure
+            .admit(stream, || async {
+                let mut state = self.lock();
+                let s = state.entry(stream.clone()).or_default();
+                if let Some((group, backlog)) = back_pressure.full_group(&s.info()) {
+                    return Ok(Admission::Full { group, backlog });
+                }
+                let id = s.next_id();
+                s.entries.push_back((id, envelope.clone()));
+                while s.entries.len() > self.inner.max_len {
+                    s.entries.pop_front();
+                }
+                Ok(Admission::Admitted(id))
             })
             .await?;
-        let id = {
-            let mut state = self.lock();
-            let s = state.entry(stream.clone()).or_default();
-            let id = s.next_id();
-            s.entries.push_back((id, envelope.clone()));
-            while s.entries.len() > self.inner.max_len {
-                s.entries.pop_front();
-            }
-            id
-        };
         self.inner.published.notify_waiters();
         Ok(id)
     }
@@ -289,29 +282,32 @@ impl EventBus for InProcessBus {
     ) -> Result<Vec<Delivery>, BusError> {
         check_max(max)?;
         let mut state = self.lock();
-        let s = Self::with_group(&mut state, stream, group)?;
+        let (entries, g) = Self::with_group(&mut state, stream, group)?;
+        g.consumers.insert(consumer.clone());
         let now = Instant::now();
-        let stale: Vec<EntryId> = s.groups[group]
-            .pending
-            .iter()
-            .filter(|(_, p)| now.duration_since(p.last_delivery) >= min_idle)
-            .map(|(id, _)| *id)
-            .collect();
         let mut claimed = Vec::new();
         let mut trimmed = Vec::new();
-        for id in stale {
+        // Oldest id first, like XAUTOCLAIM.
+        for (id, p) in &mut g.pending {
             if claimed.len() == max {
                 break;
             }
-            match s.find(id) {
-                Some(envelope) => claimed.push((id, envelope.clone())),
-                None => trimmed.push(id),
+            if now.duration_since(p.last_delivery) < min_idle {
+                continue;
+            }
+            match find(entries, *id) {
+                Some(envelope) => {
+                    p.last_delivery = now;
+                    p.count += 1;
+                    claimed.push(Delivery {
+                        entry_id: *id,
+                        envelope: envelope.clone(),
+                        delivery_count: p.count,
+                    });
+                }
+                None => trimmed.push(*id),
             }
         }
-        let g = s.groups.get_mut(group).ok_or_else(|| BusError::NoGroup {
-            stream: stream.to_string(),
-            group: group.to_string(),
-        })?;
         for id in &trimmed {
             g.pending.remove(id);
         }
@@ -319,20 +315,7 @@ impl EventBus for InProcessBus {
             tracing::warn!(stream = %stream, group = %group, lost = trimmed.len(),
                 "pending entries were trimmed before being acked");
         }
-        g.consumers.insert(consumer.clone());
-        Ok(claimed
-            .into_iter()
-            .filter_map(|(entry_id, envelope)| {
-                let p = g.pending.get_mut(&entry_id)?;
-                p.last_delivery = now;
-                p.count += 1;
-                Some(Delivery {
-                    entry_id,
-                    envelope,
-                    delivery_count: p.count,
-                })
-            })
-            .collect())
+        Ok(claimed)
     }
 
     async fn groups(&self, stream: &StreamName) -> Result<Vec<GroupInfo>, BusError> {

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 
+use crate::backpressure::Admission;
 use crate::{
     BackPressure, BusError, ConsumerName, Delivery, EntryId, Envelope, EventBus, GroupInfo,
     GroupName, StartFrom, StreamName, check_block, check_max,
@@ -18,7 +19,7 @@ use crate::{
 const IDLE_READERS: usize = 16;
 
 /// Settings of a [`RedisBus`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisBusConfig {
     /// `redis://host:port[/db]`.
     pub url: String,
@@ -33,6 +34,24 @@ pub struct RedisBusConfig {
     pub back_pressure: BackPressure,
     /// Longest wait for the answer to a non-blocking command.
     pub response_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisBusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password (`redis://user:secret@host`).
+        let url = if self.url.contains('@') {
+            "<redacted: contains credentials>"
+        } else {
+            self.url.as_str()
+        };
+        f.debug_struct("RedisBusConfig")
+            .field("url", &url)
+            .field("key_prefix", &self.key_prefix)
+            .field("max_len", &self.max_len)
+            .field("back_pressure", &self.back_pressure)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
 }
 
 impl RedisBusConfig {
@@ -69,6 +88,34 @@ impl RedisBusConfig {
     }
 }
 
+/// Publish with back-pressure as one atomic step. KEYS[1] the stream;
+/// ARGV[1] max_backlog, ARGV[2] max_len, then field/value pairs. Returns
+/// `{1, id}` when appended, `{0, group, backlog}` when a group is full.
+/// A group's lag is nil when Redis cannot compute it; the stream length is
+/// then used, an upper bound.
+const PUBLISH_SCRIPT: &str = r"
+local max_backlog = tonumber(ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local len = nil
+  local worst_name, worst = nil, -1
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local name, pending, lag
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1]
+      elseif g[i] == 'pending' then pending = g[i + 1]
+      elseif g[i] == 'lag' then lag = g[i + 1] end
+    end
+    if not lag then
+      if not len then len = redis.call('XLEN', KEYS[1]) end
+      lag = len
+    end
+    if pending + lag > worst then worst_name, worst = name, pending + lag end
+  end
+  if worst >= max_backlog then return {0, worst_name, worst} end
+end
+return {1, redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))}
+";
+
 /// An [`EventBus`] on Redis Streams (Redis 7 or later).
 ///
 /// Short commands share one auto-reconnecting [`ConnectionManager`]. A blocking
@@ -79,6 +126,8 @@ pub struct RedisBus {
     client: redis::Client,
     conn: ConnectionManager,
     readers: Mutex<Vec<MultiplexedConnection>>,
+    /// Digest of [`PUBLISH_SCRIPT`], as Redis computed it when loading it.
+    publish_sha: String,
     config: RedisBusConfig,
 }
 
@@ -108,10 +157,12 @@ impl RedisBus {
         let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
             .await
             .map_err(|e| BusError::from_redis("connect", e))?;
+        let publish_sha = load_script(&mut conn.clone()).await?;
         Ok(Self {
             client,
             conn,
             readers: Mutex::new(Vec::new()),
+            publish_sha,
             config,
         })
     }
@@ -271,6 +322,38 @@ impl RedisBus {
         Ok(out)
     }
 
+    /// One atomic check-and-append; loads the script when Redis lacks it
+    /// (first use, or after a restart).
+    async fn try_publish(&self, cmd: &redis::Cmd) -> Result<Admission<EntryId>, BusError> {
+        let mut conn = self.conn.clone();
+        let reply = match cmd.query_async::<Value>(&mut conn).await {
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                let sha = load_script(&mut conn).await?;
+                if sha != self.publish_sha {
+                    return Err(protocol("publish", "SCRIPT LOAD returned another digest"));
+                }
+                cmd.query_async::<Value>(&mut conn).await
+            }
+            other => other,
+        }
+        .map_err(|e| BusError::from_redis("publish", e))?;
+        let Value::Array(parts) = reply else {
+            return Err(protocol("publish", "script reply is not an array"));
+        };
+        match parts.as_slice() {
+            [Value::Int(1), id] => entry_id(id)
+                .map(Admission::Admitted)
+                .ok_or_else(|| protocol("publish", "XADD did not return an entry id")),
+            [Value::Int(0), group, backlog] => Ok(Admission::Full {
+                group: bytes(group)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+                backlog: int(backlog).unwrap_or(0),
+            }),
+            _ => Err(protocol("publish", "script reply is malformed")),
+        }
+    }
+
     async fn delivery_counts(
         &self,
         stream: &StreamName,
@@ -322,21 +405,20 @@ impl RedisBus {
 impl EventBus for RedisBus {
     async fn publish(&self, stream: &StreamName, envelope: &Envelope) -> Result<EntryId, BusError> {
         envelope.validate()?;
-        self.config
-            .back_pressure
-            .wait_for_room(stream, || self.groups(stream))
-            .await?;
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.key(stream))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.config.max_len)
-            .arg("*");
+        let key = self.key(stream);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.publish_sha.as_str())
+            .arg(1)
+            .arg(&key)
+            .arg(self.config.back_pressure.max_backlog)
+            .arg(self.config.max_len);
         for (field, value) in envelope.to_fields() {
             cmd.arg(field).arg(value);
         }
-        let reply = self.query("publish", &cmd).await?;
-        entry_id(&reply).ok_or_else(|| protocol("publish", "XADD did not return an entry id"))
+        self.config
+            .back_pressure
+            .admit(stream, || self.try_publish(&cmd))
+            .await
     }
 
     async fn ensure_group(
@@ -540,6 +622,15 @@ impl EventBus for RedisBus {
     }
 }
 
+async fn load_script(conn: &mut ConnectionManager) -> Result<String, BusError> {
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(PUBLISH_SCRIPT)
+        .query_async(conn)
+        .await
+        .map_err(|e| BusError::from_redis("load publish script", e))
+}
+
 fn protocol(op: &'static str, detail: &str) -> BusError {
     BusError::Protocol {
         op,
@@ -657,6 +748,17 @@ mod tests {
     fn url() -> String {
         std::env::var("GRODT_TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let shown = format!(
+            "{:?}",
+            RedisBusConfig::new("redis://u:hunter2@h:6379", "p:")
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let shown = format!("{:?}", RedisBusConfig::new("redis://h:6379", "p:"));
+        assert!(shown.contains("redis://h:6379"), "{shown}");
     }
 
     #[tokio::test]

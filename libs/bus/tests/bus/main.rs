@@ -45,4 +45,5 @@ conformance!(
     consumer_loop_dead_letters_poison_events,
 );
 
+mod differential;
 mod redis_only;

@@ -121,3 +121,61 @@ async fn unreachable_redis_is_unavailable() {
     assert!(matches!(err, BusError::Unavailable { .. }), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::Unavailable);
 }
+
+#[tokio::test]
+async fn unknown_lag_counts_as_the_stream_length() {
+    let mut config = redis_config("nil-lag");
+    let prefix = config.key_prefix.clone();
+    config.back_pressure.max_backlog = 2;
+    config.back_pressure.max_wait = Duration::from_millis(50);
+    config.max_len = 4;
+    let bus = connect(config).await;
+    let (s, g) = (
+        StreamName::parse("grodt.bars.v1").unwrap(),
+        GroupName::parse("regime").unwrap(),
+    );
+    let mut conn = raw().await;
+    let key = format!("{prefix}grodt.bars.v1");
+    for id in ["1-0", "2-0", "3-0"] {
+        let _: String = redis::cmd("XADD")
+            .arg(&key)
+            .arg(id)
+            .arg("f")
+            .arg("v")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    bus.ensure_group(&s, &g, StartFrom::Beginning)
+        .await
+        .unwrap();
+    // Deleting from the middle leaves Redis unable to compute the lag.
+    let _: u64 = redis::cmd("XDEL")
+        .arg(&key)
+        .arg("2-0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let groups = bus.groups(&s).await;
+    let published = bus.publish(&s, &envelope()).await;
+    bus.delete_all_keys().await.unwrap();
+    assert_eq!(groups.unwrap()[0].lag, 2, "the stream length stands in");
+    match published {
+        Err(BusError::BackPressure { backlog, .. }) => assert_eq!(backlog, 2),
+        other => panic!("expected back-pressure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn publish_reloads_its_script_after_a_flush() {
+    let bus = connect(redis_config("script-flush")).await;
+    let s = StreamName::parse("grodt.bars.v1").unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut raw().await)
+        .await
+        .unwrap();
+    let published = bus.publish(&s, &envelope()).await;
+    bus.delete_all_keys().await.unwrap();
+    published.expect("publish after SCRIPT FLUSH");
+}
