@@ -305,3 +305,85 @@ fn excess_precision_is_rejected_with_the_line() {
     }
     assert!(cat.list().unwrap().is_empty());
 }
+
+#[test]
+fn aggregation_of_real_minutes() {
+    use grodt_data::aggregate::{Alignment, Timeframe, aggregate};
+    use grodt_data::import::{MissingPolicy, read_csv};
+    use grodt_data::validate::{ValidationOptions, validate};
+
+    let load = |file: &str| {
+        let raw = read_csv(&sample(file), &CsvOptions::default()).unwrap();
+        validate(
+            raw,
+            MissingPolicy::Fail,
+            &ValidationOptions::new(crate::now()),
+        )
+        .bars
+    };
+    let btc = load("btcusdt_1m_2025-05-20_2025-08-18.csv");
+    let total: i64 = btc.volume.iter().sum();
+    for tf in Timeframe::ALL {
+        let a = aggregate(&btc, tf, Alignment::Utc).unwrap();
+        assert_eq!(a.bars.volume.iter().sum::<i64>(), total, "{tf:?}");
+        assert_eq!(a.bars.high.iter().max(), btc.high.iter().max(), "{tf:?}");
+        assert!(a.gaps.is_empty(), "{tf:?}");
+    }
+    let m5 = aggregate(&btc, Timeframe::M5, Alignment::Utc).unwrap().bars;
+    let m15 = aggregate(&btc, Timeframe::M15, Alignment::Utc)
+        .unwrap()
+        .bars;
+    assert_eq!(
+        aggregate(&m5, Timeframe::M15, Alignment::Utc).unwrap().bars,
+        m15
+    );
+    assert_eq!(
+        aggregate(&btc, Timeframe::D1, Alignment::Utc)
+            .unwrap()
+            .bars
+            .len(),
+        91
+    );
+    assert_eq!(
+        aggregate(&btc, Timeframe::Mo1, Alignment::Utc)
+            .unwrap()
+            .bars
+            .len(),
+        4
+    );
+
+    // CME minutes are labelled by their close; shift to open labels, then cut session days at
+    // 17:00 Chicago (23:00 UTC in January): 23 sessions, the 4 weekends as gaps of 2 windows.
+    let mut cme = load("6eh4_cme_1m_2024-01.csv");
+    for t in &mut cme.ts {
+        *t -= 60_000_000_000;
+    }
+    let d = aggregate(
+        &cme,
+        Timeframe::D1,
+        Alignment::SessionOffset(23 * 3_600_000_000_000),
+    )
+    .unwrap();
+    assert_eq!(d.bars.len(), 23);
+    assert_eq!(d.bars.ts[0], ts("2024-01-01T23:00:00Z"));
+    assert_eq!(d.counts[0], 1366);
+    assert_eq!(
+        (
+            d.bars.open[0],
+            d.bars.high[0],
+            d.bars.close[0],
+            d.bars.volume[0]
+        ),
+        (
+            parse_fixed("1.1076", 5).unwrap(),
+            parse_fixed("1.10785", 5).unwrap(),
+            parse_fixed("1.09735", 5).unwrap(),
+            202_411
+        )
+    );
+    assert_eq!(
+        d.gaps.iter().map(|g| g.2).collect::<Vec<_>>(),
+        vec![2, 2, 2, 2]
+    );
+    assert_eq!(d.gaps[0].0, ts("2024-01-04T23:00:00Z"));
+}
