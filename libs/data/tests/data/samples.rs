@@ -387,3 +387,161 @@ fn aggregation_of_real_minutes() {
     );
     assert_eq!(d.gaps[0].0, ts("2024-01-04T23:00:00Z"));
 }
+
+/// The SPY file rewritten in other dialects (delimiters, no header, banners, date
+/// formats, zones, reversed order) imports to exactly the same content.
+#[test]
+fn dialects_of_the_same_file_give_the_same_bars() {
+    use grodt_data::import::{ColumnRef, Delimiter, MissingPolicy, Scale, parse_csv};
+    use grodt_data::time::Zone;
+    use grodt_data::validate::{ValidationOptions, validate};
+
+    let src = std::fs::read_to_string(sample("spy_1d_1998-2021.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = src
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let import = |text: String, o: CsvOptions| {
+        let raw = parse_csv(text.as_bytes(), "variant", &o).unwrap();
+        let v = validate(raw, o.missing, &ValidationOptions::new(crate::now()));
+        assert!(!v.report.has_errors(), "{:?}", v.report.findings);
+        v.bars
+    };
+    let reference = import(src.clone(), CsvOptions::default());
+    let by_index = ColumnMapping {
+        timestamp: ColumnRef::Index(0),
+        open: ColumnRef::Index(1),
+        high: ColumnRef::Index(2),
+        low: ColumnRef::Index(3),
+        close: ColumnRef::Index(4),
+        volume: ColumnRef::Index(5),
+    };
+    let date = |r: &Vec<&str>| chrono::NaiveDate::parse_from_str(&r[0][..10], "%Y-%m-%d").unwrap();
+
+    // Tab, header in another column order, epoch milliseconds.
+    let mut t = String::from("Volume\tClose\tTime\tOpen\tHigh\tLow\n");
+    for r in &rows {
+        t.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            r[5],
+            r[4],
+            ts(r[0]) / 1_000_000,
+            r[1],
+            r[2],
+            r[3]
+        ));
+    }
+    let o = CsvOptions {
+        mapping: ColumnMapping {
+            timestamp: "time".into(),
+            ..ColumnMapping::default()
+        },
+        time_format: TimeFormat::EpochMillis,
+        ..CsvOptions::default()
+    };
+    assert_eq!(import(t, o), reference);
+
+    // Semicolon, no header, MM/DD/YYYY, fixed scales, newest first.
+    let mut t = String::new();
+    for r in rows.iter().rev() {
+        t.push_str(&format!(
+            "{};{};{};{};{};{}\r\n",
+            date(r).format("%m/%d/%Y"),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5]
+        ));
+    }
+    let o = CsvOptions {
+        mapping: by_index.clone(),
+        has_header: false,
+        time_format: TimeFormat::UsDate,
+        price_scale: Scale::Fixed(4),
+        volume_scale: Scale::Fixed(0),
+        ..CsvOptions::default()
+    };
+    assert_eq!(import(t, o), reference);
+
+    // Pipe, two banner lines, a custom pattern, quoted cells.
+    let mut t = String::from("exported by a vendor\n\nday|o|h|l|c|v\n");
+    for r in &rows {
+        t.push_str(&format!(
+            "\"{}\"|{}|{}|{}|{}|\"{}\"\n",
+            date(r).format("%d.%m.%Y"),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5]
+        ));
+    }
+    let o = CsvOptions {
+        mapping: by_index.clone(),
+        skip_lines: 2,
+        delimiter: Delimiter::Auto,
+        time_format: TimeFormat::Pattern("%d.%m.%Y".into()),
+        ..CsvOptions::default()
+    };
+    assert_eq!(import(t, o), reference);
+
+    // Local time at UTC+01:00 written as YYYY-MM-DD HH:MM, and as ISO 8601 with the offset.
+    let mut a = String::from("timestamp,open,high,low,close,volume\n");
+    let mut b = a.clone();
+    for r in &rows {
+        a.push_str(&format!(
+            "{} 01:00,{},{},{},{},{}\n",
+            date(r),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5]
+        ));
+        b.push_str(&format!(
+            "{}T01:00:00+01:00,{},{},{},{},{}\n",
+            date(r),
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5]
+        ));
+    }
+    let o = CsvOptions {
+        time_format: TimeFormat::DateTimeMinutes,
+        zone: Zone::Fixed(3600),
+        ..CsvOptions::default()
+    };
+    assert_eq!(import(a, o), reference);
+    assert_eq!(import(b, CsvOptions::default()), reference);
+
+    // Missing cells: skipped or forward-filled, never silently zero.
+    let t = src.replacen(
+        "1998-01-05T00:00:00Z,97.84,98.44,96.78,97.75,4030800",
+        "1998-01-05T00:00:00Z,,,,,",
+        1,
+    );
+    let skip = import(
+        t.clone(),
+        CsvOptions {
+            missing: MissingPolicy::Skip,
+            ..CsvOptions::default()
+        },
+    );
+    assert_eq!(skip.len(), reference.len() - 1);
+    let filled = import(
+        t,
+        CsvOptions {
+            missing: MissingPolicy::ForwardFill,
+            ..CsvOptions::default()
+        },
+    );
+    assert_eq!(filled.len(), reference.len());
+    assert_eq!(
+        (filled.open[1], filled.close[1], filled.volume[1]),
+        (reference.close[0], reference.close[0], 0)
+    );
+}
