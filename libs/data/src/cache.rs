@@ -71,7 +71,7 @@ impl std::fmt::Debug for FrameCache {
 }
 
 fn poisoned<T>(_: T) -> DataError {
-    DataError::Metadata("frame cache lock poisoned".into())
+    DataError::Internal("frame cache lock poisoned".into())
 }
 
 impl FrameCache {

@@ -38,6 +38,9 @@ pub enum DataError {
     /// polars failed while reading, writing or aggregating.
     #[error("polars: {0}")]
     Polars(#[from] polars::error::PolarsError),
+    /// A bug: an invariant of this crate broke (e.g. a poisoned lock).
+    #[error("internal: {0}")]
+    Internal(String),
     /// An exchange request failed for good (after retries, or a non-retryable status).
     #[error("exchange {url}: {reason}")]
     Exchange { url: String, reason: String },
@@ -67,7 +70,7 @@ impl Classify for DataError {
             }
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::AlreadyExists(_) => ErrorKind::AlreadyExists,
-            Self::Corrupt { .. } | Self::Polars(_) => ErrorKind::Internal,
+            Self::Corrupt { .. } | Self::Polars(_) | Self::Internal(_) => ErrorKind::Internal,
             Self::Metadata(_) | Self::Io { .. } | Self::Exchange { .. } => ErrorKind::Unavailable,
             Self::ExchangeExhausted { .. } => ErrorKind::ResourceExhausted,
         }
