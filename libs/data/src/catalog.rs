@@ -99,7 +99,9 @@ fn sync_dir(path: &Path) -> Result<()> {
 }
 
 impl Catalog {
-    /// Opens (creating) a catalog at `root`; removes temporary directories left by a crash.
+    /// Opens (creating) a catalog at `root` and recovers from a crash mid-import:
+    /// half-written `.tmp-*` directories are removed; a dataset moved aside to `.old-*`
+    /// whose replacement never arrived is moved back (its id is in the Parquet metadata).
     pub fn open(root: impl Into<PathBuf>, meta: Arc<dyn MetadataStore>) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(|e| DataError::io(&root, e))?;
@@ -107,8 +109,16 @@ impl Catalog {
             let entry = entry.map_err(|e| DataError::io(&root, e))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
+            let path = entry.path();
+            if name.starts_with(".old-")
+                && let Some(target) = dataset_dir_of(&root, &path)
+                && !target.exists()
+            {
+                fs::rename(&path, &target).map_err(|e| DataError::io(&target, e))?;
+                continue;
+            }
             if name.starts_with(".tmp-") || name.starts_with(".old-") {
-                fs::remove_dir_all(entry.path()).map_err(|e| DataError::io(entry.path(), e))?;
+                fs::remove_dir_all(&path).map_err(|e| DataError::io(&path, e))?;
             }
         }
         Ok(Self { root, meta })
@@ -452,6 +462,25 @@ fn write_parquet(path: &Path, id: &DatasetId, bars: &Bars) -> Result<String> {
     file.sync_all().map_err(|e| DataError::io(path, e))?;
     let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
     Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// The dataset directory a moved-aside dataset belongs to, from the `grodt.dataset`
+/// key of its first Parquet file.
+fn dataset_dir_of(root: &Path, dir: &Path) -> Option<PathBuf> {
+    let period = fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("period="))?;
+    let file = File::open(period.path().join("part-0.parquet")).ok()?;
+    let mut reader = ParquetReader::new(file);
+    let kv = reader.get_metadata().ok()?.key_value_metadata().clone()?;
+    let id = kv.into_iter().find(|e| e.key == KEY_DATASET)?.value?;
+    let parts: Vec<&str> = id.split('/').collect();
+    let [source, symbol, timeframe] = parts.as_slice() else {
+        return None;
+    };
+    let id = DatasetId::new(source, symbol, timeframe).ok()?;
+    Some(root.join(id.source).join(id.symbol).join(id.timeframe))
 }
 
 fn check_file_metadata(

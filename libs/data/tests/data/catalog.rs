@@ -111,6 +111,34 @@ fn stale_temporary_directories_are_removed_on_open() {
 }
 
 #[test]
+fn a_dataset_moved_aside_by_a_crashed_replace_is_restored_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("catalog");
+    let meta = Arc::new(InMemoryMetadata::new());
+    let cat = Catalog::open(&root, meta.clone()).unwrap();
+    let rec = cat
+        .import_csv(&request(
+            "aapl_1d_1998-2021_unadjusted.csv",
+            ("q", "AAPL", "1d"),
+            Calendar::UsEquityDaily,
+        ))
+        .unwrap();
+    drop(cat);
+    // The crash: the old version was renamed aside, the new one never renamed in.
+    std::fs::rename(root.join("q/AAPL/1d"), root.join(".old-77-0")).unwrap();
+    std::fs::create_dir_all(root.join(".tmp-77-1/period=1998")).unwrap();
+    let cat = Catalog::open(&root, meta).unwrap();
+    assert_eq!(cat.verify(&rec.id).unwrap().checksum, rec.checksum);
+    assert!(
+        !root.read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.'))
+    );
+}
+
+#[test]
 fn partitions_metadata_ranges_replace_and_corruption() {
     let (_d, cat) = catalog();
     let req = request(
