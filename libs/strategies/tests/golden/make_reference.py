@@ -95,7 +95,7 @@ def main():
             w = csv.writer(f, lineterminator="\n")
             w.writerow(["date", "side", "qty", "price"])
             for when, side, qty, price in fills:
-                w.writerow([when, side, repr(float(qty)) if fractional else int(qty), f"{price:.2f}"])
+                w.writerow([when, side, repr(float(qty)) if fractional else int(qty), f"{price:.4f}"])
         print(f"{name}: final value {value:.2f}, fills {len(fills)}", file=sys.stdout)
 
 

@@ -1,0 +1,129 @@
+//! SMA crossover, the parity reference strategy.
+//!
+//! On each close: when the fast SMA crosses above the slow one, go long all-in;
+//! when it crosses below, close the long (and, long-short, go short all-in).
+//! "Crosses" follows backtrader's `CrossOver`: the previous non-zero difference
+//! had the other sign and the current difference is strictly past zero. Orders are
+//! sized when they fill (on the next bar's open), as the reference does.
+
+use grodt_core::{Bar, Decimal, OrderRequest, Side, Size};
+use grodt_indicators::Sma;
+use grodt_sim::{Context, Strategy};
+
+use crate::StrategyError;
+
+/// Parameters of [`SmaCross`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SmaCrossParams {
+    /// Fast SMA period.
+    pub fast: usize,
+    /// Slow SMA period.
+    pub slow: usize,
+    /// Also go short on a downward cross.
+    pub long_short: bool,
+    /// Fraction of equity per entry (1 = all-in).
+    pub fraction: Decimal,
+    /// Instrument index traded.
+    pub instrument: usize,
+}
+
+impl Default for SmaCrossParams {
+    fn default() -> Self {
+        Self {
+            fast: 10,
+            slow: 30,
+            long_short: false,
+            fraction: Decimal::ONE,
+            instrument: 0,
+        }
+    }
+}
+
+/// The SMA crossover strategy.
+#[derive(Clone, Debug)]
+pub struct SmaCross {
+    params: SmaCrossParams,
+    fast: Sma,
+    slow: Sma,
+    last_nonzero: Option<f64>,
+    scale: f64,
+}
+
+impl SmaCross {
+    /// Builds the strategy; `price_precision` is the traded instrument's.
+    pub fn new(params: SmaCrossParams, price_precision: u8) -> Result<Self, StrategyError> {
+        if params.fast == 0 || params.slow == 0 {
+            return Err(StrategyError::InvalidParam {
+                name: "fast/slow",
+                reason: "periods must be positive".into(),
+            });
+        }
+        if params.fast >= params.slow {
+            return Err(StrategyError::InvalidParam {
+                name: "fast",
+                reason: format!("fast {} must be below slow {}", params.fast, params.slow),
+            });
+        }
+        if params.fraction <= Decimal::ZERO {
+            return Err(StrategyError::InvalidParam {
+                name: "fraction",
+                reason: "must be positive".into(),
+            });
+        }
+        Ok(Self {
+            params,
+            fast: Sma::new(params.fast),
+            slow: Sma::new(params.slow),
+            last_nonzero: None,
+            scale: grodt_core::rounding::pow10_f64(price_precision),
+        })
+    }
+
+    /// +1 on an upward cross, -1 on a downward cross, 0 otherwise.
+    #[allow(clippy::cast_precision_loss, reason = "indicator input")]
+    fn signal(&mut self, close_raw: i64) -> i32 {
+        let c = close_raw as f64 / self.scale;
+        let (f, s) = (self.fast.update(c), self.slow.update(c));
+        let (Some(f), Some(s)) = (f, s) else { return 0 };
+        let d = f - s;
+        let prev = self.last_nonzero;
+        if d != 0.0 || prev.is_none() {
+            self.last_nonzero = Some(d);
+        }
+        match prev {
+            Some(p) if p < 0.0 && d > 0.0 => 1,
+            Some(p) if p > 0.0 && d < 0.0 => -1,
+            _ => 0,
+        }
+    }
+}
+
+impl Strategy for SmaCross {
+    fn on_bar(&mut self, ctx: &mut Context<'_>, instrument: usize, bar: &Bar) {
+        let i = self.params.instrument;
+        if instrument != i {
+            return;
+        }
+        let signal = self.signal(bar.close);
+        if signal == 0 {
+            return;
+        }
+        let pos = ctx.position(i);
+        let entry = Size::EquityFraction(self.params.fraction);
+        if signal > 0 {
+            if pos < 0 {
+                ctx.submit(OrderRequest::market(i, Side::Buy, Size::ClosePosition));
+            }
+            if pos <= 0 {
+                ctx.submit(OrderRequest::market(i, Side::Buy, entry));
+            }
+        } else {
+            if pos > 0 {
+                ctx.submit(OrderRequest::market(i, Side::Sell, Size::ClosePosition));
+            }
+            if self.params.long_short && pos >= 0 {
+                ctx.submit(OrderRequest::market(i, Side::Sell, entry));
+            }
+        }
+    }
+}
