@@ -1,0 +1,7 @@
+//! Integration tests of the backtest engine (one binary): order types, cost
+//! models, accruals, and properties over random runs.
+
+mod costs;
+mod helpers;
+mod orders;
+mod props;
