@@ -1,0 +1,57 @@
+//! Engine throughput: the SMA(10/30) crossover over 1M synthetic one-minute bars,
+//! orders and ledger included, with the exact ledger and with the f64 baseline.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use grodt_core::{Bar, Instrument};
+use grodt_sim::{BacktestConfig, ExactLedger, F64Ledger, Ledger, run_backtest_with};
+use grodt_strategies::{SmaCross, SmaCrossParams};
+
+const N: usize = 1_000_000;
+
+/// A deterministic random walk (xorshift), prices in cents around 100.00.
+fn synthetic_bars(n: usize) -> Vec<Bar> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut price: i64 = 10_000;
+    (0..n)
+        .map(|i| {
+            let r = next();
+            let open = price;
+            let close = (open + (r % 41) as i64 - 20).max(100);
+            let high = open.max(close) + ((r >> 8) % 10) as i64;
+            let low = (open.min(close) - ((r >> 16) % 10) as i64).max(50);
+            price = close;
+            Bar { ts: i as i64 * 60_000_000_000, open, high, low, close, volume: 1_000 + ((r >> 24) % 5_000) as i64 }
+        })
+        .collect()
+}
+
+fn run<L: Ledger>(config: &BacktestConfig, inst: &[Instrument], bars: &[Vec<Bar>]) -> usize {
+    let mut s = SmaCross::new(SmaCrossParams { long_short: true, ..SmaCrossParams::default() }, 2).expect("params");
+    let r = run_backtest_with::<L>(config, config.models(), inst, bars, &mut s).expect("run");
+    r.fills.len()
+}
+
+fn bench(c: &mut Criterion) {
+    let inst = [Instrument::equity("SYN", 2, 0)];
+    let bars = vec![synthetic_bars(N)];
+    let config = BacktestConfig::default();
+    let fills = run::<ExactLedger>(&config, &inst, &bars);
+    assert!(fills > 1_000, "the benchmark must trade: {fills} fills");
+    let mut g = c.benchmark_group("sma_cross_1m_bars");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("exact_ledger", |b| b.iter(|| black_box(run::<ExactLedger>(&config, &inst, black_box(&bars)))));
+    g.bench_function("f64_ledger", |b| b.iter(|| black_box(run::<F64Ledger>(&config, &inst, black_box(&bars)))));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
