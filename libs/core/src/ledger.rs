@@ -183,6 +183,37 @@ impl Portfolio {
         Ok((self.cash, pv, equity))
     }
 
+    /// Equity at raw marks, exactly; the per-bar path: integers only while the
+    /// mantissas fit, Decimal addition otherwise.
+    #[inline]
+    pub fn equity_at(&self, marks: &[i64], price_precision: &[u8]) -> Result<Decimal, CoreError> {
+        let (pv_m, pv_s) = self.position_value_raw(marks, price_precision);
+        if pv_m == 0 {
+            return Ok(self.cash);
+        }
+        let cm = self.cash.mantissa();
+        let cs = self.cash.scale();
+        let s = cs.max(pv_s);
+        let fast = (|| {
+            let a = cm.checked_mul(10i128.checked_pow(s - cs)?)?;
+            let b = pv_m.checked_mul(10i128.checked_pow(s - pv_s)?)?;
+            Decimal::try_from_i128_with_scale(a.checked_add(b)?, s).ok()
+        })();
+        match fast {
+            Some(e) => Ok(e),
+            None => {
+                let pv = Decimal::try_from_i128_with_scale(pv_m, pv_s).map_err(|_| {
+                    CoreError::Overflow {
+                        what: "position value",
+                    }
+                })?;
+                self.cash
+                    .checked_add(pv)
+                    .ok_or(CoreError::Overflow { what: "equity" })
+            }
+        }
+    }
+
     /// Checks the accounting identity at the given marks.
     pub fn check_invariants(&self, marks: &[Price]) -> Result<(), CoreError> {
         let mut value = Decimal::ZERO;

@@ -28,13 +28,27 @@ fn synthetic_bars(n: usize) -> Vec<Bar> {
             let high = open.max(close) + ((r >> 8) % 10) as i64;
             let low = (open.min(close) - ((r >> 16) % 10) as i64).max(50);
             price = close;
-            Bar { ts: i as i64 * 60_000_000_000, open, high, low, close, volume: 1_000 + ((r >> 24) % 5_000) as i64 }
+            Bar {
+                ts: i as i64 * 60_000_000_000,
+                open,
+                high,
+                low,
+                close,
+                volume: 1_000 + ((r >> 24) % 5_000) as i64,
+            }
         })
         .collect()
 }
 
 fn run<L: Ledger>(config: &BacktestConfig, inst: &[Instrument], bars: &[Vec<Bar>]) -> usize {
-    let mut s = SmaCross::new(SmaCrossParams { long_short: true, ..SmaCrossParams::default() }, 2).expect("params");
+    let mut s = SmaCross::new(
+        SmaCrossParams {
+            long_short: true,
+            ..SmaCrossParams::default()
+        },
+        2,
+    )
+    .expect("params");
     let r = run_backtest_with::<L>(config, config.models(), inst, bars, &mut s).expect("run");
     r.fills.len()
 }
@@ -48,8 +62,12 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("sma_cross_1m_bars");
     g.sample_size(20);
     g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("exact_ledger", |b| b.iter(|| black_box(run::<ExactLedger>(&config, &inst, black_box(&bars)))));
-    g.bench_function("f64_ledger", |b| b.iter(|| black_box(run::<F64Ledger>(&config, &inst, black_box(&bars)))));
+    g.bench_function("exact_ledger", |b| {
+        b.iter(|| black_box(run::<ExactLedger>(&config, &inst, black_box(&bars))))
+    });
+    g.bench_function("f64_ledger", |b| {
+        b.iter(|| black_box(run::<F64Ledger>(&config, &inst, black_box(&bars))))
+    });
     g.finish();
 }
 

@@ -27,12 +27,13 @@ use crate::path::{Hit, Reach, first_reach, path_of};
 use crate::strategy::{Command, Context, Strategy};
 
 /// Equity at one timestamp (after every bar with that timestamp was processed).
+/// Kept to two fields so a million-bar curve stays small (24 bytes a point exact).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct EquityPoint<V> {
     /// Timestamp (UTC ns).
     pub ts: i64,
-    /// Cash, position value and equity.
-    pub mark: Mark<V>,
+    /// Cash plus the market value of every position at the latest closes.
+    pub equity: V,
 }
 
 /// A round trip: from flat to flat (or to the end of the run) in one instrument.
@@ -304,8 +305,8 @@ impl<'a, L: Ledger> Engine<'a, L> {
                 self.cursor[i] = k + 1;
                 self.bars_done += 1;
             }
-            let mark = self.ledger.mark(&self.marks)?;
-            self.equity.push(EquityPoint { ts, mark });
+            let equity = self.ledger.equity(&self.marks)?;
+            self.equity.push(EquityPoint { ts, equity });
         }
         self.callback(strategy, |s, c| s.on_stop(c));
         Ok(())

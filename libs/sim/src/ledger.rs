@@ -40,7 +40,9 @@ pub trait Ledger: Sized {
     fn position_raw(&self, instrument: usize) -> i64;
     /// True when any position is short (cheap; checked daily).
     fn any_short(&self) -> bool;
-    /// Marks to raw prices (one per instrument).
+    /// Equity at raw prices (one per instrument): the per-bar call.
+    fn equity(&self, marks: &[i64]) -> Result<Self::Value, SimError>;
+    /// Cash, position value and equity at raw prices.
     fn mark(&self, marks: &[i64]) -> Result<Mark<Self::Value>, SimError>;
     /// Equity as a Decimal at raw marks (sizing, margin).
     fn equity_decimal(&self, marks: &[i64]) -> Result<Decimal, SimError>;
@@ -114,6 +116,10 @@ impl Ledger for ExactLedger {
     }
 
     #[inline]
+    fn equity(&self, marks: &[i64]) -> Result<Decimal, SimError> {
+        Ok(self.portfolio.equity_at(marks, &self.price_precision)?)
+    }
+
     fn mark(&self, marks: &[i64]) -> Result<Mark<Decimal>, SimError> {
         let (cash, position_value, equity) = self.portfolio.mark(marks, &self.price_precision)?;
         Ok(Mark {
@@ -124,7 +130,7 @@ impl Ledger for ExactLedger {
     }
 
     fn equity_decimal(&self, marks: &[i64]) -> Result<Decimal, SimError> {
-        Ok(self.mark(marks)?.equity)
+        self.equity(marks)
     }
 
     fn costs(&self) -> CostTotals {
@@ -217,6 +223,23 @@ impl Ledger for F64Ledger {
 
     fn any_short(&self) -> bool {
         self.pos.iter().any(|&p| p < 0)
+    }
+
+    #[inline]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "benchmark baseline ledger is f64 by design"
+    )]
+    fn equity(&self, marks: &[i64]) -> Result<f64, SimError> {
+        let mut pv = 0.0;
+        for (i, &p) in self.pos.iter().enumerate() {
+            if p != 0 {
+                pv += p as f64 / self.qty_scale[i]
+                    * (marks[i] as f64 / self.price_scale[i])
+                    * self.multiplier[i];
+            }
+        }
+        Ok(self.cash + pv)
     }
 
     #[inline]

@@ -3,8 +3,10 @@
 //! Architecture invariant: strategies see only what `grodt_sim::Context` gives them
 //! (history up to the current bar, positions, cash, their orders); no I/O, no clock.
 
+pub mod s1;
 pub mod sma_cross;
 
+pub use s1::{S1, S1Params};
 pub use sma_cross::{SmaCross, SmaCrossParams};
 
 use grodt_core::error::{Classify, ErrorKind};

@@ -163,7 +163,13 @@ fn borrow_accrues_daily_on_shorts_with_the_day_count() {
         )],
         ..Script::default()
     };
-    let r = run_backtest(&config, &[inst.clone()], std::slice::from_ref(&bars), &mut s).unwrap();
+    let r = run_backtest(
+        &config,
+        &[inst.clone()],
+        std::slice::from_ref(&bars),
+        &mut s,
+    )
+    .unwrap();
     // 1000.00 * 3.6% / 360 = 0.10 per day, for 1 + 3 days.
     assert_eq!(r.costs.borrow, Decimal::new(40, 2));
     assert_eq!(
@@ -222,7 +228,13 @@ fn financing_on_leverage_uses_365_or_360() {
             )],
             ..Script::default()
         };
-        let r = run_backtest(&config, &[inst.clone()], std::slice::from_ref(&bars), &mut s).unwrap();
+        let r = run_backtest(
+            &config,
+            &[inst.clone()],
+            std::slice::from_ref(&bars),
+            &mut s,
+        )
+        .unwrap();
         // 50,000 * 7.3% / 365 = 10.00 for the one night (day 1 -> 2); /360 rounds up at 8 places.
         assert_eq!(r.costs.financing, expected, "{dc:?}");
         assert_eq!(r.fills[0].ts, NANOS_PER_DAY);

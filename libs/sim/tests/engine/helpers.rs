@@ -2,7 +2,7 @@
 
 use grodt_core::time::NANOS_PER_DAY;
 use grodt_core::{
-    Bar, BracketRequest, Fill, Instrument, OrderId, OrderRequest, Price, Quantity, Size,
+    Bar, BracketRequest, Decimal, Fill, Instrument, OrderId, OrderRequest, Price, Quantity, Size,
 };
 use grodt_sim::{BacktestConfig, BacktestResult, Context, Strategy, run_backtest};
 
@@ -22,6 +22,8 @@ pub struct Script {
     pub fills: Vec<Fill>,
     pub ids: Vec<OrderId>,
     pub max_visible_ts: Vec<(i64, i64)>,
+    /// (time, equity the context reports, cash + Σ position × close computed here).
+    pub equity_checks: Vec<(i64, Decimal, Decimal)>,
 }
 
 impl Strategy for Script {
@@ -34,6 +36,15 @@ impl Strategy for Script {
         );
         self.max_visible_ts
             .push((ctx.now(), h.last().map_or(0, |b| b.ts)));
+        let mut value = ctx.cash();
+        for (i, inst) in ctx.instruments().iter().enumerate() {
+            if let Some(last) = ctx.history(i).last() {
+                let qty = Decimal::new(ctx.position(i), u32::from(inst.size_precision));
+                let close = Decimal::new(last.close, u32::from(inst.price_precision));
+                value += qty * close * Decimal::from(inst.multiplier);
+            }
+        }
+        self.equity_checks.push((ctx.now(), ctx.equity(), value));
         if instrument != 0 {
             return;
         }

@@ -123,10 +123,15 @@ proptest! {
         inst.margin.initial = Decimal::new(5, 1);
         let mut s = Script { plan, ..Script::default() };
         let r = run_backtest(&config, &[inst], std::slice::from_ref(&bars), &mut s).unwrap();
-        // cash + position value == equity at every bar.
-        for e in &r.equity {
-            prop_assert_eq!(e.mark.cash + e.mark.position_value, e.mark.equity);
+        // cash + position value == equity at every bar, computed independently in the strategy,
+        // and the recorded curve agrees (nothing fills after on_bar with next-open fills).
+        prop_assert_eq!(s.equity_checks.len(), bars.len());
+        for (n, (ts, reported, independent)) in s.equity_checks.iter().enumerate() {
+            prop_assert_eq!(reported, independent);
+            prop_assert_eq!(r.equity[n].ts, *ts);
+            prop_assert_eq!(&r.equity[n].equity, reported);
         }
+        prop_assert_eq!(r.last.cash + r.last.position_value, r.last.equity);
         // Position equals the sum of fills.
         let sum: i64 = r.fills.iter().map(|f| f.side.sign() * f.qty.raw()).sum();
         prop_assert_eq!(r.positions[0], sum);

@@ -2,4 +2,5 @@
 //! by `make_reference.py` in this folder) and the figures of the data README.
 
 mod lookahead;
+mod s1;
 mod sma_parity;
