@@ -53,12 +53,55 @@ fn run<L: Ledger>(config: &BacktestConfig, inst: &[Instrument], bars: &[Vec<Bar>
     r.fills.len()
 }
 
+/// CPU time of this thread in clock ticks (utime + stime from /proc), so the
+/// figure is not inflated by other processes sharing the machine.
+fn thread_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Bars per second of CPU time over `runs` runs (clock ticks are 10 ms).
+fn cpu_throughput<L: Ledger>(
+    config: &BacktestConfig,
+    inst: &[Instrument],
+    bars: &[Vec<Bar>],
+    runs: u32,
+) -> Option<f64> {
+    let t0 = thread_cpu_ticks()?;
+    for _ in 0..runs {
+        black_box(run::<L>(config, inst, bars));
+    }
+    let ticks = thread_cpu_ticks()? - t0;
+    #[allow(clippy::cast_precision_loss, reason = "a throughput figure")]
+    Some((N as f64 * f64::from(runs)) / (ticks as f64 / 100.0))
+}
+
 fn bench(c: &mut Criterion) {
     let inst = [Instrument::equity("SYN", 2, 0)];
     let bars = vec![synthetic_bars(N)];
     let config = BacktestConfig::default();
     let fills = run::<ExactLedger>(&config, &inst, &bars);
     assert!(fills > 1_000, "the benchmark must trade: {fills} fills");
+    eprintln!("sma_cross_1m_bars: {fills} fills over {N} bars");
+    for (name, t) in [
+        (
+            "exact_ledger",
+            cpu_throughput::<ExactLedger>(&config, &inst, &bars, 20),
+        ),
+        (
+            "f64_ledger",
+            cpu_throughput::<F64Ledger>(&config, &inst, &bars, 20),
+        ),
+    ] {
+        if let Some(t) = t {
+            eprintln!(
+                "sma_cross_1m_bars/{name}: {:.2} M bars per CPU-second (20 runs)",
+                t / 1e6
+            );
+        }
+    }
     let mut g = c.benchmark_group("sma_cross_1m_bars");
     g.sample_size(20);
     g.throughput(Throughput::Elements(N as u64));

@@ -223,6 +223,7 @@ struct Engine<'a, L: Ledger> {
     outbox: Vec<Command>,
     next_id: u64,
     last_day: Option<i64>,
+    next_day_ts: i64,
     now: i64,
     bars_done: u64,
     scratch_marks: Vec<i64>,
@@ -260,6 +261,7 @@ impl<'a, L: Ledger> Engine<'a, L> {
             outbox: Vec::new(),
             next_id: 0,
             last_day: None,
+            next_day_ts: i64::MIN,
             now: i64::MIN,
             bars_done: 0,
             scratch_marks: vec![0; n],
@@ -391,7 +393,12 @@ impl<'a, L: Ledger> Engine<'a, L> {
 
     /// Borrow on shorts and financing on negative cash, per calendar day elapsed.
     fn accrue(&mut self, ts: i64) -> Result<(), SimError> {
+        // Most timestamps fall inside the current day: one comparison.
+        if ts < self.next_day_ts {
+            return Ok(());
+        }
         let day = day_index(ts);
+        self.next_day_ts = (day + 1).saturating_mul(grodt_core::time::NANOS_PER_DAY);
         let Some(last) = self.last_day else {
             self.last_day = Some(day);
             return Ok(());
@@ -1031,11 +1038,17 @@ impl<'a, L: Ledger> Engine<'a, L> {
         }
         let closing = fill.qty.raw().min(pos_before.abs());
         let rest = fill.qty.raw() - closing;
-        let fees = allocate(
-            net_fee,
-            &[closing.unsigned_abs(), rest.unsigned_abs()],
-            self.config.cost_dp,
-        );
+        // A flip splits the fee by quantity without creating or losing a unit.
+        let fees = if rest == 0 {
+            [net_fee, Decimal::ZERO]
+        } else {
+            let v = allocate(
+                net_fee,
+                &[closing.unsigned_abs(), rest.unsigned_abs()],
+                self.config.cost_dp,
+            );
+            [v[0], v[1]]
+        };
         let closing_notional = notional(
             Quantity::from_raw(closing, inst.size_precision)?,
             fill.price,

@@ -56,12 +56,66 @@ pub struct ExactLedger {
     portfolio: Portfolio,
     price_precision: Vec<u8>,
     shorts: usize,
+    /// Per-bar fast path, refreshed whenever cash or a position changes: equity is
+    /// `(cash_m + Σ qty_raw * mark_raw * factor) / 10^scale`, all in i128.
+    fast: Option<FastMark>,
+    /// 10^(size + price precision) scale of each instrument's notional, and its multiplier.
+    notional_scale: Vec<(u32, i64)>,
+    max_notional_scale: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+struct FastMark {
+    cash_m: i128,
+    scale: u32,
+    /// 10^(scale - notional scale) * multiplier, per instrument.
+    factor: Vec<i128>,
+    /// Instruments with a non-zero position.
+    open: Vec<(usize, i128)>,
 }
 
 impl ExactLedger {
-    /// The underlying portfolio.
-    pub const fn portfolio(&self) -> &Portfolio {
-        &self.portfolio
+    /// Rebuilds the fast-path state after cash or a position changed (fills and
+    /// accruals only, never per bar); no allocation once the vectors have grown.
+    fn refresh(&mut self) {
+        self.shorts = self
+            .portfolio
+            .positions()
+            .iter()
+            .filter(|p| p.qty_raw < 0)
+            .count();
+        let cash = self.portfolio.cash();
+        let scale = self.max_notional_scale.max(cash.scale());
+        let mut fast = self.fast.take().unwrap_or_default();
+        let ok = (|| {
+            if scale > 28 {
+                return None;
+            }
+            if fast.factor.is_empty() || fast.scale != scale {
+                fast.factor.clear();
+                for &(s, m) in &self.notional_scale {
+                    fast.factor
+                        .push(10i128.checked_pow(scale - s)?.checked_mul(i128::from(m))?);
+                }
+            }
+            fast.scale = scale;
+            fast.cash_m = cash
+                .mantissa()
+                .checked_mul(10i128.checked_pow(scale - cash.scale())?)?;
+            fast.open.clear();
+            for (i, p) in self.portfolio.positions().iter().enumerate() {
+                if p.qty_raw != 0 {
+                    fast.open
+                        .push((i, i128::from(p.qty_raw).checked_mul(fast.factor[i])?));
+                }
+            }
+            Some(())
+        })();
+        if ok.is_some() {
+            self.fast = Some(fast);
+        } else {
+            fast.factor.clear();
+        }
     }
 }
 
@@ -73,30 +127,43 @@ impl Ledger for ExactLedger {
             .iter()
             .map(|i| (i.size_precision, i.multiplier))
             .collect();
-        Self {
+        let notional_scale: Vec<(u32, i64)> = instruments
+            .iter()
+            .map(|i| {
+                (
+                    u32::from(i.size_precision) + u32::from(i.price_precision),
+                    i.multiplier,
+                )
+            })
+            .collect();
+        let mut l = Self {
+            max_notional_scale: notional_scale.iter().map(|s| s.0).max().unwrap_or(0),
             portfolio: Portfolio::new(initial_cash, &spec),
             price_precision: instruments.iter().map(|i| i.price_precision).collect(),
             shorts: 0,
-        }
+            fast: None,
+            notional_scale,
+        };
+        l.refresh();
+        l
     }
 
     fn apply_fill(&mut self, fill: &Fill) -> Result<(), SimError> {
         self.portfolio.apply_fill(fill)?;
-        self.shorts = self
-            .portfolio
-            .positions()
-            .iter()
-            .filter(|p| p.qty_raw < 0)
-            .count();
+        self.refresh();
         Ok(())
     }
 
     fn charge_borrow(&mut self, amount: Decimal) -> Result<(), SimError> {
-        Ok(self.portfolio.charge_borrow(amount)?)
+        self.portfolio.charge_borrow(amount)?;
+        self.refresh();
+        Ok(())
     }
 
     fn charge_financing(&mut self, amount: Decimal) -> Result<(), SimError> {
-        Ok(self.portfolio.charge_financing(amount)?)
+        self.portfolio.charge_financing(amount)?;
+        self.refresh();
+        Ok(())
     }
 
     fn cash(&self) -> Decimal {
@@ -117,6 +184,16 @@ impl Ledger for ExactLedger {
 
     #[inline]
     fn equity(&self, marks: &[i64]) -> Result<Decimal, SimError> {
+        if let Some(f) = &self.fast {
+            let mut total = Some(f.cash_m);
+            for &(i, qf) in &f.open {
+                total = total.and_then(|t| t.checked_add(qf.checked_mul(i128::from(marks[i]))?));
+            }
+            if let Some(e) = total.and_then(|t| Decimal::try_from_i128_with_scale(t, f.scale).ok())
+            {
+                return Ok(e);
+            }
+        }
         Ok(self.portfolio.equity_at(marks, &self.price_precision)?)
     }
 
