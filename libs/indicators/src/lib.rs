@@ -94,6 +94,64 @@ impl Sma {
     }
 }
 
+/// Simple moving average over raw fixed-point integers (prices at one precision):
+/// an exact `i128` window sum, so comparisons between averages can be made exactly.
+#[derive(Clone, Debug)]
+pub struct SmaRaw {
+    buf: Vec<i64>,
+    head: usize,
+    len: usize,
+    sum: i128,
+}
+
+impl SmaRaw {
+    /// A new raw SMA; `period` of 0 is treated as 1.
+    pub fn new(period: usize) -> Self {
+        Self {
+            buf: vec![0; period.max(1)],
+            head: 0,
+            len: 0,
+            sum: 0,
+        }
+    }
+
+    /// Adds a raw value; returns the exact window sum once `period` values were seen.
+    pub fn update(&mut self, x: i64) -> Option<i128> {
+        let cap = self.buf.len();
+        if self.len == cap {
+            self.sum -= i128::from(self.buf[self.head]);
+        } else {
+            self.len += 1;
+        }
+        self.buf[self.head] = x;
+        self.head += 1;
+        if self.head == cap {
+            self.head = 0;
+        }
+        self.sum += i128::from(x);
+        self.sum()
+    }
+
+    /// The exact window sum, if warmed up.
+    pub fn sum(&self) -> Option<i128> {
+        (self.len == self.buf.len()).then_some(self.sum)
+    }
+
+    /// The period.
+    pub fn period(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The average in raw units, if warmed up.
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "an f64 view of an exact average"
+    )]
+    pub fn value(&self) -> Option<f64> {
+        self.sum().map(|s| s as f64 / self.buf.len() as f64)
+    }
+}
+
 /// Exponential moving average with `alpha = 2 / (period + 1)`, seeded with the SMA of
 /// the first `period` values (the TA-Lib and backtrader convention).
 #[derive(Clone, Debug)]
@@ -228,6 +286,16 @@ mod tests {
                 assert!(close(v.unwrap(), naive), "{i}");
             }
         }
+    }
+
+    #[test]
+    fn raw_sma_is_exact() {
+        let mut s = SmaRaw::new(3);
+        assert_eq!(s.update(1), None);
+        assert_eq!(s.update(2), None);
+        assert_eq!(s.update(4), Some(7));
+        assert_eq!(s.update(i64::MAX), Some(6 + i128::from(i64::MAX)));
+        assert_eq!(s.value(), Some((6.0 + i64::MAX as f64) / 3.0));
     }
 
     #[test]

@@ -41,13 +41,10 @@ fn synthetic_bars(n: usize) -> Vec<Bar> {
 }
 
 fn run<L: Ledger>(config: &BacktestConfig, inst: &[Instrument], bars: &[Vec<Bar>]) -> usize {
-    let mut s = SmaCross::new(
-        SmaCrossParams {
-            long_short: true,
-            ..SmaCrossParams::default()
-        },
-        2,
-    )
+    let mut s = SmaCross::new(SmaCrossParams {
+        long_short: true,
+        ..SmaCrossParams::default()
+    })
     .expect("params");
     let r = run_backtest_with::<L>(config, config.models(), inst, bars, &mut s).expect("run");
     r.fills.len()

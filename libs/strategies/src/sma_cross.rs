@@ -3,11 +3,12 @@
 //! On each close: when the fast SMA crosses above the slow one, go long all-in;
 //! when it crosses below, close the long (and, long-short, go short all-in).
 //! "Crosses" follows backtrader's `CrossOver`: the previous non-zero difference
-//! had the other sign and the current difference is strictly past zero. Orders are
+//! had the other sign and the current difference is strictly past zero. The
+//! averages are exact (integer sums of fixed-point closes), so ties are real ties. Orders are
 //! sized when they fill (on the next bar's open), as the reference does.
 
 use grodt_core::{Bar, Decimal, OrderRequest, Side, Size};
-use grodt_indicators::Sma;
+use grodt_indicators::SmaRaw;
 use grodt_sim::{Context, Strategy};
 
 use crate::StrategyError;
@@ -43,15 +44,15 @@ impl Default for SmaCrossParams {
 #[derive(Clone, Debug)]
 pub struct SmaCross {
     params: SmaCrossParams,
-    fast: Sma,
-    slow: Sma,
-    last_nonzero: Option<f64>,
-    scale: f64,
+    fast: SmaRaw,
+    slow: SmaRaw,
+    last_nonzero: Option<i128>,
 }
 
 impl SmaCross {
-    /// Builds the strategy; `price_precision` is the traded instrument's.
-    pub fn new(params: SmaCrossParams, price_precision: u8) -> Result<Self, StrategyError> {
+    /// Builds the strategy. The crossover is decided on raw fixed-point closes, so it
+    /// does not depend on the instrument's precision.
+    pub fn new(params: SmaCrossParams) -> Result<Self, StrategyError> {
         if params.fast == 0 || params.slow == 0 {
             return Err(StrategyError::InvalidParam {
                 name: "fast/slow",
@@ -72,27 +73,26 @@ impl SmaCross {
         }
         Ok(Self {
             params,
-            fast: Sma::new(params.fast),
-            slow: Sma::new(params.slow),
+            fast: SmaRaw::new(params.fast),
+            slow: SmaRaw::new(params.slow),
             last_nonzero: None,
-            scale: grodt_core::rounding::pow10_f64(price_precision),
         })
     }
 
-    /// +1 on an upward cross, -1 on a downward cross, 0 otherwise.
-    #[allow(clippy::cast_precision_loss, reason = "indicator input")]
+    /// +1 on an upward cross, -1 on a downward cross, 0 otherwise. The averages
+    /// are compared exactly: `fast - slow` has the sign of
+    /// `sum_fast * slow - sum_slow * fast` over the raw integer closes.
     fn signal(&mut self, close_raw: i64) -> i32 {
-        let c = close_raw as f64 / self.scale;
-        let (f, s) = (self.fast.update(c), self.slow.update(c));
+        let (f, s) = (self.fast.update(close_raw), self.slow.update(close_raw));
         let (Some(f), Some(s)) = (f, s) else { return 0 };
-        let d = f - s;
+        let d = f * self.slow.period() as i128 - s * self.fast.period() as i128;
         let prev = self.last_nonzero;
-        if d != 0.0 || prev.is_none() {
+        if d != 0 || prev.is_none() {
             self.last_nonzero = Some(d);
         }
         match prev {
-            Some(p) if p < 0.0 && d > 0.0 => 1,
-            Some(p) if p > 0.0 && d < 0.0 => -1,
+            Some(p) if p < 0 && d > 0 => 1,
+            Some(p) if p > 0 && d < 0 => -1,
             _ => 0,
         }
     }

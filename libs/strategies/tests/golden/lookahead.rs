@@ -36,13 +36,10 @@ fn poisoning_the_future_changes_nothing_decided_before() {
         ..BacktestConfig::default()
     };
     let run = |b: Vec<Bar>| {
-        let mut s = SmaCross::new(
-            SmaCrossParams {
-                long_short: true,
-                ..SmaCrossParams::default()
-            },
-            4,
-        )
+        let mut s = SmaCross::new(SmaCrossParams {
+            long_short: true,
+            ..SmaCrossParams::default()
+        })
         .unwrap();
         run_backtest(&config, std::slice::from_ref(&inst), &[b], &mut s).unwrap()
     };

@@ -28,7 +28,7 @@ pub fn run(size_precision: u8, timing: FillTiming) -> BacktestResult {
         fill_timing: timing,
         ..BacktestConfig::default()
     };
-    let mut s = SmaCross::new(SmaCrossParams::default(), 4).unwrap();
+    let mut s = SmaCross::new(SmaCrossParams::default()).unwrap();
     run_backtest(&config, &[inst], &[bars], &mut s).unwrap()
 }
 
