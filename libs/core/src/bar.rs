@@ -9,7 +9,7 @@ use crate::time::parse_timestamp;
 
 /// One bar. `open..close` are raw integers at the instrument's price precision,
 /// `volume` at its size precision; `ts` is the bar's open time in UTC nanoseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Bar {
     /// Bar open time, UTC nanoseconds since the epoch.
     pub ts: i64,

@@ -210,3 +210,50 @@ impl Strategy for S1 {
         self.entry = Some(e);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters_by_name() {
+        let e = S1::new(
+            S1Params {
+                ema_fast: 60,
+                ..S1Params::default()
+            },
+            2,
+            0,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ema_fast"), "{e}");
+        let e = S1::new(
+            S1Params {
+                sl_atr: -1.0,
+                ..S1Params::default()
+            },
+            2,
+            0,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("sl_atr"), "{e}");
+    }
+
+    #[test]
+    fn vwap_slope_compares_with_lookback_bars_ago() {
+        let mut s = S1::new(
+            S1Params {
+                slope_lookback: 2,
+                ..S1Params::default()
+            },
+            2,
+            0,
+        )
+        .unwrap();
+        assert_eq!(s.push_vwap(Some(1.0)), None);
+        assert_eq!(s.push_vwap(Some(2.0)), None);
+        assert_eq!(s.push_vwap(Some(4.0)), Some(3.0));
+        assert_eq!(s.push_vwap(Some(3.0)), Some(1.0));
+        assert_eq!(s.push_vwap(None), None);
+    }
+}

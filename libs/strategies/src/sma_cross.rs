@@ -127,3 +127,43 @@ impl Strategy for SmaCross {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_parameters_by_name() {
+        let e = SmaCross::new(SmaCrossParams {
+            fast: 30,
+            slow: 10,
+            ..SmaCrossParams::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("fast"), "{e}");
+        let e = SmaCross::new(SmaCrossParams {
+            fraction: Decimal::ZERO,
+            ..SmaCrossParams::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("fraction"), "{e}");
+    }
+
+    #[test]
+    fn crossings_follow_the_last_nonzero_difference() {
+        let mut s = SmaCross::new(SmaCrossParams {
+            fast: 1,
+            slow: 2,
+            ..SmaCrossParams::default()
+        })
+        .unwrap();
+        // fast = x, slow = mean of the last two: diff sign = sign(x - previous x).
+        let signals: Vec<i32> = [10, 9, 9, 9, 12, 12, 11]
+            .iter()
+            .map(|&x| s.signal(x))
+            .collect();
+        // 9 after 10: diff < 0 (seed, no signal); equal prices give 0 and keep the
+        // last non-zero (negative) difference; 12 crosses up; 11 crosses down.
+        assert_eq!(signals, [0, 0, 0, 0, 1, 0, -1]);
+    }
+}

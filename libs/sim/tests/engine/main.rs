@@ -3,5 +3,6 @@
 
 mod costs;
 mod helpers;
+mod lookahead;
 mod orders;
 mod props;
