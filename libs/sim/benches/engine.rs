@@ -41,11 +41,20 @@ fn synthetic_bars(n: usize) -> Vec<Bar> {
 }
 
 fn run<L: Ledger>(config: &BacktestConfig, inst: &[Instrument], bars: &[Vec<Bar>]) -> usize {
-    let mut s = SmaCross::new(SmaCrossParams {
+    let params = SmaCrossParams {
         long_short: true,
         ..SmaCrossParams::default()
-    })
-    .expect("params");
+    };
+    run_params::<L>(config, inst, bars, params)
+}
+
+fn run_params<L: Ledger>(
+    config: &BacktestConfig,
+    inst: &[Instrument],
+    bars: &[Vec<Bar>],
+    params: SmaCrossParams,
+) -> usize {
+    let mut s = SmaCross::new(params).expect("params");
     let r = run_backtest_with::<L>(config, config.models(), inst, bars, &mut s).expect("run");
     r.fills.len()
 }
@@ -107,6 +116,36 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("f64_ledger", |b| {
         b.iter(|| black_box(run::<F64Ledger>(&config, &inst, black_box(&bars))))
+    });
+    // The same engine with slow averages that trade ~50x less: separates the
+    // per-bar cost from the per-fill cost.
+    let slow = SmaCrossParams {
+        fast: 500,
+        slow: 2_000,
+        long_short: true,
+        ..SmaCrossParams::default()
+    };
+    let sparse = run_params::<ExactLedger>(&config, &inst, &bars, slow);
+    eprintln!("sma_cross_1m_bars/sparse_*: SMA(500/2000), {sparse} fills over {N} bars");
+    g.bench_function("sparse_exact_ledger", |b| {
+        b.iter(|| {
+            black_box(run_params::<ExactLedger>(
+                &config,
+                &inst,
+                black_box(&bars),
+                slow,
+            ))
+        })
+    });
+    g.bench_function("sparse_f64_ledger", |b| {
+        b.iter(|| {
+            black_box(run_params::<F64Ledger>(
+                &config,
+                &inst,
+                black_box(&bars),
+                slow,
+            ))
+        })
     });
     g.finish();
 }

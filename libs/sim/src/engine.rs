@@ -1104,9 +1104,9 @@ impl<'a, L: Ledger> Engine<'a, L> {
         let sp = u32::from(inst.size_precision);
         let entry_qty = Decimal::new(t.entry_qty_raw, sp);
         let mult = Decimal::from(inst.multiplier);
-        let entry_price = t.entry_notional / entry_qty / mult;
-        let exit_price =
-            (t.exit_qty_raw > 0).then(|| t.exit_notional / Decimal::new(t.exit_qty_raw, sp) / mult);
+        let entry_price = t.entry_notional / (entry_qty * mult);
+        let exit_price = (t.exit_qty_raw > 0)
+            .then(|| t.exit_notional / (Decimal::new(t.exit_qty_raw, sp) * mult));
         let dir = Decimal::from(t.direction.sign());
         // Gross = signed (exit proceeds - entry cost) + open remainder at the mark.
         let open_raw = t.entry_qty_raw - t.exit_qty_raw;
