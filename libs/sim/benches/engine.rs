@@ -10,7 +10,8 @@ use grodt_strategies::{SmaCross, SmaCrossParams};
 
 const N: usize = 1_000_000;
 
-/// A deterministic random walk (xorshift), prices in cents around 100.00.
+/// A deterministic geometric random walk (xorshift): steps of up to ±0.2% a bar
+/// from 100.0000 (price precision 4), so the price stays in a sane range over 1M bars.
 fn synthetic_bars(n: usize) -> Vec<Bar> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
@@ -19,14 +20,14 @@ fn synthetic_bars(n: usize) -> Vec<Bar> {
         x ^= x << 17;
         x
     };
-    let mut price: i64 = 10_000;
+    let mut price: i64 = 1_000_000;
     (0..n)
         .map(|i| {
             let r = next();
             let open = price;
-            let close = (open + (r % 41) as i64 - 20).max(100);
-            let high = open.max(close) + ((r >> 8) % 10) as i64;
-            let low = (open.min(close) - ((r >> 16) % 10) as i64).max(50);
+            let close = (open + open * ((r % 41) as i64 - 20) / 10_000).max(100);
+            let high = open.max(close) + open * ((r >> 8) % 10) as i64 / 10_000;
+            let low = (open.min(close) - open * ((r >> 16) % 10) as i64 / 10_000).max(50);
             price = close;
             Bar {
                 ts: i as i64 * 60_000_000_000,
@@ -85,11 +86,24 @@ fn cpu_throughput<L: Ledger>(
 }
 
 fn bench(c: &mut Criterion) {
-    let inst = [Instrument::equity("SYN", 2, 0)];
+    let inst = [Instrument::equity("SYN", 4, 0)];
     let bars = vec![synthetic_bars(N)];
     let config = BacktestConfig::default();
     let fills = run::<ExactLedger>(&config, &inst, &bars);
     assert!(fills > 1_000, "the benchmark must trade: {fills} fills");
+    let mut s = SmaCross::new(SmaCrossParams {
+        long_short: true,
+        ..SmaCrossParams::default()
+    })
+    .expect("params");
+    let check = run_backtest_with::<ExactLedger>(&config, config.models(), &inst, &bars, &mut s)
+        .expect("run");
+    let rejected = check
+        .orders
+        .iter()
+        .filter(|o| o.status() == grodt_core::OrderStatus::Rejected)
+        .count();
+    assert_eq!(rejected, 0, "every order of the benchmark is a real trade");
     eprintln!("sma_cross_1m_bars: {fills} fills over {N} bars");
     for (name, t) in [
         (
