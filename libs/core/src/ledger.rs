@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::CoreError;
 use crate::fill::Fill;
 use crate::fixed::{POW10, Price, notional};
+use crate::order::Side;
 use crate::position::Position;
 
 /// Cumulative costs, itemised.
@@ -95,7 +96,10 @@ impl Portfolio {
             })?;
         let n = notional(fill.qty, fill.price, pos.multiplier)?;
         let realized = pos.apply(fill.side, fill.qty, fill.price)?;
-        self.cash -= Decimal::from(fill.side.sign()) * n;
+        match fill.side {
+            Side::Buy => self.cash -= n,
+            Side::Sell => self.cash += n,
+        }
         self.cash -= fill.commission;
         self.cash += fill.rebate;
         self.costs.commission += fill.commission;
@@ -248,7 +252,7 @@ mod tests {
     use super::*;
     use crate::fill::Liquidity;
     use crate::fixed::Quantity;
-    use crate::order::{OrderId, Side};
+    use crate::order::OrderId;
 
     fn fill(seq: u64, side: Side, qty: &str, price: &str, fee: i64) -> Fill {
         let price = Price::parse(price, 2).unwrap();

@@ -88,13 +88,20 @@ impl Position {
                 .qty_raw
                 .checked_add(signed)
                 .ok_or(CoreError::Overflow { what: "position" })?;
-            self.cost_basis += Decimal::from(side.sign()) * fill_notional;
+            match side {
+                Side::Buy => self.cost_basis += fill_notional,
+                Side::Sell => self.cost_basis -= fill_notional,
+            }
             return Ok(Decimal::ZERO);
         }
         let open = self.qty_raw.abs();
         let closing = qty.raw().min(open);
         let closing_q = Quantity::from_raw(closing, self.size_precision)?;
-        let closing_notional = notional(closing_q, price, self.multiplier)?;
+        let closing_notional = if closing == qty.raw() {
+            fill_notional
+        } else {
+            notional(closing_q, price, self.multiplier)?
+        };
         // A partial release is rounded to the notional's own scale so every amount
         // stays a multiple of 10^-(size+price precision) and later sums are exact.
         let basis_released = if closing == open {

@@ -248,11 +248,13 @@ impl<'a, L: Ledger> Engine<'a, L> {
             bars,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             ledger: L::open(config.starting_cash, instruments),
-            orders: Vec::new(),
-            children: Vec::new(),
+            // Reserved, not touched: untouched capacity costs no memory, and an
+            // active strategy then never copies these while they grow.
+            orders: Vec::with_capacity(total / 16),
+            children: Vec::with_capacity(total / 16),
             working: Vec::new(),
-            fills: Vec::new(),
-            trades: Vec::new(),
+            fills: Vec::with_capacity(total / 16),
+            trades: Vec::with_capacity(total / 32),
             open_trades: vec![None; n],
             equity: Vec::with_capacity(if n == 1 { total } else { total / n + 1 }),
             marks: vec![0; n],
