@@ -71,7 +71,8 @@ struct FastMark {
     /// 10^(scale - notional scale) * multiplier, per instrument.
     factor: Vec<i128>,
     /// Instruments with a non-zero position.
-    open: Vec<(usize, i128)>,
+    /// `(instrument, qty_raw * factor)` of open positions, when that fits an i64.
+    open: Vec<(usize, i64)>,
 }
 
 impl ExactLedger {
@@ -105,8 +106,8 @@ impl ExactLedger {
             fast.open.clear();
             for (i, p) in self.portfolio.positions().iter().enumerate() {
                 if p.qty_raw != 0 {
-                    fast.open
-                        .push((i, i128::from(p.qty_raw).checked_mul(fast.factor[i])?));
+                    let qf = i128::from(p.qty_raw).checked_mul(fast.factor[i])?;
+                    fast.open.push((i, i64::try_from(qf).ok()?));
                 }
             }
             Some(())
@@ -185,9 +186,10 @@ impl Ledger for ExactLedger {
     #[inline]
     fn equity(&self, marks: &[i64]) -> Result<Decimal, SimError> {
         if let Some(f) = &self.fast {
+            // One i64 multiply per open position; anything that does not fit falls back.
             let mut total = Some(f.cash_m);
             for &(i, qf) in &f.open {
-                total = total.and_then(|t| t.checked_add(qf.checked_mul(i128::from(marks[i]))?));
+                total = total.and_then(|t| t.checked_add(i128::from(qf.checked_mul(marks[i])?)));
             }
             if let Some(e) = total.and_then(|t| Decimal::try_from_i128_with_scale(t, f.scale).ok())
             {
