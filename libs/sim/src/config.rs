@@ -306,3 +306,53 @@ impl BacktestConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases = [
+            BacktestConfig {
+                max_participation: Some(Decimal::new(15, 1)),
+                ..BacktestConfig::default()
+            },
+            BacktestConfig {
+                latency: LatencySpec::Uniform { min: 5, max: 1 },
+                ..BacktestConfig::default()
+            },
+            BacktestConfig {
+                commission: CommissionSpec::Percentage {
+                    rate: Decimal::NEGATIVE_ONE,
+                },
+                ..BacktestConfig::default()
+            },
+            BacktestConfig {
+                commission: CommissionSpec::TieredMonthly {
+                    tiers: vec![(Decimal::TEN, Decimal::ONE), (Decimal::ONE, Decimal::ONE)],
+                    minimum: Decimal::ZERO,
+                },
+                ..BacktestConfig::default()
+            },
+            BacktestConfig {
+                slippage: SlippageSpec::VolumeShare {
+                    price_impact: f64::NAN,
+                },
+                ..BacktestConfig::default()
+            },
+        ];
+        let fields = [
+            "max_participation",
+            "latency",
+            "commission.rate",
+            "commission.tiers",
+            "slippage.price_impact",
+        ];
+        for (c, f) in cases.iter().zip(fields) {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(f), "{e} should name {f}");
+        }
+        assert!(BacktestConfig::default().validate().is_ok());
+    }
+}

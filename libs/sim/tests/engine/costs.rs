@@ -240,3 +240,35 @@ fn financing_on_leverage_uses_365_or_360() {
         assert_eq!(r.fills[0].ts, NANOS_PER_DAY);
     }
 }
+
+#[test]
+fn trades_carry_excursions_from_the_bars_they_span() {
+    // Buy 10 at 100.00 (bar 1 open); bars 2-3 range 95.00..110.00; sell at bar 4 open 105.00.
+    let bars = vec![
+        bar(0, 10_000, 10_000, 10_000, 10_000, 1_000),
+        bar(1, 10_000, 10_100, 9_900, 10_000, 1_000),
+        bar(2, 10_000, 11_000, 9_800, 10_500, 1_000),
+        bar(3, 10_500, 10_600, 9_500, 10_400, 1_000),
+        bar(4, 10_500, 10_500, 10_500, 10_500, 1_000),
+    ];
+    let plan = vec![
+        (0, Action::Submit(OrderRequest::market(0, Side::Buy, q(10)))),
+        (
+            3,
+            Action::Submit(OrderRequest::market(0, Side::Sell, Size::ClosePosition)),
+        ),
+    ];
+    let (r, _) = run(&BacktestConfig::default(), bars, plan);
+    assert_eq!(r.trades.len(), 1);
+    let t = &r.trades[0];
+    assert_eq!(
+        (t.entry_price, t.exit_price),
+        (Decimal::from(100), Some(Decimal::from(105)))
+    );
+    assert_eq!(t.mae, Decimal::from(-50), "low 95.00 after the entry bar");
+    assert_eq!(t.mfe, Decimal::from(100), "high 110.00");
+    assert_eq!(
+        (t.gross_pnl, t.bars_held, t.fills),
+        (Decimal::from(50), 4, 2)
+    );
+}
