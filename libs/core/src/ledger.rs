@@ -91,7 +91,7 @@ impl Portfolio {
         let pos = self
             .positions
             .get_mut(fill.instrument)
-            .ok_or(CoreError::Ledger {
+            .ok_or_else(|| CoreError::Ledger {
                 reason: format!("fill {}: unknown instrument {}", fill.seq, fill.instrument),
             })?;
         let n = notional(fill.qty, fill.price, pos.multiplier)?;

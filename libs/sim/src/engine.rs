@@ -241,6 +241,8 @@ impl<'a, L: Ledger> Engine<'a, L> {
     ) -> Self {
         let n = instruments.len();
         let total: usize = bars.iter().map(Vec::len).sum();
+        // Room for a fill every 8 bars, capped so huge runs do not reserve gigabytes.
+        let reserve = (total / 8).min(1 << 20);
         Self {
             config,
             models,
@@ -250,11 +252,11 @@ impl<'a, L: Ledger> Engine<'a, L> {
             ledger: L::open(config.starting_cash, instruments),
             // Reserved, not touched: untouched capacity costs no memory, and an
             // active strategy then never copies these while they grow.
-            orders: Vec::with_capacity(total / 16),
-            children: Vec::with_capacity(total / 16),
+            orders: Vec::with_capacity(reserve),
+            children: Vec::with_capacity(reserve),
             working: Vec::new(),
-            fills: Vec::with_capacity(total / 16),
-            trades: Vec::with_capacity(total / 32),
+            fills: Vec::with_capacity(reserve),
+            trades: Vec::with_capacity(reserve / 2),
             open_trades: vec![None; n],
             equity: Vec::with_capacity(if n == 1 { total } else { total / n + 1 }),
             marks: vec![0; n],
