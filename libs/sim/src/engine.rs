@@ -861,7 +861,7 @@ impl<'a, L: Ledger> Engine<'a, L> {
                             .refuse(o, "no equity or non-positive price to size against".into());
                     }
                     let Ok(target) =
-                        round_quantity(inst, equity * f / price, RoundingMode::TowardZero)
+                        round_quantity(inst, scale_by(equity, f) / price, RoundingMode::TowardZero)
                     else {
                         return self.refuse(
                             o,
@@ -941,8 +941,10 @@ impl<'a, L: Ledger> Engine<'a, L> {
                     self.ledger.position_raw(j)
                 };
                 if q != 0 {
-                    required +=
-                        signed_value(ij, q, self.scratch_marks[j])?.abs() * ij.margin.initial;
+                    required += scale_by(
+                        signed_value(ij, q, self.scratch_marks[j])?.abs(),
+                        ij.margin.initial,
+                    );
                 }
             }
             if required > equity {
@@ -1111,13 +1113,14 @@ impl<'a, L: Ledger> Engine<'a, L> {
         let entry_price = t.entry_notional / (entry_qty * mult);
         let exit_price = (t.exit_qty_raw > 0)
             .then(|| t.exit_notional / (Decimal::new(t.exit_qty_raw, sp) * mult));
-        let dir = Decimal::from(t.direction.sign());
+        let long = t.direction == Side::Buy;
+        let dir = |x: Decimal| if long { x } else { -x };
         // Gross = signed (exit proceeds - entry cost) + open remainder at the mark.
         let open_raw = t.entry_qty_raw - t.exit_qty_raw;
-        let mut gross = dir * (t.exit_notional - t.entry_notional);
+        let mut gross = dir(t.exit_notional - t.entry_notional);
         if open_raw > 0 {
             let m = mark.unwrap_or(self.marks[i]);
-            gross += dir * signed_value(inst, open_raw, m)?;
+            gross += dir(signed_value(inst, open_raw, m)?);
         }
         let peak = Decimal::new(t.peak_raw, sp);
         let pp = u32::from(inst.price_precision);
@@ -1128,8 +1131,8 @@ impl<'a, L: Ledger> Engine<'a, L> {
         } else {
             (hi, lo)
         };
-        let mae = (dir * (worst - entry_price) * peak * mult).min(Decimal::ZERO);
-        let mfe = (dir * (best - entry_price) * peak * mult).max(Decimal::ZERO);
+        let mae = scale_by(dir(worst - entry_price) * peak, mult).min(Decimal::ZERO);
+        let mfe = scale_by(dir(best - entry_price) * peak, mult).max(Decimal::ZERO);
         Ok(Trade {
             instrument: i,
             direction: t.direction,
@@ -1170,4 +1173,10 @@ impl<'a, L: Ledger> Engine<'a, L> {
             bars: self.bars_done,
         })
     }
+}
+
+/// `x * k`, skipping the multiplication for the common `k == 1`.
+#[inline]
+fn scale_by(x: Decimal, k: Decimal) -> Decimal {
+    if k == Decimal::ONE { x } else { x * k }
 }
