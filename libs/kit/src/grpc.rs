@@ -86,6 +86,22 @@ impl GrpcServerBuilder {
         }
     }
 
+    /// What every GRODT service registers: `grpc_service` in health, the
+    /// contracts' descriptor set for reflection, and readiness that follows
+    /// the bus and the store of `infra`. Add the tonic service and `bind`.
+    pub fn for_service(
+        service: &str,
+        grpc_service: &str,
+        config: &CommonConfig,
+        infra: &crate::Infra,
+        file_descriptor_set: &'static [u8],
+    ) -> Self {
+        Self::new(service, config)
+            .reflection(file_descriptor_set)
+            .infra(infra)
+            .health_service(grpc_service)
+    }
+
     /// The version reported by `build_info` (default: grodt-kit's).
     pub fn version(mut self, version: &str) -> Self {
         self.version = version.to_owned();

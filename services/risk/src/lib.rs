@@ -28,12 +28,14 @@ pub fn defaults() -> Config<()> {
 /// Binds the gRPC and HTTP listeners; the returned server runs with
 /// `run_until_stopped`. `/readyz` follows the bus and the store.
 pub async fn build(config: Config<()>, infra: Infra) -> Result<Server, KitError> {
-    GrpcServerBuilder::new(NAME, &config.common)
-        .version(env!("CARGO_PKG_VERSION"))
-        .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
-        .infra(&infra)
-        .health_service(GRPC_SERVICE)
-        .add_service(RiskServiceServer::new(RiskApi))
-        .bind()
-        .await
+    GrpcServerBuilder::for_service(
+        NAME,
+        GRPC_SERVICE,
+        &config.common,
+        &infra,
+        grodt_proto::FILE_DESCRIPTOR_SET,
+    )
+    .add_service(RiskServiceServer::new(RiskApi))
+    .bind()
+    .await
 }
