@@ -311,8 +311,16 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn import_commits_record_and_reads_back_equal() {
-        let db = TestDb::sqlite().await;
+    async fn import_commits_record_and_reads_back_equal_on_sqlite() {
+        import_commits_record_and_reads_back_equal(TestDb::sqlite().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn import_commits_record_and_reads_back_equal_on_postgres() {
+        import_commits_record_and_reads_back_equal(TestDb::postgres().await).await;
+    }
+
+    async fn import_commits_record_and_reads_back_equal(db: TestDb) {
         let tmp = tempfile::tempdir().expect("tmp");
         let meta = Arc::new(StoreMetadata::new(db.store().clone(), Handle::current()));
         let root = tmp.path().join("catalog");

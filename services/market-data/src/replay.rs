@@ -17,6 +17,9 @@ use crate::convert::{bar, ts_to_proto};
 use crate::error::MdError;
 use crate::metrics::MdMetrics;
 
+/// Finished replays kept for status queries; older ones are forgotten.
+const KEEP_FINISHED: usize = 1000;
+
 /// The stream replays publish to.
 pub const BARS_STREAM: &str = "grodt.bars.v1";
 
@@ -168,6 +171,7 @@ impl Replays {
                 }
             }
             all.insert(job.replay_id.clone(), replay.clone());
+            forget_oldest_finished(&mut all);
         }
         let span =
             tracing::info_span!("replay", replay_id = %job.replay_id, dataset_id = %job.dataset_id);
@@ -210,6 +214,23 @@ impl Replays {
             s.state = State::Stopped;
         }
         Ok(s.clone())
+    }
+}
+
+fn forget_oldest_finished(all: &mut HashMap<String, Arc<Replay>>) {
+    let mut finished: Vec<(i64, String)> = all
+        .iter()
+        .filter_map(|(id, r)| {
+            let s = r.status.lock().ok()?;
+            (s.state != State::Running).then(|| (s.started_at_ns, id.clone()))
+        })
+        .collect();
+    if finished.len() <= KEEP_FINISHED {
+        return;
+    }
+    finished.sort();
+    for (_, id) in &finished[..finished.len() - KEEP_FINISHED] {
+        all.remove(id);
     }
 }
 

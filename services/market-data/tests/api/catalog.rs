@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::helpers::{
     daily_spec, dec, get_bars, http_get, import, instrument, mapping, metric, rfc3339, rows,
-    sample, spawn_app, spawn_app_with,
+    sample, spawn_app, spawn_app_on, spawn_app_with,
 };
 
 const SPY: &str = "spy_1d_1998-2021.csv";
@@ -542,4 +542,53 @@ async fn uploads_import_like_paths_and_check_hash_and_size() {
         err.message()
     );
     small.stop().await;
+}
+
+/// The same contract on Postgres: the quality report (JSONB, floats inside)
+/// and the nanosecond range read back equal to what the import answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backed_catalog_reads_back_what_it_stored() {
+    let bus =
+        grodt_bus::InProcessBus::new(grodt_bus::BackPressure::default(), 200_000).expect("bus");
+    let db = grodt_store::testing::TestDb::postgres().await;
+    let mut app = spawn_app_on(
+        std::sync::Arc::new(bus),
+        grodt_market_data::MarketDataConfig::default(),
+        db,
+    )
+    .await;
+    let resp = import(
+        &mut app,
+        &sample("coinbase_btcusd_1h_raw.csv"),
+        coinbase_spec(1),
+    )
+    .await;
+    let ds = resp.dataset.expect("stored");
+    let described = app
+        .client
+        .describe_dataset(v1::DescribeDatasetRequest {
+            dataset_id: ds.dataset_id.clone(),
+        })
+        .await
+        .expect("describe")
+        .into_inner();
+    assert_eq!(described.dataset, Some(ds.clone()));
+    assert_eq!(described.report, resp.report);
+    let bars: Vec<v1::Bar> = get_bars(
+        &mut app,
+        v1::GetBarsRequest {
+            dataset_id: ds.dataset_id.clone(),
+            batch_size: 10_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .concat();
+    assert_eq!(bars.len(), 20_111);
+    assert_eq!(rfc3339(&bars[0].timestamp), "2017-07-01T11:00:00Z");
+    assert!(
+        bars.windows(2)
+            .all(|w| rfc3339(&w[0].timestamp) < rfc3339(&w[1].timestamp))
+    );
+    app.stop().await;
 }

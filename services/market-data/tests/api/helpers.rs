@@ -43,9 +43,14 @@ pub async fn spawn_app() -> App {
     spawn_app_with(Arc::new(bus), MarketDataConfig::default()).await
 }
 
-/// The service on `bus` with `service` settings (its catalog dir is replaced by a fresh one).
+/// The service on `bus` with `service` settings (its catalog dir is replaced
+/// by a fresh one), on its own SQLite database.
 pub async fn spawn_app_with(bus: Arc<dyn EventBus>, service: MarketDataConfig) -> App {
-    let db = TestDb::sqlite().await;
+    spawn_app_on(bus, service, TestDb::sqlite().await).await
+}
+
+/// As [`spawn_app_with`], on the given database.
+pub async fn spawn_app_on(bus: Arc<dyn EventBus>, service: MarketDataConfig, db: TestDb) -> App {
     let catalog = tempfile::tempdir().expect("catalog dir");
     let mut config = grodt_market_data::defaults();
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();

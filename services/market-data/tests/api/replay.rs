@@ -26,16 +26,19 @@ async fn redis_bus(prefix: &str) -> Arc<dyn EventBus> {
 
 async fn wait_state(
     app: &mut crate::helpers::App,
+    dataset_id: &str,
     replay_id: &str,
     state: v1::ReplayState,
 ) -> v1::ReplayStatus {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        // Stopping a finished replay only reports it, so this polls the status.
+        // Starting a known replay id of the same dataset only reports its status.
         let s = app
             .client
-            .stop_replay(v1::StopReplayRequest {
+            .start_replay(v1::StartReplayRequest {
+                dataset_id: dataset_id.into(),
                 replay_id: replay_id.into(),
+                ..Default::default()
             })
             .await
             .expect("status")
@@ -124,7 +127,13 @@ async fn replay_publishes_every_bar_in_order_to_a_consumer_group() {
         .join(",");
         assert_eq!(&got, line);
     }
-    let done = wait_state(&mut app, "r-fast", v1::ReplayState::Completed).await;
+    let done = wait_state(
+        &mut app,
+        &ds.dataset_id,
+        "r-fast",
+        v1::ReplayState::Completed,
+    )
+    .await;
     assert_eq!(done.bars_published, 60);
 
     // Real time for daily bars: still running when a second one is asked for.
@@ -182,6 +191,70 @@ async fn replay_publishes_every_bar_in_order_to_a_consumer_group() {
             "grodt_market_data_bars_published_total{symbol=\"SPY\"}"
         )
         .is_some_and(|n| n >= 60.0),
+        "{body}"
+    );
+    app.stop().await;
+}
+
+/// Paced: 50 trading days a second; every bar arrives, in order, and the
+/// replay completes on its own with the lag gauge exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_replay_completes_in_order() {
+    let bus =
+        grodt_bus::InProcessBus::new(grodt_bus::BackPressure::default(), 200_000).expect("bus");
+    let bus: Arc<dyn EventBus> = Arc::new(bus);
+    let mut app = spawn_app_with(bus.clone(), MarketDataConfig::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("spy10.csv");
+    let text = std::fs::read_to_string(sample("spy_1d_1998-2021.csv")).expect("read");
+    let lines: Vec<&str> = text.lines().take(11).collect();
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+    let ds = import(&mut app, &path, daily_spec("SPY"))
+        .await
+        .dataset
+        .expect("stored");
+    let stream = StreamName::parse(BARS_STREAM).expect("stream");
+    let group = GroupName::parse("paced").expect("group");
+    let consumer = ConsumerName::parse("c1").expect("consumer");
+    bus.ensure_group(&stream, &group, StartFrom::Beginning)
+        .await
+        .expect("group");
+    app.client
+        .start_replay(v1::StartReplayRequest {
+            dataset_id: ds.dataset_id.clone(),
+            speed: 86_400.0 * 50.0,
+            replay_id: "paced".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("start");
+    let done = wait_state(
+        &mut app,
+        &ds.dataset_id,
+        "paced",
+        v1::ReplayState::Completed,
+    )
+    .await;
+    assert_eq!((done.bars_published, done.bars_total), (10, 10));
+    let got = bus
+        .consume(&stream, &group, &consumer, 100, Duration::from_millis(500))
+        .await
+        .expect("consume");
+    let times: Vec<String> = got
+        .iter()
+        .map(|d| {
+            let e = v1::BarEvent::decode(d.envelope.payload.clone()).expect("BarEvent");
+            rfc3339(&e.bar.expect("bar").timestamp)
+        })
+        .collect();
+    let want: Vec<String> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().expect("ts").to_owned())
+        .collect();
+    assert_eq!(times, want);
+    let (_, body) = crate::helpers::http_get(app.http, "/metrics").await;
+    assert!(
+        crate::helpers::metric(&body, "grodt_market_data_replay_lag_seconds").is_some(),
         "{body}"
     );
     app.stop().await;
