@@ -281,16 +281,21 @@ pub fn import_spec(field: &str, spec: Option<v1::ImportSpec>) -> Result<ImportSp
         asset,
         v1::AssetClass::CryptoSpot | v1::AssetClass::CryptoPerpetual
     );
+    let futures_or_fx = matches!(asset, v1::AssetClass::Future | v1::AssetClass::Fx);
     let session = || {
-        if tf == Timeframe::D1 {
+        if tf == Timeframe::D1 && !futures_or_fx {
             // Daily exchange bars: weekdays, one-day holidays tolerated.
             (Calendar::UsEquityDaily, BarLabel::Open, 1)
-        } else {
+        } else if futures_or_fx {
             (
                 Calendar::Sessions(SessionCalendar::cme_globex_fx()),
                 BarLabel::Open,
                 0,
             )
+        } else {
+            // No intraday equity session calendar yet: no gap check rather
+            // than a wrong one (every hole tolerated).
+            (Calendar::AlwaysOpen, BarLabel::Open, u64::MAX)
         }
     };
     let (calendar, label, gap_tolerance_bars) = match C::try_from(calendar) {
