@@ -122,6 +122,29 @@ async fn import_ls_show_against_grodt_up() {
     assert!(shown.contains(&format!("dataset    {id}")), "{shown}");
     assert!(shown.contains("quality    read 5849"), "{shown}");
 
+    // Streamed instead of read by path: the client's file name is the provenance.
+    let out = run(
+        dir.path(),
+        &addr,
+        &[
+            "import",
+            spy,
+            "--upload",
+            "--symbol",
+            "SPYUP",
+            "--source",
+            "quantconnect",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "upload: {}", text(&out.stderr));
+    let uploaded = text(&out.stdout);
+    assert!(uploaded.contains("rows       5849"), "{uploaded}");
+    assert!(
+        uploaded.contains("original   spy_1d_1998-2021.csv (sha256 "),
+        "{uploaded}"
+    );
+
     // The raw Coinbase file: banner skipped, its defects listed.
     let coinbase = sample("coinbase_btcusd_1h_raw.csv");
     let out = run(
