@@ -4,7 +4,7 @@
 //! [`Store::connect`] picks the backend from the URL; [`Store::migrate`]
 //! applies the embedded migrations (`migrations/postgres` and
 //! `migrations/sqlite`: one logical schema written twice). Services use the
-//! repository traits ([`ProcessedEvents`], [`Runs`], [`Settings`]) obtained
+//! repository traits ([`ProcessedEvents`], [`Runs`], [`Settings`], [`Datasets`]) obtained
 //! from the store, and [`Tx`] / [`Store::process_once`] when an effect and
 //! its dedupe mark must commit together.
 //!
@@ -31,6 +31,7 @@
 //! This crate must never depend on tonic, redis or any service crate: it is
 //! storage only, and the domain (`grodt-core`) stays below it.
 
+mod datasets;
 mod error;
 mod model;
 mod pg;
@@ -40,6 +41,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use datasets::{Dataset, DatasetFilter, Datasets, NewDataset};
 pub use error::StoreError;
 pub use model::{Page, PageRequest, Run, RunKind, RunStatus, Setting};
 pub use repo::{ProcessedEvents, Runs, Settings};

@@ -82,6 +82,9 @@ pub trait Settings: Send + Sync {
 }
 
 /// All repositories of one backend, so a store holds one trait object.
-pub(crate) trait Repos: ProcessedEvents + Runs + Settings {}
+pub(crate) trait Repos:
+    ProcessedEvents + Runs + Settings + crate::datasets::Datasets
+{
+}
 
-impl<T: ProcessedEvents + Runs + Settings> Repos for T {}
+impl<T: ProcessedEvents + Runs + Settings + crate::datasets::Datasets> Repos for T {}

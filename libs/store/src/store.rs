@@ -221,6 +221,11 @@ impl Store {
         &*self.repos
     }
 
+    /// Market-data catalog metadata.
+    pub fn datasets(&self) -> &dyn crate::datasets::Datasets {
+        &*self.repos
+    }
+
     /// The Postgres pool, for a service's own tables (None on SQLite).
     pub fn postgres_pool(&self) -> Option<&PgPool> {
         match &self.pool {
@@ -449,6 +454,29 @@ impl Tx {
     /// [`Settings::get`] in this transaction.
     pub async fn get_setting(&mut self, namespace: &str, key: &str) -> Result<Setting, StoreError> {
         dispatch!(self, get_setting(namespace, key))
+    }
+
+    /// [`crate::Datasets::put`] in this transaction: an import's metadata
+    /// commits or rolls back with everything else done here.
+    pub async fn put_dataset(
+        &mut self,
+        id: Uuid,
+        dataset: &crate::datasets::NewDataset,
+    ) -> Result<crate::datasets::Dataset, StoreError> {
+        match &mut self.inner {
+            TxInner::Postgres(tx) => crate::datasets::pg::put_dataset(&mut *tx, id, dataset).await,
+            TxInner::Sqlite(tx) => {
+                crate::datasets::sqlite::put_dataset(&mut *tx, id, dataset).await
+            }
+        }
+    }
+
+    /// [`crate::Datasets::delete`] in this transaction.
+    pub async fn delete_dataset(&mut self, id: Uuid) -> Result<bool, StoreError> {
+        match &mut self.inner {
+            TxInner::Postgres(tx) => crate::datasets::pg::delete_dataset(&mut *tx, id).await,
+            TxInner::Sqlite(tx) => crate::datasets::sqlite::delete_dataset(&mut *tx, id).await,
+        }
     }
 
     /// [`Settings::delete`] in this transaction.

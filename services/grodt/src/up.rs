@@ -22,6 +22,10 @@ const EMBEDDED_MAX_LEN: usize = 200_000;
 
 type BuildFuture = Pin<Box<dyn Future<Output = Result<Server, KitError>> + Send>>;
 
+/// A build that also reads the runner's configuration source and data
+/// directory (market-data keeps its catalog under `--data-dir`).
+pub type EmbeddedBuild = fn(Config<()>, Infra, ConfigSource, PathBuf) -> BuildFuture;
+
 /// One of the seven services as the embedded runner sees it.
 pub struct Member {
     /// The service's name (`market-data`, ...).
@@ -32,6 +36,8 @@ pub struct Member {
     pub defaults: fn() -> Config<()>,
     /// Binds it against the given infrastructure.
     pub build: fn(Config<()>, Infra) -> BuildFuture,
+    /// How `grodt up` binds it, when it differs from `build`.
+    pub embedded: Option<EmbeddedBuild>,
 }
 
 /// The seven services, in the order of docs/conventions.md.
@@ -40,44 +46,56 @@ pub fn members() -> [Member; 7] {
         Member {
             name: grodt_market_data::NAME,
             grpc_service: grodt_market_data::GRPC_SERVICE,
-            defaults: grodt_market_data::defaults,
-            build: |c, i| Box::pin(grodt_market_data::build(c, i)),
+            defaults: || Config {
+                common: grodt_market_data::defaults().common,
+                service: (),
+            },
+            build: |c, i| Box::pin(grodt_market_data::build_scratch(c, i)),
+            embedded: Some(|c, i, source, dir| {
+                Box::pin(grodt_market_data::build_embedded(c, i, source, dir))
+            }),
         },
         Member {
             name: grodt_regime::NAME,
             grpc_service: grodt_regime::GRPC_SERVICE,
             defaults: grodt_regime::defaults,
             build: |c, i| Box::pin(grodt_regime::build(c, i)),
+            embedded: None,
         },
         Member {
             name: grodt_strategy::NAME,
             grpc_service: grodt_strategy::GRPC_SERVICE,
             defaults: grodt_strategy::defaults,
             build: |c, i| Box::pin(grodt_strategy::build(c, i)),
+            embedded: None,
         },
         Member {
             name: grodt_risk::NAME,
             grpc_service: grodt_risk::GRPC_SERVICE,
             defaults: grodt_risk::defaults,
             build: |c, i| Box::pin(grodt_risk::build(c, i)),
+            embedded: None,
         },
         Member {
             name: grodt_execution::NAME,
             grpc_service: grodt_execution::GRPC_SERVICE,
             defaults: grodt_execution::defaults,
             build: |c, i| Box::pin(grodt_execution::build(c, i)),
+            embedded: None,
         },
         Member {
             name: grodt_backtest_worker::NAME,
             grpc_service: grodt_backtest_worker::GRPC_SERVICE,
             defaults: grodt_backtest_worker::defaults,
             build: |c, i| Box::pin(grodt_backtest_worker::build(c, i)),
+            embedded: None,
         },
         Member {
             name: grodt_optimizer::NAME,
             grpc_service: grodt_optimizer::GRPC_SERVICE,
             defaults: grodt_optimizer::defaults,
             build: |c, i| Box::pin(grodt_optimizer::build(c, i)),
+            embedded: None,
         },
     ]
 }
@@ -171,16 +189,19 @@ pub async fn embedded_infra(data_dir: &Path) -> Result<Infra, UpError> {
 pub async fn bind_all(
     configs: Vec<(Member, Config<()>)>,
     infra: &Infra,
+    source: &ConfigSource,
+    data_dir: &Path,
 ) -> Result<Vec<(&'static str, Server)>, UpError> {
     let mut servers = Vec::new();
     for (member, cfg) in configs {
-        let server =
-            (member.build)(cfg, infra.clone())
-                .await
-                .map_err(|source| UpError::Service {
-                    service: member.name,
-                    source,
-                })?;
+        let build = match member.embedded {
+            Some(embedded) => embedded(cfg, infra.clone(), source.clone(), data_dir.to_path_buf()),
+            None => (member.build)(cfg, infra.clone()),
+        };
+        let server = build.await.map_err(|source| UpError::Service {
+            service: member.name,
+            source,
+        })?;
         servers.push((member.name, server));
     }
     Ok(servers)
@@ -214,7 +235,7 @@ pub async fn run(
 ) -> Result<(), UpError> {
     let configs = load_configs(&source, options.ephemeral_ports)?;
     let infra = embedded_infra(&options.data_dir).await?;
-    let servers = bind_all(configs, &infra).await?;
+    let servers = bind_all(configs, &infra, &source, &options.data_dir).await?;
 
     println!(
         "grodt up: {} services, in-process bus, SQLite at {}",

@@ -715,3 +715,154 @@ pub async fn settings_upsert(store: &Store) {
         json!(1)
     );
 }
+
+fn sample_dataset(
+    source: &str,
+    symbol: &str,
+    timeframe: &str,
+    rows: u64,
+) -> grodt_store::NewDataset {
+    grodt_store::NewDataset {
+        source: source.into(),
+        symbol: symbol.into(),
+        timeframe: timeframe.into(),
+        row_count: rows,
+        // Nanosecond bounds beyond TIMESTAMPTZ precision must survive.
+        first_ts_ns: 915_148_800_000_000_001,
+        last_ts_ns: 1_617_148_800_123_456_789,
+        checksum: format!("{rows:064x}"),
+        schema_version: 1,
+        provenance: json!({"source": source, "original": "/data/x.csv", "imported_at": 7}),
+        quality: json!({"findings": [{"code": "Gap", "rows": [3, 4]}], "stats": {"return_mad": 0.0123}}),
+        details: json!({"price_scale": 4, "partitions": []}),
+    }
+}
+
+pub async fn datasets_put_get_replace_delete(store: &Store) {
+    let repo = store.datasets();
+    let id = Uuid::now_v7();
+    let first = repo
+        .put(id, &sample_dataset("qc", "SPY", "1d", 5849))
+        .await
+        .expect("put");
+    assert_eq!(first.id, id);
+    assert_eq!(first.data, sample_dataset("qc", "SPY", "1d", 5849));
+    assert_eq!(repo.get(id).await.expect("get"), first);
+    assert_eq!(
+        repo.find("qc", "SPY", "1d").await.expect("find"),
+        Some(first.clone())
+    );
+    assert_eq!(repo.find("qc", "SPY", "1w").await.expect("find"), None);
+    // Replacing the same key keeps the id and creation time.
+    let replaced = repo
+        .put(Uuid::now_v7(), &sample_dataset("qc", "SPY", "1d", 10))
+        .await
+        .expect("replace");
+    assert_eq!(replaced.id, id);
+    assert_eq!(replaced.created_at, first.created_at);
+    assert_eq!(replaced.data.row_count, 10);
+    assert!(repo.delete(id).await.expect("delete"));
+    assert!(!repo.delete(id).await.expect("delete again"));
+    let err = repo.get(id).await.expect_err("gone");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+pub async fn datasets_put_in_tx_rolls_back(store: &Store) {
+    let id = Uuid::now_v7();
+    let outcome: Result<(), StoreError> = store
+        .transaction(move |tx| {
+            Box::pin(async move {
+                tx.put_dataset(id, &sample_dataset("b", "BTC", "1m", 3))
+                    .await?;
+                Err(StoreError::InvalidArgument {
+                    field: "forced",
+                    reason: "roll back".into(),
+                })
+            })
+        })
+        .await;
+    assert!(outcome.is_err());
+    assert_eq!(
+        store.datasets().find("b", "BTC", "1m").await.expect("find"),
+        None
+    );
+    store
+        .transaction(move |tx| {
+            Box::pin(async move {
+                tx.put_dataset(id, &sample_dataset("b", "BTC", "1m", 3))
+                    .await
+            })
+        })
+        .await
+        .expect("commit");
+    assert_eq!(
+        store.datasets().get(id).await.expect("get").data.row_count,
+        3
+    );
+}
+
+pub async fn datasets_pagination_newest_first_and_filtered(store: &Store) {
+    let repo = store.datasets();
+    let mut ids = Vec::new();
+    for i in 0..7u64 {
+        let symbol = if i % 2 == 0 { "EVEN" } else { "ODD" };
+        let d = repo
+            .put(
+                Uuid::now_v7(),
+                &sample_dataset("s", symbol, &format!("{i}m"), i),
+            )
+            .await
+            .expect("put");
+        ids.push(d.id);
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(3);
+    loop {
+        let p = repo
+            .list(&grodt_store::DatasetFilter::default(), &page)
+            .await
+            .expect("list");
+        assert!(p.items.len() <= 3);
+        seen.extend(p.items.iter().map(|d| d.id));
+        if p.next_page_token.is_empty() {
+            break;
+        }
+        page.page_token = p.next_page_token;
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, each once");
+    let odd = repo
+        .list(
+            &grodt_store::DatasetFilter {
+                symbol: Some("ODD".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(100),
+        )
+        .await
+        .expect("filtered");
+    assert_eq!(odd.items.len(), 3);
+    assert!(odd.items.iter().all(|d| d.data.symbol == "ODD"));
+    let none = repo
+        .list(
+            &grodt_store::DatasetFilter {
+                source: Some("other".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(100),
+        )
+        .await
+        .expect("filtered");
+    assert!(none.items.is_empty());
+    let err = repo
+        .list(
+            &grodt_store::DatasetFilter::default(),
+            &PageRequest {
+                page_size: 2,
+                page_token: "bogus".into(),
+            },
+        )
+        .await
+        .expect_err("bad token");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}

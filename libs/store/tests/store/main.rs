@@ -47,6 +47,9 @@ both_backends!(
     runs_bad_page_token_rejected,
     decimal_round_trip_exact,
     settings_upsert,
+    datasets_put_get_replace_delete,
+    datasets_put_in_tx_rolls_back,
+    datasets_pagination_newest_first_and_filtered,
 );
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Each of the seven services, on port 0 against embedded infrastructure:
 //! health SERVING for its own service, reflection lists it, its RPCs answer
-//! UNIMPLEMENTED with a reason (no fake data), the call shows on /metrics,
+//! UNIMPLEMENTED with a reason (no fake data; market-data, implemented,
+//! refuses a request without its dataset id), the call shows on /metrics,
 //! /healthz and /readyz answer 200, and it drains on request.
 
 use grodt_proto::v1;
@@ -19,10 +20,12 @@ async fn call_one(service: &str, ch: Channel) -> (&'static str, tonic::Status) {
     use v1::risk_service_client::RiskServiceClient;
     use v1::strategy_service_client::StrategyServiceClient;
     let (method, result) = match service {
+        // market-data is implemented: a request missing its required id
+        // answers INVALID_ARGUMENT naming the field.
         "market-data" => (
-            "/grodt.v1.MarketDataService/ListDatasets",
+            "/grodt.v1.MarketDataService/DescribeDataset",
             MarketDataServiceClient::new(ch)
-                .list_datasets(v1::ListDatasetsRequest::default())
+                .describe_dataset(v1::DescribeDatasetRequest::default())
                 .await
                 .map(drop),
         ),
@@ -106,13 +109,22 @@ async fn every_service_serves_health_reflection_metrics_and_readiness() {
         );
 
         let (method, status) = call_one(name, channel(svc.grpc).await).await;
-        assert_eq!(
-            status.code(),
-            tonic::Code::Unimplemented,
-            "{name}: {status:?}"
-        );
+        let (code, code_label, says) = if name == "market-data" {
+            (
+                tonic::Code::InvalidArgument,
+                "InvalidArgument",
+                "dataset_id",
+            )
+        } else {
+            (
+                tonic::Code::Unimplemented,
+                "Unimplemented",
+                "is not implemented",
+            )
+        };
+        assert_eq!(status.code(), code, "{name}: {status:?}");
         assert!(
-            status.message().contains("is not implemented"),
+            status.message().contains(says),
             "{name}: {:?}",
             status.message()
         );
@@ -123,7 +135,7 @@ async fn every_service_serves_health_reflection_metrics_and_readiness() {
         let counted = sample(
             &metrics,
             &format!("{prefix}grpc_requests_total"),
-            &[("method", method), ("code", "Unimplemented")],
+            &[("method", method), ("code", code_label)],
         );
         assert_eq!(
             counted,
