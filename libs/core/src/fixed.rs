@@ -1,0 +1,367 @@
+//! Fixed-point prices and quantities: an `i64` raw value and a decimal precision.
+//!
+//! Values are parsed exactly from decimal text (never through `f64`) and all
+//! arithmetic and comparisons work on the raw integers, so `0.1 + 0.2 == 0.3`.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+
+/// Largest supported precision (decimal places). 10^9 keeps prices up to 9.2e9
+/// representable in an `i64`.
+pub const MAX_PRECISION: u8 = 9;
+
+/// Powers of ten up to 10^18, used to rescale raw values without floating point.
+pub const POW10: [i64; 19] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    100_000_000_000,
+    1_000_000_000_000,
+    10_000_000_000_000,
+    100_000_000_000_000,
+    1_000_000_000_000_000,
+    10_000_000_000_000_000,
+    100_000_000_000_000_000,
+    1_000_000_000_000_000_000,
+];
+
+/// Parses decimal text (`"-12.340"`, `"7"`, `"+0.5"`) into a raw integer at `precision`.
+/// Fails if the text has more significant fractional digits than `precision`
+/// (trailing zeros are fine) or overflows `i64`.
+pub fn parse_raw(text: &str, precision: u8, what: &'static str) -> Result<i64, CoreError> {
+    let bad = |reason: &str| CoreError::Parse {
+        what,
+        text: text.to_string(),
+        reason: reason.to_string(),
+    };
+    if precision > MAX_PRECISION {
+        return Err(bad("precision above 9"));
+    }
+    let t = text.trim();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int_part, frac_part) = match digits.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (digits, ""),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(bad("no digits"));
+    }
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad("not a decimal number"));
+    }
+    let p = usize::from(precision);
+    if frac_part.len() > p && frac_part[p..].bytes().any(|b| b != b'0') {
+        return Err(bad("more decimal places than the precision allows"));
+    }
+    let mut raw: i64 = 0;
+    let overflow = || bad("out of range");
+    for b in int_part.bytes() {
+        raw = raw
+            .checked_mul(10)
+            .and_then(|r| r.checked_add(i64::from(b - b'0')))
+            .ok_or_else(overflow)?;
+    }
+    for i in 0..p {
+        let d = frac_part
+            .as_bytes()
+            .get(i)
+            .map_or(0, |b| i64::from(b - b'0'));
+        raw = raw
+            .checked_mul(10)
+            .and_then(|r| r.checked_add(d))
+            .ok_or_else(overflow)?;
+    }
+    Ok(if neg { -raw } else { raw })
+}
+
+/// Number of decimal places written in `text` (ignoring trailing zeros), at most 9.
+pub fn written_precision(text: &str) -> u8 {
+    let frac = text
+        .trim()
+        .split_once('.')
+        .map_or("", |(_, f)| f)
+        .trim_end_matches('0');
+    u8::try_from(frac.len().min(usize::from(MAX_PRECISION))).unwrap_or(MAX_PRECISION)
+}
+
+fn fmt_raw(raw: i64, precision: u8, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if precision == 0 {
+        return write!(f, "{raw}");
+    }
+    let scale = POW10[usize::from(precision)].unsigned_abs();
+    let sign = if raw < 0 { "-" } else { "" };
+    let abs = raw.unsigned_abs();
+    write!(
+        f,
+        "{sign}{}.{:0width$}",
+        abs / scale,
+        abs % scale,
+        width = usize::from(precision)
+    )
+}
+
+/// Compares two raw values at different precisions exactly (widening to i128).
+fn cmp_scaled(a: i64, pa: u8, b: i64, pb: u8) -> Ordering {
+    let p = pa.max(pb);
+    let wa = i128::from(a) * i128::from(POW10[usize::from(p - pa)]);
+    let wb = i128::from(b) * i128::from(POW10[usize::from(p - pb)]);
+    wa.cmp(&wb)
+}
+
+macro_rules! fixed_type {
+    ($name:ident, $what:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+        pub struct $name {
+            raw: i64,
+            precision: u8,
+        }
+
+        impl $name {
+            /// Builds from a raw integer and a precision (`raw = value * 10^precision`).
+            pub fn from_raw(raw: i64, precision: u8) -> Result<Self, CoreError> {
+                if precision > MAX_PRECISION {
+                    return Err(CoreError::Parse {
+                        what: $what,
+                        text: raw.to_string(),
+                        reason: "precision above 9".into(),
+                    });
+                }
+                Ok(Self { raw, precision })
+            }
+
+            /// Parses decimal text exactly at the given precision.
+            pub fn parse(text: &str, precision: u8) -> Result<Self, CoreError> {
+                Ok(Self {
+                    raw: parse_raw(text, precision, $what)?,
+                    precision,
+                })
+            }
+
+            /// Parses decimal text at the precision it is written with.
+            pub fn parse_auto(text: &str) -> Result<Self, CoreError> {
+                Self::parse(text, written_precision(text))
+            }
+
+            /// Zero at the given precision.
+            pub const fn zero(precision: u8) -> Self {
+                Self { raw: 0, precision }
+            }
+
+            /// The raw integer (`value * 10^precision`).
+            pub const fn raw(self) -> i64 {
+                self.raw
+            }
+
+            /// Decimal places.
+            pub const fn precision(self) -> u8 {
+                self.precision
+            }
+
+            /// True when the value is zero.
+            pub const fn is_zero(self) -> bool {
+                self.raw == 0
+            }
+
+            /// The exact value as a Decimal.
+            pub fn to_decimal(self) -> Decimal {
+                Decimal::new(self.raw, u32::from(self.precision))
+            }
+
+            /// Approximate value for indicators and statistics only.
+            #[allow(
+                clippy::cast_precision_loss,
+                reason = "f64 view is for indicators, never the ledger"
+            )]
+            pub fn as_f64(self) -> f64 {
+                self.raw as f64 / POW10[usize::from(self.precision)] as f64
+            }
+
+            /// Exact sum; both sides must share the precision.
+            pub fn checked_add(self, other: Self) -> Result<Self, CoreError> {
+                self.same_precision(other)?;
+                self.raw
+                    .checked_add(other.raw)
+                    .map(|raw| Self {
+                        raw,
+                        precision: self.precision,
+                    })
+                    .ok_or(CoreError::Overflow { what: $what })
+            }
+
+            /// Exact difference; both sides must share the precision.
+            pub fn checked_sub(self, other: Self) -> Result<Self, CoreError> {
+                self.same_precision(other)?;
+                self.raw
+                    .checked_sub(other.raw)
+                    .map(|raw| Self {
+                        raw,
+                        precision: self.precision,
+                    })
+                    .ok_or(CoreError::Overflow { what: $what })
+            }
+
+            /// The same value at a higher precision (exact), or an error if it would lose digits.
+            pub fn rescale(self, precision: u8) -> Result<Self, CoreError> {
+                if precision >= self.precision {
+                    let f = POW10[usize::from(precision - self.precision)];
+                    self.raw
+                        .checked_mul(f)
+                        .map(|raw| Self { raw, precision })
+                        .ok_or(CoreError::Overflow { what: $what })
+                } else {
+                    let f = POW10[usize::from(self.precision - precision)];
+                    if self.raw % f != 0 {
+                        return Err(CoreError::Precision {
+                            what: $what,
+                            have: self.precision,
+                            want: precision,
+                        });
+                    }
+                    Ok(Self {
+                        raw: self.raw / f,
+                        precision,
+                    })
+                }
+            }
+
+            fn same_precision(self, other: Self) -> Result<(), CoreError> {
+                if self.precision == other.precision {
+                    Ok(())
+                } else {
+                    Err(CoreError::Precision {
+                        what: $what,
+                        have: other.precision,
+                        want: self.precision,
+                    })
+                }
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.cmp(other) == Ordering::Equal
+            }
+        }
+        impl Eq for $name {}
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> Ordering {
+                if self.precision == other.precision {
+                    self.raw.cmp(&other.raw)
+                } else {
+                    cmp_scaled(self.raw, self.precision, other.raw, other.precision)
+                }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt_raw(self.raw, self.precision, f)
+            }
+        }
+    };
+}
+
+fixed_type!(
+    Price,
+    "price",
+    "A price: fixed-point, possibly negative (spreads, some futures)."
+);
+fixed_type!(
+    Quantity,
+    "quantity",
+    "An order or fill quantity: fixed-point, never negative when built through `Quantity::parse_non_negative` or an instrument."
+);
+
+impl Quantity {
+    /// Parses a quantity and refuses negative values.
+    pub fn parse_non_negative(text: &str, precision: u8) -> Result<Self, CoreError> {
+        let q = Self::parse(text, precision)?;
+        if q.raw < 0 {
+            return Err(CoreError::Parse {
+                what: "quantity",
+                text: text.into(),
+                reason: "negative".into(),
+            });
+        }
+        Ok(q)
+    }
+}
+
+/// Exact notional `qty * price * multiplier` as a Decimal (i128 intermediate, no rounding).
+pub fn notional(qty: Quantity, price: Price, multiplier: i64) -> Result<Decimal, CoreError> {
+    let m = i128::from(qty.raw()) * i128::from(price.raw()) * i128::from(multiplier);
+    Decimal::try_from_i128_with_scale(m, u32::from(qty.precision()) + u32::from(price.precision()))
+        .map_err(|_| CoreError::Overflow { what: "notional" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exactly_and_sums_without_float_error() {
+        let a = Price::parse("0.1", 2).unwrap();
+        let b = Price::parse("0.2", 2).unwrap();
+        assert_eq!(a.checked_add(b).unwrap(), Price::parse("0.30", 2).unwrap());
+        assert_eq!(Price::parse("111.53", 2).unwrap().raw(), 11153);
+        assert_eq!(Price::parse("-1.5", 3).unwrap().raw(), -1500);
+        assert_eq!(Price::parse("7", 2).unwrap().to_string(), "7.00");
+        assert_eq!(Price::parse("-0.05", 2).unwrap().to_string(), "-0.05");
+    }
+
+    #[test]
+    fn refuses_lossy_or_malformed_text() {
+        assert!(Price::parse("1.234", 2).is_err());
+        assert!(Price::parse("1.2300", 2).is_ok());
+        assert!(Price::parse("1e5", 2).is_err());
+        assert!(Price::parse("", 2).is_err());
+        assert!(Price::parse("99999999999999999999", 0).is_err());
+        assert!(Quantity::parse_non_negative("-1", 0).is_err());
+    }
+
+    #[test]
+    fn compares_across_precisions_exactly() {
+        assert_eq!(
+            Price::parse("1.5", 1).unwrap(),
+            Price::parse("1.500", 3).unwrap()
+        );
+        assert!(Price::parse("1.501", 3).unwrap() > Price::parse("1.5", 1).unwrap());
+        assert!(
+            Price::parse("1.5", 1)
+                .unwrap()
+                .checked_add(Price::parse("1", 0).unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn notional_is_exact() {
+        let q = Quantity::parse("896", 0).unwrap();
+        let p = Price::parse("111.53", 2).unwrap();
+        assert_eq!(notional(q, p, 1).unwrap(), Decimal::new(9_993_088, 2));
+    }
+}

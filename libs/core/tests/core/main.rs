@@ -1,0 +1,4 @@
+//! Integration tests of grodt-core (one binary).
+
+mod deps;
+mod props;

@@ -1,0 +1,308 @@
+//! Backtest configuration: plain data (serde), so a CLI or a service can build it
+//! from flags or a request; the cost models are built from it for each run.
+
+use grodt_core::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::SimError;
+use crate::models::{
+    CommissionModel, FixedBps, FixedLatency, HalfSpread, LatencyModel, MakerTaker, NoCommission,
+    NoSlippage, PerShare, Percentage, SlippageModel, TieredMonthly, UniformLatency, VolumeShare,
+};
+
+/// When a market order decided on bar t fills.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FillTiming {
+    /// At the open of the first bar after the decision (plus latency). The default.
+    #[default]
+    NextOpen,
+    /// At the close of the decision bar: the lookahead-prone convention of some
+    /// libraries, kept only to reproduce their figures. Applies to market orders
+    /// without latency; other orders still wait for the next bar.
+    SameBarClose,
+}
+
+/// When a resting limit order counts as filled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LimitFill {
+    /// The price must trade through the limit (strictly better). The default.
+    #[default]
+    TradeThrough,
+    /// Touching the limit is enough.
+    Touch,
+}
+
+/// Day count convention for annual rates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DayCount {
+    /// Actual/365.
+    #[default]
+    Act365,
+    /// Actual/360.
+    Act360,
+}
+
+impl DayCount {
+    /// Days in the year of this convention.
+    pub fn days(self) -> Decimal {
+        match self {
+            Self::Act365 => Decimal::from(365),
+            Self::Act360 => Decimal::from(360),
+        }
+    }
+}
+
+/// Slippage model choice.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum SlippageSpec {
+    /// None.
+    #[default]
+    None,
+    /// Fixed basis points.
+    FixedBps {
+        /// Basis points.
+        bps: u32,
+    },
+    /// Zipline volume-share impact.
+    VolumeShare {
+        /// Impact coefficient.
+        price_impact: f64,
+    },
+    /// Half a bid-ask spread.
+    HalfSpread {
+        /// Full spread in basis points.
+        spread_bps: u32,
+    },
+}
+
+/// Commission model choice.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommissionSpec {
+    /// None.
+    #[default]
+    None,
+    /// Per share with a minimum.
+    PerShare {
+        /// Per unit.
+        rate: Decimal,
+        /// Minimum per fill.
+        minimum: Decimal,
+    },
+    /// Fraction of notional.
+    Percentage {
+        /// Fraction.
+        rate: Decimal,
+    },
+    /// Per-share rate tiered by monthly volume.
+    TieredMonthly {
+        /// `(tier start volume, rate)` ascending.
+        tiers: Vec<(Decimal, Decimal)>,
+        /// Minimum per fill.
+        minimum: Decimal,
+    },
+    /// Maker/taker fractions of notional (negative maker = rebate).
+    MakerTaker {
+        /// Maker fraction.
+        maker: Decimal,
+        /// Taker fraction.
+        taker: Decimal,
+    },
+}
+
+/// Latency model choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LatencySpec {
+    /// A fixed delay in nanoseconds.
+    Fixed {
+        /// Nanoseconds.
+        nanos: i64,
+    },
+    /// A uniform random delay drawn with the run's seed.
+    Uniform {
+        /// Lower bound (ns).
+        min: i64,
+        /// Upper bound (ns).
+        max: i64,
+    },
+}
+
+impl Default for LatencySpec {
+    fn default() -> Self {
+        Self::Fixed { nanos: 0 }
+    }
+}
+
+/// Everything that parameterises one run besides instruments, bars and strategy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BacktestConfig {
+    /// Starting cash.
+    pub starting_cash: Decimal,
+    /// Seed of the run's RNG (random latency).
+    pub seed: u64,
+    /// Market order fill timing.
+    pub fill_timing: FillTiming,
+    /// Limit fill rule.
+    pub limit_fill: LimitFill,
+    /// Maximum fraction of a bar's volume one order may take; the rest carries to
+    /// later bars. `None` fills any size.
+    pub max_participation: Option<Decimal>,
+    /// Slippage model.
+    pub slippage: SlippageSpec,
+    /// Commission model.
+    pub commission: CommissionSpec,
+    /// Latency model.
+    pub latency: LatencySpec,
+    /// Annual borrow rate on shorts for instruments without their own.
+    pub borrow_rate: Decimal,
+    /// Day count of borrow accrual.
+    pub borrow_day_count: DayCount,
+    /// Annual financing rate charged on negative cash (leverage).
+    pub financing_rate: Decimal,
+    /// Day count of financing accrual.
+    pub financing_day_count: DayCount,
+    /// Refuse fills whose initial margin would exceed equity.
+    pub enforce_margin: bool,
+    /// Decimal places costs (commission, borrow, financing) are rounded to, upward.
+    pub cost_dp: u32,
+}
+
+impl Default for BacktestConfig {
+    fn default() -> Self {
+        Self {
+            starting_cash: Decimal::from(100_000),
+            seed: 0,
+            fill_timing: FillTiming::NextOpen,
+            limit_fill: LimitFill::TradeThrough,
+            max_participation: None,
+            slippage: SlippageSpec::None,
+            commission: CommissionSpec::None,
+            latency: LatencySpec::default(),
+            borrow_rate: Decimal::ZERO,
+            borrow_day_count: DayCount::Act360,
+            financing_rate: Decimal::ZERO,
+            financing_day_count: DayCount::Act365,
+            enforce_margin: true,
+            cost_dp: 8,
+        }
+    }
+}
+
+/// The cost models of one run.
+pub struct Models {
+    /// Slippage.
+    pub slippage: Box<dyn SlippageModel>,
+    /// Commission.
+    pub commission: Box<dyn CommissionModel>,
+    /// Latency.
+    pub latency: Box<dyn LatencyModel>,
+}
+
+impl BacktestConfig {
+    /// Checks values; errors name the field.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |field: &'static str, reason: &str| {
+            Err(SimError::InvalidConfig {
+                field,
+                reason: reason.into(),
+            })
+        };
+        if self.starting_cash <= Decimal::ZERO {
+            return bad("starting_cash", "must be positive");
+        }
+        if let Some(p) = self.max_participation
+            && (p <= Decimal::ZERO || p > Decimal::ONE)
+        {
+            return bad("max_participation", "must be in (0, 1]");
+        }
+        if self.borrow_rate < Decimal::ZERO {
+            return bad("borrow_rate", "must be non-negative");
+        }
+        if self.financing_rate < Decimal::ZERO {
+            return bad("financing_rate", "must be non-negative");
+        }
+        if self.cost_dp > 18 {
+            return bad("cost_dp", "must be at most 18");
+        }
+        match self.latency {
+            LatencySpec::Fixed { nanos } if nanos < 0 => {
+                return bad("latency", "must be non-negative");
+            }
+            LatencySpec::Uniform { min, max } if min < 0 || max < min => {
+                return bad("latency", "need 0 <= min <= max");
+            }
+            _ => {}
+        }
+        if let SlippageSpec::VolumeShare { price_impact } = self.slippage
+            && !(price_impact.is_finite() && price_impact >= 0.0)
+        {
+            return bad("slippage.price_impact", "must be finite and non-negative");
+        }
+        match &self.commission {
+            CommissionSpec::PerShare { rate, minimum }
+                if *rate < Decimal::ZERO || *minimum < Decimal::ZERO =>
+            {
+                return bad(
+                    "commission",
+                    "per-share rate and minimum must be non-negative",
+                );
+            }
+            CommissionSpec::Percentage { rate } if *rate < Decimal::ZERO => {
+                return bad("commission.rate", "must be non-negative");
+            }
+            CommissionSpec::TieredMonthly { tiers, minimum } => {
+                if tiers.is_empty()
+                    || tiers.iter().any(|t| t.1 < Decimal::ZERO)
+                    || *minimum < Decimal::ZERO
+                {
+                    return bad(
+                        "commission.tiers",
+                        "need at least one tier and non-negative rates",
+                    );
+                }
+                if tiers.windows(2).any(|w| w[1].0 <= w[0].0) {
+                    return bad("commission.tiers", "tier starts must ascend");
+                }
+            }
+            CommissionSpec::MakerTaker { taker, .. } if *taker < Decimal::ZERO => {
+                return bad("commission.taker", "must be non-negative");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Fresh model instances for a run (stateful models start clean every run).
+    pub fn models(&self) -> Models {
+        let slippage: Box<dyn SlippageModel> = match self.slippage {
+            SlippageSpec::None => Box::new(NoSlippage),
+            SlippageSpec::FixedBps { bps } => Box::new(FixedBps { bps }),
+            SlippageSpec::VolumeShare { price_impact } => Box::new(VolumeShare { price_impact }),
+            SlippageSpec::HalfSpread { spread_bps } => Box::new(HalfSpread { spread_bps }),
+        };
+        let commission: Box<dyn CommissionModel> = match &self.commission {
+            CommissionSpec::None => Box::new(NoCommission),
+            CommissionSpec::PerShare { rate, minimum } => Box::new(PerShare {
+                rate: *rate,
+                minimum: *minimum,
+            }),
+            CommissionSpec::Percentage { rate } => Box::new(Percentage { rate: *rate }),
+            CommissionSpec::TieredMonthly { tiers, minimum } => {
+                Box::new(TieredMonthly::new(tiers.clone(), *minimum))
+            }
+            CommissionSpec::MakerTaker { maker, taker } => Box::new(MakerTaker {
+                maker: *maker,
+                taker: *taker,
+            }),
+        };
+        let latency: Box<dyn LatencyModel> = match self.latency {
+            LatencySpec::Fixed { nanos } => Box::new(FixedLatency { nanos }),
+            LatencySpec::Uniform { min, max } => Box::new(UniformLatency { min, max }),
+        };
+        Models {
+            slippage,
+            commission,
+            latency,
+        }
+    }
+}
