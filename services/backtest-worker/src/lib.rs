@@ -4,6 +4,7 @@
 //! in the libraries; protobuf types stop at `grpc.rs`.
 
 mod grpc;
+pub mod run;
 
 pub use grpc::BacktestApi;
 
