@@ -5,6 +5,7 @@
 
 mod helpers;
 mod jobs;
+mod tracing;
 
 use grodt_proto::v1;
 use tonic::Code;
