@@ -582,3 +582,169 @@ pub fn trim(mut result: v1::BacktestResult, detail: Detail) -> v1::BacktestResul
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(text: &str) -> Option<v1::Decimal> {
+        Some(v1::Decimal {
+            value: text.to_owned(),
+        })
+    }
+
+    fn spec() -> v1::BacktestSpec {
+        v1::BacktestSpec {
+            dataset_ids: vec!["lean/SPY/1d".into()],
+            strategy_name: "sma_cross".into(),
+            initial_cash: d("50000"),
+            ..v1::BacktestSpec::default()
+        }
+    }
+
+    #[test]
+    fn every_cost_field_reaches_the_engine_config() {
+        let job = Job::try_from(v1::BacktestSpec {
+            seed: 7,
+            periods_per_year: 365,
+            range: Some(v1::TimeRange {
+                start: Some(prost_types::Timestamp {
+                    seconds: 10,
+                    nanos: 0,
+                }),
+                end: None,
+            }),
+            costs: Some(v1::CostModel {
+                slippage: Some(v1::SlippageModel {
+                    model: Some(v1::slippage_model::Model::Spread(v1::SpreadSlippage {
+                        spread_bps: d("4"),
+                    })),
+                }),
+                commission: Some(v1::CommissionModel {
+                    model: Some(v1::commission_model::Model::PerShare(
+                        v1::PerShareCommission {
+                            per_share: d("0.005"),
+                            minimum: d("1"),
+                            maximum_fraction: None,
+                        },
+                    )),
+                }),
+                latency: Some(v1::LatencyModel {
+                    model: Some(v1::latency_model::Model::Fixed(prost_types::Duration {
+                        seconds: 1,
+                        nanos: 5,
+                    })),
+                }),
+                fill: Some(v1::FillModel {
+                    limit_fill_on_touch: true,
+                    max_volume_participation: d("0.1"),
+                    allow_fractional: true,
+                }),
+                borrow: Some(v1::BorrowModel {
+                    default_annual_rate: d("0.02"),
+                    symbol_rates: [(
+                        "SPY".to_owned(),
+                        v1::Decimal {
+                            value: "0.05".into(),
+                        },
+                    )]
+                    .into_iter()
+                    .collect(),
+                }),
+                financing: Some(v1::FinancingModel {
+                    annual_rate: d("0.04"),
+                    day_count: v1::DayCount::Act360 as i32,
+                }),
+            }),
+            ..spec()
+        })
+        .unwrap();
+        let c = &job.spec.config;
+        assert_eq!(c.starting_cash, Decimal::from(50_000));
+        assert_eq!(c.seed, 7);
+        assert_eq!(c.slippage, SlippageSpec::HalfSpread { spread_bps: 4 });
+        assert_eq!(
+            c.commission,
+            CommissionSpec::PerShare {
+                rate: Decimal::new(5, 3),
+                minimum: Decimal::ONE
+            }
+        );
+        assert_eq!(
+            c.latency,
+            LatencySpec::Fixed {
+                nanos: 1_000_000_005
+            }
+        );
+        assert_eq!(c.limit_fill, LimitFill::Touch);
+        assert_eq!(c.max_participation, Some(Decimal::new(1, 1)));
+        assert_eq!(c.borrow_rate, Decimal::new(2, 2));
+        assert_eq!(c.financing_rate, Decimal::new(4, 2));
+        assert_eq!(c.financing_day_count, DayCount::Act360);
+        assert!(job.fractional);
+        assert_eq!(job.symbol_borrow_rates["SPY"], Decimal::new(5, 2));
+        assert_eq!(job.range.start, 10_000_000_000);
+        assert_eq!(job.range.end, i64::MAX);
+        assert!((job.spec.metrics.periods_per_year - 365.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn unsupported_options_are_refused_naming_the_field() {
+        let with_costs = |costs: v1::CostModel| v1::BacktestSpec {
+            costs: Some(costs),
+            ..spec()
+        };
+        let cases = [
+            (
+                with_costs(v1::CostModel {
+                    latency: Some(v1::LatencyModel {
+                        model: Some(v1::latency_model::Model::Random(
+                            v1::RandomLatency::default(),
+                        )),
+                    }),
+                    ..v1::CostModel::default()
+                }),
+                "spec.costs.latency.random",
+            ),
+            (
+                with_costs(v1::CostModel {
+                    commission: Some(v1::CommissionModel {
+                        model: Some(v1::commission_model::Model::Tiered(
+                            v1::TieredCommission::default(),
+                        )),
+                    }),
+                    ..v1::CostModel::default()
+                }),
+                "spec.costs.commission.tiered",
+            ),
+            (
+                with_costs(v1::CostModel {
+                    fill: Some(v1::FillModel {
+                        max_volume_participation: d("1.5"),
+                        ..v1::FillModel::default()
+                    }),
+                    ..v1::CostModel::default()
+                }),
+                "spec.costs.fill.max_volume_participation",
+            ),
+            (
+                v1::BacktestSpec {
+                    timeframe: v1::Timeframe::Hour1 as i32,
+                    ..spec()
+                },
+                "spec.timeframe",
+            ),
+            (
+                v1::BacktestSpec {
+                    dataset_ids: vec![],
+                    ..spec()
+                },
+                "spec.dataset_ids",
+            ),
+        ];
+        for (spec, field) in cases {
+            let e = Job::try_from(spec).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+}
