@@ -1,15 +1,35 @@
-//! `grodt-backtest-worker`: backtests: synchronous runs and jobs from the shared `grodt.backtest-jobs.v1` consumer group.
+//! `grodt-backtest-worker`: backtests, synchronous (`RunBacktest`) and as jobs
+//! from the shared `grodt.backtest-jobs.v1` consumer group (`SubmitBacktest`,
+//! `GetResult`), on the engine and strategies of the libraries.
 //!
-//! A thin shell: configuration -> the service kit -> serve. Domain logic lives
-//! in the libraries; protobuf types stop at `grpc.rs`.
+//! Code map: [`run`] is the one backtest code path (also used by `grodt
+//! backtest`); [`convert`] turns protobuf into it; `worker` loads datasets from
+//! the Parquet catalog, records runs in the store and handles jobs; `grpc` holds
+//! the handlers. Architecture invariant: protobuf types stop at `convert`/`grpc`;
+//! the engine runs in `spawn_blocking`, never on the async executor.
 
+pub mod convert;
 mod grpc;
+pub mod run;
+pub mod worker;
 
 pub use grpc::BacktestApi;
 
-use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, Infra, KitError, Server};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grodt_bus::consumer::{Consumer, ConsumerConfig};
+use grodt_bus::{ConsumerName, GroupName, StreamName};
+use grodt_data::{Catalog, InMemoryMetadata};
+use grodt_kit::config::{ConfigError, ServiceConfig};
+use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, Infra, KitError, Metrics, Server};
 use grodt_proto::v1::backtest_service_server::BacktestServiceServer;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tonic::server::NamedService;
+
+use crate::worker::{GROUP, JOBS_STREAM, JobHandler, Worker, WorkerMetrics};
 
 /// The service's name in logs, metrics and configuration.
 pub const NAME: &str = "backtest-worker";
@@ -17,7 +37,57 @@ pub const NAME: &str = "backtest-worker";
 /// The fully-qualified gRPC service, as health and reflection name it.
 pub const GRPC_SERVICE: &str = <BacktestServiceServer<BacktestApi> as NamedService>::NAME;
 
-/// Built-in configuration defaults: the ports of docs/conventions.md.
+/// The `[backtest_worker]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// The Parquet catalog directory shared with market-data.
+    pub catalog_dir: PathBuf,
+    /// How long a job may sit unacked before another replica takes it over;
+    /// must exceed the longest backtest.
+    pub claim_idle_ms: u64,
+    /// This replica's consumer name; empty = `backtest-worker-<pid>-<uuid>`.
+    pub consumer_name: String,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            // `grodt up`'s default data dir plus `catalog`, where market-data writes.
+            catalog_dir: PathBuf::from(".grodt/catalog"),
+            claim_idle_ms: 300_000,
+            consumer_name: String::new(),
+        }
+    }
+}
+
+impl ServiceConfig for WorkerSettings {
+    const SECTION: Option<&'static str> = Some("backtest_worker");
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.catalog_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "backtest_worker.catalog_dir",
+                "must not be empty",
+            ));
+        }
+        if self.claim_idle_ms == 0 {
+            return Err(ConfigError::invalid(
+                "backtest_worker.claim_idle_ms",
+                "must be positive",
+            ));
+        }
+        if !self.consumer_name.is_empty() && ConsumerName::parse(&self.consumer_name).is_err() {
+            return Err(ConfigError::invalid(
+                "backtest_worker.consumer_name",
+                "not a valid consumer name",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Built-in configuration defaults for the embedded runner (no own section).
 pub fn defaults() -> Config<()> {
     Config {
         common: CommonConfig::with_ports(50056, 9106),
@@ -25,15 +95,137 @@ pub fn defaults() -> Config<()> {
     }
 }
 
-/// Binds the gRPC and HTTP listeners; the returned server runs with
-/// `run_until_stopped`. `/readyz` follows the bus and the store.
+/// Built-in defaults with the `[backtest_worker]` section, for the service binary.
+pub fn defaults_with_settings() -> Config<WorkerSettings> {
+    Config {
+        common: CommonConfig::with_ports(50056, 9106),
+        service: WorkerSettings::default(),
+    }
+}
+
+/// `build` for `grodt up`, whose members take no own section: default settings.
 pub async fn build(config: Config<()>, infra: Infra) -> Result<Server, KitError> {
-    GrpcServerBuilder::new(NAME, &config.common)
+    build_with_settings(
+        Config {
+            common: config.common,
+            service: WorkerSettings::default(),
+        },
+        infra,
+    )
+    .await
+}
+
+/// Opens the catalog at `catalog_dir` and builds the service.
+///
+/// The catalog's dataset metadata lives in a `MetadataStore`; until grodt-store
+/// implements one, this process only knows the datasets imported through it,
+/// so deployments inject a shared catalog with [`build_with_catalog`].
+pub async fn build_with_settings(
+    config: Config<WorkerSettings>,
+    infra: Infra,
+) -> Result<Server, KitError> {
+    let catalog = Catalog::open(
+        &config.service.catalog_dir,
+        Arc::new(InMemoryMetadata::new()),
+    )
+    .map_err(|e| KitError::Dependency {
+        key: "backtest_worker.catalog_dir",
+        reason: e.to_string(),
+    })?;
+    build_with_catalog(config, infra, Arc::new(catalog)).await
+}
+
+/// Stops the job consumer when the last handle is dropped (when the server,
+/// which owns the gRPC handlers, has drained and returned).
+struct StopOnDrop(watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Binds the gRPC and HTTP listeners and starts the job consumer; the returned
+/// server runs with `run_until_stopped`, and the consumer stops with it.
+/// `/readyz` follows the bus and the store.
+pub async fn build_with_catalog(
+    config: Config<WorkerSettings>,
+    infra: Infra,
+    catalog: Arc<Catalog>,
+) -> Result<Server, KitError> {
+    let metrics = Metrics::new(NAME, env!("CARGO_PKG_VERSION"))?;
+    let worker_metrics = WorkerMetrics::register(&metrics)?;
+    let instance = if config.service.consumer_name.is_empty() {
+        format!(
+            "{NAME}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        )
+    } else {
+        config.service.consumer_name.clone()
+    };
+    let worker = Worker {
+        catalog,
+        store: infra.store.clone(),
+        bus: infra.bus.clone(),
+        instance: instance.clone(),
+        metrics: worker_metrics,
+    };
+    let consumer = job_consumer(&worker, &instance, &config.service)?;
+    consumer
+        .ensure_group()
+        .await
+        .map_err(|e| KitError::Dependency {
+            key: "redis.url",
+            reason: e.to_string(),
+        })?;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let stop = Arc::new(StopOnDrop(stop_tx));
+    let server = GrpcServerBuilder::new(NAME, &config.common)
         .version(env!("CARGO_PKG_VERSION"))
+        .metrics(metrics)
         .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
         .infra(&infra)
         .health_service(GRPC_SERVICE)
-        .add_service(BacktestServiceServer::new(BacktestApi))
+        .add_service(BacktestServiceServer::new(BacktestApi::new(worker, stop)))
         .bind()
-        .await
+        .await?;
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = consumer.run(stopped).await {
+            tracing::error!(error = %e, "backtest job consumer stopped");
+        }
+    });
+    Ok(server)
+}
+
+/// The consumer-group loop of one replica over the jobs stream.
+///
+/// # Errors
+/// A consumer name the bus refuses.
+pub fn job_consumer(
+    worker: &Worker,
+    instance: &str,
+    settings: &WorkerSettings,
+) -> Result<Consumer, KitError> {
+    let bad = |e: grodt_bus::BusError| KitError::Dependency {
+        key: "backtest_worker.consumer_name",
+        reason: e.to_string(),
+    };
+    let mut config = ConsumerConfig::new(
+        StreamName::parse(JOBS_STREAM).map_err(bad)?,
+        GroupName::parse(GROUP).map_err(bad)?,
+        ConsumerName::parse(instance).map_err(bad)?,
+    );
+    // One backtest at a time per replica: scale out with replicas, not batches.
+    config.batch = 1;
+    config.min_idle = Duration::from_millis(settings.claim_idle_ms);
+    config.claim_every = Duration::from_millis(settings.claim_idle_ms.min(5_000));
+    Ok(Consumer::new(
+        worker.bus.clone(),
+        Arc::new(JobHandler(worker.clone())),
+        config,
+    ))
 }

@@ -3,7 +3,7 @@
 fn main() -> std::process::ExitCode {
     grodt_kit::runner::run(
         grodt_backtest_worker::NAME,
-        grodt_backtest_worker::defaults(),
-        grodt_backtest_worker::build,
+        grodt_backtest_worker::defaults_with_settings(),
+        grodt_backtest_worker::build_with_settings,
     )
 }

@@ -2,9 +2,12 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments and dispatches here, so
 //! every command is callable from tests. `up` runs the seven services
-//! embedded; `data` talks to market-data's catalog; `health` is what container health checks call; `migrate` owns
-//! the database schema in distributed mode.
+//! embedded; `data` talks to market-data's catalog; `backtest` runs one
+//! backtest of a CSV file through the worker's code path; `health` is what
+//! container health checks call; `migrate` owns the database schema in
+//! distributed mode.
 
+pub mod backtest;
 pub mod data;
 pub mod health;
 pub mod migrate;

@@ -2,6 +2,7 @@
 //! on port 0 against embedded or real infrastructure, and `grodt up` as a
 //! real process.
 
+mod backtest;
 mod data;
 mod distributed;
 mod helpers;

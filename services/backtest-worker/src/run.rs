@@ -1,0 +1,495 @@
+//! The one code path of a backtest, shared by the worker's RPCs and jobs and by
+//! `grodt backtest`: choose a strategy by name, turn catalog bars into engine
+//! bars, run the engine, compute the metrics. No I/O here; callers load data
+//! and decide where the result goes.
+
+use std::collections::BTreeMap;
+
+use grodt_analytics as analytics;
+use grodt_core::error::{Classify, ErrorKind};
+use grodt_core::{Bar, Decimal, Fill, Instrument, Side};
+use grodt_sim::{BacktestConfig, BacktestResult, Context, SimError, Strategy};
+use grodt_strategies::{S1, S1Params, SmaCross, SmaCrossParams, StrategyError};
+use rust_decimal::prelude::ToPrimitive;
+
+/// Strategies a backtest can name.
+pub const STRATEGIES: &[&str] = &["sma_cross", "s1"];
+
+/// Parameters each strategy accepts, in the order of [`STRATEGIES`].
+const SMA_PARAMS: &[&str] = &["fast", "slow", "long_short", "fraction"];
+const S1_PARAMS: &[&str] = &[
+    "vwap_period",
+    "slope_lookback",
+    "ema_fast",
+    "ema_slow",
+    "atr_period",
+    "tp_atr",
+    "sl_atr",
+    "fraction",
+    "allow_short",
+];
+
+/// Size precision of instruments in fractional runs (parity with fractional references).
+pub const FRACTIONAL_SIZE_PRECISION: u8 = 8;
+
+/// Bars between two progress callbacks.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// Why a backtest could not run. Messages name the field, parameter or bar at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    /// The strategy name is not one of [`STRATEGIES`].
+    #[error("unknown strategy {name:?}; valid strategies: {}", STRATEGIES.join(", "))]
+    UnknownStrategy {
+        /// The name given.
+        name: String,
+    },
+    /// A parameter the strategy does not take.
+    #[error("unknown parameter {param:?} for strategy {strategy}; valid parameters: {valid}")]
+    UnknownParam {
+        /// The strategy.
+        strategy: &'static str,
+        /// The parameter given.
+        param: String,
+        /// Comma-separated valid names.
+        valid: String,
+    },
+    /// A parameter value that does not parse.
+    #[error("parameter {param}: {value:?} is not {expected}")]
+    BadParam {
+        /// The parameter.
+        param: String,
+        /// The value given.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// Input data the engine cannot use (empty, overflowing, unreadable).
+    #[error("data {what}: {reason}")]
+    Data {
+        /// The dataset or file.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The strategy refused its parameters.
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+    /// The engine refused the configuration or the bars.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    /// The metrics could not be computed (for example fewer than two bars).
+    #[error("metrics: {0}")]
+    Analytics(String),
+}
+
+impl Classify for RunError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Strategy(e) => e.kind(),
+            Self::Sim(e) => e.kind(),
+            _ => ErrorKind::InvalidArgument,
+        }
+    }
+}
+
+/// A strategy chosen by name with its parameters checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StrategyChoice {
+    /// `sma_cross`.
+    SmaCross(SmaCrossParams),
+    /// `s1`.
+    S1(S1Params),
+}
+
+fn parse_param<T: std::str::FromStr>(
+    name: &str,
+    value: &str,
+    expected: &'static str,
+) -> Result<T, RunError> {
+    value.trim().parse().map_err(|_| RunError::BadParam {
+        param: name.to_owned(),
+        value: value.to_owned(),
+        expected,
+    })
+}
+
+fn unknown_param(strategy: &'static str, param: &str, valid: &[&str]) -> RunError {
+    RunError::UnknownParam {
+        strategy,
+        param: param.to_owned(),
+        valid: valid.join(", "),
+    }
+}
+
+impl StrategyChoice {
+    /// Looks the strategy up by name and applies `params` over its defaults.
+    ///
+    /// # Errors
+    /// [`RunError::UnknownStrategy`], [`RunError::UnknownParam`] or
+    /// [`RunError::BadParam`], each naming what is wrong and what is valid.
+    pub fn parse(name: &str, params: &BTreeMap<String, String>) -> Result<Self, RunError> {
+        const INT: &str = "a non-negative integer";
+        const BOOL: &str = "true or false";
+        const NUM: &str = "a decimal number";
+        match name {
+            "sma_cross" => {
+                let mut p = SmaCrossParams::default();
+                for (k, v) in params {
+                    match k.as_str() {
+                        "fast" => p.fast = parse_param(k, v, INT)?,
+                        "slow" => p.slow = parse_param(k, v, INT)?,
+                        "long_short" => p.long_short = parse_param(k, v, BOOL)?,
+                        "fraction" => p.fraction = parse_param::<Decimal>(k, v, NUM)?,
+                        _ => return Err(unknown_param("sma_cross", k, SMA_PARAMS)),
+                    }
+                }
+                Ok(Self::SmaCross(p))
+            }
+            "s1" => {
+                let mut p = S1Params::default();
+                for (k, v) in params {
+                    match k.as_str() {
+                        "vwap_period" => p.vwap_period = parse_param(k, v, INT)?,
+                        "slope_lookback" => p.slope_lookback = parse_param(k, v, INT)?,
+                        "ema_fast" => p.ema_fast = parse_param(k, v, INT)?,
+                        "ema_slow" => p.ema_slow = parse_param(k, v, INT)?,
+                        "atr_period" => p.atr_period = parse_param(k, v, INT)?,
+                        "tp_atr" => p.tp_atr = parse_param(k, v, NUM)?,
+                        "sl_atr" => p.sl_atr = parse_param(k, v, NUM)?,
+                        "fraction" => p.fraction = parse_param::<Decimal>(k, v, NUM)?,
+                        "allow_short" => p.allow_short = parse_param(k, v, BOOL)?,
+                        _ => return Err(unknown_param("s1", k, S1_PARAMS)),
+                    }
+                }
+                Ok(Self::S1(p))
+            }
+            _ => Err(RunError::UnknownStrategy {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// The strategy's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::SmaCross(_) => "sma_cross",
+            Self::S1(_) => "s1",
+        }
+    }
+
+    fn build(&self, traded: &Instrument) -> Result<Box<dyn Strategy>, RunError> {
+        Ok(match self {
+            Self::SmaCross(p) => Box::new(SmaCross::new(*p)?),
+            Self::S1(p) => Box::new(S1::new(*p, traded.price_precision, traded.size_precision)?),
+        })
+    }
+}
+
+/// One instrument's bars, ready for the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The instrument.
+    pub instrument: Instrument,
+    /// Its bars, oldest first.
+    pub bars: Vec<Bar>,
+}
+
+fn rescale(raw: i64, from: u8, to: u8) -> Option<i64> {
+    if to >= from {
+        raw.checked_mul(10i64.checked_pow(u32::from(to - from))?)
+    } else {
+        // Volume finer than the size step: truncate, it only bounds participation.
+        Some(raw / 10i64.checked_pow(u32::from(from - to))?)
+    }
+}
+
+/// Converts catalog bars (fixed-point columns at the dataset's scales) into an
+/// equity instrument at the dataset's price scale and engine bars. Volume is
+/// rescaled to the instrument's size precision (0, or
+/// [`FRACTIONAL_SIZE_PRECISION`] when `fractional`).
+///
+/// # Errors
+/// [`RunError::Data`] naming `symbol` when there are no bars or a volume overflows.
+pub fn series_from_bars(
+    symbol: &str,
+    bars: &grodt_data::Bars,
+    fractional: bool,
+) -> Result<Series, RunError> {
+    let size_precision = if fractional {
+        FRACTIONAL_SIZE_PRECISION
+    } else {
+        0
+    };
+    if bars.is_empty() {
+        return Err(RunError::Data {
+            what: symbol.to_owned(),
+            reason: "no bars in the requested range".into(),
+        });
+    }
+    let instrument = Instrument::equity(symbol, bars.price_scale, size_precision);
+    let mut out = Vec::with_capacity(bars.len());
+    for i in 0..bars.len() {
+        let volume =
+            rescale(bars.volume[i], bars.volume_scale, size_precision).ok_or_else(|| {
+                RunError::Data {
+                    what: symbol.to_owned(),
+                    reason: format!(
+                        "bar {i}: volume {} overflows at size precision {size_precision}",
+                        bars.volume[i]
+                    ),
+                }
+            })?;
+        out.push(Bar {
+            ts: bars.ts[i],
+            open: bars.open[i],
+            high: bars.high[i],
+            low: bars.low[i],
+            close: bars.close[i],
+            volume,
+        });
+    }
+    Ok(Series {
+        instrument,
+        bars: out,
+    })
+}
+
+/// Reads a normalised CSV file (`timestamp,open,high,low,close,volume`) with
+/// grodt-data's importer; the scales are the largest number of decimals found.
+///
+/// # Errors
+/// [`RunError::Data`] naming the file and the first line at fault.
+pub fn load_csv(path: &std::path::Path) -> Result<grodt_data::Bars, RunError> {
+    let what = path.display().to_string();
+    let bad = |reason: String| RunError::Data {
+        what: what.clone(),
+        reason,
+    };
+    let raw = grodt_data::import::read_csv(path, &grodt_data::import::CsvOptions::default())
+        .map_err(|e| bad(e.to_string()))?;
+    if let Some(f) = raw.findings.first() {
+        let line = f
+            .rows
+            .first()
+            .map_or(String::new(), |l| format!("line {l}: "));
+        return Err(bad(format!("{line}{}", f.message)));
+    }
+    let mut bars = grodt_data::Bars::with_scales(raw.price_scale, raw.volume_scale);
+    for row in &raw.rows {
+        let (Some(ts), [Some(o), Some(h), Some(l), Some(c), Some(v)]) = (row.ts, row.values) else {
+            return Err(bad(format!("line {}: a value is missing", row.line)));
+        };
+        bars.push(ts, [o, h, l, c, v]);
+    }
+    Ok(bars)
+}
+
+/// What to run: engine configuration, strategy, and how to annualise metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    /// Costs, fills, cash, seed.
+    pub config: BacktestConfig,
+    /// The strategy.
+    pub strategy: StrategyChoice,
+    /// Periods per year and risk-free rate of the metrics.
+    pub metrics: analytics::MetricsConfig,
+}
+
+/// A finished run: the engine's exact result and the metrics of its equity curve.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Fills, trades, costs, equity curve, exact.
+    pub result: BacktestResult,
+    /// The metric set.
+    pub metrics: analytics::Metrics,
+    /// The equity curve in the analytics' plain numbers (for reports).
+    pub equity: Vec<analytics::EquityPoint>,
+    /// Closed trades in the analytics' plain numbers (for reports).
+    pub closed_trades: Vec<analytics::Trade>,
+}
+
+/// Wraps a strategy to report progress every [`PROGRESS_EVERY`] bars; the
+/// engine has no callback of its own and the wrapper changes no decision.
+struct Observed<'a> {
+    inner: &'a mut dyn Strategy,
+    seen: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl Strategy for Observed<'_> {
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        self.inner.on_start(ctx);
+    }
+
+    fn on_bar(&mut self, ctx: &mut Context<'_>, instrument: usize, bar: &Bar) {
+        self.inner.on_bar(ctx, instrument, bar);
+        self.seen += 1;
+        if self.seen.is_multiple_of(PROGRESS_EVERY) {
+            (self.progress)(self.seen);
+        }
+    }
+
+    fn on_fill(&mut self, ctx: &mut Context<'_>, fill: &Fill) {
+        self.inner.on_fill(ctx, fill);
+    }
+
+    fn on_stop(&mut self, ctx: &mut Context<'_>) {
+        self.inner.on_stop(ctx);
+        (self.progress)(self.seen);
+    }
+}
+
+fn f64_of(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+/// Runs the strategy over `series` (the first one is the traded instrument).
+/// `progress` receives the number of bars handled so far, now and then.
+///
+/// # Errors
+/// Strategy parameters, engine configuration or bars the engine refuses, or
+/// too few bars for metrics.
+pub fn run(
+    spec: &RunSpec,
+    series: &[Series],
+    progress: &mut dyn FnMut(u64),
+) -> Result<Outcome, RunError> {
+    let traded = series.first().ok_or_else(|| RunError::Data {
+        what: "dataset_ids".into(),
+        reason: "no instrument given".into(),
+    })?;
+    let mut strategy = spec.strategy.build(&traded.instrument)?;
+    let instruments: Vec<Instrument> = series.iter().map(|s| s.instrument.clone()).collect();
+    let bars: Vec<Vec<Bar>> = series.iter().map(|s| s.bars.clone()).collect();
+    let mut observed = Observed {
+        inner: strategy.as_mut(),
+        seen: 0,
+        progress,
+    };
+    let result = grodt_sim::run_backtest(&spec.config, &instruments, &bars, &mut observed)?;
+
+    let equity: Vec<analytics::EquityPoint> = result
+        .equity
+        .iter()
+        .map(|p| analytics::EquityPoint {
+            ts: p.ts,
+            equity: f64_of(p.equity),
+        })
+        .collect();
+    let positions = positions_at_marks(&result);
+    let closed_trades: Vec<analytics::Trade> = result
+        .trades
+        .iter()
+        .filter_map(|t| {
+            let exit_ts = t.exit_ts?;
+            Some(analytics::Trade {
+                entry_ts: t.entry_ts,
+                exit_ts,
+                side: match t.direction {
+                    Side::Buy => analytics::Side::Long,
+                    Side::Sell => analytics::Side::Short,
+                },
+                qty: f64_of(t.peak_quantity),
+                entry_price: f64_of(t.entry_price),
+                exit_price: t.exit_price.map_or(f64::NAN, f64_of),
+                pnl: f64_of(t.net_pnl),
+                // Rebates can make a trade's net fees negative; analytics counts costs only.
+                fees: f64_of(t.fees.max(Decimal::ZERO)),
+                mae: f64_of(t.mae),
+                mfe: f64_of(t.mfe),
+            })
+        })
+        .collect();
+    let metrics = analytics::compute(
+        &analytics::PerformanceInput {
+            equity: &equity,
+            positions: Some(&positions),
+            trades: &closed_trades,
+        },
+        &spec.metrics,
+    )
+    .map_err(|e| RunError::Analytics(e.to_string()))?;
+    Ok(Outcome {
+        result,
+        metrics,
+        equity,
+        closed_trades,
+    })
+}
+
+/// Gross absolute position (in units) held after each equity mark, from the fills.
+fn positions_at_marks(result: &BacktestResult) -> Vec<f64> {
+    let mut held: BTreeMap<usize, f64> = BTreeMap::new();
+    let mut fills = result.fills.iter().peekable();
+    result
+        .equity
+        .iter()
+        .map(|mark| {
+            while let Some(f) = fills.next_if(|f| f.ts <= mark.ts) {
+                let q = f.qty.as_f64();
+                *held.entry(f.instrument).or_default() += match f.side {
+                    Side::Buy => q,
+                    Side::Sell => -q,
+                };
+            }
+            held.values().map(|q| q.abs()).sum()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn strategies_parse_by_name_over_their_defaults() {
+        let s = StrategyChoice::parse("sma_cross", &params(&[("fast", "5"), ("slow", "20")]));
+        let Ok(StrategyChoice::SmaCross(p)) = s else {
+            panic!("{s:?}")
+        };
+        assert_eq!((p.fast, p.slow, p.long_short), (5, 20, false));
+        let s = StrategyChoice::parse("s1", &params(&[("tp_atr", "3.5")])).unwrap();
+        assert_eq!(s.name(), "s1");
+    }
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        let e = StrategyChoice::parse("rsi", &BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1"
+        );
+        let e = StrategyChoice::parse("sma_cross", &params(&[("fats", "3")])).unwrap_err();
+        assert!(e.to_string().contains("\"fats\""), "{e}");
+        assert!(
+            e.to_string().contains("fast, slow, long_short, fraction"),
+            "{e}"
+        );
+        let e = StrategyChoice::parse("sma_cross", &params(&[("fast", "x")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameter fast: \"x\" is not a non-negative integer"
+        );
+    }
+
+    #[test]
+    fn volume_rescales_exactly_or_reports_overflow() {
+        assert_eq!(rescale(12, 0, 8), Some(1_200_000_000));
+        assert_eq!(rescale(1234, 2, 0), Some(12));
+        assert_eq!(rescale(i64::MAX, 0, 1), None);
+    }
+
+    #[test]
+    fn empty_data_is_refused_naming_the_symbol() {
+        let e = series_from_bars("SPY", &grodt_data::Bars::with_scales(2, 0), false).unwrap_err();
+        assert_eq!(e.to_string(), "data SPY: no bars in the requested range");
+    }
+}

@@ -1,0 +1,541 @@
+//! Running backtests for the RPCs and the job consumer: load the datasets from
+//! the catalog, run the shared code path in `spawn_blocking`, record the run
+//! in the store, publish results.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use grodt_bus::consumer::{Handler, HandlerError};
+use grodt_bus::{Delivery, Envelope, EventBus, StreamName};
+use grodt_core::error::{Classify, ErrorKind};
+use grodt_data::Catalog;
+use grodt_kit::KitError;
+use grodt_proto::v1;
+use grodt_store::{RunKind, RunStatus, Store, StoreError};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use prost::Message;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::convert::{Job, SpecError, result_to_proto};
+use crate::run::{self, RunError, Series};
+
+/// Stream the jobs arrive on.
+pub const JOBS_STREAM: &str = "grodt.backtest-jobs.v1";
+/// Stream results are published on.
+pub const RESULTS_STREAM: &str = "grodt.backtest-results.v1";
+/// Consumer group of every worker replica (and the processed-events consumer name).
+pub const GROUP: &str = "backtest-worker";
+
+/// Why a backtest failed; mapped to a gRPC code through `Classify`.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The request is invalid (names the field).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Data or engine refused the run.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A dataset could not be read.
+    #[error("{field}: {source}")]
+    Data {
+        /// The request field naming the dataset.
+        field: String,
+        /// Why.
+        source: grodt_data::DataError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] grodt_bus::BusError),
+    /// A stored or received message could not be decoded.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl Classify for WorkerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Spec(e) => e.kind(),
+            Self::Run(e) => e.kind(),
+            Self::Data { source, .. } => source.kind(),
+            Self::Store(e) => e.kind(),
+            Self::Bus(e) => e.kind(),
+            Self::Corrupt(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The worker's own metrics (names from docs/metrics.md).
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    jobs: IntCounterVec,
+    in_progress: IntGauge,
+    bars: IntCounter,
+    duration: Histogram,
+}
+
+impl WorkerMetrics {
+    /// Registers them on the service's registry.
+    ///
+    /// # Errors
+    /// A name clash in the registry.
+    pub fn register(metrics: &grodt_kit::Metrics) -> Result<Self, KitError> {
+        let m = |e: prometheus::Error| KitError::Metrics(e.to_string());
+        let jobs = IntCounterVec::new(
+            Opts::new(metrics.name("jobs_total"), "backtest jobs finished"),
+            &["outcome"],
+        )
+        .map_err(m)?;
+        let in_progress = IntGauge::new(
+            metrics.name("jobs_in_progress"),
+            "jobs this worker is running",
+        )
+        .map_err(m)?;
+        let bars = IntCounter::new(
+            metrics.name("bars_processed_total"),
+            "bars simulated (throughput)",
+        )
+        .map_err(m)?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(metrics.name("job_duration_seconds"), "wall time per job").buckets(
+                vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0],
+            ),
+        )
+        .map_err(m)?;
+        let r = metrics.registry();
+        r.register(Box::new(jobs.clone())).map_err(m)?;
+        r.register(Box::new(in_progress.clone())).map_err(m)?;
+        r.register(Box::new(bars.clone())).map_err(m)?;
+        r.register(Box::new(duration.clone())).map_err(m)?;
+        for outcome in ["ok", "failed"] {
+            jobs.with_label_values(&[outcome]);
+        }
+        Ok(Self {
+            jobs,
+            in_progress,
+            bars,
+            duration,
+        })
+    }
+}
+
+/// Everything a backtest needs; shared by the RPC handlers and the job consumer.
+#[derive(Clone)]
+pub struct Worker {
+    /// The Parquet catalog shared with market-data.
+    pub catalog: Arc<Catalog>,
+    /// Runs and processed events.
+    pub store: Store,
+    /// Jobs and results.
+    pub bus: Arc<dyn EventBus>,
+    /// This instance's name (reported in results).
+    pub instance: String,
+    /// Counters.
+    pub metrics: WorkerMetrics,
+}
+
+fn stream(name: &str) -> Result<StreamName, WorkerError> {
+    StreamName::parse(name).map_err(WorkerError::from)
+}
+
+/// The run id of a backtest id: the UUID itself, or one derived from the text.
+pub fn run_id(backtest_id: &str) -> Uuid {
+    Uuid::parse_str(backtest_id).unwrap_or_else(|_| {
+        use id_digest::digest;
+        uuid::Builder::from_sha1_bytes(digest(backtest_id.as_bytes())).into_uuid()
+    })
+}
+
+/// A dependency-free 16-byte digest (FNV-1a, two lanes) for ids that are not
+/// UUIDs; collisions only matter between ids a client chose itself.
+mod id_digest {
+    pub fn digest(bytes: &[u8]) -> [u8; 16] {
+        let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut b: u64 = 0x8422_2325_cbf2_9ce4;
+        for &x in bytes {
+            a = (a ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+            b = (b ^ u64::from(x))
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(7);
+        }
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&a.to_be_bytes());
+        out[8..].copy_from_slice(&b.to_be_bytes());
+        out
+    }
+}
+
+/// Checks a client-chosen backtest id: 1..64 of `[A-Za-z0-9_-]`.
+pub fn check_backtest_id(id: &str) -> Result<(), SpecError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError {
+            field: "backtest_id".into(),
+            reason: "must be 1..64 characters of [A-Za-z0-9_-]".into(),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, WorkerError> {
+    let bad = || WorkerError::Corrupt(format!("stored message is not hex: {text:.32}"));
+    if !text.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect()
+}
+
+/// The stored form of a result: the exact wire message (hex) plus a few
+/// readable fields for people querying the table.
+fn result_json(result: &v1::BacktestResult) -> serde_json::Value {
+    let m = result.metrics.as_ref();
+    serde_json::json!({
+        "status": v1::BacktestStatus::try_from(result.status).map(|s| s.as_str_name()).unwrap_or("UNKNOWN"),
+        "error": result.error,
+        "final_equity": m.and_then(|m| m.final_equity.as_ref()).map(|d| d.value.clone()),
+        "trades": m.map(|m| m.trade_count),
+        "fills": m.map(|m| m.fill_count),
+        "result_pb": hex(&result.encode_to_vec()),
+    })
+}
+
+impl Worker {
+    /// Loads the job's datasets and runs it on a blocking thread.
+    async fn compute(&self, job: Job) -> Result<(Vec<String>, crate::run::Outcome), WorkerError> {
+        let catalog = self.catalog.clone();
+        let span = tracing::info_span!("backtest.run", strategy = job.spec.strategy.name());
+        let handle = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut series = Vec::with_capacity(job.datasets.len());
+            for (i, id) in job.datasets.iter().enumerate() {
+                let bars = catalog
+                    .load(id, job.range)
+                    .map_err(|source| WorkerError::Data {
+                        field: format!("spec.dataset_ids[{i}]"),
+                        source,
+                    })?;
+                let mut s: Series = run::series_from_bars(&id.symbol, &bars, job.fractional)?;
+                if let Some(rate) = job.symbol_borrow_rates.get(&id.symbol) {
+                    s.instrument.borrow.annual_rate = Some(*rate);
+                }
+                series.push(s);
+            }
+            let symbols = series.iter().map(|s| s.instrument.id.clone()).collect();
+            let outcome = run::run(&job.spec, &series, &mut |_| {})?;
+            Ok::<_, WorkerError>((symbols, outcome))
+        });
+        handle
+            .await
+            .map_err(|e| WorkerError::Corrupt(format!("backtest task failed: {e}")))?
+    }
+
+    /// Runs `job` as run `id` (already created, queued), records it and returns the result.
+    pub async fn execute(
+        &self,
+        id: Uuid,
+        backtest_id: &str,
+        spec: v1::BacktestSpec,
+        job: Job,
+    ) -> Result<v1::BacktestResult, WorkerError> {
+        let run = self.store.runs().get(id).await?;
+        if run.status == RunStatus::Queued {
+            self.store.runs().transition(id, RunStatus::Running).await?;
+        }
+        let result = self
+            .compute_result(backtest_id, spec, job, run.created_at)
+            .await;
+        let status = if result.status == v1::BacktestStatus::Succeeded as i32 {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        let json = result_json(&result);
+        let net = net_pnl(&result);
+        self.store
+            .transaction(|tx| {
+                Box::pin(async move {
+                    tx.set_run_result(id, &json, net).await?;
+                    tx.transition_run(id, status).await?;
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await?;
+        Ok(result)
+    }
+
+    /// Runs a job and builds its wire result, SUCCEEDED or FAILED; records metrics.
+    async fn compute_result(
+        &self,
+        backtest_id: &str,
+        spec: v1::BacktestSpec,
+        job: Job,
+        queued_at: chrono::DateTime<chrono::Utc>,
+    ) -> v1::BacktestResult {
+        let started = chrono::Utc::now();
+        let clock = Instant::now();
+        self.metrics.in_progress.inc();
+        let run_spec = job.spec.clone();
+        let outcome = self.compute(job).await;
+        self.metrics.in_progress.dec();
+        self.metrics.duration.observe(clock.elapsed().as_secs_f64());
+        let mut result = match outcome {
+            Ok((symbols, outcome)) => {
+                self.metrics.jobs.with_label_values(&["ok"]).inc();
+                self.metrics.bars.inc_by(outcome.result.bars);
+                result_to_proto(&symbols, &run_spec, &outcome)
+            }
+            Err(e) => {
+                self.metrics.jobs.with_label_values(&["failed"]).inc();
+                tracing::warn!(backtest_id, error = %e, "backtest failed");
+                v1::BacktestResult {
+                    status: v1::BacktestStatus::Failed as i32,
+                    error: e.to_string(),
+                    ..v1::BacktestResult::default()
+                }
+            }
+        };
+        result.backtest_id = backtest_id.to_owned();
+        result.spec = Some(spec);
+        result.worker.clone_from(&self.instance);
+        result.queued_at = Some(grodt_proto::convert::datetime_to_timestamp(queued_at));
+        result.started_at = Some(grodt_proto::convert::datetime_to_timestamp(started));
+        result.finished_at = Some(grodt_proto::convert::datetime_to_timestamp(
+            chrono::Utc::now(),
+        ));
+        result
+    }
+
+    /// Creates the run record (queued) with the request.
+    pub async fn create_run(
+        &self,
+        id: Uuid,
+        backtest_id: &str,
+        spec: &v1::BacktestSpec,
+        job_event_id: Option<Uuid>,
+    ) -> Result<(), WorkerError> {
+        let request = serde_json::json!({
+            "backtest_id": backtest_id,
+            "spec_pb": hex(&spec.encode_to_vec()),
+            "job_event_id": job_event_id.map(|e| e.to_string()),
+        });
+        self.store
+            .runs()
+            .create(RunKind::Backtest, id, &request)
+            .await?;
+        Ok(())
+    }
+
+    /// The job event id recorded with an existing run (idempotent submit).
+    pub async fn existing_job_event(&self, id: Uuid) -> Result<Option<String>, WorkerError> {
+        let run = self.store.runs().get(id).await?;
+        Ok(run.request["job_event_id"].as_str().map(str::to_owned))
+    }
+
+    /// The stored status and result of a run.
+    pub async fn get(&self, backtest_id: &str) -> Result<v1::BacktestResult, WorkerError> {
+        let run = self.store.runs().get(run_id(backtest_id)).await?;
+        if run.kind != RunKind::Backtest {
+            return Err(StoreError::NotFound {
+                entity: "backtest",
+                key: backtest_id.to_owned(),
+            }
+            .into());
+        }
+        if let Some(pb) = run.result.as_ref().and_then(|r| r["result_pb"].as_str()) {
+            return v1::BacktestResult::decode(unhex(pb)?.as_slice())
+                .map_err(|e| WorkerError::Corrupt(format!("stored result: {e}")));
+        }
+        let spec = run.request["spec_pb"]
+            .as_str()
+            .map(unhex)
+            .transpose()?
+            .map(|b| v1::BacktestSpec::decode(b.as_slice()))
+            .transpose()
+            .map_err(|e| WorkerError::Corrupt(format!("stored spec: {e}")))?;
+        let status = match run.status {
+            RunStatus::Queued => v1::BacktestStatus::Queued,
+            RunStatus::Running => v1::BacktestStatus::Running,
+            RunStatus::Succeeded => v1::BacktestStatus::Succeeded,
+            _ => v1::BacktestStatus::Failed,
+        };
+        Ok(v1::BacktestResult {
+            backtest_id: backtest_id.to_owned(),
+            spec,
+            status: status as i32,
+            queued_at: Some(grodt_proto::convert::datetime_to_timestamp(run.created_at)),
+            ..v1::BacktestResult::default()
+        })
+    }
+
+    /// Publishes a job for `backtest_id`, carrying the current trace context.
+    pub fn job_envelope(backtest_id: &str, spec: v1::BacktestSpec) -> Envelope {
+        let now = chrono::Utc::now();
+        let job = v1::BacktestJob {
+            backtest_id: backtest_id.to_owned(),
+            spec: Some(spec),
+            detail: None,
+            optimization_id: String::new(),
+            trial_id: String::new(),
+            submitted_at: Some(grodt_proto::convert::datetime_to_timestamp(now)),
+        };
+        let (traceparent, tracestate) = grodt_kit::telemetry::current_traceparent()
+            .map_or((None, None), |(p, s)| {
+                (Some(p), (!s.is_empty()).then_some(s))
+            });
+        Envelope::new("grodt.v1.BacktestJob", now, job.encode_to_vec())
+            .with_trace(traceparent, tracestate)
+    }
+
+    /// Publishes `envelope` on the jobs stream.
+    pub async fn publish_job(&self, envelope: &Envelope) -> Result<(), WorkerError> {
+        self.bus.publish(&stream(JOBS_STREAM)?, envelope).await?;
+        Ok(())
+    }
+
+    /// Handles one job delivery: runs it unless this event was already
+    /// processed, commits the result together with the processed mark, then
+    /// publishes the result event.
+    async fn handle_job(&self, delivery: &Delivery) -> Result<(), WorkerError> {
+        let event_id = delivery.envelope.event_id.to_string();
+        if self
+            .store
+            .processed_events()
+            .is_processed(GROUP, &event_id)
+            .await?
+        {
+            return Ok(());
+        }
+        let job = v1::BacktestJob::decode(delivery.envelope.payload.as_ref())
+            .map_err(|e| WorkerError::Corrupt(format!("job {event_id}: {e}")))?;
+        let v1::BacktestJob {
+            backtest_id,
+            spec,
+            detail: _,
+            optimization_id,
+            trial_id,
+            submitted_at: _,
+        } = job;
+        let id = run_id(&backtest_id);
+        let spec = spec.unwrap_or_default();
+        let run = match self.store.runs().get(id).await {
+            Ok(run) => run,
+            // A job published by another producer (the optimizer): record it now.
+            Err(StoreError::NotFound { .. }) => {
+                self.create_run(id, &backtest_id, &spec, Some(delivery.envelope.event_id))
+                    .await?;
+                self.store.runs().get(id).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if run.status.is_terminal() {
+            return Ok(());
+        }
+        if run.status == RunStatus::Queued {
+            self.store.runs().transition(id, RunStatus::Running).await?;
+        }
+        let result = match Job::try_from(spec.clone()) {
+            Ok(job) => {
+                self.compute_result(&backtest_id, spec, job, run.created_at)
+                    .await
+            }
+            Err(e) => v1::BacktestResult {
+                backtest_id: backtest_id.clone(),
+                spec: Some(spec),
+                status: v1::BacktestStatus::Failed as i32,
+                error: e.to_string(),
+                worker: self.instance.clone(),
+                ..v1::BacktestResult::default()
+            },
+        };
+        let status = if result.status == v1::BacktestStatus::Succeeded as i32 {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        let json = result_json(&result);
+        let net = net_pnl(&result);
+        let committed = self
+            .store
+            .process_once(GROUP, &event_id, |tx| {
+                Box::pin(async move {
+                    tx.set_run_result(id, &json, net).await?;
+                    tx.transition_run(id, status).await?;
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await?;
+        if committed.is_some() {
+            let event = v1::BacktestResultEvent {
+                result: Some(result),
+                optimization_id,
+                trial_id,
+            };
+            let (traceparent, tracestate) = grodt_kit::telemetry::current_traceparent()
+                .map_or((None, None), |(p, s)| {
+                    (Some(p), (!s.is_empty()).then_some(s))
+                });
+            let envelope = Envelope::new(
+                "grodt.v1.BacktestResultEvent",
+                chrono::Utc::now(),
+                event.encode_to_vec(),
+            )
+            .with_trace(traceparent, tracestate);
+            self.bus
+                .publish(&stream(RESULTS_STREAM)?, &envelope)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn net_pnl(result: &v1::BacktestResult) -> Option<grodt_core::Decimal> {
+    result
+        .metrics
+        .as_ref()
+        .and_then(|m| m.net_profit.as_ref())
+        .and_then(|d| grodt_core::Decimal::try_from(d).ok())
+}
+
+/// The consumer-group handler: one span per job, parented on the envelope's trace context.
+pub struct JobHandler(pub Worker);
+
+#[async_trait]
+impl Handler for JobHandler {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let span = tracing::info_span!(
+            "backtest.job",
+            event_id = %delivery.envelope.event_id,
+            delivery = delivery.delivery_count
+        );
+        if let Some(parent) = delivery.envelope.traceparent.as_deref().and_then(|p| {
+            grodt_kit::telemetry::context_from_traceparent(
+                p,
+                delivery.envelope.tracestate.as_deref().unwrap_or(""),
+            )
+        }) {
+            let _ = span.set_parent(parent);
+        }
+        self.0
+            .handle_job(delivery)
+            .instrument(span)
+            .await
+            .map_err(|e| Box::new(e) as HandlerError)
+    }
+}

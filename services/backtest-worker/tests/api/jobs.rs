@@ -1,0 +1,177 @@
+//! Several replicas in one consumer group on one Redis stream: jobs split
+//! between them, none lost, none run twice; a job a dropped consumer left
+//! unacked is claimed by another; a redelivered job does not run again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use grodt_backtest_worker::worker::{GROUP, JOBS_STREAM, RESULTS_STREAM, Worker};
+use grodt_backtest_worker::{WorkerSettings, job_consumer};
+use grodt_bus::{ConsumerName, GroupName, StartFrom, StreamName};
+use grodt_proto::v1;
+use grodt_store::RunStatus;
+use prost::Message;
+
+use crate::helpers::{Env, sma_spec};
+
+async fn submit(worker: &Worker, backtest_id: &str, slow: u32) -> grodt_bus::Envelope {
+    let mut spec = sma_spec();
+    spec.params.insert("slow".into(), slow.to_string());
+    let envelope = Worker::job_envelope(backtest_id, spec.clone());
+    worker
+        .create_run(
+            grodt_backtest_worker::worker::run_id(backtest_id),
+            backtest_id,
+            &spec,
+            Some(envelope.event_id),
+        )
+        .await
+        .unwrap();
+    worker.publish_job(&envelope).await.unwrap();
+    envelope
+}
+
+/// Every result event on the results stream, by backtest id.
+async fn results(env: &Env) -> BTreeMap<String, Vec<v1::BacktestResult>> {
+    let stream = StreamName::parse(RESULTS_STREAM).unwrap();
+    let group = GroupName::parse("test-reader").unwrap();
+    env.bus
+        .ensure_group(&stream, &group, StartFrom::Beginning)
+        .await
+        .unwrap();
+    let me = ConsumerName::parse("reader").unwrap();
+    let mut out: BTreeMap<String, Vec<v1::BacktestResult>> = BTreeMap::new();
+    loop {
+        let batch = env
+            .bus
+            .consume(&stream, &group, &me, 100, Duration::from_millis(10))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        for d in batch {
+            let e = v1::BacktestResultEvent::decode(d.envelope.payload.as_ref()).unwrap();
+            let r = e.result.unwrap();
+            out.entry(r.backtest_id.clone()).or_default().push(r);
+        }
+    }
+}
+
+fn settings(claim_idle_ms: u64) -> WorkerSettings {
+    WorkerSettings {
+        claim_idle_ms,
+        ..WorkerSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_split_the_jobs_with_none_lost_or_run_twice() {
+    let env = Env::new().await;
+    let (a, b) = (env.worker("worker-a"), env.worker("worker-b"));
+    let mut ca = job_consumer(&a, "worker-a", &settings(60_000)).unwrap();
+    let mut cb = job_consumer(&b, "worker-b", &settings(60_000)).unwrap();
+    ca.ensure_group().await.unwrap();
+    let ids: Vec<String> = (0..6).map(|i| format!("job-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        submit(&a, id, 20 + u32::try_from(i).unwrap()).await;
+    }
+    // Alternate the replicas, one job each per step (batch 1), until the stream is drained.
+    let mut handled = 0;
+    while handled < ids.len() {
+        let ra = ca.step().await.unwrap();
+        let rb = cb.step().await.unwrap();
+        assert_eq!(ra.failed + rb.failed, 0);
+        handled += ra.acked + rb.acked;
+        assert!(
+            ra.read + rb.read > 0 || handled == ids.len(),
+            "a job went missing"
+        );
+    }
+    let results = results(&env).await;
+    assert_eq!(results.len(), ids.len(), "every job produced a result");
+    let mut per_worker: BTreeMap<String, usize> = BTreeMap::new();
+    for id in &ids {
+        let rs = &results[id];
+        assert_eq!(rs.len(), 1, "{id} ran once");
+        assert_eq!(
+            rs[0].status,
+            v1::BacktestStatus::Succeeded as i32,
+            "{}",
+            rs[0].error
+        );
+        *per_worker.entry(rs[0].worker.clone()).or_default() += 1;
+        let run = env
+            .db
+            .store()
+            .runs()
+            .get(grodt_backtest_worker::worker::run_id(id))
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+    }
+    assert_eq!(per_worker.get("worker-a"), Some(&3), "{per_worker:?}");
+    assert_eq!(per_worker.get("worker-b"), Some(&3), "{per_worker:?}");
+}
+
+#[tokio::test]
+async fn a_job_left_unacked_by_a_dropped_consumer_is_claimed_and_redelivery_does_not_rerun() {
+    let env = Env::new().await;
+    let live = env.worker("worker-live");
+    let mut consumer = job_consumer(&live, "worker-live", &settings(200)).unwrap();
+    consumer.ensure_group().await.unwrap();
+    let envelope = submit(&live, "orphan", 30).await;
+
+    // A replica reads the job and dies before acking it.
+    let stream = StreamName::parse(JOBS_STREAM).unwrap();
+    let group = GroupName::parse(GROUP).unwrap();
+    let taken = env
+        .bus
+        .consume(
+            &stream,
+            &group,
+            &ConsumerName::parse("worker-dead").unwrap(),
+            1,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    drop(taken);
+
+    // The live replica finds nothing new, then claims the stale entry once it is idle long enough.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut claimed = 0;
+    while claimed == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the orphaned job was never claimed"
+        );
+        let report = consumer.step().await.unwrap();
+        assert_eq!(report.read, 0, "nothing new was published");
+        claimed += report.claimed;
+        if claimed > 0 {
+            assert_eq!(report.acked, 1, "claimed, run and acked");
+        }
+    }
+    let run = env
+        .db
+        .store()
+        .runs()
+        .get(grodt_backtest_worker::worker::run_id("orphan"))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+
+    // The same event delivered again (a producer retry): acked without running.
+    live.publish_job(&envelope).await.unwrap();
+    let report = consumer.step().await.unwrap();
+    assert_eq!((report.read, report.acked), (1, 1));
+    let results = results(&env).await;
+    assert_eq!(
+        results["orphan"].len(),
+        1,
+        "one result event: the job ran once"
+    );
+    assert_eq!(results["orphan"][0].worker, "worker-live");
+}

@@ -1,0 +1,181 @@
+//! `grodt backtest` as a real process: the golden SMA(10/30) figures on SPY,
+//! the HTML report, and bad inputs refused with the problem named.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const GRODT: &str = env!("CARGO_BIN_EXE_grodt");
+
+fn spy() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples/spy_1d_1998-2021.csv")
+}
+
+fn backtest(args: &[&str]) -> Output {
+    Command::new(GRODT)
+        .arg("backtest")
+        .args(args)
+        .output()
+        .expect("grodt runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The value printed on the table row `name`.
+fn row(stdout: &str, name: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(name)
+                .filter(|rest| rest.starts_with("  "))
+                .map(|rest| rest.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no row {name:?} in\n{stdout}"))
+}
+
+#[test]
+fn sma_10_30_on_spy_prints_the_golden_figures_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("out.html");
+    let spy = spy();
+    let out = backtest(&[
+        "--data",
+        spy.to_str().unwrap(),
+        "--strategy",
+        "sma_cross",
+        "--param",
+        "fast=10",
+        "--param",
+        "slow=30",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(row(&stdout, "final value"), "182,091.18");
+    assert_eq!(row(&stdout, "trades"), "102 (101 closed, 1 open)");
+    assert_eq!(row(&stdout, "fills"), "203");
+    assert_eq!(row(&stdout, "Sharpe"), "0.2849");
+    assert_eq!(row(&stdout, "max drawdown"), "-30.54%");
+    assert_eq!(row(&stdout, "total costs"), "0.00");
+    // Not a terminal: no progress output at all.
+    assert_eq!(text(&out.stderr), "");
+
+    let html = std::fs::read_to_string(&report).expect("report written");
+    assert!(html.starts_with("<!DOCTYPE html>") || html.starts_with("<!doctype html>"));
+    assert!(
+        html.matches("<svg").count() >= 3,
+        "equity, drawdown and histogram charts"
+    );
+    assert!(html.contains("sma_cross"), "title names the strategy");
+    // Self-contained: nothing fetched from elsewhere.
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+}
+
+#[test]
+fn costs_are_itemised_and_change_the_result() {
+    let spy = spy();
+    let out = backtest(&[
+        "--data",
+        spy.to_str().unwrap(),
+        "--strategy",
+        "sma_cross",
+        "--fees",
+        "per_share=0.005,min=1",
+        "--slippage",
+        "bps=5",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_ne!(row(&stdout, "commission"), "0.00");
+    assert_ne!(row(&stdout, "slippage"), "0.00");
+    assert_ne!(row(&stdout, "final value"), "182,091.18");
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_naming_the_problem() {
+    let spy = spy();
+    let spy = spy.to_str().unwrap();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["--data", spy, "--strategy", "rsi"],
+            2,
+            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1",
+        ),
+        (
+            &[
+                "--data",
+                spy,
+                "--strategy",
+                "sma_cross",
+                "--param",
+                "fats=3",
+            ],
+            2,
+            "unknown parameter \"fats\" for strategy sma_cross; valid parameters: fast, slow",
+        ),
+        (
+            &[
+                "--data",
+                spy,
+                "--strategy",
+                "sma_cross",
+                "--param",
+                "fast=ten",
+            ],
+            2,
+            "parameter fast: \"ten\" is not a non-negative integer",
+        ),
+        (
+            &["--data", spy, "--strategy", "sma_cross", "--fees", "flat=1"],
+            2,
+            "--fees: \"flat=1\": expected bps=N, pct=F or per_share=X[,min=Y]",
+        ),
+        (
+            &[
+                "--data",
+                spy,
+                "--strategy",
+                "sma_cross",
+                "--param",
+                "fast=40",
+            ],
+            1,
+            "fast",
+        ),
+        (
+            &["--data", "/nonexistent/x.csv", "--strategy", "sma_cross"],
+            1,
+            "/nonexistent/x.csv",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let out = backtest(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+}
+
+#[test]
+fn a_malformed_csv_is_refused_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.csv");
+    std::fs::write(
+        &path,
+        "timestamp,open,high,low,close,volume\n\
+         2020-01-02T00:00:00Z,10,11,9,10.5,100\n\
+         2020-01-03T00:00:00Z,10,eleven,9,10.5,100\n",
+    )
+    .unwrap();
+    let out = backtest(&["--data", path.to_str().unwrap(), "--strategy", "sma_cross"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.csv") && stderr.contains('3'),
+        "{stderr}"
+    );
+}
