@@ -51,17 +51,17 @@ impl BacktestService for BacktestApi {
         request: Request<RunBacktestRequest>,
     ) -> Result<Response<RunBacktestResponse>, Status> {
         let RunBacktestRequest { spec, detail } = request.into_inner();
-        let spec = spec.ok_or_else(missing_spec)?;
+        let mut spec = spec.ok_or_else(missing_spec)?;
+        self.worker
+            .resolve_datasets(&mut spec)
+            .await
+            .map_err(|e| status(&e))?;
         let job = Job::try_from(spec.clone()).map_err(|e| to_status(&e))?;
         // Unknown datasets are NOT_FOUND before any run is recorded.
-        for (i, id) in job.datasets.iter().enumerate() {
-            self.worker.catalog.describe(id).map_err(|source| {
-                status(&WorkerError::Data {
-                    field: format!("spec.dataset_ids[{i}]"),
-                    source,
-                })
-            })?;
-        }
+        self.worker
+            .check_datasets(&job)
+            .await
+            .map_err(|e| status(&e))?;
         let id = Uuid::now_v7();
         let backtest_id = id.to_string();
         self.worker
@@ -84,7 +84,11 @@ impl BacktestService for BacktestApi {
         request: Request<SubmitBacktestRequest>,
     ) -> Result<Response<SubmitBacktestResponse>, Status> {
         let SubmitBacktestRequest { spec, backtest_id } = request.into_inner();
-        let spec = spec.ok_or_else(missing_spec)?;
+        let mut spec = spec.ok_or_else(missing_spec)?;
+        self.worker
+            .resolve_datasets(&mut spec)
+            .await
+            .map_err(|e| status(&e))?;
         Job::try_from(spec.clone()).map_err(|e| to_status(&e))?;
         let backtest_id = if backtest_id.is_empty() {
             Uuid::now_v7().to_string()

@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use grodt_bus::consumer::{Consumer, ConsumerConfig};
 use grodt_bus::{ConsumerName, GroupName, StreamName};
-use grodt_data::{Catalog, InMemoryMetadata};
-use grodt_kit::config::{ConfigError, ServiceConfig};
+use grodt_data::{Catalog, MetadataStore};
+use grodt_kit::config::{self as kit_config, ConfigError, ConfigSource, ServiceConfig};
 use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, Infra, KitError, Metrics, Server};
+use grodt_market_data::meta::StoreMetadata;
 use grodt_proto::v1::backtest_service_server::BacktestServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -54,7 +55,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             // `grodt up`'s default data dir plus `catalog`, where market-data writes.
-            catalog_dir: PathBuf::from(".grodt/catalog"),
+            catalog_dir: PathBuf::from(grodt_market_data::DEFAULT_CATALOG_DIR),
             claim_idle_ms: 300_000,
             consumer_name: String::new(),
         }
@@ -115,23 +116,49 @@ pub async fn build(config: Config<()>, infra: Infra) -> Result<Server, KitError>
     .await
 }
 
-/// Opens the catalog at `catalog_dir` and builds the service.
-///
-/// The catalog's dataset metadata lives in a `MetadataStore`; until grodt-store
-/// implements one, this process only knows the datasets imported through it,
-/// so deployments inject a shared catalog with [`build_with_catalog`].
+/// For `grodt up`: the common sections come from the runner (its ports),
+/// `[backtest_worker]` from `source`, and the catalog is market-data's,
+/// `<data_dir>/catalog`.
+pub async fn build_embedded(
+    common: Config<()>,
+    infra: Infra,
+    source: ConfigSource,
+    data_dir: PathBuf,
+) -> Result<Server, KitError> {
+    let own = kit_config::load(&source, &defaults_with_settings())?;
+    let config = Config {
+        common: common.common,
+        service: WorkerSettings {
+            catalog_dir: data_dir.join("catalog"),
+            ..own.service
+        },
+    };
+    build_with_settings(config, infra).await
+}
+
+/// Opens the catalog at `catalog_dir` over the store's dataset metadata (the
+/// same records market-data writes, so every imported dataset can be
+/// backtested) and builds the service.
 pub async fn build_with_settings(
     config: Config<WorkerSettings>,
     infra: Infra,
 ) -> Result<Server, KitError> {
-    let catalog = Catalog::open(
-        &config.service.catalog_dir,
-        Arc::new(InMemoryMetadata::new()),
-    )
-    .map_err(|e| KitError::Dependency {
-        key: "backtest_worker.catalog_dir",
-        reason: e.to_string(),
-    })?;
+    let meta: Arc<dyn MetadataStore> = Arc::new(StoreMetadata::new(
+        infra.store.clone(),
+        tokio::runtime::Handle::current(),
+    ));
+    let dir = config.service.catalog_dir.clone();
+    // Opening reads the directory and the metadata store (which blocks): off the executor.
+    let catalog = tokio::task::spawn_blocking(move || Catalog::open(&dir, meta))
+        .await
+        .map_err(|e| KitError::Dependency {
+            key: "backtest_worker.catalog_dir",
+            reason: e.to_string(),
+        })?
+        .map_err(|e| KitError::Dependency {
+            key: "backtest_worker.catalog_dir",
+            reason: e.to_string(),
+        })?;
     build_with_catalog(config, infra, Arc::new(catalog)).await
 }
 

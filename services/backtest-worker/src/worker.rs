@@ -46,6 +46,14 @@ pub enum WorkerError {
         /// Why.
         source: grodt_data::DataError,
     },
+    /// A dataset id names no dataset of the store.
+    #[error("{field}: no dataset {id}")]
+    UnknownDataset {
+        /// The request field naming the dataset.
+        field: String,
+        /// The id asked for.
+        id: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,6 +71,7 @@ impl Classify for WorkerError {
             Self::Spec(e) => e.kind(),
             Self::Run(e) => e.kind(),
             Self::Data { source, .. } => source.kind(),
+            Self::UnknownDataset { .. } => ErrorKind::NotFound,
             Self::Store(e) => e.kind(),
             Self::Bus(e) => e.kind(),
             Self::Corrupt(_) => ErrorKind::Internal,
@@ -217,6 +226,51 @@ fn result_json(result: &v1::BacktestResult) -> serde_json::Value {
 }
 
 impl Worker {
+    /// market-data names datasets by UUID, the catalog by
+    /// `source/symbol/timeframe`: rewrites UUID ids of `spec` into catalog ids
+    /// through the shared store, so both forms are accepted everywhere.
+    pub async fn resolve_datasets(&self, spec: &mut v1::BacktestSpec) -> Result<(), WorkerError> {
+        for (i, id) in spec.dataset_ids.iter_mut().enumerate() {
+            let Ok(uuid) = Uuid::parse_str(id) else {
+                continue;
+            };
+            match self.store.datasets().get(uuid).await {
+                Ok(row) => {
+                    *id = format!(
+                        "{}/{}/{}",
+                        row.data.source, row.data.symbol, row.data.timeframe
+                    );
+                }
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(WorkerError::UnknownDataset {
+                        field: format!("spec.dataset_ids[{i}]"),
+                        id: id.clone(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// NOT_FOUND for a dataset the catalog does not hold. The catalog's
+    /// metadata store blocks, so this runs on a blocking thread.
+    pub async fn check_datasets(&self, job: &Job) -> Result<(), WorkerError> {
+        let catalog = self.catalog.clone();
+        let ids = job.datasets.clone();
+        tokio::task::spawn_blocking(move || {
+            for (i, id) in ids.iter().enumerate() {
+                catalog.describe(id).map_err(|source| WorkerError::Data {
+                    field: format!("spec.dataset_ids[{i}]"),
+                    source,
+                })?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| WorkerError::Corrupt(format!("dataset check failed: {e}")))?
+    }
+
     /// Loads the job's datasets and runs it on a blocking thread.
     async fn compute(&self, job: Job) -> Result<(Vec<String>, crate::run::Outcome), WorkerError> {
         let catalog = self.catalog.clone();
@@ -450,7 +504,11 @@ impl Worker {
         if run.status == RunStatus::Queued {
             self.store.runs().transition(id, RunStatus::Running).await?;
         }
-        let result = match Job::try_from(spec.clone()) {
+        let mut spec = spec;
+        let resolved = self.resolve_datasets(&mut spec).await;
+        let converted =
+            resolved.and_then(|()| Job::try_from(spec.clone()).map_err(WorkerError::from));
+        let result = match converted {
             Ok(job) => {
                 self.compute_result(&backtest_id, spec, job, run.created_at)
                     .await

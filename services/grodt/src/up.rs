@@ -88,7 +88,9 @@ pub fn members() -> [Member; 7] {
             grpc_service: grodt_backtest_worker::GRPC_SERVICE,
             defaults: grodt_backtest_worker::defaults,
             build: |c, i| Box::pin(grodt_backtest_worker::build(c, i)),
-            embedded: None,
+            embedded: Some(|c, i, source, dir| {
+                Box::pin(grodt_backtest_worker::build_embedded(c, i, source, dir))
+            }),
         },
         Member {
             name: grodt_optimizer::NAME,

@@ -11,7 +11,7 @@ mod config;
 mod convert;
 mod error;
 mod grpc;
-mod meta;
+pub mod meta;
 mod metrics;
 mod replay;
 

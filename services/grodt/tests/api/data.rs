@@ -122,6 +122,67 @@ async fn import_ls_show_against_grodt_up() {
     assert!(shown.contains(&format!("dataset    {id}")), "{shown}");
     assert!(shown.contains("quality    read 5849"), "{shown}");
 
+    // What market-data imported is backtestable by the id it returned: the
+    // worker reads the same catalog and metadata. Import, then backtest.
+    use grodt_proto::v1;
+    let worker = map["backtest-worker"]["grpc"]
+        .as_str()
+        .expect("backtest-worker addr");
+    let mut client =
+        v1::backtest_service_client::BacktestServiceClient::connect(format!("http://{worker}"))
+            .await
+            .expect("connect to backtest-worker");
+    let spec = v1::BacktestSpec {
+        dataset_ids: vec![id.clone()],
+        strategy_name: "sma_cross".into(),
+        params: [("fast", "10"), ("slow", "30")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        initial_cash: Some(v1::Decimal {
+            value: "100000".into(),
+        }),
+        ..v1::BacktestSpec::default()
+    };
+    let result = client
+        .run_backtest(v1::RunBacktestRequest {
+            spec: Some(spec),
+            ..v1::RunBacktestRequest::default()
+        })
+        .await
+        .expect("RunBacktest on the imported dataset")
+        .into_inner()
+        .result
+        .expect("a result");
+    assert_eq!(
+        result.status,
+        v1::BacktestStatus::Succeeded as i32,
+        "{}",
+        result.error
+    );
+    let m = result.metrics.expect("metrics");
+    assert_eq!(m.final_equity.expect("final equity").value, "182091.18");
+    assert_eq!((m.trade_count, m.fill_count), (102, 203));
+    let unknown = client
+        .run_backtest(v1::RunBacktestRequest {
+            spec: Some(v1::BacktestSpec {
+                dataset_ids: vec![uuid_like_unknown()],
+                strategy_name: "sma_cross".into(),
+                initial_cash: Some(v1::Decimal {
+                    value: "100000".into(),
+                }),
+                ..v1::BacktestSpec::default()
+            }),
+            ..v1::RunBacktestRequest::default()
+        })
+        .await
+        .expect_err("unknown dataset");
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    assert!(
+        unknown.message().contains("spec.dataset_ids[0]"),
+        "{unknown:?}"
+    );
+
     // Streamed instead of read by path: the client's file name is the provenance.
     let out = run(
         dir.path(),
@@ -218,4 +279,9 @@ async fn import_ls_show_against_grodt_up() {
         .expect("exits")
         .expect("wait");
     assert!(status.success(), "{status}");
+}
+
+/// A well-formed dataset id no import produced.
+fn uuid_like_unknown() -> String {
+    "01890000-0000-7000-8000-000000000000".to_owned()
 }
