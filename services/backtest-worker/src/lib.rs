@@ -208,15 +208,17 @@ pub async fn build_with_catalog(
         })?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let stop = Arc::new(StopOnDrop(stop_tx));
-    let server = GrpcServerBuilder::new(NAME, &config.common)
-        .version(env!("CARGO_PKG_VERSION"))
-        .metrics(metrics)
-        .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
-        .infra(&infra)
-        .health_service(GRPC_SERVICE)
-        .add_service(BacktestServiceServer::new(BacktestApi::new(worker, stop)))
-        .bind()
-        .await?;
+    let server = GrpcServerBuilder::for_service(
+        NAME,
+        GRPC_SERVICE,
+        &config.common,
+        &infra,
+        grodt_proto::FILE_DESCRIPTOR_SET,
+    )
+    .metrics(metrics)
+    .add_service(BacktestServiceServer::new(BacktestApi::new(worker, stop)))
+    .bind()
+    .await?;
     tokio::spawn(async move {
         let stopped = async move {
             let _ = stop_rx.wait_for(|s| *s).await;

@@ -132,13 +132,15 @@ async fn build_at(
         import_lock: Arc::new(Mutex::new(())),
         _scratch: scratch,
     });
-    GrpcServerBuilder::new(NAME, &config.common)
-        .version(env!("CARGO_PKG_VERSION"))
-        .reflection(grodt_proto::FILE_DESCRIPTOR_SET)
-        .infra(&infra)
-        .metrics(kit_metrics)
-        .health_service(GRPC_SERVICE)
-        .add_service(MarketDataServiceServer::new(MarketDataApi { shared }))
-        .bind()
-        .await
+    GrpcServerBuilder::for_service(
+        NAME,
+        GRPC_SERVICE,
+        &config.common,
+        &infra,
+        grodt_proto::FILE_DESCRIPTOR_SET,
+    )
+    .metrics(kit_metrics)
+    .add_service(MarketDataServiceServer::new(MarketDataApi { shared }))
+    .bind()
+    .await
 }
