@@ -239,6 +239,10 @@ pub async fn run(
     let infra = embedded_infra(&options.data_dir).await?;
     let servers = bind_all(configs, &infra, &source, &options.data_dir).await?;
 
+    for (name, server) in &servers {
+        tracing::info!(service = name, grpc = %server.grpc_addr(), http = %server.http_addr(), "listening");
+    }
+    // The table goes to stdout in one piece, after the logs.
     println!(
         "grodt up: {} services, in-process bus, SQLite at {}",
         servers.len(),
@@ -250,7 +254,6 @@ pub async fn run(
             server.grpc_addr(),
             server.http_addr()
         );
-        tracing::info!(service = name, grpc = %server.grpc_addr(), http = %server.http_addr(), "listening");
     }
     if let Some(path) = &options.ports_file {
         write_ports_file(path, &servers)
