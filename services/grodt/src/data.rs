@@ -25,24 +25,44 @@ pub enum DataCliError {
     Rejected { errors: u32 },
 }
 
-/// Options of `grodt data import`.
-#[derive(Debug, Clone)]
+/// Options of `grodt data import` (parsed by clap in `main`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
+    /// The CSV file.
     pub file: PathBuf,
-    /// `ts=timestamp,open=open,...`; a value `#N` is a 0-based column index.
+    /// Which column is what: `ts=timestamp,open=open,...`; `#N` is a 0-based index;
+    /// unnamed fields read the column of their own name.
+    #[arg(long)]
     pub mapping: Option<String>,
+    /// Lines before the header to ignore (a banner).
+    #[arg(long, default_value_t = 0)]
     pub skip_lines: u32,
+    /// `,`, `;`, `|` or `tab`; detected when absent.
+    #[arg(long)]
     pub delimiter: Option<String>,
+    /// The file has no header line.
+    #[arg(long)]
     pub no_header: bool,
-    /// `iso8601`, `ymd-hm`, `mdy`, `epoch-s`, `epoch-ms`, `epoch-us`, `epoch-ns`, or a strftime pattern.
+    /// iso8601, ymd-hm, mdy, epoch-s, epoch-ms, epoch-us, epoch-ns or a strftime pattern.
+    #[arg(long)]
     pub time_format: Option<String>,
+    /// Zone of timestamps without an offset (UTC, America/New_York, America/Chicago).
+    #[arg(long)]
     pub timezone: Option<String>,
+    /// Where the data came from ([a-z0-9_-]).
+    #[arg(long, default_value = "local")]
     pub source: String,
+    /// Instrument symbol; guessed from `sym_tf_...csv` when absent.
+    #[arg(long)]
     pub symbol: Option<String>,
+    /// Bar length (1m 5m 15m 1h 4h 1d 1w 1M); guessed from the file name when absent.
+    #[arg(long)]
     pub timeframe: Option<String>,
-    /// `equity`, `etf`, `future`, `fx`, `crypto`.
+    /// equity, etf, future, fx, crypto, perpetual or index (picks the gap calendar).
+    #[arg(long, default_value = "equity")]
     pub asset_class: String,
     /// Stream the file to the server instead of passing its path.
+    #[arg(long)]
     pub upload: bool,
 }
 

@@ -101,44 +101,7 @@ enum Command {
 #[derive(Subcommand)]
 enum DataCommand {
     /// Import a CSV file (a path the server can read, or --upload it).
-    Import {
-        /// The CSV file.
-        file: PathBuf,
-        /// Which column is what: `ts=timestamp,open=open,...`; `#N` is a 0-based index;
-        /// unnamed fields read the column of their own name.
-        #[arg(long)]
-        mapping: Option<String>,
-        /// Lines before the header to ignore (a banner).
-        #[arg(long, default_value_t = 0)]
-        skip_lines: u32,
-        /// `,`, `;`, `|` or `tab`; detected when absent.
-        #[arg(long)]
-        delimiter: Option<String>,
-        /// The file has no header line.
-        #[arg(long)]
-        no_header: bool,
-        /// iso8601, ymd-hm, mdy, epoch-s, epoch-ms, epoch-us, epoch-ns or a strftime pattern.
-        #[arg(long)]
-        time_format: Option<String>,
-        /// Zone of timestamps without an offset (UTC, America/New_York, America/Chicago).
-        #[arg(long)]
-        timezone: Option<String>,
-        /// Where the data came from ([a-z0-9_-]).
-        #[arg(long, default_value = "local")]
-        source: String,
-        /// Instrument symbol; guessed from `sym_tf_...csv` when absent.
-        #[arg(long)]
-        symbol: Option<String>,
-        /// Bar length (1m 5m 15m 1h 4h 1d 1w 1M); guessed from the file name when absent.
-        #[arg(long)]
-        timeframe: Option<String>,
-        /// equity, etf, future, fx, crypto, perpetual or index (picks the gap calendar).
-        #[arg(long, default_value = "equity")]
-        asset_class: String,
-        /// Stream the file to the server instead of passing its path.
-        #[arg(long)]
-        upload: bool,
-    },
+    Import(grodt::data::ImportArgs),
     /// List datasets, newest first.
     Ls,
     /// One dataset with its quality report.
@@ -299,36 +262,7 @@ async fn migrate(database_url: Option<String>) -> ExitCode {
 
 async fn data(addr: &str, command: DataCommand) -> ExitCode {
     let outcome = match command {
-        DataCommand::Import {
-            file,
-            mapping,
-            skip_lines,
-            delimiter,
-            no_header,
-            time_format,
-            timezone,
-            source,
-            symbol,
-            timeframe,
-            asset_class,
-            upload,
-        } => {
-            let args = grodt::data::ImportArgs {
-                file,
-                mapping,
-                skip_lines,
-                delimiter,
-                no_header,
-                time_format,
-                timezone,
-                source,
-                symbol,
-                timeframe,
-                asset_class,
-                upload,
-            };
-            grodt::data::import(addr, &args).await
-        }
+        DataCommand::Import(args) => grodt::data::import(addr, &args).await,
         DataCommand::Ls => grodt::data::ls(addr).await,
         DataCommand::Show { dataset } => grodt::data::show(addr, &dataset).await,
     };
