@@ -55,28 +55,38 @@ impl BacktestError {
     }
 }
 
-/// The options of `grodt backtest`, as parsed from the command line.
-#[derive(Debug, Clone)]
+/// The options of `grodt backtest` (parsed by clap in `main`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BacktestOptions {
-    /// Normalised CSV (`timestamp,open,high,low,close,volume`).
+    /// Normalised CSV: timestamp,open,high,low,close,volume.
+    #[arg(long)]
     pub data: PathBuf,
-    /// Strategy name.
+    /// Strategy name (sma_cross, s1).
+    #[arg(long)]
     pub strategy: String,
-    /// `name=value` parameters.
+    /// A strategy parameter as name=value; repeat for several.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     /// Starting cash.
+    #[arg(long, default_value = "100000")]
     pub cash: String,
-    /// `bps=N`, `pct=F` or `per_share=X[,min=Y]`.
+    /// Commission: bps=N, pct=F or per_share=X[,min=Y].
+    #[arg(long)]
     pub fees: Option<String>,
-    /// `bps=N`.
+    /// Slippage: bps=N.
+    #[arg(long)]
     pub slippage: Option<String>,
-    /// Periods per year of the metrics.
+    /// Periods per year of the metrics (252 equities, 365 crypto).
+    #[arg(long, default_value_t = 252.0)]
     pub periods_per_year: f64,
-    /// Fractional quantities.
+    /// Allow fractional quantities.
+    #[arg(long)]
     pub fractional: bool,
-    /// Seed of the run.
+    /// Seed of the run's random draws.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Where to write the HTML report.
+    /// Write the self-contained HTML report here.
+    #[arg(long)]
     pub report: Option<PathBuf>,
 }
 

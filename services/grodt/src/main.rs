@@ -58,38 +58,7 @@ enum Command {
         command: DataCommand,
     },
     /// Backtest a strategy on a CSV file; prints the metrics table.
-    Backtest {
-        /// Normalised CSV: timestamp,open,high,low,close,volume.
-        #[arg(long)]
-        data: PathBuf,
-        /// Strategy name (sma_cross, s1).
-        #[arg(long)]
-        strategy: String,
-        /// A strategy parameter as name=value; repeat for several.
-        #[arg(long = "param", value_name = "NAME=VALUE")]
-        params: Vec<String>,
-        /// Starting cash.
-        #[arg(long, default_value = "100000")]
-        cash: String,
-        /// Commission: bps=N, pct=F or per_share=X[,min=Y].
-        #[arg(long)]
-        fees: Option<String>,
-        /// Slippage: bps=N.
-        #[arg(long)]
-        slippage: Option<String>,
-        /// Periods per year of the metrics (252 equities, 365 crypto).
-        #[arg(long, default_value_t = 252.0)]
-        periods_per_year: f64,
-        /// Allow fractional quantities.
-        #[arg(long)]
-        fractional: bool,
-        /// Seed of the run's random draws.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Write the self-contained HTML report here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-    },
+    Backtest(grodt::backtest::BacktestOptions),
     /// Apply database migrations to `database.url` (GRODT_DATABASE__URL).
     Migrate {
         /// Overrides the configured database URL.
@@ -113,33 +82,6 @@ enum DataCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Backtest {
-        data,
-        strategy,
-        params,
-        cash,
-        fees,
-        slippage,
-        periods_per_year,
-        fractional,
-        seed,
-        report,
-    } = cli.command
-    {
-        // CPU only: no async runtime.
-        return backtest(&grodt::backtest::BacktestOptions {
-            data,
-            strategy,
-            params,
-            cash,
-            fees,
-            slippage,
-            periods_per_year,
-            fractional,
-            seed,
-            report,
-        });
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -171,7 +113,8 @@ fn main() -> ExitCode {
             } => health(&addr, &service, Duration::from_millis(timeout_ms)).await,
             Command::Migrate { database_url } => migrate(database_url).await,
             Command::Data { addr, command } => data(&addr, command).await,
-            Command::Backtest { .. } => unreachable!("handled before the runtime starts"),
+            // CPU-bound on this (the main) thread, which blocks no executor worker.
+            Command::Backtest(options) => backtest(&options),
         }
     })
 }
