@@ -466,16 +466,13 @@ impl Worker {
     /// Handles one job delivery: runs it unless this event was already
     /// processed, commits the result together with the processed mark, then
     /// publishes the result event.
+    ///
+    /// Results are published at least once: a delivery of a job whose result
+    /// is already durable (a crash or a bus error came between the commit and
+    /// the publish, so the job was not acked) publishes the stored result
+    /// again. Consumers of `grodt.backtest-results.v1` dedupe by `backtest_id`.
     async fn handle_job(&self, delivery: &Delivery) -> Result<(), WorkerError> {
         let event_id = delivery.envelope.event_id.to_string();
-        if self
-            .store
-            .processed_events()
-            .is_processed(GROUP, &event_id)
-            .await?
-        {
-            return Ok(());
-        }
         let job = v1::BacktestJob::decode(delivery.envelope.payload.as_ref())
             .map_err(|e| WorkerError::Corrupt(format!("job {event_id}: {e}")))?;
         let v1::BacktestJob {
@@ -486,6 +483,16 @@ impl Worker {
             trial_id,
             submitted_at: _,
         } = job;
+        if self
+            .store
+            .processed_events()
+            .is_processed(GROUP, &event_id)
+            .await?
+        {
+            return self
+                .republish_stored(&backtest_id, optimization_id, trial_id)
+                .await;
+        }
         let id = run_id(&backtest_id);
         let spec = spec.unwrap_or_default();
         let run = match self.store.runs().get(id).await {
@@ -499,7 +506,9 @@ impl Worker {
             Err(e) => return Err(e.into()),
         };
         if run.status.is_terminal() {
-            return Ok(());
+            return self
+                .republish_stored(&backtest_id, optimization_id, trial_id)
+                .await;
         }
         if run.status == RunStatus::Queued {
             self.store.runs().transition(id, RunStatus::Running).await?;
@@ -540,25 +549,56 @@ impl Worker {
             })
             .await?;
         if committed.is_some() {
-            let event = v1::BacktestResultEvent {
-                result: Some(result),
-                optimization_id,
-                trial_id,
-            };
-            let (traceparent, tracestate) = grodt_kit::telemetry::current_traceparent()
-                .map_or((None, None), |(p, s)| {
-                    (Some(p), (!s.is_empty()).then_some(s))
-                });
-            let envelope = Envelope::new(
-                "grodt.v1.BacktestResultEvent",
-                chrono::Utc::now(),
-                event.encode_to_vec(),
-            )
-            .with_trace(traceparent, tracestate);
-            self.bus
-                .publish(&stream(RESULTS_STREAM)?, &envelope)
+            self.publish_result(result, optimization_id, trial_id)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Publishes the stored result of a finished run again (nothing for a
+    /// run without one, such as a cancelled run).
+    async fn republish_stored(
+        &self,
+        backtest_id: &str,
+        optimization_id: String,
+        trial_id: String,
+    ) -> Result<(), WorkerError> {
+        let result = self.get(backtest_id).await?;
+        let finished = [
+            v1::BacktestStatus::Succeeded as i32,
+            v1::BacktestStatus::Failed as i32,
+        ];
+        if !finished.contains(&result.status) || result.worker.is_empty() {
+            return Ok(());
+        }
+        self.publish_result(result, optimization_id, trial_id).await
+    }
+
+    /// Publishes `result` on the results stream, in the current trace.
+    async fn publish_result(
+        &self,
+        result: v1::BacktestResult,
+        optimization_id: String,
+        trial_id: String,
+    ) -> Result<(), WorkerError> {
+        let event = v1::BacktestResultEvent {
+            result: Some(result),
+            optimization_id,
+            trial_id,
+        };
+        let (traceparent, tracestate) = grodt_kit::telemetry::current_traceparent()
+            .map_or((None, None), |(p, s)| {
+                (Some(p), (!s.is_empty()).then_some(s))
+            });
+        let envelope = Envelope::new(
+            "grodt.v1.BacktestResultEvent",
+            chrono::Utc::now(),
+            event.encode_to_vec(),
+        )
+        .with_trace(traceparent, tracestate);
+        self.bus
+            .publish(&stream(RESULTS_STREAM)?, &envelope)
+            .await?;
         Ok(())
     }
 }

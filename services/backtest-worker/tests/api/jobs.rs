@@ -1,6 +1,7 @@
 //! Several replicas in one consumer group on one Redis stream: jobs split
 //! between them, none lost, none run twice; a job a dropped consumer left
-//! unacked is claimed by another; a redelivered job does not run again.
+//! unacked is claimed by another; a redelivered job does not run again, and
+//! its stored result is published again (results are at least once).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -163,15 +164,27 @@ async fn a_job_left_unacked_by_a_dropped_consumer_is_claimed_and_redelivery_does
         .unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
 
-    // The same event delivered again (a producer retry): acked without running.
+    // The same event delivered again (a producer retry, or a crash between
+    // the commit and the result's publish): acked without running, and the
+    // stored result is published again, so no result is ever lost.
     live.publish_job(&envelope).await.unwrap();
     let report = consumer.step().await.unwrap();
     assert_eq!((report.read, report.acked), (1, 1));
+    let after = env
+        .db
+        .store()
+        .runs()
+        .get(grodt_backtest_worker::worker::run_id("orphan"))
+        .await
+        .unwrap();
+    assert_eq!(after.updated_at, run.updated_at, "the job ran once");
     let results = results(&env).await;
+    let orphan = &results["orphan"];
+    assert_eq!(orphan.len(), 2, "the stored result, published again");
+    assert_eq!(orphan[0].worker, "worker-live");
     assert_eq!(
-        results["orphan"].len(),
-        1,
-        "one result event: the job ran once"
+        orphan[0], orphan[1],
+        "the same result (same start and finish times): not a second run"
     );
-    assert_eq!(results["orphan"][0].worker, "worker-live");
+    assert!(orphan[0].finished_at.is_some());
 }
