@@ -22,9 +22,11 @@ const EMBEDDED_MAX_LEN: usize = 200_000;
 
 type BuildFuture = Pin<Box<dyn Future<Output = Result<Server, KitError>> + Send>>;
 
-/// A build that also reads the runner's configuration source and data
-/// directory (market-data keeps its catalog under `--data-dir`).
-pub type EmbeddedBuild = fn(Config<()>, Infra, ConfigSource, PathBuf) -> BuildFuture;
+/// Binds a service for the embedded runner: its config (the runner's ports),
+/// the shared infrastructure, the configuration source (for a service's own
+/// section) and the data directory (market-data and the backtest worker keep
+/// their shared catalog under it; the others ignore both).
+pub type Build = fn(Config<()>, Infra, ConfigSource, PathBuf) -> BuildFuture;
 
 /// One of the seven services as the embedded runner sees it.
 pub struct Member {
@@ -35,9 +37,7 @@ pub struct Member {
     /// Its built-in configuration, with its conventional ports.
     pub defaults: fn() -> Config<()>,
     /// Binds it against the given infrastructure.
-    pub build: fn(Config<()>, Infra) -> BuildFuture,
-    /// How `grodt up` binds it, when it differs from `build`.
-    pub embedded: Option<EmbeddedBuild>,
+    pub build: Build,
 }
 
 /// The seven services, in the order of docs/conventions.md.
@@ -50,54 +50,47 @@ pub fn members() -> [Member; 7] {
                 common: grodt_market_data::defaults().common,
                 service: (),
             },
-            build: |c, i| Box::pin(grodt_market_data::build_scratch(c, i)),
-            embedded: Some(|c, i, source, dir| {
+            build: |c, i, source, dir| {
                 Box::pin(grodt_market_data::build_embedded(c, i, source, dir))
-            }),
+            },
         },
         Member {
             name: grodt_regime::NAME,
             grpc_service: grodt_regime::GRPC_SERVICE,
             defaults: grodt_regime::defaults,
-            build: |c, i| Box::pin(grodt_regime::build(c, i)),
-            embedded: None,
+            build: |c, i, _, _| Box::pin(grodt_regime::build(c, i)),
         },
         Member {
             name: grodt_strategy::NAME,
             grpc_service: grodt_strategy::GRPC_SERVICE,
             defaults: grodt_strategy::defaults,
-            build: |c, i| Box::pin(grodt_strategy::build(c, i)),
-            embedded: None,
+            build: |c, i, _, _| Box::pin(grodt_strategy::build(c, i)),
         },
         Member {
             name: grodt_risk::NAME,
             grpc_service: grodt_risk::GRPC_SERVICE,
             defaults: grodt_risk::defaults,
-            build: |c, i| Box::pin(grodt_risk::build(c, i)),
-            embedded: None,
+            build: |c, i, _, _| Box::pin(grodt_risk::build(c, i)),
         },
         Member {
             name: grodt_execution::NAME,
             grpc_service: grodt_execution::GRPC_SERVICE,
             defaults: grodt_execution::defaults,
-            build: |c, i| Box::pin(grodt_execution::build(c, i)),
-            embedded: None,
+            build: |c, i, _, _| Box::pin(grodt_execution::build(c, i)),
         },
         Member {
             name: grodt_backtest_worker::NAME,
             grpc_service: grodt_backtest_worker::GRPC_SERVICE,
             defaults: grodt_backtest_worker::defaults,
-            build: |c, i| Box::pin(grodt_backtest_worker::build(c, i)),
-            embedded: Some(|c, i, source, dir| {
+            build: |c, i, source, dir| {
                 Box::pin(grodt_backtest_worker::build_embedded(c, i, source, dir))
-            }),
+            },
         },
         Member {
             name: grodt_optimizer::NAME,
             grpc_service: grodt_optimizer::GRPC_SERVICE,
             defaults: grodt_optimizer::defaults,
-            build: |c, i| Box::pin(grodt_optimizer::build(c, i)),
-            embedded: None,
+            build: |c, i, _, _| Box::pin(grodt_optimizer::build(c, i)),
         },
     ]
 }
@@ -196,14 +189,12 @@ pub async fn bind_all(
 ) -> Result<Vec<(&'static str, Server)>, UpError> {
     let mut servers = Vec::new();
     for (member, cfg) in configs {
-        let build = match member.embedded {
-            Some(embedded) => embedded(cfg, infra.clone(), source.clone(), data_dir.to_path_buf()),
-            None => (member.build)(cfg, infra.clone()),
-        };
-        let server = build.await.map_err(|source| UpError::Service {
-            service: member.name,
-            source,
-        })?;
+        let server = (member.build)(cfg, infra.clone(), source.clone(), data_dir.to_path_buf())
+            .await
+            .map_err(|source| UpError::Service {
+                service: member.name,
+                source,
+            })?;
         servers.push((member.name, server));
     }
     Ok(servers)

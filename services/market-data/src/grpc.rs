@@ -59,8 +59,6 @@ pub(crate) struct Shared {
     /// Imports run one at a time: the staged extras of `StoreMetadata` are
     /// keyed by dataset, and two imports of one dataset must not interleave.
     pub import_lock: Arc<Mutex<()>>,
-    /// A throw-away catalog directory, removed with the service.
-    pub _scratch: Option<tempfile::TempDir>,
 }
 
 /// The handler behind `grodt.v1.MarketDataService`.

@@ -55,7 +55,7 @@ pub async fn build(config: Config<MarketDataConfig>, infra: Infra) -> Result<Ser
         .catalog_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CATALOG_DIR));
-    build_at(config, infra, dir, None).await
+    build_at(config, infra, dir).await
 }
 
 /// For `grodt up`: the common sections come from the runner (its ports), the
@@ -77,29 +77,13 @@ pub async fn build_embedded(
         common: common.common,
         service: own.service,
     };
-    build_at(config, infra, dir, None).await
-}
-
-/// With the default `[market_data]` settings and a throw-away catalog
-/// removed when the server is dropped: for tests of the embedded runner.
-pub async fn build_scratch(common: Config<()>, infra: Infra) -> Result<Server, KitError> {
-    let scratch = tempfile::tempdir().map_err(|e| KitError::Dependency {
-        key: "market_data.catalog_dir",
-        reason: format!("temporary catalog: {e}"),
-    })?;
-    let dir = scratch.path().to_path_buf();
-    let config = Config {
-        common: common.common,
-        service: MarketDataConfig::default(),
-    };
-    build_at(config, infra, dir, Some(scratch)).await
+    build_at(config, infra, dir).await
 }
 
 async fn build_at(
     config: Config<MarketDataConfig>,
     infra: Infra,
     dir: PathBuf,
-    scratch: Option<tempfile::TempDir>,
 ) -> Result<Server, KitError> {
     let kit_metrics = Metrics::new(NAME, env!("CARGO_PKG_VERSION"))?;
     let metrics = Arc::new(metrics::MdMetrics::register(&kit_metrics)?);
@@ -130,7 +114,6 @@ async fn build_at(
         config: config.service.clone(),
         replays: replay::Replays::default(),
         import_lock: Arc::new(Mutex::new(())),
-        _scratch: scratch,
     });
     GrpcServerBuilder::for_service(
         NAME,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use grodt::up::Member;
 use grodt_bus::{BackPressure, InProcessBus};
+use grodt_kit::config::ConfigSource;
 use grodt_kit::{Infra, KitError};
 use grodt_store::testing::TestDb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,8 @@ pub struct Spawned {
     pub http: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), KitError>>,
+    /// The service's data directory (its catalog, if it has one); removed on drop.
+    _data_dir: tempfile::TempDir,
 }
 
 impl Spawned {
@@ -54,7 +57,12 @@ pub async fn spawn(member: &Member, infra: Infra) -> Spawned {
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
     config.common.grpc.addr = any;
     config.common.http.addr = any;
-    let server = (member.build)(config, infra)
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let source = ConfigSource {
+        dir: data_dir.path().join("no-config"),
+        ..ConfigSource::default()
+    };
+    let server = (member.build)(config, infra, source, data_dir.path().to_path_buf())
         .await
         .unwrap_or_else(|e| panic!("{} failed to bind: {e}", member.name));
     let (grpc, http) = (server.grpc_addr(), server.http_addr());
@@ -67,6 +75,7 @@ pub async fn spawn(member: &Member, infra: Infra) -> Spawned {
         http,
         stop,
         task,
+        _data_dir: data_dir,
     }
 }
 
