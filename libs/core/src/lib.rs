@@ -24,8 +24,8 @@ pub use fixed::{Price, Quantity};
 pub use instrument::{AssetClass, BorrowParams, Instrument, MarginParams};
 pub use ledger::{CostTotals, Portfolio};
 pub use order::{
-    BracketRequest, Order, OrderEvent, OrderId, OrderKind, OrderRequest, OrderStatus, Side, Size,
-    TimeInForce, TrailingOffset,
+    BracketRequest, Order, OrderEvent, OrderId, OrderKind, OrderRequest, OrderStatus, OrderUpdate,
+    Side, Size, TimeInForce, TrailingOffset,
 };
 pub use position::Position;
 pub use rounding::RoundingMode;

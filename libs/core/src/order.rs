@@ -354,6 +354,40 @@ impl Order {
     }
 }
 
+/// A change of an order's state as a venue reports it: every transition
+/// (accepted, triggered, partially filled, filled, cancelled, rejected, expired)
+/// and every fill's progress, so the owner of an order never waits on one that
+/// was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderUpdate {
+    /// The order (the id its submitter chose).
+    pub id: OrderId,
+    /// Instrument index, as in the order's request.
+    pub instrument: usize,
+    /// The state after the change.
+    pub status: OrderStatus,
+    /// Time of the change (UTC ns): the bar's or the submission's time.
+    pub ts: i64,
+    /// Raw quantity filled so far.
+    pub filled_raw: i64,
+    /// Why, for a rejection (and for a refusal that cancels a partly filled order).
+    pub reason: Option<String>,
+}
+
+impl OrderUpdate {
+    /// The update describing `order` as it is now.
+    pub fn of(order: &Order, ts: i64) -> Self {
+        Self {
+            id: order.id,
+            instrument: order.request.instrument,
+            status: order.status,
+            ts,
+            filled_raw: order.filled_raw,
+            reason: order.reject_reason.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,11 @@
-//! Event-driven backtest engine: the Strategy trait, fill/slippage/commission/latency/borrow/financing models, exact ledger updates.
+//! The trading core's simulation: a [`Venue`] that owns working orders, every
+//! fill and cost rule (fill/slippage/commission/latency/borrow/financing models),
+//! the exact ledger and trade tracking, driven one event at a time; and
+//! [`run_backtest`], the thin loop that feeds it preloaded bars and drives a
+//! strategy. The paper broker drives the same venue with live bars.
+//!
+//! Strategies are written against `grodt-strategy-api` (re-exported here as
+//! [`Strategy`] and [`Context`]) and never depend on this crate.
 //!
 //! Architecture invariant: no network, database or wall clock; time and randomness come in from outside
 //! (bar timestamps and the seed in [`BacktestConfig`]). Same inputs and seed give the same result, bit for bit.
@@ -21,20 +28,25 @@
 //! (market, stop, trailing stop), never improves a price, and limit fills are at
 //! the limit or better. Bracket exits go live from the bar after their entry's fill.
 
+pub mod backtest;
 pub mod config;
-pub mod engine;
 pub mod ledger;
 pub mod models;
 pub mod path;
-pub mod strategy;
+pub mod venue;
 
+pub use backtest::{run_backtest, run_backtest_with};
 pub use config::{
     BacktestConfig, CommissionSpec, DayCount, FillTiming, LatencySpec, LimitFill, Models,
     SlippageSpec,
 };
-pub use engine::{BacktestResult, EquityPoint, Trade, run_backtest, run_backtest_with};
+pub use grodt_strategy_api::{
+    AccountView, BarWindow, Command, Context, MarketView, OrderView, Outbox, Strategy, Windows,
+};
 pub use ledger::{ExactLedger, F64Ledger, Ledger, Mark};
-pub use strategy::{Command, Context, LedgerView, Strategy};
+pub use venue::{
+    BacktestResult, EquityPoint, PositionSnapshot, Snapshot, Trade, Venue, VenueEvent,
+};
 
 use grodt_core::CoreError;
 use grodt_core::error::{Classify, ErrorKind};
@@ -60,6 +72,32 @@ pub enum SimError {
         /// Why.
         reason: String,
     },
+    /// A bar or accrual dated before the venue's time.
+    #[error("time went back: venue is at {now}, got {ts}")]
+    TimeWentBack {
+        /// The venue's time (UTC ns).
+        now: i64,
+        /// The time given (UTC ns).
+        ts: i64,
+    },
+    /// An order id the caller chose is already taken.
+    #[error("order id {id} is already used")]
+    DuplicateOrder {
+        /// The id.
+        id: u64,
+    },
+    /// No order has this id.
+    #[error("no order with id {id}")]
+    UnknownOrder {
+        /// The id.
+        id: u64,
+    },
+    /// No instrument with this symbol or index.
+    #[error("unknown instrument {instrument}")]
+    UnknownInstrument {
+        /// The symbol or index given.
+        instrument: String,
+    },
     /// A domain rule was broken (bad instrument, illegal order transition, ledger invariant).
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -68,7 +106,12 @@ pub enum SimError {
 impl Classify for SimError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidConfig { .. } | Self::InvalidBar { .. } => ErrorKind::InvalidArgument,
+            Self::InvalidConfig { .. }
+            | Self::InvalidBar { .. }
+            | Self::UnknownInstrument { .. } => ErrorKind::InvalidArgument,
+            Self::TimeWentBack { .. } => ErrorKind::FailedPrecondition,
+            Self::DuplicateOrder { .. } => ErrorKind::AlreadyExists,
+            Self::UnknownOrder { .. } => ErrorKind::NotFound,
             Self::Core(e) => e.kind(),
         }
     }

@@ -1,7 +1,10 @@
-//! Reference strategies (SMA crossover, S1 trend) written once against the `grodt-sim` Strategy trait, used by backtests and the live pipeline alike.
+//! Reference strategies (SMA crossover, S1 trend) written once against the
+//! `grodt-strategy-api` Strategy trait, used by backtests, paper trading and the
+//! optimizer alike.
 //!
-//! Architecture invariant: strategies see only what `grodt_sim::Context` gives them
-//! (history up to the current bar, positions, cash, their orders); no I/O, no clock.
+//! Architecture invariant: strategies see only what `grodt_strategy_api::Context`
+//! gives them (a bounded window of bars up to the current one, positions, cash,
+//! their orders); no I/O, no clock, and no dependency on the engine that runs them.
 
 pub mod s1;
 pub mod sma_cross;

@@ -12,7 +12,7 @@
 use grodt_core::rounding::{RoundingMode, pow10_f64, round_raw_to_increment};
 use grodt_core::{Bar, BracketRequest, Decimal, OrderId, OrderRequest, Price, Side, Size};
 use grodt_indicators::{Atr, Ema, RollingVwap};
-use grodt_sim::{Context, Strategy};
+use grodt_strategy_api::{Context, Strategy};
 
 use crate::StrategyError;
 

@@ -9,7 +9,7 @@
 
 use grodt_core::{Bar, Decimal, OrderRequest, Side, Size};
 use grodt_indicators::SmaRaw;
-use grodt_sim::{Context, Strategy};
+use grodt_strategy_api::{Context, Strategy};
 
 use crate::StrategyError;
 

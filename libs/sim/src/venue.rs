@@ -1,10 +1,21 @@
-//! The event-driven loop: merges the instruments' bars by time, fills working
-//! orders against each new bar along the intrabar path, calls the strategy, books
-//! costs, and marks the ledger once per timestamp.
+//! The simulated venue: working orders, every fill and cost rule, the ledger and
+//! trade tracking, driven one event at a time from outside.
 //!
-//! Per bar with no working orders the engine does integer work only: an indicator
-//! update in the strategy, a raw-integer mark of the ledger and one push of an
-//! equity point. Decimal arithmetic happens at fills and day changes.
+//! A driver submits and cancels orders under ids it chooses, feeds bars one at a
+//! time ([`Venue::on_bar`]), accrues borrow and financing up to a time, and reads
+//! what each step caused from [`Venue::events`]: fills and every order-status
+//! change. The backtest loop ([`crate::run_backtest`]) is one such driver; the
+//! paper broker is another, so backtest and paper fills cannot drift apart.
+//!
+//! "Fills no earlier than the next bar" is keyed on a per-instrument bar
+//! counter: an order accepted after the venue saw `n` bars of its instrument
+//! can fill from that instrument's bar `n + 1` on (and not before its latency
+//! has elapsed in bar time).
+//!
+//! Per bar with no working orders the venue does integer work only: a bar check,
+//! a raw-integer mark and a counter. Decimal arithmetic happens at fills and day changes.
+
+use std::collections::HashMap;
 
 use grodt_core::fixed::notional;
 use grodt_core::rounding::{
@@ -12,8 +23,9 @@ use grodt_core::rounding::{
 };
 use grodt_core::time::day_index;
 use grodt_core::{
-    Bar, CostTotals, Decimal, Fill, Instrument, Liquidity, Order, OrderEvent, OrderId, OrderKind,
-    OrderRequest, OrderStatus, Price, Quantity, Side, Size, TimeInForce, TrailingOffset,
+    Bar, BracketRequest, CostTotals, Decimal, Fill, Instrument, Liquidity, Order, OrderEvent,
+    OrderId, OrderKind, OrderRequest, OrderStatus, OrderUpdate, Price, Quantity, Side, Size,
+    TimeInForce, TrailingOffset,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -24,7 +36,6 @@ use crate::config::{BacktestConfig, FillTiming, LimitFill, Models};
 use crate::ledger::{ExactLedger, Ledger, Mark, signed_value};
 use crate::models::{CommissionInput, SlippageInput};
 use crate::path::{Hit, Reach, first_reach, path_of};
-use crate::strategy::{Command, Context, Strategy};
 
 /// Equity at one timestamp (after every bar with that timestamp was processed).
 /// Kept to two fields so a million-bar curve stays small (24 bytes a point exact).
@@ -91,51 +102,78 @@ pub struct BacktestResult<V = Decimal> {
     pub bars: u64,
 }
 
-/// Runs a backtest with the exact ledger.
-///
-/// `bars[i]` are the bars of `instruments[i]`, strictly increasing in time. The
-/// strategy sees one bar at a time; orders it submits on bar t fill no earlier than
-/// the instrument's next bar (plus latency).
-pub fn run_backtest(
-    config: &BacktestConfig,
-    instruments: &[Instrument],
-    bars: &[Vec<Bar>],
-    strategy: &mut dyn Strategy,
-) -> Result<BacktestResult<Decimal>, SimError> {
-    run_backtest_with::<ExactLedger>(config, config.models(), instruments, bars, strategy)
+/// What a venue step caused, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum VenueEvent {
+    /// A fill (the order's update follows it).
+    Fill(Fill),
+    /// A change of an order's state.
+    Order(OrderUpdate),
 }
 
-/// Runs a backtest with explicit cost models and ledger back end (custom models,
-/// or the f64 ledger for benchmarks).
-pub fn run_backtest_with<L: Ledger>(
-    config: &BacktestConfig,
-    models: Models,
-    instruments: &[Instrument],
-    bars: &[Vec<Bar>],
-    strategy: &mut dyn Strategy,
-) -> Result<BacktestResult<L::Value>, SimError> {
-    config.validate()?;
-    validate_inputs(instruments, bars)?;
-    let mut engine = Engine::<L>::new(config, models, instruments, bars);
-    engine.run(strategy)?;
-    engine.finish()
+/// A position in a [`Snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PositionSnapshot {
+    /// Instrument symbol.
+    pub symbol: String,
+    /// Signed quantity.
+    pub quantity: Decimal,
+    /// The latest close it is marked at (`None` before the instrument's first bar).
+    pub mark: Option<Price>,
+    /// Signed market value at the mark.
+    pub value: Decimal,
 }
 
-fn validate_inputs(instruments: &[Instrument], bars: &[Vec<Bar>]) -> Result<(), SimError> {
+/// The venue's state at one moment, exact.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// The venue's time (UTC ns): the latest bar or accrual.
+    pub ts: i64,
+    /// Cash.
+    pub cash: Decimal,
+    /// Cash plus every position at its mark.
+    pub equity: Decimal,
+    /// Non-flat positions, by symbol.
+    pub positions: Vec<PositionSnapshot>,
+    /// Orders that can still fill or wait for a bracket entry.
+    pub open_orders: Vec<Order>,
+    /// Itemised costs so far.
+    pub costs: CostTotals,
+}
+
+/// Checks one bar of `inst` (its `index`-th) against the previous one's time.
+pub(crate) fn check_bar(
+    inst: &Instrument,
+    index: usize,
+    prev_ts: Option<i64>,
+    b: &Bar,
+) -> Result<(), SimError> {
+    let bad = |reason: &str| SimError::InvalidBar {
+        instrument: inst.id.clone(),
+        index,
+        reason: reason.into(),
+    };
+    b.check().map_err(bad)?;
+    if prev_ts.is_some_and(|p| b.ts <= p) {
+        return Err(bad("timestamp not after the previous bar"));
+    }
+    let tick = inst.tick_size.raw();
+    if tick > 1
+        && [b.open, b.high, b.low, b.close]
+            .iter()
+            .any(|p| p % tick != 0)
+    {
+        return Err(bad("price not on the tick"));
+    }
+    Ok(())
+}
+
+/// Checks a venue's instruments: at least one, each valid, ids unique.
+pub(crate) fn check_instruments(instruments: &[Instrument]) -> Result<(), SimError> {
     if instruments.is_empty() {
         return Err(SimError::InvalidConfig {
             field: "instruments",
             reason: "none given".into(),
-        });
-    }
-    if instruments.len() != bars.len() {
-        return Err(SimError::InvalidConfig {
-            field: "bars",
-            reason: format!(
-                "{} bar series for {} instruments",
-                bars.len(),
-                instruments.len()
-            ),
         });
     }
     for (i, inst) in instruments.iter().enumerate() {
@@ -146,27 +184,6 @@ fn validate_inputs(instruments: &[Instrument], bars: &[Vec<Bar>]) -> Result<(), 
                 reason: format!("duplicate id {}", inst.id),
             });
         }
-        let tick = inst.tick_size.raw();
-        let mut prev = i64::MIN;
-        for (k, b) in bars[i].iter().enumerate() {
-            let bad = |reason: &str| SimError::InvalidBar {
-                instrument: inst.id.clone(),
-                index: k,
-                reason: reason.into(),
-            };
-            b.check().map_err(bad)?;
-            if b.ts <= prev {
-                return Err(bad("timestamp not after the previous bar"));
-            }
-            if tick > 1
-                && [b.open, b.high, b.low, b.close]
-                    .iter()
-                    .any(|p| p % tick != 0)
-            {
-                return Err(bad("price not on the tick"));
-            }
-            prev = b.ts;
-        }
     }
     Ok(())
 }
@@ -176,7 +193,7 @@ fn validate_inputs(instruments: &[Instrument], bars: &[Vec<Bar>]) -> Result<(), 
 struct Working {
     order: usize,
     instrument: usize,
-    /// May fill only on bars with index > this (None: any bar).
+    /// May fill only on bars of its instrument with counter > this (None: any bar).
     after_bar: Option<usize>,
     /// And only on bars with ts >= this (latency).
     active_ts: i64,
@@ -203,141 +220,451 @@ struct OpenTrade {
     fills: u32,
 }
 
-struct Engine<'a, L: Ledger> {
-    config: &'a BacktestConfig,
+/// The simulated venue. `L` is the ledger back end: exact by default, `F64Ledger`
+/// for benchmarks.
+pub struct Venue<L: Ledger = ExactLedger> {
+    config: BacktestConfig,
     models: Models,
-    instruments: &'a [Instrument],
-    bars: &'a [Vec<Bar>],
+    instruments: Vec<Instrument>,
     rng: ChaCha8Rng,
     ledger: L,
     orders: Vec<Order>,
+    /// Ids that are not their order's index (ids a caller chose freely).
+    sparse_ids: HashMap<OrderId, usize>,
     children: Vec<[Option<usize>; 2]>,
     working: Vec<Working>,
     fills: Vec<Fill>,
     trades: Vec<Trade>,
     open_trades: Vec<Option<OpenTrade>>,
-    equity: Vec<EquityPoint<L::Value>>,
     marks: Vec<i64>,
-    cursor: Vec<usize>,
-    visible: Vec<usize>,
-    outbox: Vec<Command>,
-    next_id: u64,
+    /// Bars fed per instrument: the "next bar" counter.
+    seen: Vec<usize>,
+    last_bar: Vec<Option<Bar>>,
+    /// The instrument of the bar fed last, while no other instrument's bar came.
+    current: Option<usize>,
     last_day: Option<i64>,
     next_day_ts: i64,
     now: i64,
     bars_done: u64,
     scratch_marks: Vec<i64>,
     cands: Vec<(i64, usize, usize, i64, bool)>,
-    new_fills: Vec<usize>,
     same_close: Vec<usize>,
+    events: Vec<VenueEvent>,
 }
 
-impl<'a, L: Ledger> Engine<'a, L> {
-    fn new(
-        config: &'a BacktestConfig,
+impl<L: Ledger> Venue<L> {
+    /// A venue with the config's cost models and the exact or f64 ledger.
+    ///
+    /// # Errors
+    /// An invalid config or instrument list, naming the field.
+    pub fn new(config: BacktestConfig, instruments: Vec<Instrument>) -> Result<Self, SimError> {
+        let models = config.models();
+        Self::with_models(config, models, instruments)
+    }
+
+    /// A venue with explicit cost models.
+    ///
+    /// # Errors
+    /// An invalid config or instrument list, naming the field.
+    pub fn with_models(
+        config: BacktestConfig,
         models: Models,
-        instruments: &'a [Instrument],
-        bars: &'a [Vec<Bar>],
+        instruments: Vec<Instrument>,
+    ) -> Result<Self, SimError> {
+        config.validate()?;
+        check_instruments(&instruments)?;
+        Ok(Self::unchecked(config, models, instruments, 0))
+    }
+
+    /// `expected_bars` sizes the buffers (a backtest knows its series).
+    pub(crate) fn unchecked(
+        config: BacktestConfig,
+        models: Models,
+        instruments: Vec<Instrument>,
+        expected_bars: usize,
     ) -> Self {
         let n = instruments.len();
-        let total: usize = bars.iter().map(Vec::len).sum();
         // Room for a fill every 8 bars, capped so huge runs do not reserve gigabytes.
-        let reserve = (total / 8).min(1 << 20);
+        let reserve = (expected_bars / 8).min(1 << 20);
         Self {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            ledger: L::open(config.starting_cash, &instruments),
             config,
             models,
             instruments,
-            bars,
-            rng: ChaCha8Rng::seed_from_u64(config.seed),
-            ledger: L::open(config.starting_cash, instruments),
             // Reserved, not touched: untouched capacity costs no memory, and an
             // active strategy then never copies these while they grow.
             orders: Vec::with_capacity(reserve),
+            sparse_ids: HashMap::new(),
             children: Vec::with_capacity(reserve),
             working: Vec::new(),
             fills: Vec::with_capacity(reserve),
             trades: Vec::with_capacity(reserve / 2),
             open_trades: vec![None; n],
-            equity: Vec::with_capacity(if n == 1 { total } else { total / n + 1 }),
             marks: vec![0; n],
-            cursor: vec![0; n],
-            visible: vec![0; n],
-            outbox: Vec::new(),
-            next_id: 0,
+            seen: vec![0; n],
+            last_bar: vec![None; n],
+            current: None,
             last_day: None,
             next_day_ts: i64::MIN,
             now: i64::MIN,
             bars_done: 0,
             scratch_marks: vec![0; n],
             cands: Vec::new(),
-            new_fills: Vec::new(),
             same_close: Vec::new(),
+            events: Vec::new(),
         }
     }
 
-    fn run(&mut self, strategy: &mut dyn Strategy) -> Result<(), SimError> {
-        self.now = self
-            .bars
-            .iter()
-            .filter_map(|b| b.first())
-            .map(|b| b.ts)
-            .min()
-            .unwrap_or(0);
-        self.callback(strategy, |s, c| s.on_start(c));
-        self.apply_commands(None)?;
-        let n = self.instruments.len();
-        loop {
-            // Next timestamp: the smallest head among the series.
-            let mut ts = i64::MAX;
-            for i in 0..n {
-                if let Some(b) = self.bars[i].get(self.cursor[i]) {
-                    ts = ts.min(b.ts);
-                }
+    /// The instruments; order requests and fills refer to them by index.
+    pub fn instruments(&self) -> &[Instrument] {
+        &self.instruments
+    }
+
+    /// The index of the instrument named `symbol`.
+    pub fn instrument_index(&self, symbol: &str) -> Option<usize> {
+        self.instruments.iter().position(|i| i.id == symbol)
+    }
+
+    /// The venue's time: the latest bar fed or accrual (`i64::MIN` before either).
+    pub const fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// What the steps since the last [`Venue::clear_events`] caused, in order.
+    pub fn events(&self) -> &[VenueEvent] {
+        &self.events
+    }
+
+    /// Whether any event waits.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Forgets the events read so far.
+    pub fn clear_events(&mut self) {
+        self.events.clear();
+    }
+
+    /// Moves the waiting events into `into` (cleared first), keeping both
+    /// buffers' capacity.
+    pub fn take_events_into(&mut self, into: &mut Vec<VenueEvent>) {
+        into.clear();
+        std::mem::swap(&mut self.events, into);
+    }
+
+    /// An order by the id its submitter chose.
+    pub fn order(&self, id: OrderId) -> Option<&Order> {
+        self.lookup(id).map(|i| &self.orders[i])
+    }
+
+    /// Every order so far, in submission order.
+    pub fn orders(&self) -> &[Order] {
+        &self.orders
+    }
+
+    /// Every fill so far.
+    pub fn fills(&self) -> &[Fill] {
+        &self.fills
+    }
+
+    /// Bars fed so far, all instruments.
+    pub const fn bars_fed(&self) -> u64 {
+        self.bars_done
+    }
+
+    /// Bars fed so far of one instrument.
+    pub fn bars_seen(&self, instrument: usize) -> usize {
+        self.seen.get(instrument).copied().unwrap_or(0)
+    }
+
+    /// Cash.
+    pub fn cash(&self) -> Decimal {
+        self.ledger.cash()
+    }
+
+    /// Signed raw position of an instrument.
+    pub fn position_raw(&self, instrument: usize) -> i64 {
+        self.ledger.position_raw(instrument)
+    }
+
+    /// Equity at the latest closes, in the ledger's number type.
+    ///
+    /// # Errors
+    /// A ledger overflow.
+    pub fn equity(&self) -> Result<L::Value, SimError> {
+        self.ledger.equity(&self.marks)
+    }
+
+    /// Equity at the latest closes, exact.
+    ///
+    /// # Errors
+    /// A ledger overflow.
+    pub fn equity_decimal(&self) -> Result<Decimal, SimError> {
+        self.ledger.equity_decimal(&self.marks)
+    }
+
+    /// Cash, positions, equity, open orders and costs now.
+    ///
+    /// # Errors
+    /// A ledger overflow.
+    pub fn snapshot(&self) -> Result<Snapshot, SimError> {
+        let mut positions = Vec::new();
+        for (i, inst) in self.instruments.iter().enumerate() {
+            let q = self.ledger.position_raw(i);
+            if q == 0 {
+                continue;
             }
-            if ts == i64::MAX {
-                break;
-            }
-            self.now = ts;
-            self.accrue(ts)?;
-            for i in 0..n {
-                let k = self.cursor[i];
-                let Some(bar) = self.bars[i].get(k) else {
-                    continue;
-                };
-                if bar.ts != ts {
-                    continue;
-                }
-                self.on_instrument_bar(strategy, i, k, bar)?;
-                self.cursor[i] = k + 1;
-                self.bars_done += 1;
-            }
-            let equity = self.ledger.equity(&self.marks)?;
-            self.equity.push(EquityPoint { ts, equity });
+            let mark = self.last_bar[i]
+                .map(|b| Price::from_raw(b.close, inst.price_precision))
+                .transpose()?;
+            positions.push(PositionSnapshot {
+                symbol: inst.id.clone(),
+                quantity: Decimal::new(q, u32::from(inst.size_precision)),
+                mark,
+                value: signed_value(inst, q, self.marks[i])?,
+            });
         }
-        self.callback(strategy, |s, c| s.on_stop(c));
+        Ok(Snapshot {
+            ts: self.now,
+            cash: self.ledger.cash(),
+            equity: self.ledger.equity_decimal(&self.marks)?,
+            positions,
+            open_orders: self
+                .orders
+                .iter()
+                .filter(|o| !o.status().is_terminal())
+                .cloned()
+                .collect(),
+            costs: self.ledger.costs(),
+        })
+    }
+
+    fn lookup(&self, id: OrderId) -> Option<usize> {
+        match usize::try_from(id.0).ok() {
+            Some(i) if self.orders.get(i).is_some_and(|o| o.id == id) => Some(i),
+            _ => self.sparse_ids.get(&id).copied(),
+        }
+    }
+
+    /// Applies an order event and records the change.
+    fn transition(
+        &mut self,
+        o: usize,
+        event: OrderEvent,
+        reason: Option<String>,
+    ) -> Result<(), SimError> {
+        let order = &mut self.orders[o];
+        order.apply(event)?;
+        if reason.is_some() && event == OrderEvent::Reject {
+            order.reject_reason.clone_from(&reason);
+        }
+        let mut update = OrderUpdate::of(order, self.now);
+        if reason.is_some() {
+            update.reason = reason;
+        }
+        self.events.push(VenueEvent::Order(update));
         Ok(())
     }
 
-    #[inline]
-    fn on_instrument_bar(
+    /// Moves the venue's clock to `ts` and charges borrow on shorts and financing
+    /// on negative cash for every calendar day begun since the last accrual.
+    /// Feeding a bar does this too; a driver calls it to accrue over days without bars.
+    ///
+    /// # Errors
+    /// `ts` before the venue's time, or a ledger overflow.
+    pub fn accrue_to(&mut self, ts: i64) -> Result<(), SimError> {
+        if ts < self.now {
+            return Err(SimError::TimeWentBack { now: self.now, ts });
+        }
+        self.now = ts;
+        self.accrue(ts)
+    }
+
+    /// Submits an order under the id the caller chose. A request the venue
+    /// refuses (unknown instrument, quantity or price off its grid...) becomes a
+    /// `Rejected` order with the reason, reported in the events like any change.
+    ///
+    /// # Errors
+    /// The id is already taken.
+    pub fn submit(&mut self, id: OrderId, req: OrderRequest) -> Result<(), SimError> {
+        self.check_new_id(id)?;
+        self.create(id, req, true)?;
+        self.retain_working();
+        Ok(())
+    }
+
+    /// Submits a bracket: the entry now; a take-profit limit and a stop-loss stop,
+    /// which go live for the entry's filled quantity from the bar after it fills
+    /// and cancel each other.
+    ///
+    /// # Errors
+    /// One of the ids is already taken.
+    pub fn submit_bracket(
         &mut self,
-        strategy: &mut dyn Strategy,
-        i: usize,
-        k: usize,
-        bar: &'a Bar,
+        entry_id: OrderId,
+        take_profit_id: OrderId,
+        stop_loss_id: OrderId,
+        br: BracketRequest,
     ) -> Result<(), SimError> {
+        for id in [entry_id, take_profit_id, stop_loss_id] {
+            self.check_new_id(id)?;
+        }
+        if entry_id == take_profit_id || entry_id == stop_loss_id || take_profit_id == stop_loss_id
+        {
+            return Err(SimError::DuplicateOrder { id: entry_id.0 });
+        }
+        let entry = self.create(entry_id, br.entry, true)?;
+        let exit_side = br.entry.side.opposite();
+        let size = Size::Fixed(Quantity::zero(
+            self.instruments
+                .get(br.entry.instrument)
+                .map_or(0, |i| i.size_precision),
+        ));
+        let tp_req = OrderRequest {
+            instrument: br.entry.instrument,
+            side: exit_side,
+            size,
+            kind: OrderKind::Limit {
+                price: br.take_profit,
+            },
+            tif: TimeInForce::Gtc,
+        };
+        let sl_req = OrderRequest {
+            instrument: br.entry.instrument,
+            side: exit_side,
+            size,
+            kind: OrderKind::Stop {
+                trigger: br.stop_loss,
+            },
+            tif: TimeInForce::Gtc,
+        };
+        let t = self.create(take_profit_id, tp_req, false)?;
+        let s = self.create(stop_loss_id, sl_req, false)?;
+        for (x, other) in [(t, stop_loss_id), (s, take_profit_id)] {
+            self.orders[x].parent = Some(entry_id);
+            self.orders[x].oco = Some(other);
+            self.orders[x].quantity = None;
+        }
+        self.children[entry] = [Some(t), Some(s)];
+        if self.orders[entry].status() == OrderStatus::Rejected {
+            for c in [t, s] {
+                if self.orders[c].status() == OrderStatus::New {
+                    self.transition(c, OrderEvent::Cancel, None)?;
+                }
+            }
+        }
+        self.retain_working();
+        Ok(())
+    }
+
+    /// Submits two orders where a fill of one cancels the other.
+    ///
+    /// # Errors
+    /// One of the ids is already taken.
+    pub fn submit_oco(
+        &mut self,
+        a_id: OrderId,
+        a: OrderRequest,
+        b_id: OrderId,
+        b: OrderRequest,
+    ) -> Result<(), SimError> {
+        self.check_new_id(a_id)?;
+        self.check_new_id(b_id)?;
+        if a_id == b_id {
+            return Err(SimError::DuplicateOrder { id: a_id.0 });
+        }
+        let x = self.create(a_id, a, true)?;
+        let y = self.create(b_id, b, true)?;
+        self.orders[x].oco = Some(b_id);
+        self.orders[y].oco = Some(a_id);
+        self.retain_working();
+        Ok(())
+    }
+
+    /// Cancels an order and, if it never filled, its bracket exits. An order
+    /// already terminal is left as it is (cancelling is idempotent).
+    ///
+    /// # Errors
+    /// No order has this id.
+    pub fn cancel(&mut self, id: OrderId) -> Result<(), SimError> {
+        let idx = self.lookup(id).ok_or(SimError::UnknownOrder { id: id.0 })?;
+        let status = self.orders[idx].status();
+        if status.is_working() || status == OrderStatus::New {
+            self.transition(idx, OrderEvent::Cancel, None)?;
+            self.cancel_children_if_unfilled(idx)?;
+            self.retain_working();
+        }
+        Ok(())
+    }
+
+    fn check_new_id(&self, id: OrderId) -> Result<(), SimError> {
+        if self.lookup(id).is_some() {
+            return Err(SimError::DuplicateOrder { id: id.0 });
+        }
+        Ok(())
+    }
+
+    fn retain_working(&mut self) {
+        let orders = &self.orders;
+        self.working
+            .retain(|w| orders[w.order].status().is_working());
+    }
+
+    /// Feeds one bar of `instrument`: fills working orders against it along the
+    /// intrabar path, then marks the instrument at the close. The fills and
+    /// order changes it caused are appended to [`Venue::events`].
+    ///
+    /// # Errors
+    /// An unknown instrument, a bar that is malformed, off the tick or not after
+    /// the instrument's previous bar, a bar before the venue's time; a ledger
+    /// overflow. A refused bar changes nothing.
+    pub fn on_bar(&mut self, instrument: usize, bar: &Bar) -> Result<(), SimError> {
+        let inst = self
+            .instruments
+            .get(instrument)
+            .ok_or_else(|| SimError::UnknownInstrument {
+                instrument: instrument.to_string(),
+            })?;
+        check_bar(
+            inst,
+            self.seen[instrument],
+            self.last_bar[instrument].map(|b| b.ts),
+            bar,
+        )?;
+        if bar.ts < self.now {
+            return Err(SimError::TimeWentBack {
+                now: self.now,
+                ts: bar.ts,
+            });
+        }
+        self.on_bar_unchecked(instrument, bar)
+    }
+
+    /// [`Venue::on_bar`] by symbol.
+    ///
+    /// # Errors
+    /// As [`Venue::on_bar`]; an unknown symbol.
+    pub fn on_bar_of(&mut self, symbol: &str, bar: &Bar) -> Result<(), SimError> {
+        let i = self
+            .instrument_index(symbol)
+            .ok_or_else(|| SimError::UnknownInstrument {
+                instrument: symbol.to_string(),
+            })?;
+        self.on_bar(i, bar)
+    }
+
+    /// The bar step, for a driver that checked the bar and time itself.
+    #[inline]
+    pub(crate) fn on_bar_unchecked(&mut self, i: usize, bar: &Bar) -> Result<(), SimError> {
+        if bar.ts != self.now {
+            self.now = bar.ts;
+            self.accrue(bar.ts)?;
+        }
+        let k = self.seen[i];
+        self.current = Some(i);
         if !self.working.is_empty() {
             self.process_orders(i, k, bar)?;
-            if !self.new_fills.is_empty() {
-                let fills = std::mem::take(&mut self.new_fills);
-                for &f in &fills {
-                    let fill = self.fills[f].clone();
-                    self.callback(strategy, |s, c| s.on_fill(c, &fill));
-                    self.apply_commands(Some((i, k.wrapping_sub(1))))?;
-                }
-                self.new_fills = fills;
-                self.new_fills.clear();
-            }
         }
         if let Some(t) = self.open_trades[i].as_mut()
             && k > t.entry_bar
@@ -346,53 +673,71 @@ impl<'a, L: Ledger> Engine<'a, L> {
             t.high = t.high.max(bar.high);
         }
         self.marks[i] = bar.close;
-        self.visible[i] = k + 1;
-        self.callback(strategy, |s, c| s.on_bar(c, i, bar));
-        if !self.outbox.is_empty() {
-            self.apply_commands(Some((i, k)))?;
-            if !self.same_close.is_empty() {
-                let list = std::mem::take(&mut self.same_close);
-                for &o in &list {
-                    if self.orders[o].status().is_working() {
-                        self.execute(o, i, k, bar, bar.close, Liquidity::Taker)?;
-                    }
-                }
-                self.same_close = list;
-                self.same_close.clear();
-                self.working
-                    .retain(|w| self.orders[w.order].status().is_working());
-                if !self.new_fills.is_empty() {
-                    let fills = std::mem::take(&mut self.new_fills);
-                    for &f in &fills {
-                        let fill = self.fills[f].clone();
-                        self.callback(strategy, |s, c| s.on_fill(c, &fill));
-                        self.apply_commands(Some((i, k)))?;
-                    }
-                    self.new_fills = fills;
-                    self.new_fills.clear();
-                }
-            }
-        }
+        self.last_bar[i] = Some(*bar);
+        self.seen[i] = k + 1;
+        self.bars_done += 1;
         Ok(())
     }
 
-    fn callback(
-        &mut self,
-        strategy: &mut dyn Strategy,
-        f: impl FnOnce(&mut dyn Strategy, &mut Context<'_>),
-    ) {
-        let mut ctx = Context {
-            now: self.now,
-            instruments: self.instruments,
-            bars: self.bars,
-            visible: &self.visible,
-            marks: &self.marks,
-            ledger: &self.ledger,
-            orders: &self.orders,
-            outbox: &mut self.outbox,
-            next_id: &mut self.next_id,
-        };
-        f(strategy, &mut ctx);
+    /// Whether market orders wait to fill at the close of the bar fed last
+    /// ([`FillTiming::SameBarClose`]).
+    pub fn has_close_fills(&self) -> bool {
+        !self.same_close.is_empty()
+    }
+
+    /// With [`FillTiming::SameBarClose`]: fills the market orders submitted since
+    /// the last bar of their instrument at that bar's close (the cheat-on-close
+    /// mode of some backtesters; never with latency).
+    ///
+    /// # Errors
+    /// A ledger overflow.
+    pub fn fill_at_close(&mut self) -> Result<(), SimError> {
+        if self.same_close.is_empty() {
+            return Ok(());
+        }
+        let list = std::mem::take(&mut self.same_close);
+        for &o in &list {
+            let i = self.orders[o].request.instrument;
+            if let Some(bar) = self.last_bar[i]
+                && self.orders[o].status().is_working()
+            {
+                self.execute(o, i, self.seen[i] - 1, &bar, bar.close, Liquidity::Taker)?;
+            }
+        }
+        self.same_close = list;
+        self.same_close.clear();
+        self.retain_working();
+        Ok(())
+    }
+
+    /// Closes the books: open trades are reported as open at their last mark.
+    ///
+    /// # Errors
+    /// A ledger overflow.
+    pub fn finish(
+        mut self,
+        equity: Vec<EquityPoint<L::Value>>,
+    ) -> Result<BacktestResult<L::Value>, SimError> {
+        for i in 0..self.instruments.len() {
+            if let Some(t) = self.open_trades[i].take() {
+                let last = self.seen[i].saturating_sub(1);
+                let trade = self.close_trade(i, t, None, last, None)?;
+                self.trades.push(trade);
+            }
+        }
+        let last = self.ledger.mark(&self.marks)?;
+        Ok(BacktestResult {
+            positions: (0..self.instruments.len())
+                .map(|i| self.ledger.position_raw(i))
+                .collect(),
+            costs: self.ledger.costs(),
+            equity,
+            fills: self.fills,
+            trades: self.trades,
+            orders: self.orders,
+            last,
+            bars: self.bars_done,
+        })
     }
 
     /// Borrow on shorts and financing on negative cash, per calendar day elapsed.
@@ -449,7 +794,7 @@ impl<'a, L: Ledger> Engine<'a, L> {
         let inst = self
             .instruments
             .get(r.instrument)
-            .ok_or_else(|| format!("instrument {} does not exist", r.instrument))?;
+            .ok_or_else(|| format!("instrument index {} does not exist", r.instrument))?;
         match r.size {
             // A bracket exit's quantity is the entry's filled quantity, set when it fills.
             Size::Fixed(_) if exit => {}
@@ -482,44 +827,41 @@ impl<'a, L: Ledger> Engine<'a, L> {
         Ok(())
     }
 
-    /// Creates an order; `working` says whether it is live now (false for bracket exits).
-    fn create(
-        &mut self,
-        id: OrderId,
-        req: OrderRequest,
-        live: bool,
-        decided: Option<(usize, usize)>,
-    ) -> Result<usize, SimError> {
+    /// Creates an order; `live` says whether it works now (false for bracket exits).
+    fn create(&mut self, id: OrderId, req: OrderRequest, live: bool) -> Result<usize, SimError> {
         let idx = self.orders.len();
-        debug_assert_eq!(
-            usize::try_from(id.0).ok(),
-            Some(idx),
-            "order ids are indices"
-        );
-        let mut order = Order::new(id, req, self.now);
+        if usize::try_from(id.0).ok() != Some(idx) {
+            self.sparse_ids.insert(id, idx);
+        }
+        self.orders.push(Order::new(id, req, self.now));
         self.children.push([None, None]);
         if let Err(reason) = self.validate_request(&req, !live) {
-            order.reject(reason)?;
-            self.orders.push(order);
+            self.transition(idx, OrderEvent::Reject, Some(reason))?;
             return Ok(idx);
         }
-        self.orders.push(order);
         if live {
-            self.activate(idx, decided)?;
+            // Not before the instrument's next bar: the counter of bars seen so far.
+            let after = self
+                .seen
+                .get(req.instrument)
+                .and_then(|&n| n.checked_sub(1));
+            let close_ok = self.current == Some(req.instrument);
+            self.activate(idx, after, close_ok)?;
         }
         Ok(idx)
     }
 
-    fn activate(&mut self, idx: usize, decided: Option<(usize, usize)>) -> Result<(), SimError> {
-        self.orders[idx].apply(OrderEvent::Accept)?;
+    /// Accepts an order and makes it work on bars of its instrument with a
+    /// counter above `after_bar`, once its latency elapsed.
+    fn activate(
+        &mut self,
+        idx: usize,
+        after_bar: Option<usize>,
+        close_ok: bool,
+    ) -> Result<(), SimError> {
+        self.transition(idx, OrderEvent::Accept, None)?;
         let req = self.orders[idx].request;
         let delay = self.models.latency.delay_ns(&mut self.rng);
-        let after_bar = match decided {
-            Some((i, k)) if i == req.instrument => Some(k),
-            // Decided on another instrument's bar at this timestamp: not before that instrument's next bar.
-            _ if self.visible[req.instrument] > 0 => Some(self.visible[req.instrument] - 1),
-            _ => None,
-        };
         let mut w = Working {
             order: idx,
             instrument: req.instrument,
@@ -537,7 +879,7 @@ impl<'a, L: Ledger> Engine<'a, L> {
         if self.config.fill_timing == FillTiming::SameBarClose
             && req.kind == OrderKind::Market
             && delay == 0
-            && decided.is_some_and(|(i, _)| i == req.instrument)
+            && close_ok
         {
             self.same_close.push(idx);
         }
@@ -573,89 +915,11 @@ impl<'a, L: Ledger> Engine<'a, L> {
         Ok(round_raw_to_increment(level, inst.tick_size.raw(), mode)?)
     }
 
-    fn apply_commands(&mut self, decided: Option<(usize, usize)>) -> Result<(), SimError> {
-        if self.outbox.is_empty() {
-            return Ok(());
-        }
-        let cmds = std::mem::take(&mut self.outbox);
-        for cmd in &cmds {
-            match *cmd {
-                Command::Submit(id, req) => {
-                    self.create(id, req, true, decided)?;
-                }
-                Command::Oco(ia, a, ib, b) => {
-                    let x = self.create(ia, a, true, decided)?;
-                    let y = self.create(ib, b, true, decided)?;
-                    self.orders[x].oco = Some(ib);
-                    self.orders[y].oco = Some(ia);
-                }
-                Command::Bracket(e, tp, sl, br) => {
-                    let entry = self.create(e, br.entry, true, decided)?;
-                    let exit_side = br.entry.side.opposite();
-                    let size = Size::Fixed(Quantity::zero(
-                        self.instruments
-                            .get(br.entry.instrument)
-                            .map_or(0, |i| i.size_precision),
-                    ));
-                    let tp_req = OrderRequest {
-                        instrument: br.entry.instrument,
-                        side: exit_side,
-                        size,
-                        kind: OrderKind::Limit {
-                            price: br.take_profit,
-                        },
-                        tif: TimeInForce::Gtc,
-                    };
-                    let sl_req = OrderRequest {
-                        instrument: br.entry.instrument,
-                        side: exit_side,
-                        size,
-                        kind: OrderKind::Stop {
-                            trigger: br.stop_loss,
-                        },
-                        tif: TimeInForce::Gtc,
-                    };
-                    let t = self.create(tp, tp_req, false, decided)?;
-                    let s = self.create(sl, sl_req, false, decided)?;
-                    for (x, other) in [(t, sl), (s, tp)] {
-                        self.orders[x].parent = Some(e);
-                        self.orders[x].oco = Some(other);
-                        self.orders[x].quantity = None;
-                    }
-                    self.children[entry] = [Some(t), Some(s)];
-                    if self.orders[entry].status() == OrderStatus::Rejected {
-                        for c in [t, s] {
-                            if self.orders[c].status() == OrderStatus::New {
-                                self.orders[c].apply(OrderEvent::Cancel)?;
-                            }
-                        }
-                    }
-                }
-                Command::Cancel(id) => {
-                    if let Some(o) = usize::try_from(id.0)
-                        .ok()
-                        .and_then(|i| self.orders.get_mut(i))
-                        && (o.status().is_working() || o.status() == OrderStatus::New)
-                    {
-                        o.apply(OrderEvent::Cancel)?;
-                        let idx = usize::try_from(id.0).unwrap_or(usize::MAX);
-                        self.cancel_children_if_unfilled(idx)?;
-                    }
-                }
-            }
-        }
-        self.outbox = cmds;
-        self.outbox.clear();
-        self.working
-            .retain(|w| self.orders[w.order].status().is_working());
-        Ok(())
-    }
-
     fn cancel_children_if_unfilled(&mut self, idx: usize) -> Result<(), SimError> {
         if self.orders[idx].filled_raw() == 0 {
             for c in self.children[idx].into_iter().flatten() {
                 if !self.orders[c].status().is_terminal() {
-                    self.orders[c].apply(OrderEvent::Cancel)?;
+                    self.transition(c, OrderEvent::Cancel, None)?;
                 }
             }
         }
@@ -681,7 +945,7 @@ impl<'a, L: Ledger> Engine<'a, L> {
                 match w.day {
                     None => self.working[wi].day = Some(day),
                     Some(d) if d != day => {
-                        self.orders[o].apply(OrderEvent::Expire)?;
+                        self.transition(o, OrderEvent::Expire, None)?;
                         self.cancel_children_if_unfilled(o)?;
                         continue;
                     }
@@ -720,7 +984,7 @@ impl<'a, L: Ledger> Engine<'a, L> {
                         };
                         let t = first_reach(&path, 0, level, away, false);
                         if t.is_some() {
-                            self.orders[o].apply(OrderEvent::Trigger)?;
+                            self.transition(o, OrderEvent::Trigger, None)?;
                         }
                         t.map(|h| (h, false))
                     }
@@ -731,7 +995,7 @@ impl<'a, L: Ledger> Engine<'a, L> {
                     } else {
                         let t = first_reach(&path, 0, trigger.raw(), away, false);
                         if t.is_some() {
-                            self.orders[o].apply(OrderEvent::Trigger)?;
+                            self.transition(o, OrderEvent::Trigger, None)?;
                         }
                         t.map(|h| h.dist)
                     };
@@ -771,7 +1035,7 @@ impl<'a, L: Ledger> Engine<'a, L> {
             }
             let req = self.orders[o].request;
             if matches!(req.tif, TimeInForce::Ioc | TimeInForce::Fok) {
-                self.orders[o].apply(OrderEvent::Cancel)?;
+                self.transition(o, OrderEvent::Cancel, None)?;
                 self.cancel_children_if_unfilled(o)?;
                 continue;
             }
@@ -798,9 +1062,9 @@ impl<'a, L: Ledger> Engine<'a, L> {
 
     fn refuse(&mut self, o: usize, reason: String) -> Result<(), SimError> {
         if self.orders[o].status() == OrderStatus::PartiallyFilled {
-            self.orders[o].apply(OrderEvent::Cancel)?;
+            self.transition(o, OrderEvent::Cancel, Some(reason))?;
         } else {
-            self.orders[o].reject(reason)?;
+            self.transition(o, OrderEvent::Reject, Some(reason))?;
         }
         self.cancel_children_if_unfilled(o)
     }
@@ -888,7 +1152,7 @@ impl<'a, L: Ledger> Engine<'a, L> {
             fill_raw = fill_raw.min(cap.raw());
         }
         if req.tif == TimeInForce::Fok && fill_raw < remaining {
-            self.orders[o].apply(OrderEvent::Cancel)?;
+            self.transition(o, OrderEvent::Cancel, None)?;
             return self.cancel_children_if_unfilled(o);
         }
         if fill_raw <= 0 {
@@ -976,15 +1240,20 @@ impl<'a, L: Ledger> Engine<'a, L> {
         self.ledger.apply_fill(&fill)?;
         self.orders[o].apply(OrderEvent::Fill(qty))?;
         self.track_trade(&fill, pos, k, fill_notional)?;
-        self.new_fills.push(self.fills.len());
+        self.events.push(VenueEvent::Fill(fill.clone()));
+        self.events
+            .push(VenueEvent::Order(OrderUpdate::of(&self.orders[o], bar.ts)));
         self.fills.push(fill);
         if let Some(other) = self.orders[o].oco
-            && let Some(x) = usize::try_from(other.0).ok()
+            && let Some(x) = self.lookup(other)
             && !self.orders[x].status().is_terminal()
         {
-            self.orders[x].apply(OrderEvent::Cancel)?;
+            self.transition(x, OrderEvent::Cancel, None)?;
         }
-        let filled = Quantity::from_raw(self.orders[o].filled_raw(), inst.size_precision)?;
+        let filled = Quantity::from_raw(
+            self.orders[o].filled_raw(),
+            self.instruments[i].size_precision,
+        )?;
         for c in self.children[o].into_iter().flatten() {
             match self.orders[c].status() {
                 OrderStatus::New => {
@@ -992,11 +1261,8 @@ impl<'a, L: Ledger> Engine<'a, L> {
                     // Exits go live from the bar after the entry's fill.
                     let saved = self.now;
                     self.now = bar.ts;
-                    self.activate(c, Some((i, k)))?;
+                    self.activate(c, Some(k), false)?;
                     self.now = saved;
-                    if let Some(w) = self.working.last_mut() {
-                        w.after_bar = Some(k);
-                    }
                 }
                 OrderStatus::Accepted => self.orders[c].quantity = Some(filled),
                 _ => {}
@@ -1148,29 +1414,6 @@ impl<'a, L: Ledger> Engine<'a, L> {
             mfe,
             fills: t.fills,
             bars_held: (k - t.entry_bar + 1) as u64,
-        })
-    }
-
-    fn finish(mut self) -> Result<BacktestResult<L::Value>, SimError> {
-        for i in 0..self.instruments.len() {
-            if let Some(t) = self.open_trades[i].take() {
-                let last = self.bars[i].len().saturating_sub(1);
-                let trade = self.close_trade(i, t, None, last, None)?;
-                self.trades.push(trade);
-            }
-        }
-        let last = self.ledger.mark(&self.marks)?;
-        Ok(BacktestResult {
-            positions: (0..self.instruments.len())
-                .map(|i| self.ledger.position_raw(i))
-                .collect(),
-            costs: self.ledger.costs(),
-            equity: self.equity,
-            fills: self.fills,
-            trades: self.trades,
-            orders: self.orders,
-            last,
-            bars: self.bars_done,
         })
     }
 }

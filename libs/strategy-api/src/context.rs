@@ -1,0 +1,220 @@
+//! What a strategy callback sees and how its requests leave it.
+
+use grodt_core::{Bar, BracketRequest, Decimal, Instrument, Order, OrderId, OrderRequest};
+
+/// Recent bars per instrument, up to and including the current one.
+pub trait MarketView {
+    /// Bars of `instrument` up to and including the latest one the driver fed,
+    /// oldest first; a bounded window, empty before the instrument's first bar.
+    fn history(&self, instrument: usize) -> &[Bar];
+}
+
+/// The account as the driver knows it.
+pub trait AccountView {
+    /// Cash.
+    fn cash(&self) -> Decimal;
+    /// Signed raw position of an instrument (at its size precision).
+    fn position_raw(&self, instrument: usize) -> i64;
+    /// Cash plus the value of every position at the latest closes.
+    fn equity(&self) -> Decimal;
+}
+
+/// The strategy's orders.
+pub trait OrderView {
+    /// An order by the id the strategy chose.
+    fn order(&self, id: OrderId) -> Option<&Order>;
+    /// Orders that can still fill (or wait for a bracket entry).
+    fn open_orders(&self) -> Box<dyn Iterator<Item = &Order> + '_>;
+}
+
+impl OrderView for Vec<Order> {
+    fn order(&self, id: OrderId) -> Option<&Order> {
+        // Ids are dense from 0 when a driver allocates them in order: try the
+        // index first, then search.
+        usize::try_from(id.0)
+            .ok()
+            .and_then(|i| self.get(i))
+            .filter(|o| o.id == id)
+            .or_else(|| self.iter().find(|o| o.id == id))
+    }
+
+    fn open_orders(&self) -> Box<dyn Iterator<Item = &Order> + '_> {
+        Box::new(self.iter().filter(|o| !o.status().is_terminal()))
+    }
+}
+
+/// Requests a strategy makes; the driver applies them after the callback returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// A new order.
+    Submit(OrderId, OrderRequest),
+    /// A bracket: entry, take-profit and stop-loss ids.
+    Bracket(OrderId, OrderId, OrderId, BracketRequest),
+    /// Two orders that cancel each other.
+    Oco(OrderId, OrderRequest, OrderId, OrderRequest),
+    /// Cancel an order.
+    Cancel(OrderId),
+}
+
+/// The strategy's pending requests and the next order id it will use. A driver
+/// that must survive restarts persists `next_id` with the strategy's state, so
+/// ids are never reused.
+#[derive(Clone, Debug, Default)]
+pub struct Outbox {
+    commands: Vec<Command>,
+    next_id: u64,
+}
+
+impl Outbox {
+    /// An empty outbox whose first order id is `first_id`.
+    pub const fn new(first_id: u64) -> Self {
+        Self {
+            commands: Vec::new(),
+            next_id: first_id,
+        }
+    }
+
+    /// The id the next order will get.
+    pub const fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Whether no request waits.
+    pub const fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    /// Number of waiting requests.
+    pub const fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    /// The waiting requests, oldest first.
+    pub fn commands(&self) -> &[Command] {
+        &self.commands
+    }
+
+    /// Moves the waiting requests into `into` (cleared first), keeping both
+    /// buffers' capacity so a driver allocates nothing per bar.
+    pub fn take_into(&mut self, into: &mut Vec<Command>) {
+        into.clear();
+        std::mem::swap(&mut self.commands, into);
+    }
+
+    fn take_id(&mut self) -> OrderId {
+        let id = OrderId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+}
+
+/// What a strategy callback sees: the time, the instruments, a bounded window of
+/// recent bars, the account, its orders, and an outbox for new requests.
+/// Nothing later than the current bar is reachable from here, by construction.
+pub struct Context<'a> {
+    now: i64,
+    instruments: &'a [Instrument],
+    market: &'a dyn MarketView,
+    account: &'a dyn AccountView,
+    orders: &'a dyn OrderView,
+    outbox: &'a mut Outbox,
+}
+
+impl<'a> Context<'a> {
+    /// A context over the driver's views. `now` is the current bar's time (UTC ns).
+    pub fn new(
+        now: i64,
+        instruments: &'a [Instrument],
+        market: &'a dyn MarketView,
+        account: &'a dyn AccountView,
+        orders: &'a dyn OrderView,
+        outbox: &'a mut Outbox,
+    ) -> Self {
+        Self {
+            now,
+            instruments,
+            market,
+            account,
+            orders,
+            outbox,
+        }
+    }
+
+    /// Time of the current bar (UTC ns; the bar's open time).
+    pub const fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// The instruments, in the order their indices refer to.
+    pub const fn instruments(&self) -> &[Instrument] {
+        self.instruments
+    }
+
+    /// The index of the instrument named `symbol`.
+    pub fn instrument_index(&self, symbol: &str) -> Option<usize> {
+        self.instruments.iter().position(|i| i.id == symbol)
+    }
+
+    /// Recent bars of an instrument up to and including the current one, oldest
+    /// first (a bounded window; empty before its first bar).
+    pub fn history(&self, instrument: usize) -> &[Bar] {
+        self.market.history(instrument)
+    }
+
+    /// Signed raw position (at the instrument's size precision).
+    pub fn position(&self, instrument: usize) -> i64 {
+        self.account.position_raw(instrument)
+    }
+
+    /// Cash.
+    pub fn cash(&self) -> Decimal {
+        self.account.cash()
+    }
+
+    /// Equity at the latest closes.
+    pub fn equity(&self) -> Decimal {
+        self.account.equity()
+    }
+
+    /// An order submitted in an earlier callback.
+    pub fn order(&self, id: OrderId) -> Option<&Order> {
+        self.orders.order(id)
+    }
+
+    /// Orders that can still fill (or wait for a bracket entry).
+    pub fn open_orders(&self) -> impl Iterator<Item = &Order> {
+        self.orders.open_orders()
+    }
+
+    /// Submits an order; it can fill no earlier than the next bar (plus latency).
+    pub fn submit(&mut self, request: OrderRequest) -> OrderId {
+        let id = self.outbox.take_id();
+        self.outbox.commands.push(Command::Submit(id, request));
+        id
+    }
+
+    /// Submits a bracket; returns (entry, take-profit, stop-loss) ids.
+    pub fn submit_bracket(&mut self, bracket: BracketRequest) -> (OrderId, OrderId, OrderId) {
+        let (e, tp, sl) = (
+            self.outbox.take_id(),
+            self.outbox.take_id(),
+            self.outbox.take_id(),
+        );
+        self.outbox
+            .commands
+            .push(Command::Bracket(e, tp, sl, bracket));
+        (e, tp, sl)
+    }
+
+    /// Submits two orders where a fill of one cancels the other.
+    pub fn submit_oco(&mut self, a: OrderRequest, b: OrderRequest) -> (OrderId, OrderId) {
+        let (ia, ib) = (self.outbox.take_id(), self.outbox.take_id());
+        self.outbox.commands.push(Command::Oco(ia, a, ib, b));
+        (ia, ib)
+    }
+
+    /// Cancels an order (no effect if it is already terminal).
+    pub fn cancel(&mut self, id: OrderId) {
+        self.outbox.commands.push(Command::Cancel(id));
+    }
+}
