@@ -6,3 +6,4 @@ mod helpers;
 mod lookahead;
 mod orders;
 mod props;
+mod venue;
