@@ -148,6 +148,11 @@ impl S1 {
 }
 
 impl Strategy for S1 {
+    /// Streaming indicators only: the context's window need hold just the current bar.
+    fn history_bars(&self) -> usize {
+        1
+    }
+
     #[allow(clippy::cast_precision_loss, reason = "indicator inputs")]
     fn on_bar(&mut self, ctx: &mut Context<'_>, instrument: usize, bar: &Bar) {
         let i = self.params.instrument;

@@ -99,6 +99,11 @@ impl SmaCross {
 }
 
 impl Strategy for SmaCross {
+    /// Streaming indicators only: the context's window need hold just the current bar.
+    fn history_bars(&self) -> usize {
+        1
+    }
+
     fn on_bar(&mut self, ctx: &mut Context<'_>, instrument: usize, bar: &Bar) {
         let i = self.params.instrument;
         if instrument != i {

@@ -76,8 +76,8 @@ pub trait Strategy {
     /// After the last bar.
     fn on_stop(&mut self, _ctx: &mut Context<'_>) {}
     /// How many recent bars per instrument the strategy reads through
-    /// `ctx.history`, and so how many a driver must keep (and replay to warm
-    /// the strategy up after a restart). At least 1.
+    /// `ctx.history`, and so how many a driver keeps per instrument. At least 1.
+    /// (Indicator state a strategy keeps itself is not bounded by this.)
     fn history_bars(&self) -> usize {
         DEFAULT_HISTORY_BARS
     }

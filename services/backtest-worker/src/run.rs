@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use grodt_analytics as analytics;
 use grodt_core::error::{Classify, ErrorKind};
-use grodt_core::{Bar, Decimal, Fill, Instrument, Side};
+use grodt_core::{Bar, Decimal, Fill, Instrument, OrderUpdate, Side};
 use grodt_sim::{BacktestConfig, BacktestResult, Context, SimError, Strategy};
 use grodt_strategies::{S1, S1Params, SmaCross, SmaCrossParams, StrategyError};
 use rust_decimal::prelude::ToPrimitive;
@@ -332,6 +332,14 @@ impl Strategy for Observed<'_> {
 
     fn on_fill(&mut self, ctx: &mut Context<'_>, fill: &Fill) {
         self.inner.on_fill(ctx, fill);
+    }
+
+    fn on_order(&mut self, ctx: &mut Context<'_>, update: &OrderUpdate) {
+        self.inner.on_order(ctx, update);
+    }
+
+    fn history_bars(&self) -> usize {
+        self.inner.history_bars()
     }
 
     fn on_stop(&mut self, ctx: &mut Context<'_>) {
