@@ -45,6 +45,65 @@ struct Driven {
     updates: Vec<OrderUpdate>,
 }
 
+/// Hands the strategy's requests to the venue.
+fn apply_requests(venue: &mut Venue, outbox: &mut Outbox) {
+    let mut cmds = Vec::new();
+    outbox.take_into(&mut cmds);
+    for c in cmds {
+        match c {
+            Command::Submit(id, r) => venue.submit(id, r).expect("submit"),
+            Command::Bracket(e, t, s, b) => venue.submit_bracket(e, t, s, b).expect("bracket"),
+            Command::Oco(a, ra, b, rb) => venue.submit_oco(a, ra, b, rb).expect("oco"),
+            Command::Cancel(id) => venue.cancel(id).expect("cancel"),
+        }
+    }
+}
+
+/// The outside driver's state: the venue, its own bounded windows, the outbox.
+struct Driver<'a> {
+    venue: Venue,
+    instruments: &'a [Instrument],
+    windows: Windows,
+    outbox: Outbox,
+    updates: Vec<OrderUpdate>,
+}
+
+impl Driver<'_> {
+    fn call(&mut self, f: impl FnOnce(&mut Context<'_>)) {
+        let mut ctx = Context::new(
+            self.venue.now(),
+            self.instruments,
+            &self.windows,
+            &self.venue,
+            &self.venue,
+            &mut self.outbox,
+        );
+        f(&mut ctx);
+    }
+
+    /// Hands requests to the venue and tells the strategy what it did, until quiet.
+    fn settle(&mut self, strategy: &mut dyn Strategy) {
+        loop {
+            apply_requests(&mut self.venue, &mut self.outbox);
+            if !self.venue.has_events() {
+                return;
+            }
+            let mut events = Vec::new();
+            self.venue.take_events_into(&mut events);
+            for ev in &events {
+                match ev {
+                    VenueEvent::Fill(f) => self.call(|c| strategy.on_fill(c, f)),
+                    VenueEvent::Order(u) => {
+                        self.updates.push(u.clone());
+                        self.call(|c| strategy.on_order(c, u));
+                    }
+                }
+                apply_requests(&mut self.venue, &mut self.outbox);
+            }
+        }
+    }
+}
+
 /// A driver that is not `run_backtest`: bars arrive one at a time, the context
 /// is built from its own bounded windows, and the venue is only reached through
 /// its public API.
@@ -54,116 +113,47 @@ fn drive(
     bars: &[Bar],
     strategy: &mut dyn Strategy,
 ) -> Driven {
-    let mut venue: Venue = Venue::new(config.clone(), vec![inst.clone()]).expect("venue");
-    let window = strategy.history_bars();
-    let mut windows = Windows::new(1, window);
-    let mut outbox = Outbox::new(0);
-    let mut equity = Vec::new();
-    let mut updates = Vec::new();
     let instruments = [inst.clone()];
-    venue.accrue_to(bars[0].ts).expect("accrue");
-
-    // Hands requests to the venue and tells the strategy what it did, until quiet.
-    let settle = |venue: &mut Venue,
-                  windows: &Windows,
-                  outbox: &mut Outbox,
-                  strategy: &mut dyn Strategy,
-                  updates: &mut Vec<OrderUpdate>| loop {
-        let mut cmds = Vec::new();
-        outbox.take_into(&mut cmds);
-        for c in cmds {
-            match c {
-                Command::Submit(id, r) => venue.submit(id, r).expect("submit"),
-                Command::Bracket(e, t, s, b) => venue.submit_bracket(e, t, s, b).expect("bracket"),
-                Command::Oco(a, ra, b, rb) => venue.submit_oco(a, ra, b, rb).expect("oco"),
-                Command::Cancel(id) => venue.cancel(id).expect("cancel"),
-            }
-        }
-        if !venue.has_events() {
-            break;
-        }
-        let mut events = Vec::new();
-        venue.take_events_into(&mut events);
-        for ev in &events {
-            let mut ctx =
-                Context::new(venue.now(), &instruments, windows, &*venue, &*venue, outbox);
-            match ev {
-                VenueEvent::Fill(f) => strategy.on_fill(&mut ctx, f),
-                VenueEvent::Order(u) => {
-                    updates.push(u.clone());
-                    strategy.on_order(&mut ctx, u);
-                }
-            }
-            drop(ctx);
-            let mut cmds = Vec::new();
-            outbox.take_into(&mut cmds);
-            for c in cmds {
-                match c {
-                    Command::Submit(id, r) => venue.submit(id, r).expect("submit"),
-                    Command::Bracket(e, t, s, b) => {
-                        venue.submit_bracket(e, t, s, b).expect("bracket");
-                    }
-                    Command::Oco(a, ra, b, rb) => venue.submit_oco(a, ra, b, rb).expect("oco"),
-                    Command::Cancel(id) => venue.cancel(id).expect("cancel"),
-                }
-            }
-        }
+    let window = strategy.history_bars();
+    let mut d = Driver {
+        venue: Venue::new(config.clone(), instruments.to_vec()).expect("venue"),
+        instruments: &instruments,
+        windows: Windows::new(1, window),
+        outbox: Outbox::new(0),
+        updates: Vec::new(),
     };
-
-    {
-        let mut ctx = Context::new(
-            venue.now(),
-            &instruments,
-            &windows,
-            &venue,
-            &venue,
-            &mut outbox,
-        );
-        strategy.on_start(&mut ctx);
-    }
-    settle(&mut venue, &windows, &mut outbox, strategy, &mut updates);
+    let mut equity = Vec::new();
+    d.venue.accrue_to(bars[0].ts).expect("accrue");
+    d.call(|c| strategy.on_start(c));
+    d.settle(strategy);
     for bar in bars {
-        venue.on_bar(0, bar).expect("bar accepted");
-        assert!(windows.push(0, *bar));
-        assert!(windows.history(0).len() <= window, "the window is bounded");
-        settle(&mut venue, &windows, &mut outbox, strategy, &mut updates);
-        {
-            let mut ctx = Context::new(
-                venue.now(),
-                &instruments,
-                &windows,
-                &venue,
-                &venue,
-                &mut outbox,
-            );
-            strategy.on_bar(&mut ctx, 0, bar);
-        }
-        settle(&mut venue, &windows, &mut outbox, strategy, &mut updates);
-        if venue.has_close_fills() {
-            venue.fill_at_close().expect("close fills");
-            settle(&mut venue, &windows, &mut outbox, strategy, &mut updates);
+        d.venue.on_bar(0, bar).expect("bar accepted");
+        assert!(d.windows.push(0, *bar));
+        assert!(
+            d.windows.history(0).len() <= window,
+            "the window is bounded"
+        );
+        d.settle(strategy);
+        d.call(|c| strategy.on_bar(c, 0, bar));
+        d.settle(strategy);
+        if d.venue.has_close_fills() {
+            d.venue.fill_at_close().expect("close fills");
+            d.settle(strategy);
         }
         equity.push(EquityPoint {
             ts: bar.ts,
-            equity: venue.equity().expect("equity"),
+            equity: d.venue.equity().expect("equity"),
         });
     }
-    {
-        let mut ctx = Context::new(
-            venue.now(),
-            &instruments,
-            &windows,
-            &venue,
-            &venue,
-            &mut outbox,
-        );
-        strategy.on_stop(&mut ctx);
-    }
-    let snapshot = venue.snapshot().expect("snapshot");
-    let result = venue.finish(equity).expect("finish");
+    d.call(|c| strategy.on_stop(c));
+    let snapshot = d.venue.snapshot().expect("snapshot");
+    let result = d.venue.finish(equity).expect("finish");
     assert_eq!(snapshot.cash, result.last.cash);
     assert_eq!(snapshot.equity, result.last.equity);
-    Driven { result, updates }
+    Driven {
+        result,
+        updates: d.updates,
+    }
 }
 
 fn assert_same(driven: &BacktestResult, reference: &BacktestResult, what: &str) {
@@ -208,7 +198,7 @@ fn spy_driven_bar_by_bar_equals_run_backtest() {
     let reference = run_backtest(
         &config,
         std::slice::from_ref(&inst),
-        &[bars.clone()],
+        std::slice::from_ref(&bars),
         &mut SmaCross::new(params).unwrap(),
     )
     .unwrap();
@@ -228,7 +218,7 @@ fn spy_driven_bar_by_bar_equals_run_backtest() {
     let reference = run_backtest(
         &config,
         std::slice::from_ref(&inst),
-        &[bars.clone()],
+        std::slice::from_ref(&bars),
         &mut S1::new(s1, inst.price_precision, inst.size_precision).unwrap(),
     )
     .unwrap();
@@ -258,7 +248,7 @@ fn btc_driven_bar_by_bar_equals_run_backtest() {
     let reference = run_backtest(
         &config,
         std::slice::from_ref(&inst),
-        &[bars.clone()],
+        std::slice::from_ref(&bars),
         &mut SmaCross::new(params).unwrap(),
     )
     .unwrap();
@@ -284,7 +274,7 @@ fn btc_driven_bar_by_bar_equals_run_backtest() {
     let reference = run_backtest(
         &config,
         std::slice::from_ref(&inst),
-        &[bars.clone()],
+        std::slice::from_ref(&bars),
         &mut S1::new(s1, inst.price_precision, inst.size_precision).unwrap(),
     )
     .unwrap();
