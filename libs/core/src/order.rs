@@ -263,7 +263,8 @@ pub struct Order {
     pub oco: Option<OrderId>,
     /// Decision time (UTC ns).
     pub created_ts: i64,
-    /// Why it was rejected, if it was.
+    /// Why the venue refused it, if it did: rejected, or the rest of a partly
+    /// filled order cancelled.
     pub reject_reason: Option<String>,
 }
 
@@ -357,8 +358,9 @@ impl Order {
 /// A change of an order's state as a venue reports it: every transition
 /// (accepted, triggered, partially filled, filled, cancelled, rejected, expired)
 /// and every fill's progress, so the owner of an order never waits on one that
-/// was refused.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// was refused. Small and `Copy`; why a refused order was refused is on the
+/// order itself (`Order::reject_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderUpdate {
     /// The order (the id its submitter chose).
     pub id: OrderId,
@@ -368,22 +370,19 @@ pub struct OrderUpdate {
     pub status: OrderStatus,
     /// Time of the change (UTC ns): the bar's or the submission's time.
     pub ts: i64,
-    /// Raw quantity filled so far.
+    /// Raw quantity filled by then.
     pub filled_raw: i64,
-    /// Why, for a rejection (and for a refusal that cancels a partly filled order).
-    pub reason: Option<String>,
 }
 
 impl OrderUpdate {
     /// The update describing `order` as it is now.
-    pub fn of(order: &Order, ts: i64) -> Self {
+    pub const fn of(order: &Order, ts: i64) -> Self {
         Self {
             id: order.id,
             instrument: order.request.instrument,
             status: order.status,
             ts,
             filled_raw: order.filled_raw,
-            reason: order.reject_reason.clone(),
         }
     }
 }

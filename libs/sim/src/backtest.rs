@@ -141,8 +141,6 @@ impl<L: Ledger> Loop<'_, L> {
         equity: &mut Vec<EquityPoint<L::Value>>,
     ) -> Result<(), SimError> {
         let bars = self.series.bars;
-        let n = bars.len();
-        let mut cursor = vec![0usize; n];
         let start = bars
             .iter()
             .filter_map(|b| b.first())
@@ -154,18 +152,19 @@ impl<L: Ledger> Loop<'_, L> {
         self.settle(strategy)?;
         loop {
             // Next timestamp: the smallest head among the series.
+            // The series' visible counts are the cursor: bars fed so far.
             let mut ts = i64::MAX;
-            for i in 0..n {
-                if let Some(b) = bars[i].get(cursor[i]) {
+            for (series, &k) in bars.iter().zip(&self.series.visible) {
+                if let Some(b) = series.get(k) {
                     ts = ts.min(b.ts);
                 }
             }
             if ts == i64::MAX {
                 break;
             }
-            for i in 0..n {
-                let k = cursor[i];
-                let Some(bar) = bars[i].get(k) else {
+            for (i, series) in bars.iter().enumerate() {
+                let k = self.series.visible[i];
+                let Some(bar) = series.get(k) else {
                     continue;
                 };
                 if bar.ts != ts {
@@ -173,7 +172,6 @@ impl<L: Ledger> Loop<'_, L> {
                 }
                 self.venue.on_bar_unchecked(i, bar)?;
                 self.series.visible[i] = k + 1;
-                cursor[i] = k + 1;
                 if self.venue.has_events() {
                     self.settle(strategy)?;
                 }
@@ -212,6 +210,27 @@ impl<L: Ledger> Loop<'_, L> {
         f(strategy, &mut ctx);
     }
 
+    /// Tells the strategy one thing the venue did.
+    fn tell(&mut self, strategy: &mut dyn Strategy, ev: &VenueEvent) {
+        let venue = &self.venue;
+        let mut ctx = Context::new(
+            venue.now(),
+            venue.instruments(),
+            &self.series,
+            venue,
+            venue,
+            &mut self.outbox,
+        );
+        match ev {
+            VenueEvent::Fill(seq) => {
+                if let Some(fill) = venue.fill(*seq) {
+                    strategy.on_fill(&mut ctx, fill);
+                }
+            }
+            VenueEvent::Order(update) => strategy.on_order(&mut ctx, update),
+        }
+    }
+
     /// Hands the strategy's requests to the venue and tells the strategy what
     /// happened, until neither side has anything left.
     fn settle(&mut self, strategy: &mut dyn Strategy) -> Result<(), SimError> {
@@ -228,10 +247,7 @@ impl<L: Ledger> Loop<'_, L> {
             self.venue.take_events_into(&mut self.events);
             let events = std::mem::take(&mut self.events);
             for ev in &events {
-                match ev {
-                    VenueEvent::Fill(fill) => self.callback(strategy, |s, c| s.on_fill(c, fill)),
-                    VenueEvent::Order(u) => self.callback(strategy, |s, c| s.on_order(c, u)),
-                }
+                self.tell(strategy, ev);
                 if !self.outbox.is_empty() {
                     self.outbox.take_into(&mut self.commands);
                     for cmd in &self.commands {

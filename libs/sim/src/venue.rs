@@ -102,11 +102,12 @@ pub struct BacktestResult<V = Decimal> {
     pub bars: u64,
 }
 
-/// What a venue step caused, in the order it happened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// What a venue step caused, in the order it happened. Small and `Copy`: a
+/// fill is read with [`Venue::fill`], a refusal's reason with [`Venue::reason`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum VenueEvent {
-    /// A fill (the order's update follows it).
-    Fill(Fill),
+    /// A fill, by its sequence number (the order's update follows it).
+    Fill(u64),
     /// A change of an order's state.
     Order(OrderUpdate),
 }
@@ -142,30 +143,40 @@ pub struct Snapshot {
 }
 
 /// Checks one bar of `inst` (its `index`-th) against the previous one's time.
+#[inline]
 pub(crate) fn check_bar(
     inst: &Instrument,
     index: usize,
     prev_ts: Option<i64>,
     b: &Bar,
 ) -> Result<(), SimError> {
-    let bad = |reason: &str| SimError::InvalidBar {
+    let tick = inst.tick_size.raw();
+    if b.check().is_ok()
+        && prev_ts.is_none_or(|p| b.ts > p)
+        && (tick <= 1
+            || [b.open, b.high, b.low, b.close]
+                .iter()
+                .all(|p| p % tick == 0))
+    {
+        return Ok(());
+    }
+    Err(bar_error(inst, index, prev_ts, b))
+}
+
+/// Why [`check_bar`] refused a bar (the rare path, kept out of line).
+#[cold]
+#[inline(never)]
+fn bar_error(inst: &Instrument, index: usize, prev_ts: Option<i64>, b: &Bar) -> SimError {
+    let reason = match b.check() {
+        Err(r) => r,
+        Ok(()) if prev_ts.is_some_and(|p| b.ts <= p) => "timestamp not after the previous bar",
+        Ok(()) => "price not on the tick",
+    };
+    SimError::InvalidBar {
         instrument: inst.id.clone(),
         index,
         reason: reason.into(),
-    };
-    b.check().map_err(bad)?;
-    if prev_ts.is_some_and(|p| b.ts <= p) {
-        return Err(bad("timestamp not after the previous bar"));
     }
-    let tick = inst.tick_size.raw();
-    if tick > 1
-        && [b.open, b.high, b.low, b.close]
-            .iter()
-            .any(|p| p % tick != 0)
-    {
-        return Err(bad("price not on the tick"));
-    }
-    Ok(())
 }
 
 /// Checks a venue's instruments: at least one, each valid, ids unique.
@@ -239,8 +250,14 @@ pub struct Venue<L: Ledger = ExactLedger> {
     marks: Vec<i64>,
     /// Bars fed per instrument: the "next bar" counter.
     seen: Vec<usize>,
-    last_bar: Vec<Option<Bar>>,
-    /// The instrument of the bar fed last, while no other instrument's bar came.
+    /// Time of each instrument's latest bar fed through [`Venue::on_bar`]
+    /// (`i64::MIN` before its first).
+    last_ts: Vec<i64>,
+    /// The bar fed last, kept only in the same-bar-close mode (its close fills).
+    close_bar: Option<Bar>,
+    /// `config.fill_timing == SameBarClose`, read once per bar.
+    close_mode: bool,
+    /// The instrument of the bar fed last (kept in the same-bar-close mode only).
     current: Option<usize>,
     last_day: Option<i64>,
     next_day_ts: i64,
@@ -286,6 +303,7 @@ impl<L: Ledger> Venue<L> {
         let n = instruments.len();
         // Room for a fill every 8 bars, capped so huge runs do not reserve gigabytes.
         let reserve = (expected_bars / 8).min(1 << 20);
+        let close_mode = config.fill_timing == FillTiming::SameBarClose;
         Self {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             ledger: L::open(config.starting_cash, &instruments),
@@ -303,7 +321,9 @@ impl<L: Ledger> Venue<L> {
             open_trades: vec![None; n],
             marks: vec![0; n],
             seen: vec![0; n],
-            last_bar: vec![None; n],
+            last_ts: vec![i64::MIN; n],
+            close_bar: None,
+            close_mode,
             current: None,
             last_day: None,
             next_day_ts: i64::MIN,
@@ -415,8 +435,8 @@ impl<L: Ledger> Venue<L> {
             if q == 0 {
                 continue;
             }
-            let mark = self.last_bar[i]
-                .map(|b| Price::from_raw(b.close, inst.price_precision))
+            let mark = (self.seen[i] > 0)
+                .then(|| Price::from_raw(self.marks[i], inst.price_precision))
                 .transpose()?;
             positions.push(PositionSnapshot {
                 symbol: inst.id.clone(),
@@ -447,7 +467,8 @@ impl<L: Ledger> Venue<L> {
         }
     }
 
-    /// Applies an order event and records the change.
+    /// Applies an order event and records the change; `reason` says why the
+    /// venue refused it (a rejection, or the cancel of a partly filled rest).
     fn transition(
         &mut self,
         o: usize,
@@ -456,15 +477,28 @@ impl<L: Ledger> Venue<L> {
     ) -> Result<(), SimError> {
         let order = &mut self.orders[o];
         order.apply(event)?;
-        if reason.is_some() && event == OrderEvent::Reject {
-            order.reject_reason.clone_from(&reason);
-        }
-        let mut update = OrderUpdate::of(order, self.now);
         if reason.is_some() {
-            update.reason = reason;
+            order.reject_reason = reason;
         }
-        self.events.push(VenueEvent::Order(update));
+        self.push_change(o, self.now);
         Ok(())
+    }
+
+    #[inline]
+    fn push_change(&mut self, o: usize, ts: i64) {
+        self.events
+            .push(VenueEvent::Order(OrderUpdate::of(&self.orders[o], ts)));
+    }
+
+    /// A fill by its sequence number.
+    pub fn fill(&self, seq: u64) -> Option<&Fill> {
+        usize::try_from(seq).ok().and_then(|i| self.fills.get(i))
+    }
+
+    /// Why the venue refused an order (rejected it, or cancelled the rest of a
+    /// partly filled one), if it did.
+    pub fn reason(&self, id: OrderId) -> Option<&str> {
+        self.order(id).and_then(|o| o.reject_reason.as_deref())
     }
 
     /// Moves the venue's clock to `ts` and charges borrow on shorts and financing
@@ -490,7 +524,6 @@ impl<L: Ledger> Venue<L> {
     pub fn submit(&mut self, id: OrderId, req: OrderRequest) -> Result<(), SimError> {
         self.check_new_id(id)?;
         self.create(id, req, true)?;
-        self.retain_working();
         Ok(())
     }
 
@@ -554,7 +587,6 @@ impl<L: Ledger> Venue<L> {
                 }
             }
         }
-        self.retain_working();
         Ok(())
     }
 
@@ -578,7 +610,6 @@ impl<L: Ledger> Venue<L> {
         let y = self.create(b_id, b, true)?;
         self.orders[x].oco = Some(b_id);
         self.orders[y].oco = Some(a_id);
-        self.retain_working();
         Ok(())
     }
 
@@ -626,10 +657,11 @@ impl<L: Ledger> Venue<L> {
             .ok_or_else(|| SimError::UnknownInstrument {
                 instrument: instrument.to_string(),
             })?;
+        let prev = self.last_ts[instrument];
         check_bar(
             inst,
             self.seen[instrument],
-            self.last_bar[instrument].map(|b| b.ts),
+            (prev != i64::MIN).then_some(prev),
             bar,
         )?;
         if bar.ts < self.now {
@@ -638,6 +670,7 @@ impl<L: Ledger> Venue<L> {
                 ts: bar.ts,
             });
         }
+        self.last_ts[instrument] = bar.ts;
         self.on_bar_unchecked(instrument, bar)
     }
 
@@ -654,7 +687,9 @@ impl<L: Ledger> Venue<L> {
         self.on_bar(i, bar)
     }
 
-    /// The bar step, for a driver that checked the bar and time itself.
+    /// The bar step, for a driver that checked the bar and time itself
+    /// (`run_backtest`, which checks every series first and never mixes this
+    /// with [`Venue::on_bar`] on one venue).
     #[inline]
     pub(crate) fn on_bar_unchecked(&mut self, i: usize, bar: &Bar) -> Result<(), SimError> {
         if bar.ts != self.now {
@@ -662,7 +697,10 @@ impl<L: Ledger> Venue<L> {
             self.accrue(bar.ts)?;
         }
         let k = self.seen[i];
-        self.current = Some(i);
+        if self.close_mode {
+            self.current = Some(i);
+            self.close_bar = Some(*bar);
+        }
         if !self.working.is_empty() {
             self.process_orders(i, k, bar)?;
         }
@@ -673,7 +711,6 @@ impl<L: Ledger> Venue<L> {
             t.high = t.high.max(bar.high);
         }
         self.marks[i] = bar.close;
-        self.last_bar[i] = Some(*bar);
         self.seen[i] = k + 1;
         self.bars_done += 1;
         Ok(())
@@ -698,7 +735,9 @@ impl<L: Ledger> Venue<L> {
         let list = std::mem::take(&mut self.same_close);
         for &o in &list {
             let i = self.orders[o].request.instrument;
-            if let Some(bar) = self.last_bar[i]
+            // Queued only while the bar fed last is this instrument's.
+            if let Some(bar) = self.close_bar
+                && self.current == Some(i)
                 && self.orders[o].status().is_working()
             {
                 self.execute(o, i, self.seen[i] - 1, &bar, bar.close, Liquidity::Taker)?;
@@ -741,11 +780,17 @@ impl<L: Ledger> Venue<L> {
     }
 
     /// Borrow on shorts and financing on negative cash, per calendar day elapsed.
+    #[inline]
     fn accrue(&mut self, ts: i64) -> Result<(), SimError> {
-        // Most timestamps fall inside the current day: one comparison.
+        // Most timestamps fall inside the current day: one comparison, inlined.
         if ts < self.next_day_ts {
             return Ok(());
         }
+        self.accrue_new_day(ts)
+    }
+
+    #[inline(never)]
+    fn accrue_new_day(&mut self, ts: i64) -> Result<(), SimError> {
         let day = day_index(ts);
         self.next_day_ts = (day + 1).saturating_mul(grodt_core::time::NANOS_PER_DAY);
         let Some(last) = self.last_day else {
@@ -1240,10 +1285,9 @@ impl<L: Ledger> Venue<L> {
         self.ledger.apply_fill(&fill)?;
         self.orders[o].apply(OrderEvent::Fill(qty))?;
         self.track_trade(&fill, pos, k, fill_notional)?;
-        self.events.push(VenueEvent::Fill(fill.clone()));
-        self.events
-            .push(VenueEvent::Order(OrderUpdate::of(&self.orders[o], bar.ts)));
+        self.events.push(VenueEvent::Fill(fill.seq));
         self.fills.push(fill);
+        self.push_change(o, bar.ts);
         if let Some(other) = self.orders[o].oco
             && let Some(x) = self.lookup(other)
             && !self.orders[x].status().is_terminal()

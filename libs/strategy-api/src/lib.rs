@@ -71,7 +71,8 @@ pub trait Strategy {
     /// After each fill of one of its orders.
     fn on_fill(&mut self, _ctx: &mut Context<'_>, _fill: &Fill) {}
     /// After each change of one of its orders: accepted, triggered, partially
-    /// filled, filled, cancelled, rejected (with the reason) or expired.
+    /// filled, filled, cancelled, rejected or expired. Why a refused order was
+    /// refused is `ctx.order(update.id)`'s `reject_reason`.
     fn on_order(&mut self, _ctx: &mut Context<'_>, _update: &OrderUpdate) {}
     /// After the last bar.
     fn on_stop(&mut self, _ctx: &mut Context<'_>) {}

@@ -91,11 +91,14 @@ impl Driver<'_> {
             let mut events = Vec::new();
             self.venue.take_events_into(&mut events);
             for ev in &events {
-                match ev {
-                    VenueEvent::Fill(f) => self.call(|c| strategy.on_fill(c, f)),
+                match *ev {
+                    VenueEvent::Fill(seq) => {
+                        let fill = self.venue.fill(seq).expect("the fill").clone();
+                        self.call(|c| strategy.on_fill(c, &fill));
+                    }
                     VenueEvent::Order(u) => {
-                        self.updates.push(u.clone());
-                        self.call(|c| strategy.on_order(c, u));
+                        self.updates.push(u);
+                        self.call(|c| strategy.on_order(c, &u));
                     }
                 }
                 apply_requests(&mut self.venue, &mut self.outbox);
@@ -343,11 +346,15 @@ fn caller_ids_next_bar_rule_and_every_status_change() {
     let bad = OrderId(7);
     let off_tick = OrderRequest::limit(0, Side::Buy, qty(1), Price::from_raw(1, 3).unwrap());
     v.submit(bad, off_tick).unwrap();
-    let VenueEvent::Order(u) = &v.events()[0] else {
+    let VenueEvent::Order(u) = v.events()[0] else {
         panic!("an order update")
     };
     assert_eq!(u.status, OrderStatus::Rejected);
-    assert!(u.reason.as_deref().is_some_and(|r| !r.is_empty()), "{u:?}");
+    assert!(
+        v.reason(bad).is_some_and(|r| r.contains("tick")),
+        "{:?}",
+        v.reason(bad)
+    );
 
     // Cancel: idempotent on a terminal order, NOT_FOUND-like for an unknown id.
     let limit = OrderId(8);
@@ -441,10 +448,10 @@ impl Strategy for Persistent {
         }
     }
 
-    fn on_order(&mut self, _ctx: &mut Context<'_>, update: &OrderUpdate) {
+    fn on_order(&mut self, ctx: &mut Context<'_>, update: &OrderUpdate) {
         if Some(update.id) == self.asked && update.status == OrderStatus::Rejected {
-            self.refusals
-                .push(update.reason.clone().unwrap_or_default());
+            let reason = ctx.order(update.id).and_then(|o| o.reject_reason.clone());
+            self.refusals.push(reason.unwrap_or_default());
             self.asked = None;
         }
     }
