@@ -60,6 +60,9 @@ fn sma_10_30_on_spy_prints_the_golden_figures_and_writes_the_report() {
     assert_eq!(row(&stdout, "Sharpe"), "0.2849");
     assert_eq!(row(&stdout, "max drawdown"), "-30.54%");
     assert_eq!(row(&stdout, "total costs"), "0.00");
+    // Daily equity bars: 252 periods inferred; holding time in days.
+    assert_eq!(row(&stdout, "periods per year"), "252.00");
+    assert!(row(&stdout, "avg holding time").ends_with(" d"), "{stdout}");
     // Not a terminal: no progress output at all.
     assert_eq!(text(&out.stderr), "");
 
@@ -131,7 +134,7 @@ fn bad_inputs_exit_non_zero_naming_the_problem() {
         (
             &["--data", spy, "--strategy", "sma_cross", "--fees", "flat=1"],
             2,
-            "--fees: \"flat=1\": expected bps=N, pct=F or per_share=X[,min=Y]",
+            "--fees: \"flat=1\": expected pct=F or bps=N [,min=Y], per_share=X[,min=Y][,max_fraction=F]",
         ),
         (
             &[
