@@ -129,8 +129,8 @@ pub fn format_duration(nanos: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MetricsConfig, PerformanceInput, compute};
     use crate::metrics::EquityPoint;
+    use crate::{MetricsConfig, PerformanceInput, compute};
 
     const MIN: i64 = 60_000_000_000;
     const DAY: i64 = 86_400_000_000_000;
@@ -165,7 +165,11 @@ mod tests {
         // 1.32^(365/90) - 1 = 2.0834...: the true annualisation of +32% a quarter.
         let truth = 1.32_f64.powf(365.0 / 90.0) - 1.0;
         assert!((right.total_return - 0.32).abs() < 1e-9);
-        assert!((right.cagr - truth).abs() < 1e-6, "{} vs {truth}", right.cagr);
+        assert!(
+            (right.cagr - truth).abs() < 1e-6,
+            "{} vs {truth}",
+            right.cagr
+        );
         // What the old default of 252 periods printed: 0.05%.
         let wrong = compute(&input, &MetricsConfig::equities_daily()).unwrap();
         assert!(wrong.cagr < 0.0006, "{}", wrong.cagr);
@@ -188,19 +192,40 @@ mod tests {
     fn intraday_weekly_and_degenerate_spacings() {
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.max(1.0);
         // 1-minute equities: 390 bars a session.
-        assert!(close(periods_per_year(MIN, AssetClass::Equity), 252.0 * 390.0));
+        assert!(close(
+            periods_per_year(MIN, AssetClass::Equity),
+            252.0 * 390.0
+        ));
         // Hourly crypto and FX, 5-minute futures.
-        assert!(close(periods_per_year(60 * MIN, AssetClass::Crypto), 8_760.0));
+        assert!(close(
+            periods_per_year(60 * MIN, AssetClass::Crypto),
+            8_760.0
+        ));
         assert!(close(periods_per_year(60 * MIN, AssetClass::Fx), 6_240.0));
-        assert!(close(periods_per_year(5 * MIN, AssetClass::Futures), 252.0 * 276.0));
+        assert!(close(
+            periods_per_year(5 * MIN, AssetClass::Futures),
+            252.0 * 276.0
+        ));
         // 8-hour equity bars: at least one per day.
-        assert!(close(periods_per_year(8 * 60 * MIN, AssetClass::Equity), 252.0));
+        assert!(close(
+            periods_per_year(8 * 60 * MIN, AssetClass::Equity),
+            252.0
+        ));
         // Daily crypto, weekly anything.
         assert!(close(periods_per_year(DAY, AssetClass::Crypto), 365.0));
-        assert!(close(periods_per_year(7 * DAY, AssetClass::Equity), 365.25 / 7.0));
+        assert!(close(
+            periods_per_year(7 * DAY, AssetClass::Equity),
+            365.25 / 7.0
+        ));
         // Fewer than two bars or no spacing: the class's daily figure.
-        assert!(close(infer_periods_per_year(&[5], AssetClass::Crypto), 365.0));
-        assert!(close(infer_periods_per_year(&[5, 5, 5], AssetClass::Equity), 252.0));
+        assert!(close(
+            infer_periods_per_year(&[5], AssetClass::Crypto),
+            365.0
+        ));
+        assert!(close(
+            infer_periods_per_year(&[5, 5, 5], AssetClass::Equity),
+            252.0
+        ));
         assert_eq!(median_spacing_nanos(&[0, 10, 20, 1_000]), Some(10));
     }
 

@@ -260,9 +260,10 @@ pub fn size_from_proto(
                     reason: e.to_string(),
                 })
         }
-        Some(Wire::EquityFraction(f)) => {
-            Ok(grodt_core::Size::EquityFraction(positive("order.equity_fraction", f)?))
-        }
+        Some(Wire::EquityFraction(f)) => Ok(grodt_core::Size::EquityFraction(positive(
+            "order.equity_fraction",
+            f,
+        )?)),
         Some(Wire::ClosePosition(true)) => Ok(grodt_core::Size::ClosePosition),
         Some(Wire::ClosePosition(false)) => Err(ProtoError::InvalidValue {
             field: "order.close_position",
@@ -326,7 +327,10 @@ mod tests {
             (Some(Wire::Quantity(wire("-1"))), "order.quantity"),
             (Some(Wire::Quantity(wire("1.5"))), "order.quantity"),
             (Some(Wire::Quantity(wire("1e3"))), "order.quantity"),
-            (Some(Wire::EquityFraction(wire("0"))), "order.equity_fraction"),
+            (
+                Some(Wire::EquityFraction(wire("0"))),
+                "order.equity_fraction",
+            ),
             (Some(Wire::ClosePosition(false)), "order.close_position"),
         ];
         for (size, field) in cases {

@@ -168,10 +168,7 @@ mod tests {
                 .and_then(|s| s.strip_suffix(".v1"))
                 .unwrap_or_else(|| panic!("{stream} is not grodt.<topic>.v1"));
             assert!(
-                !topic.is_empty()
-                    && topic
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b == b'-'),
+                !topic.is_empty() && topic.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
                 "{stream}: the topic is lowercase words joined by '-'"
             );
             assert!(streams.insert(*stream), "{stream} is bound twice");
@@ -183,8 +180,8 @@ mod tests {
     /// stream in the table, and the file's header table says the same.
     #[test]
     fn every_events_proto_payload_has_exactly_one_stream() {
-        let fds =
-            prost_types::FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET).expect("descriptors");
+        let fds = prost_types::FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET)
+            .expect("descriptors");
         let events = fds
             .file
             .iter()

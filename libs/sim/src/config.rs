@@ -397,7 +397,9 @@ impl BacktestConfig {
                     minimum: *minimum,
                 })
             }
-            CommissionSpec::TieredNotional { tiers } => Box::new(TieredNotional::new(tiers.clone())),
+            CommissionSpec::TieredNotional { tiers } => {
+                Box::new(TieredNotional::new(tiers.clone()))
+            }
             CommissionSpec::MakerTaker { maker, taker } => Box::new(MakerTaker {
                 maker: *maker,
                 taker: *taker,

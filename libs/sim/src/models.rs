@@ -540,10 +540,7 @@ mod tests {
         assert_eq!(m.monthly_notional(), d("60000"));
         // A big month reaches the third tier.
         let mut big = TieredNotional::new(m.tiers.clone());
-        assert_eq!(
-            big.charge(&fill("20000", "100", feb)).fee,
-            d("2000.000")
-        );
+        assert_eq!(big.charge(&fill("20000", "100", feb)).fee, d("2000.000"));
         assert_eq!(big.charge(&fill("100", "100", feb)).fee, d("2.0000"));
     }
 

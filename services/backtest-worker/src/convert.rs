@@ -239,10 +239,12 @@ fn commission(m: v1::CommissionModel) -> Result<CommissionSpec, SpecError> {
             let t = tiers(
                 F,
                 t.into_iter()
-                    .map(|v1::CommissionTier {
-                         monthly_volume_from,
-                         rate,
-                     }| (monthly_volume_from, rate))
+                    .map(
+                        |v1::CommissionTier {
+                             monthly_volume_from,
+                             rate,
+                         }| (monthly_volume_from, rate),
+                    )
                     .collect(),
                 ("monthly_volume_from", "rate"),
             )?;
@@ -256,10 +258,12 @@ fn commission(m: v1::CommissionModel) -> Result<CommissionSpec, SpecError> {
                 tiers: tiers(
                     "spec.costs.commission.tiered_per_share.tiers",
                     t.into_iter()
-                        .map(|v1::PerShareTier {
-                             monthly_quantity_from,
-                             per_share,
-                         }| (monthly_quantity_from, per_share))
+                        .map(
+                            |v1::PerShareTier {
+                                 monthly_quantity_from,
+                                 per_share,
+                             }| (monthly_quantity_from, per_share),
+                        )
                         .collect(),
                     ("monthly_quantity_from", "per_share"),
                 )?,
@@ -655,9 +659,10 @@ impl TryFrom<v1::BacktestSpec> for Job {
                     .ok_or_else(|| err("spec.risk_free_rate", "out of range"))
             })
             .transpose()?;
-        let class = asset_class(v1::AssetClass::try_from(class).map_err(|_| {
-            err("spec.asset_class", format!("unknown value {class}"))
-        })?);
+        let class = asset_class(
+            v1::AssetClass::try_from(class)
+                .map_err(|_| err("spec.asset_class", format!("unknown value {class}")))?,
+        );
         // 0 = inferred from the bars once they are loaded (resolve_metrics);
         // until then the class's daily figure.
         let (periods, infer_periods) = if periods_per_year == 0 {

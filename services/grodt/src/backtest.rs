@@ -40,10 +40,10 @@ use grodt_analytics::{
 use grodt_backtest_worker::run::{self, Outcome, RunError, RunSpec, StrategyChoice};
 use grodt_core::Decimal;
 use grodt_core::rounding::{RoundingMode, round_money};
-use rust_decimal::prelude::ToPrimitive;
 use grodt_sim::{
     BacktestConfig, CommissionSpec, DayCount, FillTiming, LatencySpec, LimitFill, SlippageSpec,
 };
+use rust_decimal::prelude::ToPrimitive;
 
 /// Runs with at least this many bars show a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_BARS: u64 = 200_000;
@@ -253,14 +253,21 @@ fn whole(flag: &'static str, key: &str, text: &str) -> Result<u32, BacktestError
 }
 
 /// `FROM:RATE/FROM:RATE...`, thresholds strictly increasing.
-fn tiers(flag: &'static str, key: &str, text: &str) -> Result<Vec<(Decimal, Decimal)>, BacktestError> {
+fn tiers(
+    flag: &'static str,
+    key: &str,
+    text: &str,
+) -> Result<Vec<(Decimal, Decimal)>, BacktestError> {
     let tiers = text
         .split('/')
         .map(|t| {
             let (from, rate) = t
                 .split_once(':')
                 .ok_or_else(|| usage(flag, format!("{key}: tier {t:?} is not FROM:RATE")))?;
-            Ok((decimal(flag, key, from.trim())?, decimal(flag, key, rate.trim())?))
+            Ok((
+                decimal(flag, key, from.trim())?,
+                decimal(flag, key, rate.trim())?,
+            ))
         })
         .collect::<Result<Vec<_>, BacktestError>>()?;
     if tiers.windows(2).any(|w| w[1].0 <= w[0].0) {
@@ -281,11 +288,7 @@ pub fn parse_fees(text: &str) -> Result<CommissionSpec, BacktestError> {
     let kv = key_values(FLAG, text)?;
     let keys: Vec<&str> = kv.keys().map(String::as_str).collect();
     let get = |k: &str| decimal(FLAG, k, &kv[k]);
-    let min = || {
-        kv.get("min")
-            .map(|m| decimal(FLAG, "min", m))
-            .transpose()
-    };
+    let min = || kv.get("min").map(|m| decimal(FLAG, "min", m)).transpose();
     let rate_of = |key: &str| -> Result<Decimal, BacktestError> {
         Ok(if key == "bps" {
             get("bps")? / Decimal::from(10_000)
@@ -324,7 +327,10 @@ pub fn parse_fees(text: &str) -> Result<CommissionSpec, BacktestError> {
         }),
         ["maker", "taker"] => {
             let maker = Decimal::from_str(&kv["maker"]).map_err(|_| {
-                usage(FLAG, format!("maker={:?} is not a decimal number", kv["maker"]))
+                usage(
+                    FLAG,
+                    format!("maker={:?} is not a decimal number", kv["maker"]),
+                )
             })?;
             Ok(CommissionSpec::MakerTaker {
                 maker,
@@ -373,9 +379,12 @@ pub fn parse_slippage(text: &str) -> Result<SlippageSpec, BacktestError> {
 /// [`BacktestError::Usage`] naming `flag`.
 pub fn parse_duration(flag: &'static str, text: &str) -> Result<i64, BacktestError> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| c.is_ascii_alphabetic())
-        .ok_or_else(|| usage(flag, format!("{text:?}: a duration needs a unit (ns, us, ms, s, min, h)")))?;
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| {
+        usage(
+            flag,
+            format!("{text:?}: a duration needs a unit (ns, us, ms, s, min, h)"),
+        )
+    })?;
     let (number, unit) = t.split_at(split);
     let per: i64 = match unit {
         "ns" => 1,
@@ -393,7 +402,10 @@ pub fn parse_duration(flag: &'static str, text: &str) -> Result<i64, BacktestErr
     };
     let n = decimal(flag, "duration", number.trim())? * Decimal::from(per);
     if !n.fract().is_zero() {
-        return Err(usage(flag, format!("{text:?} is not a whole number of nanoseconds")));
+        return Err(usage(
+            flag,
+            format!("{text:?} is not a whole number of nanoseconds"),
+        ));
     }
     n.to_i64()
         .ok_or_else(|| usage(flag, format!("{text:?} is too long")))
@@ -538,9 +550,9 @@ fn flag_of(field: &str) -> &'static str {
 /// when given, else inferred from the bars' spacing and `--asset-class`.
 pub fn metrics_for(options: &BacktestOptions, bar_timestamps: &[i64]) -> MetricsConfig {
     MetricsConfig {
-        periods_per_year: options.periods_per_year.unwrap_or_else(|| {
-            infer_periods_per_year(bar_timestamps, options.asset_class.into())
-        }),
+        periods_per_year: options
+            .periods_per_year
+            .unwrap_or_else(|| infer_periods_per_year(bar_timestamps, options.asset_class.into())),
         ..MetricsConfig::equities_daily()
     }
 }
@@ -658,7 +670,10 @@ fn write_table(
         ),
         ("fills", r.fills.len().to_string()),
         ("bars", r.bars.to_string()),
-        ("periods per year", format!("{:.2}", metrics.periods_per_year)),
+        (
+            "periods per year",
+            format!("{:.2}", metrics.periods_per_year),
+        ),
         ("total return", pct(m.total_return)),
         ("CAGR", pct(m.cagr)),
         (
@@ -760,7 +775,13 @@ mod tests {
     }
 
     fn options(args: &[&str]) -> BacktestOptions {
-        let mut argv = vec!["grodt-backtest", "--data", "x.csv", "--strategy", "sma_cross"];
+        let mut argv = vec![
+            "grodt-backtest",
+            "--data",
+            "x.csv",
+            "--strategy",
+            "sma_cross",
+        ];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).expect("flags parse").options
     }
@@ -931,7 +952,12 @@ mod tests {
             });
             assert!(e.unwrap_err().to_string().starts_with(flag), "{bad}");
         }
-        assert!(parse_latency("fixed=5").unwrap_err().to_string().contains("unit"));
+        assert!(
+            parse_latency("fixed=5")
+                .unwrap_err()
+                .to_string()
+                .contains("unit")
+        );
         assert!(parse_latency("fixed=1.5ns").is_err());
         assert!(parse_latency("lognormal=1s").is_err());
         let e = spec(&options(&["--latency", "lognormal=1s,sigma=1,max=1ms"])).unwrap_err();

@@ -242,8 +242,8 @@ async fn publish_all(
     replay: &Replay,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<bool, MdError> {
-    let stream = StreamName::parse(stream_of::<v1::BarEvent>())
-        .map_err(|e| MdError::Bus(e.to_string()))?;
+    let stream =
+        StreamName::parse(stream_of::<v1::BarEvent>()).map_err(|e| MdError::Bus(e.to_string()))?;
     let start = Instant::now();
     let first_ts = job.bars.ts.first().copied().unwrap_or(0);
     let published = metrics.bars_published.with_label_values(&[&job.symbol]);
