@@ -182,3 +182,48 @@ fn a_malformed_csv_is_refused_naming_the_line() {
         "{stderr}"
     );
 }
+
+fn percent(text: &str) -> f64 {
+    text.trim_end_matches('%')
+        .parse::<f64>()
+        .expect("a percentage")
+        / 100.0
+}
+
+#[test]
+fn one_minute_crypto_annualises_by_its_bar_spacing() {
+    let btc = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/samples/btcusdt_1m_2025-05-20_2025-08-18.csv");
+    let out = backtest(&[
+        "--data",
+        btc.to_str().unwrap(),
+        "--strategy",
+        "sma_cross",
+        "--param",
+        "fast=1000",
+        "--param",
+        "slow=3000",
+        "--fractional",
+        "--asset-class",
+        "crypto",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    // 365 days of 1,440 one-minute bars, not 252.
+    assert_eq!(row(&stdout, "periods per year"), "525600.00");
+    let final_value: f64 = row(&stdout, "final value")
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    let bars: f64 = row(&stdout, "bars").parse().unwrap();
+    let growth = final_value / 100_000.0;
+    let expected = growth.powf(525_600.0 / (bars - 1.0)) - 1.0;
+    let cagr = percent(&row(&stdout, "CAGR"));
+    assert!(
+        (cagr - expected).abs() < 0.000_1,
+        "CAGR {cagr} vs {expected} for {growth} over {bars} minutes"
+    );
+    // Holding times print in days or hours here, never in bars.
+    let held = row(&stdout, "avg holding time");
+    assert!(held.ends_with(" d") || held.ends_with(" h"), "{held}");
+}
