@@ -2,7 +2,8 @@
 //! volatility, Sharpe, Sortino, Calmar, drawdowns and their durations,
 //! VaR/CVaR (historical and parametric normal), trade statistics with MAE and
 //! MFE, exposure, turnover, a breakdown of every metric by a label series
-//! (per-regime performance), and a self-contained HTML report.
+//! (per-regime performance), periods per year inferred from the bars' spacing
+//! and the asset class ([`annualise`]), and a self-contained HTML report.
 //!
 //! Definitions follow empyrical/quantstats/numpy and are held to them by
 //! golden tests on real data (`tests/golden`); docs/metrics-definitions.md
@@ -14,6 +15,7 @@
 //! engine converts its exact types into these at the boundary. Statistics are
 //! `f64` by design; nothing here ever feeds a ledger.
 
+pub mod annualise;
 pub mod drawdown;
 pub mod error;
 pub mod metrics;
@@ -23,6 +25,9 @@ pub mod risk;
 pub mod stats;
 pub mod trades;
 
+pub use annualise::{
+    AssetClass, format_duration, infer_periods_per_year, median_spacing_nanos, periods_per_year,
+};
 pub use drawdown::{DrawdownStats, drawdown_series, drawdown_stats};
 pub use error::{AnalyticsError, Result};
 pub use metrics::{

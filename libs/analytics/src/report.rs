@@ -109,8 +109,9 @@ fn num(v: f64) -> String {
     format!("{v:.4}")
 }
 
-fn days(nanos: f64) -> String {
-    format!("{:.1} days", nanos / 86_400e9)
+/// A duration in the unit that fits (`1.5 min`, `5 h`, `3.2 d`).
+fn duration(nanos: f64) -> String {
+    crate::annualise::format_duration(nanos)
 }
 
 fn summary_table(html: &mut String, m: &Metrics) {
@@ -129,7 +130,7 @@ fn summary_table(html: &mut String, m: &Metrics) {
             format!(
                 "{} periods ({}){}",
                 m.drawdown.duration_periods,
-                days(m.drawdown.duration_nanos as f64),
+                duration(m.drawdown.duration_nanos as f64),
                 if m.drawdown.recovery_index.is_none() && m.drawdown.max_drawdown < 0.0 {
                     ", not recovered"
                 } else {
@@ -142,7 +143,7 @@ fn summary_table(html: &mut String, m: &Metrics) {
             format!(
                 "{} periods ({})",
                 m.drawdown.longest_duration_periods,
-                days(m.drawdown.longest_duration_nanos as f64)
+                duration(m.drawdown.longest_duration_nanos as f64)
             ),
         ),
         ("VaR 95 historical", pct(m.tail.historical_95.var)),
@@ -163,7 +164,7 @@ fn summary_table(html: &mut String, m: &Metrics) {
         ("Expectancy", opt(t.expectancy, |v| format!("{v:.2}"))),
         ("Net PnL", format!("{:.2}", t.net_pnl)),
         ("Fees", format!("{:.2}", t.total_fees)),
-        ("Average holding time", opt(t.avg_holding_nanos, days)),
+        ("Average holding time", opt(t.avg_holding_nanos, duration)),
         (
             "Mean MAE",
             opt(t.mae.map(|s| s.mean), |v| format!("{v:.2}")),
@@ -374,7 +375,7 @@ fn histogram(html: &mut String, returns: &[f64]) {
 fn trade_table(html: &mut String, trades: &[Trade]) {
     html.push_str(
         "<table class=\"trades\">\n<tr><th>#</th><th>side</th><th>entry</th><th>exit</th>\
-         <th>qty</th><th>entry price</th><th>exit price</th><th>PnL</th><th>fees</th>\
+         <th>held</th><th>qty</th><th>entry price</th><th>exit price</th><th>PnL</th><th>fees</th>\
          <th>MAE</th><th>MFE</th></tr>\n",
     );
     for (i, t) in trades.iter().enumerate() {
@@ -386,11 +387,12 @@ fn trade_table(html: &mut String, trades: &[Trade]) {
         let _ = writeln!(
             html,
             "<tr class=\"trade\"><td>{}</td><td>{side}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{:.4}</td><td>{:.4}</td><td class=\"{class}\">{:.2}</td><td>{:.2}</td>\
+             <td>{}</td><td>{:.4}</td><td>{:.4}</td><td class=\"{class}\">{:.2}</td><td>{:.2}</td>\
              <td>{:.2}</td><td>{:.2}</td></tr>",
             i + 1,
             format_ts(t.entry_ts),
             format_ts(t.exit_ts),
+            duration(t.exit_ts.saturating_sub(t.entry_ts) as f64),
             t.qty,
             t.entry_price,
             t.exit_price,

@@ -42,6 +42,14 @@ pub enum ProtoError {
         /// The field, as named in the .proto file (dotted path if nested).
         field: &'static str,
     },
+    /// A field's value is well-formed but outside what the field accepts.
+    #[error("{field}: {reason}")]
+    InvalidValue {
+        /// The field, as named in the .proto file (dotted path if nested).
+        field: &'static str,
+        /// What the field accepts.
+        reason: String,
+    },
     /// A field's value could not be converted.
     #[error("{field}: {source}")]
     Field {
@@ -214,10 +222,123 @@ pub fn required_timestamp(
     timestamp_to_datetime(value).map_err(|e| e.in_field(field))
 }
 
+/// `OrderSpec.size` -> [`grodt_core::Size`], exactly: `quantity` becomes
+/// `Fixed` at the instrument's `size_precision` (more decimals than that is an
+/// error, never a rounding), `equity_fraction` becomes `EquityFraction`,
+/// `close_position = true` becomes `ClosePosition`.
+///
+/// # Errors
+/// [`ProtoError::MissingField`] when no size is set; [`ProtoError::InvalidValue`]
+/// or [`ProtoError::Field`] naming `order.quantity`, `order.equity_fraction` or
+/// `order.close_position` when the value is not > 0 (or not true), or does not fit.
+pub fn size_from_proto(
+    size: Option<&v1::order_spec::Size>,
+    size_precision: u8,
+) -> Result<grodt_core::Size, ProtoError> {
+    use v1::order_spec::Size as Wire;
+    let positive = |field: &'static str, d: &v1::Decimal| {
+        let v = Decimal::try_from(d).map_err(|e| e.in_field(field))?;
+        if v <= Decimal::ZERO {
+            return Err(ProtoError::InvalidValue {
+                field,
+                reason: "must be > 0".into(),
+            });
+        }
+        Ok(v)
+    };
+    match size {
+        None => Err(ProtoError::MissingField {
+            field: "order.size",
+        }),
+        Some(Wire::Quantity(q)) => {
+            const F: &str = "order.quantity";
+            let v = positive(F, q)?;
+            grodt_core::Quantity::parse(&v.to_string(), size_precision)
+                .map(grodt_core::Size::Fixed)
+                .map_err(|e| ProtoError::InvalidValue {
+                    field: F,
+                    reason: e.to_string(),
+                })
+        }
+        Some(Wire::EquityFraction(f)) => Ok(grodt_core::Size::EquityFraction(positive(
+            "order.equity_fraction",
+            f,
+        )?)),
+        Some(Wire::ClosePosition(true)) => Ok(grodt_core::Size::ClosePosition),
+        Some(Wire::ClosePosition(false)) => Err(ProtoError::InvalidValue {
+            field: "order.close_position",
+            reason: "must be true when set (set another size instead)".into(),
+        }),
+    }
+}
+
+/// [`grodt_core::Size`] -> `OrderSpec.size`, exactly (the quantity's decimals as held).
+#[must_use]
+pub fn size_to_proto(size: grodt_core::Size) -> v1::order_spec::Size {
+    use v1::order_spec::Size as Wire;
+    match size {
+        grodt_core::Size::Fixed(q) => Wire::Quantity(q.to_decimal().into()),
+        grodt_core::Size::EquityFraction(f) => Wire::EquityFraction(f.into()),
+        grodt_core::Size::ClosePosition => Wire::ClosePosition(true),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn order_size_round_trips_every_variant_exactly() {
+        use grodt_core::{Quantity, Size};
+        let sizes = [
+            Size::Fixed(Quantity::parse("12.345", 3).unwrap()),
+            Size::Fixed(Quantity::parse("100", 0).unwrap()),
+            Size::EquityFraction(parse_decimal("0.25").unwrap()),
+            Size::EquityFraction(parse_decimal("1.5").unwrap()),
+            Size::ClosePosition,
+        ];
+        for size in sizes {
+            let precision = match size {
+                Size::Fixed(q) => q.precision(),
+                _ => 0,
+            };
+            let wire = size_to_proto(size);
+            assert_eq!(size_from_proto(Some(&wire), precision).unwrap(), size);
+        }
+        // The wire text is the exact decimal.
+        assert_eq!(
+            size_to_proto(Size::Fixed(Quantity::parse("0.50", 2).unwrap())),
+            v1::order_spec::Size::Quantity(wire("0.50"))
+        );
+        // A quantity with fewer decimals than the instrument's precision is exact too.
+        assert_eq!(
+            size_from_proto(Some(&v1::order_spec::Size::Quantity(wire("3"))), 4).unwrap(),
+            Size::Fixed(Quantity::parse("3", 4).unwrap())
+        );
+    }
+
+    #[test]
+    fn order_size_rejections_name_the_field() {
+        use v1::order_spec::Size as Wire;
+        let cases = [
+            (None, "order.size"),
+            (Some(Wire::Quantity(wire("0"))), "order.quantity"),
+            (Some(Wire::Quantity(wire("-1"))), "order.quantity"),
+            (Some(Wire::Quantity(wire("1.5"))), "order.quantity"),
+            (Some(Wire::Quantity(wire("1e3"))), "order.quantity"),
+            (
+                Some(Wire::EquityFraction(wire("0"))),
+                "order.equity_fraction",
+            ),
+            (Some(Wire::ClosePosition(false)), "order.close_position"),
+        ];
+        for (size, field) in cases {
+            let e = size_from_proto(size.as_ref(), 0).unwrap_err();
+            assert!(e.to_string().starts_with(field), "{e} should name {field}");
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        }
+    }
 
     fn wire(text: &str) -> v1::Decimal {
         v1::Decimal {

@@ -7,13 +7,15 @@
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for server reflection;
 //! - [`SERVICE_NAMES`]: the seven fully-qualified service names;
 //! - [`convert`]: exact conversions between wire decimals/timestamps and
-//!   `rust_decimal`/`chrono`.
+//!   `rust_decimal`/`chrono`, and of `OrderSpec.size` to `grodt_core::Size`;
+//! - [`topic`]: the one table binding each event payload to its stream.
 //!
 //! Wire types stay at the edges: services convert them to domain types at the
 //! gRPC/bus boundary. This crate must never depend on domain logic, storage,
 //! the bus or the service kit (only on `grodt-core` for error classification).
 
 pub mod convert;
+pub mod topic;
 
 pub use convert::ProtoError;
 

@@ -2,12 +2,15 @@
 //! from flags or a request; the cost models are built from it for each run.
 
 use grodt_core::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
 use crate::SimError;
 use crate::models::{
-    CommissionModel, FixedBps, FixedLatency, HalfSpread, LatencyModel, MakerTaker, NoCommission,
-    NoSlippage, PerShare, Percentage, SlippageModel, TieredMonthly, UniformLatency, VolumeShare,
+    CommissionModel, FixedBps, FixedLatency, HalfSpread, LatencyModel, LogNormalLatency,
+    MakerTaker, NoCommission, NoSlippage, PerShare, PerShareCapped, Percentage,
+    PercentageWithMinimum, SlippageModel, TieredMonthly, TieredNotional, UniformLatency,
+    VolumeShare,
 };
 
 /// When a market order decided on bar t fills.
@@ -100,6 +103,29 @@ pub enum CommissionSpec {
         /// Minimum per fill.
         minimum: Decimal,
     },
+    /// Per share with a minimum per fill and a cap as a fraction of notional
+    /// (`min(max(qty * rate, minimum), maximum_fraction * notional)`).
+    PerShareCapped {
+        /// Per unit.
+        rate: Decimal,
+        /// Minimum per fill.
+        minimum: Decimal,
+        /// Maximum per fill as a fraction of notional.
+        maximum_fraction: Decimal,
+    },
+    /// Fraction of notional with a minimum per fill.
+    PercentageWithMinimum {
+        /// Fraction.
+        rate: Decimal,
+        /// Minimum per fill.
+        minimum: Decimal,
+    },
+    /// Fraction of notional tiered by the notional traded in the UTC calendar
+    /// month of the bar time (reset at each month boundary).
+    TieredNotional {
+        /// `(tier start monthly notional, fraction)`; the first starts at 0, ascending.
+        tiers: Vec<(Decimal, Decimal)>,
+    },
     /// Maker/taker fractions of notional (negative maker = rebate).
     MakerTaker {
         /// Maker fraction.
@@ -123,6 +149,16 @@ pub enum LatencySpec {
         min: i64,
         /// Upper bound (ns).
         max: i64,
+    },
+    /// A log-normal random delay drawn with the run's seed:
+    /// `median * exp(sigma * z)`, capped at `max`.
+    LogNormal {
+        /// Median (ns), > 0.
+        median: i64,
+        /// Sigma of the underlying normal, >= 0 (exact here, f64 in the draw).
+        sigma: Decimal,
+        /// Cap (ns), >= median; `None` = no cap.
+        max: Option<i64>,
     },
 }
 
@@ -231,6 +267,21 @@ impl BacktestConfig {
             LatencySpec::Uniform { min, max } if min < 0 || max < min => {
                 return bad("latency", "need 0 <= min <= max");
             }
+            LatencySpec::LogNormal { median, .. } if median <= 0 => {
+                return bad("latency.median", "must be positive");
+            }
+            LatencySpec::LogNormal { sigma, .. }
+                if sigma < Decimal::ZERO || sigma.to_f64().is_none_or(|s| !s.is_finite()) =>
+            {
+                return bad("latency.sigma", "must be finite and non-negative");
+            }
+            LatencySpec::LogNormal {
+                median,
+                max: Some(max),
+                ..
+            } if max < median => {
+                return bad("latency.max", "must be at least the median");
+            }
             _ => {}
         }
         if let SlippageSpec::VolumeShare { price_impact } = self.slippage
@@ -264,6 +315,47 @@ impl BacktestConfig {
                     return bad("commission.tiers", "tier starts must ascend");
                 }
             }
+            CommissionSpec::PerShareCapped {
+                rate,
+                minimum,
+                maximum_fraction,
+            } => {
+                if *rate < Decimal::ZERO || *minimum < Decimal::ZERO {
+                    return bad(
+                        "commission",
+                        "per-share rate and minimum must be non-negative",
+                    );
+                }
+                if *maximum_fraction < Decimal::ZERO {
+                    return bad("commission.maximum_fraction", "must be non-negative");
+                }
+            }
+            CommissionSpec::PercentageWithMinimum { rate, minimum } => {
+                if *rate < Decimal::ZERO {
+                    return bad("commission.rate", "must be non-negative");
+                }
+                if *minimum < Decimal::ZERO {
+                    return bad("commission.minimum", "must be non-negative");
+                }
+            }
+            CommissionSpec::TieredNotional { tiers } => {
+                if tiers.is_empty()
+                    || tiers
+                        .iter()
+                        .any(|t| t.0 < Decimal::ZERO || t.1 < Decimal::ZERO)
+                {
+                    return bad(
+                        "commission.tiers",
+                        "need at least one tier and non-negative starts and rates",
+                    );
+                }
+                if !tiers[0].0.is_zero() {
+                    return bad("commission.tiers", "the first tier must start at 0");
+                }
+                if tiers.windows(2).any(|w| w[1].0 <= w[0].0) {
+                    return bad("commission.tiers", "tier starts must ascend");
+                }
+            }
             CommissionSpec::MakerTaker { taker, .. } if *taker < Decimal::ZERO => {
                 return bad("commission.taker", "must be non-negative");
             }
@@ -290,6 +382,24 @@ impl BacktestConfig {
             CommissionSpec::TieredMonthly { tiers, minimum } => {
                 Box::new(TieredMonthly::new(tiers.clone(), *minimum))
             }
+            CommissionSpec::PerShareCapped {
+                rate,
+                minimum,
+                maximum_fraction,
+            } => Box::new(PerShareCapped {
+                rate: *rate,
+                minimum: *minimum,
+                maximum_fraction: *maximum_fraction,
+            }),
+            CommissionSpec::PercentageWithMinimum { rate, minimum } => {
+                Box::new(PercentageWithMinimum {
+                    rate: *rate,
+                    minimum: *minimum,
+                })
+            }
+            CommissionSpec::TieredNotional { tiers } => {
+                Box::new(TieredNotional::new(tiers.clone()))
+            }
             CommissionSpec::MakerTaker { maker, taker } => Box::new(MakerTaker {
                 maker: *maker,
                 taker: *taker,
@@ -298,6 +408,12 @@ impl BacktestConfig {
         let latency: Box<dyn LatencyModel> = match self.latency {
             LatencySpec::Fixed { nanos } => Box::new(FixedLatency { nanos }),
             LatencySpec::Uniform { min, max } => Box::new(UniformLatency { min, max }),
+            LatencySpec::LogNormal { median, sigma, max } => Box::new(LogNormalLatency {
+                median,
+                // Validated finite; an unvalidated out-of-range sigma draws the median.
+                sigma: sigma.to_f64().unwrap_or(0.0),
+                max,
+            }),
         };
         Models {
             slippage,
@@ -354,5 +470,156 @@ mod tests {
             assert!(e.contains(f), "{e} should name {f}");
         }
         assert!(BacktestConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn new_cost_options_validate_naming_the_field() {
+        let d = |t: &str| t.parse::<Decimal>().unwrap();
+        let cases = [
+            (
+                LatencySpec::LogNormal {
+                    median: 0,
+                    sigma: d("0.5"),
+                    max: None,
+                },
+                "latency.median",
+            ),
+            (
+                LatencySpec::LogNormal {
+                    median: 10,
+                    sigma: d("-0.1"),
+                    max: None,
+                },
+                "latency.sigma",
+            ),
+            (
+                LatencySpec::LogNormal {
+                    median: 10,
+                    sigma: d("0.5"),
+                    max: Some(9),
+                },
+                "latency.max",
+            ),
+        ];
+        for (latency, field) in cases {
+            let c = BacktestConfig {
+                latency,
+                ..BacktestConfig::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e} should name {field}");
+        }
+        let commissions = [
+            (
+                CommissionSpec::PerShareCapped {
+                    rate: d("0.005"),
+                    minimum: d("1"),
+                    maximum_fraction: d("-0.01"),
+                },
+                "commission.maximum_fraction",
+            ),
+            (
+                CommissionSpec::PercentageWithMinimum {
+                    rate: d("0.001"),
+                    minimum: d("-1"),
+                },
+                "commission.minimum",
+            ),
+            (
+                CommissionSpec::TieredNotional {
+                    tiers: vec![(d("10"), d("0.001"))],
+                },
+                "commission.tiers",
+            ),
+            (
+                CommissionSpec::TieredNotional {
+                    tiers: vec![(d("0"), d("0.001")), (d("0"), d("0.0005"))],
+                },
+                "commission.tiers",
+            ),
+            (
+                CommissionSpec::TieredNotional { tiers: vec![] },
+                "commission.tiers",
+            ),
+        ];
+        for (commission, field) in commissions {
+            let c = BacktestConfig {
+                commission,
+                ..BacktestConfig::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e} should name {field}");
+        }
+        let ok = BacktestConfig {
+            commission: CommissionSpec::TieredNotional {
+                tiers: vec![(d("0"), d("0.001")), (d("100000"), d("0.0005"))],
+            },
+            latency: LatencySpec::LogNormal {
+                median: 5,
+                sigma: d("0.25"),
+                max: Some(5),
+            },
+            ..BacktestConfig::default()
+        };
+        assert!(ok.validate().is_ok());
+    }
+
+    #[test]
+    fn every_new_spec_builds_its_model() {
+        use crate::models::CommissionInput;
+        use grodt_core::{Liquidity, Price, Quantity, Side};
+        use rand::SeedableRng;
+        let d = |t: &str| t.parse::<Decimal>().unwrap();
+        let input = CommissionInput {
+            side: Side::Buy,
+            qty: Quantity::parse("100", 0).unwrap(),
+            price: Price::parse("0.50", 2).unwrap(),
+            notional: d("50"),
+            liquidity: Liquidity::Taker,
+            ts: 0,
+        };
+        let fee = |commission: CommissionSpec| {
+            BacktestConfig {
+                commission,
+                ..BacktestConfig::default()
+            }
+            .models()
+            .commission
+            .charge(&input)
+            .fee
+        };
+        assert_eq!(
+            fee(CommissionSpec::PerShareCapped {
+                rate: d("0.005"),
+                minimum: d("1"),
+                maximum_fraction: d("0.01"),
+            }),
+            d("0.5")
+        );
+        assert_eq!(
+            fee(CommissionSpec::PercentageWithMinimum {
+                rate: d("0.001"),
+                minimum: d("0.35"),
+            }),
+            d("0.35")
+        );
+        assert_eq!(
+            fee(CommissionSpec::TieredNotional {
+                tiers: vec![(d("0"), d("0.002"))],
+            }),
+            d("0.1")
+        );
+        let mut latency = BacktestConfig {
+            latency: LatencySpec::LogNormal {
+                median: 1_000,
+                sigma: Decimal::ZERO,
+                max: None,
+            },
+            ..BacktestConfig::default()
+        }
+        .models()
+        .latency;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(latency.delay_ns(&mut rng), 1_000);
     }
 }

@@ -243,6 +243,104 @@ impl CommissionModel for TieredMonthly {
     }
 }
 
+/// A rate per share with a minimum per fill and a cap as a fraction of the fill's
+/// notional (Interactive Brokers' fixed schedule):
+/// `min(max(qty * rate, minimum), maximum_fraction * |notional|)`. The cap wins
+/// over the minimum, as the broker's does for very cheap fills.
+#[derive(Clone, Copy, Debug)]
+pub struct PerShareCapped {
+    /// Money per unit.
+    pub rate: Decimal,
+    /// Minimum per fill.
+    pub minimum: Decimal,
+    /// Maximum per fill as a fraction of notional (0.01 = 1%).
+    pub maximum_fraction: Decimal,
+}
+
+impl CommissionModel for PerShareCapped {
+    fn charge(&mut self, i: &CommissionInput) -> Charge {
+        let cap = i.notional.abs() * self.maximum_fraction;
+        Charge {
+            fee: (i.qty.to_decimal() * self.rate)
+                .max(self.minimum)
+                .min(cap)
+                .max(Decimal::ZERO),
+            rebate: Decimal::ZERO,
+        }
+    }
+}
+
+/// A fraction of notional with a minimum per fill: `max(|notional| * rate, minimum)`.
+#[derive(Clone, Copy, Debug)]
+pub struct PercentageWithMinimum {
+    /// Fraction of notional.
+    pub rate: Decimal,
+    /// Minimum per fill.
+    pub minimum: Decimal,
+}
+
+impl CommissionModel for PercentageWithMinimum {
+    fn charge(&mut self, i: &CommissionInput) -> Charge {
+        Charge {
+            fee: (i.notional.abs() * self.rate)
+                .max(self.minimum)
+                .max(Decimal::ZERO),
+            rebate: Decimal::ZERO,
+        }
+    }
+}
+
+/// A fraction of notional set by the notional already traded this calendar month:
+/// `tiers` are `(monthly notional at which the tier starts, fraction)`, ascending.
+/// The month is the UTC calendar month of the fill's bar time; the running
+/// notional starts again at 0 on the first fill of each month. A fill is charged
+/// wholly at the tier reached before it (it is not split across a threshold).
+#[derive(Clone, Debug)]
+pub struct TieredNotional {
+    /// Tier starts (monthly notional) and fractions of notional, ascending by start.
+    pub tiers: Vec<(Decimal, Decimal)>,
+    month: i64,
+    notional: Decimal,
+}
+
+impl TieredNotional {
+    /// A tiered schedule; the first tier should start at 0 (below it the rate is 0).
+    pub fn new(tiers: Vec<(Decimal, Decimal)>) -> Self {
+        Self {
+            tiers,
+            month: i64::MIN,
+            notional: Decimal::ZERO,
+        }
+    }
+
+    /// Notional traded so far in the current month.
+    pub fn monthly_notional(&self) -> Decimal {
+        self.notional
+    }
+}
+
+impl CommissionModel for TieredNotional {
+    fn charge(&mut self, i: &CommissionInput) -> Charge {
+        let m = month_index(i.ts);
+        if m != self.month {
+            self.month = m;
+            self.notional = Decimal::ZERO;
+        }
+        let rate = self
+            .tiers
+            .iter()
+            .rev()
+            .find(|(start, _)| self.notional >= *start)
+            .map_or(Decimal::ZERO, |t| t.1);
+        let notional = i.notional.abs();
+        self.notional += notional;
+        Charge {
+            fee: (notional * rate).max(Decimal::ZERO),
+            rebate: Decimal::ZERO,
+        }
+    }
+}
+
 /// Maker/taker fractions of notional; a negative maker rate is a rebate.
 #[derive(Clone, Copy, Debug)]
 pub struct MakerTaker {
@@ -308,6 +406,37 @@ impl LatencyModel for UniformLatency {
     }
 }
 
+/// A log-normal delay: `median * exp(sigma * z)` with `z` standard normal, drawn
+/// from the run's seeded RNG (Box-Muller, two uniform draws per order), rounded
+/// to the nanosecond and capped at `max` when given. `sigma = 0` gives the median.
+#[derive(Clone, Copy, Debug)]
+pub struct LogNormalLatency {
+    /// Median delay (ns), > 0.
+    pub median: i64,
+    /// Sigma of the underlying normal, >= 0.
+    pub sigma: f64,
+    /// Cap (ns), `>= median`; `None` = no cap.
+    pub max: Option<i64>,
+}
+
+impl LatencyModel for LogNormalLatency {
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        reason = "a delay size in ns; rounded and clamped to [0, max]"
+    )]
+    fn delay_ns(&mut self, rng: &mut ChaCha8Rng) -> i64 {
+        // u1 in (0, 1] so ln(u1) is finite; u2 in [0, 1).
+        let u1 = 1.0 - rng.random::<f64>();
+        let u2 = rng.random::<f64>();
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        let draw = (self.median.max(0) as f64 * (self.sigma * z).exp()).round();
+        let cap = self.max.unwrap_or(i64::MAX);
+        // `as` saturates: an infinite draw becomes i64::MAX, then the cap.
+        (draw as i64).clamp(0, cap.max(0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +463,118 @@ mod tests {
         assert_eq!(h.apply(&input(&inst, Side::Sell, 10_000, 0.0)), 9_995);
         let v = VolumeShare { price_impact: 0.1 };
         assert_eq!(v.apply(&input(&inst, Side::Buy, 10_000, 0.5)), 10_250);
+    }
+
+    fn fill(qty: &str, price: &str, ts: i64) -> CommissionInput {
+        let qty = Quantity::parse(qty, 0).unwrap();
+        let price = Price::parse(price, 2).unwrap();
+        CommissionInput {
+            side: Side::Buy,
+            qty,
+            price,
+            notional: qty.to_decimal() * price.to_decimal(),
+            liquidity: Liquidity::Taker,
+            ts,
+        }
+    }
+
+    fn d(text: &str) -> Decimal {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn per_share_capped_applies_minimum_then_cap() {
+        let mut m = PerShareCapped {
+            rate: d("0.005"),
+            minimum: d("1"),
+            maximum_fraction: d("0.01"),
+        };
+        // 1000 x 0.005 = 5.00, above the minimum, below 1% of 50,000.
+        assert_eq!(m.charge(&fill("1000", "50", 0)).fee, d("5.000"));
+        // 100 x 0.005 = 0.50 -> minimum 1.00 (cap 1% of 5,000 = 50).
+        assert_eq!(m.charge(&fill("100", "50", 0)).fee, d("1"));
+        // 100 shares at 0.50: minimum 1.00 but capped at 1% of 50 = 0.50.
+        assert_eq!(m.charge(&fill("100", "0.5", 0)).fee, d("0.50"));
+        // 10,000 shares at 0.20: 50.00 per share, capped at 1% of 2,000 = 20.
+        assert_eq!(m.charge(&fill("10000", "0.2", 0)).fee, d("20.00"));
+        assert_eq!(m.charge(&fill("10000", "0.2", 0)).rebate, Decimal::ZERO);
+    }
+
+    #[test]
+    fn percentage_with_minimum_charges_at_least_the_minimum() {
+        let mut m = PercentageWithMinimum {
+            rate: d("0.001"),
+            minimum: d("2.5"),
+        };
+        // 10 bps of 10,000 = 10.
+        assert_eq!(m.charge(&fill("100", "100", 0)).fee, d("10.000"));
+        // 10 bps of 1,000 = 1 -> minimum 2.5.
+        assert_eq!(m.charge(&fill("10", "100", 0)).fee, d("2.5"));
+        // A sell has the same absolute notional.
+        let mut sell = fill("10", "100", 0);
+        sell.side = Side::Sell;
+        sell.notional = -sell.notional;
+        assert_eq!(m.charge(&sell).fee, d("2.5"));
+    }
+
+    #[test]
+    fn tiered_notional_steps_down_and_resets_each_utc_month() {
+        use grodt_core::time::parse_timestamp;
+        let mut m = TieredNotional::new(vec![
+            (d("0"), d("0.001")),
+            (d("100000"), d("0.0005")),
+            (d("1000000"), d("0.0002")),
+        ]);
+        let jan = parse_timestamp("2024-01-15T10:00:00Z").unwrap();
+        let jan_last = parse_timestamp("2024-01-31T23:59:59Z").unwrap();
+        let feb = parse_timestamp("2024-02-01T00:00:00Z").unwrap();
+        // 0 traded: first tier, 10 bps of 60,000 = 60.
+        assert_eq!(m.charge(&fill("600", "100", jan)).fee, d("60.000"));
+        // 60,000 traded: still first tier (the fill is not split), 10 bps of 60,000.
+        assert_eq!(m.charge(&fill("600", "100", jan)).fee, d("60.000"));
+        // 120,000 traded: second tier, 5 bps of 60,000 = 30.
+        assert_eq!(m.charge(&fill("600", "100", jan_last)).fee, d("30.0000"));
+        assert_eq!(m.monthly_notional(), d("180000"));
+        // The first bar of February starts again at the first tier.
+        assert_eq!(m.charge(&fill("600", "100", feb)).fee, d("60.000"));
+        assert_eq!(m.monthly_notional(), d("60000"));
+        // A big month reaches the third tier.
+        let mut big = TieredNotional::new(m.tiers.clone());
+        assert_eq!(big.charge(&fill("20000", "100", feb)).fee, d("2000.000"));
+        assert_eq!(big.charge(&fill("100", "100", feb)).fee, d("2.0000"));
+    }
+
+    #[test]
+    fn log_normal_latency_is_seeded_capped_and_centred_on_the_median() {
+        use rand::SeedableRng;
+        let mut m = LogNormalLatency {
+            median: 50_000_000,
+            sigma: 0.5,
+            max: Some(200_000_000),
+        };
+        let draws = |m: &mut LogNormalLatency, seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            (0..2001).map(|_| m.delay_ns(&mut rng)).collect::<Vec<_>>()
+        };
+        let a = draws(&mut m, 7);
+        assert_eq!(a, draws(&mut m, 7), "same seed, same draws");
+        assert_ne!(a, draws(&mut m, 8), "another seed, other draws");
+        assert!(a.iter().all(|&x| (0..=200_000_000).contains(&x)));
+        assert!(a.contains(&200_000_000), "some draws reach the cap");
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        let median = sorted[1000];
+        assert!(
+            (45_000_000..=55_000_000).contains(&median),
+            "sample median {median} near 50 ms"
+        );
+        // sigma 0: exactly the median, whatever the draw.
+        let mut fixed = LogNormalLatency {
+            median: 1_234_567,
+            sigma: 0.0,
+            max: None,
+        };
+        assert!(draws(&mut fixed, 1).iter().all(|&x| x == 1_234_567));
     }
 
     #[test]

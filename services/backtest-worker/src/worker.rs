@@ -11,6 +11,7 @@ use grodt_bus::{Delivery, Envelope, EventBus, StreamName};
 use grodt_core::error::{Classify, ErrorKind};
 use grodt_data::Catalog;
 use grodt_kit::KitError;
+use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_store::{RunKind, RunStatus, Store, StoreError};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
@@ -20,12 +21,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::convert::{Job, SpecError, result_to_proto};
-use crate::run::{self, RunError, Series};
+use crate::run::{self, RunError, RunSpec, Series};
 
-/// Stream the jobs arrive on.
-pub const JOBS_STREAM: &str = "grodt.backtest-jobs.v1";
-/// Stream results are published on.
-pub const RESULTS_STREAM: &str = "grodt.backtest-results.v1";
+/// Stream the jobs arrive on (the stream of `BacktestJob`, from grodt-proto's topic table).
+pub const JOBS_STREAM: &str = <v1::BacktestJob as Topic>::STREAM;
+/// Stream results are published on (the stream of `BacktestResultEvent`).
+pub const RESULTS_STREAM: &str = <v1::BacktestResultEvent as Topic>::STREAM;
 /// Consumer group of every worker replica (and the processed-events consumer name).
 pub const GROUP: &str = "backtest-worker";
 
@@ -272,7 +273,12 @@ impl Worker {
     }
 
     /// Loads the job's datasets and runs it on a blocking thread.
-    async fn compute(&self, job: Job) -> Result<(Vec<String>, crate::run::Outcome), WorkerError> {
+    /// Returns the run spec as run: its periods per year inferred from the
+    /// traded series' bars when the request left them 0.
+    async fn compute(
+        &self,
+        mut job: Job,
+    ) -> Result<(Vec<String>, crate::run::Outcome, RunSpec), WorkerError> {
         let catalog = self.catalog.clone();
         let span = tracing::info_span!("backtest.run", strategy = job.spec.strategy.name());
         let handle = tokio::task::spawn_blocking(move || {
@@ -292,8 +298,12 @@ impl Worker {
                 series.push(s);
             }
             let symbols = series.iter().map(|s| s.instrument.id.clone()).collect();
+            if let Some(traded) = series.first() {
+                let ts: Vec<i64> = traded.bars.iter().map(|b| b.ts).collect();
+                job.resolve_metrics(&ts);
+            }
             let outcome = run::run(&job.spec, &series, &mut |_| {})?;
-            Ok::<_, WorkerError>((symbols, outcome))
+            Ok::<_, WorkerError>((symbols, outcome, job.spec))
         });
         handle
             .await
@@ -345,12 +355,11 @@ impl Worker {
         let started = chrono::Utc::now();
         let clock = Instant::now();
         self.metrics.in_progress.inc();
-        let run_spec = job.spec.clone();
         let outcome = self.compute(job).await;
         self.metrics.in_progress.dec();
         self.metrics.duration.observe(clock.elapsed().as_secs_f64());
         let mut result = match outcome {
-            Ok((symbols, outcome)) => {
+            Ok((symbols, outcome, run_spec)) => {
                 self.metrics.jobs.with_label_values(&["ok"]).inc();
                 self.metrics.bars.inc_by(outcome.result.bars);
                 result_to_proto(&symbols, &run_spec, &outcome)
@@ -453,8 +462,8 @@ impl Worker {
             .map_or((None, None), |(p, s)| {
                 (Some(p), (!s.is_empty()).then_some(s))
             });
-        Envelope::new("grodt.v1.BacktestJob", now, job.encode_to_vec())
-            .with_trace(traceparent, tracestate)
+        let out = Outgoing::new(&job);
+        Envelope::new(out.event_type(), now, out.payload()).with_trace(traceparent, tracestate)
     }
 
     /// Publishes `envelope` on the jobs stream.
@@ -473,8 +482,11 @@ impl Worker {
     /// again. Consumers of `grodt.backtest-results.v1` dedupe by `backtest_id`.
     async fn handle_job(&self, delivery: &Delivery) -> Result<(), WorkerError> {
         let event_id = delivery.envelope.event_id.to_string();
-        let job = v1::BacktestJob::decode(delivery.envelope.payload.as_ref())
-            .map_err(|e| WorkerError::Corrupt(format!("job {event_id}: {e}")))?;
+        let job = topic::decode::<v1::BacktestJob>(
+            &delivery.envelope.event_type,
+            delivery.envelope.payload.as_ref(),
+        )
+        .map_err(|e| WorkerError::Corrupt(format!("job {event_id}: {e}")))?;
         let v1::BacktestJob {
             backtest_id,
             spec,
@@ -590,15 +602,11 @@ impl Worker {
             .map_or((None, None), |(p, s)| {
                 (Some(p), (!s.is_empty()).then_some(s))
             });
-        let envelope = Envelope::new(
-            "grodt.v1.BacktestResultEvent",
-            chrono::Utc::now(),
-            event.encode_to_vec(),
-        )
-        .with_trace(traceparent, tracestate);
-        self.bus
-            .publish(&stream(RESULTS_STREAM)?, &envelope)
-            .await?;
+        let out = Outgoing::new(&event);
+        let to = stream(out.stream())?;
+        let envelope = Envelope::new(out.event_type(), chrono::Utc::now(), out.payload())
+            .with_trace(traceparent, tracestate);
+        self.bus.publish(&to, &envelope).await?;
         Ok(())
     }
 }

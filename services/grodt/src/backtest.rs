@@ -1,17 +1,49 @@
 //! `grodt backtest`: one backtest of a CSV file on this machine, through the
 //! same code path as the backtest worker ([`grodt_backtest_worker::run`]):
 //! prints the metrics table and optionally writes the HTML report.
+//!
+//! The cost and fill flags speak the vocabulary of `backtest.proto`'s
+//! `CostModel` and of the engine's `BacktestConfig`, one flag (or flag value)
+//! per option:
+//!
+//! | flag | wire (`CostModel`) | engine |
+//! |---|---|---|
+//! | `--slippage bps=N` / `volume_share=F` / `spread_bps=N` | `slippage.fixed_bps` / `volume_share` / `spread` | `SlippageSpec::FixedBps` / `VolumeShare` / `HalfSpread` |
+//! | `--fees per_share=X[,min=Y]` | `commission.per_share` | `CommissionSpec::PerShare` |
+//! | `--fees per_share=X[,min=Y],max_fraction=F` | `per_share.maximum_fraction` | `PerShareCapped` |
+//! | `--fees pct=F` (or `bps=N`) | `commission.percentage` | `Percentage` |
+//! | `--fees pct=F,min=Y` (or `bps=N,min=Y`) | `percentage.minimum` | `PercentageWithMinimum` |
+//! | `--fees tiered=FROM:RATE/FROM:RATE...` | `commission.tiered` | `TieredNotional` |
+//! | `--fees tiered_per_share=FROM:RATE/...[,min=Y]` | `commission.tiered_per_share` | `TieredMonthly` |
+//! | `--fees maker=F,taker=F` | `commission.maker_taker` | `MakerTaker` |
+//! | `--latency fixed=DUR` / `uniform=DUR..DUR` / `lognormal=DUR,sigma=F[,max=DUR]` | `latency.fixed` / `uniform` / `random` | `LatencySpec::Fixed` / `Uniform` / `LogNormal` |
+//! | `--limit-fill touch` | `fill.limit_fill_on_touch` | `LimitFill::Touch` |
+//! | `--max-participation F` | `fill.max_volume_participation` | `max_participation` |
+//! | `--fractional` | `fill.allow_fractional` | instrument size precision |
+//! | `--fill-timing same-bar-close` | `fill.fill_at_decision_bar_close` | `FillTiming::SameBarClose` |
+//! | `--no-margin-check` | `fill.disable_margin_check` | `enforce_margin = false` |
+//! | `--borrow-rate F`, `--borrow-day-count` | `borrow.default_annual_rate`, `borrow.day_count` | `borrow_rate`, `borrow_day_count` |
+//! | `--financing-rate F`, `--financing-day-count` | `financing.annual_rate`, `financing.day_count` | `financing_rate`, `financing_day_count` |
+//! | `--cost-dp N` | `cost_decimal_places` | `cost_dp` |
+//!
+//! Durations (`DUR`) are a decimal number and a unit: `ns`, `us`, `ms`, `s`,
+//! `min`, `h` (`250ms`, `1.5s`).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use grodt_analytics::{MetricsConfig, ReportInput, render_html};
+use grodt_analytics::{
+    AssetClass, MetricsConfig, ReportInput, format_duration, infer_periods_per_year, render_html,
+};
 use grodt_backtest_worker::run::{self, Outcome, RunError, RunSpec, StrategyChoice};
 use grodt_core::Decimal;
 use grodt_core::rounding::{RoundingMode, round_money};
-use grodt_sim::{BacktestConfig, CommissionSpec, SlippageSpec};
+use grodt_sim::{
+    BacktestConfig, CommissionSpec, DayCount, FillTiming, LatencySpec, LimitFill, SlippageSpec,
+};
+use rust_decimal::prelude::ToPrimitive;
 
 /// Runs with at least this many bars show a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_BARS: u64 = 200_000;
@@ -70,15 +102,53 @@ pub struct BacktestOptions {
     /// Starting cash.
     #[arg(long, default_value = "100000")]
     pub cash: String,
-    /// Commission: bps=N, pct=F or per_share=X[,min=Y].
-    #[arg(long)]
+    /// Commission: pct=F or bps=N [,min=Y]; per_share=X[,min=Y][,max_fraction=F];
+    /// tiered=FROM:RATE/FROM:RATE... (fraction by monthly notional);
+    /// tiered_per_share=FROM:RATE/...[,min=Y] (per unit by monthly quantity);
+    /// maker=F,taker=F.
+    #[arg(long, visible_alias = "commission")]
     pub fees: Option<String>,
-    /// Slippage: bps=N.
+    /// Slippage: bps=N, volume_share=F (impact coefficient) or spread_bps=N.
     #[arg(long)]
     pub slippage: Option<String>,
-    /// Periods per year of the metrics (252 equities, 365 crypto).
-    #[arg(long, default_value_t = 252.0)]
-    pub periods_per_year: f64,
+    /// Latency: fixed=DUR, uniform=DUR..DUR or lognormal=MEDIAN,sigma=F[,max=DUR]
+    /// (DUR like 250ms, 1.5s; random draws use --seed).
+    #[arg(long)]
+    pub latency: Option<String>,
+    /// When a resting limit order fills: when traded through, or on touch.
+    #[arg(long, value_enum, default_value_t = LimitFillFlag::TradeThrough)]
+    pub limit_fill: LimitFillFlag,
+    /// When a market order fills: the next bar's open, or the decision bar's close.
+    #[arg(long, value_enum, default_value_t = FillTimingFlag::NextOpen)]
+    pub fill_timing: FillTimingFlag,
+    /// Maximum share of a bar's volume one order may take, in (0, 1]; the rest carries over.
+    #[arg(long)]
+    pub max_participation: Option<String>,
+    /// Annual borrow rate on short notional.
+    #[arg(long, default_value = "0")]
+    pub borrow_rate: String,
+    /// Day count of borrow accrual.
+    #[arg(long, value_enum, default_value_t = DayCountFlag::Act360)]
+    pub borrow_day_count: DayCountFlag,
+    /// Annual financing rate on negative cash.
+    #[arg(long, default_value = "0")]
+    pub financing_rate: String,
+    /// Day count of financing accrual.
+    #[arg(long, value_enum, default_value_t = DayCountFlag::Act365)]
+    pub financing_day_count: DayCountFlag,
+    /// Accept fills whose initial margin would exceed equity.
+    #[arg(long)]
+    pub no_margin_check: bool,
+    /// Decimal places costs are rounded up to (0..=18).
+    #[arg(long, default_value_t = 8)]
+    pub cost_dp: u32,
+    /// Periods per year of the metrics; unset = inferred from the bars'
+    /// spacing and --asset-class (daily equities 252, 1-minute crypto 525,600).
+    #[arg(long)]
+    pub periods_per_year: Option<f64>,
+    /// Trading calendar used to infer the periods per year.
+    #[arg(long, value_enum, default_value_t = AssetClassFlag::Equity)]
+    pub asset_class: AssetClassFlag,
     /// Allow fractional quantities.
     #[arg(long)]
     pub fractional: bool,
@@ -88,6 +158,66 @@ pub struct BacktestOptions {
     /// Write the self-contained HTML report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+/// `--limit-fill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LimitFillFlag {
+    /// The price must trade through the limit.
+    TradeThrough,
+    /// Touching the limit fills.
+    Touch,
+}
+
+/// `--fill-timing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FillTimingFlag {
+    /// The next bar's open (plus latency).
+    NextOpen,
+    /// The decision bar's close (lookahead-prone; for parity with other libraries).
+    SameBarClose,
+}
+
+/// `--borrow-day-count`, `--financing-day-count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DayCountFlag {
+    /// Actual/360.
+    Act360,
+    /// Actual/365.
+    Act365,
+}
+
+/// `--asset-class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AssetClassFlag {
+    /// 252 days of 6.5 h.
+    Equity,
+    /// 365 days of 24 h.
+    Crypto,
+    /// 260 days of 24 h.
+    Fx,
+    /// 252 days of 23 h.
+    Futures,
+}
+
+impl From<AssetClassFlag> for AssetClass {
+    fn from(f: AssetClassFlag) -> Self {
+        match f {
+            AssetClassFlag::Equity => Self::Equity,
+            AssetClassFlag::Crypto => Self::Crypto,
+            AssetClassFlag::Fx => Self::Fx,
+            AssetClassFlag::Futures => Self::Futures,
+        }
+    }
+}
+
+impl From<DayCountFlag> for DayCount {
+    fn from(f: DayCountFlag) -> Self {
+        match f {
+            DayCountFlag::Act360 => Self::Act360,
+            DayCountFlag::Act365 => Self::Act365,
+        }
+    }
 }
 
 fn usage(flag: &'static str, reason: impl Into<String>) -> BacktestError {
@@ -117,8 +247,39 @@ fn decimal(flag: &'static str, key: &str, text: &str) -> Result<Decimal, Backtes
     Ok(d)
 }
 
-/// Parses `--fees`: `bps=N` (percentage of notional), `pct=F` (fraction of
-/// notional) or `per_share=X[,min=Y]`.
+fn whole(flag: &'static str, key: &str, text: &str) -> Result<u32, BacktestError> {
+    text.parse()
+        .map_err(|_| usage(flag, format!("{key}={text:?} is not a whole number")))
+}
+
+/// `FROM:RATE/FROM:RATE...`, thresholds strictly increasing.
+fn tiers(
+    flag: &'static str,
+    key: &str,
+    text: &str,
+) -> Result<Vec<(Decimal, Decimal)>, BacktestError> {
+    let tiers = text
+        .split('/')
+        .map(|t| {
+            let (from, rate) = t
+                .split_once(':')
+                .ok_or_else(|| usage(flag, format!("{key}: tier {t:?} is not FROM:RATE")))?;
+            Ok((
+                decimal(flag, key, from.trim())?,
+                decimal(flag, key, rate.trim())?,
+            ))
+        })
+        .collect::<Result<Vec<_>, BacktestError>>()?;
+    if tiers.windows(2).any(|w| w[1].0 <= w[0].0) {
+        return Err(usage(flag, format!("{key}: tier thresholds must increase")));
+    }
+    Ok(tiers)
+}
+
+const FEES_FORMS: &str = "expected pct=F or bps=N [,min=Y], per_share=X[,min=Y][,max_fraction=F], \
+     tiered=FROM:RATE/..., tiered_per_share=FROM:RATE/...[,min=Y] or maker=F,taker=F";
+
+/// Parses `--fees` (alias `--commission`); see the module docs for the forms.
 ///
 /// # Errors
 /// [`BacktestError::Usage`] naming `--fees` and the part at fault.
@@ -126,42 +287,163 @@ pub fn parse_fees(text: &str) -> Result<CommissionSpec, BacktestError> {
     const FLAG: &str = "--fees";
     let kv = key_values(FLAG, text)?;
     let keys: Vec<&str> = kv.keys().map(String::as_str).collect();
+    let get = |k: &str| decimal(FLAG, k, &kv[k]);
+    let min = || kv.get("min").map(|m| decimal(FLAG, "min", m)).transpose();
+    let rate_of = |key: &str| -> Result<Decimal, BacktestError> {
+        Ok(if key == "bps" {
+            get("bps")? / Decimal::from(10_000)
+        } else {
+            get("pct")?
+        })
+    };
+    // Keys come sorted (BTreeMap).
     match keys.as_slice() {
-        ["bps"] => Ok(CommissionSpec::Percentage {
-            rate: decimal(FLAG, "bps", &kv["bps"])? / Decimal::from(10_000),
-        }),
-        ["pct"] => Ok(CommissionSpec::Percentage {
-            rate: decimal(FLAG, "pct", &kv["pct"])?,
+        [k @ ("bps" | "pct")] => Ok(CommissionSpec::Percentage { rate: rate_of(k)? }),
+        ["bps", "min"] | ["min", "pct"] => Ok(CommissionSpec::PercentageWithMinimum {
+            rate: rate_of(if kv.contains_key("bps") { "bps" } else { "pct" })?,
+            minimum: get("min")?,
         }),
         ["per_share"] | ["min", "per_share"] => Ok(CommissionSpec::PerShare {
-            rate: decimal(FLAG, "per_share", &kv["per_share"])?,
-            minimum: kv
-                .get("min")
-                .map(|m| decimal(FLAG, "min", m))
-                .transpose()?
-                .unwrap_or(Decimal::ZERO),
+            rate: get("per_share")?,
+            minimum: min()?.unwrap_or(Decimal::ZERO),
         }),
-        _ => Err(usage(
-            FLAG,
-            format!("{text:?}: expected bps=N, pct=F or per_share=X[,min=Y]"),
-        )),
+        ["max_fraction", "per_share"] | ["max_fraction", "min", "per_share"] => {
+            Ok(CommissionSpec::PerShareCapped {
+                rate: get("per_share")?,
+                minimum: min()?.unwrap_or(Decimal::ZERO),
+                maximum_fraction: get("max_fraction")?,
+            })
+        }
+        ["tiered"] => {
+            let tiers = tiers(FLAG, "tiered", &kv["tiered"])?;
+            if !tiers[0].0.is_zero() {
+                return Err(usage(FLAG, "tiered: the first tier must start at 0"));
+            }
+            Ok(CommissionSpec::TieredNotional { tiers })
+        }
+        ["tiered_per_share"] | ["min", "tiered_per_share"] => Ok(CommissionSpec::TieredMonthly {
+            tiers: tiers(FLAG, "tiered_per_share", &kv["tiered_per_share"])?,
+            minimum: min()?.unwrap_or(Decimal::ZERO),
+        }),
+        ["maker", "taker"] => {
+            let maker = Decimal::from_str(&kv["maker"]).map_err(|_| {
+                usage(
+                    FLAG,
+                    format!("maker={:?} is not a decimal number", kv["maker"]),
+                )
+            })?;
+            Ok(CommissionSpec::MakerTaker {
+                maker,
+                taker: get("taker")?,
+            })
+        }
+        _ => Err(usage(FLAG, format!("{text:?}: {FEES_FORMS}"))),
     }
 }
 
-/// Parses `--slippage bps=N` (whole basis points).
+/// Parses `--slippage`: `bps=N` (whole basis points), `volume_share=F` (impact
+/// coefficient) or `spread_bps=N` (full spread, half paid per fill).
 ///
 /// # Errors
 /// [`BacktestError::Usage`] naming `--slippage`.
 pub fn parse_slippage(text: &str) -> Result<SlippageSpec, BacktestError> {
     const FLAG: &str = "--slippage";
     let kv = key_values(FLAG, text)?;
-    match (kv.len(), kv.get("bps")) {
-        (1, Some(bps)) => Ok(SlippageSpec::FixedBps {
-            bps: bps
-                .parse()
-                .map_err(|_| usage(FLAG, format!("bps={bps:?} is not a whole number")))?,
+    let keys: Vec<&str> = kv.keys().map(String::as_str).collect();
+    match keys.as_slice() {
+        ["bps"] => Ok(SlippageSpec::FixedBps {
+            bps: whole(FLAG, "bps", &kv["bps"])?,
         }),
-        _ => Err(usage(FLAG, format!("{text:?}: expected bps=N"))),
+        ["spread_bps"] => Ok(SlippageSpec::HalfSpread {
+            spread_bps: whole(FLAG, "spread_bps", &kv["spread_bps"])?,
+        }),
+        ["volume_share"] => {
+            let c = decimal(FLAG, "volume_share", &kv["volume_share"])?;
+            Ok(SlippageSpec::VolumeShare {
+                price_impact: c
+                    .to_f64()
+                    .ok_or_else(|| usage(FLAG, "volume_share is out of range"))?,
+            })
+        }
+        _ => Err(usage(
+            FLAG,
+            format!("{text:?}: expected bps=N, volume_share=F or spread_bps=N"),
+        )),
+    }
+}
+
+/// Parses a duration: a non-negative decimal number and a unit (`ns`, `us`,
+/// `ms`, `s`, `min`, `h`), exactly, to nanoseconds.
+///
+/// # Errors
+/// [`BacktestError::Usage`] naming `flag`.
+pub fn parse_duration(flag: &'static str, text: &str) -> Result<i64, BacktestError> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| {
+        usage(
+            flag,
+            format!("{text:?}: a duration needs a unit (ns, us, ms, s, min, h)"),
+        )
+    })?;
+    let (number, unit) = t.split_at(split);
+    let per: i64 = match unit {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => {
+            return Err(usage(
+                flag,
+                format!("{text:?}: unknown unit {unit:?} (ns, us, ms, s, min, h)"),
+            ));
+        }
+    };
+    let n = decimal(flag, "duration", number.trim())? * Decimal::from(per);
+    if !n.fract().is_zero() {
+        return Err(usage(
+            flag,
+            format!("{text:?} is not a whole number of nanoseconds"),
+        ));
+    }
+    n.to_i64()
+        .ok_or_else(|| usage(flag, format!("{text:?} is too long")))
+}
+
+/// Parses `--latency`: `fixed=DUR`, `uniform=DUR..DUR` or
+/// `lognormal=MEDIAN,sigma=F[,max=DUR]`.
+///
+/// # Errors
+/// [`BacktestError::Usage`] naming `--latency`.
+pub fn parse_latency(text: &str) -> Result<LatencySpec, BacktestError> {
+    const FLAG: &str = "--latency";
+    let kv = key_values(FLAG, text)?;
+    let keys: Vec<&str> = kv.keys().map(String::as_str).collect();
+    match keys.as_slice() {
+        ["fixed"] => Ok(LatencySpec::Fixed {
+            nanos: parse_duration(FLAG, &kv["fixed"])?,
+        }),
+        ["uniform"] => {
+            let (lo, hi) = kv["uniform"]
+                .split_once("..")
+                .ok_or_else(|| usage(FLAG, "uniform: expected MIN..MAX"))?;
+            Ok(LatencySpec::Uniform {
+                min: parse_duration(FLAG, lo)?,
+                max: parse_duration(FLAG, hi)?,
+            })
+        }
+        ["lognormal", "sigma"] | ["lognormal", "max", "sigma"] => Ok(LatencySpec::LogNormal {
+            median: parse_duration(FLAG, &kv["lognormal"])?,
+            sigma: decimal(FLAG, "sigma", &kv["sigma"])?,
+            max: kv.get("max").map(|m| parse_duration(FLAG, m)).transpose()?,
+        }),
+        _ => Err(usage(
+            FLAG,
+            format!(
+                "{text:?}: expected fixed=DUR, uniform=DUR..DUR or lognormal=DUR,sigma=F[,max=DUR]"
+            ),
+        )),
     }
 }
 
@@ -197,10 +479,46 @@ pub fn spec(options: &BacktestOptions) -> Result<RunSpec, BacktestError> {
             .map(parse_slippage)
             .transpose()?
             .unwrap_or_default(),
-        ..BacktestConfig::default()
+        latency: options
+            .latency
+            .as_deref()
+            .map(parse_latency)
+            .transpose()?
+            .unwrap_or_default(),
+        limit_fill: match options.limit_fill {
+            LimitFillFlag::TradeThrough => LimitFill::TradeThrough,
+            LimitFillFlag::Touch => LimitFill::Touch,
+        },
+        fill_timing: match options.fill_timing {
+            FillTimingFlag::NextOpen => FillTiming::NextOpen,
+            FillTimingFlag::SameBarClose => FillTiming::SameBarClose,
+        },
+        max_participation: options
+            .max_participation
+            .as_deref()
+            .map(|p| decimal("--max-participation", "max-participation", p))
+            .transpose()?,
+        borrow_rate: decimal("--borrow-rate", "borrow-rate", &options.borrow_rate)?,
+        borrow_day_count: options.borrow_day_count.into(),
+        financing_rate: decimal(
+            "--financing-rate",
+            "financing-rate",
+            &options.financing_rate,
+        )?,
+        financing_day_count: options.financing_day_count.into(),
+        enforce_margin: !options.no_margin_check,
+        cost_dp: options.cost_dp,
     };
+    config.validate().map_err(|e| {
+        let flag = match &e {
+            grodt_sim::SimError::InvalidConfig { field, .. } => flag_of(field),
+            _ => "--fees",
+        };
+        usage(flag, e.to_string())
+    })?;
+    let class = AssetClass::from(options.asset_class);
     let metrics = MetricsConfig {
-        periods_per_year: options.periods_per_year,
+        periods_per_year: options.periods_per_year.unwrap_or(class.trading_days()),
         ..MetricsConfig::equities_daily()
     };
     metrics
@@ -213,12 +531,38 @@ pub fn spec(options: &BacktestOptions) -> Result<RunSpec, BacktestError> {
     })
 }
 
+/// The flag of an engine config field, for usage errors.
+fn flag_of(field: &str) -> &'static str {
+    match field.split('.').next().unwrap_or(field) {
+        "commission" => "--fees",
+        "slippage" => "--slippage",
+        "latency" => "--latency",
+        "max_participation" => "--max-participation",
+        "borrow_rate" => "--borrow-rate",
+        "financing_rate" => "--financing-rate",
+        "cost_dp" => "--cost-dp",
+        "starting_cash" => "--cash",
+        _ => "--fees",
+    }
+}
+
+/// The metrics settings for bars at `bar_timestamps`: `--periods-per-year`
+/// when given, else inferred from the bars' spacing and `--asset-class`.
+pub fn metrics_for(options: &BacktestOptions, bar_timestamps: &[i64]) -> MetricsConfig {
+    MetricsConfig {
+        periods_per_year: options
+            .periods_per_year
+            .unwrap_or_else(|| infer_periods_per_year(bar_timestamps, options.asset_class.into())),
+        ..MetricsConfig::equities_daily()
+    }
+}
+
 /// Runs the backtest, prints the table to `out`, writes the report if asked.
 ///
 /// # Errors
 /// Bad flags, unreadable or invalid data, an engine refusal, an unwritable report.
 pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome, BacktestError> {
-    let spec = spec(options)?;
+    let mut spec = spec(options)?;
     let bars = run::load_csv(&options.data)?;
     let symbol = options
         .data
@@ -229,6 +573,8 @@ pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome
         .unwrap_or("DATA")
         .to_uppercase();
     let series = run::series_from_bars(&symbol, &bars, options.fractional)?;
+    let ts: Vec<i64> = series.bars.iter().map(|b| b.ts).collect();
+    spec.metrics = metrics_for(options, &ts);
     let total = series.bars.len() as u64;
     let mut bar = ProgressBar::new(
         total,
@@ -248,7 +594,7 @@ pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome
         options.params.join(" "),
         options.data.display()
     );
-    write_table(out, &title, &outcome, elapsed).map_err(io)?;
+    write_table(out, &title, &outcome, &spec.metrics, elapsed).map_err(io)?;
     if let Some(path) = &options.report {
         write_report(path, &title, &outcome)?;
         writeln!(out, "report written to {}", path.display()).map_err(io)?;
@@ -301,6 +647,7 @@ fn write_table(
     out: &mut dyn Write,
     title: &str,
     o: &Outcome,
+    metrics: &MetricsConfig,
     elapsed: std::time::Duration,
 ) -> std::io::Result<()> {
     let m = &o.metrics;
@@ -323,6 +670,10 @@ fn write_table(
         ),
         ("fills", r.fills.len().to_string()),
         ("bars", r.bars.to_string()),
+        (
+            "periods per year",
+            format!("{:.2}", metrics.periods_per_year),
+        ),
         ("total return", pct(m.total_return)),
         ("CAGR", pct(m.cagr)),
         (
@@ -333,6 +684,11 @@ fn write_table(
         ("Sortino", ratio(m.sortino)),
         ("Calmar", ratio(m.calmar)),
         ("max drawdown", pct(m.drawdown.max_drawdown)),
+        (
+            "longest drawdown",
+            #[allow(clippy::cast_precision_loss, reason = "a duration to print")]
+            format_duration(m.drawdown.longest_duration_nanos as f64),
+        ),
         ("VaR 95 (historical)", pct(tail.historical_95.var)),
         ("VaR 95 (normal)", normal(tail.normal_95, |v| v.var)),
         ("CVaR 95 (historical)", pct(tail.historical_95.cvar)),
@@ -341,6 +697,12 @@ fn write_table(
         ("CVaR 99 (historical)", pct(tail.historical_99.cvar)),
         ("win rate", m.trades.win_rate.map_or("n/a".into(), pct)),
         ("profit factor", ratio(m.trades.profit_factor)),
+        (
+            "avg holding time",
+            m.trades
+                .avg_holding_nanos
+                .map_or("n/a".into(), format_duration),
+        ),
         ("exposure", m.exposure.map_or("n/a".into(), pct)),
         ("commission", money(c.commission)),
         ("rebates", money(c.rebates)),
@@ -404,6 +766,217 @@ impl ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: BacktestOptions,
+    }
+
+    fn options(args: &[&str]) -> BacktestOptions {
+        let mut argv = vec![
+            "grodt-backtest",
+            "--data",
+            "x.csv",
+            "--strategy",
+            "sma_cross",
+        ];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("flags parse").options
+    }
+
+    fn d(text: &str) -> Decimal {
+        text.parse().unwrap()
+    }
+
+    /// Every cost and fill flag reaches the engine config.
+    #[test]
+    fn every_cost_and_fill_flag_reaches_the_config() {
+        let o = options(&[
+            "--fees",
+            "per_share=0.005,min=1,max_fraction=0.01",
+            "--slippage",
+            "spread_bps=4",
+            "--latency",
+            "lognormal=50ms,sigma=0.5,max=2s",
+            "--limit-fill",
+            "touch",
+            "--fill-timing",
+            "same-bar-close",
+            "--max-participation",
+            "0.1",
+            "--borrow-rate",
+            "0.02",
+            "--borrow-day-count",
+            "act365",
+            "--financing-rate",
+            "0.04",
+            "--financing-day-count",
+            "act360",
+            "--no-margin-check",
+            "--cost-dp",
+            "4",
+            "--seed",
+            "7",
+            "--cash",
+            "50000",
+            "--periods-per-year",
+            "12",
+        ]);
+        let c = spec(&o).unwrap().config;
+        assert_eq!(
+            c,
+            BacktestConfig {
+                starting_cash: d("50000"),
+                seed: 7,
+                fill_timing: FillTiming::SameBarClose,
+                limit_fill: LimitFill::Touch,
+                max_participation: Some(d("0.1")),
+                slippage: SlippageSpec::HalfSpread { spread_bps: 4 },
+                commission: CommissionSpec::PerShareCapped {
+                    rate: d("0.005"),
+                    minimum: d("1"),
+                    maximum_fraction: d("0.01"),
+                },
+                latency: LatencySpec::LogNormal {
+                    median: 50_000_000,
+                    sigma: d("0.5"),
+                    max: Some(2_000_000_000),
+                },
+                borrow_rate: d("0.02"),
+                borrow_day_count: DayCount::Act365,
+                financing_rate: d("0.04"),
+                financing_day_count: DayCount::Act360,
+                enforce_margin: false,
+                cost_dp: 4,
+            }
+        );
+        assert!((metrics_for(&o, &[0, 1]).periods_per_year - 12.0).abs() < f64::EPSILON);
+        // No flags: the engine's defaults, exactly.
+        let defaults = spec(&options(&[])).unwrap().config;
+        assert_eq!(defaults, BacktestConfig::default());
+    }
+
+    #[test]
+    fn every_commission_latency_and_slippage_form_parses() {
+        let fees = [
+            ("pct=0.001", CommissionSpec::Percentage { rate: d("0.001") }),
+            (
+                "bps=10,min=2.5",
+                CommissionSpec::PercentageWithMinimum {
+                    rate: d("0.001"),
+                    minimum: d("2.5"),
+                },
+            ),
+            (
+                "pct=0.001,min=1",
+                CommissionSpec::PercentageWithMinimum {
+                    rate: d("0.001"),
+                    minimum: d("1"),
+                },
+            ),
+            (
+                "per_share=0.005,max_fraction=0.01",
+                CommissionSpec::PerShareCapped {
+                    rate: d("0.005"),
+                    minimum: Decimal::ZERO,
+                    maximum_fraction: d("0.01"),
+                },
+            ),
+            (
+                "tiered=0:0.001/1000000:0.0005",
+                CommissionSpec::TieredNotional {
+                    tiers: vec![(d("0"), d("0.001")), (d("1000000"), d("0.0005"))],
+                },
+            ),
+            (
+                "tiered_per_share=0:0.0035/300000:0.002,min=0.35",
+                CommissionSpec::TieredMonthly {
+                    tiers: vec![(d("0"), d("0.0035")), (d("300000"), d("0.002"))],
+                    minimum: d("0.35"),
+                },
+            ),
+            (
+                "maker=-0.0002,taker=0.0004",
+                CommissionSpec::MakerTaker {
+                    maker: d("-0.0002"),
+                    taker: d("0.0004"),
+                },
+            ),
+        ];
+        for (text, expected) in fees {
+            assert_eq!(parse_fees(text).unwrap(), expected, "{text}");
+        }
+        assert_eq!(
+            parse_latency("fixed=1.5s").unwrap(),
+            LatencySpec::Fixed {
+                nanos: 1_500_000_000
+            }
+        );
+        assert_eq!(
+            parse_latency("uniform=100us..2ms").unwrap(),
+            LatencySpec::Uniform {
+                min: 100_000,
+                max: 2_000_000
+            }
+        );
+        assert_eq!(
+            parse_latency("lognormal=1min,sigma=0").unwrap(),
+            LatencySpec::LogNormal {
+                median: 60_000_000_000,
+                sigma: Decimal::ZERO,
+                max: None
+            }
+        );
+        assert_eq!(
+            parse_slippage("volume_share=0.1").unwrap(),
+            SlippageSpec::VolumeShare { price_impact: 0.1 }
+        );
+        assert_eq!(
+            parse_slippage("spread_bps=6").unwrap(),
+            SlippageSpec::HalfSpread { spread_bps: 6 }
+        );
+        for (bad, flag) in [
+            ("tiered=5:0.001", "--fees"),
+            ("tiered=0:0.001/0:0.002", "--fees"),
+            ("per_share=1,max_fraction=-1", "--fees"),
+        ] {
+            let e = parse_fees(bad).and_then(|c| {
+                BacktestConfig {
+                    commission: c,
+                    ..BacktestConfig::default()
+                }
+                .validate()
+                .map_err(|e| usage("--fees", e.to_string()))
+            });
+            assert!(e.unwrap_err().to_string().starts_with(flag), "{bad}");
+        }
+        assert!(
+            parse_latency("fixed=5")
+                .unwrap_err()
+                .to_string()
+                .contains("unit")
+        );
+        assert!(parse_latency("fixed=1.5ns").is_err());
+        assert!(parse_latency("lognormal=1s").is_err());
+        let e = spec(&options(&["--latency", "lognormal=1s,sigma=1,max=1ms"])).unwrap_err();
+        assert!(e.to_string().starts_with("--latency"), "{e}");
+    }
+
+    #[test]
+    fn periods_per_year_follow_the_bars_unless_given() {
+        const MIN: i64 = 60_000_000_000;
+        let minutes: Vec<i64> = (0..100).map(|i| i * MIN).collect();
+        let crypto = options(&["--asset-class", "crypto"]);
+        assert!((metrics_for(&crypto, &minutes).periods_per_year - 525_600.0).abs() < 1e-9);
+        let equity = options(&[]);
+        assert!((metrics_for(&equity, &minutes).periods_per_year - 98_280.0).abs() < 1e-9);
+        let days: Vec<i64> = (0..100).map(|i| i * 1_440 * MIN).collect();
+        assert!((metrics_for(&equity, &days).periods_per_year - 252.0).abs() < 1e-12);
+        let given = options(&["--periods-per-year", "365", "--asset-class", "fx"]);
+        assert!((metrics_for(&given, &minutes).periods_per_year - 365.0).abs() < f64::EPSILON);
+    }
 
     #[test]
     fn money_groups_thousands_and_rounds_to_cents() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use grodt_bus::{Envelope, EventBus, StreamName};
 use grodt_data::Bars;
+use grodt_proto::topic::{Outgoing, Topic, stream_of};
 use grodt_proto::v1;
-use prost::{Message, Name};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -20,8 +20,8 @@ use crate::metrics::MdMetrics;
 /// Finished replays kept for status queries; older ones are forgotten.
 const KEEP_FINISHED: usize = 1000;
 
-/// The stream replays publish to.
-pub const BARS_STREAM: &str = "grodt.bars.v1";
+/// The stream replays publish to (the stream of `BarEvent`, from grodt-proto's topic table).
+pub const BARS_STREAM: &str = <v1::BarEvent as Topic>::STREAM;
 
 /// Where a replay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,7 +242,8 @@ async fn publish_all(
     replay: &Replay,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<bool, MdError> {
-    let stream = StreamName::parse(BARS_STREAM).map_err(|e| MdError::Bus(e.to_string()))?;
+    let stream =
+        StreamName::parse(stream_of::<v1::BarEvent>()).map_err(|e| MdError::Bus(e.to_string()))?;
     let start = Instant::now();
     let first_ts = job.bars.ts.first().copied().unwrap_or(0);
     let published = metrics.bars_published.with_label_values(&[&job.symbol]);
@@ -271,12 +272,9 @@ async fn publish_all(
             Some((p, s)) => (Some(p), (!s.is_empty()).then_some(s)),
             None => (None, None),
         };
-        let envelope = Envelope::new(
-            v1::BarEvent::full_name(),
-            occurred_at,
-            event.encode_to_vec(),
-        )
-        .with_trace(traceparent, tracestate);
+        let out = Outgoing::new(&event);
+        let envelope = Envelope::new(out.event_type(), occurred_at, out.payload())
+            .with_trace(traceparent, tracestate);
         bus.publish(&stream, &envelope)
             .await
             .map_err(|e| MdError::Bus(e.to_string()))?;

@@ -48,8 +48,11 @@ fn report_has_every_section_and_escapes_text() {
     assert!(html.contains("<td>Trades</td><td>101</td>"));
     // First trade row, from the published first fills.
     assert!(html.contains(
-        "<td>1998-05-14</td><td>1998-05-18</td><td>896</td><td>111.5300</td><td>110.7200</td>"
+        "<td>1998-05-14</td><td>1998-05-18</td><td>4 d</td><td>896</td><td>111.5300</td><td>110.7200</td>"
     ));
+    // Holding and drawdown times print in the unit that fits (days here).
+    assert!(html.contains("<td>Average holding time</td><td>"));
+    assert!(!html.contains(" days"));
 }
 
 #[test]

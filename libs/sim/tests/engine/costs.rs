@@ -272,3 +272,100 @@ fn trades_carry_excursions_from_the_bars_they_span() {
         (Decimal::from(50), 4, 2)
     );
 }
+
+#[test]
+fn tiered_notional_commission_resets_each_utc_month() {
+    // 10 bps below 15,000 of monthly notional, 5 bps from there.
+    let config = BacktestConfig {
+        commission: CommissionSpec::TieredNotional {
+            tiers: vec![
+                (Decimal::ZERO, Decimal::new(1, 3)),
+                (Decimal::from(15_000), Decimal::new(5, 4)),
+            ],
+        },
+        ..BacktestConfig::default()
+    };
+    let buy = |d: usize, n: i64| (d, Action::Submit(OrderRequest::market(0, Side::Buy, q(n))));
+    // Fills at 100.00 on days 1 and 2 (January 1970) and 32 (February).
+    let (r, _) = run(
+        &config,
+        flat(40),
+        vec![buy(0, 100), buy(1, 100), buy(31, 100)],
+    );
+    let fees: Vec<Decimal> = r.fills.iter().map(|f| f.commission).collect();
+    // 10,000 each: the second fill starts at 10,000 < 15,000 (first tier);
+    // February starts again from 0.
+    assert_eq!(fees, [Decimal::TEN, Decimal::TEN, Decimal::TEN]);
+    let (r, _) = run(&config, flat(4), vec![buy(0, 200), buy(1, 100)]);
+    let fees: Vec<Decimal> = r.fills.iter().map(|f| f.commission).collect();
+    // 20,000 at 10 bps, then 10,000 at 5 bps.
+    assert_eq!(fees, [Decimal::from(20), Decimal::from(5)]);
+}
+
+#[test]
+fn percentage_minimum_and_per_share_cap_reach_the_fills() {
+    let buy = vec![(0, Action::Submit(OrderRequest::market(0, Side::Buy, q(10))))];
+    // 10 x 100.00 = 1,000 of notional.
+    let pct = BacktestConfig {
+        commission: CommissionSpec::PercentageWithMinimum {
+            rate: Decimal::new(1, 3),
+            minimum: Decimal::from(5),
+        },
+        ..BacktestConfig::default()
+    };
+    let (r, _) = run(&pct, flat(3), buy.clone());
+    assert_eq!(
+        r.fills[0].commission,
+        Decimal::from(5),
+        "1.00 raised to the minimum"
+    );
+    let capped = BacktestConfig {
+        commission: CommissionSpec::PerShareCapped {
+            rate: Decimal::ONE,
+            minimum: Decimal::ONE,
+            maximum_fraction: Decimal::new(5, 3),
+        },
+        ..BacktestConfig::default()
+    };
+    let (r, _) = run(&capped, flat(3), buy);
+    assert_eq!(
+        r.fills[0].commission,
+        Decimal::from(5),
+        "10.00 capped at 0.5%"
+    );
+}
+
+#[test]
+fn log_normal_latency_is_seeded_and_capped() {
+    let plan: Vec<_> = (0..20)
+        .map(|k| (k, Action::Submit(OrderRequest::market(0, Side::Buy, q(1)))))
+        .collect();
+    let config = |seed| BacktestConfig {
+        seed,
+        latency: grodt_sim::LatencySpec::LogNormal {
+            median: NANOS_PER_DAY,
+            sigma: Decimal::ONE,
+            max: Some(3 * NANOS_PER_DAY),
+        },
+        ..BacktestConfig::default()
+    };
+    let (a, _) = run(&config(7), flat(30), plan.clone());
+    let (b, _) = run(&config(7), flat(30), plan.clone());
+    let (c, _) = run(&config(8), flat(30), plan);
+    let ts = |r: &grodt_sim::BacktestResult| {
+        r.fills
+            .iter()
+            .map(|f| (f.order_id, f.ts))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ts(&a), ts(&b), "same seed, same fills");
+    assert_ne!(ts(&a), ts(&c), "another seed, other delays");
+    assert_eq!(a.fills.len(), 20);
+    for f in &a.fills {
+        let decided = a.orders[f.order_id.0 as usize].created_ts;
+        assert!(
+            f.ts > decided && f.ts <= decided + 3 * NANOS_PER_DAY,
+            "capped at 3 days"
+        );
+    }
+}

@@ -60,6 +60,9 @@ fn sma_10_30_on_spy_prints_the_golden_figures_and_writes_the_report() {
     assert_eq!(row(&stdout, "Sharpe"), "0.2849");
     assert_eq!(row(&stdout, "max drawdown"), "-30.54%");
     assert_eq!(row(&stdout, "total costs"), "0.00");
+    // Daily equity bars: 252 periods inferred; holding time in days.
+    assert_eq!(row(&stdout, "periods per year"), "252.00");
+    assert!(row(&stdout, "avg holding time").ends_with(" d"), "{stdout}");
     // Not a terminal: no progress output at all.
     assert_eq!(text(&out.stderr), "");
 
@@ -131,7 +134,7 @@ fn bad_inputs_exit_non_zero_naming_the_problem() {
         (
             &["--data", spy, "--strategy", "sma_cross", "--fees", "flat=1"],
             2,
-            "--fees: \"flat=1\": expected bps=N, pct=F or per_share=X[,min=Y]",
+            "--fees: \"flat=1\": expected pct=F or bps=N [,min=Y], per_share=X[,min=Y][,max_fraction=F]",
         ),
         (
             &[
@@ -178,4 +181,49 @@ fn a_malformed_csv_is_refused_naming_the_line() {
         stderr.contains("bad.csv") && stderr.contains('3'),
         "{stderr}"
     );
+}
+
+fn percent(text: &str) -> f64 {
+    text.trim_end_matches('%')
+        .parse::<f64>()
+        .expect("a percentage")
+        / 100.0
+}
+
+#[test]
+fn one_minute_crypto_annualises_by_its_bar_spacing() {
+    let btc = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/samples/btcusdt_1m_2025-05-20_2025-08-18.csv");
+    let out = backtest(&[
+        "--data",
+        btc.to_str().unwrap(),
+        "--strategy",
+        "sma_cross",
+        "--param",
+        "fast=1000",
+        "--param",
+        "slow=3000",
+        "--fractional",
+        "--asset-class",
+        "crypto",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    // 365 days of 1,440 one-minute bars, not 252.
+    assert_eq!(row(&stdout, "periods per year"), "525600.00");
+    let final_value: f64 = row(&stdout, "final value")
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    let bars: f64 = row(&stdout, "bars").parse().unwrap();
+    let growth = final_value / 100_000.0;
+    let expected = growth.powf(525_600.0 / (bars - 1.0)) - 1.0;
+    let cagr = percent(&row(&stdout, "CAGR"));
+    assert!(
+        (cagr - expected).abs() < 0.000_1,
+        "CAGR {cagr} vs {expected} for {growth} over {bars} minutes"
+    );
+    // Holding times print in days or hours here, never in bars.
+    let held = row(&stdout, "avg holding time");
+    assert!(held.ends_with(" d") || held.ends_with(" h"), "{held}");
 }
