@@ -1228,16 +1228,8 @@ impl<L: Ledger> Venue<L> {
             liquidity: liq,
             ts: bar.ts,
         });
-        let fee = round_money(
-            charge.fee.max(Decimal::ZERO),
-            self.config.cost_dp,
-            RoundingMode::Ceil,
-        );
-        let rebate = round_money(
-            charge.rebate.max(Decimal::ZERO),
-            self.config.cost_dp,
-            RoundingMode::Floor,
-        );
+        let fee = round_cost(charge.fee, self.config.cost_dp, RoundingMode::Ceil);
+        let rebate = round_cost(charge.rebate, self.config.cost_dp, RoundingMode::Floor);
         if self.config.enforce_margin && new_pos.abs() > pos.abs() {
             self.scratch_marks.copy_from_slice(&self.marks);
             self.scratch_marks[i] = price_raw;
@@ -1462,8 +1454,42 @@ impl<L: Ledger> Venue<L> {
     }
 }
 
+/// A cost, never negative, rounded to `dp` places; the common exact zero of a
+/// model without costs is returned as it is (what rounding it would give).
+#[inline]
+fn round_cost(x: Decimal, dp: u32, mode: RoundingMode) -> Decimal {
+    if x.is_zero() && x.scale() == 0 && x.is_sign_positive() {
+        return x;
+    }
+    round_money(x.max(Decimal::ZERO), dp, mode)
+}
+
 /// `x * k`, skipping the multiplication for the common `k == 1`.
 #[inline]
 fn scale_by(x: Decimal, k: Decimal) -> Decimal {
     if k == Decimal::ONE { x } else { x * k }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_cost_is_round_money_of_the_non_negative_part() {
+        for (x, dp) in [
+            (Decimal::ZERO, 2),
+            (Decimal::new(0, 3), 2),
+            (Decimal::new(1, 3), 2),
+            (Decimal::new(-5, 1), 2),
+            (Decimal::new(12_345, 4), 2),
+            (Decimal::new(7, 0), 0),
+        ] {
+            for mode in [RoundingMode::Ceil, RoundingMode::Floor] {
+                let slow = round_money(x.max(Decimal::ZERO), dp, mode);
+                let fast = round_cost(x, dp, mode);
+                assert_eq!(fast, slow, "{x} at {dp}");
+                assert_eq!(fast.to_string(), slow.to_string(), "same scale for {x}");
+            }
+        }
+    }
 }
