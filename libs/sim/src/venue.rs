@@ -1475,6 +1475,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_venue_can_move_to_a_service_task() {
+        fn is_send<T: Send>() {}
+        is_send::<Venue>();
+        is_send::<Venue<crate::F64Ledger>>();
+    }
+
+    #[test]
     fn round_cost_is_round_money_of_the_non_negative_part() {
         for (x, dp) in [
             (Decimal::ZERO, 2),
