@@ -3,6 +3,7 @@
 //! Architecture invariant: strategies see only what `grodt_sim::Context` gives them
 //! (history up to the current bar, positions, cash, their orders); no I/O, no clock.
 
+pub mod registry;
 pub mod s1;
 pub mod sma_cross;
 
