@@ -20,7 +20,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::convert::{Job, SpecError, result_to_proto};
-use crate::run::{self, RunError, Series};
+use grodt_backtest::{DataSpec, LoadError, Outcome, RunError, SeriesCache};
 
 /// Stream the jobs arrive on.
 pub const JOBS_STREAM: &str = "grodt.backtest-jobs.v1";
@@ -86,6 +86,9 @@ pub struct WorkerMetrics {
     in_progress: IntGauge,
     bars: IntCounter,
     duration: Histogram,
+    cache_lookups: IntCounterVec,
+    cache_entries: IntGauge,
+    cache_bars: IntGauge,
 }
 
 impl WorkerMetrics {
@@ -116,19 +119,46 @@ impl WorkerMetrics {
             ),
         )
         .map_err(m)?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                metrics.name("series_cache_lookups_total"),
+                "dataset loads by outcome: hit (from memory) or miss (read from Parquet)",
+            ),
+            &["outcome"],
+        )
+        .map_err(m)?;
+        let cache_entries = IntGauge::new(
+            metrics.name("series_cache_entries"),
+            "series held by the cache of loaded datasets",
+        )
+        .map_err(m)?;
+        let cache_bars = IntGauge::new(
+            metrics.name("series_cache_bars"),
+            "bars held by the cache of loaded datasets",
+        )
+        .map_err(m)?;
         let r = metrics.registry();
         r.register(Box::new(jobs.clone())).map_err(m)?;
         r.register(Box::new(in_progress.clone())).map_err(m)?;
         r.register(Box::new(bars.clone())).map_err(m)?;
         r.register(Box::new(duration.clone())).map_err(m)?;
+        r.register(Box::new(cache_lookups.clone())).map_err(m)?;
+        r.register(Box::new(cache_entries.clone())).map_err(m)?;
+        r.register(Box::new(cache_bars.clone())).map_err(m)?;
         for outcome in ["ok", "failed"] {
             jobs.with_label_values(&[outcome]);
+        }
+        for outcome in ["hit", "miss"] {
+            cache_lookups.with_label_values(&[outcome]);
         }
         Ok(Self {
             jobs,
             in_progress,
             bars,
             duration,
+            cache_lookups,
+            cache_entries,
+            cache_bars,
         })
     }
 }
@@ -138,6 +168,8 @@ impl WorkerMetrics {
 pub struct Worker {
     /// The Parquet catalog shared with market-data.
     pub catalog: Arc<Catalog>,
+    /// Loaded series, shared by the jobs of this process.
+    pub cache: Arc<SeriesCache>,
     /// Runs and processed events.
     pub store: Store,
     /// Jobs and results.
@@ -271,28 +303,50 @@ impl Worker {
         .map_err(|e| WorkerError::Corrupt(format!("dataset check failed: {e}")))?
     }
 
-    /// Loads the job's datasets and runs it on a blocking thread.
-    async fn compute(&self, job: Job) -> Result<(Vec<String>, crate::run::Outcome), WorkerError> {
+    /// Loads the job's datasets (through the series cache) and runs it on a
+    /// blocking thread.
+    async fn compute(&self, job: Job) -> Result<(Vec<String>, Outcome), WorkerError> {
         let catalog = self.catalog.clone();
+        let cache = self.cache.clone();
+        let metrics = self.metrics.clone();
         let span = tracing::info_span!("backtest.run", strategy = job.spec.strategy.name());
         let handle = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut series = Vec::with_capacity(job.datasets.len());
-            for (i, id) in job.datasets.iter().enumerate() {
-                let bars = catalog
-                    .load(id, job.range)
-                    .map_err(|source| WorkerError::Data {
-                        field: format!("spec.dataset_ids[{i}]"),
-                        source,
-                    })?;
-                let mut s: Series = run::series_from_bars(&id.symbol, &bars, job.fractional)?;
-                if let Some(rate) = job.symbol_borrow_rates.get(&id.symbol) {
-                    s.instrument.borrow.annual_rate = Some(*rate);
-                }
-                series.push(s);
-            }
-            let symbols = series.iter().map(|s| s.instrument.id.clone()).collect();
-            let outcome = run::run(&job.spec, &series, &mut |_| {})?;
+            let data = DataSpec {
+                datasets: job.datasets,
+                range: job.range,
+                fractional: job.fractional,
+                symbol_borrow_rates: job.symbol_borrow_rates,
+            };
+            let loaded = grodt_backtest::load_series(&catalog, &cache, &data);
+            let stats = cache.stats();
+            metrics
+                .cache_entries
+                .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+            metrics
+                .cache_bars
+                .set(i64::try_from(stats.bars).unwrap_or(i64::MAX));
+            let loaded = loaded.map_err(|e| match e {
+                LoadError::Dataset { index, source } => WorkerError::Data {
+                    field: format!("spec.dataset_ids[{index}]"),
+                    source,
+                },
+                LoadError::Run(e) => WorkerError::Run(e),
+            })?;
+            metrics
+                .cache_lookups
+                .with_label_values(&["hit"])
+                .inc_by(loaded.hits);
+            metrics
+                .cache_lookups
+                .with_label_values(&["miss"])
+                .inc_by(loaded.misses);
+            let symbols = loaded
+                .series
+                .iter()
+                .map(|s| s.instrument.id.clone())
+                .collect();
+            let outcome = grodt_backtest::run(&job.spec, &loaded.series, &mut |_| {})?;
             Ok::<_, WorkerError>((symbols, outcome))
         });
         handle

@@ -1,5 +1,5 @@
 //! `grodt backtest`: one backtest of a CSV file on this machine, through the
-//! same code path as the backtest worker ([`grodt_backtest_worker::run`]):
+//! same code path as the backtest worker ([`grodt_backtest::run`]):
 //! prints the metrics table and optionally writes the HTML report.
 
 use std::collections::BTreeMap;
@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use grodt_analytics::{MetricsConfig, ReportInput, render_html};
-use grodt_backtest_worker::run::{self, Outcome, RunError, RunSpec, StrategyChoice};
+use grodt_backtest::run::{self, Outcome, RunError, RunSpec};
 use grodt_core::Decimal;
 use grodt_core::rounding::{RoundingMode, round_money};
 use grodt_sim::{BacktestConfig, CommissionSpec, SlippageSpec};
+use grodt_strategies::registry::{self, RegistryError};
 
 /// Runs with at least this many bars show a progress bar (when stderr is a terminal).
 const PROGRESS_MIN_BARS: u64 = 200_000;
@@ -46,11 +47,12 @@ impl BacktestError {
         matches!(
             self,
             Self::Usage { .. }
-                | Self::Run(
-                    RunError::UnknownStrategy { .. }
-                        | RunError::UnknownParam { .. }
-                        | RunError::BadParam { .. }
-                )
+                | Self::Run(RunError::Params(
+                    RegistryError::UnknownStrategy { .. }
+                        | RegistryError::UnknownParam { .. }
+                        | RegistryError::BadValue { .. }
+                        | RegistryError::OutOfBounds { .. }
+                ))
         )
     }
 }
@@ -61,7 +63,7 @@ pub struct BacktestOptions {
     /// Normalised CSV: timestamp,open,high,low,close,volume.
     #[arg(long)]
     pub data: PathBuf,
-    /// Strategy name (sma_cross, s1).
+    /// Strategy name (`grodt strategies` lists them with their parameters).
     #[arg(long)]
     pub strategy: String,
     /// A strategy parameter as name=value; repeat for several.
@@ -177,7 +179,7 @@ pub fn spec(options: &BacktestOptions) -> Result<RunSpec, BacktestError> {
             .ok_or_else(|| usage("--param", format!("{p:?} is not name=value")))?;
         params.insert(k.trim().to_owned(), v.trim().to_owned());
     }
-    let strategy = StrategyChoice::parse(&options.strategy, &params)?;
+    let strategy = registry::parse(&options.strategy, &params).map_err(RunError::from)?;
     let starting_cash = decimal("--cash", "cash", &options.cash)?;
     if starting_cash.is_zero() {
         return Err(usage("--cash", "must be positive"));

@@ -129,6 +129,18 @@ fn bad_inputs_exit_non_zero_naming_the_problem() {
             "parameter fast: \"ten\" is not a non-negative integer",
         ),
         (
+            &[
+                "--data",
+                spy,
+                "--strategy",
+                "sma_cross",
+                "--param",
+                "fast=0",
+            ],
+            2,
+            "parameter fast: 0 is out of bounds: must be >= 1",
+        ),
+        (
             &["--data", spy, "--strategy", "sma_cross", "--fees", "flat=1"],
             2,
             "--fees: \"flat=1\": expected bps=N, pct=F or per_share=X[,min=Y]",
