@@ -7,4 +7,5 @@ mod data;
 mod distributed;
 mod helpers;
 mod services;
+mod strategies;
 mod up;
