@@ -19,7 +19,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-use crate::convert::{Job, SpecError, result_to_proto};
+use crate::convert::{Detail, Job, SpecError, result_to_proto, trim};
 use grodt_backtest::{DataSpec, LoadError, Outcome, RunError, SeriesCache};
 
 /// Stream the jobs arrive on.
@@ -228,10 +228,8 @@ pub fn check_backtest_id(id: &str) -> Result<(), SpecError> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
+/// Decodes hex text: only for runs stored before results and requests moved
+/// to their `*_pb` byte columns (store migration 0003).
 fn unhex(text: &str) -> Result<Vec<u8>, WorkerError> {
     let bad = || WorkerError::Corrupt(format!("stored message is not hex: {text:.32}"));
     if !text.len().is_multiple_of(2) {
@@ -243,19 +241,33 @@ fn unhex(text: &str) -> Result<Vec<u8>, WorkerError> {
         .collect()
 }
 
-/// The stored form of a result: the exact wire message (hex) plus a few
-/// readable fields for people querying the table.
-fn result_json(result: &v1::BacktestResult) -> serde_json::Value {
+/// The stored form of a result: the exact wire message, trimmed to what the
+/// job keeps, as protobuf bytes (the run's `result_pb`), plus a few readable
+/// fields for people querying the table (the run's `result` JSON).
+fn stored_result(result: &v1::BacktestResult) -> (serde_json::Value, Vec<u8>) {
     let m = result.metrics.as_ref();
-    serde_json::json!({
+    let summary = serde_json::json!({
         "status": v1::BacktestStatus::try_from(result.status).map(|s| s.as_str_name()).unwrap_or("UNKNOWN"),
         "error": result.error,
         "final_equity": m.and_then(|m| m.final_equity.as_ref()).map(|d| d.value.clone()),
         "trades": m.map(|m| m.trade_count),
         "fills": m.map(|m| m.fill_count),
-        "result_pb": hex(&result.encode_to_vec()),
-    })
+        "kept": {
+            "trades": !result.trades.is_empty(),
+            "fills": !result.fills.is_empty(),
+            "equity_curve": !result.equity_curve.is_empty(),
+        },
+    });
+    (summary, result.encode_to_vec())
 }
+
+/// Every part of a result: what `RunBacktest` and `SubmitBacktest` store, so
+/// `GetResult` can return any part later.
+pub const FULL_DETAIL: v1::ResultDetail = v1::ResultDetail {
+    trades: true,
+    fills: true,
+    equity_curve: true,
+};
 
 impl Worker {
     /// market-data names datasets by UUID, the catalog by
@@ -374,12 +386,13 @@ impl Worker {
         } else {
             RunStatus::Failed
         };
-        let json = result_json(&result);
+        // RunBacktest keeps every part, as it always has; GetResult trims.
+        let (json, pb) = stored_result(&result);
         let net = net_pnl(&result);
         self.store
             .transaction(|tx| {
                 Box::pin(async move {
-                    tx.set_run_result(id, &json, net).await?;
+                    tx.set_run_result(id, &json, Some(&pb), net).await?;
                     tx.transition_run(id, status).await?;
                     Ok::<_, StoreError>(())
                 })
@@ -440,12 +453,13 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         let request = serde_json::json!({
             "backtest_id": backtest_id,
-            "spec_pb": hex(&spec.encode_to_vec()),
+            "strategy": spec.strategy_name,
+            "dataset_ids": spec.dataset_ids,
             "job_event_id": job_event_id.map(|e| e.to_string()),
         });
         self.store
             .runs()
-            .create(RunKind::Backtest, id, &request)
+            .create(RunKind::Backtest, id, &request, Some(&spec.encode_to_vec()))
             .await?;
         Ok(())
     }
@@ -466,14 +480,23 @@ impl Worker {
             }
             .into());
         }
-        if let Some(pb) = run.result.as_ref().and_then(|r| r["result_pb"].as_str()) {
-            return v1::BacktestResult::decode(unhex(pb)?.as_slice())
+        // Bytes columns first; hex inside the JSON for runs stored before them.
+        let legacy = |json: Option<&serde_json::Value>, key: &str| {
+            json.and_then(|j| j[key].as_str()).map(unhex).transpose()
+        };
+        let result_pb = match run.result_pb {
+            Some(pb) => Some(pb),
+            None => legacy(run.result.as_ref(), "result_pb")?,
+        };
+        if let Some(pb) = result_pb {
+            return v1::BacktestResult::decode(pb.as_slice())
                 .map_err(|e| WorkerError::Corrupt(format!("stored result: {e}")));
         }
-        let spec = run.request["spec_pb"]
-            .as_str()
-            .map(unhex)
-            .transpose()?
+        let spec_pb = match run.request_pb {
+            Some(pb) => Some(pb),
+            None => legacy(Some(&run.request), "spec_pb")?,
+        };
+        let spec = spec_pb
             .map(|b| v1::BacktestSpec::decode(b.as_slice()))
             .transpose()
             .map_err(|e| WorkerError::Corrupt(format!("stored spec: {e}")))?;
@@ -492,17 +515,22 @@ impl Worker {
         })
     }
 
-    /// Publishes a job for `backtest_id`, carrying the current trace context.
+    /// The job of `SubmitBacktest` for `backtest_id`: keeps every part of
+    /// the result ([`FULL_DETAIL`]), carrying the current trace context.
     pub fn job_envelope(backtest_id: &str, spec: v1::BacktestSpec) -> Envelope {
-        let now = chrono::Utc::now();
-        let job = v1::BacktestJob {
+        Self::job_envelope_with(v1::BacktestJob {
             backtest_id: backtest_id.to_owned(),
             spec: Some(spec),
-            detail: None,
-            optimization_id: String::new(),
-            trial_id: String::new(),
-            submitted_at: Some(grodt_proto::convert::datetime_to_timestamp(now)),
-        };
+            detail: Some(FULL_DETAIL),
+            ..v1::BacktestJob::default()
+        })
+    }
+
+    /// The envelope of `job` (stamped `submitted_at` now), carrying the
+    /// current trace context.
+    pub fn job_envelope_with(mut job: v1::BacktestJob) -> Envelope {
+        let now = chrono::Utc::now();
+        job.submitted_at = Some(grodt_proto::convert::datetime_to_timestamp(now));
         let (traceparent, tracestate) = grodt_kit::telemetry::current_traceparent()
             .map_or((None, None), |(p, s)| {
                 (Some(p), (!s.is_empty()).then_some(s))
@@ -532,7 +560,7 @@ impl Worker {
         let v1::BacktestJob {
             backtest_id,
             spec,
-            detail: _,
+            detail,
             optimization_id,
             trial_id,
             submitted_at: _,
@@ -590,13 +618,17 @@ impl Worker {
         } else {
             RunStatus::Failed
         };
-        let json = result_json(&result);
+        // The job's detail decides what is kept (absent: metrics, costs and
+        // the trade statistics only, as an optimization trial needs); the
+        // stored and the published result are the same trimmed message.
+        let result = trim(result, Detail::from(detail));
+        let (json, pb) = stored_result(&result);
         let net = net_pnl(&result);
         let committed = self
             .store
             .process_once(GROUP, &event_id, |tx| {
                 Box::pin(async move {
-                    tx.set_run_result(id, &json, net).await?;
+                    tx.set_run_result(id, &json, Some(&pb), net).await?;
                     tx.transition_run(id, status).await?;
                     Ok::<_, StoreError>(())
                 })
