@@ -8,7 +8,8 @@
 //! bounded per-process cache of loaded series; [`load_series`] reads a job's
 //! datasets from the Parquet catalog through that cache.
 //!
-//! Architecture invariant: no protobuf, no async runtime, no store here; the
+//! Architecture invariant: no protobuf, no store, no async code here (tokio
+//! is in the dependency tree only through grodt-data's exchange adapter); the
 //! only I/O is reading the catalog (Parquet, and its metadata store) in
 //! [`load_series`] / [`cache::SeriesCache::load`] and a CSV in
 //! [`run::load_csv`], all blocking: callers run them off the executor. This

@@ -393,7 +393,7 @@ fn fraction_param(description: &'static str) -> ParamSpec {
             min: Decimal::new(1, 2),
             max: Decimal::ONE,
             default: Decimal::ONE,
-            step: Decimal::new(5, 2),
+            step: Decimal::new(1, 2),
         },
         description,
     }
