@@ -298,3 +298,44 @@ async fn job_detail_decides_what_is_stored_and_trials_stay_small() {
     assert!(trial.fills.is_empty(), "a trial never kept its fills");
     svc.stop().await;
 }
+
+/// Runs stored before migration 0003 (hex protobuf inside the JSON, no byte
+/// columns) are still read by GetResult.
+#[tokio::test]
+async fn results_stored_as_hex_before_the_byte_columns_are_still_read() {
+    let env = Env::new().await;
+    let worker = env.worker("worker-legacy");
+    let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let spec = sma_spec();
+    let result = v1::BacktestResult {
+        backtest_id: "legacy".into(),
+        spec: Some(spec.clone()),
+        status: v1::BacktestStatus::Succeeded as i32,
+        worker: "old".into(),
+        ..v1::BacktestResult::default()
+    };
+    let id = grodt_backtest_worker::worker::run_id("legacy");
+    let runs = env.db.store().runs();
+    runs.create(
+        grodt_store::RunKind::Backtest,
+        id,
+        &serde_json::json!({ "backtest_id": "legacy", "spec_pb": hex(spec.encode_to_vec()) }),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        worker.get("legacy").await.unwrap().spec,
+        Some(spec),
+        "the queued run's spec from the JSON hex"
+    );
+    runs.set_result(
+        id,
+        &serde_json::json!({ "status": "BACKTEST_STATUS_SUCCEEDED", "result_pb": hex(result.encode_to_vec()) }),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(worker.get("legacy").await.unwrap(), result);
+}
