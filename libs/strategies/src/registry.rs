@@ -796,6 +796,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn choice_values_parse_by_type() {
+        let p = ParamSpec {
+            name: "mode",
+            kind: ParamType::Choice {
+                options: vec!["fast", "slow"],
+                default: "fast",
+            },
+            description: "test",
+        };
+        assert_eq!(parse_value(&p, " slow ").unwrap(), Value::Choice("slow"));
+        let e = parse_value(&p, "medium").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameter mode: \"medium\" is not one of fast, slow"
+        );
+        assert_eq!(p.kind.name(), "choice");
+        assert_eq!(p.kind.default_value().to_string(), "fast");
+    }
+
     /// A value of `p` within its bounds, as text, from a unit draw `u` in [0, 1].
     fn within(p: &ParamSpec, u: f64, flip: bool) -> String {
         match &p.kind {
@@ -869,8 +889,8 @@ mod tests {
     proptest! {
         #[test]
         fn params_sampled_within_the_schema_build(
-            which in 0..2usize,
-            draws in proptest::collection::vec((0.0..=1.0f64, any::<bool>()), 16),
+            which in 0..64usize,
+            draws in proptest::collection::vec((0.0..=1.0f64, any::<bool>()), 32),
             price_precision in 0u8..=8,
         ) {
             let spec = &specs()[which % specs().len()];
@@ -888,8 +908,8 @@ mod tests {
 
         #[test]
         fn out_of_bounds_values_are_refused_naming_the_param(
-            which in 0..2usize,
-            index in 0..16usize,
+            which in 0..64usize,
+            index in 0..64usize,
             above in any::<bool>(),
             by in 0u32..1000,
         ) {
