@@ -142,8 +142,12 @@ pub struct Run {
     pub status: RunStatus,
     /// The request as received, opaque to the store.
     pub request: serde_json::Value,
-    /// The result once set, opaque to the store.
+    /// The exact request as bytes (protobuf), when the creator gave them.
+    pub request_pb: Option<Vec<u8>>,
+    /// The result summary once set, opaque to the store.
     pub result: Option<serde_json::Value>,
+    /// The exact result as bytes (protobuf), when the writer gave them.
+    pub result_pb: Option<Vec<u8>>,
     /// Net profit and loss of the run once known, exact.
     pub net_pnl: Option<Decimal>,
     /// When the run was created (microsecond precision).

@@ -13,7 +13,7 @@ use crate::error::{StoreError, db};
 use crate::model::{Page, PageRequest, Run, RunKind, RunStatus, Setting, now, paginate};
 use crate::repo::{ProcessedEvents, Runs, Settings};
 
-const RUN_COLUMNS: &str = "seq, id, kind, status, request, result, net_pnl, created_at, updated_at";
+const RUN_COLUMNS: &str = "seq, id, kind, status, request, request_pb, result, result_pb, net_pnl, created_at, updated_at";
 
 pub(crate) struct PgRepos {
     pub(crate) pool: PgPool,
@@ -95,7 +95,9 @@ fn decode_run(row: &PgRow) -> Result<(i64, Run), StoreError> {
         kind: kind.parse().map_err(|e| corrupt("kind", e))?,
         status: status.parse().map_err(|e| corrupt("status", e))?,
         request: request.0,
+        request_pb: row.try_get("request_pb").map_err(db(op))?,
         result: result.map(|j| j.0),
+        result_pb: row.try_get("result_pb").map_err(db(op))?,
         net_pnl: row.try_get("net_pnl").map_err(db(op))?,
         created_at: row.try_get("created_at").map_err(db(op))?,
         updated_at: row.try_get("updated_at").map_err(db(op))?,
@@ -115,11 +117,12 @@ pub(crate) async fn create_run(
     kind: RunKind,
     id: Uuid,
     request: &serde_json::Value,
+    request_pb: Option<&[u8]>,
 ) -> Result<Run, StoreError> {
     let at = now();
     let sql = format!(
-        "INSERT INTO runs (id, kind, status, request, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING RETURNING {RUN_COLUMNS}"
+        "INSERT INTO runs (id, kind, status, request, request_pb, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $6, $5, $5) ON CONFLICT (id) DO NOTHING RETURNING {RUN_COLUMNS}"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -127,6 +130,7 @@ pub(crate) async fn create_run(
         .bind(RunStatus::Queued.as_str())
         .bind(Json(request))
         .bind(at)
+        .bind(request_pb)
         .fetch_optional(conn)
         .await
         .map_err(db("runs.create"))?;
@@ -197,10 +201,11 @@ pub(crate) async fn set_run_result(
     conn: &mut PgConnection,
     id: Uuid,
     result: &serde_json::Value,
+    result_pb: Option<&[u8]>,
     net_pnl: Option<Decimal>,
 ) -> Result<Run, StoreError> {
     let sql = format!(
-        "UPDATE runs SET result = $2, net_pnl = $3, updated_at = $4 WHERE id = $1 \
+        "UPDATE runs SET result = $2, net_pnl = $3, updated_at = $4, result_pb = $5 WHERE id = $1 \
          RETURNING {RUN_COLUMNS}"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -208,6 +213,7 @@ pub(crate) async fn set_run_result(
         .bind(Json(result))
         .bind(net_pnl)
         .bind(now())
+        .bind(result_pb)
         .fetch_optional(conn)
         .await
         .map_err(db("runs.set_result"))?;
@@ -358,8 +364,16 @@ impl Runs for PgRepos {
         kind: RunKind,
         id: Uuid,
         request: &serde_json::Value,
+        request_pb: Option<&[u8]>,
     ) -> Result<Run, StoreError> {
-        create_run(&mut *self.conn("runs.create").await?, kind, id, request).await
+        create_run(
+            &mut *self.conn("runs.create").await?,
+            kind,
+            id,
+            request,
+            request_pb,
+        )
+        .await
     }
 
     async fn get(&self, id: Uuid) -> Result<Run, StoreError> {
@@ -374,12 +388,14 @@ impl Runs for PgRepos {
         &self,
         id: Uuid,
         result: &serde_json::Value,
+        result_pb: Option<&[u8]>,
         net_pnl: Option<Decimal>,
     ) -> Result<Run, StoreError> {
         set_run_result(
             &mut *self.conn("runs.set_result").await?,
             id,
             result,
+            result_pb,
             net_pnl,
         )
         .await

@@ -30,12 +30,15 @@ pub trait ProcessedEvents: Send + Sync {
 /// Backtest and optimization runs.
 #[async_trait]
 pub trait Runs: Send + Sync {
-    /// A new `queued` run. `AlreadyExists` if `id` is taken.
+    /// A new `queued` run with its request: readable JSON and, optionally,
+    /// the exact request as bytes (protobuf), opaque to the store.
+    /// `AlreadyExists` if `id` is taken.
     async fn create(
         &self,
         kind: RunKind,
         id: Uuid,
         request: &serde_json::Value,
+        request_pb: Option<&[u8]>,
     ) -> Result<Run, StoreError>;
 
     /// The run, or `NotFound`.
@@ -45,12 +48,15 @@ pub trait Runs: Send + Sync {
     /// current status) when the lifecycle forbids it, `NotFound` if missing.
     async fn transition(&self, id: Uuid, to: RunStatus) -> Result<Run, StoreError>;
 
-    /// Stores the result JSON and the exact net PnL (replacing earlier
-    /// ones); the status is left as it is. `NotFound` if missing.
+    /// Stores the result: a small readable JSON summary, optionally the
+    /// exact result as bytes (protobuf, opaque to the store), and the exact
+    /// net PnL, replacing earlier ones; the status is left as it is.
+    /// `NotFound` if missing.
     async fn set_result(
         &self,
         id: Uuid,
         result: &serde_json::Value,
+        result_pb: Option<&[u8]>,
         net_pnl: Option<Decimal>,
     ) -> Result<Run, StoreError>;
 

@@ -408,8 +408,9 @@ impl Tx {
         kind: RunKind,
         id: Uuid,
         request: &serde_json::Value,
+        request_pb: Option<&[u8]>,
     ) -> Result<Run, StoreError> {
-        dispatch!(self, create_run(kind, id, request))
+        dispatch!(self, create_run(kind, id, request, request_pb))
     }
 
     /// [`Runs::get`] in this transaction.
@@ -427,9 +428,10 @@ impl Tx {
         &mut self,
         id: Uuid,
         result: &serde_json::Value,
+        result_pb: Option<&[u8]>,
         net_pnl: Option<Decimal>,
     ) -> Result<Run, StoreError> {
-        dispatch!(self, set_run_result(id, result, net_pnl))
+        dispatch!(self, set_run_result(id, result, result_pb, net_pnl))
     }
 
     /// [`Runs::list`] in this transaction.

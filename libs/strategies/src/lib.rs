@@ -6,6 +6,7 @@
 //! gives them (a bounded window of bars up to the current one, positions, cash,
 //! their orders); no I/O, no clock, and no dependency on the engine that runs them.
 
+pub mod registry;
 pub mod s1;
 pub mod sma_cross;
 

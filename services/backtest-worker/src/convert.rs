@@ -21,7 +21,8 @@ use grodt_sim::{
 };
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 
-use crate::run::{Outcome, RunSpec, StrategyChoice};
+use grodt_backtest::{Outcome, RunSpec};
+use grodt_strategies::registry::{self, RegistryError};
 
 /// A request field that is missing, malformed or not supported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -628,12 +629,11 @@ impl TryFrom<v1::BacktestSpec> for Job {
             }
         };
         let params: BTreeMap<String, String> = params.into_iter().collect();
-        let strategy = StrategyChoice::parse(&strategy_name, &params).map_err(|e| {
-            let field = match &e {
-                crate::run::RunError::UnknownStrategy { .. } => "spec.strategy_name".to_owned(),
-                crate::run::RunError::UnknownParam { param, .. }
-                | crate::run::RunError::BadParam { param, .. } => format!("spec.params[{param}]"),
-                _ => "spec.params".to_owned(),
+        let strategy = registry::parse(&strategy_name, &params).map_err(|e| {
+            let field = match (&e, e.param()) {
+                (RegistryError::UnknownStrategy { .. }, _) => "spec.strategy_name".to_owned(),
+                (_, Some(param)) => format!("spec.params[{param}]"),
+                (_, None) => "spec.params".to_owned(),
             };
             err(&field, e.to_string())
         })?;

@@ -2,15 +2,16 @@
 //! from the shared `grodt.backtest-jobs.v1` consumer group (`SubmitBacktest`,
 //! `GetResult`), on the engine and strategies of the libraries.
 //!
-//! Code map: [`run`] is the one backtest code path (also used by `grodt
-//! backtest`); [`convert`] turns protobuf into it; `worker` loads datasets from
-//! the Parquet catalog, records runs in the store and handles jobs; `grpc` holds
-//! the handlers. Architecture invariant: protobuf types stop at `convert`/`grpc`;
+//! Code map: the backtest itself (dataset -> bars -> engine -> result, and
+//! the bounded cache of loaded series) is the `grodt-backtest` library, also
+//! used by `grodt backtest`; [`convert`] turns protobuf into it (strategy
+//! parameters through `grodt_strategies::registry`); `worker` loads datasets
+//! from the Parquet catalog through the series cache, records runs in the
+//! store and handles jobs; `grpc` holds the handlers. Architecture invariant: protobuf types stop at `convert`/`grpc`;
 //! the engine runs in `spawn_blocking`, never on the async executor.
 
 pub mod convert;
 mod grpc;
-pub mod run;
 pub mod worker;
 
 pub use grpc::BacktestApi;
@@ -19,12 +20,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use grodt_backtest::{CacheLimits, SeriesCache};
 use grodt_bus::consumer::{Consumer, ConsumerConfig};
 use grodt_bus::{ConsumerName, GroupName, StreamName};
 use grodt_data::{Catalog, MetadataStore};
+use grodt_dataset_meta::StoreMetadata;
 use grodt_kit::config::{self as kit_config, ConfigError, ConfigSource, ServiceConfig};
 use grodt_kit::{CommonConfig, Config, GrpcServerBuilder, Infra, KitError, Metrics, Server};
-use grodt_market_data::meta::StoreMetadata;
 use grodt_proto::v1::backtest_service_server::BacktestServiceServer;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -49,15 +51,21 @@ pub struct WorkerSettings {
     pub claim_idle_ms: u64,
     /// This replica's consumer name; empty = `backtest-worker-<pid>-<uuid>`.
     pub consumer_name: String,
+    /// Most series the per-process cache of loaded datasets keeps (0 = no cache).
+    pub series_cache_entries: usize,
+    /// Most bars that cache keeps over all series (about 48 bytes a bar).
+    pub series_cache_bars: u64,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             // `grodt up`'s default data dir plus `catalog`, where market-data writes.
-            catalog_dir: PathBuf::from(grodt_market_data::DEFAULT_CATALOG_DIR),
+            catalog_dir: PathBuf::from(grodt_dataset_meta::DEFAULT_CATALOG_DIR),
             claim_idle_ms: 300_000,
             consumer_name: String::new(),
+            series_cache_entries: CacheLimits::default().max_entries,
+            series_cache_bars: CacheLimits::default().max_bars,
         }
     }
 }
@@ -193,6 +201,10 @@ pub async fn build_with_catalog(
     };
     let worker = Worker {
         catalog,
+        cache: Arc::new(SeriesCache::new(CacheLimits {
+            max_entries: config.service.series_cache_entries,
+            max_bars: config.service.series_cache_bars,
+        })),
         store: infra.store.clone(),
         bus: infra.bus.clone(),
         instance: instance.clone(),

@@ -20,8 +20,8 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-use crate::convert::{Job, SpecError, result_to_proto};
-use crate::run::{self, RunError, RunSpec, Series};
+use crate::convert::{Detail, Job, SpecError, result_to_proto, trim};
+use grodt_backtest::{DataSpec, LoadError, Outcome, RunError, RunSpec, SeriesCache};
 
 /// Stream the jobs arrive on (the stream of `BacktestJob`, from grodt-proto's topic table).
 pub const JOBS_STREAM: &str = <v1::BacktestJob as Topic>::STREAM;
@@ -87,6 +87,9 @@ pub struct WorkerMetrics {
     in_progress: IntGauge,
     bars: IntCounter,
     duration: Histogram,
+    cache_lookups: IntCounterVec,
+    cache_entries: IntGauge,
+    cache_bars: IntGauge,
 }
 
 impl WorkerMetrics {
@@ -117,19 +120,46 @@ impl WorkerMetrics {
             ),
         )
         .map_err(m)?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                metrics.name("series_cache_lookups_total"),
+                "dataset loads by outcome: hit (from memory) or miss (read from Parquet)",
+            ),
+            &["outcome"],
+        )
+        .map_err(m)?;
+        let cache_entries = IntGauge::new(
+            metrics.name("series_cache_entries"),
+            "series held by the cache of loaded datasets",
+        )
+        .map_err(m)?;
+        let cache_bars = IntGauge::new(
+            metrics.name("series_cache_bars"),
+            "bars held by the cache of loaded datasets",
+        )
+        .map_err(m)?;
         let r = metrics.registry();
         r.register(Box::new(jobs.clone())).map_err(m)?;
         r.register(Box::new(in_progress.clone())).map_err(m)?;
         r.register(Box::new(bars.clone())).map_err(m)?;
         r.register(Box::new(duration.clone())).map_err(m)?;
+        r.register(Box::new(cache_lookups.clone())).map_err(m)?;
+        r.register(Box::new(cache_entries.clone())).map_err(m)?;
+        r.register(Box::new(cache_bars.clone())).map_err(m)?;
         for outcome in ["ok", "failed"] {
             jobs.with_label_values(&[outcome]);
+        }
+        for outcome in ["hit", "miss"] {
+            cache_lookups.with_label_values(&[outcome]);
         }
         Ok(Self {
             jobs,
             in_progress,
             bars,
             duration,
+            cache_lookups,
+            cache_entries,
+            cache_bars,
         })
     }
 }
@@ -139,6 +169,8 @@ impl WorkerMetrics {
 pub struct Worker {
     /// The Parquet catalog shared with market-data.
     pub catalog: Arc<Catalog>,
+    /// Loaded series, shared by the jobs of this process.
+    pub cache: Arc<SeriesCache>,
     /// Runs and processed events.
     pub store: Store,
     /// Jobs and results.
@@ -197,10 +229,8 @@ pub fn check_backtest_id(id: &str) -> Result<(), SpecError> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
+/// Decodes hex text: only for runs stored before results and requests moved
+/// to their `*_pb` byte columns (store migration 0003).
 fn unhex(text: &str) -> Result<Vec<u8>, WorkerError> {
     let bad = || WorkerError::Corrupt(format!("stored message is not hex: {text:.32}"));
     if !text.len().is_multiple_of(2) {
@@ -212,19 +242,33 @@ fn unhex(text: &str) -> Result<Vec<u8>, WorkerError> {
         .collect()
 }
 
-/// The stored form of a result: the exact wire message (hex) plus a few
-/// readable fields for people querying the table.
-fn result_json(result: &v1::BacktestResult) -> serde_json::Value {
+/// The stored form of a result: the exact wire message, trimmed to what the
+/// job keeps, as protobuf bytes (the run's `result_pb`), plus a few readable
+/// fields for people querying the table (the run's `result` JSON).
+fn stored_result(result: &v1::BacktestResult) -> (serde_json::Value, Vec<u8>) {
     let m = result.metrics.as_ref();
-    serde_json::json!({
+    let summary = serde_json::json!({
         "status": v1::BacktestStatus::try_from(result.status).map(|s| s.as_str_name()).unwrap_or("UNKNOWN"),
         "error": result.error,
         "final_equity": m.and_then(|m| m.final_equity.as_ref()).map(|d| d.value.clone()),
         "trades": m.map(|m| m.trade_count),
         "fills": m.map(|m| m.fill_count),
-        "result_pb": hex(&result.encode_to_vec()),
-    })
+        "kept": {
+            "trades": !result.trades.is_empty(),
+            "fills": !result.fills.is_empty(),
+            "equity_curve": !result.equity_curve.is_empty(),
+        },
+    });
+    (summary, result.encode_to_vec())
 }
+
+/// Every part of a result: what `RunBacktest` and `SubmitBacktest` store, so
+/// `GetResult` can return any part later.
+pub const FULL_DETAIL: v1::ResultDetail = v1::ResultDetail {
+    trades: true,
+    fills: true,
+    equity_curve: true,
+};
 
 impl Worker {
     /// market-data names datasets by UUID, the catalog by
@@ -272,37 +316,55 @@ impl Worker {
         .map_err(|e| WorkerError::Corrupt(format!("dataset check failed: {e}")))?
     }
 
-    /// Loads the job's datasets and runs it on a blocking thread.
-    /// Returns the run spec as run: its periods per year inferred from the
-    /// traded series' bars when the request left them 0.
-    async fn compute(
-        &self,
-        mut job: Job,
-    ) -> Result<(Vec<String>, crate::run::Outcome, RunSpec), WorkerError> {
+    /// Loads the job's datasets (through the series cache) and runs it on a
+    /// blocking thread. Returns the run spec as run: its periods per year
+    /// inferred from the traded series' bars when the request left them 0.
+    async fn compute(&self, mut job: Job) -> Result<(Vec<String>, Outcome, RunSpec), WorkerError> {
         let catalog = self.catalog.clone();
+        let cache = self.cache.clone();
+        let metrics = self.metrics.clone();
         let span = tracing::info_span!("backtest.run", strategy = job.spec.strategy.name());
         let handle = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut series = Vec::with_capacity(job.datasets.len());
-            for (i, id) in job.datasets.iter().enumerate() {
-                let bars = catalog
-                    .load(id, job.range)
-                    .map_err(|source| WorkerError::Data {
-                        field: format!("spec.dataset_ids[{i}]"),
-                        source,
-                    })?;
-                let mut s: Series = run::series_from_bars(&id.symbol, &bars, job.fractional)?;
-                if let Some(rate) = job.symbol_borrow_rates.get(&id.symbol) {
-                    s.instrument.borrow.annual_rate = Some(*rate);
-                }
-                series.push(s);
-            }
-            let symbols = series.iter().map(|s| s.instrument.id.clone()).collect();
-            if let Some(traded) = series.first() {
+            let data = DataSpec {
+                datasets: std::mem::take(&mut job.datasets),
+                range: job.range,
+                fractional: job.fractional,
+                symbol_borrow_rates: std::mem::take(&mut job.symbol_borrow_rates),
+            };
+            let loaded = grodt_backtest::load_series(&catalog, &cache, &data);
+            let stats = cache.stats();
+            metrics
+                .cache_entries
+                .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+            metrics
+                .cache_bars
+                .set(i64::try_from(stats.bars).unwrap_or(i64::MAX));
+            let loaded = loaded.map_err(|e| match e {
+                LoadError::Dataset { index, source } => WorkerError::Data {
+                    field: format!("spec.dataset_ids[{index}]"),
+                    source,
+                },
+                LoadError::Run(e) => WorkerError::Run(e),
+            })?;
+            metrics
+                .cache_lookups
+                .with_label_values(&["hit"])
+                .inc_by(loaded.hits);
+            metrics
+                .cache_lookups
+                .with_label_values(&["miss"])
+                .inc_by(loaded.misses);
+            let symbols = loaded
+                .series
+                .iter()
+                .map(|s| s.instrument.id.clone())
+                .collect();
+            if let Some(traded) = loaded.series.first() {
                 let ts: Vec<i64> = traded.bars.iter().map(|b| b.ts).collect();
                 job.resolve_metrics(&ts);
             }
-            let outcome = run::run(&job.spec, &series, &mut |_| {})?;
+            let outcome = grodt_backtest::run(&job.spec, &loaded.series, &mut |_| {})?;
             Ok::<_, WorkerError>((symbols, outcome, job.spec))
         });
         handle
@@ -330,12 +392,13 @@ impl Worker {
         } else {
             RunStatus::Failed
         };
-        let json = result_json(&result);
+        // RunBacktest keeps every part, as it always has; GetResult trims.
+        let (json, pb) = stored_result(&result);
         let net = net_pnl(&result);
         self.store
             .transaction(|tx| {
                 Box::pin(async move {
-                    tx.set_run_result(id, &json, net).await?;
+                    tx.set_run_result(id, &json, Some(&pb), net).await?;
                     tx.transition_run(id, status).await?;
                     Ok::<_, StoreError>(())
                 })
@@ -395,12 +458,13 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         let request = serde_json::json!({
             "backtest_id": backtest_id,
-            "spec_pb": hex(&spec.encode_to_vec()),
+            "strategy": spec.strategy_name,
+            "dataset_ids": spec.dataset_ids,
             "job_event_id": job_event_id.map(|e| e.to_string()),
         });
         self.store
             .runs()
-            .create(RunKind::Backtest, id, &request)
+            .create(RunKind::Backtest, id, &request, Some(&spec.encode_to_vec()))
             .await?;
         Ok(())
     }
@@ -421,14 +485,23 @@ impl Worker {
             }
             .into());
         }
-        if let Some(pb) = run.result.as_ref().and_then(|r| r["result_pb"].as_str()) {
-            return v1::BacktestResult::decode(unhex(pb)?.as_slice())
+        // Bytes columns first; hex inside the JSON for runs stored before them.
+        let legacy = |json: Option<&serde_json::Value>, key: &str| {
+            json.and_then(|j| j[key].as_str()).map(unhex).transpose()
+        };
+        let result_pb = match run.result_pb {
+            Some(pb) => Some(pb),
+            None => legacy(run.result.as_ref(), "result_pb")?,
+        };
+        if let Some(pb) = result_pb {
+            return v1::BacktestResult::decode(pb.as_slice())
                 .map_err(|e| WorkerError::Corrupt(format!("stored result: {e}")));
         }
-        let spec = run.request["spec_pb"]
-            .as_str()
-            .map(unhex)
-            .transpose()?
+        let spec_pb = match run.request_pb {
+            Some(pb) => Some(pb),
+            None => legacy(Some(&run.request), "spec_pb")?,
+        };
+        let spec = spec_pb
             .map(|b| v1::BacktestSpec::decode(b.as_slice()))
             .transpose()
             .map_err(|e| WorkerError::Corrupt(format!("stored spec: {e}")))?;
@@ -447,17 +520,22 @@ impl Worker {
         })
     }
 
-    /// Publishes a job for `backtest_id`, carrying the current trace context.
+    /// The job of `SubmitBacktest` for `backtest_id`: keeps every part of
+    /// the result ([`FULL_DETAIL`]), carrying the current trace context.
     pub fn job_envelope(backtest_id: &str, spec: v1::BacktestSpec) -> Envelope {
-        let now = chrono::Utc::now();
-        let job = v1::BacktestJob {
+        Self::job_envelope_with(v1::BacktestJob {
             backtest_id: backtest_id.to_owned(),
             spec: Some(spec),
-            detail: None,
-            optimization_id: String::new(),
-            trial_id: String::new(),
-            submitted_at: Some(grodt_proto::convert::datetime_to_timestamp(now)),
-        };
+            detail: Some(FULL_DETAIL),
+            ..v1::BacktestJob::default()
+        })
+    }
+
+    /// The envelope of `job` (stamped `submitted_at` now), carrying the
+    /// current trace context.
+    pub fn job_envelope_with(mut job: v1::BacktestJob) -> Envelope {
+        let now = chrono::Utc::now();
+        job.submitted_at = Some(grodt_proto::convert::datetime_to_timestamp(now));
         let (traceparent, tracestate) = grodt_kit::telemetry::current_traceparent()
             .map_or((None, None), |(p, s)| {
                 (Some(p), (!s.is_empty()).then_some(s))
@@ -490,7 +568,7 @@ impl Worker {
         let v1::BacktestJob {
             backtest_id,
             spec,
-            detail: _,
+            detail,
             optimization_id,
             trial_id,
             submitted_at: _,
@@ -548,13 +626,17 @@ impl Worker {
         } else {
             RunStatus::Failed
         };
-        let json = result_json(&result);
+        // The job's detail decides what is kept (absent: metrics, costs and
+        // the trade statistics only, as an optimization trial needs); the
+        // stored and the published result are the same trimmed message.
+        let result = trim(result, Detail::from(detail));
+        let (json, pb) = stored_result(&result);
         let net = net_pnl(&result);
         let committed = self
             .store
             .process_once(GROUP, &event_id, |tx| {
                 Box::pin(async move {
-                    tx.set_run_result(id, &json, net).await?;
+                    tx.set_run_result(id, &json, Some(&pb), net).await?;
                     tx.transition_run(id, status).await?;
                     Ok::<_, StoreError>(())
                 })

@@ -1,5 +1,5 @@
 //! `grodt backtest`: one backtest of a CSV file on this machine, through the
-//! same code path as the backtest worker ([`grodt_backtest_worker::run`]):
+//! same code path as the backtest worker ([`grodt_backtest::run`]):
 //! prints the metrics table and optionally writes the HTML report.
 //!
 //! The cost and fill flags speak the vocabulary of `backtest.proto`'s
@@ -37,12 +37,13 @@ use std::str::FromStr;
 use grodt_analytics::{
     AssetClass, MetricsConfig, ReportInput, format_duration, infer_periods_per_year, render_html,
 };
-use grodt_backtest_worker::run::{self, Outcome, RunError, RunSpec, StrategyChoice};
+use grodt_backtest::run::{self, Outcome, RunError, RunSpec};
 use grodt_core::Decimal;
 use grodt_core::rounding::{RoundingMode, round_money};
 use grodt_sim::{
     BacktestConfig, CommissionSpec, DayCount, FillTiming, LatencySpec, LimitFill, SlippageSpec,
 };
+use grodt_strategies::registry::{self, RegistryError};
 use rust_decimal::prelude::ToPrimitive;
 
 /// Runs with at least this many bars show a progress bar (when stderr is a terminal).
@@ -78,11 +79,12 @@ impl BacktestError {
         matches!(
             self,
             Self::Usage { .. }
-                | Self::Run(
-                    RunError::UnknownStrategy { .. }
-                        | RunError::UnknownParam { .. }
-                        | RunError::BadParam { .. }
-                )
+                | Self::Run(RunError::Params(
+                    RegistryError::UnknownStrategy { .. }
+                        | RegistryError::UnknownParam { .. }
+                        | RegistryError::BadValue { .. }
+                        | RegistryError::OutOfBounds { .. }
+                ))
         )
     }
 }
@@ -93,7 +95,7 @@ pub struct BacktestOptions {
     /// Normalised CSV: timestamp,open,high,low,close,volume.
     #[arg(long)]
     pub data: PathBuf,
-    /// Strategy name (sma_cross, s1).
+    /// Strategy name (`grodt strategies` lists them with their parameters).
     #[arg(long)]
     pub strategy: String,
     /// A strategy parameter as name=value; repeat for several.
@@ -459,7 +461,7 @@ pub fn spec(options: &BacktestOptions) -> Result<RunSpec, BacktestError> {
             .ok_or_else(|| usage("--param", format!("{p:?} is not name=value")))?;
         params.insert(k.trim().to_owned(), v.trim().to_owned());
     }
-    let strategy = StrategyChoice::parse(&options.strategy, &params)?;
+    let strategy = registry::parse(&options.strategy, &params).map_err(RunError::from)?;
     let starting_cash = decimal("--cash", "cash", &options.cash)?;
     if starting_cash.is_zero() {
         return Err(usage("--cash", "must be positive"));

@@ -3,7 +3,8 @@
 //! The binary (`src/main.rs`) only parses arguments and dispatches here, so
 //! every command is callable from tests. `up` runs the seven services
 //! embedded; `data` talks to market-data's catalog; `backtest` runs one
-//! backtest of a CSV file through the worker's code path; `health` is what
+//! backtest of a CSV file through the runner library (`grodt-backtest`);
+//! `strategies` lists the strategy registry's schemas; `health` is what
 //! container health checks call; `migrate` owns the database schema in
 //! distributed mode.
 
@@ -11,4 +12,5 @@ pub mod backtest;
 pub mod data;
 pub mod health;
 pub mod migrate;
+pub mod strategies;
 pub mod up;

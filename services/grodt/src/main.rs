@@ -59,6 +59,12 @@ enum Command {
     },
     /// Backtest a strategy on a CSV file; prints the metrics table.
     Backtest(grodt::backtest::BacktestOptions),
+    /// List the strategies with their parameters (type, default, bounds, step, constraints).
+    Strategies {
+        /// Print the registry's schema as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply database migrations to `database.url` (GRODT_DATABASE__URL).
     Migrate {
         /// Overrides the configured database URL.
@@ -115,6 +121,7 @@ fn main() -> ExitCode {
             Command::Data { addr, command } => data(&addr, command).await,
             // CPU-bound on this (the main) thread, which blocks no executor worker.
             Command::Backtest(options) => backtest(&options),
+            Command::Strategies { json } => strategies(json),
         }
     })
 }
@@ -125,6 +132,19 @@ fn backtest(options: &grodt::backtest::BacktestOptions) -> ExitCode {
         Err(e) => {
             eprintln!("grodt backtest: {e}");
             ExitCode::from(if e.is_usage() { 2 } else { 1 })
+        }
+    }
+}
+
+fn strategies(json: bool) -> ExitCode {
+    match grodt::strategies::render(json) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("grodt strategies: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -20,6 +20,7 @@ use grodt_data::{Bars, Catalog, DataError, DatasetId};
 use grodt_proto::v1;
 use grodt_proto::v1::market_data_service_server::MarketDataService;
 use grodt_store::{DatasetFilter, PageRequest, Store};
+use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::Stream;
@@ -29,9 +30,9 @@ use uuid::Uuid;
 use crate::config::MarketDataConfig;
 use crate::convert::{self, ImportSpec};
 use crate::error::{MdError, status};
-use crate::meta::{Entry, Extra, StoreMetadata};
 use crate::metrics::MdMetrics;
 use crate::replay::{Job, Replays};
+use grodt_dataset_meta::{Entry, Extra, StoreMetadata};
 
 /// Server-streaming responses are boxed so handlers can return any stream.
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -117,6 +118,22 @@ fn range_end(last_ns: i64, tf: Option<Timeframe>) -> i64 {
 }
 
 /// The wire form of a stored dataset.
+/// The dataset's instrument: the protobuf bytes market-data stored beside the
+/// record (grodt-dataset-meta keeps them opaque). Bytes that do not decode
+/// are reported and shown as no instrument.
+fn instrument_of(e: &Entry) -> Option<v1::Instrument> {
+    if e.extra.instrument_pb.is_empty() {
+        return None;
+    }
+    match v1::Instrument::decode(e.extra.instrument_pb.as_slice()) {
+        Ok(i) => Some(i),
+        Err(err) => {
+            tracing::warn!(dataset = %e.uuid, error = %err, "stored instrument does not decode");
+            None
+        }
+    }
+}
+
 pub(crate) fn dataset_proto(e: &Entry) -> v1::Dataset {
     let r = &e.record;
     let tf = Timeframe::parse(&r.id.timeframe).ok();
@@ -129,7 +146,7 @@ pub(crate) fn dataset_proto(e: &Entry) -> v1::Dataset {
     v1::Dataset {
         dataset_id: e.uuid.to_string(),
         name: e.extra.name.clone(),
-        instrument: e.extra.instrument.clone(),
+        instrument: instrument_of(e),
         timeframe: tf.map_or(v1::Timeframe::Unspecified, convert::timeframe_to_proto) as i32,
         range: Some(v1::TimeRange {
             start: Some(convert::ts_to_proto(r.first_ts)),
@@ -279,7 +296,7 @@ impl Shared {
             &spec.id,
             Extra {
                 name: spec.name,
-                instrument: Some(spec.instrument),
+                instrument_pb: spec.instrument.encode_to_vec(),
                 derived_from: None,
                 original: Some(original),
             },
@@ -668,7 +685,7 @@ impl MarketDataService for MarketDataApi {
             let src_rec = src.record.clone();
             let extra = Extra {
                 name,
-                instrument: src.extra.instrument.clone(),
+                instrument_pb: src.extra.instrument_pb.clone(),
                 derived_from: Some(dataset_id.clone()),
                 original: None,
             };

@@ -2,7 +2,7 @@
 //! cache and the replay feed of bars.
 //!
 //! A thin shell over grodt-data (catalog, validation, aggregation, cache) and
-//! grodt-store (catalog metadata): configuration -> the service kit -> serve.
+//! grodt-dataset-meta (catalog metadata in the store): configuration -> the service kit -> serve.
 //! Protobuf types stop at `grpc.rs`/`convert.rs`; polars work runs on
 //! blocking threads. It must never hold domain logic of its own beyond
 //! adapting those libraries, and never depends on other services.
@@ -11,7 +11,6 @@ mod config;
 mod convert;
 mod error;
 mod grpc;
-pub mod meta;
 mod metrics;
 mod replay;
 
@@ -37,7 +36,7 @@ pub const NAME: &str = "market-data";
 pub const GRPC_SERVICE: &str = <MarketDataServiceServer<MarketDataApi> as NamedService>::NAME;
 
 /// Catalog directory of the standalone service when `market_data.catalog_dir` is unset.
-pub const DEFAULT_CATALOG_DIR: &str = "data/catalog";
+pub use grodt_dataset_meta::DEFAULT_CATALOG_DIR;
 
 /// Built-in configuration defaults: the ports of docs/conventions.md.
 pub fn defaults() -> Config<MarketDataConfig> {
@@ -87,7 +86,7 @@ async fn build_at(
 ) -> Result<Server, KitError> {
     let kit_metrics = Metrics::new(NAME, env!("CARGO_PKG_VERSION"))?;
     let metrics = Arc::new(metrics::MdMetrics::register(&kit_metrics)?);
-    let meta = Arc::new(meta::StoreMetadata::new(
+    let meta = Arc::new(grodt_dataset_meta::StoreMetadata::new(
         infra.store.clone(),
         tokio::runtime::Handle::current(),
     ));

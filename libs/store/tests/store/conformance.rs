@@ -167,8 +167,13 @@ pub async fn process_once_commits_effect_and_mark_together(store: &Store) {
                                 .await?
                                 .items
                                 .len();
-                            tx.create_run(RunKind::Backtest, Uuid::new_v4(), &json!({ "by": i }))
-                                .await?;
+                            tx.create_run(
+                                RunKind::Backtest,
+                                Uuid::new_v4(),
+                                &json!({ "by": i }),
+                                None,
+                            )
+                            .await?;
                             Ok::<_, StoreError>(n)
                         })
                     })
@@ -233,7 +238,7 @@ pub async fn process_once_rolls_back_effect_and_mark_together(store: &Store) {
     let id = Uuid::new_v4();
     store
         .runs()
-        .create(RunKind::Backtest, id, &json!({}))
+        .create(RunKind::Backtest, id, &json!({}), None)
         .await
         .expect("create");
     let failed = store
@@ -269,7 +274,7 @@ pub async fn explicit_tx_dropped_rolls_back(store: &Store) {
     {
         let mut tx = store.begin().await.expect("begin");
         assert!(tx.mark_processed("manual", "e1").await.expect("mark"));
-        tx.create_run(RunKind::Optimization, id, &json!({}))
+        tx.create_run(RunKind::Optimization, id, &json!({}), None)
             .await
             .expect("create");
         // Visible inside the transaction.
@@ -290,7 +295,7 @@ pub async fn explicit_tx_dropped_rolls_back(store: &Store) {
 
     let mut tx = store.begin().await.expect("begin");
     assert!(tx.mark_processed("manual", "e1").await.expect("mark"));
-    tx.create_run(RunKind::Optimization, id, &json!({}))
+    tx.create_run(RunKind::Optimization, id, &json!({}), None)
         .await
         .expect("create");
     tx.transition_run(id, RunStatus::Running)
@@ -326,12 +331,53 @@ pub async fn explicit_tx_dropped_rolls_back(store: &Store) {
     );
 }
 
+/// Request and result bytes (protobuf, opaque to the store) come back
+/// byte for byte, including NUL and high bytes and the empty message; a new
+/// result replaces the old bytes; runs created without bytes have none.
+pub async fn runs_bytes_round_trip_exact(store: &Store) {
+    let runs = store.runs();
+    let id = Uuid::new_v4();
+    let request_pb: Vec<u8> = (0..=255u8).chain([0, 0, 255]).collect();
+    let created = runs
+        .create(
+            RunKind::Backtest,
+            id,
+            &json!({ "id": "x" }),
+            Some(&request_pb),
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.request_pb.as_deref(), Some(request_pb.as_slice()));
+    assert_eq!(created.result_pb, None);
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let with = runs
+        .set_result(id, &json!({ "status": "ok" }), Some(&big), None)
+        .await
+        .expect("result");
+    assert_eq!(with.result_pb.as_deref(), Some(big.as_slice()));
+    assert_eq!(runs.get(id).await.expect("get").result_pb, Some(big));
+    let mut tx = store.begin().await.expect("begin");
+    tx.set_run_result(id, &json!({ "status": "ok" }), Some(&[]), None)
+        .await
+        .expect("replace in tx");
+    tx.commit().await.expect("commit");
+    let back = runs.get(id).await.expect("get");
+    assert_eq!(back.result_pb, Some(Vec::new()));
+    assert_eq!(back.request_pb, Some(request_pb));
+    let plain = Uuid::new_v4();
+    let created = runs
+        .create(RunKind::Optimization, plain, &json!({}), None)
+        .await
+        .expect("create");
+    assert_eq!((created.request_pb, created.result_pb), (None, None));
+}
+
 pub async fn runs_lifecycle(store: &Store) {
     let runs = store.runs();
     let id = Uuid::new_v4();
     let request = json!({ "strategy": "sma_cross", "params": { "fast": 10, "slow": 30 } });
     let created = runs
-        .create(RunKind::Backtest, id, &request)
+        .create(RunKind::Backtest, id, &request, None)
         .await
         .expect("create");
     assert_eq!(created.id, id);
@@ -354,7 +400,7 @@ pub async fn runs_lifecycle(store: &Store) {
     let result = json!({ "trades": 12, "sharpe": 1.25 });
     let pnl = Decimal::from_str("1234.56").expect("decimal");
     let with_result = runs
-        .set_result(id, &result, Some(pnl))
+        .set_result(id, &result, None, Some(pnl))
         .await
         .expect("result");
     assert_eq!(with_result.result, Some(result.clone()));
@@ -370,7 +416,7 @@ pub async fn runs_lifecycle(store: &Store) {
 
     for end in [RunStatus::Failed, RunStatus::Cancelled] {
         let id = Uuid::new_v4();
-        runs.create(RunKind::Backtest, id, &json!({}))
+        runs.create(RunKind::Backtest, id, &json!({}), None)
             .await
             .expect("create");
         runs.transition(id, RunStatus::Running)
@@ -379,7 +425,7 @@ pub async fn runs_lifecycle(store: &Store) {
         assert_eq!(runs.transition(id, end).await.expect("end").status, end);
     }
     let id = Uuid::new_v4();
-    runs.create(RunKind::Optimization, id, &json!({}))
+    runs.create(RunKind::Optimization, id, &json!({}), None)
         .await
         .expect("create");
     let cancelled = runs
@@ -398,7 +444,7 @@ pub async fn runs_illegal_transitions_refused(store: &Store) {
                 continue;
             }
             let id = Uuid::new_v4();
-            runs.create(RunKind::Backtest, id, &json!({}))
+            runs.create(RunKind::Backtest, id, &json!({}), None)
                 .await
                 .expect("create");
             let path: &[RunStatus] = match from {
@@ -434,7 +480,7 @@ pub async fn runs_concurrent_start_one_winner(store: &Store) {
     let id = Uuid::new_v4();
     store
         .runs()
-        .create(RunKind::Backtest, id, &json!({}))
+        .create(RunKind::Backtest, id, &json!({}), None)
         .await
         .expect("create");
     let tasks: Vec<_> = (0..10)
@@ -460,12 +506,12 @@ pub async fn runs_create_duplicate_refused(store: &Store) {
     let id = Uuid::new_v4();
     store
         .runs()
-        .create(RunKind::Backtest, id, &json!({ "v": 1 }))
+        .create(RunKind::Backtest, id, &json!({ "v": 1 }), None)
         .await
         .expect("create");
     let err = store
         .runs()
-        .create(RunKind::Optimization, id, &json!({ "v": 2 }))
+        .create(RunKind::Optimization, id, &json!({ "v": 2 }), None)
         .await
         .expect_err("duplicate");
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
@@ -485,7 +531,7 @@ pub async fn runs_not_found(store: &Store) {
         runs.transition(id, RunStatus::Running)
             .await
             .expect_err("transition"),
-        runs.set_result(id, &json!({}), None)
+        runs.set_result(id, &json!({}), None, None)
             .await
             .expect_err("set_result"),
         store
@@ -505,13 +551,13 @@ pub async fn runs_pagination_stable_and_complete(store: &Store) {
     let mut created = Vec::new();
     for i in 0..23 {
         let id = Uuid::new_v4();
-        runs.create(RunKind::Backtest, id, &json!({ "i": i }))
+        runs.create(RunKind::Backtest, id, &json!({ "i": i }), None)
             .await
             .expect("create");
         created.push(id);
         // Interleave the other kind, which must not show up.
         if i % 3 == 0 {
-            runs.create(RunKind::Optimization, Uuid::new_v4(), &json!({}))
+            runs.create(RunKind::Optimization, Uuid::new_v4(), &json!({}), None)
                 .await
                 .expect("create");
         }
@@ -537,7 +583,7 @@ pub async fn runs_pagination_stable_and_complete(store: &Store) {
         if pages == 2 {
             // Runs added mid-walk come after the ones already there.
             let late = Uuid::new_v4();
-            runs.create(RunKind::Backtest, late, &json!({ "late": true }))
+            runs.create(RunKind::Backtest, late, &json!({ "late": true }), None)
                 .await
                 .expect("create");
             created.push(late);
@@ -625,12 +671,12 @@ pub async fn decimal_round_trip_exact(store: &Store) {
         let id = Uuid::new_v4();
         store
             .runs()
-            .create(RunKind::Backtest, id, &json!({}))
+            .create(RunKind::Backtest, id, &json!({}), None)
             .await
             .expect("create");
         let written = store
             .runs()
-            .set_result(id, &json!({}), Some(value))
+            .set_result(id, &json!({}), None, Some(value))
             .await
             .expect("set");
         let read = store

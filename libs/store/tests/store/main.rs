@@ -39,6 +39,7 @@ both_backends!(
     process_once_rolls_back_effect_and_mark_together,
     explicit_tx_dropped_rolls_back,
     runs_lifecycle,
+    runs_bytes_round_trip_exact,
     runs_illegal_transitions_refused,
     runs_concurrent_start_one_winner,
     runs_create_duplicate_refused,

@@ -35,10 +35,10 @@ fn check_decimals(rt: &tokio::runtime::Runtime, store: &Store) {
             rt.block_on(async {
                 let id = Uuid::new_v4();
                 let runs = store.runs();
-                runs.create(RunKind::Backtest, id, &json!({}))
+                runs.create(RunKind::Backtest, id, &json!({}), None)
                     .await
                     .map_err(fail)?;
-                runs.set_result(id, &json!({}), Some(value))
+                runs.set_result(id, &json!({}), None, Some(value))
                     .await
                     .map_err(fail)?;
                 let read = runs.get(id).await.map_err(fail)?.net_pnl;
@@ -69,7 +69,7 @@ fn check_paging(rt: &tokio::runtime::Runtime, backend: Backend) {
                 let mut created = Vec::with_capacity(count);
                 for i in 0..count {
                     let id = Uuid::new_v4();
-                    runs.create(RunKind::Optimization, id, &json!({ "i": i }))
+                    runs.create(RunKind::Optimization, id, &json!({ "i": i }), None)
                         .await
                         .map_err(fail)?;
                     created.push(id);

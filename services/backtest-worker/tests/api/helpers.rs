@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use grodt_backtest::{CacheLimits, SeriesCache};
 use grodt_backtest_worker::worker::{Worker, WorkerMetrics};
 use grodt_backtest_worker::{WorkerSettings, build_with_catalog, defaults_with_settings};
 use grodt_bus::{EventBus, RedisBus, RedisBusConfig};
@@ -65,7 +66,8 @@ pub struct Env {
     pub db: TestDb,
     pub bus: Arc<dyn EventBus>,
     pub catalog: Arc<Catalog>,
-    _dir: tempfile::TempDir,
+    /// Holds the catalog's files (`catalog/` inside).
+    pub dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -80,7 +82,7 @@ impl Env {
             db,
             bus: Arc::new(bus),
             catalog,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -96,6 +98,7 @@ impl Env {
         let metrics = grodt_kit::Metrics::new("backtest-worker", "test").unwrap();
         Worker {
             catalog: self.catalog.clone(),
+            cache: Arc::new(SeriesCache::new(CacheLimits::default())),
             store: self.db.store().clone(),
             bus: self.bus.clone(),
             instance: instance.to_owned(),

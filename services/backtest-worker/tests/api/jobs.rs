@@ -13,7 +13,7 @@ use grodt_proto::v1;
 use grodt_store::RunStatus;
 use prost::Message;
 
-use crate::helpers::{Env, sma_spec};
+use crate::helpers::{Env, assert_golden, sma_spec};
 
 async fn submit(worker: &Worker, backtest_id: &str, slow: u32) -> grodt_bus::Envelope {
     let mut spec = sma_spec();
@@ -187,4 +187,155 @@ async fn a_job_left_unacked_by_a_dropped_consumer_is_claimed_and_redelivery_does
         "the same result (same start and finish times): not a second run"
     );
     assert!(orphan[0].finished_at.is_some());
+}
+
+/// `BacktestJob.detail` is honoured: an optimization trial (no detail) stores
+/// and publishes metrics, costs and the trade statistics only, as protobuf
+/// bytes of a few hundred bytes; a job asking for every part stores them
+/// all and GetResult returns them.
+#[tokio::test]
+async fn job_detail_decides_what_is_stored_and_trials_stay_small() {
+    let env = Env::new().await;
+    let worker = env.worker("worker-detail");
+    let mut consumer = job_consumer(&worker, "worker-detail", &settings(60_000)).unwrap();
+    consumer.ensure_group().await.unwrap();
+    let trial = Worker::job_envelope_with(v1::BacktestJob {
+        backtest_id: "trial-1".into(),
+        spec: Some(sma_spec()),
+        detail: None,
+        optimization_id: "opt-1".into(),
+        trial_id: "t-1".into(),
+        submitted_at: None,
+    });
+    worker.publish_job(&trial).await.unwrap();
+    // The full job goes through SubmitBacktest's envelope (every part kept).
+    submit(&worker, "full-1", 30).await;
+    let mut acked = 0;
+    while acked < 2 {
+        let report = consumer.step().await.unwrap();
+        assert_eq!(report.failed, 0);
+        acked += report.acked;
+    }
+    let runs = env.db.store().runs();
+    let t = runs
+        .get(grodt_backtest_worker::worker::run_id("trial-1"))
+        .await
+        .unwrap();
+    let f = runs
+        .get(grodt_backtest_worker::worker::run_id("full-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.status, f.status),
+        (RunStatus::Succeeded, RunStatus::Succeeded)
+    );
+    // Bytes columns, no hex text inside the JSON.
+    for run in [&t, &f] {
+        let text = serde_json::to_string(run.result.as_ref().unwrap()).unwrap();
+        assert!(text.len() < 300, "small readable summary: {text}");
+        assert!(run.request_pb.is_some());
+        assert!(!run.request.to_string().contains("spec_pb"));
+    }
+    let t_pb = t.result_pb.as_deref().unwrap();
+    let f_pb = f.result_pb.as_deref().unwrap();
+    let trial_result = v1::BacktestResult::decode(t_pb).unwrap();
+    assert_golden(&trial_result);
+    assert!(trial_result.fills.is_empty() && trial_result.equity_curve.is_empty());
+    assert!(trial_result.trades.is_empty());
+    assert!(trial_result.metrics.as_ref().unwrap().win_rate > 0.0);
+    let full_result = v1::BacktestResult::decode(f_pb).unwrap();
+    assert_eq!(
+        (
+            full_result.fills.len(),
+            full_result.equity_curve.len(),
+            full_result.trades.len()
+        ),
+        (203, 5849, 102)
+    );
+    println!(
+        "stored result_pb: trial {} bytes, full {} bytes",
+        t_pb.len(),
+        f_pb.len()
+    );
+    assert!(t_pb.len() < 2_000, "trial stores {} bytes", t_pb.len());
+    assert!(
+        f_pb.len() > 50 * t_pb.len(),
+        "{} vs {}",
+        f_pb.len(),
+        t_pb.len()
+    );
+
+    // The published trial result is the same small message, with its trial ids.
+    let published = results(&env).await;
+    assert_eq!(published["trial-1"][0], trial_result);
+    assert_eq!(published["full-1"][0], full_result);
+
+    // GetResult returns the parts that were kept.
+    let mut svc = env.spawn().await;
+    let get = |id: &str| v1::GetResultRequest {
+        backtest_id: id.into(),
+        detail: Some(v1::ResultDetail {
+            trades: true,
+            fills: true,
+            equity_curve: true,
+        }),
+    };
+    let full = svc
+        .client
+        .get_result(get("full-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(full.result.unwrap().fills.len(), 203);
+    let trial = svc
+        .client
+        .get_result(get("trial-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let trial = trial.result.unwrap();
+    assert_golden(&trial);
+    assert!(trial.fills.is_empty(), "a trial never kept its fills");
+    svc.stop().await;
+}
+
+/// Runs stored before migration 0003 (hex protobuf inside the JSON, no byte
+/// columns) are still read by GetResult.
+#[tokio::test]
+async fn results_stored_as_hex_before_the_byte_columns_are_still_read() {
+    let env = Env::new().await;
+    let worker = env.worker("worker-legacy");
+    let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let spec = sma_spec();
+    let result = v1::BacktestResult {
+        backtest_id: "legacy".into(),
+        spec: Some(spec.clone()),
+        status: v1::BacktestStatus::Succeeded as i32,
+        worker: "old".into(),
+        ..v1::BacktestResult::default()
+    };
+    let id = grodt_backtest_worker::worker::run_id("legacy");
+    let runs = env.db.store().runs();
+    runs.create(
+        grodt_store::RunKind::Backtest,
+        id,
+        &serde_json::json!({ "backtest_id": "legacy", "spec_pb": hex(spec.encode_to_vec()) }),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        worker.get("legacy").await.unwrap().spec,
+        Some(spec),
+        "the queued run's spec from the JSON hex"
+    );
+    runs.set_result(
+        id,
+        &serde_json::json!({ "status": "BACKTEST_STATUS_SUCCEEDED", "result_pb": hex(result.encode_to_vec()) }),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(worker.get("legacy").await.unwrap(), result);
 }

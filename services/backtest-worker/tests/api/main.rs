@@ -85,6 +85,68 @@ async fn run_backtest_reproduces_the_golden_sma_figures_and_records_the_run() {
     svc.stop().await;
 }
 
+/// The per-process series cache: a second backtest of the same dataset and
+/// range reads no Parquet (the files are deleted in between and it still
+/// runs), and the metrics count one miss and one hit.
+#[tokio::test]
+async fn a_second_backtest_on_the_same_dataset_reads_no_parquet() {
+    let env = Env::new().await;
+    let mut svc = env.spawn().await;
+    let run = |slow: &str| {
+        let mut spec = sma_spec();
+        spec.params.insert("slow".into(), slow.into());
+        v1::RunBacktestRequest {
+            spec: Some(spec),
+            detail: None,
+        }
+    };
+    let first = svc
+        .client
+        .run_backtest(run("30"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_golden(first.result.as_ref().unwrap());
+    let mut deleted = 0;
+    let mut stack = vec![env.dir.path().join("catalog")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                std::fs::remove_file(&p).unwrap();
+                deleted += 1;
+            }
+        }
+    }
+    assert!(deleted > 0, "the catalog holds Parquet files");
+    let second = svc
+        .client
+        .run_backtest(run("40"))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = second.result.unwrap();
+    assert_eq!(
+        second.status,
+        v1::BacktestStatus::Succeeded as i32,
+        "{}",
+        second.error
+    );
+    assert_eq!(second.metrics.unwrap().bar_count, 5849);
+    let body = reqwest_free_get(svc.http, "/metrics").await;
+    for line in [
+        "grodt_backtest_worker_series_cache_lookups_total{outcome=\"miss\"} 1",
+        "grodt_backtest_worker_series_cache_lookups_total{outcome=\"hit\"} 1",
+        "grodt_backtest_worker_series_cache_entries 1",
+        "grodt_backtest_worker_series_cache_bars 5849",
+    ] {
+        assert!(body.contains(line), "{line} in\n{body}");
+    }
+    svc.stop().await;
+}
+
 #[tokio::test]
 async fn bad_specs_are_invalid_argument_naming_the_field() {
     let env = Env::new().await;

@@ -132,6 +132,18 @@ fn bad_inputs_exit_non_zero_naming_the_problem() {
             "parameter fast: \"ten\" is not a non-negative integer",
         ),
         (
+            &[
+                "--data",
+                spy,
+                "--strategy",
+                "sma_cross",
+                "--param",
+                "fast=0",
+            ],
+            2,
+            "parameter fast: 0 is out of bounds: must be >= 1",
+        ),
+        (
             &["--data", spy, "--strategy", "sma_cross", "--fees", "flat=1"],
             2,
             "--fees: \"flat=1\": expected pct=F or bps=N [,min=Y], per_share=X[,min=Y][,max_fraction=F]",

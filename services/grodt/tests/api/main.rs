@@ -6,5 +6,7 @@ mod backtest;
 mod data;
 mod distributed;
 mod helpers;
+mod layout;
 mod services;
+mod strategies;
 mod up;

@@ -1,7 +1,7 @@
 //! The one code path of a backtest, shared by the worker's RPCs and jobs and by
-//! `grodt backtest`: choose a strategy by name, turn catalog bars into engine
-//! bars, run the engine, compute the metrics. No I/O here; callers load data
-//! and decide where the result goes.
+//! `grodt backtest`: a strategy configured through the registry, catalog bars
+//! turned into engine bars, the engine run, the metrics computed. No I/O here
+//! except [`load_csv`]; callers load data and decide where the result goes.
 
 use std::collections::BTreeMap;
 
@@ -9,25 +9,8 @@ use grodt_analytics as analytics;
 use grodt_core::error::{Classify, ErrorKind};
 use grodt_core::{Bar, Decimal, Fill, Instrument, OrderUpdate, Side};
 use grodt_sim::{BacktestConfig, BacktestResult, Context, SimError, Strategy};
-use grodt_strategies::{S1, S1Params, SmaCross, SmaCrossParams, StrategyError};
+use grodt_strategies::registry::{Configured, RegistryError};
 use rust_decimal::prelude::ToPrimitive;
-
-/// Strategies a backtest can name.
-pub const STRATEGIES: &[&str] = &["sma_cross", "s1"];
-
-/// Parameters each strategy accepts, in the order of [`STRATEGIES`].
-const SMA_PARAMS: &[&str] = &["fast", "slow", "long_short", "fraction"];
-const S1_PARAMS: &[&str] = &[
-    "vwap_period",
-    "slope_lookback",
-    "ema_fast",
-    "ema_slow",
-    "atr_period",
-    "tp_atr",
-    "sl_atr",
-    "fraction",
-    "allow_short",
-];
 
 /// Size precision of instruments in fractional runs (parity with fractional references).
 pub const FRACTIONAL_SIZE_PRECISION: u8 = 8;
@@ -38,32 +21,9 @@ const PROGRESS_EVERY: u64 = 4096;
 /// Why a backtest could not run. Messages name the field, parameter or bar at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RunError {
-    /// The strategy name is not one of [`STRATEGIES`].
-    #[error("unknown strategy {name:?}; valid strategies: {}", STRATEGIES.join(", "))]
-    UnknownStrategy {
-        /// The name given.
-        name: String,
-    },
-    /// A parameter the strategy does not take.
-    #[error("unknown parameter {param:?} for strategy {strategy}; valid parameters: {valid}")]
-    UnknownParam {
-        /// The strategy.
-        strategy: &'static str,
-        /// The parameter given.
-        param: String,
-        /// Comma-separated valid names.
-        valid: String,
-    },
-    /// A parameter value that does not parse.
-    #[error("parameter {param}: {value:?} is not {expected}")]
-    BadParam {
-        /// The parameter.
-        param: String,
-        /// The value given.
-        value: String,
-        /// What it should be.
-        expected: &'static str,
-    },
+    /// The strategy name or its parameters were refused by the registry.
+    #[error(transparent)]
+    Params(#[from] RegistryError),
     /// Input data the engine cannot use (empty, overflowing, unreadable).
     #[error("data {what}: {reason}")]
     Data {
@@ -72,9 +32,6 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
-    /// The strategy refused its parameters.
-    #[error(transparent)]
-    Strategy(#[from] StrategyError),
     /// The engine refused the configuration or the bars.
     #[error(transparent)]
     Sim(#[from] SimError),
@@ -86,103 +43,10 @@ pub enum RunError {
 impl Classify for RunError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::Strategy(e) => e.kind(),
+            Self::Params(e) => e.kind(),
             Self::Sim(e) => e.kind(),
             _ => ErrorKind::InvalidArgument,
         }
-    }
-}
-
-/// A strategy chosen by name with its parameters checked.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StrategyChoice {
-    /// `sma_cross`.
-    SmaCross(SmaCrossParams),
-    /// `s1`.
-    S1(S1Params),
-}
-
-fn parse_param<T: std::str::FromStr>(
-    name: &str,
-    value: &str,
-    expected: &'static str,
-) -> Result<T, RunError> {
-    value.trim().parse().map_err(|_| RunError::BadParam {
-        param: name.to_owned(),
-        value: value.to_owned(),
-        expected,
-    })
-}
-
-fn unknown_param(strategy: &'static str, param: &str, valid: &[&str]) -> RunError {
-    RunError::UnknownParam {
-        strategy,
-        param: param.to_owned(),
-        valid: valid.join(", "),
-    }
-}
-
-impl StrategyChoice {
-    /// Looks the strategy up by name and applies `params` over its defaults.
-    ///
-    /// # Errors
-    /// [`RunError::UnknownStrategy`], [`RunError::UnknownParam`] or
-    /// [`RunError::BadParam`], each naming what is wrong and what is valid.
-    pub fn parse(name: &str, params: &BTreeMap<String, String>) -> Result<Self, RunError> {
-        const INT: &str = "a non-negative integer";
-        const BOOL: &str = "true or false";
-        const NUM: &str = "a decimal number";
-        match name {
-            "sma_cross" => {
-                let mut p = SmaCrossParams::default();
-                for (k, v) in params {
-                    match k.as_str() {
-                        "fast" => p.fast = parse_param(k, v, INT)?,
-                        "slow" => p.slow = parse_param(k, v, INT)?,
-                        "long_short" => p.long_short = parse_param(k, v, BOOL)?,
-                        "fraction" => p.fraction = parse_param::<Decimal>(k, v, NUM)?,
-                        _ => return Err(unknown_param("sma_cross", k, SMA_PARAMS)),
-                    }
-                }
-                Ok(Self::SmaCross(p))
-            }
-            "s1" => {
-                let mut p = S1Params::default();
-                for (k, v) in params {
-                    match k.as_str() {
-                        "vwap_period" => p.vwap_period = parse_param(k, v, INT)?,
-                        "slope_lookback" => p.slope_lookback = parse_param(k, v, INT)?,
-                        "ema_fast" => p.ema_fast = parse_param(k, v, INT)?,
-                        "ema_slow" => p.ema_slow = parse_param(k, v, INT)?,
-                        "atr_period" => p.atr_period = parse_param(k, v, INT)?,
-                        "tp_atr" => p.tp_atr = parse_param(k, v, NUM)?,
-                        "sl_atr" => p.sl_atr = parse_param(k, v, NUM)?,
-                        "fraction" => p.fraction = parse_param::<Decimal>(k, v, NUM)?,
-                        "allow_short" => p.allow_short = parse_param(k, v, BOOL)?,
-                        _ => return Err(unknown_param("s1", k, S1_PARAMS)),
-                    }
-                }
-                Ok(Self::S1(p))
-            }
-            _ => Err(RunError::UnknownStrategy {
-                name: name.to_owned(),
-            }),
-        }
-    }
-
-    /// The strategy's name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::SmaCross(_) => "sma_cross",
-            Self::S1(_) => "s1",
-        }
-    }
-
-    fn build(&self, traded: &Instrument) -> Result<Box<dyn Strategy>, RunError> {
-        Ok(match self {
-            Self::SmaCross(p) => Box::new(SmaCross::new(*p)?),
-            Self::S1(p) => Box::new(S1::new(*p, traded.price_precision, traded.size_precision)?),
-        })
     }
 }
 
@@ -290,8 +154,8 @@ pub fn load_csv(path: &std::path::Path) -> Result<grodt_data::Bars, RunError> {
 pub struct RunSpec {
     /// Costs, fills, cash, seed.
     pub config: BacktestConfig,
-    /// The strategy.
-    pub strategy: StrategyChoice,
+    /// The strategy, configured and checked through the registry.
+    pub strategy: Configured,
     /// Periods per year and risk-free rate of the metrics.
     pub metrics: analytics::MetricsConfig,
 }
@@ -458,34 +322,13 @@ mod tests {
     }
 
     #[test]
-    fn strategies_parse_by_name_over_their_defaults() {
-        let s = StrategyChoice::parse("sma_cross", &params(&[("fast", "5"), ("slow", "20")]));
-        let Ok(StrategyChoice::SmaCross(p)) = s else {
-            panic!("{s:?}")
-        };
-        assert_eq!((p.fast, p.slow, p.long_short), (5, 20, false));
-        let s = StrategyChoice::parse("s1", &params(&[("tp_atr", "3.5")])).unwrap();
-        assert_eq!(s.name(), "s1");
-    }
-
-    #[test]
-    fn unknown_names_list_the_valid_ones() {
-        let e = StrategyChoice::parse("rsi", &BTreeMap::new()).unwrap_err();
+    fn registry_errors_pass_through_unchanged() {
+        let e = RunError::from(grodt_strategies::registry::parse("rsi", &params(&[])).unwrap_err());
         assert_eq!(
             e.to_string(),
             "unknown strategy \"rsi\"; valid strategies: sma_cross, s1"
         );
-        let e = StrategyChoice::parse("sma_cross", &params(&[("fats", "3")])).unwrap_err();
-        assert!(e.to_string().contains("\"fats\""), "{e}");
-        assert!(
-            e.to_string().contains("fast, slow, long_short, fraction"),
-            "{e}"
-        );
-        let e = StrategyChoice::parse("sma_cross", &params(&[("fast", "x")])).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "parameter fast: \"x\" is not a non-negative integer"
-        );
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     }
 
     #[test]

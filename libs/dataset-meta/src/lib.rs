@@ -1,6 +1,14 @@
-//! grodt-data's synchronous [`MetadataStore`] over grodt-store's `datasets`
-//! repository, plus what the service keeps beside a catalog record (the
-//! dataset's UUID, display name, instrument and derivation).
+//! `grodt-dataset-meta`: dataset metadata of the Parquet catalog, kept in the
+//! store's `datasets` table. [`StoreMetadata`] is grodt-data's synchronous
+//! [`MetadataStore`] over grodt-store's `datasets` repository, plus what a
+//! service keeps beside a catalog record (the dataset's UUID, display name,
+//! instrument and derivation).
+//!
+//! Who uses it: market-data writes datasets through it (imports, aggregates);
+//! the backtest runner opens the same catalog through it, so every imported
+//! dataset can be backtested. It is a library so that no service crate
+//! depends on another. It knows no protobuf: the instrument is kept as the
+//! opaque bytes the caller encoded ([`Extra::instrument_pb`]).
 //!
 //! Why `block_on`: the catalog calls its metadata store synchronously from
 //! the middle of an import (after the files are renamed into place, before
@@ -16,18 +24,23 @@ use std::sync::Mutex;
 use grodt_data::meta::{MetadataError, PartitionRecord, Provenance};
 use grodt_data::validate::QualityReport;
 use grodt_data::{DatasetId, DatasetRecord, MetadataStore};
-use grodt_proto::v1;
 use grodt_store::{Dataset, DatasetFilter, NewDataset, PageRequest, Store, StoreError};
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use uuid::Uuid;
 
+/// Where `grodt up` and the services keep the catalog by default, relative to
+/// the working directory (market-data writes it, the backtest runner reads it).
+pub const DEFAULT_CATALOG_DIR: &str = "data/catalog";
+
 /// What the service stores with a dataset beyond the catalog record.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Extra {
+    /// Display name.
     pub name: String,
-    pub instrument: Option<v1::Instrument>,
+    /// The instrument as the caller encoded it (market-data: a protobuf
+    /// `grodt.v1.Instrument`); empty when none. Opaque to this crate.
+    pub instrument_pb: Vec<u8>,
     /// UUID of the dataset an aggregate derives from.
     pub derived_from: Option<String>,
     /// Replaces the provenance's original file (an upload's client-side
@@ -49,9 +62,13 @@ struct Details {
 /// A dataset as the service sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    /// The store's id of the dataset (market-data's dataset id).
     pub uuid: Uuid,
+    /// The catalog record.
     pub record: DatasetRecord,
+    /// What is kept beside it.
     pub extra: Extra,
+    /// Last change, nanoseconds since the epoch.
     pub updated_at_ns: i64,
 }
 
@@ -76,6 +93,7 @@ fn meta_err(e: impl std::fmt::Display) -> MetadataError {
 }
 
 impl StoreMetadata {
+    /// Over `store`; `handle` drives the async store from blocking threads.
     pub fn new(store: Store, handle: Handle) -> Self {
         Self {
             store,
@@ -117,11 +135,7 @@ impl StoreMetadata {
             volume_scale: *volume_scale,
             partitions: partitions.clone(),
             name: extra.name.clone(),
-            instrument_pb: extra
-                .instrument
-                .as_ref()
-                .map(|i| hex::encode(i.encode_to_vec()))
-                .unwrap_or_default(),
+            instrument_pb: hex::encode(&extra.instrument_pb),
             derived_from: extra.derived_from.clone(),
         };
         Ok(NewDataset {
@@ -157,16 +171,8 @@ impl StoreMetadata {
             .map_err(|e| corrupt("provenance", e.to_string()))?;
         let quality: QualityReport =
             serde_json::from_value(data.quality).map_err(|e| corrupt("quality", e.to_string()))?;
-        let instrument = if details.instrument_pb.is_empty() {
-            None
-        } else {
-            let bytes = hex::decode(&details.instrument_pb)
-                .map_err(|e| corrupt("details.instrument_pb", e.to_string()))?;
-            Some(
-                v1::Instrument::decode(bytes.as_slice())
-                    .map_err(|e| corrupt("details.instrument_pb", e.to_string()))?,
-            )
-        };
+        let instrument_pb = hex::decode(&details.instrument_pb)
+            .map_err(|e| corrupt("details.instrument_pb", e.to_string()))?;
         let record = DatasetRecord {
             id: DatasetId {
                 source: data.source,
@@ -189,7 +195,7 @@ impl StoreMetadata {
             record,
             extra: Extra {
                 name: details.name,
-                instrument,
+                instrument_pb,
                 derived_from: details.derived_from,
                 original: None,
             },

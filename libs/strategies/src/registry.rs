@@ -1,0 +1,926 @@
+//! The strategy registry: every strategy's typed parameter schema and the one
+//! way to build a strategy from a name and textual parameters.
+//!
+//! Who uses it: the backtest runner (CLI and workers) builds strategies with
+//! [`build`] / [`Configured::build`]; request edges check parameters with
+//! [`validate`] / [`parse`] before queueing anything; the optimizer enumerates
+//! search spaces from [`specs`] / [`spec`] (bounds, step, constraints); `grodt
+//! strategies` prints them. No service parses strategy parameters by hand.
+//!
+//! Parameters are given as `name -> text` (the wire's `map<string,string>`);
+//! absent ones take the schema's default. Each value is parsed by its type,
+//! checked against its inclusive bounds, then the constraints between
+//! parameters are checked; every error names the parameter and the rule.
+//! The step is advice for search spaces, not a rule on given values.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use grodt_core::error::{Classify, ErrorKind};
+use grodt_core::{Decimal, Instrument};
+use grodt_strategy_api::Strategy;
+
+use crate::{S1, S1Params, SmaCross, SmaCrossParams, StrategyError};
+
+/// The type of a parameter with its bounds (inclusive), default and step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ParamType {
+    /// A whole number.
+    Int {
+        /// Smallest value allowed.
+        min: i64,
+        /// Largest value allowed.
+        max: i64,
+        /// Value when the parameter is absent.
+        default: i64,
+        /// Spacing of a search grid.
+        step: i64,
+    },
+    /// A float (for quantities used only in f64 arithmetic, like ATR multiples).
+    Float {
+        /// Smallest value allowed.
+        min: f64,
+        /// Largest value allowed.
+        max: f64,
+        /// Value when the parameter is absent.
+        default: f64,
+        /// Spacing of a search grid.
+        step: f64,
+    },
+    /// An exact decimal (for anything that reaches money or sizing).
+    Decimal {
+        /// Smallest value allowed.
+        min: Decimal,
+        /// Largest value allowed.
+        max: Decimal,
+        /// Value when the parameter is absent.
+        default: Decimal,
+        /// Spacing of a search grid.
+        step: Decimal,
+    },
+    /// `true` or `false`.
+    Bool {
+        /// Value when the parameter is absent.
+        default: bool,
+    },
+    /// One of a fixed set of words.
+    Choice {
+        /// The words allowed.
+        options: Vec<&'static str>,
+        /// Value when the parameter is absent.
+        default: &'static str,
+    },
+}
+
+impl ParamType {
+    /// The type's name as the CLI and JSON print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Int { .. } => "int",
+            Self::Float { .. } => "float",
+            Self::Decimal { .. } => "decimal",
+            Self::Bool { .. } => "bool",
+            Self::Choice { .. } => "choice",
+        }
+    }
+
+    /// The default value.
+    pub fn default_value(&self) -> Value {
+        match self {
+            Self::Int { default, .. } => Value::Int(*default),
+            Self::Float { default, .. } => Value::Float(*default),
+            Self::Decimal { default, .. } => Value::Decimal(*default),
+            Self::Bool { default } => Value::Bool(*default),
+            Self::Choice { default, .. } => Value::Choice(default),
+        }
+    }
+}
+
+/// One parameter of a strategy.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ParamSpec {
+    /// The name given in `name=value`.
+    pub name: &'static str,
+    /// Type, bounds, default and step.
+    #[serde(flatten)]
+    pub kind: ParamType,
+    /// What it does, one line.
+    pub description: &'static str,
+}
+
+/// A rule between two parameters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Constraint {
+    /// `left < right` (both numeric).
+    LessThan {
+        /// The parameter that must be smaller.
+        left: &'static str,
+        /// The parameter that must be larger.
+        right: &'static str,
+    },
+}
+
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::LessThan { left, right } => write!(f, "{left} < {right}"),
+        }
+    }
+}
+
+/// A parameter value after parsing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// An `int` parameter.
+    Int(i64),
+    /// A `float` parameter.
+    Float(f64),
+    /// A `decimal` parameter.
+    Decimal(Decimal),
+    /// A `bool` parameter.
+    Bool(bool),
+    /// A `choice` parameter.
+    Choice(&'static str),
+}
+
+impl Value {
+    /// The value as an exact decimal, for numeric comparisons (None for
+    /// bools, choices and non-finite floats).
+    fn as_decimal(&self) -> Option<Decimal> {
+        match self {
+            Self::Int(i) => Some(Decimal::from(*i)),
+            Self::Float(x) => Decimal::from_f64_retain(*x),
+            Self::Decimal(d) => Some(*d),
+            Self::Bool(_) | Self::Choice(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Float(x) => write!(f, "{x}"),
+            Self::Decimal(d) => write!(f, "{d}"),
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Choice(c) => f.write_str(c),
+        }
+    }
+}
+
+type Builder = fn(&Resolved, &Instrument) -> Result<Box<dyn Strategy + Send>, StrategyError>;
+
+/// A strategy's schema and constructor.
+#[derive(Clone, serde::Serialize)]
+pub struct StrategySpec {
+    /// The name a backtest or deployment gives.
+    pub name: &'static str,
+    /// What it does, one line.
+    pub description: &'static str,
+    /// Its parameters, in display order.
+    pub params: Vec<ParamSpec>,
+    /// Rules between parameters.
+    pub constraints: Vec<Constraint>,
+    #[serde(skip)]
+    builder: Builder,
+}
+
+impl fmt::Debug for StrategySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StrategySpec")
+            .field("name", &self.name)
+            .field("params", &self.params)
+            .field("constraints", &self.constraints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for StrategySpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl StrategySpec {
+    /// The parameter called `name`.
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Comma-separated parameter names, in display order.
+    pub fn param_names(&self) -> String {
+        self.params
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Why parameters were refused. Every message names the strategy or
+/// parameter at fault and what is valid.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegistryError {
+    /// No strategy of that name.
+    #[error("unknown strategy {name:?}; valid strategies: {valid}")]
+    UnknownStrategy {
+        /// The name given.
+        name: String,
+        /// Comma-separated valid names.
+        valid: String,
+    },
+    /// A parameter the strategy does not take.
+    #[error("unknown parameter {param:?} for strategy {strategy}; valid parameters: {valid}")]
+    UnknownParam {
+        /// The strategy.
+        strategy: &'static str,
+        /// The parameter given.
+        param: String,
+        /// Comma-separated valid names.
+        valid: String,
+    },
+    /// A value that does not parse as the parameter's type.
+    #[error("parameter {param}: {value:?} is not {expected}")]
+    BadValue {
+        /// The parameter.
+        param: &'static str,
+        /// The text given.
+        value: String,
+        /// What it should be.
+        expected: String,
+    },
+    /// A value outside the parameter's bounds.
+    #[error("parameter {param}: {value} is out of bounds: must be {bound}")]
+    OutOfBounds {
+        /// The parameter.
+        param: &'static str,
+        /// The value given.
+        value: String,
+        /// The bound broken (`>= 1`, `<= 500`).
+        bound: String,
+    },
+    /// Values that break a rule between parameters.
+    #[error("parameters {constraint}: {detail}")]
+    Constraint {
+        /// The parameter named first in the rule (the one reported).
+        param: &'static str,
+        /// The rule (`fast < slow`).
+        constraint: String,
+        /// The values that break it.
+        detail: String,
+    },
+    /// The strategy itself refused the values.
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+}
+
+impl RegistryError {
+    /// The parameter at fault, if one is.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            Self::UnknownStrategy { .. } => None,
+            Self::UnknownParam { param, .. } => Some(param),
+            Self::BadValue { param, .. }
+            | Self::OutOfBounds { param, .. }
+            | Self::Constraint { param, .. } => Some(param),
+            Self::Strategy(StrategyError::InvalidParam { name, .. }) => Some(name),
+        }
+    }
+}
+
+impl Classify for RegistryError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidArgument
+    }
+}
+
+/// Parameters checked against their strategy's schema, every one present
+/// (absent ones at their default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    values: BTreeMap<&'static str, Value>,
+}
+
+impl Resolved {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    /// Every value, by name.
+    pub fn values(&self) -> &BTreeMap<&'static str, Value> {
+        &self.values
+    }
+
+    fn int(&self, name: &'static str) -> Result<usize, StrategyError> {
+        match self.values.get(name) {
+            Some(Value::Int(i)) => usize::try_from(*i).map_err(|_| invalid(name, "must be >= 0")),
+            _ => Err(invalid(name, "missing int")),
+        }
+    }
+
+    fn float(&self, name: &'static str) -> Result<f64, StrategyError> {
+        match self.values.get(name) {
+            Some(Value::Float(x)) => Ok(*x),
+            _ => Err(invalid(name, "missing float")),
+        }
+    }
+
+    fn decimal(&self, name: &'static str) -> Result<Decimal, StrategyError> {
+        match self.values.get(name) {
+            Some(Value::Decimal(d)) => Ok(*d),
+            _ => Err(invalid(name, "missing decimal")),
+        }
+    }
+
+    fn bool(&self, name: &'static str) -> Result<bool, StrategyError> {
+        match self.values.get(name) {
+            Some(Value::Bool(b)) => Ok(*b),
+            _ => Err(invalid(name, "missing bool")),
+        }
+    }
+}
+
+fn invalid(name: &'static str, reason: &str) -> StrategyError {
+    StrategyError::InvalidParam {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// A strategy chosen by name with its parameters checked; build it once the
+/// traded instrument is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Configured {
+    spec: &'static StrategySpec,
+    params: Resolved,
+}
+
+impl Configured {
+    /// The strategy's name.
+    pub fn name(&self) -> &'static str {
+        self.spec.name
+    }
+
+    /// The strategy's schema.
+    pub fn spec(&self) -> &'static StrategySpec {
+        self.spec
+    }
+
+    /// The checked parameters.
+    pub fn params(&self) -> &Resolved {
+        &self.params
+    }
+
+    /// A fresh strategy trading `traded` (its precisions size prices and quantities).
+    ///
+    /// # Errors
+    /// [`RegistryError::Strategy`] when the strategy refuses the values.
+    pub fn build(&self, traded: &Instrument) -> Result<Box<dyn Strategy + Send>, RegistryError> {
+        Ok((self.spec.builder)(&self.params, traded)?)
+    }
+}
+
+fn fraction_param(description: &'static str) -> ParamSpec {
+    ParamSpec {
+        name: "fraction",
+        kind: ParamType::Decimal {
+            min: Decimal::new(1, 2),
+            max: Decimal::ONE,
+            default: Decimal::ONE,
+            step: Decimal::new(1, 2),
+        },
+        description,
+    }
+}
+
+fn period(
+    name: &'static str,
+    min: i64,
+    max: i64,
+    default: i64,
+    description: &'static str,
+) -> ParamSpec {
+    ParamSpec {
+        name,
+        kind: ParamType::Int {
+            min,
+            max,
+            default,
+            step: 1,
+        },
+        description,
+    }
+}
+
+fn build_sma(
+    p: &Resolved,
+    _traded: &Instrument,
+) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+    Ok(Box::new(SmaCross::new(SmaCrossParams {
+        fast: p.int("fast")?,
+        slow: p.int("slow")?,
+        long_short: p.bool("long_short")?,
+        fraction: p.decimal("fraction")?,
+        instrument: 0,
+    })?))
+}
+
+fn build_s1(p: &Resolved, traded: &Instrument) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+    Ok(Box::new(S1::new(
+        S1Params {
+            vwap_period: p.int("vwap_period")?,
+            slope_lookback: p.int("slope_lookback")?,
+            ema_fast: p.int("ema_fast")?,
+            ema_slow: p.int("ema_slow")?,
+            atr_period: p.int("atr_period")?,
+            tp_atr: p.float("tp_atr")?,
+            sl_atr: p.float("sl_atr")?,
+            fraction: p.decimal("fraction")?,
+            allow_short: p.bool("allow_short")?,
+            instrument: 0,
+        },
+        traded.price_precision,
+        traded.size_precision,
+    )?))
+}
+
+fn atr_multiple(name: &'static str, default: f64, description: &'static str) -> ParamSpec {
+    ParamSpec {
+        name,
+        kind: ParamType::Float {
+            min: 0.1,
+            max: 20.0,
+            default,
+            step: 0.1,
+        },
+        description,
+    }
+}
+
+static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
+    let sma = SmaCrossParams::default();
+    let s1 = S1Params::default();
+    let int = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    vec![
+        StrategySpec {
+            name: "sma_cross",
+            description: "SMA crossover: long on a fast-over-slow cross, out (or short) on the reverse",
+            params: vec![
+                period("fast", 1, 500, int(sma.fast), "fast SMA period (bars)"),
+                period("slow", 2, 1000, int(sma.slow), "slow SMA period (bars)"),
+                ParamSpec {
+                    name: "long_short",
+                    kind: ParamType::Bool {
+                        default: sma.long_short,
+                    },
+                    description: "also go short on a downward cross",
+                },
+                fraction_param("fraction of equity per entry (1 = all-in)"),
+            ],
+            constraints: vec![Constraint::LessThan {
+                left: "fast",
+                right: "slow",
+            }],
+            builder: build_sma,
+        },
+        StrategySpec {
+            name: "s1",
+            description: "trend on VWAP slope and EMA alignment, entered with an ATR bracket",
+            params: vec![
+                period(
+                    "vwap_period",
+                    1,
+                    1000,
+                    int(s1.vwap_period),
+                    "rolling VWAP window (bars)",
+                ),
+                period(
+                    "slope_lookback",
+                    1,
+                    500,
+                    int(s1.slope_lookback),
+                    "bars over which the VWAP slope is measured",
+                ),
+                period(
+                    "ema_fast",
+                    1,
+                    500,
+                    int(s1.ema_fast),
+                    "fast EMA period (bars)",
+                ),
+                period(
+                    "ema_slow",
+                    2,
+                    1000,
+                    int(s1.ema_slow),
+                    "slow EMA period (bars)",
+                ),
+                period(
+                    "atr_period",
+                    1,
+                    500,
+                    int(s1.atr_period),
+                    "ATR period (bars)",
+                ),
+                atr_multiple("tp_atr", s1.tp_atr, "take-profit distance in ATRs"),
+                atr_multiple("sl_atr", s1.sl_atr, "stop-loss distance in ATRs"),
+                fraction_param("fraction of equity per entry"),
+                ParamSpec {
+                    name: "allow_short",
+                    kind: ParamType::Bool {
+                        default: s1.allow_short,
+                    },
+                    description: "also trade the short side",
+                },
+            ],
+            constraints: vec![Constraint::LessThan {
+                left: "ema_fast",
+                right: "ema_slow",
+            }],
+            builder: build_s1,
+        },
+    ]
+});
+
+/// Every registered strategy, in display order.
+pub fn specs() -> &'static [StrategySpec] {
+    &SPECS
+}
+
+/// The strategy called `name`.
+pub fn spec(name: &str) -> Option<&'static StrategySpec> {
+    specs().iter().find(|s| s.name == name)
+}
+
+/// Comma-separated names of every strategy.
+pub fn names() -> String {
+    specs()
+        .iter()
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_value(p: &ParamSpec, text: &str) -> Result<Value, RegistryError> {
+    let t = text.trim();
+    let bad = |expected: String| RegistryError::BadValue {
+        param: p.name,
+        value: text.to_owned(),
+        expected,
+    };
+    let out = |bound: String, value: String| RegistryError::OutOfBounds {
+        param: p.name,
+        value,
+        bound,
+    };
+    match &p.kind {
+        ParamType::Int { min, max, .. } => {
+            let expected = if *min >= 0 {
+                "a non-negative integer"
+            } else {
+                "an integer"
+            };
+            let v: i64 = t.parse().map_err(|_| bad(expected.into()))?;
+            if v < *min {
+                return Err(out(format!(">= {min}"), v.to_string()));
+            }
+            if v > *max {
+                return Err(out(format!("<= {max}"), v.to_string()));
+            }
+            Ok(Value::Int(v))
+        }
+        ParamType::Float { min, max, .. } => {
+            let v: f64 = t
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| bad("a finite number".into()))?;
+            if v < *min {
+                return Err(out(format!(">= {min}"), v.to_string()));
+            }
+            if v > *max {
+                return Err(out(format!("<= {max}"), v.to_string()));
+            }
+            Ok(Value::Float(v))
+        }
+        ParamType::Decimal { min, max, .. } => {
+            let v = Decimal::from_str(t).map_err(|_| bad("a decimal number".into()))?;
+            if v < *min {
+                return Err(out(format!(">= {min}"), v.to_string()));
+            }
+            if v > *max {
+                return Err(out(format!("<= {max}"), v.to_string()));
+            }
+            Ok(Value::Decimal(v))
+        }
+        ParamType::Bool { .. } => match t {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(bad("true or false".into())),
+        },
+        ParamType::Choice { options, .. } => options
+            .iter()
+            .find(|o| **o == t)
+            .map(|o| Value::Choice(o))
+            .ok_or_else(|| bad(format!("one of {}", options.join(", ")))),
+    }
+}
+
+/// Looks the strategy up and checks `params` against its schema (types,
+/// bounds, constraints), filling absent ones with their defaults. Builds nothing.
+///
+/// # Errors
+/// [`RegistryError`] naming the strategy or parameter at fault.
+pub fn parse(name: &str, params: &BTreeMap<String, String>) -> Result<Configured, RegistryError> {
+    let spec = spec(name).ok_or_else(|| RegistryError::UnknownStrategy {
+        name: name.to_owned(),
+        valid: names(),
+    })?;
+    let mut values: BTreeMap<&'static str, Value> = spec
+        .params
+        .iter()
+        .map(|p| (p.name, p.kind.default_value()))
+        .collect();
+    for (k, v) in params {
+        let p = spec.param(k).ok_or_else(|| RegistryError::UnknownParam {
+            strategy: spec.name,
+            param: k.clone(),
+            valid: spec.param_names(),
+        })?;
+        values.insert(p.name, parse_value(p, v)?);
+    }
+    for c in &spec.constraints {
+        match c {
+            Constraint::LessThan { left, right } => {
+                let l = values.get(left).and_then(Value::as_decimal);
+                let r = values.get(right).and_then(Value::as_decimal);
+                if let (Some(l), Some(r)) = (l, r)
+                    && l >= r
+                {
+                    return Err(RegistryError::Constraint {
+                        param: left,
+                        constraint: c.to_string(),
+                        detail: format!("{left} {l} must be below {right} {r}"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Configured {
+        spec,
+        params: Resolved { values },
+    })
+}
+
+/// Checks `params` for strategy `name` without building it.
+///
+/// # Errors
+/// As [`parse`].
+pub fn validate(name: &str, params: &BTreeMap<String, String>) -> Result<(), RegistryError> {
+    parse(name, params).map(drop)
+}
+
+/// Builds strategy `name` with `params` (absent ones at their default) for
+/// the traded instrument `traded`.
+///
+/// # Errors
+/// As [`parse`], plus [`RegistryError::Strategy`] if the strategy refuses.
+pub fn build(
+    name: &str,
+    params: &BTreeMap<String, String>,
+    traded: &Instrument,
+) -> Result<Box<dyn Strategy + Send>, RegistryError> {
+    parse(name, params)?.build(traded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn spy() -> Instrument {
+        Instrument::equity("SPY", 4, 0)
+    }
+
+    #[test]
+    fn defaults_build_every_strategy_and_match_the_structs() {
+        for s in specs() {
+            build(s.name, &BTreeMap::new(), &spy()).unwrap();
+        }
+        let c = parse("sma_cross", &BTreeMap::new()).unwrap();
+        let d = SmaCrossParams::default();
+        assert_eq!(c.params().get("fast"), Some(&Value::Int(10)));
+        assert_eq!(c.params().get("slow"), Some(&Value::Int(30)));
+        assert_eq!(
+            c.params().get("fraction"),
+            Some(&Value::Decimal(d.fraction))
+        );
+        let c = parse("s1", &params(&[("tp_atr", "3.5")])).unwrap();
+        assert_eq!(c.name(), "s1");
+        assert_eq!(c.params().get("tp_atr"), Some(&Value::Float(3.5)));
+        assert_eq!(c.params().get("sl_atr"), Some(&Value::Float(1.0)));
+    }
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        let e = parse("rsi", &BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1"
+        );
+        let e = parse("sma_cross", &params(&[("fats", "3")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown parameter \"fats\" for strategy sma_cross; valid parameters: fast, slow, long_short, fraction"
+        );
+        let e = parse("sma_cross", &params(&[("fast", "x")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameter fast: \"x\" is not a non-negative integer"
+        );
+        assert_eq!(e.param(), Some("fast"));
+    }
+
+    #[test]
+    fn bounds_and_constraints_are_named() {
+        let e = parse("sma_cross", &params(&[("fast", "0")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameter fast: 0 is out of bounds: must be >= 1"
+        );
+        let e = parse("s1", &params(&[("tp_atr", "25")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameter tp_atr: 25 is out of bounds: must be <= 20"
+        );
+        let e = parse("sma_cross", &params(&[("fraction", "1.5")])).unwrap_err();
+        assert_eq!(e.param(), Some("fraction"));
+        assert!(e.to_string().contains("<= 1"), "{e}");
+        let e = parse("sma_cross", &params(&[("fast", "40")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameters fast < slow: fast 40 must be below slow 30"
+        );
+        assert_eq!(e.param(), Some("fast"));
+        let e = validate("s1", &params(&[("ema_fast", "60")])).unwrap_err();
+        assert_eq!(e.param(), Some("ema_fast"));
+        assert!(e.to_string().contains("ema_fast < ema_slow"), "{e}");
+        let e = parse("s1", &params(&[("allow_short", "yes")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameter allow_short: \"yes\" is not true or false"
+        );
+    }
+
+    #[test]
+    fn every_default_lies_within_its_bounds_and_satisfies_the_constraints() {
+        for s in specs() {
+            for p in &s.params {
+                let text = p.kind.default_value().to_string();
+                parse_value(p, &text).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            }
+            validate(s.name, &BTreeMap::new()).unwrap();
+        }
+    }
+
+    #[test]
+    fn choice_values_parse_by_type() {
+        let p = ParamSpec {
+            name: "mode",
+            kind: ParamType::Choice {
+                options: vec!["fast", "slow"],
+                default: "fast",
+            },
+            description: "test",
+        };
+        assert_eq!(parse_value(&p, " slow ").unwrap(), Value::Choice("slow"));
+        let e = parse_value(&p, "medium").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameter mode: \"medium\" is not one of fast, slow"
+        );
+        assert_eq!(p.kind.name(), "choice");
+        assert_eq!(p.kind.default_value().to_string(), "fast");
+    }
+
+    /// A value of `p` within its bounds, as text, from a unit draw `u` in [0, 1].
+    fn within(p: &ParamSpec, u: f64, flip: bool) -> String {
+        match &p.kind {
+            ParamType::Int { min, max, .. } => {
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_precision_loss,
+                    reason = "test sampling"
+                )]
+                let v = *min + ((*max - *min) as f64 * u).floor() as i64;
+                v.min(*max).to_string()
+            }
+            ParamType::Float { min, max, .. } => {
+                (min + (max - min) * u).clamp(*min, *max).to_string()
+            }
+            ParamType::Decimal { min, max, .. } => {
+                let u = Decimal::from_f64_retain(u).unwrap_or_default().round_dp(6);
+                (*min + (*max - *min) * u).clamp(*min, *max).to_string()
+            }
+            ParamType::Bool { .. } => flip.to_string(),
+            ParamType::Choice { options, .. } => {
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    clippy::cast_precision_loss,
+                    reason = "test sampling"
+                )]
+                let i = ((options.len() as f64) * u) as usize;
+                options[i.min(options.len() - 1)].to_owned()
+            }
+        }
+    }
+
+    /// A value of `p` just outside its bounds (None for types without bounds).
+    fn outside(p: &ParamSpec, above: bool, by: u32) -> Option<String> {
+        let by = i64::from(by) + 1;
+        match &p.kind {
+            ParamType::Int { min, max, .. } => {
+                Some(if above { max + by } else { min - by }.to_string())
+            }
+            #[allow(clippy::cast_precision_loss, reason = "test sampling")]
+            ParamType::Float { min, max, .. } => Some(
+                if above {
+                    max + by as f64
+                } else {
+                    min - by as f64 * 0.01
+                }
+                .to_string(),
+            ),
+            ParamType::Decimal { min, max, .. } => Some(
+                if above {
+                    *max + Decimal::from(by)
+                } else {
+                    *min - Decimal::new(by, 3)
+                }
+                .to_string(),
+            ),
+            ParamType::Bool { .. } | ParamType::Choice { .. } => None,
+        }
+    }
+
+    fn satisfies(spec: &StrategySpec, values: &BTreeMap<String, String>) -> bool {
+        spec.constraints.iter().all(|c| match c {
+            Constraint::LessThan { left, right } => {
+                let n = |k: &str| values[k].parse::<f64>().unwrap_or(f64::NAN);
+                n(left) < n(right)
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn params_sampled_within_the_schema_build(
+            which in 0..64usize,
+            draws in proptest::collection::vec((0.0..=1.0f64, any::<bool>()), 32),
+            price_precision in 0u8..=8,
+        ) {
+            let spec = &specs()[which % specs().len()];
+            let values: BTreeMap<String, String> = spec
+                .params
+                .iter()
+                .zip(&draws)
+                .map(|(p, (u, b))| (p.name.to_owned(), within(p, *u, *b)))
+                .collect();
+            prop_assume!(satisfies(spec, &values));
+            let traded = Instrument::equity("X", price_precision, 0);
+            let built = build(spec.name, &values, &traded);
+            prop_assert!(built.is_ok(), "{} {values:?}: {:?}", spec.name, built.err());
+        }
+
+        #[test]
+        fn out_of_bounds_values_are_refused_naming_the_param(
+            which in 0..64usize,
+            index in 0..64usize,
+            above in any::<bool>(),
+            by in 0u32..1000,
+        ) {
+            let spec = &specs()[which % specs().len()];
+            let p = &spec.params[index % spec.params.len()];
+            if let Some(text) = outside(p, above, by) {
+                let e = validate(spec.name, &params(&[(p.name, &text)])).unwrap_err();
+                prop_assert!(matches!(e, RegistryError::OutOfBounds { .. }), "{e}");
+                prop_assert_eq!(e.param(), Some(p.name));
+                prop_assert!(e.to_string().starts_with(&format!("parameter {}: ", p.name)), "{}", e);
+            }
+        }
+    }
+}
