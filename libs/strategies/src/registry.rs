@@ -261,7 +261,7 @@ pub enum RegistryError {
         param: &'static str,
         /// The value given.
         value: String,
-        /// The bound broken (`>= 1`, `<= 500`).
+        /// The bound broken (`>= 1`, `<= 100000`).
         bound: String,
     },
     /// Values that break a rule between parameters.
@@ -463,6 +463,12 @@ fn atr_multiple(name: &'static str, default: f64, description: &'static str) -> 
     }
 }
 
+/// The longest window a period parameter may take: 100,000 bars, more than a
+/// quarter of 1-minute bars, so intraday data can use day- and week-long
+/// windows (a 1-day SMA on minutes is 1,440 bars). Search spaces are narrower
+/// and belong to the study, not to the schema.
+pub const MAX_PERIOD: i64 = 100_000;
+
 static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
     let sma = SmaCrossParams::default();
     let s1 = S1Params::default();
@@ -472,8 +478,20 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
             name: "sma_cross",
             description: "SMA crossover: long on a fast-over-slow cross, out (or short) on the reverse",
             params: vec![
-                period("fast", 1, 500, int(sma.fast), "fast SMA period (bars)"),
-                period("slow", 2, 1000, int(sma.slow), "slow SMA period (bars)"),
+                period(
+                    "fast",
+                    1,
+                    MAX_PERIOD - 1,
+                    int(sma.fast),
+                    "fast SMA period (bars)",
+                ),
+                period(
+                    "slow",
+                    2,
+                    MAX_PERIOD,
+                    int(sma.slow),
+                    "slow SMA period (bars)",
+                ),
                 ParamSpec {
                     name: "long_short",
                     kind: ParamType::Bool {
@@ -496,35 +514,35 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                 period(
                     "vwap_period",
                     1,
-                    1000,
+                    MAX_PERIOD,
                     int(s1.vwap_period),
                     "rolling VWAP window (bars)",
                 ),
                 period(
                     "slope_lookback",
                     1,
-                    500,
+                    MAX_PERIOD,
                     int(s1.slope_lookback),
                     "bars over which the VWAP slope is measured",
                 ),
                 period(
                     "ema_fast",
                     1,
-                    500,
+                    MAX_PERIOD - 1,
                     int(s1.ema_fast),
                     "fast EMA period (bars)",
                 ),
                 period(
                     "ema_slow",
                     2,
-                    1000,
+                    MAX_PERIOD,
                     int(s1.ema_slow),
                     "slow EMA period (bars)",
                 ),
                 period(
                     "atr_period",
                     1,
-                    500,
+                    MAX_PERIOD,
                     int(s1.atr_period),
                     "ATR period (bars)",
                 ),

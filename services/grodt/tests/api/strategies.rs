@@ -29,7 +29,7 @@ fn the_table_lists_every_parameter_with_type_default_bounds_step_and_constraints
     let cols: Vec<&str> = fast.split_whitespace().collect();
     assert_eq!(
         &cols[..6],
-        ["fast", "int", "10", "[1,", "500]", "1"],
+        ["fast", "int", "10", "[1,", "99999]", "1"],
         "{fast}"
     );
     assert!(text.contains("sma_cross: "), "{text}");
