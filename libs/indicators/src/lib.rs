@@ -428,6 +428,11 @@ impl RollingVwapRaw {
         self.fraction()
     }
 
+    /// The period.
+    pub fn period(&self) -> usize {
+        self.tp.buf.len()
+    }
+
     /// The VWAP as an exact fraction `(num, den)` in raw price units, if warmed up.
     pub fn fraction(&self) -> Option<(i128, i128)> {
         if !self.tp.full() {

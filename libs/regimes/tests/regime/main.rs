@@ -1,0 +1,3 @@
+//! Integration tests of grodt-regimes (one binary).
+
+mod props;
