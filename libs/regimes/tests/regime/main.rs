@@ -1,3 +1,4 @@
 //! Integration tests of grodt-regimes (one binary).
 
 mod props;
+mod samples;
