@@ -555,6 +555,24 @@ mod tests {
         let b2: RollingVwapRaw = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
         assert_eq!((a2.clone(), b2.clone()), (a.clone(), b.clone()));
         assert_eq!(a2.clone().update(1, 1, 1), a.clone().update(1, 1, 1));
+        // sums beyond 64 bits survive JSON exactly
+        let mut big = RollingVwapRaw::new(2);
+        big.update(
+            3_000_000_000_000,
+            3_000_000_000_000,
+            3_000_000_000_000,
+            i64::MAX,
+        );
+        big.update(
+            3_000_000_000_001,
+            3_000_000_000_000,
+            3_000_000_000_000,
+            i64::MAX,
+        );
+        let big2: RollingVwapRaw =
+            serde_json::from_str(&serde_json::to_string(&big).unwrap()).unwrap();
+        assert!(big.fraction().unwrap().0 > i128::from(u64::MAX));
+        assert_eq!(big2.fraction(), big.fraction());
         let bad = r#"{"trs":{"buf":[1,2,3],"head":3,"len":3,"sum":6},"prev_close":null}"#;
         assert!(serde_json::from_str::<AtrRaw>(bad).is_err());
         let bad = r#"{"trs":{"buf":[1,2,3],"head":0,"len":3,"sum":7},"prev_close":null}"#;
