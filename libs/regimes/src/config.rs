@@ -31,6 +31,10 @@ impl Classify for RegimeError {
 /// Largest window accepted, so a bad config cannot allocate without bound.
 pub const MAX_WINDOW: usize = 1_000_000;
 
+/// Largest evaluation interval accepted (a year of minutes), so the bucket width
+/// in nanoseconds cannot overflow.
+pub const MAX_EVAL_MINUTES: u32 = 525_600;
+
 /// The classifier's configuration. Windows count bars, except `atr_rank_window`
 /// which counts evaluations; `confirm` and `min_dwell` count evaluations. Every
 /// field has a default (`#[serde(default)]`), so a partial config is completed.
@@ -39,7 +43,7 @@ pub const MAX_WINDOW: usize = 1_000_000;
 pub struct RegimeConfig {
     /// Evaluate once per `eval_minutes` bucket of bar time (`floor(ts / N min)`):
     /// at the first bar of each new bucket. Bars `N` minutes apart or more (daily)
-    /// are each evaluated. Default 5.
+    /// are each evaluated. At most a year (525,600). Default 5.
     pub eval_minutes: u32,
     /// Bars in the rolling VWAP. Default 20.
     pub vwap_window: usize,
@@ -129,8 +133,11 @@ impl RegimeConfig {
 
     /// Checks every field; the error names the first field at fault.
     pub fn validate(&self) -> Result<(), RegimeError> {
-        if self.eval_minutes == 0 {
-            return Err(invalid("eval_minutes", "must be at least 1"));
+        if self.eval_minutes == 0 || self.eval_minutes > MAX_EVAL_MINUTES {
+            return Err(invalid(
+                "eval_minutes",
+                format!("{} is outside 1..={MAX_EVAL_MINUTES}", self.eval_minutes),
+            ));
         }
         for (field, v, min) in [
             ("vwap_window", self.vwap_window, 1),
@@ -213,6 +220,7 @@ mod tests {
     fn errors_name_the_field() {
         let cases: Vec<(&str, Edit)> = vec![
             ("eval_minutes", Box::new(|c| c.eval_minutes = 0)),
+            ("eval_minutes", Box::new(|c| c.eval_minutes = u32::MAX)),
             ("vwap_window", Box::new(|c| c.vwap_window = 0)),
             ("slope_lag", Box::new(|c| c.slope_lag = 0)),
             ("atr_period", Box::new(|c| c.atr_period = MAX_WINDOW + 1)),

@@ -21,6 +21,6 @@ mod dwell;
 mod regime;
 
 pub use classifier::{Classifier, Decision, Inputs, classify};
-pub use config::{RegimeConfig, RegimeError, Thresholds};
+pub use config::{MAX_EVAL_MINUTES, MAX_WINDOW, RegimeConfig, RegimeError, Thresholds};
 pub use dwell::Dwell;
 pub use regime::{Regime, Rule};

@@ -104,6 +104,20 @@ fn spy_daily_regimes() {
         );
     }
     assert_restore_identical(&bars, inst.price_precision, &d);
+    // the same prices at one more decimal: the same regimes
+    let scaled: Vec<Bar> = bars
+        .iter()
+        .map(|b| Bar {
+            open: b.open * 10,
+            high: b.high * 10,
+            low: b.low * 10,
+            close: b.close * 10,
+            ..*b
+        })
+        .collect();
+    let s = classify(RegimeConfig::default(), inst.price_precision + 1, &scaled).unwrap();
+    let key = |d: &[Decision]| d.iter().map(|x| (x.ts, x.regime)).collect::<Vec<_>>();
+    assert_eq!(key(&s), key(&d));
 }
 
 #[test]
