@@ -1,6 +1,6 @@
 //! The architecture invariants on dependencies: no async, RPC, database or
 //! dataframe crate in the normal dependency tree of the domain crates (core,
-//! indicators, the strategy interface, strategies, sim, analytics), and
+//! indicators, the strategy interface, strategies, sim, analytics, regimes), and
 //! strategies never depend on the engine that runs them.
 
 use std::process::Command;
@@ -45,6 +45,7 @@ const DOMAIN: &[&str] = &[
     "grodt-strategies",
     "grodt-sim",
     "grodt-analytics",
+    "grodt-regimes",
 ];
 
 const BANNED: &[&str] = &["tokio", "tonic", "prost", "sqlx", "redis", "polars"];

@@ -1,0 +1,4 @@
+//! Integration tests of grodt-regimes (one binary).
+
+mod props;
+mod samples;
