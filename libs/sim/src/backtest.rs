@@ -198,29 +198,16 @@ impl<L: Ledger> Loop<'_, L> {
         strategy: &mut dyn Strategy,
         f: impl FnOnce(&mut dyn Strategy, &mut Context<'_>),
     ) {
-        let venue = &self.venue;
-        let mut ctx = Context::new(
-            venue.now(),
-            venue.instruments(),
-            &self.series,
-            venue,
-            venue,
-            &mut self.outbox,
+        f(
+            strategy,
+            &mut context(&self.venue, &self.series, &mut self.outbox),
         );
-        f(strategy, &mut ctx);
     }
 
     /// Tells the strategy one thing the venue did.
     fn tell(&mut self, strategy: &mut dyn Strategy, ev: &VenueEvent) {
         let venue = &self.venue;
-        let mut ctx = Context::new(
-            venue.now(),
-            venue.instruments(),
-            &self.series,
-            venue,
-            venue,
-            &mut self.outbox,
-        );
+        let mut ctx = context(venue, &self.series, &mut self.outbox);
         match ev {
             VenueEvent::Fill(seq) => {
                 if let Some(fill) = venue.fill(*seq) {
@@ -258,6 +245,23 @@ impl<L: Ledger> Loop<'_, L> {
             self.events = events;
         }
     }
+}
+
+/// The strategy's context over the venue (account and orders), the window
+/// onto the series and the outbox.
+fn context<'s, L: Ledger>(
+    venue: &'s Venue<L>,
+    series: &'s Series<'_>,
+    outbox: &'s mut Outbox,
+) -> Context<'s> {
+    Context::new(
+        venue.now(),
+        venue.instruments(),
+        series,
+        venue,
+        venue,
+        outbox,
+    )
 }
 
 /// One strategy request to the venue. Cancelling an id the venue does not know

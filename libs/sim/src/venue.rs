@@ -971,6 +971,16 @@ impl<L: Ledger> Venue<L> {
         Ok(())
     }
 
+    /// Whether a working order may act on bar `k` of instrument `i` at `ts`:
+    /// its instrument, after the bar it was decided on, past its latency, still working.
+    #[inline]
+    fn eligible(&self, w: &Working, i: usize, k: usize, ts: i64) -> bool {
+        w.instrument == i
+            && w.after_bar.is_none_or(|a| k > a)
+            && ts >= w.active_ts
+            && self.orders[w.order].status().is_working()
+    }
+
     fn process_orders(&mut self, i: usize, k: usize, bar: &Bar) -> Result<(), SimError> {
         let path = path_of(bar);
         let strict = self.config.limit_fill == LimitFill::TradeThrough;
@@ -978,11 +988,8 @@ impl<L: Ledger> Venue<L> {
         self.cands.clear();
         for wi in 0..self.working.len() {
             let w = self.working[wi];
-            if w.instrument != i || w.after_bar.is_some_and(|a| k <= a) || bar.ts < w.active_ts {
-                continue;
-            }
             let o = w.order;
-            if !self.orders[o].status().is_working() {
+            if !self.eligible(&w, i, k, bar.ts) {
                 continue;
             }
             let req = self.orders[o].request;
@@ -1071,11 +1078,8 @@ impl<L: Ledger> Venue<L> {
         // IOC and FOK live for one eligible bar; trailing stops follow the bar's extreme.
         for wi in 0..self.working.len() {
             let w = self.working[wi];
-            if w.instrument != i || w.after_bar.is_some_and(|a| k <= a) || bar.ts < w.active_ts {
-                continue;
-            }
             let o = w.order;
-            if !self.orders[o].status().is_working() {
+            if !self.eligible(&w, i, k, bar.ts) {
                 continue;
             }
             let req = self.orders[o].request;

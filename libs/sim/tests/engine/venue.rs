@@ -193,45 +193,54 @@ fn costly() -> BacktestConfig {
     }
 }
 
+/// Runs `run_backtest` and the outside driver on the same bars with fresh
+/// copies of a strategy and holds them equal; returns both.
+fn parity(
+    config: &BacktestConfig,
+    inst: &Instrument,
+    bars: &[Bar],
+    make: impl Fn() -> Box<dyn Strategy>,
+    what: &str,
+) -> (Driven, BacktestResult) {
+    let reference = run_backtest(
+        config,
+        std::slice::from_ref(inst),
+        &[bars.to_vec()],
+        &mut make(),
+    )
+    .unwrap();
+    let driven = drive(config, inst, bars, &mut make());
+    assert_same(&driven.result, &reference, what);
+    (driven, reference)
+}
+
+fn s1_long_short(inst: &Instrument) -> Box<dyn Strategy> {
+    let params = S1Params {
+        allow_short: true,
+        ..S1Params::default()
+    };
+    Box::new(S1::new(params, inst.price_precision, inst.size_precision).unwrap())
+}
+
 #[test]
 fn spy_driven_bar_by_bar_equals_run_backtest() {
     let (inst, bars) = spy();
-    let config = BacktestConfig::default();
-    let params = SmaCrossParams::default();
-    let reference = run_backtest(
-        &config,
-        std::slice::from_ref(&inst),
-        std::slice::from_ref(&bars),
-        &mut SmaCross::new(params).unwrap(),
-    )
-    .unwrap();
-    let driven = drive(&config, &inst, &bars, &mut SmaCross::new(params).unwrap());
-    assert_same(&driven.result, &reference, "SPY SMA(10/30)");
+    let sma =
+        || -> Box<dyn Strategy> { Box::new(SmaCross::new(SmaCrossParams::default()).unwrap()) };
+    let (driven, _) = parity(
+        &BacktestConfig::default(),
+        &inst,
+        &bars,
+        sma,
+        "SPY SMA(10/30)",
+    );
     // The golden figure of the backtrader parity, reached through the venue.
     assert_eq!(
         driven.result.last.equity.round_dp(2),
         Decimal::new(18_209_118, 2)
     );
-
-    let config = costly();
-    let s1 = S1Params {
-        allow_short: true,
-        ..S1Params::default()
-    };
-    let reference = run_backtest(
-        &config,
-        std::slice::from_ref(&inst),
-        std::slice::from_ref(&bars),
-        &mut S1::new(s1, inst.price_precision, inst.size_precision).unwrap(),
-    )
-    .unwrap();
-    let driven = drive(
-        &config,
-        &inst,
-        &bars,
-        &mut S1::new(s1, inst.price_precision, inst.size_precision).unwrap(),
-    );
-    assert_same(&driven.result, &reference, "SPY S1 long-short with costs");
+    let s1 = || s1_long_short(&inst);
+    parity(&costly(), &inst, &bars, s1, "SPY S1 long-short with costs");
 }
 
 #[test]
@@ -248,46 +257,19 @@ fn btc_driven_bar_by_bar_equals_run_backtest() {
         long_short: true,
         ..SmaCrossParams::default()
     };
-    let reference = run_backtest(
-        &config,
-        std::slice::from_ref(&inst),
-        std::slice::from_ref(&bars),
-        &mut SmaCross::new(params).unwrap(),
-    )
-    .unwrap();
-    let driven = drive(&config, &inst, &bars, &mut SmaCross::new(params).unwrap());
-    assert_same(&driven.result, &reference, "BTC SMA(20/60) long-short");
+    let sma = || -> Box<dyn Strategy> { Box::new(SmaCross::new(params).unwrap()) };
+    let (driven, reference) = parity(&config, &inst, &bars, sma, "BTC SMA(20/60) long-short");
     // Every order the strategy made was accepted and then filled, and it was told so.
-    let filled = driven
-        .updates
-        .iter()
-        .filter(|u| u.status == OrderStatus::Filled)
-        .count();
+    let told = |status: OrderStatus| driven.updates.iter().filter(|u| u.status == status).count();
     let orders_filled = reference
         .orders
         .iter()
         .filter(|o| o.status() == OrderStatus::Filled)
         .count();
-    assert_eq!(filled, orders_filled);
-
-    let s1 = S1Params {
-        allow_short: true,
-        ..S1Params::default()
-    };
-    let reference = run_backtest(
-        &config,
-        std::slice::from_ref(&inst),
-        std::slice::from_ref(&bars),
-        &mut S1::new(s1, inst.price_precision, inst.size_precision).unwrap(),
-    )
-    .unwrap();
-    let driven = drive(
-        &config,
-        &inst,
-        &bars,
-        &mut S1::new(s1, inst.price_precision, inst.size_precision).unwrap(),
-    );
-    assert_same(&driven.result, &reference, "BTC S1 long-short");
+    assert_eq!(told(OrderStatus::Filled), orders_filled);
+    assert_eq!(told(OrderStatus::Accepted), reference.orders.len());
+    let s1 = || s1_long_short(&inst);
+    parity(&config, &inst, &bars, s1, "BTC S1 long-short");
 }
 
 fn day_bar(d: i64, o: i64, h: i64, l: i64, c: i64) -> Bar {
