@@ -139,9 +139,10 @@ impl<S: Strategy> Gated<S> {
 
     /// Whether the strategy may open positions now.
     pub fn allowed(&self) -> bool {
-        self.regime.map_or(self.config.trade_before_first_decision, |r| {
-            self.config.allowed.contains(&r)
-        })
+        self.regime
+            .map_or(self.config.trade_before_first_decision, |r| {
+                self.config.allowed.contains(&r)
+            })
     }
 
     /// Withdraws the entries made since `mark` and cancels working entries.
@@ -159,16 +160,13 @@ impl<S: Strategy> Gated<S> {
         self.stats.withdrawn += n as u64;
         let entries: Vec<OrderId> = ctx
             .open_orders()
-            .filter(|o| o.request.instrument == i && o.parent.is_none() && !is_exit(&o.request, pos))
+            .filter(|o| {
+                o.request.instrument == i && o.parent.is_none() && !is_exit(&o.request, pos)
+            })
             .map(|o| o.id)
             .collect();
-        let cancelled_already = |ctx: &Context<'_>, id: OrderId| {
-            ctx.requests_since(0)
-                .iter()
-                .any(|c| *c == Command::Cancel(id))
-        };
         for id in entries {
-            if !cancelled_already(ctx, id) {
+            if !ctx.requests_since(0).contains(&Command::Cancel(id)) {
                 ctx.cancel(id);
                 self.stats.cancelled += 1;
             }
@@ -274,5 +272,184 @@ impl<S: Strategy> Strategy for Gated<S> {
 
     fn history_bars(&self) -> usize {
         self.inner.history_bars()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grodt_core::{BracketRequest, Decimal, Instrument, Order, Price, Quantity};
+    use grodt_strategy_api::{AccountView, Outbox, Windows};
+
+    struct Account(i64);
+    impl AccountView for Account {
+        fn cash(&self) -> Decimal {
+            Decimal::from(1_000)
+        }
+        fn position_raw(&self, _: usize) -> i64 {
+            self.0
+        }
+        fn equity(&self) -> Decimal {
+            Decimal::from(1_000)
+        }
+    }
+
+    /// Makes a fixed list of requests on every bar.
+    struct Script(Vec<Command>);
+    impl Strategy for Script {
+        fn on_bar(&mut self, ctx: &mut Context<'_>, _: usize, _: &Bar) {
+            for c in self.0.clone() {
+                match c {
+                    Command::Submit(_, r) => {
+                        ctx.submit(r);
+                    }
+                    Command::Bracket(_, _, _, b) => {
+                        ctx.submit_bracket(b);
+                    }
+                    Command::Oco(_, a, _, b) => {
+                        ctx.submit_oco(a, b);
+                    }
+                    Command::Cancel(id) => ctx.cancel(id),
+                }
+            }
+        }
+    }
+
+    fn qty(n: i64) -> Size {
+        Size::Fixed(Quantity::from_raw(n, 0).unwrap())
+    }
+
+    fn market(i: usize, side: Side, size: Size) -> OrderRequest {
+        OrderRequest::market(i, side, size)
+    }
+
+    /// One bar through a gate that is in warm-up (so disallowed), holding `pos`,
+    /// with `orders` working; returns the requests that reach the driver.
+    fn step(script: Vec<Command>, rule: OnDisallowed, pos: i64, orders: &[Order]) -> Vec<Command> {
+        let mut g = Gated::new(
+            Script(script),
+            GateConfig::new(vec![Regime::Ranging], rule),
+            2,
+        )
+        .unwrap();
+        assert!(!g.allowed(), "unknown regime during warm-up is not allowed");
+        let instruments = [Instrument::equity("A", 2, 0), Instrument::equity("B", 2, 0)];
+        let mut windows = Windows::new(2, 4);
+        let bar = Bar {
+            ts: 1,
+            open: 100,
+            high: 100,
+            low: 100,
+            close: 100,
+            volume: 1,
+        };
+        windows.push(0, bar);
+        let orders = orders.to_vec();
+        let mut outbox = Outbox::new(100);
+        let account = Account(pos);
+        let mut ctx = Context::new(1, &instruments, &windows, &account, &orders, &mut outbox);
+        g.on_bar(&mut ctx, 0, &bar);
+        outbox.commands().to_vec()
+    }
+
+    #[test]
+    fn entries_are_withdrawn_and_exits_pass() {
+        let buy_all = market(0, Side::Buy, Size::EquityFraction(Decimal::ONE));
+        let close = market(0, Side::Sell, Size::ClosePosition);
+        let sell_5 = market(0, Side::Sell, qty(5));
+        let sell_20 = market(0, Side::Sell, qty(20));
+        let other = market(1, Side::Buy, qty(3));
+        let bracket = BracketRequest {
+            entry: buy_all,
+            take_profit: Price::from_raw(110, 2).unwrap(),
+            stop_loss: Price::from_raw(90, 2).unwrap(),
+        };
+        let limit_sell =
+            OrderRequest::limit(0, Side::Sell, qty(10), Price::from_raw(120, 2).unwrap());
+        let script = vec![
+            Command::Submit(OrderId(0), buy_all),
+            Command::Submit(OrderId(0), close),
+            Command::Submit(OrderId(0), sell_5),
+            Command::Submit(OrderId(0), sell_20),
+            Command::Submit(OrderId(0), other),
+            Command::Bracket(OrderId(0), OrderId(0), OrderId(0), bracket),
+            Command::Oco(OrderId(0), limit_sell, OrderId(0), sell_5),
+            Command::Oco(OrderId(0), limit_sell, OrderId(0), buy_all),
+            Command::Cancel(OrderId(7)),
+        ];
+        // Long 10: the close, a 5-share sell, the other instrument's order, the
+        // OCO of two exits and the cancel pass; the rest are entries.
+        let out = step(script, OnDisallowed::Hold, 10, &[]);
+        assert_eq!(
+            out,
+            [
+                Command::Submit(OrderId(101), close),
+                Command::Submit(OrderId(102), sell_5),
+                Command::Submit(OrderId(104), other),
+                Command::Oco(OrderId(108), limit_sell, OrderId(109), sell_5),
+                Command::Cancel(OrderId(7)),
+            ]
+        );
+    }
+
+    #[test]
+    fn close_cancels_working_orders_and_flattens_once() {
+        let mut entry = Order::new(
+            OrderId(1),
+            market(0, Side::Buy, Size::EquityFraction(Decimal::ONE)),
+            0,
+        );
+        entry.parent = None;
+        let stop = {
+            let mut o = Order::new(
+                OrderId(2),
+                OrderRequest::stop(0, Side::Sell, qty(10), Price::from_raw(90, 2).unwrap()),
+                0,
+            );
+            o.parent = Some(OrderId(0));
+            o
+        };
+        let orders = [
+            Order::new(OrderId(0), market(0, Side::Buy, qty(10)), 0),
+            entry,
+            stop,
+        ];
+        // Hold: the working entry is cancelled, the bracket's stop stays, nothing closes.
+        let hold = step(vec![], OnDisallowed::Hold, 10, &orders);
+        assert_eq!(
+            hold,
+            [Command::Cancel(OrderId(0)), Command::Cancel(OrderId(1))]
+        );
+        // Close: every working order of the instrument is cancelled and one close submitted.
+        let close = step(vec![], OnDisallowed::Close, 10, &orders);
+        assert_eq!(
+            close,
+            [
+                Command::Cancel(OrderId(0)),
+                Command::Cancel(OrderId(1)),
+                Command::Cancel(OrderId(2)),
+                Command::Submit(OrderId(100), market(0, Side::Sell, Size::ClosePosition)),
+            ]
+        );
+        // Flat: nothing to close. Short: the close buys.
+        assert!(step(vec![], OnDisallowed::Close, 0, &[]).is_empty());
+        assert_eq!(
+            step(vec![], OnDisallowed::Close, -4, &[]),
+            [Command::Submit(
+                OrderId(100),
+                market(0, Side::Buy, Size::ClosePosition)
+            )]
+        );
+        // The strategy's own close is enough: the gate adds none.
+        let own = market(0, Side::Sell, Size::ClosePosition);
+        assert_eq!(
+            step(
+                vec![Command::Submit(OrderId(0), own)],
+                OnDisallowed::Close,
+                10,
+                &[]
+            ),
+            [Command::Submit(OrderId(100), own)]
+        );
     }
 }

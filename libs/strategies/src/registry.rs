@@ -725,13 +725,25 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
             name: "s2",
             description: "mean reversion: long below the lower Bollinger band when RSI is oversold, out at the middle band",
             params: vec![
-                period("period", 2, MAX_PERIOD, int(s2.period), "Bollinger period (bars)"),
+                period(
+                    "period",
+                    2,
+                    MAX_PERIOD,
+                    int(s2.period),
+                    "Bollinger period (bars)",
+                ),
                 float_param(
                     "k",
                     (0.1, 10.0, s2.k, 0.1),
                     "band width in (population) standard deviations",
                 ),
-                period("rsi_period", 1, MAX_PERIOD, int(s2.rsi_period), "RSI period (bars, Wilder)"),
+                period(
+                    "rsi_period",
+                    1,
+                    MAX_PERIOD,
+                    int(s2.rsi_period),
+                    "RSI period (bars, Wilder)",
+                ),
                 float_param(
                     "oversold",
                     (1.0, 99.0, s2.oversold, 1.0),
@@ -878,12 +890,7 @@ fn parse_value(p: &ParamSpec, text: &str) -> Result<Value, RegistryError> {
             .map(|o| Value::Choice(o))
             .ok_or_else(|| bad(format!("one of {}", options.join(", ")))),
         ParamType::Set { options, .. } => {
-            let expected = || {
-                format!(
-                    "a comma-separated non-empty list of {}",
-                    options.join(", ")
-                )
-            };
+            let expected = || format!("a comma-separated non-empty list of {}", options.join(", "));
             let mut chosen = vec![false; options.len()];
             for word in t.split(',').map(str::trim) {
                 let i = options

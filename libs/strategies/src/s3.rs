@@ -125,7 +125,8 @@ impl S3 {
     pub fn step(&mut self, bar: &Bar, pos: i64) -> Signal {
         let signal = self.prior().map_or(Signal::None, |w| {
             let p = &self.params;
-            let loud = bar.volume as f64 * p.volume_window as f64 > p.volume_mult * w.volume_sum as f64;
+            let loud =
+                bar.volume as f64 * p.volume_window as f64 > p.volume_mult * w.volume_sum as f64;
             match pos.signum() {
                 0 if loud && bar.close > w.entry_high => Signal::Long,
                 0 if p.allow_short && loud && bar.close < w.entry_low => Signal::Short,
