@@ -90,8 +90,7 @@ fn s2_long_matches_backtrader_fill_by_fill() {
 fn s2_long_short_matches_backtrader_fill_by_fill() {
     let r = run_s2(true);
     compare(&r, "s2_long_short");
-    assert_eq!(summary(&r).0, Decimal::new(13_261_373, 2));
-    assert_eq!(r.fills.len(), 124);
+    assert_eq!(summary(&r), (Decimal::new(13_261_373, 2), 124, 62, 62));
 }
 
 #[test]
@@ -105,8 +104,7 @@ fn s3_long_matches_backtrader_fill_by_fill() {
 fn s3_long_short_matches_backtrader_fill_by_fill() {
     let r = run_s3(true);
     compare(&r, "s3_long_short");
-    assert_eq!(summary(&r).0, Decimal::new(5_640_084, 2));
-    assert_eq!(r.fills.len(), 212);
+    assert_eq!(summary(&r), (Decimal::new(5_640_084, 2), 212, 106, 106));
 }
 
 /// The S2 long signals recomputed from scratch over the bars with a naive
