@@ -1,6 +1,7 @@
-//! Streaming technical indicators (SMA, EMA, ATR, rolling VWAP) over f64, O(1) per update
-//! and no allocation after construction, and exact integer variants over raw fixed-point
-//! values (`SmaRaw`, `AtrRaw`, `RollingVwapRaw`).
+//! Streaming technical indicators (SMA, EMA, ATR, rolling VWAP, RSI) over f64, O(1) per
+//! update and no allocation after construction, and exact integer variants over raw
+//! fixed-point values (`SmaRaw`, `AtrRaw`, `RollingVwapRaw`, `BollingerRaw`, and the
+//! Donchian channel's `HighestRaw` / `LowestRaw`).
 //!
 //! Architecture invariant: pure computation, no I/O; depends on nothing heavier than
 //! std and serde. Indicators may use f64 (they never touch money); each `update`
@@ -456,6 +457,268 @@ impl RollingVwapRaw {
     }
 }
 
+/// Bollinger bands over raw fixed-point integers: the exact `i128` window sums of
+/// `x` and `x^2` over the last `period` values. The middle band is the mean
+/// `sum / n`; the standard deviation is the population one (divisor `n`, as
+/// backtrader's `StdDev` and TA-Lib), `sd = sqrt(n * sumsq - sum^2) / n`; the bands
+/// are `mean +- k * sd`. Comparisons of a price with the bands are made on the exact
+/// integers (`n * x` against `sum`) up to one f64 square root.
+#[derive(Clone, Debug)]
+pub struct BollingerRaw {
+    buf: Vec<i64>,
+    head: usize,
+    len: usize,
+    sum: i128,
+    sumsq: i128,
+}
+
+/// Where a value lies relative to Bollinger bands, as exact integers: with
+/// `dev = n * x - sum` (`n` times the distance from the mean) and
+/// `var_n2 = n * sumsq - sum^2` (`n^2` times the variance), `x` is below the lower
+/// band when `dev < -k * sqrt(var_n2)` and above the upper band when `dev > k * sqrt(var_n2)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BandPosition {
+    /// `n * x - sum`: the sign says which side of the middle band `x` is on.
+    pub dev: i128,
+    /// `n * sumsq - sum^2 >= 0`: `n^2` times the population variance.
+    pub var_n2: i128,
+}
+
+impl BandPosition {
+    /// Whether `x` is strictly below the lower band `mean - k * sd`.
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "one square root of an exact integer"
+    )]
+    pub fn below_lower(&self, k: f64) -> bool {
+        (self.dev as f64) < -k * (self.var_n2 as f64).sqrt()
+    }
+
+    /// Whether `x` is strictly above the upper band `mean + k * sd`.
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "one square root of an exact integer"
+    )]
+    pub fn above_upper(&self, k: f64) -> bool {
+        (self.dev as f64) > k * (self.var_n2 as f64).sqrt()
+    }
+}
+
+impl BollingerRaw {
+    /// New bands over `period` values; `period` of 0 is treated as 1.
+    pub fn new(period: usize) -> Self {
+        Self {
+            buf: vec![0; period.max(1)],
+            head: 0,
+            len: 0,
+            sum: 0,
+            sumsq: 0,
+        }
+    }
+
+    /// Adds a raw value; returns whether the window is full.
+    pub fn update(&mut self, x: i64) -> bool {
+        let cap = self.buf.len();
+        if self.len == cap {
+            let old = i128::from(self.buf[self.head]);
+            self.sum -= old;
+            self.sumsq -= old * old;
+        } else {
+            self.len += 1;
+        }
+        self.buf[self.head] = x;
+        self.head += 1;
+        if self.head == cap {
+            self.head = 0;
+        }
+        let x = i128::from(x);
+        self.sum += x;
+        self.sumsq += x * x;
+        self.ready()
+    }
+
+    /// Whether `period` values were seen.
+    pub fn ready(&self) -> bool {
+        self.len == self.buf.len()
+    }
+
+    /// The period.
+    pub fn period(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Where `x` (raw) lies relative to the current bands, if warmed up.
+    pub fn position(&self, x: i64) -> Option<BandPosition> {
+        if !self.ready() {
+            return None;
+        }
+        let n = i128::try_from(self.buf.len()).unwrap_or(i128::MAX);
+        Some(BandPosition {
+            dev: n * i128::from(x) - self.sum,
+            var_n2: (n * self.sumsq - self.sum * self.sum).max(0),
+        })
+    }
+
+    /// `(lower, middle, upper)` in raw units for `k` standard deviations, if warmed up.
+    #[allow(clippy::cast_precision_loss, reason = "an f64 view of exact sums")]
+    pub fn bands(&self, k: f64) -> Option<(f64, f64, f64)> {
+        let p = self.position(0)?;
+        let n = self.buf.len() as f64;
+        let mid = self.sum as f64 / n;
+        let sd = (p.var_n2 as f64).sqrt() / n;
+        Some((mid - k * sd, mid, mid + k * sd))
+    }
+}
+
+/// Relative strength index with Wilder's smoothing (alpha `1 / period`), the
+/// backtrader/TA-Lib definition: up and down moves `max(x_t - x_{t-1}, 0)` and
+/// `max(x_{t-1} - x_t, 0)`, each averaged by Wilder's smoothing seeded with the simple
+/// mean of the first `period` moves; `RSI = 100 - 100 / (1 + up / down)` (100 when
+/// `down` is 0 and `up` is not, 50 when both are). The first value comes with the
+/// `period + 1`-th input.
+#[derive(Clone, Debug)]
+pub struct Rsi {
+    period: f64,
+    prev: Option<f64>,
+    up_seed: Sma,
+    down_seed: Sma,
+    avg: Option<(f64, f64)>,
+}
+
+impl Rsi {
+    /// A new RSI; `period` of 0 is treated as 1.
+    #[allow(clippy::cast_precision_loss, reason = "periods are small")]
+    pub fn new(period: usize) -> Self {
+        let p = period.max(1);
+        Self {
+            period: p as f64,
+            prev: None,
+            up_seed: Sma::new(p),
+            down_seed: Sma::new(p),
+            avg: None,
+        }
+    }
+
+    /// Adds a value; returns the RSI once warmed up.
+    pub fn update(&mut self, x: f64) -> Option<f64> {
+        let prev = self.prev.replace(x)?;
+        let (up, down) = ((x - prev).max(0.0), (prev - x).max(0.0));
+        self.avg = match self.avg {
+            Some((u, d)) => Some((u + (up - u) / self.period, d + (down - d) / self.period)),
+            None => match (self.up_seed.update(up), self.down_seed.update(down)) {
+                (Some(u), Some(d)) => Some((u, d)),
+                _ => None,
+            },
+        };
+        self.value()
+    }
+
+    /// Current value, if warmed up.
+    pub fn value(&self) -> Option<f64> {
+        let (u, d) = self.avg?;
+        Some(if d == 0.0 {
+            if u == 0.0 { 50.0 } else { 100.0 }
+        } else {
+            100.0 - 100.0 / (1.0 + u / d)
+        })
+    }
+}
+
+/// The extreme of the last `period` raw values, by a monotonic queue (amortized
+/// O(1) per update, at most `period` entries).
+#[derive(Clone, Debug)]
+struct RollingExtreme {
+    period: u64,
+    seen: u64,
+    /// (index, value); values strictly decreasing (for a max) from the front.
+    queue: std::collections::VecDeque<(u64, i64)>,
+    max: bool,
+}
+
+impl RollingExtreme {
+    fn new(period: usize, max: bool) -> Self {
+        let p = period.max(1);
+        Self {
+            period: u64::try_from(p).unwrap_or(u64::MAX),
+            seen: 0,
+            queue: std::collections::VecDeque::with_capacity(p),
+            max,
+        }
+    }
+
+    fn update(&mut self, x: i64) -> Option<i64> {
+        let max = self.max;
+        while let Some(&(_, back)) = self.queue.back() {
+            if (max && back <= x) || (!max && back >= x) {
+                self.queue.pop_back();
+            } else {
+                break;
+            }
+        }
+        self.queue.push_back((self.seen, x));
+        self.seen += 1;
+        while let Some(&(i, _)) = self.queue.front() {
+            if i + self.period < self.seen {
+                self.queue.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.value()
+    }
+
+    fn value(&self) -> Option<i64> {
+        if self.seen < self.period {
+            return None;
+        }
+        self.queue.front().map(|&(_, v)| v)
+    }
+}
+
+/// The highest of the last `period` raw values (the Donchian channel's upper line
+/// when fed highs), exact; `None` until `period` values were seen.
+#[derive(Clone, Debug)]
+pub struct HighestRaw(RollingExtreme);
+
+impl HighestRaw {
+    /// A new rolling maximum; `period` of 0 is treated as 1.
+    pub fn new(period: usize) -> Self {
+        Self(RollingExtreme::new(period, true))
+    }
+
+    /// Adds a value; returns the maximum of the last `period` once warmed up.
+    pub fn update(&mut self, x: i64) -> Option<i64> {
+        self.0.update(x)
+    }
+
+    /// Current value, if warmed up.
+    pub fn value(&self) -> Option<i64> {
+        self.0.value()
+    }
+}
+
+/// The lowest of the last `period` raw values (the Donchian channel's lower line
+/// when fed lows), exact; `None` until `period` values were seen.
+#[derive(Clone, Debug)]
+pub struct LowestRaw(RollingExtreme);
+
+impl LowestRaw {
+    /// A new rolling minimum; `period` of 0 is treated as 1.
+    pub fn new(period: usize) -> Self {
+        Self(RollingExtreme::new(period, false))
+    }
+
+    /// Adds a value; returns the minimum of the last `period` once warmed up.
+    pub fn update(&mut self, x: i64) -> Option<i64> {
+        self.0.update(x)
+    }
+
+    /// Current value, if warmed up.
+    pub fn value(&self) -> Option<i64> {
+        self.0.value()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,5 +840,74 @@ mod tests {
         assert!(serde_json::from_str::<AtrRaw>(bad).is_err());
         let bad = r#"{"trs":{"buf":[1,2,3],"head":0,"len":3,"sum":7},"prev_close":null}"#;
         assert!(serde_json::from_str::<AtrRaw>(bad).is_err());
+    }
+
+    #[test]
+    fn bollinger_bands_are_population_and_exact() {
+        let xs = [2_i64, 4, 4, 4, 5, 5, 7, 9];
+        let mut b = BollingerRaw::new(8);
+        for (i, &x) in xs.iter().enumerate() {
+            assert_eq!(b.update(x), i == 7);
+        }
+        // mean 5, population sd 2
+        assert_eq!(b.bands(2.0), Some((1.0, 5.0, 9.0)));
+        let p = b.position(1).unwrap();
+        assert_eq!((p.dev, p.var_n2), (8 - 40, 8 * 232 - 1600));
+        // exactly on the lower band is not below it
+        assert!(!p.below_lower(2.0));
+        assert!(p.below_lower(1.99));
+        assert!(b.position(10).unwrap().above_upper(2.0));
+        assert!(!b.position(9).unwrap().above_upper(2.0));
+        // rolling: drop the 2, add a 5 -> naive recomputation agrees
+        b.update(5);
+        let w = [4_i64, 4, 4, 5, 5, 7, 9, 5];
+        let mean = w.iter().sum::<i64>() as f64 / 8.0;
+        let var = w.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / 8.0;
+        let (lo, mid, hi) = b.bands(1.5).unwrap();
+        assert!(close(mid, mean) && close(hi - mid, 1.5 * var.sqrt()) && close(mid - lo, hi - mid));
+        assert_eq!(BollingerRaw::new(3).position(1), None);
+    }
+
+    #[test]
+    fn rsi_is_wilder_smoothed() {
+        let mut r = Rsi::new(2);
+        assert_eq!(r.update(10.0), None);
+        assert_eq!(r.update(11.0), None);
+        // moves +1, -1: up 0.5, down 0.5 -> 50
+        assert_eq!(r.update(10.0), Some(50.0));
+        // +2: up = 0.5 + (2 - 0.5) / 2 = 1.25, down = 0.25 -> rs 5 -> 100 - 100/6
+        let v = r.update(12.0).unwrap();
+        assert!(close(v, 100.0 - 100.0 / 6.0), "{v}");
+        let mut flat = Rsi::new(2);
+        for _ in 0..4 {
+            flat.update(5.0);
+        }
+        assert_eq!(flat.value(), Some(50.0));
+        let mut up = Rsi::new(2);
+        for x in [1.0, 2.0, 3.0] {
+            up.update(x);
+        }
+        assert_eq!(up.value(), Some(100.0));
+    }
+
+    #[test]
+    fn donchian_lines_match_a_naive_scan() {
+        let xs: Vec<i64> = (0..300_i64)
+            .map(|i| (i * 7919 % 101) - 50 + i / 10)
+            .collect();
+        for period in [1_usize, 2, 5, 20] {
+            let (mut hi, mut lo) = (HighestRaw::new(period), LowestRaw::new(period));
+            for (i, &x) in xs.iter().enumerate() {
+                let (h, l) = (hi.update(x), lo.update(x));
+                if i + 1 < period {
+                    assert_eq!((h, l), (None, None));
+                } else {
+                    let w = &xs[i + 1 - period..=i];
+                    assert_eq!(h, w.iter().max().copied(), "{period} {i}");
+                    assert_eq!(l, w.iter().min().copied(), "{period} {i}");
+                }
+            }
+            assert_eq!(hi.value(), xs[xs.len() - period..].iter().max().copied());
+        }
     }
 }

@@ -1,16 +1,23 @@
-//! Reference strategies (SMA crossover, S1 trend) written once against the
-//! `grodt-strategy-api` Strategy trait, used by backtests, paper trading and the
-//! optimizer alike.
+//! Strategies (the SMA crossover reference, S1 trend, S2 mean reversion, S3
+//! breakout) written once against the `grodt-strategy-api` Strategy trait, used
+//! by backtests, paper trading and the optimizer alike, and [`gate::Gated`], the
+//! wrapper that lets a strategy open positions only in the regimes it declares.
 //!
 //! Architecture invariant: strategies see only what `grodt_strategy_api::Context`
 //! gives them (a bounded window of bars up to the current one, positions, cash,
 //! their orders); no I/O, no clock, and no dependency on the engine that runs them.
 
+pub mod gate;
 pub mod registry;
 pub mod s1;
+pub mod s2;
+pub mod s3;
 pub mod sma_cross;
 
+pub use gate::{GateConfig, GateStats, Gated, OnDisallowed};
 pub use s1::{S1, S1Params};
+pub use s2::{S2, S2Params};
+pub use s3::{S3, S3Params};
 pub use sma_cross::{SmaCross, SmaCrossParams};
 
 use grodt_core::error::{Classify, ErrorKind};

@@ -22,7 +22,10 @@ use grodt_core::error::{Classify, ErrorKind};
 use grodt_core::{Decimal, Instrument};
 use grodt_strategy_api::Strategy;
 
-use crate::{S1, S1Params, SmaCross, SmaCrossParams, StrategyError};
+use grodt_regimes::Regime;
+
+use crate::gate::{GateConfig, Gated, OnDisallowed};
+use crate::{S1, S1Params, S2, S2Params, S3, S3Params, SmaCross, SmaCrossParams, StrategyError};
 
 /// The type of a parameter with its bounds (inclusive), default and step.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -73,6 +76,14 @@ pub enum ParamType {
         /// Value when the parameter is absent.
         default: &'static str,
     },
+    /// A non-empty subset of a fixed set of words, given comma-separated
+    /// (`trending_up,trending_down`); kept in the options' order, without repeats.
+    Set {
+        /// The words allowed.
+        options: Vec<&'static str>,
+        /// Value when the parameter is absent.
+        default: Vec<&'static str>,
+    },
 }
 
 impl ParamType {
@@ -84,6 +95,7 @@ impl ParamType {
             Self::Decimal { .. } => "decimal",
             Self::Bool { .. } => "bool",
             Self::Choice { .. } => "choice",
+            Self::Set { .. } => "set",
         }
     }
 
@@ -95,6 +107,7 @@ impl ParamType {
             Self::Decimal { default, .. } => Value::Decimal(*default),
             Self::Bool { default } => Value::Bool(*default),
             Self::Choice { default, .. } => Value::Choice(default),
+            Self::Set { default, .. } => Value::Set(default.clone()),
         }
     }
 }
@@ -146,6 +159,8 @@ pub enum Value {
     Bool(bool),
     /// A `choice` parameter.
     Choice(&'static str),
+    /// A `set` parameter, in its options' order.
+    Set(Vec<&'static str>),
 }
 
 impl Value {
@@ -156,7 +171,7 @@ impl Value {
             Self::Int(i) => Some(Decimal::from(*i)),
             Self::Float(x) => Decimal::from_f64_retain(*x),
             Self::Decimal(d) => Some(*d),
-            Self::Bool(_) | Self::Choice(_) => None,
+            Self::Bool(_) | Self::Choice(_) | Self::Set(_) => None,
         }
     }
 }
@@ -169,6 +184,7 @@ impl fmt::Display for Value {
             Self::Decimal(d) => write!(f, "{d}"),
             Self::Bool(b) => write!(f, "{b}"),
             Self::Choice(c) => f.write_str(c),
+            Self::Set(v) => f.write_str(&v.join(",")),
         }
     }
 }
@@ -344,6 +360,47 @@ impl Resolved {
             _ => Err(invalid(name, "missing bool")),
         }
     }
+
+    fn choice(&self, name: &'static str) -> Result<&'static str, StrategyError> {
+        match self.values.get(name) {
+            Some(Value::Choice(c)) => Ok(c),
+            _ => Err(invalid(name, "missing choice")),
+        }
+    }
+
+    fn set(&self, name: &'static str) -> Result<&[&'static str], StrategyError> {
+        match self.values.get(name) {
+            Some(Value::Set(v)) => Ok(v),
+            _ => Err(invalid(name, "missing set")),
+        }
+    }
+
+    /// The regime gating these parameters ask for (`on_disallowed` and
+    /// `regimes`), or None when `on_disallowed=off`.
+    ///
+    /// # Errors
+    /// A parameter missing or naming no regime.
+    pub fn gate(&self) -> Result<Option<GateConfig>, StrategyError> {
+        let on_disallowed = match self.choice("on_disallowed")? {
+            "hold" => OnDisallowed::Hold,
+            "close" => OnDisallowed::Close,
+            _ => return Ok(None),
+        };
+        let allowed = self
+            .set("regimes")?
+            .iter()
+            .map(|n| {
+                Regime::ALL
+                    .into_iter()
+                    .find(|r| r.name() == *n)
+                    .ok_or_else(|| invalid("regimes", "unknown regime"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if allowed.is_empty() {
+            return Err(invalid("regimes", "must name at least one regime"));
+        }
+        Ok(Some(GateConfig::new(allowed, on_disallowed)))
+    }
 }
 
 fn invalid(name: &'static str, reason: &str) -> StrategyError {
@@ -382,7 +439,17 @@ impl Configured {
     /// # Errors
     /// [`RegistryError::Strategy`] when the strategy refuses the values.
     pub fn build(&self, traded: &Instrument) -> Result<Box<dyn Strategy + Send>, RegistryError> {
-        Ok((self.spec.builder)(&self.params, traded)?)
+        let inner = (self.spec.builder)(&self.params, traded)?;
+        let Some(gate) = self.params.gate()? else {
+            return Ok(inner);
+        };
+        let gated = Gated::new(inner, gate, traded.price_precision).map_err(|e| {
+            StrategyError::InvalidParam {
+                name: "regimes",
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Box::new(gated))
     }
 }
 
@@ -450,6 +517,89 @@ fn build_s1(p: &Resolved, traded: &Instrument) -> Result<Box<dyn Strategy + Send
     )?))
 }
 
+fn build_s2(p: &Resolved, _traded: &Instrument) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+    Ok(Box::new(S2::new(S2Params {
+        period: p.int("period")?,
+        k: p.float("k")?,
+        rsi_period: p.int("rsi_period")?,
+        oversold: p.float("oversold")?,
+        overbought: p.float("overbought")?,
+        fraction: p.decimal("fraction")?,
+        allow_short: p.bool("allow_short")?,
+        instrument: 0,
+    })?))
+}
+
+fn build_s3(p: &Resolved, _traded: &Instrument) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+    Ok(Box::new(S3::new(S3Params {
+        entry_window: p.int("entry_window")?,
+        exit_window: p.int("exit_window")?,
+        volume_window: p.int("volume_window")?,
+        volume_mult: p.float("volume_mult")?,
+        fraction: p.decimal("fraction")?,
+        allow_short: p.bool("allow_short")?,
+        instrument: 0,
+    })?))
+}
+
+fn float_param(
+    name: &'static str,
+    (min, max, default, step): (f64, f64, f64, f64),
+    description: &'static str,
+) -> ParamSpec {
+    ParamSpec {
+        name,
+        kind: ParamType::Float {
+            min,
+            max,
+            default,
+            step,
+        },
+        description,
+    }
+}
+
+fn allow_short_param(default: bool) -> ParamSpec {
+    ParamSpec {
+        name: "allow_short",
+        kind: ParamType::Bool { default },
+        description: "also trade the short side",
+    }
+}
+
+/// The two gating parameters every strategy takes: the regimes it may trade in
+/// (its declaration, `default` per strategy) and what gating does outside them
+/// (`off` by default: the strategy runs ungated).
+fn gating_params(default: &[Regime]) -> [ParamSpec; 2] {
+    [
+        ParamSpec {
+            name: "regimes",
+            kind: ParamType::Set {
+                options: Regime::ALL.iter().map(|r| r.name()).collect(),
+                default: Regime::ALL
+                    .iter()
+                    .filter(|r| default.contains(r))
+                    .map(|r| r.name())
+                    .collect(),
+            },
+            description: "regimes in which the strategy may open positions (used when on_disallowed is not off)",
+        },
+        ParamSpec {
+            name: "on_disallowed",
+            kind: ParamType::Choice {
+                options: vec!["off", "hold", "close"],
+                default: "off",
+            },
+            description: "regime gating: off (ungated), hold (block entries, keep the position), close (block entries, close at the next bar)",
+        },
+    ]
+}
+
+/// The regimes of the trend strategies (`sma_cross`, `s1`, `s3`).
+pub const TREND_REGIMES: [Regime; 2] = [Regime::TrendingUp, Regime::TrendingDown];
+/// The regimes of the mean-reversion strategy (`s2`).
+pub const RANGE_REGIMES: [Regime; 1] = [Regime::Ranging];
+
 fn atr_multiple(name: &'static str, default: f64, description: &'static str) -> ParamSpec {
     ParamSpec {
         name,
@@ -472,6 +622,8 @@ pub const MAX_PERIOD: i64 = 100_000;
 static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
     let sma = SmaCrossParams::default();
     let s1 = S1Params::default();
+    let s2 = S2Params::default();
+    let s3 = S3Params::default();
     let int = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
     vec![
         StrategySpec {
@@ -500,7 +652,10 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                     description: "also go short on a downward cross",
                 },
                 fraction_param("fraction of equity per entry (1 = all-in)"),
-            ],
+            ]
+            .into_iter()
+            .chain(gating_params(&TREND_REGIMES))
+            .collect(),
             constraints: vec![Constraint::LessThan {
                 left: "fast",
                 right: "slow",
@@ -556,12 +711,99 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                     },
                     description: "also trade the short side",
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(gating_params(&TREND_REGIMES))
+            .collect(),
             constraints: vec![Constraint::LessThan {
                 left: "ema_fast",
                 right: "ema_slow",
             }],
             builder: build_s1,
+        },
+        StrategySpec {
+            name: "s2",
+            description: "mean reversion: long below the lower Bollinger band when RSI is oversold, out at the middle band",
+            params: vec![
+                period(
+                    "period",
+                    2,
+                    MAX_PERIOD,
+                    int(s2.period),
+                    "Bollinger period (bars)",
+                ),
+                float_param(
+                    "k",
+                    (0.1, 10.0, s2.k, 0.1),
+                    "band width in (population) standard deviations",
+                ),
+                period(
+                    "rsi_period",
+                    1,
+                    MAX_PERIOD,
+                    int(s2.rsi_period),
+                    "RSI period (bars, Wilder)",
+                ),
+                float_param(
+                    "oversold",
+                    (1.0, 99.0, s2.oversold, 1.0),
+                    "RSI below which a long enters (and a short exits)",
+                ),
+                float_param(
+                    "overbought",
+                    (1.0, 99.0, s2.overbought, 1.0),
+                    "RSI above which a short enters (and a long exits)",
+                ),
+                fraction_param("fraction of equity per entry"),
+                allow_short_param(s2.allow_short),
+            ]
+            .into_iter()
+            .chain(gating_params(&RANGE_REGIMES))
+            .collect(),
+            constraints: vec![Constraint::LessThan {
+                left: "oversold",
+                right: "overbought",
+            }],
+            builder: build_s2,
+        },
+        StrategySpec {
+            name: "s3",
+            description: "breakout: long on a close above the prior Donchian high with confirming volume, out below the prior exit-window low",
+            params: vec![
+                period(
+                    "entry_window",
+                    1,
+                    MAX_PERIOD,
+                    int(s3.entry_window),
+                    "bars of the entry channel (prior highest high / lowest low)",
+                ),
+                period(
+                    "exit_window",
+                    1,
+                    MAX_PERIOD,
+                    int(s3.exit_window),
+                    "bars of the exit channel (prior lowest low / highest high)",
+                ),
+                period(
+                    "volume_window",
+                    1,
+                    MAX_PERIOD,
+                    int(s3.volume_window),
+                    "bars of the volume average (before the current bar)",
+                ),
+                float_param(
+                    "volume_mult",
+                    (0.0, 20.0, s3.volume_mult, 0.1),
+                    "the entry bar's volume must exceed this multiple of the average",
+                ),
+                fraction_param("fraction of equity per entry"),
+                allow_short_param(s3.allow_short),
+            ]
+            .into_iter()
+            .chain(gating_params(&TREND_REGIMES))
+            .collect(),
+            constraints: vec![],
+            builder: build_s3,
         },
     ]
 });
@@ -647,6 +889,23 @@ fn parse_value(p: &ParamSpec, text: &str) -> Result<Value, RegistryError> {
             .find(|o| **o == t)
             .map(|o| Value::Choice(o))
             .ok_or_else(|| bad(format!("one of {}", options.join(", ")))),
+        ParamType::Set { options, .. } => {
+            let expected = || format!("a comma-separated non-empty list of {}", options.join(", "));
+            let mut chosen = vec![false; options.len()];
+            for word in t.split(',').map(str::trim) {
+                let i = options
+                    .iter()
+                    .position(|o| *o == word)
+                    .ok_or_else(|| bad(expected()))?;
+                chosen[i] = true;
+            }
+            let set: Vec<&'static str> = options
+                .iter()
+                .zip(chosen)
+                .filter_map(|(o, c)| c.then_some(*o))
+                .collect();
+            Ok(Value::Set(set))
+        }
     }
 }
 
@@ -757,12 +1016,12 @@ mod tests {
         let e = parse("rsi", &BTreeMap::new()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1"
+            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3"
         );
         let e = parse("sma_cross", &params(&[("fats", "3")])).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown parameter \"fats\" for strategy sma_cross; valid parameters: fast, slow, long_short, fraction"
+            "unknown parameter \"fats\" for strategy sma_cross; valid parameters: fast, slow, long_short, fraction, regimes, on_disallowed"
         );
         let e = parse("sma_cross", &params(&[("fast", "x")])).unwrap_err();
         assert_eq!(
@@ -864,6 +1123,22 @@ mod tests {
                 let i = ((options.len() as f64) * u) as usize;
                 options[i.min(options.len() - 1)].to_owned()
             }
+            ParamType::Set { options, .. } => {
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    clippy::cast_precision_loss,
+                    reason = "test sampling"
+                )]
+                let mask = 1 + ((((1u32 << options.len()) - 2) as f64) * u) as u32;
+                options
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, o)| *o)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
         }
     }
 
@@ -891,7 +1166,7 @@ mod tests {
                 }
                 .to_string(),
             ),
-            ParamType::Bool { .. } | ParamType::Choice { .. } => None,
+            ParamType::Bool { .. } | ParamType::Choice { .. } | ParamType::Set { .. } => None,
         }
     }
 

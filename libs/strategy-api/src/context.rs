@@ -101,6 +101,35 @@ impl Outbox {
         std::mem::swap(&mut self.commands, into);
     }
 
+    /// A mark: the number of waiting requests now. Requests made after it are
+    /// [`Outbox::since`] the mark.
+    pub const fn mark(&self) -> usize {
+        self.commands.len()
+    }
+
+    /// The requests made since `mark` (empty if `mark` is past the end).
+    pub fn since(&self, mark: usize) -> &[Command] {
+        self.commands.get(mark..).unwrap_or(&[])
+    }
+
+    /// Withdraws the requests made since `mark` for which `keep` is false, as if
+    /// they had never been made (requests before the mark are untouched, the
+    /// order of the others is kept). The ids they took are not reused, so a
+    /// withdrawn order is simply never seen by the driver: `Context::order` never
+    /// finds it and no update about it ever arrives. Returns how many were
+    /// withdrawn.
+    pub fn withdraw_since(&mut self, mark: usize, mut keep: impl FnMut(&Command) -> bool) -> usize {
+        let Some(tail) = self.commands.get(mark..) else {
+            return 0;
+        };
+        let before = tail.len();
+        let kept: Vec<Command> = tail.iter().copied().filter(|c| keep(c)).collect();
+        let withdrawn = before - kept.len();
+        self.commands.truncate(mark);
+        self.commands.extend(kept);
+        withdrawn
+    }
+
     fn take_id(&mut self) -> OrderId {
         let id = OrderId(self.next_id);
         self.next_id += 1;
@@ -216,5 +245,92 @@ impl<'a> Context<'a> {
     /// Cancels an order (no effect if it is already terminal).
     pub fn cancel(&mut self, id: OrderId) {
         self.outbox.commands.push(Command::Cancel(id));
+    }
+
+    /// A mark in this callback's requests (see [`Outbox::mark`]); a wrapper
+    /// strategy takes one before calling the strategy it wraps.
+    pub const fn mark(&self) -> usize {
+        self.outbox.mark()
+    }
+
+    /// The requests made since `mark`, oldest first.
+    pub fn requests_since(&self, mark: usize) -> &[Command] {
+        self.outbox.since(mark)
+    }
+
+    /// Withdraws the requests made since `mark` that `keep` refuses (see
+    /// [`Outbox::withdraw_since`]); returns how many.
+    pub fn withdraw_since(&mut self, mark: usize, keep: impl FnMut(&Command) -> bool) -> usize {
+        self.outbox.withdraw_since(mark, keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grodt_core::{Bar, Side, Size};
+
+    struct Flat;
+    impl AccountView for Flat {
+        fn cash(&self) -> Decimal {
+            Decimal::ONE
+        }
+        fn position_raw(&self, _: usize) -> i64 {
+            0
+        }
+        fn equity(&self) -> Decimal {
+            Decimal::ONE
+        }
+    }
+
+    struct NoBars;
+    impl MarketView for NoBars {
+        fn history(&self, _: usize) -> &[Bar] {
+            &[]
+        }
+    }
+
+    #[test]
+    fn requests_since_a_mark_can_be_read_and_withdrawn() {
+        let orders: Vec<Order> = Vec::new();
+        let mut outbox = Outbox::new(7);
+        let instruments = [];
+        let mut ctx = Context::new(0, &instruments, &NoBars, &Flat, &orders, &mut outbox);
+        let buy = OrderRequest::market(0, Side::Buy, Size::EquityFraction(Decimal::ONE));
+        let sell = OrderRequest::market(0, Side::Sell, Size::ClosePosition);
+        let before = ctx.submit(buy);
+        let mark = ctx.mark();
+        assert_eq!(mark, 1);
+        assert!(ctx.requests_since(mark).is_empty());
+        let a = ctx.submit(buy);
+        let b = ctx.submit(sell);
+        ctx.cancel(before);
+        assert_eq!(
+            ctx.requests_since(mark),
+            [
+                Command::Submit(a, buy),
+                Command::Submit(b, sell),
+                Command::Cancel(before)
+            ]
+        );
+        let n = ctx.withdraw_since(
+            mark,
+            |c| !matches!(c, Command::Submit(_, r) if r.side == Side::Buy),
+        );
+        assert_eq!(n, 1);
+        // Requests before the mark stay; the rest keep their order; ids are not reused.
+        assert_eq!(
+            outbox.commands(),
+            [
+                Command::Submit(OrderId(7), buy),
+                Command::Submit(b, sell),
+                Command::Cancel(before)
+            ]
+        );
+        assert_eq!(outbox.next_id(), 10);
+        assert!(outbox.since(99).is_empty());
+        assert_eq!(outbox.withdraw_since(99, |_| false), 0);
+        assert_eq!(outbox.withdraw_since(0, |_| false), 3);
+        assert!(outbox.is_empty());
     }
 }

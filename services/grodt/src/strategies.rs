@@ -62,6 +62,11 @@ fn columns(kind: &ParamType) -> [String; 3] {
         ParamType::Choice { options, default } => {
             [(*default).to_owned(), options.join("|"), "-".into()]
         }
+        ParamType::Set { options, default } => [
+            default.join(","),
+            format!("subset of {}", options.join("|")),
+            "-".into(),
+        ],
     }
 }
 

@@ -78,6 +78,54 @@ fn sma_10_30_on_spy_prints_the_golden_figures_and_writes_the_report() {
 }
 
 #[test]
+fn s2_and_s3_run_by_name_with_and_without_regime_gating() {
+    // The golden figures of libs/strategies/tests/golden (s2s3.rs, gating.rs).
+    let spy = spy();
+    let spy = spy.to_str().unwrap();
+    for (strategy, params, final_value, fills) in [
+        ("s2", &[][..], "117,500.75", "58"),
+        ("s3", &[][..], "91,489.40", "84"),
+        (
+            "s3",
+            &["regimes=trending_up,trending_down", "on_disallowed=close"][..],
+            "82,489.86",
+            "62",
+        ),
+        ("s2", &["on_disallowed=hold"][..], "106,191.69", "4"),
+    ] {
+        let mut args = vec!["--data", spy, "--strategy", strategy];
+        for p in params {
+            args.extend(["--param", p]);
+        }
+        let out = backtest(&args);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+        assert_eq!(
+            row(&stdout, "final value"),
+            final_value,
+            "{strategy} {params:?}"
+        );
+        assert_eq!(row(&stdout, "fills"), fills, "{strategy} {params:?}");
+    }
+    let out = backtest(&[
+        "--data",
+        spy,
+        "--strategy",
+        "s2",
+        "--param",
+        "regimes=sideways",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(
+            "parameter regimes: \"sideways\" is not a comma-separated non-empty list of trending_up, trending_down, ranging, transition, high_volatility"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn costs_are_itemised_and_change_the_result() {
     let spy = spy();
     let out = backtest(&[
@@ -105,7 +153,7 @@ fn bad_inputs_exit_non_zero_naming_the_problem() {
         (
             &["--data", spy, "--strategy", "rsi"],
             2,
-            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1",
+            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3",
         ),
         (
             &[
