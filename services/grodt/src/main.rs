@@ -31,9 +31,13 @@ enum Command {
         /// Directory for the embedded SQLite database.
         #[arg(long, default_value = ".grodt")]
         data_dir: PathBuf,
-        /// Bind every listener to 127.0.0.1:0 instead of the conventional ports.
+        /// Bind every listener to port 0 (a free port) instead of the conventional ports.
         #[arg(long)]
         ephemeral_ports: bool,
+        /// The address every listener binds: loopback unless told otherwise
+        /// (0.0.0.0 listens on every interface).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
         /// Write the bound addresses as JSON to this file once all listen.
         #[arg(long)]
         ports_file: Option<PathBuf>,
@@ -103,11 +107,13 @@ fn main() -> ExitCode {
             Command::Up {
                 data_dir,
                 ephemeral_ports,
+                bind,
                 ports_file,
             } => {
                 up(UpOptions {
                     data_dir,
                     ephemeral_ports,
+                    bind,
                     ports_file,
                 })
                 .await
@@ -152,7 +158,7 @@ fn strategies(json: bool) -> ExitCode {
 async fn up(options: UpOptions) -> ExitCode {
     let source = ConfigSource::from_process();
     // Logs follow the first service's telemetry section; all share one process.
-    let telemetry = match grodt::up::load_configs(&source, options.ephemeral_ports) {
+    let telemetry = match grodt::up::load_configs(&source, options.ephemeral_ports, options.bind) {
         Ok(configs) => configs[0].1.common.telemetry.clone(),
         Err(e) => return up_failed(&e),
     };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -100,9 +100,12 @@ pub fn members() -> [Member; 7] {
 pub struct UpOptions {
     /// Holds the SQLite database (`grodt.sqlite`).
     pub data_dir: PathBuf,
-    /// Bind every listener to 127.0.0.1:0 instead of the conventional ports
+    /// Bind every listener to port 0 instead of the conventional ports
     /// (tests, several instances on one machine).
     pub ephemeral_ports: bool,
+    /// The address every listener binds (127.0.0.1 unless told otherwise: a
+    /// laptop's services are not on the network by default).
+    pub bind: IpAddr,
     /// Write the bound addresses here as JSON once every service listens.
     pub ports_file: Option<PathBuf>,
 }
@@ -131,12 +134,14 @@ pub enum UpError {
     },
 }
 
-/// Loads every member's configuration. Addresses come from each service's
-/// defaults: one `GRODT_GRPC__ADDR` cannot serve seven services, so the
-/// address overrides are not read here; everything else layers as usual.
+/// Loads every member's configuration. Ports come from each service's
+/// defaults (port 0 with `ephemeral_ports`), the address from `bind`: one
+/// `GRODT_GRPC__ADDR` cannot serve seven services, so the address overrides
+/// are not read here; everything else layers as usual.
 pub fn load_configs(
     source: &ConfigSource,
     ephemeral_ports: bool,
+    bind: IpAddr,
 ) -> Result<Vec<(Member, Config<()>)>, UpError> {
     let mut source = source.clone();
     source
@@ -149,10 +154,8 @@ pub fn load_configs(
                 service: member.name,
                 source,
             })?;
-        if ephemeral_ports {
-            let any: SocketAddr = ([127, 0, 0, 1], 0).into();
-            cfg.common.grpc.addr = any;
-            cfg.common.http.addr = any;
+        for addr in [&mut cfg.common.grpc.addr, &mut cfg.common.http.addr] {
+            *addr = SocketAddr::new(bind, if ephemeral_ports { 0 } else { addr.port() });
         }
         out.push((member, cfg));
     }
@@ -226,7 +229,7 @@ pub async fn run(
     source: ConfigSource,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), UpError> {
-    let configs = load_configs(&source, options.ephemeral_ports)?;
+    let configs = load_configs(&source, options.ephemeral_ports, options.bind)?;
     let infra = embedded_infra(&options.data_dir).await?;
     let servers = bind_all(configs, &infra, &source, &options.data_dir).await?;
 
@@ -294,5 +297,32 @@ fn service_outcome(
         Ok((_, Ok(()))) => Ok(()),
         Ok((service, Err(source))) => Err(UpError::Service { service, source }),
         Err(e) => Err(UpError::Infra(format!("a service task panicked: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_bind_the_given_address_on_the_conventional_ports() {
+        let source = ConfigSource::default();
+        let loopback: IpAddr = [127, 0, 0, 1].into();
+        let configs = load_configs(&source, false, loopback).unwrap();
+        assert_eq!(configs.len(), 7);
+        for (member, cfg) in &configs {
+            let defaults = (member.defaults)();
+            for (addr, conventional) in [
+                (cfg.common.grpc.addr, defaults.common.grpc.addr),
+                (cfg.common.http.addr, defaults.common.http.addr),
+            ] {
+                assert_eq!(addr.ip(), loopback, "{} binds loopback", member.name);
+                assert_eq!(addr.port(), conventional.port(), "{}", member.name);
+            }
+        }
+        let every: IpAddr = [0, 0, 0, 0].into();
+        for (_, cfg) in load_configs(&source, true, every).unwrap() {
+            assert_eq!(cfg.common.grpc.addr, SocketAddr::new(every, 0));
+        }
     }
 }
