@@ -590,12 +590,9 @@ pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome
         path: "stdout".into(),
         source,
     };
-    let title = format!(
-        "{} {} on {}",
-        spec.strategy.name(),
-        options.params.join(" "),
-        options.data.display()
-    );
+    let mut words = vec![spec.strategy.name().to_owned()];
+    words.extend(options.params.iter().cloned());
+    let title = format!("{} on {}", words.join(" "), options.data.display());
     write_table(out, &title, &outcome, &spec.metrics, elapsed).map_err(io)?;
     if let Some(path) = &options.report {
         write_report(path, &title, &outcome)?;
@@ -656,6 +653,13 @@ fn write_table(
     let r = &o.result;
     let c = &r.costs;
     let open = r.trades.iter().filter(|t| t.exit_ts.is_none()).count();
+    // Refused orders are not errors of the run, but a run that trades nothing
+    // because every order was refused must say so.
+    let rejected: Vec<&grodt_core::Order> = r
+        .orders
+        .iter()
+        .filter(|o| o.status() == grodt_core::OrderStatus::Rejected)
+        .collect();
     let tail = &m.tail;
     let normal = |v: Option<grodt_analytics::VarCvar>, f: fn(&grodt_analytics::VarCvar) -> f64| {
         v.as_ref().map_or_else(|| "n/a".to_owned(), |v| pct(f(v)))
@@ -671,6 +675,7 @@ fn write_table(
             ),
         ),
         ("fills", r.fills.len().to_string()),
+        ("orders rejected", rejected.len().to_string()),
         ("bars", r.bars.to_string()),
         (
             "periods per year",
@@ -720,6 +725,17 @@ fn write_table(
     writeln!(out, "{title}")?;
     for (name, value) in rows {
         writeln!(out, "  {name:<22} {value:>24}")?;
+    }
+    if let Some(first) = rejected.first() {
+        writeln!(
+            out,
+            "note: {} order(s) rejected; the first: {}",
+            rejected.len(),
+            first
+                .reject_reason
+                .as_deref()
+                .unwrap_or("no reason recorded")
+        )?;
     }
     Ok(())
 }

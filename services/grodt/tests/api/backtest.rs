@@ -57,6 +57,8 @@ fn sma_10_30_on_spy_prints_the_golden_figures_and_writes_the_report() {
     assert_eq!(row(&stdout, "final value"), "182,091.18");
     assert_eq!(row(&stdout, "trades"), "102 (101 closed, 1 open)");
     assert_eq!(row(&stdout, "fills"), "203");
+    assert_eq!(row(&stdout, "orders rejected"), "0");
+    assert!(!stdout.contains("note:"), "{stdout}");
     assert_eq!(row(&stdout, "Sharpe"), "0.2849");
     assert_eq!(row(&stdout, "max drawdown"), "-30.54%");
     assert_eq!(row(&stdout, "total costs"), "0.00");
@@ -286,4 +288,29 @@ fn one_minute_crypto_annualises_by_its_bar_spacing() {
     // Holding times print in days or hours here, never in bars.
     let held = row(&stdout, "avg holding time");
     assert!(held.ends_with(" d") || held.ends_with(" h"), "{held}");
+}
+
+#[test]
+fn a_run_whose_orders_are_refused_says_so() {
+    // All-in entries leave no room for a 1% fee: the margin check refuses each.
+    let spy = spy();
+    let out = backtest(&[
+        "--data",
+        spy.to_str().unwrap(),
+        "--strategy",
+        "sma_cross",
+        "--fees",
+        "pct=0.01",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(row(&stdout, "fills"), "0");
+    let rejected: usize = row(&stdout, "orders rejected").parse().unwrap();
+    assert!(rejected > 50, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "note: {rejected} order(s) rejected; the first: insufficient margin"
+        )),
+        "{stdout}"
+    );
 }
