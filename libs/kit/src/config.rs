@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::auth::AuthConfig;
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
@@ -20,7 +21,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const EXIT_BAD_CONFIG: i32 = 64;
 
 /// Top-level sections every service understands.
-const COMMON_SECTIONS: &[&str] = &["grpc", "http", "telemetry", "server", "redis", "database"];
+const COMMON_SECTIONS: &[&str] = &[
+    "grpc",
+    "http",
+    "telemetry",
+    "server",
+    "redis",
+    "database",
+    "auth",
+];
 
 /// Sections owned by the services of docs/conventions.md. A shared
 /// `config/base.toml` may carry all of them; each service reads its own and
@@ -290,6 +299,9 @@ pub struct CommonConfig {
     pub redis: RedisConfig,
     /// `[database]`
     pub database: DatabaseConfig,
+    /// `[auth]`: who may call what (see [`crate::auth`]).
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 impl CommonConfig {
@@ -307,6 +319,7 @@ impl CommonConfig {
             server: ServerConfig::default(),
             redis: RedisConfig::default(),
             database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 

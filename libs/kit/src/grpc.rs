@@ -28,6 +28,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::KitError;
+use crate::auth::{self, Tokens};
 use crate::config::CommonConfig;
 use crate::http::{Readiness, ReadinessCheck};
 use crate::metrics::Metrics;
@@ -235,6 +236,10 @@ impl GrpcServerBuilder {
                 .await;
         }
 
+        let tokens = auth::tokens_for(&self.config.auth, grpc_addr)?;
+        if tokens.is_some() {
+            tracing::info!(service = %self.service, "gRPC calls need a bearer token (auth)");
+        }
         let server = &self.config.server;
         let layer = KitLayer {
             shared: Arc::new(Shared {
@@ -243,6 +248,7 @@ impl GrpcServerBuilder {
                 concurrency_limit: server.concurrency_limit,
                 timeout: Duration::from_millis(server.request_timeout_ms),
                 known_services: known,
+                tokens,
             }),
         };
         Ok(Server {
@@ -416,6 +422,8 @@ pub async fn shutdown_signal() {
 
 struct Shared {
     metrics: Metrics,
+    /// `None`: no token needed (see `auth.mode`).
+    tokens: Option<Tokens>,
     limit: Arc<Semaphore>,
     concurrency_limit: usize,
     timeout: Duration,
@@ -502,10 +510,28 @@ where
             let _ = span.set_parent(parent);
         }
 
+        let refused = shared.tokens.as_ref().and_then(|tokens| {
+            let header = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            tokens.check(request.uri().path(), header).err()
+        });
+
         Box::pin(async move {
             let start = Instant::now();
             let deadline = start + shared.timeout;
             let mut recorder = Recorder::start(shared.clone(), method, span.clone(), start);
+
+            if let Some((why, status)) = refused {
+                shared
+                    .metrics
+                    .grpc_auth_refusals_total
+                    .with_label_values(&[recorder.method.as_str(), why.label()])
+                    .inc();
+                recorder.finish(status.code());
+                return Ok(status_response(status));
+            }
 
             let permit =
                 match tokio::time::timeout_at(deadline, shared.limit.clone().acquire_owned()).await

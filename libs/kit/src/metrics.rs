@@ -21,6 +21,8 @@ pub struct Metrics {
     pub grpc_request_duration_seconds: HistogramVec,
     /// `grpc_in_flight_requests`
     pub grpc_in_flight_requests: IntGauge,
+    /// `grpc_auth_refusals_total{method,reason}` (missing, unknown, forbidden)
+    pub grpc_auth_refusals_total: IntCounterVec,
     /// `ready`: 1 when every readiness check passed (refreshed by `/readyz` and each scrape).
     pub ready: IntGauge,
 }
@@ -54,6 +56,14 @@ impl Metrics {
             "gRPC calls being served",
         )
         .map_err(register_err)?;
+        let grpc_auth_refusals_total = IntCounterVec::new(
+            Opts::new(
+                format!("{prefix}grpc_auth_refusals_total"),
+                "gRPC calls refused for a missing or unknown token or a role too low",
+            ),
+            &["method", "reason"],
+        )
+        .map_err(register_err)?;
         let ready = IntGauge::new(
             format!("{prefix}ready"),
             "1 when every readiness check passes (as /readyz would answer 200)",
@@ -76,6 +86,9 @@ impl Metrics {
             .register(Box::new(grpc_in_flight_requests.clone()))
             .map_err(register_err)?;
         registry
+            .register(Box::new(grpc_auth_refusals_total.clone()))
+            .map_err(register_err)?;
+        registry
             .register(Box::new(ready.clone()))
             .map_err(register_err)?;
         registry
@@ -94,6 +107,7 @@ impl Metrics {
             grpc_requests_total,
             grpc_request_duration_seconds,
             grpc_in_flight_requests,
+            grpc_auth_refusals_total,
             ready,
         })
     }

@@ -1,6 +1,7 @@
 //! Integration tests of the service kit: real listeners on port 0, real gRPC
 //! and HTTP clients.
 
+mod auth;
 mod config_exit;
 mod helpers;
 mod server;

@@ -1,0 +1,356 @@
+//! Who may call what: bearer tokens with roles, checked for every gRPC call by
+//! the kit's layer (one place for every service).
+//!
+//! Tokens live in a secret file, one per line, `<role> <token>` (`#` starts a
+//! comment); only their SHA-256 digests are kept in memory. Roles are ordered:
+//! `read` < `trader` < `operator`. Health and reflection are always open; a
+//! call that changes state needs `trader` or `operator` (see [`required_role`]);
+//! any other call needs a valid token of any role. A missing or unknown token
+//! is UNAUTHENTICATED, a token whose role is too low PERMISSION_DENIED; both
+//! are counted in `grpc_auth_refusals_total{method,reason}`.
+//!
+//! `auth.mode`: `auto` (the default) requires tokens when the gRPC listener is
+//! not on a loopback address, so a laptop's loopback-only services stay easy to
+//! use and anything on a network is closed; `required` and `off` force it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tonic::Status;
+
+use crate::config::ConfigError;
+
+/// A caller's role, ordered by what it may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads only.
+    Read,
+    /// Reads, orders, strategies, backtests and optimizations.
+    Trader,
+    /// Everything: limits, halt and resume, imports and replays too.
+    Operator,
+}
+
+impl Role {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "read" | "read-only" => Some(Self::Read),
+            "trader" => Some(Self::Trader),
+            "operator" => Some(Self::Operator),
+            _ => None,
+        }
+    }
+}
+
+/// When tokens are required.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Required unless the gRPC listener is on a loopback address.
+    #[default]
+    Auto,
+    /// Always required.
+    Required,
+    /// Never required (a trusted network only).
+    Off,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `auto`, `required` or `off`.
+    pub mode: AuthMode,
+    /// The secret file of `<role> <token>` lines; empty: no token is valid.
+    pub tokens_file: PathBuf,
+}
+
+impl AuthConfig {
+    /// Whether calls to a server listening on `grpc_addr` need a token.
+    pub fn required_for(&self, grpc_addr: SocketAddr) -> bool {
+        match self.mode {
+            AuthMode::Auto => !grpc_addr.ip().is_loopback(),
+            AuthMode::Required => true,
+            AuthMode::Off => false,
+        }
+    }
+}
+
+/// The role a call needs, from its path (`/grodt.v1.RiskService/Halt`);
+/// `None` for health and reflection, which stay open.
+pub fn required_role(path: &str) -> Option<Role> {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or("");
+    let method = parts.next().unwrap_or("");
+    if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
+        return None;
+    }
+    let role = match (service, method) {
+        ("grodt.v1.RiskService", "SetLimits" | "Halt" | "Resume")
+        | (
+            "grodt.v1.MarketDataService",
+            "ImportCsv" | "UploadCsv" | "Aggregate" | "StartReplay" | "StopReplay",
+        ) => Role::Operator,
+        ("grodt.v1.ExecutionService", "SubmitOrder" | "CancelOrder")
+        | ("grodt.v1.StrategyService", "Deploy" | "Start" | "Stop" | "Pause")
+        | ("grodt.v1.OptimizerService", "StartOptimization" | "CancelOptimization")
+        | ("grodt.v1.BacktestService", "RunBacktest" | "SubmitBacktest") => Role::Trader,
+        _ => Role::Read,
+    };
+    Some(role)
+}
+
+/// Why a call was refused (the metric's `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `authorization: Bearer` header.
+    Missing,
+    /// A token no line of the file holds.
+    Unknown,
+    /// A valid token whose role is too low.
+    Forbidden,
+}
+
+impl Refusal {
+    /// The metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Unknown => "unknown",
+            Self::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// The tokens a server accepts, by digest.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    roles: HashMap<[u8; 32], Role>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Tokens {
+    /// Reads a tokens file. Errors name the file and line, never the token.
+    ///
+    /// # Errors
+    /// An unreadable file, a line without a role and a token, an unknown role.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid("auth.tokens_file", format!("{}: {e}", path.display()))
+        })?;
+        Self::parse(&text).map_err(|(line, why)| {
+            ConfigError::invalid(
+                "auth.tokens_file",
+                format!("{} line {line}: {why}", path.display()),
+            )
+        })
+    }
+
+    /// Parses `<role> <token>` lines; errors carry the 1-based line number.
+    fn parse(text: &str) -> Result<Self, (usize, &'static str)> {
+        let mut roles = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let (Some(role), Some(token), None) = (words.next(), words.next(), words.next()) else {
+                return Err((n + 1, "expected `<role> <token>`"));
+            };
+            let role = Role::parse(role).ok_or((n + 1, "role must be read, trader or operator"))?;
+            if token.len() < 16 {
+                return Err((n + 1, "a token must have at least 16 characters"));
+            }
+            roles.insert(digest(token), role);
+        }
+        Ok(Self { roles })
+    }
+
+    /// Checks a call: `Ok` or the refusal with its status.
+    ///
+    /// # Errors
+    /// The refusal and the status to answer with.
+    pub fn check(&self, path: &str, authorization: Option<&str>) -> Result<(), (Refusal, Status)> {
+        let Some(needed) = required_role(path) else {
+            return Ok(());
+        };
+        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return Err((
+                Refusal::Missing,
+                Status::unauthenticated("missing authorization: Bearer <token>"),
+            ));
+        };
+        let Some(&role) = self.roles.get(&digest(token.trim())) else {
+            return Err((Refusal::Unknown, Status::unauthenticated("unknown token")));
+        };
+        if role < needed {
+            return Err((
+                Refusal::Forbidden,
+                Status::permission_denied(format!(
+                    "{path} needs the {needed:?} role; this token has {role:?}"
+                )),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The tokens for a server on `grpc_addr`, or `None` when none are required.
+///
+/// # Errors
+/// An unreadable or malformed tokens file.
+pub fn tokens_for(
+    config: &AuthConfig,
+    grpc_addr: SocketAddr,
+) -> Result<Option<Tokens>, ConfigError> {
+    if !config.required_for(grpc_addr) {
+        return Ok(None);
+    }
+    if config.tokens_file.as_os_str().is_empty() {
+        // Required but none configured: nobody gets in, reads included.
+        return Ok(Some(Tokens::default()));
+    }
+    Tokens::load(&config.tokens_file).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "# GRODT tokens\nread    r-0123456789abcdef\ntrader  t-0123456789abcdef  # desk\noperator o-0123456789abcdef\n";
+
+    fn tokens() -> Tokens {
+        Tokens::parse(FILE).unwrap()
+    }
+
+    #[test]
+    fn roles_by_method() {
+        assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(
+            required_role("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"),
+            None
+        );
+        assert_eq!(
+            required_role("/grodt.v1.RiskService/Halt"),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required_role("/grodt.v1.RiskService/GetLimits"),
+            Some(Role::Read)
+        );
+        assert_eq!(
+            required_role("/grodt.v1.ExecutionService/SubmitOrder"),
+            Some(Role::Trader)
+        );
+        assert_eq!(
+            required_role("/grodt.v1.MarketDataService/ImportCsv"),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required_role("/grodt.v1.BacktestService/RunBacktest"),
+            Some(Role::Trader)
+        );
+    }
+
+    #[test]
+    fn each_refusal_has_its_code() {
+        let t = tokens();
+        let halt = "/grodt.v1.RiskService/Halt";
+        let (why, status) = t.check(halt, None).unwrap_err();
+        assert_eq!(
+            (why, status.code()),
+            (Refusal::Missing, tonic::Code::Unauthenticated)
+        );
+        let (why, status) = t
+            .check(halt, Some("Bearer nope-nope-nope-nope"))
+            .unwrap_err();
+        assert_eq!(
+            (why, status.code()),
+            (Refusal::Unknown, tonic::Code::Unauthenticated)
+        );
+        let (why, status) = t
+            .check(halt, Some("Bearer t-0123456789abcdef"))
+            .unwrap_err();
+        assert_eq!(
+            (why, status.code()),
+            (Refusal::Forbidden, tonic::Code::PermissionDenied)
+        );
+        assert!(
+            status.message().contains("Operator"),
+            "{}",
+            status.message()
+        );
+        assert!(t.check(halt, Some("Bearer o-0123456789abcdef")).is_ok());
+        let submit = "/grodt.v1.ExecutionService/SubmitOrder";
+        assert!(t.check(submit, Some("Bearer t-0123456789abcdef")).is_ok());
+        assert!(t.check(submit, Some("Bearer r-0123456789abcdef")).is_err());
+        let read = "/grodt.v1.ExecutionService/ListOrders";
+        assert!(t.check(read, Some("Bearer r-0123456789abcdef")).is_ok());
+        assert!(t.check(read, None).is_err(), "reads need a token too");
+        assert!(t.check("/grpc.health.v1.Health/Check", None).is_ok());
+        // Not "Bearer": refused as missing.
+        assert!(matches!(
+            t.check(read, Some("Basic r-0123456789abcdef")),
+            Err((Refusal::Missing, _))
+        ));
+    }
+
+    #[test]
+    fn malformed_files_are_refused_by_line_without_the_token() {
+        assert_eq!(Tokens::parse("root secret-secret-secret").unwrap_err().0, 1);
+        assert_eq!(Tokens::parse("\n\ntrader short").unwrap_err().0, 3);
+        assert_eq!(
+            Tokens::parse("trader a b c d e f g h i j").unwrap_err().0,
+            1
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "trader too-short").unwrap();
+        let e = Tokens::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("auth.tokens_file") && e.contains("line 1"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("too-short"),
+            "the token never reaches a message: {e}"
+        );
+    }
+
+    #[test]
+    fn auto_mode_follows_the_listener() {
+        let auto = AuthConfig::default();
+        assert!(!auto.required_for(([127, 0, 0, 1], 1).into()));
+        assert!(!auto.required_for("[::1]:1".parse().unwrap()));
+        assert!(auto.required_for(([0, 0, 0, 0], 1).into()));
+        assert!(auto.required_for(([10, 1, 2, 3], 1).into()));
+        let off = AuthConfig {
+            mode: AuthMode::Off,
+            ..AuthConfig::default()
+        };
+        assert!(!off.required_for(([0, 0, 0, 0], 1).into()));
+        let on = AuthConfig {
+            mode: AuthMode::Required,
+            ..AuthConfig::default()
+        };
+        let none = tokens_for(&on, ([127, 0, 0, 1], 1).into())
+            .unwrap()
+            .unwrap();
+        assert!(
+            none.check(
+                "/grodt.v1.RiskService/GetLimits",
+                Some("Bearer x-0123456789abcdef")
+            )
+            .is_err(),
+            "required with no file: nobody gets in"
+        );
+    }
+}
