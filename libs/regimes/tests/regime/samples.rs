@@ -130,3 +130,25 @@ fn btc_one_minute_regimes() {
     assert!(m.values().all(|&v| v > 0.0), "every regime occurs: {m:?}");
     assert_restore_identical(&bars, inst.price_precision, &d);
 }
+
+/// `regime_per_bar` carries each decision's regime to the bars up to the next
+/// one (five 1-minute bars per evaluation on BTC), `None` before the first.
+#[test]
+fn regime_per_bar_carries_decisions_forward() {
+    let inst = Instrument::equity("BTCUSDT", 2, 8);
+    let bars = load("btcusdt_1m_2025-05-20_2025-08-18.csv", &inst);
+    let bars = &bars[..5_000];
+    let d = classify(RegimeConfig::default(), inst.price_precision, bars).unwrap();
+    let per_bar = grodt_regimes::regime_per_bar(RegimeConfig::default(), 2, bars).unwrap();
+    assert_eq!(per_bar.len(), bars.len());
+    let mut next = d.iter().peekable();
+    let mut now = None;
+    for (bar, r) in bars.iter().zip(&per_bar) {
+        if let Some(x) = next.next_if(|x| x.ts == bar.ts) {
+            now = Some(x.regime);
+        }
+        assert_eq!(*r, now, "bar {}", bar.ts);
+    }
+    assert!(next.peek().is_none());
+    assert!(per_bar[0].is_none() && per_bar.last().unwrap().is_some());
+}
