@@ -678,6 +678,8 @@ impl TryFrom<v1::BacktestSpec> for Job {
                 config,
                 strategy,
                 metrics,
+                // Every job is broken down by regime (default classifier config).
+                regimes: Some(grodt_regimes::RegimeConfig::default()),
             },
             fractional,
             symbol_borrow_rates,
