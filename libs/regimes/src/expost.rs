@@ -287,6 +287,10 @@ pub struct Grade {
     pub in_force: Confusion,
     /// Ex-post label against the rules' raw candidate (before confirmation and dwell).
     pub candidate: Confusion,
+    /// Diagnostic, not the accuracy: the regime in force at `t` against the
+    /// same rule applied to the window that *ends* at `t` (bars `t-H..=t`),
+    /// i.e. how well it describes the recent past rather than what follows.
+    pub trailing: Confusion,
 }
 
 /// Runs the classifier over `bars` and grades each decision at bar `t` against
@@ -308,13 +312,16 @@ pub fn grade(
         bars: bars.len(),
         ..Grade::default()
     };
-    for (bar, truth) in bars.iter().zip(&labels) {
+    for (t, (bar, truth)) in bars.iter().zip(&labels).enumerate() {
         let Some(d) = c.on_bar(bar) else { continue };
         g.decisions += 1;
         if let Some(truth) = *truth {
             g.graded += 1;
             g.in_force.add(truth, d.regime);
             g.candidate.add(truth, d.candidate);
+        }
+        if let Some(past) = t.checked_sub(rule.horizon).and_then(|i| labels[i]) {
+            g.trailing.add(past, d.regime);
         }
     }
     Ok(g)

@@ -130,6 +130,7 @@ pub fn grade_text(name: &str, g: &Grade, rule: &ExPostRule) -> String {
     for (what, m) in [
         ("regime in force", &g.in_force),
         ("rules' candidate", &g.candidate),
+        ("trailing window*", &g.trailing),
     ] {
         let _ = writeln!(
             s,
@@ -141,6 +142,11 @@ pub fn grade_text(name: &str, g: &Grade, rule: &ExPostRule) -> String {
             pct(m.majority_baseline()),
         );
     }
+    let _ = writeln!(
+        s,
+        "  (* diagnostic: the same rule over the {} bars ending at the decision, not a forecast)",
+        rule.horizon
+    );
     let _ = writeln!(
         s,
         "  confusion matrix, regime in force (rows: ex-post label, columns: classifier)"

@@ -121,3 +121,34 @@ fn confusion_matrix_arithmetic() {
     assert!((m.kappa().unwrap() - (0.6 - chance) / (1.0 - chance)).abs() < 1e-12);
     assert_eq!(Confusion::default().accuracy(), None);
 }
+
+/// `grade` end to end on a constant series: the classifier says ranging
+/// (docs/regimes.md) and so does the ex-post rule, so every graded decision
+/// agrees; the last `horizon` decisions have no forward window.
+#[test]
+fn grade_counts_every_decision_with_a_forward_window() {
+    use grodt_core::Bar;
+    use grodt_regimes::RegimeConfig;
+    use grodt_regimes::expost::grade;
+    let bars: Vec<Bar> = (0..400)
+        .map(|i| Bar {
+            ts: i * 86_400_000_000_000,
+            open: 10_000,
+            high: 10_000,
+            low: 10_000,
+            close: 10_000,
+            volume: 5,
+        })
+        .collect();
+    let rule = ExPostRule::default();
+    let g = grade(RegimeConfig::default(), 2, &bars, &rule).unwrap();
+    // daily bars: every bar from index 262 is a decision
+    assert_eq!((g.bars, g.decisions), (400, 400 - 262));
+    assert_eq!(g.graded, g.decisions - rule.horizon);
+    assert_eq!(g.in_force.total() as usize, g.graded);
+    assert_eq!(g.in_force.accuracy(), Some(1.0));
+    assert_eq!(g.in_force.truth_count(Regime::Ranging) as usize, g.graded);
+    assert_eq!(g.candidate, g.in_force);
+    assert_eq!(g.trailing.total() as usize, g.decisions);
+    assert_eq!(g.trailing.accuracy(), Some(1.0));
+}
