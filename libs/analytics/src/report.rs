@@ -418,7 +418,7 @@ fn breakdown_table(html: &mut String, b: &Breakdown<'_>) {
         html,
         "<table class=\"breakdown\">\n<tr><th>{}</th><th>periods</th><th>time share</th>\
          <th>total return</th><th>annual volatility</th><th>Sharpe</th><th>max drawdown</th>\
-         <th>exposure</th><th>trades entered</th><th>win rate</th><th>net PnL</th></tr>",
+         <th>exposure</th><th>trades entered</th><th>their win rate</th><th>their net PnL</th></tr>",
         escape_html(b.title)
     );
     for c in b.classes {

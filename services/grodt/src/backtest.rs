@@ -668,12 +668,13 @@ fn write_regime_table(out: &mut dyn Write, o: &Outcome) -> std::io::Result<()> {
     };
     writeln!(
         out,
-        "by regime (regime in force at each bar's start, grodt-regimes defaults)"
+        "by regime (regime in force at each bar's start, grodt-regimes defaults; \
+         trades, win rate and trade PnL: the trades entered in the regime)"
     )?;
     writeln!(
         out,
         "  {:<16} {:>7} {:>7} {:>9} {:>8} {:>9} {:>7} {:>8} {:>14}",
-        "regime", "bars", "time", "return", "Sharpe", "max DD", "trades", "win rate", "net PnL"
+        "regime", "bars", "time", "return", "Sharpe", "max DD", "trades", "win rate", "trade PnL"
     )?;
     for (label, m) in &b.by_regime {
         writeln!(
