@@ -19,6 +19,32 @@ pub struct ReportInput<'a> {
     pub trades: &'a [Trade],
     /// The metrics of the summary table.
     pub metrics: &'a Metrics,
+    /// Periods labelled (by regime, say): coloured bands behind the equity
+    /// curve and a table of the metrics per label. `None`: neither.
+    pub breakdown: Option<Breakdown<'a>>,
+}
+
+/// One label of a [`Breakdown`]: its name, colour and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelClass<'a> {
+    /// Shown in the legend and the table (escaped).
+    pub name: &'a str,
+    /// A CSS colour for its bands (`#rrggbb`).
+    pub color: &'a str,
+    /// The metrics of the periods carrying this label (usually from [`crate::breakdown`]).
+    pub metrics: &'a Metrics,
+}
+
+/// Every period's label, for the report's bands and per-label table.
+#[derive(Debug, Clone, Copy)]
+pub struct Breakdown<'a> {
+    /// What the labels are, e.g. `regime` (escaped).
+    pub title: &'a str,
+    /// The labels, in table order.
+    pub classes: &'a [LabelClass<'a>],
+    /// One index into `classes` per period (`equity.len() - 1` of them):
+    /// period `i` runs from mark `i` to mark `i + 1`.
+    pub labels: &'a [usize],
 }
 
 const WIDTH: f64 = 900.0;
@@ -80,14 +106,38 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
     let ts: Vec<UnixNanos> = input.equity.iter().map(|p| p.ts).collect();
     let values: Vec<f64> = input.equity.iter().map(|p| p.equity).collect();
     html.push_str("<h2>Equity</h2>\n");
-    line_chart(&mut html, "equity", &ts, &values, "#1f5fbf", false, |v| {
-        format!("{v:.0}")
-    });
+    let bands = input
+        .breakdown
+        .filter(|b| b.labels.len() + 1 == input.equity.len());
+    line_chart(
+        &mut html,
+        "equity",
+        &ts,
+        &values,
+        "#1f5fbf",
+        false,
+        bands.as_ref(),
+        |v| format!("{v:.0}"),
+    );
+    if let Some(b) = &bands {
+        legend(&mut html, b);
+    }
+    if let Some(b) = &input.breakdown {
+        let _ = writeln!(html, "<h2>By {}</h2>", escape_html(b.title));
+        breakdown_table(&mut html, b);
+    }
     html.push_str("<h2>Drawdown</h2>\n");
     let dd = drawdown_series(&values);
-    line_chart(&mut html, "drawdown", &ts, &dd, "#c62828", true, |v| {
-        format!("{:.1}%", v * 100.0)
-    });
+    line_chart(
+        &mut html,
+        "drawdown",
+        &ts,
+        &dd,
+        "#c62828",
+        true,
+        None,
+        |v| format!("{:.1}%", v * 100.0),
+    );
     html.push_str("<h2>Distribution of period returns</h2>\n");
     let returns: Vec<f64> = values.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
     histogram(&mut html, &returns);
@@ -246,6 +296,7 @@ fn svg_open(html: &mut String, id: &str, label: &str) {
     );
 }
 
+#[allow(clippy::too_many_arguments, reason = "one private chart helper")]
 fn line_chart(
     html: &mut String,
     id: &str,
@@ -253,6 +304,7 @@ fn line_chart(
     values: &[f64],
     color: &str,
     fill_to_top: bool,
+    bands: Option<&Breakdown<'_>>,
     fmt_value: impl Fn(f64) -> String,
 ) {
     svg_open(html, id, id);
@@ -269,6 +321,9 @@ fn line_chart(
     let span_t = (t1 - t0).max(1) as f64;
     let x = |t: UnixNanos| PAD_L + (t - t0) as f64 / span_t * (WIDTH - PAD_L - PAD_R);
     let y = |v: f64| PAD_T + (hi - v) / (hi - lo) * (HEIGHT - PAD_T - PAD_B);
+    if let Some(b) = bands {
+        band_rects(html, b, ts, &x);
+    }
     let mut path = String::with_capacity(points.len() * 16);
     for (i, &(t, v)) in points.iter().filter(|p| p.1.is_finite()).enumerate() {
         let _ = write!(
@@ -306,6 +361,88 @@ fn line_chart(
         &format_ts(t1),
     );
     html.push_str("</svg>\n");
+}
+
+/// One `<rect class="band">` per run of equal labels, behind the curve.
+fn band_rects(
+    html: &mut String,
+    b: &Breakdown<'_>,
+    ts: &[UnixNanos],
+    x: &dyn Fn(UnixNanos) -> f64,
+) {
+    let top = PAD_T;
+    let height = HEIGHT - PAD_T - PAD_B;
+    let mut start = 0;
+    while start < b.labels.len() {
+        let label = b.labels[start];
+        let mut end = start + 1;
+        while end < b.labels.len() && b.labels[end] == label {
+            end += 1;
+        }
+        // periods start..end run from mark `start` to mark `end`
+        if let Some(class) = b.classes.get(label) {
+            let (x0, x1) = (x(ts[start]), x(ts[end]));
+            let _ = writeln!(
+                html,
+                "<rect class=\"band\" data-label=\"{name}\" x=\"{x0:.2}\" y=\"{top}\" \
+                 width=\"{:.2}\" height=\"{height}\" fill=\"{}\" fill-opacity=\"0.22\">\
+                 <title>{name}: {} to {}</title></rect>",
+                (x1 - x0).max(0.05),
+                escape_html(class.color),
+                format_ts(ts[start]),
+                format_ts(ts[end]),
+                name = escape_html(class.name),
+            );
+        }
+        start = end;
+    }
+}
+
+fn legend(html: &mut String, b: &Breakdown<'_>) {
+    html.push_str("<p class=\"legend\">");
+    for c in b.classes {
+        let _ = write!(
+            html,
+            "<span style=\"display:inline-block;width:.9em;height:.9em;background:{};opacity:.5;\
+             margin:0 .3em 0 1em;vertical-align:middle\"></span>{}",
+            escape_html(c.color),
+            escape_html(c.name)
+        );
+    }
+    html.push_str("</p>\n");
+}
+
+fn breakdown_table(html: &mut String, b: &Breakdown<'_>) {
+    let total: usize = b.classes.iter().map(|c| c.metrics.periods).sum();
+    let _ = writeln!(
+        html,
+        "<table class=\"breakdown\">\n<tr><th>{}</th><th>periods</th><th>time share</th>\
+         <th>total return</th><th>annual volatility</th><th>Sharpe</th><th>max drawdown</th>\
+         <th>exposure</th><th>trades entered</th><th>their win rate</th><th>their net PnL</th></tr>",
+        escape_html(b.title)
+    );
+    for c in b.classes {
+        let m = c.metrics;
+        #[allow(clippy::cast_precision_loss, reason = "a share of counts")]
+        let share = m.periods as f64 / total.max(1) as f64;
+        let _ = writeln!(
+            html,
+            "<tr class=\"label\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            escape_html(c.name),
+            m.periods,
+            pct(share),
+            pct(m.total_return),
+            opt(m.annual_volatility, pct),
+            opt(m.sharpe, num),
+            pct(m.drawdown.max_drawdown),
+            opt(m.exposure, pct),
+            m.trades.count,
+            opt(m.trades.win_rate, pct),
+            m.trades.net_pnl,
+        );
+    }
+    html.push_str("</table>\n");
 }
 
 fn axes(html: &mut String, top: &str, bottom: &str, left: &str, right: &str) {

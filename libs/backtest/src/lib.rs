@@ -19,7 +19,10 @@ pub mod cache;
 pub mod run;
 
 pub use cache::{CacheLimits, CacheStats, Lookup, SeriesCache};
-pub use run::{Outcome, RunError, RunSpec, Series, load_csv, run, series_from_bars};
+pub use run::{
+    Outcome, RegimeBreakdown, RegimeLabel, RunError, RunSpec, Series, load_csv, regime_labels, run,
+    series_from_bars,
+};
 
 use std::collections::BTreeMap;
 

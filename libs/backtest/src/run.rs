@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use grodt_analytics as analytics;
 use grodt_core::error::{Classify, ErrorKind};
 use grodt_core::{Bar, Decimal, Fill, Instrument, OrderUpdate, Side};
+use grodt_regimes::{Regime, RegimeConfig};
 use grodt_sim::{BacktestConfig, BacktestResult, Context, SimError, Strategy};
 use grodt_strategies::registry::{Configured, RegistryError};
 use rust_decimal::prelude::ToPrimitive;
@@ -38,6 +39,9 @@ pub enum RunError {
     /// The metrics could not be computed (for example fewer than two bars).
     #[error("metrics: {0}")]
     Analytics(String),
+    /// The regime classifier's configuration was refused.
+    #[error("regimes: {0}")]
+    Regimes(String),
 }
 
 impl Classify for RunError {
@@ -158,6 +162,51 @@ pub struct RunSpec {
     pub strategy: Configured,
     /// Periods per year and risk-free rate of the metrics.
     pub metrics: analytics::MetricsConfig,
+    /// Label every bar with the regime of the traded series (grodt-regimes
+    /// with this configuration) and break the metrics down by regime;
+    /// `None` skips it. The CLI and the worker run it by default.
+    pub regimes: Option<RegimeConfig>,
+}
+
+/// What a period of a backtest is labelled with: the regime in force at its
+/// start, or warm-up before the classifier's first decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RegimeLabel {
+    /// The regime in force.
+    Regime(Regime),
+    /// Before the first decision (the classifier's windows are filling).
+    WarmUp,
+}
+
+impl RegimeLabel {
+    /// The regime's stable name, or `warm_up`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Regime(r) => r.name(),
+            Self::WarmUp => "warm_up",
+        }
+    }
+}
+
+/// The metrics of a backtest broken down by regime.
+#[derive(Debug, Clone)]
+pub struct RegimeBreakdown {
+    /// One label per period of the equity curve (`equity.len() - 1`): period
+    /// `i`, from mark `i` to mark `i + 1`, carries the regime in force at mark
+    /// `i` (known at its start, from bars up to that mark).
+    pub labels: Vec<RegimeLabel>,
+    /// Every metric per label present, regimes in [`Regime::ALL`] order, then warm-up.
+    pub by_regime: Vec<(RegimeLabel, analytics::Metrics)>,
+}
+
+impl RegimeBreakdown {
+    /// Share of periods carrying `label`.
+    pub fn time_share(&self, label: RegimeLabel) -> f64 {
+        let n = self.labels.iter().filter(|&&l| l == label).count();
+        #[allow(clippy::cast_precision_loss, reason = "a share of counts")]
+        let share = n as f64 / self.labels.len().max(1) as f64;
+        share
+    }
 }
 
 /// A finished run: the engine's exact result and the metrics of its equity curve.
@@ -171,6 +220,8 @@ pub struct Outcome {
     pub equity: Vec<analytics::EquityPoint>,
     /// Closed trades in the analytics' plain numbers (for reports).
     pub closed_trades: Vec<analytics::Trade>,
+    /// The metrics by regime, when [`RunSpec::regimes`] asked for them.
+    pub regimes: Option<RegimeBreakdown>,
 }
 
 /// Wraps a strategy to report progress every [`PROGRESS_EVERY`] bars; the
@@ -273,20 +324,66 @@ pub fn run(
             })
         })
         .collect();
-    let metrics = analytics::compute(
-        &analytics::PerformanceInput {
-            equity: &equity,
-            positions: Some(&positions),
-            trades: &closed_trades,
-        },
-        &spec.metrics,
-    )
-    .map_err(|e| RunError::Analytics(e.to_string()))?;
+    let input = analytics::PerformanceInput {
+        equity: &equity,
+        positions: Some(&positions),
+        trades: &closed_trades,
+    };
+    let metrics = analytics::compute(&input, &spec.metrics)
+        .map_err(|e| RunError::Analytics(e.to_string()))?;
+    let regimes = spec
+        .regimes
+        .as_ref()
+        .map(|config| regime_breakdown(config, traded, &input, &spec.metrics))
+        .transpose()?;
     Ok(Outcome {
         result,
         metrics,
         equity,
         closed_trades,
+        regimes,
+    })
+}
+
+/// The regime label of each period of `equity`: the regime in force after the
+/// last traded bar at or before the period's opening mark.
+pub fn regime_labels(
+    config: &RegimeConfig,
+    traded: &Series,
+    equity: &[analytics::EquityPoint],
+) -> Result<Vec<RegimeLabel>, RunError> {
+    let per_bar = grodt_regimes::regime_per_bar(
+        config.clone(),
+        traded.instrument.price_precision,
+        &traded.bars,
+    )
+    .map_err(|e| RunError::Regimes(e.to_string()))?;
+    let mut k = 0; // traded bars at or before the mark
+    Ok(equity[..equity.len().saturating_sub(1)]
+        .iter()
+        .map(|mark| {
+            while k < traded.bars.len() && traded.bars[k].ts <= mark.ts {
+                k += 1;
+            }
+            k.checked_sub(1)
+                .and_then(|i| per_bar[i])
+                .map_or(RegimeLabel::WarmUp, RegimeLabel::Regime)
+        })
+        .collect())
+}
+
+fn regime_breakdown(
+    config: &RegimeConfig,
+    traded: &Series,
+    input: &analytics::PerformanceInput<'_>,
+    metrics: &analytics::MetricsConfig,
+) -> Result<RegimeBreakdown, RunError> {
+    let labels = regime_labels(config, traded, input.equity)?;
+    let by = analytics::breakdown(input, &labels, metrics)
+        .map_err(|e| RunError::Analytics(e.to_string()))?;
+    Ok(RegimeBreakdown {
+        labels,
+        by_regime: by.into_iter().collect(),
     })
 }
 

@@ -339,6 +339,30 @@ pub fn classify(
     Ok(bars.iter().filter_map(|b| c.on_bar(b)).collect())
 }
 
+/// The regime in force at every bar of `bars` (same length): the last
+/// decision's regime at or before the bar, carried between evaluations;
+/// `None` before the first decision (warm-up). Runs [`classify`]'s classifier.
+///
+/// # Errors
+/// An invalid `config` or precision.
+pub fn regime_per_bar(
+    config: RegimeConfig,
+    price_precision: u8,
+    bars: &[Bar],
+) -> Result<Vec<Option<Regime>>, RegimeError> {
+    let mut c = Classifier::new(config, price_precision)?;
+    let mut now = None;
+    Ok(bars
+        .iter()
+        .map(|b| {
+            if let Some(d) = c.on_bar(b) {
+                now = Some(d.regime);
+            }
+            now
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,10 @@
 //!   `eval_minutes` bucket of bar time (every bar for daily data) and returns a
 //!   [`Decision`] carrying its inputs, the thresholds and the rule that fired. Its
 //!   state serializes (serde) and restores exactly.
-//! - [`classify`]: the same classifier over a whole series.
+//! - [`classify`]: the same classifier over a whole series; [`regime_per_bar`]:
+//!   the regime in force at every bar (per-regime backtest breakdowns).
+//! - [`expost`]: the ex-post labelling rule (forward return, efficiency ratio,
+//!   realized volatility) and the confusion matrix that grades the classifier.
 //!
 //! The rules, formulas, cadence, dwell, warm-up and persistence contract are in
 //! docs/regimes.md. No I/O, no clock: the same bars give the same decisions.
@@ -18,9 +21,10 @@
 mod classifier;
 mod config;
 mod dwell;
+pub mod expost;
 mod regime;
 
-pub use classifier::{Classifier, Decision, Inputs, classify};
+pub use classifier::{Classifier, Decision, Inputs, classify, regime_per_bar};
 pub use config::{MAX_EVAL_MINUTES, MAX_WINDOW, RegimeConfig, RegimeError, Thresholds};
 pub use dwell::Dwell;
 pub use regime::{Regime, Rule};

@@ -21,7 +21,7 @@ use grodt_sim::{
 };
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 
-use grodt_backtest::{Outcome, RunSpec};
+use grodt_backtest::{Outcome, RegimeBreakdown, RegimeLabel, RunSpec};
 use grodt_strategies::registry::{self, RegistryError};
 
 /// A request field that is missing, malformed or not supported.
@@ -590,6 +590,7 @@ impl TryFrom<v1::BacktestSpec> for Job {
             periods_per_year,
             risk_free_rate,
             asset_class: class,
+            regime_breakdown,
         } = spec;
         if dataset_ids.is_empty() || dataset_ids.len() > 20 {
             return Err(err("spec.dataset_ids", "1 to 20 dataset ids are required"));
@@ -678,6 +679,8 @@ impl TryFrom<v1::BacktestSpec> for Job {
                 config,
                 strategy,
                 metrics,
+                // Opt-in: labelling costs several times the engine's loop.
+                regimes: regime_breakdown.then(grodt_regimes::RegimeConfig::default),
             },
             fractional,
             symbol_borrow_rates,
@@ -739,30 +742,17 @@ impl From<Option<v1::ResultDetail>> for Detail {
     }
 }
 
-/// The wire result of a finished run (status SUCCEEDED), with every part.
-pub fn result_to_proto(
-    symbols: &[String],
-    spec: &RunSpec,
-    outcome: &Outcome,
-) -> v1::BacktestResult {
-    let r = &outcome.result;
-    let m = &outcome.metrics;
-    let c = &r.costs;
-    let commission = c.commission - c.rebates;
-    let total = commission + c.slippage + c.borrow + c.financing;
-    let symbol = |i: usize| symbols.get(i).cloned().unwrap_or_default();
-    let closed: Vec<&grodt_sim::Trade> = r.trades.iter().filter(|t| t.exit_ts.is_some()).collect();
+/// The statistics of `m` on the wire; the run-level counts and equities are
+/// left unset (the caller sets them). `bar_count` and the trade counts are
+/// `m`'s periods and closed trades.
+fn metrics_to_proto(m: &grodt_analytics::Metrics, periods_per_year: f64) -> v1::Metrics {
     let f = |x: Option<f64>| x.unwrap_or(f64::NAN);
     let dec_of = |x: Option<f64>| {
         x.and_then(Decimal::from_f64_retain)
             .map(|d| d.round_dp(8))
             .and_then(wire)
     };
-    let initial = spec.config.starting_cash;
-    let metrics = v1::Metrics {
-        initial_equity: wire(initial),
-        final_equity: wire(r.last.equity),
-        net_profit: wire(r.last.equity - initial),
+    v1::Metrics {
         total_return: m.total_return,
         cagr: m.cagr,
         annual_volatility: f(m.annual_volatility),
@@ -789,21 +779,77 @@ pub fn result_to_proto(
         expectancy: dec_of(m.trades.expectancy),
         time_in_market: f(m.exposure),
         turnover: m.turnover,
-        trade_count: u32::try_from(r.trades.len()).unwrap_or(u32::MAX),
-        closed_trade_count: u32::try_from(closed.len()).unwrap_or(u32::MAX),
-        fill_count: u32::try_from(r.fills.len()).unwrap_or(u32::MAX),
-        bar_count: r.bars,
+        trade_count: u32::try_from(m.trades.count).unwrap_or(u32::MAX),
+        closed_trade_count: u32::try_from(m.trades.count).unwrap_or(u32::MAX),
+        bar_count: m.periods as u64,
         // Whole periods on the wire; the metrics used the exact value.
         #[allow(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
             reason = "validated positive and finite"
         )]
-        periods_per_year: spec.metrics.periods_per_year.round() as u32,
+        periods_per_year: periods_per_year.round() as u32,
+        ..v1::Metrics::default()
+    }
+}
+
+/// The per-regime metrics on the wire; `net_profit` is the exact sum of the
+/// equity changes over each regime's periods.
+fn regime_metrics(
+    b: &RegimeBreakdown,
+    r: &grodt_sim::BacktestResult,
+    periods_per_year: f64,
+) -> Vec<v1::RegimeMetrics> {
+    let mut pnl: BTreeMap<RegimeLabel, Decimal> = BTreeMap::new();
+    for (label, w) in b.labels.iter().zip(r.equity.windows(2)) {
+        *pnl.entry(*label).or_default() += w[1].equity - w[0].equity;
+    }
+    b.by_regime
+        .iter()
+        .map(|(label, m)| v1::RegimeMetrics {
+            regime: label.name().to_owned(),
+            bars: m.periods as u64,
+            time_share: b.time_share(*label),
+            metrics: Some(v1::Metrics {
+                net_profit: wire(pnl.get(label).copied().unwrap_or_default()),
+                ..metrics_to_proto(m, periods_per_year)
+            }),
+        })
+        .collect()
+}
+
+/// The wire result of a finished run (status SUCCEEDED), with every part.
+pub fn result_to_proto(
+    symbols: &[String],
+    spec: &RunSpec,
+    outcome: &Outcome,
+) -> v1::BacktestResult {
+    let r = &outcome.result;
+    let m = &outcome.metrics;
+    let c = &r.costs;
+    let commission = c.commission - c.rebates;
+    let total = commission + c.slippage + c.borrow + c.financing;
+    let symbol = |i: usize| symbols.get(i).cloned().unwrap_or_default();
+    let closed: Vec<&grodt_sim::Trade> = r.trades.iter().filter(|t| t.exit_ts.is_some()).collect();
+    let initial = spec.config.starting_cash;
+    let metrics = v1::Metrics {
+        initial_equity: wire(initial),
+        final_equity: wire(r.last.equity),
+        net_profit: wire(r.last.equity - initial),
+        trade_count: u32::try_from(r.trades.len()).unwrap_or(u32::MAX),
+        closed_trade_count: u32::try_from(closed.len()).unwrap_or(u32::MAX),
+        fill_count: u32::try_from(r.fills.len()).unwrap_or(u32::MAX),
+        bar_count: r.bars,
+        ..metrics_to_proto(m, spec.metrics.periods_per_year)
     };
     v1::BacktestResult {
         status: v1::BacktestStatus::Succeeded as i32,
         metrics: Some(metrics),
+        regime_metrics: outcome
+            .regimes
+            .as_ref()
+            .map(|b| regime_metrics(b, r, spec.metrics.periods_per_year))
+            .unwrap_or_default(),
         costs: Some(v1::CostBreakdown {
             commission: wire(commission),
             slippage: wire(c.slippage),

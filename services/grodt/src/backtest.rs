@@ -35,11 +35,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use grodt_analytics::{
-    AssetClass, MetricsConfig, ReportInput, format_duration, infer_periods_per_year, render_html,
+    AssetClass, Breakdown, LabelClass, MetricsConfig, ReportInput, format_duration,
+    infer_periods_per_year, render_html,
 };
-use grodt_backtest::run::{self, Outcome, RunError, RunSpec};
+use grodt_backtest::run::{self, Outcome, RegimeLabel, RunError, RunSpec};
 use grodt_core::Decimal;
 use grodt_core::rounding::{RoundingMode, round_money};
+use grodt_regimes::Regime;
 use grodt_sim::{
     BacktestConfig, CommissionSpec, DayCount, FillTiming, LatencySpec, LimitFill, SlippageSpec,
 };
@@ -160,6 +162,10 @@ pub struct BacktestOptions {
     /// Write the self-contained HTML report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Skip the per-regime breakdown (by default every bar is labelled with
+    /// grodt-regimes' default classifier and the metrics are shown by regime).
+    #[arg(long)]
+    pub no_regimes: bool,
 }
 
 /// `--limit-fill`.
@@ -530,6 +536,7 @@ pub fn spec(options: &BacktestOptions) -> Result<RunSpec, BacktestError> {
         config,
         strategy,
         metrics,
+        regimes: (!options.no_regimes).then(grodt_regimes::RegimeConfig::default),
     })
 }
 
@@ -594,6 +601,7 @@ pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome
     words.extend(options.params.iter().cloned());
     let title = format!("{} on {}", words.join(" "), options.data.display());
     write_table(out, &title, &outcome, &spec.metrics, elapsed).map_err(io)?;
+    write_regime_table(out, &outcome).map_err(io)?;
     if let Some(path) = &options.report {
         write_report(path, &title, &outcome)?;
         writeln!(out, "report written to {}", path.display()).map_err(io)?;
@@ -601,13 +609,91 @@ pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome
     Ok(outcome)
 }
 
-fn write_report(path: &Path, title: &str, outcome: &Outcome) -> Result<(), BacktestError> {
-    let html = render_html(&ReportInput {
+/// The colour of a regime's bands in the report.
+pub fn regime_color(label: RegimeLabel) -> &'static str {
+    match label {
+        RegimeLabel::Regime(Regime::TrendingUp) => "#2e7d32",
+        RegimeLabel::Regime(Regime::TrendingDown) => "#c62828",
+        RegimeLabel::Regime(Regime::Ranging) => "#1565c0",
+        RegimeLabel::Regime(Regime::Transition) => "#f9a825",
+        RegimeLabel::Regime(Regime::HighVolatility) => "#6a1b9a",
+        RegimeLabel::WarmUp => "#9e9e9e",
+    }
+}
+
+/// The HTML report: equity with regime bands and the per-regime table when
+/// the run was broken down by regime.
+pub fn report_html(title: &str, outcome: &Outcome) -> String {
+    let classes: Vec<LabelClass<'_>> = outcome
+        .regimes
+        .iter()
+        .flat_map(|b| &b.by_regime)
+        .map(|(l, m)| LabelClass {
+            name: l.name(),
+            color: regime_color(*l),
+            metrics: m,
+        })
+        .collect();
+    let indices: Vec<usize> = outcome.regimes.as_ref().map_or_else(Vec::new, |b| {
+        b.labels
+            .iter()
+            .map(|l| {
+                b.by_regime
+                    .iter()
+                    .position(|(x, _)| x == l)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect()
+    });
+    render_html(&ReportInput {
         title,
         equity: &outcome.equity,
         trades: &outcome.closed_trades,
         metrics: &outcome.metrics,
-    });
+        breakdown: outcome.regimes.as_ref().map(|_| Breakdown {
+            title: "regime",
+            classes: &classes,
+            labels: &indices,
+        }),
+    })
+}
+
+/// The per-regime table (nothing when the run was not broken down).
+fn write_regime_table(out: &mut dyn Write, o: &Outcome) -> std::io::Result<()> {
+    let Some(b) = &o.regimes else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "by regime (regime in force at each bar's start, grodt-regimes defaults; \
+         trades, win rate and trade PnL: the trades entered in the regime)"
+    )?;
+    writeln!(
+        out,
+        "  {:<16} {:>7} {:>7} {:>9} {:>8} {:>9} {:>7} {:>8} {:>14}",
+        "regime", "bars", "time", "return", "Sharpe", "max DD", "trades", "win rate", "trade PnL"
+    )?;
+    for (label, m) in &b.by_regime {
+        writeln!(
+            out,
+            "  {:<16} {:>7} {:>7} {:>9} {:>8} {:>9} {:>7} {:>8} {:>14}",
+            label.name(),
+            m.periods,
+            format!("{:.1}%", b.time_share(*label) * 100.0),
+            pct(m.total_return),
+            m.sharpe
+                .map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}")),
+            pct(m.drawdown.max_drawdown),
+            m.trades.count,
+            m.trades.win_rate.map_or("n/a".into(), pct),
+            format!("{:.2}", m.trades.net_pnl),
+        )?;
+    }
+    Ok(())
+}
+
+fn write_report(path: &Path, title: &str, outcome: &Outcome) -> Result<(), BacktestError> {
+    let html = report_html(title, outcome);
     std::fs::write(path, html).map_err(|source| BacktestError::Io {
         path: path.display().to_string(),
         source,

@@ -4,7 +4,8 @@
 //! every command is callable from tests. `up` runs the seven services
 //! embedded; `data` talks to market-data's catalog; `backtest` runs one
 //! backtest of a CSV file through the runner library (`grodt-backtest`);
-//! `strategies` lists the strategy registry's schemas; `health` is what
+//! `strategies` lists the strategy registry's schemas; `regimes accuracy`
+//! grades the regime classifier against ex-post labels; `health` is what
 //! container health checks call; `migrate` owns the database schema in
 //! distributed mode.
 
@@ -12,5 +13,6 @@ pub mod backtest;
 pub mod data;
 pub mod health;
 pub mod migrate;
+pub mod regimes;
 pub mod strategies;
 pub mod up;

@@ -63,6 +63,11 @@ enum Command {
     },
     /// Backtest a strategy on a CSV file; prints the metrics table.
     Backtest(grodt::backtest::BacktestOptions),
+    /// The regime classifier: `accuracy` grades it against ex-post labels.
+    Regimes {
+        #[command(subcommand)]
+        command: RegimesCommand,
+    },
     /// List the strategies with their parameters (type, default, bounds, step, constraints).
     Strategies {
         /// Print the registry's schema as JSON.
@@ -75,6 +80,13 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum RegimesCommand {
+    /// Accuracy and confusion matrix of the classifier against the ex-post
+    /// labels (docs/regimes.md, "Accuracy"), one per file.
+    Accuracy(grodt::regimes::AccuracyOptions),
 }
 
 #[derive(Subcommand)]
@@ -128,6 +140,9 @@ fn main() -> ExitCode {
             // CPU-bound on this (the main) thread, which blocks no executor worker.
             Command::Backtest(options) => backtest(&options),
             Command::Strategies { json } => strategies(json),
+            Command::Regimes {
+                command: RegimesCommand::Accuracy(options),
+            } => regimes_accuracy(&options),
         }
     })
 }
@@ -138,6 +153,16 @@ fn backtest(options: &grodt::backtest::BacktestOptions) -> ExitCode {
         Err(e) => {
             eprintln!("grodt backtest: {e}");
             ExitCode::from(if e.is_usage() { 2 } else { 1 })
+        }
+    }
+}
+
+fn regimes_accuracy(options: &grodt::regimes::AccuracyOptions) -> ExitCode {
+    match grodt::regimes::execute(options, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("grodt regimes accuracy: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The HTML report: structure, escaping, and a sample written to disk.
 
-use grodt_analytics::{MetricsConfig, PerformanceInput, ReportInput, compute, render_html};
+use grodt_analytics::{
+    Breakdown, LabelClass, MetricsConfig, PerformanceInput, ReportInput, breakdown, compute,
+    render_html,
+};
 
 use crate::helpers::load;
 
@@ -17,6 +20,7 @@ fn sample_html(title: &str) -> (String, usize) {
         equity: &g.equity,
         trades: &g.trades,
         metrics: &metrics,
+        breakdown: None,
     });
     (html, g.trades.len())
 }
@@ -65,4 +69,67 @@ fn writes_a_sample_report() {
     assert_eq!(back.len(), html.len());
     // Small enough to attach to a result: the charts are downsampled paths.
     assert!(html.len() < 2_000_000, "report is {} bytes", html.len());
+}
+
+/// With a breakdown, the equity chart has one band per run of equal labels,
+/// coloured per label, a legend, and a table row per label.
+#[test]
+fn report_shows_label_bands_and_a_table_per_label() {
+    let g = load();
+    let input = PerformanceInput {
+        equity: &g.equity,
+        positions: Some(&g.positions),
+        trades: &g.trades,
+    };
+    let config = MetricsConfig::equities_daily();
+    let metrics = compute(&input, &config).expect("valid golden input");
+    // Label each period by its calendar year's parity: 24 runs over 1998-2021.
+    let year = |ts: i64| 1970 + ts / 1_000_000_000 / 86_400 * 4 / 1461;
+    let labels: Vec<usize> = g.equity[..g.equity.len() - 1]
+        .iter()
+        .map(|p| usize::try_from(year(p.ts) % 2).unwrap())
+        .collect();
+    let by = breakdown(&input, &labels, &config).expect("breakdown");
+    let names = ["even <year>", "odd year"];
+    let colors = ["#2e7d32", "#c62828"];
+    let classes: Vec<LabelClass<'_>> = by
+        .iter()
+        .map(|(&l, m)| LabelClass {
+            name: names[l],
+            color: colors[l],
+            metrics: m,
+        })
+        .collect();
+    let html = render_html(&ReportInput {
+        title: "bands",
+        equity: &g.equity,
+        trades: &g.trades,
+        metrics: &metrics,
+        breakdown: Some(Breakdown {
+            title: "year parity",
+            classes: &classes,
+            labels: &labels,
+        }),
+    });
+    let runs = 1 + labels.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(runs, 24);
+    assert_eq!(html.matches("<rect class=\"band\"").count(), runs);
+    assert_eq!(html.matches("data-label=\"even &lt;year&gt;\"").count(), 12);
+    assert_eq!(
+        html.matches("fill=\"#c62828\" fill-opacity=\"0.22\"")
+            .count(),
+        12
+    );
+    // bands sit inside the equity chart, before its curve
+    let equity = html.find("<svg id=\"equity\"").unwrap();
+    let drawdown = html.find("<svg id=\"drawdown\"").unwrap();
+    let first_band = html.find("<rect class=\"band\"").unwrap();
+    assert!(equity < first_band && first_band < drawdown);
+    assert!(html.contains("<p class=\"legend\">"));
+    assert!(html.contains("<h2>By year parity</h2>"));
+    assert_eq!(html.matches("<tr class=\"label\">").count(), 2);
+    assert!(html.contains("<tr class=\"label\"><td>even &lt;year&gt;</td>"));
+    // the table's periods add up to the whole
+    let periods: usize = by.values().map(|m| m.periods).sum();
+    assert_eq!(periods, metrics.periods);
 }

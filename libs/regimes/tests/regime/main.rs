@@ -1,4 +1,5 @@
 //! Integration tests of grodt-regimes (one binary).
 
+mod expost;
 mod props;
 mod samples;

@@ -130,3 +130,59 @@ fn btc_one_minute_regimes() {
     assert!(m.values().all(|&v| v > 0.0), "every regime occurs: {m:?}");
     assert_restore_identical(&bars, inst.price_precision, &d);
 }
+
+/// `regime_per_bar` carries each decision's regime to the bars up to the next
+/// one (five 1-minute bars per evaluation on BTC), `None` before the first.
+#[test]
+fn regime_per_bar_carries_decisions_forward() {
+    let inst = Instrument::equity("BTCUSDT", 2, 8);
+    let bars = load("btcusdt_1m_2025-05-20_2025-08-18.csv", &inst);
+    let bars = &bars[..5_000];
+    let d = classify(RegimeConfig::default(), inst.price_precision, bars).unwrap();
+    let per_bar = grodt_regimes::regime_per_bar(RegimeConfig::default(), 2, bars).unwrap();
+    assert_eq!(per_bar.len(), bars.len());
+    let mut next = d.iter().peekable();
+    let mut now = None;
+    for (bar, r) in bars.iter().zip(&per_bar) {
+        if let Some(x) = next.next_if(|x| x.ts == bar.ts) {
+            now = Some(x.regime);
+        }
+        assert_eq!(*r, now, "bar {}", bar.ts);
+    }
+    assert!(next.peek().is_none());
+    assert!(per_bar[0].is_none() && per_bar.last().unwrap().is_some());
+}
+
+/// The cost of labelling a backtest's bars: `regime_per_bar` over SPY daily
+/// and BTC 1-minute, best of five, printed in ns per bar. Run it in release:
+/// `cargo test --release -p grodt-regimes --test regime labelling_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a timing, meaningful in release only"]
+fn labelling_cost() {
+    for (file, inst) in [
+        ("spy_1d_1998-2021.csv", Instrument::equity("SPY", 4, 0)),
+        (
+            "btcusdt_1m_2025-05-20_2025-08-18.csv",
+            Instrument::equity("BTCUSDT", 2, 8),
+        ),
+    ] {
+        let bars = load(file, &inst);
+        let mut best = f64::INFINITY;
+        let mut labelled = 0;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let l =
+                grodt_regimes::regime_per_bar(RegimeConfig::default(), inst.price_precision, &bars)
+                    .unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
+            labelled = l.iter().flatten().count();
+        }
+        #[allow(clippy::cast_precision_loss, reason = "a rate")]
+        let per_bar = best * 1e9 / bars.len() as f64;
+        println!(
+            "{file}: {} bars ({labelled} labelled) in {:.2} ms, {per_bar:.0} ns per bar",
+            bars.len(),
+            best * 1e3
+        );
+    }
+}

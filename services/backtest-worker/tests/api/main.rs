@@ -335,3 +335,109 @@ async fn reqwest_free_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// `spec.regime_breakdown`: the result carries the metrics per regime, which
+/// add back up to the run (bars, exact net profit, closed trades), and
+/// GetResult returns them as stored; without it there are none.
+#[tokio::test]
+async fn regime_breakdown_is_returned_and_stored() {
+    let env = Env::new().await;
+    let mut svc = env.spawn().await;
+    let run = |spec: v1::BacktestSpec| {
+        let mut client = svc.client.clone();
+        async move {
+            client
+                .run_backtest(v1::RunBacktestRequest {
+                    spec: Some(spec),
+                    detail: None,
+                })
+                .await
+                .expect("RunBacktest succeeds")
+                .into_inner()
+                .result
+                .expect("result")
+        }
+    };
+    let plain = run(sma_spec()).await;
+    assert_golden(&plain);
+    assert!(plain.regime_metrics.is_empty());
+
+    let result = run(v1::BacktestSpec {
+        regime_breakdown: true,
+        ..sma_spec()
+    })
+    .await;
+    assert_golden(&result);
+    let names: Vec<&str> = result
+        .regime_metrics
+        .iter()
+        .map(|r| r.regime.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "trending_up",
+            "trending_down",
+            "ranging",
+            "transition",
+            "high_volatility",
+            "warm_up"
+        ]
+    );
+    let whole = result.metrics.as_ref().unwrap();
+    let bars: u64 = result.regime_metrics.iter().map(|r| r.bars).sum();
+    assert_eq!(bars, 5_848, "5,849 bars: 5,848 periods");
+    let share: f64 = result.regime_metrics.iter().map(|r| r.time_share).sum();
+    assert!((share - 1.0).abs() < 1e-12);
+    let closed: u32 = result
+        .regime_metrics
+        .iter()
+        .map(|r| r.metrics.as_ref().unwrap().closed_trade_count)
+        .sum();
+    assert_eq!(closed, whole.closed_trade_count);
+    let pnl: rust_decimal::Decimal = result
+        .regime_metrics
+        .iter()
+        .map(|r| {
+            r.metrics
+                .as_ref()
+                .unwrap()
+                .net_profit
+                .as_ref()
+                .unwrap()
+                .value
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum();
+    // the first equity point is the starting cash: the parts add up exactly
+    let net: rust_decimal::Decimal = whole.net_profit.as_ref().unwrap().value.parse().unwrap();
+    assert_eq!(pnl, net);
+    let growth: f64 = result
+        .regime_metrics
+        .iter()
+        .map(|r| 1.0 + r.metrics.as_ref().unwrap().total_return)
+        .product();
+    assert!((growth - (1.0 + whole.total_return)).abs() < 1e-9);
+    let warm = result.regime_metrics.last().unwrap();
+    assert_eq!(warm.bars, 262);
+
+    let stored = svc
+        .client
+        .get_result(v1::GetResultRequest {
+            backtest_id: result.backtest_id.clone(),
+            detail: None,
+        })
+        .await
+        .expect("GetResult")
+        .into_inner()
+        .result
+        .unwrap();
+    // NaN (no trades in a regime) is not equal to itself: compare the text.
+    assert_eq!(
+        format!("{:?}", stored.regime_metrics),
+        format!("{:?}", result.regime_metrics)
+    );
+    assert!(stored.spec.unwrap().regime_breakdown);
+    svc.stop().await;
+}

@@ -314,3 +314,101 @@ fn a_run_whose_orders_are_refused_says_so() {
         "{stdout}"
     );
 }
+
+/// By default the run is broken down by regime: a per-regime table whose
+/// bars add up to the run's, and equity bands plus a table in the report;
+/// `--no-regimes` prints and draws neither.
+#[test]
+fn per_regime_table_and_report_bands() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("regimes.html");
+    let spy = spy();
+    let args = [
+        "--data",
+        spy.to_str().unwrap(),
+        "--strategy",
+        "sma_cross",
+        "--param",
+        "fast=10",
+        "--param",
+        "slow=30",
+    ];
+    let mut with_report = args.to_vec();
+    with_report.extend(["--report", report.to_str().unwrap()]);
+    let out = backtest(&with_report);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("by regime (regime in force"), "{stdout}");
+    let names = [
+        "trending_up",
+        "trending_down",
+        "ranging",
+        "transition",
+        "high_volatility",
+        "warm_up",
+    ];
+    let mut bars = 0;
+    let mut trades = 0;
+    for name in names {
+        let cells: Vec<String> = row(&stdout, name)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        bars += cells[0].parse::<u64>().unwrap();
+        trades += cells[5].parse::<u64>().unwrap();
+    }
+    // 5,849 bars: 5,848 periods; 101 closed trades
+    assert_eq!(bars, 5_848);
+    assert_eq!(trades, 101);
+    assert_eq!(
+        row(&stdout, "warm_up").split_whitespace().next(),
+        Some("262")
+    );
+    let html = std::fs::read_to_string(&report).expect("report written");
+    assert!(html.contains("<h2>By regime</h2>"));
+    for name in names {
+        assert!(
+            html.contains(&format!("<rect class=\"band\" data-label=\"{name}\"")),
+            "no {name} band"
+        );
+        assert!(html.contains(&format!("<tr class=\"label\"><td>{name}</td>")));
+    }
+    // 573 regime changes after the warm-up band: at least that many bands
+    assert!(html.matches("<rect class=\"band\"").count() >= 574);
+
+    let mut plain = args.to_vec();
+    plain.push("--no-regimes");
+    let out = backtest(&plain);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(!stdout.contains("by regime"));
+    assert_eq!(row(&stdout, "final value"), "182,091.18");
+}
+
+/// `grodt regimes accuracy` prints one matrix per file; a bad horizon is refused.
+#[test]
+fn regimes_accuracy_command() {
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples");
+    let out = Command::new(GRODT)
+        .args(["regimes", "accuracy", "--data"])
+        .arg(samples.join("spy_1d_1998-2021.csv"))
+        .arg("--data")
+        .arg(samples.join("aapl_1d_1998-2021_unadjusted.csv"))
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(stdout.matches("confusion matrix").count(), 2, "{stdout}");
+    assert!(stdout.contains("aapl_1d_1998-2021_unadjusted.csv: 5849 bars"));
+    let out = Command::new(GRODT)
+        .args(["regimes", "accuracy", "--horizon", "1", "--data"])
+        .arg(samples.join("spy_1d_1998-2021.csv"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("horizon"),
+        "{}",
+        text(&out.stderr)
+    );
+}
