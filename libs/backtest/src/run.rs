@@ -123,8 +123,9 @@ pub fn series_from_bars(
     })
 }
 
-/// Reads a normalised CSV file (`timestamp,open,high,low,close,volume`) with
-/// grodt-data's importer; the scales are the largest number of decimals found.
+/// Reads a CSV file with grodt-data's importer, normalised
+/// (`timestamp,open,high,low,close,volume`) or in a layout
+/// `CsvOptions::detect` knows; the scales are the largest number of decimals found.
 ///
 /// # Errors
 /// [`RunError::Data`] naming the file and the first line at fault.
@@ -134,8 +135,9 @@ pub fn load_csv(path: &std::path::Path) -> Result<grodt_data::Bars, RunError> {
         what: what.clone(),
         reason,
     };
-    let raw = grodt_data::import::read_csv(path, &grodt_data::import::CsvOptions::default())
-        .map_err(|e| bad(e.to_string()))?;
+    let options =
+        grodt_data::import::CsvOptions::detect_file(path).map_err(|e| bad(e.to_string()))?;
+    let raw = grodt_data::import::read_csv(path, &options).map_err(|e| bad(e.to_string()))?;
     if let Some(f) = raw.findings.first() {
         let line = f
             .rows
@@ -143,12 +145,21 @@ pub fn load_csv(path: &std::path::Path) -> Result<grodt_data::Bars, RunError> {
             .map_or(String::new(), |l| format!("line {l}: "));
         return Err(bad(format!("{line}{}", f.message)));
     }
-    let mut bars = grodt_data::Bars::with_scales(raw.price_scale, raw.volume_scale);
+    let mut rows = Vec::with_capacity(raw.rows.len());
     for row in &raw.rows {
         let (Some(ts), [Some(o), Some(h), Some(l), Some(c), Some(v)]) = (row.ts, row.values) else {
             return Err(bad(format!("line {}: a value is missing", row.line)));
         };
-        bars.push(ts, [o, h, l, c, v]);
+        rows.push((ts, [o, h, l, c, v]));
+    }
+    // Newest-first files (exchange downloads often are) read oldest first; any
+    // other disorder is left for the engine to refuse, naming the bar.
+    if rows.len() > 1 && rows.windows(2).all(|w| w[0].0 > w[1].0) {
+        rows.reverse();
+    }
+    let mut bars = grodt_data::Bars::with_scales(raw.price_scale, raw.volume_scale);
+    for (ts, ohlcv) in rows {
+        bars.push(ts, ohlcv);
     }
     Ok(bars)
 }

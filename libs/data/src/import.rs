@@ -117,6 +117,44 @@ impl Default for CsvOptions {
     }
 }
 
+impl CsvOptions {
+    /// The options for a file's layout, from its first two lines: the
+    /// normalised `timestamp,open,high,low,close,volume` (the defaults), or
+    /// CryptoDataDownload's (a banner line, then `date,symbol,open,...`, local
+    /// hours like `2021-01-01 01-PM` in UTC, the volume in the base currency).
+    pub fn detect(first_lines: &[&str]) -> Self {
+        let crypto_data_download = first_lines
+            .get(1)
+            .is_some_and(|l| l.starts_with("date,symbol,open,high,low,close"));
+        if crypto_data_download {
+            Self {
+                mapping: ColumnMapping {
+                    timestamp: "date".into(),
+                    volume: "volume_btc".into(),
+                    ..ColumnMapping::default()
+                },
+                skip_lines: 1,
+                time_format: TimeFormat::Pattern("%Y-%m-%d %I-%p".into()),
+                ..Self::default()
+            }
+        } else {
+            Self::default()
+        }
+    }
+
+    /// [`CsvOptions::detect`] on a file's first two lines.
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn detect_file(path: &Path) -> std::io::Result<Self> {
+        use std::io::BufRead;
+        let file = std::io::BufReader::new(std::fs::File::open(path)?);
+        let lines: Vec<String> = file.lines().take(2).collect::<std::io::Result<_>>()?;
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        Ok(Self::detect(&refs))
+    }
+}
+
 /// One data line of the source, in file order. `None` = missing cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRow {
@@ -385,6 +423,26 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn detect_knows_the_normalised_and_cryptodatadownload_layouts() {
+        let normal = CsvOptions::detect(&["timestamp,open,high,low,close,volume", "x"]);
+        assert_eq!(normal, CsvOptions::default());
+        let cdd = CsvOptions::detect(&[
+            "Timestamps are UTC timezone,https://www.CryptoDataDownload.com",
+            "date,symbol,open,high,low,close,volume_btc,volume",
+        ]);
+        assert_eq!(cdd.skip_lines, 1);
+        assert_eq!(cdd.mapping.timestamp, "date".into());
+        assert_eq!(cdd.mapping.volume, "volume_btc".into());
+        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/samples/coinbase_btcusd_1h_raw.csv");
+        let options = CsvOptions::detect_file(&sample).unwrap();
+        let raw = read_csv(&sample, &options).unwrap();
+        assert!(raw.findings.is_empty(), "{:?}", raw.findings.first());
+        assert!(raw.rows.len() > 10_000);
+    }
+
     use super::*;
 
     #[test]

@@ -13,8 +13,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use grodt_core::Bar;
-use grodt_data::import::{ColumnMapping, CsvOptions, read_csv};
-use grodt_data::time::TimeFormat;
+use grodt_data::import::{CsvOptions, read_csv};
 use grodt_regimes::expost::{Confusion, ExPostRule, Grade, grade};
 use grodt_regimes::{Regime, RegimeConfig};
 
@@ -34,29 +33,7 @@ pub struct AccuracyOptions {
 /// # Errors
 /// The file and why it cannot be read.
 pub fn load_bars(path: &Path) -> Result<(Vec<Bar>, u8), String> {
-    let text_head = std::fs::read(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .split(|&b| b == b'\n')
-        .take(2)
-        .map(|l| String::from_utf8_lossy(l).into_owned())
-        .collect::<Vec<_>>();
-    let crypto_data_download = text_head
-        .get(1)
-        .is_some_and(|l| l.starts_with("date,symbol,open,high,low,close"));
-    let options = if crypto_data_download {
-        CsvOptions {
-            mapping: ColumnMapping {
-                timestamp: "date".into(),
-                volume: "volume_btc".into(),
-                ..ColumnMapping::default()
-            },
-            skip_lines: 1,
-            time_format: TimeFormat::Pattern("%Y-%m-%d %I-%p".into()),
-            ..CsvOptions::default()
-        }
-    } else {
-        CsvOptions::default()
-    };
+    let options = CsvOptions::detect_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let raw = read_csv(path, &options).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(f) = raw.findings.first() {
         return Err(format!("{}: {}", path.display(), f.message));
