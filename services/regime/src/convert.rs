@@ -211,7 +211,11 @@ pub fn config_error(prefix: &str, e: &RegimeError) -> RegimeSvcError {
     }
 }
 
-fn decimal_text<'a>(prefix: &str, name: &str, d: Option<&'a v1::Decimal>) -> Result<&'a str, RegimeSvcError> {
+fn decimal_text<'a>(
+    prefix: &str,
+    name: &str,
+    d: Option<&'a v1::Decimal>,
+) -> Result<&'a str, RegimeSvcError> {
     d.map(|d| d.value.as_str())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| RegimeSvcError::invalid(format!("{prefix}.{name}"), "required"))
@@ -403,12 +407,19 @@ mod tests {
             ..Default::default()
         };
         let c = params_to_config(Some(&p)).unwrap();
-        assert_eq!((c.slope_trend, c.slope_flat, c.vwap_window), (0.15, 0.05, 20));
+        assert_eq!(
+            (c.slope_trend, c.slope_flat, c.vwap_window),
+            (0.15, 0.05, 20)
+        );
     }
 
     #[test]
     fn timeframe_labels_round_trip() {
-        for tf in [v1::Timeframe::Minute1, v1::Timeframe::Day1, v1::Timeframe::Month1] {
+        for tf in [
+            v1::Timeframe::Minute1,
+            v1::Timeframe::Day1,
+            v1::Timeframe::Month1,
+        ] {
             assert_eq!(timeframe_from_label(timeframe_label(tf).unwrap()), tf);
         }
     }

@@ -108,10 +108,14 @@ mod json_text {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-        serde_json::to_string(v).map_err(S::Error::custom)?.serialize(s)
+        serde_json::to_string(v)
+            .map_err(S::Error::custom)?
+            .serialize(s)
     }
 
-    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
         let text = String::deserialize(d)?;
         serde_json::from_str(&text).map_err(D::Error::custom)
     }
@@ -157,8 +161,9 @@ fn stream(name: &str) -> Result<StreamName, RegimeSvcError> {
 }
 
 fn trace_context() -> (Option<String>, Option<String>) {
-    grodt_kit::telemetry::current_traceparent()
-        .map_or((None, None), |(p, s)| (Some(p), (!s.is_empty()).then_some(s)))
+    grodt_kit::telemetry::current_traceparent().map_or((None, None), |(p, s)| {
+        (Some(p), (!s.is_empty()).then_some(s))
+    })
 }
 
 impl Engine {
@@ -283,9 +288,9 @@ impl Engine {
                 Ok(())
             }
         });
-        let domain = match scales_ok.and_then(|()| {
-            bar_from_proto("bar", bar, slot.price_precision, slot.volume_precision)
-        }) {
+        let domain = match scales_ok
+            .and_then(|()| bar_from_proto("bar", bar, slot.price_precision, slot.volume_precision))
+        {
             Ok(b) => b,
             Err(e) => {
                 drop(slots);
@@ -332,7 +337,7 @@ impl Engine {
                     next.announced_ns = Some(d.ts);
                 }
             }
-            next.last = Some(d.clone());
+            next.last = Some(*d);
         }
         let committed = if ignored {
             self.store
@@ -341,8 +346,8 @@ impl Engine {
                 .await?
                 .then_some(())
         } else {
-            let state = serde_json::to_value(&next)
-                .map_err(|e| RegimeSvcError::Corrupt(e.to_string()))?;
+            let state =
+                serde_json::to_value(&next).map_err(|e| RegimeSvcError::Corrupt(e.to_string()))?;
             let regime = next.last.as_ref().map(|d| d.regime.name());
             let (sym, tf, ch) = (key.0.clone(), key.1.clone(), change.clone());
             self.store

@@ -15,7 +15,9 @@ use grodt_regimes::Decision;
 use grodt_store::{PageRequest, RegimeChangeFilter, Store, StoreError};
 use tonic::{Request, Response, Status};
 
-use crate::convert::{classify_bars, decision_to_state, params_to_config, timeframe_field, ts_from_proto};
+use crate::convert::{
+    classify_bars, decision_to_state, params_to_config, timeframe_field, ts_from_proto,
+};
 use crate::engine::Persisted;
 use crate::error::RegimeSvcError;
 
@@ -55,20 +57,31 @@ impl RegimeApi {
             Some(tf) if states.iter().any(|s| s.timeframe == tf) => Ok(tf.to_owned()),
             Some(tf) => Err(RegimeSvcError::NotFound(format!(
                 "symbol {symbol}: no bars on timeframe {tf} received (it has {})",
-                states.iter().map(|s| s.timeframe.as_str()).collect::<Vec<_>>().join(", ")
+                states
+                    .iter()
+                    .map(|s| s.timeframe.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
             None if states.len() == 1 => Ok(states[0].timeframe.clone()),
             None => Err(RegimeSvcError::invalid(
                 "timeframe",
                 format!(
                     "symbol {symbol} is classified on {}; name one",
-                    states.iter().map(|s| s.timeframe.as_str()).collect::<Vec<_>>().join(", ")
+                    states
+                        .iter()
+                        .map(|s| s.timeframe.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
     }
 
-    async fn get_regime_inner(&self, r: GetRegimeRequest) -> Result<GetRegimeResponse, RegimeSvcError> {
+    async fn get_regime_inner(
+        &self,
+        r: GetRegimeRequest,
+    ) -> Result<GetRegimeResponse, RegimeSvcError> {
         let tf = self.resolve(&r.symbol, r.timeframe).await?;
         let row = self
             .store
@@ -107,7 +120,10 @@ impl RegimeApi {
             if let (Some(a), Some(b)) = (from_ns, to_ns)
                 && b <= a
             {
-                return Err(RegimeSvcError::invalid("range.end", "must be after range.start"));
+                return Err(RegimeSvcError::invalid(
+                    "range.end",
+                    "must be after range.start",
+                ));
             }
         }
         let page = r.page.unwrap_or_default();

@@ -95,7 +95,10 @@ impl ServiceConfig for RegimeSettings {
             }
         }
         if self.claim_idle_ms == 0 {
-            return Err(ConfigError::invalid("regime.claim_idle_ms", "must be positive"));
+            return Err(ConfigError::invalid(
+                "regime.claim_idle_ms",
+                "must be positive",
+            ));
         }
         if !self.consumer_name.is_empty() && ConsumerName::parse(&self.consumer_name).is_err() {
             return Err(ConfigError::invalid(
@@ -187,7 +190,11 @@ pub async fn build_with_settings(
         own,
     ));
     let instance = if s.consumer_name.is_empty() {
-        format!("{NAME}-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple())
+        format!(
+            "{NAME}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        )
     } else {
         s.consumer_name.clone()
     };

@@ -24,7 +24,13 @@ pub struct RegimeMetrics {
 }
 
 /// Bar outcomes counted by `grodt_regime_bars_total`.
-pub const BAR_OUTCOMES: [&str; 5] = ["decided", "warming_up", "not_evaluated", "ignored", "rejected"];
+pub const BAR_OUTCOMES: [&str; 5] = [
+    "decided",
+    "warming_up",
+    "not_evaluated",
+    "ignored",
+    "rejected",
+];
 
 impl RegimeMetrics {
     /// Registers them on the service's registry.
@@ -50,7 +56,10 @@ impl RegimeMetrics {
         )
         .map_err(m)?;
         let changes = IntCounterVec::new(
-            Opts::new(metrics.name("changes_total"), "regime changes, by new regime"),
+            Opts::new(
+                metrics.name("changes_total"),
+                "regime changes, by new regime",
+            ),
             &["regime"],
         )
         .map_err(m)?;
@@ -81,7 +90,9 @@ impl RegimeMetrics {
                 metrics.name("bar_handling_duration_seconds"),
                 "one bar from delivery to durable: evaluation, store commit, publish",
             )
-            .buckets(vec![1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]),
+            .buckets(vec![
+                1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+            ]),
         )
         .map_err(m)?;
         let r = metrics.registry();

@@ -33,8 +33,8 @@ pub fn redis_url() -> String {
 
 /// The SPY daily sample, 1998-2021 (5,849 bars).
 pub fn spy_bars() -> Vec<Bar> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data/samples/spy_1d_1998-2021.csv");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples/spy_1d_1998-2021.csv");
     let text = std::fs::read_to_string(&path).expect("sample file");
     parse_csv(&text, &Instrument::equity("SPY", SPY_PRECISION, 0)).expect("sample parses")
 }
@@ -56,7 +56,11 @@ fn fixed(raw: i64, scale: u8) -> String {
 
 /// A domain bar on the wire, its decimals written as market-data writes them.
 pub fn to_proto(symbol: &str, b: &Bar) -> v1::Bar {
-    let d = |raw: i64, s: u8| Some(v1::Decimal { value: fixed(raw, s) });
+    let d = |raw: i64, s: u8| {
+        Some(v1::Decimal {
+            value: fixed(raw, s),
+        })
+    };
     v1::Bar {
         symbol: symbol.to_owned(),
         timeframe: v1::Timeframe::Day1 as i32,
@@ -125,7 +129,13 @@ impl RegimeReader {
         loop {
             let got = self
                 .bus
-                .consume(&regimes_stream(), &self.group, &me, 500, Duration::from_millis(200))
+                .consume(
+                    &regimes_stream(),
+                    &self.group,
+                    &me,
+                    500,
+                    Duration::from_millis(200),
+                )
                 .await
                 .expect("consume regimes");
             if got.is_empty() {
@@ -198,7 +208,10 @@ pub async fn wait_for_bars(store: &grodt_store::Store, symbol: &str, bars: u64, 
         if n >= bars {
             return;
         }
-        assert!(Instant::now() < deadline, "{n} of {bars} bars handled after {secs} s");
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {bars} bars handled after {secs} s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -41,13 +41,30 @@ async fn classify_over_the_spy_sample_equals_the_library() {
             since = d.ts;
         }
         assert_eq!(ts_of(s), d.ts);
-        assert_eq!(s.regime, grodt_regime::convert::regime_to_proto(d.regime) as i32);
-        assert_eq!(s.candidate, grodt_regime::convert::regime_to_proto(d.candidate) as i32);
+        assert_eq!(
+            s.regime,
+            grodt_regime::convert::regime_to_proto(d.regime) as i32
+        );
+        assert_eq!(
+            s.candidate,
+            grodt_regime::convert::regime_to_proto(d.candidate) as i32
+        );
         assert_eq!((s.seq, s.held), (d.seq, d.held));
-        assert_eq!(s.since.as_ref().map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos)), Some(since));
+        assert_eq!(
+            s.since
+                .as_ref()
+                .map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos)),
+            Some(since)
+        );
         assert_eq!(s.features["slope"].to_bits(), d.inputs.slope.to_bits());
-        assert_eq!(s.features["vol_ratio"].to_bits(), d.inputs.vol_ratio.to_bits());
-        assert_eq!(s.features["atr_percentile"].to_bits(), d.inputs.atr_percentile.to_bits());
+        assert_eq!(
+            s.features["vol_ratio"].to_bits(),
+            d.inputs.vol_ratio.to_bits()
+        );
+        assert_eq!(
+            s.features["atr_percentile"].to_bits(),
+            d.inputs.atr_percentile.to_bits()
+        );
         assert_eq!(s.thresholds["slope_trend"], d.thresholds.slope_trend);
         assert_eq!(s.symbol, "SPY");
         assert_eq!(s.timeframe, v1::Timeframe::Day1 as i32);
@@ -87,65 +104,132 @@ async fn classify_over_the_spy_sample_equals_the_library() {
 async fn expect_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, field: &str) {
     let e = r.expect_err("refused");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
-    assert!(e.message().starts_with(&format!("{field}:")), "{field}: {}", e.message());
+    assert!(
+        e.message().starts_with(&format!("{field}:")),
+        "{field}: {}",
+        e.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_invalid_argument_naming_the_field() {
     let env = Env::embedded().await;
     let mut svc = env.spawn(RegimeSettings::default()).await;
-    let bars: Vec<_> = spy_bars().iter().take(3).map(|b| to_proto("SPY", b)).collect();
+    let bars: Vec<_> = spy_bars()
+        .iter()
+        .take(3)
+        .map(|b| to_proto("SPY", b))
+        .collect();
     let c = &mut svc.client;
     expect_invalid(c.classify(v1::ClassifyRequest::default()).await, "bars").await;
     let mut swapped = bars.clone();
     swapped.swap(1, 2);
     expect_invalid(
-        c.classify(v1::ClassifyRequest { bars: swapped, params: None }).await,
+        c.classify(v1::ClassifyRequest {
+            bars: swapped,
+            params: None,
+        })
+        .await,
         "bars[2].timestamp",
     )
     .await;
     let mut other = bars.clone();
     other[1].symbol = "QQQ".into();
     expect_invalid(
-        c.classify(v1::ClassifyRequest { bars: other, params: None }).await,
+        c.classify(v1::ClassifyRequest {
+            bars: other,
+            params: None,
+        })
+        .await,
         "bars[1].symbol",
     )
     .await;
     let mut bad_price = bars.clone();
-    bad_price[2].close = Some(v1::Decimal { value: "abc".into() });
+    bad_price[2].close = Some(v1::Decimal {
+        value: "abc".into(),
+    });
     expect_invalid(
-        c.classify(v1::ClassifyRequest { bars: bad_price, params: None }).await,
+        c.classify(v1::ClassifyRequest {
+            bars: bad_price,
+            params: None,
+        })
+        .await,
         "bars[2].close",
     )
     .await;
     for (params, field) in [
-        (v1::RegimeParams { vol_short: 200, ..Default::default() }, "params.vol_long"),
-        (v1::RegimeParams { slope_flat: 0.5, ..Default::default() }, "params.slope_flat"),
-        (v1::RegimeParams { atr_percentile_high: 0.3, ..Default::default() }, "params.atr_percentile_high"),
-        (v1::RegimeParams { eval_minutes: 600_000, ..Default::default() }, "params.eval_minutes"),
+        (
+            v1::RegimeParams {
+                vol_short: 200,
+                ..Default::default()
+            },
+            "params.vol_long",
+        ),
+        (
+            v1::RegimeParams {
+                slope_flat: 0.5,
+                ..Default::default()
+            },
+            "params.slope_flat",
+        ),
+        (
+            v1::RegimeParams {
+                atr_percentile_high: 0.3,
+                ..Default::default()
+            },
+            "params.atr_percentile_high",
+        ),
+        (
+            v1::RegimeParams {
+                eval_minutes: 600_000,
+                ..Default::default()
+            },
+            "params.eval_minutes",
+        ),
     ] {
         expect_invalid(
-            c.classify(v1::ClassifyRequest { bars: bars.clone(), params: Some(params) }).await,
+            c.classify(v1::ClassifyRequest {
+                bars: bars.clone(),
+                params: Some(params),
+            })
+            .await,
             field,
         )
         .await;
     }
-    expect_invalid(c.get_regime(v1::GetRegimeRequest::default()).await, "symbol").await;
     expect_invalid(
-        c.get_regime(v1::GetRegimeRequest { symbol: "SPY".into(), timeframe: 99 }).await,
+        c.get_regime(v1::GetRegimeRequest::default()).await,
+        "symbol",
+    )
+    .await;
+    expect_invalid(
+        c.get_regime(v1::GetRegimeRequest {
+            symbol: "SPY".into(),
+            timeframe: 99,
+        })
+        .await,
         "timeframe",
     )
     .await;
     expect_invalid(
-        c.get_regime_history(v1::GetRegimeHistoryRequest::default()).await,
+        c.get_regime_history(v1::GetRegimeHistoryRequest::default())
+            .await,
         "symbol",
     )
     .await;
-    let t = |s: i64| Some(prost_types::Timestamp { seconds: s, nanos: 0 });
+    let t = |s: i64| {
+        Some(prost_types::Timestamp {
+            seconds: s,
+            nanos: 0,
+        })
+    };
     expect_invalid(
         c.get_regime_history(v1::GetRegimeHistoryRequest {
             symbol: "SPY".into(),
-            range: Some(v1::TimeRange { start: t(100), end: t(100) }),
+            range: Some(v1::TimeRange {
+                start: t(100),
+                end: t(100),
+            }),
             ..Default::default()
         })
         .await,
@@ -156,7 +240,10 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
         c.get_regime_history(v1::GetRegimeHistoryRequest {
             symbol: "SPY".into(),
             range: Some(v1::TimeRange {
-                start: Some(prost_types::Timestamp { seconds: 1, nanos: -1 }),
+                start: Some(prost_types::Timestamp {
+                    seconds: 1,
+                    nanos: -1,
+                }),
                 end: None,
             }),
             ..Default::default()
@@ -167,13 +254,19 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
     .await;
     // Unknown symbols are NOT_FOUND, naming the symbol.
     let e = c
-        .get_regime(v1::GetRegimeRequest { symbol: "NOPE".into(), timeframe: 0 })
+        .get_regime(v1::GetRegimeRequest {
+            symbol: "NOPE".into(),
+            timeframe: 0,
+        })
         .await
         .expect_err("unknown");
     assert_eq!(e.code(), Code::NotFound);
     assert!(e.message().contains("NOPE"), "{}", e.message());
     let e = c
-        .get_regime_history(v1::GetRegimeHistoryRequest { symbol: "NOPE".into(), ..Default::default() })
+        .get_regime_history(v1::GetRegimeHistoryRequest {
+            symbol: "NOPE".into(),
+            ..Default::default()
+        })
         .await
         .expect_err("unknown");
     assert_eq!(e.code(), Code::NotFound);
@@ -195,11 +288,18 @@ async fn feed_spy_through_the_bus(env: Env) -> f64 {
     let rate = bars.len() as f64 / clock.elapsed().as_secs_f64();
     let reads = reader.drain().await;
     let changes = published_changes(&reads);
-    assert_eq!(changes, expected_changes(&want), "published changes = classify's");
+    assert_eq!(
+        changes,
+        expected_changes(&want),
+        "published changes = classify's"
+    );
     assert_eq!(changes.len(), 573, "SPY has 573 changes (docs/regimes.md)");
     // Heartbeats: never a change, each repeats the regime in force.
     let beats: Vec<_> = reads.iter().filter(|r| r.event.heartbeat).collect();
-    assert!(!beats.is_empty(), "hourly bar-time heartbeats on daily bars");
+    assert!(
+        !beats.is_empty(),
+        "hourly bar-time heartbeats on daily bars"
+    );
     for b in &beats {
         let s = b.event.state.as_ref().unwrap();
         assert_eq!(b.event.previous, s.regime);
@@ -212,14 +312,20 @@ async fn feed_spy_through_the_bus(env: Env) -> f64 {
     // GetRegime: the last decision.
     let last = want.last().unwrap();
     let state = client
-        .get_regime(v1::GetRegimeRequest { symbol: "SPY".into(), timeframe: 0 })
+        .get_regime(v1::GetRegimeRequest {
+            symbol: "SPY".into(),
+            timeframe: 0,
+        })
         .await
         .expect("GetRegime")
         .into_inner()
         .state
         .unwrap();
     assert_eq!(ts_of(&state), last.ts);
-    assert_eq!(state.regime, grodt_regime::convert::regime_to_proto(last.regime) as i32);
+    assert_eq!(
+        state.regime,
+        grodt_regime::convert::regime_to_proto(last.regime) as i32
+    );
     assert_eq!(state.seq, last.seq);
     let since = want.iter().rev().find(|d| d.changed).unwrap().ts;
     assert_eq!(state.since.unwrap().seconds * 1_000_000_000, since);
@@ -233,7 +339,10 @@ async fn feed_spy_through_the_bus(env: Env) -> f64 {
                 symbol: "SPY".into(),
                 timeframe: v1::Timeframe::Day1 as i32,
                 range: None,
-                page: Some(v1::PageRequest { page_size: 50, page_token: token.clone() }),
+                page: Some(v1::PageRequest {
+                    page_size: 50,
+                    page_token: token.clone(),
+                }),
             })
             .await
             .expect("history")
@@ -257,10 +366,19 @@ async fn feed_spy_through_the_bus(env: Env) -> f64 {
             symbol: "SPY".into(),
             timeframe: 0,
             range: Some(v1::TimeRange {
-                start: Some(prost_types::Timestamp { seconds: y2008, nanos: 0 }),
-                end: Some(prost_types::Timestamp { seconds: y2009, nanos: 0 }),
+                start: Some(prost_types::Timestamp {
+                    seconds: y2008,
+                    nanos: 0,
+                }),
+                end: Some(prost_types::Timestamp {
+                    seconds: y2009,
+                    nanos: 0,
+                }),
             }),
-            page: Some(v1::PageRequest { page_size: 1000, page_token: String::new() }),
+            page: Some(v1::PageRequest {
+                page_size: 1000,
+                page_token: String::new(),
+            }),
         })
         .await
         .expect("history 2008")
@@ -272,19 +390,30 @@ async fn feed_spy_through_the_bus(env: Env) -> f64 {
         .collect();
     assert!(!want_2008.is_empty());
     assert_eq!(
-        in_2008.changes.iter().map(|s| (ts_of(s), s.regime)).collect::<Vec<_>>(),
+        in_2008
+            .changes
+            .iter()
+            .map(|s| (ts_of(s), s.regime))
+            .collect::<Vec<_>>(),
         want_2008
     );
     let e = client
         .get_regime_history(v1::GetRegimeHistoryRequest {
             symbol: "SPY".into(),
-            page: Some(v1::PageRequest { page_size: 5, page_token: "bogus".into() }),
+            page: Some(v1::PageRequest {
+                page_size: 5,
+                page_token: "bogus".into(),
+            }),
             ..Default::default()
         })
         .await
         .expect_err("bad token");
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().starts_with("page.page_token:"), "{}", e.message());
+    assert!(
+        e.message().starts_with("page.page_token:"),
+        "{}",
+        e.message()
+    );
     // Metrics.
     let text = svc.metrics().await;
     let current = format!(
@@ -292,7 +421,10 @@ async fn feed_spy_through_the_bus(env: Env) -> f64 {
         last.regime.name()
     );
     assert!(text.contains(&current), "{current} in\n{text}");
-    let decided = format!("grodt_regime_bars_total{{outcome=\"decided\"}} {}", want.len());
+    let decided = format!(
+        "grodt_regime_bars_total{{outcome=\"decided\"}} {}",
+        want.len()
+    );
     assert!(text.contains(&decided), "{decided}");
     let changes_total: u64 = text
         .lines()

@@ -63,8 +63,15 @@ async fn kill_9_mid_stream_loses_and_repeats_no_decision() {
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(dir.path().join(format!("service-{n}.log")))
                     .unwrap_or_default();
-                let tail: Vec<_> = log.lines().filter(|l| !l.contains("earlier bar")).take(30).collect();
-                panic!("no progress to {target} bars; log tail:\n{}", tail.join("\n"));
+                let tail: Vec<_> = log
+                    .lines()
+                    .filter(|l| !l.contains("earlier bar"))
+                    .take(30)
+                    .collect();
+                panic!(
+                    "no progress to {target} bars; log tail:\n{}",
+                    tail.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -76,7 +83,10 @@ async fn kill_9_mid_stream_loses_and_repeats_no_decision() {
     let _service = start(&env, dir.path(), 3);
     let deadline = Instant::now() + Duration::from_secs(180);
     while bars_taken(&env).await < total {
-        assert!(Instant::now() < deadline, "the restarted service did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "the restarted service did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let state = stored(env.db.store(), "SPY").await.unwrap();
@@ -124,7 +134,10 @@ async fn kill_9_mid_stream_loses_and_repeats_no_decision() {
     let redelivered_same_id = change_reads.len() - distinct.len();
     let published = published_changes(&distinct);
     let published_set: HashSet<i64> = published.iter().map(|c| c.0).collect();
-    let lost_published = want_ts.iter().filter(|t| !published_set.contains(t)).count();
+    let lost_published = want_ts
+        .iter()
+        .filter(|t| !published_set.contains(t))
+        .count();
     let dup_published = published.len() - published_set.len();
     println!(
         "kill -9 at {killed_at:?} bars of {total}; decisions {} (want {}); changes stored {} \
@@ -137,12 +150,26 @@ async fn kill_9_mid_stream_loses_and_repeats_no_decision() {
         published.len(),
     );
     assert_eq!(killed_at.len(), 3);
-    assert!(killed_at.iter().all(|&k| k < total), "each kill came mid-stream");
-    assert_eq!(state.classifier.decisions(), want.len() as u64, "no decision skipped or repeated");
+    assert!(
+        killed_at.iter().all(|&k| k < total),
+        "each kill came mid-stream"
+    );
+    assert_eq!(
+        state.classifier.decisions(),
+        want.len() as u64,
+        "no decision skipped or repeated"
+    );
     let last = state.last.as_ref().unwrap();
     let w = want.last().unwrap();
     assert_eq!(
-        (last.ts, last.seq, last.regime, last.held, last.candidate, last.rule),
+        (
+            last.ts,
+            last.seq,
+            last.regime,
+            last.held,
+            last.candidate,
+            last.rule
+        ),
         (w.ts, w.seq, w.regime, w.held, w.candidate, w.rule)
     );
     // The decision log of the four processes: each decision logged once at
@@ -165,7 +192,10 @@ async fn kill_9_mid_stream_loses_and_repeats_no_decision() {
         want.len()
     );
     assert_eq!(logged.len(), logged_set.len(), "no decision logged twice");
-    assert!(want.len() - logged_set.len() <= 3, "at most one unlogged per kill");
+    assert!(
+        want.len() - logged_set.len() <= 3,
+        "at most one unlogged per kill"
+    );
     assert_eq!((lost_stored, dup_stored), (0, 0));
     assert_eq!(history, want_ts, "stored changes in order");
     assert_eq!((lost_published, dup_published), (0, 0));
