@@ -433,6 +433,19 @@ async fn feed_spy_through_the_bus(env: Env) -> f64 {
         .sum();
     assert_eq!(changes_total, 573);
     assert!(text.contains("grodt_regime_evaluation_duration_seconds_count 5587"));
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    println!(
+        "mean evaluation {:.1} us, mean bar handling (evaluate, commit, publish) {:.2} ms",
+        value("grodt_regime_evaluation_duration_seconds_sum") / 5587.0 * 1e6,
+        value("grodt_regime_bar_handling_duration_seconds_sum")
+            / value("grodt_regime_bar_handling_duration_seconds_count")
+            * 1e3
+    );
     assert!(text.contains("grodt_regime_decisions_total{regime=\"trending_up\"}"));
     // A redelivered bar changes nothing: publishing the sample again is ignored.
     publish_bars(&*env.bus, "SPY", &bars[bars.len() - 5..]).await;
