@@ -475,6 +475,31 @@ impl Engine {
         Ok(())
     }
 
+    /// Sets the consumer-lag gauge of the bars stream from the bus, every
+    /// `every` until `stop` turns true.
+    pub async fn watch_lag(&self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Ok(bars) = stream(BARS_STREAM) else {
+            return;
+        };
+        loop {
+            match self.bus.groups(&bars).await {
+                Ok(groups) => {
+                    for g in groups.iter().filter(|g| g.group == GROUP) {
+                        self.metrics
+                            .lag
+                            .with_label_values(&[BARS_STREAM, GROUP])
+                            .set(i64::try_from(g.lag).unwrap_or(i64::MAX));
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "consumer lag not read"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
     /// Handles, in stream order, every entry of the group still pending
     /// (delivered to a consumer that died, this service's earlier life
     /// included) before new bars are read, so no later bar overtakes them.

@@ -234,6 +234,8 @@ pub async fn build_with_settings(
     )))
     .bind()
     .await?;
+    let (watcher, lag_stop) = (engine.clone(), stop_rx.clone());
+    tokio::spawn(async move { watcher.watch_lag(Duration::from_secs(5), lag_stop).await });
     tokio::spawn(async move {
         match engine.recover_pending(&consumer_name).await {
             Ok(0) => {}

@@ -21,6 +21,8 @@ pub struct RegimeMetrics {
     pub evaluation: Histogram,
     /// One bar from delivery to durable (evaluation, store commit, publish).
     pub handling: Histogram,
+    /// Entries of `grodt.bars.v1` not yet delivered to the group (XINFO GROUPS lag).
+    pub lag: IntGaugeVec,
 }
 
 /// Bar outcomes counted by `grodt_regime_bars_total`.
@@ -95,7 +97,16 @@ impl RegimeMetrics {
             ]),
         )
         .map_err(m)?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                metrics.name("bus_consumer_lag_entries"),
+                "entries of a stream not yet delivered to the group (XINFO GROUPS lag)",
+            ),
+            &["stream", "group"],
+        )
+        .map_err(m)?;
         let r = metrics.registry();
+        r.register(Box::new(lag.clone())).map_err(m)?;
         r.register(Box::new(current.clone())).map_err(m)?;
         r.register(Box::new(decisions.clone())).map_err(m)?;
         r.register(Box::new(changes.clone())).map_err(m)?;
@@ -118,6 +129,7 @@ impl RegimeMetrics {
             bars,
             evaluation,
             handling,
+            lag,
         })
     }
 

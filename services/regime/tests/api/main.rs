@@ -447,6 +447,12 @@ async fn feed_spy_through_the_bus(env: Env) -> f64 {
             * 1e3
     );
     assert!(text.contains("grodt_regime_decisions_total{regime=\"trending_up\"}"));
+    assert!(
+        text.contains(
+            "grodt_regime_bus_consumer_lag_entries{group=\"regime\",stream=\"grodt.bars.v1\"}"
+        ),
+        "lag gauge"
+    );
     // A redelivered bar changes nothing: publishing the sample again is ignored.
     publish_bars(&*env.bus, "SPY", &bars[bars.len() - 5..]).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
