@@ -4,7 +4,7 @@
 //! [`Store::connect`] picks the backend from the URL; [`Store::migrate`]
 //! applies the embedded migrations (`migrations/postgres` and
 //! `migrations/sqlite`: one logical schema written twice). Services use the
-//! repository traits ([`ProcessedEvents`], [`Runs`], [`Settings`], [`Datasets`]) obtained
+//! repository traits ([`ProcessedEvents`], [`Runs`], [`Settings`], [`Datasets`], [`Regimes`]) obtained
 //! from the store, and [`Tx`] / [`Store::process_once`] when an effect and
 //! its dedupe mark must commit together.
 //!
@@ -35,6 +35,7 @@ mod datasets;
 mod error;
 mod model;
 mod pg;
+mod regimes;
 mod repo;
 mod sqlite;
 mod store;
@@ -44,5 +45,6 @@ pub mod testing;
 pub use datasets::{Dataset, DatasetFilter, Datasets, NewDataset};
 pub use error::StoreError;
 pub use model::{Page, PageRequest, Run, RunKind, RunStatus, Setting};
+pub use regimes::{NewRegimeChange, RegimeChange, RegimeChangeFilter, RegimeState, Regimes};
 pub use repo::{ProcessedEvents, Runs, Settings};
 pub use store::{Backend, Store, StoreOptions, Tx, TxFuture};

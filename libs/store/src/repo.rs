@@ -89,8 +89,11 @@ pub trait Settings: Send + Sync {
 
 /// All repositories of one backend, so a store holds one trait object.
 pub(crate) trait Repos:
-    ProcessedEvents + Runs + Settings + crate::datasets::Datasets
+    ProcessedEvents + Runs + Settings + crate::datasets::Datasets + crate::regimes::Regimes
 {
 }
 
-impl<T: ProcessedEvents + Runs + Settings + crate::datasets::Datasets> Repos for T {}
+impl<T: ProcessedEvents + Runs + Settings + crate::datasets::Datasets + crate::regimes::Regimes>
+    Repos for T
+{
+}

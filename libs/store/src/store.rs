@@ -226,6 +226,11 @@ impl Store {
         &*self.repos
     }
 
+    /// The regime service's classifier states and regime changes.
+    pub fn regimes(&self) -> &dyn crate::regimes::Regimes {
+        &*self.repos
+    }
+
     /// The Postgres pool, for a service's own tables (None on SQLite).
     pub fn postgres_pool(&self) -> Option<&PgPool> {
         match &self.pool {
@@ -478,6 +483,37 @@ impl Tx {
         match &mut self.inner {
             TxInner::Postgres(tx) => crate::datasets::pg::delete_dataset(&mut *tx, id).await,
             TxInner::Sqlite(tx) => crate::datasets::sqlite::delete_dataset(&mut *tx, id).await,
+        }
+    }
+
+    /// Writes the state of (symbol, timeframe) (insert or replace) in this
+    /// transaction; `regime` is the regime in force, if any.
+    pub async fn put_regime_state(
+        &mut self,
+        symbol: &str,
+        timeframe: &str,
+        regime: Option<&str>,
+        state: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        match &mut self.inner {
+            TxInner::Postgres(tx) => {
+                crate::regimes::pg::put_state(&mut *tx, symbol, timeframe, regime, state).await
+            }
+            TxInner::Sqlite(tx) => {
+                crate::regimes::sqlite::put_state(&mut *tx, symbol, timeframe, regime, state).await
+            }
+        }
+    }
+
+    /// Appends a regime change in this transaction; a second change of the
+    /// same (symbol, timeframe, ts_ns) or event id is refused.
+    pub async fn add_regime_change(
+        &mut self,
+        change: &crate::regimes::NewRegimeChange,
+    ) -> Result<(), StoreError> {
+        match &mut self.inner {
+            TxInner::Postgres(tx) => crate::regimes::pg::add_change(&mut *tx, change).await,
+            TxInner::Sqlite(tx) => crate::regimes::sqlite::add_change(&mut *tx, change).await,
         }
     }
 

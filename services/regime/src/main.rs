@@ -3,7 +3,7 @@
 fn main() -> std::process::ExitCode {
     grodt_kit::runner::run(
         grodt_regime::NAME,
-        grodt_regime::defaults(),
-        grodt_regime::build,
+        grodt_regime::defaults_with_settings(),
+        grodt_regime::build_with_settings,
     )
 }

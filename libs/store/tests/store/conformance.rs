@@ -912,3 +912,215 @@ pub async fn datasets_pagination_newest_first_and_filtered(store: &Store) {
         .expect_err("bad token");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
 }
+
+fn sample_change(symbol: &str, ts_ns: i64, regime: &str) -> grodt_store::NewRegimeChange {
+    grodt_store::NewRegimeChange {
+        symbol: symbol.into(),
+        timeframe: "1d".into(),
+        ts_ns,
+        regime: regime.into(),
+        previous: (ts_ns > 1).then(|| "ranging".to_owned()),
+        event_id: Uuid::now_v7(),
+        source_event_id: format!("bar-{symbol}-{ts_ns}"),
+        decision: json!({"seq": ts_ns, "inputs": {"slope": 0.125}}),
+    }
+}
+
+pub async fn regimes_state_and_changes_commit_with_the_mark(store: &Store) {
+    assert_eq!(
+        store.regimes().get_state("SPY", "1d").await.expect("get"),
+        None
+    );
+    // A failing effect leaves neither the state, the change nor the mark.
+    let change = sample_change("SPY", 1, "trending_up");
+    let c = change.clone();
+    let failed: Result<Option<()>, StoreError> = store
+        .process_once("regime", "e1", move |tx| {
+            Box::pin(async move {
+                tx.put_regime_state("SPY", "1d", Some("trending_up"), &json!({"v": 1}))
+                    .await?;
+                tx.add_regime_change(&c).await?;
+                Err(StoreError::InvalidArgument {
+                    field: "forced",
+                    reason: "roll back".into(),
+                })
+            })
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        store.regimes().get_state("SPY", "1d").await.expect("get"),
+        None
+    );
+    assert!(
+        !store
+            .processed_events()
+            .is_processed("regime", "e1")
+            .await
+            .expect("is_processed")
+    );
+    // Committed: all three; a second delivery of the event does nothing.
+    for _ in 0..2 {
+        let c = change.clone();
+        store
+            .process_once("regime", "e1", move |tx| {
+                Box::pin(async move {
+                    tx.put_regime_state("SPY", "1d", Some("trending_up"), &json!({"v": 1}))
+                        .await?;
+                    tx.add_regime_change(&c).await
+                })
+            })
+            .await
+            .expect("commit");
+    }
+    let state = store
+        .regimes()
+        .get_state("SPY", "1d")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(state.regime.as_deref(), Some("trending_up"));
+    assert_eq!(state.state, json!({"v": 1}));
+    let page = store
+        .regimes()
+        .history(
+            &grodt_store::RegimeChangeFilter {
+                symbol: "SPY".into(),
+                timeframe: "1d".into(),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .expect("history");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].data, change);
+    assert_eq!(
+        store
+            .regimes()
+            .change_of_source("bar-SPY-1")
+            .await
+            .expect("of source")
+            .map(|c| c.data),
+        Some(change.clone())
+    );
+    assert_eq!(
+        store
+            .regimes()
+            .change_of_source("other")
+            .await
+            .expect("of source"),
+        None
+    );
+    // Replacing the state; a warming-up state has no regime.
+    store
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.put_regime_state("SPY", "1d", None, &json!({"v": 2}))
+                    .await?;
+                tx.put_regime_state("BTC", "1m", None, &json!({"v": 3}))
+                    .await
+            })
+        })
+        .await
+        .expect("replace");
+    let spy = store
+        .regimes()
+        .get_state("SPY", "1d")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!((spy.regime, spy.state), (None, json!({"v": 2})));
+    let all = store.regimes().list_states(None).await.expect("list");
+    let keys: Vec<_> = all
+        .iter()
+        .map(|s| (s.symbol.as_str(), s.timeframe.as_str()))
+        .collect();
+    assert_eq!(keys, [("BTC", "1m"), ("SPY", "1d")]);
+    assert_eq!(
+        store
+            .regimes()
+            .list_states(Some("BTC"))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    // A second change at the same bar time is refused.
+    let dup = sample_change("SPY", 1, "ranging");
+    let err = store
+        .transaction(move |tx| Box::pin(async move { tx.add_regime_change(&dup).await }))
+        .await
+        .expect_err("duplicate bar time");
+    assert_ne!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+pub async fn regimes_history_pages_by_symbol_and_time(store: &Store) {
+    for ts in 1..=9i64 {
+        for symbol in ["AAA", "BBB"] {
+            let c = sample_change(
+                symbol,
+                ts * 100,
+                if ts % 2 == 0 {
+                    "ranging"
+                } else {
+                    "trending_up"
+                },
+            );
+            store
+                .transaction(move |tx| Box::pin(async move { tx.add_regime_change(&c).await }))
+                .await
+                .expect("add");
+        }
+    }
+    let filter = |from_ns, to_ns| grodt_store::RegimeChangeFilter {
+        symbol: "AAA".into(),
+        timeframe: "1d".into(),
+        from_ns,
+        to_ns,
+    };
+    let walk = |f: grodt_store::RegimeChangeFilter, size: u32| async move {
+        let mut seen = Vec::new();
+        let mut page = PageRequest::first(size);
+        loop {
+            let p = store.regimes().history(&f, &page).await.expect("history");
+            assert!(p.items.len() <= size as usize);
+            seen.extend(p.items.iter().map(|c| c.data.ts_ns));
+            if p.next_page_token.is_empty() {
+                break;
+            }
+            page.page_token = p.next_page_token;
+        }
+        seen
+    };
+    let all: Vec<i64> = (1..=9).map(|t| t * 100).collect();
+    assert_eq!(
+        walk(filter(None, None), 2).await,
+        all,
+        "oldest first, each once"
+    );
+    assert_eq!(walk(filter(None, None), 100).await, all);
+    // from inclusive, to exclusive
+    assert_eq!(
+        walk(filter(Some(300), Some(700)), 2).await,
+        [300, 400, 500, 600]
+    );
+    assert!(walk(filter(Some(1000), None), 2).await.is_empty());
+    let other_tf = grodt_store::RegimeChangeFilter {
+        timeframe: "1m".into(),
+        ..filter(None, None)
+    };
+    assert!(walk(other_tf, 5).await.is_empty());
+    let err = store
+        .regimes()
+        .history(
+            &filter(None, None),
+            &PageRequest {
+                page_size: 2,
+                page_token: "bogus".into(),
+            },
+        )
+        .await
+        .expect_err("bad token");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}

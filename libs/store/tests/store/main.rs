@@ -51,6 +51,8 @@ both_backends!(
     datasets_put_get_replace_delete,
     datasets_put_in_tx_rolls_back,
     datasets_pagination_newest_first_and_filtered,
+    regimes_state_and_changes_commit_with_the_mark,
+    regimes_history_pages_by_symbol_and_time,
 );
 
 #[tokio::test]

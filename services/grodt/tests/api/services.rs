@@ -119,6 +119,7 @@ async fn every_service_serves_health_reflection_metrics_and_readiness() {
                 "InvalidArgument",
                 "backtest_id",
             ),
+            "regime" => (tonic::Code::InvalidArgument, "InvalidArgument", "symbol"),
             _ => (
                 tonic::Code::Unimplemented,
                 "Unimplemented",
