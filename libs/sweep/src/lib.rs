@@ -507,6 +507,8 @@ struct Lane<P> {
     s3: f64,
     peak: f64,
     mdd: f64,
+    /// Bars with a zero return (each adds `min(-required, 0)^2` to the downside).
+    flat: u64,
     // cold: at fills
     params: SmaParams,
     cash: Decimal,
@@ -541,6 +543,7 @@ impl<P: Int> Lane<P> {
             s3: 0.0,
             peak: e,
             mdd: 0.0,
+            flat: 0,
             params,
             cash,
             trade_cash: cash,
@@ -568,48 +571,67 @@ impl<P: Int> Lane<P> {
         let close_f = &cx.series.close_f[t0..t1];
         let p = cx.prefix;
         let zero = P::default();
+        let (fast, slow, fast_k, slow_k) = (self.fast, self.slow, self.fast_k, self.slow_k);
+        let long_short = self.long_short;
+        // The hot state in locals (registers), written back around the rare fill.
+        let (mut last, mut pending, mut pos) = (self.last, self.pending, self.pos);
+        let (mut cash_f, mut q_f, mut eprev) = (self.cash_f, self.q_f, self.eprev);
+        let (mut s1, mut s2, mut s3) = (self.s1, self.s2, self.s3);
+        let (mut peak, mut mdd, mut flat) = (self.peak, self.mdd, self.flat);
         for (j, &c) in close_f.iter().enumerate() {
             let t = t0 + j;
-            if self.pending != 0 {
+            if pending != 0 {
+                self.pending = pending;
                 self.fill(cx, t, rec)?;
+                pending = 0;
+                (pos, cash_f, q_f) = (self.pos, self.cash_f, self.q_f);
             }
-            let e = self.cash_f + self.q_f * c;
+            let e = cash_f + q_f * c;
             rec.equity(e);
-            let r = e / self.eprev - 1.0;
-            self.eprev = e;
-            self.s1 += r;
-            self.s2 += r * r;
-            let d = (r - req).min(0.0);
-            self.s3 += d * d;
-            if e >= self.peak {
-                self.peak = e;
+            if e == eprev {
+                // Flat (or unchanged): a zero return, counted for the downside.
+                flat += 1;
             } else {
-                let dd = (e - self.peak) / self.peak;
-                if dd < self.mdd {
-                    self.mdd = dd;
+                let r = e / eprev - 1.0;
+                eprev = e;
+                s1 += r;
+                s2 += r * r;
+                let d = (r - req).min(0.0);
+                s3 += d * d;
+                if e >= peak {
+                    peak = e;
+                } else if e < peak * (1.0 + mdd) {
+                    // Only a deeper trough divides.
+                    let dd = (e - peak) / peak;
+                    if dd < mdd {
+                        mdd = dd;
+                    }
                 }
             }
-            if t + 1 >= self.slow {
+            if t + 1 >= slow {
                 let hi = p[t + 1];
-                let d = (hi - p[t + 1 - self.fast]) * self.slow_k
-                    - (hi - p[t + 1 - self.slow]) * self.fast_k;
+                let d = (hi - p[t + 1 - fast]) * slow_k - (hi - p[t + 1 - slow]) * fast_k;
                 let sd = i8::from(d > zero) - i8::from(d < zero);
-                let prev = self.last;
+                let prev = last;
                 if sd != 0 || prev == NONE {
-                    self.last = sd;
+                    last = sd;
                 }
                 if sd != 0 && sd == -prev {
                     let act = if sd > 0 {
-                        self.pos <= 0
+                        pos <= 0
                     } else {
-                        self.pos > 0 || (self.long_short && self.pos >= 0)
+                        pos > 0 || (long_short && pos >= 0)
                     };
                     if act {
-                        self.pending = sd;
+                        pending = sd;
                     }
                 }
             }
         }
+        (self.last, self.pending, self.pos) = (last, pending, pos);
+        (self.cash_f, self.q_f, self.eprev) = (cash_f, q_f, eprev);
+        (self.s1, self.s2, self.s3) = (s1, s2, s3);
+        (self.peak, self.mdd, self.flat) = (peak, mdd, flat);
         Ok(())
     }
 
@@ -702,12 +724,16 @@ impl<P: Int> Lane<P> {
         if price <= Decimal::ZERO || equity <= Decimal::ZERO {
             return self.refuse(ts, side, rec);
         }
-        let Ok(target) = round_quantity(
-            inst,
-            scale_by(equity, costs.fraction) / price,
-            RoundingMode::TowardZero,
-        ) else {
-            return self.refuse(ts, side, rec);
+        let target = match size_exact(inst, equity, costs.fraction, px) {
+            Some(q) => q,
+            None => match round_quantity(
+                inst,
+                scale_by(equity, costs.fraction) / price,
+                RoundingMode::TowardZero,
+            ) {
+                Ok(q) => q,
+                Err(_) => return self.refuse(ts, side, rec),
+            },
         };
         if target.raw() <= 0 || target < inst.min_quantity {
             return self.refuse(ts, side, rec);
@@ -767,7 +793,9 @@ impl<P: Int> Lane<P> {
         let n = series.len().saturating_sub(1) as f64;
         let p = config.periods_per_year;
         let d0 = (0.0 - config.required_return).min(0.0);
-        let s3 = self.s3 - d0 * d0;
+        // The first bar's zero return is not a period.
+        #[allow(clippy::cast_precision_loss, reason = "a count of bars")]
+        let s3 = self.s3 + self.flat.saturating_sub(1) as f64 * d0 * d0;
         let mean = self.s1 / n;
         let var = (self.s2 - self.s1 * mean) / (n - 1.0);
         let std = (n > 1.0).then(|| var.max(0.0).sqrt());
@@ -800,6 +828,28 @@ impl<P: Int> Lane<P> {
             },
         })
     }
+}
+
+/// `floor(equity / price)` to the quantity step, in integers, when it equals the
+/// venue's `round_quantity(equity / price, TowardZero)`: the Decimal quotient
+/// is rounded to 28 significant digits, and a quotient that is not on the step
+/// lies at least `1 / den` steps from it, so with `num < 10^26` the rounding
+/// cannot cross a step. Fraction 1 only; `None` sends the caller to the Decimal path.
+fn size_exact(inst: &Instrument, equity: Decimal, fraction: Decimal, px: i64) -> Option<Quantity> {
+    if fraction != Decimal::ONE || px <= 0 || equity <= Decimal::ZERO {
+        return None;
+    }
+    let m = equity.mantissa();
+    let up = u32::from(inst.price_precision) + u32::from(inst.size_precision);
+    let num = m.checked_mul(10i128.checked_pow(up)?)?;
+    let den = i128::from(px).checked_mul(10i128.checked_pow(equity.scale())?)?;
+    if num >= 10i128.pow(26) {
+        return None;
+    }
+    let units = num / den;
+    let step = i128::from(inst.size_step.raw());
+    let raw = i64::try_from(units - units % step).ok()?;
+    Quantity::from_raw(raw, inst.size_precision).ok()
 }
 
 /// Exact signed value of `qty_raw` at `price_raw` (the venue's `signed_value`).
@@ -969,4 +1019,40 @@ pub fn trace_sma(
         |cx| go(cx, params, config),
         |cx| go(cx, params, config),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The integer sizing equals the venue's Decimal sizing whenever it answers.
+        #[test]
+        fn integer_sizing_is_the_decimal_sizing(
+            mantissa in 1i64..i64::MAX,
+            scale in 0u32..12,
+            px in 1i64..10_000_000_000,
+            pp in 0u8..6,
+            sp in prop::sample::select(vec![0u8, 2, 3, 8]),
+        ) {
+            let inst = Instrument::equity("X", pp, sp);
+            let equity = Decimal::new(mantissa, scale);
+            let price = Price::from_raw(px, pp).unwrap().to_decimal();
+            if let Some(q) = size_exact(&inst, equity, Decimal::ONE, px) {
+                let d = round_quantity(&inst, equity / price, RoundingMode::TowardZero).unwrap();
+                prop_assert_eq!(q, d);
+            }
+        }
+    }
+
+    #[test]
+    fn integer_sizing_declines_what_it_cannot_prove() {
+        let inst = Instrument::equity("X", 2, 8);
+        let half = Decimal::new(5, 1);
+        assert!(size_exact(&inst, Decimal::from(100), half, 100).is_none());
+        assert!(size_exact(&inst, Decimal::from(i64::MAX), Decimal::ONE, 1).is_none());
+        let q = size_exact(&inst, Decimal::from(100), Decimal::ONE, 300).unwrap();
+        assert_eq!(q.raw(), 3_333_333_333);
+    }
 }
