@@ -69,7 +69,11 @@ fn bench(c: &mut Criterion) {
         println!(
             "sweep {name} ({} threads): best of 3 {best:.3} s wall, {:.3e} set-bars/s wall; \
              {best_cpu:.2} CPU-s, {:.3e} set-bars per CPU-second; {fills} fills",
-            if threads == Threads::One { 1 } else { rayon::current_num_threads() },
+            if threads == Threads::One {
+                1
+            } else {
+                rayon::current_num_threads()
+            },
             set_bars / best,
             set_bars / best_cpu
         );

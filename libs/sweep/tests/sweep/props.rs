@@ -63,3 +63,34 @@ proptest! {
         assert_parity(&s, &bars, p, &config);
     }
 }
+
+/// Prices too large for i64 window products take the i128 path: same trades.
+#[test]
+fn large_prices_take_the_i128_path_with_the_same_trades() {
+    let steps: Vec<i64> = (0..600)
+        .map(|k: i64| ((k * 7919) % 41 - 20) * 1_000_000_000_000)
+        .collect();
+    let bars = series(&steps, 400_000_000_000_000);
+    // 4e14 raw * 200^2 > 2^61: the i64 bound fails.
+    assert!(bars.iter().all(|b| b.close > 300_000_000_000_000));
+    let inst = Instrument::equity("BIG", 8, 6);
+    let s = Series::new(&inst, &bars).unwrap();
+    let config = SweepConfig {
+        backtest: BacktestConfig {
+            starting_cash: Decimal::from(1_000_000_000_i64),
+            ..BacktestConfig::default()
+        },
+        ..SweepConfig::default()
+    };
+    let mut fills = 0;
+    for (fast, slow) in [(3, 200), (5, 20), (10, 150)] {
+        let p = SmaParams {
+            fast,
+            slow,
+            long_short: true,
+        };
+        let (out, _, _) = assert_parity(&s, &bars, p, &config);
+        fills += out.fills;
+    }
+    assert!(fills > 10, "{fills}");
+}
