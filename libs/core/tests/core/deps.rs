@@ -46,6 +46,7 @@ const DOMAIN: &[&str] = &[
     "grodt-sim",
     "grodt-analytics",
     "grodt-regimes",
+    "grodt-sweep",
 ];
 
 const BANNED: &[&str] = &["tokio", "tonic", "prost", "sqlx", "redis", "polars"];

@@ -1,0 +1,1073 @@
+//! Sweep kernels: many parameter sets of a simple signal strategy evaluated in
+//! one pass over one instrument's bars, with the same trades as the event-driven
+//! engine (`grodt_sim::run_backtest` with the strategy of `grodt-strategies`).
+//!
+//! The SMA crossover ([`sweep_sma`]) is the first kernel:
+//!
+//! - Indicators once: integer prefix sums of the raw closes ([`Series`]), so any
+//!   window sum is two loads and a subtraction; the crossover is decided exactly
+//!   on `sum_fast * slow - sum_slow * fast`, as `SmaCross` decides it (backtrader's
+//!   `CrossOver`, the last non-zero difference). The sums run in `i64` when the
+//!   data and the periods bound them below 2^62, in `i128` otherwise.
+//! - Fills as the venue makes them: market orders at the next bar's open,
+//!   entries sized `floor(fraction * equity / price)` to the quantity step with
+//!   grodt-core's rounding, the venue's slippage and commission models
+//!   (`FixedBps`, `Percentage`), its cost rounding, its minimum-size and margin
+//!   refusals. Cash is the ledger's exact `Decimal`; fills are rare, so the
+//!   exact arithmetic costs little per bar.
+//! - Metrics without curves: a per-bar mark to market in `f64` feeds running
+//!   sums (return moments, downside, peak and drawdown), closing fills feed the
+//!   trade statistics; definitions are `grodt-analytics`' (`metrics::compute`).
+//! - Layout: parameter sets in groups of [`GROUP`] lanes, each group walks the
+//!   bars in time blocks of [`BLOCK`] bars so a block's prices stay in cache while
+//!   every lane of the group passes over it; groups run on all cores with rayon
+//!   and each set's result depends only on its own lane, so one core and many
+//!   cores give identical results.
+//!
+//! Supported settings (others are refused, naming the field): next-open fills,
+//! no participation cap, no latency, slippage none or fixed bps, commission none
+//! or a percentage, zero borrow and financing rates.
+
+use std::ops::{Mul, Sub};
+
+use grodt_analytics::MetricsConfig;
+use grodt_core::fixed::notional;
+use grodt_core::rounding::{RoundingMode, round_money, round_quantity};
+use grodt_core::{Bar, CoreError, Decimal, Instrument, Liquidity, Price, Quantity, Side};
+use grodt_sim::models::{
+    CommissionInput, CommissionModel, FixedBps, Percentage, SlippageInput, SlippageModel,
+};
+use grodt_sim::{BacktestConfig, CommissionSpec, FillTiming, LatencySpec, SlippageSpec};
+use rayon::prelude::*;
+use rust_decimal::prelude::ToPrimitive;
+use serde::{Deserialize, Serialize};
+
+/// Parameter sets per group (lanes walked together over each time block).
+pub const GROUP: usize = 32;
+/// Bars per time block.
+pub const BLOCK: usize = 4096;
+
+/// Why a sweep could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// A setting the kernel does not model.
+    #[error("unsupported {field}: {reason}")]
+    Unsupported {
+        /// The setting.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Bad input.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The input.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Fixed-point arithmetic out of range.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+/// One instrument's bars, prepared once for any number of sweeps.
+#[derive(Clone, Debug)]
+pub struct Series {
+    inst: Instrument,
+    ts: Vec<i64>,
+    open: Vec<i64>,
+    close: Vec<i64>,
+    /// Closes in price units, for the f64 mark to market.
+    close_f: Vec<f64>,
+    /// `prefix[t] = close[0] + ... + close[t - 1]` (raw).
+    prefix: Vec<i128>,
+    max_abs_close: i128,
+}
+
+impl Series {
+    /// Prepares `bars` of `inst` (timestamps strictly increasing).
+    pub fn new(inst: &Instrument, bars: &[Bar]) -> Result<Self, SweepError> {
+        inst.validate()?;
+        // The engine's bar checks (`venue::check_bar`): the sweep takes what it takes.
+        let tick = inst.tick_size.raw();
+        for (k, b) in bars.iter().enumerate() {
+            let bad = |reason: &str| SweepError::Invalid {
+                field: "bars",
+                reason: format!("bar {k}: {reason}"),
+            };
+            b.check().map_err(bad)?;
+            if k > 0 && b.ts <= bars[k - 1].ts {
+                return Err(bad("timestamp not after the previous bar"));
+            }
+            if tick > 1
+                && [b.open, b.high, b.low, b.close]
+                    .iter()
+                    .any(|p| p % tick != 0)
+            {
+                return Err(bad("price not on the tick"));
+            }
+        }
+        let scale = grodt_core::rounding::pow10_f64(inst.price_precision);
+        let mut prefix = Vec::with_capacity(bars.len() + 1);
+        let mut acc = 0i128;
+        prefix.push(acc);
+        for b in bars {
+            acc += i128::from(b.close);
+            prefix.push(acc);
+        }
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "closes feed the f64 mark to market only"
+        )]
+        let close_f = bars.iter().map(|b| b.close as f64 / scale).collect();
+        Ok(Self {
+            inst: inst.clone(),
+            ts: bars.iter().map(|b| b.ts).collect(),
+            open: bars.iter().map(|b| b.open).collect(),
+            close: bars.iter().map(|b| b.close).collect(),
+            close_f,
+            prefix,
+            max_abs_close: bars
+                .iter()
+                .map(|b| i128::from(b.close).abs())
+                .max()
+                .unwrap_or(0),
+        })
+    }
+
+    /// Number of bars.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// True when there are no bars.
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// The instrument.
+    pub fn instrument(&self) -> &Instrument {
+        &self.inst
+    }
+}
+
+/// One SMA-crossover parameter set (`grodt_strategies::SmaCrossParams` without
+/// the fraction, which is shared by a sweep).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SmaParams {
+    /// Fast SMA period.
+    pub fast: u32,
+    /// Slow SMA period.
+    pub slow: u32,
+    /// Also go short on a downward cross.
+    pub long_short: bool,
+}
+
+impl SmaParams {
+    /// Every `fast < slow` pair of the two ranges, fast-major.
+    pub fn grid(
+        fast: impl IntoIterator<Item = u32>,
+        slow: impl IntoIterator<Item = u32> + Clone,
+        long_short: bool,
+    ) -> Vec<Self> {
+        let mut out = Vec::new();
+        for f in fast {
+            for s in slow.clone() {
+                if f < s {
+                    out.push(Self {
+                        fast: f,
+                        slow: s,
+                        long_short,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What a sweep shares across its parameter sets.
+#[derive(Clone, Debug)]
+pub struct SweepConfig {
+    /// The engine settings the trades must match (see the module doc for those supported).
+    pub backtest: BacktestConfig,
+    /// Fraction of equity per entry (`SmaCrossParams::fraction`).
+    pub fraction: Decimal,
+    /// Periods per year, risk-free and required return of the metrics.
+    pub metrics: MetricsConfig,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        Self {
+            backtest: BacktestConfig::default(),
+            fraction: Decimal::ONE,
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+/// Metrics of one parameter set, as `grodt_analytics::metrics::compute` defines
+/// them over the engine's equity curve (one point per bar) and closed trades.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepMetrics {
+    /// Final over first equity, minus one.
+    pub total_return: f64,
+    /// Compound annual growth rate.
+    pub cagr: f64,
+    /// Annualised Sharpe ratio (`None` when returns do not vary).
+    pub sharpe: Option<f64>,
+    /// Annualised Sortino ratio (`None` without downside).
+    pub sortino: Option<f64>,
+    /// Maximum drawdown (<= 0).
+    pub max_drawdown: f64,
+    /// CAGR over the absolute maximum drawdown (`None` without drawdown).
+    pub calmar: Option<f64>,
+    /// Winning closed trades over closed trades (`None` without closed trades).
+    pub win_rate: Option<f64>,
+    /// Gross profit over gross loss of closed trades (`None` without a loss).
+    pub profit_factor: Option<f64>,
+}
+
+/// The result of one parameter set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SmaOutcome {
+    /// The parameter set.
+    pub params: SmaParams,
+    /// Exact equity at the last close (cash plus the position at the last close).
+    pub final_equity: Decimal,
+    /// Round trips, an open one at the end included (the engine's `trades.len()`).
+    pub trades: u32,
+    /// Closed round trips.
+    pub closed_trades: u32,
+    /// Fills.
+    pub fills: u32,
+    /// Orders the venue would refuse (size below the minimum, margin, ...).
+    pub rejected: u32,
+    /// Metrics.
+    pub metrics: SweepMetrics,
+}
+
+/// A fill of a traced run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SweepFill {
+    /// Bar time.
+    pub ts: i64,
+    /// Buy or sell.
+    pub side: Side,
+    /// Quantity.
+    pub qty: Quantity,
+    /// Execution price.
+    pub price: Price,
+    /// Commission.
+    pub commission: Decimal,
+}
+
+/// A closed round trip of a traced run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SweepTrade {
+    /// `Buy` for a long trade, `Sell` for a short one.
+    pub direction: Side,
+    /// Entry fill time.
+    pub entry_ts: i64,
+    /// Exit fill time.
+    pub exit_ts: i64,
+    /// Quantity.
+    pub qty: Quantity,
+    /// Entry price.
+    pub entry_price: Price,
+    /// Exit price.
+    pub exit_price: Price,
+    /// PnL after commissions.
+    pub net_pnl: Decimal,
+}
+
+/// Everything one traced parameter set did (for parity checks and the top K).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trace {
+    /// Every fill, in order.
+    pub fills: Vec<SweepFill>,
+    /// Closed round trips, in order.
+    pub trades: Vec<SweepTrade>,
+    /// Refused orders: bar time and side.
+    pub rejected: Vec<(i64, Side)>,
+    /// Equity at every close (f64 mark to market).
+    pub equity: Vec<f64>,
+}
+
+/// Receives what a lane does; the sweep's recorder does nothing.
+trait Recorder {
+    fn fill(&mut self, fill: SweepFill, entry: Option<&SweepFill>, pnl: Option<Decimal>);
+    fn rejected(&mut self, ts: i64, side: Side);
+    fn equity(&mut self, e: f64);
+}
+
+struct NoRecord;
+
+impl Recorder for NoRecord {
+    #[inline(always)]
+    fn fill(&mut self, _: SweepFill, _: Option<&SweepFill>, _: Option<Decimal>) {}
+    #[inline(always)]
+    fn rejected(&mut self, _: i64, _: Side) {}
+    #[inline(always)]
+    fn equity(&mut self, _: f64) {}
+}
+
+impl Recorder for Trace {
+    fn fill(&mut self, fill: SweepFill, entry: Option<&SweepFill>, pnl: Option<Decimal>) {
+        if let (Some(e), Some(net_pnl)) = (entry, pnl) {
+            self.trades.push(SweepTrade {
+                direction: e.side,
+                entry_ts: e.ts,
+                exit_ts: fill.ts,
+                qty: e.qty,
+                entry_price: e.price,
+                exit_price: fill.price,
+                net_pnl,
+            });
+        }
+        self.fills.push(fill);
+    }
+    fn rejected(&mut self, ts: i64, side: Side) {
+        self.rejected.push((ts, side));
+    }
+    fn equity(&mut self, e: f64) {
+        self.equity.push(e);
+    }
+}
+
+/// Costs and sizing shared by every lane, checked once.
+#[derive(Clone, Debug)]
+struct Costs {
+    slippage: Option<FixedBps>,
+    commission: Option<Percentage>,
+    cost_dp: u32,
+    enforce_margin: bool,
+    fraction: Decimal,
+}
+
+impl Costs {
+    fn of(config: &SweepConfig, inst: &Instrument) -> Result<Self, SweepError> {
+        let b = &config.backtest;
+        b.validate().map_err(|e| SweepError::Invalid {
+            field: "backtest",
+            reason: e.to_string(),
+        })?;
+        config.metrics.validate().map_err(|e| SweepError::Invalid {
+            field: "metrics",
+            reason: e.to_string(),
+        })?;
+        let no = |field: &'static str, reason: &str| {
+            Err(SweepError::Unsupported {
+                field,
+                reason: reason.into(),
+            })
+        };
+        if b.fill_timing != FillTiming::NextOpen {
+            return no("fill_timing", "the sweep fills at the next open only");
+        }
+        if b.max_participation.is_some() {
+            return no("max_participation", "no participation cap in the sweep");
+        }
+        if b.latency != (LatencySpec::Fixed { nanos: 0 }) {
+            return no("latency", "no latency in the sweep");
+        }
+        if !b.borrow_rate.is_zero() || inst.borrow.annual_rate.is_some_and(|r| !r.is_zero()) {
+            return no("borrow_rate", "borrow accrual is not modelled by the sweep");
+        }
+        if !b.financing_rate.is_zero() {
+            return no("financing_rate", "financing is not modelled by the sweep");
+        }
+        let slippage = match b.slippage {
+            SlippageSpec::None => None,
+            SlippageSpec::FixedBps { bps } => Some(FixedBps { bps }),
+            _ => return no("slippage", "the sweep models none or fixed bps"),
+        };
+        let commission = match &b.commission {
+            CommissionSpec::None => None,
+            CommissionSpec::Percentage { rate } => Some(Percentage { rate: *rate }),
+            _ => return no("commission", "the sweep models none or a percentage"),
+        };
+        if config.fraction <= Decimal::ZERO {
+            return Err(SweepError::Invalid {
+                field: "fraction",
+                reason: "must be positive".into(),
+            });
+        }
+        Ok(Self {
+            slippage,
+            commission,
+            cost_dp: b.cost_dp,
+            enforce_margin: b.enforce_margin,
+            fraction: config.fraction,
+        })
+    }
+
+    /// The venue's taker price: the model's, never better than the reference.
+    fn price(&self, inst: &Instrument, side: Side, ref_raw: i64, qty_raw: i64) -> i64 {
+        let Some(m) = self.slippage else {
+            return ref_raw;
+        };
+        let p = m.apply(&SlippageInput {
+            instrument: inst,
+            side,
+            price_raw: ref_raw,
+            qty_raw,
+            volume_share: 0.0,
+        });
+        match side {
+            Side::Buy => p.max(ref_raw),
+            Side::Sell => p.min(ref_raw),
+        }
+    }
+
+    /// The venue's commission: the model's charge, rounded up to `cost_dp`.
+    fn fee(&self, side: Side, qty: Quantity, price: Price, n: Decimal, ts: i64) -> Decimal {
+        let Some(mut m) = self.commission else {
+            return Decimal::ZERO;
+        };
+        let charge = m.charge(&CommissionInput {
+            side,
+            qty,
+            price,
+            notional: n,
+            liquidity: Liquidity::Taker,
+            ts,
+        });
+        round_cost(charge.fee, self.cost_dp, RoundingMode::Ceil)
+    }
+}
+
+/// The venue's cost rounding (`venue::round_cost`).
+fn round_cost(x: Decimal, dp: u32, mode: RoundingMode) -> Decimal {
+    if x.is_zero() && x.scale() == 0 && x.is_sign_positive() {
+        return x;
+    }
+    round_money(x.max(Decimal::ZERO), dp, mode)
+}
+
+/// The venue's `scale_by`.
+fn scale_by(x: Decimal, k: Decimal) -> Decimal {
+    if k == Decimal::ONE { x } else { x * k }
+}
+
+/// Powers of ten, exact in f64.
+const P10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A Decimal as f64 for the mark to market and the trade statistics (within an
+/// ulp or two; `Decimal::to_f64` is several times slower and fills are hot).
+fn to_f64(d: Decimal) -> f64 {
+    #[allow(clippy::cast_precision_loss, reason = "statistics only")]
+    let m = d.mantissa() as f64;
+    match d.scale() {
+        0 => m,
+        // 10^s is exact in f64 up to 10^22.
+        s @ 1..=22 => m / P10[s as usize],
+        _ => d.to_f64().unwrap_or(f64::NAN),
+    }
+}
+
+/// Integer type of the window sums.
+trait Int: Copy + Sub<Output = Self> + Mul<Output = Self> + PartialOrd + Default + Send + Sync {
+    fn from_i128(x: i128) -> Self;
+}
+
+impl Int for i64 {
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "used only when the sums are bounded below 2^62"
+    )]
+    fn from_i128(x: i128) -> Self {
+        x as i64
+    }
+}
+
+impl Int for i128 {
+    fn from_i128(x: i128) -> Self {
+        x
+    }
+}
+
+/// What every lane reads.
+struct Ctx<'a, P> {
+    series: &'a Series,
+    prefix: &'a [P],
+    costs: &'a Costs,
+    size_scale: f64,
+}
+
+const NONE: i8 = 2;
+
+/// One parameter set's state.
+#[derive(Clone, Debug)]
+struct Lane<P> {
+    // hot: read every bar
+    fast: usize,
+    slow: usize,
+    fast_k: P,
+    slow_k: P,
+    last: i8,
+    pending: i8,
+    long_short: bool,
+    pos: i64,
+    cash_f: f64,
+    q_f: f64,
+    eprev: f64,
+    s1: f64,
+    s2: f64,
+    s3: f64,
+    peak: f64,
+    mdd: f64,
+    /// Bars with a zero return (each adds `min(-required, 0)^2` to the downside).
+    flat: u64,
+    // cold: at fills
+    params: SmaParams,
+    cash: Decimal,
+    trade_cash: Decimal,
+    entry: Option<SweepFill>,
+    fills: u32,
+    closed: u32,
+    wins: u32,
+    rejected: u32,
+    gross_profit: f64,
+    gross_loss: f64,
+    first_e: f64,
+}
+
+impl<P: Int> Lane<P> {
+    fn new(params: SmaParams, cash: Decimal) -> Self {
+        let e = to_f64(cash);
+        Self {
+            fast: params.fast as usize,
+            slow: params.slow as usize,
+            fast_k: P::from_i128(i128::from(params.fast)),
+            slow_k: P::from_i128(i128::from(params.slow)),
+            last: NONE,
+            pending: 0,
+            long_short: params.long_short,
+            pos: 0,
+            cash_f: e,
+            q_f: 0.0,
+            eprev: e,
+            s1: 0.0,
+            s2: 0.0,
+            s3: 0.0,
+            peak: e,
+            mdd: 0.0,
+            flat: 0,
+            params,
+            cash,
+            trade_cash: cash,
+            entry: None,
+            fills: 0,
+            closed: 0,
+            wins: 0,
+            rejected: 0,
+            gross_profit: 0.0,
+            gross_loss: 0.0,
+            first_e: e,
+        }
+    }
+
+    /// Bars `t0..t1`: the fills at each open, the mark at the close, the signal.
+    #[inline(always)]
+    fn run<R: Recorder>(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        t0: usize,
+        t1: usize,
+        req: f64,
+        rec: &mut R,
+    ) -> Result<(), SweepError> {
+        let close_f = &cx.series.close_f[t0..t1];
+        let p = cx.prefix;
+        let zero = P::default();
+        let (fast, slow, fast_k, slow_k) = (self.fast, self.slow, self.fast_k, self.slow_k);
+        let long_short = self.long_short;
+        // The hot state in locals (registers), written back around the rare fill.
+        let (mut last, mut pending, mut pos) = (self.last, self.pending, self.pos);
+        let (mut cash_f, mut q_f, mut eprev) = (self.cash_f, self.q_f, self.eprev);
+        let (mut s1, mut s2, mut s3) = (self.s1, self.s2, self.s3);
+        let (mut peak, mut mdd, mut flat) = (self.peak, self.mdd, self.flat);
+        for (j, &c) in close_f.iter().enumerate() {
+            let t = t0 + j;
+            if pending != 0 {
+                self.pending = pending;
+                self.fill(cx, t, rec)?;
+                pending = 0;
+                (pos, cash_f, q_f) = (self.pos, self.cash_f, self.q_f);
+            }
+            let e = cash_f + q_f * c;
+            rec.equity(e);
+            if e == eprev {
+                // Flat (or unchanged): a zero return, counted for the downside.
+                flat += 1;
+            } else {
+                let r = e / eprev - 1.0;
+                eprev = e;
+                s1 += r;
+                s2 += r * r;
+                let d = (r - req).min(0.0);
+                s3 += d * d;
+                if e >= peak {
+                    peak = e;
+                } else if e < peak * (1.0 + mdd) {
+                    // Only a deeper trough divides.
+                    let dd = (e - peak) / peak;
+                    if dd < mdd {
+                        mdd = dd;
+                    }
+                }
+            }
+            if t + 1 >= slow {
+                let hi = p[t + 1];
+                let d = (hi - p[t + 1 - fast]) * slow_k - (hi - p[t + 1 - slow]) * fast_k;
+                let sd = i8::from(d > zero) - i8::from(d < zero);
+                let prev = last;
+                if sd != 0 || prev == NONE {
+                    last = sd;
+                }
+                if sd != 0 && sd == -prev {
+                    let act = if sd > 0 {
+                        pos <= 0
+                    } else {
+                        pos > 0 || (long_short && pos >= 0)
+                    };
+                    if act {
+                        pending = sd;
+                    }
+                }
+            }
+        }
+        (self.last, self.pending, self.pos) = (last, pending, pos);
+        (self.cash_f, self.q_f, self.eprev) = (cash_f, q_f, eprev);
+        (self.s1, self.s2, self.s3) = (s1, s2, s3);
+        (self.peak, self.mdd, self.flat) = (peak, mdd, flat);
+        Ok(())
+    }
+
+    /// The orders decided at the previous close, filled at bar `t`'s open in the
+    /// order the strategy submits them (close first, then the entry).
+    #[inline(never)]
+    fn fill<R: Recorder>(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        t: usize,
+        rec: &mut R,
+    ) -> Result<(), SweepError> {
+        let sig = std::mem::take(&mut self.pending);
+        let pos0 = self.pos;
+        let (close, enter, side) = if sig > 0 {
+            (pos0 < 0, pos0 <= 0, Side::Buy)
+        } else {
+            (pos0 > 0, self.long_short && pos0 >= 0, Side::Sell)
+        };
+        if close {
+            self.close(cx, t, side, rec)?;
+        }
+        if enter {
+            self.enter(cx, t, side, rec)?;
+        }
+        let inst = &cx.series.inst;
+        #[allow(clippy::cast_precision_loss, reason = "f64 mark to market only")]
+        {
+            self.q_f = self.pos as f64 / cx.size_scale * inst.multiplier as f64;
+        }
+        self.cash_f = to_f64(self.cash);
+        Ok(())
+    }
+
+    fn close<R: Recorder>(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        t: usize,
+        side: Side,
+        rec: &mut R,
+    ) -> Result<(), SweepError> {
+        let inst = &cx.series.inst;
+        let ts = cx.series.ts[t];
+        let qty_raw = self.pos.abs();
+        let price_raw = cx.costs.price(inst, side, cx.series.open[t], qty_raw);
+        let qty = Quantity::from_raw(qty_raw, inst.size_precision)?;
+        let price = Price::from_raw(price_raw, inst.price_precision)?;
+        let n = notional(qty, price, inst.multiplier)?;
+        let fee = cx.costs.fee(side, qty, price, n, ts);
+        self.book(side, n, fee);
+        self.pos = 0;
+        let pnl = self.cash - self.trade_cash;
+        self.closed += 1;
+        if pnl > Decimal::ZERO {
+            self.wins += 1;
+            self.gross_profit += to_f64(pnl);
+        } else if pnl < Decimal::ZERO {
+            self.gross_loss += to_f64(pnl);
+        }
+        let entry = self.entry.take();
+        rec.fill(
+            SweepFill {
+                ts,
+                side,
+                qty,
+                price,
+                commission: fee,
+            },
+            entry.as_ref(),
+            Some(pnl),
+        );
+        Ok(())
+    }
+
+    fn enter<R: Recorder>(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        t: usize,
+        side: Side,
+        rec: &mut R,
+    ) -> Result<(), SweepError> {
+        let inst = &cx.series.inst;
+        let costs = cx.costs;
+        let ts = cx.series.ts[t];
+        let open = cx.series.open[t];
+        // Sizing, as the venue: equity at the (slipped) price, floor to the step.
+        let px = costs.price(inst, side, open, 0);
+        let equity = self.cash + value(inst, self.pos, px)?;
+        let price = Price::from_raw(px, inst.price_precision)?.to_decimal();
+        if price <= Decimal::ZERO || equity <= Decimal::ZERO {
+            return self.refuse(ts, side, rec);
+        }
+        let target = match size_exact(inst, equity, costs.fraction, px) {
+            Some(q) => q,
+            None => match round_quantity(
+                inst,
+                scale_by(equity, costs.fraction) / price,
+                RoundingMode::TowardZero,
+            ) {
+                Ok(q) => q,
+                Err(_) => return self.refuse(ts, side, rec),
+            },
+        };
+        if target.raw() <= 0 || target < inst.min_quantity {
+            return self.refuse(ts, side, rec);
+        }
+        let qty_raw = target.raw();
+        let price_raw = costs.price(inst, side, open, qty_raw);
+        let sign = if side == Side::Buy { 1 } else { -1 };
+        let new_pos = self.pos + sign * qty_raw;
+        if new_pos < 0 && !inst.borrow.shortable {
+            return self.refuse(ts, side, rec);
+        }
+        let qty = target;
+        let price = Price::from_raw(price_raw, inst.price_precision)?;
+        let n = notional(qty, price, inst.multiplier)?;
+        let fee = costs.fee(side, qty, price, n, ts);
+        if costs.enforce_margin && new_pos.abs() > self.pos.abs() {
+            let equity = self.cash + value(inst, self.pos, price_raw)? - fee;
+            let required = scale_by(value(inst, new_pos, price_raw)?.abs(), inst.margin.initial);
+            if required > equity {
+                return self.refuse(ts, side, rec);
+            }
+        }
+        self.trade_cash = self.cash;
+        self.book(side, n, fee);
+        self.pos = new_pos;
+        let fill = SweepFill {
+            ts,
+            side,
+            qty,
+            price,
+            commission: fee,
+        };
+        self.entry = Some(fill.clone());
+        rec.fill(fill, None, None);
+        Ok(())
+    }
+
+    fn book(&mut self, side: Side, n: Decimal, fee: Decimal) {
+        match side {
+            Side::Buy => self.cash -= n,
+            Side::Sell => self.cash += n,
+        }
+        self.cash -= fee;
+        self.fills += 1;
+    }
+
+    fn refuse<R: Recorder>(&mut self, ts: i64, side: Side, rec: &mut R) -> Result<(), SweepError> {
+        self.rejected += 1;
+        rec.rejected(ts, side);
+        Ok(())
+    }
+
+    fn finish(&self, series: &Series, config: &MetricsConfig) -> Result<SmaOutcome, SweepError> {
+        let last = series.close.last().copied().unwrap_or(0);
+        let final_equity = self.cash + value(&series.inst, self.pos, last)?;
+        #[allow(clippy::cast_precision_loss, reason = "counts of periods")]
+        let n = series.len().saturating_sub(1) as f64;
+        let p = config.periods_per_year;
+        let d0 = (0.0 - config.required_return).min(0.0);
+        // The first bar's zero return is not a period.
+        #[allow(clippy::cast_precision_loss, reason = "a count of bars")]
+        let s3 = self.s3 + self.flat.saturating_sub(1) as f64 * d0 * d0;
+        let mean = self.s1 / n;
+        let var = (self.s2 - self.s1 * mean) / (n - 1.0);
+        let std = (n > 1.0).then(|| var.max(0.0).sqrt());
+        let sharpe = std.and_then(|s| (s > 0.0).then(|| (mean - config.risk_free) / s * p.sqrt()));
+        let downside = (s3 / n).sqrt() * p.sqrt();
+        let sortino = (downside > 0.0).then(|| (mean - config.required_return) * p / downside);
+        let growth = self.eprev / self.first_e;
+        let cagr = if growth <= 0.0 {
+            -1.0
+        } else {
+            growth.powf(p / n) - 1.0
+        };
+        Ok(SmaOutcome {
+            params: self.params,
+            final_equity,
+            trades: self.closed + u32::from(self.pos != 0),
+            closed_trades: self.closed,
+            fills: self.fills,
+            rejected: self.rejected,
+            metrics: SweepMetrics {
+                total_return: growth - 1.0,
+                cagr,
+                sharpe,
+                sortino,
+                max_drawdown: self.mdd,
+                calmar: (self.mdd < 0.0).then(|| cagr / self.mdd.abs()),
+                win_rate: (self.closed > 0).then(|| f64::from(self.wins) / f64::from(self.closed)),
+                profit_factor: (self.gross_loss < 0.0)
+                    .then(|| self.gross_profit / -self.gross_loss),
+            },
+        })
+    }
+}
+
+/// `floor(equity / price)` to the quantity step, in integers, when it equals the
+/// venue's `round_quantity(equity / price, TowardZero)`: the Decimal quotient
+/// is rounded to 28 significant digits, and a quotient that is not on the step
+/// lies at least `1 / den` steps from it, so with `num < 10^26` the rounding
+/// cannot cross a step. Fraction 1 only; `None` sends the caller to the Decimal path.
+fn size_exact(inst: &Instrument, equity: Decimal, fraction: Decimal, px: i64) -> Option<Quantity> {
+    if fraction != Decimal::ONE || px <= 0 || equity <= Decimal::ZERO {
+        return None;
+    }
+    let m = equity.mantissa();
+    let up = u32::from(inst.price_precision) + u32::from(inst.size_precision);
+    let num = m.checked_mul(10i128.checked_pow(up)?)?;
+    let den = i128::from(px).checked_mul(10i128.checked_pow(equity.scale())?)?;
+    if num >= 10i128.pow(26) {
+        return None;
+    }
+    let units = num / den;
+    let step = i128::from(inst.size_step.raw());
+    let raw = i64::try_from(units - units % step).ok()?;
+    Quantity::from_raw(raw, inst.size_precision).ok()
+}
+
+/// Exact signed value of `qty_raw` at `price_raw` (the venue's `signed_value`).
+fn value(inst: &Instrument, qty_raw: i64, price_raw: i64) -> Result<Decimal, SweepError> {
+    if qty_raw == 0 {
+        return Ok(Decimal::ZERO);
+    }
+    let q = Quantity::from_raw(qty_raw.abs(), inst.size_precision)?;
+    let p = Price::from_raw(price_raw, inst.price_precision)?;
+    let v = notional(q, p, inst.multiplier)?;
+    Ok(if qty_raw < 0 { -v } else { v })
+}
+
+/// How many cores a sweep uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// The calling thread only.
+    One,
+    /// Rayon's pool (all cores by default).
+    All,
+}
+
+fn check_sets(sets: &[SmaParams]) -> Result<(), SweepError> {
+    for s in sets {
+        if s.fast == 0 || s.fast >= s.slow {
+            return Err(SweepError::Invalid {
+                field: "params",
+                reason: format!("need 0 < fast < slow, got fast {} slow {}", s.fast, s.slow),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs one group of lanes over every time block.
+fn run_group<P: Int>(
+    cx: &Ctx<'_, P>,
+    sets: &[SmaParams],
+    config: &SweepConfig,
+) -> Result<Vec<SmaOutcome>, SweepError> {
+    let cash = config.backtest.starting_cash;
+    let req = config.metrics.required_return;
+    let mut lanes: Vec<Lane<P>> = sets.iter().map(|&s| Lane::new(s, cash)).collect();
+    let n = cx.series.len();
+    let mut t0 = 0;
+    while t0 < n {
+        let t1 = (t0 + BLOCK).min(n);
+        for lane in &mut lanes {
+            lane.run(cx, t0, t1, req, &mut NoRecord)?;
+        }
+        t0 = t1;
+    }
+    lanes
+        .iter()
+        .map(|l| l.finish(cx.series, &config.metrics))
+        .collect()
+}
+
+fn with_prefix<T>(
+    series: &Series,
+    max_slow: u32,
+    config: &SweepConfig,
+    f64_path: impl FnOnce(&Ctx<'_, i64>) -> Result<T, SweepError>,
+    i128_path: impl FnOnce(&Ctx<'_, i128>) -> Result<T, SweepError>,
+) -> Result<T, SweepError> {
+    let costs = Costs::of(config, &series.inst)?;
+    let size_scale = grodt_core::rounding::pow10_f64(series.inst.size_precision);
+    let bound = 1i128 << 62;
+    let last = series.prefix.last().copied().unwrap_or(0).abs();
+    let max_prefix = series
+        .prefix
+        .iter()
+        .map(|p| p.abs())
+        .max()
+        .unwrap_or(0)
+        .max(last);
+    let k = i128::from(max_slow);
+    let fits = max_prefix < bound / 2
+        && series
+            .max_abs_close
+            .checked_mul(k * k)
+            .is_some_and(|x| x < bound / 2);
+    if fits {
+        let prefix: Vec<i64> = series.prefix.iter().map(|&p| i64::from_i128(p)).collect();
+        f64_path(&Ctx {
+            series,
+            prefix: &prefix,
+            costs: &costs,
+            size_scale,
+        })
+    } else {
+        i128_path(&Ctx {
+            series,
+            prefix: &series.prefix,
+            costs: &costs,
+            size_scale,
+        })
+    }
+}
+
+fn sweep_with<P: Int>(
+    cx: &Ctx<'_, P>,
+    sets: &[SmaParams],
+    config: &SweepConfig,
+    threads: Threads,
+) -> Result<Vec<SmaOutcome>, SweepError> {
+    let groups: Vec<Vec<SmaOutcome>> = match threads {
+        Threads::One => sets
+            .chunks(GROUP)
+            .map(|g| run_group(cx, g, config))
+            .collect::<Result<_, _>>()?,
+        Threads::All => sets
+            .par_chunks(GROUP)
+            .map(|g| run_group(cx, g, config))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(groups.into_iter().flatten().collect())
+}
+
+/// Evaluates every SMA-crossover parameter set of `sets` over `series`: one
+/// outcome per set, in the order of `sets`, identical whatever `threads`.
+pub fn sweep_sma(
+    series: &Series,
+    sets: &[SmaParams],
+    config: &SweepConfig,
+    threads: Threads,
+) -> Result<Vec<SmaOutcome>, SweepError> {
+    check_sets(sets)?;
+    let max_slow = sets.iter().map(|s| s.slow).max().unwrap_or(1);
+    with_prefix(
+        series,
+        max_slow,
+        config,
+        |cx| sweep_with(cx, sets, config, threads),
+        |cx| sweep_with(cx, sets, config, threads),
+    )
+}
+
+/// One parameter set through the same lane code, recording every fill, trade,
+/// refusal and equity point.
+pub fn trace_sma(
+    series: &Series,
+    params: SmaParams,
+    config: &SweepConfig,
+) -> Result<(SmaOutcome, Trace), SweepError> {
+    fn go<P: Int>(
+        cx: &Ctx<'_, P>,
+        params: SmaParams,
+        config: &SweepConfig,
+    ) -> Result<(SmaOutcome, Trace), SweepError> {
+        let mut lane = Lane::<P>::new(params, config.backtest.starting_cash);
+        let mut trace = Trace::default();
+        let n = cx.series.len();
+        let mut t0 = 0;
+        while t0 < n {
+            let t1 = (t0 + BLOCK).min(n);
+            lane.run(cx, t0, t1, config.metrics.required_return, &mut trace)?;
+            t0 = t1;
+        }
+        Ok((lane.finish(cx.series, &config.metrics)?, trace))
+    }
+    check_sets(&[params])?;
+    with_prefix(
+        series,
+        params.slow,
+        config,
+        |cx| go(cx, params, config),
+        |cx| go(cx, params, config),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The integer sizing equals the venue's Decimal sizing whenever it answers.
+        #[test]
+        fn integer_sizing_is_the_decimal_sizing(
+            mantissa in 1i64..i64::MAX,
+            scale in 0u32..12,
+            px in 1i64..10_000_000_000,
+            pp in 0u8..6,
+            sp in prop::sample::select(vec![0u8, 2, 3, 8]),
+        ) {
+            let inst = Instrument::equity("X", pp, sp);
+            let equity = Decimal::new(mantissa, scale);
+            let price = Price::from_raw(px, pp).unwrap().to_decimal();
+            if let Some(q) = size_exact(&inst, equity, Decimal::ONE, px) {
+                let d = round_quantity(&inst, equity / price, RoundingMode::TowardZero).unwrap();
+                prop_assert_eq!(q, d);
+            }
+        }
+    }
+
+    #[test]
+    fn integer_sizing_declines_what_it_cannot_prove() {
+        let inst = Instrument::equity("X", 2, 8);
+        let half = Decimal::new(5, 1);
+        assert!(size_exact(&inst, Decimal::from(100), half, 100).is_none());
+        assert!(size_exact(&inst, Decimal::from(i64::MAX), Decimal::ONE, 1).is_none());
+        let q = size_exact(&inst, Decimal::from(100), Decimal::ONE, 300).unwrap();
+        assert_eq!(q.raw(), 3_333_333_333);
+    }
+}
