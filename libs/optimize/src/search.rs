@@ -203,6 +203,10 @@ impl Search for GridSearch {
         let mut out = Vec::new();
         while out.len() < n && !self.is_done() {
             let params = self.space.grid_point(self.cursor);
+            if let Some(next) = self.space.skip_invalid_block(self.cursor, &params) {
+                self.cursor = next.min(self.len);
+                continue;
+            }
             self.cursor += 1;
             if self.space.is_valid(&params) {
                 out.push(self.ledger.issue(params));
@@ -243,6 +247,8 @@ pub struct RandomSearch {
     /// The ChaCha8 word position, split in two u64 for any serde format.
     rng_pos: (u64, u64),
     seen: BTreeSet<Params>,
+    /// Valid points of a discrete space, counted once.
+    valid: Option<u64>,
     exhausted: bool,
     ledger: Ledger,
 }
@@ -250,10 +256,16 @@ pub struct RandomSearch {
 impl RandomSearch {
     /// A random search of `space` from `seed`.
     pub fn new(space: Space, seed: u64, plateau: Option<Plateau>) -> Self {
+        let valid = if space.is_discrete() {
+            space.valid_grid_len()
+        } else {
+            None
+        };
         Self {
             space,
             seed,
             rng_pos: (0, 0),
+            valid,
             seen: BTreeSet::new(),
             exhausted: false,
             ledger: Ledger::new(plateau),
@@ -279,12 +291,7 @@ impl RandomSearch {
     }
 
     fn next(&mut self, rng: &mut ChaCha8Rng) -> Option<Params> {
-        if self.space.is_discrete()
-            && self
-                .space
-                .valid_grid_len()
-                .is_some_and(|v| self.seen.len() as u64 >= v)
-        {
+        if self.valid.is_some_and(|v| self.seen.len() as u64 >= v) {
             return None;
         }
         for _ in 0..MAX_DRAWS {

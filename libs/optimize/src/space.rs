@@ -120,6 +120,9 @@ pub enum Dim {
     },
 }
 
+/// Largest constrained dimension whose valid pairs are counted.
+const MAX_COUNT: u64 = 10_000_000;
+
 /// Largest float grid (per dimension) a space accepts.
 const MAX_DIM_POINTS: u64 = 1 << 40;
 
@@ -144,6 +147,26 @@ impl Dim {
         }
     }
 
+    /// Smallest and largest numeric value of the dimension (None for a
+    /// value that is not a number).
+    pub fn num_bounds(&self) -> Option<(f64, f64)> {
+        match self {
+            Self::Categorical { values } => {
+                values
+                    .iter()
+                    .try_fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                        let x: f64 = v.trim().parse().ok()?;
+                        Some((lo.min(x), hi.max(x)))
+                    })
+            }
+            _ => {
+                let first = self.grid_value(0).parse().ok()?;
+                let last = self.grid_value(self.grid_len() - 1).parse().ok()?;
+                Some((first, last))
+            }
+        }
+    }
+
     /// Whether random draws come from a finite set (the grid).
     pub fn is_discrete(&self) -> bool {
         !matches!(self, Self::Float { .. } | Self::LogFloat { .. })
@@ -158,7 +181,7 @@ impl Dim {
             Self::Float { min, max, step, .. } => {
                 #[allow(clippy::cast_precision_loss, reason = "grid index of a bounded grid")]
                 let x = min + step * i as f64;
-                fmt_float(round_to_step(x, *step).clamp(*min, *max))
+                fmt_float(round_to_grid(x, *min, *step).clamp(*min, *max))
             }
             Self::LogFloat { min, max, points } => {
                 if min == max || *points < 2 {
@@ -278,8 +301,9 @@ fn step_places(step: f64) -> i32 {
         .unwrap_or(12)
 }
 
-fn round_to_step(x: f64, step: f64) -> f64 {
-    let p = 10f64.powi(step_places(step));
+/// `x` rounded to the decimal places of the grid's origin and step.
+fn round_to_grid(x: f64, min: f64, step: f64) -> f64 {
+    let p = 10f64.powi(step_places(step).max(step_places(min)));
     (x * p).round() / p
 }
 
@@ -374,12 +398,26 @@ impl Space {
                 param: unknown.clone(),
             });
         }
+        // A parameter left at its default but constrained with a searched
+        // one is fixed at its default and sent, so the constraint is a pair
+        // of dimensions (counted exactly, skipped by blocks in a grid).
+        let partner = |name: &str| {
+            spec.constraints.iter().any(|c| match c {
+                Constraint::LessThan { left, right } => {
+                    (*left == name && ranges.contains_key(*right))
+                        || (*right == name && ranges.contains_key(*left))
+                }
+            })
+        };
         let mut names = Vec::new();
         let mut dims = Vec::new();
         for p in &spec.params {
             let dim = match (ranges.get(p.name), others) {
                 (Some(r), _) => dim_from_range(strategy, p.name, &p.kind, r)?,
                 (None, Others::Schema) => dim_from_schema(p.name, &p.kind)?,
+                (None, Others::Default) if partner(p.name) => Dim::Categorical {
+                    values: vec![p.kind.default_value().to_string()],
+                },
                 (None, Others::Default) => continue,
             };
             names.push(p.name.to_owned());
@@ -400,16 +438,9 @@ impl Space {
     /// (`fast` 50..60 with `slow` 10..20).
     fn check_some_valid(&self) -> Result<(), SpaceError> {
         for &(l, r) in &self.less_than {
-            let lo = self.dims[l]
-                .grid_value(0)
-                .parse::<f64>()
-                .unwrap_or(f64::NAN);
-            let last = self.dims[r].grid_len() - 1;
-            let hi = self.dims[r]
-                .grid_value(last)
-                .parse::<f64>()
-                .unwrap_or(f64::NAN);
-            if lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less) {
+            let lo = self.dims[l].num_bounds().map(|b| b.0);
+            let hi = self.dims[r].num_bounds().map(|b| b.1);
+            if !matches!((lo, hi), (Some(a), Some(b)) if a < b) {
                 return Err(SpaceError::BadRange {
                     param: self.names[l].clone(),
                     reason: format!("no value satisfies {} < {}", self.names[l], self.names[r]),
@@ -449,8 +480,9 @@ impl Space {
 
     /// Points of the grid that satisfy the constraints, counted without
     /// enumerating the grid (each constrained pair is counted by a merge of
-    /// its two sorted grids). None when it exceeds `u64::MAX`, or when a
-    /// parameter is in more than one constraint.
+    /// its two sorted grids). None when it exceeds `u64::MAX`, when a
+    /// parameter is in more than one constraint, or when a constrained
+    /// dimension has more than 10^7 points.
     pub fn valid_grid_len(&self) -> Option<u64> {
         let mut used = vec![false; self.dims.len()];
         let mut total: u64 = 1;
@@ -460,7 +492,7 @@ impl Space {
             }
             used[l] = true;
             used[r] = true;
-            total = total.checked_mul(self.count_less_than(l, r))?;
+            total = total.checked_mul(self.count_less_than(l, r)?)?;
         }
         for (d, u) in self.dims.iter().zip(&used) {
             if !u {
@@ -470,8 +502,12 @@ impl Space {
         Some(total)
     }
 
-    /// Pairs `(a, b)` of the grids of `l` and `r` with `a < b`.
-    fn count_less_than(&self, l: usize, r: usize) -> u64 {
+    /// Pairs `(a, b)` of the grids of `l` and `r` with `a < b`; None when
+    /// a grid has more than 10^7 points (too long to count).
+    fn count_less_than(&self, l: usize, r: usize) -> Option<u64> {
+        if self.dims[l].grid_len() > MAX_COUNT || self.dims[r].grid_len() > MAX_COUNT {
+            return None;
+        }
         let values = |d: &Dim| -> Vec<f64> {
             (0..d.grid_len())
                 .map(|i| d.grid_value(i).parse().unwrap_or(f64::NAN))
@@ -490,7 +526,7 @@ impl Space {
             }
             n += i as u64;
         }
-        n
+        Some(n)
     }
 
     /// Grid point `index` (< [`Space::grid_len`]), mixed radix with the last
@@ -508,6 +544,26 @@ impl Space {
             .zip(digits)
             .map(|((name, d), i)| (name.clone(), d.grid_value(i)))
             .collect()
+    }
+
+    /// For a grid point breaking a constraint between two dimensions, the
+    /// next grid index that could satisfy it: every point sharing the
+    /// digits up to the later of the two dimensions breaks it too. None
+    /// when `params` break no such constraint.
+    pub fn skip_invalid_block(&self, index: u64, params: &Params) -> Option<u64> {
+        let num = |i: usize| {
+            params
+                .get(&self.names[i])
+                .and_then(|t| Decimal::from_str(t).ok())
+        };
+        let last = self
+            .less_than
+            .iter()
+            .filter(|&&(l, r)| !matches!((num(l), num(r)), (Some(a), Some(b)) if a < b))
+            .map(|&(l, r)| l.max(r))
+            .min()?;
+        let stride: u64 = self.dims[last + 1..].iter().map(Dim::grid_len).product();
+        Some((index / stride + 1).saturating_mul(stride))
     }
 
     /// A random point (constraints not applied).

@@ -219,12 +219,80 @@ fn dimensions_follow_the_schema_types() {
     assert_eq!(grid("sl_atr"), ["0.5", "0.6", "0.7", "0.8", "0.9", "1"]);
     assert_eq!(grid("fraction"), ["0.5", "0.75", "1"]);
     assert_eq!(grid("allow_short"), ["true"]);
-    assert_eq!(space.names()[1], "tp_atr");
-    assert!(matches!(space.dims()[1], Dim::LogFloat { .. }));
+    // ema_slow, constrained with ema_fast, is fixed at its default.
+    assert_eq!(
+        space.names(),
+        [
+            "ema_fast",
+            "ema_slow",
+            "tp_atr",
+            "sl_atr",
+            "fraction",
+            "allow_short"
+        ]
+    );
+    assert_eq!(grid("ema_slow"), ["50"]);
+    assert!(matches!(space.dims()[2], Dim::LogFloat { .. }));
     assert_eq!(space.grid_len(), Some(4 * 5 * 6 * 3));
-    // ema_slow stays at its default (21): ema_fast 5..20 all below it.
+    // ema_slow at its default (50): ema_fast 5..20 all below it.
     assert_eq!(space.valid_grid_len(), Some(4 * 5 * 6 * 3));
     assert!(!space.is_discrete());
+}
+
+#[test]
+fn a_float_grid_starts_at_its_min_and_prints_without_noise() {
+    let space = Space::new(
+        "s3",
+        &ranges(vec![("volume_mult", linear(0.05, 0.45, Some(0.1)))]),
+        Others::Default,
+    )
+    .unwrap();
+    let d = &space.dims()[0];
+    let values: Vec<String> = (0..d.grid_len()).map(|i| d.grid_value(i)).collect();
+    assert_eq!(values, ["0.05", "0.15", "0.25", "0.35", "0.45"]);
+}
+
+#[test]
+fn a_constraint_with_a_parameter_at_its_default_is_applied_and_counted() {
+    // slow stays at its default 30: only fast 5..29 is valid.
+    let space = Space::new(
+        "sma_cross",
+        &ranges(vec![("fast", linear(5.0, 50.0, None))]),
+        Others::Default,
+    )
+    .unwrap();
+    assert_eq!(space.valid_grid_len(), Some(25));
+    let mut g = GridSearch::new(space.clone(), None).unwrap();
+    let got = run(&mut g, 10, &sum_objective, 1000);
+    assert_eq!(got.len(), 25);
+    assert!(got.iter().all(|t| t.params["slow"] == "30"));
+    let mut r = RandomSearch::new(space, 5, None);
+    let got = run(&mut r, 10, &sum_objective, 1000);
+    assert_eq!(got.len(), 25);
+    assert!(r.is_done());
+}
+
+#[test]
+fn a_grid_skips_blocks_that_break_a_constraint() {
+    // fast = 1000 with slow 2..=100000: the 999 slow values at or below
+    // fast (x 100 fractions each) are skipped a block at a time.
+    let space = Space::new(
+        "sma_cross",
+        &ranges(vec![
+            ("fast", linear(1000.0, 1000.0, None)),
+            ("slow", linear(2.0, 100_000.0, None)),
+            ("fraction", linear(0.01, 1.0, None)),
+        ]),
+        Others::Default,
+    )
+    .unwrap();
+    assert_eq!(space.grid_len(), Some(99_999 * 100));
+    assert_eq!(space.valid_grid_len(), Some(99_000 * 100));
+    let mut g = GridSearch::new(space, None).unwrap();
+    let t = g.suggest(2);
+    assert_eq!(t[0].params["slow"], "1001");
+    assert_eq!(t[0].params["fraction"], "0.01");
+    assert_eq!(t[1].params["fraction"], "0.02");
 }
 
 #[test]
