@@ -140,6 +140,42 @@ impl Objective {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn weighted_score_is_the_sum_of_weighted_metrics(
+            sharpe in -5.0..5.0f64, sortino in -5.0..5.0f64, calmar in -5.0..5.0f64,
+            ret in -1.0..3.0f64, dd in -1.0..=0.0f64, trades in 0usize..50, min in 0usize..50,
+            w in proptest::collection::vec(0.1..3.0f64, 5),
+        ) {
+            let m = TrialMetrics {
+                total_return: ret,
+                sharpe: Some(sharpe),
+                sortino: Some(sortino),
+                calmar: Some(calmar),
+                max_drawdown: dd,
+                trades,
+            };
+            let o = Objective::weighted(vec![
+                (Metric::Sharpe, w[0]),
+                (Metric::Sortino, w[1]),
+                (Metric::Calmar, -w[2]),
+                (Metric::TotalReturn, w[3]),
+                (Metric::MaxDrawdown, w[4]),
+            ])
+            .unwrap()
+            .min_trades(min);
+            let want = w[0] * sharpe + w[1] * sortino - w[2] * calmar + w[3] * ret + w[4] * dd;
+            match o.score(&m) {
+                Some(v) => {
+                    prop_assert!(trades >= min);
+                    prop_assert!((v - want).abs() <= 1e-12 * want.abs().max(1.0));
+                }
+                None => prop_assert!(trades < min),
+            }
+        }
+    }
 
     fn metrics() -> TrialMetrics {
         TrialMetrics {

@@ -596,6 +596,14 @@ proptest! {
         prop_assert_eq!(space.valid_grid_len(), Some(want.len() as u64));
         let ids: Vec<u64> = got.iter().map(|t| t.id).collect();
         prop_assert_eq!(ids, (0..got.len() as u64).collect::<Vec<_>>());
+        // Deterministic whatever the batch size.
+        let again = run(
+            &mut GridSearch::new(space, None).unwrap(),
+            batch + 3,
+            &sum_objective,
+            100_000,
+        );
+        prop_assert_eq!(again, got);
     }
 
     #[test]
