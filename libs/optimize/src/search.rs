@@ -140,7 +140,7 @@ impl Ledger {
 
     fn plateaued(&self) -> bool {
         self.plateau
-            .is_some_and(|p| self.since_improvement >= p.patience.max(1))
+            .is_some_and(|p| self.since_improvement >= p.patience)
     }
 
     fn best_value(&self) -> Option<f64> {
@@ -170,14 +170,28 @@ pub enum SetupError {
     /// The grid has more than `u64::MAX` points.
     #[error("the grid has more than 2^64 points: narrow the ranges or widen the steps")]
     GridTooLarge,
+    /// A plateau with patience 0 or an epsilon negative or not finite.
+    #[error("plateau: patience must be >= 1 and epsilon finite and >= 0")]
+    BadPlateau,
+}
+
+fn check_plateau(plateau: Option<Plateau>) -> Result<(), SetupError> {
+    match plateau {
+        Some(p) if p.patience == 0 || !(p.epsilon.is_finite() && p.epsilon >= 0.0) => {
+            Err(SetupError::BadPlateau)
+        }
+        _ => Ok(()),
+    }
 }
 
 impl GridSearch {
     /// A grid search of `space`.
     ///
     /// # Errors
-    /// [`SetupError::GridTooLarge`] when the grid cannot be counted in a u64.
+    /// [`SetupError::GridTooLarge`] when the grid cannot be counted in a
+    /// u64; [`SetupError::BadPlateau`].
     pub fn new(space: Space, plateau: Option<Plateau>) -> Result<Self, SetupError> {
+        check_plateau(plateau)?;
         let len = space.grid_len().ok_or(SetupError::GridTooLarge)?;
         Ok(Self {
             space,
@@ -255,13 +269,17 @@ pub struct RandomSearch {
 
 impl RandomSearch {
     /// A random search of `space` from `seed`.
-    pub fn new(space: Space, seed: u64, plateau: Option<Plateau>) -> Self {
+    ///
+    /// # Errors
+    /// [`SetupError::BadPlateau`].
+    pub fn new(space: Space, seed: u64, plateau: Option<Plateau>) -> Result<Self, SetupError> {
+        check_plateau(plateau)?;
         let valid = if space.is_discrete() {
             space.valid_grid_len()
         } else {
             None
         };
-        Self {
+        Ok(Self {
             space,
             seed,
             rng_pos: (0, 0),
@@ -269,7 +287,7 @@ impl RandomSearch {
             seen: BTreeSet::new(),
             exhausted: false,
             ledger: Ledger::new(plateau),
-        }
+        })
     }
 
     /// Every result observed, in observation order.

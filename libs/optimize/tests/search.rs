@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use grodt_optimize::{
     Dim, GridSearch, Others, Params, Plateau, Prior, RandomSearch, Range, Search, SearchError,
-    Searcher, Space, SpaceError, Trial,
+    Searcher, SetupError, Space, SpaceError, Trial,
 };
 use grodt_strategies::registry;
 use proptest::prelude::*;
@@ -266,7 +266,7 @@ fn a_constraint_with_a_parameter_at_its_default_is_applied_and_counted() {
     let got = run(&mut g, 10, &sum_objective, 1000);
     assert_eq!(got.len(), 25);
     assert!(got.iter().all(|t| t.params["slow"] == "30"));
-    let mut r = RandomSearch::new(space, 5, None);
+    let mut r = RandomSearch::new(space, 5, None).unwrap();
     let got = run(&mut r, 10, &sum_objective, 1000);
     assert_eq!(got.len(), 25);
     assert!(r.is_done());
@@ -364,6 +364,27 @@ fn grid_plateau_stops_after_patience_results_without_improvement() {
     assert_eq!(best.id, 5);
     assert!((v - 0.025).abs() < 1e-12);
 
+    for bad in [
+        Plateau {
+            patience: 0,
+            epsilon: 0.0,
+        },
+        Plateau {
+            patience: 3,
+            epsilon: -1.0,
+        },
+        Plateau {
+            patience: 3,
+            epsilon: f64::NAN,
+        },
+    ] {
+        assert_eq!(
+            GridSearch::new(sma_space((1, 3, 1), (2, 5, 1)), Some(bad)).unwrap_err(),
+            SetupError::BadPlateau
+        );
+        assert!(RandomSearch::new(sma_space((1, 3, 1), (2, 5, 1)), 1, Some(bad)).is_err());
+    }
+
     // Failed trials count as results without improvement.
     let mut g = GridSearch::new(sma_space((1, 20, 1), (2, 40, 1)), Some(plateau)).unwrap();
     let trials = g.suggest(10);
@@ -393,7 +414,7 @@ fn random_exhausts_a_small_discrete_space_without_repeats() {
     let space = sma_space((1, 10, 1), (5, 12, 1));
     let want = brute_force(&space);
     assert_eq!(space.valid_grid_len(), Some(want.len() as u64));
-    let mut r = RandomSearch::new(space, 7, None);
+    let mut r = RandomSearch::new(space, 7, None).unwrap();
     let got = run(&mut r, 4, &sum_objective, 10_000);
     let set: BTreeSet<Params> = got.iter().map(|t| t.params.clone()).collect();
     assert_eq!(set.len(), got.len(), "no repeats");
@@ -423,19 +444,19 @@ fn same_seed_same_sequence_whatever_the_batches() {
     )
     .unwrap();
     let a = run(
-        &mut RandomSearch::new(space.clone(), 42, None),
+        &mut RandomSearch::new(space.clone(), 42, None).unwrap(),
         5,
         &sum_objective,
         60,
     );
     let b = run(
-        &mut RandomSearch::new(space.clone(), 42, None),
+        &mut RandomSearch::new(space.clone(), 42, None).unwrap(),
         3,
         &sum_objective,
         60,
     );
     let c = run(
-        &mut RandomSearch::new(space.clone(), 43, None),
+        &mut RandomSearch::new(space.clone(), 43, None).unwrap(),
         5,
         &sum_objective,
         60,
@@ -500,7 +521,9 @@ fn a_restored_search_continues_the_same_sequence() {
     )
     .unwrap();
     let s = space.clone();
-    resumes_like_uninterrupted(&move || Searcher::Random(RandomSearch::new(s.clone(), 9, None)));
+    resumes_like_uninterrupted(&move || {
+        Searcher::Random(RandomSearch::new(s.clone(), 9, None).unwrap())
+    });
     let plateau = Some(Plateau {
         patience: 1000,
         epsilon: 0.0,
@@ -536,7 +559,7 @@ fn log_uniform_and_normal_priors_stay_in_bounds_and_have_their_shape() {
         Others::Default,
     )
     .unwrap();
-    let mut r = RandomSearch::new(space, 1, None);
+    let mut r = RandomSearch::new(space, 1, None).unwrap();
     let trials = r.suggest(2000);
     assert_eq!(trials.len(), 2000);
     let tp: Vec<f64> = trials
@@ -564,7 +587,7 @@ fn log_uniform_and_normal_priors_stay_in_bounds_and_have_their_shape() {
 fn a_continuous_random_search_of_every_strategy_suggests_only_valid_trials() {
     for spec in registry::specs() {
         let space = Space::new(spec.name, &BTreeMap::new(), Others::Schema).unwrap();
-        let mut r = RandomSearch::new(space, 3, None);
+        let mut r = RandomSearch::new(space, 3, None).unwrap();
         let trials = r.suggest(200);
         assert_eq!(trials.len(), 200, "{}", spec.name);
         for t in &trials {
@@ -617,7 +640,7 @@ proptest! {
         prop_assume!(f_lo < s_hi);
         let space = sma_space((f_lo, f_hi, 1), (s_lo, s_hi, 1));
         let want = brute_force(&space);
-        let mut r = RandomSearch::new(space, seed, None);
+        let mut r = RandomSearch::new(space, seed, None).unwrap();
         let got = run(&mut r, batch, &sum_objective, 100_000);
         let set: BTreeSet<Params> = got.iter().map(|t| t.params.clone()).collect();
         prop_assert_eq!(set.len(), got.len(), "a repeat");
@@ -644,8 +667,8 @@ proptest! {
             Others::Default,
         )
         .unwrap();
-        let a = run(&mut RandomSearch::new(space.clone(), seed, None), batch, &sum_objective, 30);
-        let b = run(&mut RandomSearch::new(space, seed, None), 30, &sum_objective, 30);
+        let a = run(&mut RandomSearch::new(space.clone(), seed, None).unwrap(), batch, &sum_objective, 30);
+        let b = run(&mut RandomSearch::new(space, seed, None).unwrap(), 30, &sum_objective, 30);
         prop_assert_eq!(&a[..30], &b[..30]);
         for t in &a {
             let lo: f64 = t.params["oversold"].parse().unwrap();
