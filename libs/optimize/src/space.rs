@@ -806,22 +806,19 @@ fn dim_from_range(
                 return Err(bad(name, "empty list of values"));
             }
             let mut seen = std::collections::BTreeSet::new();
+            let mut canonical = Vec::new();
             for v in values {
-                check_value(strategy, name, v)?;
-                if !seen.insert(v) {
+                let c = check_value(strategy, name, v)?;
+                if !seen.insert(c.clone()) {
                     return Err(bad(name, format!("value {v:?} given twice")));
                 }
+                canonical.push(c);
             }
-            Dim::Categorical {
-                values: values.clone(),
-            }
+            Dim::Categorical { values: canonical }
         }
-        (_, Range::Fixed { value }) => {
-            check_value(strategy, name, value)?;
-            Dim::Categorical {
-                values: vec![value.clone()],
-            }
-        }
+        (_, Range::Fixed { value }) => Dim::Categorical {
+            values: vec![check_value(strategy, name, value)?],
+        },
         (kind, range) => {
             return Err(bad(
                 name,
@@ -844,13 +841,19 @@ fn dim_from_range(
     Ok(dim)
 }
 
-/// A value checked by the registry's parser (type and bounds). A
-/// constraint broken by this value with the others at their default is not
-/// an error here: constraints are applied per trial.
-fn check_value(strategy: &str, name: &str, value: &str) -> Result<(), SpaceError> {
+/// A value checked by the registry's parser (type and bounds), returned in
+/// the registry's canonical text (`1.0` -> `1`, a set in its options'
+/// order) so equal values are one value. A constraint broken by this value
+/// with the others at their default is not an error here: constraints are
+/// applied per trial.
+fn check_value(strategy: &str, name: &str, value: &str) -> Result<String, SpaceError> {
     let params = Params::from([(name.to_owned(), value.to_owned())]);
-    match registry::validate(strategy, &params) {
-        Ok(()) | Err(registry::RegistryError::Constraint { .. }) => Ok(()),
+    match registry::parse(strategy, &params) {
+        Ok(c) => Ok(c
+            .params()
+            .get(name)
+            .map_or_else(|| value.trim().to_owned(), ToString::to_string)),
+        Err(registry::RegistryError::Constraint { .. }) => Ok(value.trim().to_owned()),
         Err(e) => Err(bad(name, e.to_string())),
     }
 }

@@ -165,6 +165,20 @@ fn ranges_outside_the_schema_are_refused_naming_the_parameter() {
     .unwrap_err();
     assert!(e.to_string().starts_with("parameter fraction: "), "{e}");
 
+    // The same set twice, in another order.
+    let e = Space::new(
+        "sma_cross",
+        &ranges(vec![(
+            "regimes",
+            Range::Values {
+                values: vec!["ranging,trending_up".into(), "trending_up, ranging".into()],
+            },
+        )]),
+        Others::Default,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("given twice"), "{e}");
+
     // Every fast above every slow: nothing valid.
     let e = Space::new(
         "sma_cross",
