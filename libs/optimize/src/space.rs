@@ -744,8 +744,8 @@ fn dim_from_range(
             }
             check_bounds(name, (*min, *max), (*smin, *smax))?;
             let step = step.unwrap_or(*sstep);
-            if !(step.is_finite() && step > 0.0) {
-                return Err(bad(name, "step must be finite and > 0"));
+            if !(step.is_finite() && step >= 1e-9) {
+                return Err(bad(name, "step must be finite and >= 1e-9"));
             }
             check_prior(name, *prior)?;
             Dim::Float {
@@ -770,11 +770,27 @@ fn dim_from_range(
             if *points < 2 && min < max {
                 return Err(bad(name, "log range needs at least 2 points"));
             }
-            Dim::LogFloat {
+            if *points > 100_000 {
+                return Err(bad(name, "log range: at most 100000 points"));
+            }
+            let dim = Dim::LogFloat {
                 min: *min,
                 max: *max,
                 points: *points,
+            };
+            let values: Vec<f64> = (0..dim.grid_len())
+                .map(|i| dim.grid_value(i).parse().unwrap_or(f64::NAN))
+                .collect();
+            if values
+                .windows(2)
+                .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+            {
+                return Err(bad(
+                    name,
+                    "log range: grid points collide at 6 significant digits; use fewer points",
+                ));
             }
+            dim
         }
         (
             ParamType::Decimal {

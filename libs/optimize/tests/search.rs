@@ -165,6 +165,29 @@ fn ranges_outside_the_schema_are_refused_naming_the_parameter() {
     .unwrap_err();
     assert!(e.to_string().starts_with("parameter fraction: "), "{e}");
 
+    // Grids whose points would collide once printed.
+    let e = Space::new(
+        "s1",
+        &ranges(vec![(
+            "tp_atr",
+            Range::Log {
+                min: 1.0,
+                max: 1.000_01,
+                points: 100,
+            },
+        )]),
+        Others::Default,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("collide"), "{e}");
+    let e = Space::new(
+        "s1",
+        &ranges(vec![("tp_atr", linear(1.0, 2.0, Some(1e-12)))]),
+        Others::Default,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("step must be"), "{e}");
+
     // The same set twice, in another order.
     let e = Space::new(
         "sma_cross",
