@@ -47,6 +47,7 @@ const DOMAIN: &[&str] = &[
     "grodt-analytics",
     "grodt-regimes",
     "grodt-sweep",
+    "grodt-optimize",
 ];
 
 const BANNED: &[&str] = &["tokio", "tonic", "prost", "sqlx", "redis", "polars"];

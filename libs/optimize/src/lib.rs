@@ -1,0 +1,28 @@
+//! Parameter search for GRODT strategies, as a pure library (no I/O, no
+//! clock, randomness only from a seed).
+//!
+//! - [`space`]: search spaces built from a strategy's registry schema
+//!   (`grodt_strategies::registry`), narrowed per parameter; int, float,
+//!   log-float, decimal and categorical dimensions; the schema's constraints
+//!   applied so no invalid trial is ever produced.
+//! - [`search`]: the [`Search`] interface (`suggest` a batch, `observe`
+//!   results, `is_done`) with grid and random search, both deterministic and
+//!   serializable for resumption ([`Searcher`] holds either).
+//! - [`objective`]: Sharpe, Sortino, Calmar, total return, max drawdown or a
+//!   weighted sum of them, with a minimum-trade filter.
+//!
+//! Bayesian optimisation, the genetic algorithm, studies in the store, the
+//! optimizer service, walk-forward, sensitivity and Monte Carlo are not here
+//! yet (docs/optimization.md).
+
+mod exact;
+pub mod objective;
+pub mod search;
+pub mod space;
+
+pub use objective::{Metric, Objective, ObjectiveError, TrialMetrics};
+pub use search::{
+    GridSearch, Observation, Plateau, RandomSearch, Search, SearchError, Searcher, SetupError,
+    Trial,
+};
+pub use space::{Dim, Others, Params, Prior, Range, Space, SpaceError};
