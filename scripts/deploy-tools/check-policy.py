@@ -8,7 +8,9 @@ for. Subcommands (each exits 1 with one line per violation):
   conventions                       deploy tools' service table == docs/conventions.md,
                                     Helm values and Dockerfile stages use those ports
   compose ENV CONFIG.json           `docker compose ... config --format json` output
-  helm ENV RENDERED.yaml            output of scripts/helm-render.py
+  helm ENV RENDERED.yaml            output of scripts/helm-render.py (with the
+                                    autoscaling rules: KEDA watches the key and group
+                                    the workers read, with the Secret they use)
   alerts                            every alert has a runbook section in
                                     docs/operations.md that its runbook_url points to
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 import sys
 from pathlib import Path
 
@@ -204,6 +207,111 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
         ep = sm["spec"]["endpoints"][0]
         if ep.get("port") != "http" or ep.get("path") != "/metrics":
             problems.append(f"helm {env}: ServiceMonitor {sm['metadata']['name']} must scrape http /metrics")
+    problems += check_autoscaling(env, docs)
+    return problems
+
+
+# ---- autoscaling: what KEDA watches == what a worker reads ---------------------
+
+def code_constants(root: Path = ROOT) -> tuple[str, str]:
+    """The jobs stream and the worker's consumer group, read from the Rust code."""
+    topic = (root / "libs/proto/src/topic.rs").read_text(encoding="utf-8")
+    worker = (root / "services/backtest-worker/src/worker.rs").read_text(encoding="utf-8")
+    stream = re.search(r'BacktestJob\s*=>\s*"([^"]+)"', topic)
+    group = re.search(r'pub const GROUP: &str = "([^"]+)";', worker)
+    if not stream or not group:
+        raise SystemExit("check-policy: cannot find Topic::BacktestJob or backtest-worker GROUP in the code")
+    return stream.group(1), group.group(1)
+
+
+def toml_key_prefix(env: str, root: Path = ROOT) -> str:
+    """redis.key_prefix as libs/kit's layering gives it without env vars:
+    built-in default "", then config/base.toml, then config/<env>.toml."""
+    prefix = ""
+    for name in ("base.toml", f"{env}.toml"):
+        f = root / "config" / name
+        if f.exists():
+            prefix = tomllib.loads(f.read_text(encoding="utf-8")).get("redis", {}).get("key_prefix", prefix)
+    return prefix
+
+
+def worker_redis(env: str, docs: list[dict], root: Path = ROOT) -> tuple[str | None, dict | None, list[str]]:
+    """(key prefix, GRODT_REDIS__URL source, problems) of the backtest-worker
+    container as Kubernetes and libs/kit would give them: container env wins
+    over envFrom ConfigMaps, which win over config/<env>.toml and base.toml."""
+    problems = []
+    dep = next((d for d in docs if d.get("kind") == "Deployment"
+                and d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "backtest-worker"), None)
+    if dep is None:
+        return None, None, [f"helm {env}: no backtest-worker Deployment"]
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    cms = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap"}
+    merged: dict[str, dict] = {}
+    for src in c.get("envFrom", []):
+        name = src.get("configMapRef", {}).get("name")
+        if name is None:
+            problems.append(f"helm {env}: backtest-worker envFrom {src} cannot be resolved from the rendering")
+            continue
+        for k, v in cms.get(name, {}).items():
+            merged[k] = {"name": k, "value": v}
+    for e in c.get("env", []):
+        merged[e["name"]] = e
+    prefix_var = merged.get("GRODT_REDIS__KEY_PREFIX")
+    if prefix_var is None:
+        prefix = toml_key_prefix(env, root)
+    elif "value" in prefix_var:
+        prefix = prefix_var["value"]
+    else:
+        problems.append(f"helm {env}: backtest-worker GRODT_REDIS__KEY_PREFIX must be a plain value, is {prefix_var}")
+        prefix = None
+    return prefix, merged.get("GRODT_REDIS__URL"), problems
+
+
+def check_autoscaling(env: str, docs: list[dict], root: Path = ROOT) -> list[str]:
+    """KEDA's ScaledObject must watch the Redis key and consumer group a worker
+    configured from the rendered env/ConfigMap reads (libs/bus RedisBus::key:
+    prefix + stream, nothing in between), and authenticate with the Secret the
+    services take GRODT_REDIS__URL from. The Helm prefix must also equal
+    config/<env>.toml's, so Compose and Helm of one environment share keys."""
+    stream, group = code_constants(root)
+    prefix, url, problems = worker_redis(env, docs, root)
+    if prefix is not None and prefix != toml_key_prefix(env, root):
+        problems.append(f"helm {env}: workers use Redis key prefix {prefix!r}, "
+                        f"config/{env}.toml says {toml_key_prefix(env, root)!r}")
+    auths = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "TriggerAuthentication"}
+    url_secret = (url or {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+    for so in (d for d in docs if d.get("kind") == "ScaledObject"):
+        for trig in so["spec"].get("triggers", []):
+            if trig.get("type") != "redis-streams":
+                continue
+            md = trig.get("metadata", {})
+            if prefix is not None and md.get("stream") != prefix + stream:
+                problems.append(f"helm {env}: KEDA watches stream {md.get('stream')!r}, "
+                                f"workers read {prefix + stream!r}")
+            if md.get("consumerGroup") != group:
+                problems.append(f"helm {env}: KEDA watches consumer group {md.get('consumerGroup')!r}, "
+                                f"workers use {group!r}")
+            ref = (trig.get("authenticationRef") or {}).get("name")
+            if ref is None:
+                if url_secret:
+                    problems.append(f"helm {env}: workers connect with Secret {url_secret!r} "
+                                    f"but KEDA has no authenticationRef")
+                continue
+            ta = auths.get(ref)
+            if ta is None:
+                problems.append(f"helm {env}: KEDA authenticationRef {ref!r} is not rendered by the chart, "
+                                f"so nothing ties it to the Secret the services use")
+                if url_secret is None:
+                    problems.append(f"helm {env}: KEDA authenticates to Redis ({ref!r}) "
+                                    f"but the services connect with a plain GRODT_REDIS__URL")
+                continue
+            names = {r.get("name") for r in ta["spec"].get("secretTargetRef", [])}
+            if url_secret is None:
+                problems.append(f"helm {env}: KEDA authenticates to Redis (Secret {sorted(names)}) "
+                                f"but the services connect with a plain GRODT_REDIS__URL")
+            elif names != {url_secret}:
+                problems.append(f"helm {env}: KEDA reads Redis credentials from {sorted(names)}, "
+                                f"the services from {url_secret!r}")
     return problems
 
 

@@ -236,6 +236,149 @@ class HelmRules(unittest.TestCase):
         self.assertTrue(any("ScaledObject" in p for p in policy.check_helm("prod", docs)))
 
 
+def render_chart(env: str, overrides: dict | None = None) -> list[dict]:
+    """The chart rendered with values-ENV.yaml plus overrides, as helm-render.py does."""
+    import helm_python
+
+    def merge(into: dict, extra: dict) -> None:
+        for k, v in extra.items():
+            if isinstance(v, dict) and isinstance(into.get(k), dict):
+                merge(into[k], v)
+            else:
+                into[k] = v
+
+    chart = ROOT / "helm" / "grodt"
+    values = helm_python.values_from_yaml((chart / f"values-{env}.yaml").read_text(encoding="utf-8"))
+    merge(values, overrides or {})
+    rendered = helm_python.Chart.load(str(chart)).render(values, name="grodt", namespace="grodt", is_install=True)
+    docs = []
+    for path, text in rendered.items():
+        if path.endswith((".yaml", ".yml")):
+            docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+KEDA_ON = {"backtestWorkers": {"keda": {"enabled": True}, "autoscaling": {"enabled": False}}}
+
+
+class Autoscaling(unittest.TestCase):
+    """Issue 13 part 3: KEDA must watch the key and group the workers read,
+    with the Redis credentials the services use."""
+
+    def worker_view(self, env: str, docs: list[dict]) -> tuple[str, str, str | None]:
+        # Independent of check-policy: what a worker configured from the
+        # rendered ConfigMap/env reads, key built like libs/bus RedisBus::key.
+        dep = next(d for d in docs if d["kind"] == "Deployment"
+                   and d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "backtest-worker")
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        cm = next(d for d in docs if d["kind"] == "ConfigMap"
+                  and d["metadata"]["name"] == c["envFrom"][0]["configMapRef"]["name"])
+        env_vars = {**{k: {"value": v} for k, v in cm["data"].items()}, **{e["name"]: e for e in c.get("env", [])}}
+        self.assertIn("GRODT_REDIS__KEY_PREFIX", env_vars, "the chart must pass the prefix to the workers")
+        prefix = env_vars["GRODT_REDIS__KEY_PREFIX"]["value"]
+        url_secret = env_vars.get("GRODT_REDIS__URL", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+        return prefix + "grodt.backtest-jobs.v1", "backtest-worker", url_secret
+
+    def scaler(self, docs: list[dict]) -> tuple[str, str, set[str] | None]:
+        so = next(d for d in docs if d["kind"] == "ScaledObject")
+        trig = so["spec"]["triggers"][0]
+        ref = (trig.get("authenticationRef") or {}).get("name")
+        secrets = None
+        if ref is not None:
+            ta = next(d for d in docs if d["kind"] == "TriggerAuthentication" and d["metadata"]["name"] == ref)
+            secrets = {r["name"] for r in ta["spec"]["secretTargetRef"]}
+        return trig["metadata"]["stream"], trig["metadata"]["consumerGroup"], secrets
+
+    def test_code_constants_are_the_ones_the_chart_uses(self):
+        self.assertEqual(policy.code_constants(), ("grodt.backtest-jobs.v1", "backtest-worker"))
+
+    def test_keda_watches_what_the_workers_read_in_every_environment(self):
+        expected_prefix = {"dev": "", "staging": "staging:", "prod": "prod:"}
+        for env in ("dev", "staging", "prod"):
+            with self.subTest(env=env):
+                docs = render_chart(env, KEDA_ON)
+                key, group, url_secret = self.worker_view(env, docs)
+                stream, so_group, so_secrets = self.scaler(docs)
+                self.assertEqual(key, expected_prefix[env] + "grodt.backtest-jobs.v1")
+                self.assertEqual(stream, key)
+                self.assertEqual(so_group, group)
+                self.assertEqual(so_secrets, None if url_secret is None else {url_secret})
+                self.assertEqual(policy.check_autoscaling(env, docs), [])
+        # The rendering check-deploy validated (prod as committed, KEDA on).
+        prod = [d for d in yaml.safe_load_all((check_tmp() / "helm-prod.yaml").read_text()) if d]
+        key, group, url_secret = self.worker_view("prod", prod)
+        self.assertEqual((key, group, url_secret), ("prod:grodt.backtest-jobs.v1", "backtest-worker", "grodt-redis"))
+        self.assertEqual(self.scaler(prod), (key, group, {"grodt-redis"}))
+
+    def test_one_secret_for_services_and_keda(self):
+        docs = render_chart("staging", {**KEDA_ON, "redis": {"existingSecret": "s1", "usernameKey": "redis-user"}})
+        _, _, url_secret = self.worker_view("staging", docs)
+        self.assertEqual(url_secret, "s1")
+        self.assertEqual(self.scaler(docs)[2], {"s1"})
+        self.assertEqual(policy.check_autoscaling("staging", docs), [])
+
+    def test_old_prod_rendering_is_reported(self):
+        # helm/grodt rendered with values-prod.yaml before the fix (commit b2e5c18).
+        old = HERE / "fixtures" / "helm-prod-before-issue13.yaml"
+        docs = [d for d in yaml.safe_load_all(old.read_text()) if d]
+        problems = policy.check_autoscaling("prod", docs)
+        self.assertTrue(any("KEDA watches stream 'grodt.backtest-jobs.v1', workers read 'prod:grodt.backtest-jobs.v1'"
+                            in p for p in problems), problems)
+        self.assertTrue(any("services connect with a plain GRODT_REDIS__URL" in p for p in problems), problems)
+        self.assertTrue(any("ScaledObject" in p or "KEDA" in p for p in policy.check_helm("prod", docs)))
+
+    def test_drift_is_reported(self):
+        def trig(d):
+            return next(x for x in d if x["kind"] == "ScaledObject")["spec"]["triggers"][0]
+
+        def ta(d):
+            return next(x for x in d if x["kind"] == "TriggerAuthentication")
+
+        def worker_cm(d):
+            return next(x for x in d if x["kind"] == "ConfigMap"
+                        and x["metadata"]["labels"]["app.kubernetes.io/name"] == "backtest-worker")
+
+        def worker_env(d):
+            return next(x for x in d if x["kind"] == "Deployment" and x["metadata"]["labels"][
+                "app.kubernetes.io/name"] == "backtest-worker")["spec"]["template"]["spec"]["containers"][0]["env"]
+
+        mutations = {
+            "KEDA watches stream": lambda d: trig(d)["metadata"].update(stream="grodt.backtest-jobs.v1"),
+            "workers read 'other:": lambda d: worker_cm(d)["data"].update(GRODT_REDIS__KEY_PREFIX="other:"),
+            "consumer group": lambda d: trig(d)["metadata"].update(consumerGroup="optimizer"),
+            "KEDA reads Redis credentials from ['other']": lambda d: ta(d)["spec"]["secretTargetRef"][0].update(name="other"),
+            "KEDA has no authenticationRef": lambda d: trig(d).pop("authenticationRef"),
+            "is not rendered by the chart": lambda d: d.remove(ta(d)),
+            "plain GRODT_REDIS__URL": lambda d: worker_env(d).__setitem__(
+                next(i for i, e in enumerate(worker_env(d)) if e["name"] == "GRODT_REDIS__URL"),
+                {"name": "GRODT_REDIS__URL", "value": "redis://redis-master:6379"}),
+        }
+        base = render_chart("prod")
+        self.assertEqual(policy.check_autoscaling("prod", base), [])
+        for needle, mutate in mutations.items():
+            with self.subTest(needle=needle):
+                docs = copy.deepcopy(base)
+                mutate(docs)
+                problems = policy.check_autoscaling("prod", docs)
+                self.assertTrue(any(needle in p for p in problems), problems)
+        # Without the env var the worker falls back to config/prod.toml: that
+        # is "prod:" and agrees; with an empty prefix in values it does not.
+        docs = copy.deepcopy(base)
+        worker_cm(docs)["data"].pop("GRODT_REDIS__KEY_PREFIX")
+        self.assertEqual(policy.check_autoscaling("prod", docs), [])
+        problems = policy.check_autoscaling("prod", render_chart("prod", {"redis": {"keyPrefix": ""}}))
+        self.assertTrue(any("config/prod.toml says 'prod:'" in p for p in problems), problems)
+
+    def test_stream_and_group_are_not_values(self):
+        # The old values (backtestWorkers.keda.stream/consumerGroup/authenticationRef)
+        # are refused by the schema, so nobody can set a stream by hand again.
+        import helm_python
+        for key in ("stream", "consumerGroup", "authenticationRef"):
+            with self.subTest(key=key):
+                with self.assertRaises(helm_python.HelmError):
+                    render_chart("prod", {"backtestWorkers": {"keda": {key: "x"}}})
+
+
 class OtlpSink(unittest.TestCase):
     """The receiver gets real OTLP/gRPC exports; `check` tells one trace from two."""
 

@@ -61,3 +61,25 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- printf "http://%s-jaeger:4317" (include "grodt.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The backtest jobs stream and consumer group of the workers. Not values: they
+are constants of the code (libs/proto/src/topic.rs Topic::BacktestJob and
+services/backtest-worker/src/worker.rs GROUP; scripts/check-deploy compares).
+*/}}
+{{- define "grodt.backtestJobsStream" -}}grodt.backtest-jobs.v1{{- end -}}
+{{- define "grodt.backtestWorkerGroup" -}}backtest-worker{{- end -}}
+
+{{/*
+The Redis key of the jobs stream, built as libs/bus RedisBus::key builds it:
+the key prefix (GRODT_REDIS__KEY_PREFIX, from redis.keyPrefix) then the stream
+name, with nothing in between ("prod:" + "grodt.backtest-jobs.v1").
+*/}}
+{{- define "grodt.backtestJobsKey" -}}
+{{- printf "%s%s" .Values.redis.keyPrefix (include "grodt.backtestJobsStream" .) -}}
+{{- end -}}
+
+{{/* Name of the KEDA TriggerAuthentication that reads redis.existingSecret. */}}
+{{- define "grodt.redisTriggerAuthName" -}}
+{{- printf "%s-redis-keda" (include "grodt.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
