@@ -621,6 +621,18 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_variable_is_an_empty_string_that_wins_over_the_files() {
+        // The chart sets GRODT_REDIS__KEY_PREFIX="" for dev: no prefix, even
+        // if a file set one.
+        let (_dir, src) = source(
+            &[("base.toml", "[redis]\nkey_prefix = \"prod:\"\n")],
+            &[("GRODT_REDIS__KEY_PREFIX", "")],
+        );
+        let cfg = load(&src, &defaults()).expect("load");
+        assert_eq!(cfg.common.redis.key_prefix, "");
+    }
+
+    #[test]
     fn layers_apply_in_order_base_env_file_then_vars() {
         let (_dir, src) = source(
             &[
