@@ -455,7 +455,20 @@ async fn feed_spy_through_the_bus(env: Env) -> f64 {
     );
     // A redelivered bar changes nothing: publishing the sample again is ignored.
     publish_bars(&*env.bus, "SPY", &bars[bars.len() - 5..]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Wait until the service has handled all five (counted as ignored), then
+    // nothing may have been published for them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !svc
+        .metrics()
+        .await
+        .contains("grodt_regime_bars_total{outcome=\"ignored\"} 5")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the redelivered bars were not handled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(reader.drain().await.is_empty(), "old bars publish nothing");
     svc.stop().await;
     rate

@@ -122,8 +122,23 @@ async fn kill_9_mid_stream_loses_and_repeats_no_decision() {
     let dup_stored = history.len() - stored_set.len();
 
     // The stream: change events, deduplicated by event id as consumers do.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let reads = reader.drain().await;
+    // The last bar's change is published after its state is stored: read
+    // until every stored change has been seen on the stream (or time runs out,
+    // and the counts below say what is missing).
+    let mut reads = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        reads.extend(reader.drain().await);
+        let ids: HashSet<_> = reads
+            .iter()
+            .filter(|r| !r.event.heartbeat)
+            .map(|r| r.event_id)
+            .collect();
+        if ids.len() >= history.len() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let change_reads: Vec<_> = reads.iter().filter(|r| !r.event.heartbeat).collect();
     let mut seen = HashSet::new();
     let distinct: Vec<_> = change_reads
