@@ -49,3 +49,16 @@ where
         }
     }
 }
+
+/// Tells a service's background consumer to stop when the last handle is
+/// dropped: the gRPC handlers hold one, so the consumer stops once the server
+/// has drained and returned.
+#[derive(Debug)]
+pub struct StopOnDrop(pub tokio::sync::watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        // Nobody listening any more is fine: the consumer is gone already.
+        let _ = self.0.send(true);
+    }
+}

@@ -208,6 +208,20 @@ pub fn current_traceparent() -> Option<(String, String)> {
     Some((traceparent, tracestate))
 }
 
+/// Makes `span` a child of the trace an event carries (its envelope's
+/// `traceparent`/`tracestate`), so one trace follows a request across the bus;
+/// nothing changes when the envelope carries none.
+pub fn follow_envelope(span: &tracing::Span, envelope: &grodt_bus::Envelope) {
+    if let Some(parent) = envelope
+        .traceparent
+        .as_deref()
+        .and_then(|p| context_from_traceparent(p, envelope.tracestate.as_deref().unwrap_or("")))
+    {
+        // Fails only when the span is disabled; then there is nothing to parent.
+        let _ = span.set_parent(parent);
+    }
+}
+
 /// The remote context an event's `traceparent`/`tracestate` describe, to make
 /// it the parent of the consuming span (`span.set_parent(cx)`); `None` when
 /// `traceparent` is empty or malformed.

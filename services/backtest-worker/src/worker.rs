@@ -17,7 +17,6 @@ use grodt_store::{RunKind, RunStatus, Store, StoreError};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 use prost::Message;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::convert::{Detail, Job, SpecError, result_to_proto, trim};
@@ -712,14 +711,7 @@ impl Handler for JobHandler {
             event_id = %delivery.envelope.event_id,
             delivery = delivery.delivery_count
         );
-        if let Some(parent) = delivery.envelope.traceparent.as_deref().and_then(|p| {
-            grodt_kit::telemetry::context_from_traceparent(
-                p,
-                delivery.envelope.tracestate.as_deref().unwrap_or(""),
-            )
-        }) {
-            let _ = span.set_parent(parent);
-        }
+        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
         self.0
             .handle_job(delivery)
             .instrument(span)

@@ -24,7 +24,6 @@ use grodt_regimes::{Classifier, Decision, RegimeConfig};
 use grodt_store::{NewRegimeChange, Store};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::convert::{
@@ -545,14 +544,7 @@ impl Handler for BarHandler {
             event_id = %delivery.envelope.event_id,
             delivery = delivery.delivery_count
         );
-        if let Some(parent) = delivery.envelope.traceparent.as_deref().and_then(|p| {
-            grodt_kit::telemetry::context_from_traceparent(
-                p,
-                delivery.envelope.tracestate.as_deref().unwrap_or(""),
-            )
-        }) {
-            let _ = span.set_parent(parent);
-        }
+        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
         self.0
             .handle(delivery)
             .instrument(span)

@@ -157,16 +157,6 @@ pub async fn build_embedded(
     .await
 }
 
-/// Stops the bar consumer when the last handle is dropped (when the server,
-/// which owns the gRPC handlers, has drained and returned).
-struct StopOnDrop(watch::Sender<bool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.send(true);
-    }
-}
-
 /// Binds the gRPC and HTTP listeners and starts the bar consumer (after
 /// handling the bars left pending by an earlier life); the returned server
 /// runs with `run_until_stopped`, and the consumer stops with it. `/readyz`
@@ -219,7 +209,7 @@ pub async fn build_with_settings(
             reason: e.to_string(),
         })?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let stop = Arc::new(StopOnDrop(stop_tx));
+    let stop = Arc::new(grodt_kit::runner::StopOnDrop(stop_tx));
     let server = GrpcServerBuilder::for_service(
         NAME,
         GRPC_SERVICE,
