@@ -3,9 +3,11 @@
 //!
 //! Tokens live in a secret file, one per line, `<role> <token>` (`#` starts a
 //! comment); only their SHA-256 digests are kept in memory. Roles are ordered:
-//! `read` < `trader` < `operator`. Health and reflection are always open; a
-//! call that changes state needs `trader` or `operator` (see [`required_role`]);
-//! any other call needs a valid token of any role. A missing or unknown token
+//! `read` < `trader` < `operator`. Health and reflection are always open;
+//! calls that only read (Get/List/Describe/Stream/Check/Classify) need any
+//! valid token; orders, strategies, backtests and optimizations need `trader`;
+//! every other call, including any RPC not classified yet, needs `operator`
+//! (see [`required_role`]). A missing or unknown token
 //! is UNAUTHENTICATED, a token whose role is too low PERMISSION_DENIED; both
 //! are counted in `grpc_auth_refusals_total{method,reason}`.
 //!
@@ -80,6 +82,9 @@ impl AuthConfig {
     }
 }
 
+/// Method-name prefixes of calls that change nothing.
+const READ_VERBS: &[&str] = &["Get", "List", "Describe", "Stream", "Check", "Classify"];
+
 /// The role a call needs, from its path (`/grodt.v1.RiskService/Halt`);
 /// `None` for health and reflection, which stay open.
 pub fn required_role(path: &str) -> Option<Role> {
@@ -90,16 +95,15 @@ pub fn required_role(path: &str) -> Option<Role> {
         return None;
     }
     let role = match (service, method) {
-        ("grodt.v1.RiskService", "SetLimits" | "Halt" | "Resume")
-        | (
-            "grodt.v1.MarketDataService",
-            "ImportCsv" | "UploadCsv" | "Aggregate" | "StartReplay" | "StopReplay",
-        ) => Role::Operator,
         ("grodt.v1.ExecutionService", "SubmitOrder" | "CancelOrder")
         | ("grodt.v1.StrategyService", "Deploy" | "Start" | "Stop" | "Pause")
         | ("grodt.v1.OptimizerService", "StartOptimization" | "CancelOptimization")
         | ("grodt.v1.BacktestService", "RunBacktest" | "SubmitBacktest") => Role::Trader,
-        _ => Role::Read,
+        // Calls that only read, by their verb (Classify computes, stores nothing).
+        _ if READ_VERBS.iter().any(|v| method.starts_with(v)) => Role::Read,
+        // Everything else changes state (SetLimits, Halt, Resume, imports,
+        // replays, ...): operator. A new RPC is closed until it is classified.
+        _ => Role::Operator,
     };
     Some(role)
 }
@@ -257,6 +261,19 @@ mod tests {
         assert_eq!(
             required_role("/grodt.v1.BacktestService/RunBacktest"),
             Some(Role::Trader)
+        );
+        assert_eq!(
+            required_role("/grodt.v1.MarketDataService/StartReplay"),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required_role("/grodt.v1.RegimeService/Classify"),
+            Some(Role::Read)
+        );
+        // Deny by default: an RPC nobody classified needs the highest role.
+        assert_eq!(
+            required_role("/grodt.v1.RiskService/Liquidate"),
+            Some(Role::Operator)
         );
     }
 
