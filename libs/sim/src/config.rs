@@ -63,8 +63,8 @@ pub enum SlippageSpec {
     None,
     /// Fixed basis points.
     FixedBps {
-        /// Basis points.
-        bps: u32,
+        /// Basis points (fractions allowed: 0..=10,000, at most 4 decimals).
+        bps: Decimal,
     },
     /// Zipline volume-share impact.
     VolumeShare {
@@ -73,8 +73,8 @@ pub enum SlippageSpec {
     },
     /// Half a bid-ask spread.
     HalfSpread {
-        /// Full spread in basis points.
-        spread_bps: u32,
+        /// Full spread in basis points (fractions allowed, bounded like `FixedBps`).
+        spread_bps: Decimal,
     },
 }
 
@@ -245,6 +245,23 @@ impl BacktestConfig {
         };
         if self.starting_cash <= Decimal::ZERO {
             return bad("starting_cash", "must be positive");
+        }
+        let bps_ok =
+            |b: Decimal| b >= Decimal::ZERO && b <= Decimal::from(10_000) && b.scale() <= 4;
+        match self.slippage {
+            SlippageSpec::FixedBps { bps } if !bps_ok(bps) => {
+                return bad(
+                    "slippage.bps",
+                    "must be 0..=10000 basis points with at most 4 decimals",
+                );
+            }
+            SlippageSpec::HalfSpread { spread_bps } if !bps_ok(spread_bps) => {
+                return bad(
+                    "slippage.spread_bps",
+                    "must be 0..=10000 basis points with at most 4 decimals",
+                );
+            }
+            _ => {}
         }
         if let Some(p) = self.max_participation
             && (p <= Decimal::ZERO || p > Decimal::ONE)

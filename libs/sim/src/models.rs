@@ -63,18 +63,25 @@ impl SlippageModel for NoSlippage {
 /// A fixed number of basis points of the price, rounded up to the tick.
 #[derive(Clone, Copy, Debug)]
 pub struct FixedBps {
-    /// Basis points (1 bp = 0.01%).
-    pub bps: u32,
+    /// Basis points (1 bp = 0.01%), fractions allowed (`BacktestConfig::validate`
+    /// bounds them to 0..=10,000 with at most 4 decimals).
+    pub bps: Decimal,
+}
+
+/// `ceil(|price_raw| * bps / (per * 10^scale))`, exact in i128: `bps` has at
+/// most 4 decimals and 10,000 bps (validated), so its mantissa stays below 1e8.
+fn bps_offset(price_raw: i64, bps: Decimal, per: i128) -> i128 {
+    let scale = 10_i128.pow(bps.scale());
+    div_round(
+        i128::from(price_raw.abs()) * bps.mantissa(),
+        per * scale,
+        RoundingMode::Ceil,
+    )
 }
 
 impl SlippageModel for FixedBps {
     fn apply(&self, input: &SlippageInput<'_>) -> i64 {
-        let off = div_round(
-            i128::from(input.price_raw.abs()) * i128::from(self.bps),
-            10_000,
-            RoundingMode::Ceil,
-        );
-        against(input, off)
+        against(input, bps_offset(input.price_raw, self.bps, 10_000))
     }
 }
 
@@ -103,18 +110,13 @@ impl SlippageModel for VolumeShare {
 /// Half of a quoted bid-ask spread, in basis points of the price.
 #[derive(Clone, Copy, Debug)]
 pub struct HalfSpread {
-    /// Full spread in basis points.
-    pub spread_bps: u32,
+    /// Full spread in basis points, fractions allowed (bounded like [`FixedBps`]).
+    pub spread_bps: Decimal,
 }
 
 impl SlippageModel for HalfSpread {
     fn apply(&self, input: &SlippageInput<'_>) -> i64 {
-        let off = div_round(
-            i128::from(input.price_raw.abs()) * i128::from(self.spread_bps),
-            20_000,
-            RoundingMode::Ceil,
-        );
-        against(input, off)
+        against(input, bps_offset(input.price_raw, self.spread_bps, 20_000))
     }
 }
 
@@ -455,14 +457,42 @@ mod tests {
     fn slippage_goes_against_the_trader_on_tick() {
         let mut inst = Instrument::equity("X", 2, 0);
         inst.tick_size = Price::parse("0.05", 2).unwrap();
-        let m = FixedBps { bps: 10 };
+        let m = FixedBps {
+            bps: Decimal::from(10),
+        };
         assert_eq!(m.apply(&input(&inst, Side::Buy, 10_000, 0.0)), 10_010);
         assert_eq!(m.apply(&input(&inst, Side::Sell, 10_000, 0.0)), 9_990);
         assert_eq!(m.apply(&input(&inst, Side::Buy, 10_005, 0.0)), 10_020);
-        let h = HalfSpread { spread_bps: 10 };
+        let h = HalfSpread {
+            spread_bps: Decimal::from(10),
+        };
         assert_eq!(h.apply(&input(&inst, Side::Sell, 10_000, 0.0)), 9_995);
         let v = VolumeShare { price_impact: 0.1 };
         assert_eq!(v.apply(&input(&inst, Side::Buy, 10_000, 0.5)), 10_250);
+    }
+
+    #[test]
+    fn fractional_basis_points_are_exact() {
+        let inst = Instrument::equity("X", 4, 0);
+        // 2.5 bps of 100.0000 is 0.0250: exactly 250 raw, no rounding.
+        let m = FixedBps {
+            bps: Decimal::new(25, 1),
+        };
+        assert_eq!(m.apply(&input(&inst, Side::Buy, 1_000_000, 0.0)), 1_000_250);
+        assert_eq!(m.apply(&input(&inst, Side::Sell, 1_000_000, 0.0)), 999_750);
+        // 0.0001 bps of 100.0000 is 0.000001: ceiled to 1 raw, against the trader.
+        let tiny = FixedBps {
+            bps: Decimal::new(1, 4),
+        };
+        assert_eq!(
+            tiny.apply(&input(&inst, Side::Buy, 1_000_000, 0.0)),
+            1_000_001
+        );
+        // Half of a 1.5 bps spread is 0.75 bps: 0.0075 of 100.
+        let h = HalfSpread {
+            spread_bps: Decimal::new(15, 1),
+        };
+        assert_eq!(h.apply(&input(&inst, Side::Buy, 1_000_000, 0.0)), 1_000_075);
     }
 
     fn fill(qty: &str, price: &str, ts: i64) -> CommissionInput {

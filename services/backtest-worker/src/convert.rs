@@ -64,13 +64,16 @@ fn non_negative(field: &str, value: Option<&v1::Decimal>) -> Result<Option<Decim
     }
 }
 
-fn whole_bps(field: &str, d: Decimal) -> Result<u32, SpecError> {
-    if d.fract().is_zero() {
-        d.to_u32()
-            .ok_or_else(|| err(field, "must be a whole number of basis points >= 0"))
-    } else {
-        Err(err(field, "the engine takes whole basis points"))
+/// Basis points as the engine takes them: 0..=10,000 with at most 4 decimals
+/// (`BacktestConfig::validate` holds the same bounds).
+fn basis_points(field: &str, d: Decimal) -> Result<Decimal, SpecError> {
+    if d < Decimal::ZERO || d > Decimal::from(10_000) || d.normalize().scale() > 4 {
+        return Err(err(
+            field,
+            "must be 0..=10000 basis points with at most 4 decimals",
+        ));
     }
+    Ok(d.normalize())
 }
 
 fn required_duration(field: &str, d: Option<&prost_types::Duration>) -> Result<i64, SpecError> {
@@ -154,7 +157,7 @@ fn slippage(m: v1::SlippageModel) -> Result<SlippageSpec, SpecError> {
         Some(Model::FixedBps(v1::FixedBpsSlippage { bps })) => {
             const F: &str = "spec.costs.slippage.fixed_bps.bps";
             SlippageSpec::FixedBps {
-                bps: whole_bps(F, required(F, bps.as_ref())?)?,
+                bps: basis_points(F, required(F, bps.as_ref())?)?,
             }
         }
         Some(Model::VolumeShare(v1::VolumeShareSlippage { impact_coefficient })) => {
@@ -168,7 +171,7 @@ fn slippage(m: v1::SlippageModel) -> Result<SlippageSpec, SpecError> {
         Some(Model::Spread(v1::SpreadSlippage { spread_bps })) => {
             const F: &str = "spec.costs.slippage.spread.spread_bps";
             SlippageSpec::HalfSpread {
-                spread_bps: whole_bps(F, required(F, spread_bps.as_ref())?)?,
+                spread_bps: basis_points(F, required(F, spread_bps.as_ref())?)?,
             }
         }
     })
@@ -468,16 +471,14 @@ pub fn cost_model_to_proto(
     let d = |x: Decimal| Some(v1::Decimal::from(x));
     let slippage = match config.slippage {
         SlippageSpec::None => None,
-        SlippageSpec::FixedBps { bps } => Some(S::FixedBps(v1::FixedBpsSlippage {
-            bps: d(Decimal::from(bps)),
-        })),
+        SlippageSpec::FixedBps { bps } => Some(S::FixedBps(v1::FixedBpsSlippage { bps: d(bps) })),
         SlippageSpec::VolumeShare { price_impact } => {
             Some(S::VolumeShare(v1::VolumeShareSlippage {
                 impact_coefficient: Decimal::from_f64(price_impact).and_then(d),
             }))
         }
         SlippageSpec::HalfSpread { spread_bps } => Some(S::Spread(v1::SpreadSlippage {
-            spread_bps: d(Decimal::from(spread_bps)),
+            spread_bps: d(spread_bps),
         })),
     };
     let commission = match &config.commission {
@@ -1049,7 +1050,12 @@ mod tests {
         let c = &job.spec.config;
         assert_eq!(c.starting_cash, Decimal::from(50_000));
         assert_eq!(c.seed, 7);
-        assert_eq!(c.slippage, SlippageSpec::HalfSpread { spread_bps: 4 });
+        assert_eq!(
+            c.slippage,
+            SlippageSpec::HalfSpread {
+                spread_bps: Decimal::from(4)
+            }
+        );
         assert_eq!(
             c.commission,
             CommissionSpec::PerShareCapped {
@@ -1085,6 +1091,36 @@ mod tests {
 
     /// Every option of the wire's cost vocabulary is accepted and becomes its
     /// own engine setting (none is refused any more).
+    #[test]
+    fn fractional_basis_points_reach_the_engine_exactly() {
+        use v1::slippage_model::Model;
+        let fixed = v1::SlippageModel {
+            model: Some(Model::FixedBps(v1::FixedBpsSlippage { bps: d("2.5") })),
+        };
+        assert_eq!(
+            slippage(fixed).unwrap(),
+            SlippageSpec::FixedBps {
+                bps: Decimal::new(25, 1)
+            }
+        );
+        let spread = v1::SlippageModel {
+            model: Some(Model::Spread(v1::SpreadSlippage {
+                spread_bps: d("0.7500"),
+            })),
+        };
+        assert_eq!(
+            slippage(spread).unwrap(),
+            SlippageSpec::HalfSpread {
+                spread_bps: Decimal::new(75, 2)
+            }
+        );
+        let too_fine = v1::SlippageModel {
+            model: Some(Model::FixedBps(v1::FixedBpsSlippage { bps: d("0.00001") })),
+        };
+        let e = slippage(too_fine).unwrap_err().to_string();
+        assert!(e.contains("spec.costs.slippage.fixed_bps.bps"), "{e}");
+    }
+
     #[test]
     fn no_wire_cost_option_is_refused() {
         use v1::commission_model::Model as C;
@@ -1228,9 +1264,13 @@ mod tests {
         ];
         let slippages = [
             SlippageSpec::None,
-            SlippageSpec::FixedBps { bps: 3 },
+            SlippageSpec::FixedBps {
+                bps: Decimal::from(3),
+            },
             SlippageSpec::VolumeShare { price_impact: 0.1 },
-            SlippageSpec::HalfSpread { spread_bps: 8 },
+            SlippageSpec::HalfSpread {
+                spread_bps: Decimal::from(8),
+            },
         ];
         let latencies = [
             LatencySpec::Fixed { nanos: 0 },

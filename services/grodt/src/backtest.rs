@@ -255,9 +255,16 @@ fn decimal(flag: &'static str, key: &str, text: &str) -> Result<Decimal, Backtes
     Ok(d)
 }
 
-fn whole(flag: &'static str, key: &str, text: &str) -> Result<u32, BacktestError> {
-    text.parse()
-        .map_err(|_| usage(flag, format!("{key}={text:?} is not a whole number")))
+/// Basis points: a decimal 0..=10000 with at most 4 decimals (as the engine takes).
+fn basis_points(flag: &'static str, key: &str, text: &str) -> Result<Decimal, BacktestError> {
+    let d = decimal(flag, key, text)?.normalize();
+    if d > Decimal::from(10_000) || d.scale() > 4 {
+        return Err(usage(
+            flag,
+            format!("{key}={text} must be 0..=10000 basis points with at most 4 decimals"),
+        ));
+    }
+    Ok(d)
 }
 
 /// `FROM:RATE/FROM:RATE...`, thresholds strictly increasing.
@@ -349,7 +356,7 @@ pub fn parse_fees(text: &str) -> Result<CommissionSpec, BacktestError> {
     }
 }
 
-/// Parses `--slippage`: `bps=N` (whole basis points), `volume_share=F` (impact
+/// Parses `--slippage`: `bps=N` (basis points, fractions allowed), `volume_share=F` (impact
 /// coefficient) or `spread_bps=N` (full spread, half paid per fill).
 ///
 /// # Errors
@@ -360,10 +367,10 @@ pub fn parse_slippage(text: &str) -> Result<SlippageSpec, BacktestError> {
     let keys: Vec<&str> = kv.keys().map(String::as_str).collect();
     match keys.as_slice() {
         ["bps"] => Ok(SlippageSpec::FixedBps {
-            bps: whole(FLAG, "bps", &kv["bps"])?,
+            bps: basis_points(FLAG, "bps", &kv["bps"])?,
         }),
         ["spread_bps"] => Ok(SlippageSpec::HalfSpread {
-            spread_bps: whole(FLAG, "spread_bps", &kv["spread_bps"])?,
+            spread_bps: basis_points(FLAG, "spread_bps", &kv["spread_bps"])?,
         }),
         ["volume_share"] => {
             let c = decimal(FLAG, "volume_share", &kv["volume_share"])?;
@@ -937,7 +944,9 @@ mod tests {
                 fill_timing: FillTiming::SameBarClose,
                 limit_fill: LimitFill::Touch,
                 max_participation: Some(d("0.1")),
-                slippage: SlippageSpec::HalfSpread { spread_bps: 4 },
+                slippage: SlippageSpec::HalfSpread {
+                    spread_bps: Decimal::from(4)
+                },
                 commission: CommissionSpec::PerShareCapped {
                     rate: d("0.005"),
                     minimum: d("1"),
@@ -1039,7 +1048,9 @@ mod tests {
         );
         assert_eq!(
             parse_slippage("spread_bps=6").unwrap(),
-            SlippageSpec::HalfSpread { spread_bps: 6 }
+            SlippageSpec::HalfSpread {
+                spread_bps: Decimal::from(6)
+            }
         );
         for (bad, flag) in [
             ("tiered=5:0.001", "--fees"),
@@ -1119,7 +1130,9 @@ mod tests {
         );
         assert_eq!(
             parse_slippage("bps=2").unwrap(),
-            SlippageSpec::FixedBps { bps: 2 }
+            SlippageSpec::FixedBps {
+                bps: Decimal::from(2)
+            }
         );
         assert!(
             parse_slippage("bps=x")

@@ -9,7 +9,9 @@ use crate::helpers::{Action, Script, bar, flat, p, q, run};
 #[test]
 fn commission_and_slippage_are_itemised_and_reconcile() {
     let config = BacktestConfig {
-        slippage: SlippageSpec::FixedBps { bps: 10 },
+        slippage: SlippageSpec::FixedBps {
+            bps: Decimal::from(10),
+        },
         commission: CommissionSpec::PerShare {
             rate: Decimal::new(5, 3),
             minimum: Decimal::ONE,

@@ -85,9 +85,13 @@ fn arb_config() -> impl Strategy<Value = BacktestConfig> {
             seed,
             slippage: [
                 SlippageSpec::None,
-                SlippageSpec::FixedBps { bps: 7 },
+                SlippageSpec::FixedBps {
+                    bps: Decimal::from(7),
+                },
                 SlippageSpec::VolumeShare { price_impact: 0.1 },
-                SlippageSpec::HalfSpread { spread_bps: 15 },
+                SlippageSpec::HalfSpread {
+                    spread_bps: Decimal::from(15),
+                },
             ][s as usize]
                 .clone(),
             commission: [
@@ -185,7 +189,7 @@ proptest! {
         let price = price - price % tick;
         let side = if buy { Side::Buy } else { Side::Sell };
         let input = SlippageInput { instrument: &inst, side, price_raw: price, qty_raw: 10, volume_share: share };
-        let models: [Box<dyn SlippageModel>; 3] = [Box::new(FixedBps { bps }), Box::new(VolumeShare { price_impact: 0.1 }), Box::new(HalfSpread { spread_bps: bps })];
+        let models: [Box<dyn SlippageModel>; 3] = [Box::new(FixedBps { bps: Decimal::from(bps) }), Box::new(VolumeShare { price_impact: 0.1 }), Box::new(HalfSpread { spread_bps: Decimal::from(bps) })];
         for m in &models {
             let out = m.apply(&input);
             prop_assert_eq!(out % tick, 0, "on tick");

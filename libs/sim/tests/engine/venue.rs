@@ -188,7 +188,9 @@ fn costly() -> BacktestConfig {
         commission: CommissionSpec::Percentage {
             rate: Decimal::new(1, 3),
         },
-        slippage: SlippageSpec::FixedBps { bps: 2 },
+        slippage: SlippageSpec::FixedBps {
+            bps: Decimal::from(2),
+        },
         ..BacktestConfig::default()
     }
 }

@@ -9,7 +9,9 @@ use crate::helpers::{assert_parity, btc, grid_sample, spy};
 fn with_costs(bps: u32, rate: &str) -> SweepConfig {
     SweepConfig {
         backtest: BacktestConfig {
-            slippage: SlippageSpec::FixedBps { bps },
+            slippage: SlippageSpec::FixedBps {
+                bps: Decimal::from(bps),
+            },
             commission: CommissionSpec::Percentage {
                 rate: rate.parse().unwrap(),
             },

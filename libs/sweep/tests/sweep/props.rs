@@ -52,7 +52,7 @@ proptest! {
         let config = SweepConfig {
             backtest: BacktestConfig {
                 starting_cash: Decimal::from(cash),
-                slippage: if bps == 0 { SlippageSpec::None } else { SlippageSpec::FixedBps { bps } },
+                slippage: if bps == 0 { SlippageSpec::None } else { SlippageSpec::FixedBps { bps: Decimal::from(bps) } },
                 commission: CommissionSpec::Percentage { rate: rate.parse().unwrap() },
                 ..BacktestConfig::default()
             },

@@ -192,7 +192,9 @@ async fn bad_specs_are_invalid_argument_naming_the_field() {
                 costs: Some(v1::CostModel {
                     slippage: Some(v1::SlippageModel {
                         model: Some(v1::slippage_model::Model::FixedBps(v1::FixedBpsSlippage {
-                            bps: dec("2.5"),
+                            // Fractional bps are taken (2.5 runs); more than 4
+                            // decimals is not.
+                            bps: dec("2.55555"),
                         })),
                     }),
                     ..v1::CostModel::default()
