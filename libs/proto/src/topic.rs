@@ -57,6 +57,7 @@ topics! {
     RiskEvent => "grodt.risk-events.v1",
     BacktestJob => "grodt.backtest-jobs.v1",
     BacktestResultEvent => "grodt.backtest-results.v1",
+    ExecutionReportEvent => "grodt.execution-reports.v1",
 }
 
 /// The stream of payload type `T`.

@@ -33,6 +33,7 @@
 
 mod datasets;
 mod error;
+mod journal;
 mod model;
 mod pg;
 mod regimes;
@@ -44,6 +45,7 @@ pub mod testing;
 
 pub use datasets::{Dataset, DatasetFilter, Datasets, NewDataset};
 pub use error::StoreError;
+pub use journal::{Journal, JournalEntry};
 pub use model::{Page, PageRequest, Run, RunKind, RunStatus, Setting};
 pub use regimes::{NewRegimeChange, RegimeChange, RegimeChangeFilter, RegimeState, Regimes};
 pub use repo::{ProcessedEvents, Runs, Settings};

@@ -89,11 +89,22 @@ pub trait Settings: Send + Sync {
 
 /// All repositories of one backend, so a store holds one trait object.
 pub(crate) trait Repos:
-    ProcessedEvents + Runs + Settings + crate::datasets::Datasets + crate::regimes::Regimes
+    ProcessedEvents
+    + Runs
+    + Settings
+    + crate::datasets::Datasets
+    + crate::regimes::Regimes
+    + crate::journal::Journal
 {
 }
 
-impl<T: ProcessedEvents + Runs + Settings + crate::datasets::Datasets + crate::regimes::Regimes>
-    Repos for T
+impl<
+    T: ProcessedEvents
+        + Runs
+        + Settings
+        + crate::datasets::Datasets
+        + crate::regimes::Regimes
+        + crate::journal::Journal,
+> Repos for T
 {
 }

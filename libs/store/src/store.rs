@@ -231,6 +231,12 @@ impl Store {
         &*self.repos
     }
 
+    /// The journal of the event-sourced consumers (reads; appends go
+    /// through [`Tx::journal_append`]).
+    pub fn journal(&self) -> &dyn crate::journal::Journal {
+        &*self.repos
+    }
+
     /// The Postgres pool, for a service's own tables (None on SQLite).
     pub fn postgres_pool(&self) -> Option<&PgPool> {
         match &self.pool {
@@ -514,6 +520,26 @@ impl Tx {
         match &mut self.inner {
             TxInner::Postgres(tx) => crate::regimes::pg::add_change(&mut *tx, change).await,
             TxInner::Sqlite(tx) => crate::regimes::sqlite::add_change(&mut *tx, change).await,
+        }
+    }
+
+    /// Appends an input and its outputs to `consumer`'s journal in this
+    /// transaction; `Ok(None)` when `source` is journaled already (nothing
+    /// written: the caller applied it before).
+    pub async fn journal_append(
+        &mut self,
+        consumer: &str,
+        source: &str,
+        input: &[u8],
+        outputs: &[u8],
+    ) -> Result<Option<i64>, StoreError> {
+        match &mut self.inner {
+            TxInner::Postgres(tx) => {
+                crate::journal::pg::append(&mut *tx, consumer, source, input, outputs).await
+            }
+            TxInner::Sqlite(tx) => {
+                crate::journal::sqlite::append(&mut *tx, consumer, source, input, outputs).await
+            }
         }
     }
 

@@ -1124,3 +1124,43 @@ pub async fn regimes_history_pages_by_symbol_and_time(store: &Store) {
         .expect_err("bad token");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
 }
+
+pub async fn journal_appends_once_in_order_and_rolls_back(store: &Store) {
+    let mut tx = store.begin().await.unwrap();
+    let a = tx.journal_append("exec", "ev-1", b"in-1", b"out-1").await.unwrap();
+    let b = tx.journal_append("exec", "ev-2", b"in-2", b"").await.unwrap();
+    // Another consumer may journal the same source.
+    let other = tx.journal_append("risk", "ev-1", b"x", b"y").await.unwrap();
+    tx.commit().await.unwrap();
+    let (a, b) = (a.expect("first append"), b.expect("second append"));
+    assert!(b > a, "seq increases in append order: {a} then {b}");
+    assert!(other.is_some());
+
+    // A second append of a journaled source writes nothing.
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.journal_append("exec", "ev-1", b"changed", b"changed").await.unwrap(),
+        None
+    );
+    tx.commit().await.unwrap();
+    let e = store.journal().get("exec", "ev-1").await.unwrap().expect("stored");
+    assert_eq!((e.seq, e.input.as_slice(), e.outputs.as_slice()), (a, &b"in-1"[..], &b"out-1"[..]));
+
+    // A rolled-back append leaves nothing.
+    let mut tx = store.begin().await.unwrap();
+    tx.journal_append("exec", "ev-3", b"in-3", b"").await.unwrap();
+    tx.rollback().await.unwrap();
+    assert!(store.journal().get("exec", "ev-3").await.unwrap().is_none());
+
+    let all = store.journal().scan("exec", 0, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.source.as_str()).collect::<Vec<_>>(),
+        ["ev-1", "ev-2"]
+    );
+    let after = store.journal().scan("exec", a, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].input, b"in-2");
+    assert_eq!(store.journal().scan("exec", 0, 1).await.unwrap().len(), 1);
+    assert_eq!(store.journal().count("exec").await.unwrap(), 2);
+    assert_eq!(store.journal().count("nobody").await.unwrap(), 0);
+}

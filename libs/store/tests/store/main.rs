@@ -53,6 +53,7 @@ both_backends!(
     datasets_pagination_newest_first_and_filtered,
     regimes_state_and_changes_commit_with_the_mark,
     regimes_history_pages_by_symbol_and_time,
+    journal_appends_once_in_order_and_rolls_back,
 );
 
 #[tokio::test]
