@@ -1127,8 +1127,14 @@ pub async fn regimes_history_pages_by_symbol_and_time(store: &Store) {
 
 pub async fn journal_appends_once_in_order_and_rolls_back(store: &Store) {
     let mut tx = store.begin().await.unwrap();
-    let a = tx.journal_append("exec", "ev-1", b"in-1", b"out-1").await.unwrap();
-    let b = tx.journal_append("exec", "ev-2", b"in-2", b"").await.unwrap();
+    let a = tx
+        .journal_append("exec", "ev-1", b"in-1", b"out-1")
+        .await
+        .unwrap();
+    let b = tx
+        .journal_append("exec", "ev-2", b"in-2", b"")
+        .await
+        .unwrap();
     // Another consumer may journal the same source.
     let other = tx.journal_append("risk", "ev-1", b"x", b"y").await.unwrap();
     tx.commit().await.unwrap();
@@ -1139,16 +1145,28 @@ pub async fn journal_appends_once_in_order_and_rolls_back(store: &Store) {
     // A second append of a journaled source writes nothing.
     let mut tx = store.begin().await.unwrap();
     assert_eq!(
-        tx.journal_append("exec", "ev-1", b"changed", b"changed").await.unwrap(),
+        tx.journal_append("exec", "ev-1", b"changed", b"changed")
+            .await
+            .unwrap(),
         None
     );
     tx.commit().await.unwrap();
-    let e = store.journal().get("exec", "ev-1").await.unwrap().expect("stored");
-    assert_eq!((e.seq, e.input.as_slice(), e.outputs.as_slice()), (a, &b"in-1"[..], &b"out-1"[..]));
+    let e = store
+        .journal()
+        .get("exec", "ev-1")
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(
+        (e.seq, e.input.as_slice(), e.outputs.as_slice()),
+        (a, &b"in-1"[..], &b"out-1"[..])
+    );
 
     // A rolled-back append leaves nothing.
     let mut tx = store.begin().await.unwrap();
-    tx.journal_append("exec", "ev-3", b"in-3", b"").await.unwrap();
+    tx.journal_append("exec", "ev-3", b"in-3", b"")
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     assert!(store.journal().get("exec", "ev-3").await.unwrap().is_none());
 

@@ -1,0 +1,381 @@
+//! The paper broker: the trading core's venue fed live inputs. It adds only
+//! what a service needs around the venue: orders named by client order id and
+//! symbol, order states with their average price, and a [`Report`] of what
+//! each input did. Every price, fill and cost comes from the venue.
+
+use std::collections::HashMap;
+
+use grodt_core::{
+    BracketRequest, Decimal, Instrument, Order, OrderId, OrderKind, OrderRequest, OrderStatus,
+    Quantity, Size, TimeInForce,
+};
+use grodt_sim::config::{BacktestConfig, FillTiming};
+use grodt_sim::venue::{Snapshot, Venue, VenueEvent};
+
+use crate::ids::bracket_exit_ids;
+use crate::{Input, OrderState, PaperError, PaperFill, Report, Ticket, Update};
+
+/// Running fill totals of one order, for its average price.
+#[derive(Clone, Copy, Debug, Default)]
+struct FillSums {
+    notional: Decimal,
+    qty: Decimal,
+}
+
+/// The venue and the books around it. Deterministic: the same inputs in the
+/// same order give the same reports, which is what the journal relies on.
+pub struct Broker {
+    venue: Venue,
+    /// `tickets[k]` is the ticket of venue order `OrderId(k)`.
+    tickets: Vec<Ticket>,
+    parents: Vec<Option<String>>,
+    states: Vec<OrderState>,
+    sums: Vec<FillSums>,
+    by_cid: HashMap<String, OrderId>,
+    fills: Vec<PaperFill>,
+    last_bar: Vec<Option<i64>>,
+    started: bool,
+    events: Vec<VenueEvent>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("orders", &self.tickets.len())
+            .field("fills", &self.fills.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A broker over a fresh venue: `config` holds the starting cash and the
+    /// fill, cost and latency models, as a backtest's does.
+    ///
+    /// # Errors
+    /// A config or instrument the venue refuses, or a config that fills at
+    /// the same bar's close (a backtest-only mode: live orders arrive after
+    /// the bar closed).
+    pub fn new(config: BacktestConfig, instruments: Vec<Instrument>) -> Result<Self, PaperError> {
+        if config.fill_timing == FillTiming::SameBarClose {
+            return Err(PaperError::Invalid {
+                field: "fill_timing",
+                reason: "same-bar-close fills cannot be traded live; use next-bar fills".into(),
+            });
+        }
+        let n = instruments.len();
+        Ok(Self {
+            venue: Venue::new(config, instruments)?,
+            tickets: Vec::new(),
+            parents: Vec::new(),
+            states: Vec::new(),
+            sums: Vec::new(),
+            by_cid: HashMap::new(),
+            fills: Vec::new(),
+            last_bar: vec![None; n],
+            started: false,
+            events: Vec::new(),
+        })
+    }
+
+    /// Applies one input.
+    ///
+    /// # Errors
+    /// An unknown symbol (bars) or order (cancel), a stale bar, a duplicate
+    /// client order id, or what the venue refuses; a refused input changes
+    /// nothing.
+    pub fn apply(&mut self, input: &Input) -> Result<Report, PaperError> {
+        match input {
+            Input::Bar { symbol, bar } => {
+                let i = self.index(symbol)?;
+                if let Some(last) = self.last_bar[i]
+                    && bar.ts <= last
+                {
+                    return Err(PaperError::StaleBar {
+                        symbol: symbol.clone(),
+                        ts: bar.ts,
+                        last,
+                    });
+                }
+                if !self.started {
+                    // As the backtest loop does before its first bar.
+                    self.venue.accrue_to(bar.ts)?;
+                    self.started = true;
+                }
+                self.venue.on_bar(i, bar)?;
+                self.last_bar[i] = Some(bar.ts);
+                let updates = self.drain()?;
+                Ok(Report {
+                    bar: Some((symbol.clone(), *bar)),
+                    updates,
+                })
+            }
+            Input::Submit(ticket) => self.submit(ticket),
+            Input::Cancel { client_order_id } => {
+                let id =
+                    *self
+                        .by_cid
+                        .get(client_order_id)
+                        .ok_or_else(|| PaperError::UnknownOrder {
+                            client_order_id: client_order_id.clone(),
+                        })?;
+                self.venue.cancel(id)?;
+                Ok(Report {
+                    bar: None,
+                    updates: self.drain()?,
+                })
+            }
+        }
+    }
+
+    fn index(&self, symbol: &str) -> Result<usize, PaperError> {
+        self.venue
+            .instrument_index(symbol)
+            .ok_or_else(|| PaperError::UnknownSymbol {
+                symbol: symbol.to_owned(),
+            })
+    }
+
+    fn submit(&mut self, t: &Ticket) -> Result<Report, PaperError> {
+        if self.by_cid.contains_key(&t.client_order_id) {
+            return Err(PaperError::Duplicate {
+                client_order_id: t.client_order_id.clone(),
+            });
+        }
+        let i = self.index(&t.symbol)?;
+        let request = OrderRequest {
+            instrument: i,
+            side: t.side,
+            size: t.size,
+            kind: t.kind,
+            tif: t.tif,
+        };
+        let entry = self.register(t.clone(), None);
+        match t.bracket {
+            None => self.venue.submit(entry, request)?,
+            Some(legs) => {
+                let (tp_cid, sl_cid) = bracket_exit_ids(&t.client_order_id);
+                for cid in [&tp_cid, &sl_cid] {
+                    if self.by_cid.contains_key(cid) {
+                        return Err(PaperError::Duplicate {
+                            client_order_id: cid.clone(),
+                        });
+                    }
+                }
+                // The exits as the venue makes them: the opposite side, for
+                // the entry's filled quantity (resolved when it fills), GTC.
+                let exit = |cid: String, kind: OrderKind| Ticket {
+                    client_order_id: cid,
+                    side: t.side.opposite(),
+                    size: Size::ClosePosition,
+                    kind,
+                    tif: TimeInForce::Gtc,
+                    bracket: None,
+                    ..t.clone()
+                };
+                let tp = self.register(
+                    exit(
+                        tp_cid,
+                        OrderKind::Limit {
+                            price: legs.take_profit,
+                        },
+                    ),
+                    Some(t.client_order_id.clone()),
+                );
+                let sl = self.register(
+                    exit(
+                        sl_cid,
+                        OrderKind::Stop {
+                            trigger: legs.stop_loss,
+                        },
+                    ),
+                    Some(t.client_order_id.clone()),
+                );
+                self.venue.submit_bracket(
+                    entry,
+                    tp,
+                    sl,
+                    BracketRequest {
+                        entry: request,
+                        take_profit: legs.take_profit,
+                        stop_loss: legs.stop_loss,
+                    },
+                )?;
+            }
+        }
+        Ok(Report {
+            bar: None,
+            updates: self.drain()?,
+        })
+    }
+
+    /// Books a ticket under the next venue order id.
+    fn register(&mut self, ticket: Ticket, parent: Option<String>) -> OrderId {
+        let id = OrderId(self.tickets.len() as u64);
+        self.by_cid.insert(ticket.client_order_id.clone(), id);
+        self.states.push(OrderState {
+            ticket: ticket.clone(),
+            status: OrderStatus::New,
+            quantity: None,
+            filled: Quantity::zero(0),
+            average_price: None,
+            reason: None,
+            parent: parent.clone(),
+            created_ts: ticket.decision_ts,
+            ts: ticket.decision_ts,
+        });
+        self.tickets.push(ticket);
+        self.parents.push(parent);
+        self.sums.push(FillSums::default());
+        id
+    }
+
+    /// Turns the venue's new events into updates, in order, and books them.
+    fn drain(&mut self) -> Result<Vec<Update>, PaperError> {
+        self.venue.take_events_into(&mut self.events);
+        let events = std::mem::take(&mut self.events);
+        let mut out = Vec::with_capacity(events.len());
+        for ev in &events {
+            match *ev {
+                VenueEvent::Fill(seq) => {
+                    let fill = self
+                        .venue
+                        .fill(seq)
+                        .ok_or_else(|| PaperError::Inconsistent {
+                            client_order_id: String::new(),
+                            reason: format!("fill {seq} announced but missing"),
+                        })?;
+                    let k = fill.order_id.0 as usize;
+                    let ticket = &self.tickets[k];
+                    let sums = &mut self.sums[k];
+                    sums.notional += fill.price.to_decimal() * fill.qty.to_decimal();
+                    sums.qty += fill.qty.to_decimal();
+                    let pf = PaperFill {
+                        seq,
+                        client_order_id: ticket.client_order_id.clone(),
+                        strategy_id: ticket.strategy_id.clone(),
+                        symbol: ticket.symbol.clone(),
+                        side: fill.side,
+                        qty: fill.qty,
+                        price: fill.price,
+                        commission: fill.commission,
+                        rebate: fill.rebate,
+                        slippage: fill.slippage,
+                        liquidity: fill.liquidity,
+                        ts: fill.ts,
+                    };
+                    self.fills.push(pf.clone());
+                    out.push(Update::Fill(pf));
+                }
+                VenueEvent::Order(u) => {
+                    let k = u.id.0 as usize;
+                    let order = self
+                        .venue
+                        .order(u.id)
+                        .ok_or_else(|| PaperError::Inconsistent {
+                            client_order_id: self.tickets[k].client_order_id.clone(),
+                            reason: "update of an order the venue does not hold".into(),
+                        })?;
+                    let avg = {
+                        let s = self.sums[k];
+                        (!s.qty.is_zero()).then(|| s.notional / s.qty)
+                    };
+                    let state = state_of(
+                        &self.tickets[k],
+                        order,
+                        u.status,
+                        u.filled_raw,
+                        avg,
+                        u.ts,
+                        self.parents[k].clone(),
+                        precision_of(&self.venue, order),
+                    )?;
+                    self.states[k] = state.clone();
+                    out.push(Update::Order(state));
+                }
+            }
+        }
+        self.events = events;
+        self.events.clear();
+        Ok(out)
+    }
+
+    /// Every order, oldest first.
+    pub fn orders(&self) -> &[OrderState] {
+        &self.states
+    }
+
+    /// The order of a client order id.
+    pub fn order(&self, client_order_id: &str) -> Option<&OrderState> {
+        self.by_cid
+            .get(client_order_id)
+            .map(|id| &self.states[id.0 as usize])
+    }
+
+    /// Every fill, oldest first.
+    pub fn fills(&self) -> &[PaperFill] {
+        &self.fills
+    }
+
+    /// Cash, equity, positions, open orders and costs, exact.
+    ///
+    /// # Errors
+    /// A ledger overflow.
+    pub fn snapshot(&self) -> Result<Snapshot, PaperError> {
+        Ok(self.venue.snapshot()?)
+    }
+
+    /// The venue's instruments.
+    pub fn instruments(&self) -> &[Instrument] {
+        self.venue.instruments()
+    }
+
+    /// The venue's time (ns): its latest bar.
+    pub fn now(&self) -> i64 {
+        self.venue.now()
+    }
+}
+
+fn precision_of(venue: &Venue, o: &Order) -> u8 {
+    venue
+        .instruments()
+        .get(o.request.instrument)
+        .map_or(0, |i| i.size_precision)
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one flat constructor of a plain record"
+)]
+fn state_of(
+    ticket: &Ticket,
+    order: &Order,
+    status: OrderStatus,
+    filled_raw: i64,
+    average_price: Option<Decimal>,
+    ts: i64,
+    parent: Option<String>,
+    size_precision: u8,
+) -> Result<OrderState, PaperError> {
+    let reason = matches!(
+        status,
+        OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Expired
+    )
+    .then(|| order.reject_reason.clone())
+    .flatten();
+    Ok(OrderState {
+        ticket: ticket.clone(),
+        status,
+        quantity: order.quantity,
+        filled: Quantity::from_raw(filled_raw, size_precision).map_err(|e| {
+            PaperError::Inconsistent {
+                client_order_id: ticket.client_order_id.clone(),
+                reason: e.to_string(),
+            }
+        })?,
+        average_price,
+        reason,
+        parent,
+        created_ts: order.created_ts,
+        ts,
+    })
+}
