@@ -329,6 +329,21 @@ impl Broker {
         self.venue.instruments()
     }
 
+    /// Open time (ns) of the latest bar of `symbol` the venue took.
+    pub fn last_bar_ts(&self, symbol: &str) -> Option<i64> {
+        self.venue
+            .instrument_index(symbol)
+            .and_then(|i| self.last_bar[i])
+    }
+
+    /// Whether `ticket` comes too late for the bar after its decision: the
+    /// venue already took a later bar of its symbol, so it fills a bar later
+    /// than a backtest would (a replay faster than the pipeline; docs/paper.md).
+    pub fn is_late(&self, ticket: &Ticket) -> bool {
+        self.last_bar_ts(&ticket.symbol)
+            .is_some_and(|last| last > ticket.decision_ts)
+    }
+
     /// The venue's time (ns): its latest bar.
     pub fn now(&self) -> i64 {
         self.venue.now()

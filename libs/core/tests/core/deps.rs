@@ -48,6 +48,7 @@ const DOMAIN: &[&str] = &[
     "grodt-regimes",
     "grodt-sweep",
     "grodt-optimize",
+    "grodt-paper",
 ];
 
 const BANNED: &[&str] = &["tokio", "tonic", "prost", "sqlx", "redis", "polars"];
