@@ -15,4 +15,5 @@ pub mod health;
 pub mod migrate;
 pub mod regimes;
 pub mod strategies;
+pub mod paper;
 pub mod up;

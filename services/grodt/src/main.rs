@@ -63,6 +63,10 @@ enum Command {
     },
     /// Backtest a strategy on a CSV file; prints the metrics table.
     Backtest(grodt::backtest::BacktestOptions),
+    /// Paper-trade a strategy on a replay of a CSV file through the embedded
+    /// services; prints the fills and the account and fails unless they
+    /// equal a backtest of the same bars.
+    Paper(grodt::paper::PaperOptions),
     /// The regime classifier: `accuracy` grades it against ex-post labels.
     Regimes {
         #[command(subcommand)]
@@ -139,6 +143,16 @@ fn main() -> ExitCode {
             Command::Data { addr, command } => data(&addr, command).await,
             // CPU-bound on this (the main) thread, which blocks no executor worker.
             Command::Backtest(options) => backtest(&options),
+            Command::Paper(options) => match grodt::paper::command(&options).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("grodt paper: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Strategies { json } => strategies(json),
             Command::Regimes {
                 command: RegimesCommand::Accuracy(options),

@@ -6,6 +6,7 @@ mod backtest;
 mod data;
 mod distributed;
 mod helpers;
+mod paper;
 mod layout;
 mod services;
 mod strategies;
