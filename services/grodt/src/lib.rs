@@ -13,7 +13,7 @@ pub mod backtest;
 pub mod data;
 pub mod health;
 pub mod migrate;
+pub mod paper;
 pub mod regimes;
 pub mod strategies;
-pub mod paper;
 pub mod up;

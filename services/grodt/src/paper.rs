@@ -445,8 +445,8 @@ async fn drive(
     let mut market = MarketDataServiceClient::new(channel(md).await?);
     let mut strategy = StrategyServiceClient::new(channel(st).await?);
     let mut execution = ExecutionServiceClient::new(channel(ex).await?);
-    let path = std::path::absolute(&options.data)
-        .map_err(|e| PaperCliError::Local(e.to_string()))?;
+    let path =
+        std::path::absolute(&options.data).map_err(|e| PaperCliError::Local(e.to_string()))?;
     let import = ImportArgs {
         file: options.data.clone(),
         mapping: None,
@@ -508,8 +508,7 @@ async fn drive(
         .map_err(rpc("StartReplay"))?;
     // Done when the instance saw every bar and execution holds every order
     // it asked for, and nothing moved for a while.
-    let deadline =
-        Instant::now() + Duration::from_millis(options.bar_ms * n as u64 * 3 + 60_000);
+    let deadline = Instant::now() + Duration::from_millis(options.bar_ms * n as u64 * 3 + 60_000);
     let mut quiet_since: Option<(u64, u64, usize, Instant)> = None;
     loop {
         if Instant::now() > deadline {

@@ -58,7 +58,7 @@ pub fn members() -> [Member; 7] {
             name: grodt_regime::NAME,
             grpc_service: grodt_regime::GRPC_SERVICE,
             defaults: grodt_regime::defaults,
-            build: |c, i, source, _| Box::pin(grodt_regime::build_embedded(c, i, source)),
+            build: |c, i, source, dir| Box::pin(grodt_regime::build_embedded(c, i, source, dir)),
         },
         Member {
             name: grodt_strategy::NAME,

@@ -35,6 +35,38 @@ pub fn ts_from_proto(field: &str, ts: &prost_types::Timestamp) -> Result<i64, Re
         .ok_or_else(|| RegimeSvcError::invalid(field, "outside the nanosecond range"))
 }
 
+/// An optional wire time range -> the catalog's (half-open; absent ends open).
+///
+/// # Errors
+/// A bad timestamp, or an end not after the start, named under `field`.
+pub fn range_from_proto(
+    field: &str,
+    r: Option<&v1::TimeRange>,
+) -> Result<grodt_data::TimeRange, RegimeSvcError> {
+    let Some(r) = r else {
+        return Ok(grodt_data::TimeRange::ALL);
+    };
+    let start = r
+        .start
+        .as_ref()
+        .map(|t| ts_from_proto(&format!("{field}.start"), t))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let end = r
+        .end
+        .as_ref()
+        .map(|t| ts_from_proto(&format!("{field}.end"), t))
+        .transpose()?
+        .unwrap_or(i64::MAX);
+    if end <= start {
+        return Err(RegimeSvcError::invalid(
+            format!("{field}.end"),
+            "must be after start",
+        ));
+    }
+    Ok(grodt_data::TimeRange { start, end })
+}
+
 /// The stored label of a timeframe (`1m`, ..., `1d`); `None` for UNSPECIFIED.
 pub fn timeframe_label(tf: v1::Timeframe) -> Option<&'static str> {
     use v1::Timeframe as T;

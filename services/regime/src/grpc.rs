@@ -24,6 +24,7 @@ use crate::error::RegimeSvcError;
 /// The handler behind `grodt.v1.RegimeService`.
 pub struct RegimeApi {
     store: Store,
+    catalog: Arc<crate::catalog::CatalogSlot>,
     /// Dropped with the server: stops the bar consumer.
     _stop: Arc<dyn Send + Sync>,
 }
@@ -35,9 +36,18 @@ impl std::fmt::Debug for RegimeApi {
 }
 
 impl RegimeApi {
-    /// Handlers over `store`; `stop` lives as long as they do.
-    pub fn new(store: Store, stop: Arc<dyn Send + Sync>) -> Self {
-        Self { store, _stop: stop }
+    /// Handlers over `store` (and the catalog of `catalog`, for Classify
+    /// by dataset id); `stop` lives as long as they do.
+    pub fn new(
+        store: Store,
+        catalog: Arc<crate::catalog::CatalogSlot>,
+        stop: Arc<dyn Send + Sync>,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            _stop: stop,
+        }
     }
 
     /// The timeframe label of (symbol, timeframe field): the one asked for,
@@ -180,6 +190,57 @@ pub async fn classify(r: ClassifyRequest) -> Result<ClassifyResponse, RegimeSvcE
         .ok()
         .and_then(crate::convert::timeframe_label)
         .unwrap_or("");
+    classify_series(config, &symbol, tf, tf_raw, precision, bars).await
+}
+
+/// Classify over a catalog dataset (`dataset_id`, `range`) or over the
+/// request's bars; never both.
+///
+/// # Errors
+/// As [`classify`]; NOT_FOUND for an unknown dataset.
+pub async fn classify_request(
+    catalog: &crate::catalog::CatalogSlot,
+    r: ClassifyRequest,
+) -> Result<ClassifyResponse, RegimeSvcError> {
+    if r.dataset_id.is_empty() {
+        if r.range.is_some() {
+            return Err(RegimeSvcError::invalid(
+                "range",
+                "only with dataset_id (request bars are classified whole)",
+            ));
+        }
+        return classify(r).await;
+    }
+    if !r.bars.is_empty() {
+        return Err(RegimeSvcError::invalid(
+            "bars",
+            "must be empty when dataset_id is set (one source of bars)",
+        ));
+    }
+    let config = params_to_config(r.params.as_ref())?;
+    let range = crate::convert::range_from_proto("range", r.range.as_ref())?;
+    let data = catalog.load(&r.dataset_id, range).await?;
+    let tf_raw = crate::convert::timeframe_from_label(&data.timeframe) as i32;
+    classify_series(
+        config,
+        &data.symbol,
+        &data.timeframe,
+        tf_raw,
+        data.price_precision,
+        data.bars,
+    )
+    .await
+}
+
+/// The classifier over one series, as the response's states.
+async fn classify_series(
+    config: grodt_regimes::RegimeConfig,
+    symbol: &str,
+    tf: &str,
+    tf_raw: i32,
+    precision: u8,
+    bars: Vec<grodt_core::Bar>,
+) -> Result<ClassifyResponse, RegimeSvcError> {
     let decisions = tokio::task::spawn_blocking(move || {
         grodt_regimes::classify(config, precision, &bars).map(|d| (d, bars))
     })
@@ -197,7 +258,7 @@ pub async fn classify(r: ClassifyRequest) -> Result<ClassifyResponse, RegimeSvcE
             if d.changed {
                 since = d.ts;
             }
-            let mut s = decision_to_state(&symbol, tf, d, since);
+            let mut s = decision_to_state(symbol, tf, d, since);
             s.timeframe = tf_raw;
             s
         })
@@ -234,7 +295,7 @@ impl RegimeService for RegimeApi {
         &self,
         request: Request<ClassifyRequest>,
     ) -> Result<Response<ClassifyResponse>, Status> {
-        classify(request.into_inner())
+        classify_request(&self.catalog, request.into_inner())
             .await
             .map(Response::new)
             .map_err(|e| to_status(&e))

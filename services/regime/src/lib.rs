@@ -10,6 +10,7 @@
 //! `metrics` the service's own metrics. docs/regimes.md, "The regime
 //! service", is the contract.
 
+pub mod catalog;
 pub mod convert;
 pub mod engine;
 mod error;
@@ -17,7 +18,7 @@ mod grpc;
 pub mod metrics;
 
 pub use error::RegimeSvcError;
-pub use grpc::{RegimeApi, classify};
+pub use grpc::{RegimeApi, classify, classify_request};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,9 @@ pub struct RegimeSettings {
     pub consumer_name: String,
     /// How long a bar may sit unacked before it is taken over.
     pub claim_idle_ms: u64,
+    /// market-data's Parquet catalog, read (never written) by Classify by
+    /// dataset id; opened on the first such call.
+    pub catalog_dir: std::path::PathBuf,
 }
 
 impl Default for RegimeSettings {
@@ -72,6 +76,7 @@ impl Default for RegimeSettings {
             heartbeat_minutes: 60,
             consumer_name: String::new(),
             claim_idle_ms: 30_000,
+            catalog_dir: std::path::PathBuf::from(grodt_dataset_meta::DEFAULT_CATALOG_DIR),
         }
     }
 }
@@ -140,17 +145,22 @@ pub async fn build(config: Config<()>, infra: Infra) -> Result<Server, KitError>
 }
 
 /// For `grodt up`: the common sections come from the runner (its ports),
-/// `[regime]` from `source`.
+/// `[regime]` from `source`, and the catalog is market-data's,
+/// `<data_dir>/catalog`.
 pub async fn build_embedded(
     config: Config<()>,
     infra: Infra,
     source: ConfigSource,
+    data_dir: std::path::PathBuf,
 ) -> Result<Server, KitError> {
     let own = kit_config::load(&source, &defaults_with_settings())?;
     build_with_settings(
         Config {
             common: config.common,
-            service: own.service,
+            service: RegimeSettings {
+                catalog_dir: data_dir.join("catalog"),
+                ..own.service
+            },
         },
         infra,
     )
@@ -220,6 +230,10 @@ pub async fn build_with_settings(
     .metrics(metrics)
     .add_service(RegimeServiceServer::new(RegimeApi::new(
         infra.store.clone(),
+        Arc::new(catalog::CatalogSlot::new(
+            s.catalog_dir.clone(),
+            infra.store.clone(),
+        )),
         stop,
     )))
     .bind()

@@ -26,6 +26,7 @@ async fn classify_over_the_spy_sample_equals_the_library() {
     let request = v1::ClassifyRequest {
         bars: bars.iter().map(|b| to_proto("SPY", b)).collect(),
         params: None,
+        ..Default::default()
     };
     let got = svc
         .client
@@ -80,6 +81,7 @@ async fn classify_over_the_spy_sample_equals_the_library() {
                 slope_flat: 0.05,
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .expect("Classify succeeds")
@@ -128,6 +130,7 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
         c.classify(v1::ClassifyRequest {
             bars: swapped,
             params: None,
+            ..Default::default()
         })
         .await,
         "bars[2].timestamp",
@@ -139,6 +142,7 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
         c.classify(v1::ClassifyRequest {
             bars: other,
             params: None,
+            ..Default::default()
         })
         .await,
         "bars[1].symbol",
@@ -152,6 +156,7 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
         c.classify(v1::ClassifyRequest {
             bars: bad_price,
             params: None,
+            ..Default::default()
         })
         .await,
         "bars[2].close",
@@ -191,6 +196,7 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
             c.classify(v1::ClassifyRequest {
                 bars: bars.clone(),
                 params: Some(params),
+                ..Default::default()
             })
             .await,
             field,
@@ -484,4 +490,158 @@ async fn the_bus_fed_service_publishes_classify_s_changes_embedded() {
 async fn the_bus_fed_service_publishes_classify_s_changes_redis() {
     let rate = feed_spy_through_the_bus(Env::redis().await).await;
     println!("distributed (Redis, Postgres): {rate:.0} bars/s");
+}
+
+/// Classify by dataset id reads market-data's catalog (imported here as
+/// market-data imports: the catalog over the store's dataset metadata) and
+/// gives the regime series of Classify over the same bars in the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_by_dataset_id_equals_classify_over_its_bars() {
+    use grodt_data::catalog::{ImportRequest, Partitioning};
+    use grodt_data::{Catalog, DatasetId, MetadataStore};
+
+    let env = Env::embedded().await;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_dir = dir.path().join("catalog");
+    let mut svc = env
+        .spawn(RegimeSettings {
+            catalog_dir: catalog_dir.clone(),
+            ..RegimeSettings::default()
+        })
+        .await;
+    let store = env.db.store().clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let meta: std::sync::Arc<dyn MetadataStore> =
+            std::sync::Arc::new(grodt_dataset_meta::StoreMetadata::new(store, handle));
+        let catalog = Catalog::open(&catalog_dir, meta).expect("catalog opens");
+        catalog
+            .import_csv(&ImportRequest {
+                path: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../data/samples/spy_1d_1998-2021.csv"),
+                id: DatasetId::new("local", "SPY", "1d").unwrap(),
+                source_description: "sample".into(),
+                csv: grodt_data::import::CsvOptions::default(),
+                validation: grodt_data::validate::ValidationOptions {
+                    calendar: grodt_data::calendar::Calendar::UsEquityDaily,
+                    ..grodt_data::validate::ValidationOptions::new(1_795_305_600_000_000_000)
+                },
+                partitioning: Partitioning::Year,
+                replace: false,
+                imported_at: 1_795_305_600_000_000_000,
+            })
+            .expect("SPY imports");
+    })
+    .await
+    .unwrap();
+    let bars = spy_bars();
+    let by_bars = svc
+        .client
+        .classify(v1::ClassifyRequest {
+            bars: bars.iter().map(|b| to_proto("SPY", b)).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("Classify over bars")
+        .into_inner();
+    let key = |r: &v1::ClassifyResponse| {
+        r.states
+            .iter()
+            .map(|s| (ts_of(s), s.regime, s.candidate, s.seq, s.held))
+            .collect::<Vec<_>>()
+    };
+    assert!(by_bars.states.len() > 1000);
+    let uuid = env
+        .db
+        .store()
+        .datasets()
+        .list(&Default::default(), &grodt_store::PageRequest::default())
+        .await
+        .unwrap()
+        .items[0]
+        .id
+        .to_string();
+    for id in ["local/SPY/1d".to_owned(), uuid] {
+        let by_id = svc
+            .client
+            .classify(v1::ClassifyRequest {
+                dataset_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("Classify by {id}: {e}"))
+            .into_inner();
+        assert_eq!(by_id.warmup_bars, by_bars.warmup_bars, "{id}");
+        assert_eq!(key(&by_id), key(&by_bars), "{id}");
+        assert!(by_id.states.iter().all(|s| s.symbol == "SPY"));
+    }
+    // A range classifies exactly those bars.
+    let head = &bars[..1500];
+    let ranged = svc
+        .client
+        .classify(v1::ClassifyRequest {
+            dataset_id: "local/SPY/1d".into(),
+            range: Some(v1::TimeRange {
+                start: None,
+                end: Some(prost_types::Timestamp {
+                    seconds: bars[1500].ts / 1_000_000_000,
+                    nanos: 0,
+                }),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("ranged")
+        .into_inner();
+    let head_bars = svc
+        .client
+        .classify(v1::ClassifyRequest {
+            bars: head.iter().map(|b| to_proto("SPY", b)).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("head")
+        .into_inner();
+    assert_eq!(key(&ranged), key(&head_bars));
+    // Refusals name the field.
+    let unknown = svc
+        .client
+        .classify(v1::ClassifyRequest {
+            dataset_id: "local/QQQ/1d".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown dataset");
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    assert!(unknown.message().contains("local/QQQ/1d"), "{unknown:?}");
+    let unknown_uuid = svc
+        .client
+        .classify(v1::ClassifyRequest {
+            dataset_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown uuid");
+    assert_eq!(unknown_uuid.code(), Code::NotFound);
+    expect_invalid(
+        svc.client
+            .classify(v1::ClassifyRequest {
+                dataset_id: "local/SPY/1d".into(),
+                bars: vec![to_proto("SPY", &bars[0])],
+                ..Default::default()
+            })
+            .await,
+        "bars",
+    )
+    .await;
+    expect_invalid(
+        svc.client
+            .classify(v1::ClassifyRequest {
+                dataset_id: "not-an-id".into(),
+                ..Default::default()
+            })
+            .await,
+        "dataset_id",
+    )
+    .await;
 }
