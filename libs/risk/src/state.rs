@@ -1149,6 +1149,26 @@ impl RiskState {
     /// The portfolio now: equity, drawdown, exposures, VaR, correlations.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
+        let mut s = self.snapshot_light();
+        let holdings: Vec<(Decimal, &VecDeque<(i64, Decimal)>)> = s
+            .exposures
+            .iter()
+            .filter_map(|e| self.daily_closes.get(&e.symbol).map(|c| (e.notional, c)))
+            .collect();
+        let var = stats::historical_var(&holdings, self.settings.var_window_days as usize);
+        let series: Vec<(&String, &VecDeque<(i64, Decimal)>)> =
+            self.strategy_daily.iter().collect();
+        s.var_95 = var.var_95;
+        s.var_99 = var.var_99;
+        s.var_days = var.days;
+        s.strategy_correlations = stats::pnl_correlations(&series);
+        s
+    }
+
+    /// [`RiskState::snapshot`] without the statistics (VaR 0, no
+    /// correlations): cheap enough for every input.
+    #[must_use]
+    pub fn snapshot_light(&self) -> Snapshot {
         let equity = self.equity();
         let (gross, net) = self.exposures();
         let drawdown = if self.peak_equity > Decimal::ZERO {
@@ -1166,13 +1186,6 @@ impl RiskState {
                 equity_fraction: stats::ratio(n, equity),
             })
             .collect();
-        let holdings: Vec<(Decimal, &VecDeque<(i64, Decimal)>)> = exposures
-            .iter()
-            .filter_map(|e| self.daily_closes.get(&e.symbol).map(|c| (e.notional, c)))
-            .collect();
-        let var = stats::historical_var(&holdings, self.settings.var_window_days as usize);
-        let series: Vec<(&String, &VecDeque<(i64, Decimal)>)> =
-            self.strategy_daily.iter().collect();
         Snapshot {
             as_of_ns: self.now_ns,
             equity,
@@ -1181,12 +1194,12 @@ impl RiskState {
             daily_pnl: equity - self.day_start_equity,
             gross_exposure: gross,
             net_exposure: net,
-            var_95: var.var_95,
-            var_99: var.var_99,
-            var_days: var.days,
+            var_95: Decimal::ZERO,
+            var_99: Decimal::ZERO,
+            var_days: 0,
             exposures,
             rejected_today: self.rejected_today,
-            strategy_correlations: stats::pnl_correlations(&series),
+            strategy_correlations: Vec::new(),
         }
     }
 }
