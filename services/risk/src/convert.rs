@@ -100,7 +100,12 @@ pub fn order_from_proto(spec: &v1::OrderSpec) -> Result<Order, RiskSvcError> {
     let side = match v1::Side::try_from(spec.side) {
         Ok(v1::Side::Buy) => Side::Buy,
         Ok(v1::Side::Sell) => Side::Sell,
-        _ => return Err(RiskSvcError::invalid("order.side", "required (BUY or SELL)")),
+        _ => {
+            return Err(RiskSvcError::invalid(
+                "order.side",
+                "required (BUY or SELL)",
+            ));
+        }
     };
     let ty = match v1::OrderType::try_from(spec.order_type) {
         Ok(v1::OrderType::Unspecified) | Err(_) => {
@@ -122,12 +127,12 @@ pub fn order_from_proto(spec: &v1::OrderSpec) -> Result<Order, RiskSvcError> {
                 "one of quantity, equity_fraction, close_position is required",
             ));
         }
-        Some(Wire::Quantity(q)) => Size::Quantity(
-            positive("order.quantity", Some(q))?.unwrap_or_default(),
-        ),
-        Some(Wire::EquityFraction(f)) => Size::EquityFraction(
-            positive("order.equity_fraction", Some(f))?.unwrap_or_default(),
-        ),
+        Some(Wire::Quantity(q)) => {
+            Size::Quantity(positive("order.quantity", Some(q))?.unwrap_or_default())
+        }
+        Some(Wire::EquityFraction(f)) => {
+            Size::EquityFraction(positive("order.equity_fraction", Some(f))?.unwrap_or_default())
+        }
         Some(Wire::ClosePosition(true)) => Size::ClosePosition,
         Some(Wire::ClosePosition(false)) => {
             return Err(RiskSvcError::invalid(
@@ -200,13 +205,14 @@ pub fn limits_from_proto(l: &v1::RiskLimits) -> Result<Limits, RiskSvcError> {
         max_net_exposure: opt_dec(&f("max_net_exposure"), l.max_net_exposure.as_ref())?,
         max_daily_loss: opt_dec(&f("max_daily_loss"), l.max_daily_loss.as_ref())?,
         max_drawdown: opt_dec(&f("max_drawdown"), l.max_drawdown.as_ref())?,
-        max_price_deviation: opt_dec(
-            &f("max_price_deviation"),
-            l.max_price_deviation.as_ref(),
-        )?,
+        max_price_deviation: opt_dec(&f("max_price_deviation"), l.max_price_deviation.as_ref())?,
         max_orders_per_minute: (l.max_orders_per_minute > 0).then_some(l.max_orders_per_minute),
         symbol_limits,
-        restricted_symbols: l.restricted_symbols.iter().cloned().collect::<BTreeSet<_>>(),
+        restricted_symbols: l
+            .restricted_symbols
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
     };
     limits
         .validate()

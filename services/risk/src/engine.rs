@@ -67,7 +67,7 @@ pub enum Record {
     /// An input of the fold.
     Input {
         /// The input.
-        input: Input,
+        input: Box<Input>,
     },
     /// An intent whose order is invalid: rejected without touching the state.
     InvalidIntent {
@@ -347,9 +347,15 @@ impl Engine {
             };
             let source = format!("config:{}", Uuid::now_v7());
             let at = now_ns();
-            self.run(&mut core, &source, COMMAND, Record::Input { input }, |outs| {
-                Ok(events_of(&source, at, outs, None))
-            })
+            self.run(
+                &mut core,
+                &source,
+                COMMAND,
+                Record::Input {
+                    input: Box::new(input),
+                },
+                |outs| Ok(events_of(&source, at, outs, None)),
+            )
             .await?;
         }
         Ok(())
@@ -383,7 +389,8 @@ impl Engine {
         // The state has moved: until the commit, any failure must rebuild it.
         let committed = async {
             let events = build(&outputs)?;
-            let input = serde_json::to_vec(&rec).map_err(|e| RiskSvcError::Corrupt(e.to_string()))?;
+            let input =
+                serde_json::to_vec(&rec).map_err(|e| RiskSvcError::Corrupt(e.to_string()))?;
             let out =
                 serde_json::to_vec(&events).map_err(|e| RiskSvcError::Corrupt(e.to_string()))?;
             let mut tx = self.store.begin().await?;
@@ -496,9 +503,15 @@ impl Engine {
         let at = now_ns();
         if let Some(input) = decide(&core.state, at)? {
             let source = format!("cmd:{}", Uuid::now_v7());
-            self.run(&mut core, &source, COMMAND, Record::Input { input }, |outs| {
-                Ok(events_of(&source, at, outs, None))
-            })
+            self.run(
+                &mut core,
+                &source,
+                COMMAND,
+                Record::Input {
+                    input: Box::new(input),
+                },
+                |outs| Ok(events_of(&source, at, outs, None)),
+            )
             .await?;
         }
         Ok(reply(&core.state))
@@ -507,16 +520,18 @@ impl Engine {
     /// Handles one order intent.
     async fn on_intent(&self, d: &Delivery) -> Result<(), RiskSvcError> {
         let label = INTENTS_STREAM;
-        let event =
-            match topic::decode::<v1::OrderIntentEvent>(&d.envelope.event_type, d.envelope.payload.as_ref()) {
-                Ok(e) => e,
-                Err(e) => return Ok(self.invalid(label, d, &format!("undecodable: {e}"))),
-            };
+        let event = match topic::decode::<v1::OrderIntentEvent>(
+            &d.envelope.event_type,
+            d.envelope.payload.as_ref(),
+        ) {
+            Ok(e) => e,
+            Err(e) => return self.invalid(label, d, &format!("undecodable: {e}")),
+        };
         let Some(spec) = event.order.as_ref() else {
-            return Ok(self.invalid(label, d, "order: required"));
+            return self.invalid(label, d, "order: required");
         };
         if spec.client_order_id.is_empty() {
-            return Ok(self.invalid(label, d, "order.client_order_id: required"));
+            return self.invalid(label, d, "order.client_order_id: required");
         }
         let source = format!("intent:{}", spec.client_order_id);
         let decided = ts_from_proto("decision_bar_time", event.decision_bar_time.as_ref());
@@ -526,7 +541,7 @@ impl Engine {
             .unwrap_or_else(|_| d.envelope.occurred_at.timestamp_nanos_opt().unwrap_or(0));
         let rec = match decided.and_then(|at| Ok((order_from_proto(spec)?, at))) {
             Ok((order, at_ns)) => Record::Input {
-                input: Input::Intent { order, at_ns },
+                input: Box::new(Input::Intent { order, at_ns }),
             },
             Err(e) => Record::InvalidIntent {
                 client_order_id: spec.client_order_id.clone(),
@@ -576,16 +591,19 @@ impl Engine {
 
     async fn on_fill(&self, d: &Delivery) -> Result<(), RiskSvcError> {
         let label = FILLS_STREAM;
-        let event = match topic::decode::<v1::FillEvent>(&d.envelope.event_type, d.envelope.payload.as_ref()) {
+        let event = match topic::decode::<v1::FillEvent>(
+            &d.envelope.event_type,
+            d.envelope.payload.as_ref(),
+        ) {
             Ok(e) => e,
-            Err(e) => return Ok(self.invalid(label, d, &format!("undecodable: {e}"))),
+            Err(e) => return self.invalid(label, d, &format!("undecodable: {e}")),
         };
         let Some(fill) = event.fill.as_ref() else {
-            return Ok(self.invalid(label, d, "fill: required"));
+            return self.invalid(label, d, "fill: required");
         };
         let input = match fill_from_proto(fill) {
             Ok(i) => i,
-            Err(e) => return Ok(self.invalid(label, d, &e.to_string())),
+            Err(e) => return self.invalid(label, d, &e.to_string()),
         };
         let source = if fill.fill_id.is_empty() {
             format!("fill-event:{}", d.envelope.event_id)
@@ -597,16 +615,19 @@ impl Engine {
 
     async fn on_bar(&self, d: &Delivery) -> Result<(), RiskSvcError> {
         let label = BARS_STREAM;
-        let event = match topic::decode::<v1::BarEvent>(&d.envelope.event_type, d.envelope.payload.as_ref()) {
+        let event = match topic::decode::<v1::BarEvent>(
+            &d.envelope.event_type,
+            d.envelope.payload.as_ref(),
+        ) {
             Ok(e) => e,
-            Err(e) => return Ok(self.invalid(label, d, &format!("undecodable: {e}"))),
+            Err(e) => return self.invalid(label, d, &format!("undecodable: {e}")),
         };
         let Some(bar) = event.bar.as_ref() else {
-            return Ok(self.invalid(label, d, "bar: required"));
+            return self.invalid(label, d, "bar: required");
         };
         let input = match bar_from_proto(bar) {
             Ok(i) => i,
-            Err(e) => return Ok(self.invalid(label, d, &e.to_string())),
+            Err(e) => return self.invalid(label, d, &e.to_string()),
         };
         self.market(&format!("bar:{}", d.envelope.event_id), label, input)
             .await
@@ -618,20 +639,27 @@ impl Engine {
             _ => 0,
         };
         let mut core = self.lock().await?;
-        self.run(&mut core, source, label, Record::Input { input }, |outs| {
-            Ok(events_of(source, at_ns, outs, None))
-        })
+        self.run(
+            &mut core,
+            source,
+            label,
+            Record::Input {
+                input: Box::new(input),
+            },
+            |outs| Ok(events_of(source, at_ns, outs, None)),
+        )
         .await?;
         Ok(())
     }
 
-    /// An event that cannot be applied: logged, counted, acked.
-    fn invalid(&self, label: &str, d: &Delivery, why: &str) {
+    /// An event that cannot be applied: logged, counted, acked (always `Ok`).
+    fn invalid(&self, label: &str, d: &Delivery, why: &str) -> Result<(), RiskSvcError> {
         tracing::warn!(stream = label, event_id = %d.envelope.event_id, reason = why, "event ignored");
         self.metrics
             .inputs
             .with_label_values(&[label, "invalid"])
             .inc();
+        Ok(())
     }
 
     /// Sets the consumer-lag gauges every `every` until `stop` turns true.

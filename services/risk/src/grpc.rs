@@ -168,7 +168,9 @@ impl RiskService for RiskApi {
             self.engine
                 .command(
                     |s, at_ns| {
-                        Ok(s.halt().is_none().then_some(Input::Halt { reason, by, at_ns }))
+                        Ok(s.halt()
+                            .is_none()
+                            .then_some(Input::Halt { reason, by, at_ns }))
                     },
                     |s| HaltResponse {
                         state: Some(halt_to_proto(s.halt())),

@@ -35,7 +35,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tonic::server::NamedService;
 
-use crate::engine::{BARS_STREAM, Engine, FILLS_STREAM, GROUP, INTENTS_STREAM, Kind, StreamHandler};
+use crate::engine::{
+    BARS_STREAM, Engine, FILLS_STREAM, GROUP, INTENTS_STREAM, Kind, StreamHandler,
+};
 
 /// The service's name in logs, metrics and configuration.
 pub const NAME: &str = "risk";
@@ -107,7 +109,10 @@ impl ServiceConfig for RiskSettings {
             ));
         }
         if self.claim_idle_ms == 0 {
-            return Err(ConfigError::invalid("risk.claim_idle_ms", "must be positive"));
+            return Err(ConfigError::invalid(
+                "risk.claim_idle_ms",
+                "must be positive",
+            ));
         }
         if self.account.is_empty() {
             return Err(ConfigError::invalid("risk.account", "required"));

@@ -2,9 +2,7 @@
 
 use grodt_kit::KitError;
 use grodt_risk_rules::{Breaker, RiskState};
-use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-};
+use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use rust_decimal::prelude::ToPrimitive;
 
 /// Counters and gauges of the risk service.
@@ -118,7 +116,10 @@ impl RiskMetrics {
             ]),
         )
         .map_err(m)?;
-        let equity = gauge("equity", "initial equity + fills' cash flows + positions at the last price")?;
+        let equity = gauge(
+            "equity",
+            "initial equity + fills' cash flows + positions at the last price",
+        )?;
         let peak = gauge("peak_equity", "highest equity seen")?;
         let drawdown = gauge("drawdown_ratio", "drawdown from the equity peak, 0..1")?;
         let drawdown_limit = gauge(

@@ -44,7 +44,9 @@ pub fn spec(coid: &str, symbol: &str, side: v1::Side, qty: &str) -> v1::OrderSpe
         symbol: symbol.into(),
         side: side as i32,
         order_type: v1::OrderType::Market as i32,
-        size: Some(v1::order_spec::Size::Quantity(v1::Decimal { value: qty.into() })),
+        size: Some(v1::order_spec::Size::Quantity(v1::Decimal {
+            value: qty.into(),
+        })),
         time_in_force: v1::TimeInForce::Day as i32,
         ..v1::OrderSpec::default()
     }
@@ -75,7 +77,14 @@ pub fn bar(symbol: &str, close: &str, at_ns: i64) -> v1::BarEvent {
     }
 }
 
-pub fn fill(id: &str, symbol: &str, side: v1::Side, qty: &str, price: &str, at_ns: i64) -> v1::FillEvent {
+pub fn fill(
+    id: &str,
+    symbol: &str,
+    side: v1::Side,
+    qty: &str,
+    price: &str,
+    at_ns: i64,
+) -> v1::FillEvent {
     v1::FillEvent {
         fill: Some(v1::Fill {
             fill_id: id.into(),
@@ -109,7 +118,8 @@ pub async fn publish<T: Topic>(bus: &dyn EventBus, event: &T) -> uuid::Uuid {
 pub async fn publish_as<T: Topic>(bus: &dyn EventBus, event: &T, id: uuid::Uuid) {
     let out = Outgoing::new(event);
     let to = StreamName::parse(out.stream()).unwrap();
-    let mut envelope = grodt_bus::Envelope::new(out.event_type(), chrono::Utc::now(), out.payload());
+    let mut envelope =
+        grodt_bus::Envelope::new(out.event_type(), chrono::Utc::now(), out.payload());
     envelope.event_id = id;
     bus.publish(&to, &envelope).await.expect("publish");
 }
@@ -143,7 +153,13 @@ impl<T: Topic> Reader<T> {
         loop {
             let got = self
                 .bus
-                .consume(&self.stream, &self.group, &me, 500, Duration::from_millis(100))
+                .consume(
+                    &self.stream,
+                    &self.group,
+                    &me,
+                    500,
+                    Duration::from_millis(100),
+                )
                 .await
                 .expect("consume");
             if got.is_empty() {
@@ -155,12 +171,20 @@ impl<T: Topic> Reader<T> {
                     .expect("decodes");
                 self.seen.push((d.envelope.event_id, e));
             }
-            self.bus.ack(&self.stream, &self.group, &ids).await.expect("ack");
+            self.bus
+                .ack(&self.stream, &self.group, &ids)
+                .await
+                .expect("ack");
         }
     }
 
     /// Reads until `done(seen)` or `secs` pass (then panics with `what`).
-    pub async fn until(&mut self, what: &str, secs: u64, done: impl Fn(&[(uuid::Uuid, T)]) -> bool) {
+    pub async fn until(
+        &mut self,
+        what: &str,
+        secs: u64,
+        done: impl Fn(&[(uuid::Uuid, T)]) -> bool,
+    ) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             self.drain().await;
@@ -304,7 +328,10 @@ impl Spawned {
             if done(&s) {
                 return s;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {s:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {s:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -60,37 +60,94 @@ async fn intents_become_orders_or_rejections_once_each() {
         .map(|(_, e)| e)
         .filter(|e| rejected_coid(e).is_some())
         .collect();
-    let b_rej = rejections.iter().find(|e| rejected_coid(e) == Some("b-1")).unwrap();
+    let b_rej = rejections
+        .iter()
+        .find(|e| rejected_coid(e) == Some("b-1"))
+        .unwrap();
     assert_eq!(limits_of(b_rej), ["max_order_quantity"]);
     assert_eq!(b_rej.order.as_ref().unwrap().strategy_id, "s1");
-    assert_eq!(b_rej.violations[0].observed_value.as_ref().unwrap().value, "500");
-    let c_rej = rejections.iter().find(|e| rejected_coid(e) == Some("c-1")).unwrap();
+    assert_eq!(
+        b_rej.violations[0].observed_value.as_ref().unwrap().value,
+        "500"
+    );
+    let c_rej = rejections
+        .iter()
+        .find(|e| rejected_coid(e) == Some("c-1"))
+        .unwrap();
     assert_eq!(limits_of(c_rej), ["order"]);
-    assert!(c_rej.violations[0].message.starts_with("order.side"), "{c_rej:?}");
+    assert!(
+        c_rej.violations[0].message.starts_with("order.side"),
+        "{c_rej:?}"
+    );
     assert_eq!(c_rej.order.as_ref().unwrap().strategy_id, "s9");
 
     // Redeliveries: the same envelope again, and the same client order id
     // under a new event id with a different size. Neither decides again.
     publish_as(&*env.bus, &a, a_id).await;
-    publish(&*env.bus, &intent(spec("a-1", "SPY", v1::Side::Buy, "5000"), T0)).await;
-    publish(&*env.bus, &intent(spec("d-1", "SPY", v1::Side::Sell, "1"), T0)).await;
-    orders.until("order d-1", 10, |s| s.iter().any(|(_, o)| order_coid(o) == "d-1")).await;
+    publish(
+        &*env.bus,
+        &intent(spec("a-1", "SPY", v1::Side::Buy, "5000"), T0),
+    )
+    .await;
+    publish(
+        &*env.bus,
+        &intent(spec("d-1", "SPY", v1::Side::Sell, "1"), T0),
+    )
+    .await;
+    orders
+        .until("order d-1", 10, |s| {
+            s.iter().any(|(_, o)| order_coid(o) == "d-1")
+        })
+        .await;
     let text = svc.metrics().await;
     assert_eq!(
-        metric(&text, "grodt_risk_inputs_total{outcome=\"duplicate\",stream=\"grodt.order-intents.v1\"}"),
+        metric(
+            &text,
+            "grodt_risk_inputs_total{outcome=\"duplicate\",stream=\"grodt.order-intents.v1\"}"
+        ),
         Some(2.0),
         "{text}"
     );
     orders.drain().await;
-    let a_events: Vec<_> = orders.seen.iter().filter(|(_, o)| order_coid(o) == "a-1").collect();
+    let a_events: Vec<_> = orders
+        .seen
+        .iter()
+        .filter(|(_, o)| order_coid(o) == "a-1")
+        .collect();
     let distinct: HashSet<_> = a_events.iter().map(|(id, _)| *id).collect();
     assert_eq!(distinct.len(), 1, "one decision for a-1: {a_events:?}");
-    assert!(a_events.iter().all(|(_, o)| o == &orders.seen[0].1), "republished unchanged");
+    assert!(
+        a_events.iter().all(|(_, o)| o == &orders.seen[0].1),
+        "republished unchanged"
+    );
     events.drain().await;
-    assert!(!events.seen.iter().any(|(_, e)| rejected_coid(e) == Some("a-1")));
-    assert_eq!(metric(&text, "grodt_risk_order_checks_total{decision=\"accepted\"}"), Some(2.0));
-    assert_eq!(metric(&text, "grodt_risk_order_checks_total{decision=\"rejected\"}"), Some(2.0));
-    assert_eq!(metric(&text, "grodt_risk_violations_total{limit=\"max_order_quantity\"}"), Some(1.0));
+    assert!(
+        !events
+            .seen
+            .iter()
+            .any(|(_, e)| rejected_coid(e) == Some("a-1"))
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "grodt_risk_order_checks_total{decision=\"accepted\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "grodt_risk_order_checks_total{decision=\"rejected\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "grodt_risk_violations_total{limit=\"max_order_quantity\"}"
+        ),
+        Some(1.0)
+    );
     svc.stop().await;
 }
 
@@ -115,23 +172,42 @@ async fn halt_stops_every_order_and_resume_lets_them_through() {
         .unwrap();
     assert!(halted.halted);
     assert_eq!(halted.cause, v1::HaltCause::Manual as i32);
-    assert_eq!((halted.reason.as_str(), halted.by.as_str()), ("incident 42", "oncall"));
+    assert_eq!(
+        (halted.reason.as_str(), halted.by.as_str()),
+        ("incident 42", "oncall")
+    );
     let text = svc.metrics().await;
     assert_eq!(metric(&text, "grodt_risk_halted "), Some(1.0), "{text}");
     for i in 0..5 {
-        publish(&*env.bus, &intent(spec(&format!("h-{i}"), "SPY", v1::Side::Buy, "1"), T0)).await;
+        publish(
+            &*env.bus,
+            &intent(spec(&format!("h-{i}"), "SPY", v1::Side::Buy, "1"), T0),
+        )
+        .await;
     }
     events
         .until("five halt rejections", 10, |s| {
             s.iter().filter(|(_, e)| rejected_coid(e).is_some()).count() == 5
         })
         .await;
-    for (_, e) in events.seen.iter().filter(|(_, e)| rejected_coid(e).is_some()) {
+    for (_, e) in events
+        .seen
+        .iter()
+        .filter(|(_, e)| rejected_coid(e).is_some())
+    {
         assert_eq!(limits_of(e), ["halt"]);
     }
-    assert!(events.seen.iter().any(|(_, e)| e.kind == v1::RiskEventKind::Halted as i32));
+    assert!(
+        events
+            .seen
+            .iter()
+            .any(|(_, e)| e.kind == v1::RiskEventKind::Halted as i32)
+    );
     orders.drain().await;
-    assert!(orders.seen.is_empty(), "nothing reaches grodt.orders.v1 while halted");
+    assert!(
+        orders.seen.is_empty(),
+        "nothing reaches grodt.orders.v1 while halted"
+    );
     let resumed = svc
         .client
         .resume(v1::ResumeRequest {
@@ -144,26 +220,45 @@ async fn halt_stops_every_order_and_resume_lets_them_through() {
         .state
         .unwrap();
     assert!(!resumed.halted);
-    publish(&*env.bus, &intent(spec("r-1", "SPY", v1::Side::Buy, "1"), T0)).await;
+    publish(
+        &*env.bus,
+        &intent(spec("r-1", "SPY", v1::Side::Buy, "1"), T0),
+    )
+    .await;
     orders.until("r-1 approved", 10, |s| s.len() == 1).await;
     assert_eq!(order_coid(&orders.seen[0].1), "r-1");
     events
-        .until("RESUMED", 10, |s| s.iter().any(|(_, e)| e.kind == v1::RiskEventKind::Resumed as i32))
+        .until("RESUMED", 10, |s| {
+            s.iter()
+                .any(|(_, e)| e.kind == v1::RiskEventKind::Resumed as i32)
+        })
         .await;
-    let snap = svc.client.get_snapshot(v1::GetSnapshotRequest {}).await.unwrap().into_inner();
+    let snap = svc
+        .client
+        .get_snapshot(v1::GetSnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(snap.rejected_today, 5);
     assert!(!snap.halt.unwrap().halted);
     // Bad commands name their field.
     let err = svc
         .client
-        .halt(v1::HaltRequest { reason: String::new(), by: "x".into(), cancel_open_orders: false })
+        .halt(v1::HaltRequest {
+            reason: String::new(),
+            by: "x".into(),
+            cancel_open_orders: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().starts_with("reason:"), "{}", err.message());
     let err = svc
         .client
-        .resume(v1::ResumeRequest { reason: "x".into(), by: "y".repeat(129) })
+        .resume(v1::ResumeRequest {
+            reason: "x".into(),
+            by: "y".repeat(129),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -176,7 +271,14 @@ async fn set_limits_is_compare_and_set_and_check_order_changes_nothing() {
     let env = Env::redis().await;
     let mut svc = env.spawn(RiskSettings::default()).await;
     let mut events = Reader::<v1::RiskEvent>::new(env.bus.clone()).await;
-    let got = svc.client.get_limits(v1::GetLimitsRequest {}).await.unwrap().into_inner().limits.unwrap();
+    let got = svc
+        .client
+        .get_limits(v1::GetLimitsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .limits
+        .unwrap();
     assert_eq!(got.version, 0);
     let set = |l: v1::RiskLimits, v: u64| v1::SetLimitsRequest {
         limits: Some(l),
@@ -184,29 +286,66 @@ async fn set_limits_is_compare_and_set_and_check_order_changes_nothing() {
         updated_by: "alice".into(),
         reason: "tighten".into(),
     };
-    let l1 = svc.client.set_limits(set(qty_limit("10"), 0)).await.expect("first set").into_inner().limits.unwrap();
+    let l1 = svc
+        .client
+        .set_limits(set(qty_limit("10"), 0))
+        .await
+        .expect("first set")
+        .into_inner()
+        .limits
+        .unwrap();
     assert_eq!((l1.version, l1.updated_by.as_str()), (1, "alice"));
     assert!(l1.updated_at.is_some());
-    let stale = svc.client.set_limits(set(qty_limit("20"), 0)).await.unwrap_err();
+    let stale = svc
+        .client
+        .set_limits(set(qty_limit("20"), 0))
+        .await
+        .unwrap_err();
     assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
     let bad = svc
         .client
-        .set_limits(set(v1::RiskLimits { max_drawdown: d("1.5"), ..Default::default() }, 1))
+        .set_limits(set(
+            v1::RiskLimits {
+                max_drawdown: d("1.5"),
+                ..Default::default()
+            },
+            1,
+        ))
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
-    assert!(bad.message().starts_with("limits.max_drawdown"), "{}", bad.message());
+    assert!(
+        bad.message().starts_with("limits.max_drawdown"),
+        "{}",
+        bad.message()
+    );
     let mut no_by = set(qty_limit("20"), 1);
     no_by.updated_by.clear();
     let e = svc.client.set_limits(no_by).await.unwrap_err();
     assert!(e.message().starts_with("updated_by"), "{}", e.message());
     let mut sym = v1::RiskLimits::default();
-    sym.symbol_limits.insert("SPY".into(), v1::SymbolLimits { max_position_quantity: d("5"), ..Default::default() });
-    let l2 = svc.client.set_limits(set(sym, 1)).await.expect("second set").into_inner().limits.unwrap();
+    sym.symbol_limits.insert(
+        "SPY".into(),
+        v1::SymbolLimits {
+            max_position_quantity: d("5"),
+            ..Default::default()
+        },
+    );
+    let l2 = svc
+        .client
+        .set_limits(set(sym, 1))
+        .await
+        .expect("second set")
+        .into_inner()
+        .limits
+        .unwrap();
     assert_eq!(l2.version, 2);
     events
         .until("two LIMITS_CHANGED", 10, |s| {
-            s.iter().filter(|(_, e)| e.kind == v1::RiskEventKind::LimitsChanged as i32).count() == 2
+            s.iter()
+                .filter(|(_, e)| e.kind == v1::RiskEventKind::LimitsChanged as i32)
+                .count()
+                == 2
         })
         .await;
     // CheckOrder: no price yet -> FAILED_PRECONDITION; with one, the violation names the symbol limit.
@@ -214,16 +353,41 @@ async fn set_limits_is_compare_and_set_and_check_order_changes_nothing() {
         order: Some(spec(coid, "SPY", v1::Side::Buy, qty)),
         reference_price: price,
     };
-    let e = svc.client.check_order(check("k1", "1", None)).await.unwrap_err();
+    let e = svc
+        .client
+        .check_order(check("k1", "1", None))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    let r = svc.client.check_order(check("k1", "6", d("100"))).await.unwrap().into_inner();
+    let r = svc
+        .client
+        .check_order(check("k1", "6", d("100")))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!r.approved);
-    assert_eq!(r.violations[0].limit, "symbol_limits[SPY].max_position_quantity");
-    let ok = svc.client.check_order(check("k1", "5", d("100"))).await.unwrap().into_inner();
+    assert_eq!(
+        r.violations[0].limit,
+        "symbol_limits[SPY].max_position_quantity"
+    );
+    let ok = svc
+        .client
+        .check_order(check("k1", "5", d("100")))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(ok.approved && ok.violations.is_empty());
     assert_eq!(ok.reference_price.unwrap().value, "100");
-    let e = svc.client.check_order(check("k 1", "5", d("100"))).await.unwrap_err();
-    assert!(e.message().starts_with("order.client_order_id"), "{}", e.message());
+    let e = svc
+        .client
+        .check_order(check("k 1", "5", d("100")))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().starts_with("order.client_order_id"),
+        "{}",
+        e.message()
+    );
     svc.stop().await;
 }
 
@@ -239,15 +403,26 @@ async fn a_daily_loss_from_fills_and_bars_trips_the_breaker() {
     })
     .await;
     publish(&*env.bus, &bar("SPY", "100", T0)).await;
-    publish(&*env.bus, &fill("f1", "SPY", v1::Side::Buy, "100", "100", T0 + 1)).await;
+    publish(
+        &*env.bus,
+        &fill("f1", "SPY", v1::Side::Buy, "100", "100", T0 + 1),
+    )
+    .await;
     // The same fill again (a redelivery under a new event id) counts once.
-    publish(&*env.bus, &fill("f1", "SPY", v1::Side::Buy, "100", "100", T0 + 1)).await;
-    let s = svc.snapshot_until("the fill", |s| !s.exposures.is_empty()).await;
+    publish(
+        &*env.bus,
+        &fill("f1", "SPY", v1::Side::Buy, "100", "100", T0 + 1),
+    )
+    .await;
+    let s = svc
+        .snapshot_until("the fill", |s| !s.exposures.is_empty())
+        .await;
     assert_eq!(s.exposures[0].quantity.as_ref().unwrap().value, "100");
     publish(&*env.bus, &bar("SPY", "89", T0 + 2)).await;
     events
         .until("the breaker trip", 10, |s| {
-            s.iter().any(|(_, e)| e.kind == v1::RiskEventKind::CircuitBreakerTripped as i32)
+            s.iter()
+                .any(|(_, e)| e.kind == v1::RiskEventKind::CircuitBreakerTripped as i32)
         })
         .await;
     let trip = events
@@ -255,17 +430,49 @@ async fn a_daily_loss_from_fills_and_bars_trips_the_breaker() {
         .iter()
         .find(|(_, e)| e.kind == v1::RiskEventKind::CircuitBreakerTripped as i32)
         .unwrap();
-    assert_eq!(trip.1.halt.as_ref().unwrap().cause, v1::HaltCause::DailyLoss as i32);
-    let snap = svc.client.get_snapshot(v1::GetSnapshotRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        trip.1.halt.as_ref().unwrap().cause,
+        v1::HaltCause::DailyLoss as i32
+    );
+    let snap = svc
+        .client
+        .get_snapshot(v1::GetSnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(snap.equity.unwrap().value, "98900");
     assert_eq!(snap.daily_pnl.unwrap().value, "-1100");
     assert_eq!(snap.halt.unwrap().cause, v1::HaltCause::DailyLoss as i32);
     let text = svc.metrics().await;
-    assert_eq!(metric(&text, "grodt_risk_circuit_breaker_tripped{breaker=\"daily_loss\"}"), Some(1.0), "{text}");
-    assert_eq!(metric(&text, "grodt_risk_breaker_trips_total{breaker=\"daily_loss\"}"), Some(1.0));
-    assert_eq!(metric(&text, "grodt_risk_equity{account=\"paper\"}"), Some(98900.0));
-    publish(&*env.bus, &intent(spec("t-1", "SPY", v1::Side::Buy, "1"), T0 + 3)).await;
-    events.until("t-1 rejected", 10, |s| s.iter().any(|(_, e)| rejected_coid(e) == Some("t-1"))).await;
+    assert_eq!(
+        metric(
+            &text,
+            "grodt_risk_circuit_breaker_tripped{breaker=\"daily_loss\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "grodt_risk_breaker_trips_total{breaker=\"daily_loss\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "grodt_risk_equity{account=\"paper\"}"),
+        Some(98900.0)
+    );
+    publish(
+        &*env.bus,
+        &intent(spec("t-1", "SPY", v1::Side::Buy, "1"), T0 + 3),
+    )
+    .await;
+    events
+        .until("t-1 rejected", 10, |s| {
+            s.iter().any(|(_, e)| rejected_coid(e) == Some("t-1"))
+        })
+        .await;
     svc.stop().await;
 }
 
@@ -281,33 +488,76 @@ async fn a_restart_rebuilds_limits_halt_and_positions_from_the_journal() {
             publish(&*env.bus, &bar("SPY", &p, T0 + i * DAY)).await;
             publish(&*env.bus, &bar("QQQ", &q, T0 + i * DAY)).await;
         }
-        publish(&*env.bus, &fill("f1", "SPY", v1::Side::Buy, "10", "101", T0 + 29 * DAY + 1)).await;
-        publish(&*env.bus, &fill("f2", "QQQ", v1::Side::Sell, "20", "55", T0 + 29 * DAY + 2)).await;
+        publish(
+            &*env.bus,
+            &fill("f1", "SPY", v1::Side::Buy, "10", "101", T0 + 29 * DAY + 1),
+        )
+        .await;
+        publish(
+            &*env.bus,
+            &fill("f2", "QQQ", v1::Side::Sell, "20", "55", T0 + 29 * DAY + 2),
+        )
+        .await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let text = svc.metrics().await;
             let n = |stream: &str| {
-                metric(&text, &format!("grodt_risk_inputs_total{{outcome=\"applied\",stream=\"{stream}\"}}"))
+                metric(
+                    &text,
+                    &format!("grodt_risk_inputs_total{{outcome=\"applied\",stream=\"{stream}\"}}"),
+                )
             };
             if n("grodt.bars.v1") == Some(60.0) && n("grodt.fills.v1") == Some(2.0) {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "inputs not applied: {text}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "inputs not applied: {text}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let before = svc.client.get_snapshot(v1::GetSnapshotRequest {}).await.unwrap().into_inner();
+        let before = svc
+            .client
+            .get_snapshot(v1::GetSnapshotRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         assert_ne!(before.var_95.as_ref().unwrap().value, "0", "{before:?}");
         svc.client
-            .halt(v1::HaltRequest { reason: "before restart".into(), by: "op".into(), cancel_open_orders: false })
+            .halt(v1::HaltRequest {
+                reason: "before restart".into(),
+                by: "op".into(),
+                cancel_open_orders: false,
+            })
             .await
             .unwrap();
-        let limits = svc.client.get_limits(v1::GetLimitsRequest {}).await.unwrap().into_inner();
-        let before = svc.client.get_snapshot(v1::GetSnapshotRequest {}).await.unwrap().into_inner();
+        let limits = svc
+            .client
+            .get_limits(v1::GetLimitsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let before = svc
+            .client
+            .get_snapshot(v1::GetSnapshotRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         svc.stop().await;
         let mut again = env.spawn(RiskSettings::default()).await;
-        let after_limits = again.client.get_limits(v1::GetLimitsRequest {}).await.unwrap().into_inner();
+        let after_limits = again
+            .client
+            .get_limits(v1::GetLimitsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(after_limits, limits);
-        let after = again.client.get_snapshot(v1::GetSnapshotRequest {}).await.unwrap().into_inner();
+        let after = again
+            .client
+            .get_snapshot(v1::GetSnapshotRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(after, before, "the same state after the restart");
         assert!(after.halt.as_ref().unwrap().halted);
         again.stop().await;

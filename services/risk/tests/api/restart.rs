@@ -43,7 +43,12 @@ fn start(env: &Env, dir: &std::path::Path, n: usize) -> Service {
 }
 
 async fn journaled(env: &Env) -> u64 {
-    env.db.store().journal().count("risk").await.expect("journal count")
+    env.db
+        .store()
+        .journal()
+        .count("risk")
+        .await
+        .expect("journal count")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +68,11 @@ async fn kill_9_mid_stream_decides_every_intent_exactly_once() {
             publish(&*env.bus, &bar("SPY", &price, at)).await;
             bars += 1;
             if i > 0 {
-                publish(&*env.bus, &fill(&format!("f{i}"), "SPY", v1::Side::Buy, "1", &price, at + 1)).await;
+                publish(
+                    &*env.bus,
+                    &fill(&format!("f{i}"), "SPY", v1::Side::Buy, "1", &price, at + 1),
+                )
+                .await;
                 fills += 1;
             }
         }
@@ -72,7 +81,11 @@ async fn kill_9_mid_stream_decides_every_intent_exactly_once() {
         if i % 7 == 3 {
             want_rejected.insert(coid.clone());
         }
-        publish(&*env.bus, &intent(spec(&coid, "SPY", v1::Side::Buy, qty), at)).await;
+        publish(
+            &*env.bus,
+            &intent(spec(&coid, "SPY", v1::Side::Buy, qty), at),
+        )
+        .await;
     }
     // + the Configure entry of the configured limits.
     let total = INTENTS as u64 + bars + fills + 1;
@@ -83,7 +96,10 @@ async fn kill_9_mid_stream_decides_every_intent_exactly_once() {
         let mut service = start(&env, dir.path(), n);
         let deadline = Instant::now() + Duration::from_secs(30);
         while journaled(&env).await < target {
-            assert!(Instant::now() < deadline, "no progress to {target} inputs (life {n})");
+            assert!(
+                Instant::now() < deadline,
+                "no progress to {target} inputs (life {n})"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // SIGKILL: no drain, whatever is in flight is cut off.
@@ -124,18 +140,40 @@ async fn kill_9_mid_stream_decides_every_intent_exactly_once() {
             rejected.entry(c).or_default().insert(*id);
         }
     }
-    let both = approved.keys().filter(|c| rejected.contains_key(*c)).count();
-    let two_ids = approved.values().chain(rejected.values()).filter(|ids| ids.len() > 1).count();
-    let distinct_events = approved.values().chain(rejected.values()).map(HashSet::len).sum::<usize>();
-    let read = orders.seen.len() + events.seen.iter().filter(|(_, e)| rejected_coid(e).is_some()).count();
+    let both = approved
+        .keys()
+        .filter(|c| rejected.contains_key(*c))
+        .count();
+    let two_ids = approved
+        .values()
+        .chain(rejected.values())
+        .filter(|ids| ids.len() > 1)
+        .count();
+    let distinct_events = approved
+        .values()
+        .chain(rejected.values())
+        .map(HashSet::len)
+        .sum::<usize>();
+    let read = orders.seen.len()
+        + events
+            .seen
+            .iter()
+            .filter(|(_, e)| rejected_coid(e).is_some())
+            .count();
     let lost = (0..INTENTS)
         .filter(|i| {
             let c = format!("k-{i}");
             !approved.contains_key(c.as_str()) && !rejected.contains_key(c.as_str())
         })
         .count();
-    let wrong = rejected.keys().filter(|c| !want_rejected.contains(**c)).count()
-        + want_rejected.iter().filter(|c| !rejected.contains_key(c.as_str())).count();
+    let wrong = rejected
+        .keys()
+        .filter(|c| !want_rejected.contains(**c))
+        .count()
+        + want_rejected
+            .iter()
+            .filter(|c| !rejected.contains_key(c.as_str()))
+            .count();
     println!(
         "kill -9 at {killed_at:?} of {total} journaled inputs; {INTENTS} intents: {} approved, {} \
          rejected, lost {lost}, decided on both streams {both}, with two event ids {two_ids}; \
@@ -147,7 +185,10 @@ async fn kill_9_mid_stream_decides_every_intent_exactly_once() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(killed_at.len(), 2);
-    assert!(killed_at.iter().all(|&k| k < total), "each kill came mid-stream");
+    assert!(
+        killed_at.iter().all(|&k| k < total),
+        "each kill came mid-stream"
+    );
     assert_eq!((lost, both, two_ids, wrong), (0, 0, 0, 0));
     assert_eq!(approved.len() + rejected.len(), INTENTS);
     assert_eq!(journaled(&env).await, total, "every input journaled once");
