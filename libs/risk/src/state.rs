@@ -177,6 +177,7 @@ pub struct BreakerSettings {
 /// Settings of the fold that come from the configuration (journaled as a
 /// `Configure` input so that a replay uses the settings in force then).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Settings {
     /// Starting capital of the account (equity before any fill).
     pub initial_equity: Decimal,
@@ -184,6 +185,10 @@ pub struct Settings {
     pub breakers: BreakerSettings,
     /// Daily returns kept per symbol for the historical VaR.
     pub var_window_days: u32,
+    /// An approved order counts towards the position limits until its fills
+    /// arrive, at most this many minutes of the fold's clock; 0 = pending
+    /// orders are not counted.
+    pub pending_ttl_minutes: u32,
 }
 
 impl Default for Settings {
@@ -192,6 +197,7 @@ impl Default for Settings {
             initial_equity: Decimal::from(100_000),
             breakers: BreakerSettings::default(),
             var_window_days: 250,
+            pending_ttl_minutes: 1440,
         }
     }
 }
@@ -212,6 +218,9 @@ pub enum Input {
     Fill {
         /// The fill's id.
         fill_id: String,
+        /// The order's client order id (settles its pending quantity).
+        #[serde(default)]
+        client_order_id: String,
         /// The strategy; empty for manual orders.
         strategy_id: String,
         /// The instrument.
@@ -426,6 +435,9 @@ pub struct RiskState {
     rejected_total: u64,
     /// Limits currently past the warning fraction.
     warned: BTreeSet<String>,
+    /// Approved orders not filled yet: client order id -> (symbol, signed
+    /// quantity left, approval time).
+    pending: BTreeMap<String, (String, Decimal, i64)>,
 }
 
 impl Default for RiskState {
@@ -474,6 +486,7 @@ impl RiskState {
             approved_total: 0,
             rejected_total: 0,
             warned: BTreeSet::new(),
+            pending: BTreeMap::new(),
         }
     }
 
@@ -538,6 +551,23 @@ impl RiskState {
         self.now_ns
     }
 
+    /// Filled position plus the pending (approved, unfilled) quantity.
+    fn effective_position(&self, symbol: &str) -> Decimal {
+        self.position(symbol)
+            + self
+                .pending
+                .values()
+                .filter(|(s, _, _)| s == symbol)
+                .map(|(_, q, _)| *q)
+                .sum::<Decimal>()
+    }
+
+    /// Approved orders not filled yet (within the pending TTL).
+    #[must_use]
+    pub fn pending_orders(&self) -> usize {
+        self.pending.len()
+    }
+
     fn mark(&self, symbol: &str) -> Option<Decimal> {
         self.last_close
             .get(symbol)
@@ -595,7 +625,7 @@ impl RiskState {
     #[must_use]
     pub fn check(&self, order: &Order, reference: Option<Decimal>, at_ns: i64) -> Check {
         let reference = reference.or_else(|| self.last_close(&order.symbol));
-        let pos = self.position(&order.symbol);
+        let pos = self.effective_position(&order.symbol);
         let quantity = match &order.size {
             Size::Quantity(q) => Some(*q),
             Size::ClosePosition => Some(pos.abs()),
@@ -781,8 +811,14 @@ impl RiskState {
         }
         if l.max_gross_exposure.is_some() || l.max_net_exposure.is_some() {
             let (mut gross, mut net) = (Decimal::ZERO, Decimal::ZERO);
-            for (s, _, n) in self.notionals().filter(|(s, _, _)| s.as_str() != sym) {
-                let _ = s;
+            let others: BTreeSet<&String> = self
+                .positions
+                .keys()
+                .chain(self.pending.values().map(|(s, _, _)| s))
+                .filter(|s| s.as_str() != sym)
+                .collect();
+            for s in others {
+                let n = self.effective_position(s) * self.mark(s).unwrap_or_default();
                 gross += n.abs();
                 net += n;
             }
@@ -826,6 +862,7 @@ impl RiskState {
         match input {
             Input::Intent { order, at_ns } => self.on_intent(order, *at_ns, &mut out),
             Input::Fill {
+                client_order_id,
                 strategy_id,
                 symbol,
                 side,
@@ -837,6 +874,14 @@ impl RiskState {
             } => {
                 self.advance(*at_ns);
                 let signed = side.sign() * *quantity;
+                if let Some((_, left, _)) = self.pending.get_mut(client_order_id) {
+                    let rest = *left - signed;
+                    if rest.is_zero() || rest.is_sign_negative() != left.is_sign_negative() {
+                        self.pending.remove(client_order_id);
+                    } else {
+                        *left = rest;
+                    }
+                }
                 let flow = -signed * *price - *commission;
                 *self.positions.entry(symbol.clone()).or_default() += signed;
                 self.cash_flow += flow;
@@ -957,6 +1002,8 @@ impl RiskState {
             return;
         }
         self.now_ns = Some(at_ns);
+        let ttl = i64::from(self.settings.pending_ttl_minutes) * NANOS_PER_MINUTE;
+        self.pending.retain(|_, (_, _, t)| *t > at_ns - ttl);
         let day = at_ns.div_euclid(NANOS_PER_DAY);
         if self.day.is_some_and(|d| d >= day) {
             return;
@@ -1098,6 +1145,14 @@ impl RiskState {
         let halted_only = check.violations.iter().all(|v| v.limit == "halt");
         if check.approved() {
             self.approved_total += 1;
+            if let Some(q) = check.quantity.filter(|q| !q.is_zero())
+                && self.settings.pending_ttl_minutes > 0
+            {
+                self.pending.insert(
+                    order.client_order_id.clone(),
+                    (order.symbol.clone(), order.side.sign() * q, at_ns),
+                );
+            }
             let times = self
                 .order_times
                 .entry(order.strategy_id.clone())

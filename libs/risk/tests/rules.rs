@@ -38,6 +38,7 @@ fn bar(symbol: &str, close: Decimal, at_ns: i64) -> Input {
 fn fill(symbol: &str, side: Side, qty: Decimal, price: Decimal, at_ns: i64) -> Input {
     Input::Fill {
         fill_id: format!("f{at_ns}{symbol}"),
+        client_order_id: String::new(),
         strategy_id: "s1".into(),
         symbol: symbol.into(),
         side,
@@ -179,6 +180,107 @@ fn a_reducing_order_passes_position_limits_but_not_the_halt() {
         T0 + 5,
     ));
     assert_eq!(r, ["halt"]);
+}
+
+#[test]
+fn approved_orders_count_until_filled_or_expired() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(100), T0));
+    let mut sl = BTreeMap::new();
+    sl.insert(
+        "SPY".to_owned(),
+        SymbolLimits {
+            max_position_quantity: Some(dec!(150)),
+            ..SymbolLimits::default()
+        },
+    );
+    set_limits(
+        &mut s,
+        Limits {
+            symbol_limits: sl,
+            max_gross_exposure: Some(dec!(25000)),
+            ..Limits::default()
+        },
+    );
+    // Two buys of 100 on the same bar: the second would make 200.
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p1", "SPY", Side::Buy, dec!(100)),
+            T0
+        ))
+        .is_empty()
+    );
+    assert_eq!(s.pending_orders(), 1);
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p2", "SPY", Side::Buy, dec!(100)),
+            T0
+        )),
+        ["symbol_limits[SPY].max_position_quantity"]
+    );
+    // Pending in another symbol counts in the gross exposure.
+    s.apply(&bar("QQQ", dec!(100), T0));
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p3", "QQQ", Side::Buy, dec!(160)),
+            T0
+        )),
+        ["max_gross_exposure"]
+    );
+    // The fill of p1 (in two parts) moves it from pending to the position: still 100.
+    let part = |q: Decimal, t: i64| Input::Fill {
+        fill_id: format!("pf{t}"),
+        client_order_id: "p1".into(),
+        strategy_id: "s1".into(),
+        symbol: "SPY".into(),
+        side: Side::Buy,
+        quantity: q,
+        price: dec!(100),
+        commission: Decimal::ZERO,
+        at_ns: t,
+    };
+    s.apply(&part(dec!(40), T0 + 1));
+    assert_eq!(s.pending_orders(), 1);
+    s.apply(&part(dec!(60), T0 + 2));
+    assert_eq!((s.pending_orders(), s.position("SPY")), (0, dec!(100)));
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p4", "SPY", Side::Buy, dec!(100)),
+            T0 + 3
+        )),
+        ["symbol_limits[SPY].max_position_quantity"]
+    );
+    // An approved order that never fills stops counting after the TTL (a day).
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p5", "SPY", Side::Buy, dec!(50)),
+            T0 + 4
+        ))
+        .is_empty()
+    );
+    assert!(
+        !rejected_limits(&intent(
+            &mut s,
+            order("p6", "SPY", Side::Buy, dec!(1)),
+            T0 + 5
+        ))
+        .is_empty()
+    );
+    s.apply(&bar("SPY", dec!(100), T0 + DAY + 5));
+    assert_eq!(s.pending_orders(), 0);
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p7", "SPY", Side::Buy, dec!(50)),
+            T0 + DAY + 6
+        ))
+        .is_empty()
+    );
 }
 
 #[test]
@@ -546,7 +648,7 @@ prop_compose! {
         if kind == 0 {
             Input::Bar { symbol: sym.into(), close: price, at_ns: T0 + dt }
         } else {
-            Input::Fill { fill_id: format!("f{dt}"), strategy_id: format!("s{}", dt % 3), symbol: sym.into(), side, quantity: qty, price, commission, at_ns: T0 + dt }
+            Input::Fill { fill_id: format!("f{dt}"), client_order_id: format!("c{}", dt % 50), strategy_id: format!("s{}", dt % 3), symbol: sym.into(), side, quantity: qty, price, commission, at_ns: T0 + dt }
         }
     }
 }

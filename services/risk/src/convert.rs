@@ -342,6 +342,7 @@ pub fn fill_from_proto(f: &v1::Fill) -> Result<grodt_risk_rules::Input, RiskSvcE
     };
     Ok(grodt_risk_rules::Input::Fill {
         fill_id: f.fill_id.clone(),
+        client_order_id: f.client_order_id.clone(),
         strategy_id: f.strategy_id.clone(),
         symbol: f.symbol.clone(),
         side,

@@ -55,6 +55,9 @@ pub struct RiskSettings {
     pub initial_equity: Decimal,
     /// Days of daily returns the historical VaR uses (1..=2000).
     pub var_window_days: u32,
+    /// Minutes (of bar time) an approved order counts towards the position
+    /// and exposure limits until its fills arrive; 0 = not counted.
+    pub pending_ttl_minutes: u32,
     /// `[risk.breakers]`: the order-rate and reject-rate breakers (off by default).
     pub breakers: BreakerSettings,
     /// `[risk.limits]`: initial limits, applied while no SetLimits has been
@@ -72,6 +75,7 @@ impl Default for RiskSettings {
             account: "paper".into(),
             initial_equity: Decimal::from(100_000),
             var_window_days: 250,
+            pending_ttl_minutes: 1440,
             breakers: BreakerSettings::default(),
             limits: None,
             consumer_name: String::new(),
@@ -135,6 +139,7 @@ impl RiskSettings {
             initial_equity: self.initial_equity,
             breakers: self.breakers.clone(),
             var_window_days: self.var_window_days,
+            pending_ttl_minutes: self.pending_ttl_minutes,
         }
     }
 }
