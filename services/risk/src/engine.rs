@@ -741,6 +741,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_journal_record_round_trips_exactly() {
+        use grodt_risk_rules::{Order, Side, Size};
+        let d = |t: &str| t.parse::<rust_decimal::Decimal>().unwrap();
+        let rec = Record::Input {
+            input: Box::new(Input::Intent {
+                order: Order {
+                    client_order_id: "c-1".into(),
+                    strategy_id: "s".into(),
+                    symbol: "SPY".into(),
+                    side: Side::Sell,
+                    size: Size::EquityFraction(d("0.2500")),
+                    limit_price: Some(d("123456789.123456789")),
+                },
+                at_ns: -86_400_000_000_001,
+            }),
+        };
+        let bytes = serde_json::to_vec(&rec).unwrap();
+        let back: Record = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, rec);
+        let Record::Input { input } = back else {
+            panic!("an input")
+        };
+        let Input::Intent { order, .. } = *input else {
+            panic!("an intent")
+        };
+        // The scale is kept (0.2500, not 0.25).
+        assert_eq!(format!("{:?}", order.size), "EquityFraction(0.2500)");
+    }
+
+    #[test]
     fn event_ids_are_deterministic_uuid_v7() {
         let a = event_id(1_700_000_000_000_000_000, "risk:order:abc");
         assert_eq!(a, event_id(1_700_000_000_000_000_000, "risk:order:abc"));
