@@ -264,6 +264,11 @@ pub struct Core {
     /// The fold.
     pub state: RiskState,
     stale: bool,
+    /// Journaled inputs whose events could not be published (the bus
+    /// failed after the commit): published again before the next input, so
+    /// a command's event (which no redelivery repeats) is not lost while the
+    /// process lives.
+    unpublished: Vec<String>,
 }
 
 /// The engine: the state behind one mutex, the store, the bus.
@@ -284,6 +289,7 @@ impl Engine {
             core: Mutex::new(Core {
                 state: RiskState::default(),
                 stale: true,
+                unpublished: Vec::new(),
             }),
         }
     }
@@ -374,6 +380,12 @@ impl Engine {
     where
         F: FnOnce(&[Output]) -> Result<Vec<StoredEvent>, RiskSvcError>,
     {
+        while let Some(earlier) = core.unpublished.first().cloned() {
+            if let Some(entry) = self.store.journal().get(JOURNAL, &earlier).await? {
+                self.republish(&entry.outputs).await?;
+            }
+            core.unpublished.remove(0);
+        }
         if let Some(entry) = self.store.journal().get(JOURNAL, source).await? {
             self.republish(&entry.outputs).await?;
             self.metrics
@@ -420,7 +432,10 @@ impl Engine {
             .inc();
         self.count(&rec, &outputs);
         self.metrics.observe(&core.state);
-        self.publish_all(&events).await?;
+        if let Err(e) = self.publish_all(&events).await {
+            core.unpublished.push(source.to_owned());
+            return Err(e);
+        }
         Ok(outputs)
     }
 
