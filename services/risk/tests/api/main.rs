@@ -148,6 +148,14 @@ async fn intents_become_orders_or_rejections_once_each() {
         ),
         Some(1.0)
     );
+    let (sum, count) = (
+        metric(&text, "grodt_risk_input_handling_duration_seconds_sum").unwrap(),
+        metric(&text, "grodt_risk_input_handling_duration_seconds_count").unwrap(),
+    );
+    println!(
+        "Postgres + Redis: {count} inputs, mean handling {:.3} ms",
+        sum / count * 1e3
+    );
     svc.stop().await;
 }
 
@@ -562,4 +570,101 @@ async fn a_restart_rebuilds_limits_halt_and_positions_from_the_journal() {
         assert!(after.halt.as_ref().unwrap().halted);
         again.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_limits_warnings_and_the_reject_rate_breaker() {
+    let env = Env::embedded().await;
+    let settings = RiskSettings {
+        breakers: grodt_risk_rules::BreakerSettings {
+            order_rate_per_minute: 0,
+            reject_window: 3,
+            reject_threshold: 2,
+        },
+        limits: Some(grodt_risk_rules::Limits {
+            max_order_quantity: Some(rust_decimal::Decimal::from(10)),
+            max_gross_exposure: Some(rust_decimal::Decimal::from(1000)),
+            ..Default::default()
+        }),
+        ..RiskSettings::default()
+    };
+    let mut svc = env.spawn(settings).await;
+    let mut events = Reader::<v1::RiskEvent>::new(env.bus.clone()).await;
+    let limits = svc
+        .client
+        .get_limits(v1::GetLimitsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .limits
+        .unwrap();
+    assert_eq!((limits.version, limits.updated_by.as_str()), (0, "config"));
+    assert_eq!(limits.max_order_quantity.unwrap().value, "10");
+    publish(&*env.bus, &bar("SPY", "100", T0)).await;
+    // 9 x 100 = 900: past 80% of the gross limit -> LIMIT_WARNING.
+    publish(
+        &*env.bus,
+        &fill("w1", "SPY", v1::Side::Buy, "9", "100", T0 + 1),
+    )
+    .await;
+    events
+        .until("the warning", 10, |s| {
+            s.iter()
+                .any(|(_, e)| e.kind == v1::RiskEventKind::LimitWarning as i32)
+        })
+        .await;
+    publish(
+        &*env.bus,
+        &intent(spec("x-1", "SPY", v1::Side::Sell, "50"), T0 + 2),
+    )
+    .await;
+    publish(
+        &*env.bus,
+        &intent(spec("x-2", "QQQ", v1::Side::Buy, "50"), T0 + 3),
+    )
+    .await;
+    events
+        .until("the reject-rate trip", 10, |s| {
+            s.iter()
+                .any(|(_, e)| e.kind == v1::RiskEventKind::CircuitBreakerTripped as i32)
+        })
+        .await;
+    let snap = svc
+        .client
+        .get_snapshot(v1::GetSnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let halt = snap.halt.unwrap();
+    assert!(halt.halted);
+    assert_eq!(
+        (halt.cause, halt.by.as_str()),
+        (v1::HaltCause::RejectRate as i32, "risk")
+    );
+    let text = svc.metrics().await;
+    assert_eq!(
+        metric(
+            &text,
+            "grodt_risk_circuit_breaker_tripped{breaker=\"reject_rate\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "grodt_risk_halted "), Some(1.0));
+    assert_eq!(
+        metric(
+            &text,
+            "grodt_risk_limit_warnings_total{limit=\"max_gross_exposure\"}"
+        ),
+        Some(1.0)
+    );
+    let (sum, count) = (
+        metric(&text, "grodt_risk_input_handling_duration_seconds_sum").unwrap(),
+        metric(&text, "grodt_risk_input_handling_duration_seconds_count").unwrap(),
+    );
+    println!(
+        "embedded (SQLite + in-process bus): {count} inputs, mean handling {:.3} ms",
+        sum / count * 1e3
+    );
+    svc.stop().await;
 }
