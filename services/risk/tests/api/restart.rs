@@ -107,7 +107,7 @@ async fn kill_9_mid_stream_decides_every_intent_exactly_once() {
         service.0.wait().expect("reaped");
         killed_at.push(journaled(&env).await);
     }
-    let _service = start(&env, dir.path(), 2);
+    let service = start(&env, dir.path(), 2);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         orders.drain().await;
@@ -192,4 +192,20 @@ async fn kill_9_mid_stream_decides_every_intent_exactly_once() {
     assert_eq!((lost, both, two_ids, wrong), (0, 0, 0, 0));
     assert_eq!(approved.len() + rejected.len(), INTENTS);
     assert_eq!(journaled(&env).await, total, "every input journaled once");
+    // The state rebuilt from the journal in-process: each fill counted once.
+    drop(service);
+    let mut again = env.spawn(grodt_risk::RiskSettings::default()).await;
+    let snap = again
+        .client
+        .get_snapshot(v1::GetSnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(snap.exposures.len(), 1);
+    assert_eq!(
+        snap.exposures[0].quantity.as_ref().unwrap().value,
+        fills.to_string(),
+        "every fill applied exactly once"
+    );
+    again.stop().await;
 }
