@@ -7,7 +7,10 @@
 //!   SetLimits / Halt / Resume / Configure). [`RiskState::apply`] returns the
 //!   [`Output`]s an input produced (the decision on an intent, breaker trips,
 //!   halt and resume, limit changes, warnings); [`RiskState::check`] is the
-//!   pre-trade check without a state change (CheckOrder).
+//!   pre-trade check without a state change (CheckOrder). Approved orders
+//!   count towards the position limits until their fills arrive (or a TTL
+//!   of bar time passes), so a burst of orders on one bar cannot pass a
+//!   limit together.
 //! - Circuit breakers ([`Breaker`]): drawdown from the peak, daily loss since
 //!   the UTC day start, portfolio order rate, reject rate; any trip halts
 //!   trading until an operator resumes ([`HaltCause`]).
