@@ -1,0 +1,1260 @@
+//! The risk state as a deterministic fold of inputs, and the pre-trade check.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{Limits, LimitsRecord};
+use crate::stats;
+use crate::{NANOS_PER_DAY, NANOS_PER_MINUTE};
+
+/// A soft threshold: a LIMIT_WARNING is emitted when a portfolio value
+/// crosses this fraction of its limit (80%).
+pub const WARNING_FRACTION: Decimal = Decimal::from_parts(8, 0, 0, false, 1);
+
+/// Decimal places an equity-fraction quantity estimate is rounded down to.
+const ESTIMATE_DP: u32 = 8;
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    /// Adds to a long / reduces a short.
+    Buy,
+    /// Adds to a short / reduces a long.
+    Sell,
+}
+
+impl Side {
+    /// +1 for a buy, -1 for a sell.
+    #[must_use]
+    pub fn sign(self) -> Decimal {
+        match self {
+            Self::Buy => Decimal::ONE,
+            Self::Sell => Decimal::NEGATIVE_ONE,
+        }
+    }
+}
+
+/// How much an order trades (`OrderSpec.size`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Size {
+    /// An explicit quantity (> 0).
+    Quantity(Decimal),
+    /// This fraction of equity, estimated at the reference price.
+    EquityFraction(Decimal),
+    /// The whole current position of the symbol.
+    ClosePosition,
+}
+
+/// What risk needs of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The idempotency key.
+    pub client_order_id: String,
+    /// The strategy instance; empty for manual orders.
+    pub strategy_id: String,
+    /// The instrument.
+    pub symbol: String,
+    /// Buy or sell.
+    pub side: Side,
+    /// How much.
+    pub size: Size,
+    /// The limit price of LIMIT / STOP_LIMIT orders.
+    pub limit_price: Option<Decimal>,
+}
+
+/// One broken limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The limit, named as the `RiskLimits` field (`max_order_notional`,
+    /// `symbol_limits[SPY].max_position_quantity`), or `halt`, or
+    /// `reference_price` (a limit needs a price and none is known).
+    pub limit: String,
+    /// Human-readable.
+    pub message: String,
+    /// The configured limit, when numeric.
+    pub limit_value: Option<Decimal>,
+    /// The value the order would reach.
+    pub observed: Option<Decimal>,
+}
+
+/// The result of a pre-trade check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Empty = approved.
+    pub violations: Vec<Violation>,
+    /// The price the check used (given, or the last bar close of the symbol).
+    pub reference_price: Option<Decimal>,
+    /// The order's quantity (estimated for equity fractions; the position for
+    /// close-position orders); `None` when it could not be estimated.
+    pub quantity: Option<Decimal>,
+    /// The order does not increase the absolute position of its symbol (only
+    /// halt, price deviation and order rate apply to it).
+    pub reducing: bool,
+}
+
+impl Check {
+    /// No violation.
+    #[must_use]
+    pub fn approved(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// The circuit breakers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Breaker {
+    /// Loss since the UTC day start reached `max_daily_loss`.
+    DailyLoss,
+    /// Drawdown from the peak reached `max_drawdown`.
+    Drawdown,
+    /// Intents of all strategies in a rolling minute exceeded the configured rate.
+    OrderRate,
+    /// Too many of the last intents were rejected.
+    RejectRate,
+}
+
+impl Breaker {
+    /// Every breaker.
+    pub const ALL: [Self; 4] = [
+        Self::DailyLoss,
+        Self::Drawdown,
+        Self::OrderRate,
+        Self::RejectRate,
+    ];
+
+    /// The metric label and the name in messages.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DailyLoss => "daily_loss",
+            Self::Drawdown => "drawdown",
+            Self::OrderRate => "order_rate",
+            Self::RejectRate => "reject_rate",
+        }
+    }
+}
+
+/// Why trading is halted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HaltCause {
+    /// An operator's Halt (MANUALLY_HALTED).
+    Manual,
+    /// A tripped breaker (TRIPPED).
+    Breaker(Breaker),
+}
+
+/// A halt in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Halt {
+    /// Manual or which breaker.
+    pub cause: HaltCause,
+    /// The operator's reason, or what tripped.
+    pub reason: String,
+    /// The operator, or `risk` for a breaker.
+    pub by: String,
+    /// When (ns since the epoch): the command's recorded time, or the input
+    /// time that tripped the breaker.
+    pub since_ns: i64,
+}
+
+/// Breakers configured by the service (not limits: they are settings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSettings {
+    /// Order-rate breaker: trips when more than this many intents (of every
+    /// strategy) fall in a rolling minute of intent time; 0 = off.
+    pub order_rate_per_minute: u32,
+    /// Reject-rate breaker: trips when at least `reject_threshold` of the last
+    /// `reject_window` intents were rejected by a limit (halt rejections not
+    /// counted); `reject_threshold` 0 = off.
+    pub reject_window: u32,
+    /// See `reject_window`.
+    pub reject_threshold: u32,
+}
+
+/// Settings of the fold that come from the configuration (journaled as a
+/// `Configure` input so that a replay uses the settings in force then).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Starting capital of the account (equity before any fill).
+    pub initial_equity: Decimal,
+    /// The breakers.
+    pub breakers: BreakerSettings,
+    /// Daily returns kept per symbol for the historical VaR.
+    pub var_window_days: u32,
+    /// An approved order counts towards the position limits until its fills
+    /// arrive, at most this many minutes of the fold's clock; 0 = pending
+    /// orders are not counted.
+    pub pending_ttl_minutes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            initial_equity: Decimal::from(100_000),
+            breakers: BreakerSettings::default(),
+            var_window_days: 250,
+            pending_ttl_minutes: 1440,
+        }
+    }
+}
+
+/// One input of the fold. Market inputs (intent, fill, bar) carry their own
+/// time and move the fold's clock; commands carry the time they were received
+/// only as metadata (halt `since`, limits `updated_at`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    /// An order intent, decided on the bar at `at_ns`.
+    Intent {
+        /// The order.
+        order: Order,
+        /// `decision_bar_time`.
+        at_ns: i64,
+    },
+    /// A fill (deduplicated by its id upstream of the fold).
+    Fill {
+        /// The fill's id.
+        fill_id: String,
+        /// The order's client order id (settles its pending quantity).
+        #[serde(default)]
+        client_order_id: String,
+        /// The strategy; empty for manual orders.
+        strategy_id: String,
+        /// The instrument.
+        symbol: String,
+        /// Buy or sell.
+        side: Side,
+        /// > 0.
+        quantity: Decimal,
+        /// > 0.
+        price: Decimal,
+        /// Cost (negative: rebate).
+        commission: Decimal,
+        /// `filled_at`.
+        at_ns: i64,
+    },
+    /// A closed bar: its close is the symbol's last price.
+    Bar {
+        /// The instrument.
+        symbol: String,
+        /// The close.
+        close: Decimal,
+        /// The bar's timestamp.
+        at_ns: i64,
+    },
+    /// Replace the limits (compare-and-set on `expected_version`).
+    SetLimits {
+        /// The new limits (validated before).
+        limits: Limits,
+        /// The version they replace.
+        expected_version: u64,
+        /// The operator.
+        by: String,
+        /// Why.
+        reason: String,
+        /// Received at.
+        at_ns: i64,
+    },
+    /// Manual halt.
+    Halt {
+        /// Why.
+        reason: String,
+        /// The operator.
+        by: String,
+        /// Received at.
+        at_ns: i64,
+    },
+    /// Lift the halt (manual or tripped).
+    Resume {
+        /// Why.
+        reason: String,
+        /// The operator.
+        by: String,
+        /// Received at.
+        at_ns: i64,
+    },
+    /// Settings from the configuration; `limits` are the configured initial
+    /// limits, applied only while no SetLimits has been applied (version 0).
+    Configure {
+        /// The settings.
+        settings: Settings,
+        /// `[risk.limits]`.
+        limits: Option<Limits>,
+    },
+}
+
+/// What an input produced, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Output {
+    /// The intent goes to execution.
+    Approved {
+        /// The intent's client order id.
+        client_order_id: String,
+        /// The price it was checked against.
+        reference_price: Option<Decimal>,
+    },
+    /// The intent is refused.
+    Rejected {
+        /// The intent's client order id.
+        client_order_id: String,
+        /// At least one.
+        violations: Vec<Violation>,
+        /// The price it was checked against.
+        reference_price: Option<Decimal>,
+    },
+    /// SetLimits (or Configure at version 0) changed the limits.
+    LimitsChanged {
+        /// The new record.
+        record: LimitsRecord,
+        /// Why.
+        reason: String,
+    },
+    /// A breaker tripped and halted trading.
+    BreakerTripped {
+        /// The halt it put in force.
+        halt: Halt,
+    },
+    /// An operator halted trading.
+    Halted {
+        /// The halt.
+        halt: Halt,
+    },
+    /// An operator lifted the halt.
+    Resumed {
+        /// The halt that was lifted.
+        lifted: Halt,
+        /// Why.
+        reason: String,
+        /// The operator.
+        by: String,
+        /// Received at.
+        at_ns: i64,
+    },
+    /// A portfolio value crossed [`WARNING_FRACTION`] of its limit.
+    LimitWarning {
+        /// The limit's name.
+        limit: String,
+        /// The limit.
+        limit_value: Decimal,
+        /// The value now.
+        observed: Decimal,
+    },
+}
+
+/// A symbol's exposure in a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolExposure {
+    /// The instrument.
+    pub symbol: String,
+    /// Signed position.
+    pub quantity: Decimal,
+    /// Signed notional at the mark.
+    pub notional: Decimal,
+    /// The mark (last bar close, else last fill price).
+    pub last_price: Decimal,
+    /// notional / equity.
+    pub equity_fraction: f64,
+}
+
+/// The portfolio at a point of the fold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The fold's clock (latest market input time).
+    pub as_of_ns: Option<i64>,
+    /// Initial equity + cash flows of fills + positions at their marks.
+    pub equity: Decimal,
+    /// Highest equity seen.
+    pub peak_equity: Decimal,
+    /// (equity - peak) / peak, <= 0.
+    pub drawdown: Decimal,
+    /// equity - equity at the UTC day start.
+    pub daily_pnl: Decimal,
+    /// Sum of absolute notionals.
+    pub gross_exposure: Decimal,
+    /// Sum of signed notionals.
+    pub net_exposure: Decimal,
+    /// One-day historical VaR 95% (positive loss, 2 dp); 0 without history.
+    pub var_95: Decimal,
+    /// One-day historical VaR 99%.
+    pub var_99: Decimal,
+    /// Days of history the VaR used.
+    pub var_days: usize,
+    /// Non-flat positions.
+    pub exposures: Vec<SymbolExposure>,
+    /// Rejections since the UTC day start.
+    pub rejected_today: u64,
+    /// Pearson correlation of daily PnL changes between strategy pairs.
+    pub strategy_correlations: Vec<(String, String, f64)>,
+}
+
+/// The whole risk state. Build with [`RiskState::new`], feed with [`RiskState::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskState {
+    settings: Settings,
+    limits: LimitsRecord,
+    halt: Option<Halt>,
+    /// Latest market input time (ns).
+    now_ns: Option<i64>,
+    /// The UTC day (days since the epoch) of `now_ns`.
+    day: Option<i64>,
+    /// Net position per symbol.
+    positions: BTreeMap<String, Decimal>,
+    /// Sum of -signed qty x price - commission over fills.
+    cash_flow: Decimal,
+    /// Per strategy: position per symbol and cash flow.
+    strategy_positions: BTreeMap<String, BTreeMap<String, Decimal>>,
+    strategy_cash: BTreeMap<String, Decimal>,
+    /// Last bar close per symbol (the reference price).
+    last_close: BTreeMap<String, Decimal>,
+    /// Time of the bar of `last_close`.
+    last_bar_ns: BTreeMap<String, i64>,
+    /// Last fill price per symbol (the mark until a bar is seen).
+    last_fill: BTreeMap<String, Decimal>,
+    /// Last close of each UTC day per symbol, newest last (VaR history).
+    daily_closes: BTreeMap<String, VecDeque<(i64, Decimal)>>,
+    /// Per strategy, its equity contribution at each day end, newest last.
+    strategy_daily: BTreeMap<String, VecDeque<(i64, Decimal)>>,
+    peak_equity: Decimal,
+    day_start_equity: Decimal,
+    /// Breaker bases: the drawdown breaker measures from `drawdown_base`
+    /// (the peak since the last Resume), the daily-loss breaker from
+    /// `loss_base` (the day start, or the equity at a Resume that day).
+    drawdown_base: Decimal,
+    loss_base: Decimal,
+    /// Approved order times per strategy, within the last minute.
+    order_times: BTreeMap<String, VecDeque<i64>>,
+    /// Intent times of every strategy, within the last minute.
+    intent_times: VecDeque<i64>,
+    /// Last intents, true = rejected by a limit.
+    recent_rejects: VecDeque<bool>,
+    rejected_today: u64,
+    approved_total: u64,
+    rejected_total: u64,
+    /// Limits currently past the warning fraction.
+    warned: BTreeSet<String>,
+    /// Approved orders not filled yet: client order id -> (symbol, signed
+    /// quantity left, approval time).
+    pending: BTreeMap<String, (String, Decimal, i64)>,
+}
+
+impl Default for RiskState {
+    fn default() -> Self {
+        Self::new(Settings::default())
+    }
+}
+
+fn violation(limit: impl Into<String>, message: String, lim: Decimal, obs: Decimal) -> Violation {
+    Violation {
+        limit: limit.into(),
+        message,
+        limit_value: Some(lim),
+        observed: Some(obs),
+    }
+}
+
+impl RiskState {
+    /// An empty account with `settings`, no limits, not halted.
+    #[must_use]
+    pub fn new(settings: Settings) -> Self {
+        let eq = settings.initial_equity;
+        Self {
+            settings,
+            limits: LimitsRecord::default(),
+            halt: None,
+            now_ns: None,
+            day: None,
+            positions: BTreeMap::new(),
+            cash_flow: Decimal::ZERO,
+            strategy_positions: BTreeMap::new(),
+            strategy_cash: BTreeMap::new(),
+            last_close: BTreeMap::new(),
+            last_bar_ns: BTreeMap::new(),
+            last_fill: BTreeMap::new(),
+            daily_closes: BTreeMap::new(),
+            strategy_daily: BTreeMap::new(),
+            peak_equity: eq,
+            day_start_equity: eq,
+            drawdown_base: eq,
+            loss_base: eq,
+            order_times: BTreeMap::new(),
+            intent_times: VecDeque::new(),
+            recent_rejects: VecDeque::new(),
+            rejected_today: 0,
+            approved_total: 0,
+            rejected_total: 0,
+            warned: BTreeSet::new(),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// The settings in force.
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The limits in force with their version.
+    #[must_use]
+    pub fn limits(&self) -> &LimitsRecord {
+        &self.limits
+    }
+
+    /// The halt in force, if any.
+    #[must_use]
+    pub fn halt(&self) -> Option<&Halt> {
+        self.halt.as_ref()
+    }
+
+    /// The breaker that is tripped, if trading is halted by one.
+    #[must_use]
+    pub fn tripped(&self) -> Option<Breaker> {
+        match self.halt.as_ref().map(|h| h.cause) {
+            Some(HaltCause::Breaker(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Net position of `symbol`.
+    #[must_use]
+    pub fn position(&self, symbol: &str) -> Decimal {
+        self.positions.get(symbol).copied().unwrap_or_default()
+    }
+
+    /// Net position of `symbol` held by `strategy`.
+    #[must_use]
+    pub fn strategy_position(&self, strategy: &str, symbol: &str) -> Decimal {
+        self.strategy_positions
+            .get(strategy)
+            .and_then(|p| p.get(symbol))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The last bar close of `symbol`.
+    #[must_use]
+    pub fn last_close(&self, symbol: &str) -> Option<Decimal> {
+        self.last_close.get(symbol).copied()
+    }
+
+    /// (approved, rejected) intents over the state's life.
+    #[must_use]
+    pub fn decisions(&self) -> (u64, u64) {
+        (self.approved_total, self.rejected_total)
+    }
+
+    /// The fold's clock (latest market input time).
+    #[must_use]
+    pub fn now_ns(&self) -> Option<i64> {
+        self.now_ns
+    }
+
+    /// Filled position plus the pending (approved, unfilled) quantity.
+    fn effective_position(&self, symbol: &str) -> Decimal {
+        self.position(symbol)
+            + self
+                .pending
+                .values()
+                .filter(|(s, _, _)| s == symbol)
+                .map(|(_, q, _)| *q)
+                .sum::<Decimal>()
+    }
+
+    /// Approved orders not filled yet (within the pending TTL).
+    #[must_use]
+    pub fn pending_orders(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn mark(&self, symbol: &str) -> Option<Decimal> {
+        self.last_close
+            .get(symbol)
+            .or_else(|| self.last_fill.get(symbol))
+            .copied()
+    }
+
+    /// Signed notional of each non-flat position at its mark.
+    fn notionals(&self) -> impl Iterator<Item = (&String, Decimal, Decimal)> {
+        self.positions
+            .iter()
+            .filter(|(_, q)| !q.is_zero())
+            .map(|(s, q)| {
+                let m = self.mark(s).unwrap_or_default();
+                (s, *q, *q * m)
+            })
+    }
+
+    /// Initial equity + cash flows + positions at their marks.
+    #[must_use]
+    pub fn equity(&self) -> Decimal {
+        self.settings.initial_equity
+            + self.cash_flow
+            + self.notionals().map(|(_, _, n)| n).sum::<Decimal>()
+    }
+
+    fn exposures(&self) -> (Decimal, Decimal) {
+        self.notionals()
+            .fold((Decimal::ZERO, Decimal::ZERO), |(g, n), (_, _, x)| {
+                (g + x.abs(), n + x)
+            })
+    }
+
+    fn strategy_equity(&self, strategy: &str) -> Decimal {
+        let cash = self
+            .strategy_cash
+            .get(strategy)
+            .copied()
+            .unwrap_or_default();
+        let held: Decimal = self
+            .strategy_positions
+            .get(strategy)
+            .map(|p| {
+                p.iter()
+                    .map(|(s, q)| *q * self.mark(s).unwrap_or_default())
+                    .sum()
+            })
+            .unwrap_or_default();
+        cash + held
+    }
+
+    /// The pre-trade check of `order` at `at_ns`, with `reference` as the
+    /// price (else the last bar close of the symbol). Changes nothing.
+    /// The order of the checks is that of docs/risk.md.
+    #[must_use]
+    pub fn check(&self, order: &Order, reference: Option<Decimal>, at_ns: i64) -> Check {
+        let reference = reference.or_else(|| self.last_close(&order.symbol));
+        let pos = self.effective_position(&order.symbol);
+        let quantity = match &order.size {
+            Size::Quantity(q) => Some(*q),
+            Size::ClosePosition => Some(pos.abs()),
+            Size::EquityFraction(f) => reference.filter(|p| !p.is_zero()).and_then(|p| {
+                (*f * self.equity())
+                    .checked_div(p)
+                    .map(|q| q.round_dp_with_strategy(ESTIMATE_DP, RoundingStrategy::ToZero))
+            }),
+        };
+        let new_pos = quantity.map(|q| pos + order.side.sign() * q);
+        let reducing = new_pos.is_some_and(|n| {
+            n.abs() <= pos.abs()
+                && (n.is_zero() || pos.is_zero() || n.is_sign_negative() == pos.is_sign_negative())
+        });
+        let mut out = Check {
+            violations: Vec::new(),
+            reference_price: reference,
+            quantity,
+            reducing,
+        };
+        if let Some(h) = &self.halt {
+            let why = match h.cause {
+                HaltCause::Manual => format!("trading is halted by {}: {}", h.by, h.reason),
+                HaltCause::Breaker(b) => {
+                    format!(
+                        "trading is halted: the {} breaker tripped ({})",
+                        b.name(),
+                        h.reason
+                    )
+                }
+            };
+            out.violations.push(Violation {
+                limit: "halt".into(),
+                message: why,
+                limit_value: None,
+                observed: None,
+            });
+            return out;
+        }
+        let l = &self.limits.limits;
+        let v = &mut out.violations;
+        let sym = order.symbol.as_str();
+        let sl = l.symbol_limits.get(sym);
+        // Fat finger: every order, reducing or not.
+        if let (Some(max), Some(limit), Some(r)) =
+            (l.max_price_deviation, order.limit_price, reference)
+            && !r.is_zero()
+        {
+            let dev = ((limit - r) / r).abs();
+            if dev > max {
+                v.push(violation(
+                    "max_price_deviation",
+                    format!("limit price {limit} is {dev:.4} away from the reference price {r} (max {max})"),
+                    max,
+                    dev,
+                ));
+            }
+        }
+        // Order rate per strategy: every order.
+        if let Some(max) = l.max_orders_per_minute {
+            let n = self.orders_in_window(&order.strategy_id, at_ns);
+            if n >= u64::from(max) {
+                v.push(violation(
+                    "max_orders_per_minute",
+                    format!(
+                        "strategy {:?} has {n} orders in the minute before this one (max {max})",
+                        order.strategy_id
+                    ),
+                    Decimal::from(max),
+                    Decimal::from(n + 1),
+                ));
+            }
+        }
+        if reducing {
+            return out;
+        }
+        if l.restricted_symbols.contains(sym) {
+            v.push(Violation {
+                limit: "restricted_symbols".into(),
+                message: format!("{sym} is restricted: no order may add to its position"),
+                limit_value: None,
+                observed: None,
+            });
+        }
+        let needs_price = l.max_order_notional.is_some()
+            || l.max_position_notional.is_some()
+            || l.max_gross_exposure.is_some()
+            || l.max_net_exposure.is_some()
+            || sl.is_some_and(|s| s.max_position_notional.is_some());
+        let needs_qty = needs_price
+            || l.max_order_quantity.is_some()
+            || sl.is_some_and(|s| {
+                s.max_order_quantity.is_some() || s.max_position_quantity.is_some()
+            });
+        let (Some(q), Some(new_pos)) = (quantity, new_pos) else {
+            if needs_qty {
+                v.push(Violation {
+                    limit: "reference_price".into(),
+                    message: format!(
+                        "no price of {sym} seen on grodt.bars.v1: the equity fraction cannot be \
+                         sized for the limits"
+                    ),
+                    limit_value: None,
+                    observed: None,
+                });
+            }
+            return out;
+        };
+        if let Some(max) = l.max_order_quantity
+            && q > max
+        {
+            v.push(violation(
+                "max_order_quantity",
+                format!("order quantity {q} > {max}"),
+                max,
+                q,
+            ));
+        }
+        if let Some(max) = sl.and_then(|s| s.max_order_quantity)
+            && q > max
+        {
+            v.push(violation(
+                format!("symbol_limits[{sym}].max_order_quantity"),
+                format!("order quantity {q} > {max}"),
+                max,
+                q,
+            ));
+        }
+        if let Some(max) = sl.and_then(|s| s.max_position_quantity)
+            && new_pos.abs() > max
+        {
+            v.push(violation(
+                format!("symbol_limits[{sym}].max_position_quantity"),
+                format!("position after the order {new_pos} exceeds {max} in absolute value"),
+                max,
+                new_pos.abs(),
+            ));
+        }
+        let Some(r) = reference else {
+            if needs_price {
+                v.push(Violation {
+                    limit: "reference_price".into(),
+                    message: format!(
+                        "no price of {sym} seen on grodt.bars.v1: the notional limits cannot be checked"
+                    ),
+                    limit_value: None,
+                    observed: None,
+                });
+            }
+            return out;
+        };
+        let notional = q * r;
+        if let Some(max) = l.max_order_notional
+            && notional > max
+        {
+            v.push(violation(
+                "max_order_notional",
+                format!("order notional {notional} ({q} x {r}) > {max}"),
+                max,
+                notional,
+            ));
+        }
+        let pos_notional = (new_pos * r).abs();
+        if let Some(max) = l.max_position_notional
+            && pos_notional > max
+        {
+            v.push(violation(
+                "max_position_notional",
+                format!("{sym} position notional after the order {pos_notional} > {max}"),
+                max,
+                pos_notional,
+            ));
+        }
+        if let Some(max) = sl.and_then(|s| s.max_position_notional)
+            && pos_notional > max
+        {
+            v.push(violation(
+                format!("symbol_limits[{sym}].max_position_notional"),
+                format!("{sym} position notional after the order {pos_notional} > {max}"),
+                max,
+                pos_notional,
+            ));
+        }
+        if l.max_gross_exposure.is_some() || l.max_net_exposure.is_some() {
+            let (mut gross, mut net) = (Decimal::ZERO, Decimal::ZERO);
+            let others: BTreeSet<&String> = self
+                .positions
+                .keys()
+                .chain(self.pending.values().map(|(s, _, _)| s))
+                .filter(|s| s.as_str() != sym)
+                .collect();
+            for s in others {
+                let n = self.effective_position(s) * self.mark(s).unwrap_or_default();
+                gross += n.abs();
+                net += n;
+            }
+            gross += pos_notional;
+            net += new_pos * r;
+            if let Some(max) = l.max_gross_exposure
+                && gross > max
+            {
+                v.push(violation(
+                    "max_gross_exposure",
+                    format!("gross exposure after the order {gross} > {max}"),
+                    max,
+                    gross,
+                ));
+            }
+            if let Some(max) = l.max_net_exposure
+                && net.abs() > max
+            {
+                v.push(violation(
+                    "max_net_exposure",
+                    format!("net exposure after the order {net} exceeds {max} in absolute value"),
+                    max,
+                    net.abs(),
+                ));
+            }
+        }
+        out
+    }
+
+    fn orders_in_window(&self, strategy: &str, at_ns: i64) -> u64 {
+        self.order_times.get(strategy).map_or(0, |t| {
+            t.iter()
+                .filter(|&&x| x > at_ns - NANOS_PER_MINUTE && x <= at_ns)
+                .count() as u64
+        })
+    }
+
+    /// Applies one input; returns what it produced.
+    pub fn apply(&mut self, input: &Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Intent { order, at_ns } => self.on_intent(order, *at_ns, &mut out),
+            Input::Fill {
+                client_order_id,
+                strategy_id,
+                symbol,
+                side,
+                quantity,
+                price,
+                commission,
+                at_ns,
+                ..
+            } => {
+                self.advance(*at_ns);
+                let signed = side.sign() * *quantity;
+                if let Some((_, left, _)) = self.pending.get_mut(client_order_id) {
+                    let rest = *left - signed;
+                    if rest.is_zero() || rest.is_sign_negative() != left.is_sign_negative() {
+                        self.pending.remove(client_order_id);
+                    } else {
+                        *left = rest;
+                    }
+                }
+                let flow = -signed * *price - *commission;
+                *self.positions.entry(symbol.clone()).or_default() += signed;
+                self.cash_flow += flow;
+                *self
+                    .strategy_positions
+                    .entry(strategy_id.clone())
+                    .or_default()
+                    .entry(symbol.clone())
+                    .or_default() += signed;
+                *self.strategy_cash.entry(strategy_id.clone()).or_default() += flow;
+                self.last_fill.insert(symbol.clone(), *price);
+                self.after_market(*at_ns, &mut out);
+            }
+            Input::Bar {
+                symbol,
+                close,
+                at_ns,
+            } => {
+                self.advance(*at_ns);
+                // A bar older than the symbol's last one changes no mark.
+                let day = at_ns.div_euclid(NANOS_PER_DAY);
+                let closes = self.daily_closes.entry(symbol.clone()).or_default();
+                match closes.back_mut() {
+                    Some((d, c)) if *d == day => *c = *close,
+                    Some((d, _)) if *d > day => {}
+                    _ => closes.push_back((day, *close)),
+                }
+                let keep = self.settings.var_window_days as usize + 1;
+                while closes.len() > keep {
+                    closes.pop_front();
+                }
+                if self.last_bar_ns.get(symbol).is_none_or(|t| *at_ns >= *t) {
+                    self.last_bar_ns.insert(symbol.clone(), *at_ns);
+                    self.last_close.insert(symbol.clone(), *close);
+                }
+                self.after_market(*at_ns, &mut out);
+            }
+            Input::SetLimits {
+                limits,
+                expected_version,
+                by,
+                reason,
+                at_ns,
+            } => {
+                if *expected_version == self.limits.version {
+                    self.limits = LimitsRecord {
+                        limits: limits.clone(),
+                        version: self.limits.version + 1,
+                        updated_at_ns: Some(*at_ns),
+                        updated_by: by.clone(),
+                    };
+                    out.push(Output::LimitsChanged {
+                        record: self.limits.clone(),
+                        reason: reason.clone(),
+                    });
+                    self.warnings(&mut out);
+                }
+            }
+            Input::Halt { reason, by, at_ns } => {
+                if self.halt.is_none() {
+                    let halt = Halt {
+                        cause: HaltCause::Manual,
+                        reason: reason.clone(),
+                        by: by.clone(),
+                        since_ns: *at_ns,
+                    };
+                    self.halt = Some(halt.clone());
+                    out.push(Output::Halted { halt });
+                }
+            }
+            Input::Resume { reason, by, at_ns } => {
+                if let Some(lifted) = self.halt.take() {
+                    let eq = self.equity();
+                    self.drawdown_base = eq;
+                    self.loss_base = eq;
+                    self.intent_times.clear();
+                    self.recent_rejects.clear();
+                    out.push(Output::Resumed {
+                        lifted,
+                        reason: reason.clone(),
+                        by: by.clone(),
+                        at_ns: *at_ns,
+                    });
+                }
+            }
+            Input::Configure { settings, limits } => {
+                let before = self.equity();
+                let delta = settings.initial_equity - self.settings.initial_equity;
+                self.settings = settings.clone();
+                if !delta.is_zero() {
+                    // New capital moves every equity reference with it.
+                    self.peak_equity += delta;
+                    self.day_start_equity += delta;
+                    self.drawdown_base += delta;
+                    self.loss_base += delta;
+                }
+                debug_assert_eq!(self.equity(), before + delta);
+                if self.limits.version == 0
+                    && let Some(l) = limits
+                    && *l != self.limits.limits
+                {
+                    self.limits.limits = l.clone();
+                    self.limits.updated_by = "config".into();
+                    out.push(Output::LimitsChanged {
+                        record: self.limits.clone(),
+                        reason: "initial limits from the configuration ([risk.limits])".into(),
+                    });
+                }
+                self.warnings(&mut out);
+            }
+        }
+        out
+    }
+
+    /// Moves the clock to `at_ns` (never back) and rolls the UTC day.
+    fn advance(&mut self, at_ns: i64) {
+        if self.now_ns.is_some_and(|n| at_ns <= n) {
+            return;
+        }
+        self.now_ns = Some(at_ns);
+        let ttl = i64::from(self.settings.pending_ttl_minutes) * NANOS_PER_MINUTE;
+        self.pending.retain(|_, (_, _, t)| *t > at_ns - ttl);
+        let day = at_ns.div_euclid(NANOS_PER_DAY);
+        if self.day.is_some_and(|d| d >= day) {
+            return;
+        }
+        // A new UTC day: the equity at the previous marks is its start.
+        let eq = self.equity();
+        if let Some(prev) = self.day {
+            let strategies: Vec<String> = self.strategy_cash.keys().cloned().collect();
+            let keep = self.settings.var_window_days as usize + 1;
+            for s in strategies {
+                let e = self.strategy_equity(&s);
+                let series = self.strategy_daily.entry(s).or_default();
+                series.push_back((prev, e));
+                while series.len() > keep {
+                    series.pop_front();
+                }
+            }
+        }
+        self.day = Some(day);
+        self.day_start_equity = eq;
+        self.loss_base = eq;
+        self.rejected_today = 0;
+    }
+
+    fn trip(&mut self, breaker: Breaker, reason: String, at_ns: i64, out: &mut Vec<Output>) {
+        if self.halt.is_some() {
+            return;
+        }
+        let halt = Halt {
+            cause: HaltCause::Breaker(breaker),
+            reason,
+            by: "risk".into(),
+            since_ns: at_ns,
+        };
+        self.halt = Some(halt.clone());
+        out.push(Output::BreakerTripped { halt });
+    }
+
+    /// After a fill or a bar: peaks, the drawdown and daily-loss breakers, warnings.
+    fn after_market(&mut self, at_ns: i64, out: &mut Vec<Output>) {
+        let eq = self.equity();
+        self.peak_equity = self.peak_equity.max(eq);
+        self.drawdown_base = self.drawdown_base.max(eq);
+        let at = self.now_ns.unwrap_or(at_ns);
+        if let Some(max) = self.limits.limits.max_drawdown
+            && self.drawdown_base > Decimal::ZERO
+        {
+            let dd = (self.drawdown_base - eq) / self.drawdown_base;
+            if dd >= max {
+                self.trip(
+                    Breaker::Drawdown,
+                    format!(
+                        "drawdown {:.4} from the peak {} reached max_drawdown {max} (equity {eq})",
+                        dd, self.drawdown_base
+                    ),
+                    at,
+                    out,
+                );
+            }
+        }
+        if let Some(max) = self.limits.limits.max_daily_loss {
+            let loss = self.loss_base - eq;
+            if loss >= max {
+                self.trip(
+                    Breaker::DailyLoss,
+                    format!(
+                        "loss {loss} since {} reached max_daily_loss {max} (equity {eq})",
+                        if self.loss_base == self.day_start_equity {
+                            "the UTC day start"
+                        } else {
+                            "the last resume"
+                        }
+                    ),
+                    at,
+                    out,
+                );
+            }
+        }
+        self.warnings(out);
+    }
+
+    /// LIMIT_WARNING for each portfolio value that crossed the warning fraction upward.
+    fn warnings(&mut self, out: &mut Vec<Output>) {
+        let eq = self.equity();
+        let (gross, net) = self.exposures();
+        let l = &self.limits.limits;
+        let dd = if self.drawdown_base > Decimal::ZERO {
+            (self.drawdown_base - eq) / self.drawdown_base
+        } else {
+            Decimal::ZERO
+        };
+        let values = [
+            ("max_gross_exposure", l.max_gross_exposure, gross),
+            ("max_net_exposure", l.max_net_exposure, net.abs()),
+            ("max_drawdown", l.max_drawdown, dd),
+            ("max_daily_loss", l.max_daily_loss, self.loss_base - eq),
+        ];
+        for (name, limit, value) in values {
+            let over = limit.is_some_and(|m| value >= m * WARNING_FRACTION);
+            if over && !self.warned.contains(name) {
+                self.warned.insert(name.to_owned());
+                if let Some(m) = limit {
+                    out.push(Output::LimitWarning {
+                        limit: name.to_owned(),
+                        limit_value: m,
+                        observed: value,
+                    });
+                }
+            } else if !over {
+                self.warned.remove(name);
+            }
+        }
+    }
+
+    fn on_intent(&mut self, order: &Order, at_ns: i64, out: &mut Vec<Output>) {
+        self.advance(at_ns);
+        let now = self.now_ns.unwrap_or(at_ns);
+        // The portfolio order-rate breaker sees the intent before its check,
+        // so the intent that trips it is already refused by the halt.
+        let rate = self.settings.breakers.order_rate_per_minute;
+        if rate > 0 {
+            self.intent_times.push_back(at_ns);
+            self.intent_times.retain(|&t| t > now - NANOS_PER_MINUTE);
+            let n = self
+                .intent_times
+                .iter()
+                .filter(|&&t| t > at_ns - NANOS_PER_MINUTE && t <= at_ns)
+                .count();
+            if n > rate as usize {
+                self.trip(
+                    Breaker::OrderRate,
+                    format!("{n} intents in a minute exceed the order-rate breaker ({rate})"),
+                    now,
+                    out,
+                );
+            }
+        }
+        let check = self.check(order, None, at_ns);
+        let halted_only = check.violations.iter().all(|v| v.limit == "halt");
+        if check.approved() {
+            self.approved_total += 1;
+            if let Some(q) = check.quantity.filter(|q| !q.is_zero())
+                && self.settings.pending_ttl_minutes > 0
+            {
+                self.pending.insert(
+                    order.client_order_id.clone(),
+                    (order.symbol.clone(), order.side.sign() * q, at_ns),
+                );
+            }
+            let times = self
+                .order_times
+                .entry(order.strategy_id.clone())
+                .or_default();
+            times.push_back(at_ns);
+            times.retain(|&t| t > now - NANOS_PER_MINUTE);
+            out.insert(
+                0,
+                Output::Approved {
+                    client_order_id: order.client_order_id.clone(),
+                    reference_price: check.reference_price,
+                },
+            );
+        } else {
+            self.rejected_total += 1;
+            self.rejected_today += 1;
+            out.insert(
+                0,
+                Output::Rejected {
+                    client_order_id: order.client_order_id.clone(),
+                    violations: check.violations.clone(),
+                    reference_price: check.reference_price,
+                },
+            );
+        }
+        let b = &self.settings.breakers;
+        if b.reject_threshold > 0 && (check.approved() || !halted_only) {
+            let window = b.reject_window.max(1) as usize;
+            self.recent_rejects.push_back(!check.approved());
+            while self.recent_rejects.len() > window {
+                self.recent_rejects.pop_front();
+            }
+            let rejects = self.recent_rejects.iter().filter(|r| **r).count();
+            if b.reject_threshold > 0 && rejects >= b.reject_threshold as usize {
+                let (threshold, window) = (b.reject_threshold, b.reject_window);
+                self.trip(
+                    Breaker::RejectRate,
+                    format!(
+                        "{rejects} of the last {} intents rejected (breaker: {threshold} of {window})",
+                        self.recent_rejects.len()
+                    ),
+                    now,
+                    out,
+                );
+            }
+        }
+    }
+
+    /// The portfolio now: equity, drawdown, exposures, VaR, correlations.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = self.snapshot_light();
+        let holdings: Vec<(Decimal, &VecDeque<(i64, Decimal)>)> = s
+            .exposures
+            .iter()
+            .filter_map(|e| self.daily_closes.get(&e.symbol).map(|c| (e.notional, c)))
+            .collect();
+        let var = stats::historical_var(&holdings, self.settings.var_window_days as usize);
+        let series: Vec<(&String, &VecDeque<(i64, Decimal)>)> =
+            self.strategy_daily.iter().collect();
+        s.var_95 = var.var_95;
+        s.var_99 = var.var_99;
+        s.var_days = var.days;
+        s.strategy_correlations = stats::pnl_correlations(&series);
+        s
+    }
+
+    /// [`RiskState::snapshot`] without the statistics (VaR 0, no
+    /// correlations): cheap enough for every input.
+    #[must_use]
+    pub fn snapshot_light(&self) -> Snapshot {
+        let equity = self.equity();
+        let (gross, net) = self.exposures();
+        let drawdown = if self.peak_equity > Decimal::ZERO {
+            ((equity - self.peak_equity) / self.peak_equity).min(Decimal::ZERO)
+        } else {
+            Decimal::ZERO
+        };
+        let exposures: Vec<SymbolExposure> = self
+            .notionals()
+            .map(|(s, q, n)| SymbolExposure {
+                symbol: s.clone(),
+                quantity: q,
+                notional: n,
+                last_price: self.mark(s).unwrap_or_default(),
+                equity_fraction: stats::ratio(n, equity),
+            })
+            .collect();
+        Snapshot {
+            as_of_ns: self.now_ns,
+            equity,
+            peak_equity: self.peak_equity,
+            drawdown,
+            daily_pnl: equity - self.day_start_equity,
+            gross_exposure: gross,
+            net_exposure: net,
+            var_95: Decimal::ZERO,
+            var_99: Decimal::ZERO,
+            var_days: 0,
+            exposures,
+            rejected_today: self.rejected_today,
+            strategy_correlations: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,763 @@
+//! The risk rules: checks, breakers, halt/resume, the fold's determinism,
+//! with examples and proptest properties.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use grodt_risk_rules::{
+    Breaker, BreakerSettings, HaltCause, Input, Limits, Order, Output, RiskState, Settings, Side,
+    Size, SymbolLimits,
+};
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+const DAY: i64 = 86_400_000_000_000;
+const MIN: i64 = 60_000_000_000;
+/// 2024-01-02T00:00Z
+const T0: i64 = 19_724 * DAY;
+
+fn order(id: &str, symbol: &str, side: Side, qty: Decimal) -> Order {
+    Order {
+        client_order_id: id.into(),
+        strategy_id: "s1".into(),
+        symbol: symbol.into(),
+        side,
+        size: Size::Quantity(qty),
+        limit_price: None,
+    }
+}
+
+fn bar(symbol: &str, close: Decimal, at_ns: i64) -> Input {
+    Input::Bar {
+        symbol: symbol.into(),
+        close,
+        at_ns,
+    }
+}
+
+fn fill(symbol: &str, side: Side, qty: Decimal, price: Decimal, at_ns: i64) -> Input {
+    Input::Fill {
+        fill_id: format!("f{at_ns}{symbol}"),
+        client_order_id: String::new(),
+        strategy_id: "s1".into(),
+        symbol: symbol.into(),
+        side,
+        quantity: qty,
+        price,
+        commission: Decimal::ZERO,
+        at_ns,
+    }
+}
+
+fn set_limits(s: &mut RiskState, limits: Limits) {
+    let v = s.limits().version;
+    let out = s.apply(&Input::SetLimits {
+        limits,
+        expected_version: v,
+        by: "test".into(),
+        reason: "test".into(),
+        at_ns: 0,
+    });
+    assert!(matches!(out[0], Output::LimitsChanged { .. }));
+}
+
+fn intent(s: &mut RiskState, o: Order, at_ns: i64) -> Vec<Output> {
+    s.apply(&Input::Intent { order: o, at_ns })
+}
+
+fn rejected_limits(out: &[Output]) -> Vec<String> {
+    match &out[0] {
+        Output::Rejected { violations, .. } => violations.iter().map(|v| v.limit.clone()).collect(),
+        Output::Approved { .. } => Vec::new(),
+        o => panic!("first output is a decision, got {o:?}"),
+    }
+}
+
+#[test]
+fn each_order_limit_is_named_in_its_violation() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(100), T0));
+    let mut sl = BTreeMap::new();
+    sl.insert(
+        "SPY".to_owned(),
+        SymbolLimits {
+            max_position_quantity: Some(dec!(50)),
+            max_position_notional: Some(dec!(4000)),
+            max_order_quantity: Some(dec!(30)),
+        },
+    );
+    set_limits(
+        &mut s,
+        Limits {
+            max_order_quantity: Some(dec!(40)),
+            max_order_notional: Some(dec!(3500)),
+            max_position_notional: Some(dec!(4500)),
+            max_gross_exposure: Some(dec!(4200)),
+            max_net_exposure: Some(dec!(4100)),
+            symbol_limits: sl,
+            ..Limits::default()
+        },
+    );
+    assert!(
+        rejected_limits(&intent(&mut s, order("a", "SPY", Side::Buy, dec!(10)), T0)).is_empty()
+    );
+    let got = rejected_limits(&intent(&mut s, order("b", "SPY", Side::Buy, dec!(60)), T0));
+    assert_eq!(
+        got,
+        [
+            "max_order_quantity",
+            "symbol_limits[SPY].max_order_quantity",
+            "symbol_limits[SPY].max_position_quantity",
+            "max_order_notional",
+            "max_position_notional",
+            "symbol_limits[SPY].max_position_notional",
+            "max_gross_exposure",
+            "max_net_exposure",
+        ]
+    );
+    let out = intent(&mut s, order("c", "SPY", Side::Buy, dec!(36)), T0);
+    let Output::Rejected { violations, .. } = &out[0] else {
+        panic!("rejected")
+    };
+    let v = violations
+        .iter()
+        .find(|v| v.limit == "max_order_notional")
+        .unwrap();
+    assert_eq!(
+        (v.limit_value, v.observed),
+        (Some(dec!(3500)), Some(dec!(3600)))
+    );
+}
+
+#[test]
+fn a_reducing_order_passes_position_limits_but_not_the_halt() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(100), T0));
+    s.apply(&fill("SPY", Side::Buy, dec!(100), dec!(100), T0 + 1));
+    set_limits(
+        &mut s,
+        Limits {
+            max_position_notional: Some(dec!(5000)),
+            max_order_quantity: Some(dec!(10)),
+            restricted_symbols: BTreeSet::from(["SPY".to_owned()]),
+            ..Limits::default()
+        },
+    );
+    // Over every limit already, but selling reduces.
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("r1", "SPY", Side::Sell, dec!(60)),
+            T0 + 2
+        ))
+        .is_empty()
+    );
+    let close = Order {
+        size: Size::ClosePosition,
+        ..order("r2", "SPY", Side::Sell, dec!(0))
+    };
+    assert!(rejected_limits(&intent(&mut s, close.clone(), T0 + 3)).is_empty());
+    // Flipping the position is not reducing.
+    assert!(
+        !rejected_limits(&intent(
+            &mut s,
+            order("r3", "SPY", Side::Sell, dec!(250)),
+            T0 + 4
+        ))
+        .is_empty()
+    );
+    s.apply(&Input::Halt {
+        reason: "test".into(),
+        by: "op".into(),
+        at_ns: 5,
+    });
+    let r = rejected_limits(&intent(
+        &mut s,
+        Order {
+            client_order_id: "r4".into(),
+            ..close
+        },
+        T0 + 5,
+    ));
+    assert_eq!(r, ["halt"]);
+}
+
+#[test]
+fn approved_orders_count_until_filled_or_expired() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(100), T0));
+    let mut sl = BTreeMap::new();
+    sl.insert(
+        "SPY".to_owned(),
+        SymbolLimits {
+            max_position_quantity: Some(dec!(150)),
+            ..SymbolLimits::default()
+        },
+    );
+    set_limits(
+        &mut s,
+        Limits {
+            symbol_limits: sl,
+            max_gross_exposure: Some(dec!(25000)),
+            ..Limits::default()
+        },
+    );
+    // Two buys of 100 on the same bar: the second would make 200.
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p1", "SPY", Side::Buy, dec!(100)),
+            T0
+        ))
+        .is_empty()
+    );
+    assert_eq!(s.pending_orders(), 1);
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p2", "SPY", Side::Buy, dec!(100)),
+            T0
+        )),
+        ["symbol_limits[SPY].max_position_quantity"]
+    );
+    // Pending in another symbol counts in the gross exposure.
+    s.apply(&bar("QQQ", dec!(100), T0));
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p3", "QQQ", Side::Buy, dec!(160)),
+            T0
+        )),
+        ["max_gross_exposure"]
+    );
+    // The fill of p1 (in two parts) moves it from pending to the position: still 100.
+    let part = |q: Decimal, t: i64| Input::Fill {
+        fill_id: format!("pf{t}"),
+        client_order_id: "p1".into(),
+        strategy_id: "s1".into(),
+        symbol: "SPY".into(),
+        side: Side::Buy,
+        quantity: q,
+        price: dec!(100),
+        commission: Decimal::ZERO,
+        at_ns: t,
+    };
+    s.apply(&part(dec!(40), T0 + 1));
+    assert_eq!(s.pending_orders(), 1);
+    s.apply(&part(dec!(60), T0 + 2));
+    assert_eq!((s.pending_orders(), s.position("SPY")), (0, dec!(100)));
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p4", "SPY", Side::Buy, dec!(100)),
+            T0 + 3
+        )),
+        ["symbol_limits[SPY].max_position_quantity"]
+    );
+    // An approved order that never fills stops counting after the TTL (a day).
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p5", "SPY", Side::Buy, dec!(50)),
+            T0 + 4
+        ))
+        .is_empty()
+    );
+    assert!(
+        !rejected_limits(&intent(
+            &mut s,
+            order("p6", "SPY", Side::Buy, dec!(1)),
+            T0 + 5
+        ))
+        .is_empty()
+    );
+    s.apply(&bar("SPY", dec!(100), T0 + DAY + 5));
+    assert_eq!(s.pending_orders(), 0);
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("p7", "SPY", Side::Buy, dec!(50)),
+            T0 + DAY + 6
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn halt_rejects_everything_and_resume_lifts_it() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(100), T0));
+    let out = s.apply(&Input::Halt {
+        reason: "incident".into(),
+        by: "oncall".into(),
+        at_ns: 7,
+    });
+    assert!(
+        matches!(&out[..], [Output::Halted { halt }] if halt.cause == HaltCause::Manual && halt.since_ns == 7)
+    );
+    // A second halt changes nothing.
+    assert!(
+        s.apply(&Input::Halt {
+            reason: "x".into(),
+            by: "y".into(),
+            at_ns: 8
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        rejected_limits(&intent(&mut s, order("h1", "SPY", Side::Buy, dec!(1)), T0)),
+        ["halt"]
+    );
+    let out = s.apply(&Input::Resume {
+        reason: "fixed".into(),
+        by: "oncall".into(),
+        at_ns: 9,
+    });
+    assert!(matches!(&out[..], [Output::Resumed { .. }]));
+    assert!(
+        s.apply(&Input::Resume {
+            reason: "x".into(),
+            by: "y".into(),
+            at_ns: 10
+        })
+        .is_empty()
+    );
+    assert!(
+        rejected_limits(&intent(&mut s, order("h2", "SPY", Side::Buy, dec!(1)), T0)).is_empty()
+    );
+    assert_eq!(s.snapshot().rejected_today, 1);
+}
+
+#[test]
+fn price_deviation_and_restricted_symbols() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(100), T0));
+    set_limits(
+        &mut s,
+        Limits {
+            max_price_deviation: Some(dec!(0.05)),
+            restricted_symbols: BTreeSet::from(["GME".to_owned()]),
+            ..Limits::default()
+        },
+    );
+    let mut o = order("p1", "SPY", Side::Buy, dec!(1));
+    o.limit_price = Some(dec!(106));
+    assert_eq!(
+        rejected_limits(&intent(&mut s, o.clone(), T0)),
+        ["max_price_deviation"]
+    );
+    o.limit_price = Some(dec!(104.99));
+    o.client_order_id = "p2".into();
+    assert!(rejected_limits(&intent(&mut s, o, T0)).is_empty());
+    assert_eq!(
+        rejected_limits(&intent(&mut s, order("p3", "GME", Side::Buy, dec!(1)), T0)),
+        ["restricted_symbols"]
+    );
+}
+
+#[test]
+fn orders_per_minute_count_approved_orders_by_intent_time() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(100), T0));
+    set_limits(
+        &mut s,
+        Limits {
+            max_orders_per_minute: Some(2),
+            ..Limits::default()
+        },
+    );
+    assert!(
+        rejected_limits(&intent(&mut s, order("o1", "SPY", Side::Buy, dec!(1)), T0)).is_empty()
+    );
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("o2", "SPY", Side::Buy, dec!(1)),
+            T0 + 10
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("o3", "SPY", Side::Buy, dec!(1)),
+            T0 + 20
+        )),
+        ["max_orders_per_minute"]
+    );
+    // Another strategy has its own window.
+    let mut other = order("o4", "SPY", Side::Buy, dec!(1));
+    other.strategy_id = "s2".into();
+    assert!(rejected_limits(&intent(&mut s, other, T0 + 30)).is_empty());
+    // A minute after the first, one slot is free again.
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("o5", "SPY", Side::Buy, dec!(1)),
+            T0 + MIN
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn equity_fraction_is_sized_at_the_reference_price() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(400), T0));
+    let o = Order {
+        size: Size::EquityFraction(dec!(0.5)),
+        ..order("e1", "SPY", Side::Buy, dec!(0))
+    };
+    let c = s.check(&o, None, T0);
+    assert_eq!(c.quantity, Some(dec!(125)));
+    set_limits(
+        &mut s,
+        Limits {
+            max_order_notional: Some(dec!(40000)),
+            ..Limits::default()
+        },
+    );
+    assert_eq!(
+        rejected_limits(&intent(&mut s, o.clone(), T0)),
+        ["max_order_notional"]
+    );
+    // Without a price for the symbol, a limit that needs one refuses.
+    let unknown = Order {
+        symbol: "QQQ".into(),
+        client_order_id: "e2".into(),
+        ..o
+    };
+    assert_eq!(
+        rejected_limits(&intent(&mut s, unknown, T0)),
+        ["reference_price"]
+    );
+}
+
+#[test]
+fn drawdown_breaker_trips_from_fills_and_bars_and_resume_rebases_it() {
+    let mut s = RiskState::new(Settings {
+        initial_equity: dec!(10000),
+        ..Settings::default()
+    });
+    set_limits(
+        &mut s,
+        Limits {
+            max_drawdown: Some(dec!(0.1)),
+            ..Limits::default()
+        },
+    );
+    s.apply(&bar("SPY", dec!(100), T0));
+    s.apply(&fill("SPY", Side::Buy, dec!(100), dec!(100), T0 + 1));
+    // Up 20%: new peak 12000.
+    s.apply(&bar("SPY", dec!(120), T0 + 2));
+    assert_eq!(s.snapshot().peak_equity, dec!(12000));
+    // 11000: 8.3% down -> a warning (past 80% of the limit), no trip.
+    let out = s.apply(&bar("SPY", dec!(110), T0 + 3));
+    assert!(
+        matches!(&out[..], [Output::LimitWarning { limit, .. }] if limit == "max_drawdown"),
+        "{out:?}"
+    );
+    // 10800: exactly 10% down -> trips.
+    let out = s.apply(&bar("SPY", dec!(108), T0 + 4));
+    assert!(
+        matches!(&out[..], [Output::BreakerTripped { halt }] if halt.cause == HaltCause::Breaker(Breaker::Drawdown)),
+        "{out:?}"
+    );
+    assert_eq!(s.tripped(), Some(Breaker::Drawdown));
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("d1", "SPY", Side::Buy, dec!(1)),
+            T0 + 5
+        )),
+        ["halt"]
+    );
+    let snap = s.snapshot();
+    assert_eq!(snap.drawdown, dec!(-0.1));
+    s.apply(&Input::Resume {
+        reason: "reviewed".into(),
+        by: "op".into(),
+        at_ns: 1,
+    });
+    // Resumed: the breaker measures from the equity at the resume.
+    assert!(s.apply(&bar("SPY", dec!(100), T0 + 6)).is_empty());
+    let out = s.apply(&bar("SPY", dec!(97), T0 + 7));
+    assert!(matches!(&out[0], Output::BreakerTripped { .. }), "{out:?}");
+}
+
+#[test]
+fn daily_loss_breaker_counts_from_the_utc_day_start() {
+    let mut s = RiskState::default();
+    set_limits(
+        &mut s,
+        Limits {
+            max_daily_loss: Some(dec!(1000)),
+            ..Limits::default()
+        },
+    );
+    s.apply(&bar("SPY", dec!(100), T0));
+    s.apply(&fill("SPY", Side::Buy, dec!(100), dec!(100), T0 + 1));
+    // -900 today: no trip (a warning past 800).
+    s.apply(&bar("SPY", dec!(91), T0 + 2));
+    assert!(s.halt().is_none());
+    // Next day: the day starts at -900, so another -900 does not trip.
+    s.apply(&bar("SPY", dec!(82), T0 + DAY));
+    assert!(s.halt().is_none());
+    assert_eq!(s.snapshot().daily_pnl, dec!(-900));
+    // -1000 since the day start trips.
+    let out = s.apply(&bar("SPY", dec!(81), T0 + DAY + 1));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::BreakerTripped { halt } if halt.cause == HaltCause::Breaker(Breaker::DailyLoss))),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn order_rate_and_reject_rate_breakers() {
+    let mut s = RiskState::new(Settings {
+        breakers: BreakerSettings {
+            order_rate_per_minute: 3,
+            reject_window: 4,
+            reject_threshold: 2,
+        },
+        ..Settings::default()
+    });
+    s.apply(&bar("SPY", dec!(100), T0));
+    for i in 0..3 {
+        assert!(
+            rejected_limits(&intent(
+                &mut s,
+                order(&format!("a{i}"), "SPY", Side::Buy, dec!(1)),
+                T0 + i
+            ))
+            .is_empty()
+        );
+    }
+    let out = intent(&mut s, order("a3", "SPY", Side::Buy, dec!(1)), T0 + 4);
+    assert_eq!(rejected_limits(&out), ["halt"]);
+    assert_eq!(s.tripped(), Some(Breaker::OrderRate));
+    s.apply(&Input::Resume {
+        reason: "r".into(),
+        by: "op".into(),
+        at_ns: 0,
+    });
+    set_limits(
+        &mut s,
+        Limits {
+            max_order_quantity: Some(dec!(5)),
+            ..Limits::default()
+        },
+    );
+    // Two limit rejections in the last four intents trip the reject-rate breaker.
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("b0", "SPY", Side::Buy, dec!(9)),
+            T0 + 2 * MIN
+        )),
+        ["max_order_quantity"]
+    );
+    assert!(s.halt().is_none());
+    let out = intent(
+        &mut s,
+        order("b1", "SPY", Side::Buy, dec!(9)),
+        T0 + 2 * MIN + 1,
+    );
+    assert!(
+        matches!(out.last(), Some(Output::BreakerTripped { halt }) if halt.cause == HaltCause::Breaker(Breaker::RejectRate))
+    );
+}
+
+#[test]
+fn configured_limits_apply_only_before_any_set_limits() {
+    let mut s = RiskState::default();
+    let configured = Limits {
+        max_order_quantity: Some(dec!(5)),
+        ..Limits::default()
+    };
+    let out = s.apply(&Input::Configure {
+        settings: Settings::default(),
+        limits: Some(configured.clone()),
+    });
+    assert!(matches!(&out[..], [Output::LimitsChanged { record, .. }] if record.version == 0));
+    set_limits(&mut s, Limits::default());
+    assert_eq!(s.limits().version, 1);
+    assert!(
+        s.apply(&Input::Configure {
+            settings: Settings::default(),
+            limits: Some(configured)
+        })
+        .is_empty()
+    );
+    assert_eq!(s.limits().limits, Limits::default());
+    // A stale SetLimits changes nothing.
+    assert!(
+        s.apply(&Input::SetLimits {
+            limits: Limits::default(),
+            expected_version: 0,
+            by: "x".into(),
+            reason: "x".into(),
+            at_ns: 0
+        })
+        .is_empty()
+    );
+}
+
+// ---- properties ----
+
+fn dec_in(lo: i64, hi: i64, scale: u32) -> impl Strategy<Value = Decimal> {
+    (lo..hi).prop_map(move |m| Decimal::new(m, scale))
+}
+
+fn opt(s: impl Strategy<Value = Decimal>) -> impl Strategy<Value = Option<Decimal>> {
+    prop::option::of(s)
+}
+
+prop_compose! {
+    fn limits()(
+        max_order_quantity in opt(dec_in(1, 500, 0)),
+        max_order_notional in opt(dec_in(100, 100_000, 0)),
+        max_position_notional in opt(dec_in(100, 100_000, 0)),
+        max_gross_exposure in opt(dec_in(100, 200_000, 0)),
+        max_net_exposure in opt(dec_in(100, 200_000, 0)),
+        spy_pos_qty in opt(dec_in(1, 500, 0)),
+    ) -> Limits {
+        let mut symbol_limits = BTreeMap::new();
+        if spy_pos_qty.is_some() {
+            symbol_limits.insert("SPY".into(), SymbolLimits { max_position_quantity: spy_pos_qty, ..SymbolLimits::default() });
+        }
+        Limits {
+            max_order_quantity, max_order_notional, max_position_notional,
+            max_gross_exposure, max_net_exposure, symbol_limits, ..Limits::default()
+        }
+    }
+}
+
+fn side() -> impl Strategy<Value = Side> {
+    prop_oneof![Just(Side::Buy), Just(Side::Sell)]
+}
+
+fn symbol() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("SPY"), Just("QQQ")]
+}
+
+prop_compose! {
+    fn market_input()(kind in 0..2u8, sym in symbol(), side in side(),
+                      qty in dec_in(1, 300, 1), price in dec_in(5_000, 50_000, 2),
+                      commission in dec_in(0, 500, 2), dt in 0..(2 * DAY)) -> Input {
+        if kind == 0 {
+            Input::Bar { symbol: sym.into(), close: price, at_ns: T0 + dt }
+        } else {
+            Input::Fill { fill_id: format!("f{dt}"), client_order_id: format!("c{}", dt % 50), strategy_id: format!("s{}", dt % 3), symbol: sym.into(), side, quantity: qty, price, commission, at_ns: T0 + dt }
+        }
+    }
+}
+
+prop_compose! {
+    fn any_input()(m in market_input(), kind in 0..10u8, sym in symbol(), side in side(),
+                   qty in dec_in(1, 300, 0), frac in dec_in(1, 150, 2), l in limits(), id in 0..50u32,
+                   dt in 0..(2 * DAY)) -> Input {
+        match kind {
+            0..=3 => m,
+            4..=6 => Input::Intent { order: Order { client_order_id: format!("c{id}"), strategy_id: format!("s{}", id % 3), symbol: sym.into(), side,
+                size: if id % 4 == 0 { Size::EquityFraction(frac) } else if id % 7 == 0 { Size::ClosePosition } else { Size::Quantity(qty) }, limit_price: None }, at_ns: T0 + dt },
+            7 => Input::SetLimits { limits: l, expected_version: u64::from(id % 3), by: "p".into(), reason: "p".into(), at_ns: 0 },
+            8 => Input::Halt { reason: "p".into(), by: "p".into(), at_ns: 0 },
+            _ => Input::Resume { reason: "p".into(), by: "p".into(), at_ns: 0 },
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// An approved order that adds risk never takes a value past a set limit.
+    #[test]
+    fn an_approved_order_respects_every_limit(
+        history in prop::collection::vec(market_input(), 0..20),
+        l in limits(),
+        sym in symbol(), side in side(), qty in dec_in(1, 600, 0),
+    ) {
+        let mut s = RiskState::default();
+        for i in &history { s.apply(i); }
+        s.apply(&bar("SPY", dec!(101.25), T0 + 3 * DAY));
+        s.apply(&bar("QQQ", dec!(388.5), T0 + 3 * DAY));
+        let _ = s.apply(&Input::Resume { reason: "p".into(), by: "p".into(), at_ns: 0 });
+        set_limits(&mut s, l.clone());
+        let o = order("x", sym, side, qty);
+        let c = s.check(&o, None, T0 + 3 * DAY);
+        let r = c.reference_price.unwrap();
+        let pos = s.position(sym);
+        let new_pos = pos + side.sign() * qty;
+        // exact notional arithmetic
+        if let Some(v) = c.violations.iter().find(|v| v.limit == "max_order_notional") {
+            prop_assert_eq!(v.observed, Some(qty * r));
+        }
+        if c.approved() && !c.reducing {
+            if let Some(m) = l.max_order_quantity { prop_assert!(qty <= m); }
+            if let Some(m) = l.max_order_notional { prop_assert!(qty * r <= m); }
+            if let Some(m) = l.max_position_notional { prop_assert!((new_pos * r).abs() <= m); }
+            if let Some(m) = l.symbol_limits.get(sym).and_then(|x| x.max_position_quantity) { prop_assert!(new_pos.abs() <= m); }
+            let other = if sym == "SPY" { "QQQ" } else { "SPY" };
+            let on = s.position(other) * s.last_close(other).unwrap();
+            let n = new_pos * r;
+            if let Some(m) = l.max_gross_exposure { prop_assert!(n.abs() + on.abs() <= m); }
+            if let Some(m) = l.max_net_exposure { prop_assert!((n + on).abs() <= m); }
+        }
+        if c.reducing { prop_assert!(new_pos.abs() <= pos.abs()); }
+    }
+
+    /// While halted, every intent is rejected, naming only the halt, and nothing is approved.
+    #[test]
+    fn halted_rejects_every_order(inputs in prop::collection::vec(any_input(), 0..40)) {
+        let mut s = RiskState::default();
+        s.apply(&Input::Halt { reason: "p".into(), by: "p".into(), at_ns: 0 });
+        for i in inputs.iter().filter(|i| !matches!(i, Input::Resume { .. })) {
+            let out = s.apply(i);
+            if let Input::Intent { .. } = i {
+                match &out[0] {
+                    Output::Rejected { violations, .. } => {
+                        prop_assert_eq!(violations.len(), 1);
+                        prop_assert_eq!(&violations[0].limit, "halt");
+                    }
+                    o => prop_assert!(false, "not rejected: {:?}", o),
+                }
+            }
+            let approved = out.iter().any(|o| matches!(o, Output::Approved { .. }));
+            prop_assert!(!approved);
+        }
+    }
+
+    /// The fold is deterministic: a replay of the same inputs gives the same
+    /// outputs and the same state; each intent gets exactly one decision.
+    #[test]
+    fn replay_rebuilds_the_same_state(inputs in prop::collection::vec(any_input(), 0..60)) {
+        let mut a = RiskState::default();
+        let outs: Vec<Vec<Output>> = inputs.iter().map(|i| a.apply(i)).collect();
+        let mut b = RiskState::default();
+        for (i, o) in inputs.iter().zip(&outs) {
+            prop_assert_eq!(&b.apply(i), o);
+            if let Input::Intent { .. } = i {
+                let decisions = o.iter().filter(|x| matches!(x, Output::Approved { .. } | Output::Rejected { .. })).count();
+                prop_assert_eq!(decisions, 1);
+            }
+        }
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(a.snapshot(), b.snapshot());
+    }
+
+    /// Equity is exact: initial + cash flows + positions at the marks; a
+    /// round trip at one price with no commission leaves it unchanged.
+    #[test]
+    fn equity_is_exact(fills in prop::collection::vec((side(), dec_in(1, 10_000, 3), dec_in(1, 1_000_000, 4)), 1..20)) {
+        let mut s = RiskState::default();
+        let mut t = T0;
+        for (side, q, p) in &fills {
+            t += 1;
+            s.apply(&fill("SPY", *side, *q, *p, t));
+            s.apply(&fill("SPY", if *side == Side::Buy { Side::Sell } else { Side::Buy }, *q, *p, t));
+        }
+        prop_assert_eq!(s.equity(), dec!(100000));
+        prop_assert_eq!(s.position("SPY"), Decimal::ZERO);
+    }
+}

@@ -1,0 +1,796 @@
+//! The risk engine: one `grodt_risk_rules::RiskState` fed from
+//! `grodt.order-intents.v1`, `grodt.fills.v1` and `grodt.bars.v1` (consumer
+//! group `risk`) and from the operator commands of the gRPC API, journaled
+//! in the store's journal (consumer `risk`).
+//!
+//! The persistence contract (docs/risk.md, "Recovery"): one tokio mutex
+//! serializes inputs. For each input: look its source up in the journal (a
+//! redelivery republishes the stored events under their ids and changes
+//! nothing); else apply it to the in-memory state, append (input, events) to
+//! the journal and commit, publish the events, and only then ack. A failed
+//! commit marks the state stale: it is rebuilt from the journal before the
+//! next input. At start the state is the replay of the whole journal.
+//!
+//! Journal encoding: the input is the JSON of [`Record`] (the fold's
+//! `Input`, serde), the outputs are the JSON of a list of [`StoredEvent`]
+//! (stream, event id, type, time, protobuf payload as hex).
+//!
+//! Sources (the journal's idempotency keys): `intent:<client_order_id>` (so a
+//! second intent with the same client order id gets the first decision
+//! again, whatever its event id), `fill:<fill_id>`, `bar:<event_id>`,
+//! `cmd:<uuid>` for gRPC commands, `config:<uuid>` for configuration changes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use grodt_bus::consumer::{Handler, HandlerError};
+use grodt_bus::{Delivery, Envelope, EventBus, StreamName};
+use grodt_proto::topic::{self, Outgoing, Topic};
+use grodt_proto::v1;
+use grodt_risk_rules::{Input, Limits, Output, RiskState, Settings};
+use grodt_store::Store;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, MutexGuard};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::convert::{
+    bar_from_proto, fill_from_proto, halt_to_proto, limits_to_proto, order_from_proto,
+    ts_from_proto, violation_to_proto,
+};
+use crate::error::RiskSvcError;
+use crate::metrics::{RiskMetrics, limit_label};
+
+/// Order intents in.
+pub const INTENTS_STREAM: &str = <v1::OrderIntentEvent as Topic>::STREAM;
+/// Fills in.
+pub const FILLS_STREAM: &str = <v1::FillEvent as Topic>::STREAM;
+/// Bars in.
+pub const BARS_STREAM: &str = <v1::BarEvent as Topic>::STREAM;
+/// Approved orders out.
+pub const ORDERS_STREAM: &str = <v1::OrderEvent as Topic>::STREAM;
+/// Rejections, breaker trips, halts, limit changes out.
+pub const RISK_EVENTS_STREAM: &str = <v1::RiskEvent as Topic>::STREAM;
+/// The consumer group on the three input streams.
+pub const GROUP: &str = "risk";
+/// The consumer's name in the store's journal.
+pub const JOURNAL: &str = "risk";
+/// The metric label of commands.
+const COMMAND: &str = "command";
+
+/// One journaled input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// An input of the fold.
+    Input {
+        /// The input.
+        input: Box<Input>,
+    },
+    /// An intent whose order is invalid: rejected without touching the state.
+    InvalidIntent {
+        /// Its client order id.
+        client_order_id: String,
+        /// The field at fault and why.
+        reason: String,
+    },
+}
+
+/// One event an input produced, as journaled and republished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The stream.
+    pub stream: String,
+    /// The envelope's event id (deterministic, UUID v7).
+    pub event_id: Uuid,
+    /// The payload's type.
+    pub event_type: String,
+    /// The envelope's `occurred_at`, ns.
+    pub occurred_at_ns: i64,
+    /// The protobuf payload, hex.
+    pub payload: String,
+}
+
+/// A UUID v7 derived from `key` (and a time for its ordering bits): the
+/// same input always gets the same event ids.
+#[must_use]
+pub fn event_id(at_ns: i64, key: &str) -> Uuid {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut rand = [0u8; 10];
+    rand.copy_from_slice(&digest[..10]);
+    let ms = u64::try_from(at_ns.div_euclid(1_000_000)).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(ms, &rand).into_uuid()
+}
+
+fn stored<T: Topic>(event: &T, id: Uuid, at_ns: i64) -> StoredEvent {
+    let out = Outgoing::new(event);
+    StoredEvent {
+        stream: out.stream().to_owned(),
+        event_id: id,
+        event_type: out.event_type(),
+        occurred_at_ns: at_ns,
+        payload: hex::encode(out.payload()),
+    }
+}
+
+fn risk_event(kind: v1::RiskEventKind, message: String) -> v1::RiskEvent {
+    v1::RiskEvent {
+        kind: kind as i32,
+        message,
+        ..v1::RiskEvent::default()
+    }
+}
+
+/// The intent behind a decision, to build its events.
+pub struct IntentCtx<'a> {
+    /// The order as the strategy sent it.
+    pub spec: &'a v1::OrderSpec,
+    /// The intent's envelope event id.
+    pub intent_event_id: String,
+    /// Its decision bar time.
+    pub at_ns: i64,
+}
+
+/// The events of `outputs` (source `source`, time `at_ns`).
+fn events_of(
+    source: &str,
+    at_ns: i64,
+    outputs: &[Output],
+    intent: Option<&IntentCtx<'_>>,
+) -> Vec<StoredEvent> {
+    let mut events = Vec::new();
+    for (i, o) in outputs.iter().enumerate() {
+        let id = event_id(at_ns, &format!("risk:{source}:{i}"));
+        match o {
+            Output::Approved {
+                client_order_id,
+                reference_price,
+            } => {
+                let Some(ctx) = intent else { continue };
+                let ev = v1::OrderEvent {
+                    order: Some(ctx.spec.clone()),
+                    intent_event_id: ctx.intent_event_id.clone(),
+                    reference_price: reference_price.map(v1::Decimal::from),
+                };
+                let id = event_id(ctx.at_ns, &format!("risk:order:{client_order_id}"));
+                events.push(stored(&ev, id, ctx.at_ns));
+            }
+            Output::Rejected {
+                client_order_id,
+                violations,
+                ..
+            } => {
+                let Some(ctx) = intent else { continue };
+                let mut ev = risk_event(
+                    v1::RiskEventKind::OrderRejected,
+                    violations
+                        .iter()
+                        .map(|v| format!("{}: {}", v.limit, v.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+                ev.order = Some(ctx.spec.clone());
+                ev.violations = violations.iter().map(violation_to_proto).collect();
+                let id = event_id(ctx.at_ns, &format!("risk:rejected:{client_order_id}"));
+                events.push(stored(&ev, id, ctx.at_ns));
+            }
+            Output::LimitsChanged { record, reason } => {
+                let mut ev = risk_event(
+                    v1::RiskEventKind::LimitsChanged,
+                    format!(
+                        "limits version {} set by {}: {reason}",
+                        record.version, record.updated_by
+                    ),
+                );
+                ev.limits = Some(limits_to_proto(record));
+                events.push(stored(&ev, id, at_ns));
+            }
+            Output::BreakerTripped { halt } => {
+                let mut ev = risk_event(
+                    v1::RiskEventKind::CircuitBreakerTripped,
+                    halt.reason.clone(),
+                );
+                ev.halt = Some(halt_to_proto(Some(halt)));
+                events.push(stored(&ev, id, at_ns));
+            }
+            Output::Halted { halt } => {
+                let mut ev = risk_event(
+                    v1::RiskEventKind::Halted,
+                    format!("halted by {}: {}", halt.by, halt.reason),
+                );
+                ev.halt = Some(halt_to_proto(Some(halt)));
+                events.push(stored(&ev, id, at_ns));
+            }
+            Output::Resumed {
+                lifted,
+                reason,
+                by,
+                at_ns: when,
+            } => {
+                let mut ev = risk_event(
+                    v1::RiskEventKind::Resumed,
+                    format!(
+                        "resumed by {by}: {reason} (lifted a halt by {}: {})",
+                        lifted.by, lifted.reason
+                    ),
+                );
+                // halted = false; cause = the cause lifted; reason/by/since = the resume's.
+                let mut h = halt_to_proto(Some(lifted));
+                h.halted = false;
+                h.reason.clone_from(reason);
+                h.by.clone_from(by);
+                h.since = Some(crate::convert::ts_to_proto(*when));
+                ev.halt = Some(h);
+                events.push(stored(&ev, id, at_ns));
+            }
+            Output::LimitWarning {
+                limit,
+                limit_value,
+                observed,
+            } => {
+                let message = format!("{limit}: {observed} is past 80% of the limit {limit_value}");
+                let mut ev = risk_event(v1::RiskEventKind::LimitWarning, message.clone());
+                ev.violations = vec![v1::RiskViolation {
+                    limit: limit.clone(),
+                    message,
+                    limit_value: Some((*limit_value).into()),
+                    observed_value: Some((*observed).into()),
+                }];
+                events.push(stored(&ev, id, at_ns));
+            }
+        }
+    }
+    events
+}
+
+fn trace_context() -> (Option<String>, Option<String>) {
+    grodt_kit::telemetry::current_traceparent().map_or((None, None), |(p, s)| {
+        (Some(p), (!s.is_empty()).then_some(s))
+    })
+}
+
+fn stream(name: &str) -> Result<StreamName, RiskSvcError> {
+    Ok(StreamName::parse(name)?)
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+/// The state and whether it must be rebuilt from the journal.
+pub struct Core {
+    /// The fold.
+    pub state: RiskState,
+    stale: bool,
+    /// Journaled inputs whose events could not be published (the bus
+    /// failed after the commit): published again before the next input, so
+    /// a command's event (which no redelivery repeats) is not lost while the
+    /// process lives.
+    unpublished: Vec<String>,
+}
+
+/// The engine: the state behind one mutex, the store, the bus.
+pub struct Engine {
+    store: Store,
+    bus: Arc<dyn EventBus>,
+    metrics: RiskMetrics,
+    core: Mutex<Core>,
+}
+
+impl Engine {
+    /// An engine with an empty state; call [`Engine::recover`] before use.
+    pub fn new(store: Store, bus: Arc<dyn EventBus>, metrics: RiskMetrics) -> Self {
+        Self {
+            store,
+            bus,
+            metrics,
+            core: Mutex::new(Core {
+                state: RiskState::default(),
+                stale: true,
+                unpublished: Vec::new(),
+            }),
+        }
+    }
+
+    /// The whole journal replayed into a fresh state.
+    async fn replay(&self) -> Result<RiskState, RiskSvcError> {
+        let mut state = RiskState::default();
+        let (mut after, mut n) = (0i64, 0i64);
+        loop {
+            let page = self.store.journal().scan(JOURNAL, after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                let rec: Record = serde_json::from_slice(&e.input).map_err(|err| {
+                    RiskSvcError::Corrupt(format!("journal entry {} ({}): {err}", e.seq, e.source))
+                })?;
+                if let Record::Input { input } = rec {
+                    state.apply(&input);
+                }
+                n += 1;
+            }
+        }
+        self.metrics.replayed.set(n);
+        tracing::info!(entries = n, "risk state rebuilt from the journal");
+        Ok(state)
+    }
+
+    /// The state, rebuilt first if a failure left it stale.
+    ///
+    /// # Errors
+    /// The journal could not be read.
+    pub async fn lock(&self) -> Result<MutexGuard<'_, Core>, RiskSvcError> {
+        let mut core = self.core.lock().await;
+        if core.stale {
+            core.state = self.replay().await?;
+            core.stale = false;
+            self.metrics.observe(&core.state);
+        }
+        Ok(core)
+    }
+
+    /// Replays the journal, then journals the configuration if it differs
+    /// from the state's (settings, and the initial limits while no SetLimits
+    /// was applied).
+    ///
+    /// # Errors
+    /// The store or the bus failed.
+    pub async fn recover(
+        &self,
+        settings: Settings,
+        limits: Option<Limits>,
+    ) -> Result<(), RiskSvcError> {
+        let mut core = self.lock().await?;
+        let limits = limits.unwrap_or_default();
+        let differs = *core.state.settings() != settings
+            || (core.state.limits().version == 0 && core.state.limits().limits != limits);
+        if differs {
+            let input = Input::Configure {
+                settings,
+                limits: Some(limits),
+            };
+            let source = format!("config:{}", Uuid::now_v7());
+            let at = now_ns();
+            self.run(
+                &mut core,
+                &source,
+                COMMAND,
+                Record::Input {
+                    input: Box::new(input),
+                },
+                |outs| Ok(events_of(&source, at, outs, None)),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one record under the lock: journal look-up, fold, journal
+    /// append and commit, publish. Returns the outputs (empty for a redelivery).
+    async fn run<F>(
+        &self,
+        core: &mut Core,
+        source: &str,
+        label: &str,
+        rec: Record,
+        build: F,
+    ) -> Result<Vec<Output>, RiskSvcError>
+    where
+        F: FnOnce(&[Output]) -> Result<Vec<StoredEvent>, RiskSvcError>,
+    {
+        while let Some(earlier) = core.unpublished.first().cloned() {
+            if let Some(entry) = self.store.journal().get(JOURNAL, &earlier).await? {
+                self.republish(&entry.outputs).await?;
+            }
+            core.unpublished.remove(0);
+        }
+        if let Some(entry) = self.store.journal().get(JOURNAL, source).await? {
+            self.republish(&entry.outputs).await?;
+            self.metrics
+                .inputs
+                .with_label_values(&[label, "duplicate"])
+                .inc();
+            return Ok(Vec::new());
+        }
+        let outputs = match &rec {
+            Record::Input { input } => core.state.apply(input),
+            Record::InvalidIntent { .. } => Vec::new(),
+        };
+        // The state has moved: until the commit, any failure must rebuild it.
+        let committed = async {
+            let events = build(&outputs)?;
+            let input =
+                serde_json::to_vec(&rec).map_err(|e| RiskSvcError::Corrupt(e.to_string()))?;
+            let out =
+                serde_json::to_vec(&events).map_err(|e| RiskSvcError::Corrupt(e.to_string()))?;
+            let mut tx = self.store.begin().await?;
+            let seq = tx.journal_append(JOURNAL, source, &input, &out).await?;
+            tx.commit().await?;
+            Ok::<_, RiskSvcError>((seq, events))
+        }
+        .await;
+        let events = match committed {
+            Ok((Some(_), events)) => events,
+            Ok((None, _)) => {
+                // Journaled by another writer meanwhile: its outcome stands.
+                core.stale = true;
+                if let Some(entry) = self.store.journal().get(JOURNAL, source).await? {
+                    self.republish(&entry.outputs).await?;
+                }
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                core.stale = true;
+                return Err(e);
+            }
+        };
+        self.metrics
+            .inputs
+            .with_label_values(&[label, "applied"])
+            .inc();
+        self.count(&rec, &outputs);
+        self.metrics.observe(&core.state);
+        if let Err(e) = self.publish_all(&events).await {
+            core.unpublished.push(source.to_owned());
+            return Err(e);
+        }
+        Ok(outputs)
+    }
+
+    fn count(&self, rec: &Record, outputs: &[Output]) {
+        if let Record::InvalidIntent { .. } = rec {
+            self.metrics.checks.with_label_values(&["rejected"]).inc();
+            self.metrics.violations.with_label_values(&["order"]).inc();
+        }
+        for o in outputs {
+            match o {
+                Output::Approved { .. } => {
+                    self.metrics.checks.with_label_values(&["accepted"]).inc();
+                }
+                Output::Rejected { violations, .. } => {
+                    self.metrics.checks.with_label_values(&["rejected"]).inc();
+                    for v in violations {
+                        self.metrics
+                            .violations
+                            .with_label_values(&[&limit_label(&v.limit)])
+                            .inc();
+                    }
+                }
+                Output::BreakerTripped { halt } => {
+                    if let grodt_risk_rules::HaltCause::Breaker(b) = halt.cause {
+                        self.metrics.trips.with_label_values(&[b.name()]).inc();
+                        tracing::warn!(breaker = b.name(), reason = %halt.reason, "circuit breaker tripped");
+                    }
+                }
+                Output::LimitWarning { limit, .. } => {
+                    self.metrics.warnings.with_label_values(&[limit]).inc();
+                }
+                Output::Halted { halt } => {
+                    tracing::warn!(by = %halt.by, reason = %halt.reason, "trading halted");
+                }
+                Output::Resumed { by, reason, .. } => {
+                    tracing::warn!(%by, %reason, "trading resumed");
+                }
+                Output::LimitsChanged { record, reason } => {
+                    tracing::info!(version = record.version, by = %record.updated_by, %reason, "limits changed");
+                }
+            }
+        }
+    }
+
+    async fn republish(&self, outputs: &[u8]) -> Result<(), RiskSvcError> {
+        let events: Vec<StoredEvent> = serde_json::from_slice(outputs)
+            .map_err(|e| RiskSvcError::Corrupt(format!("journaled outputs: {e}")))?;
+        self.publish_all(&events).await
+    }
+
+    async fn publish_all(&self, events: &[StoredEvent]) -> Result<(), RiskSvcError> {
+        let (traceparent, tracestate) = trace_context();
+        for e in events {
+            let payload = hex::decode(&e.payload)
+                .map_err(|err| RiskSvcError::Corrupt(format!("journaled payload: {err}")))?;
+            let mut envelope = Envelope::new(
+                e.event_type.clone(),
+                chrono::DateTime::from_timestamp_nanos(e.occurred_at_ns),
+                payload,
+            )
+            .with_trace(traceparent.clone(), tracestate.clone());
+            envelope.event_id = e.event_id;
+            self.bus.publish(&stream(&e.stream)?, &envelope).await?;
+        }
+        Ok(())
+    }
+
+    /// A gRPC command: `decide` sees the state under the lock and returns the
+    /// input to apply (None: nothing to do, e.g. Halt while halted); `reply`
+    /// reads the state after it.
+    ///
+    /// # Errors
+    /// `decide`'s error, or the store or the bus failed.
+    pub async fn command<T>(
+        &self,
+        decide: impl FnOnce(&RiskState, i64) -> Result<Option<Input>, RiskSvcError>,
+        reply: impl FnOnce(&RiskState) -> T,
+    ) -> Result<T, RiskSvcError> {
+        let mut core = self.lock().await?;
+        let at = now_ns();
+        if let Some(input) = decide(&core.state, at)? {
+            let source = format!("cmd:{}", Uuid::now_v7());
+            self.run(
+                &mut core,
+                &source,
+                COMMAND,
+                Record::Input {
+                    input: Box::new(input),
+                },
+                |outs| Ok(events_of(&source, at, outs, None)),
+            )
+            .await?;
+        }
+        Ok(reply(&core.state))
+    }
+
+    /// Handles one order intent.
+    async fn on_intent(&self, d: &Delivery) -> Result<(), RiskSvcError> {
+        let label = INTENTS_STREAM;
+        let event = match topic::decode::<v1::OrderIntentEvent>(
+            &d.envelope.event_type,
+            d.envelope.payload.as_ref(),
+        ) {
+            Ok(e) => e,
+            Err(e) => return self.invalid(label, d, &format!("undecodable: {e}")),
+        };
+        let Some(spec) = event.order.as_ref() else {
+            return self.invalid(label, d, "order: required");
+        };
+        if spec.client_order_id.is_empty() {
+            return self.invalid(label, d, "order.client_order_id: required");
+        }
+        let source = format!("intent:{}", spec.client_order_id);
+        let decided = ts_from_proto("decision_bar_time", event.decision_bar_time.as_ref());
+        let at_ns = decided
+            .as_ref()
+            .copied()
+            .unwrap_or_else(|_| d.envelope.occurred_at.timestamp_nanos_opt().unwrap_or(0));
+        let rec = match decided.and_then(|at| Ok((order_from_proto(spec)?, at))) {
+            Ok((order, at_ns)) => Record::Input {
+                input: Box::new(Input::Intent { order, at_ns }),
+            },
+            Err(e) => Record::InvalidIntent {
+                client_order_id: spec.client_order_id.clone(),
+                reason: e.to_string(),
+            },
+        };
+        let ctx = IntentCtx {
+            spec,
+            intent_event_id: d.envelope.event_id.to_string(),
+            at_ns,
+        };
+        let invalid = match &rec {
+            Record::InvalidIntent { reason, .. } => Some(reason.clone()),
+            Record::Input { .. } => None,
+        };
+        let mut core = self.lock().await?;
+        let outputs = self
+            .run(&mut core, &source, label, rec, |outs| {
+                if let Some(reason) = &invalid {
+                    let v = grodt_risk_rules::Violation {
+                        limit: "order".into(),
+                        message: reason.clone(),
+                        limit_value: None,
+                        observed: None,
+                    };
+                    let outs = [Output::Rejected {
+                        client_order_id: spec.client_order_id.clone(),
+                        violations: vec![v],
+                        reference_price: None,
+                    }];
+                    return Ok(events_of(&source, at_ns, &outs, Some(&ctx)));
+                }
+                Ok(events_of(&source, at_ns, outs, Some(&ctx)))
+            })
+            .await?;
+        drop(core);
+        if let Some(Output::Rejected { violations, .. }) = outputs.first() {
+            tracing::info!(
+                client_order_id = %spec.client_order_id,
+                strategy_id = %spec.strategy_id,
+                limits = ?violations.iter().map(|v| v.limit.as_str()).collect::<Vec<_>>(),
+                "intent rejected"
+            );
+        }
+        Ok(())
+    }
+
+    async fn on_fill(&self, d: &Delivery) -> Result<(), RiskSvcError> {
+        let label = FILLS_STREAM;
+        let event = match topic::decode::<v1::FillEvent>(
+            &d.envelope.event_type,
+            d.envelope.payload.as_ref(),
+        ) {
+            Ok(e) => e,
+            Err(e) => return self.invalid(label, d, &format!("undecodable: {e}")),
+        };
+        let Some(fill) = event.fill.as_ref() else {
+            return self.invalid(label, d, "fill: required");
+        };
+        let input = match fill_from_proto(fill) {
+            Ok(i) => i,
+            Err(e) => return self.invalid(label, d, &e.to_string()),
+        };
+        let source = if fill.fill_id.is_empty() {
+            format!("fill-event:{}", d.envelope.event_id)
+        } else {
+            format!("fill:{}", fill.fill_id)
+        };
+        self.market(&source, label, input).await
+    }
+
+    async fn on_bar(&self, d: &Delivery) -> Result<(), RiskSvcError> {
+        let label = BARS_STREAM;
+        let event = match topic::decode::<v1::BarEvent>(
+            &d.envelope.event_type,
+            d.envelope.payload.as_ref(),
+        ) {
+            Ok(e) => e,
+            Err(e) => return self.invalid(label, d, &format!("undecodable: {e}")),
+        };
+        let Some(bar) = event.bar.as_ref() else {
+            return self.invalid(label, d, "bar: required");
+        };
+        let input = match bar_from_proto(bar) {
+            Ok(i) => i,
+            Err(e) => return self.invalid(label, d, &e.to_string()),
+        };
+        self.market(&format!("bar:{}", d.envelope.event_id), label, input)
+            .await
+    }
+
+    async fn market(&self, source: &str, label: &str, input: Input) -> Result<(), RiskSvcError> {
+        let at_ns = match &input {
+            Input::Fill { at_ns, .. } | Input::Bar { at_ns, .. } => *at_ns,
+            _ => 0,
+        };
+        let mut core = self.lock().await?;
+        self.run(
+            &mut core,
+            source,
+            label,
+            Record::Input {
+                input: Box::new(input),
+            },
+            |outs| Ok(events_of(source, at_ns, outs, None)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// An event that cannot be applied: logged, counted, acked (always `Ok`).
+    fn invalid(&self, label: &str, d: &Delivery, why: &str) -> Result<(), RiskSvcError> {
+        tracing::warn!(stream = label, event_id = %d.envelope.event_id, reason = why, "event ignored");
+        self.metrics
+            .inputs
+            .with_label_values(&[label, "invalid"])
+            .inc();
+        Ok(())
+    }
+
+    /// Sets the consumer-lag gauges every `every` until `stop` turns true.
+    pub async fn watch_lag(&self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            for name in [INTENTS_STREAM, FILLS_STREAM, BARS_STREAM] {
+                let Ok(s) = stream(name) else { continue };
+                match self.bus.groups(&s).await {
+                    Ok(groups) => {
+                        for g in groups.iter().filter(|g| g.group == GROUP) {
+                            self.metrics
+                                .lag
+                                .with_label_values(&[name, GROUP])
+                                .set(i64::try_from(g.lag).unwrap_or(i64::MAX));
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "consumer lag not read"),
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+/// Which stream a [`StreamHandler`] consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `grodt.order-intents.v1`.
+    Intents,
+    /// `grodt.fills.v1`.
+    Fills,
+    /// `grodt.bars.v1`.
+    Bars,
+}
+
+/// The consumer-group handler of one input stream: one span per event,
+/// parented on the envelope's trace context.
+pub struct StreamHandler(pub Arc<Engine>, pub Kind);
+
+#[async_trait]
+impl Handler for StreamHandler {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let name = match self.1 {
+            Kind::Intents => "risk.intent",
+            Kind::Fills => "risk.fill",
+            Kind::Bars => "risk.bar",
+        };
+        let span = tracing::info_span!(
+            "risk.input",
+            otel.name = name,
+            event_id = %delivery.envelope.event_id,
+            delivery = delivery.delivery_count
+        );
+        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+        let started = Instant::now();
+        let engine = &self.0;
+        let result = async {
+            match self.1 {
+                Kind::Intents => engine.on_intent(delivery).await,
+                Kind::Fills => engine.on_fill(delivery).await,
+                Kind::Bars => engine.on_bar(delivery).await,
+            }
+        }
+        .instrument(span)
+        .await;
+        engine
+            .metrics
+            .handling
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(|e| Box::new(e) as HandlerError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_record_round_trips_exactly() {
+        use grodt_risk_rules::{Order, Side, Size};
+        let d = |t: &str| t.parse::<rust_decimal::Decimal>().unwrap();
+        let rec = Record::Input {
+            input: Box::new(Input::Intent {
+                order: Order {
+                    client_order_id: "c-1".into(),
+                    strategy_id: "s".into(),
+                    symbol: "SPY".into(),
+                    side: Side::Sell,
+                    size: Size::EquityFraction(d("0.2500")),
+                    limit_price: Some(d("123456789.123456789")),
+                },
+                at_ns: -86_400_000_000_001,
+            }),
+        };
+        let bytes = serde_json::to_vec(&rec).unwrap();
+        let back: Record = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, rec);
+        let Record::Input { input } = back else {
+            panic!("an input")
+        };
+        let Input::Intent { order, .. } = *input else {
+            panic!("an intent")
+        };
+        // The scale is kept (0.2500, not 0.25).
+        assert_eq!(format!("{:?}", order.size), "EquityFraction(0.2500)");
+    }
+
+    #[test]
+    fn event_ids_are_deterministic_uuid_v7() {
+        let a = event_id(1_700_000_000_000_000_000, "risk:order:abc");
+        assert_eq!(a, event_id(1_700_000_000_000_000_000, "risk:order:abc"));
+        assert_ne!(a, event_id(1_700_000_000_000_000_000, "risk:order:abd"));
+        assert_eq!(a.get_version_num(), 7);
+        assert_eq!(event_id(-5, "x").get_version_num(), 7);
+    }
+}
