@@ -61,9 +61,11 @@ pub fn report_event_id(source: &str, at_ns: i64) -> Uuid {
     derived_id(at_ns, &format!("execution-report:{source}"))
 }
 
-/// Nanoseconds since the epoch -> wire timestamp.
+/// Nanoseconds since the epoch -> wire timestamp. An instant before the
+/// epoch (the venue's time before its first bar) goes out as the epoch.
 #[must_use]
 pub fn ts_to_proto(ns: i64) -> prost_types::Timestamp {
+    let ns = ns.max(0);
     prost_types::Timestamp {
         seconds: ns.div_euclid(NS),
         nanos: i32::try_from(ns.rem_euclid(NS)).unwrap_or(0),

@@ -193,6 +193,7 @@ impl State {
         self.broker
             .last_bar_ts(symbol)
             .unwrap_or_else(|| self.broker.now())
+            .max(0)
     }
 }
 
@@ -661,11 +662,21 @@ impl Engine {
         strict: bool,
     ) -> Result<(Outcome, Option<OrderState>), ExecError> {
         let mut state = self.state.lock().await;
+        let inst = self.settings.instruments.resolve(&spec.symbol).ok();
         if let Some(done) = self.prelude(&mut state, source).await? {
             let st = state.order(&spec.client_order_id).cloned();
+            if strict
+                && let Some(existing) = &st
+                && ticket_from_spec(spec, inst.as_ref(), existing.ticket.decision_ts)
+                    .is_ok_and(|t| !same_order(&existing.ticket, &t))
+            {
+                return Err(ExecError::AlreadyExists(format!(
+                    "order.client_order_id: {} is taken by a different order",
+                    spec.client_order_id
+                )));
+            }
             return Ok((done, st));
         }
-        let inst = self.settings.instruments.resolve(&spec.symbol).ok();
         if inst.is_some() {
             self.ensure_symbol(&mut state, &spec.symbol).await?;
         }
