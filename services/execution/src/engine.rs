@@ -3,14 +3,14 @@
 //! the gRPC commands, each input journaled with what it produced (see the
 //! crate doc for the contract).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use grodt_bus::consumer::{Handler, HandlerError};
 use grodt_bus::{ConsumerName, Delivery, Envelope, EventBus, GroupName, StreamName};
-use grodt_core::{Instrument, OrderStatus, Price, Quantity, Size};
+use grodt_core::{Decimal, Instrument, OrderStatus, Position, Price, Quantity, Size};
 use grodt_paper::broker::Broker;
 use grodt_paper::instruments::Instruments;
 use grodt_paper::{Input, OrderState, PaperError, Report, Ticket, Update};
@@ -103,6 +103,9 @@ pub struct State {
     pub cancels: HashMap<String, u32>,
     /// Latest close per symbol.
     pub marks: HashMap<String, Price>,
+    /// The account's positions folded from its fills (realized PnL, average
+    /// price), kept as fills come.
+    pub positions: BTreeMap<String, Position>,
     /// Journal position of the last input applied.
     pub last_seq: i64,
     /// Replayed inputs whose report differed from the journaled one.
@@ -122,6 +125,7 @@ impl State {
             by_order_id: HashMap::new(),
             cancels: HashMap::new(),
             marks: HashMap::new(),
+            positions: BTreeMap::new(),
             last_seq: 0,
             divergences: 0,
             dirty: false,
@@ -171,6 +175,11 @@ impl State {
                     }
                     Input::Submit(_) => {}
                 }
+                for u in &report.updates {
+                    if let Update::Fill(f) = u {
+                        self.book_fill(f);
+                    }
+                }
                 Ok(report)
             }
             Journaled::Refused { ticket, reason } => {
@@ -184,6 +193,40 @@ impl State {
                 })
             }
         }
+    }
+
+    fn book_fill(&mut self, f: &grodt_paper::PaperFill) {
+        let pos = match self.positions.get_mut(&f.symbol) {
+            Some(p) => p,
+            None => {
+                let (precision, multiplier) = self
+                    .broker
+                    .instruments()
+                    .iter()
+                    .find(|i| i.id == f.symbol)
+                    .map_or((f.qty.precision(), 1), |i| (i.size_precision, i.multiplier));
+                self.positions
+                    .entry(f.symbol.clone())
+                    .or_insert_with(|| Position::flat(precision, multiplier))
+            }
+        };
+        if let Err(e) = pos.apply(f.side, f.qty, f.price) {
+            // The venue booked the same fill on its ledger; reconciliation reports the break.
+            tracing::error!(fill_seq = f.seq, error = %e, "fill not booked on the position view");
+        }
+    }
+
+    /// Realized and unrealized PnL of the account's positions (at the marks).
+    pub fn pnl(&self) -> (Decimal, Decimal) {
+        let mut realized = Decimal::ZERO;
+        let mut unrealized = Decimal::ZERO;
+        for (s, p) in &self.positions {
+            realized += p.realized_pnl;
+            if let Some(m) = self.marks.get(s) {
+                unrealized += p.unrealized_pnl(*m).unwrap_or_default();
+            }
+        }
+        (realized, unrealized)
     }
 
     /// The decision time given to an order that reached the venue without
@@ -292,6 +335,7 @@ impl Engine {
             fills_tx,
         });
         engine.reconcile_and_report("start").await;
+        engine.refresh_gauges().await;
         Ok(engine)
     }
 
@@ -445,6 +489,31 @@ impl Engine {
         self.commit_applied(state, source, j, report, meta).await
     }
 
+    /// Equity, PnL and open positions of the account.
+    fn account_gauges(&self, state: &State) {
+        let Ok(snap) = state.broker.snapshot() else {
+            return;
+        };
+        let (realized, unrealized) = state.pnl();
+        let a = [self.metrics.account.as_str()];
+        self.metrics
+            .equity
+            .with_label_values(&a)
+            .set(decimal_f64(snap.equity));
+        self.metrics
+            .realized
+            .with_label_values(&a)
+            .set(decimal_f64(realized));
+        self.metrics
+            .unrealized
+            .with_label_values(&a)
+            .set(decimal_f64(unrealized));
+        self.metrics
+            .open_positions
+            .with_label_values(&a)
+            .set(i64::try_from(snap.positions.len()).unwrap_or(i64::MAX));
+    }
+
     /// Metrics and the audit log of a newly journaled input.
     fn book(&self, j: &Journaled, o: &Outputs) {
         let kind = match j {
@@ -476,11 +545,12 @@ impl Engine {
         for u in &o.report.updates {
             match u {
                 Update::Fill(f) => {
-                    self.metrics.fills.inc();
-                    let notional = f.price.to_decimal() * f.qty.to_decimal();
                     self.metrics
-                        .fill_notional
-                        .inc_by(rust_decimal_to_f64(notional));
+                        .fills
+                        .with_label_values(&[convert::side_name(f.side)])
+                        .inc();
+                    let notional = f.price.to_decimal() * f.qty.to_decimal();
+                    self.metrics.fill_notional.inc_by(decimal_f64(notional));
                     tracing::info!(target: "audit", event = "fill",
                         client_order_id = %f.client_order_id, strategy_id = %f.strategy_id,
                         symbol = %f.symbol, side = convert::side_name(f.side),
@@ -634,6 +704,7 @@ impl Engine {
         };
         state.last_seq = seq;
         self.book(&j, &outputs);
+        self.account_gauges(state);
         let ev = events(seq, &outputs, state);
         self.publish(source, outputs.at_ns, ev).await?;
         Ok(seq)
@@ -829,6 +900,12 @@ impl Engine {
             .order(&cid)
             .cloned()
             .ok_or_else(|| ExecError::Corrupt(format!("order {cid} vanished")))
+    }
+
+    /// The account gauges after a (re)build.
+    pub async fn refresh_gauges(&self) {
+        let state = self.state.lock().await;
+        self.account_gauges(&state);
     }
 
     /// Reconciles the ledger against the fills, logs the report as one
@@ -1029,7 +1106,7 @@ fn audit_ticket(t: &Ticket, status: &str, reason: Option<&str>) {
     clippy::cast_precision_loss,
     reason = "a metric (fill notional counter), never a ledger value"
 )]
-fn rust_decimal_to_f64(d: grodt_core::Decimal) -> f64 {
+fn decimal_f64(d: grodt_core::Decimal) -> f64 {
     use std::str::FromStr;
     f64::from_str(&d.to_string()).unwrap_or(0.0)
 }

@@ -1,7 +1,6 @@
 //! gRPC handlers of `grodt.v1.ExecutionService`: commands go through the
 //! engine (journaled like bus inputs), reads look at the engine's state.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -346,17 +345,7 @@ impl ExecutionService for ExecutionApi {
     ) -> Result<Response<GetAccountResponse>, Status> {
         let state = self.engine.lock().await;
         let snap = state.broker.snapshot().map_err(ExecError::from)?;
-        let folded: BTreeMap<String, Position> =
-            positions_from_fills(state.broker.instruments(), state.broker.fills())
-                .map_err(ExecError::Corrupt)?;
-        let mut realized = Decimal::ZERO;
-        let mut unrealized = Decimal::ZERO;
-        for (s, p) in &folded {
-            realized += p.realized_pnl;
-            if let Some(m) = state.marks.get(s) {
-                unrealized += p.unrealized_pnl(*m).unwrap_or_default();
-            }
-        }
+        let (realized, unrealized) = state.pnl();
         // Initial margin of the open positions at their marks (the
         // instrument's initial margin rate, 1 for cash equities).
         let mut margin = Decimal::ZERO;

@@ -257,8 +257,8 @@ pub async fn build_with_settings(
     infra: Infra,
 ) -> Result<Server, KitError> {
     let metrics = Metrics::new(NAME, env!("CARGO_PKG_VERSION"))?;
-    let own = metrics::ExecMetrics::register(&metrics)?;
     let s = &config.service;
+    let own = metrics::ExecMetrics::register(&metrics, &s.account_id)?;
     let engine = Engine::start(
         infra.store.clone(),
         infra.bus.clone(),

@@ -4,7 +4,8 @@
 
 use grodt_kit::KitError;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts,
 };
 
 use crate::convert::{STATUSES, status_name};
@@ -26,8 +27,8 @@ pub const DROP_REASONS: [&str; 5] = [
 pub struct ExecMetrics {
     /// Order state changes, by the status entered.
     pub orders: IntCounterVec,
-    /// Fills.
-    pub fills: IntCounter,
+    /// Fills, by side.
+    pub fills: IntCounterVec,
     /// Σ |price × quantity| of fills (f64: a metric, not a ledger).
     pub fill_notional: prometheus::Counter,
     /// Inputs applied and journaled, by kind.
@@ -48,10 +49,20 @@ pub struct ExecMetrics {
     pub bar_lag: Gauge,
     /// Orders that reached the venue after a later bar of their symbol.
     pub late_orders: IntCounter,
+    /// Cash + marked positions, by account.
+    pub equity: GaugeVec,
+    /// Realized PnL since the account opened (gross of costs), by account.
+    pub realized: GaugeVec,
+    /// Open positions marked at the last bar, by account.
+    pub unrealized: GaugeVec,
+    /// Instruments with a non-zero position, by account.
+    pub open_positions: IntGaugeVec,
     /// One input from delivery to durable and published.
     pub handling: Histogram,
     /// Entries of a consumed stream not yet delivered to the group.
     pub lag: IntGaugeVec,
+    /// The account label.
+    pub account: String,
 }
 
 impl ExecMetrics {
@@ -59,7 +70,7 @@ impl ExecMetrics {
     ///
     /// # Errors
     /// A name clash in the registry.
-    pub fn register(metrics: &grodt_kit::Metrics) -> Result<Self, KitError> {
+    pub fn register(metrics: &grodt_kit::Metrics, account: &str) -> Result<Self, KitError> {
         let m = |e: prometheus::Error| KitError::Metrics(e.to_string());
         let orders = IntCounterVec::new(
             Opts::new(
@@ -70,7 +81,11 @@ impl ExecMetrics {
             &["status"],
         )
         .map_err(m)?;
-        let fills = IntCounter::new(metrics.name("fills_total"), "fills").map_err(m)?;
+        let fills = IntCounterVec::new(
+            Opts::new(metrics.name("fills_total"), "fills booked, by side"),
+            &["side"],
+        )
+        .map_err(m)?;
         let fill_notional = prometheus::Counter::new(
             metrics.name("fill_notional_total"),
             "sum of price x quantity of fills, in the quote currency",
@@ -133,6 +148,29 @@ impl ExecMetrics {
              bar later than a backtest would)",
         )
         .map_err(m)?;
+        let account_gauge = |name: &str, help: &str| {
+            GaugeVec::new(Opts::new(metrics.name(name), help), &["account"]).map_err(m)
+        };
+        let equity = account_gauge(
+            "account_equity",
+            "cash + positions marked at the last bar, in the account currency",
+        )?;
+        let realized = account_gauge(
+            "realized_pnl",
+            "realized PnL since the account opened (gross of costs), account currency",
+        )?;
+        let unrealized = account_gauge(
+            "unrealized_pnl",
+            "open positions marked to the last bar, account currency",
+        )?;
+        let open_positions = IntGaugeVec::new(
+            Opts::new(
+                metrics.name("open_positions"),
+                "instruments with a non-zero position",
+            ),
+            &["account"],
+        )
+        .map_err(m)?;
         let handling = Histogram::with_opts(
             HistogramOpts::new(
                 metrics.name("input_handling_duration_seconds"),
@@ -166,6 +204,17 @@ impl ExecMetrics {
         r.register(Box::new(bar_lag.clone())).map_err(m)?;
         r.register(Box::new(late_orders.clone())).map_err(m)?;
         r.register(Box::new(handling.clone())).map_err(m)?;
+        r.register(Box::new(equity.clone())).map_err(m)?;
+        r.register(Box::new(realized.clone())).map_err(m)?;
+        r.register(Box::new(unrealized.clone())).map_err(m)?;
+        r.register(Box::new(open_positions.clone())).map_err(m)?;
+        equity.with_label_values(&[account]);
+        realized.with_label_values(&[account]);
+        unrealized.with_label_values(&[account]);
+        open_positions.with_label_values(&[account]);
+        for side in ["buy", "sell"] {
+            fills.with_label_values(&[side]);
+        }
         r.register(Box::new(lag.clone())).map_err(m)?;
         for s in STATUSES {
             orders.with_label_values(&[status_name(s)]);
@@ -192,8 +241,13 @@ impl ExecMetrics {
             reconciliation_breaks,
             bar_lag,
             late_orders,
+            equity,
+            realized,
+            unrealized,
+            open_positions,
             handling,
             lag,
+            account: account.to_owned(),
         })
     }
 }

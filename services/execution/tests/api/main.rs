@@ -236,7 +236,18 @@ async fn orders_and_bars_over_the_bus_make_the_reference_fills_and_account() {
     let m = svc.metrics().await;
     for line in [
         "grodt_execution_reconciliation_breaks 0",
-        &format!("grodt_execution_fills_total {}", want_fills.len()),
+        &format!(
+            "grodt_execution_fills_total{{side=\"buy\"}} {}",
+            want_fills
+                .iter()
+                .filter(|f| f.side == grodt_core::Side::Buy)
+                .count()
+        ),
+        &format!(
+            "grodt_execution_account_equity{{account=\"paper\"}} {}",
+            snap.equity.to_string().parse::<f64>().unwrap()
+        ),
+        "grodt_execution_open_positions{account=\"paper\"} 1",
         "grodt_execution_inputs_total{kind=\"bar\"} 250",
         "grodt_execution_inputs_total{kind=\"rejected_order\"} 1",
         "grodt_execution_inputs_dropped_total{reason=\"duplicate_order\"} 1",
