@@ -525,3 +525,72 @@ async fn stream_fills_sends_stored_fills_since_then_live_ones() {
     drop(stream);
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symbol_of_the_default_grids_joins_the_broker_and_survives_a_restart() {
+    let env = Env::embedded().await;
+    let mut s = settings();
+    s.instruments.default = Some(grodt_paper::instruments::InstrumentSpec {
+        price_precision: helpers::SPY_PRECISION,
+        size_precision: 0,
+    });
+    let mut svc = env.spawn(s.clone()).await;
+    let bars = spy_bars()[..40].to_vec();
+    // SPY (listed) trades first; AAA (default grids) arrives later.
+    svc.client
+        .submit_order(v1::SubmitOrderRequest {
+            order: Some(order("a-1", true, 10, None)),
+        })
+        .await
+        .unwrap();
+    publish_bars(&*env.bus, "SPY", &bars[..20]).await;
+    wait_journal(env.db.store(), 21, 10).await;
+    let mut aaa = order("a-2", true, 7, None);
+    aaa.symbol = "AAA".into();
+    let placed = svc
+        .client
+        .submit_order(v1::SubmitOrderRequest {
+            order: Some(aaa.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    assert_eq!(
+        placed.status,
+        v1::OrderStatus::Accepted as i32,
+        "{placed:?}"
+    );
+    // Bars of both symbols in time order, as a feed sends them (the venue
+    // has one clock: a bar before its time is refused).
+    for b in &bars[20..] {
+        publish_bars(&*env.bus, "AAA", std::slice::from_ref(b)).await;
+        publish_bars(&*env.bus, "SPY", std::slice::from_ref(b)).await;
+    }
+    wait_journal(env.db.store(), 22 + 40, 10).await;
+    let positions = svc
+        .client
+        .list_positions(v1::ListPositionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .positions;
+    let qty: Vec<_> = positions
+        .iter()
+        .map(|p| (p.symbol.as_str(), d(p.quantity.as_ref())))
+        .collect();
+    assert_eq!(
+        qty,
+        vec![("AAA", Decimal::from(7)), ("SPY", Decimal::from(10))]
+    );
+    let account = svc.account().await;
+    let orders = svc.all_orders(10).await;
+    svc.stop().await;
+    let mut svc = env.spawn(s).await;
+    assert_eq!(svc.account().await, account);
+    assert_eq!(svc.all_orders(10).await, orders);
+    let m = svc.metrics().await;
+    assert!(m.contains("grodt_execution_reconciliation_breaks 0"), "{m}");
+    svc.stop().await;
+}

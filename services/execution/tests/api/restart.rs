@@ -160,6 +160,52 @@ async fn kill_9_mid_stream_loses_and_duplicates_no_fill() {
     );
     assert_eq!(report_ids.len() as u64, total, "one report per input");
 
+    // The audit log: one JSON line per order event, a fill never logged
+    // twice (lines are written after the commit; a republish writes none).
+    let mut audit_fills = Vec::new();
+    let mut audit_lines = 0;
+    let mut reconciled = Vec::new();
+    for n in 0..3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("service-{n}.log"))).unwrap();
+        for line in log.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            match v["target"].as_str() {
+                Some("audit") => {
+                    audit_lines += 1;
+                    let f = &v["fields"];
+                    assert!(f["client_order_id"].is_string(), "{line}");
+                    if f["event"] == "fill" {
+                        audit_fills.push(f["fill_seq"].as_u64().expect("fill_seq"));
+                    } else {
+                        for key in ["strategy_id", "symbol", "side", "qty", "price", "status"] {
+                            assert!(!f[key].is_null(), "{key} in {line}");
+                        }
+                    }
+                }
+                Some("reconciliation") => reconciled.push(v["fields"]["breaks"].as_u64()),
+                _ => {}
+            }
+        }
+    }
+    let audit_set: HashSet<u64> = audit_fills.iter().copied().collect();
+    println!(
+        "audit: {audit_lines} lines, {} fill lines, {} distinct; reconciliations at start: {reconciled:?}",
+        audit_fills.len(),
+        audit_set.len()
+    );
+    assert_eq!(audit_fills.len(), audit_set.len(), "no fill audited twice");
+    assert!(
+        audit_set.len() + 20 >= want_ids.len(),
+        "at most the fills of a cut-off input unlogged per kill"
+    );
+    assert_eq!(
+        reconciled,
+        vec![Some(0); 3],
+        "each life reconciled at start, no break"
+    );
+
     // A new life in process: the reference's book, exactly.
     let mut svc = env.spawn(settings()).await;
     let snap = want.snapshot().unwrap();
