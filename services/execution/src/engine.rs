@@ -446,8 +446,7 @@ impl Engine {
             self.rebuild(state, None).await?;
         }
         if let Some(entry) = self.store.journal().get(JOURNAL, source).await? {
-            let (j, o) = decode_entry(&entry)?;
-            let _ = j;
+            let (_, o) = decode_entry(&entry)?;
             let ev = events(entry.seq, &o, state);
             self.publish(source, o.at_ns, ev).await?;
             self.metrics.republished.inc();

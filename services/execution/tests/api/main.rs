@@ -594,3 +594,75 @@ async fn a_symbol_of_the_default_grids_joins_the_broker_and_survives_a_restart()
     assert!(m.contains("grodt_execution_reconciliation_breaks 0"), "{m}");
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bracket_entry_brings_its_exits_named_after_it() {
+    let env = Env::embedded().await;
+    let mut svc = env.spawn(settings()).await;
+    // Idle: every metric the dashboards use already has its series.
+    let m = svc.metrics().await;
+    for name in [
+        "grodt_execution_account_equity{account=\"paper\"} 100000",
+        "grodt_execution_realized_pnl{account=\"paper\"} 0",
+        "grodt_execution_unrealized_pnl{account=\"paper\"} 0",
+        "grodt_execution_open_positions{account=\"paper\"} 0",
+        "grodt_execution_orders_total{status=\"filled\"} 0",
+        "grodt_execution_fills_total{side=\"sell\"} 0",
+        "grodt_execution_bus_consumer_lag_entries{group=\"execution\",stream=\"grodt.bars.v1\"}",
+        "grodt_execution_reconciliation_breaks 0",
+    ] {
+        assert!(m.contains(name), "{name} in\n{m}");
+    }
+    let bars = spy_bars()[..30].to_vec();
+    let close = bars[0].close;
+    let mut entry = order("b-1", true, 10, None);
+    entry.bracket = Some(v1::Bracket {
+        take_profit_price: Some(v1::Decimal {
+            value: Decimal::new(close * 105 / 100, 4).to_string(),
+        }),
+        stop_loss_price: Some(v1::Decimal {
+            value: Decimal::new(close * 95 / 100, 4).to_string(),
+        }),
+    });
+    let placed = svc
+        .client
+        .submit_order(v1::SubmitOrderRequest {
+            order: Some(entry.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let mut upside_down = entry.clone();
+    upside_down.client_order_id = "b-2".into();
+    upside_down.bracket.as_mut().unwrap().take_profit_price = upside_down
+        .bracket
+        .as_ref()
+        .unwrap()
+        .stop_loss_price
+        .clone();
+    expect_code(
+        svc.client
+            .submit_order(v1::SubmitOrderRequest {
+                order: Some(upside_down),
+            })
+            .await,
+        Code::InvalidArgument,
+        "order.bracket:",
+    )
+    .await;
+    publish_bars(&*env.bus, "SPY", &bars).await;
+    wait_journal(env.db.store(), 1 + 30, 10).await;
+    let orders = svc.all_orders(10).await;
+    let cids: Vec<_> = orders
+        .iter()
+        .map(|o| o.spec.as_ref().unwrap().client_order_id.as_str())
+        .collect();
+    assert_eq!(cids, ["b-1-sl", "b-1-tp", "b-1"]);
+    for exit in &orders[..2] {
+        assert_eq!(exit.parent_order_id, placed.order_id);
+    }
+    assert_eq!(orders[2].status, v1::OrderStatus::Filled as i32);
+    svc.stop().await;
+}
