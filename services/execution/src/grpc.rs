@@ -339,6 +339,14 @@ impl ExecutionService for ExecutionApi {
         Ok(Response::new(ListPositionsResponse { positions }))
     }
 
+    /// Cash, equity and costs are the venue's ledger, exact. Realized PnL
+    /// is gross of costs (commissions, borrow and financing are their own
+    /// fields), unrealized PnL marks each position at its symbol's latest
+    /// close. Approximations: `margin_used` is the initial margin of the
+    /// open positions at their marks (the instrument's initial rate: 1 for
+    /// the equities configured today), `buying_power` is equity minus that
+    /// margin, floored at 0 (no leverage is offered beyond the venue's own
+    /// margin check).
     async fn get_account(
         &self,
         _request: Request<GetAccountRequest>,

@@ -417,6 +417,85 @@ async fn submit_cancel_and_a_restart_rebuild_the_same_book() {
     assert_eq!(positions.len(), 1);
     assert_eq!(d(positions[0].quantity.as_ref()), Decimal::from(20));
     let orders = svc.all_orders(100).await;
+    // Filters: statuses, created range, page tokens bound to their filters.
+    let filled_only = svc
+        .client
+        .list_orders(v1::ListOrdersRequest {
+            statuses: vec![v1::OrderStatus::Filled as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .orders;
+    let names: Vec<_> = filled_only
+        .iter()
+        .map(|o| o.spec.as_ref().unwrap().client_order_id.as_str())
+        .collect();
+    assert_eq!(names, ["m-5", "m-4"]);
+    expect_code(
+        svc.client
+            .list_orders(v1::ListOrdersRequest {
+                statuses: vec![0],
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "statuses[0]:",
+    )
+    .await;
+    let first_page = svc
+        .client
+        .list_orders(v1::ListOrdersRequest {
+            page: Some(v1::PageRequest {
+                page_size: 1,
+                page_token: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let token = first_page.page.unwrap().next_page_token;
+    assert!(!token.is_empty());
+    expect_code(
+        svc.client
+            .list_orders(v1::ListOrdersRequest {
+                page: Some(v1::PageRequest {
+                    page_size: 1,
+                    page_token: token,
+                }),
+                symbol: "SPY".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "page.page_token:",
+    )
+    .await;
+    let t = |ns: i64| Some(grodt_execution::convert::ts_to_proto(ns));
+    let m5_created = helpers::ns(
+        orders
+            .iter()
+            .find(|o| o.spec.as_ref().unwrap().client_order_id == "m-5")
+            .unwrap()
+            .created_at
+            .as_ref(),
+    );
+    let since_m5 = svc
+        .client
+        .list_orders(v1::ListOrdersRequest {
+            created: Some(v1::TimeRange {
+                start: t(m5_created),
+                end: None,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .orders;
+    assert_eq!(since_m5.len(), 1);
     let account = svc.account().await;
     svc.stop().await;
 
