@@ -1132,3 +1132,104 @@ impl Handler for InputHandler {
             .map_err(|e| Box::new(e) as HandlerError)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grodt_core::{Bar, OrderKind, Side, TimeInForce};
+
+    fn ticket(cid: &str, side: Side, qty: i64, kind: OrderKind) -> Ticket {
+        Ticket {
+            client_order_id: cid.into(),
+            strategy_id: String::new(),
+            symbol: "SPY".into(),
+            side,
+            size: Size::Fixed(Quantity::from_raw(qty, 0).unwrap()),
+            kind,
+            tif: TimeInForce::Gtc,
+            bracket: None,
+            decision_ts: 0,
+        }
+    }
+
+    fn inputs() -> Vec<Journaled> {
+        let mut out = vec![
+            Journaled::Input(Input::Submit(ticket(
+                "a",
+                Side::Buy,
+                10,
+                OrderKind::Limit {
+                    price: Price::from_raw(9_900, 2).unwrap(),
+                },
+            ))),
+            Journaled::Refused {
+                ticket: ticket("b", Side::Buy, 1, OrderKind::Market),
+                reason: "unknown symbol".into(),
+            },
+        ];
+        for i in 0..40i64 {
+            let close = 10_000 + (i % 7 - 3) * 60;
+            out.push(Journaled::Input(Input::Bar {
+                symbol: "SPY".into(),
+                bar: Bar {
+                    ts: (i + 1) * 86_400_000_000_000,
+                    open: close,
+                    high: close + 80,
+                    low: close - 80,
+                    close,
+                    volume: 1_000_000,
+                },
+            }));
+            if i == 20 {
+                out.push(Journaled::Input(Input::Submit(ticket(
+                    "c",
+                    Side::Sell,
+                    4,
+                    OrderKind::Limit {
+                        price: Price::from_raw(10_100, 2).unwrap(),
+                    },
+                ))));
+            }
+        }
+        out
+    }
+
+    fn run(instruments: Vec<Instrument>) -> State {
+        let symbols = instruments.iter().map(|i| i.id.clone()).collect();
+        let broker = Broker::new(BacktestConfig::default(), instruments).unwrap();
+        let mut state = State::new(broker, symbols);
+        for j in inputs() {
+            state.apply(&j).unwrap();
+        }
+        state
+    }
+
+    /// The rebuild that adds a symbol of the default grids relies on this:
+    /// an instrument that gets no input changes nothing for the others.
+    #[test]
+    fn an_instrument_without_inputs_changes_nothing() {
+        let one = run(vec![Instrument::equity("SPY", 2, 0)]);
+        let two = run(vec![
+            Instrument::equity("SPY", 2, 0),
+            Instrument::equity("AAA", 2, 0),
+        ]);
+        assert!(one.broker.fills().len() >= 2, "{:?}", one.broker.fills());
+        assert_eq!(one.broker.fills(), two.broker.fills());
+        assert_eq!(one.broker.orders(), two.broker.orders());
+        assert_eq!(
+            one.broker.snapshot().unwrap().equity,
+            two.broker.snapshot().unwrap().equity
+        );
+        assert_eq!(one.created, ["a", "b", "c"]);
+        assert_eq!(one.refused["b"].status, OrderStatus::Rejected);
+        assert_eq!(one.positions, two.positions);
+    }
+
+    #[test]
+    fn journal_records_round_trip_as_json() {
+        for j in inputs() {
+            let bytes = serde_json::to_vec(&j).unwrap();
+            assert_eq!(serde_json::from_slice::<Journaled>(&bytes).unwrap(), j);
+        }
+    }
+}
