@@ -54,6 +54,9 @@
 //! an unknown symbol, an order whose client order id exists (the same order:
 //! a no-op; a different one: logged as an error).
 //!
+//! The service is a single writer: one instance per account (a second one
+//! would apply inputs the first never saw to a broker of its own).
+//!
 //! After the rebuild at start (and every minute) `reconcile` recomputes the
 //! cash and positions from the fills and compares them with the ledger; the
 //! report is logged as one JSON line and its number of breaks exported as

@@ -234,6 +234,20 @@ async fn orders_and_bars_over_the_bus_make_the_reference_fills_and_account() {
     let fq: Decimal = got.fills.iter().map(|f| d(f.quantity.as_ref())).sum();
     assert_eq!(fq, d(filled.filled_quantity.as_ref()));
     let m = svc.metrics().await;
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    };
+    let (sum, count) = (
+        value("grodt_execution_input_handling_duration_seconds_sum "),
+        value("grodt_execution_input_handling_duration_seconds_count "),
+    );
+    println!(
+        "input handling (Postgres + Redis, delivery to durable and published): {count} inputs, \
+         mean {:.3} ms",
+        sum / count.max(1.0) * 1e3
+    );
     for line in [
         "grodt_execution_reconciliation_breaks 0",
         &format!(
