@@ -433,6 +433,7 @@ pub fn order_to_proto(o: &OrderState) -> v1::Order {
         spec: Some(ticket_to_spec(&o.ticket)),
         status: status_to_proto(o.status) as i32,
         filled_quantity: Some(o.filled.to_decimal().into()),
+        quantity: o.quantity.map(|q| q.to_decimal().into()),
         average_fill_price: o.average_price.map(v1::Decimal::from),
         created_at: Some(ts_to_proto(o.created_ts)),
         updated_at: Some(ts_to_proto(o.ts)),

@@ -230,8 +230,8 @@ impl State {
     }
 
     /// The decision time given to an order that reached the venue without
-    /// one (the bus's `OrderEvent` carries none): the latest bar of its
-    /// symbol, else the venue's time.
+    /// one (SubmitOrder, or an `OrderEvent` without `decision_bar_time`):
+    /// the latest bar of its symbol, else the venue's time.
     pub fn arrival_ts(&self, symbol: &str) -> i64 {
         self.broker
             .last_bar_ts(symbol)
@@ -730,6 +730,7 @@ impl Engine {
         source: &str,
         spec: &v1::OrderSpec,
         strict: bool,
+        decided_ns: Option<i64>,
     ) -> Result<(Outcome, Option<OrderState>), ExecError> {
         let mut state = self.state.lock().await;
         let inst = self.settings.instruments.resolve(&spec.symbol).ok();
@@ -750,7 +751,9 @@ impl Engine {
         if inst.is_some() {
             self.ensure_symbol(&mut state, &spec.symbol).await?;
         }
-        let decision_ts = state.arrival_ts(&spec.symbol);
+        // The strategy's decision bar (from risk's OrderEvent) when given:
+        // an order that arrives after a later bar of its symbol is late.
+        let decision_ts = decided_ns.unwrap_or_else(|| state.arrival_ts(&spec.symbol));
         let ticket = match ticket_from_spec(spec, inst.as_ref(), decision_ts) {
             Ok(t) => t,
             Err(e) if strict => return Err(e),
@@ -981,7 +984,13 @@ impl Engine {
         } else {
             match topic::decode::<v1::OrderEvent>(ty, d.envelope.payload.as_ref()) {
                 Ok(ev) => match ev.order.as_ref() {
-                    Some(spec) => self.submit(&source, spec, false).await?.0,
+                    Some(spec) => {
+                        let decided = ev
+                            .decision_bar_time
+                            .as_ref()
+                            .map(|t| t.seconds.saturating_mul(1_000_000_000) + i64::from(t.nanos));
+                        self.submit(&source, spec, false, decided).await?.0
+                    }
                     None => self.drop_input("invalid_order", &source, "no order"),
                 },
                 Err(e) => self.drop_input("invalid_order", &source, &e.to_string()),

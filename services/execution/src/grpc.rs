@@ -216,7 +216,7 @@ impl ExecutionService for ExecutionApi {
             .into());
         }
         let source = format!("submit:{}", spec.client_order_id);
-        let (_, order) = self.engine.submit(&source, &spec, true).await?;
+        let (_, order) = self.engine.submit(&source, &spec, true, None).await?;
         let order = order.ok_or_else(|| {
             ExecError::Corrupt(format!(
                 "order {} not held after submit",

@@ -76,7 +76,7 @@ pub fn members() -> [Member; 7] {
             name: grodt_execution::NAME,
             grpc_service: grodt_execution::GRPC_SERVICE,
             defaults: grodt_execution::defaults,
-            build: |c, i, _, _| Box::pin(grodt_execution::build(c, i)),
+            build: |c, i, source, _| Box::pin(grodt_execution::build_embedded(c, i, source)),
         },
         Member {
             name: grodt_backtest_worker::NAME,

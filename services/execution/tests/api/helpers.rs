@@ -137,6 +137,7 @@ pub fn order_envelope(spec: &v1::OrderSpec) -> grodt_bus::Envelope {
         order: Some(spec.clone()),
         intent_event_id: String::new(),
         reference_price: None,
+        decision_bar_time: None,
     };
     let out = Outgoing::new(&event);
     grodt_bus::Envelope::new(
@@ -152,6 +153,7 @@ pub async fn publish_order(bus: &dyn EventBus, spec: &v1::OrderSpec) -> uuid::Uu
         order: Some(spec.clone()),
         intent_event_id: String::new(),
         reference_price: None,
+        decision_bar_time: None,
     };
     publish(bus, &event, 0).await
 }

@@ -51,9 +51,9 @@ async fn call_one(service: &str, ch: Channel) -> (&'static str, tonic::Status) {
                 .map(drop),
         ),
         "execution" => (
-            "/grodt.v1.ExecutionService/GetAccount",
+            "/grodt.v1.ExecutionService/GetOrder",
             ExecutionServiceClient::new(ch)
-                .get_account(v1::GetAccountRequest::default())
+                .get_order(v1::GetOrderRequest::default())
                 .await
                 .map(drop),
         ),
@@ -120,7 +120,7 @@ async fn every_service_serves_health_reflection_metrics_and_readiness() {
                 "backtest_id",
             ),
             "regime" => (tonic::Code::InvalidArgument, "InvalidArgument", "symbol"),
-            "risk" => (tonic::Code::InvalidArgument, "InvalidArgument", "order"),
+            "risk" | "execution" => (tonic::Code::InvalidArgument, "InvalidArgument", "order"),
             _ => (
                 tonic::Code::Unimplemented,
                 "Unimplemented",
