@@ -127,11 +127,67 @@ def check_compose(env: str, config: dict) -> list[str]:
             problems.append(f"{where}: traces must go to jaeger:4317 over OTLP")
         if not svc.get("read_only") or str(svc.get("user", "")).split(":")[0] != APP_UID:
             problems.append(f"{where}: must run read_only as uid {APP_UID}")
+    problems += check_compose_resilience(env, config)
     worker = services.get("backtest-worker", {})
     if worker.get("container_name") or worker.get("ports"):
         problems.append(f"compose {env}: backtest-worker must have no container_name and no ports (it is scaled)")
     if services.get("migrate", {}).get("command") != ["migrate"]:
         problems.append(f"compose {env}: migrate must run `grodt migrate`")
+    return problems
+
+
+def _bytes(text: str) -> int:
+    """Compose/Redis sizes: 512M, 1G, 400mb, 1073741824."""
+    m = re.fullmatch(r"(\d+)\s*([kmg]?)b?", str(text).strip().lower())
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)]
+
+
+def _seconds(text) -> float:
+    """Compose durations as `config --format json` gives them (ns ints or '1m30s')."""
+    if isinstance(text, (int, float)):
+        return text / 1e9
+    total = 0.0
+    for n, unit in re.findall(r"([\d.]+)(ms|s|m|h)", str(text)):
+        total += float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total
+
+
+def check_compose_resilience(env: str, config: dict) -> list[str]:
+    """Issue 13 part 6 in Compose: Redis refuses writes at a maxmemory below its
+    container limit (noeviction), Jaeger has a health check and bounded memory,
+    the workers get at least their shutdown grace to finish a job."""
+    problems = []
+    services = config.get("services", {})
+    redis = services.get("redis", {})
+    cmd = redis.get("command") or []
+    args = dict(zip(cmd, cmd[1:]))
+    limit = redis.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+    if args.get("--maxmemory-policy") != "noeviction":
+        problems.append(f"compose {env}: redis must run with --maxmemory-policy noeviction, command is {cmd}")
+    if "--maxmemory" not in args:
+        problems.append(f"compose {env}: redis has no --maxmemory: it grows until the container is OOM-killed")
+    elif limit is not None and _bytes(args["--maxmemory"]) >= _bytes(limit):
+        problems.append(f"compose {env}: redis --maxmemory {args['--maxmemory']} must stay below its "
+                        f"memory limit {limit}")
+    jaeger = services.get("jaeger")
+    if jaeger is not None:
+        if not jaeger.get("healthcheck", {}).get("test"):
+            problems.append(f"compose {env}: jaeger has no healthcheck")
+        if not jaeger.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory"):
+            problems.append(f"compose {env}: jaeger has no memory limit")
+        if not str((jaeger.get("environment") or {}).get("MEMORY_MAX_TRACES", "")).isdigit():
+            problems.append(f"compose {env}: jaeger's in-memory store is unbounded (no MEMORY_MAX_TRACES)")
+    worker = services.get("backtest-worker")
+    if worker is not None:
+        kit = (worker.get("environment") or {}).get("GRODT_SERVER__SHUTDOWN_GRACE_MS")
+        stop = _seconds(worker.get("stop_grace_period", "10s"))
+        if kit is None or not str(kit).isdigit():
+            problems.append(f"compose {env}: backtest-worker sets no GRODT_SERVER__SHUTDOWN_GRACE_MS (its job timeout)")
+        elif stop * 1000 <= int(kit):
+            problems.append(f"compose {env}: backtest-worker stop_grace_period {stop:g}s does not cover "
+                            f"its shutdown grace of {kit} ms: Docker kills it mid-job")
     return problems
 
 
@@ -166,8 +222,8 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
         if not c.get("resources", {}).get("limits") or not c.get("resources", {}).get("requests"):
             problems.append(f"{where}: resources need requests and limits")
         ann = pod["metadata"].get("annotations", {})
-        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != str(s.http_port):
-            problems.append(f"{where}: scrape annotations missing or on the wrong port")
+        if ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") != str(s.http_port):
+            problems.append(f"{where}: scrape annotations on the wrong port")
         env_names = {e["name"]: e for e in c.get("env", [])}
         db = env_names.get("GRODT_DATABASE__URL", {})
         if "secretKeyRef" not in db.get("valueFrom", {}):
@@ -208,6 +264,164 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
         if ep.get("port") != "http" or ep.get("path") != "/metrics":
             problems.append(f"helm {env}: ServiceMonitor {sm['metadata']['name']} must scrape http /metrics")
     problems += check_autoscaling(env, docs)
+    problems += check_single_writers(env, docs)
+    problems += check_worker_grace(env, docs)
+    problems += check_catalog_volume(env, docs)
+    problems += check_scraping(env, docs)
+    problems += check_helm_redis_config(env, docs)
+    return problems
+
+
+def check_helm_redis_config(env: str, docs: list[dict]) -> list[str]:
+    """The chart ships the redis.conf its Redis must run with: a maxmemory and
+    noeviction (refuse writes at the limit; never evict stream entries)."""
+    for d in docs:
+        conf = (d.get("data") or {}).get("redis.conf") if d.get("kind") == "ConfigMap" else None
+        if conf is None:
+            continue
+        settings = dict(line.split(None, 1) for line in conf.splitlines() if line.strip() and " " in line.strip())
+        if settings.get("maxmemory-policy", "").strip() != "noeviction" or not settings.get("maxmemory"):
+            return [f"helm {env}: redis.conf in ConfigMap {d['metadata']['name']} must set maxmemory "
+                    f"and maxmemory-policy noeviction, has {settings}"]
+        return []
+    return [f"helm {env}: no redis.conf ConfigMap with maxmemory and maxmemory-policy noeviction"]
+
+
+# ---- resilience (issue 13 part 6) -------------------------------------------
+
+# Single writers over a journal (docs/paper.md, docs/risk.md): two pods of one
+# of these at once would both append to the journal and both publish.
+SINGLE_WRITERS = ("strategy", "risk", "execution")
+
+
+def _deployment(docs: list[dict], name: str) -> dict | None:
+    return next((d for d in docs if d.get("kind") == "Deployment"
+                 and d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == name), None)
+
+
+def check_single_writers(env: str, docs: list[dict]) -> list[str]:
+    """strategy, risk and execution: exactly one replica, and a rollout that
+    never runs the new pod next to the old one (Recreate, or maxSurge 0), and
+    no autoscaler pointing at them."""
+    problems = []
+    for name in SINGLE_WRITERS:
+        dep = _deployment(docs, name)
+        if dep is None:
+            continue  # "no Deployment" is reported by check_helm
+        where = f"helm {env}: {name} (single writer)"
+        if dep["spec"].get("replicas") != 1:
+            problems.append(f"{where}: replicas must be 1, is {dep['spec'].get('replicas')!r}")
+        strat = dep["spec"].get("strategy", {})
+        surge = strat.get("rollingUpdate", {}).get("maxSurge", "25%")  # the Kubernetes default
+        if strat.get("type") != "Recreate" and str(surge) not in ("0", "0%"):
+            problems.append(f"{where}: rollout must be Recreate or maxSurge 0, is "
+                            f"{strat.get('type', 'RollingUpdate')} with maxSurge {surge}")
+        for d in docs:
+            if d.get("kind") in ("HorizontalPodAutoscaler", "ScaledObject") \
+                    and d["spec"].get("scaleTargetRef", {}).get("name") == dep["metadata"]["name"]:
+                problems.append(f"{where}: autoscaled by {d['kind']} {d['metadata']['name']}")
+    return problems
+
+
+def check_worker_grace(env: str, docs: list[dict]) -> list[str]:
+    """A backtest worker is given at least its job timeout to finish the running
+    job: pod terminationGracePeriodSeconds >= the declared timeout
+    (grodt.io/job-timeout-seconds), and the kit's shutdown grace covers the
+    timeout but ends before Kubernetes' SIGKILL."""
+    dep = _deployment(docs, "backtest-worker")
+    if dep is None:
+        return []
+    where = f"helm {env}: backtest-worker"
+    pod = dep["spec"]["template"]
+    timeout = pod["metadata"].get("annotations", {}).get("grodt.io/job-timeout-seconds")
+    grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+    if timeout is None or not str(timeout).isdigit():
+        return [f"{where}: no job timeout declared (pod annotation grodt.io/job-timeout-seconds), "
+                f"so nothing says the termination grace of {grace}s covers a job"]
+    timeout = int(timeout)
+    problems = []
+    if grace < timeout:
+        problems.append(f"{where}: terminationGracePeriodSeconds {grace} < job timeout {timeout}s")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    cms = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap"}
+    data: dict = {}
+    for src in c.get("envFrom", []):
+        data.update(cms.get(src.get("configMapRef", {}).get("name"), {}))
+    data.update({e["name"]: e.get("value") for e in c.get("env", [])})
+    kit = data.get("GRODT_SERVER__SHUTDOWN_GRACE_MS")
+    if kit is None or not str(kit).isdigit():
+        problems.append(f"{where}: GRODT_SERVER__SHUTDOWN_GRACE_MS not set: the process would stop "
+                        f"waiting for its job after the kit default")
+    elif not timeout * 1000 <= int(kit) < grace * 1000:
+        problems.append(f"{where}: shutdown grace {kit} ms must be >= the job timeout ({timeout}s) "
+                        f"and < terminationGracePeriodSeconds ({grace}s)")
+    return problems
+
+
+CATALOG_SERVICES = ("market-data", "regime", "backtest-worker")
+
+
+def check_catalog_volume(env: str, docs: list[dict]) -> list[str]:
+    """market-data, regime and the workers mount the catalog from ONE
+    PersistentVolumeClaim (an emptyDir per pod would give each pod its own,
+    empty catalog)."""
+    problems = []
+    claims = {}
+    for name in CATALOG_SERVICES:
+        dep = _deployment(docs, name)
+        if dep is None:
+            continue
+        spec = dep["spec"]["template"]["spec"]
+        mounts = {m["name"] for m in spec["containers"][0].get("volumeMounts", [])
+                  if m.get("mountPath") == "/var/lib/grodt/catalog"}
+        vols = [v for v in spec.get("volumes", []) if v["name"] in mounts]
+        if not vols:
+            problems.append(f"helm {env}: {name} mounts no catalog volume at /var/lib/grodt/catalog")
+            continue
+        claim = vols[0].get("persistentVolumeClaim", {}).get("claimName")
+        if claim is None:
+            kind = next((k for k in vols[0] if k != "name"), "?")
+            problems.append(f"helm {env}: {name} has the catalog on a {kind}, not on the shared claim: "
+                            f"its pods do not see what market-data imported")
+        claims[name] = claim
+    if len({c for c in claims.values() if c}) > 1:
+        problems.append(f"helm {env}: catalog pods mount different claims {claims}")
+    return problems
+
+
+def _matches(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_scraping(env: str, docs: list[dict]) -> list[str]:
+    """Every service's /metrics is scraped exactly once: by pod annotations or by
+    one ServiceMonitor/PodMonitor, never by two (double counting in every sum()
+    and rate() of the dashboards and alerts)."""
+    problems = []
+    services = [d for d in docs if d.get("kind") == "Service"]
+    monitors = [d for d in docs if d.get("kind") in ("ServiceMonitor", "PodMonitor")]
+    for s in SERVICES:
+        dep = _deployment(docs, s.name)
+        if dep is None:
+            continue
+        pod_labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        scrapers = []
+        if dep["spec"]["template"]["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true":
+            scrapers.append("pod annotations")
+        for m in monitors:
+            sel = m["spec"].get("selector", {}).get("matchLabels", {})
+            if m["kind"] == "PodMonitor":
+                if _matches(sel, pod_labels):
+                    scrapers.append(f"PodMonitor {m['metadata']['name']}")
+                continue
+            for svc in services:
+                if _matches(sel, svc["metadata"].get("labels", {})) \
+                        and _matches(svc["spec"].get("selector", {}), pod_labels):
+                    scrapers.append(f"ServiceMonitor {m['metadata']['name']} (via Service {svc['metadata']['name']})")
+        if len(scrapers) > 1:
+            problems.append(f"helm {env}: {s.name} is scraped twice: {', '.join(scrapers)}")
+        elif not scrapers:
+            problems.append(f"helm {env}: {s.name} is not scraped (no annotations, no ServiceMonitor)")
     return problems
 
 

@@ -218,8 +218,8 @@ class HelmRules(unittest.TestCase):
             "read-only root": lambda d: container(d, "execution")["securityContext"].update(readOnlyRootFilesystem=False),
             "secretKeyRef": lambda d: container(d, "optimizer")["env"].__setitem__(
                 0, {"name": "GRODT_DATABASE__URL", "value": "postgres://x:y@z/db"}),
-            "scrape annotations": lambda d: deployment(d, "regime")["spec"]["template"]["metadata"]["annotations"].pop(
-                "prometheus.io/scrape"),
+            "regime is not scraped": lambda d: d.remove(next(
+                x for x in d if x["kind"] == "ServiceMonitor" and x["metadata"]["name"].endswith("-regime"))),
             "pre-install,pre-upgrade": lambda d: d.remove(next(x for x in d if x["kind"] == "Job")),
         }
         for needle, mutate in mutations.items():
@@ -377,6 +377,127 @@ class Autoscaling(unittest.TestCase):
             with self.subTest(key=key):
                 with self.assertRaises(helm_python.HelmError):
                     render_chart("prod", {"backtestWorkers": {"keda": {key: "x"}}})
+
+
+def fixture_docs(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((HERE / "fixtures" / name).read_text()) if d]
+
+
+class Resilience(unittest.TestCase):
+    """Issue 13 part 6: single writers, worker grace, one shared catalog, one
+    scrape per target, Redis noeviction under a limit, a bounded Jaeger."""
+
+    def test_committed_renderings_pass(self):
+        for env in ("dev", "staging", "prod"):
+            docs = [d for d in yaml.safe_load_all((check_tmp() / f"helm-{env}.yaml").read_text()) if d]
+            for check in (policy.check_single_writers, policy.check_worker_grace,
+                          policy.check_catalog_volume, policy.check_scraping, policy.check_helm_redis_config):
+                with self.subTest(env=env, check=check.__name__):
+                    self.assertEqual(check(env, docs), [])
+
+    def test_old_prod_rendering_is_reported(self):
+        docs = fixture_docs("helm-prod-before-issue13.yaml")
+        problems = policy.check_helm("prod", docs)
+        for name in policy.SINGLE_WRITERS:
+            self.assertIn(f"helm prod: {name} (single writer): rollout must be Recreate or maxSurge 0, "
+                          f"is RollingUpdate with maxSurge 1", problems)
+        self.assertTrue(any("backtest-worker: no job timeout declared" in p for p in problems), problems)
+        self.assertIn("helm prod: risk is scraped twice: pod annotations, "
+                      "ServiceMonitor grodt-risk (via Service grodt-risk)", problems)
+        self.assertTrue(any("no redis.conf ConfigMap" in p for p in problems), problems)
+
+    def test_old_dev_catalog_per_pod_is_reported(self):
+        # helm/grodt rendered with values-dev.yaml before the fix: emptyDir per pod.
+        problems = policy.check_catalog_volume("dev", fixture_docs("helm-dev-before-ops.yaml"))
+        for name in policy.CATALOG_SERVICES:
+            self.assertTrue(any(f"{name} has the catalog on a emptyDir" in p for p in problems), problems)
+
+    def test_chart_refuses_two_single_writer_replicas(self):
+        import helm_python
+        for name in policy.SINGLE_WRITERS:
+            with self.subTest(name=name):
+                with self.assertRaises(helm_python.HelmError):
+                    render_chart("prod", {"services": {name: {"replicas": 2}}})
+
+    def test_chart_refuses_a_catalog_per_pod(self):
+        import helm_python
+        with self.assertRaises(helm_python.HelmError):
+            render_chart("dev", {"catalog": {"create": False}})
+
+    def test_annotations_are_dropped_with_service_monitors(self):
+        docs = render_chart("prod", {"scrapeAnnotations": True, "serviceMonitor": {"enabled": True}})
+        self.assertEqual(policy.check_scraping("prod", docs), [])
+        docs = render_chart("dev", {"scrapeAnnotations": False})
+        self.assertTrue(any("is not scraped" in p for p in policy.check_scraping("dev", docs)))
+
+    def test_violations_are_reported(self):
+        def dep(d, name):
+            return policy._deployment(d, name)
+
+        def worker_cm(d):
+            return next(x for x in d if x["kind"] == "ConfigMap"
+                        and x["metadata"]["labels"].get("app.kubernetes.io/name") == "backtest-worker")
+
+        def monitor_twice(d):
+            sm = next(x for x in d if x["kind"] == "ServiceMonitor")
+            d.append({**copy.deepcopy(sm), "metadata": {"name": "extra"}})
+
+        mutations = {
+            "replicas must be 1": lambda d: dep(d, "risk")["spec"].update(replicas=2),
+            "Recreate or maxSurge 0": lambda d: dep(d, "execution")["spec"].update(
+                strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}),
+            "autoscaled by HorizontalPodAutoscaler": lambda d: d.append({
+                "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
+                "spec": {"scaleTargetRef": {"name": dep(d, "strategy")["metadata"]["name"]}}}),
+            "terminationGracePeriodSeconds 40 < job timeout 300s": lambda d: dep(d, "backtest-worker")[
+                "spec"]["template"]["spec"].update(terminationGracePeriodSeconds=40),
+            "shutdown grace 10000 ms": lambda d: worker_cm(d)["data"].update(GRODT_SERVER__SHUTDOWN_GRACE_MS="10000"),
+            "mount different claims": lambda d: next(v for v in dep(d, "regime")["spec"]["template"]["spec"]["volumes"]
+                                                     if v["name"] == "catalog").update(
+                persistentVolumeClaim={"claimName": "other"}),
+            "scraped twice": monitor_twice,
+            "maxmemory-policy noeviction": lambda d: next(
+                x for x in d if x["kind"] == "ConfigMap" and "redis.conf" in x.get("data", {}))["data"].update(
+                {"redis.conf": "maxmemory 1gb\nmaxmemory-policy allkeys-lru\n"}),
+        }
+        base = render_chart("prod")
+        self.assertEqual(policy.check_helm("prod", base), [])
+        for needle, mutate in mutations.items():
+            with self.subTest(needle=needle):
+                docs = copy.deepcopy(base)
+                mutate(docs)
+                problems = policy.check_helm("prod", docs)
+                self.assertTrue(any(needle in p for p in problems), problems)
+
+    def test_old_compose_is_reported(self):
+        # `docker compose -f docker-compose.yml -f docker-compose.prod.yml config --format json` before the fix.
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = policy.check_compose_resilience("prod", old)
+        self.assertIn("compose prod: redis has no --maxmemory: it grows until the container is OOM-killed", problems)
+        self.assertIn("compose prod: jaeger has no healthcheck", problems)
+        self.assertTrue(any("backtest-worker sets no GRODT_SERVER__SHUTDOWN_GRACE_MS" in p for p in problems))
+
+    def test_compose_violations_are_reported(self):
+        base = json.loads((check_tmp() / "compose-prod.json").read_text())
+        self.assertEqual(policy.check_compose_resilience("prod", base), [])
+
+        def redis_cmd(c, cmd):
+            c["services"]["redis"]["command"] = cmd
+
+        mutations = {
+            "must stay below its memory limit": lambda c: redis_cmd(
+                c, ["redis-server", "--maxmemory", "2gb", "--maxmemory-policy", "noeviction"]),
+            "--maxmemory-policy noeviction": lambda c: redis_cmd(
+                c, ["redis-server", "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"]),
+            "jaeger has no memory limit": lambda c: c["services"]["jaeger"]["deploy"]["resources"].pop("limits"),
+            "unbounded": lambda c: c["services"]["jaeger"]["environment"].pop("MEMORY_MAX_TRACES"),
+            "Docker kills it mid-job": lambda c: c["services"]["backtest-worker"].update(stop_grace_period="30s"),
+        }
+        for needle, mutate in mutations.items():
+            with self.subTest(needle=needle):
+                config = copy.deepcopy(base)
+                mutate(config)
+                self.assertTrue(any(needle in p for p in policy.check_compose_resilience("prod", config)))
 
 
 class OtlpSink(unittest.TestCase):
