@@ -269,6 +269,35 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
     problems += check_catalog_volume(env, docs)
     problems += check_scraping(env, docs)
     problems += check_helm_redis_config(env, docs)
+    problems += check_smoke_test(env, docs)
+    return problems
+
+
+def check_smoke_test(env: str, docs: list[dict]) -> list[str]:
+    """`helm test` has a hook pod that runs `grodt health` against every
+    service through its Kubernetes Service, on that Service's gRPC port, for
+    that service's gRPC health name (issue 13 part 2)."""
+    pods = [d for d in docs if d.get("kind") == "Pod"
+            and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    if not pods:
+        return [f"helm {env}: no `helm test` hook pod: a deploy is never smoke-tested"]
+    checked = set()
+    for pod in pods:
+        for c in pod["spec"].get("containers", []):
+            args = c.get("args") or []
+            if args[:1] == ["health"] and len(args) >= 3:
+                checked.add((args[1], args[2]))
+    services = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Service"}
+    problems = []
+    for s in SERVICES:
+        svc = next((v for v in services.values()
+                    if v["spec"].get("selector", {}).get("app.kubernetes.io/name") == s.name), None)
+        if svc is None:
+            continue
+        port = next((p["port"] for p in svc["spec"]["ports"] if p.get("name") == "grpc"), None)
+        want = (f"{svc['metadata']['name']}:{port}", s.grpc_service)
+        if want not in checked:
+            problems.append(f"helm {env}: the smoke test does not run `grodt health {want[0]} {want[1]}`")
     return problems
 
 

@@ -34,6 +34,7 @@ def load(name: str):
 
 
 names = load("check-metric-names")
+history = load("helm_history")
 policy = load("check-policy")
 sink = load("otlp-sink")
 
@@ -498,6 +499,199 @@ class Resilience(unittest.TestCase):
                 config = copy.deepcopy(base)
                 mutate(config)
                 self.assertTrue(any(needle in p for p in policy.check_compose_resilience("prod", config)))
+
+
+def rev(n: int, status: str, description: str = "Upgrade complete") -> dict:
+    return {"revision": n, "status": status, "description": description,
+            "chart": "grodt-0.1.0", "app_version": "0.1.0", "updated": "2026-11-30T12:00:00Z"}
+
+
+# `helm history -o json` after the failures a CD run meets.
+ATOMIC_ROLLED_BACK = [rev(1, "superseded", "Install complete"), rev(2, "superseded"),
+                      rev(3, "failed", "Upgrade \"grodt\" failed: context deadline exceeded"),
+                      rev(4, "deployed", "Rollback to 2")]
+ATOMIC_ROLLBACK_FAILED = [rev(1, "superseded", "Install complete"), rev(2, "superseded"),
+                          rev(3, "failed", "Upgrade \"grodt\" failed: timed out waiting for the condition"),
+                          rev(4, "failed", "Rollback \"grodt\" failed: timed out")]
+STUCK_PENDING = [rev(1, "superseded", "Install complete"), rev(2, "deployed"),
+                 rev(3, "pending-upgrade", "Preparing upgrade")]
+SMOKE_TEST_FAILED = [rev(1, "superseded", "Install complete"), rev(2, "superseded"), rev(3, "deployed")]
+
+
+class SmokeTest(unittest.TestCase):
+    def test_rendered_chart_has_one(self):
+        for env in ("dev", "staging", "prod"):
+            docs = [d for d in yaml.safe_load_all((check_tmp() / f"helm-{env}.yaml").read_text()) if d]
+            self.assertEqual(policy.check_smoke_test(env, docs), [])
+
+    def test_old_chart_had_none(self):
+        problems = policy.check_smoke_test("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        self.assertEqual(problems, ["helm prod: no `helm test` hook pod: a deploy is never smoke-tested"])
+
+    def test_a_missing_or_wrong_service_is_reported(self):
+        docs = render_chart("prod")
+        pod = next(d for d in docs if d["kind"] == "Pod")
+        pod["spec"]["containers"] = [c for c in pod["spec"]["containers"] if c["name"] != "health-risk"]
+        next(c for c in pod["spec"]["containers"] if c["name"] == "health-regime")["args"][1] = "grodt-regime:50051"
+        problems = policy.check_smoke_test("prod", docs)
+        self.assertEqual(len(problems), 2, problems)
+        self.assertTrue(any("grodt-risk:50054 grodt.v1.RiskService" in p for p in problems))
+
+
+class RollbackTarget(unittest.TestCase):
+    """helm_history.choose: the last healthy revision before the failure."""
+
+    def test_choices(self):
+        cases = {
+            "atomic already rolled back": (ATOMIC_ROLLED_BACK, 2, None),
+            "atomic rollback failed": (ATOMIC_ROLLBACK_FAILED, 2, 2),
+            "atomic rollback failed, no state": (ATOMIC_ROLLBACK_FAILED, None, 2),
+            "stuck pending-upgrade": (STUCK_PENDING, 2, 2),
+            "smoke test failed after a good rollout": (SMOKE_TEST_FAILED, 2, 2),
+            "first install failed": ([rev(1, "failed", "Install failed")], 0, None),
+        }
+        for name, (hist, before, want) in cases.items():
+            with self.subTest(name):
+                self.assertEqual(history.choose(hist, before)[0], want)
+
+    def test_failed_revision_is_never_the_target(self):
+        for hist in (ATOMIC_ROLLED_BACK, ATOMIC_ROLLBACK_FAILED, STUCK_PENDING):
+            target, _ = history.choose(hist)
+            statuses = {h["revision"]: h["status"] for h in hist}
+            self.assertIn(statuses.get(target, "deployed"), history.HEALTHY)
+
+
+class DeployAndRollbackScripts(unittest.TestCase):
+    """scripts/deploy and scripts/rollback against a fake helm (fixtures/fake-helm)
+    that records its calls and replays canned `helm history -o json`."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.d = Path(self.dir.name)
+        self.log = self.d / "helm-calls.jsonl"
+        self.state = self.d / "deploy.state"
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def run_script(self, script: Path, *args: str, hist: list[dict] | None = None, **env: str):
+        e = {**os.environ, "PATH": f"{HERE / 'fixtures' / 'fake-helm'}:{os.environ['PATH']}",
+             "FAKE_HELM_LOG": str(self.log), **env}
+        e.pop("FAKE_HELM_HISTORY", None)
+        if hist is not None:
+            (self.d / "history.json").write_text(json.dumps(hist))
+            e["FAKE_HELM_HISTORY"] = str(self.d / "history.json")
+        for k in ("GRODT_DEPLOY_STATE", "GRODT_NAMESPACE", "GRODT_RELEASE"):
+            e.pop(k, None)
+        result = subprocess.run([str(script), *args], capture_output=True, text=True, env=e, timeout=60)
+        return result, self.calls()
+
+    def calls(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def rollback_calls(self, calls):
+        return [c for c in calls if c[0] == "rollback"]
+
+    ROLLBACK = ROOT / "scripts" / "rollback"
+    DEPLOY = ROOT / "scripts" / "deploy"
+    OLD_ROLLBACK = HERE / "fixtures" / "rollback-before-issue13"
+
+    @staticmethod
+    def helm_default_target(call: list[str], hist: list[dict]) -> int:
+        """The revision `helm rollback REL [REV]` goes to: REV, else current - 1."""
+        explicit = [a for a in call[2:3] if a.isdigit()]
+        return int(explicit[0]) if explicit else max(h["revision"] for h in hist) - 1
+
+    def test_old_rollback_goes_to_the_failed_revision(self):
+        # The pre-fix script (kept as a fixture) after a failed --atomic upgrade.
+        for hist in (ATOMIC_ROLLED_BACK, ATOMIC_ROLLBACK_FAILED):
+            with self.subTest(hist=hist[-1]["description"]):
+                self.log.unlink(missing_ok=True)
+                result, calls = self.run_script(self.OLD_ROLLBACK, "staging", hist=hist)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                (call,) = self.rollback_calls(calls)
+                target = self.helm_default_target(call, hist)
+                self.assertEqual(next(h["status"] for h in hist if h["revision"] == target), "failed")
+
+    def test_old_rollback_runs_when_nothing_was_deployed(self):
+        result, calls = self.run_script(self.OLD_ROLLBACK, "staging", hist=SMOKE_TEST_FAILED)
+        self.assertEqual(len(self.rollback_calls(calls)), 1)  # no way to tell it nothing was attempted
+
+    def test_rollback_does_nothing_when_no_upgrade_was_attempted(self):
+        result, calls = self.run_script(self.ROLLBACK, "staging", "--if-attempted", str(self.state),
+                                        hist=ATOMIC_ROLLBACK_FAILED)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("no upgrade was attempted", result.stdout)
+        self.assertEqual(calls, [])
+
+    def test_rollback_goes_to_the_last_healthy_revision(self):
+        self.state.write_text("release=grodt\nnamespace=grodt-staging\nrevision_before=2\n")
+        for hist, want in ((ATOMIC_ROLLBACK_FAILED, "2"), (STUCK_PENDING, "2"), (SMOKE_TEST_FAILED, "2")):
+            with self.subTest(last=hist[-1]["status"]):
+                self.log.unlink(missing_ok=True)
+                result, calls = self.run_script(self.ROLLBACK, "staging", "--if-attempted", str(self.state), hist=hist)
+                self.assertEqual(result.returncode, 0, result.stderr)
+                (call,) = self.rollback_calls(calls)
+                self.assertEqual(call[:3], ["rollback", "grodt", want])
+                self.assertEqual(call[call.index("--namespace") + 1], "grodt-staging")
+
+    def test_rollback_after_atomic_restored_it_does_nothing(self):
+        self.state.write_text("release=grodt\nnamespace=grodt-staging\nrevision_before=2\n")
+        result, calls = self.run_script(self.ROLLBACK, "staging", "--if-attempted", str(self.state),
+                                        hist=ATOMIC_ROLLED_BACK)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("already rolled back", result.stdout)
+        self.assertEqual(self.rollback_calls(calls), [])
+
+    def test_rollback_without_a_healthy_revision_fails(self):
+        self.state.write_text("release=grodt\nnamespace=grodt-staging\nrevision_before=0\n")
+        result, calls = self.run_script(self.ROLLBACK, "staging", "--if-attempted", str(self.state),
+                                        hist=[rev(1, "failed", "Install failed")])
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(self.rollback_calls(calls), [])
+
+    def test_manual_rollback_without_state_skips_the_failed_revision(self):
+        result, calls = self.run_script(self.ROLLBACK, "prod", hist=ATOMIC_ROLLBACK_FAILED)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(self.rollback_calls(calls)[0][:3], ["rollback", "grodt", "2"])
+
+    def test_deploy_records_the_attempt_then_smoke_tests(self):
+        result, calls = self.run_script(self.DEPLOY, "staging", "--tag", "abc", "--state-file", str(self.state),
+                                        hist=SMOKE_TEST_FAILED[:2])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(self.state.read_text(), "release=grodt\nnamespace=grodt-staging\nrevision_before=2\n")
+        self.assertEqual([c[0] for c in calls], ["history", "upgrade", "status", "test"])
+        self.assertIn("--atomic", calls[1])
+
+    def test_deploy_first_install_records_revision_0(self):
+        result, _ = self.run_script(self.DEPLOY, "dev", "--state-file", str(self.state))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("revision_before=0", self.state.read_text())
+
+    def test_failed_smoke_test_fails_the_deploy_and_rollback_follows(self):
+        result, _ = self.run_script(self.DEPLOY, "staging", "--state-file", str(self.state),
+                                    hist=SMOKE_TEST_FAILED[:2], FAKE_HELM_TEST_RC="1")
+        self.assertEqual(result.returncode, 1)
+        self.log.unlink()
+        result, calls = self.run_script(self.ROLLBACK, "staging", "--if-attempted", str(self.state),
+                                        hist=SMOKE_TEST_FAILED)
+        self.assertEqual(self.rollback_calls(calls)[0][:3], ["rollback", "grodt", "2"])
+
+    def test_deploy_that_never_started_leaves_no_state(self):
+        self.state.write_text("release=grodt\nnamespace=x\nrevision_before=1\n")  # from an earlier run
+        result, calls = self.run_script(self.DEPLOY, "staging", "--state-file", str(self.state),
+                                        hist=SMOKE_TEST_FAILED,
+                                        FAKE_HELM_HISTORY_ERROR="Kubernetes cluster unreachable")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("nothing was changed", result.stderr)
+        self.assertFalse(self.state.exists())
+        self.assertFalse(any(c[0] == "upgrade" for c in calls))
+        self.log.unlink()
+        result, calls = self.run_script(self.ROLLBACK, "staging", "--if-attempted", str(self.state),
+                                        hist=SMOKE_TEST_FAILED)
+        self.assertEqual(calls, [])
 
 
 class OtlpSink(unittest.TestCase):
