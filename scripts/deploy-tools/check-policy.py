@@ -13,6 +13,14 @@ for. Subcommands (each exits 1 with one line per violation):
                                     the workers read, with the Secret they use)
   alerts                            every alert has a runbook section in
                                     docs/operations.md that its runbook_url points to
+  workflows [CD.yml CI.yml]         CD runs only after CI passed on that commit, rollback
+                                    only after an attempted upgrade, scan before push,
+                                    SBOM attached, every `uses:` pinned to a commit SHA,
+                                    CI checks metric names against a live scrape
+  pins                              every base/third-party image pinned by digest or listed
+                                    in deploy/pins-pending.txt (listed ones printed)
+  images                            Compose and Helm default image tags are tags CD
+                                    publishes; release profile strips and uses thin LTO
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grodt_services import SERVICES, check_against_conventions  # noqa: E402
+import check_supply_chain as supply  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BY_NAME = {s.name: s for s in SERVICES}
@@ -580,6 +589,41 @@ def check_alerts() -> list[str]:
     return problems
 
 
+def check_workflows(cd_path: Path | None = None, ci_path: Path | None = None) -> list[str]:
+    cd_path = cd_path or ROOT / ".github/workflows/cd.yml"
+    ci_path = ci_path or ROOT / ".github/workflows/ci.yml"
+    cd, ci = supply.load_workflow(cd_path), supply.load_workflow(ci_path)
+    return (supply.check_cd(cd, cd_path.name) + supply.check_ci(ci, ci_path.name)
+            + supply.check_action_pins({cd_path.name: cd, ci_path.name: ci}))
+
+
+def image_refs(root: Path = ROOT, dockerfile: Path | None = None) -> dict[str, list[str]]:
+    """Every base and third-party image reference: Dockerfile FROM lines, the
+    Compose services, the chart's Jaeger, the CI service containers."""
+    dockerfile = dockerfile or root / "deploy/docker/Dockerfile"
+    compose = yaml.safe_load((root / "compose/docker-compose.yml").read_text(encoding="utf-8"))
+    values = yaml.safe_load((root / "helm/grodt/values.yaml").read_text(encoding="utf-8"))
+    ci = supply.load_workflow(root / ".github/workflows/ci.yml")
+    services = sorted({svc["image"] for job in ci.get("jobs", {}).values()
+                       for svc in (job.get("services") or {}).values() if svc.get("image")})
+    return {
+        str(dockerfile.relative_to(root)) if dockerfile.is_relative_to(root) else dockerfile.name:
+            supply.dockerfile_bases(dockerfile.read_text(encoding="utf-8")),
+        "compose/docker-compose.yml": supply.compose_third_party_images(compose),
+        "helm/grodt/values.yaml": [values["jaeger"]["image"]],
+        ".github/workflows/ci.yml services": services,
+    }
+
+
+def check_images(root: Path = ROOT, cd_path: Path | None = None) -> list[str]:
+    cd = supply.load_workflow(cd_path or root / ".github/workflows/cd.yml")
+    return supply.check_image_defaults(
+        cd, (root / "compose/docker-compose.yml").read_text(encoding="utf-8"),
+        yaml.safe_load((root / "helm/grodt/values.yaml").read_text(encoding="utf-8")),
+        yaml.safe_load((root / "helm/grodt/Chart.yaml").read_text(encoding="utf-8")),
+        supply.cargo_version(root)) + supply.release_profile((root / "Cargo.toml").read_text(encoding="utf-8"))
+
+
 def main() -> int:
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -589,6 +633,15 @@ def main() -> int:
         problems = check_conventions()
     elif cmd == "alerts" and len(sys.argv) == 2:
         problems = check_alerts()
+    elif cmd == "workflows" and len(sys.argv) in (2, 4):
+        problems = check_workflows(*(Path(a) for a in sys.argv[2:4]))
+    elif cmd == "pins" and len(sys.argv) == 2:
+        problems, notes = supply.check_image_pins(image_refs(), supply.read_pending(ROOT / "deploy/pins-pending.txt"))
+        problems += supply.check_dependabot(yaml.safe_load((ROOT / ".github/dependabot.yml").read_text(encoding="utf-8")))
+        for n in notes:
+            print(f"check-policy: {n}")
+    elif cmd == "images" and len(sys.argv) == 2:
+        problems = check_images()
     elif cmd == "compose" and len(sys.argv) == 4:
         problems = check_compose(sys.argv[2], json.loads(Path(sys.argv[3]).read_text(encoding="utf-8")))
     elif cmd == "helm" and len(sys.argv) == 4:

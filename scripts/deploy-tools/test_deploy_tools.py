@@ -34,6 +34,7 @@ def load(name: str):
 
 
 names = load("check-metric-names")
+import check_supply_chain as supply  # noqa: E402
 history = load("helm_history")
 policy = load("check-policy")
 sink = load("otlp-sink")
@@ -692,6 +693,149 @@ class DeployAndRollbackScripts(unittest.TestCase):
         result, calls = self.run_script(self.ROLLBACK, "staging", "--if-attempted", str(self.state),
                                         hist=SMOKE_TEST_FAILED)
         self.assertEqual(calls, [])
+
+
+class Workflows(unittest.TestCase):
+    """Issue 13 parts 2 and 5 in the GitHub workflows."""
+
+    CD = ROOT / ".github/workflows/cd.yml"
+    CI = ROOT / ".github/workflows/ci.yml"
+    OLD_CD = HERE / "fixtures" / "cd-before-issue13.yml"
+    OLD_CI = HERE / "fixtures" / "ci-before-issue13.yml"
+
+    def test_committed_workflows_pass(self):
+        self.assertEqual(policy.check_workflows(), [])
+
+    def test_old_cd_is_reported(self):
+        problems = supply.check_cd(supply.load_workflow(self.OLD_CD), "cd.yml")
+        for needle in ("must run only on workflow_run of CI, runs on ['push', 'workflow_dispatch']",
+                       "no job requires github.event.workflow_run.conclusion == 'success'",
+                       "cd.yml job staging: scripts/rollback without --if-attempted",
+                       "cd.yml job production: scripts/deploy without --state-file",
+                       "cd.yml job images: no Trivy scan failing on HIGH and CRITICAL",
+                       "cd.yml job images: no CycloneDX SBOM"):
+            self.assertTrue(any(needle in p for p in problems), (needle, problems))
+
+    def test_old_ci_is_reported(self):
+        wf = supply.load_workflow(self.OLD_CI)
+        problems = supply.check_ci(wf, "ci.yml")
+        self.assertTrue(any("ci.yml job images: no Trivy scan failing on HIGH and CRITICAL" in p for p in problems))
+        self.assertTrue(any("no job checks metric names against a live scrape" in p for p in problems))
+        pins = supply.check_action_pins({"ci.yml": wf})
+        self.assertIn("ci.yml job fmt: uses actions/checkout@v5: pin a full 40-hex commit SHA "
+                      "(with the tag as a comment)", pins)
+
+    def test_old_cd_scanned_after_the_push(self):
+        # The old CD scanned CRITICAL after pushing; with the severity fixed the
+        # order alone is reported.
+        wf = supply.load_workflow(self.OLD_CD)
+        trivy = next(s for s in wf["jobs"]["images"]["steps"] if "trivy" in s.get("uses", ""))
+        trivy["with"]["severity"] = "HIGH,CRITICAL"
+        problems = supply.check_image_jobs("cd.yml", wf, need_sbom=False)
+        self.assertEqual(problems, ["cd.yml job images: step 4 pushes before the Trivy scan (step 5)"])
+
+    def test_violations_are_reported(self):
+        def steps(wf, job):
+            return wf["jobs"][job]["steps"]
+
+        def push_first(wf):
+            st = steps(wf, "images")
+            push = next(i for i, x in enumerate(st) if "docker push" in x.get("run", ""))
+            st.insert(2, st.pop(push))
+
+        mutations = {
+            "does not need the gate job": lambda wf: wf["jobs"]["staging"].update(needs=["images"]) or
+            wf["jobs"]["images"].update(needs=[]),
+            "checkout must be of the commit CI tested": lambda wf: steps(wf, "production")[0].pop("with"),
+            "the rollback step must run only if: failure()": lambda wf: steps(wf, "staging")[-1].pop("if"),
+            "pushes before the Trivy scan": push_first,
+            "the SBOM is not attached": lambda wf: wf["jobs"]["images"].update(
+                steps=[x for x in steps(wf, "images") if "cosign attest" not in x.get("run", "")]),
+            "must run only on workflow_run": lambda wf: wf["on"].update(push={"branches": ["main"]}),
+            "production must need the staging deploy": lambda wf: wf["jobs"]["production"].update(needs=["gate"]),
+        }
+        base = supply.load_workflow(self.CD)
+        self.assertEqual(supply.check_cd(base), [])
+        for needle, mutate in mutations.items():
+            with self.subTest(needle=needle):
+                wf = copy.deepcopy(base)
+                mutate(wf)
+                problems = supply.check_cd(wf)
+                self.assertTrue(any(needle in p for p in problems), problems)
+
+    def test_unpinned_action_is_reported(self):
+        wf = supply.load_workflow(self.CI)
+        wf["jobs"]["fmt"]["steps"][0]["uses"] = "actions/checkout@v5.1.0"
+        self.assertEqual(supply.check_action_pins({"ci.yml": wf}),
+                         ["ci.yml job fmt: uses actions/checkout@v5.1.0: pin a full 40-hex commit SHA "
+                          "(with the tag as a comment)"])
+
+
+class ImagePinsAndTags(unittest.TestCase):
+    DIGEST = "sha256:" + "ab" * 32
+
+    def test_committed_files_pass(self):
+        problems, notes = supply.check_image_pins(policy.image_refs(),
+                                                  supply.read_pending(ROOT / "deploy/pins-pending.txt"))
+        self.assertEqual(problems, [])
+        self.assertTrue(all("NOT pinned by digest (pending:" in n for n in notes))
+        self.assertEqual(policy.check_images(), [])
+
+    def test_old_dockerfile_unpinned_and_unlisted(self):
+        text = (HERE / "fixtures" / "Dockerfile-before-issue13").read_text()
+        bases = supply.dockerfile_bases(text)
+        self.assertEqual(bases, ["rust:${RUST_VERSION}-slim-${DEBIAN_SUITE}", "gcr.io/distroless/cc-debian12:nonroot"])
+        problems, _ = supply.check_image_pins({"Dockerfile": bases}, {})
+        self.assertEqual(len(problems), 2)
+        self.assertTrue(all("is not pinned by digest" in p for p in problems))
+
+    def test_pending_list_must_shrink(self):
+        pinned = f"redis:7.4.6-bookworm@{self.DIGEST}"
+        problems, notes = supply.check_image_pins(
+            {"compose": [pinned, "postgres:17"]}, {"redis:7.4.6-bookworm": "x", "gone:1": "y"})
+        self.assertIn(f"compose: {pinned} is pinned now: remove redis:7.4.6-bookworm from the pending list", problems)
+        self.assertIn("pending list: gone:1 is used nowhere: remove it", problems)
+        self.assertIn("compose: postgres:17 is not pinned by digest (image@sha256:<digest>, tag as a comment)", problems)
+        self.assertEqual(supply.check_image_pins({"d": [f"x:1@{self.DIGEST}"]}, {}), ([], []))
+
+    def test_stage_references_are_not_bases(self):
+        text = f"FROM --platform=$BUILDPLATFORM rust:1@{self.DIGEST} AS a\nFROM a AS b\nFROM b\n"
+        self.assertEqual(supply.dockerfile_bases(text), [f"rust:1@{self.DIGEST}"])
+
+    def test_old_defaults_point_at_unpublished_tags(self):
+        old_cd = supply.load_workflow(HERE / "fixtures" / "cd-before-issue13.yml")
+        old_compose = (HERE / "fixtures" / "compose-images-before-issue13.txt").read_text()
+        values = yaml.safe_load((ROOT / "helm/grodt/values.yaml").read_text())
+        chart = yaml.safe_load((ROOT / "helm/grodt/Chart.yaml").read_text())
+        problems = supply.check_image_defaults(old_cd, old_compose, values, chart, "0.1.0")
+        self.assertIn("cd.yml: images are not tagged with the version 0.1.0 (workspace version)", problems)
+        self.assertTrue(any("helm: default image tag '0.1.0' is never published" in p for p in problems), problems)
+        self.assertTrue(any("compose: grodt-risk defaults to tag 'latest', never published" in p for p in problems))
+        # The new CD with the old Compose: only Compose is wrong.
+        new_cd = supply.load_workflow(ROOT / ".github/workflows/cd.yml")
+        problems = supply.check_image_defaults(new_cd, old_compose, values, chart, "0.1.0")
+        self.assertTrue(problems and all(p.startswith("compose:") and "'latest'" in p for p in problems), problems)
+
+    def test_version_drift_is_reported(self):
+        cd = supply.load_workflow(ROOT / ".github/workflows/cd.yml")
+        compose = (ROOT / "compose/docker-compose.yml").read_text()
+        values = yaml.safe_load((ROOT / "helm/grodt/values.yaml").read_text())
+        chart = yaml.safe_load((ROOT / "helm/grodt/Chart.yaml").read_text())
+        self.assertEqual(supply.check_image_defaults(cd, compose, values, chart, "0.1.0"), [])
+        problems = supply.check_image_defaults(cd, compose, values, chart, "0.2.0")
+        self.assertIn("Chart.yaml appVersion '0.1.0' != workspace version '0.2.0'", problems)
+        self.assertTrue(any("compose: grodt-cli defaults to tag '0.1.0', never published" in p for p in problems))
+
+    def test_release_profile(self):
+        old = (HERE / "fixtures" / "cargo-release-profile-before-issue13.toml").read_text()
+        self.assertEqual(len(supply.release_profile(old)), 2)
+        self.assertEqual(supply.release_profile((ROOT / "Cargo.toml").read_text()), [])
+
+    def test_dependabot_covers_every_pin(self):
+        doc = yaml.safe_load((ROOT / ".github/dependabot.yml").read_text())
+        self.assertEqual(supply.check_dependabot(doc), [])
+        doc["updates"] = [u for u in doc["updates"] if u["package-ecosystem"] != "docker"]
+        self.assertEqual(supply.check_dependabot(doc), ["dependabot.yml: no docker updates for /deploy/docker"])
 
 
 class OtlpSink(unittest.TestCase):
