@@ -19,6 +19,10 @@ for. Subcommands (each exits 1 with one line per violation):
                                     CI checks metric names against a live scrape
   pins                              every base/third-party image pinned by digest or listed
                                     in deploy/pins-pending.txt (listed ones printed)
+  scrape-alerts                     every job of prometheus.yml has an up == 0 and an
+                                    absent(up{job=...}) alert
+  alertmanager [CONFIG]             routing to webhook and email, inhibition of symptoms
+                                    while a target is down
   images                            Compose and Helm default image tags are tags CD
                                     publishes; release profile strips and uses thin LTO
 """
@@ -36,11 +40,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grodt_services import SERVICES, check_against_conventions  # noqa: E402
 import check_supply_chain as supply  # noqa: E402
+import check_alerting as alerting  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BY_NAME = {s.name: s for s in SERVICES}
 APP_UID = "65532"
 PUBLISHED_OK = {s.name for s in SERVICES if s.name != "backtest-worker"} | {"grafana", "jaeger"}
+# Alertmanager reaches its receivers through the frontend network, publishes nothing.
 BACKEND_ONLY = {"postgres", "redis", "prometheus", "migrate", "backtest-worker"}
 SECRET_LIKE = re.compile(r"(password|passwd|secret)\s*[=:]\s*\S|://[^/@\s:]+:[^/@\s]+@", re.I)
 
@@ -279,6 +285,41 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
     problems += check_scraping(env, docs)
     problems += check_helm_redis_config(env, docs)
     problems += check_smoke_test(env, docs)
+    problems += check_chart_observability(env, docs)
+    return problems
+
+
+def check_chart_observability(env: str, docs: list[dict], root: Path = ROOT) -> list[str]:
+    """Where the Prometheus Operator scrapes (ServiceMonitors), the chart also
+    ships deploy/'s rules as a PrometheusRule and deploy/'s dashboards as
+    sidecar ConfigMaps, equal in content to the files Compose uses."""
+    problems = []
+    operator = any(d.get("kind") == "ServiceMonitor" for d in docs)
+    want_groups = []
+    for path in sorted((root / "deploy/prometheus/rules").glob("*.yml")):
+        want_groups += (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("groups", [])
+    rules = [d for d in docs if d.get("kind") == "PrometheusRule"]
+    if operator and not rules:
+        problems.append(f"helm {env}: ServiceMonitors but no PrometheusRule: the operator's Prometheus "
+                        f"evaluates no GRODT alert")
+    for r in rules:
+        got = sorted(r["spec"].get("groups", []), key=lambda g: g["name"])
+        if got != sorted(want_groups, key=lambda g: g["name"]):
+            names = sorted(g["name"] for g in got)
+            problems.append(f"helm {env}: PrometheusRule {r['metadata']['name']} groups {names} are not "
+                            f"deploy/prometheus/rules (run scripts/deploy-tools/sync-chart-files.py)")
+    want_dash = {p.name: json.loads(p.read_text(encoding="utf-8"))
+                 for p in sorted((root / "deploy/grafana/dashboards").glob("*.json"))}
+    got_dash = {}
+    for d in docs:
+        if d.get("kind") == "ConfigMap" and "grafana_dashboard" in d["metadata"].get("labels", {}):
+            for k, v in (d.get("data") or {}).items():
+                got_dash[k] = json.loads(v)
+    if operator and not got_dash:
+        problems.append(f"helm {env}: no dashboard ConfigMaps (label grafana_dashboard) for the Grafana sidecar")
+    elif got_dash and got_dash != want_dash:
+        problems.append(f"helm {env}: dashboard ConfigMaps {sorted(got_dash)} differ from "
+                        f"deploy/grafana/dashboards {sorted(want_dash)}")
     return problems
 
 
@@ -640,6 +681,14 @@ def main() -> int:
         problems += supply.check_dependabot(yaml.safe_load((ROOT / ".github/dependabot.yml").read_text(encoding="utf-8")))
         for n in notes:
             print(f"check-policy: {n}")
+    elif cmd == "scrape-alerts" and len(sys.argv) == 2:
+        problems = alerting.check_scrape_alerts(ROOT / "deploy/prometheus/prometheus.yml",
+                                                ROOT / "deploy/prometheus/rules")
+    elif cmd == "alertmanager" and len(sys.argv) in (2, 3):
+        path = Path(sys.argv[2]) if len(sys.argv) == 3 else ROOT / "deploy/alertmanager/alertmanager.yml"
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+        problems = alerting.check_alertmanager(config, alerting.alert_rules(ROOT / "deploy/prometheus/rules"),
+                                               alerting.expected_alerts(ROOT / "deploy/prometheus/tests"))
     elif cmd == "images" and len(sys.argv) == 2:
         problems = check_images()
     elif cmd == "compose" and len(sys.argv) == 4:

@@ -35,6 +35,8 @@ def load(name: str):
 
 names = load("check-metric-names")
 import check_supply_chain as supply  # noqa: E402
+import check_alerting as alerting  # noqa: E402
+sync = load("sync-chart-files")
 history = load("helm_history")
 policy = load("check-policy")
 sink = load("otlp-sink")
@@ -836,6 +838,126 @@ class ImagePinsAndTags(unittest.TestCase):
         self.assertEqual(supply.check_dependabot(doc), [])
         doc["updates"] = [u for u in doc["updates"] if u["package-ecosystem"] != "docker"]
         self.assertEqual(supply.check_dependabot(doc), ["dependabot.yml: no docker updates for /deploy/docker"])
+
+
+class Alerting(unittest.TestCase):
+    """Issue 13 part 4: every job alerted on, Alertmanager routing and inhibition."""
+
+    RULES = ROOT / "deploy/prometheus/rules"
+    PROM = ROOT / "deploy/prometheus/prometheus.yml"
+    AM = ROOT / "deploy/alertmanager/alertmanager.yml"
+
+    def am_problems(self, config):
+        return alerting.check_alertmanager(config, alerting.alert_rules(self.RULES),
+                                           alerting.expected_alerts(ROOT / "deploy/prometheus/tests"))
+
+    def test_committed_files_pass(self):
+        self.assertEqual(alerting.check_scrape_alerts(self.PROM, self.RULES), [])
+        self.assertEqual(self.am_problems(yaml.safe_load(self.AM.read_text())), [])
+
+    def test_old_rules_leave_jobs_without_alerts(self):
+        # The rules before the fix: service-alerts.yml's up{job=~"grodt-.+"} == 0 only.
+        with tempfile.TemporaryDirectory() as d:
+            for f in self.RULES.glob("*.yml"):
+                if f.name != "target-alerts.yml":
+                    (Path(d) / f.name).write_text(f.read_text())
+            problems = alerting.check_scrape_alerts(HERE / "fixtures" / "prometheus-before-issue13.yml", Path(d))
+        self.assertIn('job prometheus: no alert on up{job="prometheus"} == 0 (a dead target pages nobody)', problems)
+        self.assertIn('job grodt-backtest-worker: no alert on absent(up{job="grodt-backtest-worker"}) '
+                      '(a job whose targets vanish pages nobody)', problems)
+        self.assertFalse(any("grodt-risk: no alert on up" in p for p in problems))
+
+    def test_a_new_job_needs_its_alerts(self):
+        with tempfile.TemporaryDirectory() as d:
+            config = yaml.safe_load(self.PROM.read_text())
+            config["scrape_configs"].append({"job_name": "grodt-new", "static_configs": [{"targets": ["n:1"]}]})
+            (Path(d) / "p.yml").write_text(yaml.safe_dump(config))
+            problems = alerting.check_scrape_alerts(Path(d) / "p.yml", self.RULES)
+        # GrodtServiceDown's regex covers it; absent() must name it.
+        self.assertEqual(problems, ['job grodt-new: no alert on absent(up{job="grodt-new"}) '
+                                    '(a job whose targets vanish pages nobody)'])
+
+    def test_no_alertmanager_is_reported(self):
+        self.assertEqual(self.am_problems(None),
+                         ["no Alertmanager configuration (deploy/alertmanager/alertmanager.yml): alerts reach nobody"])
+
+    def test_routing(self):
+        config = yaml.safe_load(self.AM.read_text())
+        self.assertEqual(alerting.route_receivers(config["route"], {"severity": "critical"}), ["oncall"])
+        self.assertEqual(alerting.route_receivers(config["route"], {"severity": "info"}), ["team-webhook"])
+
+    def test_violations_are_reported(self):
+        def receiver(c, name):
+            return next(r for r in c["receivers"] if r["name"] == name)
+
+        mutations = {
+            "a critical alert reaches ['oncall'] with ['webhook_configs'], wants ['email_configs', 'webhook_configs']":
+                lambda c: receiver(c, "oncall").pop("email_configs"),
+            "no inhibit rule has GrodtServiceDown as its source": lambda c: c.pop("inhibit_rules"),
+            "GrodtHighLatency (a symptom of its service) is not inhibited while GrodtServiceDown fires":
+                lambda c: c["inhibit_rules"][0].update(
+                    target_matchers=['alertname=~"GrodtServiceNotReady|GrodtHighErrorRate|GrodtConsumerGroupLag'
+                                     '|GrodtBacktestQueueBacklog"']),
+            "has no `equal`: one dead service silences all": lambda c: c["inhibit_rules"][0].pop("equal"),
+            "fires without ['instance']": lambda c: c["inhibit_rules"][0].update(equal=["instance"]),
+            "the inhibit rule's targets include the cause": lambda c: c["inhibit_rules"][0].update(
+                target_matchers=['alertname=~"Grodt.*"']),
+        }
+        base = yaml.safe_load(self.AM.read_text())
+        for needle, mutate in mutations.items():
+            with self.subTest(needle=needle):
+                config = copy.deepcopy(base)
+                mutate(config)
+                problems = self.am_problems(config)
+                self.assertTrue(any(needle in p for p in problems), problems)
+
+
+class ChartObservability(unittest.TestCase):
+    def test_old_prod_chart_shipped_no_rules_or_dashboards(self):
+        problems = policy.check_chart_observability("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        self.assertEqual(problems, [
+            "helm prod: ServiceMonitors but no PrometheusRule: the operator's Prometheus evaluates no GRODT alert",
+            "helm prod: no dashboard ConfigMaps (label grafana_dashboard) for the Grafana sidecar"])
+
+    def test_rendered_rules_and_dashboards_are_deploys(self):
+        docs = render_chart("prod")
+        self.assertEqual(policy.check_chart_observability("prod", docs), [])
+        rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+        self.assertEqual(rule["metadata"]["labels"]["release"], "kube-prometheus-stack")
+        alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+        self.assertIn("GrodtScrapeTargetMissing", alerts)
+        cms = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+        self.assertEqual(sorted(k for c in cms for k in c["data"]), ["research.json", "system.json", "trading.json"])
+
+    def test_drift_is_reported(self):
+        base = render_chart("prod")
+        docs = copy.deepcopy(base)
+        next(d for d in docs if d["kind"] == "PrometheusRule")["spec"]["groups"].pop()
+        self.assertTrue(any("are not deploy/prometheus/rules" in p
+                            for p in policy.check_chart_observability("prod", docs)))
+        docs = copy.deepcopy(base)
+        cm = next(d for d in docs if d["kind"] == "ConfigMap" and "system.json" in d.get("data", {}))
+        cm["data"]["system.json"] = json.dumps({**json.loads(cm["data"]["system.json"]), "title": "hand-edited"})
+        self.assertTrue(any("differ from deploy/grafana/dashboards" in p
+                            for p in policy.check_chart_observability("prod", docs)))
+
+    def test_sync_check_catches_a_hand_edited_copy(self):
+        self.assertEqual(sync.differences(), [])
+        with tempfile.TemporaryDirectory() as d:
+            src, dst = Path(d) / "src", Path(d) / "dst"
+            src.mkdir()
+            dst.mkdir()
+            (src / "a.json").write_text("{}")
+            (dst / "a.json").write_text('{"edited": 1}')
+            (dst / "stale.json").write_text("{}")
+            old_root = sync.ROOT
+            sync.ROOT = Path(d)
+            try:
+                problems = sync.differences([(src, "*.json", dst)])
+            finally:
+                sync.ROOT = old_root
+        self.assertEqual(problems, ["dst/a.json differs from its source in deploy/",
+                                    "dst/stale.json has no source in deploy/ (remove it)"])
 
 
 class OtlpSink(unittest.TestCase):
