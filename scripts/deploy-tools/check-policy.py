@@ -20,7 +20,7 @@ for. Subcommands (each exits 1 with one line per violation):
   pins                              every base/third-party image pinned by digest or listed
                                     in deploy/pins-pending.txt (listed ones printed)
   scrape-alerts                     every job of prometheus.yml has an up == 0 and an
-                                    absent(up{job=...}) alert
+                                    absent(up{job=...}) alert; no target in two jobs
   alertmanager [CONFIG]             routing to webhook and email, inhibition of symptoms
                                     while a target is down
   images                            Compose and Helm default image tags are tags CD
@@ -647,12 +647,13 @@ def image_refs(root: Path = ROOT, dockerfile: Path | None = None) -> dict[str, l
     ci = supply.load_workflow(root / ".github/workflows/ci.yml")
     services = sorted({svc["image"] for job in ci.get("jobs", {}).values()
                        for svc in (job.get("services") or {}).values() if svc.get("image")})
+    services += supply.docker_run_images(ci)
     return {
         str(dockerfile.relative_to(root)) if dockerfile.is_relative_to(root) else dockerfile.name:
             supply.dockerfile_bases(dockerfile.read_text(encoding="utf-8")),
         "compose/docker-compose.yml": supply.compose_third_party_images(compose),
         "helm/grodt/values.yaml": [values["jaeger"]["image"]],
-        ".github/workflows/ci.yml services": services,
+        ".github/workflows/ci.yml services and docker run": services,
     }
 
 
@@ -684,6 +685,7 @@ def main() -> int:
     elif cmd == "scrape-alerts" and len(sys.argv) == 2:
         problems = alerting.check_scrape_alerts(ROOT / "deploy/prometheus/prometheus.yml",
                                                 ROOT / "deploy/prometheus/rules")
+        problems += alerting.check_unique_targets(ROOT / "deploy/prometheus/prometheus.yml")
     elif cmd == "alertmanager" and len(sys.argv) in (2, 3):
         path = Path(sys.argv[2]) if len(sys.argv) == 3 else ROOT / "deploy/alertmanager/alertmanager.yml"
         config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None

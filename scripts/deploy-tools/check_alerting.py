@@ -67,6 +67,22 @@ def check_scrape_alerts(prometheus_yml: Path, rules_dir: Path) -> list[str]:
     return problems
 
 
+def check_unique_targets(prometheus_yml: Path) -> list[str]:
+    """No target is scraped by two jobs (static targets and DNS names with
+    their port): each series would be stored twice and every sum() doubled."""
+    config = yaml.safe_load(prometheus_yml.read_text(encoding="utf-8"))
+    seen: dict[str, str] = {}
+    problems = []
+    for job in config.get("scrape_configs", []):
+        targets = [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
+        targets += [f"{n}:{sd.get('port')}" for sd in job.get("dns_sd_configs", []) for n in sd.get("names", [])]
+        for t in targets:
+            if t in seen and seen[t] != job["job_name"]:
+                problems.append(f"{prometheus_yml.name}: {t} is scraped by jobs {seen[t]} and {job['job_name']}")
+            seen.setdefault(t, job["job_name"])
+    return problems
+
+
 # ---- Alertmanager --------------------------------------------------------------
 
 def parse_matcher(text: str) -> tuple[str, str, str]:

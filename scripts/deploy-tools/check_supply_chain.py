@@ -176,6 +176,22 @@ def dockerfile_bases(text: str) -> list[str]:
     return bases
 
 
+def docker_run_images(wf: dict) -> list[str]:
+    """Images of `docker run` commands in a workflow's run steps."""
+    out = []
+    for job in (wf.get("jobs") or {}).values():
+        for s in _steps(job):
+            for m in re.finditer(r"docker run\b(.*)", " ".join(str(s.get("run", "")).split())):
+                tokens = m.group(1).split()
+                i = 0
+                while i < len(tokens) and tokens[i].startswith("-"):
+                    # options with a separate value: -v X, -e X, -w X, --name X, ...
+                    i += 1 if "=" in tokens[i] or tokens[i] in ("--rm", "-t", "-i", "-it", "--init") else 2
+                if i < len(tokens):
+                    out.append(tokens[i].strip("'\""))
+    return out
+
+
 def compose_third_party_images(config: dict) -> list[str]:
     return sorted({s["image"] for s in config.get("services", {}).values()
                    if s.get("image") and "/grodt-" not in s["image"]})

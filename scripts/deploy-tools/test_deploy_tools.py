@@ -817,6 +817,12 @@ class ImagePinsAndTags(unittest.TestCase):
         self.assertIn("compose: postgres:17 is not pinned by digest (image@sha256:<digest>, tag as a comment)", problems)
         self.assertEqual(supply.check_image_pins({"d": [f"x:1@{self.DIGEST}"]}, {}), ([], []))
 
+    def test_docker_run_images_are_found(self):
+        wf = supply.load_workflow(HERE / "fixtures" / "ci-before-issue13.yml")
+        self.assertEqual(supply.docker_run_images(wf), ["ghcr.io/gitleaks/gitleaks:v8.28.0"])
+        wf = {"jobs": {"j": {"steps": [{"run": "docker run --rm -e A=1 -v \"$PWD:/x\" --name n alpine:3 true"}]}}}
+        self.assertEqual(supply.docker_run_images(wf), ["alpine:3"])
+
     def test_stage_references_are_not_bases(self):
         text = f"FROM --platform=$BUILDPLATFORM rust:1@{self.DIGEST} AS a\nFROM a AS b\nFROM b\n"
         self.assertEqual(supply.dockerfile_bases(text), [f"rust:1@{self.DIGEST}"])
@@ -893,6 +899,19 @@ class Alerting(unittest.TestCase):
         # GrodtServiceDown's regex covers it; absent() must name it.
         self.assertEqual(problems, ['job grodt-new: no alert on absent(up{job="grodt-new"}) '
                                     '(a job whose targets vanish pages nobody)'])
+
+    def test_a_target_in_two_jobs_is_reported(self):
+        self.assertEqual(alerting.check_unique_targets(self.PROM), [])
+        with tempfile.TemporaryDirectory() as d:
+            config = yaml.safe_load(self.PROM.read_text())
+            config["scrape_configs"].append({"job_name": "risk-again", "static_configs": [{"targets": ["risk:9104"]}]})
+            config["scrape_configs"].append({"job_name": "workers-again", "static_configs": [
+                {"targets": ["backtest-worker:9106"]}]})
+            (Path(d) / "prometheus.yml").write_text(yaml.safe_dump(config))
+            problems = alerting.check_unique_targets(Path(d) / "prometheus.yml")
+        self.assertEqual(problems, ["prometheus.yml: risk:9104 is scraped by jobs grodt-risk and risk-again",
+                                    "prometheus.yml: backtest-worker:9106 is scraped by jobs grodt-backtest-worker "
+                                    "and workers-again"])
 
     def test_no_alertmanager_is_reported(self):
         self.assertEqual(self.am_problems(None),
