@@ -286,6 +286,26 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
     problems += check_helm_redis_config(env, docs)
     problems += check_smoke_test(env, docs)
     problems += check_chart_observability(env, docs)
+    problems += check_helm_jaeger(env, docs)
+    return problems
+
+
+def check_helm_jaeger(env: str, docs: list[dict]) -> list[str]:
+    """The chart's own Jaeger (when rendered): probes, a memory limit and a
+    bounded in-memory store (MEMORY_MAX_TRACES)."""
+    dep = next((d for d in docs if d.get("kind") == "Deployment"
+                and d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "jaeger"), None)
+    if dep is None:
+        return []
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    problems = []
+    if not c.get("readinessProbe") or not c.get("livenessProbe"):
+        problems.append(f"helm {env}: jaeger needs readiness and liveness probes")
+    if not c.get("resources", {}).get("limits", {}).get("memory"):
+        problems.append(f"helm {env}: jaeger has no memory limit")
+    env_vars = {e["name"]: e.get("value") for e in c.get("env", [])}
+    if not str(env_vars.get("MEMORY_MAX_TRACES", "")).isdigit():
+        problems.append(f"helm {env}: jaeger's in-memory store is unbounded (no MEMORY_MAX_TRACES)")
     return problems
 
 

@@ -490,6 +490,16 @@ class Resilience(unittest.TestCase):
                 problems = policy.check_helm("prod", docs)
                 self.assertTrue(any(needle in p for p in problems), problems)
 
+    def test_helm_jaeger_is_bounded(self):
+        docs = [d for d in yaml.safe_load_all((check_tmp() / "helm-dev.yaml").read_text()) if d]
+        self.assertEqual(policy.check_helm_jaeger("dev", docs), [])
+        jaeger = policy._deployment(docs, "jaeger")["spec"]["template"]["spec"]["containers"][0]
+        jaeger["env"] = [e for e in jaeger["env"] if e["name"] != "MEMORY_MAX_TRACES"]
+        jaeger.pop("livenessProbe")
+        self.assertEqual(policy.check_helm_jaeger("dev", docs), [
+            "helm dev: jaeger needs readiness and liveness probes",
+            "helm dev: jaeger's in-memory store is unbounded (no MEMORY_MAX_TRACES)"])
+
     def test_old_compose_is_reported(self):
         # `docker compose -f docker-compose.yml -f docker-compose.prod.yml config --format json` before the fix.
         old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
