@@ -423,10 +423,12 @@ def check_single_writers(env: str, docs: list[dict]) -> list[str]:
 
 
 def check_worker_grace(env: str, docs: list[dict]) -> list[str]:
-    """A backtest worker is given at least its job timeout to finish the running
-    job: pod terminationGracePeriodSeconds >= the declared timeout
-    (grodt.io/job-timeout-seconds), and the kit's shutdown grace covers the
-    timeout but ends before Kubernetes' SIGKILL."""
+    """A backtest worker's termination grace is at least its job timeout: pod
+    terminationGracePeriodSeconds >= the declared timeout
+    (grodt.io/job-timeout-seconds), and the kit's shutdown grace (how long it
+    lets in-flight calls run after SIGTERM) covers the timeout but ends before
+    Kubernetes' SIGKILL. (Stream jobs are not drained by the worker yet; they
+    are redelivered. That is the worker's code, not checked here.)"""
     dep = _deployment(docs, "backtest-worker")
     if dep is None:
         return []
