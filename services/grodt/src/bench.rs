@@ -317,3 +317,325 @@ mod tests {
         assert_eq!(Percentiles::of(Vec::new()).n, 0);
     }
 }
+
+/// Options of `grodt bench latency`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LatencyOptions {
+    /// Redis (loopback); every run uses its own key prefix.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Postgres server (the run creates and drops its own database).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub database_url: String,
+    /// Bars per second, open loop.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u32,
+    /// Seconds of bars.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Leading seconds left out of the figures (connections, caches).
+    #[arg(long, default_value_t = 5)]
+    pub warmup: u64,
+    /// Only the bare relay chain (no services).
+    #[arg(long)]
+    pub relay_only: bool,
+}
+
+/// Hops of the pipeline's decision path: bars -> execution -> report ->
+/// strategy -> intent -> risk -> order -> execution -> report.
+pub const PIPELINE_HOPS: usize = 4;
+
+/// Runs the benchmark and renders its report.
+///
+/// # Errors
+/// Setup failures, or a chain that lost bars.
+pub async fn latency(o: &LatencyOptions) -> Result<String, BenchError> {
+    let mut out = format!(
+        "latency at {} bars/s for {} s (first {} s left out), loopback Redis\n",
+        o.rate, o.seconds, o.warmup
+    );
+    let relay = relay(&o.redis_url, PIPELINE_HOPS, o.rate, o.seconds, o.warmup).await?;
+    out.push_str(&format!(
+        "  relay chain, {PIPELINE_HOPS} hops (read, publish, ack):   {}\n",
+        relay.render()
+    ));
+    if !o.relay_only {
+        let p = pipeline::run(o).await?;
+        out.push_str(&format!(
+            "  pipeline, bar -> its fill published (1 hop):        {}\n",
+            p.bar_to_fill.render()
+        ));
+        out.push_str(&format!(
+            "  pipeline, bar -> its order on the venue ({PIPELINE_HOPS} hops): {}\n",
+            p.bar_to_order.render()
+        ));
+        let ratio = |a: u64, b: u64| {
+            if b == 0 {
+                f64::NAN
+            } else {
+                a as f64 / b as f64
+            }
+        };
+        out.push_str(&format!(
+            "  pipeline / relay: p50 {:.2}x, p99 {:.2}x, p99.9 {:.2}x\n",
+            ratio(p.bar_to_order.p50, relay.p50),
+            ratio(p.bar_to_order.p99, relay.p99),
+            ratio(p.bar_to_order.p999, relay.p999)
+        ));
+    }
+    Ok(out)
+}
+
+/// The pipeline chain: execution, strategy and risk in this process over
+/// Redis (a fresh key prefix) and Postgres (a fresh database).
+mod pipeline {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use async_trait::async_trait;
+    use grodt_bus::consumer::{Handler, HandlerError};
+    use grodt_bus::{Delivery, Envelope, StreamName};
+    use grodt_core::Decimal;
+    use grodt_kit::{Infra, Server};
+    use grodt_paper::instruments::{InstrumentSpec, Instruments};
+    use grodt_proto::topic::{self, Outgoing, Topic};
+    use grodt_proto::v1;
+    use tokio::sync::{mpsc, watch};
+
+    use super::{BenchError, LatencyOptions, Percentiles, Schedule, consumer, name, produce};
+
+    /// The two figures of the pipeline.
+    pub struct Figures {
+        /// Bar due -> the fill it caused published.
+        pub bar_to_fill: Percentiles,
+        /// Bar due -> the order decided on it accepted by the venue.
+        pub bar_to_order: Percentiles,
+    }
+
+    const SYMBOL: &str = "LAT";
+    /// 2024-01-01T00:00:00Z; bar k opens k minutes later.
+    const BASE_NS: i64 = 1_704_067_200_000_000_000;
+    const MINUTE_NS: i64 = 60_000_000_000;
+
+    fn bar_index(ts: Option<&prost_types::Timestamp>) -> Option<u64> {
+        let t = ts?;
+        let ns = t.seconds.checked_mul(1_000_000_000)? + i64::from(t.nanos);
+        u64::try_from((ns - BASE_NS) / MINUTE_NS).ok()
+    }
+
+    /// A zigzag: closes alternate 100.00 and 101.00, so an SMA(1)/SMA(2)
+    /// crossover turns on every bar and the strategy orders on every bar.
+    fn bar(k: u64) -> Envelope {
+        let up = k % 2 == 1;
+        let (open, close) = if up { ("100", "101") } else { ("101", "100") };
+        let d = |v: &str| Some(v1::Decimal { value: v.into() });
+        let ts_ns = BASE_NS + i64::try_from(k).unwrap_or(i64::MAX / MINUTE_NS) * MINUTE_NS;
+        let event = v1::BarEvent {
+            bar: Some(v1::Bar {
+                symbol: SYMBOL.into(),
+                timeframe: v1::Timeframe::Minute1 as i32,
+                timestamp: Some(prost_types::Timestamp {
+                    seconds: ts_ns.div_euclid(1_000_000_000),
+                    nanos: 0,
+                }),
+                open: d(open),
+                high: d("101.5"),
+                low: d("99.5"),
+                close: d(close),
+                volume: d("1000"),
+            }),
+            dataset_id: String::new(),
+            replay_id: "bench".into(),
+        };
+        let out = Outgoing::new(&event);
+        Envelope::new(out.event_type(), chrono::Utc::now(), out.payload())
+    }
+
+    /// Which bar a fill or an accepted order belongs to.
+    enum Sample {
+        Fill(u64),
+        Order(u64),
+    }
+
+    struct Watch {
+        tx: mpsc::UnboundedSender<(Sample, Instant)>,
+    }
+
+    #[async_trait]
+    impl Handler for Watch {
+        async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+            let now = Instant::now();
+            let ty = &d.envelope.event_type;
+            let payload = d.envelope.payload.as_ref();
+            if let Ok(f) = topic::decode::<v1::FillEvent>(ty, payload) {
+                // The fill happened in bar k: it was published once bar k arrived.
+                if let Some(k) = f.fill.as_ref().and_then(|f| bar_index(f.filled_at.as_ref())) {
+                    let _ = self.tx.send((Sample::Fill(k), now));
+                }
+            } else if let Ok(r) = topic::decode::<v1::ExecutionReportEvent>(ty, payload)
+                && r.bar.is_none()
+            {
+                for u in &r.updates {
+                    if let Some(v1::execution_update::Update::Order(o)) = &u.update
+                        && o.status == v1::OrderStatus::Accepted as i32
+                        && let Some(k) = bar_index(o.created_at.as_ref())
+                    {
+                        let _ = self.tx.send((Sample::Order(k), now));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn local(mut common: grodt_kit::CommonConfig) -> grodt_kit::CommonConfig {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        common.grpc.addr = any;
+        common.http.addr = any;
+        common
+    }
+
+    async fn servers(infra: &Infra) -> Result<Vec<Server>, BenchError> {
+        let setup = |e: grodt_kit::KitError| BenchError::Setup(e.to_string());
+        let mut instruments = Instruments::default();
+        instruments.symbols.insert(
+            SYMBOL.into(),
+            InstrumentSpec {
+                price_precision: 2,
+                size_precision: 0,
+            },
+        );
+        let capital = Decimal::from(1_000_000_000_i64);
+        let mut exec = grodt_execution::defaults_with_settings();
+        exec.common = local(exec.common);
+        exec.service.instruments = instruments.clone();
+        exec.service.venue.starting_cash = capital;
+        let mut strat = grodt_strategy::defaults_with_settings();
+        strat.common = local(strat.common);
+        strat.service.instruments = instruments;
+        strat.service.instances = vec![grodt_strategy::InstanceConfig {
+            instance_id: "bench".into(),
+            strategy_name: "sma_cross".into(),
+            params: BTreeMap::from([
+                ("fast".to_owned(), "1".to_owned()),
+                ("slow".to_owned(), "2".to_owned()),
+            ]),
+            symbols: vec![SYMBOL.into()],
+            timeframe: "1m".into(),
+            allowed_regimes: Vec::new(),
+            capital,
+            start: true,
+        }];
+        let mut risk = grodt_risk::defaults_with_settings();
+        risk.common = local(risk.common);
+        risk.service.initial_equity = capital;
+        let servers = vec![
+            grodt_execution::build_with_settings(exec, infra.clone())
+                .await
+                .map_err(setup)?,
+            grodt_risk::build_with_settings(risk, infra.clone())
+                .await
+                .map_err(setup)?,
+            grodt_strategy::build_with_settings(strat, infra.clone())
+                .await
+                .map_err(setup)?,
+        ];
+        Ok(servers)
+    }
+
+    /// Runs the pipeline chain.
+    pub async fn run(o: &LatencyOptions) -> Result<Figures, BenchError> {
+        let db = grodt_store::testing::TestDb::postgres_at(&o.database_url).await;
+        let prefix = format!("bench-pipe-{}:", uuid::Uuid::now_v7().simple());
+        let bus = super::redis(&o.redis_url, &prefix).await?;
+        let infra = Infra {
+            bus: bus.clone(),
+            store: db.store().clone(),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for stream in [
+            <v1::FillEvent as Topic>::STREAM,
+            <v1::ExecutionReportEvent as Topic>::STREAM,
+        ] {
+            let stream = name(StreamName::parse, stream)?;
+            let c = consumer(
+                bus.clone(),
+                Arc::new(Watch { tx: tx.clone() }),
+                &stream,
+                &format!("bench-{}", stream.as_str().replace('.', "-")),
+            )?;
+            c.ensure_group()
+                .await
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = c
+                    .run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }));
+        }
+        for server in servers(&infra).await? {
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = server
+                    .run_until_stopped(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }));
+        }
+        // Let the consumers create their groups before the first bar.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let count = u64::from(o.rate) * o.seconds;
+        let schedule = Schedule::new(o.rate);
+        let bars = name(StreamName::parse, <v1::BarEvent as Topic>::STREAM)?;
+        let producer = tokio::spawn(produce(bus.clone(), bars, schedule, count, bar));
+        let skip = u64::from(o.rate) * o.warmup;
+        let (mut fills, mut orders) = (Vec::new(), Vec::new());
+        let (mut last_fill, mut last_order) = (0u64, 0u64);
+        let deadline = schedule.due(count) + Duration::from_secs(30);
+        // Bar 0 orders nothing (no crossover yet), bar count-1's order never fills.
+        while last_fill + 1 < count || last_order + 1 < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, rx.recv()).await {
+                Ok(Some((sample, at))) => {
+                    let (k, into, last) = match sample {
+                        Sample::Fill(k) => (k, &mut fills, &mut last_fill),
+                        Sample::Order(k) => (k, &mut orders, &mut last_order),
+                    };
+                    *last = (*last).max(k);
+                    if k >= skip {
+                        into.push(
+                            u64::try_from(at.saturating_duration_since(schedule.due(k)).as_micros())
+                                .unwrap_or(u64::MAX),
+                        );
+                    }
+                }
+                _ => break,
+            }
+        }
+        let _ = stop_tx.send(true);
+        let _ = producer.await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        let want = count.saturating_sub(skip).saturating_sub(1);
+        for (what, got) in [("fills", fills.len()), ("orders", orders.len())] {
+            if (got as u64) < want {
+                return Err(BenchError::Incomplete(format!(
+                    "pipeline: {got} {what} measured, {want} expected (the chain fell behind by more than 30 s)"
+                )));
+            }
+        }
+        Ok(Figures {
+            bar_to_fill: Percentiles::of(fills),
+            bar_to_order: Percentiles::of(orders),
+        })
+    }
+}

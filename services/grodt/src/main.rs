@@ -78,12 +78,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run one service as its own process, exactly as its own binary does
+    /// (configuration from config/ and GRODT_* variables, Redis and
+    /// Postgres): market-data, regime, strategy, risk, execution,
+    /// backtest-worker or optimizer.
+    Serve {
+        /// The service's name.
+        service: String,
+    },
+    /// Benchmarks (measurements, never tests; docs/performance.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Apply database migrations to `database.url` (GRODT_DATABASE__URL).
     Migrate {
         /// Overrides the configured database URL.
         #[arg(long)]
         database_url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Bar-to-fill and bar-to-order latency of the live pipeline over Redis
+    /// and Postgres, beside a bare relay chain of as many hops.
+    Latency(grodt::bench::LatencyOptions),
 }
 
 #[derive(Subcommand)]
@@ -108,6 +128,10 @@ enum DataCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve { service } = &cli.command {
+        // Each service's runner builds its own runtime, as its binary does.
+        return serve(service);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -142,6 +166,19 @@ fn main() -> ExitCode {
             Command::Migrate { database_url } => migrate(database_url).await,
             Command::Data { addr, command } => data(&addr, command).await,
             // CPU-bound on this (the main) thread, which blocks no executor worker.
+            Command::Serve { .. } => ExitCode::FAILURE,
+            Command::Bench {
+                command: BenchCommand::Latency(options),
+            } => match grodt::bench::latency(&options).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("grodt bench latency: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Backtest(options) => backtest(&options),
             Command::Paper(options) => match grodt::paper::command(&options).await {
                 Ok(text) => {
@@ -285,6 +322,54 @@ async fn data(addr: &str, command: DataCommand) -> ExitCode {
                 grodt::data::DataCliError::Usage { .. } => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
+        }
+    }
+}
+
+/// `grodt serve NAME`: one service, as its own binary runs it.
+fn serve(service: &str) -> ExitCode {
+    use grodt_kit::runner::run;
+    match service {
+        "market-data" => run(
+            grodt_market_data::NAME,
+            grodt_market_data::defaults(),
+            grodt_market_data::build,
+        ),
+        "regime" => run(
+            grodt_regime::NAME,
+            grodt_regime::defaults_with_settings(),
+            grodt_regime::build_with_settings,
+        ),
+        "strategy" => run(
+            grodt_strategy::NAME,
+            grodt_strategy::defaults(),
+            grodt_strategy::build,
+        ),
+        "risk" => run(
+            grodt_risk::NAME,
+            grodt_risk::defaults_with_settings(),
+            grodt_risk::build_with_settings,
+        ),
+        "execution" => run(
+            grodt_execution::NAME,
+            grodt_execution::defaults_with_settings(),
+            grodt_execution::build_with_settings,
+        ),
+        "backtest-worker" => run(
+            grodt_backtest_worker::NAME,
+            grodt_backtest_worker::defaults_with_settings(),
+            grodt_backtest_worker::build_with_settings,
+        ),
+        "optimizer" => run(
+            grodt_optimizer::NAME,
+            grodt_optimizer::defaults(),
+            grodt_optimizer::build,
+        ),
+        other => {
+            eprintln!(
+                "grodt serve: unknown service {other:?}: one of market-data, regime, strategy, risk, execution, backtest-worker, optimizer"
+            );
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }
