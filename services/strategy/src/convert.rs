@@ -359,17 +359,23 @@ pub fn order_state_from_proto(
     let created_ts = ts_from_proto("order.created_at", o.created_at.as_ref())?;
     let ts = ts_from_proto("order.updated_at", o.updated_at.as_ref())?;
     let ticket = spec_to_ticket(spec, inst, created_ts)?;
+    let status = status_from_proto(o.status)?;
+    let filled = qty("order.filled_quantity", o.filled_quantity.as_ref(), inst)?;
+    // The wire has no resolved total of an order sized by equity fraction
+    // or close_position: a FILLED order's total is what filled; a partly
+    // filled one's is unknown (the instance fails on it: docs/strategies.md).
     let quantity = match ticket.size {
         Size::Fixed(q) => Some(q),
+        _ if status == OrderStatus::Filled => Some(filled),
         _ => None,
     };
     let parent = (!o.parent_order_id.is_empty())
         .then(|| entry_of(&spec.client_order_id))
         .flatten();
     Ok(OrderState {
-        status: status_from_proto(o.status)?,
+        status,
         quantity,
-        filled: qty("order.filled_quantity", o.filled_quantity.as_ref(), inst)?,
+        filled,
         average_price: o
             .average_fill_price
             .as_ref()
