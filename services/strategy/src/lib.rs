@@ -344,6 +344,8 @@ pub async fn build_with_settings(
     )))
     .bind()
     .await?;
+    let (watcher, lag_stop) = (engine.clone(), stop_rx.clone());
+    tokio::spawn(async move { watcher.watch_lag(Duration::from_secs(5), lag_stop).await });
     for consumer in consumers {
         let mut stop_rx = stop_rx.clone();
         tokio::spawn(async move {

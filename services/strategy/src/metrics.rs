@@ -12,14 +12,16 @@ pub struct StrategyMetrics {
     pub instances: IntGaugeVec,
     /// Inputs handled, by `stream` (or `command`) and `outcome`.
     pub inputs: IntCounterVec,
-    /// Intents published, by `instance` and `side`.
+    /// Intents published, by `strategy` (instance id) and `side`.
     pub intents: IntCounterVec,
-    /// Cancellations decided (journaled, not carried by any event yet), by `instance`.
+    /// Cancellations decided (journaled, not carried by any event yet), by `strategy`.
     pub cancels: IntCounterVec,
-    /// Risk rejections received, by `instance`.
+    /// Risk rejections received, by `strategy`.
     pub rejections: IntCounterVec,
-    /// Bars shown to the strategy, by `instance` (rebuilt totals).
+    /// Bars shown to the strategy, by `strategy` (rebuilt totals).
     pub bars: IntGaugeVec,
+    /// Consumer-group lag per input stream.
+    pub lag: IntGaugeVec,
     /// One input from delivery to published.
     pub handling: Histogram,
     /// Journal entries replayed at start (or after a failed commit).
@@ -61,26 +63,34 @@ impl StrategyMetrics {
             &["stream", "outcome"],
         )?;
         let intents = counter(
-            "intents_total",
-            "order intents published (first publication), by instance and side",
-            &["instance", "side"],
+            "order_intents_total",
+            "order intents published (first publication), by strategy instance and side",
+            &["strategy", "side"],
         )?;
         let cancels = counter(
             "cancels_total",
             "cancellations decided by an instance (journaled; no event carries them yet)",
-            &["instance"],
+            &["strategy"],
         )?;
         let rejections = counter(
             "rejections_total",
             "ORDER_REJECTED risk events received for an instance's intents",
-            &["instance"],
+            &["strategy"],
         )?;
         let bars = IntGaugeVec::new(
             Opts::new(
                 metrics.name("bars_processed"),
                 "bars shown to the instance's strategy, over its symbols (rebuilt at start)",
             ),
-            &["instance"],
+            &["strategy"],
+        )
+        .map_err(m)?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                metrics.name("bus_consumer_lag_entries"),
+                "entries of a stream not yet delivered to the group (XINFO GROUPS lag)",
+            ),
+            &["stream", "group"],
         )
         .map_err(m)?;
         let handling = Histogram::with_opts(
@@ -110,6 +120,7 @@ impl StrategyMetrics {
         r.register(Box::new(cancels.clone())).map_err(m)?;
         r.register(Box::new(rejections.clone())).map_err(m)?;
         r.register(Box::new(bars.clone())).map_err(m)?;
+        r.register(Box::new(lag.clone())).map_err(m)?;
         r.register(Box::new(handling.clone())).map_err(m)?;
         r.register(Box::new(replayed.clone())).map_err(m)?;
         r.register(Box::new(replay_ms.clone())).map_err(m)?;
@@ -128,6 +139,7 @@ impl StrategyMetrics {
             cancels,
             rejections,
             bars,
+            lag,
             handling,
             replayed,
             replay_ms,

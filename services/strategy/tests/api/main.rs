@@ -180,7 +180,7 @@ async fn deploy_validates_and_is_idempotent_by_instance_id() {
         metric(&text, "grodt_strategy_instances{state=\"failed\"}"),
         Some(0.0)
     );
-    assert!(text.contains("grodt_strategy_intents_total{instance=\"sma-1\",side=\"buy\"} 0"));
+    assert!(text.contains("grodt_strategy_order_intents_total{side=\"buy\",strategy=\"sma-1\"} 0"));
     s.stop().await;
 }
 
@@ -246,7 +246,7 @@ async fn parity(env: &Env, bars_n: usize) {
     );
     let text = s.metrics().await;
     assert_eq!(
-        metric(&text, "grodt_strategy_bars_processed{instance=\"sma-1\"}"),
+        metric(&text, "grodt_strategy_bars_processed{strategy=\"sma-1\"}"),
         Some(bars.len() as f64)
     );
     println!(
@@ -486,7 +486,7 @@ async fn a_redelivered_report_republishes_the_same_intents_and_a_refusal_reaches
     assert_eq!(st.state, v1::InstanceState::Running as i32, "{}", st.error);
     let text = s.metrics().await;
     assert_eq!(
-        metric(&text, "grodt_strategy_rejections_total{instance=\"sma-1\"}"),
+        metric(&text, "grodt_strategy_rejections_total{strategy=\"sma-1\"}"),
         Some(1.0)
     );
     assert!(
