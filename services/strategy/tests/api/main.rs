@@ -543,3 +543,53 @@ async fn a_restart_rebuilds_every_instance_from_the_journal() {
     assert_eq!(s.state(INSTANCE).await.bars_processed, 800);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_regime_stream_sets_gated_and_repeats_are_not_journaled() {
+    let env = Env::embedded().await;
+    let (inst, _) = spy();
+    let mut s = env.spawn(settings(&inst)).await;
+    let mut r = deploy_request("gated-1", true);
+    r.allowed_regimes = vec![v1::Regime::TrendingUp as i32];
+    let i = s
+        .client
+        .deploy(r)
+        .await
+        .unwrap()
+        .into_inner()
+        .instance
+        .unwrap();
+    assert!(!i.gated, "unknown regime: not gated by the stream");
+    let regime = |r: v1::Regime| v1::RegimeEvent {
+        state: Some(v1::RegimeState {
+            symbol: "SPY".into(),
+            timeframe: v1::Timeframe::Day1 as i32,
+            regime: r as i32,
+            ..v1::RegimeState::default()
+        }),
+        previous: 0,
+        heartbeat: false,
+    };
+    let base = env.journaled().await;
+    let wait = |n: u64| {
+        let env = &env;
+        async move {
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            while env.journaled().await < n {
+                assert!(Instant::now() < deadline, "journal at {n}");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    };
+    helpers::publish(&*env.bus, &regime(v1::Regime::Ranging), None).await;
+    wait(base + 1).await;
+    assert!(s.state("gated-1").await.gated);
+    // A repeat (or a heartbeat) of the regime in force changes nothing.
+    helpers::publish(&*env.bus, &regime(v1::Regime::Ranging), None).await;
+    helpers::publish(&*env.bus, &regime(v1::Regime::TrendingUp), None).await;
+    wait(base + 2).await;
+    assert!(!s.state("gated-1").await.gated);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(env.journaled().await, base + 2);
+    s.stop().await;
+}
