@@ -238,8 +238,8 @@ pub async fn build_embedded(
     .await
 }
 
-/// Rebuilds the state from the journal, deploys the configured instances,
-/// applies any pending reports in order, binds the gRPC and HTTP listeners
+/// Rebuilds the state from the journal, applies any pending reports in
+/// order, deploys the configured instances, binds the gRPC and HTTP listeners
 /// and starts the consumers; the returned server runs with
 /// `run_until_stopped`, and the consumers stop with it.
 pub async fn build_with_settings(
@@ -275,24 +275,6 @@ pub async fn build_with_settings(
         reason: format!("rebuilding the strategy state from the journal: {e}"),
     };
     drop(engine.lock().await.map_err(db)?);
-    for (k, i) in s.instances.iter().enumerate() {
-        let key = format!("strategy.instances[{k}]");
-        let spec = i
-            .spec()
-            .map_err(|e| KitError::Config(ConfigError::invalid(&key, e)))?;
-        engine
-            .command(
-                |state, at| grpc::decide_deploy(state, spec, i.start, at),
-                |_| Ok(()),
-            )
-            .await
-            .map_err(|e| match e {
-                StrategySvcError::Invalid { .. } | StrategySvcError::AlreadyExists(_) => {
-                    KitError::Config(ConfigError::invalid(&key, e))
-                }
-                other => db(other),
-            })?;
-    }
     let mut consumers = Vec::new();
     for (name, kind) in [
         (REPORTS_STREAM, Kind::Reports),
@@ -328,6 +310,25 @@ pub async fn build_with_settings(
             key: "redis.url",
             reason: format!("applying pending execution reports: {e}"),
         })?;
+    // Then the configured instances (after what was pending before the restart).
+    for (k, i) in s.instances.iter().enumerate() {
+        let key = format!("strategy.instances[{k}]");
+        let spec = i
+            .spec()
+            .map_err(|e| KitError::Config(ConfigError::invalid(&key, e)))?;
+        engine
+            .command(
+                |state, at| grpc::decide_deploy(state, spec, i.start, at),
+                |_| Ok(()),
+            )
+            .await
+            .map_err(|e| match e {
+                StrategySvcError::Invalid { .. } | StrategySvcError::AlreadyExists(_) => {
+                    KitError::Config(ConfigError::invalid(&key, e))
+                }
+                other => db(other),
+            })?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = Arc::new(grodt_kit::runner::StopOnDrop(stop_tx));
     let server = GrpcServerBuilder::for_service(
