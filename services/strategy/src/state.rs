@@ -674,6 +674,122 @@ fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use grodt_core::Bar;
+    use grodt_paper::instruments::InstrumentSpec;
+
+    fn two_symbols() -> State {
+        let mut i = Instruments::default();
+        for s in ["SPY", "QQQ"] {
+            i.symbols.insert(
+                s.into(),
+                InstrumentSpec {
+                    price_precision: 2,
+                    size_precision: 0,
+                },
+            );
+        }
+        State::new(i)
+    }
+
+    fn spec(symbols: &[&str]) -> InstanceSpec {
+        InstanceSpec {
+            instance_id: "m-1".into(),
+            strategy_name: "sma_cross".into(),
+            params: [
+                ("fast".to_owned(), "2".to_owned()),
+                ("slow".to_owned(), "3".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            symbols: symbols.iter().map(|s| (*s).to_owned()).collect(),
+            timeframe: v1::Timeframe::Day1 as i32,
+            allowed_regimes: Vec::new(),
+            capital: Decimal::from(100_000),
+        }
+    }
+
+    fn bar(symbol: &str, k: i64, close: i64, timeframe: i32) -> Record {
+        Record::Report {
+            report: Report {
+                bar: Some((
+                    symbol.into(),
+                    Bar {
+                        ts: k * 86_400_000_000_000,
+                        open: close,
+                        high: close,
+                        low: close,
+                        close,
+                        volume: 100,
+                    },
+                )),
+                updates: Vec::new(),
+            },
+            timeframe,
+        }
+    }
+
+    #[test]
+    fn capital_is_split_and_each_symbol_sees_only_its_bars() {
+        let mut state = two_symbols();
+        let s = spec(&["SPY", "QQQ"]);
+        s.validate(state.instruments()).unwrap();
+        state.apply(&Record::Deploy {
+            spec: s,
+            start: true,
+            at_ns: 1,
+        });
+        let day = v1::Timeframe::Day1 as i32;
+        let mut intents = Vec::new();
+        for (k, close) in [10_000, 9_000, 8_000, 9_000, 12_000]
+            .into_iter()
+            .enumerate()
+        {
+            intents.extend(state.apply(&bar("SPY", k as i64, close, day)));
+        }
+        // A bar of another timeframe is not shown.
+        state.apply(&bar("QQQ", 1, 10_000, v1::Timeframe::Hour1 as i32));
+        let i = &state.instances["m-1"];
+        assert_eq!(i.books.len(), 2);
+        for b in &i.books {
+            assert_eq!(b.runner.cash(), Decimal::from(50_000));
+        }
+        assert_eq!(i.books[0].runner.bars_processed(), 5);
+        assert_eq!(i.books[1].runner.bars_processed(), 0);
+        assert_eq!(intents.len(), 1, "{intents:?}");
+        let Output::Intent(t) = &intents[0] else {
+            panic!("an intent")
+        };
+        assert_eq!(
+            (t.symbol.as_str(), t.client_order_id.as_str()),
+            ("SPY", "m-1-0")
+        );
+    }
+
+    #[test]
+    fn a_paused_instance_sees_no_bars_and_emits_nothing() {
+        let mut state = two_symbols();
+        state.apply(&Record::Deploy {
+            spec: spec(&["SPY"]),
+            start: true,
+            at_ns: 1,
+        });
+        state.apply(&Record::Pause {
+            instance_id: "m-1".into(),
+            reason: "x".into(),
+            at_ns: 2,
+        });
+        let day = v1::Timeframe::Day1 as i32;
+        let mut out = Vec::new();
+        for (k, close) in [10_000, 9_000, 8_000, 9_000, 12_000]
+            .into_iter()
+            .enumerate()
+        {
+            out.extend(state.apply(&bar("SPY", k as i64, close, day)));
+        }
+        assert!(out.is_empty());
+        assert_eq!(state.instances["m-1"].bars_processed(), 0);
+        assert_eq!(state.instances["m-1"].commands, 2);
+    }
 
     #[test]
     fn average_cost_pnl() {
