@@ -15,6 +15,11 @@ docs/metrics.md under "Planned by later issues") AND the artifact is one of
 service alerts) must use exported names only. A planned name that a scrape
 shows as exported is an error too: it must leave the planned list.
 
+A planned line may end in `conditional`: a name a service does export, but
+with no series until a setting or an event makes one (an idle scrape cannot
+show it). It must be documented in docs/metrics.md (anywhere), is accepted
+where planned names are, and may or may not appear in a scrape.
+
 Recorded series (`record:` in the rule files) count as defined; an artifact
 that uses one inherits the names its expression uses. `up` and the other
 series Prometheus makes itself are always defined.
@@ -131,17 +136,22 @@ def parse_exposition(text: str) -> tuple[set[str], dict[str, str]]:
     return samples, types
 
 
-def read_planned(path: Path) -> dict[str, str]:
-    """`name type` per line -> {name: type}."""
+def read_planned(path: Path, conditional: set[str] | None = None) -> dict[str, str]:
+    """`name type [conditional]` per line -> {name: type}; names marked
+    `conditional` (exported, but with no series until a setting or an event
+    makes one: an idle scrape cannot show them) are added to `conditional`."""
     planned = {}
     for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         parts = line.split()
-        if len(parts) != 2 or parts[1] not in {"counter", "gauge", "histogram", "summary"}:
-            raise ValueError(f"{path}:{n}: want 'metric_name type', got {raw!r}")
+        if len(parts) not in (2, 3) or parts[1] not in {"counter", "gauge", "histogram", "summary"} \
+                or parts[2:] not in ([], ["conditional"]):
+            raise ValueError(f"{path}:{n}: want 'metric_name type [conditional]', got {raw!r}")
         planned[parts[0]] = parts[1]
+        if parts[2:] and conditional is not None:
+            conditional.add(parts[0])
     return planned
 
 
@@ -244,7 +254,8 @@ def main() -> int:
         print("\n".join(problems), file=sys.stderr)
         return 1
 
-    planned = read_planned(args.planned)
+    conditional: set[str] = set()
+    planned = read_planned(args.planned, conditional)
     planned_samples: dict[str, str] = {}
     for name, kind in planned.items():
         for sample in family_names(name, kind):
@@ -252,6 +263,12 @@ def main() -> int:
     documented, documented_planned = documented_names(args.metrics_doc)
 
     for name, kind in planned.items():
+        if name in conditional:
+            # Exported by a service, only not on every scrape: documented with
+            # its service, and no error when a scrape happens to show it.
+            if name not in documented:
+                problems.append(f"{args.planned}: {name} (conditional) is not documented in {args.metrics_doc}")
+            continue
         if family_names(name, kind) & exported:
             problems.append(f"{args.planned}: {name} is exported now: remove it from the planned list")
         if name not in documented_planned:

@@ -13,6 +13,18 @@ for. Subcommands (each exits 1 with one line per violation):
                                     the workers read, with the Secret they use)
   alerts                            every alert has a runbook section in
                                     docs/operations.md that its runbook_url points to
+  workflows [CD.yml CI.yml]         CD runs only after CI passed on that commit, rollback
+                                    only after an attempted upgrade, scan before push,
+                                    SBOM attached, every `uses:` pinned to a commit SHA,
+                                    CI checks metric names against a live scrape
+  pins                              every base/third-party image pinned by digest or listed
+                                    in deploy/pins-pending.txt (listed ones printed)
+  scrape-alerts                     every job of prometheus.yml has an up == 0 and an
+                                    absent(up{job=...}) alert; no target in two jobs
+  alertmanager [CONFIG]             routing to webhook and email, inhibition of symptoms
+                                    while a target is down
+  images                            Compose and Helm default image tags are tags CD
+                                    publishes; release profile strips and uses thin LTO
 """
 
 from __future__ import annotations
@@ -27,11 +39,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grodt_services import SERVICES, check_against_conventions  # noqa: E402
+import check_supply_chain as supply  # noqa: E402
+import check_alerting as alerting  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BY_NAME = {s.name: s for s in SERVICES}
 APP_UID = "65532"
 PUBLISHED_OK = {s.name for s in SERVICES if s.name != "backtest-worker"} | {"grafana", "jaeger"}
+# Alertmanager reaches its receivers through the frontend network, publishes nothing.
 BACKEND_ONLY = {"postgres", "redis", "prometheus", "migrate", "backtest-worker"}
 SECRET_LIKE = re.compile(r"(password|passwd|secret)\s*[=:]\s*\S|://[^/@\s:]+:[^/@\s]+@", re.I)
 
@@ -127,11 +142,67 @@ def check_compose(env: str, config: dict) -> list[str]:
             problems.append(f"{where}: traces must go to jaeger:4317 over OTLP")
         if not svc.get("read_only") or str(svc.get("user", "")).split(":")[0] != APP_UID:
             problems.append(f"{where}: must run read_only as uid {APP_UID}")
+    problems += check_compose_resilience(env, config)
     worker = services.get("backtest-worker", {})
     if worker.get("container_name") or worker.get("ports"):
         problems.append(f"compose {env}: backtest-worker must have no container_name and no ports (it is scaled)")
     if services.get("migrate", {}).get("command") != ["migrate"]:
         problems.append(f"compose {env}: migrate must run `grodt migrate`")
+    return problems
+
+
+def _bytes(text: str) -> int:
+    """Compose/Redis sizes: 512M, 1G, 400mb, 1073741824."""
+    m = re.fullmatch(r"(\d+)\s*([kmg]?)b?", str(text).strip().lower())
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)]
+
+
+def _seconds(text) -> float:
+    """Compose durations as `config --format json` gives them (ns ints or '1m30s')."""
+    if isinstance(text, (int, float)):
+        return text / 1e9
+    total = 0.0
+    for n, unit in re.findall(r"([\d.]+)(ms|s|m|h)", str(text)):
+        total += float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total
+
+
+def check_compose_resilience(env: str, config: dict) -> list[str]:
+    """Issue 13 part 6 in Compose: Redis refuses writes at a maxmemory below its
+    container limit (noeviction), Jaeger has a health check and bounded memory,
+    the workers get at least their shutdown grace to finish a job."""
+    problems = []
+    services = config.get("services", {})
+    redis = services.get("redis", {})
+    cmd = redis.get("command") or []
+    args = dict(zip(cmd, cmd[1:]))
+    limit = redis.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+    if args.get("--maxmemory-policy") != "noeviction":
+        problems.append(f"compose {env}: redis must run with --maxmemory-policy noeviction, command is {cmd}")
+    if "--maxmemory" not in args:
+        problems.append(f"compose {env}: redis has no --maxmemory: it grows until the container is OOM-killed")
+    elif limit is not None and _bytes(args["--maxmemory"]) >= _bytes(limit):
+        problems.append(f"compose {env}: redis --maxmemory {args['--maxmemory']} must stay below its "
+                        f"memory limit {limit}")
+    jaeger = services.get("jaeger")
+    if jaeger is not None:
+        if not jaeger.get("healthcheck", {}).get("test"):
+            problems.append(f"compose {env}: jaeger has no healthcheck")
+        if not jaeger.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory"):
+            problems.append(f"compose {env}: jaeger has no memory limit")
+        if not str((jaeger.get("environment") or {}).get("MEMORY_MAX_TRACES", "")).isdigit():
+            problems.append(f"compose {env}: jaeger's in-memory store is unbounded (no MEMORY_MAX_TRACES)")
+    worker = services.get("backtest-worker")
+    if worker is not None:
+        kit = (worker.get("environment") or {}).get("GRODT_SERVER__SHUTDOWN_GRACE_MS")
+        stop = _seconds(worker.get("stop_grace_period", "10s"))
+        if kit is None or not str(kit).isdigit():
+            problems.append(f"compose {env}: backtest-worker sets no GRODT_SERVER__SHUTDOWN_GRACE_MS (its job timeout)")
+        elif stop * 1000 <= int(kit):
+            problems.append(f"compose {env}: backtest-worker stop_grace_period {stop:g}s does not cover "
+                            f"its shutdown grace of {kit} ms: Docker kills it mid-job")
     return problems
 
 
@@ -166,8 +237,8 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
         if not c.get("resources", {}).get("limits") or not c.get("resources", {}).get("requests"):
             problems.append(f"{where}: resources need requests and limits")
         ann = pod["metadata"].get("annotations", {})
-        if ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != str(s.http_port):
-            problems.append(f"{where}: scrape annotations missing or on the wrong port")
+        if ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") != str(s.http_port):
+            problems.append(f"{where}: scrape annotations on the wrong port")
         env_names = {e["name"]: e for e in c.get("env", [])}
         db = env_names.get("GRODT_DATABASE__URL", {})
         if "secretKeyRef" not in db.get("valueFrom", {}):
@@ -208,6 +279,250 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
         if ep.get("port") != "http" or ep.get("path") != "/metrics":
             problems.append(f"helm {env}: ServiceMonitor {sm['metadata']['name']} must scrape http /metrics")
     problems += check_autoscaling(env, docs)
+    problems += check_single_writers(env, docs)
+    problems += check_worker_grace(env, docs)
+    problems += check_catalog_volume(env, docs)
+    problems += check_scraping(env, docs)
+    problems += check_helm_redis_config(env, docs)
+    problems += check_smoke_test(env, docs)
+    problems += check_chart_observability(env, docs)
+    problems += check_helm_jaeger(env, docs)
+    return problems
+
+
+def check_helm_jaeger(env: str, docs: list[dict]) -> list[str]:
+    """The chart's own Jaeger (when rendered): probes, a memory limit and a
+    bounded in-memory store (MEMORY_MAX_TRACES)."""
+    dep = next((d for d in docs if d.get("kind") == "Deployment"
+                and d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "jaeger"), None)
+    if dep is None:
+        return []
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    problems = []
+    if not c.get("readinessProbe") or not c.get("livenessProbe"):
+        problems.append(f"helm {env}: jaeger needs readiness and liveness probes")
+    if not c.get("resources", {}).get("limits", {}).get("memory"):
+        problems.append(f"helm {env}: jaeger has no memory limit")
+    env_vars = {e["name"]: e.get("value") for e in c.get("env", [])}
+    if not str(env_vars.get("MEMORY_MAX_TRACES", "")).isdigit():
+        problems.append(f"helm {env}: jaeger's in-memory store is unbounded (no MEMORY_MAX_TRACES)")
+    return problems
+
+
+def check_chart_observability(env: str, docs: list[dict], root: Path = ROOT) -> list[str]:
+    """Where the Prometheus Operator scrapes (ServiceMonitors), the chart also
+    ships deploy/'s rules as a PrometheusRule and deploy/'s dashboards as
+    sidecar ConfigMaps, equal in content to the files Compose uses."""
+    problems = []
+    operator = any(d.get("kind") == "ServiceMonitor" for d in docs)
+    want_groups = []
+    for path in sorted((root / "deploy/prometheus/rules").glob("*.yml")):
+        want_groups += (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("groups", [])
+    rules = [d for d in docs if d.get("kind") == "PrometheusRule"]
+    if operator and not rules:
+        problems.append(f"helm {env}: ServiceMonitors but no PrometheusRule: the operator's Prometheus "
+                        f"evaluates no GRODT alert")
+    for r in rules:
+        got = sorted(r["spec"].get("groups", []), key=lambda g: g["name"])
+        if got != sorted(want_groups, key=lambda g: g["name"]):
+            names = sorted(g["name"] for g in got)
+            problems.append(f"helm {env}: PrometheusRule {r['metadata']['name']} groups {names} are not "
+                            f"deploy/prometheus/rules (run scripts/deploy-tools/sync-chart-files.py)")
+    want_dash = {p.name: json.loads(p.read_text(encoding="utf-8"))
+                 for p in sorted((root / "deploy/grafana/dashboards").glob("*.json"))}
+    got_dash = {}
+    for d in docs:
+        if d.get("kind") == "ConfigMap" and "grafana_dashboard" in d["metadata"].get("labels", {}):
+            for k, v in (d.get("data") or {}).items():
+                got_dash[k] = json.loads(v)
+    if operator and not got_dash:
+        problems.append(f"helm {env}: no dashboard ConfigMaps (label grafana_dashboard) for the Grafana sidecar")
+    elif got_dash and got_dash != want_dash:
+        problems.append(f"helm {env}: dashboard ConfigMaps {sorted(got_dash)} differ from "
+                        f"deploy/grafana/dashboards {sorted(want_dash)}")
+    return problems
+
+
+def check_smoke_test(env: str, docs: list[dict]) -> list[str]:
+    """`helm test` has a hook pod that runs `grodt health` against every
+    service through its Kubernetes Service, on that Service's gRPC port, for
+    that service's gRPC health name (issue 13 part 2)."""
+    pods = [d for d in docs if d.get("kind") == "Pod"
+            and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    if not pods:
+        return [f"helm {env}: no `helm test` hook pod: a deploy is never smoke-tested"]
+    checked = set()
+    for pod in pods:
+        for c in pod["spec"].get("containers", []):
+            args = c.get("args") or []
+            if args[:1] == ["health"] and len(args) >= 3:
+                checked.add((args[1], args[2]))
+    services = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Service"}
+    problems = []
+    for s in SERVICES:
+        svc = next((v for v in services.values()
+                    if v["spec"].get("selector", {}).get("app.kubernetes.io/name") == s.name), None)
+        if svc is None:
+            continue
+        port = next((p["port"] for p in svc["spec"]["ports"] if p.get("name") == "grpc"), None)
+        want = (f"{svc['metadata']['name']}:{port}", s.grpc_service)
+        if want not in checked:
+            problems.append(f"helm {env}: the smoke test does not run `grodt health {want[0]} {want[1]}`")
+    return problems
+
+
+def check_helm_redis_config(env: str, docs: list[dict]) -> list[str]:
+    """The chart ships the redis.conf its Redis must run with: a maxmemory and
+    noeviction (refuse writes at the limit; never evict stream entries)."""
+    for d in docs:
+        conf = (d.get("data") or {}).get("redis.conf") if d.get("kind") == "ConfigMap" else None
+        if conf is None:
+            continue
+        settings = dict(line.split(None, 1) for line in conf.splitlines() if line.strip() and " " in line.strip())
+        if settings.get("maxmemory-policy", "").strip() != "noeviction" or not settings.get("maxmemory"):
+            return [f"helm {env}: redis.conf in ConfigMap {d['metadata']['name']} must set maxmemory "
+                    f"and maxmemory-policy noeviction, has {settings}"]
+        return []
+    return [f"helm {env}: no redis.conf ConfigMap with maxmemory and maxmemory-policy noeviction"]
+
+
+# ---- resilience (issue 13 part 6) -------------------------------------------
+
+# Single writers over a journal (docs/paper.md, docs/risk.md): two pods of one
+# of these at once would both append to the journal and both publish.
+SINGLE_WRITERS = ("strategy", "risk", "execution")
+
+
+def _deployment(docs: list[dict], name: str) -> dict | None:
+    return next((d for d in docs if d.get("kind") == "Deployment"
+                 and d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == name), None)
+
+
+def check_single_writers(env: str, docs: list[dict]) -> list[str]:
+    """strategy, risk and execution: exactly one replica, and a rollout that
+    never runs the new pod next to the old one (Recreate, or maxSurge 0), and
+    no autoscaler pointing at them."""
+    problems = []
+    for name in SINGLE_WRITERS:
+        dep = _deployment(docs, name)
+        if dep is None:
+            continue  # "no Deployment" is reported by check_helm
+        where = f"helm {env}: {name} (single writer)"
+        if dep["spec"].get("replicas") != 1:
+            problems.append(f"{where}: replicas must be 1, is {dep['spec'].get('replicas')!r}")
+        strat = dep["spec"].get("strategy", {})
+        surge = strat.get("rollingUpdate", {}).get("maxSurge", "25%")  # the Kubernetes default
+        if strat.get("type") != "Recreate" and str(surge) not in ("0", "0%"):
+            problems.append(f"{where}: rollout must be Recreate or maxSurge 0, is "
+                            f"{strat.get('type', 'RollingUpdate')} with maxSurge {surge}")
+        for d in docs:
+            if d.get("kind") in ("HorizontalPodAutoscaler", "ScaledObject") \
+                    and d["spec"].get("scaleTargetRef", {}).get("name") == dep["metadata"]["name"]:
+                problems.append(f"{where}: autoscaled by {d['kind']} {d['metadata']['name']}")
+    return problems
+
+
+def check_worker_grace(env: str, docs: list[dict]) -> list[str]:
+    """A backtest worker's termination grace is at least its job timeout: pod
+    terminationGracePeriodSeconds >= the declared timeout
+    (grodt.io/job-timeout-seconds), and the kit's shutdown grace (how long it
+    lets in-flight calls run after SIGTERM) covers the timeout but ends before
+    Kubernetes' SIGKILL. (Stream jobs are not drained by the worker yet; they
+    are redelivered. That is the worker's code, not checked here.)"""
+    dep = _deployment(docs, "backtest-worker")
+    if dep is None:
+        return []
+    where = f"helm {env}: backtest-worker"
+    pod = dep["spec"]["template"]
+    timeout = pod["metadata"].get("annotations", {}).get("grodt.io/job-timeout-seconds")
+    grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+    if timeout is None or not str(timeout).isdigit():
+        return [f"{where}: no job timeout declared (pod annotation grodt.io/job-timeout-seconds), "
+                f"so nothing says the termination grace of {grace}s covers a job"]
+    timeout = int(timeout)
+    problems = []
+    if grace < timeout:
+        problems.append(f"{where}: terminationGracePeriodSeconds {grace} < job timeout {timeout}s")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    cms = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap"}
+    data: dict = {}
+    for src in c.get("envFrom", []):
+        data.update(cms.get(src.get("configMapRef", {}).get("name"), {}))
+    data.update({e["name"]: e.get("value") for e in c.get("env", [])})
+    kit = data.get("GRODT_SERVER__SHUTDOWN_GRACE_MS")
+    if kit is None or not str(kit).isdigit():
+        problems.append(f"{where}: GRODT_SERVER__SHUTDOWN_GRACE_MS not set: the process would stop "
+                        f"waiting for its job after the kit default")
+    elif not timeout * 1000 <= int(kit) < grace * 1000:
+        problems.append(f"{where}: shutdown grace {kit} ms must be >= the job timeout ({timeout}s) "
+                        f"and < terminationGracePeriodSeconds ({grace}s)")
+    return problems
+
+
+CATALOG_SERVICES = ("market-data", "regime", "backtest-worker")
+
+
+def check_catalog_volume(env: str, docs: list[dict]) -> list[str]:
+    """market-data, regime and the workers mount the catalog from ONE
+    PersistentVolumeClaim (an emptyDir per pod would give each pod its own,
+    empty catalog)."""
+    problems = []
+    claims = {}
+    for name in CATALOG_SERVICES:
+        dep = _deployment(docs, name)
+        if dep is None:
+            continue
+        spec = dep["spec"]["template"]["spec"]
+        mounts = {m["name"] for m in spec["containers"][0].get("volumeMounts", [])
+                  if m.get("mountPath") == "/var/lib/grodt/catalog"}
+        vols = [v for v in spec.get("volumes", []) if v["name"] in mounts]
+        if not vols:
+            problems.append(f"helm {env}: {name} mounts no catalog volume at /var/lib/grodt/catalog")
+            continue
+        claim = vols[0].get("persistentVolumeClaim", {}).get("claimName")
+        if claim is None:
+            kind = next((k for k in vols[0] if k != "name"), "?")
+            problems.append(f"helm {env}: {name} has the catalog on a {kind}, not on the shared claim: "
+                            f"its pods do not see what market-data imported")
+        claims[name] = claim
+    if len({c for c in claims.values() if c}) > 1:
+        problems.append(f"helm {env}: catalog pods mount different claims {claims}")
+    return problems
+
+
+def _matches(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_scraping(env: str, docs: list[dict]) -> list[str]:
+    """Every service's /metrics is scraped exactly once: by pod annotations or by
+    one ServiceMonitor/PodMonitor, never by two (double counting in every sum()
+    and rate() of the dashboards and alerts)."""
+    problems = []
+    services = [d for d in docs if d.get("kind") == "Service"]
+    monitors = [d for d in docs if d.get("kind") in ("ServiceMonitor", "PodMonitor")]
+    for s in SERVICES:
+        dep = _deployment(docs, s.name)
+        if dep is None:
+            continue
+        pod_labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        scrapers = []
+        if dep["spec"]["template"]["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true":
+            scrapers.append("pod annotations")
+        for m in monitors:
+            sel = m["spec"].get("selector", {}).get("matchLabels", {})
+            if m["kind"] == "PodMonitor":
+                if _matches(sel, pod_labels):
+                    scrapers.append(f"PodMonitor {m['metadata']['name']}")
+                continue
+            for svc in services:
+                if _matches(sel, svc["metadata"].get("labels", {})) \
+                        and _matches(svc["spec"].get("selector", {}), pod_labels):
+                    scrapers.append(f"ServiceMonitor {m['metadata']['name']} (via Service {svc['metadata']['name']})")
+        if len(scrapers) > 1:
+            problems.append(f"helm {env}: {s.name} is scraped twice: {', '.join(scrapers)}")
+        elif not scrapers:
+            problems.append(f"helm {env}: {s.name} is not scraped (no annotations, no ServiceMonitor)")
     return problems
 
 
@@ -337,6 +652,42 @@ def check_alerts() -> list[str]:
     return problems
 
 
+def check_workflows(cd_path: Path | None = None, ci_path: Path | None = None) -> list[str]:
+    cd_path = cd_path or ROOT / ".github/workflows/cd.yml"
+    ci_path = ci_path or ROOT / ".github/workflows/ci.yml"
+    cd, ci = supply.load_workflow(cd_path), supply.load_workflow(ci_path)
+    return (supply.check_cd(cd, cd_path.name) + supply.check_ci(ci, ci_path.name)
+            + supply.check_action_pins({cd_path.name: cd, ci_path.name: ci}))
+
+
+def image_refs(root: Path = ROOT, dockerfile: Path | None = None) -> dict[str, list[str]]:
+    """Every base and third-party image reference: Dockerfile FROM lines, the
+    Compose services, the chart's Jaeger, the CI service containers."""
+    dockerfile = dockerfile or root / "deploy/docker/Dockerfile"
+    compose = yaml.safe_load((root / "compose/docker-compose.yml").read_text(encoding="utf-8"))
+    values = yaml.safe_load((root / "helm/grodt/values.yaml").read_text(encoding="utf-8"))
+    ci = supply.load_workflow(root / ".github/workflows/ci.yml")
+    services = sorted({svc["image"] for job in ci.get("jobs", {}).values()
+                       for svc in (job.get("services") or {}).values() if svc.get("image")})
+    services += supply.docker_run_images(ci)
+    return {
+        str(dockerfile.relative_to(root)) if dockerfile.is_relative_to(root) else dockerfile.name:
+            supply.dockerfile_bases(dockerfile.read_text(encoding="utf-8")),
+        "compose/docker-compose.yml": supply.compose_third_party_images(compose),
+        "helm/grodt/values.yaml": [values["jaeger"]["image"]],
+        ".github/workflows/ci.yml services and docker run": services,
+    }
+
+
+def check_images(root: Path = ROOT, cd_path: Path | None = None) -> list[str]:
+    cd = supply.load_workflow(cd_path or root / ".github/workflows/cd.yml")
+    return supply.check_image_defaults(
+        cd, (root / "compose/docker-compose.yml").read_text(encoding="utf-8"),
+        yaml.safe_load((root / "helm/grodt/values.yaml").read_text(encoding="utf-8")),
+        yaml.safe_load((root / "helm/grodt/Chart.yaml").read_text(encoding="utf-8")),
+        supply.cargo_version(root)) + supply.release_profile((root / "Cargo.toml").read_text(encoding="utf-8"))
+
+
 def main() -> int:
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -346,6 +697,24 @@ def main() -> int:
         problems = check_conventions()
     elif cmd == "alerts" and len(sys.argv) == 2:
         problems = check_alerts()
+    elif cmd == "workflows" and len(sys.argv) in (2, 4):
+        problems = check_workflows(*(Path(a) for a in sys.argv[2:4]))
+    elif cmd == "pins" and len(sys.argv) == 2:
+        problems, notes = supply.check_image_pins(image_refs(), supply.read_pending(ROOT / "deploy/pins-pending.txt"))
+        problems += supply.check_dependabot(yaml.safe_load((ROOT / ".github/dependabot.yml").read_text(encoding="utf-8")))
+        for n in notes:
+            print(f"check-policy: {n}")
+    elif cmd == "scrape-alerts" and len(sys.argv) == 2:
+        problems = alerting.check_scrape_alerts(ROOT / "deploy/prometheus/prometheus.yml",
+                                                ROOT / "deploy/prometheus/rules")
+        problems += alerting.check_unique_targets(ROOT / "deploy/prometheus/prometheus.yml")
+    elif cmd == "alertmanager" and len(sys.argv) in (2, 3):
+        path = Path(sys.argv[2]) if len(sys.argv) == 3 else ROOT / "deploy/alertmanager/alertmanager.yml"
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+        problems = alerting.check_alertmanager(config, alerting.alert_rules(ROOT / "deploy/prometheus/rules"),
+                                               alerting.expected_alerts(ROOT / "deploy/prometheus/tests"))
+    elif cmd == "images" and len(sys.argv) == 2:
+        problems = check_images()
     elif cmd == "compose" and len(sys.argv) == 4:
         problems = check_compose(sys.argv[2], json.loads(Path(sys.argv[3]).read_text(encoding="utf-8")))
     elif cmd == "helm" and len(sys.argv) == 4:

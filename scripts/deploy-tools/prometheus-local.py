@@ -44,6 +44,10 @@ def main() -> int:
     config["rule_files"] = [str((SOURCE.parent / f).resolve()) for f in config.get("rule_files", [])]
     jobs = {s.job: s for s in SERVICES}
     seen = set()
+    # No Alertmanager runs natively: drop it as a target and as a receiver
+    # (its GrodtScrapeTargetMissing warning then says so in the local UI).
+    config.pop("alerting", None)
+    config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] != "alertmanager"]
     for job in config["scrape_configs"]:
         name = job["job_name"]
         if name == "prometheus":

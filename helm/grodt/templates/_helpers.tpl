@@ -83,3 +83,17 @@ name, with nothing in between ("prod:" + "grodt.backtest-jobs.v1").
 {{- define "grodt.redisTriggerAuthName" -}}
 {{- printf "%s-redis-keda" (include "grodt.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* The services that are single writers over a journal: one pod, Recreate. */}}
+{{- define "grodt.singleWriters" -}}strategy risk execution{{- end -}}
+
+{{/* The catalog PVC every catalog pod mounts: catalog.claimName, else the chart's own. */}}
+{{- define "grodt.catalogClaim" -}}
+{{- if .Values.catalog.claimName -}}
+{{- .Values.catalog.claimName -}}
+{{- else if .Values.catalog.create -}}
+{{- printf "%s-catalog" (include "grodt.fullname" .) -}}
+{{- else -}}
+{{- fail "catalog.claimName or catalog.create is required: the catalog must be one volume every pod shares" -}}
+{{- end -}}
+{{- end -}}

@@ -3,7 +3,7 @@
 fn main() -> std::process::ExitCode {
     grodt_kit::runner::run(
         grodt_execution::NAME,
-        grodt_execution::defaults(),
-        grodt_execution::build,
+        grodt_execution::defaults_with_settings(),
+        grodt_execution::build_with_settings,
     )
 }

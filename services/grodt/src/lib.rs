@@ -10,6 +10,7 @@
 //! distributed mode.
 
 pub mod backtest;
+pub mod bench;
 pub mod data;
 pub mod health;
 pub mod migrate;

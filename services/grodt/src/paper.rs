@@ -306,7 +306,7 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
     let reference = grodt_sim::run_backtest(
         &config,
         std::slice::from_ref(&inst),
-        &[bars.clone()],
+        std::slice::from_ref(&bars),
         &mut *strategy,
     )
     .map_err(|e| PaperCliError::Local(format!("reference backtest: {e}")))?;

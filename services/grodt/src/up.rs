@@ -70,13 +70,13 @@ pub fn members() -> [Member; 7] {
             name: grodt_risk::NAME,
             grpc_service: grodt_risk::GRPC_SERVICE,
             defaults: grodt_risk::defaults,
-            build: |c, i, _, _| Box::pin(grodt_risk::build(c, i)),
+            build: |c, i, source, _| Box::pin(grodt_risk::build_embedded(c, i, source)),
         },
         Member {
             name: grodt_execution::NAME,
             grpc_service: grodt_execution::GRPC_SERVICE,
             defaults: grodt_execution::defaults,
-            build: |c, i, _, _| Box::pin(grodt_execution::build(c, i)),
+            build: |c, i, source, _| Box::pin(grodt_execution::build_embedded(c, i, source)),
         },
         Member {
             name: grodt_backtest_worker::NAME,

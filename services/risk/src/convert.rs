@@ -321,6 +321,15 @@ pub fn snapshot_to_proto(
         halt: Some(halt_to_proto(halt)),
         limits: Some(limits_to_proto(limits)),
         rejected_today: s.rejected_today,
+        strategy_correlations: s
+            .strategy_correlations
+            .iter()
+            .map(|(a, b, c)| v1::StrategyCorrelation {
+                strategy_a: a.clone(),
+                strategy_b: b.clone(),
+                correlation: *c,
+            })
+            .collect(),
     }
 }
 

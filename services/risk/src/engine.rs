@@ -153,6 +153,7 @@ fn events_of(
                     order: Some(ctx.spec.clone()),
                     intent_event_id: ctx.intent_event_id.clone(),
                     reference_price: reference_price.map(v1::Decimal::from),
+                    decision_bar_time: Some(crate::convert::ts_to_proto(ctx.at_ns)),
                 };
                 let id = event_id(ctx.at_ns, &format!("risk:order:{client_order_id}"));
                 events.push(stored(&ev, id, ctx.at_ns));

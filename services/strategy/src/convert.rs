@@ -9,7 +9,9 @@
 //!   rebate): it becomes `commission` when >= 0, else `rebate`, which
 //!   books the same cash on the instance's ledger;
 //! - the venue's fill sequence is not on the wire (`fill_id` is a hash of
-//!   it): fills read from a report carry `seq` 0. No strategy reads it.
+//!   it): fills read from a report carry `seq` 0. No strategy reads it;
+//! - `Order.quantity` is the resolved total (at the first fill for an
+//!   `equity_fraction` or `close_position` size).
 //!
 //! [`report_to_proto`] writes the same mapping (the tests play the
 //! execution side with it).
@@ -341,6 +343,7 @@ pub fn order_state_to_proto(o: &OrderState) -> v1::Order {
         updated_at: Some(ts_to_proto(o.ts)),
         status_reason: o.reason.clone().unwrap_or_default(),
         parent_order_id: o.parent.clone().unwrap_or_default(),
+        quantity: o.quantity.map(|q| q.to_decimal().into()),
     }
 }
 
@@ -361,13 +364,14 @@ pub fn order_state_from_proto(
     let ticket = spec_to_ticket(spec, inst, created_ts)?;
     let status = status_from_proto(o.status)?;
     let filled = qty("order.filled_quantity", o.filled_quantity.as_ref(), inst)?;
-    // The wire has no resolved total of an order sized by equity fraction
-    // or close_position: a FILLED order's total is what filled; a partly
-    // filled one's is unknown (the instance fails on it: docs/strategies.md).
-    let quantity = match ticket.size {
-        Size::Fixed(q) => Some(q),
-        _ if status == OrderStatus::Filled => Some(filled),
-        _ => None,
+    // `Order.quantity` is the resolved total; without it (an older
+    // producer), a fixed size is its own total and a FILLED order's is what
+    // filled.
+    let quantity = match (o.quantity.as_ref(), ticket.size) {
+        (Some(q), _) => Some(qty("order.quantity", Some(q), inst)?),
+        (None, Size::Fixed(q)) => Some(q),
+        (None, _) if status == OrderStatus::Filled => Some(filled),
+        (None, _) => None,
     };
     let parent = (!o.parent_order_id.is_empty())
         .then(|| entry_of(&spec.client_order_id))

@@ -49,6 +49,7 @@ const DOMAIN: &[&str] = &[
     "grodt-sweep",
     "grodt-optimize",
     "grodt-paper",
+    "grodt-risk-rules",
 ];
 
 const BANNED: &[&str] = &["tokio", "tonic", "prost", "sqlx", "redis", "polars"];

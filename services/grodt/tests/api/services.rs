@@ -44,16 +44,16 @@ async fn call_one(service: &str, ch: Channel) -> (&'static str, tonic::Status) {
                 .map(drop),
         ),
         "risk" => (
-            "/grodt.v1.RiskService/GetLimits",
+            "/grodt.v1.RiskService/CheckOrder",
             RiskServiceClient::new(ch)
-                .get_limits(v1::GetLimitsRequest::default())
+                .check_order(v1::CheckOrderRequest::default())
                 .await
                 .map(drop),
         ),
         "execution" => (
-            "/grodt.v1.ExecutionService/GetAccount",
+            "/grodt.v1.ExecutionService/GetOrder",
             ExecutionServiceClient::new(ch)
-                .get_account(v1::GetAccountRequest::default())
+                .get_order(v1::GetOrderRequest::default())
                 .await
                 .map(drop),
         ),
@@ -120,6 +120,7 @@ async fn every_service_serves_health_reflection_metrics_and_readiness() {
                 "backtest_id",
             ),
             "regime" => (tonic::Code::InvalidArgument, "InvalidArgument", "symbol"),
+            "risk" | "execution" => (tonic::Code::InvalidArgument, "InvalidArgument", "order"),
             _ => (
                 tonic::Code::Unimplemented,
                 "Unimplemented",

@@ -1,0 +1,1244 @@
+//! The engine: the paper broker behind one mutex, fed by the two bus
+//! consumers (`grodt.orders.v1`, `grodt.bars.v1`, group `execution`) and by
+//! the gRPC commands, each input journaled with what it produced (see the
+//! crate doc for the contract).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use grodt_bus::consumer::{Handler, HandlerError};
+use grodt_bus::{ConsumerName, Delivery, Envelope, EventBus, GroupName, StreamName};
+use grodt_core::{Decimal, Instrument, OrderStatus, Position, Price, Quantity, Size};
+use grodt_paper::broker::Broker;
+use grodt_paper::instruments::Instruments;
+use grodt_paper::{Input, OrderState, PaperError, Report, Ticket, Update};
+use grodt_proto::topic::{self, Outgoing, Topic};
+use grodt_proto::v1;
+use grodt_sim::config::BacktestConfig;
+use grodt_store::{JournalEntry, Store};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, MutexGuard, broadcast};
+use tracing::Instrument as _;
+
+use crate::convert::{
+    self, bar_to_proto, fill_event_id, fill_to_proto, order_id, order_to_proto, report_event_id,
+    same_order, status_name, ticket_from_spec, update_to_proto,
+};
+use crate::error::ExecError;
+use crate::metrics::ExecMetrics;
+use crate::reconcile::{Reconciliation, reconcile};
+
+/// Orders approved by risk arrive here.
+pub const ORDERS_STREAM: &str = <v1::OrderEvent as Topic>::STREAM;
+/// Bars arrive here.
+pub const BARS_STREAM: &str = <v1::BarEvent as Topic>::STREAM;
+/// One report per input goes here.
+pub const REPORTS_STREAM: &str = <v1::ExecutionReportEvent as Topic>::STREAM;
+/// One event per fill goes here.
+pub const FILLS_STREAM: &str = <v1::FillEvent as Topic>::STREAM;
+/// The consumer group of both streams.
+pub const GROUP: &str = "execution";
+/// The journal's consumer name.
+pub const JOURNAL: &str = "execution";
+
+/// Journal entries read per page when replaying.
+const PAGE: u32 = 1000;
+
+/// A journaled input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Journaled {
+    /// An input the broker applied.
+    Input(Input),
+    /// An order refused before the venue (an unknown symbol, or a request
+    /// the venue could not take), kept so a replay knows it exactly.
+    Refused {
+        /// The order as received.
+        ticket: Ticket,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What an input produced, journaled with it; the events are derived from
+/// it (with the entry's `seq`) on first publication and on every republish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outputs {
+    /// The venue's time of the input (a bar: its open time), ns.
+    pub at_ns: i64,
+    /// What the venue did.
+    pub report: Report,
+    /// The bar's timeframe on the wire (bars only).
+    pub timeframe: i32,
+    /// Copied from the bar event.
+    pub dataset_id: String,
+    /// Copied from the bar event.
+    pub replay_id: String,
+}
+
+/// What the engine needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// The venue's models and starting cash.
+    pub venue: BacktestConfig,
+    /// The symbols it trades.
+    pub instruments: Instruments,
+}
+
+/// The broker and the books the service keeps beside it; all of it is the
+/// fold of the journal.
+pub struct State {
+    /// The venue.
+    pub broker: Broker,
+    /// The broker's instruments, in the order it was built with.
+    pub symbols: Vec<String>,
+    /// Orders refused before the venue, by client order id.
+    pub refused: HashMap<String, OrderState>,
+    /// Client order ids in creation order.
+    pub created: Vec<String>,
+    /// Order id (text) -> client order id.
+    pub by_order_id: HashMap<String, String>,
+    /// Cancellations journaled per client order id (for the next source key).
+    pub cancels: HashMap<String, u32>,
+    /// Latest close per symbol.
+    pub marks: HashMap<String, Price>,
+    /// The account's positions folded from its fills (realized PnL, average
+    /// price), kept as fills come.
+    pub positions: BTreeMap<String, Position>,
+    /// Journal position of the last input applied.
+    pub last_seq: i64,
+    /// Replayed inputs whose report differed from the journaled one.
+    pub divergences: u64,
+    /// A commit failed or the broker may hold a half-applied input: rebuild
+    /// from the journal before the next input.
+    pub dirty: bool,
+}
+
+impl State {
+    fn new(broker: Broker, symbols: Vec<String>) -> Self {
+        Self {
+            broker,
+            symbols,
+            refused: HashMap::new(),
+            created: Vec::new(),
+            by_order_id: HashMap::new(),
+            cancels: HashMap::new(),
+            marks: HashMap::new(),
+            positions: BTreeMap::new(),
+            last_seq: 0,
+            divergences: 0,
+            dirty: false,
+        }
+    }
+
+    /// An order by client order id (the venue's, or a refused one).
+    pub fn order(&self, cid: &str) -> Option<&OrderState> {
+        self.broker.order(cid).or_else(|| self.refused.get(cid))
+    }
+
+    fn track(&mut self, st: &OrderState) {
+        let cid = st.ticket.client_order_id.clone();
+        self.by_order_id.insert(
+            order_id(&cid, st.ticket.decision_ts).to_string(),
+            cid.clone(),
+        );
+        self.created.push(cid);
+    }
+
+    /// Applies one journaled input: the broker for `Input`, the refused
+    /// book for `Refused`. The one path of live inputs and replays.
+    ///
+    /// # Errors
+    /// What the broker refused (nothing changed, except a refused submit:
+    /// the caller marks the state dirty).
+    pub fn apply(&mut self, j: &Journaled) -> Result<Report, PaperError> {
+        match j {
+            Journaled::Input(input) => {
+                let before = self.broker.orders().len();
+                let report = self.broker.apply(input)?;
+                let new: Vec<OrderState> = self.broker.orders()[before..].to_vec();
+                for st in &new {
+                    self.track(st);
+                }
+                match input {
+                    Input::Bar { symbol, bar } => {
+                        if let Some(inst) =
+                            self.broker.instruments().iter().find(|i| &i.id == symbol)
+                            && let Ok(p) = Price::from_raw(bar.close, inst.price_precision)
+                        {
+                            self.marks.insert(symbol.clone(), p);
+                        }
+                    }
+                    Input::Cancel { client_order_id } => {
+                        *self.cancels.entry(client_order_id.clone()).or_default() += 1;
+                    }
+                    Input::Submit(_) => {}
+                }
+                for u in &report.updates {
+                    if let Update::Fill(f) = u {
+                        self.book_fill(f);
+                    }
+                }
+                Ok(report)
+            }
+            Journaled::Refused { ticket, reason } => {
+                let st = refused_state(ticket, reason);
+                self.track(&st);
+                self.refused
+                    .insert(ticket.client_order_id.clone(), st.clone());
+                Ok(Report {
+                    bar: None,
+                    updates: vec![Update::Order(st)],
+                })
+            }
+        }
+    }
+
+    fn book_fill(&mut self, f: &grodt_paper::PaperFill) {
+        let pos = match self.positions.get_mut(&f.symbol) {
+            Some(p) => p,
+            None => {
+                let (precision, multiplier) = self
+                    .broker
+                    .instruments()
+                    .iter()
+                    .find(|i| i.id == f.symbol)
+                    .map_or((f.qty.precision(), 1), |i| (i.size_precision, i.multiplier));
+                self.positions
+                    .entry(f.symbol.clone())
+                    .or_insert_with(|| Position::flat(precision, multiplier))
+            }
+        };
+        if let Err(e) = pos.apply(f.side, f.qty, f.price) {
+            // The venue booked the same fill on its ledger; reconciliation reports the break.
+            tracing::error!(fill_seq = f.seq, error = %e, "fill not booked on the position view");
+        }
+    }
+
+    /// Realized and unrealized PnL of the account's positions (at the marks).
+    pub fn pnl(&self) -> (Decimal, Decimal) {
+        let mut realized = Decimal::ZERO;
+        let mut unrealized = Decimal::ZERO;
+        for (s, p) in &self.positions {
+            realized += p.realized_pnl;
+            if let Some(m) = self.marks.get(s) {
+                unrealized += p.unrealized_pnl(*m).unwrap_or_default();
+            }
+        }
+        (realized, unrealized)
+    }
+
+    /// The decision time given to an order that reached the venue without
+    /// one (SubmitOrder, or an `OrderEvent` without `decision_bar_time`):
+    /// the latest bar of its symbol, else the venue's time.
+    pub fn arrival_ts(&self, symbol: &str) -> i64 {
+        self.broker
+            .last_bar_ts(symbol)
+            .unwrap_or_else(|| self.broker.now())
+            .max(0)
+    }
+}
+
+/// A REJECTED order that never reached the venue.
+fn refused_state(t: &Ticket, reason: &str) -> OrderState {
+    let precision = match t.size {
+        Size::Fixed(q) => q.precision(),
+        _ => 0,
+    };
+    OrderState {
+        ticket: t.clone(),
+        status: OrderStatus::Rejected,
+        quantity: match t.size {
+            Size::Fixed(q) => Some(q),
+            _ => None,
+        },
+        filled: Quantity::zero(precision),
+        average_price: None,
+        reason: Some(reason.to_owned()),
+        parent: None,
+        created_ts: t.decision_ts,
+        ts: t.decision_ts,
+    }
+}
+
+fn symbols_of(j: &Journaled) -> Option<&str> {
+    match j {
+        Journaled::Input(Input::Bar { symbol, .. }) => Some(symbol),
+        Journaled::Input(Input::Submit(t)) => Some(&t.symbol),
+        _ => None,
+    }
+}
+
+fn decode_entry(e: &JournalEntry) -> Result<(Journaled, Outputs), ExecError> {
+    let j = serde_json::from_slice(&e.input)
+        .map_err(|err| ExecError::Corrupt(format!("journal entry {}: input: {err}", e.seq)))?;
+    let o = serde_json::from_slice(&e.outputs)
+        .map_err(|err| ExecError::Corrupt(format!("journal entry {}: outputs: {err}", e.seq)))?;
+    Ok((j, o))
+}
+
+/// A fill as sent to `StreamFills` subscribers: the venue's sequence and the wire fill.
+pub type LiveFill = (u64, v1::Fill);
+
+/// What one input came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Applied now, journaled at `seq`.
+    Applied(i64),
+    /// Found in the journal at `seq`: its outputs were published again.
+    Republished(i64),
+    /// Acked without a report (the metric reason).
+    Dropped(&'static str),
+}
+
+/// The engine.
+pub struct Engine {
+    store: Store,
+    bus: Arc<dyn EventBus>,
+    settings: EngineSettings,
+    metrics: ExecMetrics,
+    state: Mutex<State>,
+    fills_tx: broadcast::Sender<LiveFill>,
+}
+
+fn stream(name: &str) -> Result<StreamName, ExecError> {
+    StreamName::parse(name).map_err(ExecError::from)
+}
+
+fn trace_context() -> (Option<String>, Option<String>) {
+    grodt_kit::telemetry::current_traceparent().map_or((None, None), |(p, s)| {
+        (Some(p), (!s.is_empty()).then_some(s))
+    })
+}
+
+impl Engine {
+    /// Builds the broker from the whole journal (replay), then reconciles.
+    ///
+    /// # Errors
+    /// The store failed, the venue config is refused, or the journal cannot
+    /// be read by this build.
+    pub async fn start(
+        store: Store,
+        bus: Arc<dyn EventBus>,
+        settings: EngineSettings,
+        metrics: ExecMetrics,
+    ) -> Result<Arc<Self>, ExecError> {
+        let state = Self::rebuild_from(&store, &settings, &metrics, None).await?;
+        let (fills_tx, _) = broadcast::channel(4096);
+        let engine = Arc::new(Self {
+            store,
+            bus,
+            settings,
+            metrics,
+            state: Mutex::new(state),
+            fills_tx,
+        });
+        engine.reconcile_and_report("start").await;
+        engine.refresh_gauges().await;
+        Ok(engine)
+    }
+
+    /// The engine's state, locked (the gRPC reads).
+    pub async fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().await
+    }
+
+    /// The instruments config.
+    pub const fn instruments(&self) -> &Instruments {
+        &self.settings.instruments
+    }
+
+    /// The venue config.
+    pub const fn venue(&self) -> &BacktestConfig {
+        &self.settings.venue
+    }
+
+    /// Live fills.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveFill> {
+        self.fills_tx.subscribe()
+    }
+
+    /// A fresh state: the broker over the listed symbols and those the
+    /// journal names (in order of first appearance), plus `extra`, fed
+    /// every journaled input in order.
+    async fn rebuild_from(
+        store: &Store,
+        settings: &EngineSettings,
+        metrics: &ExecMetrics,
+        extra: Option<&str>,
+    ) -> Result<State, ExecError> {
+        let started = Instant::now();
+        let mut entries = Vec::new();
+        let mut after = 0i64;
+        loop {
+            let page = store.journal().scan(JOURNAL, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                let (j, o) = decode_entry(e)?;
+                entries.push((e.seq, j, o));
+            }
+            if page.len() < PAGE as usize {
+                break;
+            }
+        }
+        let mut symbols: Vec<String> = settings.instruments.symbols.keys().cloned().collect();
+        let named = entries
+            .iter()
+            .filter_map(|(_, j, _)| symbols_of(j))
+            .chain(extra);
+        for s in named {
+            if !symbols.iter().any(|x| x == s) && settings.instruments.resolve(s).is_ok() {
+                symbols.push(s.to_owned());
+            }
+        }
+        let instruments: Vec<Instrument> = symbols
+            .iter()
+            .map(|s| settings.instruments.resolve(s))
+            .collect::<Result<_, _>>()?;
+        let broker = Broker::new(settings.venue.clone(), instruments)?;
+        let mut state = State::new(broker, symbols);
+        for (seq, j, o) in &entries {
+            match state.apply(j) {
+                Ok(report) if report == o.report => {}
+                Ok(_) => {
+                    state.divergences += 1;
+                    tracing::error!(
+                        seq,
+                        "replayed input made a report other than the journaled one"
+                    );
+                }
+                Err(e) => {
+                    state.divergences += 1;
+                    tracing::error!(seq, error = %e, "replayed input refused by the broker");
+                }
+            }
+            state.last_seq = *seq;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        metrics
+            .replay_entries
+            .set(i64::try_from(entries.len()).unwrap_or(i64::MAX));
+        metrics.replay_seconds.set(secs);
+        tracing::info!(
+            entries = entries.len(),
+            instruments = state.symbols.len(),
+            orders = state.created.len(),
+            fills = state.broker.fills().len(),
+            divergences = state.divergences,
+            seconds = secs,
+            "execution state rebuilt from the journal"
+        );
+        Ok(state)
+    }
+
+    async fn rebuild(&self, state: &mut State, extra: Option<&str>) -> Result<(), ExecError> {
+        *state = Self::rebuild_from(&self.store, &self.settings, &self.metrics, extra).await?;
+        self.metrics.rebuilds.inc();
+        Ok(())
+    }
+
+    /// Rebuilds a dirty state; then, if the journal holds `source`,
+    /// publishes its outputs again.
+    async fn prelude(&self, state: &mut State, source: &str) -> Result<Option<Outcome>, ExecError> {
+        if state.dirty {
+            self.rebuild(state, None).await?;
+        }
+        if let Some(entry) = self.store.journal().get(JOURNAL, source).await? {
+            let (_, o) = decode_entry(&entry)?;
+            let ev = events(entry.seq, &o, state);
+            self.publish(source, o.at_ns, ev).await?;
+            self.metrics.republished.inc();
+            tracing::debug!(
+                source,
+                seq = entry.seq,
+                "input already journaled: republished"
+            );
+            return Ok(Some(Outcome::Republished(entry.seq)));
+        }
+        Ok(None)
+    }
+
+    /// Makes sure the broker trades `symbol` (a symbol covered by the
+    /// instruments' default, first seen now: rebuild with it).
+    async fn ensure_symbol(&self, state: &mut State, symbol: &str) -> Result<(), ExecError> {
+        if !state.symbols.iter().any(|s| s == symbol) {
+            self.rebuild(state, Some(symbol)).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies `j` (already checked), journals it with its outputs, then
+    /// publishes; books metrics and the audit log.
+    async fn commit(
+        &self,
+        state: &mut State,
+        source: &str,
+        j: Journaled,
+        meta: (i32, String, String),
+    ) -> Result<i64, ExecError> {
+        let report = match state.apply(&j) {
+            Ok(r) => r,
+            Err(e) => {
+                state.dirty = true;
+                return Err(e.into());
+            }
+        };
+        self.commit_applied(state, source, j, report, meta).await
+    }
+
+    /// Equity, PnL and open positions of the account.
+    fn account_gauges(&self, state: &State) {
+        let Ok(snap) = state.broker.snapshot() else {
+            return;
+        };
+        let (realized, unrealized) = state.pnl();
+        let a = [self.metrics.account.as_str()];
+        self.metrics
+            .equity
+            .with_label_values(&a)
+            .set(decimal_f64(snap.equity));
+        self.metrics
+            .realized
+            .with_label_values(&a)
+            .set(decimal_f64(realized));
+        self.metrics
+            .unrealized
+            .with_label_values(&a)
+            .set(decimal_f64(unrealized));
+        self.metrics
+            .open_positions
+            .with_label_values(&a)
+            .set(i64::try_from(snap.positions.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Metrics and the audit log of a newly journaled input.
+    fn book(&self, j: &Journaled, o: &Outputs) {
+        let kind = match j {
+            Journaled::Input(Input::Bar { .. }) => "bar",
+            Journaled::Input(Input::Submit(_)) => "order",
+            Journaled::Input(Input::Cancel { .. }) => "cancel",
+            Journaled::Refused { .. } => "rejected_order",
+        };
+        self.metrics.inputs.with_label_values(&[kind]).inc();
+        match j {
+            Journaled::Input(Input::Bar { bar, .. }) => {
+                let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+                #[allow(
+                    clippy::cast_precision_loss,
+                    reason = "a lag in seconds for a gauge, not money"
+                )]
+                self.metrics
+                    .bar_lag
+                    .set(now.saturating_sub(bar.ts) as f64 / 1e9);
+            }
+            Journaled::Input(Input::Submit(t)) | Journaled::Refused { ticket: t, .. } => {
+                audit_ticket(t, "submitted", None);
+            }
+            Journaled::Input(Input::Cancel { client_order_id }) => {
+                tracing::info!(target: "audit", event = "cancel_requested",
+                    client_order_id = %client_order_id, "order event");
+            }
+        }
+        for u in &o.report.updates {
+            match u {
+                Update::Fill(f) => {
+                    self.metrics
+                        .fills
+                        .with_label_values(&[convert::side_name(f.side)])
+                        .inc();
+                    let notional = f.price.to_decimal() * f.qty.to_decimal();
+                    self.metrics.fill_notional.inc_by(decimal_f64(notional));
+                    tracing::info!(target: "audit", event = "fill",
+                        client_order_id = %f.client_order_id, strategy_id = %f.strategy_id,
+                        symbol = %f.symbol, side = convert::side_name(f.side),
+                        qty = %f.qty.to_decimal(), price = %f.price.to_decimal(),
+                        commission = %f.commission, fill_seq = f.seq, "order event");
+                }
+                Update::Order(st) => {
+                    self.metrics
+                        .orders
+                        .with_label_values(&[status_name(st.status)])
+                        .inc();
+                    audit_ticket(&st.ticket, status_name(st.status), st.reason.as_deref());
+                }
+            }
+        }
+    }
+
+    /// Publishes the events of one journal entry (report, then one per fill).
+    async fn publish(
+        &self,
+        source: &str,
+        at_ns: i64,
+        (report, fills): Events,
+    ) -> Result<(), ExecError> {
+        self.send(&report, report_event_id(source, at_ns), at_ns)
+            .await?;
+        for (seq, ts, event) in fills {
+            self.send(&event, fill_event_id(seq, ts), ts).await?;
+            if let Some(f) = event.fill {
+                let _ = self.fills_tx.send((seq, f));
+            }
+        }
+        Ok(())
+    }
+
+    async fn send<T: Topic>(&self, event: &T, id: uuid::Uuid, at_ns: i64) -> Result<(), ExecError> {
+        let (traceparent, tracestate) = trace_context();
+        let out = Outgoing::new(event);
+        let to = stream(out.stream())?;
+        let mut envelope = Envelope::new(
+            out.event_type(),
+            chrono::DateTime::from_timestamp_nanos(at_ns),
+            out.payload(),
+        )
+        .with_trace(traceparent, tracestate);
+        envelope.event_id = id;
+        self.bus.publish(&to, &envelope).await?;
+        Ok(())
+    }
+
+    /// One bar from the bus.
+    ///
+    /// # Errors
+    /// The store or the bus failed (the bar is retried).
+    pub async fn on_bar(&self, source: &str, event: &v1::BarEvent) -> Result<Outcome, ExecError> {
+        let mut state = self.state.lock().await;
+        if let Some(done) = self.prelude(&mut state, source).await? {
+            return Ok(done);
+        }
+        let Some(b) = event.bar.as_ref() else {
+            return Ok(self.drop_input("invalid_bar", source, "no bar"));
+        };
+        let inst = match self.settings.instruments.resolve(&b.symbol) {
+            Ok(i) => i,
+            Err(e) => return Ok(self.drop_input("unknown_symbol_bar", source, &e.to_string())),
+        };
+        let bar = match convert::bar_from_proto(b, &inst) {
+            Ok(bar) => bar,
+            Err(e) => return Ok(self.drop_input("invalid_bar", source, &e.to_string())),
+        };
+        self.ensure_symbol(&mut state, &b.symbol).await?;
+        if let Some(last) = state.broker.last_bar_ts(&b.symbol)
+            && bar.ts <= last
+        {
+            return Ok(self.drop_input("stale_bar", source, "not after the symbol's last bar"));
+        }
+        let j = Journaled::Input(Input::Bar {
+            symbol: b.symbol.clone(),
+            bar,
+        });
+        // A bar the venue refuses changes nothing (Broker::apply): dropped.
+        let report = match state.apply(&j) {
+            Ok(r) => r,
+            Err(PaperError::StaleBar { .. }) => {
+                return Ok(self.drop_input("stale_bar", source, "not after the last bar"));
+            }
+            Err(e) => return Ok(self.drop_input("invalid_bar", source, &e.to_string())),
+        };
+        let seq = self
+            .commit_applied(
+                &mut state,
+                source,
+                j,
+                report,
+                (
+                    b.timeframe,
+                    event.dataset_id.clone(),
+                    event.replay_id.clone(),
+                ),
+            )
+            .await?;
+        Ok(Outcome::Applied(seq))
+    }
+
+    /// Journals an input `state.apply` already applied (its `report`).
+    async fn commit_applied(
+        &self,
+        state: &mut State,
+        source: &str,
+        j: Journaled,
+        report: Report,
+        meta: (i32, String, String),
+    ) -> Result<i64, ExecError> {
+        let at_ns = match &j {
+            Journaled::Input(Input::Bar { bar, .. }) => bar.ts,
+            Journaled::Input(Input::Submit(t)) | Journaled::Refused { ticket: t, .. } => {
+                t.decision_ts
+            }
+            Journaled::Input(Input::Cancel { .. }) => state.broker.now(),
+        };
+        let outputs = Outputs {
+            at_ns,
+            report,
+            timeframe: meta.0,
+            dataset_id: meta.1,
+            replay_id: meta.2,
+        };
+        let input = serde_json::to_vec(&j).map_err(|e| ExecError::Corrupt(e.to_string()))?;
+        let out = serde_json::to_vec(&outputs).map_err(|e| ExecError::Corrupt(e.to_string()))?;
+        let appended = async {
+            let mut tx = self.store.begin().await?;
+            let seq = tx.journal_append(JOURNAL, source, &input, &out).await?;
+            if seq.is_some() {
+                tx.commit().await?;
+            }
+            Ok::<_, ExecError>(seq)
+        }
+        .await;
+        let seq = match appended {
+            Ok(Some(seq)) => seq,
+            Ok(None) => {
+                state.dirty = true;
+                return Err(ExecError::Corrupt(format!(
+                    "input {source} was journaled by another process meanwhile"
+                )));
+            }
+            Err(e) => {
+                state.dirty = true;
+                return Err(e);
+            }
+        };
+        state.last_seq = seq;
+        self.book(&j, &outputs);
+        self.account_gauges(state);
+        let ev = events(seq, &outputs, state);
+        self.publish(source, outputs.at_ns, ev).await?;
+        Ok(seq)
+    }
+
+    fn drop_input(&self, reason: &'static str, source: &str, why: &str) -> Outcome {
+        self.metrics.dropped.with_label_values(&[reason]).inc();
+        if reason == "stale_bar" {
+            tracing::debug!(source, reason, why, "input dropped");
+        } else {
+            tracing::warn!(source, reason, why, "input dropped");
+        }
+        Outcome::Dropped(reason)
+    }
+
+    /// A new order: from the bus (`strict` false: a duplicate client order
+    /// id is dropped) or from SubmitOrder (`strict`: a different order under
+    /// a taken id is ALREADY_EXISTS). Returns the order after it.
+    ///
+    /// # Errors
+    /// A taken id (strict), the store or the bus failed.
+    pub async fn submit(
+        &self,
+        source: &str,
+        spec: &v1::OrderSpec,
+        strict: bool,
+        decided_ns: Option<i64>,
+    ) -> Result<(Outcome, Option<OrderState>), ExecError> {
+        let mut state = self.state.lock().await;
+        let inst = self.settings.instruments.resolve(&spec.symbol).ok();
+        if let Some(done) = self.prelude(&mut state, source).await? {
+            let st = state.order(&spec.client_order_id).cloned();
+            if strict
+                && let Some(existing) = &st
+                && ticket_from_spec(spec, inst.as_ref(), existing.ticket.decision_ts)
+                    .is_ok_and(|t| !same_order(&existing.ticket, &t))
+            {
+                return Err(ExecError::AlreadyExists(format!(
+                    "order.client_order_id: {} is taken by a different order",
+                    spec.client_order_id
+                )));
+            }
+            return Ok((done, st));
+        }
+        if inst.is_some() {
+            self.ensure_symbol(&mut state, &spec.symbol).await?;
+        }
+        // The strategy's decision bar (from risk's OrderEvent) when given:
+        // an order that arrives after a later bar of its symbol is late.
+        let decision_ts = decided_ns.unwrap_or_else(|| state.arrival_ts(&spec.symbol));
+        let ticket = match ticket_from_spec(spec, inst.as_ref(), decision_ts) {
+            Ok(t) => t,
+            Err(e) if strict => return Err(e),
+            Err(e) => {
+                return Ok((
+                    self.drop_input("invalid_order", source, &e.to_string()),
+                    None,
+                ));
+            }
+        };
+        if let Some(existing) = state.order(&ticket.client_order_id) {
+            let existing = existing.clone();
+            if same_order(&existing.ticket, &ticket) {
+                if strict {
+                    return Ok((Outcome::Dropped("duplicate_order"), Some(existing)));
+                }
+                return Ok((
+                    self.drop_input("duplicate_order", source, "the same order again"),
+                    Some(existing),
+                ));
+            }
+            if strict {
+                return Err(ExecError::AlreadyExists(format!(
+                    "order.client_order_id: {} is taken by a different order",
+                    ticket.client_order_id
+                )));
+            }
+            tracing::error!(source, client_order_id = %ticket.client_order_id,
+                "a different order under a taken client order id: dropped");
+            return Ok((
+                self.drop_input("duplicate_order", source, "a different order, same id"),
+                Some(existing),
+            ));
+        }
+        if strict && inst.is_none() {
+            return Err(ExecError::invalid(
+                "order.symbol",
+                format!(
+                    "unknown symbol {:?}: not among the configured instruments",
+                    spec.symbol
+                ),
+            ));
+        }
+        if let Some(bracket_cid) = ticket.bracket.map(|_| {
+            let (tp, sl) = grodt_paper::ids::bracket_exit_ids(&ticket.client_order_id);
+            [tp, sl]
+        }) && bracket_cid
+            .iter()
+            .any(|c| state.order(c).is_some() || c.len() > 64)
+        {
+            let reason =
+                "the bracket exits' client order ids (<id>-tp, <id>-sl) are taken or too long";
+            if strict {
+                return Err(ExecError::invalid("order.client_order_id", reason));
+            }
+            let j = Journaled::Refused {
+                ticket,
+                reason: reason.into(),
+            };
+            let seq = self
+                .commit(&mut state, source, j, (0, String::new(), String::new()))
+                .await?;
+            let st = state.order(&spec.client_order_id).cloned();
+            return Ok((Outcome::Applied(seq), st));
+        }
+        let j = if inst.is_none() {
+            Journaled::Refused {
+                reason: format!(
+                    "unknown symbol {:?}: not among the configured instruments",
+                    ticket.symbol
+                ),
+                ticket,
+            }
+        } else {
+            if state.broker.is_late(&ticket) {
+                self.metrics.late_orders.inc();
+            }
+            let j = Journaled::Input(Input::Submit(ticket.clone()));
+            match state.apply(&j) {
+                Ok(report) => {
+                    let seq = self
+                        .commit_applied(
+                            &mut state,
+                            source,
+                            j,
+                            report,
+                            (0, String::new(), String::new()),
+                        )
+                        .await?;
+                    let st = state.order(&spec.client_order_id).cloned();
+                    return Ok((Outcome::Applied(seq), st));
+                }
+                Err(e) => {
+                    // The broker may hold part of it: start clean, refuse it.
+                    self.rebuild(&mut state, None).await?;
+                    Journaled::Refused {
+                        reason: e.to_string(),
+                        ticket,
+                    }
+                }
+            }
+        };
+        let seq = self
+            .commit(&mut state, source, j, (0, String::new(), String::new()))
+            .await?;
+        let st = state.order(&spec.client_order_id).cloned();
+        Ok((Outcome::Applied(seq), st))
+    }
+
+    /// CancelOrder: the order after the cancellation.
+    ///
+    /// # Errors
+    /// NOT_FOUND, FAILED_PRECONDITION for an order in a final state; the
+    /// store or the bus failed.
+    pub async fn cancel(&self, cid_or_id: OrderKey) -> Result<OrderState, ExecError> {
+        let mut state = self.state.lock().await;
+        if state.dirty {
+            self.rebuild(&mut state, None).await?;
+        }
+        let cid = match cid_or_id {
+            OrderKey::ClientOrderId(c) => c,
+            OrderKey::OrderId(id) => state
+                .by_order_id
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| ExecError::NotFound(format!("order {id} not found")))?,
+        };
+        let st = state
+            .order(&cid)
+            .cloned()
+            .ok_or_else(|| ExecError::NotFound(format!("order {cid} not found")))?;
+        if st.status.is_terminal() {
+            return Err(ExecError::Precondition(format!(
+                "order {cid} is {}: nothing to cancel",
+                status_name(st.status)
+            )));
+        }
+        let n = state.cancels.get(&cid).copied().unwrap_or(0) + 1;
+        let source = format!("cancel:{cid}:{n}");
+        let j = Journaled::Input(Input::Cancel {
+            client_order_id: cid.clone(),
+        });
+        self.commit(&mut state, &source, j, (0, String::new(), String::new()))
+            .await?;
+        state
+            .order(&cid)
+            .cloned()
+            .ok_or_else(|| ExecError::Corrupt(format!("order {cid} vanished")))
+    }
+
+    /// The account gauges after a (re)build.
+    pub async fn refresh_gauges(&self) {
+        let state = self.state.lock().await;
+        self.account_gauges(&state);
+    }
+
+    /// Reconciles the ledger against the fills, logs the report as one
+    /// JSON line and sets `grodt_execution_reconciliation_breaks`.
+    pub async fn reconcile_and_report(&self, when: &str) -> Option<Reconciliation> {
+        let state = self.state.lock().await;
+        let divergences = state.divergences;
+        match reconcile(&state.broker, self.settings.venue.starting_cash) {
+            Ok(r) => {
+                let breaks = r.breaks.len() as u64 + divergences;
+                self.metrics
+                    .reconciliation_breaks
+                    .set(i64::try_from(breaks).unwrap_or(i64::MAX));
+                let json = serde_json::to_string(&r).unwrap_or_default();
+                if breaks == 0 {
+                    tracing::info!(target: "reconciliation", when, breaks, replay_divergences = divergences,
+                        report = %json, "reconciliation: ledger and fills agree");
+                } else {
+                    tracing::error!(target: "reconciliation", when, breaks, replay_divergences = divergences,
+                        report = %json, "reconciliation: BREAKS between the ledger and the fills");
+                }
+                Some(r)
+            }
+            Err(e) => {
+                self.metrics.reconciliation_breaks.set(1);
+                tracing::error!(target: "reconciliation", when, error = %e, "reconciliation failed");
+                None
+            }
+        }
+    }
+
+    /// Sets the consumer-lag gauges every `every` until `stop` turns true.
+    pub async fn watch(&self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ticks = 0u64;
+        loop {
+            for name in [ORDERS_STREAM, BARS_STREAM] {
+                let Ok(s) = stream(name) else { continue };
+                match self.bus.groups(&s).await {
+                    Ok(groups) => {
+                        for g in groups.iter().filter(|g| g.group == GROUP) {
+                            self.metrics
+                                .lag
+                                .with_label_values(&[name, GROUP])
+                                .set(i64::try_from(g.lag).unwrap_or(i64::MAX));
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "consumer lag not read"),
+                }
+            }
+            ticks += 1;
+            if ticks.is_multiple_of(12) {
+                self.reconcile_and_report("periodic").await;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Handles one delivery of either stream.
+    ///
+    /// # Errors
+    /// The store or the bus failed (the entry stays pending and is retried).
+    pub async fn handle(&self, d: &Delivery) -> Result<Outcome, ExecError> {
+        let started = Instant::now();
+        let source = d.envelope.event_id.to_string();
+        let ty = &d.envelope.event_type;
+        let out = if *ty == type_name::<v1::BarEvent>() {
+            match topic::decode::<v1::BarEvent>(ty, d.envelope.payload.as_ref()) {
+                Ok(ev) => self.on_bar(&source, &ev).await?,
+                Err(e) => self.drop_input("invalid_bar", &source, &e.to_string()),
+            }
+        } else {
+            match topic::decode::<v1::OrderEvent>(ty, d.envelope.payload.as_ref()) {
+                Ok(ev) => match ev.order.as_ref() {
+                    Some(spec) => {
+                        let decided = ev
+                            .decision_bar_time
+                            .as_ref()
+                            .map(|t| t.seconds.saturating_mul(1_000_000_000) + i64::from(t.nanos));
+                        self.submit(&source, spec, false, decided).await?.0
+                    }
+                    None => self.drop_input("invalid_order", &source, "no order"),
+                },
+                Err(e) => self.drop_input("invalid_order", &source, &e.to_string()),
+            }
+        };
+        self.metrics
+            .handling
+            .observe(started.elapsed().as_secs_f64());
+        Ok(out)
+    }
+
+    /// Handles, in stream order, every entry of the group still pending on
+    /// `name` (left by an earlier life) before new entries are read.
+    ///
+    /// # Errors
+    /// The bus failed.
+    pub async fn recover_pending(
+        &self,
+        name: &str,
+        consumer: &ConsumerName,
+    ) -> Result<u64, ExecError> {
+        let (s, group) = (stream(name)?, GroupName::parse(GROUP)?);
+        self.bus
+            .ensure_group(&s, &group, grodt_bus::StartFrom::Beginning)
+            .await?;
+        let mut handled = 0u64;
+        loop {
+            let pending = self
+                .bus
+                .claim_stale(&s, &group, consumer, Duration::ZERO, 64)
+                .await?;
+            if pending.is_empty() {
+                return Ok(handled);
+            }
+            for d in &pending {
+                if let Err(e) = self.handle(d).await {
+                    tracing::warn!(entry_id = %d.entry_id, error = %e,
+                        "recovering a pending entry failed; the consumer retries it");
+                    return Ok(handled);
+                }
+                self.bus.ack(&s, &group, &[d.entry_id]).await?;
+                handled += 1;
+            }
+        }
+    }
+}
+
+fn type_name<T: Topic>() -> String {
+    T::full_name()
+}
+
+/// A report and its fill events (fill seq, time, event).
+type Events = (v1::ExecutionReportEvent, Vec<(u64, i64, v1::FillEvent)>);
+
+/// The events of one journal entry: its report, and (fill seq, time,
+/// event) per fill. Built without awaiting: the state is not `Sync`.
+fn events(seq: i64, o: &Outputs, state: &State) -> Events {
+    let decision = |cid: &str| state.order(cid).map_or(0, |s| s.ticket.decision_ts);
+    let bar = o.report.bar.as_ref().and_then(|(symbol, b)| {
+        state
+            .broker
+            .instruments()
+            .iter()
+            .find(|i| &i.id == symbol)
+            .map(|inst| bar_to_proto(symbol, b, inst, o.timeframe))
+    });
+    let report = v1::ExecutionReportEvent {
+        bar,
+        updates: o
+            .report
+            .updates
+            .iter()
+            .map(|u| update_to_proto(u, decision))
+            .collect(),
+        sequence: u64::try_from(seq).unwrap_or(0),
+        dataset_id: o.dataset_id.clone(),
+        replay_id: o.replay_id.clone(),
+    };
+    let updates = &o.report.updates;
+    let mut fills = Vec::new();
+    for (k, u) in updates.iter().enumerate() {
+        let Update::Fill(f) = u else { continue };
+        // The order's state after this fill: the next update of it.
+        let after = updates[k + 1..].iter().find_map(|x| match x {
+            Update::Order(st) if st.ticket.client_order_id == f.client_order_id => Some(st),
+            _ => None,
+        });
+        let event = v1::FillEvent {
+            fill: Some(fill_to_proto(f, decision(&f.client_order_id))),
+            order: after.map(order_to_proto),
+        };
+        fills.push((f.seq, f.ts, event));
+    }
+    (report, fills)
+}
+
+/// An order named by its server id or its client order id.
+#[derive(Debug, Clone)]
+pub enum OrderKey {
+    /// `Order.order_id`.
+    OrderId(String),
+    /// `OrderSpec.client_order_id`.
+    ClientOrderId(String),
+}
+
+fn audit_ticket(t: &Ticket, status: &str, reason: Option<&str>) {
+    tracing::info!(target: "audit",
+        event = "order",
+        client_order_id = %t.client_order_id,
+        strategy_id = %t.strategy_id,
+        symbol = %t.symbol,
+        side = convert::side_name(t.side),
+        qty = %convert::size_label(t.size),
+        price = %convert::price_label(t.kind),
+        status,
+        reason = reason.unwrap_or(""),
+        "order event");
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "a metric (fill notional counter), never a ledger value"
+)]
+fn decimal_f64(d: grodt_core::Decimal) -> f64 {
+    use std::str::FromStr;
+    f64::from_str(&d.to_string()).unwrap_or(0.0)
+}
+
+/// The consumer-group handler of both streams: one span per input,
+/// parented on the envelope's trace context.
+pub struct InputHandler(pub Arc<Engine>);
+
+#[async_trait]
+impl Handler for InputHandler {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let span = tracing::info_span!(
+            "execution.input",
+            event_id = %delivery.envelope.event_id,
+            event_type = %delivery.envelope.event_type,
+            delivery = delivery.delivery_count
+        );
+        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+        self.0
+            .handle(delivery)
+            .instrument(span)
+            .await
+            .map(|_| ())
+            .map_err(|e| Box::new(e) as HandlerError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grodt_core::{Bar, OrderKind, Side, TimeInForce};
+
+    fn ticket(cid: &str, side: Side, qty: i64, kind: OrderKind) -> Ticket {
+        Ticket {
+            client_order_id: cid.into(),
+            strategy_id: String::new(),
+            symbol: "SPY".into(),
+            side,
+            size: Size::Fixed(Quantity::from_raw(qty, 0).unwrap()),
+            kind,
+            tif: TimeInForce::Gtc,
+            bracket: None,
+            decision_ts: 0,
+        }
+    }
+
+    fn inputs() -> Vec<Journaled> {
+        let mut out = vec![
+            Journaled::Input(Input::Submit(ticket(
+                "a",
+                Side::Buy,
+                10,
+                OrderKind::Limit {
+                    price: Price::from_raw(9_900, 2).unwrap(),
+                },
+            ))),
+            Journaled::Refused {
+                ticket: ticket("b", Side::Buy, 1, OrderKind::Market),
+                reason: "unknown symbol".into(),
+            },
+        ];
+        for i in 0..40i64 {
+            let close = 10_000 + (i % 7 - 3) * 60;
+            out.push(Journaled::Input(Input::Bar {
+                symbol: "SPY".into(),
+                bar: Bar {
+                    ts: (i + 1) * 86_400_000_000_000,
+                    open: close,
+                    high: close + 80,
+                    low: close - 80,
+                    close,
+                    volume: 1_000_000,
+                },
+            }));
+            if i == 20 {
+                out.push(Journaled::Input(Input::Submit(ticket(
+                    "c",
+                    Side::Sell,
+                    4,
+                    OrderKind::Limit {
+                        price: Price::from_raw(10_100, 2).unwrap(),
+                    },
+                ))));
+            }
+        }
+        out
+    }
+
+    fn run(instruments: Vec<Instrument>) -> State {
+        let symbols = instruments.iter().map(|i| i.id.clone()).collect();
+        let broker = Broker::new(BacktestConfig::default(), instruments).unwrap();
+        let mut state = State::new(broker, symbols);
+        for j in inputs() {
+            state.apply(&j).unwrap();
+        }
+        state
+    }
+
+    /// The rebuild that adds a symbol of the default grids relies on this:
+    /// an instrument that gets no input changes nothing for the others.
+    #[test]
+    fn an_instrument_without_inputs_changes_nothing() {
+        let one = run(vec![Instrument::equity("SPY", 2, 0)]);
+        let two = run(vec![
+            Instrument::equity("SPY", 2, 0),
+            Instrument::equity("AAA", 2, 0),
+        ]);
+        assert!(one.broker.fills().len() >= 2, "{:?}", one.broker.fills());
+        assert_eq!(one.broker.fills(), two.broker.fills());
+        assert_eq!(one.broker.orders(), two.broker.orders());
+        assert_eq!(
+            one.broker.snapshot().unwrap().equity,
+            two.broker.snapshot().unwrap().equity
+        );
+        assert_eq!(one.created, ["a", "b", "c"]);
+        assert_eq!(one.refused["b"].status, OrderStatus::Rejected);
+        assert_eq!(one.positions, two.positions);
+    }
+
+    #[test]
+    fn journal_records_round_trip_as_json() {
+        for j in inputs() {
+            let bytes = serde_json::to_vec(&j).unwrap();
+            assert_eq!(serde_json::from_slice::<Journaled>(&bytes).unwrap(), j);
+        }
+    }
+}
