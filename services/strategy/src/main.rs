@@ -3,7 +3,7 @@
 fn main() -> std::process::ExitCode {
     grodt_kit::runner::run(
         grodt_strategy::NAME,
-        grodt_strategy::defaults(),
-        grodt_strategy::build,
+        grodt_strategy::defaults_with_settings(),
+        grodt_strategy::build_with_settings,
     )
 }

@@ -1,0 +1,166 @@
+//! The service binary killed with SIGKILL (kill -9) twice while a real
+//! broker plays execution over Redis and Postgres: every intent of the
+//! unfaulted run is published, none is lost, none is decided twice (a
+//! client order id under two event ids); republished copies of the same
+//! event are counted.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{Env, Exec, costly, in_process, intent_cid, redis_url, sma_params, spy};
+
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(db_url: &str, prefix: &str, dir: &std::path::Path, n: usize) -> Service {
+    let log = std::fs::File::create(dir.join(format!("service-{n}.log"))).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_grodt-strategy"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GRODT_CONFIG_DIR", dir)
+        .env("GRODT_GRPC__ADDR", "127.0.0.1:0")
+        .env("GRODT_HTTP__ADDR", "127.0.0.1:0")
+        .env("GRODT_TELEMETRY__LOG_FORMAT", "json")
+        .env("GRODT_TELEMETRY__LOG_LEVEL", "info")
+        .env("GRODT_REDIS__URL", redis_url())
+        .env("GRODT_REDIS__KEY_PREFIX", prefix)
+        .env("GRODT_DATABASE__URL", db_url)
+        .env("GRODT_STRATEGY__CLAIM_IDLE_MS", "700")
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the strategy binary starts");
+    Service(child)
+}
+
+const CONFIG: &str = r#"
+[strategy.instruments.symbols.SPY]
+price_precision = 4
+size_precision = 0
+
+[[strategy.instances]]
+instance_id = "sma-1"
+strategy_name = "sma_cross"
+symbols = ["SPY"]
+timeframe = "1d"
+capital = "100000"
+start = true
+
+[strategy.instances.params]
+fast = "10"
+slow = "30"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_and_duplicates_no_intent() {
+    const BARS: usize = 400;
+    let env = Env::redis().await;
+    let (inst, bars) = spy();
+    assert_eq!(
+        (inst.price_precision, inst.size_precision),
+        (4, 0),
+        "the sample's grids"
+    );
+    let bars = &bars[..BARS];
+    let config = costly();
+    let (want_broker, want_cids) = in_process(&config, &inst, bars, &sma_params());
+    // Kill while the service handles a bar on which the strategy decides
+    // (the 3rd and the 9th decision): at once and 3 ms after the report is
+    // published, so the kill lands inside the handling (before the commit,
+    // or between the commit and the publish or the ack).
+    let decisions: Vec<i64> = want_broker
+        .orders()
+        .iter()
+        .map(|o| o.ticket.decision_ts)
+        .collect();
+    let kills: Vec<(usize, u64)> = [(decisions[2], 0), (decisions[8], 3)]
+        .iter()
+        .map(|(ts, ms)| (bars.iter().position(|b| b.ts == *ts).unwrap(), *ms))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.toml"), CONFIG).unwrap();
+    let mut exec = Exec::new(&env, &config, &inst).await;
+    exec.patience = Duration::from_secs(60);
+    let mut service = start(env.db.url(), &env.prefix, dir.path(), 0);
+    let mut killed_at = Vec::new();
+    let started = Instant::now();
+    for (k, b) in bars.iter().enumerate() {
+        let Some(&(_, ms)) = kills.iter().find(|(at, _)| *at == k) else {
+            exec.bar(b).await;
+            continue;
+        };
+        let report = exec
+            .broker
+            .apply(&grodt_paper::Input::Bar {
+                symbol: "SPY".into(),
+                bar: *b,
+            })
+            .unwrap();
+        let id = exec.send(&report, None).await;
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        // SIGKILL: no drain, whatever is in flight is cut off.
+        service.0.kill().expect("kill -9");
+        service.0.wait().expect("reaped");
+        let journaled = env
+            .db
+            .store()
+            .journal()
+            .get("strategy", &format!("report:{id}"))
+            .await
+            .unwrap()
+            .is_some();
+        killed_at.push((k, env.journaled().await, journaled));
+        service = start(env.db.url(), &env.prefix, dir.path(), killed_at.len());
+        let tickets = exec.answer(id).await;
+        exec.follow(tickets).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    exec.intents.drain().await;
+    // Each client order id: one event id; the set equals the unfaulted run's.
+    let mut by_cid: HashMap<&str, HashSet<uuid::Uuid>> = HashMap::new();
+    for (id, e) in &exec.intents.seen {
+        by_cid.entry(intent_cid(e)).or_default().insert(*id);
+    }
+    let want: HashSet<&str> = want_cids.iter().map(String::as_str).collect();
+    let got: HashSet<&str> = by_cid.keys().copied().collect();
+    let lost = want.difference(&got).count();
+    let extra = got.difference(&want).count();
+    let two_ids = by_cid.values().filter(|ids| ids.len() > 1).count();
+    let copies = exec.intents.seen.len() - by_cid.len();
+    let journaled = env.journaled().await;
+    println!(
+        "kill -9 at (bar, journal entries, the bar's report journaled before the kill) \
+         {killed_at:?}; {journaled} journal entries; {BARS} bars, {} reports; intents: {} \
+         expected, {} distinct by client order id, lost {lost}, unexpected {extra}, under two \
+         event ids {two_ids}; {} stream entries ({copies} republished copies of the same \
+         event); {secs:.1} s",
+        exec.reports,
+        want.len(),
+        got.len(),
+        exec.intents.seen.len(),
+    );
+    assert_eq!(killed_at.len(), 2, "two kills");
+    assert_eq!((lost, extra, two_ids), (0, 0, 0));
+    assert_eq!(
+        exec.broker.fills(),
+        want_broker.fills(),
+        "fills as the unfaulted run"
+    );
+    assert_eq!(
+        exec.broker.snapshot().unwrap().equity,
+        want_broker.snapshot().unwrap().equity
+    );
+    // Journal: the deploy, each report once, nothing else.
+    assert_eq!(journaled, 1 + exec.reports);
+    drop(service);
+}
