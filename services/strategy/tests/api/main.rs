@@ -593,3 +593,40 @@ async fn the_regime_stream_sets_gated_and_repeats_are_not_journaled() {
     assert_eq!(env.journaled().await, base + 2);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_instance_that_conflicts_with_the_deployed_one_stops_the_start() {
+    let env = Env::embedded().await;
+    let (inst, _) = spy();
+    let mut cfg = settings(&inst);
+    cfg.instances = vec![grodt_strategy::InstanceConfig {
+        instance_id: INSTANCE.into(),
+        strategy_name: "sma_cross".into(),
+        params: sma_params(),
+        symbols: vec!["SPY".into()],
+        timeframe: "1d".into(),
+        allowed_regimes: Vec::new(),
+        capital: 100_000.into(),
+        start: false,
+    }];
+    let mut s = env.spawn(cfg.clone()).await;
+    assert_eq!(
+        s.state(INSTANCE).await.state,
+        v1::InstanceState::Deployed as i32
+    );
+    s.stop().await;
+    cfg.instances[0].params.insert("fast".into(), "5".into());
+    let mut config = grodt_strategy::defaults_with_settings();
+    let any: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    config.common.grpc.addr = any;
+    config.common.http.addr = any;
+    config.service = cfg;
+    let e = grodt_strategy::build_with_settings(config, env.infra())
+        .await
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(
+        e.to_string().contains("strategy.instances[0]") && e.to_string().contains("other settings"),
+        "{e}"
+    );
+}
