@@ -296,12 +296,6 @@ pub fn ticket_from_spec(
         Ok(v1::TimeInForce::Fok) => TimeInForce::Fok,
         _ => return Err(ExecError::invalid("order.time_in_force", "required")),
     };
-    if kind == OrderKind::Market && tif == TimeInForce::Gtc {
-        return Err(ExecError::invalid(
-            "order.time_in_force",
-            "MARKET orders accept IOC, FOK and DAY only",
-        ));
-    }
     if spec.reduce_only {
         return Err(ExecError::invalid(
             "order.reduce_only",

@@ -471,7 +471,11 @@ mod pipeline {
             let payload = d.envelope.payload.as_ref();
             if let Ok(f) = topic::decode::<v1::FillEvent>(ty, payload) {
                 // The fill happened in bar k: it was published once bar k arrived.
-                if let Some(k) = f.fill.as_ref().and_then(|f| bar_index(f.filled_at.as_ref())) {
+                if let Some(k) = f
+                    .fill
+                    .as_ref()
+                    .and_then(|f| bar_index(f.filled_at.as_ref()))
+                {
                     let _ = self.tx.send((Sample::Fill(k), now));
                 }
             } else if let Ok(r) = topic::decode::<v1::ExecutionReportEvent>(ty, payload)
@@ -612,8 +616,10 @@ mod pipeline {
                     *last = (*last).max(k);
                     if k >= skip {
                         into.push(
-                            u64::try_from(at.saturating_duration_since(schedule.due(k)).as_micros())
-                                .unwrap_or(u64::MAX),
+                            u64::try_from(
+                                at.saturating_duration_since(schedule.due(k)).as_micros(),
+                            )
+                            .unwrap_or(u64::MAX),
                         );
                     }
                 }

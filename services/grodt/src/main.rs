@@ -342,8 +342,8 @@ fn serve(service: &str) -> ExitCode {
         ),
         "strategy" => run(
             grodt_strategy::NAME,
-            grodt_strategy::defaults(),
-            grodt_strategy::build,
+            grodt_strategy::defaults_with_settings(),
+            grodt_strategy::build_with_settings,
         ),
         "risk" => run(
             grodt_risk::NAME,

@@ -510,10 +510,11 @@ async fn drive(
     // it asked for, and nothing moved for a while.
     let deadline = Instant::now() + Duration::from_millis(options.bar_ms * n as u64 * 3 + 60_000);
     let mut quiet_since: Option<(u64, u64, usize, Instant)> = None;
+    let mut seen = String::new();
     loop {
         if Instant::now() > deadline {
             return Err(PaperCliError::Timeout {
-                what: format!("{n} bars through the pipeline"),
+                what: format!("{n} bars through the pipeline (last seen: {seen})"),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -541,6 +542,10 @@ async fn drive(
             })
             .count();
         let now = (state.bars_processed, state.intents_emitted, orders.len());
+        seen = format!(
+            "instance {} bars {} intents {}, {} orders at execution, {open} not yet accepted",
+            state.instance_id, now.0, now.1, now.2
+        );
         let settled = state.bars_processed >= n as u64
             && orders.len() as u64 >= state.intents_emitted
             && open == 0;

@@ -64,7 +64,7 @@ pub fn members() -> [Member; 7] {
             name: grodt_strategy::NAME,
             grpc_service: grodt_strategy::GRPC_SERVICE,
             defaults: grodt_strategy::defaults,
-            build: |c, i, _, _| Box::pin(grodt_strategy::build(c, i)),
+            build: |c, i, source, _| Box::pin(grodt_strategy::build_embedded(c, i, source)),
         },
         Member {
             name: grodt_risk::NAME,

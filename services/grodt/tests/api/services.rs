@@ -37,9 +37,9 @@ async fn call_one(service: &str, ch: Channel) -> (&'static str, tonic::Status) {
                 .map(drop),
         ),
         "strategy" => (
-            "/grodt.v1.StrategyService/ListStrategies",
+            "/grodt.v1.StrategyService/GetState",
             StrategyServiceClient::new(ch)
-                .list_strategies(v1::ListStrategiesRequest::default())
+                .get_state(v1::GetStateRequest::default())
                 .await
                 .map(drop),
         ),
@@ -121,6 +121,11 @@ async fn every_service_serves_health_reflection_metrics_and_readiness() {
             ),
             "regime" => (tonic::Code::InvalidArgument, "InvalidArgument", "symbol"),
             "risk" | "execution" => (tonic::Code::InvalidArgument, "InvalidArgument", "order"),
+            "strategy" => (
+                tonic::Code::InvalidArgument,
+                "InvalidArgument",
+                "instance_id",
+            ),
             _ => (
                 tonic::Code::Unimplemented,
                 "Unimplemented",
