@@ -59,6 +59,11 @@ pub struct PaperOptions {
     /// Keep the embedded database here instead of a temporary directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Publish the bars from here, each once the pipeline has finished the
+    /// one before (the strategy saw it and execution holds every order it
+    /// decided), instead of market-data's timed replay: exact at any speed.
+    #[arg(long)]
+    pub lockstep: bool,
 }
 
 /// Why `grodt paper` failed.
@@ -132,6 +137,9 @@ pub struct PaperOutcome {
     pub backtest_equity: Decimal,
     /// Bars replayed.
     pub bars: usize,
+    /// Orders that reached the venue after a later bar of their symbol
+    /// (execution's `grodt_execution_late_orders_total`).
+    pub late_orders: u64,
 }
 
 impl PaperOutcome {
@@ -186,12 +194,13 @@ impl PaperOutcome {
         ));
         let (differ, gap) = self.divergence();
         out.push_str(&format!(
-            "backtest of the same bars: {} fills, equity {}\ndivergence: {} of {} fills differ, equity gap {}\n",
+            "backtest of the same bars: {} fills, equity {}\ndivergence: {} of {} fills differ, equity gap {}, {} late orders\n",
             self.backtest_fills.len(),
             self.backtest_equity,
             differ.len(),
             self.fills.len().max(self.backtest_fills.len()),
-            gap
+            gap,
+            self.late_orders
         ));
         out
     }
@@ -338,6 +347,10 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
             .find(|(n, _)| *n == name)
             .map(|(_, s)| s.grpc_addr())
     };
+    let exec_http = servers
+        .iter()
+        .find(|(n, _)| *n == "execution")
+        .map(|(_, s)| s.http_addr());
     let (Some(md), Some(st), Some(ex)) = (addr("market-data"), addr("strategy"), addr("execution"))
     else {
         return Err(PaperCliError::Local("a service is missing".into()));
@@ -354,16 +367,32 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
                 .await;
         });
     }
+    let feed = if options.lockstep {
+        Feed::Lockstep {
+            bus: infra.bus.clone(),
+            bars: &bars,
+            price_precision: inst.price_precision,
+            size_precision: inst.size_precision,
+        }
+    } else {
+        Feed::Replay {
+            range: (first.ts, last.ts),
+        }
+    };
     let outcome = drive(
         options,
         &params,
         &symbol,
         timeframe,
-        (first.ts, last.ts),
+        feed,
         bars.len(),
         (md, st, ex),
     )
     .await;
+    let late_orders = match exec_http {
+        Some(a) => scrape_counter(a, "grodt_execution_late_orders_total").await,
+        None => None,
+    };
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     infra.store.close().await;
@@ -374,6 +403,9 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
         backtest_fills,
         backtest_equity: reference.last.equity,
         bars: bars.len(),
+        late_orders: late_orders.ok_or_else(|| {
+            PaperCliError::Local("execution's late-order counter could not be read".into())
+        })?,
     })
 }
 
@@ -433,18 +465,30 @@ type Addrs = (
     std::net::SocketAddr,
 );
 
-async fn drive(
+/// Where the bars come from.
+enum Feed<'a> {
+    /// market-data imports the file and replays `range` at the option's pace.
+    Replay {
+        /// First and last bar time (ns).
+        range: (i64, i64),
+    },
+    /// Published here, one at a time, each after the pipeline settled.
+    Lockstep {
+        bus: std::sync::Arc<dyn grodt_bus::EventBus>,
+        bars: &'a [Bar],
+        price_precision: u8,
+        size_precision: u8,
+    },
+}
+
+/// market-data imports the file and replays `from..=to` at the option's pace.
+async fn replay(
+    market: &mut MarketDataServiceClient<Channel>,
     options: &PaperOptions,
-    params: &BTreeMap<String, String>,
     symbol: &str,
     timeframe: i32,
     (from, to): (i64, i64),
-    n: usize,
-    (md, st, ex): Addrs,
-) -> Result<(Vec<FillRow>, v1::GetAccountResponse), PaperCliError> {
-    let mut market = MarketDataServiceClient::new(channel(md).await?);
-    let mut strategy = StrategyServiceClient::new(channel(st).await?);
-    let mut execution = ExecutionServiceClient::new(channel(ex).await?);
+) -> Result<(), PaperCliError> {
     let path =
         std::path::absolute(&options.data).map_err(|e| PaperCliError::Local(e.to_string()))?;
     let import = ImportArgs {
@@ -477,6 +521,34 @@ async fn drive(
     let dataset = imported
         .dataset
         .ok_or_else(|| PaperCliError::Local("the import stored no dataset".into()))?;
+    let speed = timeframe_seconds(timeframe) * 1_000.0 / options.bar_ms.max(1) as f64;
+    market
+        .start_replay(v1::StartReplayRequest {
+            dataset_id: dataset.dataset_id.clone(),
+            range: Some(v1::TimeRange {
+                start: Some(ts(from)),
+                end: Some(ts(to + 1)),
+            }),
+            speed,
+            replay_id: String::new(),
+        })
+        .await
+        .map_err(rpc("StartReplay"))?;
+    Ok(())
+}
+
+async fn drive(
+    options: &PaperOptions,
+    params: &BTreeMap<String, String>,
+    symbol: &str,
+    timeframe: i32,
+    feed: Feed<'_>,
+    n: usize,
+    (md, st, ex): Addrs,
+) -> Result<(Vec<FillRow>, v1::GetAccountResponse), PaperCliError> {
+    let mut market = MarketDataServiceClient::new(channel(md).await?);
+    let mut strategy = StrategyServiceClient::new(channel(st).await?);
+    let mut execution = ExecutionServiceClient::new(channel(ex).await?);
     let instance_id = format!("paper-{}", options.strategy.replace('_', "-"));
     strategy
         .deploy(v1::DeployRequest {
@@ -493,19 +565,29 @@ async fn drive(
         })
         .await
         .map_err(rpc("Deploy"))?;
-    let speed = timeframe_seconds(timeframe) * 1_000.0 / options.bar_ms.max(1) as f64;
-    market
-        .start_replay(v1::StartReplayRequest {
-            dataset_id: dataset.dataset_id.clone(),
-            range: Some(v1::TimeRange {
-                start: Some(ts(from)),
-                end: Some(ts(to + 1)),
-            }),
-            speed,
-            replay_id: String::new(),
-        })
-        .await
-        .map_err(rpc("StartReplay"))?;
+    match feed {
+        Feed::Replay { range } => {
+            replay(&mut market, options, symbol, timeframe, range).await?;
+        }
+        Feed::Lockstep {
+            bus,
+            bars,
+            price_precision,
+            size_precision,
+        } => {
+            lockstep(
+                &*bus,
+                bars,
+                symbol,
+                timeframe,
+                (price_precision, size_precision),
+                &instance_id,
+                &mut strategy,
+                &mut execution,
+            )
+            .await?;
+        }
+    }
     // Done when the instance saw every bar and execution holds every order
     // it asked for, and nothing moved for a while.
     let deadline = Instant::now() + Duration::from_millis(options.bar_ms * n as u64 * 3 + 60_000);
@@ -642,6 +724,181 @@ pub async fn command(options: &PaperOptions) -> Result<String, PaperCliError> {
             differ.first().copied().unwrap_or_default()
         )))
     }
+}
+
+/// One unlabelled counter from a service's `/metrics` (plain HTTP/1.0).
+async fn scrape_counter(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|v| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a counter: a whole, non-negative number"
+            )]
+            let n = v as u64;
+            n
+        })
+}
+
+/// A domain bar as the wire's, its decimals at the instrument's precisions.
+fn bar_to_proto(symbol: &str, timeframe: i32, b: &Bar, (pp, sp): (u8, u8)) -> v1::Bar {
+    let price = |raw: i64| {
+        Some(v1::Decimal {
+            value: grodt_core::Price::from_raw(raw, pp)
+                .map(|p| p.to_decimal().normalize().to_string())
+                .unwrap_or_default(),
+        })
+    };
+    v1::Bar {
+        symbol: symbol.to_owned(),
+        timeframe,
+        timestamp: Some(ts(b.ts)),
+        open: price(b.open),
+        high: price(b.high),
+        low: price(b.low),
+        close: price(b.close),
+        volume: Some(v1::Decimal {
+            value: grodt_core::Quantity::from_raw(b.volume, sp)
+                .map(|q| q.to_decimal().normalize().to_string())
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+/// Publishes the bars one at a time on `grodt.bars.v1`; after each, waits
+/// until the strategy has seen it and execution holds every order the
+/// strategy decided so far, so no order can miss its bar whatever the speed.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the driver's parts, each used once"
+)]
+async fn lockstep(
+    bus: &dyn grodt_bus::EventBus,
+    bars: &[Bar],
+    symbol: &str,
+    timeframe: i32,
+    precisions: (u8, u8),
+    instance_id: &str,
+    strategy: &mut StrategyServiceClient<Channel>,
+    execution: &mut ExecutionServiceClient<Channel>,
+) -> Result<(), PaperCliError> {
+    use grodt_bus::{ConsumerName, GroupName, StartFrom, StreamName};
+    use grodt_proto::topic::{Outgoing, Topic, decode};
+    let bus_err = |e: grodt_bus::BusError| PaperCliError::Local(format!("bus: {e}"));
+    let bars_stream = StreamName::parse(<v1::BarEvent as Topic>::STREAM).map_err(bus_err)?;
+    let intents = StreamName::parse(<v1::OrderIntentEvent as Topic>::STREAM).map_err(bus_err)?;
+    let group = GroupName::parse("paper-lockstep").map_err(bus_err)?;
+    let me = ConsumerName::parse("paper-lockstep").map_err(bus_err)?;
+    bus.ensure_group(&intents, &group, StartFrom::Beginning)
+        .await
+        .map_err(bus_err)?;
+    let mut decided: Vec<String> = Vec::new();
+    let mut held = 0usize;
+    for (k, b) in bars.iter().enumerate() {
+        let event = v1::BarEvent {
+            bar: Some(bar_to_proto(symbol, timeframe, b, precisions)),
+            dataset_id: String::new(),
+            replay_id: "paper-lockstep".into(),
+        };
+        let out = Outgoing::new(&event);
+        let env = grodt_bus::Envelope::new(
+            out.event_type(),
+            chrono::DateTime::from_timestamp_nanos(b.ts),
+            out.payload(),
+        );
+        bus.publish(&bars_stream, &env).await.map_err(bus_err)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let settled = |what: String| PaperCliError::Timeout {
+            what: format!("bar {k} to settle: {what}"),
+        };
+        // The strategy saw bar k (execution applied it first: its report is
+        // the strategy's clock).
+        let emitted = loop {
+            let state = strategy
+                .get_state(v1::GetStateRequest {
+                    instance_id: instance_id.to_owned(),
+                })
+                .await
+                .map_err(rpc("GetState"))?
+                .into_inner()
+                .instance
+                .unwrap_or_default();
+            if state.state == v1::InstanceState::Failed as i32 {
+                return Err(PaperCliError::Local(format!(
+                    "instance failed: {}",
+                    state.error
+                )));
+            }
+            if state.bars_processed > k as u64 {
+                break state.intents_emitted;
+            }
+            if Instant::now() > deadline {
+                return Err(settled(format!("{} bars seen", state.bars_processed)));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        // Every intent decided so far is an order at execution.
+        while (decided.len() as u64) < emitted {
+            for d in bus
+                .consume(&intents, &group, &me, 64, Duration::from_millis(5))
+                .await
+                .map_err(bus_err)?
+            {
+                if let Ok(i) = decode::<v1::OrderIntentEvent>(
+                    &d.envelope.event_type,
+                    d.envelope.payload.as_ref(),
+                ) && let Some(o) = i.order
+                    && !decided.contains(&o.client_order_id)
+                {
+                    decided.push(o.client_order_id);
+                }
+                bus.ack(&intents, &group, &[d.entry_id])
+                    .await
+                    .map_err(bus_err)?;
+            }
+            if Instant::now() > deadline {
+                return Err(settled(format!(
+                    "{} of {emitted} intents read",
+                    decided.len()
+                )));
+            }
+        }
+        while held < decided.len() {
+            let got = execution
+                .get_order(v1::GetOrderRequest {
+                    order: Some(v1::OrderRef {
+                        id: Some(v1::order_ref::Id::ClientOrderId(decided[held].clone())),
+                    }),
+                })
+                .await;
+            match got {
+                Ok(_) => held += 1,
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    if Instant::now() > deadline {
+                        return Err(settled(format!("order {} not at execution", decided[held])));
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(s) => return Err(rpc("GetOrder")(s)),
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
