@@ -640,8 +640,18 @@ async fn drive(
             _ => quiet_since = Some((now.0, now.1, now.2, Instant::now())),
         }
     }
+    fills_and_account(&mut execution).await
+}
+
+/// Every fill execution holds (oldest first) and the account.
+///
+/// # Errors
+/// A call execution refused.
+pub async fn fills_and_account(
+    execution: &mut ExecutionServiceClient<Channel>,
+) -> Result<(Vec<FillRow>, v1::GetAccountResponse), PaperCliError> {
     let mut fills = Vec::new();
-    for o in list_orders(&mut execution).await? {
+    for o in list_orders(execution).await? {
         let got = execution
             .get_order(v1::GetOrderRequest {
                 order: Some(v1::OrderRef {
@@ -755,6 +765,11 @@ async fn scrape_counter(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
         })
 }
 
+/// A call that failed because the service is (re)starting.
+fn is_transient(s: &tonic::Status) -> bool {
+    matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
+}
+
 /// A domain bar as the wire's, its decimals at the instrument's precisions.
 fn bar_to_proto(symbol: &str, timeframe: i32, b: &Bar, (pp, sp): (u8, u8)) -> v1::Bar {
     let price = |raw: i64| {
@@ -787,7 +802,7 @@ fn bar_to_proto(symbol: &str, timeframe: i32, b: &Bar, (pp, sp): (u8, u8)) -> v1
     clippy::too_many_arguments,
     reason = "the driver's parts, each used once"
 )]
-async fn lockstep(
+pub async fn lockstep(
     bus: &dyn grodt_bus::EventBus,
     bars: &[Bar],
     symbol: &str,
@@ -829,15 +844,20 @@ async fn lockstep(
         // The strategy saw bar k (execution applied it first: its report is
         // the strategy's clock).
         let emitted = loop {
-            let state = strategy
+            let state = match strategy
                 .get_state(v1::GetStateRequest {
                     instance_id: instance_id.to_owned(),
                 })
                 .await
-                .map_err(rpc("GetState"))?
-                .into_inner()
-                .instance
-                .unwrap_or_default();
+            {
+                Ok(r) => r.into_inner().instance.unwrap_or_default(),
+                // A restarting service: ask again until the deadline.
+                Err(s) if is_transient(&s) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(s) => return Err(rpc("GetState")(s)),
+            };
             if state.state == v1::InstanceState::Failed as i32 {
                 return Err(PaperCliError::Local(format!(
                     "instance failed: {}",
@@ -888,7 +908,7 @@ async fn lockstep(
                 .await;
             match got {
                 Ok(_) => held += 1,
-                Err(s) if s.code() == tonic::Code::NotFound => {
+                Err(s) if s.code() == tonic::Code::NotFound || is_transient(&s) => {
                     if Instant::now() > deadline {
                         return Err(settled(format!("order {} not at execution", decided[held])));
                     }

@@ -5,6 +5,7 @@
 mod backtest;
 mod data;
 mod distributed;
+mod fault;
 mod helpers;
 mod layout;
 mod paper;
