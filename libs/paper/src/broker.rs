@@ -25,7 +25,10 @@ struct FillSums {
 /// The venue and the books around it. Deterministic: the same inputs in the
 /// same order give the same reports, which is what the journal relies on.
 pub struct Broker {
-    venue: Venue,
+    /// `None` while no instrument is configured: every bar and order is
+    /// then of an unknown symbol, and the account is its starting cash.
+    venue: Option<Venue>,
+    starting_cash: Decimal,
     /// `tickets[k]` is the ticket of venue order `OrderId(k)`.
     tickets: Vec<Ticket>,
     parents: Vec<Option<String>>,
@@ -63,8 +66,16 @@ impl Broker {
             });
         }
         let n = instruments.len();
+        let starting_cash = config.starting_cash;
+        let venue = if instruments.is_empty() {
+            config.validate()?;
+            None
+        } else {
+            Some(Venue::new(config, instruments)?)
+        };
         Ok(Self {
-            venue: Venue::new(config, instruments)?,
+            venue,
+            starting_cash,
             tickets: Vec::new(),
             parents: Vec::new(),
             states: Vec::new(),
@@ -96,12 +107,14 @@ impl Broker {
                         last,
                     });
                 }
-                if !self.started {
+                let first = !self.started;
+                let venue = self.venue_mut()?;
+                if first {
                     // As the backtest loop does before its first bar.
-                    self.venue.accrue_to(bar.ts)?;
-                    self.started = true;
+                    venue.accrue_to(bar.ts)?;
                 }
-                self.venue.on_bar(i, bar)?;
+                venue.on_bar(i, bar)?;
+                self.started = true;
                 self.last_bar[i] = Some(bar.ts);
                 let updates = self.drain()?;
                 Ok(Report {
@@ -118,7 +131,7 @@ impl Broker {
                         .ok_or_else(|| PaperError::UnknownOrder {
                             client_order_id: client_order_id.clone(),
                         })?;
-                self.venue.cancel(id)?;
+                self.venue_mut()?.cancel(id)?;
                 Ok(Report {
                     bar: None,
                     updates: self.drain()?,
@@ -127,9 +140,18 @@ impl Broker {
         }
     }
 
+    fn venue_mut(&mut self) -> Result<&mut Venue, PaperError> {
+        // Reached only after `index` found the symbol, so a venue exists.
+        self.venue.as_mut().ok_or_else(|| PaperError::Invalid {
+            field: "instruments",
+            reason: "none configured".into(),
+        })
+    }
+
     fn index(&self, symbol: &str) -> Result<usize, PaperError> {
         self.venue
-            .instrument_index(symbol)
+            .as_ref()
+            .and_then(|v| v.instrument_index(symbol))
             .ok_or_else(|| PaperError::UnknownSymbol {
                 symbol: symbol.to_owned(),
             })
@@ -151,7 +173,7 @@ impl Broker {
         };
         let entry = self.register(t.clone(), None);
         match t.bracket {
-            None => self.venue.submit(entry, request)?,
+            None => self.venue_mut()?.submit(entry, request)?,
             Some(legs) => {
                 let (tp_cid, sl_cid) = bracket_exit_ids(&t.client_order_id);
                 for cid in [&tp_cid, &sl_cid] {
@@ -190,7 +212,7 @@ impl Broker {
                     ),
                     Some(t.client_order_id.clone()),
                 );
-                self.venue.submit_bracket(
+                self.venue_mut()?.submit_bracket(
                     entry,
                     tp,
                     sl,
@@ -231,19 +253,20 @@ impl Broker {
 
     /// Turns the venue's new events into updates, in order, and books them.
     fn drain(&mut self) -> Result<Vec<Update>, PaperError> {
-        self.venue.take_events_into(&mut self.events);
+        let Some(venue) = self.venue.as_mut() else {
+            return Ok(Vec::new());
+        };
+        venue.take_events_into(&mut self.events);
+        let venue = &*venue;
         let events = std::mem::take(&mut self.events);
         let mut out = Vec::with_capacity(events.len());
         for ev in &events {
             match *ev {
                 VenueEvent::Fill(seq) => {
-                    let fill = self
-                        .venue
-                        .fill(seq)
-                        .ok_or_else(|| PaperError::Inconsistent {
-                            client_order_id: String::new(),
-                            reason: format!("fill {seq} announced but missing"),
-                        })?;
+                    let fill = venue.fill(seq).ok_or_else(|| PaperError::Inconsistent {
+                        client_order_id: String::new(),
+                        reason: format!("fill {seq} announced but missing"),
+                    })?;
                     let k = fill.order_id.0 as usize;
                     let ticket = &self.tickets[k];
                     let sums = &mut self.sums[k];
@@ -268,13 +291,10 @@ impl Broker {
                 }
                 VenueEvent::Order(u) => {
                     let k = u.id.0 as usize;
-                    let order = self
-                        .venue
-                        .order(u.id)
-                        .ok_or_else(|| PaperError::Inconsistent {
-                            client_order_id: self.tickets[k].client_order_id.clone(),
-                            reason: "update of an order the venue does not hold".into(),
-                        })?;
+                    let order = venue.order(u.id).ok_or_else(|| PaperError::Inconsistent {
+                        client_order_id: self.tickets[k].client_order_id.clone(),
+                        reason: "update of an order the venue does not hold".into(),
+                    })?;
                     let avg = {
                         let s = self.sums[k];
                         (!s.qty.is_zero()).then(|| s.notional / s.qty)
@@ -287,7 +307,7 @@ impl Broker {
                         avg,
                         u.ts,
                         self.parents[k].clone(),
-                        precision_of(&self.venue, order),
+                        precision_of(venue, order),
                     )?;
                     self.states[k] = state.clone();
                     out.push(Update::Order(state));
@@ -321,18 +341,29 @@ impl Broker {
     /// # Errors
     /// A ledger overflow.
     pub fn snapshot(&self) -> Result<Snapshot, PaperError> {
-        Ok(self.venue.snapshot()?)
+        match &self.venue {
+            Some(v) => Ok(v.snapshot()?),
+            None => Ok(Snapshot {
+                ts: 0,
+                cash: self.starting_cash,
+                equity: self.starting_cash,
+                positions: Vec::new(),
+                open_orders: Vec::new(),
+                costs: grodt_core::CostTotals::default(),
+            }),
+        }
     }
 
     /// The venue's instruments.
     pub fn instruments(&self) -> &[Instrument] {
-        self.venue.instruments()
+        self.venue.as_ref().map_or(&[], |v| v.instruments())
     }
 
     /// Open time (ns) of the latest bar of `symbol` the venue took.
     pub fn last_bar_ts(&self, symbol: &str) -> Option<i64> {
         self.venue
-            .instrument_index(symbol)
+            .as_ref()
+            .and_then(|v| v.instrument_index(symbol))
             .and_then(|i| self.last_bar[i])
     }
 
@@ -346,7 +377,7 @@ impl Broker {
 
     /// The venue's time (ns): its latest bar.
     pub fn now(&self) -> i64 {
-        self.venue.now()
+        self.venue.as_ref().map_or(0, Venue::now)
     }
 }
 

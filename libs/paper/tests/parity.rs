@@ -255,3 +255,25 @@ proptest! {
         assert_same(&config, &inst, &bars, name, &kv);
     }
 }
+
+#[test]
+fn a_broker_without_instruments_refuses_every_symbol_and_keeps_its_cash() {
+    let mut broker = Broker::new(costly(), Vec::new()).expect("a broker with no instruments");
+    let (_, bars) = sample("spy_1d_1998-2021.csv", "SPY", false);
+    let e = broker
+        .apply(&Input::Bar {
+            symbol: "SPY".into(),
+            bar: bars[0],
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, grodt_paper::PaperError::UnknownSymbol { .. }),
+        "{e}"
+    );
+    let snap = broker.snapshot().unwrap();
+    assert_eq!(
+        (snap.cash, snap.equity),
+        (costly().starting_cash, costly().starting_cash)
+    );
+    assert!(broker.instruments().is_empty());
+}

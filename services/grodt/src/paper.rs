@@ -52,18 +52,21 @@ pub struct PaperOptions {
     /// Replay only the last N bars of the file (0 = all of them).
     #[arg(long, default_value_t = 500)]
     pub bars: usize,
-    /// Wall-clock milliseconds between replayed bars. The pipeline must
-    /// take less than this per bar, or orders miss their bar (docs/paper.md).
+    /// With `--timed`: wall-clock milliseconds between replayed bars. The
+    /// pipeline must take less than this per bar, or orders miss their bar
+    /// (docs/paper.md).
     #[arg(long, default_value_t = 40)]
     pub bar_ms: u64,
     /// Keep the embedded database here instead of a temporary directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Publish the bars from here, each once the pipeline has finished the
-    /// one before (the strategy saw it and execution holds every order it
-    /// decided), instead of market-data's timed replay: exact at any speed.
+    /// Replay through market-data's timed replay (`--bar-ms` apart), as a
+    /// live feed arrives, instead of publishing the bars from here in
+    /// lockstep (each once the strategy saw the last and execution holds
+    /// every order it decided: exact at any speed and load). A timed replay
+    /// faster than the pipeline makes orders miss their bar (counted late).
     #[arg(long)]
-    pub lockstep: bool,
+    pub timed: bool,
 }
 
 /// Why `grodt paper` failed.
@@ -367,7 +370,7 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
                 .await;
         });
     }
-    let feed = if options.lockstep {
+    let feed = if !options.timed {
         Feed::Lockstep {
             bus: infra.bus.clone(),
             bars: &bars,

@@ -20,7 +20,7 @@ fn options(strategy: &str, params: &[&str], bars: usize) -> PaperOptions {
         bars,
         bar_ms: 40,
         data_dir: Some(tempfile::tempdir().unwrap().keep()),
-        lockstep: true,
+        timed: false,
     }
 }
 
@@ -50,7 +50,7 @@ async fn embedded_paper_run_equals_the_backtest_fill_for_fill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_replay_equals_the_backtest_or_counts_its_late_orders() {
     let mut o = options("sma_cross", &["fast=3", "slow=10"], 120);
-    o.lockstep = false;
+    o.timed = true;
     o.bar_ms = 120;
     let outcome = run(&o).await.expect("the paper run completes");
     let (differ, gap) = outcome.divergence();
