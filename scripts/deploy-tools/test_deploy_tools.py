@@ -36,6 +36,7 @@ def load(name: str):
 names = load("check-metric-names")
 import check_supply_chain as supply  # noqa: E402
 import check_alerting as alerting  # noqa: E402
+import check_security as security  # noqa: E402
 sync = load("sync-chart-files")
 history = load("helm_history")
 policy = load("check-policy")
@@ -1058,6 +1059,75 @@ class OtlpSink(unittest.TestCase):
         ok, text = sink.check(self.spans, ["grodt-strategy", "grodt-risk"])
         self.assertFalse(ok)
         self.assertIn("lacks", text)
+
+
+class Security(unittest.TestCase):
+    """Issue 13 part 1: tokens mounted, Redis password, Postgres roles, TLS in prod."""
+
+    def compose(self, env: str) -> dict:
+        return json.loads((check_tmp() / f"compose-{env}.json").read_text())
+
+    def helm(self, env: str) -> list[dict]:
+        return [d for d in yaml.safe_load_all((check_tmp() / f"helm-{env}.yaml").read_text()) if d]
+
+    def test_committed_files_pass(self):
+        for env in ("dev", "staging", "prod"):
+            with self.subTest(env=env):
+                self.assertEqual(security.check_compose_security(env, self.compose(env)), [])
+                self.assertEqual(security.check_helm_security(env, self.helm(env)), [])
+
+    def test_old_compose_has_no_tokens(self):
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = security.check_compose_security("prod", old)
+        for name in ("market-data", "risk", "execution", "backtest-worker"):
+            self.assertTrue(any(p.startswith(f"compose prod: {name}: no gRPC tokens file") for p in problems), problems)
+
+    def test_old_helm_has_no_tokens(self):
+        problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        for name in ("market-data", "risk", "execution", "backtest-worker"):
+            self.assertTrue(any(p.startswith(f"helm prod: {name}: no gRPC tokens file") for p in problems), problems)
+
+    def test_compose_violations_are_reported(self):
+        def drop_tokens(c):
+            c["services"]["risk"]["secrets"] = [s for s in c["services"]["risk"]["secrets"]
+                                                if s.get("target") != "grpc_tokens"]
+        mutations = {
+            "risk: no gRPC tokens file": drop_tokens,
+            "execution: no gRPC tokens file": lambda c: c["services"]["execution"]["environment"].pop(
+                "GRODT_AUTH__TOKENS_FILE"),
+        }
+        for needle, mutate in mutations.items():
+            with self.subTest(needle=needle):
+                config = copy.deepcopy(self.compose("prod"))
+                mutate(config)
+                problems = security.check_compose_security("prod", config)
+                self.assertTrue(any(needle in p for p in problems), problems)
+
+    def test_helm_violations_are_reported(self):
+        def container(docs, name):
+            dep = next(d for d in docs if d["kind"] == "Deployment"
+                       and d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == name)
+            return dep["spec"]["template"]["spec"]["containers"][0]
+
+        def writable_tokens(d):
+            for m in container(d, "risk")["volumeMounts"]:
+                if m["name"] == "grpc-tokens":
+                    m["readOnly"] = False
+        mutations = {
+            "risk: no gRPC tokens file": writable_tokens,
+            "execution: no gRPC tokens file": lambda d: container(d, "execution").update(
+                env=[e for e in container(d, "execution")["env"] if e["name"] != "GRODT_AUTH__TOKENS_FILE"]),
+        }
+        for needle, mutate in mutations.items():
+            with self.subTest(needle=needle):
+                docs = self.helm("prod")
+                mutate(docs)
+                problems = security.check_helm_security("prod", docs)
+                self.assertTrue(any(needle in p for p in problems), problems)
+
+    def test_chart_without_the_tokens_secret_is_reported(self):
+        docs = render_chart("prod", {"auth": {"existingSecret": ""}})
+        self.assertTrue(any("no gRPC tokens file" in p for p in security.check_helm_security("prod", docs)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""Issue 13 part 1 rules for the deployment files: who may get in.
+
+- every GRODT service has the gRPC tokens file mounted and
+  GRODT_AUTH__TOKENS_FILE pointing at it (Compose: all environments, since the
+  containers listen on 0.0.0.0; Helm: staging and prod, dev may run without);
+- Redis requires a password: Compose's redis-server loads an ACL file (or
+  --requirepass) and the services read the password from a secret file;
+  Helm (staging/prod) takes the Redis URL from a Secret;
+- the services connect to Postgres as the application role, and the migration
+  step as the migration role.
+"""
+
+from __future__ import annotations
+
+from grodt_services import SERVICES
+
+NAMES = [s.name for s in SERVICES]
+COMPOSE_TOKENS = "/run/secrets/grpc_tokens"
+HELM_TOKENS = "/run/secrets/grodt/auth/tokens"
+
+
+def _compose_secret_targets(svc: dict) -> set[str]:
+    targets = set()
+    for s in svc.get("secrets") or []:
+        if isinstance(s, str):
+            targets.add(s)
+        else:
+            targets.add(s.get("target") or s.get("source"))
+    return targets
+
+
+def check_compose_security(env: str, config: dict) -> list[str]:
+    problems = []
+    services = config.get("services", {})
+    for name in NAMES:
+        svc = services.get(name)
+        if svc is None:
+            continue  # check_compose reports it
+        where = f"compose {env}: {name}"
+        env_vars = svc.get("environment") or {}
+        targets = _compose_secret_targets(svc)
+        tokens = env_vars.get("GRODT_AUTH__TOKENS_FILE")
+        if tokens != COMPOSE_TOKENS or "grpc_tokens" not in targets:
+            problems.append(f"{where}: no gRPC tokens file (secret grpc_tokens mounted and "
+                            f"GRODT_AUTH__TOKENS_FILE={COMPOSE_TOKENS}): it would refuse every call")
+    return problems
+
+
+def _containers(docs: list[dict]):
+    for d in docs:
+        if d.get("kind") != "Deployment":
+            continue
+        name = d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name")
+        if name in NAMES:
+            yield name, d["spec"]["template"]["spec"], d["spec"]["template"]["spec"]["containers"][0]
+
+
+def _secret_mount(spec: dict, container: dict, path: str) -> bool:
+    """Whether `path` lies in a read-only mount of a Secret volume."""
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for m in container.get("volumeMounts", []):
+        mount = m["mountPath"].rstrip("/") + "/"
+        if path.startswith(mount) and m.get("readOnly") and "secret" in volumes.get(m["name"], {}):
+            return True
+    return False
+
+
+def check_helm_security(env: str, docs: list[dict]) -> list[str]:
+    if env == "dev":
+        return []
+    problems = []
+    for name, spec, c in _containers(docs):
+        where = f"helm {env}: {name}"
+        env_vars = {e["name"]: e for e in c.get("env", [])}
+        tokens = env_vars.get("GRODT_AUTH__TOKENS_FILE", {}).get("value")
+        if not tokens or not _secret_mount(spec, c, tokens):
+            problems.append(f"{where}: no gRPC tokens file (auth.existingSecret mounted read-only and "
+                            "GRODT_AUTH__TOKENS_FILE): it would refuse every call")
+    return problems
