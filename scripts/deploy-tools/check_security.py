@@ -20,18 +20,25 @@ HELM_TOKENS = "/run/secrets/grodt/auth/tokens"
 
 
 def _compose_secret_targets(svc: dict) -> set[str]:
+    """File names under /run/secrets/ of the service's secrets."""
     targets = set()
     for s in svc.get("secrets") or []:
-        if isinstance(s, str):
-            targets.add(s)
-        else:
-            targets.add(s.get("target") or s.get("source"))
+        target = s if isinstance(s, str) else (s.get("target") or s.get("source") or "")
+        targets.add(target.removeprefix("/run/secrets/"))
     return targets
 
 
 def check_compose_security(env: str, config: dict) -> list[str]:
     problems = []
     services = config.get("services", {})
+    redis = services.get("redis", {})
+    command = redis.get("command") or []
+    if "--aclfile" not in command and "--requirepass" not in command:
+        problems.append(f"compose {env}: redis requires no password (no --aclfile or --requirepass)")
+    elif "--aclfile" in command:
+        acl = command[command.index("--aclfile") + 1] if command.index("--aclfile") + 1 < len(command) else ""
+        if not acl.startswith("/run/secrets/") or acl.rsplit("/", 1)[-1] not in _compose_secret_targets(redis):
+            problems.append(f"compose {env}: redis's ACL file {acl!r} is not a mounted secret")
     for name in NAMES:
         svc = services.get(name)
         if svc is None:
@@ -39,6 +46,10 @@ def check_compose_security(env: str, config: dict) -> list[str]:
         where = f"compose {env}: {name}"
         env_vars = svc.get("environment") or {}
         targets = _compose_secret_targets(svc)
+        pw = env_vars.get("GRODT_REDIS__PASSWORD_FILE", "")
+        if not pw.startswith("/run/secrets/") or pw.rsplit("/", 1)[-1] not in targets:
+            problems.append(f"{where}: connects to Redis without a password "
+                            "(GRODT_REDIS__PASSWORD_FILE must name a mounted secret)")
         tokens = env_vars.get("GRODT_AUTH__TOKENS_FILE")
         if tokens != COMPOSE_TOKENS or "grpc_tokens" not in targets:
             problems.append(f"{where}: no gRPC tokens file (secret grpc_tokens mounted and "
@@ -72,6 +83,9 @@ def check_helm_security(env: str, docs: list[dict]) -> list[str]:
     for name, spec, c in _containers(docs):
         where = f"helm {env}: {name}"
         env_vars = {e["name"]: e for e in c.get("env", [])}
+        if "secretKeyRef" not in env_vars.get("GRODT_REDIS__URL", {}).get("valueFrom", {}):
+            problems.append(f"{where}: GRODT_REDIS__URL must come from the Redis Secret "
+                            "(redis.existingSecret): without it the service connects with no password")
         tokens = env_vars.get("GRODT_AUTH__TOKENS_FILE", {}).get("value")
         if not tokens or not _secret_mount(spec, c, tokens):
             problems.append(f"{where}: no gRPC tokens file (auth.existingSecret mounted read-only and "

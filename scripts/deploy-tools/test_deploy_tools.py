@@ -1082,6 +1082,18 @@ class Security(unittest.TestCase):
         for name in ("market-data", "risk", "execution", "backtest-worker"):
             self.assertTrue(any(p.startswith(f"compose prod: {name}: no gRPC tokens file") for p in problems), problems)
 
+    def test_old_compose_redis_has_no_password(self):
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = security.check_compose_security("prod", old)
+        self.assertIn("compose prod: redis requires no password (no --aclfile or --requirepass)", problems)
+        self.assertTrue(any(p.startswith("compose prod: risk: connects to Redis without a password")
+                            for p in problems), problems)
+
+    def test_old_helm_redis_url_has_no_password(self):
+        problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        self.assertTrue(any(p.startswith("helm prod: execution: GRODT_REDIS__URL must come from the Redis Secret")
+                            for p in problems), problems)
+
     def test_old_helm_has_no_tokens(self):
         problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
         for name in ("market-data", "risk", "execution", "backtest-worker"):
@@ -1095,6 +1107,11 @@ class Security(unittest.TestCase):
             "risk: no gRPC tokens file": drop_tokens,
             "execution: no gRPC tokens file": lambda c: c["services"]["execution"]["environment"].pop(
                 "GRODT_AUTH__TOKENS_FILE"),
+            "redis requires no password": lambda c: c["services"]["redis"].update(
+                command=["redis-server", "--appendonly", "yes"]),
+            "redis's ACL file": lambda c: c["services"]["redis"].update(secrets=[]),
+            "optimizer: connects to Redis without a password": lambda c: c["services"]["optimizer"][
+                "environment"].pop("GRODT_REDIS__PASSWORD_FILE"),
         }
         for needle, mutate in mutations.items():
             with self.subTest(needle=needle):
@@ -1124,6 +1141,11 @@ class Security(unittest.TestCase):
                 mutate(docs)
                 problems = security.check_helm_security("prod", docs)
                 self.assertTrue(any(needle in p for p in problems), problems)
+
+    def test_chart_without_the_redis_secret_is_reported(self):
+        docs = render_chart("staging", {"redis": {"existingSecret": ""}})
+        self.assertTrue(any("GRODT_REDIS__URL must come from the Redis Secret" in p
+                            for p in security.check_helm_security("staging", docs)))
 
     def test_chart_without_the_tokens_secret_is_reported(self):
         docs = render_chart("prod", {"auth": {"existingSecret": ""}})

@@ -4,6 +4,7 @@
 mod auth;
 mod config_exit;
 mod helpers;
+mod redis_auth;
 mod server;
 mod shutdown;
 mod tracing_ctx;
