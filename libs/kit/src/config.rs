@@ -300,7 +300,10 @@ impl RedisConfig {
             .split_once("://")
             .filter(|(scheme, _)| matches!(*scheme, "redis" | "rediss"))
             .ok_or_else(|| {
-                ConfigError::invalid("redis.url", "with redis.password_file: want redis:// or rediss://")
+                ConfigError::invalid(
+                    "redis.url",
+                    "with redis.password_file: want redis:// or rediss://",
+                )
             })?;
         let authority = rest.split(['/', '?']).next().unwrap_or("");
         if authority.contains('@') {
@@ -702,7 +705,10 @@ mod tests {
 
     #[test]
     fn a_bad_redis_password_file_names_the_key() {
-        let (_d, src) = source(&[], &[("GRODT_REDIS__PASSWORD_FILE", "/nonexistent/redis_pw")]);
+        let (_d, src) = source(
+            &[],
+            &[("GRODT_REDIS__PASSWORD_FILE", "/nonexistent/redis_pw")],
+        );
         let err = load(&src, &defaults()).expect_err("missing file");
         assert_eq!(err.key(), "redis.password_file");
         assert!(err.to_string().contains("/nonexistent/redis_pw"), "{err}");

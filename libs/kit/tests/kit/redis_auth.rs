@@ -79,7 +79,12 @@ async fn the_right_password_connects_and_a_wrong_one_names_redis() {
     user.delete().await;
 
     ok.expect("the ACL user with its password connects");
-    let err = refused.expect_err("a wrong password must not connect").to_string();
+    let err = refused
+        .expect_err("a wrong password must not connect")
+        .to_string();
     assert!(err.starts_with("redis.url:"), "{err}");
-    assert!(!err.contains("wrong-password"), "the error prints the password: {err}");
+    assert!(
+        !err.contains("wrong-password"),
+        "the error prints the password: {err}"
+    );
 }
