@@ -39,11 +39,22 @@ def check_compose_security(env: str, config: dict) -> list[str]:
         acl = command[command.index("--aclfile") + 1] if command.index("--aclfile") + 1 < len(command) else ""
         if not acl.startswith("/run/secrets/") or acl.rsplit("/", 1)[-1] not in _compose_secret_targets(redis):
             problems.append(f"compose {env}: redis's ACL file {acl!r} is not a mounted secret")
+    pg = services.get("postgres", {})
+    superuser = (pg.get("environment") or {}).get("POSTGRES_USER", "postgres")
+    migrate_user = _db_user((services.get("migrate", {}).get("environment") or {}).get("GRODT_DATABASE__URL"))
+    if not any(v.get("target") == "/docker-entrypoint-initdb.d/10-roles.sh" for v in pg.get("volumes") or []):
+        problems.append(f"compose {env}: postgres does not create the migration and application roles "
+                        "(deploy/postgres/init-roles.sh at /docker-entrypoint-initdb.d/10-roles.sh)")
     for name in NAMES:
         svc = services.get(name)
         if svc is None:
             continue  # check_compose reports it
         where = f"compose {env}: {name}"
+        user = _db_user((svc.get("environment") or {}).get("GRODT_DATABASE__URL"))
+        if user in (superuser, migrate_user):
+            problems.append(f"{where}: connects to Postgres as {user!r}, the "
+                            f"{'superuser' if user == superuser else 'migration role'}: "
+                            "want the application role (DML only)")
         env_vars = svc.get("environment") or {}
         targets = _compose_secret_targets(svc)
         pw = env_vars.get("GRODT_REDIS__PASSWORD_FILE", "")
@@ -55,6 +66,16 @@ def check_compose_security(env: str, config: dict) -> list[str]:
             problems.append(f"{where}: no gRPC tokens file (secret grpc_tokens mounted and "
                             f"GRODT_AUTH__TOKENS_FILE={COMPOSE_TOKENS}): it would refuse every call")
     return problems
+
+
+def _db_user(url: str | None) -> str | None:
+    """The user of a postgres:// URL (None without one)."""
+    if not url or "://" not in url:
+        return None
+    rest = url.split("://", 1)[1]
+    if "@" not in rest.split("/", 1)[0]:
+        return None
+    return rest.split("@", 1)[0].split(":", 1)[0]
 
 
 def _containers(docs: list[dict]):
@@ -80,6 +101,7 @@ def check_helm_security(env: str, docs: list[dict]) -> list[str]:
     if env == "dev":
         return []
     problems = []
+    service_dbs: set[tuple] = set()
     for name, spec, c in _containers(docs):
         where = f"helm {env}: {name}"
         env_vars = {e["name"]: e for e in c.get("env", [])}
@@ -90,4 +112,18 @@ def check_helm_security(env: str, docs: list[dict]) -> list[str]:
         if not tokens or not _secret_mount(spec, c, tokens):
             problems.append(f"{where}: no gRPC tokens file (auth.existingSecret mounted read-only and "
                             "GRODT_AUTH__TOKENS_FILE): it would refuse every call")
+        db = env_vars.get("GRODT_DATABASE__URL", {}).get("valueFrom", {}).get("secretKeyRef")
+        if db:
+            service_dbs.add((db.get("name"), db.get("key")))
+    for job in docs:
+        if job.get("kind") != "Job" or job["metadata"].get("annotations", {}).get("helm.sh/hook") is None:
+            continue
+        c = job["spec"]["template"]["spec"]["containers"][0]
+        if c.get("args") != ["migrate"]:
+            continue
+        env_vars = {e["name"]: e for e in c.get("env", [])}
+        ref = env_vars.get("GRODT_DATABASE__URL", {}).get("valueFrom", {}).get("secretKeyRef") or {}
+        if (ref.get("name"), ref.get("key")) in service_dbs:
+            problems.append(f"helm {env}: the migration Job uses the services' database Secret: it must run as "
+                            "the migration role (migration.existingSecret), the services as the application role")
     return problems

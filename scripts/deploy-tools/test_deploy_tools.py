@@ -1094,6 +1094,19 @@ class Security(unittest.TestCase):
         self.assertTrue(any(p.startswith("helm prod: execution: GRODT_REDIS__URL must come from the Redis Secret")
                             for p in problems), problems)
 
+    def test_old_compose_services_connect_as_the_owner(self):
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = security.check_compose_security("prod", old)
+        self.assertTrue(any(p.startswith("compose prod: postgres does not create the migration and application roles")
+                            for p in problems), problems)
+        self.assertTrue(any(p.startswith("compose prod: risk: connects to Postgres as 'grodt', the superuser")
+                            for p in problems), problems)
+
+    def test_old_helm_migrates_with_the_services_role(self):
+        problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        self.assertTrue(any(p.startswith("helm prod: the migration Job uses the services' database Secret")
+                            for p in problems), problems)
+
     def test_old_helm_has_no_tokens(self):
         problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
         for name in ("market-data", "risk", "execution", "backtest-worker"):
@@ -1112,6 +1125,10 @@ class Security(unittest.TestCase):
             "redis's ACL file": lambda c: c["services"]["redis"].update(secrets=[]),
             "optimizer: connects to Redis without a password": lambda c: c["services"]["optimizer"][
                 "environment"].pop("GRODT_REDIS__PASSWORD_FILE"),
+            "strategy: connects to Postgres as 'grodt_migrate', the migration role": lambda c: c["services"][
+                "strategy"]["environment"].update(GRODT_DATABASE__URL="postgres://grodt_migrate@postgres:5432/grodt"),
+            "postgres does not create the migration and application roles": lambda c: c["services"][
+                "postgres"].update(volumes=[]),
         }
         for needle, mutate in mutations.items():
             with self.subTest(needle=needle):
@@ -1146,6 +1163,11 @@ class Security(unittest.TestCase):
         docs = render_chart("staging", {"redis": {"existingSecret": ""}})
         self.assertTrue(any("GRODT_REDIS__URL must come from the Redis Secret" in p
                             for p in security.check_helm_security("staging", docs)))
+
+    def test_chart_without_the_migration_secret_is_reported(self):
+        docs = render_chart("prod", {"migration": {"existingSecret": ""}})
+        self.assertTrue(any("the migration Job uses the services' database Secret" in p
+                            for p in security.check_helm_security("prod", docs)))
 
     def test_chart_without_the_tokens_secret_is_reported(self):
         docs = render_chart("prod", {"auth": {"existingSecret": ""}})
