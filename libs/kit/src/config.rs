@@ -182,6 +182,53 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
 pub struct GrpcConfig {
     /// Listen address; port 0 picks a free port.
     pub addr: SocketAddr,
+    /// `[grpc.tls]`: TLS on the gRPC listener (off while `cert_file` is empty).
+    #[serde(default)]
+    pub tls: GrpcTlsConfig,
+}
+
+/// `[grpc.tls]`: the gRPC listener speaks TLS (rustls) when `cert_file` is set.
+/// The files are read when the server binds; a missing or malformed one stops
+/// it with the key named.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcTlsConfig {
+    /// PEM certificate chain of the server (leaf first).
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, clients must present a certificate
+    /// signed by one of them (mTLS). The bearer token is still required.
+    pub client_ca_file: PathBuf,
+}
+
+impl GrpcTlsConfig {
+    /// Whether TLS is configured.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        if set(&self.cert_file) != set(&self.key_file) {
+            let missing = if set(&self.cert_file) {
+                "grpc.tls.key_file"
+            } else {
+                "grpc.tls.cert_file"
+            };
+            return Err(ConfigError::invalid(
+                missing,
+                "grpc.tls.cert_file and grpc.tls.key_file go together",
+            ));
+        }
+        if set(&self.client_ca_file) && !set(&self.cert_file) {
+            return Err(ConfigError::invalid(
+                "grpc.tls.client_ca_file",
+                "needs grpc.tls.cert_file and grpc.tls.key_file",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[http]`: `/metrics`, `/healthz`, `/readyz`.
@@ -378,6 +425,7 @@ impl CommonConfig {
         Self {
             grpc: GrpcConfig {
                 addr: SocketAddr::from(([0, 0, 0, 0], grpc_port)),
+                tls: GrpcTlsConfig::default(),
             },
             http: HttpConfig {
                 addr: SocketAddr::from(([0, 0, 0, 0], http_port)),
@@ -392,6 +440,7 @@ impl CommonConfig {
 
     /// Checks what deserialization cannot: limits, the log filter, the endpoint.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.grpc.tls.validate()?;
         if self.server.request_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "server.request_timeout_ms",
@@ -735,6 +784,29 @@ mod tests {
         let err = load(&src, &defaults()).expect_err("two passwords");
         assert_eq!(err.key(), "redis.url");
         assert!(!err.to_string().contains("other"), "{err}");
+    }
+
+    #[test]
+    fn grpc_tls_keys_go_together() {
+        let (_d, src) = source(&[], &[("GRODT_GRPC__TLS__CERT_FILE", "/etc/tls/cert.pem")]);
+        let err = load(&src, &defaults()).expect_err("cert without key");
+        assert_eq!(err.key(), "grpc.tls.key_file");
+        let (_d, src) = source(
+            &[],
+            &[("GRODT_GRPC__TLS__CLIENT_CA_FILE", "/etc/tls/ca.pem")],
+        );
+        let err = load(&src, &defaults()).expect_err("client CA without a server certificate");
+        assert_eq!(err.key(), "grpc.tls.client_ca_file");
+        let (_d, src) = source(
+            &[(
+                "prod.toml",
+                "[grpc.tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n",
+            )],
+            &[("GRODT_ENV", "prod")],
+        );
+        let cfg = load(&src, &defaults()).expect("tls from a file");
+        assert!(cfg.common.grpc.tls.enabled());
+        assert!(!defaults().common.grpc.tls.enabled());
     }
 
     #[test]

@@ -7,4 +7,5 @@ mod helpers;
 mod redis_auth;
 mod server;
 mod shutdown;
+mod tls;
 mod tracing_ctx;

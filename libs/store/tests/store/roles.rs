@@ -21,7 +21,10 @@ fn url_as(user: &str, db: &str) -> String {
     let admin = admin_url();
     let rest = admin.split_once("://").map_or(admin.as_str(), |(_, r)| r);
     let host_and_path = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let host = host_and_path.split(['/', '?']).next().unwrap_or(host_and_path);
+    let host = host_and_path
+        .split(['/', '?'])
+        .next()
+        .unwrap_or(host_and_path);
     format!("postgres://{user}@{host}/{db}")
 }
 
@@ -175,7 +178,10 @@ async fn the_app_role_is_refused_ddl() {
     // ... and so is migrating: `grodt migrate` needs the migration role.
     let _ = app.close().await;
     let store = db.app_store().await;
-    let err = store.migrate().await.expect_err("the app role cannot migrate");
+    let err = store
+        .migrate()
+        .await
+        .expect_err("the app role cannot migrate");
     assert!(err.to_string().contains("permission denied"), "{err}");
     store.close().await;
     assert_eq!(refused.len(), ddl.len());
