@@ -5,6 +5,7 @@
 mod backtest;
 mod data;
 mod distributed;
+mod health_tls;
 mod helpers;
 mod layout;
 mod paper;
