@@ -7,7 +7,9 @@
   --requirepass) and the services read the password from a secret file;
   Helm (staging/prod) takes the Redis URL from a Secret;
 - the services connect to Postgres as the application role, and the migration
-  step as the migration role.
+  step as the migration role;
+- prod: gRPC over TLS on every service (certificate and key from secrets) and
+  health checks that speak it (`grodt health --tls-ca`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def check_compose_security(env: str, config: dict) -> list[str]:
                             "want the application role (DML only)")
         env_vars = svc.get("environment") or {}
         targets = _compose_secret_targets(svc)
+        if env == "prod":
+            problems += _compose_tls(where, svc, env_vars, targets)
         pw = env_vars.get("GRODT_REDIS__PASSWORD_FILE", "")
         if not pw.startswith("/run/secrets/") or pw.rsplit("/", 1)[-1] not in targets:
             problems.append(f"{where}: connects to Redis without a password "
@@ -65,6 +69,19 @@ def check_compose_security(env: str, config: dict) -> list[str]:
         if tokens != COMPOSE_TOKENS or "grpc_tokens" not in targets:
             problems.append(f"{where}: no gRPC tokens file (secret grpc_tokens mounted and "
                             f"GRODT_AUTH__TOKENS_FILE={COMPOSE_TOKENS}): it would refuse every call")
+    return problems
+
+
+def _compose_tls(where: str, svc: dict, env_vars: dict, targets: set[str]) -> list[str]:
+    problems = []
+    for key in ("GRODT_GRPC__TLS__CERT_FILE", "GRODT_GRPC__TLS__KEY_FILE"):
+        path = env_vars.get(key, "")
+        if not path.startswith("/run/secrets/") or path.removeprefix("/run/secrets/") not in targets:
+            problems.append(f"{where}: gRPC is plaintext in prod: {key} must name a mounted secret")
+    test = svc.get("healthcheck", {}).get("test", [])
+    ca = test[test.index("--tls-ca") + 1] if "--tls-ca" in test[:-1] else ""
+    if not ca.startswith("/run/secrets/") or ca.removeprefix("/run/secrets/") not in targets:
+        problems.append(f"{where}: healthcheck must speak TLS (grodt health --tls-ca <mounted CA secret>)")
     return problems
 
 
@@ -112,9 +129,23 @@ def check_helm_security(env: str, docs: list[dict]) -> list[str]:
         if not tokens or not _secret_mount(spec, c, tokens):
             problems.append(f"{where}: no gRPC tokens file (auth.existingSecret mounted read-only and "
                             "GRODT_AUTH__TOKENS_FILE): it would refuse every call")
+        if env == "prod":
+            for key in ("GRODT_GRPC__TLS__CERT_FILE", "GRODT_GRPC__TLS__KEY_FILE"):
+                path = env_vars.get(key, {}).get("value")
+                if not path or not _secret_mount(spec, c, path):
+                    problems.append(f"{where}: gRPC is plaintext in prod: {key} must be a file of a "
+                                    "read-only Secret mount (grpcTls.existingSecret)")
         db = env_vars.get("GRODT_DATABASE__URL", {}).get("valueFrom", {}).get("secretKeyRef")
         if db:
             service_dbs.add((db.get("name"), db.get("key")))
+    if env == "prod":
+        for pod in docs:
+            if pod.get("kind") != "Pod" or pod["metadata"].get("annotations", {}).get("helm.sh/hook") != "test":
+                continue
+            for c in pod["spec"]["containers"]:
+                args = c.get("args", [])
+                if args[:1] == ["health"] and "--tls-ca" not in args:
+                    problems.append(f"helm {env}: smoke test {c['name']} checks health without TLS (--tls-ca)")
     for job in docs:
         if job.get("kind") != "Job" or job["metadata"].get("annotations", {}).get("helm.sh/hook") is None:
             continue

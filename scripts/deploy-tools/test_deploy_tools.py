@@ -1107,6 +1107,22 @@ class Security(unittest.TestCase):
         self.assertTrue(any(p.startswith("helm prod: the migration Job uses the services' database Secret")
                             for p in problems), problems)
 
+    def test_old_prod_grpc_is_plaintext(self):
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = security.check_compose_security("prod", old)
+        self.assertTrue(any(p.startswith("compose prod: execution: gRPC is plaintext in prod") for p in problems),
+                        problems)
+        self.assertTrue(any(p.startswith("compose prod: risk: healthcheck must speak TLS") for p in problems),
+                        problems)
+        problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        self.assertTrue(any(p.startswith("helm prod: risk: gRPC is plaintext in prod") for p in problems), problems)
+
+    def test_tls_is_required_in_prod_only(self):
+        # Staging and dev may run plaintext (loopback or a trusted network).
+        for env in ("dev", "staging"):
+            self.assertFalse(any("plaintext" in p for p in security.check_compose_security(env, self.compose(env))))
+            self.assertFalse(any("plaintext" in p for p in security.check_helm_security(env, self.helm(env))))
+
     def test_old_helm_has_no_tokens(self):
         problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
         for name in ("market-data", "risk", "execution", "backtest-worker"):
@@ -1129,6 +1145,10 @@ class Security(unittest.TestCase):
                 "strategy"]["environment"].update(GRODT_DATABASE__URL="postgres://grodt_migrate@postgres:5432/grodt"),
             "postgres does not create the migration and application roles": lambda c: c["services"][
                 "postgres"].update(volumes=[]),
+            "regime: gRPC is plaintext in prod": lambda c: c["services"]["regime"]["environment"].pop(
+                "GRODT_GRPC__TLS__KEY_FILE"),
+            "market-data: healthcheck must speak TLS": lambda c: c["services"]["market-data"].update(
+                healthcheck={"test": ["CMD", "/usr/local/bin/grodt", "health", "127.0.0.1:50051"]}),
         }
         for needle, mutate in mutations.items():
             with self.subTest(needle=needle):
@@ -1168,6 +1188,12 @@ class Security(unittest.TestCase):
         docs = render_chart("prod", {"migration": {"existingSecret": ""}})
         self.assertTrue(any("the migration Job uses the services' database Secret" in p
                             for p in security.check_helm_security("prod", docs)))
+
+    def test_chart_without_tls_in_prod_is_reported(self):
+        docs = render_chart("prod", {"grpcTls": {"existingSecret": ""}})
+        problems = security.check_helm_security("prod", docs)
+        self.assertTrue(any("optimizer: gRPC is plaintext in prod" in p for p in problems), problems)
+        self.assertTrue(any("smoke test health-risk checks health without TLS" in p for p in problems), problems)
 
     def test_chart_without_the_tokens_secret_is_reported(self):
         docs = render_chart("prod", {"auth": {"existingSecret": ""}})
