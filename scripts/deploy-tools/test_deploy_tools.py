@@ -1195,6 +1195,28 @@ class Security(unittest.TestCase):
         self.assertTrue(any("optimizer: gRPC is plaintext in prod" in p for p in problems), problems)
         self.assertTrue(any("smoke test health-risk checks health without TLS" in p for p in problems), problems)
 
+    def test_make_compose_secrets_makes_every_secret_compose_mounts(self):
+        import hashlib
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "secrets"
+            subprocess.run(["bash", str(HERE / "make-compose-secrets"), "--tls", str(out)],
+                           check=True, capture_output=True, text=True)
+            for env in ("dev", "staging", "prod"):
+                for name, secret in self.compose(env).get("secrets", {}).items():
+                    with self.subTest(env=env, secret=name):
+                        self.assertTrue((out / Path(secret["file"]).name).is_file(), secret["file"])
+            tokens = [line.split() for line in (out / "grpc_tokens").read_text().splitlines()
+                      if line and not line.startswith("#")]
+            self.assertEqual(sorted(role for role, _ in tokens), ["operator", "read", "trader"])
+            self.assertTrue(all(len(token) >= 16 for _, token in tokens))
+            digest = hashlib.sha256((out / "redis_password").read_bytes()).hexdigest()
+            acl = (out / "redis_acl").read_text()
+            self.assertIn("user default off", acl)
+            self.assertIn(f"user grodt on #{digest} ", acl)
+            self.assertIn(f"grodt_app:{(out / 'postgres_app_password').read_text()}", (out / "pgpass").read_text())
+            self.assertIn(f"grodt_migrate:{(out / 'postgres_migrate_password').read_text()}",
+                          (out / "pgpass_migrate").read_text())
+
     def test_chart_without_the_tokens_secret_is_reported(self):
         docs = render_chart("prod", {"auth": {"existingSecret": ""}})
         self.assertTrue(any("no gRPC tokens file" in p for p in security.check_helm_security("prod", docs)))
