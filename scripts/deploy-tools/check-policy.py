@@ -8,6 +8,8 @@ for. Subcommands (each exits 1 with one line per violation):
   conventions                       deploy tools' service table == docs/conventions.md,
                                     Helm values and Dockerfile stages use those ports
   compose ENV CONFIG.json           `docker compose ... config --format json` output
+                                    (with check_security: tokens file, Redis password,
+                                    Postgres roles, TLS in prod)
   helm ENV RENDERED.yaml            output of scripts/helm-render.py (with the
                                     autoscaling rules: KEDA watches the key and group
                                     the workers read, with the Secret they use)
@@ -41,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grodt_services import SERVICES, check_against_conventions  # noqa: E402
 import check_supply_chain as supply  # noqa: E402
 import check_alerting as alerting  # noqa: E402
+import check_security as security  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BY_NAME = {s.name: s for s in SERVICES}
@@ -143,6 +146,7 @@ def check_compose(env: str, config: dict) -> list[str]:
         if not svc.get("read_only") or str(svc.get("user", "")).split(":")[0] != APP_UID:
             problems.append(f"{where}: must run read_only as uid {APP_UID}")
     problems += check_compose_resilience(env, config)
+    problems += security.check_compose_security(env, config)
     worker = services.get("backtest-worker", {})
     if worker.get("container_name") or worker.get("ports"):
         problems.append(f"compose {env}: backtest-worker must have no container_name and no ports (it is scaled)")
@@ -287,6 +291,7 @@ def check_helm(env: str, docs: list[dict]) -> list[str]:
     problems += check_smoke_test(env, docs)
     problems += check_chart_observability(env, docs)
     problems += check_helm_jaeger(env, docs)
+    problems += security.check_helm_security(env, docs)
     return problems
 
 

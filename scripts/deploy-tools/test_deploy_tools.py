@@ -36,6 +36,7 @@ def load(name: str):
 names = load("check-metric-names")
 import check_supply_chain as supply  # noqa: E402
 import check_alerting as alerting  # noqa: E402
+import check_security as security  # noqa: E402
 sync = load("sync-chart-files")
 history = load("helm_history")
 policy = load("check-policy")
@@ -1058,6 +1059,167 @@ class OtlpSink(unittest.TestCase):
         ok, text = sink.check(self.spans, ["grodt-strategy", "grodt-risk"])
         self.assertFalse(ok)
         self.assertIn("lacks", text)
+
+
+class Security(unittest.TestCase):
+    """Issue 13 part 1: tokens mounted, Redis password, Postgres roles, TLS in prod."""
+
+    def compose(self, env: str) -> dict:
+        return json.loads((check_tmp() / f"compose-{env}.json").read_text())
+
+    def helm(self, env: str) -> list[dict]:
+        return [d for d in yaml.safe_load_all((check_tmp() / f"helm-{env}.yaml").read_text()) if d]
+
+    def test_committed_files_pass(self):
+        for env in ("dev", "staging", "prod"):
+            with self.subTest(env=env):
+                self.assertEqual(security.check_compose_security(env, self.compose(env)), [])
+                self.assertEqual(security.check_helm_security(env, self.helm(env)), [])
+
+    def test_old_compose_has_no_tokens(self):
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = security.check_compose_security("prod", old)
+        for name in ("market-data", "risk", "execution", "backtest-worker"):
+            self.assertTrue(any(p.startswith(f"compose prod: {name}: no gRPC tokens file") for p in problems), problems)
+
+    def test_old_compose_redis_has_no_password(self):
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = security.check_compose_security("prod", old)
+        self.assertIn("compose prod: redis requires no password (no --aclfile or --requirepass)", problems)
+        self.assertTrue(any(p.startswith("compose prod: risk: connects to Redis without a password")
+                            for p in problems), problems)
+
+    def test_old_helm_redis_url_has_no_password(self):
+        problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        self.assertTrue(any(p.startswith("helm prod: execution: GRODT_REDIS__URL must come from the Redis Secret")
+                            for p in problems), problems)
+
+    def test_old_compose_services_connect_as_the_owner(self):
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = security.check_compose_security("prod", old)
+        self.assertTrue(any(p.startswith("compose prod: postgres does not create the migration and application roles")
+                            for p in problems), problems)
+        self.assertTrue(any(p.startswith("compose prod: risk: connects to Postgres as 'grodt', the superuser")
+                            for p in problems), problems)
+
+    def test_old_helm_migrates_with_the_services_role(self):
+        problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        self.assertTrue(any(p.startswith("helm prod: the migration Job uses the services' database Secret")
+                            for p in problems), problems)
+
+    def test_old_prod_grpc_is_plaintext(self):
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = security.check_compose_security("prod", old)
+        self.assertTrue(any(p.startswith("compose prod: execution: gRPC is plaintext in prod") for p in problems),
+                        problems)
+        self.assertTrue(any(p.startswith("compose prod: risk: healthcheck must speak TLS") for p in problems),
+                        problems)
+        problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        self.assertTrue(any(p.startswith("helm prod: risk: gRPC is plaintext in prod") for p in problems), problems)
+
+    def test_tls_is_required_in_prod_only(self):
+        # Staging and dev may run plaintext (loopback or a trusted network).
+        for env in ("dev", "staging"):
+            self.assertFalse(any("plaintext" in p for p in security.check_compose_security(env, self.compose(env))))
+            self.assertFalse(any("plaintext" in p for p in security.check_helm_security(env, self.helm(env))))
+
+    def test_old_helm_has_no_tokens(self):
+        problems = security.check_helm_security("prod", fixture_docs("helm-prod-before-issue13.yaml"))
+        for name in ("market-data", "risk", "execution", "backtest-worker"):
+            self.assertTrue(any(p.startswith(f"helm prod: {name}: no gRPC tokens file") for p in problems), problems)
+
+    def test_compose_violations_are_reported(self):
+        def drop_tokens(c):
+            c["services"]["risk"]["secrets"] = [s for s in c["services"]["risk"]["secrets"]
+                                                if s.get("target") != "grpc_tokens"]
+        mutations = {
+            "risk: no gRPC tokens file": drop_tokens,
+            "execution: no gRPC tokens file": lambda c: c["services"]["execution"]["environment"].pop(
+                "GRODT_AUTH__TOKENS_FILE"),
+            "redis requires no password": lambda c: c["services"]["redis"].update(
+                command=["redis-server", "--appendonly", "yes"]),
+            "redis's ACL file": lambda c: c["services"]["redis"].update(secrets=[]),
+            "optimizer: connects to Redis without a password": lambda c: c["services"]["optimizer"][
+                "environment"].pop("GRODT_REDIS__PASSWORD_FILE"),
+            "strategy: connects to Postgres as 'grodt_migrate', the migration role": lambda c: c["services"][
+                "strategy"]["environment"].update(GRODT_DATABASE__URL="postgres://grodt_migrate@postgres:5432/grodt"),
+            "postgres does not create the migration and application roles": lambda c: c["services"][
+                "postgres"].update(volumes=[]),
+            "regime: gRPC is plaintext in prod": lambda c: c["services"]["regime"]["environment"].pop(
+                "GRODT_GRPC__TLS__KEY_FILE"),
+            "market-data: healthcheck must speak TLS": lambda c: c["services"]["market-data"].update(
+                healthcheck={"test": ["CMD", "/usr/local/bin/grodt", "health", "127.0.0.1:50051"]}),
+        }
+        for needle, mutate in mutations.items():
+            with self.subTest(needle=needle):
+                config = copy.deepcopy(self.compose("prod"))
+                mutate(config)
+                problems = security.check_compose_security("prod", config)
+                self.assertTrue(any(needle in p for p in problems), problems)
+
+    def test_helm_violations_are_reported(self):
+        def container(docs, name):
+            dep = next(d for d in docs if d["kind"] == "Deployment"
+                       and d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == name)
+            return dep["spec"]["template"]["spec"]["containers"][0]
+
+        def writable_tokens(d):
+            for m in container(d, "risk")["volumeMounts"]:
+                if m["name"] == "grpc-tokens":
+                    m["readOnly"] = False
+        mutations = {
+            "risk: no gRPC tokens file": writable_tokens,
+            "execution: no gRPC tokens file": lambda d: container(d, "execution").update(
+                env=[e for e in container(d, "execution")["env"] if e["name"] != "GRODT_AUTH__TOKENS_FILE"]),
+        }
+        for needle, mutate in mutations.items():
+            with self.subTest(needle=needle):
+                docs = self.helm("prod")
+                mutate(docs)
+                problems = security.check_helm_security("prod", docs)
+                self.assertTrue(any(needle in p for p in problems), problems)
+
+    def test_chart_without_the_redis_secret_is_reported(self):
+        docs = render_chart("staging", {"redis": {"existingSecret": ""}})
+        self.assertTrue(any("GRODT_REDIS__URL must come from the Redis Secret" in p
+                            for p in security.check_helm_security("staging", docs)))
+
+    def test_chart_without_the_migration_secret_is_reported(self):
+        docs = render_chart("prod", {"migration": {"existingSecret": ""}})
+        self.assertTrue(any("the migration Job uses the services' database Secret" in p
+                            for p in security.check_helm_security("prod", docs)))
+
+    def test_chart_without_tls_in_prod_is_reported(self):
+        docs = render_chart("prod", {"grpcTls": {"existingSecret": ""}})
+        problems = security.check_helm_security("prod", docs)
+        self.assertTrue(any("optimizer: gRPC is plaintext in prod" in p for p in problems), problems)
+        self.assertTrue(any("smoke test health-risk checks health without TLS" in p for p in problems), problems)
+
+    def test_make_compose_secrets_makes_every_secret_compose_mounts(self):
+        import hashlib
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "secrets"
+            subprocess.run(["bash", str(HERE / "make-compose-secrets"), "--tls", str(out)],
+                           check=True, capture_output=True, text=True)
+            for env in ("dev", "staging", "prod"):
+                for name, secret in self.compose(env).get("secrets", {}).items():
+                    with self.subTest(env=env, secret=name):
+                        self.assertTrue((out / Path(secret["file"]).name).is_file(), secret["file"])
+            tokens = [line.split() for line in (out / "grpc_tokens").read_text().splitlines()
+                      if line and not line.startswith("#")]
+            self.assertEqual(sorted(role for role, _ in tokens), ["operator", "read", "trader"])
+            self.assertTrue(all(len(token) >= 16 for _, token in tokens))
+            digest = hashlib.sha256((out / "redis_password").read_bytes()).hexdigest()
+            acl = (out / "redis_acl").read_text()
+            self.assertIn("user default off", acl)
+            self.assertIn(f"user grodt on #{digest} ", acl)
+            self.assertIn(f"grodt_app:{(out / 'postgres_app_password').read_text()}", (out / "pgpass").read_text())
+            self.assertIn(f"grodt_migrate:{(out / 'postgres_migrate_password').read_text()}",
+                          (out / "pgpass_migrate").read_text())
+
+    def test_chart_without_the_tokens_secret_is_reported(self):
+        docs = render_chart("prod", {"auth": {"existingSecret": ""}})
+        self.assertTrue(any("no gRPC tokens file" in p for p in security.check_helm_security("prod", docs)))
 
 
 if __name__ == "__main__":

@@ -182,6 +182,53 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
 pub struct GrpcConfig {
     /// Listen address; port 0 picks a free port.
     pub addr: SocketAddr,
+    /// `[grpc.tls]`: TLS on the gRPC listener (off while `cert_file` is empty).
+    #[serde(default)]
+    pub tls: GrpcTlsConfig,
+}
+
+/// `[grpc.tls]`: the gRPC listener speaks TLS (rustls) when `cert_file` is set.
+/// The files are read when the server binds; a missing or malformed one stops
+/// it with the key named.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcTlsConfig {
+    /// PEM certificate chain of the server (leaf first).
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, clients must present a certificate
+    /// signed by one of them (mTLS). The bearer token is still required.
+    pub client_ca_file: PathBuf,
+}
+
+impl GrpcTlsConfig {
+    /// Whether TLS is configured.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        if set(&self.cert_file) != set(&self.key_file) {
+            let missing = if set(&self.cert_file) {
+                "grpc.tls.key_file"
+            } else {
+                "grpc.tls.cert_file"
+            };
+            return Err(ConfigError::invalid(
+                missing,
+                "grpc.tls.cert_file and grpc.tls.key_file go together",
+            ));
+        }
+        if set(&self.client_ca_file) && !set(&self.cert_file) {
+            return Err(ConfigError::invalid(
+                "grpc.tls.client_ca_file",
+                "needs grpc.tls.cert_file and grpc.tls.key_file",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[http]`: `/metrics`, `/healthz`, `/readyz`.
@@ -254,6 +301,15 @@ pub struct RedisConfig {
     pub url: Secret<String>,
     /// Prefix of every stream key, so several deployments share one Redis.
     pub key_prefix: String,
+    /// The ACL user to log in as (`AUTH <username> <password>`); empty: the
+    /// default user. Used only with `password_file`.
+    #[serde(default)]
+    pub username: String,
+    /// A secret file holding the Redis password (one line). When set, the
+    /// password (and `username`) are put into `url` at load time, so the URL
+    /// in the environment carries none; `url` must then have no credentials.
+    #[serde(default)]
+    pub password_file: PathBuf,
 }
 
 impl Default for RedisConfig {
@@ -261,8 +317,66 @@ impl Default for RedisConfig {
         Self {
             url: Secret::new("redis://127.0.0.1:6379".into()),
             key_prefix: String::new(),
+            username: String::new(),
+            password_file: PathBuf::new(),
         }
     }
+}
+
+impl RedisConfig {
+    /// Reads `password_file` (if set) and puts the credentials into `url`.
+    /// Errors name `redis.password_file` (an unreadable or empty file) or
+    /// `redis.url` (no `redis://` / `rediss://` URL, or one with credentials).
+    pub fn apply_password_file(&mut self) -> Result<(), ConfigError> {
+        if self.password_file.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let key = "redis.password_file";
+        let text = std::fs::read_to_string(&self.password_file).map_err(|e| {
+            ConfigError::invalid(key, format!("{}: {e}", self.password_file.display()))
+        })?;
+        let password = text.trim_end_matches(['\r', '\n']);
+        if password.is_empty() || password.contains(['\r', '\n']) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{}: want one non-empty line", self.password_file.display()),
+            ));
+        }
+        let url = self.url.expose();
+        let (scheme, rest) = url
+            .split_once("://")
+            .filter(|(scheme, _)| matches!(*scheme, "redis" | "rediss"))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "redis.url",
+                    "with redis.password_file: want redis:// or rediss://",
+                )
+            })?;
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if authority.contains('@') {
+            return Err(ConfigError::invalid(
+                "redis.url",
+                "carries credentials and redis.password_file is set: keep them in the file only",
+            ));
+        }
+        let user = percent_encode(&self.username);
+        let password = percent_encode(password);
+        self.url = Secret::new(format!("{scheme}://{user}:{password}@{rest}"));
+        Ok(())
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, for a URL's userinfo.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `[database]`
@@ -311,6 +425,7 @@ impl CommonConfig {
         Self {
             grpc: GrpcConfig {
                 addr: SocketAddr::from(([0, 0, 0, 0], grpc_port)),
+                tls: GrpcTlsConfig::default(),
             },
             http: HttpConfig {
                 addr: SocketAddr::from(([0, 0, 0, 0], http_port)),
@@ -325,6 +440,7 @@ impl CommonConfig {
 
     /// Checks what deserialization cannot: limits, the log filter, the endpoint.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.grpc.tls.validate()?;
         if self.server.request_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "server.request_timeout_ms",
@@ -461,7 +577,8 @@ pub fn load<S: ServiceConfig>(
         }
     }
 
-    let common: CommonConfig = figment.extract().map_err(ConfigError::from_figment)?;
+    let mut common: CommonConfig = figment.extract().map_err(ConfigError::from_figment)?;
+    common.redis.apply_password_file()?;
     let service: S = match S::SECTION {
         Some(section) => figment.focus(section).extract().map_err(|mut e| {
             e.path.insert(0, section.to_owned());
@@ -611,6 +728,85 @@ mod tests {
                 .collect(),
         };
         (dir, source)
+    }
+
+    #[test]
+    fn a_redis_password_file_goes_into_the_url_and_never_into_debug() {
+        let (dir, _) = source(&[], &[]);
+        let pw = dir.path().join("redis_password");
+        std::fs::write(&pw, "s3cr/t pw\n").expect("write");
+        let pw = pw.to_string_lossy().into_owned();
+        let (_d, src) = source(
+            &[],
+            &[
+                ("GRODT_REDIS__URL", "redis://redis:6379/0"),
+                ("GRODT_REDIS__USERNAME", "grodt"),
+                ("GRODT_REDIS__PASSWORD_FILE", &pw),
+            ],
+        );
+        let cfg = load(&src, &defaults()).expect("load");
+        assert_eq!(
+            cfg.common.redis.url.expose(),
+            "redis://grodt:s3cr%2Ft%20pw@redis:6379/0"
+        );
+        assert!(!format!("{cfg:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn a_bad_redis_password_file_names_the_key() {
+        let (_d, src) = source(
+            &[],
+            &[("GRODT_REDIS__PASSWORD_FILE", "/nonexistent/redis_pw")],
+        );
+        let err = load(&src, &defaults()).expect_err("missing file");
+        assert_eq!(err.key(), "redis.password_file");
+        assert!(err.to_string().contains("/nonexistent/redis_pw"), "{err}");
+
+        let (dir, _) = source(&[], &[]);
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        let (_d, src) = source(
+            &[],
+            &[("GRODT_REDIS__PASSWORD_FILE", &empty.to_string_lossy())],
+        );
+        let err = load(&src, &defaults()).expect_err("empty file");
+        assert_eq!(err.key(), "redis.password_file");
+
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "pw").expect("write");
+        let (_d, src) = source(
+            &[],
+            &[
+                ("GRODT_REDIS__URL", "redis://:other@redis:6379"),
+                ("GRODT_REDIS__PASSWORD_FILE", &pw.to_string_lossy()),
+            ],
+        );
+        let err = load(&src, &defaults()).expect_err("two passwords");
+        assert_eq!(err.key(), "redis.url");
+        assert!(!err.to_string().contains("other"), "{err}");
+    }
+
+    #[test]
+    fn grpc_tls_keys_go_together() {
+        let (_d, src) = source(&[], &[("GRODT_GRPC__TLS__CERT_FILE", "/etc/tls/cert.pem")]);
+        let err = load(&src, &defaults()).expect_err("cert without key");
+        assert_eq!(err.key(), "grpc.tls.key_file");
+        let (_d, src) = source(
+            &[],
+            &[("GRODT_GRPC__TLS__CLIENT_CA_FILE", "/etc/tls/ca.pem")],
+        );
+        let err = load(&src, &defaults()).expect_err("client CA without a server certificate");
+        assert_eq!(err.key(), "grpc.tls.client_ca_file");
+        let (_d, src) = source(
+            &[(
+                "prod.toml",
+                "[grpc.tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n",
+            )],
+            &[("GRODT_ENV", "prod")],
+        );
+        let cfg = load(&src, &defaults()).expect("tls from a file");
+        assert!(cfg.common.grpc.tls.enabled());
+        assert!(!defaults().common.grpc.tls.enabled());
     }
 
     #[test]

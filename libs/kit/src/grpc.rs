@@ -20,6 +20,7 @@ use tonic::codegen::Bytes;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Code, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -29,7 +30,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::KitError;
 use crate::auth::{self, Tokens};
-use crate::config::CommonConfig;
+use crate::config::{CommonConfig, ConfigError, GrpcTlsConfig};
 use crate::http::{Readiness, ReadinessCheck};
 use crate::metrics::Metrics;
 use crate::status::code_label;
@@ -236,6 +237,10 @@ impl GrpcServerBuilder {
                 .await;
         }
 
+        let tls = server_tls(&self.config.grpc.tls)?;
+        if tls.is_some() {
+            tracing::info!(service = %self.service, "gRPC listener speaks TLS");
+        }
         let tokens = auth::tokens_for(&self.config.auth, grpc_addr)?;
         if tokens.is_some() {
             tracing::info!(service = %self.service, "gRPC calls need a bearer token (auth)");
@@ -264,8 +269,56 @@ impl GrpcServerBuilder {
             readiness: Readiness::new(self.checks),
             metrics,
             grace: Duration::from_millis(server.shutdown_grace_ms),
+            tls,
         })
     }
+}
+
+/// Reads a PEM file of `[grpc.tls]`; errors name the key and the file.
+fn read_pem(key: &str, path: &std::path::Path, want: &str) -> Result<Vec<u8>, ConfigError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))?;
+    let text = String::from_utf8_lossy(&pem);
+    if !text.contains("-----BEGIN ") || !text.contains(want) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{}: no PEM block with {want}", path.display()),
+        ));
+    }
+    Ok(pem)
+}
+
+/// The listener's TLS settings from `[grpc.tls]` (None when off), checked
+/// now so that a bad certificate or key stops the server before it serves.
+fn server_tls(config: &GrpcTlsConfig) -> Result<Option<ServerTlsConfig>, ConfigError> {
+    if !config.enabled() {
+        return Ok(None);
+    }
+    let cert = read_pem("grpc.tls.cert_file", &config.cert_file, "CERTIFICATE")?;
+    let key = read_pem("grpc.tls.key_file", &config.key_file, "PRIVATE KEY")?;
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if !config.client_ca_file.as_os_str().is_empty() {
+        let ca = read_pem(
+            "grpc.tls.client_ca_file",
+            &config.client_ca_file,
+            "CERTIFICATE",
+        )?;
+        tls = tls.client_ca_root(Certificate::from_pem(ca));
+    }
+    // Builds the acceptor once: a key that does not parse or match fails here.
+    tonic::transport::Server::builder()
+        .tls_config(tls.clone())
+        .map_err(|e| {
+            ConfigError::invalid(
+                "grpc.tls.key_file",
+                format!(
+                    "{} / {}: {e}",
+                    config.cert_file.display(),
+                    config.key_file.display()
+                ),
+            )
+        })?;
+    Ok(Some(tls))
 }
 
 /// Bound listeners, ready to serve.
@@ -283,6 +336,7 @@ pub struct Server {
     readiness: Readiness,
     metrics: Metrics,
     grace: Duration,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl Server {
@@ -319,14 +373,21 @@ impl Server {
             readiness,
             metrics,
             grace,
+            tls,
             ..
         } = self;
 
         let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
         let (http_stop, http_stopped) = oneshot::channel::<()>();
         let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| KitError::Config(ConfigError::invalid("grpc.tls.key_file", e)))?;
+        }
         let mut grpc = tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 .layer(layer)
                 .add_routes(routes.routes())
                 .serve_with_incoming_shutdown(incoming, async {

@@ -52,6 +52,13 @@ enum Command {
         /// Give up after this many milliseconds.
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
+        /// Call over TLS, trusting the PEM CA certificates of this file
+        /// (for a server with [grpc.tls]).
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// The name the server's certificate must carry (default: the host of ADDR).
+        #[arg(long, requires = "tls_ca")]
+        tls_domain: Option<String>,
     },
     /// The market-data catalog: import CSV files, list and show datasets.
     Data {
@@ -162,7 +169,15 @@ fn main() -> ExitCode {
                 addr,
                 service,
                 timeout_ms,
-            } => health(&addr, &service, Duration::from_millis(timeout_ms)).await,
+                tls_ca,
+                tls_domain,
+            } => {
+                let tls = tls_ca.map(|ca_file| grodt::health::HealthTls {
+                    ca_file,
+                    domain: tls_domain,
+                });
+                health(&addr, &service, Duration::from_millis(timeout_ms), tls).await
+            }
             Command::Migrate { database_url } => migrate(database_url).await,
             Command::Data { addr, command } => data(&addr, command).await,
             // CPU-bound on this (the main) thread, which blocks no executor worker.
@@ -259,8 +274,13 @@ fn up_failed(e: &UpError) -> ExitCode {
     }
 }
 
-async fn health(addr: &str, service: &str, timeout: Duration) -> ExitCode {
-    match grodt::health::check(addr, service, timeout).await {
+async fn health(
+    addr: &str,
+    service: &str,
+    timeout: Duration,
+    tls: Option<grodt::health::HealthTls>,
+) -> ExitCode {
+    match grodt::health::check_with(addr, service, timeout, tls.as_ref()).await {
         Ok(ServingStatus::Serving) => {
             println!("SERVING");
             ExitCode::SUCCESS

@@ -4,6 +4,8 @@
 mod auth;
 mod config_exit;
 mod helpers;
+mod redis_auth;
 mod server;
 mod shutdown;
+mod tls;
 mod tracing_ctx;

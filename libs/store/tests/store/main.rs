@@ -4,6 +4,7 @@
 mod conformance;
 mod helpers;
 mod properties;
+mod roles;
 
 /// For each named suite function, a Postgres and a SQLite test.
 macro_rules! both_backends {
