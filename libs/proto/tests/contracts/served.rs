@@ -128,6 +128,7 @@ async fn generated_client_and_server_round_trip_exact_decimals() {
                 bar("0.5", "0.49999999999999999999"),
             ],
             params: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -143,6 +144,7 @@ async fn generated_client_and_server_round_trip_exact_decimals() {
         .classify(ClassifyRequest {
             bars: vec![bar("1e5", "1")],
             params: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();
