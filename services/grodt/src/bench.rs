@@ -365,6 +365,12 @@ pub async fn latency(o: &LatencyOptions) -> Result<String, BenchError> {
             "  pipeline, bar -> its fill published (1 hop):        {}\n",
             p.bar_to_fill.render()
         ));
+        if (p.bar_to_fill.n as u64) < p.expected || (p.bar_to_order.n as u64) < p.expected {
+            out.push_str(&format!(
+                "  (the pipeline fell behind the rate: {} fills and {} orders of {} measured within 30 s of the last bar)\n",
+                p.bar_to_fill.n, p.bar_to_order.n, p.expected
+            ));
+        }
         out.push_str(&format!(
             "  pipeline, bar -> its order on the venue ({PIPELINE_HOPS} hops): {}\n",
             p.bar_to_order.render()
@@ -408,6 +414,8 @@ mod pipeline {
 
     /// The two figures of the pipeline.
     pub struct Figures {
+        /// Bars published, and fills and orders expected after the warm-up.
+        pub expected: u64,
         /// Bar due -> the fill it caused published.
         pub bar_to_fill: Percentiles,
         /// Bar due -> the order decided on it accepted by the venue.
@@ -511,7 +519,7 @@ mod pipeline {
                 size_precision: 0,
             },
         );
-        let capital = Decimal::from(1_000_000_000_i64);
+        let capital = Decimal::from(100_000_i64);
         let mut exec = grodt_execution::defaults_with_settings();
         exec.common = local(exec.common);
         exec.service.instruments = instruments.clone();
@@ -631,15 +639,11 @@ mod pipeline {
         for t in tasks {
             let _ = t.await;
         }
+        // A chain slower than the rate falls behind; what it did measure is
+        // still reported, with how much of it there is.
         let want = count.saturating_sub(skip).saturating_sub(1);
-        for (what, got) in [("fills", fills.len()), ("orders", orders.len())] {
-            if (got as u64) < want {
-                return Err(BenchError::Incomplete(format!(
-                    "pipeline: {got} {what} measured, {want} expected (the chain fell behind by more than 30 s)"
-                )));
-            }
-        }
         Ok(Figures {
+            expected: want,
             bar_to_fill: Percentiles::of(fills),
             bar_to_order: Percentiles::of(orders),
         })
