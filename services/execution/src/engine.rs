@@ -943,20 +943,13 @@ impl Engine {
     pub async fn watch(&self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut ticks = 0u64;
         loop {
-            for name in [ORDERS_STREAM, BARS_STREAM] {
-                let Ok(s) = stream(name) else { continue };
-                match self.bus.groups(&s).await {
-                    Ok(groups) => {
-                        for g in groups.iter().filter(|g| g.group == GROUP) {
-                            self.metrics
-                                .lag
-                                .with_label_values(&[name, GROUP])
-                                .set(i64::try_from(g.lag).unwrap_or(i64::MAX));
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "consumer lag not read"),
-                }
-            }
+            grodt_kit::lag::record(
+                &*self.bus,
+                &[ORDERS_STREAM, BARS_STREAM],
+                GROUP,
+                &self.metrics.lag,
+            )
+            .await;
             ticks += 1;
             if ticks.is_multiple_of(12) {
                 self.reconcile_and_report("periodic").await;

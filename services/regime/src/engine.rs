@@ -476,27 +476,9 @@ impl Engine {
 
     /// Sets the consumer-lag gauge of the bars stream from the bus, every
     /// `every` until `stop` turns true.
-    pub async fn watch_lag(&self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let Ok(bars) = stream(BARS_STREAM) else {
-            return;
-        };
-        loop {
-            match self.bus.groups(&bars).await {
-                Ok(groups) => {
-                    for g in groups.iter().filter(|g| g.group == GROUP) {
-                        self.metrics
-                            .lag
-                            .with_label_values(&[BARS_STREAM, GROUP])
-                            .set(i64::try_from(g.lag).unwrap_or(i64::MAX));
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "consumer lag not read"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
+    pub async fn watch_lag(&self, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+        let streams = [BARS_STREAM];
+        grodt_kit::lag::watch(&*self.bus, &streams, GROUP, &self.metrics.lag, every, stop).await;
     }
 
     /// Handles, in stream order, every entry of the group still pending

@@ -519,27 +519,9 @@ impl Engine {
 
 impl Engine {
     /// Sets the consumer-lag gauges every `every` until `stop` turns true.
-    pub async fn watch_lag(&self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            for name in [REPORTS_STREAM, RISK_STREAM, REGIMES_STREAM] {
-                let Ok(s) = stream(name) else { continue };
-                match self.bus.groups(&s).await {
-                    Ok(groups) => {
-                        for g in groups.iter().filter(|g| g.group == GROUP) {
-                            self.metrics
-                                .lag
-                                .with_label_values(&[name, GROUP])
-                                .set(i64::try_from(g.lag).unwrap_or(i64::MAX));
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "consumer lag not read"),
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
+    pub async fn watch_lag(&self, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+        let streams = [REPORTS_STREAM, RISK_STREAM, REGIMES_STREAM];
+        grodt_kit::lag::watch(&*self.bus, &streams, GROUP, &self.metrics.lag, every, stop).await;
     }
 }
 
