@@ -47,6 +47,13 @@ def check_compose_security(env: str, config: dict) -> list[str]:
     if not any(v.get("target") == "/docker-entrypoint-initdb.d/10-roles.sh" for v in pg.get("volumes") or []):
         problems.append(f"compose {env}: postgres does not create the migration and application roles "
                         "(deploy/postgres/init-roles.sh at /docker-entrypoint-initdb.d/10-roles.sh)")
+    if env in ("staging", "prod"):
+        for port in (services.get("jaeger") or {}).get("ports") or []:
+            if isinstance(port, dict) and int(port.get("target", 0)) == 16686:
+                host_ip = port.get("host_ip") or ""
+                if host_ip not in ("127.0.0.1", "::1"):
+                    problems.append(f"compose {env}: the Jaeger UI (no authentication) is published on "
+                                    f"{host_ip or 'every interface'}: bind it to 127.0.0.1 (reach it through a tunnel)")
     for name in NAMES:
         svc = services.get(name)
         if svc is None:

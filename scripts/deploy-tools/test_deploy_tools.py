@@ -1082,6 +1082,12 @@ class Security(unittest.TestCase):
         for name in ("market-data", "risk", "execution", "backtest-worker"):
             self.assertTrue(any(p.startswith(f"compose prod: {name}: no gRPC tokens file") for p in problems), problems)
 
+    def test_old_compose_publishes_the_jaeger_ui_everywhere(self):
+        old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
+        problems = security.check_compose_security("prod", old)
+        self.assertTrue(any(p.startswith("compose prod: the Jaeger UI (no authentication) is published on")
+                            for p in problems), problems)
+
     def test_old_compose_redis_has_no_password(self):
         old = json.loads((HERE / "fixtures" / "compose-prod-before-issue13.json").read_text())
         problems = security.check_compose_security("prod", old)
