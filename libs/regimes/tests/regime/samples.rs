@@ -152,37 +152,3 @@ fn regime_per_bar_carries_decisions_forward() {
     assert!(next.peek().is_none());
     assert!(per_bar[0].is_none() && per_bar.last().unwrap().is_some());
 }
-
-/// The cost of labelling a backtest's bars: `regime_per_bar` over SPY daily
-/// and BTC 1-minute, best of five, printed in ns per bar. Run it in release:
-/// `cargo test --release -p grodt-regimes --test regime labelling_cost -- --ignored --nocapture`.
-#[test]
-#[ignore = "a timing, meaningful in release only"]
-fn labelling_cost() {
-    for (file, inst) in [
-        ("spy_1d_1998-2021.csv", Instrument::equity("SPY", 4, 0)),
-        (
-            "btcusdt_1m_2025-05-20_2025-08-18.csv",
-            Instrument::equity("BTCUSDT", 2, 8),
-        ),
-    ] {
-        let bars = load(file, &inst);
-        let mut best = f64::INFINITY;
-        let mut labelled = 0;
-        for _ in 0..5 {
-            let t = std::time::Instant::now();
-            let l =
-                grodt_regimes::regime_per_bar(RegimeConfig::default(), inst.price_precision, &bars)
-                    .unwrap();
-            best = best.min(t.elapsed().as_secs_f64());
-            labelled = l.iter().flatten().count();
-        }
-        #[allow(clippy::cast_precision_loss, reason = "a rate")]
-        let per_bar = best * 1e9 / bars.len() as f64;
-        println!(
-            "{file}: {} bars ({labelled} labelled) in {:.2} ms, {per_bar:.0} ns per bar",
-            bars.len(),
-            best * 1e3
-        );
-    }
-}
