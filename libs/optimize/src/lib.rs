@@ -11,14 +11,18 @@
 //! - [`objective`]: Sharpe, Sortino, Calmar, total return, max drawdown or a
 //!   weighted sum of them, with a minimum-trade filter.
 //!
-//! Bayesian optimisation, the genetic algorithm, studies in the store, the
-//! optimizer service, walk-forward, sensitivity and Monte Carlo are not here
-//! yet (docs/optimization.md).
+//! - [`study`]: one optimization run as a pure state machine (the search,
+//!   its trials and results, the run's state), which the optimizer service
+//!   journals and rebuilds by replay.
+//!
+//! Walk-forward, sensitivity and Monte Carlo are not here yet
+//! (docs/optimization.md).
 
 mod exact;
 pub mod objective;
 pub mod search;
 pub mod space;
+pub mod study;
 
 pub use objective::{Metric, Objective, ObjectiveError, TrialMetrics};
 pub use search::{
@@ -26,3 +30,6 @@ pub use search::{
     Trial,
 };
 pub use space::{Dim, Others, Params, Prior, Range, Space, SpaceError};
+pub use study::{
+    Outcome, Progress, Recorded, Study, StudyConfig, StudyError, StudyState, TrialRecord, TrialState,
+};

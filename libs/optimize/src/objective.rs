@@ -11,14 +11,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct TrialMetrics {
     /// Compounded return over the run.
+    #[serde(with = "crate::exact")]
     pub total_return: f64,
     /// Annualised Sharpe ratio (None when undefined, e.g. zero volatility).
+    #[serde(with = "crate::exact::option")]
     pub sharpe: Option<f64>,
     /// Annualised Sortino ratio.
+    #[serde(with = "crate::exact::option")]
     pub sortino: Option<f64>,
     /// CAGR over the absolute maximum drawdown.
+    #[serde(with = "crate::exact::option")]
     pub calmar: Option<f64>,
     /// Deepest fall from a running peak, a fraction in `[-1, 0]`.
+    #[serde(with = "crate::exact")]
     pub max_drawdown: f64,
     /// Number of trades.
     pub trades: usize,
