@@ -795,3 +795,126 @@ pub async fn consumer_loop_dead_letters_poison_events(h: &dyn Harness) {
     expected.sort();
     assert_eq!(done, expected);
 }
+
+/// `renew` keeps entries a live consumer is working on from being claimed,
+/// without counting a delivery; once renewals stop they are claimable again
+/// after the idle time. Acked ids are not renewed.
+pub async fn renew_keeps_entries_from_being_claimed(h: &dyn Harness) {
+    let bus = h.connect().await;
+    let (s, g) = (stream("grodt.backtest-jobs.v1"), group("backtest-worker"));
+    bus.ensure_group(&s, &g, StartFrom::Beginning)
+        .await
+        .expect("ensure_group");
+    publish_all(bus.as_ref(), &s, 3).await;
+    let got = bus
+        .consume(&s, &g, &consumer("worker-a"), 10, Duration::ZERO)
+        .await
+        .expect("consume");
+    let ids: Vec<_> = got.iter().map(|d| d.entry_id).collect();
+    assert_eq!(ids.len(), 3);
+    // Renew for six idle periods; a thief looking for stale entries meanwhile finds none.
+    let until = Instant::now() + MIN_IDLE * 6;
+    while Instant::now() < until {
+        let renewed = bus
+            .renew(&s, &g, &consumer("worker-a"), &ids)
+            .await
+            .expect("renew");
+        assert_eq!(renewed, 3);
+        let stolen = bus
+            .claim_stale(&s, &g, &consumer("thief"), MIN_IDLE * 4, 10)
+            .await
+            .expect("claim_stale");
+        assert!(
+            stolen.is_empty(),
+            "renewed entries were claimed: {stolen:?}"
+        );
+        tokio::time::sleep(MIN_IDLE / 5).await;
+    }
+    assert_eq!(bus.ack(&s, &g, &ids[..1]).await.expect("ack"), 1);
+    assert_eq!(
+        bus.renew(&s, &g, &consumer("worker-a"), &ids)
+            .await
+            .expect("renew"),
+        2,
+        "an acked entry is not renewed"
+    );
+    // Renewals stop (the worker died): the rest is claimed, as the second delivery.
+    let claimed = claim_until(bus.as_ref(), &s, &g, &consumer("thief"), 2).await;
+    assert_eq!(
+        claimed.iter().map(|d| d.entry_id).collect::<Vec<_>>(),
+        ids[1..]
+    );
+    assert!(claimed.iter().all(|d| d.delivery_count == 2));
+}
+
+/// Records deliveries and takes its time over each.
+struct SlowHandler {
+    busy: Duration,
+    done: Mutex<Vec<(uuid::Uuid, u64)>>,
+}
+
+#[async_trait]
+impl Handler for SlowHandler {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        tokio::time::sleep(self.busy).await;
+        self.done
+            .lock()
+            .expect("lock")
+            .push((delivery.envelope.event_id, delivery.delivery_count));
+        Ok(())
+    }
+}
+
+/// With `renew_every`, a consumer loop keeps the whole batch it is working on
+/// even when each handler takes several times `min_idle`: nothing is claimed
+/// by another consumer and every event is handled once, on its first delivery.
+pub async fn consumer_loop_renews_long_handlers(h: &dyn Harness) {
+    let bus = h.connect().await;
+    let (s, g) = (stream("grodt.backtest-jobs.v1"), group("backtest-worker"));
+    let min_idle = Duration::from_millis(400);
+    let handler = Arc::new(SlowHandler {
+        busy: min_idle * 3,
+        done: Mutex::default(),
+    });
+    let mut config = ConsumerConfig::new(s.clone(), g.clone(), consumer("worker-0"));
+    config.block = Duration::from_millis(20);
+    config.min_idle = min_idle;
+    config.claim_every = Duration::from_millis(50);
+    config.renew_every = Some(min_idle / 8);
+    config.batch = 2;
+    bus.ensure_group(&s, &g, StartFrom::Beginning)
+        .await
+        .expect("ensure_group");
+    let published = publish_all(bus.as_ref(), &s, 2).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(
+        Consumer::new(Arc::clone(&bus), handler.clone(), config).run(async {
+            let _ = stopped.await;
+        }),
+    );
+    let deadline = Instant::now() + PATIENCE;
+    while handler.done.lock().expect("lock").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the handler"
+        );
+        let stolen = bus
+            .claim_stale(&s, &g, &consumer("thief"), min_idle, 10)
+            .await
+            .expect("claim_stale");
+        assert!(
+            stolen.is_empty(),
+            "a live consumer's entry was claimed: {stolen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("loop stops on shutdown")
+        .expect("consumer task")
+        .expect("consumer loop");
+    let done = handler.done.lock().expect("lock").clone();
+    let want: Vec<_> = published.iter().map(|(_, e)| (e.event_id, 1)).collect();
+    assert_eq!(done, want, "each event handled once, on its first delivery");
+}

@@ -91,6 +91,13 @@ pub struct ConsumerConfig {
     /// for effects that must not be dropped when a dependency is down for a
     /// while; set it where a poison event must not cycle forever.
     pub max_deliveries: Option<u64>,
+    /// Renew the lease on the entries of the batch being handled this often
+    /// ([`EventBus::renew`]), so `min_idle` can be short (seconds) even when
+    /// one handler runs for minutes: a live consumer keeps its entries, a
+    /// killed one's are taken over after `min_idle`. Must be below
+    /// `min_idle`. `None`: no renewal, `min_idle` must exceed the longest
+    /// handler.
+    pub renew_every: Option<Duration>,
 }
 
 impl ConsumerConfig {
@@ -108,6 +115,7 @@ impl ConsumerConfig {
             claim_every: Duration::from_secs(5),
             retry_after: Duration::from_secs(1),
             max_deliveries: None,
+            renew_every: None,
         }
     }
 }
@@ -217,7 +225,7 @@ impl Consumer {
                 report.dead_lettered += 1;
                 continue;
             }
-            match self.handler.handle(delivery).await {
+            match self.handle_renewing(delivery, &deliveries).await {
                 Ok(()) => done.push(delivery.entry_id),
                 Err(error) => {
                     report.failed += 1;
@@ -240,6 +248,41 @@ impl Consumer {
             report.acked += done.len();
         }
         Ok(())
+    }
+
+    /// Runs the handler; with `renew_every`, renews the lease on the whole
+    /// batch meanwhile (entries after this one wait their turn, and are
+    /// not abandoned either). A failed renewal is logged, not fatal: at
+    /// worst another consumer takes an entry over, which idempotent
+    /// handlers tolerate.
+    async fn handle_renewing(
+        &self,
+        delivery: &Delivery,
+        batch: &[Delivery],
+    ) -> Result<(), HandlerError> {
+        let Some(every) = self.config.renew_every else {
+            return self.handler.handle(delivery).await;
+        };
+        let ids: Vec<_> = batch.iter().map(|d| d.entry_id).collect();
+        let handled = self.handler.handle(delivery);
+        tokio::pin!(handled);
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                result = &mut handled => return result,
+                _ = tick.tick() => {
+                    let renewed = self
+                        .bus
+                        .renew(&self.config.stream, &self.config.group, &self.config.consumer, &ids)
+                        .await;
+                    if let Err(error) = renewed {
+                        tracing::warn!(stream = %self.config.stream, group = %self.config.group,
+                            error = %error, "could not renew the lease on pending entries");
+                    }
+                }
+            }
+        }
     }
 
     async fn dead_letter(&self, delivery: &Delivery) -> Result<(), BusError> {
@@ -393,6 +436,15 @@ mod tests {
         }
         async fn groups(&self, s: &StreamName) -> Result<Vec<GroupInfo>, BusError> {
             self.inner.groups(s).await
+        }
+        async fn renew(
+            &self,
+            s: &StreamName,
+            g: &GroupName,
+            c: &ConsumerName,
+            ids: &[EntryId],
+        ) -> Result<u64, BusError> {
+            self.inner.renew(s, g, c, ids).await
         }
     }
 

@@ -137,6 +137,19 @@ pub trait EventBus: Send + Sync {
     /// Every group of the stream with its pending count and lag; empty if the
     /// stream does not exist.
     async fn groups(&self, stream: &StreamName) -> Result<Vec<GroupInfo>, BusError>;
+
+    /// Renews the lease `consumer` holds on entries it is still working on:
+    /// resets their idle time (and makes them this consumer's) without
+    /// counting a delivery (XCLAIM with min-idle 0 and JUSTID), so a claim
+    /// timeout can be short whatever a handler's duration. Returns how many
+    /// of `ids` were pending; acked or trimmed ids are skipped.
+    async fn renew(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        consumer: &ConsumerName,
+        ids: &[EntryId],
+    ) -> Result<u64, BusError>;
 }
 
 fn check_max(max: usize) -> Result<(), BusError> {

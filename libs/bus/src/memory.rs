@@ -272,6 +272,27 @@ impl EventBus for InProcessBus {
             .count() as u64)
     }
 
+    async fn renew(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        consumer: &ConsumerName,
+        ids: &[EntryId],
+    ) -> Result<u64, BusError> {
+        let mut state = self.lock();
+        let (_, g) = Self::with_group(&mut state, stream, group)?;
+        g.consumers.insert(consumer.clone());
+        let now = Instant::now();
+        let mut renewed = 0;
+        for id in ids {
+            if let Some(p) = g.pending.get_mut(id) {
+                p.last_delivery = now;
+                renewed += 1;
+            }
+        }
+        Ok(renewed)
+    }
+
     async fn claim_stale(
         &self,
         stream: &StreamName,

@@ -496,6 +496,37 @@ impl EventBus for RedisBus {
         int(&reply).ok_or_else(|| protocol("ack", "XACK did not return a count"))
     }
 
+    async fn renew(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+        consumer: &ConsumerName,
+        ids: &[EntryId],
+    ) -> Result<u64, BusError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(self.key(stream))
+            .arg(group.as_str())
+            .arg(consumer.as_str())
+            .arg(0);
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        // JUSTID: no payload back and no delivery counted; the entry stays
+        // this consumer's, its idle time back at zero.
+        cmd.arg("JUSTID");
+        let reply = self
+            .query("renew", &cmd)
+            .await
+            .map_err(|e| no_group(e, stream, group))?;
+        let Value::Array(renewed) = reply else {
+            return Err(protocol("renew", "XCLAIM reply is not an array"));
+        };
+        Ok(renewed.len() as u64)
+    }
+
     async fn claim_stale(
         &self,
         stream: &StreamName,

@@ -15,6 +15,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod infra;
+pub mod journal;
 pub mod lag;
 pub mod metrics;
 pub mod runner;

@@ -31,5 +31,6 @@ pub use search::{
 };
 pub use space::{Dim, Others, Params, Prior, Range, Space, SpaceError};
 pub use study::{
-    Outcome, Progress, Recorded, Study, StudyConfig, StudyError, StudyState, TrialRecord, TrialState,
+    Outcome, Progress, Recorded, Study, StudyConfig, StudyError, StudyState, TrialRecord,
+    TrialState,
 };

@@ -200,7 +200,10 @@ impl Study {
         if self.state.is_terminal() {
             return Vec::new();
         }
-        let budget = self.config.max_trials.saturating_sub(self.trials.len() as u64);
+        let budget = self
+            .config
+            .max_trials
+            .saturating_sub(self.trials.len() as u64);
         let want = capacity
             .max(1)
             .saturating_sub(self.in_flight())
@@ -245,7 +248,8 @@ impl Study {
                 let score = objective.score(&metrics);
                 record.metrics = Some(metrics);
                 if score.is_none() {
-                    record.error = "not scored: too few trades or the objective's metric is undefined".into();
+                    record.error =
+                        "not scored: too few trades or the objective's metric is undefined".into();
                 }
                 score
             }
@@ -435,7 +439,10 @@ mod tests {
         while !out.is_empty() {
             let t = out.remove(pick(out.len()) % out.len());
             order.push(t.id);
-            assert_eq!(study.record(t.id, Outcome::Ran(metrics_of(&t))), Ok(Recorded::New));
+            assert_eq!(
+                study.record(t.id, Outcome::Ran(metrics_of(&t))),
+                Ok(Recorded::New)
+            );
             out.extend(study.fill(capacity));
         }
         order
@@ -489,7 +496,10 @@ mod tests {
         let mut study = grid_study(100);
         let trials = study.fill(2);
         let m = metrics_of(&trials[0]);
-        assert_eq!(study.record(trials[0].id, Outcome::Ran(m)), Ok(Recorded::New));
+        assert_eq!(
+            study.record(trials[0].id, Outcome::Ran(m)),
+            Ok(Recorded::New)
+        );
         let before = study.clone();
         assert_eq!(
             study.record(trials[0].id, Outcome::Failed("late duplicate".into())),
@@ -526,7 +536,9 @@ mod tests {
         let mut study = grid_study(4);
         let mut out = study.fill(2);
         while let Some(t) = out.pop() {
-            study.record(t.id, Outcome::Failed("no data".into())).unwrap();
+            study
+                .record(t.id, Outcome::Failed("no data".into()))
+                .unwrap();
             out.extend(study.fill(2));
         }
         assert_eq!(study.state(), StudyState::Failed);

@@ -46,8 +46,10 @@ pub const GRPC_SERVICE: &str = <BacktestServiceServer<BacktestApi> as NamedServi
 pub struct WorkerSettings {
     /// The Parquet catalog directory shared with market-data.
     pub catalog_dir: PathBuf,
-    /// How long a job may sit unacked before another replica takes it over;
-    /// must exceed the longest backtest.
+    /// How long a job may sit unacked, its lease not renewed, before another
+    /// replica takes it over. A live worker renews the lease on the job it
+    /// runs every third of this, so it need not exceed the longest backtest:
+    /// it bounds how long a killed worker's job waits.
     pub claim_idle_ms: u64,
     /// This replica's consumer name; empty = `backtest-worker-<pid>-<uuid>`.
     pub consumer_name: String,
@@ -62,7 +64,7 @@ impl Default for WorkerSettings {
         Self {
             // `grodt up`'s default data dir plus `catalog`, where market-data writes.
             catalog_dir: PathBuf::from(grodt_dataset_meta::DEFAULT_CATALOG_DIR),
-            claim_idle_ms: 300_000,
+            claim_idle_ms: 15_000,
             consumer_name: String::new(),
             series_cache_entries: CacheLimits::default().max_entries,
             series_cache_bars: CacheLimits::default().max_bars,
@@ -254,6 +256,7 @@ pub fn job_consumer(
     config.batch = 1;
     config.min_idle = Duration::from_millis(settings.claim_idle_ms);
     config.claim_every = Duration::from_millis(settings.claim_idle_ms.min(5_000));
+    config.renew_every = Some(Duration::from_millis((settings.claim_idle_ms / 3).max(1)));
     Ok(Consumer::new(
         worker.bus.clone(),
         Arc::new(JobHandler(worker.clone())),

@@ -1,56 +1,291 @@
-//! gRPC handlers of `grodt.v1.OptimizerService`.
+//! gRPC handlers of `grodt.v1.OptimizerService`, and the run -> wire
+//! conversion they share.
 use std::pin::Pin;
+use std::sync::Arc;
 
-use tokio_stream::Stream;
-
-use grodt_kit::unimplemented;
+use grodt_optimize::TrialRecord;
+use grodt_proto::v1;
 use grodt_proto::v1::optimizer_service_server::OptimizerService;
-use grodt_proto::v1::{
-    CancelOptimizationRequest, CancelOptimizationResponse, GetOptimizationRequest,
-    GetOptimizationResponse, StartOptimizationRequest, StartOptimizationResponse,
-    StreamProgressRequest, StreamProgressResponse,
-};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-/// Why the RPCs below answer UNIMPLEMENTED in this build (never fake data).
-const NOT_YET: &str = "optimization runs are not built yet";
+use crate::convert::{state_to_proto, trial_state_to_proto};
+use crate::engine::{Engine, Run};
+use crate::error::OptimizerError;
 
 /// Server-streaming responses are boxed so handlers can return any stream.
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+fn status(e: &OptimizerError) -> Status {
+    grodt_kit::to_status(e)
+}
+
+fn ts(ns: i64) -> prost_types::Timestamp {
+    grodt_proto::convert::datetime_to_timestamp(chrono::DateTime::from_timestamp_nanos(ns))
+}
+
+/// A trial on the wire: objectives as the metric's value (un-negated when
+/// the request minimises), NaN unless it succeeded.
+pub fn trial_to_proto(run: &Run, t: &TrialRecord) -> v1::Trial {
+    v1::Trial {
+        trial_id: t.trial.id.to_string(),
+        params: t.trial.params.clone().into_iter().collect(),
+        state: trial_state_to_proto(t.state) as i32,
+        objective_value: t.objective.map_or(f64::NAN, |v| v * run.sign),
+        metrics: run.metrics.get(&t.trial.id).cloned(),
+        backtest_id: run
+            .backtest_ids
+            .get(&t.trial.id)
+            .cloned()
+            .unwrap_or_default(),
+        fold: 0,
+        error: t.error.clone(),
+    }
+}
+
+/// The run's progress on the wire.
+pub fn progress_to_proto(run: &Run) -> v1::Progress {
+    let p = run.study.progress();
+    let n = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+    v1::Progress {
+        trials_total: n(p.planned),
+        trials_queued: n(p.queued),
+        trials_succeeded: n(p.succeeded),
+        trials_failed: n(p.failed),
+        best_objective: p.best.map_or(f64::NAN, |b| b * run.sign),
+    }
+}
+
+/// The run on the wire, with its `top_n` best trials.
+pub fn run_to_proto(run: &Run, top_n: usize) -> v1::Optimization {
+    v1::Optimization {
+        optimization_id: run.id.clone(),
+        request: Some(run.request.clone()),
+        state: state_to_proto(run.study.state()) as i32,
+        progress: Some(progress_to_proto(run)),
+        top_trials: run
+            .study
+            .top(top_n)
+            .into_iter()
+            .map(|t| trial_to_proto(run, t))
+            .collect(),
+        walk_forward: None,
+        sensitivity: Vec::new(),
+        monte_carlo: None,
+        created_at: Some(ts(run.created_at_ns)),
+        finished_at: run.finished_at_ns.map(ts),
+        reason: run.study.reason().to_owned(),
+    }
+}
+
+fn progress_event(run: &Run, trial: Option<u64>) -> v1::StreamProgressResponse {
+    v1::StreamProgressResponse {
+        optimization_id: run.id.clone(),
+        state: state_to_proto(run.study.state()) as i32,
+        progress: Some(progress_to_proto(run)),
+        trial: trial
+            .and_then(|t| run.study.trial(t))
+            .map(|t| trial_to_proto(run, t)),
+        best: run.study.best().map(|t| trial_to_proto(run, t)),
+        at: Some(grodt_proto::convert::datetime_to_timestamp(
+            chrono::Utc::now(),
+        )),
+    }
+}
+
+/// A run has ended once nothing more will happen to it: terminal, and no
+/// trial in flight (a cancelled run drains its trials).
+fn ended(run: &Run) -> bool {
+    run.study.state().is_terminal() && run.in_flight() == 0
+}
+
 /// The handler behind `grodt.v1.OptimizerService`.
-#[derive(Debug, Default)]
-pub struct OptimizerApi;
+pub struct OptimizerApi {
+    engine: Arc<Engine>,
+    /// Dropping the last clone stops the consumers (the service stops).
+    _stop: Arc<grodt_kit::runner::StopOnDrop>,
+}
+
+impl OptimizerApi {
+    /// Handlers over `engine`.
+    pub fn new(engine: Arc<Engine>, stop: Arc<grodt_kit::runner::StopOnDrop>) -> Self {
+        Self {
+            engine,
+            _stop: stop,
+        }
+    }
+}
+
+fn required_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        Err(Status::invalid_argument("optimization_id: required"))
+    } else {
+        Ok(())
+    }
+}
 
 #[tonic::async_trait]
 impl OptimizerService for OptimizerApi {
-    type StreamProgressStream = ResponseStream<StreamProgressResponse>;
+    type StreamProgressStream = ResponseStream<v1::StreamProgressResponse>;
 
     async fn start_optimization(
         &self,
-        _request: Request<StartOptimizationRequest>,
-    ) -> Result<Response<StartOptimizationResponse>, Status> {
-        Err(unimplemented("StartOptimization", NOT_YET))
+        request: Request<v1::StartOptimizationRequest>,
+    ) -> Result<Response<v1::StartOptimizationResponse>, Status> {
+        let run = self
+            .engine
+            .start(request.into_inner())
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::StartOptimizationResponse {
+            optimization: Some(run_to_proto(&run, 10)),
+        }))
     }
 
     async fn get_optimization(
         &self,
-        _request: Request<GetOptimizationRequest>,
-    ) -> Result<Response<GetOptimizationResponse>, Status> {
-        Err(unimplemented("GetOptimization", NOT_YET))
+        request: Request<v1::GetOptimizationRequest>,
+    ) -> Result<Response<v1::GetOptimizationResponse>, Status> {
+        let r = request.into_inner();
+        required_id(&r.optimization_id)?;
+        if r.top_n > 1000 {
+            return Err(Status::invalid_argument("top_n: at most 1000"));
+        }
+        let top_n = if r.top_n == 0 { 10 } else { r.top_n as usize };
+        let run = self
+            .engine
+            .get(&r.optimization_id)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::GetOptimizationResponse {
+            optimization: Some(run_to_proto(&run, top_n)),
+        }))
     }
 
     async fn stream_progress(
         &self,
-        _request: Request<StreamProgressRequest>,
+        request: Request<v1::StreamProgressRequest>,
     ) -> Result<Response<Self::StreamProgressStream>, Status> {
-        Err(unimplemented("StreamProgress", NOT_YET))
+        let id = request.into_inner().optimization_id;
+        required_id(&id)?;
+        // Subscribe first: no update between the snapshot and the stream is lost.
+        let mut updates = self.engine.subscribe();
+        let run = self.engine.get(&id).await.map_err(|e| status(&e))?;
+        let engine = self.engine.clone();
+        let stream = async_stream(move |tx| async move {
+            let done = ended(&run);
+            if tx.send(Ok(progress_event(&run, None))).await.is_err() || done {
+                return;
+            }
+            loop {
+                let trial = match updates.recv().await {
+                    Ok(u) if u.id == id => u.trial,
+                    Ok(_) => continue,
+                    // Fell behind: send the current state, without a trial.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let run = match engine.get(&id).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(&e))).await;
+                        return;
+                    }
+                };
+                if tx.send(Ok(progress_event(&run, trial))).await.is_err() {
+                    return;
+                }
+                if ended(&run) {
+                    // Updates are sent under the engine's lock, so those of
+                    // every trial this final state holds are queued already:
+                    // send them too, then end.
+                    while let Ok(u) = updates.try_recv() {
+                        if u.id == id && u.trial.is_some() {
+                            let _ = tx.send(Ok(progress_event(&run, u.trial))).await;
+                        }
+                    }
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
     }
 
     async fn cancel_optimization(
         &self,
-        _request: Request<CancelOptimizationRequest>,
-    ) -> Result<Response<CancelOptimizationResponse>, Status> {
-        Err(unimplemented("CancelOptimization", NOT_YET))
+        request: Request<v1::CancelOptimizationRequest>,
+    ) -> Result<Response<v1::CancelOptimizationResponse>, Status> {
+        let r = request.into_inner();
+        required_id(&r.optimization_id)?;
+        if r.reason.chars().count() > 512 {
+            return Err(Status::invalid_argument("reason: at most 512 characters"));
+        }
+        let run = self
+            .engine
+            .cancel(&r.optimization_id, &r.reason)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::CancelOptimizationResponse {
+            optimization: Some(run_to_proto(&run, 10)),
+        }))
     }
+
+    async fn list_optimizations(
+        &self,
+        request: Request<v1::ListOptimizationsRequest>,
+    ) -> Result<Response<v1::ListOptimizationsResponse>, Status> {
+        let r = request.into_inner();
+        if r.page_size > 1000 {
+            return Err(Status::invalid_argument("page_size: at most 1000"));
+        }
+        let size = if r.page_size == 0 {
+            50
+        } else {
+            r.page_size as usize
+        };
+        let offset = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token.parse::<usize>().map_err(|_| {
+                Status::invalid_argument("page_token: not a token this service issued")
+            })?
+        };
+        let state = v1::OptimizationState::try_from(r.state)
+            .map_err(|_| Status::invalid_argument("state: unknown value"))?;
+        let runs = self.engine.list().await.map_err(|e| status(&e))?;
+        let matching: Vec<&Run> = runs
+            .iter()
+            .filter(|run| {
+                state == v1::OptimizationState::Unspecified
+                    || state_to_proto(run.study.state()) == state
+            })
+            .collect();
+        let page: Vec<v1::Optimization> = matching
+            .iter()
+            .skip(offset)
+            .take(size)
+            .map(|run| run_to_proto(run, 1))
+            .collect();
+        let next = offset + page.len();
+        Ok(Response::new(v1::ListOptimizationsResponse {
+            optimizations: page,
+            next_page_token: if next < matching.len() {
+                next.to_string()
+            } else {
+                String::new()
+            },
+        }))
+    }
+}
+
+/// A stream fed by a task through a small channel.
+fn async_stream<T, F, Fut>(body: F) -> ResponseStream<T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

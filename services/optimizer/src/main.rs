@@ -3,7 +3,7 @@
 fn main() -> std::process::ExitCode {
     grodt_kit::runner::run(
         grodt_optimizer::NAME,
-        grodt_optimizer::defaults(),
-        grodt_optimizer::build,
+        grodt_optimizer::defaults_with_settings(),
+        grodt_optimizer::build_with_settings,
     )
 }

@@ -43,6 +43,8 @@ conformance!(
     rejects_bad_arguments,
     consumer_loop_acks_only_after_success,
     consumer_loop_dead_letters_poison_events,
+    renew_keeps_entries_from_being_claimed,
+    consumer_loop_renews_long_handlers,
 );
 
 mod differential;

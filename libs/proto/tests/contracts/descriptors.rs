@@ -78,6 +78,7 @@ const EXPECTED: [(&str, &[Rpc]); 7] = [
             ("GetOptimization", false, false),
             ("StreamProgress", false, true),
             ("CancelOptimization", false, false),
+            ("ListOptimizations", false, false),
         ],
     ),
 ];

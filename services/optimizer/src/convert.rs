@@ -1,0 +1,613 @@
+//! Every protobuf <-> domain conversion of the service: a start request into
+//! a study plan (space, search, objective), a trial into its backtest job,
+//! a worker's result into a study outcome, and a run back into the wire
+//! `Optimization`.
+
+use std::collections::BTreeMap;
+
+use grodt_optimize::{
+    GridSearch, Metric, Objective, Others, Prior, RandomSearch, Range, Searcher, Space,
+    StudyConfig, Trial, TrialMetrics,
+};
+use grodt_proto::v1;
+use prost::Message;
+use rust_decimal::prelude::ToPrimitive;
+use sha2::{Digest, Sha256};
+
+use crate::error::OptimizerError;
+
+/// Most trials a study may run (the .proto's bound).
+pub const MAX_TRIALS: u32 = 100_000;
+/// Most searched parameters.
+pub const MAX_RANGES: usize = 20;
+/// Trials in flight when the request leaves `batch_size` 0.
+pub const DEFAULT_BATCH: u32 = 64;
+
+/// The metric names an objective may use.
+pub const METRICS: [&str; 5] = [
+    "sharpe",
+    "sortino",
+    "calmar",
+    "total_return",
+    "max_drawdown",
+];
+
+/// A checked start request, ready to become a study.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The base spec, its fixed parameters moved into the space.
+    pub base: v1::BacktestSpec,
+    /// The search.
+    pub searcher: Searcher,
+    /// Objective, budget and planned count.
+    pub config: StudyConfig,
+    /// Trials kept in flight.
+    pub capacity: usize,
+    /// +1 to report objectives as scored, -1 when the request minimises
+    /// (the study always maximises).
+    pub sign: f64,
+}
+
+/// Checks an optimization id given by a client: 1..64 of `[A-Za-z0-9_-]`.
+///
+/// # Errors
+/// INVALID_ARGUMENT naming `optimization_id`.
+pub fn check_id(id: &str) -> Result<(), OptimizerError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(OptimizerError::invalid(
+            "optimization_id",
+            "must be 1..64 characters of [A-Za-z0-9_-]",
+        ))
+    }
+}
+
+fn decimal_f64(d: Option<&v1::Decimal>, field: String) -> Result<f64, OptimizerError> {
+    let d = d.ok_or_else(|| OptimizerError::invalid(field.clone(), "required"))?;
+    let value =
+        grodt_core::Decimal::try_from(d).map_err(|e| OptimizerError::invalid(field.clone(), e))?;
+    value
+        .to_f64()
+        .ok_or_else(|| OptimizerError::invalid(field, "out of range"))
+}
+
+fn range_of(i: usize, r: &v1::ParameterRange) -> Result<Range, OptimizerError> {
+    use v1::parameter_range::Range as R;
+    let field = |f: &str| format!("space[{i}].{f}");
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "parameter bounds far below 2^53"
+    )]
+    match r.range.as_ref() {
+        None => Err(OptimizerError::invalid(
+            field("range"),
+            "one of integer, decimal or choices is required",
+        )),
+        Some(R::Integer(x)) => {
+            if x.step <= 0 {
+                return Err(OptimizerError::invalid(
+                    field("integer.step"),
+                    "must be > 0",
+                ));
+            }
+            if x.min > x.max {
+                return Err(OptimizerError::invalid(
+                    field("integer.max"),
+                    format!("must be >= min {}", x.min),
+                ));
+            }
+            Ok(Range::Linear {
+                min: x.min as f64,
+                max: x.max as f64,
+                step: Some(x.step as f64),
+                prior: Prior::Uniform,
+            })
+        }
+        Some(R::Decimal(x)) => {
+            let min = decimal_f64(x.min.as_ref(), field("decimal.min"))?;
+            let max = decimal_f64(x.max.as_ref(), field("decimal.max"))?;
+            let step = decimal_f64(x.step.as_ref(), field("decimal.step"))?;
+            if step <= 0.0 {
+                return Err(OptimizerError::invalid(
+                    field("decimal.step"),
+                    "must be > 0",
+                ));
+            }
+            if min > max {
+                return Err(OptimizerError::invalid(
+                    field("decimal.max"),
+                    format!("must be >= min {min}"),
+                ));
+            }
+            Ok(Range::Linear {
+                min,
+                max,
+                step: Some(step),
+                prior: Prior::Uniform,
+            })
+        }
+        Some(R::Choices(c)) => {
+            if c.values.is_empty() || c.values.len() > 1000 {
+                return Err(OptimizerError::invalid(
+                    field("choices.values"),
+                    "must hold 1..1000 values",
+                ));
+            }
+            Ok(Range::Values {
+                values: c.values.clone(),
+            })
+        }
+    }
+}
+
+fn objective_of(o: Option<&v1::Objective>) -> Result<(Objective, f64), OptimizerError> {
+    let o = o.ok_or_else(|| OptimizerError::invalid("objective", "required"))?;
+    let metric = match o.metric.as_str() {
+        "sharpe" => Metric::Sharpe,
+        "sortino" => Metric::Sortino,
+        "calmar" => Metric::Calmar,
+        "total_return" => Metric::TotalReturn,
+        "max_drawdown" => Metric::MaxDrawdown,
+        other => {
+            return Err(OptimizerError::invalid(
+                "objective.metric",
+                format!("unknown metric {other:?}; one of {}", METRICS.join(", ")),
+            ));
+        }
+    };
+    let sign = match v1::ObjectiveDirection::try_from(o.direction) {
+        Ok(v1::ObjectiveDirection::Maximize) => 1.0,
+        Ok(v1::ObjectiveDirection::Minimize) if metric == Metric::MaxDrawdown => {
+            return Err(OptimizerError::invalid(
+                "objective.direction",
+                "max_drawdown is <= 0 (a 25% fall is -0.25): MAXIMIZE it to prefer shallower falls",
+            ));
+        }
+        Ok(v1::ObjectiveDirection::Minimize) => -1.0,
+        _ => {
+            return Err(OptimizerError::invalid(
+                "objective.direction",
+                "MAXIMIZE or MINIMIZE is required",
+            ));
+        }
+    };
+    let objective = Objective::weighted(vec![(metric, sign)])
+        .map_err(|e| OptimizerError::invalid("objective", e))?
+        .min_trades(o.min_trades as usize);
+    Ok((objective, sign))
+}
+
+/// Checks a start request and turns it into a study plan. `workers` is the
+/// number of backtest workers seen, used when `batch_size` is 0.
+///
+/// # Errors
+/// INVALID_ARGUMENT naming the first field at fault; UNIMPLEMENTED for the
+/// parts not built yet (genetic and Bayesian search, walk-forward,
+/// sensitivity, Monte Carlo).
+pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> {
+    let mut base = req
+        .base
+        .clone()
+        .ok_or_else(|| OptimizerError::invalid("base", "required"))?;
+    if base.strategy_name.is_empty() {
+        return Err(OptimizerError::invalid("base.strategy_name", "required"));
+    }
+    if base.dataset_ids.is_empty() {
+        return Err(OptimizerError::invalid(
+            "base.dataset_ids",
+            "at least one dataset is required",
+        ));
+    }
+    if base.initial_cash.is_none() {
+        return Err(OptimizerError::invalid("base.initial_cash", "required"));
+    }
+    if req.space.is_empty() || req.space.len() > MAX_RANGES {
+        return Err(OptimizerError::invalid(
+            "space",
+            format!("must hold 1..{MAX_RANGES} ranges"),
+        ));
+    }
+    let mut ranges = BTreeMap::new();
+    for (i, r) in req.space.iter().enumerate() {
+        if r.name.is_empty() {
+            return Err(OptimizerError::invalid(
+                format!("space[{i}].name"),
+                "required",
+            ));
+        }
+        if base.params.contains_key(&r.name) {
+            return Err(OptimizerError::invalid(
+                format!("space[{i}].name"),
+                format!(
+                    "{} is also fixed in base.params; search it or fix it, not both",
+                    r.name
+                ),
+            ));
+        }
+        if ranges.insert(r.name.clone(), range_of(i, r)?).is_some() {
+            return Err(OptimizerError::invalid(
+                format!("space[{i}].name"),
+                format!("{} is searched twice", r.name),
+            ));
+        }
+    }
+    // Parameters fixed in the base are part of the space (so constraints
+    // such as fast < slow see their value) and sent with every trial.
+    for (name, value) in std::mem::take(&mut base.params) {
+        ranges.insert(name, Range::Fixed { value });
+    }
+    let space = Space::new(&base.strategy_name, &ranges, Others::Default)
+        .map_err(|e| OptimizerError::invalid("space", e))?;
+    if req.max_trials == 0 || req.max_trials > MAX_TRIALS {
+        return Err(OptimizerError::invalid(
+            "max_trials",
+            format!("must be in 1..={MAX_TRIALS}"),
+        ));
+    }
+    let max_trials = u64::from(req.max_trials);
+    let (objective, sign) = objective_of(req.objective.as_ref())?;
+    let method = v1::SearchMethod::try_from(req.method).unwrap_or(v1::SearchMethod::Unspecified);
+    if req.genetic.is_some() && method != v1::SearchMethod::Genetic {
+        return Err(OptimizerError::invalid(
+            "genetic",
+            "only with method GENETIC",
+        ));
+    }
+    if req.walk_forward.is_some() {
+        return Err(OptimizerError::NotBuilt {
+            field: "walk_forward",
+            what: "walk-forward optimisation",
+        });
+    }
+    if req.monte_carlo.is_some() {
+        return Err(OptimizerError::NotBuilt {
+            field: "monte_carlo",
+            what: "Monte Carlo analysis",
+        });
+    }
+    if req.sensitivity {
+        return Err(OptimizerError::NotBuilt {
+            field: "sensitivity",
+            what: "sensitivity analysis",
+        });
+    }
+    let valid = space.valid_grid_len();
+    let searcher = match method {
+        v1::SearchMethod::Grid => {
+            let points = valid.ok_or_else(|| {
+                OptimizerError::invalid("space", "the grid is not finite or too large to count")
+            })?;
+            if points > max_trials {
+                return Err(OptimizerError::invalid(
+                    "max_trials",
+                    format!(
+                        "the grid has {points} valid points, more than max_trials {max_trials}"
+                    ),
+                ));
+            }
+            Searcher::Grid(
+                GridSearch::new(space, None).map_err(|e| OptimizerError::invalid("space", e))?,
+            )
+        }
+        v1::SearchMethod::Random => Searcher::Random(
+            RandomSearch::new(space, req.seed, None)
+                .map_err(|e| OptimizerError::invalid("space", e))?,
+        ),
+        v1::SearchMethod::Genetic => {
+            return Err(OptimizerError::NotBuilt {
+                field: "method",
+                what: "GENETIC search",
+            });
+        }
+        v1::SearchMethod::Bayesian => {
+            return Err(OptimizerError::NotBuilt {
+                field: "method",
+                what: "BAYESIAN search",
+            });
+        }
+        v1::SearchMethod::Unspecified => {
+            return Err(OptimizerError::invalid(
+                "method",
+                "GRID, RANDOM, GENETIC or BAYESIAN is required",
+            ));
+        }
+    };
+    let planned = valid.map_or(max_trials, |v| v.min(max_trials));
+    let batch = if req.batch_size == 0 {
+        DEFAULT_BATCH
+    } else {
+        req.batch_size
+    };
+    Ok(Plan {
+        base,
+        searcher,
+        config: StudyConfig {
+            objective,
+            max_trials,
+            planned,
+        },
+        capacity: batch as usize,
+        sign,
+    })
+}
+
+/// The backtest a trial runs: the base with the trial's parameters.
+pub fn trial_spec(base: &v1::BacktestSpec, trial: &Trial) -> v1::BacktestSpec {
+    let mut spec = base.clone();
+    for (k, v) in &trial.params {
+        spec.params.insert(k.clone(), v.clone());
+    }
+    spec
+}
+
+/// The content hash of a backtest spec (`t-` and 40 hex digits): equal specs
+/// get equal ids whatever the order of their maps, so a trial that ran
+/// before (in this study or another) is answered from the store.
+pub fn backtest_id(spec: &v1::BacktestSpec) -> String {
+    let mut s = spec.clone();
+    // protobuf maps encode in no fixed order: hash them sorted.
+    let params: BTreeMap<String, String> = std::mem::take(&mut s.params).into_iter().collect();
+    let rates: BTreeMap<String, String> = s
+        .costs
+        .as_mut()
+        .and_then(|c| c.borrow.as_mut())
+        .map(|b| {
+            std::mem::take(&mut b.symbol_rates)
+                .into_iter()
+                .map(|(k, v)| (k, v.value))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(s.encode_to_vec());
+    for (k, v) in params.iter().chain(rates.iter()) {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v.as_bytes());
+    }
+    let digest = h.finalize();
+    format!("t-{}", &hex::encode(digest)[..40])
+}
+
+/// A worker's metrics as the objective reads them (NaN = undefined).
+pub fn trial_metrics(m: &v1::Metrics) -> TrialMetrics {
+    let opt = |x: f64| x.is_finite().then_some(x);
+    TrialMetrics {
+        total_return: m.total_return,
+        sharpe: opt(m.sharpe),
+        sortino: opt(m.sortino),
+        calmar: opt(m.calmar),
+        max_drawdown: m.max_drawdown,
+        trades: m.closed_trade_count as usize,
+    }
+}
+
+/// The wire state of a study state.
+pub fn state_to_proto(s: grodt_optimize::StudyState) -> v1::OptimizationState {
+    match s {
+        grodt_optimize::StudyState::Running => v1::OptimizationState::Running,
+        grodt_optimize::StudyState::Succeeded => v1::OptimizationState::Succeeded,
+        grodt_optimize::StudyState::Failed => v1::OptimizationState::Failed,
+        grodt_optimize::StudyState::Cancelled => v1::OptimizationState::Cancelled,
+    }
+}
+
+/// The wire trial state.
+pub fn trial_state_to_proto(s: grodt_optimize::TrialState) -> v1::TrialState {
+    match s {
+        grodt_optimize::TrialState::Queued => v1::TrialState::Queued,
+        grodt_optimize::TrialState::Succeeded => v1::TrialState::Succeeded,
+        grodt_optimize::TrialState::Failed => v1::TrialState::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> v1::StartOptimizationRequest {
+        v1::StartOptimizationRequest {
+            base: Some(v1::BacktestSpec {
+                dataset_ids: vec!["csv/SPY/1d".into()],
+                strategy_name: "sma_cross".into(),
+                initial_cash: Some(v1::Decimal {
+                    value: "100000".into(),
+                }),
+                ..v1::BacktestSpec::default()
+            }),
+            space: vec![
+                v1::ParameterRange {
+                    name: "fast".into(),
+                    range: Some(v1::parameter_range::Range::Integer(v1::IntegerRange {
+                        min: 5,
+                        max: 20,
+                        step: 5,
+                    })),
+                },
+                v1::ParameterRange {
+                    name: "slow".into(),
+                    range: Some(v1::parameter_range::Range::Integer(v1::IntegerRange {
+                        min: 10,
+                        max: 40,
+                        step: 10,
+                    })),
+                },
+            ],
+            method: v1::SearchMethod::Grid as i32,
+            objective: Some(v1::Objective {
+                metric: "sharpe".into(),
+                direction: v1::ObjectiveDirection::Maximize as i32,
+                min_trades: 1,
+            }),
+            max_trials: 100,
+            ..v1::StartOptimizationRequest::default()
+        }
+    }
+
+    fn field_of(e: OptimizerError) -> String {
+        match e {
+            OptimizerError::Invalid { field, .. } => field,
+            OptimizerError::NotBuilt { field, .. } => field.to_owned(),
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn a_grid_request_plans_the_valid_points_of_its_grid() {
+        let p = plan(&request()).unwrap();
+        // fast 5..20 x slow 10..40 with fast < slow: 4*4 minus (20,10),(15,10),(20,20)... counted by the space.
+        let mut want = 0;
+        for f in [5, 10, 15, 20] {
+            for s in [10, 20, 30, 40] {
+                if f < s {
+                    want += 1;
+                }
+            }
+        }
+        assert_eq!(p.config.planned, want);
+        assert_eq!(p.capacity, DEFAULT_BATCH as usize);
+        assert_eq!(p.sign, 1.0);
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        type Change = Box<dyn Fn(&mut v1::StartOptimizationRequest)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("base", Box::new(|r| r.base = None)),
+            (
+                "base.strategy_name",
+                Box::new(|r| r.base.as_mut().unwrap().strategy_name.clear()),
+            ),
+            (
+                "base.dataset_ids",
+                Box::new(|r| r.base.as_mut().unwrap().dataset_ids.clear()),
+            ),
+            ("space", Box::new(|r| r.space.clear())),
+            (
+                "space[1].name",
+                Box::new(|r| r.space[1].name = "fast".into()),
+            ),
+            (
+                "space[0].integer.step",
+                Box::new(|r| {
+                    r.space[0].range =
+                        Some(v1::parameter_range::Range::Integer(v1::IntegerRange {
+                            min: 1,
+                            max: 2,
+                            step: 0,
+                        }));
+                }),
+            ),
+            (
+                "space[0].name",
+                Box::new(|r| {
+                    r.base
+                        .as_mut()
+                        .unwrap()
+                        .params
+                        .insert("fast".into(), "3".into());
+                }),
+            ),
+            ("space", Box::new(|r| r.space[0].name = "nope".into())),
+            ("max_trials", Box::new(|r| r.max_trials = 0)),
+            ("max_trials", Box::new(|r| r.max_trials = 5)),
+            ("objective", Box::new(|r| r.objective = None)),
+            (
+                "objective.metric",
+                Box::new(|r| r.objective.as_mut().unwrap().metric = "cagr2".into()),
+            ),
+            (
+                "objective.direction",
+                Box::new(|r| r.objective.as_mut().unwrap().direction = 0),
+            ),
+            (
+                "objective.direction",
+                Box::new(|r| {
+                    let o = r.objective.as_mut().unwrap();
+                    o.metric = "max_drawdown".into();
+                    o.direction = v1::ObjectiveDirection::Minimize as i32;
+                }),
+            ),
+            ("method", Box::new(|r| r.method = 0)),
+            (
+                "genetic",
+                Box::new(|r| r.genetic = Some(v1::GeneticSettings::default())),
+            ),
+            (
+                "walk_forward",
+                Box::new(|r| r.walk_forward = Some(v1::WalkForwardSettings::default())),
+            ),
+            (
+                "monte_carlo",
+                Box::new(|r| r.monte_carlo = Some(v1::MonteCarloSettings::default())),
+            ),
+            ("sensitivity", Box::new(|r| r.sensitivity = true)),
+        ];
+        for (field, change) in cases {
+            let mut r = request();
+            change(&mut r);
+            let e = plan(&r).expect_err(field);
+            assert_eq!(field_of(e), field);
+        }
+    }
+
+    #[test]
+    fn fixed_base_parameters_join_the_space_and_its_constraints() {
+        let mut r = request();
+        r.space.truncate(1);
+        r.base
+            .as_mut()
+            .unwrap()
+            .params
+            .insert("slow".into(), "12".into());
+        let mut p = plan(&r).unwrap();
+        // fast 5, 10 are below slow 12; 15 and 20 break fast < slow.
+        assert_eq!(p.config.planned, 2);
+        assert!(p.base.params.is_empty(), "sent with every trial instead");
+        let trials = grodt_optimize::Search::suggest(&mut p.searcher, 10);
+        assert!(trials.iter().all(|t| t.params["slow"] == "12"));
+    }
+
+    #[test]
+    fn equal_specs_hash_equal_whatever_their_map_order() {
+        let mut a = request().base.unwrap();
+        let mut b = a.clone();
+        for (k, v) in [("fast", "5"), ("slow", "20"), ("fraction", "0.5")] {
+            a.params.insert(k.into(), v.into());
+        }
+        for (k, v) in [("fraction", "0.5"), ("slow", "20"), ("fast", "5")] {
+            b.params.insert(k.into(), v.into());
+        }
+        assert_eq!(backtest_id(&a), backtest_id(&b));
+        b.params.insert("fast".into(), "6".into());
+        assert_ne!(backtest_id(&a), backtest_id(&b));
+        let id = backtest_id(&a);
+        assert_eq!(id.len(), 42);
+        assert!(id.starts_with("t-"));
+    }
+
+    #[test]
+    fn undefined_metrics_read_as_none() {
+        let m = v1::Metrics {
+            sharpe: f64::NAN,
+            sortino: 1.5,
+            calmar: f64::INFINITY,
+            total_return: 0.1,
+            max_drawdown: -0.2,
+            closed_trade_count: 7,
+            ..v1::Metrics::default()
+        };
+        let t = trial_metrics(&m);
+        assert_eq!(t.sharpe, None);
+        assert_eq!(t.sortino, Some(1.5));
+        assert_eq!(t.calmar, None);
+        assert_eq!(t.trades, 7);
+    }
+}

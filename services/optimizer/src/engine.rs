@@ -1,0 +1,672 @@
+//! The optimizer's state: every run (a `grodt_optimize::Study` plus what the
+//! wire needs) behind one mutex, changed only by journaled inputs.
+//!
+//! An input (a start, a trial's result, a cancellation, or the note that a
+//! run's jobs were published) is applied to a copy of the run it concerns,
+//! appended to the store's journal (consumer `optimizer`) with the jobs it
+//! produced in one transaction, and only then becomes the state; then the
+//! jobs are published and the result acked. A restart replays the journal
+//! (the searches are seeded, so the same trials come back with the same
+//! ids) and publishes the jobs not known to be published. Job event ids are
+//! derived from the run and trial, and the workers key a backtest by the
+//! content hash of its spec, so a job published twice runs once and a
+//! repeated trial is answered from the store.
+//!
+//! Sources (the journal's idempotency keys): `start:<id>`, `result:<event id>`,
+//! `cancel:<id>:<uuid>`, `published:<id>:<uuid>`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use grodt_bus::consumer::{Handler, HandlerError};
+use grodt_bus::{Delivery, EventBus};
+use grodt_kit::journal::{self, StoredEvent, event_id};
+use grodt_optimize::{Outcome, Recorded, Study, TrialState};
+use grodt_proto::topic::{self, Outgoing, Topic};
+use grodt_proto::v1;
+use grodt_store::Store;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, MutexGuard, broadcast};
+use tracing::Instrument;
+
+use crate::convert::{self, Plan};
+use crate::error::OptimizerError;
+use crate::metrics::OptimizerMetrics;
+
+/// The consumer's name in the store's journal.
+pub const JOURNAL: &str = "optimizer";
+/// The consumer group on the results stream.
+pub const GROUP: &str = "optimizer";
+/// Where trials go.
+pub const JOBS_STREAM: &str = <v1::BacktestJob as Topic>::STREAM;
+/// Where their results come back.
+pub const RESULTS_STREAM: &str = <v1::BacktestResultEvent as Topic>::STREAM;
+
+/// One journaled input (JSON; protobuf parts as hex).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Input {
+    Start {
+        id: String,
+        /// `StartOptimizationRequest`, protobuf, hex.
+        request: String,
+        at_ns: i64,
+    },
+    Result {
+        id: String,
+        trial: u64,
+        ok: bool,
+        error: String,
+        /// `Metrics`, protobuf, hex; absent for a failed backtest.
+        metrics: Option<String>,
+        at_ns: i64,
+    },
+    Cancel {
+        id: String,
+        reason: String,
+        at_ns: i64,
+    },
+    /// The jobs of these trials are on the bus (no need to publish them again
+    /// after a restart).
+    Published { id: String, trials: Vec<u64> },
+}
+
+/// One optimization run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Its id.
+    pub id: String,
+    /// The request as received (echoed by GetOptimization).
+    pub request: v1::StartOptimizationRequest,
+    /// The base spec, fixed parameters moved into the study's space.
+    base: v1::BacktestSpec,
+    /// The search and its trials.
+    pub study: Study,
+    /// -1 when the request minimises: objectives are reported as the metric.
+    pub sign: f64,
+    capacity: usize,
+    /// When it started, ns.
+    pub created_at_ns: i64,
+    /// When it ended (or was cancelled), ns.
+    pub finished_at_ns: Option<i64>,
+    /// The metrics of each trial that ran.
+    pub metrics: BTreeMap<u64, v1::Metrics>,
+    /// The backtest (content hash) of each trial.
+    pub backtest_ids: BTreeMap<u64, String>,
+    /// Jobs of trials still queued.
+    jobs: BTreeMap<u64, StoredEvent>,
+    /// Queued trials whose jobs are not known to be on the bus.
+    unsent: BTreeSet<u64>,
+}
+
+impl Run {
+    /// Trials dispatched and not yet answered, for ETA and progress.
+    pub fn in_flight(&self) -> usize {
+        self.jobs.len()
+    }
+}
+
+/// What changed, for StreamProgress.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// The run.
+    pub id: String,
+    /// The trial whose result caused it.
+    pub trial: Option<u64>,
+}
+
+struct Core {
+    runs: BTreeMap<String, Run>,
+    /// The state may differ from the journal (a commit failed or another
+    /// writer appended): replay before the next input.
+    stale: bool,
+    /// Jobs journaled but not published (the bus failed after a commit).
+    unpublished: Vec<(String, StoredEvent)>,
+}
+
+/// The engine: the state behind one mutex, the store, the bus.
+pub struct Engine {
+    core: Mutex<Core>,
+    store: Store,
+    bus: Arc<dyn EventBus>,
+    updates: broadcast::Sender<Update>,
+    metrics: OptimizerMetrics,
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> OptimizerError {
+    OptimizerError::Corrupt(format!("{what}: {e}"))
+}
+
+fn decode_hex<M: Message + Default>(what: &str, text: &str) -> Result<M, OptimizerError> {
+    let bytes = hex::decode(text).map_err(|e| corrupt(what, e))?;
+    M::decode(bytes.as_slice()).map_err(|e| corrupt(what, e))
+}
+
+/// The jobs of `trials`, as journaled events.
+fn jobs_of(run: &mut Run, trials: &[grodt_optimize::Trial], at_ns: i64) {
+    for t in trials {
+        let spec = convert::trial_spec(&run.base, t);
+        let backtest_id = convert::backtest_id(&spec);
+        let job = v1::BacktestJob {
+            backtest_id: backtest_id.clone(),
+            spec: Some(spec),
+            // Metrics, costs and trade statistics only: what a trial needs.
+            detail: None,
+            optimization_id: run.id.clone(),
+            trial_id: t.id.to_string(),
+            submitted_at: Some(grodt_proto::convert::datetime_to_timestamp(
+                chrono::DateTime::from_timestamp_nanos(at_ns),
+            )),
+        };
+        let out = Outgoing::new(&job);
+        let ev = StoredEvent::new(
+            out.stream(),
+            out.event_type(),
+            event_id(at_ns, &format!("optimizer:job:{}:{}", run.id, t.id)),
+            at_ns,
+            &out.payload(),
+        );
+        run.backtest_ids.insert(t.id, backtest_id);
+        run.jobs.insert(t.id, ev);
+        run.unsent.insert(t.id);
+    }
+}
+
+/// Drops the bookkeeping of trials no longer queued.
+fn settle(run: &mut Run, at_ns: i64) {
+    let queued: BTreeSet<u64> = run.study.queued().map(|t| t.trial.id).collect();
+    run.jobs.retain(|t, _| queued.contains(t));
+    run.unsent.retain(|t| queued.contains(t));
+    if run.study.state().is_terminal() && run.finished_at_ns.is_none() {
+        run.finished_at_ns = Some(at_ns);
+    }
+}
+
+/// A new run from a checked plan, its first trials dispatched.
+fn start_run(
+    id: &str,
+    request: v1::StartOptimizationRequest,
+    plan: Plan,
+    at_ns: i64,
+) -> (Run, Vec<StoredEvent>) {
+    let Plan {
+        base,
+        searcher,
+        config,
+        capacity,
+        sign,
+    } = plan;
+    let mut run = Run {
+        id: id.to_owned(),
+        request,
+        base,
+        study: Study::new(searcher, config),
+        sign,
+        capacity,
+        created_at_ns: at_ns,
+        finished_at_ns: None,
+        metrics: BTreeMap::new(),
+        backtest_ids: BTreeMap::new(),
+        jobs: BTreeMap::new(),
+        unsent: BTreeSet::new(),
+    };
+    let trials = run.study.fill(capacity);
+    jobs_of(&mut run, &trials, at_ns);
+    settle(&mut run, at_ns);
+    let events = trials
+        .iter()
+        .filter_map(|t| run.jobs.get(&t.id).cloned())
+        .collect();
+    (run, events)
+}
+
+/// Applies `input` to (a copy of) the run it concerns: the new run and the
+/// jobs to publish. Deterministic: replay gives the same runs.
+fn apply(
+    runs: &BTreeMap<String, Run>,
+    input: &Input,
+) -> Result<(Run, Vec<StoredEvent>, bool), OptimizerError> {
+    let existing = |id: &str| {
+        runs.get(id)
+            .cloned()
+            .ok_or_else(|| OptimizerError::NotFound(id.to_owned()))
+    };
+    match input {
+        Input::Start { id, request, at_ns } => {
+            let request: v1::StartOptimizationRequest = decode_hex("start request", request)?;
+            let plan = convert::plan(&request)?;
+            let (run, events) = start_run(id, request, plan, *at_ns);
+            Ok((run, events, true))
+        }
+        Input::Result {
+            id,
+            trial,
+            ok,
+            error,
+            metrics,
+            at_ns,
+        } => {
+            let mut run = existing(id)?;
+            let metrics: Option<v1::Metrics> = metrics
+                .as_deref()
+                .map(|m| decode_hex("trial metrics", m))
+                .transpose()?;
+            let outcome = match (&metrics, ok) {
+                (Some(m), true) => Outcome::Ran(convert::trial_metrics(m)),
+                _ => Outcome::Failed(if error.is_empty() {
+                    "the backtest failed".into()
+                } else {
+                    error.clone()
+                }),
+            };
+            let recorded = run
+                .study
+                .record(*trial, outcome)
+                .map_err(|e| corrupt("result", e))?;
+            if recorded == Recorded::Duplicate {
+                return Ok((run, Vec::new(), false));
+            }
+            if let Some(m) = metrics {
+                run.metrics.insert(*trial, m);
+            }
+            let trials = run.study.fill(run.capacity);
+            jobs_of(&mut run, &trials, *at_ns);
+            settle(&mut run, *at_ns);
+            let events = trials
+                .iter()
+                .filter_map(|t| run.jobs.get(&t.id).cloned())
+                .collect();
+            Ok((run, events, true))
+        }
+        Input::Cancel { id, reason, at_ns } => {
+            let mut run = existing(id)?;
+            run.study
+                .cancel(reason)
+                .map_err(|_| OptimizerError::Finished {
+                    id: id.clone(),
+                    state: convert::state_to_proto(run.study.state()).as_str_name(),
+                })?;
+            settle(&mut run, *at_ns);
+            run.finished_at_ns = Some(*at_ns);
+            Ok((run, Vec::new(), true))
+        }
+        Input::Published { id, trials } => {
+            let mut run = existing(id)?;
+            for t in trials {
+                run.unsent.remove(t);
+            }
+            Ok((run, Vec::new(), true))
+        }
+    }
+}
+
+impl Engine {
+    /// An engine with no runs; call [`Engine::recover`] before serving.
+    pub fn new(store: Store, bus: Arc<dyn EventBus>, metrics: OptimizerMetrics) -> Self {
+        let (updates, _) = broadcast::channel(1024);
+        Self {
+            core: Mutex::new(Core {
+                runs: BTreeMap::new(),
+                stale: false,
+                unpublished: Vec::new(),
+            }),
+            store,
+            bus,
+            updates,
+            metrics,
+        }
+    }
+
+    /// Subscribes to run updates (before reading a snapshot, so none is missed).
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.updates.subscribe()
+    }
+
+    async fn replay(&self) -> Result<BTreeMap<String, Run>, OptimizerError> {
+        let mut runs = BTreeMap::new();
+        let mut after = 0;
+        loop {
+            let page = self.store.journal().scan(JOURNAL, after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for entry in &page {
+                let input: Input = serde_json::from_slice(&entry.input)
+                    .map_err(|e| corrupt("journaled input", e))?;
+                let (run, _, _) = apply(&runs, &input)
+                    .map_err(|e| corrupt(&format!("replaying journal entry {}", entry.seq), e))?;
+                runs.insert(run.id.clone(), run);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// The state under the lock, rebuilt from the journal when stale, with
+    /// any jobs whose publication failed published first.
+    async fn lock(&self) -> Result<MutexGuard<'_, Core>, OptimizerError> {
+        let mut core = self.core.lock().await;
+        if core.stale {
+            core.runs = self.replay().await?;
+            core.stale = false;
+            self.metrics.observe(core.runs.values());
+        }
+        while let Some((id, ev)) = core.unpublished.first().cloned() {
+            journal::publish_all(&self.bus, std::slice::from_ref(&ev)).await?;
+            core.unpublished.remove(0);
+            let _ = id;
+        }
+        Ok(core)
+    }
+
+    /// Rebuilds the runs from the journal and publishes the jobs of queued
+    /// trials not known to be on the bus (cut off by a crash between commit
+    /// and publish).
+    ///
+    /// # Errors
+    /// The store or the bus failed, or the journal does not replay.
+    pub async fn recover(&self) -> Result<(), OptimizerError> {
+        let mut core = self.core.lock().await;
+        core.runs = self.replay().await?;
+        core.stale = false;
+        let pending: Vec<(String, Vec<StoredEvent>)> = core
+            .runs
+            .values()
+            .filter(|r| !r.study.state().is_terminal() && !r.unsent.is_empty())
+            .map(|r| {
+                let evs = r
+                    .unsent
+                    .iter()
+                    .filter_map(|t| r.jobs.get(t).cloned())
+                    .collect();
+                (r.id.clone(), evs)
+            })
+            .collect();
+        for (id, events) in pending {
+            tracing::info!(optimization_id = %id, jobs = events.len(), "publishing jobs a crash left unpublished");
+            self.publish(&mut core, &id, events).await?;
+        }
+        self.metrics.observe(core.runs.values());
+        Ok(())
+    }
+
+    /// Journals `input` with its outputs and makes the new run the state.
+    async fn commit(
+        &self,
+        core: &mut Core,
+        source: &str,
+        input: &Input,
+    ) -> Result<Option<(Run, Vec<StoredEvent>)>, OptimizerError> {
+        let (run, events, changed) = apply(&core.runs, input)?;
+        if !changed {
+            return Ok(None);
+        }
+        let bytes = serde_json::to_vec(input).map_err(|e| corrupt("input", e))?;
+        let outputs = journal::encode(&events)?;
+        let appended = async {
+            let mut tx = self.store.begin().await?;
+            let seq = tx.journal_append(JOURNAL, source, &bytes, &outputs).await?;
+            tx.commit().await?;
+            Ok::<_, OptimizerError>(seq)
+        }
+        .await;
+        match appended {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                // Another writer journaled this source: its outcome stands.
+                core.stale = true;
+                return Ok(None);
+            }
+            Err(e) => {
+                core.stale = true;
+                return Err(e);
+            }
+        }
+        core.runs.insert(run.id.clone(), run.clone());
+        self.metrics.observe(core.runs.values());
+        Ok(Some((run, events)))
+    }
+
+    /// Publishes a run's jobs, then journals that they are out.
+    async fn publish(
+        &self,
+        core: &mut Core,
+        id: &str,
+        events: Vec<StoredEvent>,
+    ) -> Result<(), OptimizerError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        for (i, ev) in events.iter().enumerate() {
+            if let Err(e) = journal::publish_all(&self.bus, std::slice::from_ref(ev)).await {
+                core.unpublished
+                    .extend(events[i..].iter().map(|ev| (id.to_owned(), ev.clone())));
+                return Err(e.into());
+            }
+        }
+        self.metrics.dispatched(events.len());
+        let trials: Vec<u64> = core.runs.get(id).map_or_else(Vec::new, |r| {
+            events
+                .iter()
+                .filter_map(|ev| {
+                    r.jobs
+                        .iter()
+                        .find(|(_, j)| j.event_id == ev.event_id)
+                        .map(|(t, _)| *t)
+                })
+                .collect()
+        });
+        if trials.is_empty() {
+            return Ok(());
+        }
+        let source = format!("published:{id}:{}", uuid::Uuid::now_v7());
+        let input = Input::Published {
+            id: id.to_owned(),
+            trials,
+        };
+        self.commit(core, &source, &input).await?;
+        Ok(())
+    }
+
+    /// StartOptimization: a new run (or the existing one, for the same
+    /// request under the same id).
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT / UNIMPLEMENTED from the plan, ALREADY_EXISTS for an
+    /// id taken by another request, or the store or bus failed.
+    pub async fn start(
+        &self,
+        mut request: v1::StartOptimizationRequest,
+    ) -> Result<Run, OptimizerError> {
+        if request.optimization_id.is_empty() {
+            request.optimization_id = uuid::Uuid::now_v7().to_string();
+        } else {
+            convert::check_id(&request.optimization_id)?;
+        }
+        // Checked before anything is journaled: a bad request leaves no trace.
+        convert::plan(&request)?;
+        let id = request.optimization_id.clone();
+        let mut core = self.lock().await?;
+        if let Some(run) = core.runs.get(&id) {
+            return if run.request == request {
+                Ok(run.clone())
+            } else {
+                Err(OptimizerError::Conflict(id))
+            };
+        }
+        let input = Input::Start {
+            id: id.clone(),
+            request: hex::encode(request.encode_to_vec()),
+            at_ns: now_ns(),
+        };
+        let Some((_, events)) = self
+            .commit(&mut core, &format!("start:{id}"), &input)
+            .await?
+        else {
+            return core
+                .runs
+                .get(&id)
+                .cloned()
+                .ok_or(OptimizerError::NotFound(id));
+        };
+        tracing::info!(optimization_id = %id, jobs = events.len(), "optimization started");
+        self.publish(&mut core, &id, events).await?;
+        let _ = self.updates.send(Update {
+            id: id.clone(),
+            trial: None,
+        });
+        core.runs
+            .get(&id)
+            .cloned()
+            .ok_or(OptimizerError::NotFound(id))
+    }
+
+    /// CancelOptimization.
+    ///
+    /// # Errors
+    /// NOT_FOUND, FAILED_PRECONDITION for a finished run, or the store failed.
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Run, OptimizerError> {
+        let mut core = self.lock().await?;
+        let input = Input::Cancel {
+            id: id.to_owned(),
+            reason: reason.to_owned(),
+            at_ns: now_ns(),
+        };
+        let source = format!("cancel:{id}:{}", uuid::Uuid::now_v7());
+        self.commit(&mut core, &source, &input).await?;
+        let _ = self.updates.send(Update {
+            id: id.to_owned(),
+            trial: None,
+        });
+        core.runs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| OptimizerError::NotFound(id.to_owned()))
+    }
+
+    /// One run.
+    ///
+    /// # Errors
+    /// NOT_FOUND, or the state had to be rebuilt and that failed.
+    pub async fn get(&self, id: &str) -> Result<Run, OptimizerError> {
+        let core = self.lock().await?;
+        core.runs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| OptimizerError::NotFound(id.to_owned()))
+    }
+
+    /// Every run, newest first, optionally of one state.
+    ///
+    /// # Errors
+    /// The state had to be rebuilt and that failed.
+    pub async fn list(&self) -> Result<Vec<Run>, OptimizerError> {
+        let core = self.lock().await?;
+        let mut runs: Vec<Run> = core.runs.values().cloned().collect();
+        runs.sort_by(|a, b| b.created_at_ns.cmp(&a.created_at_ns).then(a.id.cmp(&b.id)));
+        Ok(runs)
+    }
+
+    /// A trial's result from the results stream (`event_id` its envelope's).
+    ///
+    /// # Errors
+    /// The store or the bus failed (the delivery is retried).
+    pub async fn on_result(
+        &self,
+        event_id: uuid::Uuid,
+        event: v1::BacktestResultEvent,
+    ) -> Result<(), OptimizerError> {
+        if event.optimization_id.is_empty() {
+            return Ok(()); // a plain backtest's result
+        }
+        let mut core = self.lock().await?;
+        let id = event.optimization_id;
+        let Some(run) = core.runs.get(&id) else {
+            tracing::warn!(optimization_id = %id, "result of an unknown optimization ignored");
+            self.metrics.ignored();
+            return Ok(());
+        };
+        let trial = event.trial_id.parse::<u64>().ok();
+        let queued = trial
+            .and_then(|t| run.study.trial(t))
+            .is_some_and(|t| t.state == TrialState::Queued);
+        let Some(trial) = trial.filter(|_| queued) else {
+            // A redelivery or a result republished by a worker: done already.
+            self.metrics.ignored();
+            return Ok(());
+        };
+        let result = event.result.unwrap_or_default();
+        let ok = result.status == v1::BacktestStatus::Succeeded as i32;
+        let input = Input::Result {
+            id: id.clone(),
+            trial,
+            ok,
+            error: result.error,
+            metrics: result.metrics.map(|m| hex::encode(m.encode_to_vec())),
+            at_ns: now_ns(),
+        };
+        let Some((run, events)) = self
+            .commit(&mut core, &format!("result:{event_id}"), &input)
+            .await?
+        else {
+            return Ok(());
+        };
+        self.metrics
+            .finished(run.study.trial(trial).map(|t| t.state));
+        if run.study.state().is_terminal() && run.in_flight() == 0 {
+            tracing::info!(optimization_id = %id, state = ?run.study.state(), "optimization ended");
+        }
+        self.publish(&mut core, &id, events).await?;
+        let _ = self.updates.send(Update {
+            id,
+            trial: Some(trial),
+        });
+        Ok(())
+    }
+
+    /// Keeps the consumer-lag gauge current until `stop`.
+    pub async fn watch_lag(&self, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+        grodt_kit::lag::watch(
+            &*self.bus,
+            &[RESULTS_STREAM],
+            GROUP,
+            &self.metrics.lag,
+            every,
+            stop,
+        )
+        .await;
+    }
+}
+
+/// The results consumer's handler: one span per result, parented on the
+/// envelope's trace context.
+pub struct ResultHandler(pub Arc<Engine>);
+
+#[async_trait]
+impl Handler for ResultHandler {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let span = tracing::info_span!("optimizer.result", event_id = %delivery.envelope.event_id);
+        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+        let event = match topic::decode::<v1::BacktestResultEvent>(
+            &delivery.envelope.event_type,
+            delivery.envelope.payload.as_ref(),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                // Not a result this service can read: no retry will help.
+                tracing::error!(error = %e, "undecodable result event dropped");
+                return Ok(());
+            }
+        };
+        self.0
+            .on_result(delivery.envelope.event_id, event)
+            .instrument(span)
+            .await
+            .map_err(|e| Box::new(e) as HandlerError)
+    }
+}

@@ -1,0 +1,344 @@
+//! The optimizer on port 0 against its own database and bus, and a stand-in
+//! for the backtest workers: it takes jobs off `grodt.backtest-jobs.v1` and
+//! answers each with metrics that are a fixed function of the trial's
+//! parameters, so the best trial of a study is known in advance. (The real
+//! workers run in the end-to-end test of the `grodt` crate.)
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use grodt_bus::{
+    BackPressure, ConsumerName, EventBus, GroupName, InProcessBus, RedisBus, RedisBusConfig,
+    StartFrom, StreamName,
+};
+use grodt_kit::{Infra, KitError};
+use grodt_optimizer::{OptimizerSettings, build_with_settings, defaults_with_settings};
+use grodt_proto::topic::{self, Outgoing, Topic};
+use grodt_proto::v1;
+use grodt_proto::v1::optimizer_service_client::OptimizerServiceClient;
+use grodt_store::testing::TestDb;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub fn redis_url() -> String {
+    std::env::var("GRODT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The stand-in metrics of a parameter set: Sharpe peaks at fast 10, slow 40;
+/// trade counts vary so a trade filter fails some trials.
+pub fn sharpe_of(fast: i64, slow: i64) -> f64 {
+    2.0 - (fast - 10).abs() as f64 / 10.0 - (slow - 40).abs() as f64 / 40.0
+}
+
+pub fn trades_of(fast: i64, slow: i64) -> u32 {
+    u32::try_from((fast + slow) % 7).unwrap()
+}
+
+fn param(spec: &v1::BacktestSpec, name: &str) -> i64 {
+    spec.params[name].parse().unwrap()
+}
+
+/// A grid request over sma_cross: fast 5..=25 step 5, slow 20..=60 step 10.
+pub fn grid_request(id: &str) -> v1::StartOptimizationRequest {
+    let range = |name: &str, min, max, step| v1::ParameterRange {
+        name: name.into(),
+        range: Some(v1::parameter_range::Range::Integer(v1::IntegerRange {
+            min,
+            max,
+            step,
+        })),
+    };
+    v1::StartOptimizationRequest {
+        optimization_id: id.into(),
+        base: Some(v1::BacktestSpec {
+            dataset_ids: vec!["csv/SPY/1d".into()],
+            strategy_name: "sma_cross".into(),
+            initial_cash: Some(v1::Decimal {
+                value: "100000".into(),
+            }),
+            ..v1::BacktestSpec::default()
+        }),
+        space: vec![range("fast", 5, 25, 5), range("slow", 20, 60, 10)],
+        method: v1::SearchMethod::Grid as i32,
+        objective: Some(v1::Objective {
+            metric: "sharpe".into(),
+            direction: v1::ObjectiveDirection::Maximize as i32,
+            min_trades: 1,
+        }),
+        max_trials: 100,
+        batch_size: 4,
+        seed: 7,
+        ..v1::StartOptimizationRequest::default()
+    }
+}
+
+/// Valid points of [`grid_request`]'s grid and the best of them.
+pub fn grid_points() -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for f in (5..=25).step_by(5) {
+        for s in (20..=60).step_by(10) {
+            if f < s {
+                out.push((f, s));
+            }
+        }
+    }
+    out
+}
+
+pub fn grid_best() -> (i64, i64, f64) {
+    grid_points()
+        .into_iter()
+        .filter(|&(f, s)| trades_of(f, s) >= 1)
+        .map(|(f, s)| (f, s, sharpe_of(f, s)))
+        .fold(
+            (0, 0, f64::NEG_INFINITY),
+            |b, x| if x.2 > b.2 { x } else { b },
+        )
+}
+
+/// What the stand-in worker saw.
+#[derive(Default)]
+pub struct Seen {
+    /// Job deliveries: (event id, backtest id, trial id).
+    pub jobs: Vec<(uuid::Uuid, String, String)>,
+}
+
+/// The stand-in worker: answers jobs until dropped. `hold` (when set)
+/// makes it stop answering (jobs stay unread) until cleared.
+pub struct Worker {
+    pub seen: Arc<Mutex<Seen>>,
+    pub hold: Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Worker {
+    /// Starts answering, or (`held`) waits until `hold` is cleared.
+    pub async fn start(bus: Arc<dyn EventBus>, held: bool) -> Self {
+        let jobs = StreamName::parse(<v1::BacktestJob as Topic>::STREAM).unwrap();
+        let group = GroupName::parse("backtest-worker").unwrap();
+        bus.ensure_group(&jobs, &group, StartFrom::Beginning)
+            .await
+            .expect("worker group");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let hold = Arc::new(std::sync::atomic::AtomicBool::new(held));
+        let (s, h) = (seen.clone(), hold.clone());
+        let task = tokio::spawn(async move {
+            let me = ConsumerName::parse("stand-in").unwrap();
+            loop {
+                if h.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                let Ok(got) = bus
+                    .consume(&jobs, &group, &me, 1, Duration::from_millis(50))
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                for d in got {
+                    let job = topic::decode::<v1::BacktestJob>(
+                        &d.envelope.event_type,
+                        d.envelope.payload.as_ref(),
+                    )
+                    .expect("a job");
+                    s.lock().unwrap().jobs.push((
+                        d.envelope.event_id,
+                        job.backtest_id.clone(),
+                        job.trial_id.clone(),
+                    ));
+                    let spec = job.spec.clone().unwrap();
+                    let (f, sl) = (param(&spec, "fast"), param(&spec, "slow"));
+                    let result = v1::BacktestResult {
+                        backtest_id: job.backtest_id.clone(),
+                        status: v1::BacktestStatus::Succeeded as i32,
+                        metrics: Some(v1::Metrics {
+                            sharpe: sharpe_of(f, sl),
+                            sortino: f64::NAN,
+                            calmar: f64::NAN,
+                            total_return: 0.01 * f as f64,
+                            max_drawdown: -0.1,
+                            closed_trade_count: trades_of(f, sl),
+                            ..v1::Metrics::default()
+                        }),
+                        ..v1::BacktestResult::default()
+                    };
+                    let ev = v1::BacktestResultEvent {
+                        result: Some(result),
+                        optimization_id: job.optimization_id,
+                        trial_id: job.trial_id,
+                    };
+                    publish(bus.as_ref(), &ev).await;
+                    bus.ack(&jobs, &group, &[d.entry_id]).await.expect("ack");
+                }
+            }
+        });
+        Self { seen, hold, task }
+    }
+
+    /// Job deliveries per trial id.
+    pub fn per_trial(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for (_, _, t) in &self.seen.lock().unwrap().jobs {
+            *out.entry(t.clone()).or_default() += 1;
+        }
+        out
+    }
+}
+
+/// Publishes `event` on its stream; returns the envelope's event id.
+pub async fn publish<T: Topic>(bus: &dyn EventBus, event: &T) -> uuid::Uuid {
+    let out = Outgoing::new(event);
+    let to = StreamName::parse(out.stream()).unwrap();
+    let envelope = grodt_bus::Envelope::new(out.event_type(), chrono::Utc::now(), out.payload());
+    let id = envelope.event_id;
+    bus.publish(&to, &envelope).await.expect("publish");
+    id
+}
+
+/// A database and a bus: Postgres + Redis (a fresh key prefix), or SQLite +
+/// the in-process bus (the embedded pair of `grodt up`).
+pub struct Env {
+    pub db: TestDb,
+    pub bus: Arc<dyn EventBus>,
+    pub prefix: String,
+}
+
+impl Env {
+    pub async fn redis() -> Self {
+        let db = TestDb::postgres().await;
+        let prefix = format!("test-opt-{}:", uuid::Uuid::now_v7().simple());
+        let bus = RedisBus::connect(RedisBusConfig::new(redis_url(), prefix.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("Redis must be running at {}: {e}", redis_url()));
+        Self {
+            db,
+            bus: Arc::new(bus),
+            prefix,
+        }
+    }
+
+    pub async fn embedded() -> Self {
+        let db = TestDb::sqlite().await;
+        let bus = InProcessBus::new(BackPressure::default(), 200_000).expect("bus");
+        Self {
+            db,
+            bus: Arc::new(bus),
+            prefix: String::new(),
+        }
+    }
+
+    pub fn infra(&self) -> Infra {
+        Infra {
+            bus: self.bus.clone(),
+            store: self.db.store().clone(),
+        }
+    }
+
+    /// The whole service on port 0 (claims after 500 ms).
+    pub async fn spawn(&self) -> Spawned {
+        let mut config = defaults_with_settings();
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        config.common.grpc.addr = any;
+        config.common.http.addr = any;
+        config.service = OptimizerSettings {
+            claim_idle_ms: 500,
+            ..OptimizerSettings::default()
+        };
+        let server = build_with_settings(config, self.infra())
+            .await
+            .expect("service binds");
+        let (grpc, http) = (server.grpc_addr(), server.http_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Spawned {
+            client: client(grpc).await,
+            http,
+            stop,
+            task,
+        }
+    }
+}
+
+pub async fn client(grpc: SocketAddr) -> OptimizerServiceClient<Channel> {
+    OptimizerServiceClient::new(
+        Channel::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects"),
+    )
+}
+
+pub struct Spawned {
+    pub client: OptimizerServiceClient<Channel>,
+    pub http: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), KitError>>,
+}
+
+impl Spawned {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("stops within 15 s")
+            .expect("no panic")
+            .expect("clean stop");
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.http).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+}
+
+/// Polls GetOptimization until `done` or `secs` pass.
+pub async fn until(
+    client: &mut OptimizerServiceClient<Channel>,
+    id: &str,
+    secs: u64,
+    done: impl Fn(&v1::Optimization) -> bool,
+) -> v1::Optimization {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let o = client
+            .get_optimization(v1::GetOptimizationRequest {
+                optimization_id: id.into(),
+                top_n: 1000,
+            })
+            .await
+            .expect("GetOptimization")
+            .into_inner()
+            .optimization
+            .unwrap();
+        if done(&o) {
+            return o;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out; last state {:?} progress {:?}",
+            o.state,
+            o.progress
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,408 @@
+//! API tests of the optimizer: the service on port 0 against its own
+//! database and bus (SQLite + the in-process bus, and Postgres + Redis),
+//! with a stand-in for the workers: a grid study runs every valid point once
+//! and finds the best; StreamProgress follows it to the end; bad requests
+//! name their field; Start is idempotent by id; Cancel stops new trials and
+//! drains; a restart mid-study resumes it with no trial lost or run twice;
+//! and the binary killed with SIGKILL mid-study (restart.rs).
+
+mod helpers;
+mod restart;
+
+use std::collections::BTreeSet;
+
+use grodt_proto::v1;
+use tonic::Code;
+
+use helpers::{Env, Worker, grid_best, grid_points, grid_request, until};
+
+fn succeeded(o: &v1::Optimization) -> bool {
+    o.state == v1::OptimizationState::Succeeded as i32
+}
+
+/// The study's trials as (fast, slow) pairs.
+fn pairs(o: &v1::Optimization) -> BTreeSet<(i64, i64)> {
+    o.top_trials
+        .iter()
+        .map(|t| {
+            (
+                t.params["fast"].parse().unwrap(),
+                t.params["slow"].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn grid_study_runs_every_point_once_and_finds_the_best(env: Env) {
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let mut svc = env.spawn().await;
+    let started = svc
+        .client
+        .start_optimization(grid_request("grid-1"))
+        .await
+        .expect("StartOptimization")
+        .into_inner()
+        .optimization
+        .unwrap();
+    assert_eq!(started.optimization_id, "grid-1");
+    let planned = grid_points().len() as u32;
+    assert_eq!(started.progress.unwrap().trials_total, planned);
+    let done = until(&mut svc.client, "grid-1", 30, succeeded).await;
+    let p = done.progress.unwrap();
+    assert_eq!(p.trials_total, planned);
+    assert_eq!(p.trials_queued, 0);
+    let (bf, bs, want) = grid_best();
+    assert_eq!(p.best_objective, want);
+    let failed = grid_points()
+        .into_iter()
+        .filter(|&(f, s)| helpers::trades_of(f, s) < 1)
+        .count() as u32;
+    assert_eq!(
+        p.trials_failed, failed,
+        "the trade filter fails trials without trades"
+    );
+    assert_eq!(p.trials_succeeded + p.trials_failed, planned);
+    // top_trials: succeeded ones, best first.
+    let best = &done.top_trials[0];
+    assert_eq!(
+        (best.params["fast"].as_str(), best.params["slow"].as_str()),
+        (bf.to_string().as_str(), bs.to_string().as_str())
+    );
+    assert!(best.backtest_id.starts_with("t-"));
+    assert!(best.metrics.is_some());
+    assert!(
+        done.top_trials
+            .windows(2)
+            .all(|w| w[0].objective_value >= w[1].objective_value)
+    );
+    assert_eq!(done.top_trials.len() as u32, p.trials_succeeded);
+    assert!(done.finished_at.is_some());
+    // Every valid point dispatched exactly once.
+    let per_trial = worker.per_trial();
+    assert_eq!(per_trial.len() as u32, planned);
+    assert!(per_trial.values().all(|&n| n == 1), "{per_trial:?}");
+    let metrics = svc.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "grodt_optimizer_trials_dispatched_total {planned}"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("grodt_optimizer_runs_active 0"));
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_study_embedded() {
+    grid_study_runs_every_point_once_and_finds_the_best(Env::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_study_over_redis_and_postgres() {
+    grid_study_runs_every_point_once_and_finds_the_best(Env::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_progress_follows_a_study_to_its_end() {
+    let env = Env::embedded().await;
+    let worker = Worker::start(env.bus.clone(), true).await;
+    let mut svc = env.spawn().await;
+    svc.client
+        .start_optimization(grid_request("s-1"))
+        .await
+        .expect("StartOptimization");
+    let mut stream = svc
+        .client
+        .stream_progress(v1::StreamProgressRequest {
+            optimization_id: "s-1".into(),
+        })
+        .await
+        .expect("StreamProgress")
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(first.trial.is_none(), "the current state comes first");
+    assert_eq!(first.state, v1::OptimizationState::Running as i32);
+    worker
+        .hold
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut trials = BTreeSet::new();
+    let mut last = first;
+    while let Some(m) = stream.message().await.expect("stream") {
+        if let Some(t) = &m.trial {
+            assert!(trials.insert(t.trial_id.clone()), "each trial once");
+            assert_ne!(t.state, v1::TrialState::Queued as i32);
+        }
+        last = m;
+    }
+    assert_eq!(last.state, v1::OptimizationState::Succeeded as i32);
+    assert_eq!(trials.len(), grid_points().len(), "one update per trial");
+    assert_eq!(last.best.unwrap().objective_value, grid_best().2);
+    let missing = svc
+        .client
+        .stream_progress(v1::StreamProgressRequest {
+            optimization_id: "nope".into(),
+        })
+        .await
+        .expect_err("unknown id");
+    assert_eq!(missing.code(), Code::NotFound);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_naming_the_field_and_leave_no_run() {
+    let env = Env::embedded().await;
+    let mut svc = env.spawn().await;
+    let mut bad = grid_request("bad-1");
+    bad.space[0].range = Some(v1::parameter_range::Range::Integer(v1::IntegerRange {
+        min: 5,
+        max: 1,
+        step: 1,
+    }));
+    let e = svc
+        .client
+        .start_optimization(bad)
+        .await
+        .expect_err("max < min");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("space[0].integer.max"),
+        "{}",
+        e.message()
+    );
+    let mut big = grid_request("bad-2");
+    big.max_trials = 3;
+    let e = svc
+        .client
+        .start_optimization(big)
+        .await
+        .expect_err("grid > max_trials");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("max_trials"), "{}", e.message());
+    let mut id = grid_request("no spaces allowed");
+    id.max_trials = 100;
+    let e = svc.client.start_optimization(id).await.expect_err("bad id");
+    assert!(
+        e.message().starts_with("optimization_id"),
+        "{}",
+        e.message()
+    );
+    let mut wf = grid_request("bad-3");
+    wf.walk_forward = Some(v1::WalkForwardSettings {
+        folds: 3,
+        in_sample_fraction: 0.7,
+        anchored: false,
+    });
+    let e = svc
+        .client
+        .start_optimization(wf)
+        .await
+        .expect_err("walk-forward");
+    assert_eq!(e.code(), Code::Unimplemented);
+    assert!(e.message().starts_with("walk_forward"), "{}", e.message());
+    let list = svc
+        .client
+        .list_optimizations(v1::ListOptimizationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        list.optimizations.is_empty(),
+        "no refused request left a run"
+    );
+    let e = svc
+        .client
+        .get_optimization(v1::GetOptimizationRequest {
+            optimization_id: "bad-1".into(),
+            top_n: 0,
+        })
+        .await
+        .expect_err("never started");
+    assert_eq!(e.code(), Code::NotFound);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_is_idempotent_by_id_and_refuses_another_request_under_it() {
+    let env = Env::embedded().await;
+    let worker = Worker::start(env.bus.clone(), true).await;
+    let mut svc = env.spawn().await;
+    let a = svc
+        .client
+        .start_optimization(grid_request("same"))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = svc
+        .client
+        .start_optimization(grid_request("same"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        a.optimization.unwrap().created_at,
+        b.optimization.unwrap().created_at
+    );
+    let mut other = grid_request("same");
+    other.seed = 8;
+    let e = svc
+        .client
+        .start_optimization(other)
+        .await
+        .expect_err("different request");
+    assert_eq!(e.code(), Code::AlreadyExists);
+    // A server-assigned id.
+    let c = svc
+        .client
+        .start_optimization(grid_request(""))
+        .await
+        .unwrap()
+        .into_inner()
+        .optimization
+        .unwrap();
+    assert_eq!(
+        uuid::Uuid::parse_str(&c.optimization_id)
+            .unwrap()
+            .get_version_num(),
+        7
+    );
+    worker
+        .hold
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    until(&mut svc.client, "same", 30, succeeded).await;
+    until(&mut svc.client, &c.optimization_id, 30, succeeded).await;
+    // The two studies ran the same grid: equal specs, equal backtest ids.
+    let ids = |o: &v1::Optimization| -> BTreeSet<String> {
+        o.top_trials.iter().map(|t| t.backtest_id.clone()).collect()
+    };
+    let s1 = until(&mut svc.client, "same", 1, succeeded).await;
+    let s2 = until(&mut svc.client, &c.optimization_id, 1, succeeded).await;
+    assert_eq!(ids(&s1), ids(&s2));
+    assert_eq!(pairs(&s1), pairs(&s2));
+    let list = svc
+        .client
+        .list_optimizations(v1::ListOptimizationsRequest {
+            state: v1::OptimizationState::Succeeded as i32,
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.optimizations.len(), 1);
+    assert_eq!(
+        list.optimizations[0].optimization_id, c.optimization_id,
+        "newest first"
+    );
+    let next = svc
+        .client
+        .list_optimizations(v1::ListOptimizationsRequest {
+            state: v1::OptimizationState::Succeeded as i32,
+            page_size: 1,
+            page_token: list.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.optimizations[0].optimization_id, "same");
+    assert!(next.next_page_token.is_empty());
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_new_trials_and_drains_those_in_flight() {
+    let env = Env::embedded().await;
+    let worker = Worker::start(env.bus.clone(), true).await;
+    let mut svc = env.spawn().await;
+    svc.client
+        .start_optimization(grid_request("c-1"))
+        .await
+        .unwrap();
+    let cancelled = svc
+        .client
+        .cancel_optimization(v1::CancelOptimizationRequest {
+            optimization_id: "c-1".into(),
+            reason: "wrong dataset".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .optimization
+        .unwrap();
+    assert_eq!(cancelled.state, v1::OptimizationState::Cancelled as i32);
+    assert_eq!(cancelled.reason, "wrong dataset");
+    let in_flight = cancelled.progress.unwrap().trials_queued;
+    assert_eq!(in_flight, 4, "batch_size trials were out");
+    worker
+        .hold
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let drained = until(&mut svc.client, "c-1", 30, |o| {
+        o.progress.as_ref().is_some_and(|p| p.trials_queued == 0)
+    })
+    .await;
+    let p = drained.progress.unwrap();
+    assert_eq!(
+        p.trials_succeeded + p.trials_failed,
+        in_flight,
+        "in-flight trials recorded"
+    );
+    assert_eq!(drained.state, v1::OptimizationState::Cancelled as i32);
+    assert_eq!(
+        worker.per_trial().len() as u32,
+        in_flight,
+        "no trial after the cancel"
+    );
+    let again = svc
+        .client
+        .cancel_optimization(v1::CancelOptimizationRequest {
+            optimization_id: "c-1".into(),
+            reason: String::new(),
+        })
+        .await
+        .expect_err("cancelled already");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    let unknown = svc
+        .client
+        .cancel_optimization(v1::CancelOptimizationRequest {
+            optimization_id: "nope".into(),
+            reason: String::new(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_study_resumes_it_with_no_trial_lost_or_run_twice() {
+    let env = Env::redis().await;
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let mut svc = env.spawn().await;
+    let mut req = grid_request("r-1");
+    req.batch_size = 2;
+    svc.client.start_optimization(req).await.unwrap();
+    until(&mut svc.client, "r-1", 30, |o| {
+        o.progress
+            .as_ref()
+            .is_some_and(|p| p.trials_succeeded + p.trials_failed >= 5)
+    })
+    .await;
+    svc.stop().await;
+    // The results consumer ends after the server (it finishes the result in
+    // hand): let it, so two engines never write at once (one writer, as
+    // deployed: Recreate, one replica).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut svc = env.spawn().await;
+    let done = until(&mut svc.client, "r-1", 30, succeeded).await;
+    assert_eq!(done.progress.unwrap().best_objective, grid_best().2);
+    assert_eq!(
+        pairs(&done).len() as u32,
+        done.progress.unwrap().trials_succeeded
+    );
+    let per_trial = worker.per_trial();
+    assert_eq!(per_trial.len(), grid_points().len(), "no trial lost");
+    assert!(
+        per_trial.values().all(|&n| n == 1),
+        "none run twice: {per_trial:?}"
+    );
+    svc.stop().await;
+}
