@@ -382,8 +382,8 @@ fn serve(service: &str) -> ExitCode {
         ),
         "optimizer" => run(
             grodt_optimizer::NAME,
-            grodt_optimizer::defaults(),
-            grodt_optimizer::build,
+            grodt_optimizer::defaults_with_settings(),
+            grodt_optimizer::build_with_settings,
         ),
         other => {
             eprintln!(

@@ -90,7 +90,7 @@ pub fn members() -> [Member; 7] {
             name: grodt_optimizer::NAME,
             grpc_service: grodt_optimizer::GRPC_SERVICE,
             defaults: grodt_optimizer::defaults,
-            build: |c, i, _, _| Box::pin(grodt_optimizer::build(c, i)),
+            build: |c, i, source, _| Box::pin(grodt_optimizer::build_embedded(c, i, source)),
         },
     ]
 }

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,108 +22,17 @@ use grodt_proto::v1;
 use grodt_proto::v1::execution_service_client::ExecutionServiceClient;
 use grodt_proto::v1::strategy_service_client::StrategyServiceClient;
 use grodt_store::testing::TestDb;
+
+use crate::cluster::{Cluster, Proc, free_port, redis_url};
 use tonic::transport::Channel;
 
 const CONSUMERS: [&str; 4] = ["regime", "strategy", "risk", "execution"];
-
-fn redis_url() -> String {
-    std::env::var("GRODT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A port the OS hands out for port 0, kept for the process's whole life:
-/// a killed service must come back on the address its clients know.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Proc {
-    name: &'static str,
-    grpc: u16,
-    http: u16,
-    child: Option<Child>,
-    starts: usize,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Cluster {
-    config_dir: PathBuf,
-    prefix: String,
-    db_url: String,
-    procs: Vec<Proc>,
-}
-
-impl Cluster {
-    fn start(&mut self, k: usize) {
-        let p = &mut self.procs[k];
-        let log =
-            std::fs::File::create(self.config_dir.join(format!("{}-{}.log", p.name, p.starts)))
-                .expect("log file");
-        let err = log.try_clone().expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_grodt"))
-            .args(["serve", p.name])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("GRODT_CONFIG_DIR", &self.config_dir)
-            .env("GRODT_GRPC__ADDR", format!("127.0.0.1:{}", p.grpc))
-            .env("GRODT_HTTP__ADDR", format!("127.0.0.1:{}", p.http))
-            .env("GRODT_TELEMETRY__LOG_FORMAT", "json")
-            .env("GRODT_TELEMETRY__LOG_LEVEL", "warn")
-            .env("GRODT_REDIS__URL", redis_url())
-            .env("GRODT_REDIS__KEY_PREFIX", &self.prefix)
-            .env("GRODT_DATABASE__URL", &self.db_url)
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("grodt serve starts");
-        p.child = Some(child);
-        p.starts += 1;
-    }
-
-    /// SIGKILL: no drain, no flush; whatever is in flight is cut off.
-    fn kill(&mut self, k: usize) {
-        if let Some(mut c) = self.procs[k].child.take() {
-            c.kill().expect("kill -9");
-            c.wait().expect("reaped");
-        }
-    }
-
-    async fn wait_serving(&self, k: usize) {
-        let addr = format!("127.0.0.1:{}", self.procs[k].grpc);
-        for _ in 0..300 {
-            if grodt::health::check(&addr, "", Duration::from_millis(500))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let log = std::fs::read_to_string(self.config_dir.join(format!(
-            "{}-{}.log",
-            self.procs[k].name,
-            self.procs[k].starts - 1
-        )))
-        .unwrap_or_default();
-        panic!("{} did not serve; log:\n{log}", self.procs[k].name);
-    }
 }
 
 fn write_config(dir: &Path, inst: &grodt_core::Instrument) {
@@ -190,6 +98,7 @@ async fn kill_9_of_each_consumer_mid_replay_loses_and_duplicates_nothing() {
             .iter()
             .map(|name| Proc {
                 name,
+                label: (*name).to_owned(),
                 grpc: free_port(),
                 http: free_port(),
                 child: None,

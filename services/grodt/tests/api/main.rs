@@ -3,12 +3,14 @@
 //! real process.
 
 mod backtest;
+mod cluster;
 mod data;
 mod distributed;
 mod fault;
 mod health_tls;
 mod helpers;
 mod layout;
+mod optimize;
 mod paper;
 mod services;
 mod strategies;

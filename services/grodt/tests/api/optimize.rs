@@ -1,0 +1,264 @@
+//! Optimization end to end in the distributed mode: market-data, the
+//! optimizer and two backtest workers as `grodt serve` processes over Redis
+//! and Postgres, SPY daily imported with `grodt data import`. A grid study
+//! runs on the real workers while one worker is killed with SIGKILL mid-study:
+//! its job is taken over once its lease lapses (the worker renews it while it
+//! runs, so the claim timeout is short), the study ends with every trial
+//! recorded once, and the best trial's metrics equal a RunBacktest of the
+//! same spec. Counts and times are printed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use grodt_bus::{
+    ConsumerName, EventBus, GroupName, RedisBus, RedisBusConfig, StartFrom, StreamName,
+};
+use grodt_proto::topic::{Topic, decode};
+use grodt_proto::v1;
+use grodt_proto::v1::backtest_service_client::BacktestServiceClient;
+use grodt_proto::v1::optimizer_service_client::OptimizerServiceClient;
+use grodt_store::testing::TestDb;
+use tonic::transport::Channel;
+
+use crate::cluster::{Cluster, Proc, free_port, redis_url};
+
+const MARKET_DATA: usize = 0;
+const OPTIMIZER: usize = 1;
+const WORKER_A: usize = 2;
+const WORKER_B: usize = 3;
+
+async fn channel(port: u16) -> Channel {
+    Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects")
+}
+
+fn proc(name: &'static str, label: &str) -> Proc {
+    Proc {
+        name,
+        label: label.to_owned(),
+        grpc: free_port(),
+        http: free_port(),
+        child: None,
+        starts: 0,
+    }
+}
+
+fn request() -> v1::StartOptimizationRequest {
+    let range = |name: &str, min, max, step| v1::ParameterRange {
+        name: name.into(),
+        range: Some(v1::parameter_range::Range::Integer(v1::IntegerRange {
+            min,
+            max,
+            step,
+        })),
+    };
+    v1::StartOptimizationRequest {
+        optimization_id: "e2e-grid".into(),
+        base: Some(v1::BacktestSpec {
+            dataset_ids: vec!["quantconnect/SPY/1d".into()],
+            strategy_name: "sma_cross".into(),
+            initial_cash: Some(v1::Decimal {
+                value: "100000".into(),
+            }),
+            ..v1::BacktestSpec::default()
+        }),
+        space: vec![range("fast", 5, 30, 5), range("slow", 20, 120, 20)],
+        method: v1::SearchMethod::Grid as i32,
+        objective: Some(v1::Objective {
+            metric: "sharpe".into(),
+            direction: v1::ObjectiveDirection::Maximize as i32,
+            min_trades: 1,
+        }),
+        max_trials: 100,
+        batch_size: 4,
+        seed: 1,
+        ..v1::StartOptimizationRequest::default()
+    }
+}
+
+fn finished(o: &v1::Optimization) -> u32 {
+    o.progress
+        .as_ref()
+        .map_or(0, |p| p.trials_succeeded + p.trials_failed)
+}
+
+async fn get(c: &mut OptimizerServiceClient<Channel>) -> v1::Optimization {
+    c.get_optimization(v1::GetOptimizationRequest {
+        optimization_id: "e2e-grid".into(),
+        top_n: 1000,
+    })
+    .await
+    .expect("GetOptimization")
+    .into_inner()
+    .optimization
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
+    let db = TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog");
+    std::fs::write(
+        dir.path().join("base.toml"),
+        format!(
+            "[market_data]\ncatalog_dir = {c:?}\n\
+             [backtest_worker]\ncatalog_dir = {c:?}\nclaim_idle_ms = 1500\n\
+             [optimizer]\nclaim_idle_ms = 1000\n",
+            c = catalog.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let prefix = format!("test-opt-e2e-{}:", uuid::Uuid::now_v7().simple());
+    let mut cluster = Cluster {
+        config_dir: dir.path().to_path_buf(),
+        prefix: prefix.clone(),
+        db_url: db.url().to_owned(),
+        procs: vec![
+            proc("market-data", "market-data"),
+            proc("optimizer", "optimizer"),
+            proc("backtest-worker", "worker-a"),
+            proc("backtest-worker", "worker-b"),
+        ],
+    };
+    for k in 0..cluster.procs.len() {
+        cluster.start(k);
+    }
+    for k in 0..cluster.procs.len() {
+        cluster.wait_serving(k).await;
+    }
+    let spy = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/samples/spy_1d_1998-2021.csv");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grodt"))
+        .env("GRODT_CONFIG_DIR", dir.path())
+        .args(["data", "import"])
+        .arg(&spy)
+        .args(["--source", "quantconnect", "--addr"])
+        .arg(format!("127.0.0.1:{}", cluster.procs[MARKET_DATA].grpc))
+        .output()
+        .expect("grodt data import runs");
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every result published, read by a group of the test's own.
+    let bus: std::sync::Arc<dyn EventBus> = std::sync::Arc::new(
+        RedisBus::connect(RedisBusConfig::new(redis_url(), prefix))
+            .await
+            .expect("Redis"),
+    );
+    let results = StreamName::parse(<v1::BacktestResultEvent as Topic>::STREAM).unwrap();
+    let group = GroupName::parse("test-reader").unwrap();
+    bus.ensure_group(&results, &group, StartFrom::Beginning)
+        .await
+        .unwrap();
+
+    let mut opt = OptimizerServiceClient::new(channel(cluster.procs[OPTIMIZER].grpc).await);
+    let t0 = Instant::now();
+    let started = opt
+        .start_optimization(request())
+        .await
+        .expect("StartOptimization")
+        .into_inner()
+        .optimization
+        .unwrap();
+    let planned = started.progress.unwrap().trials_total;
+    assert_eq!(planned, 33, "6 fast x 6 slow values, fast < slow");
+
+    // Kill worker a once a quarter of the trials are done.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while finished(&get(&mut opt).await) < planned / 4 {
+        assert!(Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.kill(WORKER_A);
+    let killed_at = Instant::now();
+    let done = loop {
+        let o = get(&mut opt).await;
+        if o.state != v1::OptimizationState::Running as i32 {
+            break o;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "study did not end: {:?}",
+            o.progress
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (total, after_kill) = (t0.elapsed(), killed_at.elapsed());
+    assert_eq!(
+        done.state,
+        v1::OptimizationState::Succeeded as i32,
+        "{}",
+        done.reason
+    );
+    let p = done.progress.unwrap();
+    assert_eq!(
+        p.trials_succeeded + p.trials_failed,
+        planned,
+        "every trial recorded"
+    );
+    assert_eq!(p.trials_queued, 0);
+
+    // Results per backtest: each trial's backtest answered; count repeats.
+    let me = ConsumerName::parse("reader").unwrap();
+    let mut per_backtest: BTreeMap<String, usize> = BTreeMap::new();
+    let mut workers: BTreeMap<String, usize> = BTreeMap::new();
+    loop {
+        let got = bus
+            .consume(&results, &group, &me, 500, Duration::from_millis(200))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        for d in got {
+            let e: v1::BacktestResultEvent =
+                decode(&d.envelope.event_type, d.envelope.payload.as_ref()).unwrap();
+            let r = e.result.unwrap();
+            *per_backtest.entry(r.backtest_id).or_default() += 1;
+            *workers.entry(r.worker).or_default() += 1;
+        }
+    }
+    let repeats: usize = per_backtest.values().map(|n| n - 1).sum();
+    eprintln!(
+        "{planned} trials in {:.2} s ({:.2} s after worker a was killed); results per worker {workers:?}; \
+         {} backtests answered, {repeats} repeated results",
+        total.as_secs_f64(),
+        after_kill.as_secs_f64(),
+        per_backtest.len()
+    );
+    assert_eq!(per_backtest.len() as u32, planned, "one backtest per trial");
+    assert!(
+        repeats <= 1,
+        "at most the killed worker's job answered twice"
+    );
+    assert!(workers.len() >= 2, "both workers took jobs: {workers:?}");
+
+    // The best trial's metrics equal an independent run of its spec.
+    let best = &done.top_trials[0];
+    let mut spec = request().base.unwrap();
+    spec.params = best.params.clone();
+    let mut bt = BacktestServiceClient::new(channel(cluster.procs[WORKER_B].grpc).await);
+    let again = bt
+        .run_backtest(v1::RunBacktestRequest {
+            spec: Some(spec),
+            detail: None,
+        })
+        .await
+        .expect("RunBacktest")
+        .into_inner();
+    let m = again.result.unwrap().metrics.unwrap();
+    assert_eq!(m.sharpe, best.objective_value);
+    assert_eq!(m.final_equity, best.metrics.as_ref().unwrap().final_equity);
+    assert!(
+        done.top_trials
+            .iter()
+            .all(|t| t.objective_value <= best.objective_value)
+    );
+}
