@@ -106,8 +106,8 @@ async fn every_service_serves_health_reflection_metrics_and_readiness() {
         );
 
         let (method, status) = call_one(name, channel(svc.grpc).await).await;
-        // Implemented services refuse the empty request, naming the field;
-        // the others still answer UNIMPLEMENTED.
+        // Every service is implemented: each refuses the empty request,
+        // naming the field (an unknown one would answer UNIMPLEMENTED).
         let (code, code_label, says) = match name {
             "market-data" => (
                 tonic::Code::InvalidArgument,
@@ -125,6 +125,11 @@ async fn every_service_serves_health_reflection_metrics_and_readiness() {
                 tonic::Code::InvalidArgument,
                 "InvalidArgument",
                 "instance_id",
+            ),
+            "optimizer" => (
+                tonic::Code::InvalidArgument,
+                "InvalidArgument",
+                "optimization_id",
             ),
             _ => (
                 tonic::Code::Unimplemented,
