@@ -14,6 +14,7 @@ pub mod bench;
 pub mod data;
 pub mod health;
 pub mod migrate;
+pub mod optimize;
 pub mod paper;
 pub mod regimes;
 pub mod strategies;

@@ -74,6 +74,9 @@ enum Command {
     /// services; prints the fills and the account and fails unless they
     /// equal a backtest of the same bars.
     Paper(grodt::paper::PaperOptions),
+    /// Run a parameter study on a running optimizer: a progress bar while it
+    /// runs, then its best trials as a table.
+    Optimize(grodt::optimize::OptimizeOptions),
     /// The regime classifier: `accuracy` grades it against ex-post labels.
     Regimes {
         #[command(subcommand)]
@@ -202,6 +205,16 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("grodt paper: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Command::Optimize(options) => match grodt::optimize::command(&options).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("grodt optimize: {e}");
                     ExitCode::FAILURE
                 }
             },

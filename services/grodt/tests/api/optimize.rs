@@ -261,4 +261,55 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
             .iter()
             .all(|t| t.objective_value <= best.objective_value)
     );
+
+    // `grodt optimize` on a sub-grid: its trials ran in the study above, so
+    // the workers answer them from the store; the table ranks them.
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_grodt"))
+            .env("GRODT_CONFIG_DIR", dir.path())
+            .args(["optimize", "--addr"])
+            .arg(format!("127.0.0.1:{}", cluster.procs[OPTIMIZER].grpc))
+            .args([
+                "--dataset",
+                "quantconnect/SPY/1d",
+                "--strategy",
+                "sma_cross",
+            ])
+            .args(["--min-trades", "1", "--top", "3", "--no-progress"])
+            .args(extra)
+            .output()
+            .expect("grodt optimize runs")
+    };
+    let out = cli(&["--param", "fast=5..15:5", "--param", "slow=20..40:20"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("OPTIMIZATION_STATE_SUCCEEDED  trials 6"),
+        "{stdout}"
+    );
+    let rows: Vec<&str> = stdout.lines().skip(2).collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    let sub_best = done
+        .top_trials
+        .iter()
+        .find(|t| {
+            let f: i64 = t.params["fast"].parse().unwrap();
+            let s: i64 = t.params["slow"].parse().unwrap();
+            f <= 15 && s <= 40
+        })
+        .unwrap();
+    assert!(
+        rows[0].contains(&format!(
+            "fast={} slow={}",
+            sub_best.params["fast"], sub_best.params["slow"]
+        )),
+        "the sub-grid's best is the study's best of those points: {stdout}"
+    );
+    let out = cli(&["--param", "fast=5..x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--param"));
 }

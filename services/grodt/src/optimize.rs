@@ -1,0 +1,435 @@
+//! `grodt optimize`: starts a study on a running optimizer, follows it with
+//! a progress bar (StreamProgress), and prints its best trials as a table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use grodt_proto::v1;
+use grodt_proto::v1::optimizer_service_client::OptimizerServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+/// The flags of `grodt optimize`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OptimizeOptions {
+    /// gRPC address of the optimizer.
+    #[arg(long, default_value = "127.0.0.1:50057")]
+    pub addr: String,
+    /// Dataset to backtest on (market-data's UUID or `source/SYMBOL/tf`); repeat for several instruments.
+    #[arg(long = "dataset", required = true)]
+    pub datasets: Vec<String>,
+    /// A registered strategy (`grodt strategies ls`).
+    #[arg(long)]
+    pub strategy: String,
+    /// A searched parameter: `NAME=MIN..MAX[:STEP]` (integers, or decimals
+    /// when any bound has a point) or `NAME=A,B,C` (the values listed).
+    #[arg(long = "param", value_name = "SPEC", required = true)]
+    pub params: Vec<String>,
+    /// A parameter fixed for every trial: `NAME=VALUE`.
+    #[arg(long = "fixed", value_name = "NAME=VALUE")]
+    pub fixed: Vec<String>,
+    /// grid, random, genetic or bayes.
+    #[arg(long, default_value = "grid")]
+    pub method: String,
+    /// sharpe, sortino, calmar, total_return or max_drawdown.
+    #[arg(long, default_value = "sharpe")]
+    pub objective: String,
+    /// Minimise the objective instead of maximising it.
+    #[arg(long)]
+    pub minimize: bool,
+    /// Trials with fewer closed trades fail.
+    #[arg(long, default_value_t = 0)]
+    pub min_trades: u32,
+    /// Most trials (a grid must fit).
+    #[arg(long, default_value_t = 1000)]
+    pub max_trials: u32,
+    /// Trials in flight (0: the service's default).
+    #[arg(long, default_value_t = 0)]
+    pub batch: u32,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Starting cash of each backtest.
+    #[arg(long, default_value = "100000")]
+    pub cash: String,
+    /// The study's id (idempotency key); default: assigned by the service.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Rows of the final table.
+    #[arg(long, default_value_t = 10)]
+    pub top: u32,
+    /// A file holding a bearer token (when the optimizer requires one).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// No progress bar (it is hidden anyway when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Why `grodt optimize` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OptimizeCliError {
+    /// A flag is malformed.
+    #[error("{flag}: {reason}")]
+    Arg {
+        /// The flag.
+        flag: &'static str,
+        /// What it accepts.
+        reason: String,
+    },
+    /// The token file could not be read.
+    #[error("--token-file {path}: {source}")]
+    Token {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The optimizer could not be reached.
+    #[error("cannot reach the optimizer at {addr}: {reason}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The optimizer refused a call.
+    #[error("{rpc}: {}", .status.message())]
+    Rpc {
+        /// The call.
+        rpc: &'static str,
+        /// Its status.
+        status: tonic::Status,
+    },
+    /// The study ended without success.
+    #[error("optimization {id} ended {state}: {reason}")]
+    Ended {
+        /// The study.
+        id: String,
+        /// How it ended.
+        state: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn arg(flag: &'static str, reason: impl Into<String>) -> OptimizeCliError {
+    OptimizeCliError::Arg {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+/// `NAME=MIN..MAX[:STEP]` or `NAME=A,B,C` as a wire range.
+///
+/// # Errors
+/// A malformed spec, naming it.
+pub fn parse_param(spec: &str) -> Result<v1::ParameterRange, OptimizeCliError> {
+    let bad = |why: &str| arg("--param", format!("{spec:?}: {why}"));
+    let (name, range) = spec
+        .split_once('=')
+        .ok_or_else(|| bad("want NAME=MIN..MAX[:STEP] or NAME=A,B,C"))?;
+    if name.is_empty() {
+        return Err(bad("the name is empty"));
+    }
+    let range = if let Some((lo, rest)) = range.split_once("..") {
+        let (hi, step) = rest
+            .split_once(':')
+            .map_or((rest, None), |(h, s)| (h, Some(s)));
+        let ints = [Some(lo), Some(hi), step]
+            .into_iter()
+            .flatten()
+            .all(|x| x.parse::<i64>().is_ok());
+        if ints {
+            let int = |x: &str| x.parse::<i64>().map_err(|_| bad("not an integer"));
+            v1::parameter_range::Range::Integer(v1::IntegerRange {
+                min: int(lo)?,
+                max: int(hi)?,
+                step: step.map_or(Ok(1), int)?,
+            })
+        } else {
+            let dec = |x: &str| {
+                grodt_proto::convert::parse_decimal(x)
+                    .map(|_| v1::Decimal {
+                        value: x.to_owned(),
+                    })
+                    .map_err(|_| bad("bounds and step must be numbers"))
+            };
+            v1::parameter_range::Range::Decimal(v1::DecimalRange {
+                min: Some(dec(lo)?),
+                max: Some(dec(hi)?),
+                step: Some(dec(step.ok_or_else(|| bad("a decimal range needs :STEP"))?)?),
+            })
+        }
+    } else {
+        let values: Vec<String> = range.split(',').map(str::to_owned).collect();
+        if values.iter().any(String::is_empty) {
+            return Err(bad("an empty value"));
+        }
+        v1::parameter_range::Range::Choices(v1::ChoiceSet { values })
+    };
+    Ok(v1::ParameterRange {
+        name: name.to_owned(),
+        range: Some(range),
+    })
+}
+
+/// The start request the flags describe.
+///
+/// # Errors
+/// A malformed flag.
+pub fn request(o: &OptimizeOptions) -> Result<v1::StartOptimizationRequest, OptimizeCliError> {
+    let method = match o.method.as_str() {
+        "grid" => v1::SearchMethod::Grid,
+        "random" => v1::SearchMethod::Random,
+        "genetic" | "ga" => v1::SearchMethod::Genetic,
+        "bayes" | "bayesian" => v1::SearchMethod::Bayesian,
+        other => {
+            return Err(arg(
+                "--method",
+                format!("{other:?}: one of grid, random, genetic, bayes"),
+            ));
+        }
+    };
+    let mut params = std::collections::HashMap::new();
+    for f in &o.fixed {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| arg("--fixed", format!("{f:?}: want NAME=VALUE")))?;
+        params.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(v1::StartOptimizationRequest {
+        optimization_id: o.id.clone().unwrap_or_default(),
+        base: Some(v1::BacktestSpec {
+            dataset_ids: o.datasets.clone(),
+            strategy_name: o.strategy.clone(),
+            params,
+            initial_cash: Some(v1::Decimal {
+                value: o.cash.clone(),
+            }),
+            ..v1::BacktestSpec::default()
+        }),
+        space: o
+            .params
+            .iter()
+            .map(|p| parse_param(p))
+            .collect::<Result<_, _>>()?,
+        method: method as i32,
+        objective: Some(v1::Objective {
+            metric: o.objective.clone(),
+            direction: if o.minimize {
+                v1::ObjectiveDirection::Minimize
+            } else {
+                v1::ObjectiveDirection::Maximize
+            } as i32,
+            min_trades: o.min_trades,
+        }),
+        max_trials: o.max_trials,
+        batch_size: o.batch,
+        seed: o.seed,
+        ..v1::StartOptimizationRequest::default()
+    })
+}
+
+fn with_token<T>(
+    msg: T,
+    token: Option<&MetadataValue<tonic::metadata::Ascii>>,
+) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(t) = token {
+        r.metadata_mut().insert("authorization", t.clone());
+    }
+    r
+}
+
+fn fmt_value(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.4}")
+    } else {
+        "-".into()
+    }
+}
+
+/// The final table: rank, trial, parameters, objective and a few metrics.
+pub fn table(o: &v1::Optimization) -> String {
+    use std::fmt::Write as _;
+    let p = o.progress.unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "optimization {}  {}  trials {} ({} succeeded, {} failed)  best {}",
+        o.optimization_id,
+        v1::OptimizationState::try_from(o.state).map_or("?", |s| s.as_str_name()),
+        p.trials_total,
+        p.trials_succeeded,
+        p.trials_failed,
+        fmt_value(p.best_objective)
+    );
+    let _ = writeln!(
+        out,
+        "{:>4}  {:>6}  {:<32}  {:>10}  {:>7}  {:>9}  {:>9}",
+        "rank", "trial", "params", "objective", "trades", "return", "max dd"
+    );
+    for (i, t) in o.top_trials.iter().enumerate() {
+        let mut params: Vec<_> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        params.sort();
+        let m = t.metrics.clone().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:>4}  {:>6}  {:<32}  {:>10}  {:>7}  {:>9}  {:>9}",
+            i + 1,
+            t.trial_id,
+            params.join(" "),
+            fmt_value(t.objective_value),
+            m.closed_trade_count,
+            fmt_value(m.total_return),
+            fmt_value(m.max_drawdown)
+        );
+    }
+    out
+}
+
+/// Runs `grodt optimize`: the table of the ended study.
+///
+/// # Errors
+/// A malformed flag, an unreachable or refusing optimizer, or a study that
+/// ended FAILED or CANCELLED.
+pub async fn command(o: &OptimizeOptions) -> Result<String, OptimizeCliError> {
+    let req = request(o)?;
+    let token = match &o.token_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| OptimizeCliError::Token {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Some(
+                format!("Bearer {}", text.trim())
+                    .parse::<MetadataValue<_>>()
+                    .map_err(|_| arg("--token-file", "the token is not printable ASCII"))?,
+            )
+        }
+    };
+    let uri = if o.addr.contains("://") {
+        o.addr.clone()
+    } else {
+        format!("http://{}", o.addr)
+    };
+    let connect = |reason: String| OptimizeCliError::Connect {
+        addr: o.addr.clone(),
+        reason,
+    };
+    let channel = Channel::from_shared(uri)
+        .map_err(|e| connect(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| connect(e.to_string()))?;
+    let mut client = OptimizerServiceClient::new(channel);
+    let started = client
+        .start_optimization(with_token(req, token.as_ref()))
+        .await
+        .map_err(|status| OptimizeCliError::Rpc {
+            rpc: "StartOptimization",
+            status,
+        })?
+        .into_inner()
+        .optimization
+        .unwrap_or_default();
+    let id = started.optimization_id.clone();
+    let total = started.progress.map_or(0, |p| p.trials_total);
+    let bar = if o.no_progress {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(u64::from(total));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} trials [{bar:30}] {elapsed_precise} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    };
+    let mut stream = client
+        .stream_progress(v1::StreamProgressRequest {
+            optimization_id: id.clone(),
+        })
+        .await
+        .map_err(|status| OptimizeCliError::Rpc {
+            rpc: "StreamProgress",
+            status,
+        })?
+        .into_inner();
+    while let Some(update) = stream
+        .message()
+        .await
+        .map_err(|status| OptimizeCliError::Rpc {
+            rpc: "StreamProgress",
+            status,
+        })?
+    {
+        if let Some(p) = update.progress {
+            bar.set_length(u64::from(p.trials_total));
+            bar.set_position(u64::from(p.trials_succeeded + p.trials_failed));
+            bar.set_message(format!("best {}", fmt_value(p.best_objective)));
+        }
+    }
+    bar.finish_and_clear();
+    let done = client
+        .get_optimization(v1::GetOptimizationRequest {
+            optimization_id: id.clone(),
+            top_n: o.top,
+        })
+        .await
+        .map_err(|status| OptimizeCliError::Rpc {
+            rpc: "GetOptimization",
+            status,
+        })?
+        .into_inner()
+        .optimization
+        .unwrap_or_default();
+    if done.state != v1::OptimizationState::Succeeded as i32 {
+        return Err(OptimizeCliError::Ended {
+            id,
+            state: v1::OptimizationState::try_from(done.state)
+                .map_or("?", |s| s.as_str_name())
+                .to_owned(),
+            reason: done.reason,
+        });
+    }
+    Ok(table(&done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_specs_become_ranges() {
+        let r = parse_param("fast=5..50:5").unwrap();
+        assert_eq!(
+            r.range,
+            Some(v1::parameter_range::Range::Integer(v1::IntegerRange {
+                min: 5,
+                max: 50,
+                step: 5
+            }))
+        );
+        let r = parse_param("fraction=0.1..0.9:0.2").unwrap();
+        let Some(v1::parameter_range::Range::Decimal(d)) = r.range else {
+            panic!("decimal range");
+        };
+        assert_eq!(d.step.unwrap().value, "0.2");
+        let r = parse_param("mode=a,b").unwrap();
+        assert_eq!(
+            r.range,
+            Some(v1::parameter_range::Range::Choices(v1::ChoiceSet {
+                values: vec!["a".into(), "b".into()]
+            }))
+        );
+        for bad in ["fast", "=1..2", "x=0.1..0.5", "x=a..b:1", "x=a,,b"] {
+            let e = parse_param(bad).expect_err(bad).to_string();
+            assert!(e.starts_with("--param"), "{e}");
+        }
+    }
+}
