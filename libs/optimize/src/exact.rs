@@ -78,3 +78,30 @@ pub mod option {
         Ok(Option::<Exact>::deserialize(d)?.map(|e| e.0))
     }
 }
+
+/// The same for `Vec<f64>`.
+pub mod vec {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Exact(#[serde(with = "super")] f64);
+
+    /// Serializes f64s as texts.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| Exact(*x)))
+    }
+
+    /// Deserializes f64s from texts or numbers.
+    ///
+    /// # Errors
+    /// An element neither a number nor its text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Exact>::deserialize(d)?
+            .into_iter()
+            .map(|e| e.0)
+            .collect())
+    }
+}

@@ -7,7 +7,12 @@
 //!   applied so no invalid trial is ever produced.
 //! - [`search`]: the [`Search`] interface (`suggest` a batch, `observe`
 //!   results, `is_done`) with grid and random search, both deterministic and
-//!   serializable for resumption ([`Searcher`] holds either).
+//!   serializable for resumption ([`Searcher`] holds any algorithm).
+//! - [`bayes`]: Bayesian optimisation with a Gaussian-process surrogate
+//!   ([`gp`]: Matérn 5/2 kernel, fitted hyperparameters, EI/PI/UCB),
+//!   batched by the constant liar.
+//! - [`genetic`]: a generational genetic algorithm (selection, crossover,
+//!   mutation, elitism, diversity tracking).
 //! - [`objective`]: Sharpe, Sortino, Calmar, total return, max drawdown or a
 //!   weighted sum of them, with a minimum-trade filter.
 //!
@@ -18,12 +23,22 @@
 //! Walk-forward, sensitivity and Monte Carlo are not here yet
 //! (docs/optimization.md).
 
+pub mod bayes;
+mod encode;
 mod exact;
+pub mod genetic;
+pub mod gp;
 pub mod objective;
+mod rng;
 pub mod search;
 pub mod space;
 pub mod study;
 
+pub use bayes::{BayesConfig, BayesSearch, Known, Liar};
+pub use genetic::{
+    Crossover, Diversity, GenerationStats, GeneticConfig, GeneticSearch, Member, Selection,
+};
+pub use gp::Acquisition;
 pub use objective::{Metric, Objective, ObjectiveError, TrialMetrics};
 pub use search::{
     GridSearch, Observation, Plateau, RandomSearch, Search, SearchError, Searcher, SetupError,

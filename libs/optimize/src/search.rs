@@ -10,6 +10,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::bayes::{BayesConfig, BayesSearch, Known};
+use crate::genetic::{GeneticConfig, GeneticSearch};
 use crate::space::{Params, Space};
 
 /// One suggested parameter set.
@@ -76,11 +78,11 @@ pub struct Observation {
 /// Bookkeeping shared by the algorithms: ids, pending trials, results, the
 /// best so far and the plateau counter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Ledger {
-    next_id: u64,
+pub(crate) struct Ledger {
+    pub(crate) next_id: u64,
     /// Suggested, awaiting a result, in id order.
-    pending: Vec<Trial>,
-    observed: Vec<Observation>,
+    pub(crate) pending: Vec<Trial>,
+    pub(crate) observed: Vec<Observation>,
     /// Index in `observed` of the best result.
     best: Option<usize>,
     plateau: Option<Plateau>,
@@ -88,7 +90,7 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn new(plateau: Option<Plateau>) -> Self {
+    pub(crate) fn new(plateau: Option<Plateau>) -> Self {
         Self {
             next_id: 0,
             pending: Vec::new(),
@@ -99,7 +101,7 @@ impl Ledger {
         }
     }
 
-    fn issue(&mut self, params: Params) -> Trial {
+    pub(crate) fn issue(&mut self, params: Params) -> Trial {
         let trial = Trial {
             id: self.next_id,
             params,
@@ -109,7 +111,7 @@ impl Ledger {
         trial
     }
 
-    fn observe(&mut self, id: u64, objective: Option<f64>) -> Result<(), SearchError> {
+    pub(crate) fn observe(&mut self, id: u64, objective: Option<f64>) -> Result<(), SearchError> {
         let at = self
             .pending
             .iter()
@@ -138,16 +140,16 @@ impl Ledger {
         Ok(())
     }
 
-    fn plateaued(&self) -> bool {
+    pub(crate) fn plateaued(&self) -> bool {
         self.plateau
             .is_some_and(|p| self.since_improvement >= p.patience)
     }
 
-    fn best_value(&self) -> Option<f64> {
+    pub(crate) fn best_value(&self) -> Option<f64> {
         self.best.and_then(|i| self.observed[i].objective)
     }
 
-    fn best(&self) -> Option<(&Trial, f64)> {
+    pub(crate) fn best(&self) -> Option<(&Trial, f64)> {
         let i = self.best?;
         Some((&self.observed[i].trial, self.observed[i].objective?))
     }
@@ -173,9 +175,26 @@ pub enum SetupError {
     /// A plateau with patience 0 or an epsilon negative or not finite.
     #[error("plateau: patience must be >= 1 and epsilon finite and >= 0")]
     BadPlateau,
+    /// A setting of a Bayesian or genetic search out of its range.
+    #[error("{field}: {reason}")]
+    BadSetting {
+        /// The setting, as named in its config struct.
+        field: &'static str,
+        /// The range it must be in.
+        reason: &'static str,
+    },
+    /// A known point (given up front to a Bayesian search) whose parameter
+    /// is missing, unreadable or outside the space.
+    #[error("known point {index}: parameter {param} is missing or outside the space")]
+    BadKnownPoint {
+        /// Its position in the list given.
+        index: usize,
+        /// The parameter at fault.
+        param: String,
+    },
 }
 
-fn check_plateau(plateau: Option<Plateau>) -> Result<(), SetupError> {
+pub(crate) fn check_plateau(plateau: Option<Plateau>) -> Result<(), SetupError> {
     match plateau {
         Some(p) if p.patience == 0 || !(p.epsilon.is_finite() && p.epsilon >= 0.0) => {
             Err(SetupError::BadPlateau)
@@ -309,24 +328,37 @@ impl RandomSearch {
     }
 
     fn next(&mut self, rng: &mut ChaCha8Rng) -> Option<Params> {
-        if self.valid.is_some_and(|v| self.seen.len() as u64 >= v) {
-            return None;
-        }
-        for _ in 0..MAX_DRAWS {
-            let p = self.space.sample(rng);
-            if !self.seen.contains(&p) && self.space.is_valid(&p) {
-                return Some(p);
-            }
-        }
-        if !self.space.is_discrete() {
-            return None;
-        }
-        let len = self.space.grid_len().filter(|l| *l <= MAX_SCAN)?;
-        let start = rand::Rng::random_range(rng, 0..len);
-        (0..len)
-            .map(|k| self.space.grid_point((start + k) % len))
-            .find(|p| !self.seen.contains(p) && self.space.is_valid(p))
+        draw_unseen(&self.space, &self.seen, self.valid, rng)
     }
+}
+
+/// A valid point of `space` not in `seen`, drawn from the priors (after
+/// `MAX_DRAWS` misses a discrete space's grid is scanned from a random
+/// offset). None when there is none to be found. `valid` is the count of
+/// valid points of a discrete space, `seen` holding only valid points.
+pub(crate) fn draw_unseen(
+    space: &Space,
+    seen: &BTreeSet<Params>,
+    valid: Option<u64>,
+    rng: &mut ChaCha8Rng,
+) -> Option<Params> {
+    if valid.is_some_and(|v| seen.len() as u64 >= v) {
+        return None;
+    }
+    for _ in 0..MAX_DRAWS {
+        let p = space.sample(rng);
+        if !seen.contains(&p) && space.is_valid(&p) {
+            return Some(p);
+        }
+    }
+    if !space.is_discrete() {
+        return None;
+    }
+    let len = space.grid_len().filter(|l| *l <= MAX_SCAN)?;
+    let start = rand::Rng::random_range(rng, 0..len);
+    (0..len)
+        .map(|k| space.grid_point((start + k) % len))
+        .find(|p| !seen.contains(p) && space.is_valid(p))
 }
 
 impl Search for RandomSearch {
@@ -367,13 +399,41 @@ pub enum Searcher {
     Grid(GridSearch),
     /// Random search.
     Random(RandomSearch),
+    /// Bayesian optimisation (boxed: its state is the largest).
+    Bayes(Box<BayesSearch>),
+    /// Genetic algorithm.
+    Genetic(Box<GeneticSearch>),
 }
 
 impl Searcher {
+    /// A Bayesian optimisation of `space` from `seed`, seeded with `known`
+    /// results (see [`BayesSearch::new`]).
+    ///
+    /// # Errors
+    /// As [`BayesSearch::new`].
+    pub fn bayes(
+        space: Space,
+        seed: u64,
+        config: BayesConfig,
+        known: Vec<Known>,
+    ) -> Result<Self, SetupError> {
+        BayesSearch::new(space, seed, config, known).map(|s| Self::Bayes(Box::new(s)))
+    }
+
+    /// A genetic search of `space` from `seed` (see [`GeneticSearch::new`]).
+    ///
+    /// # Errors
+    /// As [`GeneticSearch::new`].
+    pub fn genetic(space: Space, seed: u64, config: GeneticConfig) -> Result<Self, SetupError> {
+        GeneticSearch::new(space, seed, config).map(|s| Self::Genetic(Box::new(s)))
+    }
+
     fn inner(&self) -> &dyn Search {
         match self {
             Self::Grid(s) => s,
             Self::Random(s) => s,
+            Self::Bayes(s) => s.as_ref(),
+            Self::Genetic(s) => s.as_ref(),
         }
     }
 
@@ -381,6 +441,8 @@ impl Searcher {
         match self {
             Self::Grid(s) => s,
             Self::Random(s) => s,
+            Self::Bayes(s) => s.as_mut(),
+            Self::Genetic(s) => s.as_mut(),
         }
     }
 }
