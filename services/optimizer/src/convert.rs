@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use grodt_optimize::{
-    GridSearch, Metric, Objective, Others, Prior, RandomSearch, Range, Searcher, Space,
-    StudyConfig, Trial, TrialMetrics,
+    BayesConfig, GeneticConfig, GridSearch, Metric, Objective, Others, Prior, RandomSearch, Range,
+    Searcher, Space, StudyConfig, Trial, TrialMetrics,
 };
 use grodt_proto::v1;
 use prost::Message;
@@ -183,13 +183,21 @@ fn objective_of(o: Option<&v1::Objective>) -> Result<(Objective, f64), Optimizer
     Ok((objective, sign))
 }
 
-/// Checks a start request and turns it into a study plan. `workers` is the
-/// number of backtest workers seen, used when `batch_size` is 0.
+/// A search's setup refusal, under the request field it came from.
+fn setup(prefix: &str, e: grodt_optimize::SetupError) -> OptimizerError {
+    match e {
+        grodt_optimize::SetupError::BadSetting { field, reason } => {
+            OptimizerError::invalid(format!("{prefix}.{field}"), reason)
+        }
+        other => OptimizerError::invalid(prefix, other),
+    }
+}
+
+/// Checks a start request and turns it into a study plan.
 ///
 /// # Errors
 /// INVALID_ARGUMENT naming the first field at fault; UNIMPLEMENTED for the
-/// parts not built yet (genetic and Bayesian search, walk-forward,
-/// sensitivity, Monte Carlo).
+/// parts not built yet (walk-forward, sensitivity, Monte Carlo).
 pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> {
     let mut base = req
         .base
@@ -300,16 +308,44 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> 
                 .map_err(|e| OptimizerError::invalid("space", e))?,
         ),
         v1::SearchMethod::Genetic => {
-            return Err(OptimizerError::NotBuilt {
-                field: "method",
-                what: "GENETIC search",
-            });
+            let g = req.genetic.unwrap_or_default();
+            if g.population_size != 0 && g.population_size < 4 {
+                return Err(OptimizerError::invalid(
+                    "genetic.population_size",
+                    "must be >= 4 (0 = 32)",
+                ));
+            }
+            for (field, rate) in [
+                ("genetic.mutation_rate", g.mutation_rate),
+                ("genetic.crossover_rate", g.crossover_rate),
+            ] {
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(OptimizerError::invalid(field, "must be in [0, 1]"));
+                }
+            }
+            let or = |x: f64, d: f64| if x == 0.0 { d } else { x };
+            let config = GeneticConfig {
+                population: if g.population_size == 0 {
+                    32
+                } else {
+                    g.population_size as usize
+                },
+                mutation_rate: or(g.mutation_rate, 0.1),
+                crossover_rate: or(g.crossover_rate, 0.8),
+                elites: g.elite as usize,
+                // The trial budget ends it; no generation limit of its own.
+                max_generations: None,
+                max_trials: Some(max_trials),
+                ..GeneticConfig::default()
+            };
+            Searcher::genetic(space, req.seed, config).map_err(|e| setup("genetic", e))?
         }
         v1::SearchMethod::Bayesian => {
-            return Err(OptimizerError::NotBuilt {
-                field: "method",
-                what: "BAYESIAN search",
-            });
+            let config = BayesConfig {
+                max_trials,
+                ..BayesConfig::default()
+            };
+            Searcher::bayes(space, req.seed, config, Vec::new()).map_err(|e| setup("space", e))?
         }
         v1::SearchMethod::Unspecified => {
             return Err(OptimizerError::invalid(

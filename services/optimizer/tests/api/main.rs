@@ -2,7 +2,8 @@
 //! database and bus (SQLite + the in-process bus, and Postgres + Redis),
 //! with a stand-in for the workers: a grid study runs every valid point once
 //! and finds the best; StreamProgress follows it to the end; bad requests
-//! name their field; Start is idempotent by id; Cancel stops new trials and
+//! name their field; genetic and Bayesian studies run distinct trials within
+//! their budget; Start is idempotent by id; Cancel stops new trials and
 //! drains; a restart mid-study resumes it with no trial lost or run twice;
 //! and the binary killed with SIGKILL mid-study (restart.rs).
 
@@ -403,6 +404,78 @@ async fn a_restart_mid_study_resumes_it_with_no_trial_lost_or_run_twice() {
     assert!(
         per_trial.values().all(|&n| n == 1),
         "none run twice: {per_trial:?}"
+    );
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genetic_and_bayesian_studies_run_distinct_trials_within_their_budget() {
+    let env = Env::embedded().await;
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let mut svc = env.spawn().await;
+    let runs = [
+        (
+            "ga-1",
+            v1::SearchMethod::Genetic,
+            Some(v1::GeneticSettings {
+                population_size: 6,
+                mutation_rate: 0.3,
+                crossover_rate: 0.9,
+                elite: 1,
+            }),
+        ),
+        ("bo-1", v1::SearchMethod::Bayesian, None),
+    ];
+    for (id, method, genetic) in runs {
+        let mut req = grid_request(id);
+        req.method = method as i32;
+        req.genetic = genetic;
+        req.max_trials = 14;
+        svc.client.start_optimization(req).await.expect(id);
+        let done = until(&mut svc.client, id, 60, |o| {
+            o.state != v1::OptimizationState::Running as i32
+        })
+        .await;
+        assert_eq!(
+            done.state,
+            v1::OptimizationState::Succeeded as i32,
+            "{id}: {}",
+            done.reason
+        );
+        let p = done.progress.unwrap();
+        let ran = p.trials_succeeded + p.trials_failed;
+        assert!((1..=14).contains(&ran), "{id}: {ran} trials");
+        // Distinct parameter sets, each inside the grid's lattice and fast < slow.
+        let sets = pairs(&done);
+        assert_eq!(sets.len() as u32, p.trials_succeeded, "{id}: distinct");
+        assert!(
+            sets.iter()
+                .all(|&(f, s)| f < s && f % 5 == 0 && s % 10 == 0),
+            "{id}: {sets:?}"
+        );
+        assert!(p.best_objective <= grid_best().2);
+    }
+    let per_trial = worker.per_trial();
+    assert!(
+        per_trial.values().all(|&n| n <= 2),
+        "two studies share trial ids, each once"
+    );
+    let bad = {
+        let mut r = grid_request("ga-bad");
+        r.method = v1::SearchMethod::Genetic as i32;
+        r.genetic = Some(v1::GeneticSettings {
+            population_size: 2,
+            ..v1::GeneticSettings::default()
+        });
+        svc.client
+            .start_optimization(r)
+            .await
+            .expect_err("population 2")
+    };
+    assert!(
+        bad.message().starts_with("genetic.population_size"),
+        "{}",
+        bad.message()
     );
     svc.stop().await;
 }
