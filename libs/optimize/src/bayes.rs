@@ -190,6 +190,11 @@ enum Pick {
 }
 
 impl BayesSearch {
+    /// The space searched.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
     /// A Bayesian optimisation of `space` from `seed`, informed by `known`
     /// results.
     ///

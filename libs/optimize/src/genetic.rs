@@ -199,6 +199,11 @@ pub struct GeneticSearch {
 }
 
 impl GeneticSearch {
+    /// The space searched.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
     /// A genetic search of `space` from `seed`.
     ///
     /// # Errors

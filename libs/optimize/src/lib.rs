@@ -46,6 +46,6 @@ pub use search::{
 };
 pub use space::{Dim, Others, Params, Prior, Range, Space, SpaceError};
 pub use study::{
-    Outcome, Progress, Recorded, Study, StudyConfig, StudyError, StudyState, TrialRecord,
-    TrialState,
+    Outcome, ParamSensitivity, Progress, Purpose, Recorded, SENSITIVITY_IDS, SensitivityPoint,
+    Study, StudyConfig, StudyError, StudyState, TrialRecord, TrialState,
 };

@@ -406,6 +406,16 @@ pub enum Searcher {
 }
 
 impl Searcher {
+    /// The space searched.
+    pub fn space(&self) -> &Space {
+        match self {
+            Self::Grid(s) => &s.space,
+            Self::Random(s) => &s.space,
+            Self::Bayes(s) => s.space(),
+            Self::Genetic(s) => s.space(),
+        }
+    }
+
     /// A Bayesian optimisation of `space` from `seed`, seeded with `known`
     /// results (see [`BayesSearch::new`]).
     ///

@@ -34,6 +34,54 @@ pub struct StudyConfig {
     /// Trials the study expects to run: `max_trials`, or fewer when the
     /// space has fewer valid points (for progress and ETA).
     pub planned: u64,
+    /// After the search: run the neighbours of the best trial, this many
+    /// lattice steps either side on each parameter, one parameter at a time
+    /// (None: no sensitivity analysis). Not counted in `max_trials`.
+    #[serde(default)]
+    pub sensitivity: Option<u32>,
+}
+
+/// First id of the sensitivity trials (the search's ids stay far below).
+pub const SENSITIVITY_IDS: u64 = 1 << 48;
+
+/// Why a trial ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Suggested by the search.
+    #[default]
+    Search,
+    /// A neighbour of the best, for the sensitivity analysis.
+    Sensitivity,
+}
+
+/// One point of the sensitivity analysis: a parameter at a value, the
+/// others at the best trial's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensitivityPoint {
+    /// The parameter varied.
+    pub parameter: String,
+    /// Its value.
+    pub value: String,
+    /// Steps from the best trial's value (0: the best itself).
+    pub offset: i64,
+    /// The objective there (None: failed or not scored).
+    pub objective: Option<f64>,
+}
+
+/// The sensitivity of one parameter around the best trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSensitivity {
+    /// The parameter.
+    pub parameter: String,
+    /// Its points, by offset.
+    pub points: Vec<SensitivityPoint>,
+    /// Population variance of the objective over the scored points: low is
+    /// a stable neighbourhood.
+    pub variance: f64,
+    /// True when a neighbour loses more than half of the best objective's
+    /// magnitude, or fails: the optimum sits next to a cliff.
+    pub cliff: bool,
 }
 
 /// Where a study stands.
@@ -95,6 +143,9 @@ pub struct TrialRecord {
     pub error: String,
     /// Results recorded before this one (its position in completion order).
     pub finished_seq: Option<u64>,
+    /// Why it ran.
+    #[serde(default)]
+    pub purpose: Purpose,
 }
 
 /// Counts for progress reports.
@@ -148,6 +199,13 @@ pub struct Study {
     /// Id of the best succeeded trial (highest objective, lowest id on ties).
     best: Option<u64>,
     finished: u64,
+    /// The sensitivity trials were issued (or there was nothing to vary).
+    #[serde(default)]
+    sensitivity_started: bool,
+    /// The trial the sensitivity analysis is centred on (the best when the
+    /// search ended; a neighbour that does better does not move it).
+    #[serde(default)]
+    sensitivity_center: Option<u64>,
 }
 
 impl Study {
@@ -161,6 +219,8 @@ impl Study {
             reason: String::new(),
             best: None,
             finished: 0,
+            sensitivity_started: false,
+            sensitivity_center: None,
         }
     }
 
@@ -208,26 +268,136 @@ impl Study {
             .max(1)
             .saturating_sub(self.in_flight())
             .min(usize::try_from(budget).unwrap_or(usize::MAX));
-        let trials = if want == 0 {
+        let mut trials = if want == 0 || self.search_over() {
             Vec::new()
         } else {
             self.searcher.suggest(want)
         };
         for t in &trials {
-            self.trials.insert(
-                t.id,
-                TrialRecord {
-                    trial: t.clone(),
-                    state: TrialState::Queued,
-                    metrics: None,
-                    objective: None,
-                    error: String::new(),
-                    finished_seq: None,
-                },
-            );
+            self.insert_queued(t.clone(), Purpose::Search);
+        }
+        if trials.is_empty() && self.in_flight() == 0 && self.search_over() {
+            trials = self.start_sensitivity();
         }
         self.maybe_finish();
         trials
+    }
+
+    fn insert_queued(&mut self, trial: Trial, purpose: Purpose) {
+        self.trials.insert(
+            trial.id,
+            TrialRecord {
+                trial,
+                state: TrialState::Queued,
+                metrics: None,
+                objective: None,
+                error: String::new(),
+                finished_seq: None,
+                purpose,
+            },
+        );
+    }
+
+    /// The search part is over: budget spent or nothing more to suggest.
+    fn search_over(&self) -> bool {
+        let searched = self
+            .trials
+            .values()
+            .filter(|t| t.purpose == Purpose::Search)
+            .count() as u64;
+        searched >= self.config.max_trials || self.searcher.is_done()
+    }
+
+    /// Issues the neighbours of the best trial not tried yet (once).
+    fn start_sensitivity(&mut self) -> Vec<Trial> {
+        let Some(radius) = self.config.sensitivity else {
+            return Vec::new();
+        };
+        if self.sensitivity_started {
+            return Vec::new();
+        }
+        self.sensitivity_started = true;
+        self.sensitivity_center = self.best;
+        let Some(best) = self.best().map(|b| b.trial.params.clone()) else {
+            return Vec::new();
+        };
+        let tried: std::collections::BTreeSet<&crate::space::Params> =
+            self.trials.values().map(|t| &t.trial.params).collect();
+        let mut fresh = Vec::new();
+        for (name, around) in neighbourhood(self.searcher.space(), &best, radius) {
+            for (_, params) in around {
+                if !tried.contains(&params) && !fresh.contains(&params) {
+                    fresh.push(params);
+                }
+            }
+            let _ = name;
+        }
+        let trials: Vec<Trial> = fresh
+            .into_iter()
+            .enumerate()
+            .map(|(i, params)| Trial {
+                id: SENSITIVITY_IDS + i as u64,
+                params,
+            })
+            .collect();
+        for t in &trials {
+            self.insert_queued(t.clone(), Purpose::Sensitivity);
+        }
+        trials
+    }
+
+    /// The sensitivity analysis around the best trial (empty when none was
+    /// asked for or no trial succeeded): per searched parameter, its values
+    /// within the radius with the objective at each.
+    pub fn sensitivity(&self) -> Vec<ParamSensitivity> {
+        let center = self.sensitivity_center.and_then(|c| self.trials.get(&c));
+        let (Some(radius), Some(best)) = (self.config.sensitivity, center) else {
+            return Vec::new();
+        };
+        let by_params: BTreeMap<&crate::space::Params, &TrialRecord> =
+            self.trials.values().map(|t| (&t.trial.params, t)).collect();
+        let best_value = best.objective.unwrap_or(f64::NAN);
+        let mut out = Vec::new();
+        for (name, around) in neighbourhood(self.searcher.space(), &best.trial.params, radius) {
+            let mut points = vec![SensitivityPoint {
+                parameter: name.clone(),
+                value: best.trial.params.get(&name).cloned().unwrap_or_default(),
+                offset: 0,
+                objective: best.objective,
+            }];
+            for (offset, params) in around {
+                let r = by_params.get(&params);
+                points.push(SensitivityPoint {
+                    parameter: name.clone(),
+                    value: params.get(&name).cloned().unwrap_or_default(),
+                    offset,
+                    objective: r.and_then(|r| r.objective),
+                });
+            }
+            points.sort_by_key(|p| p.offset);
+            let scored: Vec<f64> = points.iter().filter_map(|p| p.objective).collect();
+            #[allow(clippy::cast_precision_loss, reason = "a handful of points")]
+            let variance = if scored.is_empty() {
+                f64::NAN
+            } else {
+                let n = scored.len() as f64;
+                let mean = scored.iter().sum::<f64>() / n;
+                scored.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n
+            };
+            let cliff = points.iter().any(|p| match p.objective {
+                None => by_params.values().any(|r| {
+                    r.trial.params.get(&name) == Some(&p.value) && r.state == TrialState::Failed
+                }),
+                Some(v) => (best_value - v) > 0.5 * best_value.abs(),
+            });
+            out.push(ParamSensitivity {
+                parameter: name,
+                points,
+                variance,
+                cliff,
+            });
+        }
+        out
     }
 
     /// Records a trial's outcome: scores it, tells the search.
@@ -266,7 +436,9 @@ impl Study {
         };
         record.finished_seq = Some(self.finished);
         self.finished += 1;
-        self.searcher.observe(trial_id, score)?;
+        if record.purpose == Purpose::Search {
+            self.searcher.observe(trial_id, score)?;
+        }
         if let Some(v) = score {
             let better = self
                 .best
@@ -301,9 +473,11 @@ impl Study {
         if self.state.is_terminal() || self.in_flight() > 0 {
             return;
         }
-        let spent = self.trials.len() as u64 >= self.config.max_trials;
-        if !(spent || self.searcher.is_done()) {
+        if !self.search_over() {
             return;
+        }
+        if self.config.sensitivity.is_some() && !self.sensitivity_started {
+            return; // the next fill issues the sensitivity trials
         }
         if self.best.is_some() {
             self.state = StudyState::Succeeded;
@@ -379,6 +553,43 @@ impl Study {
     }
 }
 
+/// Per searched parameter of `space` (those with more than one value), the
+/// points `1..=radius` lattice steps either side of `best`'s value, the
+/// others at `best`'s, keeping only points inside the bounds and the
+/// constraints: `(name, [(offset, params)])`. Continuous parameters
+/// (float, log-float) have no lattice and are left out.
+fn neighbourhood(
+    space: &crate::space::Space,
+    best: &crate::space::Params,
+    radius: u32,
+) -> Vec<(String, Vec<(i64, crate::space::Params)>)> {
+    let mut out = Vec::new();
+    for (name, dim) in space.names().iter().zip(space.dims()) {
+        let n = dim.grid_len();
+        if n < 2 {
+            continue;
+        }
+        let Some(at) = best.get(name).and_then(|v| crate::encode::index(dim, v)) else {
+            continue;
+        };
+        let mut around = Vec::new();
+        for k in 1..=i64::from(radius) {
+            for offset in [-k, k] {
+                let Some(i) = at.checked_add_signed(offset).filter(|i| *i < n) else {
+                    continue;
+                };
+                let mut params = best.clone();
+                params.insert(name.clone(), dim.grid_value(i));
+                if space.is_valid(&params) {
+                    around.push((offset, params));
+                }
+            }
+        }
+        out.push((name.clone(), around));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -427,6 +638,7 @@ mod tests {
                 objective: Objective::single(Metric::Sharpe).min_trades(1),
                 max_trials: max,
                 planned,
+                sensitivity: None,
             },
         )
     }
@@ -546,6 +758,66 @@ mod tests {
         assert_eq!(study.trial(0).unwrap().error, "no data");
     }
 
+    #[test]
+    fn sensitivity_runs_the_untried_neighbours_of_the_best_and_reports_each_parameter() {
+        let s = space();
+        let mut study = Study::new(
+            Searcher::Random(RandomSearch::new(s, 3, None).unwrap()),
+            StudyConfig {
+                objective: Objective::single(Metric::Sharpe),
+                max_trials: 4,
+                planned: 4,
+                sensitivity: Some(1),
+            },
+        );
+        let mut out = study.fill(2);
+        let mut sens = Vec::new();
+        while let Some(t) = out.pop() {
+            if t.id >= SENSITIVITY_IDS {
+                sens.push(t.clone());
+            }
+            study.record(t.id, Outcome::Ran(metrics_of(&t))).unwrap();
+            out.extend(study.fill(2));
+        }
+        assert_eq!(study.state(), StudyState::Succeeded);
+        let best = study
+            .trial(study.sensitivity_center.unwrap())
+            .unwrap()
+            .trial
+            .params
+            .clone();
+        // Every sensitivity trial differs from the best in one parameter by one step.
+        assert!(!sens.is_empty());
+        for t in &sens {
+            let differ: Vec<_> = t.params.iter().filter(|(k, v)| best[*k] != **v).collect();
+            assert_eq!(differ.len(), 1, "{:?} vs {best:?}", t.params);
+        }
+        let report = study.sensitivity();
+        let center = study.sensitivity_center.unwrap();
+        assert!(center < SENSITIVITY_IDS, "centred on a search trial");
+        assert_eq!(report.len(), 2, "fast and slow");
+        for p in &report {
+            let at_best = p.points.iter().find(|x| x.offset == 0).unwrap();
+            assert_eq!(at_best.objective, study.trial(center).unwrap().objective);
+            assert!(p.points.iter().all(|x| x.offset.abs() <= 1));
+            assert!(
+                p.points
+                    .iter()
+                    .filter(|x| x.offset != 0)
+                    .all(|x| x.objective.is_some()),
+                "{p:?}"
+            );
+            assert!(p.variance >= 0.0);
+        }
+        // The search part kept its budget; sensitivity trials came on top.
+        let searched = study
+            .trials()
+            .filter(|t| t.purpose == Purpose::Search)
+            .count();
+        assert_eq!(searched, 4);
+        assert_eq!(study.trials().count(), 4 + sens.len());
+    }
+
     proptest! {
         /// Applying the same inputs again gives the same study (the service's
         /// restart), and a serde round trip mid-way changes nothing: the
@@ -561,7 +833,7 @@ mod tests {
                 let planned = s.valid_grid_len().unwrap().min(20);
                 Study::new(
                     Searcher::Random(RandomSearch::new(s, seed, None).unwrap()),
-                    StudyConfig { objective: Objective::single(Metric::TotalReturn), max_trials: 20, planned },
+                    StudyConfig { objective: Objective::single(Metric::TotalReturn), max_trials: 20, planned, sensitivity: None },
                 )
             };
             let mut a = fresh();

@@ -197,7 +197,7 @@ fn setup(prefix: &str, e: grodt_optimize::SetupError) -> OptimizerError {
 ///
 /// # Errors
 /// INVALID_ARGUMENT naming the first field at fault; UNIMPLEMENTED for the
-/// parts not built yet (walk-forward, sensitivity, Monte Carlo).
+/// parts not built yet (walk-forward, Monte Carlo).
 pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> {
     let mut base = req
         .base
@@ -277,12 +277,6 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> 
         return Err(OptimizerError::NotBuilt {
             field: "monte_carlo",
             what: "Monte Carlo analysis",
-        });
-    }
-    if req.sensitivity {
-        return Err(OptimizerError::NotBuilt {
-            field: "sensitivity",
-            what: "sensitivity analysis",
         });
     }
     let valid = space.valid_grid_len();
@@ -367,6 +361,8 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> 
             objective,
             max_trials,
             planned,
+            // Two lattice steps either side of the best, per parameter.
+            sensitivity: req.sensitivity.then_some(2),
         },
         capacity: batch as usize,
         sign,
@@ -584,7 +580,6 @@ mod tests {
                 "monte_carlo",
                 Box::new(|r| r.monte_carlo = Some(v1::MonteCarloSettings::default())),
             ),
-            ("sensitivity", Box::new(|r| r.sensitivity = true)),
         ];
         for (field, change) in cases {
             let mut r = request();

@@ -70,7 +70,22 @@ pub fn run_to_proto(run: &Run, top_n: usize) -> v1::Optimization {
             .map(|t| trial_to_proto(run, t))
             .collect(),
         walk_forward: None,
-        sensitivity: Vec::new(),
+        sensitivity: run
+            .study
+            .sensitivity()
+            .into_iter()
+            .flat_map(|p| {
+                let (variance, cliff) = (p.variance, p.cliff);
+                p.points.into_iter().map(move |x| v1::SensitivityPoint {
+                    parameter: x.parameter,
+                    value: x.value,
+                    objective_value: x.objective.map_or(f64::NAN, |v| v * run.sign),
+                    offset: i32::try_from(x.offset).unwrap_or(i32::MAX),
+                    parameter_variance: variance,
+                    parameter_cliff: cliff,
+                })
+            })
+            .collect(),
         monte_carlo: None,
         created_at: Some(ts(run.created_at_ns)),
         finished_at: run.finished_at_ns.map(ts),

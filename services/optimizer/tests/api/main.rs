@@ -479,3 +479,61 @@ async fn genetic_and_bayesian_studies_run_distinct_trials_within_their_budget() 
     );
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitivity_runs_the_neighbours_of_the_best_and_reports_them() {
+    let env = Env::embedded().await;
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let mut svc = env.spawn().await;
+    let mut req = grid_request("sens-1");
+    req.method = v1::SearchMethod::Random as i32;
+    req.max_trials = 5;
+    req.sensitivity = true;
+    svc.client.start_optimization(req).await.expect("start");
+    let done = until(&mut svc.client, "sens-1", 30, succeeded).await;
+    let points = &done.sensitivity;
+    let params: BTreeSet<&str> = points.iter().map(|p| p.parameter.as_str()).collect();
+    assert_eq!(params, BTreeSet::from(["fast", "slow"]));
+    let centre: Vec<_> = points.iter().filter(|p| p.offset == 0).collect();
+    assert_eq!(centre.len(), 2, "the best itself, once per parameter");
+    assert_eq!(centre[0].objective_value, centre[1].objective_value);
+    for p in points.iter().filter(|p| p.offset != 0) {
+        assert!(p.offset.abs() <= 2);
+        let (f, s) = if p.parameter == "fast" {
+            (
+                p.value.parse::<i64>().unwrap(),
+                centre
+                    .iter()
+                    .find(|c| c.parameter == "slow")
+                    .unwrap()
+                    .value
+                    .parse()
+                    .unwrap(),
+            )
+        } else {
+            (
+                centre
+                    .iter()
+                    .find(|c| c.parameter == "fast")
+                    .unwrap()
+                    .value
+                    .parse()
+                    .unwrap(),
+                p.value.parse::<i64>().unwrap(),
+            )
+        };
+        // The stand-in's objective at that point (failed points: too few trades).
+        if helpers::trades_of(f, s) >= 1 {
+            assert_eq!(p.objective_value, helpers::sharpe_of(f, s), "{p:?}");
+        } else {
+            assert!(p.objective_value.is_nan());
+        }
+    }
+    let p = done.progress.unwrap();
+    assert!(
+        p.trials_succeeded + p.trials_failed > 5,
+        "neighbours ran beyond the 5 searched"
+    );
+    assert!(worker.per_trial().values().all(|&n| n == 1));
+    svc.stop().await;
+}
