@@ -13,6 +13,8 @@
 //!   batched by the constant liar.
 //! - [`genetic`]: a generational genetic algorithm (selection, crossover,
 //!   mutation, elitism, diversity tracking).
+//! - [`montecarlo`]: trade-order permutation and return bootstrap of one
+//!   backtest (percentiles of final equity and drawdown, probability of loss).
 //! - [`objective`]: Sharpe, Sortino, Calmar, total return, max drawdown or a
 //!   weighted sum of them, with a minimum-trade filter.
 //!
@@ -28,6 +30,7 @@ mod encode;
 mod exact;
 pub mod genetic;
 pub mod gp;
+pub mod montecarlo;
 pub mod objective;
 mod rng;
 pub mod search;

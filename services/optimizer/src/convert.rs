@@ -197,7 +197,7 @@ fn setup(prefix: &str, e: grodt_optimize::SetupError) -> OptimizerError {
 ///
 /// # Errors
 /// INVALID_ARGUMENT naming the first field at fault; UNIMPLEMENTED for the
-/// parts not built yet (walk-forward, Monte Carlo).
+/// parts not built yet (walk-forward).
 pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> {
     let mut base = req
         .base
@@ -273,11 +273,19 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> 
             what: "walk-forward optimisation",
         });
     }
-    if req.monte_carlo.is_some() {
-        return Err(OptimizerError::NotBuilt {
-            field: "monte_carlo",
-            what: "Monte Carlo analysis",
-        });
+    if let Some(mc) = &req.monte_carlo {
+        if !(100..=100_000).contains(&mc.simulations) {
+            return Err(OptimizerError::invalid(
+                "monte_carlo.simulations",
+                "must be in 100..=100000",
+            ));
+        }
+        if v1::MonteCarloMethod::try_from(mc.method).is_err() {
+            return Err(OptimizerError::invalid(
+                "monte_carlo.method",
+                "unknown value",
+            ));
+        }
     }
     let valid = space.valid_grid_len();
     let searcher = match method {
@@ -440,6 +448,103 @@ pub fn trial_state_to_proto(s: grodt_optimize::TrialState) -> v1::TrialState {
     }
 }
 
+/// The Monte Carlo method a request asks for (UNSPECIFIED = trades).
+pub fn mc_method(m: &v1::MonteCarloSettings) -> grodt_optimize::montecarlo::Method {
+    match v1::MonteCarloMethod::try_from(m.method) {
+        Ok(v1::MonteCarloMethod::ReturnBootstrap) => {
+            grodt_optimize::montecarlo::Method::ReturnBootstrap
+        }
+        _ => grodt_optimize::montecarlo::Method::TradeShuffle,
+    }
+}
+
+fn dec_f64(d: Option<&v1::Decimal>) -> Option<f64> {
+    d.and_then(|d| grodt_core::Decimal::try_from(d).ok())
+        .and_then(|d| d.to_f64())
+}
+
+/// Runs the Monte Carlo analysis on the detailed result of the best trial.
+///
+/// # Errors
+/// The analysis' refusal (no trades, too few simulations...) as text, for
+/// the run's record.
+pub fn monte_carlo(
+    settings: &v1::MonteCarloSettings,
+    result: &v1::BacktestResult,
+    seed: u64,
+) -> Result<grodt_optimize::montecarlo::MonteCarlo, String> {
+    if result.status != v1::BacktestStatus::Succeeded as i32 {
+        return Err(format!("the detailed run failed: {}", result.error));
+    }
+    let initial = result
+        .metrics
+        .as_ref()
+        .and_then(|m| dec_f64(m.initial_equity.as_ref()))
+        .ok_or("the detailed run has no initial equity")?;
+    let pnls: Vec<f64> = result
+        .trades
+        .iter()
+        .filter(|t| !t.open)
+        .filter_map(|t| {
+            Some(dec_f64(t.gross_pnl.as_ref())? - dec_f64(t.costs.as_ref()).unwrap_or(0.0))
+        })
+        .collect();
+    let equity: Vec<f64> = result
+        .equity_curve
+        .iter()
+        .filter_map(|p| dec_f64(p.equity.as_ref()))
+        .collect();
+    let returns = grodt_optimize::montecarlo::returns(&equity);
+    grodt_optimize::montecarlo::run(
+        mc_method(settings),
+        initial,
+        &pnls,
+        &returns,
+        settings.simulations,
+        seed,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The wire form of an analysis (or of its failure).
+pub fn mc_to_proto(
+    mc: &Result<grodt_optimize::montecarlo::MonteCarlo, String>,
+    settings: &v1::MonteCarloSettings,
+) -> v1::MonteCarloResult {
+    // Cents, always two places (`100300.00`).
+    let money = |x: f64| {
+        grodt_core::Decimal::from_f64_retain(x).map(|d| {
+            let mut d = d.round_dp(2);
+            d.rescale(2);
+            v1::Decimal::from(d)
+        })
+    };
+    match mc {
+        Err(e) => v1::MonteCarloResult {
+            simulations: settings.simulations,
+            method: settings.method,
+            error: e.clone(),
+            ..v1::MonteCarloResult::default()
+        },
+        Ok(m) => v1::MonteCarloResult {
+            simulations: m.simulations,
+            final_equity_p5: money(m.final_equity.p5),
+            final_equity_p50: money(m.final_equity.p50),
+            final_equity_p95: money(m.final_equity.p95),
+            max_drawdown_p5: m.max_drawdown.p5,
+            max_drawdown_p50: m.max_drawdown.p50,
+            max_drawdown_p95: m.max_drawdown.p95,
+            probability_of_loss: m.probability_of_loss,
+            observed_final_equity: money(m.observed_final_equity),
+            observed_max_drawdown: m.observed_max_drawdown,
+            observed_final_percentile: m.observed_final_percentile,
+            observed_drawdown_percentile: m.observed_drawdown_percentile,
+            method: settings.method,
+            error: String::new(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,7 +682,7 @@ mod tests {
                 Box::new(|r| r.walk_forward = Some(v1::WalkForwardSettings::default())),
             ),
             (
-                "monte_carlo",
+                "monte_carlo.simulations",
                 Box::new(|r| r.monte_carlo = Some(v1::MonteCarloSettings::default())),
             ),
         ];

@@ -23,7 +23,8 @@ use async_trait::async_trait;
 use grodt_bus::consumer::{Handler, HandlerError};
 use grodt_bus::{Delivery, EventBus};
 use grodt_kit::journal::{self, StoredEvent, event_id};
-use grodt_optimize::{Outcome, Recorded, Study, TrialState};
+use grodt_optimize::montecarlo::MonteCarlo;
+use grodt_optimize::{Outcome, Recorded, Study, StudyState, TrialState};
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_store::Store;
@@ -72,6 +73,30 @@ enum Input {
     /// The jobs of these trials are on the bus (no need to publish them again
     /// after a restart).
     Published { id: String, trials: Vec<u64> },
+    /// The Monte Carlo analysis of the best trial, computed from its
+    /// detailed result (seeded, so a replay needs only the outcome).
+    MonteCarlo {
+        id: String,
+        outcome: Result<MonteCarlo, String>,
+        at_ns: i64,
+    },
+}
+
+/// The key of the Monte Carlo job among a run's jobs (no trial has it).
+const MC_TRIAL: u64 = u64::MAX;
+/// The trial id the Monte Carlo job carries on the wire.
+pub const MC_TRIAL_ID: &str = "monte-carlo";
+
+/// Where a run's Monte Carlo analysis stands.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Mc {
+    /// Not asked for, or the search has not ended yet.
+    #[default]
+    NotAsked,
+    /// The best trial's detailed run is out.
+    Pending,
+    /// Done, or why it could not run.
+    Done(Result<MonteCarlo, String>),
 }
 
 /// One optimization run.
@@ -100,9 +125,22 @@ pub struct Run {
     jobs: BTreeMap<u64, StoredEvent>,
     /// Queued trials whose jobs are not known to be on the bus.
     unsent: BTreeSet<u64>,
+    /// The Monte Carlo analysis.
+    pub monte_carlo: Mc,
 }
 
 impl Run {
+    /// The run's state: the study's, except that a succeeded study whose
+    /// Monte Carlo analysis is still out is running.
+    pub fn state(&self) -> grodt_optimize::StudyState {
+        match (self.study.state(), &self.monte_carlo) {
+            (grodt_optimize::StudyState::Succeeded, Mc::Pending) => {
+                grodt_optimize::StudyState::Running
+            }
+            (s, _) => s,
+        }
+    }
+
     /// Trials dispatched and not yet answered, for ETA and progress.
     pub fn in_flight(&self) -> usize {
         self.jobs.len()
@@ -181,12 +219,58 @@ fn jobs_of(run: &mut Run, trials: &[grodt_optimize::Trial], at_ns: i64) {
 
 /// Drops the bookkeeping of trials no longer queued.
 fn settle(run: &mut Run, at_ns: i64) {
-    let queued: BTreeSet<u64> = run.study.queued().map(|t| t.trial.id).collect();
+    let mut queued: BTreeSet<u64> = run.study.queued().map(|t| t.trial.id).collect();
+    if run.monte_carlo == Mc::Pending {
+        queued.insert(MC_TRIAL);
+    }
     run.jobs.retain(|t, _| queued.contains(t));
     run.unsent.retain(|t| queued.contains(t));
-    if run.study.state().is_terminal() && run.finished_at_ns.is_none() {
+    if run.state().is_terminal() && run.finished_at_ns.is_none() {
         run.finished_at_ns = Some(at_ns);
     }
+}
+
+/// Once the search succeeded with nothing in flight: the job of the best
+/// trial's detailed run (trades and equity curve), if Monte Carlo was asked
+/// for. Its backtest id differs from the trial's (`-mc`): the trial's stored
+/// result keeps no trades.
+fn dispatch_mc(run: &mut Run, at_ns: i64) -> Option<StoredEvent> {
+    run.request.monte_carlo.as_ref()?;
+    if run.monte_carlo != Mc::NotAsked
+        || run.study.state() != StudyState::Succeeded
+        || run.study.in_flight() > 0
+    {
+        return None;
+    }
+    let best = run.study.best()?.trial.clone();
+    let spec = convert::trial_spec(&run.base, &best);
+    let job = v1::BacktestJob {
+        backtest_id: format!("{}-mc", convert::backtest_id(&spec)),
+        spec: Some(spec),
+        detail: Some(v1::ResultDetail {
+            trades: true,
+            fills: false,
+            equity_curve: true,
+        }),
+        optimization_id: run.id.clone(),
+        trial_id: MC_TRIAL_ID.to_owned(),
+        submitted_at: Some(grodt_proto::convert::datetime_to_timestamp(
+            chrono::DateTime::from_timestamp_nanos(at_ns),
+        )),
+    };
+    let out = Outgoing::new(&job);
+    let ev = StoredEvent::new(
+        out.stream(),
+        out.event_type(),
+        event_id(at_ns, &format!("optimizer:job:{}:mc", run.id)),
+        at_ns,
+        &out.payload(),
+    );
+    run.monte_carlo = Mc::Pending;
+    run.finished_at_ns = None;
+    run.jobs.insert(MC_TRIAL, ev.clone());
+    run.unsent.insert(MC_TRIAL);
+    Some(ev)
 }
 
 /// A new run from a checked plan, its first trials dispatched.
@@ -216,6 +300,7 @@ fn start_run(
         backtest_ids: BTreeMap::new(),
         jobs: BTreeMap::new(),
         unsent: BTreeSet::new(),
+        monte_carlo: Mc::NotAsked,
     };
     let trials = run.study.fill(capacity);
     jobs_of(&mut run, &trials, at_ns);
@@ -279,10 +364,11 @@ fn apply(
             let trials = run.study.fill(run.capacity);
             jobs_of(&mut run, &trials, *at_ns);
             settle(&mut run, *at_ns);
-            let events = trials
+            let mut events: Vec<StoredEvent> = trials
                 .iter()
                 .filter_map(|t| run.jobs.get(&t.id).cloned())
                 .collect();
+            events.extend(dispatch_mc(&mut run, *at_ns));
             Ok((run, events, true))
         }
         Input::Cancel { id, reason, at_ns } => {
@@ -295,6 +381,15 @@ fn apply(
                 })?;
             settle(&mut run, *at_ns);
             run.finished_at_ns = Some(*at_ns);
+            Ok((run, Vec::new(), true))
+        }
+        Input::MonteCarlo { id, outcome, at_ns } => {
+            let mut run = existing(id)?;
+            if run.monte_carlo != Mc::Pending {
+                return Ok((run, Vec::new(), false));
+            }
+            run.monte_carlo = Mc::Done(outcome.clone());
+            settle(&mut run, *at_ns);
             Ok((run, Vec::new(), true))
         }
         Input::Published { id, trials } => {
@@ -377,7 +472,7 @@ impl Engine {
         let pending: Vec<(String, Vec<StoredEvent>)> = core
             .runs
             .values()
-            .filter(|r| !r.study.state().is_terminal() && !r.unsent.is_empty())
+            .filter(|r| !r.state().is_terminal() && !r.unsent.is_empty())
             .map(|r| {
                 let evs = r
                     .unsent
@@ -591,6 +686,10 @@ impl Engine {
             self.metrics.ignored();
             return Ok(());
         };
+        if event.trial_id == MC_TRIAL_ID {
+            let result = event.result.unwrap_or_default();
+            return self.on_mc_result(&mut core, id, result).await;
+        }
         let trial = event.trial_id.parse::<u64>().ok();
         let queued = trial
             .and_then(|t| run.study.trial(t))
@@ -618,14 +717,42 @@ impl Engine {
         };
         self.metrics
             .finished(run.study.trial(trial).map(|t| t.state));
-        if run.study.state().is_terminal() && run.in_flight() == 0 {
-            tracing::info!(optimization_id = %id, state = ?run.study.state(), "optimization ended");
+        if run.state().is_terminal() && run.in_flight() == 0 {
+            tracing::info!(optimization_id = %id, state = ?run.state(), "optimization ended");
         }
         self.publish(&mut core, &id, events).await?;
         let _ = self.updates.send(Update {
             id,
             trial: Some(trial),
         });
+        Ok(())
+    }
+
+    /// The detailed result of the best trial: the Monte Carlo analysis.
+    async fn on_mc_result(
+        &self,
+        core: &mut Core,
+        id: String,
+        result: v1::BacktestResult,
+    ) -> Result<(), OptimizerError> {
+        let Some(run) = core.runs.get(&id) else {
+            return Ok(());
+        };
+        let (Mc::Pending, Some(settings)) = (&run.monte_carlo, run.request.monte_carlo.as_ref())
+        else {
+            self.metrics.ignored();
+            return Ok(());
+        };
+        let outcome = convert::monte_carlo(settings, &result, run.request.seed);
+        let input = Input::MonteCarlo {
+            id: id.clone(),
+            outcome,
+            at_ns: now_ns(),
+        };
+        let source = format!("monte-carlo:{id}");
+        self.commit(core, &source, &input).await?;
+        tracing::info!(optimization_id = %id, "Monte Carlo analysis recorded");
+        let _ = self.updates.send(Update { id, trial: None });
         Ok(())
     }
 

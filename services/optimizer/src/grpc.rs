@@ -61,7 +61,7 @@ pub fn run_to_proto(run: &Run, top_n: usize) -> v1::Optimization {
     v1::Optimization {
         optimization_id: run.id.clone(),
         request: Some(run.request.clone()),
-        state: state_to_proto(run.study.state()) as i32,
+        state: state_to_proto(run.state()) as i32,
         progress: Some(progress_to_proto(run)),
         top_trials: run
             .study
@@ -86,7 +86,12 @@ pub fn run_to_proto(run: &Run, top_n: usize) -> v1::Optimization {
                 })
             })
             .collect(),
-        monte_carlo: None,
+        monte_carlo: match (&run.monte_carlo, run.request.monte_carlo.as_ref()) {
+            (crate::engine::Mc::Done(outcome), Some(settings)) => {
+                Some(crate::convert::mc_to_proto(outcome, settings))
+            }
+            _ => None,
+        },
         created_at: Some(ts(run.created_at_ns)),
         finished_at: run.finished_at_ns.map(ts),
         reason: run.study.reason().to_owned(),
@@ -96,7 +101,7 @@ pub fn run_to_proto(run: &Run, top_n: usize) -> v1::Optimization {
 fn progress_event(run: &Run, trial: Option<u64>) -> v1::StreamProgressResponse {
     v1::StreamProgressResponse {
         optimization_id: run.id.clone(),
-        state: state_to_proto(run.study.state()) as i32,
+        state: state_to_proto(run.state()) as i32,
         progress: Some(progress_to_proto(run)),
         trial: trial
             .and_then(|t| run.study.trial(t))
@@ -111,7 +116,7 @@ fn progress_event(run: &Run, trial: Option<u64>) -> v1::StreamProgressResponse {
 /// A run has ended once nothing more will happen to it: terminal, and no
 /// trial in flight (a cancelled run drains its trials).
 fn ended(run: &Run) -> bool {
-    run.study.state().is_terminal() && run.in_flight() == 0
+    run.state().is_terminal() && run.in_flight() == 0
 }
 
 /// The handler behind `grodt.v1.OptimizerService`.
@@ -271,8 +276,7 @@ impl OptimizerService for OptimizerApi {
         let matching: Vec<&Run> = runs
             .iter()
             .filter(|run| {
-                state == v1::OptimizationState::Unspecified
-                    || state_to_proto(run.study.state()) == state
+                state == v1::OptimizationState::Unspecified || state_to_proto(run.state()) == state
             })
             .collect();
         let page: Vec<v1::Optimization> = matching

@@ -115,7 +115,7 @@ impl OptimizerMetrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut now = std::collections::BTreeSet::new();
         for run in runs {
-            if run.study.state().is_terminal() {
+            if run.state().is_terminal() {
                 continue;
             }
             let p = run.study.progress();

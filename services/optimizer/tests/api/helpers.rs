@@ -172,6 +172,39 @@ impl Worker {
                         }),
                         ..v1::BacktestResult::default()
                     };
+                    let mut result = result;
+                    if job.detail.is_some_and(|d| d.trades) {
+                        // The detailed run of Monte Carlo: trades whose net
+                        // PnL sums to +300 on 100000, and their equity curve.
+                        let pnls = [400, -250, 300, -500, 350];
+                        let dec = |v: i64| {
+                            Some(v1::Decimal {
+                                value: v.to_string(),
+                            })
+                        };
+                        result.trades = pnls
+                            .iter()
+                            .map(|&p| v1::Trade {
+                                gross_pnl: dec(p),
+                                costs: dec(0),
+                                ..v1::Trade::default()
+                            })
+                            .collect();
+                        let mut equity = 100_000;
+                        result.equity_curve = std::iter::once(equity)
+                            .chain(pnls.iter().map(|p| {
+                                equity += p;
+                                equity
+                            }))
+                            .map(|e| v1::EquityPoint {
+                                equity: dec(e),
+                                ..v1::EquityPoint::default()
+                            })
+                            .collect();
+                        if let Some(m) = result.metrics.as_mut() {
+                            m.initial_equity = dec(100_000);
+                        }
+                    }
                     let ev = v1::BacktestResultEvent {
                         result: Some(result),
                         optimization_id: job.optimization_id,

@@ -537,3 +537,54 @@ async fn sensitivity_runs_the_neighbours_of_the_best_and_reports_them() {
     assert!(worker.per_trial().values().all(|&n| n == 1));
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monte_carlo_of_the_best_trial_runs_after_the_search() {
+    let env = Env::embedded().await;
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let mut svc = env.spawn().await;
+    let mut req = grid_request("mc-1");
+    req.monte_carlo = Some(v1::MonteCarloSettings {
+        simulations: 500,
+        method: v1::MonteCarloMethod::TradeShuffle as i32,
+    });
+    svc.client.start_optimization(req).await.expect("start");
+    let done = until(&mut svc.client, "mc-1", 30, succeeded).await;
+    let mc = done
+        .monte_carlo
+        .expect("the analysis is there once the run succeeded");
+    assert!(mc.error.is_empty(), "{}", mc.error);
+    assert_eq!(mc.simulations, 500);
+    // Shuffling keeps the sum: every percentile is 100000 + 300.
+    for d in [
+        &mc.final_equity_p5,
+        &mc.final_equity_p50,
+        &mc.final_equity_p95,
+    ] {
+        assert_eq!(d.as_ref().unwrap().value, "100300.00");
+    }
+    assert!(
+        mc.max_drawdown_p5 <= mc.max_drawdown_p50 && mc.max_drawdown_p50 <= mc.max_drawdown_p95
+    );
+    // The worst order loses 750 from the start.
+    assert!(mc.max_drawdown_p5 >= -0.0075 - 1e-12, "{mc:?}");
+    assert_eq!(mc.probability_of_loss, 0.0);
+    // The detailed run is one more job, under its own backtest id.
+    assert_eq!(worker.per_trial().get("monte-carlo"), Some(&1));
+    let mut bad = grid_request("mc-2");
+    bad.monte_carlo = Some(v1::MonteCarloSettings {
+        simulations: 10,
+        method: 0,
+    });
+    let e = svc
+        .client
+        .start_optimization(bad)
+        .await
+        .expect_err("10 simulations");
+    assert!(
+        e.message().starts_with("monte_carlo.simulations"),
+        "{}",
+        e.message()
+    );
+    svc.stop().await;
+}
