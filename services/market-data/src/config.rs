@@ -18,6 +18,54 @@ pub struct MarketDataConfig {
     pub upload_max_bytes: u64,
     /// Bars per `grodt.bars.v1` publish burst before a replay yields to other tasks.
     pub replay_yield_every: u32,
+    /// The exchange REST adapters FetchBars uses (`[market_data.venues.binance]`, `.coinbase`).
+    pub venues: VenuesConfig,
+}
+
+/// One exchange adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VenueConfig {
+    /// Unset: the venue's public API (`https://api.binance.com`, `https://api.exchange.coinbase.com`).
+    /// Must be `https://`; a test or proxy with its own CA sets `ca_file`.
+    pub base_url: Option<String>,
+    /// PEM certificates trusted besides the built-in (webpki) roots.
+    pub ca_file: Option<PathBuf>,
+    /// Per request: connect, TLS, headers and body.
+    pub timeout_ms: u64,
+    /// Attempts per request (429/418 and 5xx answers, timeouts included).
+    pub max_attempts: u32,
+    /// Pages fetched between two commits to the catalog.
+    pub pages_per_commit: u32,
+}
+
+impl Default for VenueConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            ca_file: None,
+            timeout_ms: 10_000,
+            max_attempts: 8,
+            pages_per_commit: 20,
+        }
+    }
+}
+
+/// The venues with an adapter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VenuesConfig {
+    pub binance: VenueConfig,
+    pub coinbase: VenueConfig,
+}
+
+impl VenuesConfig {
+    pub fn of(&self, venue: grodt_data::venues::Venue) -> &VenueConfig {
+        match venue {
+            grodt_data::venues::Venue::Binance => &self.binance,
+            grodt_data::venues::Venue::Coinbase => &self.coinbase,
+        }
+    }
 }
 
 impl Default for MarketDataConfig {
@@ -27,6 +75,7 @@ impl Default for MarketDataConfig {
             cache_bytes: 512 * 1024 * 1024,
             upload_max_bytes: 2 * 1024 * 1024 * 1024,
             replay_yield_every: 256,
+            venues: VenuesConfig::default(),
         }
     }
 }
@@ -52,6 +101,29 @@ impl ServiceConfig for MarketDataConfig {
                 "market_data.replay_yield_every",
                 "must be > 0",
             ));
+        }
+        for (name, v) in [
+            ("binance", &self.venues.binance),
+            ("coinbase", &self.venues.coinbase),
+        ] {
+            let key = |k: &str| format!("market_data.venues.{name}.{k}");
+            if let Some(url) = &v.base_url
+                && !url.starts_with("https://")
+            {
+                return Err(ConfigError::invalid(
+                    &key("base_url"),
+                    "must start with https:// (exchanges are never spoken to in clear text)",
+                ));
+            }
+            if v.timeout_ms == 0 {
+                return Err(ConfigError::invalid(key("timeout_ms"), "must be > 0"));
+            }
+            if v.max_attempts == 0 {
+                return Err(ConfigError::invalid(key("max_attempts"), "must be > 0"));
+            }
+            if v.pages_per_commit == 0 {
+                return Err(ConfigError::invalid(key("pages_per_commit"), "must be > 0"));
+            }
         }
         if let Some(dir) = &self.catalog_dir
             && dir.as_os_str().is_empty()
@@ -113,5 +185,37 @@ mod tests {
         )
         .expect_err("unknown key");
         assert!(e.key().contains("cache_byte"), "{e}");
+        let e = load(
+            &source(&[(
+                "GRODT_MARKET_DATA__VENUES__BINANCE__BASE_URL",
+                "http://127.0.0.1:8080",
+            )]),
+            &crate::defaults(),
+        )
+        .expect_err("clear text");
+        assert_eq!(e.key(), "market_data.venues.binance.base_url");
+        let c = load(
+            &source(&[
+                (
+                    "GRODT_MARKET_DATA__VENUES__COINBASE__BASE_URL",
+                    "https://localhost:8443",
+                ),
+                (
+                    "GRODT_MARKET_DATA__VENUES__COINBASE__CA_FILE",
+                    "/etc/grodt/ca.pem",
+                ),
+            ]),
+            &crate::defaults(),
+        )
+        .expect("venue overrides");
+        assert_eq!(
+            c.service.venues.coinbase.base_url.as_deref(),
+            Some("https://localhost:8443")
+        );
+        assert_eq!(
+            c.service.venues.coinbase.ca_file,
+            Some(PathBuf::from("/etc/grodt/ca.pem"))
+        );
+        assert_eq!(c.service.venues.binance, VenueConfig::default());
     }
 }

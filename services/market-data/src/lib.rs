@@ -10,6 +10,7 @@
 mod config;
 mod convert;
 mod error;
+mod fetch;
 mod grpc;
 mod metrics;
 mod replay;
@@ -113,6 +114,7 @@ async fn build_at(
         config: config.service.clone(),
         replays: replay::Replays::default(),
         import_lock: Arc::new(Mutex::new(())),
+        fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
     });
     GrpcServerBuilder::for_service(
         NAME,

@@ -6,6 +6,7 @@ mod backtest;
 mod data;
 mod distributed;
 mod fault;
+mod fetch;
 mod health_tls;
 mod helpers;
 mod layout;
