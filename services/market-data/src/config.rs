@@ -111,7 +111,7 @@ impl ServiceConfig for MarketDataConfig {
                 && !url.starts_with("https://")
             {
                 return Err(ConfigError::invalid(
-                    &key("base_url"),
+                    key("base_url"),
                     "must start with https:// (exchanges are never spoken to in clear text)",
                 ));
             }
