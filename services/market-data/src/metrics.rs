@@ -40,7 +40,10 @@ impl MdMetrics {
             Ok(c)
         };
         Ok(Self {
-            rows_imported: counter("rows_imported_total", "Bars stored by CSV imports")?,
+            rows_imported: counter(
+                "rows_imported_total",
+                "Bars stored by CSV imports and FetchBars",
+            )?,
             rows_rejected: vec(
                 "rows_rejected_total",
                 "Source rows rejected or dropped by an import, by validation check",
