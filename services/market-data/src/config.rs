@@ -20,6 +20,44 @@ pub struct MarketDataConfig {
     pub replay_yield_every: u32,
     /// The exchange REST adapters FetchBars uses (`[market_data.venues.binance]`, `.coinbase`).
     pub venues: VenuesConfig,
+    /// The live bar feed (`[market_data.feeds]`); off by default.
+    pub feeds: FeedsConfig,
+}
+
+/// Live closed bars from Binance's kline WebSocket stream onto `grodt.bars.v1`;
+/// holes are filled over REST with `[market_data.venues.binance]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedsConfig {
+    pub enabled: bool,
+    /// Unset: `wss://stream.binance.com:9443`. Must be `wss://`.
+    pub ws_url: Option<String>,
+    /// As Binance spells them (`BTCUSDT`); one stream each.
+    pub symbols: Vec<String>,
+    /// Kline interval (`1m`, `5m`, `15m`, `1h`, `4h`, `1d`).
+    pub interval: String,
+    /// PEM certificates trusted for the stream besides the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Where each stream's last published open time is kept, so a restarted service
+    /// neither repeats nor skips bars. Unset: `<catalog_dir>/.feeds`.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ws_url: None,
+            symbols: Vec::new(),
+            interval: "1m".into(),
+            ca_file: None,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+            state_dir: None,
+        }
+    }
 }
 
 /// One exchange adapter.
@@ -76,6 +114,7 @@ impl Default for MarketDataConfig {
             upload_max_bytes: 2 * 1024 * 1024 * 1024,
             replay_yield_every: 256,
             venues: VenuesConfig::default(),
+            feeds: FeedsConfig::default(),
         }
     }
 }
@@ -124,6 +163,36 @@ impl ServiceConfig for MarketDataConfig {
             if v.pages_per_commit == 0 {
                 return Err(ConfigError::invalid(key("pages_per_commit"), "must be > 0"));
             }
+        }
+        let f = &self.feeds;
+        if let Some(url) = &f.ws_url
+            && !url.starts_with("wss://")
+        {
+            return Err(ConfigError::invalid(
+                "market_data.feeds.ws_url",
+                "must start with wss://",
+            ));
+        }
+        if grodt_data::venues::timeframe_ms(&f.interval).is_err() {
+            return Err(ConfigError::invalid(
+                "market_data.feeds.interval",
+                format!(
+                    "{:?} is not one of 1m 5m 15m 30m 1h 4h 6h 1d 1w",
+                    f.interval
+                ),
+            ));
+        }
+        if f.enabled && f.symbols.is_empty() {
+            return Err(ConfigError::invalid(
+                "market_data.feeds.symbols",
+                "required when the feed is enabled",
+            ));
+        }
+        if f.reconnect_min_ms == 0 || f.reconnect_max_ms < f.reconnect_min_ms {
+            return Err(ConfigError::invalid(
+                "market_data.feeds.reconnect_min_ms",
+                "must be > 0 and at most reconnect_max_ms",
+            ));
         }
         if let Some(dir) = &self.catalog_dir
             && dir.as_os_str().is_empty()
@@ -217,5 +286,26 @@ mod tests {
             Some(PathBuf::from("/etc/grodt/ca.pem"))
         );
         assert_eq!(c.service.venues.binance, VenueConfig::default());
+        assert!(!c.service.feeds.enabled, "the live feed is off by default");
+        for (var, value, key) in [
+            (
+                "GRODT_MARKET_DATA__FEEDS__WS_URL",
+                "ws://127.0.0.1:9443",
+                "market_data.feeds.ws_url",
+            ),
+            (
+                "GRODT_MARKET_DATA__FEEDS__ENABLED",
+                "true",
+                "market_data.feeds.symbols",
+            ),
+            (
+                "GRODT_MARKET_DATA__FEEDS__INTERVAL",
+                "2m",
+                "market_data.feeds.interval",
+            ),
+        ] {
+            let e = load(&source(&[(var, value)]), &crate::defaults()).expect_err(var);
+            assert_eq!(e.key(), key, "{e}");
+        }
     }
 }

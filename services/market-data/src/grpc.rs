@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     /// Imports run one at a time: the staged extras of `StoreMetadata` are
     /// keyed by dataset, and two imports of one dataset must not interleave.
     pub import_lock: Arc<Mutex<()>>,
+    /// Live feeds stop when this is dropped with the service (they hold only a `Weak`).
+    pub feeds_stop: tokio::sync::watch::Sender<bool>,
     /// FetchBars runs one at a time (its staged extras are keyed by dataset, like imports').
     pub fetch_lock: Arc<tokio::sync::Mutex<()>>,
 }

@@ -12,6 +12,7 @@ mod convert;
 mod error;
 mod fetch;
 mod grpc;
+mod live;
 mod metrics;
 mod replay;
 
@@ -115,7 +116,12 @@ async fn build_at(
         replays: replay::Replays::default(),
         import_lock: Arc::new(Mutex::new(())),
         fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
+        feeds_stop: tokio::sync::watch::channel(false).0,
     });
+    live::start(&shared, &dir).map_err(|e| KitError::Dependency {
+        key: "market_data.feeds",
+        reason: e.to_string(),
+    })?;
     GrpcServerBuilder::for_service(
         NAME,
         GRPC_SERVICE,

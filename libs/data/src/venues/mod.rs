@@ -8,6 +8,7 @@
 
 pub mod backfill;
 pub mod coinbase;
+pub mod live;
 pub mod rest;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -109,6 +109,69 @@ pub async fn serve_https(pki: &TestPki, app: Router) -> String {
     format!("https://localhost:{port}")
 }
 
+/// Serves WebSocket over TLS on loopback: the n-th connection is sent the messages of
+/// `sessions[n]` and then dropped (a lost connection); connections beyond the
+/// sessions are held open and silent. Returns `wss://localhost:PORT`.
+pub async fn serve_wss(pki: &TestPki, sessions: Vec<Vec<String>>) -> String {
+    use futures::SinkExt;
+    let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = tcp.local_addr().expect("addr").port();
+    let acceptor = pki.acceptor();
+    tokio::spawn(async move {
+        let mut sessions = sessions.into_iter();
+        loop {
+            let Ok((stream, _)) = tcp.accept().await else {
+                continue;
+            };
+            let Ok(tls) = acceptor.accept(stream).await else {
+                continue;
+            };
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                continue;
+            };
+            match sessions.next() {
+                Some(messages) => {
+                    for m in messages {
+                        if ws
+                            .send(tokio_tungstenite::tungstenite::Message::text(m))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    // Dropped without a close frame, as a broken connection is.
+                    drop(ws);
+                }
+                None => {
+                    tokio::spawn(async move {
+                        use futures::StreamExt;
+                        while ws.next().await.is_some() {}
+                    });
+                }
+            }
+        }
+    });
+    format!("wss://localhost:{port}")
+}
+
+/// A Binance kline stream message for `row`, closed or still open.
+pub fn kline_message(
+    symbol: &str,
+    interval: &str,
+    interval_ms: i64,
+    row: &MockRow,
+    closed: bool,
+) -> String {
+    let [o, h, l, c, v] = &row.fields;
+    format!(
+        r#"{{"e":"kline","E":{},"s":"{symbol}","k":{{"t":{},"T":{},"s":"{symbol}","i":"{interval}","f":1,"L":2,"o":"{o}","c":"{c}","h":"{h}","l":"{l}","v":"{v}","n":2,"x":{closed},"q":"0","V":"0","Q":"0","B":"0"}}}}"#,
+        row.open_ms + interval_ms,
+        row.open_ms,
+        row.open_ms + interval_ms - 1
+    )
+}
+
 /// What the mock does to one call (numbered from 1 over all routes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {

@@ -6,6 +6,7 @@
 mod backfill;
 mod binance;
 mod coinbase;
+mod live;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
