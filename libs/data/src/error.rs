@@ -41,10 +41,40 @@ pub enum DataError {
     /// A bug: an invariant of this crate broke (e.g. a poisoned lock).
     #[error("internal: {0}")]
     Internal(String),
-    /// An exchange request failed for good (after retries, or a non-retryable status).
-    #[error("exchange {url}: {reason}")]
-    Exchange { url: String, reason: String },
-    /// The exchange kept rate-limiting or failing beyond the retry budget.
+    /// A venue answered with an error status retrying cannot fix (4xx other than 429/418).
+    #[error("{venue} {url}: HTTP {status}{}: {message}", .code.map(|c| format!(" (code {c})")).unwrap_or_default())]
+    VenueStatus {
+        venue: &'static str,
+        url: String,
+        status: u16,
+        /// The venue's own error code when the body carries one (Binance: -1121 ...).
+        code: Option<i64>,
+        message: String,
+    },
+    /// A venue's body is not the payload its API documents; `field` says where.
+    #[error("{venue} {url}: bad payload at {field}: {reason}")]
+    VenuePayload {
+        venue: &'static str,
+        url: String,
+        field: String,
+        reason: String,
+    },
+    /// No response: refused, reset, TLS failure (including an untrusted certificate).
+    #[error("{venue} {url}: {source}")]
+    VenueTransport {
+        venue: &'static str,
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No response within the per-request timeout.
+    #[error("{venue} {url}: no response within {after:?}")]
+    VenueTimeout {
+        venue: &'static str,
+        url: String,
+        after: std::time::Duration,
+    },
+    /// The venue kept rate-limiting or failing beyond the retry budget; `last` is the last failure.
     #[error("exchange {url}: gave up after {attempts} attempts: {last}")]
     ExchangeExhausted {
         url: String,
@@ -71,7 +101,14 @@ impl Classify for DataError {
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Self::Corrupt { .. } | Self::Polars(_) | Self::Internal(_) => ErrorKind::Internal,
-            Self::Metadata(_) | Self::Io { .. } | Self::Exchange { .. } => ErrorKind::Unavailable,
+            Self::Metadata(_)
+            | Self::Io { .. }
+            | Self::VenueTransport { .. }
+            | Self::VenueTimeout { .. }
+            | Self::VenuePayload { .. } => ErrorKind::Unavailable,
+            // 400/404 from the venue: the symbol, interval or range asked for is wrong.
+            Self::VenueStatus { status, .. } if *status < 500 => ErrorKind::InvalidArgument,
+            Self::VenueStatus { .. } => ErrorKind::Unavailable,
             Self::ExchangeExhausted { .. } => ErrorKind::ResourceExhausted,
         }
     }

@@ -1,6 +1,6 @@
 //! Market data library: CSV import with layered validation, the Parquet catalog with
 //! its metadata trait, aggregation to coarser timeframes, the two-tier cache of loaded
-//! frames, and an exchange adapter for Binance-style klines.
+//! frames, and the exchange adapters (`binance`, `venues`: HTTPS, backfill).
 //!
 //! Prices and volumes are fixed-point `i64` with a per-dataset scale; floats appear only
 //! in statistics (outlier z-scores). This crate does file and network I/O by design but
@@ -20,6 +20,7 @@ pub mod import;
 pub mod meta;
 pub mod time;
 pub mod validate;
+pub mod venues;
 
 pub use bars::Bars;
 pub use catalog::{Catalog, ImportRequest, Partitioning, TimeRange};

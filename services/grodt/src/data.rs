@@ -1,4 +1,4 @@
-//! `grodt data import|ls|show`: the market-data catalog from the command
+//! `grodt data import|ls|show|fetch`: the market-data catalog from the command
 //! line, over gRPC to a market-data service (`--addr`).
 
 use std::fmt::Write as _;
@@ -471,6 +471,83 @@ pub async fn show(addr: &str, dataset_id: &str) -> Result<String, DataCliError> 
     Ok(out)
 }
 
+/// Options of `grodt data fetch` (parsed by clap in `main`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FetchArgs {
+    /// binance or coinbase.
+    pub venue: String,
+    /// As the venue spells it: BTCUSDT (Binance), BTC-USD (Coinbase).
+    pub symbol: String,
+    /// 1m 5m 15m 1h 4h 1d 1w (Coinbase: 1m 5m 15m 1h 1d).
+    pub timeframe: String,
+    /// First bar wanted: 2024-01-01 or 2024-01-01T12:00:00Z (UTC).
+    pub from: String,
+    /// End, exclusive, same forms; later than now means up to the last closed bar.
+    pub to: String,
+}
+
+/// `2024-01-01` or RFC 3339 to a timestamp.
+fn parse_when(arg: &'static str, text: &str) -> Result<prost_types::Timestamp, DataCliError> {
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|d| d.with_timezone(&chrono::Utc))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+        })
+        .map_err(|_| DataCliError::Usage {
+            arg,
+            reason: format!("{text:?} is neither YYYY-MM-DD nor RFC 3339 (2024-01-01T12:00:00Z)"),
+        })?;
+    Ok(prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    })
+}
+
+/// The request of `grodt data fetch`.
+pub fn fetch_request(args: &FetchArgs) -> Result<v1::FetchBarsRequest, DataCliError> {
+    let tf = parse_timeframe(&args.timeframe).ok_or_else(|| DataCliError::Usage {
+        arg: "TIMEFRAME",
+        reason: format!("{:?} is not one of 1m 5m 15m 1h 4h 1d 1w", args.timeframe),
+    })?;
+    Ok(v1::FetchBarsRequest {
+        venue: args.venue.to_ascii_lowercase(),
+        symbol: args.symbol.clone(),
+        timeframe: tf as i32,
+        from: Some(parse_when("FROM", &args.from)?),
+        to: Some(parse_when("TO", &args.to)?),
+    })
+}
+
+/// `grodt data fetch`: progress on stderr, the dataset at the end.
+pub async fn fetch(addr: &str, args: &FetchArgs) -> Result<String, DataCliError> {
+    let request = fetch_request(args)?;
+    let mut c = client(addr).await?;
+    let mut stream = c.fetch_bars(request).await?.into_inner();
+    let mut out = String::new();
+    while let Some(p) = stream.message().await? {
+        if p.done {
+            let _ = writeln!(
+                out,
+                "fetched    {} bars in {} requests ({} retried)",
+                p.bars_fetched, p.requests, p.retried
+            );
+            match &p.dataset {
+                Some(d) => out.push_str(&render_dataset(d)),
+                None => out.push_str("nothing to fetch and no dataset\n"),
+            }
+        } else {
+            eprintln!(
+                "committed  {} rows (fetched {}), done to {}",
+                p.rows,
+                p.bars_fetched,
+                time(&p.done_to)
+            );
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +570,34 @@ mod tests {
         let e = parse_mapping(Some("price=close")).expect_err("unknown field");
         assert!(e.to_string().contains("price"), "{e}");
         assert!(parse_mapping(Some("open")).is_err());
+    }
+
+    #[test]
+    fn fetch_arguments_are_checked() {
+        let args = FetchArgs {
+            venue: "Coinbase".into(),
+            symbol: "BTC-USD".into(),
+            timeframe: "1h".into(),
+            from: "2019-01-01".into(),
+            to: "2019-02-01T06:00:00Z".into(),
+        };
+        let r = fetch_request(&args).expect("valid");
+        assert_eq!(r.venue, "coinbase");
+        assert_eq!(r.from.map(|t| t.seconds), Some(1_546_300_800));
+        assert_eq!(r.to.map(|t| t.seconds), Some(1_548_979_200 + 6 * 3600));
+        let e = fetch_request(&FetchArgs {
+            from: "01/01/2019".into(),
+            ..args.clone()
+        })
+        .expect_err("bad date");
+        assert!(e.to_string().starts_with("FROM:"), "{e}");
+        assert!(
+            fetch_request(&FetchArgs {
+                timeframe: "2h".into(),
+                ..args
+            })
+            .is_err()
+        );
     }
 
     #[test]

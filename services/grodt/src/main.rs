@@ -134,6 +134,8 @@ enum DataCommand {
         /// The dataset id (as `ls` prints it).
         dataset: String,
     },
+    /// Backfill a dataset from an exchange (binance, coinbase) over HTTPS; resumes where the catalog ends.
+    Fetch(grodt::data::FetchArgs),
 }
 
 fn main() -> ExitCode {
@@ -343,6 +345,7 @@ async fn data(addr: &str, command: DataCommand) -> ExitCode {
         DataCommand::Import(args) => grodt::data::import(addr, &args).await,
         DataCommand::Ls => grodt::data::ls(addr).await,
         DataCommand::Show { dataset } => grodt::data::show(addr, &dataset).await,
+        DataCommand::Fetch(args) => grodt::data::fetch(addr, &args).await,
     };
     match outcome {
         Ok(text) => {

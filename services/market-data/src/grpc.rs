@@ -60,6 +60,10 @@ pub(crate) struct Shared {
     /// Imports run one at a time: the staged extras of `StoreMetadata` are
     /// keyed by dataset, and two imports of one dataset must not interleave.
     pub import_lock: Arc<Mutex<()>>,
+    /// Live feeds stop when this is dropped with the service (they hold only a `Weak`).
+    pub feeds_stop: tokio::sync::watch::Sender<bool>,
+    /// FetchBars runs one at a time (its staged extras are keyed by dataset, like imports').
+    pub fetch_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The handler behind `grodt.v1.MarketDataService`.
@@ -190,7 +194,7 @@ impl Shared {
         }
     }
 
-    async fn entry_by_key(&self, id: &DatasetId) -> Result<Option<Entry>, MdError> {
+    pub(crate) async fn entry_by_key(&self, id: &DatasetId) -> Result<Option<Entry>, MdError> {
         let row = self
             .store
             .datasets()
@@ -345,6 +349,18 @@ impl Shared {
 #[tonic::async_trait]
 impl MarketDataService for MarketDataApi {
     type GetBarsStream = ResponseStream<v1::GetBarsResponse>;
+    type FetchBarsStream = ResponseStream<v1::FetchBarsProgress>;
+
+    async fn fetch_bars(
+        &self,
+        request: Request<v1::FetchBarsRequest>,
+    ) -> Result<Response<Self::FetchBarsStream>, Status> {
+        let rx = crate::fetch::spawn(self.shared.clone(), request.into_inner(), now_ns())
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
 
     async fn import_csv(
         &self,

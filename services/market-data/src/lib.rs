@@ -10,7 +10,9 @@
 mod config;
 mod convert;
 mod error;
+mod fetch;
 mod grpc;
+mod live;
 mod metrics;
 mod replay;
 
@@ -113,7 +115,13 @@ async fn build_at(
         config: config.service.clone(),
         replays: replay::Replays::default(),
         import_lock: Arc::new(Mutex::new(())),
+        fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
+        feeds_stop: tokio::sync::watch::channel(false).0,
     });
+    live::start(&shared, &dir).map_err(|e| KitError::Dependency {
+        key: "market_data.feeds",
+        reason: e.to_string(),
+    })?;
     GrpcServerBuilder::for_service(
         NAME,
         GRPC_SERVICE,

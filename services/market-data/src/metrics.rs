@@ -16,6 +16,11 @@ pub struct MdMetrics {
     pub cache_hit_ratio: Gauge,
     pub replay_lag: Gauge,
     pub bars_published: IntCounterVec,
+    pub feed_messages: IntCounter,
+    pub feed_reconnects: IntCounter,
+    pub feed_gap_bars: IntCounter,
+    pub feed_duplicates: IntCounter,
+    pub feed_lag: Gauge,
     /// Cache counters already exported, so the Prometheus counters advance by deltas.
     seen: Mutex<(u64, u64)>,
 }
@@ -40,7 +45,10 @@ impl MdMetrics {
             Ok(c)
         };
         Ok(Self {
-            rows_imported: counter("rows_imported_total", "Bars stored by CSV imports")?,
+            rows_imported: counter(
+                "rows_imported_total",
+                "Bars stored by CSV imports and FetchBars",
+            )?,
             rows_rejected: vec(
                 "rows_rejected_total",
                 "Source rows rejected or dropped by an import, by validation check",
@@ -63,6 +71,26 @@ impl MdMetrics {
                 "bars_published_total",
                 "Bars published to grodt.bars.v1",
                 "symbol",
+            )?,
+            feed_messages: counter(
+                "feed_messages_total",
+                "Messages received from the live kline streams",
+            )?,
+            feed_reconnects: counter(
+                "feed_reconnects_total",
+                "Live kline stream connections lost or refused, each followed by a new attempt",
+            )?,
+            feed_gap_bars: counter(
+                "feed_gap_bars_total",
+                "Bars fetched over REST to fill a hole in a live stream",
+            )?,
+            feed_duplicates: counter(
+                "feed_duplicates_total",
+                "Closed klines dropped because the bar was already published",
+            )?,
+            feed_lag: gauge(
+                "feed_lag_seconds",
+                "From the close of the last live bar to its publish on grodt.bars.v1",
             )?,
             seen: Mutex::new((0, 0)),
         })

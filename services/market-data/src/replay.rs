@@ -234,6 +234,28 @@ fn forget_oldest_finished(all: &mut HashMap<String, Arc<Replay>>) {
     }
 }
 
+/// Publishes one `BarEvent` on `stream` (replays and the live feed alike), stamped
+/// with the bar's time and the current trace.
+pub(crate) async fn publish_bar(
+    bus: &dyn EventBus,
+    stream: &StreamName,
+    event: &v1::BarEvent,
+    bar_ns: i64,
+) -> Result<(), MdError> {
+    let occurred_at = chrono::DateTime::from_timestamp_nanos(bar_ns);
+    let (traceparent, tracestate) = match grodt_kit::telemetry::current_traceparent() {
+        Some((p, s)) => (Some(p), (!s.is_empty()).then_some(s)),
+        None => (None, None),
+    };
+    let out = Outgoing::new(event);
+    let envelope = Envelope::new(out.event_type(), occurred_at, out.payload())
+        .with_trace(traceparent, tracestate);
+    bus.publish(stream, &envelope)
+        .await
+        .map_err(|e| MdError::Bus(e.to_string()))?;
+    Ok(())
+}
+
 /// Publishes every bar in order; `Ok(false)` when stopped early.
 async fn publish_all(
     job: &Job,
@@ -267,17 +289,7 @@ async fn publish_all(
             dataset_id: job.dataset_id.clone(),
             replay_id: job.replay_id.clone(),
         };
-        let occurred_at = chrono::DateTime::from_timestamp_nanos(job.bars.ts[i]);
-        let (traceparent, tracestate) = match grodt_kit::telemetry::current_traceparent() {
-            Some((p, s)) => (Some(p), (!s.is_empty()).then_some(s)),
-            None => (None, None),
-        };
-        let out = Outgoing::new(&event);
-        let envelope = Envelope::new(out.event_type(), occurred_at, out.payload())
-            .with_trace(traceparent, tracestate);
-        bus.publish(&stream, &envelope)
-            .await
-            .map_err(|e| MdError::Bus(e.to_string()))?;
+        publish_bar(bus, &stream, &event, job.bars.ts[i]).await?;
         published.inc();
         metrics.replay_lag.set(match due {
             Some(due) => Instant::now().saturating_duration_since(due).as_secs_f64(),

@@ -1,6 +1,5 @@
 //! Integration tests of grodt-data on the real sample files (data/samples).
 
-mod binance;
 mod cache;
 mod catalog;
 mod samples;

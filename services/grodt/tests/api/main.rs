@@ -7,6 +7,7 @@ mod cluster;
 mod data;
 mod distributed;
 mod fault;
+mod fetch;
 mod health_tls;
 mod helpers;
 mod layout;

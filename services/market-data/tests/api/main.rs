@@ -4,4 +4,5 @@
 
 mod catalog;
 mod helpers;
+mod live;
 mod replay;
