@@ -132,16 +132,16 @@ fn mapping(field: &str, m: Option<v1::ColumnMapping>) -> Result<ColumnMapping, M
     })
 }
 
-/// A zone name the catalog can convert from.
+/// A zone the catalog can convert from: UTC, a fixed offset (`+02:00`) or any
+/// IANA name (chrono-tz). The two US names keep the built-in rule that earlier
+/// datasets were imported with (it agrees with the tz database since 1987).
 pub fn zone(field: &str, name: &str) -> Result<Zone, MdError> {
     match name {
-        "" | "UTC" | "Etc/UTC" | "Z" => Ok(Zone::UTC),
         "America/New_York" | "US/Eastern" => Ok(Zone::Us(UsZone::Eastern)),
         "America/Chicago" | "US/Central" => Ok(Zone::Us(UsZone::Central)),
-        other => Err(invalid(
-            field,
-            format!("{other:?} is not supported (UTC, America/New_York, America/Chicago)"),
-        )),
+        other => other
+            .parse()
+            .map_err(|e: grodt_data::time::TimeError| invalid(field, e.0)),
     }
 }
 
@@ -334,6 +334,8 @@ pub fn import_spec(field: &str, spec: Option<v1::ImportSpec>) -> Result<ImportSp
             price_scale: Scale::FromData,
             volume_scale: Scale::FromData,
             missing,
+            price_divisor: 1,
+            adjust_by: None,
         },
         outlier_z,
         calendar,
