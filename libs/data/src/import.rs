@@ -172,6 +172,141 @@ impl CsvOptions {
     }
 }
 
+/// The common file layouts, so an import needs no hand-written mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Preset {
+    /// QuantConnect/Lean daily/hour files: no header, `yyyyMMdd HH:mm`, prices
+    /// times 10,000. Stamps are read as UTC, so a daily bar keeps its date (as
+    /// the normalised daily files do); pass a zone for Lean's intraday hours.
+    Lean,
+    /// Yahoo Finance downloads: `Date,Open,High,Low,Close,Adj Close,Volume`;
+    /// traded prices unless `adjusted` (then scaled by `Adj Close / Close`).
+    Yahoo { adjusted: bool },
+    /// CryptoDataDownload: a banner line, `[unix,]date,symbol,open,high,low,close,
+    /// Volume <base>,Volume <quote>`; `2019-10-17 09-AM` or ISO stamps, UTC.
+    CryptoDataDownload,
+    /// Binance klines from data.binance.vision: no header (or the named one),
+    /// open time in epoch milliseconds (microseconds in spot files since 2025).
+    Binance,
+}
+
+impl Preset {
+    /// The options for this layout; `first_lines` (the file's first three lines)
+    /// settle what varies between files of one vendor (volume column name,
+    /// stamp style, epoch unit).
+    pub fn options(self, first_lines: &[&str]) -> CsvOptions {
+        let by_index = ColumnMapping {
+            timestamp: 0.into(),
+            open: 1.into(),
+            high: 2.into(),
+            low: 3.into(),
+            close: 4.into(),
+            volume: 5.into(),
+        };
+        match self {
+            Preset::Lean => CsvOptions {
+                mapping: by_index,
+                delimiter: Delimiter::Char(b','),
+                has_header: false,
+                time_format: TimeFormat::Pattern("%Y%m%d %H:%M".into()),
+                price_divisor: 10_000,
+                ..CsvOptions::default()
+            },
+            Preset::Yahoo { adjusted } => CsvOptions {
+                mapping: ColumnMapping {
+                    timestamp: "Date".into(),
+                    ..ColumnMapping::default()
+                },
+                delimiter: Delimiter::Char(b','),
+                adjust_by: adjusted.then(|| "Adj Close".into()),
+                ..CsvOptions::default()
+            },
+            Preset::CryptoDataDownload => {
+                let header = first_lines.get(1).copied().unwrap_or("");
+                let volume = header
+                    .split(',')
+                    .map(str::trim)
+                    .find(|c| c.to_ascii_lowercase().starts_with("volume"))
+                    .unwrap_or("volume");
+                let first_stamp = first_lines
+                    .get(2)
+                    .and_then(|l| {
+                        let cols: Vec<&str> = l.split(',').collect();
+                        let at = header
+                            .split(',')
+                            .position(|c| c.trim().eq_ignore_ascii_case("date"))?;
+                        cols.get(at).map(|c| c.trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                let hourly_am_pm = first_stamp.ends_with("AM") || first_stamp.ends_with("PM");
+                CsvOptions {
+                    mapping: ColumnMapping {
+                        timestamp: "date".into(),
+                        volume: volume.into(),
+                        ..ColumnMapping::default()
+                    },
+                    delimiter: Delimiter::Char(b','),
+                    skip_lines: 1,
+                    time_format: if hourly_am_pm {
+                        TimeFormat::Pattern("%Y-%m-%d %I-%p".into())
+                    } else {
+                        TimeFormat::Iso8601
+                    },
+                    ..CsvOptions::default()
+                }
+            }
+            Preset::Binance => {
+                let first = first_lines.first().copied().unwrap_or("");
+                let cell = first.split(',').next().unwrap_or("").trim();
+                let has_header = !cell.bytes().all(|b| b.is_ascii_digit()) || cell.is_empty();
+                let stamp = if has_header {
+                    first_lines
+                        .get(1)
+                        .and_then(|l| l.split(',').next())
+                        .unwrap_or("")
+                        .trim()
+                } else {
+                    cell
+                };
+                CsvOptions {
+                    mapping: by_index,
+                    delimiter: Delimiter::Char(b','),
+                    has_header,
+                    time_format: if stamp.len() >= 16 {
+                        TimeFormat::EpochMicros
+                    } else {
+                        TimeFormat::EpochMillis
+                    },
+                    ..CsvOptions::default()
+                }
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = DataError;
+
+    /// `lean`, `yahoo`, `yahoo-adjusted`, `cryptodatadownload` (or `cdd`), `binance`.
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "lean" | "quantconnect" => Preset::Lean,
+            "yahoo" => Preset::Yahoo { adjusted: false },
+            "yahoo-adjusted" => Preset::Yahoo { adjusted: true },
+            "cryptodatadownload" | "cdd" => Preset::CryptoDataDownload,
+            "binance" => Preset::Binance,
+            other => {
+                return Err(DataError::InvalidOption {
+                    field: "preset",
+                    reason: format!(
+                        "{other:?} is not one of lean, yahoo, yahoo-adjusted, cryptodatadownload, binance"
+                    ),
+                });
+            }
+        })
+    }
+}
+
 /// One data line of the source, in file order. `None` = missing cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRow {
@@ -269,9 +404,9 @@ fn adjust(cells: &mut [Option<i64>; 6], line: u64) -> std::result::Result<(), (u
     if close <= 0 || adj <= 0 {
         return Err(fault("close and adjusted close must be positive to adjust"));
     }
-    for k in 0..4 {
-        if let Some(v) = cells[k] {
-            cells[k] = Some(mul_div_round(v, adj, close).ok_or_else(|| fault("overflow"))?);
+    for cell in cells.iter_mut().take(4) {
+        if let Some(v) = *cell {
+            *cell = Some(mul_div_round(v, adj, close).ok_or_else(|| fault("overflow"))?);
         }
     }
     if let Some(v) = cells[4] {
@@ -707,6 +842,44 @@ mod tests {
             .find(|f| f.code == FindingCode::Unparsable)
             .unwrap();
         assert!(f.message.contains("line 2: adj_close"), "{}", f.message);
+    }
+
+    #[test]
+    fn presets_read_the_real_layouts() {
+        let first = |p: &std::path::Path| -> Vec<String> {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .take(3)
+                .map(str::to_owned)
+                .collect()
+        };
+        let read = |preset: &str, path: std::path::PathBuf| {
+            let lines = first(&path);
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let o = preset.parse::<Preset>().unwrap().options(&refs);
+            read_csv(&path, &o).unwrap()
+        };
+        let lean = read("lean", fixture("lean_spy_daily.csv"));
+        assert!(lean.findings.is_empty(), "{:?}", lean.findings);
+        assert_eq!(lean.rows[1].values[3], Some(9775));
+        let yahoo = read("yahoo-adjusted", fixture("yahoo_aapl_daily.csv"));
+        assert_eq!(yahoo.rows[0].values[3], Some(125_000_000));
+        let cdd = read(
+            "cryptodatadownload",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../data/samples/coinbase_btcusd_1h_raw.csv"),
+        );
+        assert!(cdd.findings.is_empty(), "{:?}", cdd.findings.first());
+        assert_eq!(cdd.rows.len(), 20_111);
+        let binance = parse_csv(
+            b"1735689600000000,93576.00,93610.93,93537.50,93610.93,8.21827,1735689659999999,769094.06,1256,4.71,441267.02,0\n",
+            "b",
+            &Preset::Binance.options(&["1735689600000000,93576.00"]),
+        )
+        .unwrap();
+        assert_eq!(binance.rows[0].ts, Some(1_735_689_600_000_000_000));
+        assert!("morningstar".parse::<Preset>().is_err());
     }
 
     #[test]

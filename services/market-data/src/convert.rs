@@ -357,6 +357,7 @@ pub fn check_id(code: FindingCode) -> &'static str {
         FindingCode::LowAbove => "ohlc.low_above",
         FindingCode::NegativeVolume => "ohlc.negative_volume",
         FindingCode::ReturnOutlier => "outlier.return_z",
+        FindingCode::PriceScaleJump => "outlier.price_scale_jump",
         FindingCode::Unsorted => "temporal.unsorted",
         FindingCode::DuplicateTimestamp => "temporal.duplicate_timestamp",
         FindingCode::DuplicateBars => "temporal.duplicate_row",
