@@ -213,7 +213,20 @@ pub fn import_spec(field: &str, spec: Option<v1::ImportSpec>) -> Result<ImportSp
         missing_data,
         outlier_z_threshold,
         calendar,
+        price_divisor,
+        adjust_by,
     } = csv.ok_or_else(|| invalid(&csv_field, "required"))?;
+    let price_divisor = price_divisor.max(1);
+    if !(0..=18u32).any(|e| 10u64.checked_pow(e) == Some(price_divisor)) {
+        return Err(invalid(
+            &format!("{csv_field}.price_divisor"),
+            format!("{price_divisor} is not a power of ten (1, 10, 100, ...)"),
+        ));
+    }
+    let adjust_by = match adjust_by {
+        None => None,
+        Some(c) => Some(column(&format!("{csv_field}.adjust_by"), Some(c))?),
+    };
     let mapping = mapping(&format!("{csv_field}.mapping"), map)?;
     let delimiter = match delimiter.as_str() {
         "" => Delimiter::Auto,
@@ -334,8 +347,8 @@ pub fn import_spec(field: &str, spec: Option<v1::ImportSpec>) -> Result<ImportSp
             price_scale: Scale::FromData,
             volume_scale: Scale::FromData,
             missing,
-            price_divisor: 1,
-            adjust_by: None,
+            price_divisor,
+            adjust_by,
         },
         outlier_z,
         calendar,
