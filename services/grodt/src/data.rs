@@ -556,6 +556,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn presets_fill_the_wire_options() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../libs/data/tests/fixtures");
+        let lean = preset_csv("lean", &fixtures.join("lean_spy_daily.csv")).expect("lean");
+        assert_eq!(lean.price_divisor, 10_000);
+        assert!(!lean.has_header);
+        assert_eq!(lean.timestamp_pattern, "%Y%m%d %H:%M");
+        let yahoo =
+            preset_csv("yahoo-adjusted", &fixtures.join("yahoo_aapl_daily.csv")).expect("yahoo");
+        assert_eq!(
+            yahoo.adjust_by.and_then(|c| c.column),
+            Some(v1::column_ref::Column::Name("Adj Close".into()))
+        );
+        let e = preset_csv("stooq", &fixtures.join("lean_spy_daily.csv")).unwrap_err();
+        assert!(e.to_string().starts_with("--preset:"), "{e}");
+    }
+
+    #[test]
     fn mapping_defaults_to_own_names_and_takes_overrides() {
         let m = parse_mapping(Some("ts=date,volume=#6")).expect("valid");
         assert_eq!(
