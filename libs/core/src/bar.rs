@@ -3,9 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
-use crate::fixed::{Price, Quantity, parse_raw};
+use crate::csv_reader::Records;
+use crate::fixed::{Price, Quantity, parse_raw_bytes};
 use crate::instrument::Instrument;
-use crate::time::parse_timestamp;
+use crate::time::{parse_timestamp, parse_utc_fast};
 
 /// One bar. `open..close` are raw integers at the instrument's price precision,
 /// `volume` at its size precision; `ts` is the bar's open time in UTC nanoseconds.
@@ -61,29 +62,45 @@ impl Bar {
 
 /// Parses the normalised CSV text (`timestamp,open,high,low,close,volume`, header
 /// first) into bars at the instrument's precisions. Errors name the row (1-based,
-/// header is row 1) and the column.
+/// header is row 1) and the column. Built on [`crate::csv_reader`], the reader
+/// grodt-data's importer uses too.
 pub fn parse_csv(text: &str, inst: &Instrument) -> Result<Vec<Bar>, CoreError> {
-    let mut lines = text.lines();
-    let header = lines.next().unwrap_or("").trim();
-    if header != "timestamp,open,high,low,close,volume" {
+    parse_csv_bytes(text.as_bytes(), inst)
+}
+
+/// [`parse_csv`] over bytes; a row costs no allocation.
+pub fn parse_csv_bytes(bytes: &[u8], inst: &Instrument) -> Result<Vec<Bar>, CoreError> {
+    const HEADER: [&str; 6] = ["timestamp", "open", "high", "low", "close", "volume"];
+    let mut records = Records::new(bytes, b',', 0);
+    let header_ok = match records.next_record()? {
+        Some((1, h)) => {
+            h.len() == 6
+                && h.iter()
+                    .zip(HEADER)
+                    .all(|(c, n)| c.trim_ascii() == n.as_bytes())
+        }
+        Some(_) | None => false,
+    };
+    if !header_ok {
+        let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
         return Err(CoreError::Row {
             row: 1,
             column: "header",
-            reason: format!("unexpected header {header:?}"),
+            reason: format!(
+                "unexpected header {:?}",
+                String::from_utf8_lossy(first.trim_ascii())
+            ),
         });
     }
-    let mut bars = Vec::with_capacity(text.len() / 48);
-    for (i, line) in lines.enumerate() {
-        let row = i + 2;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let cols: Vec<&str> = line.split(',').collect();
-        if cols.len() != 6 {
+    let mut bars = Vec::with_capacity(bytes.len() / 48);
+    let (pp, sp) = (inst.price_precision, inst.size_precision);
+    while let Some((line, rec)) = records.next_record()? {
+        let row = usize::try_from(line).unwrap_or(usize::MAX);
+        if rec.len() != 6 {
             return Err(CoreError::Row {
                 row,
                 column: "*",
-                reason: format!("expected 6 columns, got {}", cols.len()),
+                reason: format!("expected 6 columns, got {}", rec.len()),
             });
         }
         let wrap = |column: &'static str| {
@@ -93,14 +110,19 @@ pub fn parse_csv(text: &str, inst: &Instrument) -> Result<Vec<Bar>, CoreError> {
                 reason: e.to_string(),
             }
         };
-        let pp = inst.price_precision;
+        let ts = match parse_utc_fast(rec[0].trim_ascii()) {
+            Some(ts) => ts,
+            None => {
+                parse_timestamp(&String::from_utf8_lossy(&rec[0])).map_err(wrap("timestamp"))?
+            }
+        };
         let bar = Bar {
-            ts: parse_timestamp(cols[0]).map_err(wrap("timestamp"))?,
-            open: parse_raw(cols[1], pp, "price").map_err(wrap("open"))?,
-            high: parse_raw(cols[2], pp, "price").map_err(wrap("high"))?,
-            low: parse_raw(cols[3], pp, "price").map_err(wrap("low"))?,
-            close: parse_raw(cols[4], pp, "price").map_err(wrap("close"))?,
-            volume: parse_raw(cols[5], inst.size_precision, "quantity").map_err(wrap("volume"))?,
+            ts,
+            open: parse_raw_bytes(&rec[1], pp, "price").map_err(wrap("open"))?,
+            high: parse_raw_bytes(&rec[2], pp, "price").map_err(wrap("high"))?,
+            low: parse_raw_bytes(&rec[3], pp, "price").map_err(wrap("low"))?,
+            close: parse_raw_bytes(&rec[4], pp, "price").map_err(wrap("close"))?,
+            volume: parse_raw_bytes(&rec[5], sp, "quantity").map_err(wrap("volume"))?,
         };
         bar.check().map_err(|r| CoreError::Row {
             row,
@@ -138,5 +160,41 @@ mod tests {
         let bad = format!("{ok}1998-01-05T00:00:00Z,97.845,98.44,96.78,97.75,1\n");
         let e = parse_csv(&bad, &inst).unwrap_err().to_string();
         assert!(e.contains("row 3") && e.contains("open"), "{e}");
+    }
+
+    #[test]
+    fn names_row_and_column_of_each_fault() {
+        let inst = Instrument::equity("SPY", 2, 0);
+        let head = "timestamp,open,high,low,close,volume\n";
+        let good = "1998-01-02T00:00:00Z,97.31,97.53,96.53,97.36,2150000\n";
+        let err = |body: &str| {
+            parse_csv(&format!("{head}{good}\n{body}"), &inst)
+                .unwrap_err()
+                .to_string()
+        };
+        // Row numbers are the file's lines: the blank line 3 counts.
+        let e = err("1998-01-05T00:00:00Z,97.84,98.44,96.78\n");
+        assert_eq!(e, "row 4, column *: expected 6 columns, got 4");
+        let e = err("1998-01-05,97.84,98.44,96.78,97.75,x\n");
+        assert!(
+            e.starts_with("row 4, column volume:") && e.contains("\"x\""),
+            "{e}"
+        );
+        let e = err("1998-02-30X,97.84,98.44,96.78,97.75,1\n");
+        assert!(e.starts_with("row 4, column timestamp:"), "{e}");
+        let e = err("1998-01-02T00:00:00Z,97.84,98.44,96.78,97.75,1\n");
+        assert_eq!(e, "row 4, column timestamp: not after the previous row");
+        let e = err("1998-01-05T00:00:00Z,97.84,98.44,96.78,97.75,-1\n");
+        assert_eq!(e, "row 4, column ohlc: negative volume");
+        let e = parse_csv("date,open,high,low,close,volume\n", &inst)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("row 1, column header:"), "{e}");
+        // Quoted cells and CRLF line ends read like plain ones.
+        let crlf = format!(
+            "{}\"1998-01-02T00:00:00Z\",\"97.31\",97.53,96.53,97.36,2150000\r\n",
+            head.replace('\n', "\r\n")
+        );
+        assert_eq!(parse_csv(&crlf, &inst).unwrap()[0].open, 9731);
     }
 }

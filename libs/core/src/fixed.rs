@@ -38,59 +38,149 @@ pub const POW10: [i64; 19] = [
     1_000_000_000_000_000_000,
 ];
 
+/// Why decimal text could not be read as a fixed-point value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextError {
+    /// Nothing but blanks.
+    Empty,
+    /// Not a plain decimal number (`1e5`, `.`, `1,5`, letters).
+    Invalid,
+    /// More significant decimals than the scale allows (trailing zeros are fine).
+    ExcessPrecision {
+        /// Significant decimals written.
+        decimals: usize,
+        /// Scale asked for.
+        scale: u8,
+    },
+    /// Does not fit an `i64` at the scale.
+    Overflow,
+}
+
+impl fmt::Display for TextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("empty value"),
+            Self::Invalid => f.write_str("not a decimal number"),
+            Self::ExcessPrecision { decimals, scale } => {
+                write!(f, "{decimals} decimals exceed the scale of {scale}")
+            }
+            Self::Overflow => f.write_str("does not fit a 64-bit fixed-point value"),
+        }
+    }
+}
+
+/// A decimal as written: `mantissa * 10^-decimals`, trailing fractional zeros dropped
+/// (`"61.20"` is 612 with 1 decimal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenDecimal {
+    /// The significant digits with the sign.
+    pub mantissa: i64,
+    /// Significant fractional digits.
+    pub decimals: usize,
+}
+
+impl WrittenDecimal {
+    /// The value divided by `10^exp` (a file of integers scaled by 10,000 reads
+    /// with `exp = 4`), trailing zeros dropped again: exact, no rounding.
+    #[must_use]
+    pub fn shifted(self, exp: u8) -> Self {
+        let (mut mantissa, mut decimals) = (self.mantissa, self.decimals + usize::from(exp));
+        while decimals > 0 && mantissa % 10 == 0 {
+            mantissa /= 10;
+            decimals -= 1;
+        }
+        Self { mantissa, decimals }
+    }
+
+    /// The value at `scale` (`mantissa * 10^(scale - decimals)`).
+    ///
+    /// # Errors
+    /// More significant decimals than `scale`, or overflow.
+    pub fn at_scale(self, scale: u8) -> Result<i64, TextError> {
+        let s = usize::from(scale);
+        if self.decimals > s {
+            return Err(TextError::ExcessPrecision {
+                decimals: self.decimals,
+                scale,
+            });
+        }
+        POW10
+            .get(s - self.decimals)
+            .and_then(|p| self.mantissa.checked_mul(*p))
+            .ok_or(TextError::Overflow)
+    }
+}
+
+/// Reads decimal bytes (`-12.340`, `7`, `+.5`, surrounding blanks allowed) exactly,
+/// never through `f64`, without allocating: the CSV reader's hot path.
+///
+/// # Errors
+/// Empty, not a plain decimal, or more than 18 significant digits.
+pub fn parse_written(bytes: &[u8]) -> Result<WrittenDecimal, TextError> {
+    let t = bytes.trim_ascii();
+    let (neg, body) = match t.first() {
+        None => return Err(TextError::Empty),
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        Some(_) => (false, t),
+    };
+    let (int, frac) = match body.iter().position(|&b| b == b'.') {
+        Some(i) => (&body[..i], &body[i + 1..]),
+        None => (body, &body[..0]),
+    };
+    if int.is_empty() && frac.is_empty() {
+        return Err(TextError::Invalid);
+    }
+    let zeros = frac.iter().rev().take_while(|&&b| b == b'0').count();
+    let significant = &frac[..frac.len() - zeros];
+    let mut m: i64 = 0;
+    for &b in int.iter().chain(significant) {
+        if !b.is_ascii_digit() {
+            return Err(TextError::Invalid);
+        }
+        m = m
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(i64::from(b - b'0')))
+            .ok_or(TextError::Overflow)?;
+    }
+    Ok(WrittenDecimal {
+        mantissa: if neg { -m } else { m },
+        decimals: significant.len(),
+    })
+}
+
+/// Reads decimal bytes exactly into `value * 10^scale` ([`parse_written`] then
+/// [`WrittenDecimal::at_scale`]).
+///
+/// # Errors
+/// See [`TextError`].
+pub fn parse_fixed_bytes(bytes: &[u8], scale: u8) -> Result<i64, TextError> {
+    parse_written(bytes)?.at_scale(scale)
+}
+
 /// Parses decimal text (`"-12.340"`, `"7"`, `"+0.5"`) into a raw integer at `precision`.
 /// Fails if the text has more significant fractional digits than `precision`
 /// (trailing zeros are fine) or overflows `i64`.
 pub fn parse_raw(text: &str, precision: u8, what: &'static str) -> Result<i64, CoreError> {
+    parse_raw_bytes(text.as_bytes(), precision, what)
+}
+
+/// [`parse_raw`] over bytes; allocates only for the error.
+pub fn parse_raw_bytes(bytes: &[u8], precision: u8, what: &'static str) -> Result<i64, CoreError> {
     let bad = |reason: &str| CoreError::Parse {
         what,
-        text: text.to_string(),
+        text: String::from_utf8_lossy(bytes).into_owned(),
         reason: reason.to_string(),
     };
     if precision > MAX_PRECISION {
         return Err(bad("precision above 9"));
     }
-    let t = text.trim();
-    let (neg, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let (int_part, frac_part) = match digits.split_once('.') {
-        Some((i, f)) => (i, f),
-        None => (digits, ""),
-    };
-    if int_part.is_empty() && frac_part.is_empty() {
-        return Err(bad("no digits"));
-    }
-    if !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(bad("not a decimal number"));
-    }
-    let p = usize::from(precision);
-    if frac_part.len() > p && frac_part[p..].bytes().any(|b| b != b'0') {
-        return Err(bad("more decimal places than the precision allows"));
-    }
-    let mut raw: i64 = 0;
-    let overflow = || bad("out of range");
-    for b in int_part.bytes() {
-        raw = raw
-            .checked_mul(10)
-            .and_then(|r| r.checked_add(i64::from(b - b'0')))
-            .ok_or_else(overflow)?;
-    }
-    for i in 0..p {
-        let d = frac_part
-            .as_bytes()
-            .get(i)
-            .map_or(0, |b| i64::from(b - b'0'));
-        raw = raw
-            .checked_mul(10)
-            .and_then(|r| r.checked_add(d))
-            .ok_or_else(overflow)?;
-    }
-    Ok(if neg { -raw } else { raw })
+    parse_fixed_bytes(bytes, precision).map_err(|e| match e {
+        TextError::Empty => bad("no digits"),
+        TextError::Invalid => bad("not a decimal number"),
+        TextError::ExcessPrecision { .. } => bad("more decimal places than the precision allows"),
+        TextError::Overflow => bad("out of range"),
+    })
 }
 
 /// Number of decimal places written in `text` (ignoring trailing zeros), at most 9.
@@ -341,6 +431,57 @@ mod tests {
         assert!(Price::parse("", 2).is_err());
         assert!(Price::parse("99999999999999999999", 0).is_err());
         assert!(Quantity::parse_non_negative("-1", 0).is_err());
+    }
+
+    #[test]
+    fn reads_written_decimals_from_bytes() {
+        let w = |t: &str| parse_written(t.as_bytes());
+        assert_eq!(
+            w(" 61.20 "),
+            Ok(WrittenDecimal {
+                mantissa: 612,
+                decimals: 1
+            })
+        );
+        assert_eq!(w("-0.007").map(|d| (d.mantissa, d.decimals)), Ok((-7, 3)));
+        assert_eq!(w("+.5").map(|d| (d.mantissa, d.decimals)), Ok((5, 1)));
+        assert_eq!(
+            w("124474.00").map(|d| (d.mantissa, d.decimals)),
+            Ok((124_474, 0))
+        );
+        assert_eq!(
+            w("136300")
+                .map(|d| d.shifted(4))
+                .map(|d| (d.mantissa, d.decimals)),
+            Ok((1363, 2))
+        );
+        assert_eq!(
+            w("0")
+                .map(|d| d.shifted(4))
+                .map(|d| (d.mantissa, d.decimals)),
+            Ok((0, 0))
+        );
+        assert_eq!(w("12345").map(|d| d.shifted(4).at_scale(4)), Ok(Ok(12_345)));
+        assert_eq!(w(""), Err(TextError::Empty));
+        assert_eq!(w("."), Err(TextError::Invalid));
+        assert_eq!(w("1,5"), Err(TextError::Invalid));
+        assert_eq!(w("1.2.3"), Err(TextError::Invalid));
+        assert_eq!(w("99999999999999999999"), Err(TextError::Overflow));
+        assert_eq!(parse_fixed_bytes(b"1.10785", 5), Ok(110_785));
+        assert_eq!(parse_fixed_bytes(b"16", 2), Ok(1600));
+        assert_eq!(
+            parse_fixed_bytes(b"1.123", 2),
+            Err(TextError::ExcessPrecision {
+                decimals: 3,
+                scale: 2
+            })
+        );
+        assert_eq!(
+            parse_fixed_bytes(b"9223372036854775807", 1),
+            Err(TextError::Overflow)
+        );
+        let e = parse_raw("97.845", 2, "price").unwrap_err().to_string();
+        assert!(e.contains("97.845") && e.contains("precision"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! no `f64` reaches the ledger.
 
 pub mod bar;
+pub mod csv_reader;
 pub mod error;
 pub mod fill;
 pub mod fixed;

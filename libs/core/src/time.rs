@@ -47,6 +47,53 @@ pub fn month_index(ts: i64) -> i64 {
     y * 12 + i64::from(m) - 1
 }
 
+/// Days in a month of the proleptic Gregorian calendar.
+pub fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// The common shapes of a bar file's timestamp, read straight from bytes with no
+/// allocation: `YYYY-MM-DDTHH:MM:SSZ` (a space for `T` too) and `YYYY-MM-DD`.
+/// `None` for anything else, including impossible dates, so the caller can fall
+/// back to a full parser that explains the fault.
+pub fn parse_utc_fast(b: &[u8]) -> Option<i64> {
+    fn digits(b: &[u8]) -> Option<i64> {
+        b.iter().try_fold(0i64, |acc, &d| {
+            d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
+        })
+    }
+    if !(b.len() == 10 || b.len() == 20) || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y = digits(&b[0..4])?;
+    let m = u32::try_from(digits(&b[5..7])?).ok()?;
+    let d = u32::try_from(digits(&b[8..10])?).ok()?;
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    let day = days_from_civil(y, m, d) * NANOS_PER_DAY;
+    if b.len() == 10 {
+        return Some(day);
+    }
+    if !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
+        return None;
+    }
+    let (h, mi, s) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
+    if h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    Some(day + ((h * 60 + mi) * 60 + s) * 1_000_000_000)
+}
+
 /// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS[.fff]Z` or with `+00:00` into UTC nanoseconds.
 pub fn parse_timestamp(text: &str) -> Result<i64, CoreError> {
     let bad = |reason: &str| CoreError::Parse {
@@ -55,6 +102,9 @@ pub fn parse_timestamp(text: &str) -> Result<i64, CoreError> {
         reason: reason.into(),
     };
     let t = text.trim();
+    if let Some(ns) = parse_utc_fast(t.as_bytes()) {
+        return Ok(ns);
+    }
     let num = |s: &str| -> Result<i64, CoreError> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad("expected digits"));
@@ -124,6 +174,18 @@ mod tests {
             1_500_000_000
         );
         assert!(parse_timestamp("2021-13-01").is_err());
+        assert_eq!(
+            parse_utc_fast(b"2025-05-20T00:01:00Z"),
+            Some(parse_timestamp("2025-05-20T00:01:00.000+00:00").unwrap())
+        );
+        assert_eq!(
+            parse_utc_fast(b"2024-02-29 23:59:59Z"),
+            Some(parse_timestamp("2024-02-29T23:59:59Z").unwrap())
+        );
+        assert_eq!(parse_utc_fast(b"2023-02-29"), None);
+        assert_eq!(parse_utc_fast(b"2023-04-31T00:00:00Z"), None);
+        assert_eq!(parse_utc_fast(b"2023-04-01T24:00:00Z"), None);
+        assert_eq!(parse_utc_fast(b"2023-04-01T00:00:00+"), None);
         assert!(parse_timestamp("2021-01-01T00:00:00+02:00").is_err());
     }
 }

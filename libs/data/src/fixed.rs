@@ -1,88 +1,22 @@
-//! Exact decimal text <-> scaled i64 conversion. No floating point anywhere.
+//! Exact decimal text <-> scaled i64 conversion. No floating point anywhere;
+//! the parsing itself is grodt-core's (`fixed::parse_written`), the one the CSV reader uses.
 
-/// Why a decimal text could not be converted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FixedError {
-    Empty,
-    Invalid,
-    /// More significant decimals than the scale allows (trailing zeros are fine).
-    ExcessPrecision {
-        decimals: usize,
-        scale: u8,
-    },
-    Overflow,
-}
-
-impl std::fmt::Display for FixedError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Empty => f.write_str("empty value"),
-            Self::Invalid => f.write_str("not a decimal number"),
-            Self::ExcessPrecision { decimals, scale } => {
-                write!(f, "{decimals} decimals exceed the scale of {scale}")
-            }
-            Self::Overflow => f.write_str("does not fit a 64-bit fixed-point value"),
-        }
-    }
-}
+/// Why a decimal text could not be converted (grodt-core's, shared by every reader).
+pub use grodt_core::fixed::TextError as FixedError;
 
 /// Largest scale accepted: 10^18 still fits an i64.
 pub const MAX_SCALE: u8 = 18;
 
 /// Number of significant decimals in `text` (trailing zeros ignored), or None if it is not a decimal.
 pub fn significant_decimals(text: &str) -> Option<u8> {
-    let t = text.trim();
-    let t = t.strip_prefix(['-', '+']).unwrap_or(t);
-    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-    if (int.is_empty() && frac.is_empty())
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    u8::try_from(frac.trim_end_matches('0').len()).ok()
+    grodt_core::fixed::parse_written(text.as_bytes())
+        .ok()
+        .map(|w| u8::try_from(w.decimals).unwrap_or(u8::MAX))
 }
 
-/// Parses decimal text exactly into `value * 10^scale`.
+/// Parses decimal text exactly into `value * 10^scale` (grodt-core's byte parser).
 pub fn parse_fixed(text: &str, scale: u8) -> Result<i64, FixedError> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err(FixedError::Empty);
-    }
-    let (neg, body) = match t.as_bytes()[0] {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    if (int.is_empty() && frac.is_empty())
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(FixedError::Invalid);
-    }
-    let significant = frac.trim_end_matches('0');
-    if significant.len() > usize::from(scale) {
-        return Err(FixedError::ExcessPrecision {
-            decimals: significant.len(),
-            scale,
-        });
-    }
-    let mut v: i64 = 0;
-    let digits = int
-        .bytes()
-        .chain(significant.bytes())
-        .chain(std::iter::repeat_n(
-            b'0',
-            usize::from(scale) - significant.len(),
-        ));
-    for d in digits {
-        v = v
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(i64::from(d - b'0')))
-            .ok_or(FixedError::Overflow)?;
-    }
-    Ok(if neg { -v } else { v })
+    grodt_core::fixed::parse_fixed_bytes(text.as_bytes(), scale)
 }
 
 /// Formats a scaled value as the shortest decimal text that denotes it exactly

@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use grodt_core::csv_reader;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{DataError, Result};
-use crate::fixed::{self, FixedError, MAX_SCALE};
+use crate::fixed::{FixedError, MAX_SCALE};
 use crate::time::{TimeFormat, TimestampNs, Zone, parse_timestamp};
 use crate::validate::{Finding, FindingCode, Layer, Severity};
 
@@ -99,6 +100,20 @@ pub struct CsvOptions {
     pub price_scale: Scale,
     pub volume_scale: Scale,
     pub missing: MissingPolicy,
+    /// Prices in the file are integers times this power of ten (QuantConnect/Lean
+    /// files: 10,000); the shift is exact. 1 reads them as written.
+    #[serde(default = "one")]
+    pub price_divisor: u64,
+    /// Adjusts every row by `adjusted close / close` of this column (Yahoo's
+    /// "Adj Close"): open, high, low and close multiplied by the factor, volume
+    /// divided by it, each rounded half-even at its scale. `None` imports the
+    /// prices as traded and ignores the column.
+    #[serde(default)]
+    pub adjust_by: Option<ColumnRef>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl Default for CsvOptions {
@@ -113,6 +128,8 @@ impl Default for CsvOptions {
             price_scale: Scale::FromData,
             volume_scale: Scale::FromData,
             missing: MissingPolicy::Fail,
+            price_divisor: 1,
+            adjust_by: None,
         }
     }
 }
@@ -155,6 +172,141 @@ impl CsvOptions {
     }
 }
 
+/// The common file layouts, so an import needs no hand-written mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Preset {
+    /// QuantConnect/Lean daily/hour files: no header, `yyyyMMdd HH:mm`, prices
+    /// times 10,000. Stamps are read as UTC, so a daily bar keeps its date (as
+    /// the normalised daily files do); pass a zone for Lean's intraday hours.
+    Lean,
+    /// Yahoo Finance downloads: `Date,Open,High,Low,Close,Adj Close,Volume`;
+    /// traded prices unless `adjusted` (then scaled by `Adj Close / Close`).
+    Yahoo { adjusted: bool },
+    /// CryptoDataDownload: a banner line, `[unix,]date,symbol,open,high,low,close,
+    /// Volume <base>,Volume <quote>`; `2019-10-17 09-AM` or ISO stamps, UTC.
+    CryptoDataDownload,
+    /// Binance klines from data.binance.vision: no header (or the named one),
+    /// open time in epoch milliseconds (microseconds in spot files since 2025).
+    Binance,
+}
+
+impl Preset {
+    /// The options for this layout; `first_lines` (the file's first three lines)
+    /// settle what varies between files of one vendor (volume column name,
+    /// stamp style, epoch unit).
+    pub fn options(self, first_lines: &[&str]) -> CsvOptions {
+        let by_index = ColumnMapping {
+            timestamp: 0.into(),
+            open: 1.into(),
+            high: 2.into(),
+            low: 3.into(),
+            close: 4.into(),
+            volume: 5.into(),
+        };
+        match self {
+            Preset::Lean => CsvOptions {
+                mapping: by_index,
+                delimiter: Delimiter::Char(b','),
+                has_header: false,
+                time_format: TimeFormat::Pattern("%Y%m%d %H:%M".into()),
+                price_divisor: 10_000,
+                ..CsvOptions::default()
+            },
+            Preset::Yahoo { adjusted } => CsvOptions {
+                mapping: ColumnMapping {
+                    timestamp: "Date".into(),
+                    ..ColumnMapping::default()
+                },
+                delimiter: Delimiter::Char(b','),
+                adjust_by: adjusted.then(|| "Adj Close".into()),
+                ..CsvOptions::default()
+            },
+            Preset::CryptoDataDownload => {
+                let header = first_lines.get(1).copied().unwrap_or("");
+                let volume = header
+                    .split(',')
+                    .map(str::trim)
+                    .find(|c| c.to_ascii_lowercase().starts_with("volume"))
+                    .unwrap_or("volume");
+                let first_stamp = first_lines
+                    .get(2)
+                    .and_then(|l| {
+                        let cols: Vec<&str> = l.split(',').collect();
+                        let at = header
+                            .split(',')
+                            .position(|c| c.trim().eq_ignore_ascii_case("date"))?;
+                        cols.get(at).map(|c| c.trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                let hourly_am_pm = first_stamp.ends_with("AM") || first_stamp.ends_with("PM");
+                CsvOptions {
+                    mapping: ColumnMapping {
+                        timestamp: "date".into(),
+                        volume: volume.into(),
+                        ..ColumnMapping::default()
+                    },
+                    delimiter: Delimiter::Char(b','),
+                    skip_lines: 1,
+                    time_format: if hourly_am_pm {
+                        TimeFormat::Pattern("%Y-%m-%d %I-%p".into())
+                    } else {
+                        TimeFormat::Iso8601
+                    },
+                    ..CsvOptions::default()
+                }
+            }
+            Preset::Binance => {
+                let first = first_lines.first().copied().unwrap_or("");
+                let cell = first.split(',').next().unwrap_or("").trim();
+                let has_header = !cell.bytes().all(|b| b.is_ascii_digit()) || cell.is_empty();
+                let stamp = if has_header {
+                    first_lines
+                        .get(1)
+                        .and_then(|l| l.split(',').next())
+                        .unwrap_or("")
+                        .trim()
+                } else {
+                    cell
+                };
+                CsvOptions {
+                    mapping: by_index,
+                    delimiter: Delimiter::Char(b','),
+                    has_header,
+                    time_format: if stamp.len() >= 16 {
+                        TimeFormat::EpochMicros
+                    } else {
+                        TimeFormat::EpochMillis
+                    },
+                    ..CsvOptions::default()
+                }
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = DataError;
+
+    /// `lean`, `yahoo`, `yahoo-adjusted`, `cryptodatadownload` (or `cdd`), `binance`.
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "lean" | "quantconnect" => Preset::Lean,
+            "yahoo" => Preset::Yahoo { adjusted: false },
+            "yahoo-adjusted" => Preset::Yahoo { adjusted: true },
+            "cryptodatadownload" | "cdd" => Preset::CryptoDataDownload,
+            "binance" => Preset::Binance,
+            other => {
+                return Err(DataError::InvalidOption {
+                    field: "preset",
+                    reason: format!(
+                        "{other:?} is not one of lean, yahoo, yahoo-adjusted, cryptodatadownload, binance"
+                    ),
+                });
+            }
+        })
+    }
+}
+
 /// One data line of the source, in file order. `None` = missing cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRow {
@@ -180,7 +332,7 @@ pub struct RawTable {
     pub file_sha256: String,
 }
 
-pub(crate) const FIELD_NAMES: [&str; 5] = ["open", "high", "low", "close", "volume"];
+pub(crate) const FIELD_NAMES: [&str; 6] = ["open", "high", "low", "close", "volume", "adj_close"];
 
 /// Reads and parses a CSV file.
 pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<RawTable> {
@@ -188,90 +340,147 @@ pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<RawTable> {
     parse_csv(&bytes, &path.display().to_string(), options)
 }
 
-fn is_missing(cell: &str) -> bool {
-    let c = cell.trim();
+fn is_missing(cell: &[u8]) -> bool {
+    let c = cell.trim_ascii();
     c.is_empty()
-        || c.eq_ignore_ascii_case("nan")
-        || c.eq_ignore_ascii_case("null")
-        || c.eq_ignore_ascii_case("na")
-}
-
-/// Splits one line, honouring double quotes (`""` inside quotes is a quote).
-fn split_line(line: &str, delim: u8) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    cur.push('"');
-                    chars.next();
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cur.push(c);
-            }
-        } else if c == '"' {
-            quoted = true;
-        } else if c as u32 == u32::from(delim) {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    out.push(cur);
-    out
+        || c.eq_ignore_ascii_case(b"nan")
+        || c.eq_ignore_ascii_case(b"null")
+        || c.eq_ignore_ascii_case(b"na")
 }
 
 /// The candidate that occurs most often outside quotes; ties go to the earlier candidate.
 pub fn detect_delimiter(line: &str) -> Option<u8> {
-    let mut best: Option<(u8, usize)> = None;
-    for d in [b',', b'\t', b';', b'|'] {
-        let n = split_line(line, d).len() - 1;
-        if n > 0 && best.is_none_or(|(_, m)| n > m) {
-            best = Some((d, n));
-        }
-    }
-    best.map(|(d, _)| d)
+    csv_reader::detect_delimiter(line.as_bytes())
 }
 
-/// Parses CSV bytes; `name` is used in messages.
+/// Reads one timestamp cell: the common UTC shapes straight from the bytes,
+/// anything else through [`parse_timestamp`] (which also words the error).
+fn read_timestamp(cell: &[u8], options: &CsvOptions) -> Result<TimestampNs, String> {
+    let t = cell.trim_ascii();
+    if options.time_format == TimeFormat::Iso8601
+        && let Some(ns) = grodt_core::time::parse_utc_fast(t)
+    {
+        return Ok(ns);
+    }
+    let text = std::str::from_utf8(t).map_err(|_| format!("{t:?} is not UTF-8"))?;
+    parse_timestamp(text, &options.time_format, options.zone).map_err(|e| e.0)
+}
+
+/// `10^exp == divisor`, or an error naming the option.
+fn divisor_exponent(divisor: u64) -> Result<u8> {
+    (0u8..=MAX_SCALE)
+        .find(|&e| 10u64.checked_pow(u32::from(e)) == Some(divisor))
+        .ok_or_else(|| DataError::InvalidOption {
+            field: "price_divisor",
+            reason: format!(
+                "{divisor} is not a power of ten (1, 10, ..., 10^18): only a decimal shift is exact"
+            ),
+        })
+}
+
+/// `round_half_even(value * num / den)` in i128, or None if it overflows `i64`.
+fn mul_div_round(value: i64, num: i64, den: i64) -> Option<i64> {
+    let p = i128::from(value) * i128::from(num);
+    let d = i128::from(den);
+    let (q, r) = (p.div_euclid(d), p.rem_euclid(d));
+    let twice = 2 * r;
+    let q = match twice.cmp(&d) {
+        std::cmp::Ordering::Greater => q + 1,
+        std::cmp::Ordering::Equal if q % 2 != 0 => q + 1,
+        _ => q,
+    };
+    i64::try_from(q).ok()
+}
+
+/// Scales open, high, low and close by `adj / close` and volume by `close / adj`
+/// (all prices at one scale, so the factor is a plain ratio of raw integers).
+fn adjust(cells: &mut [Option<i64>; 6], line: u64) -> std::result::Result<(), (u64, String)> {
+    let fault = |why: &str| (line, format!("line {line}: adj_close: {why}"));
+    let (Some(close), Some(adj)) = (cells[3], cells[5]) else {
+        return Err(fault(
+            "close or adjusted close missing, the row cannot be adjusted",
+        ));
+    };
+    if close <= 0 || adj <= 0 {
+        return Err(fault("close and adjusted close must be positive to adjust"));
+    }
+    for cell in cells.iter_mut().take(4) {
+        if let Some(v) = *cell {
+            *cell = Some(mul_div_round(v, adj, close).ok_or_else(|| fault("overflow"))?);
+        }
+    }
+    if let Some(v) = cells[4] {
+        cells[4] = Some(mul_div_round(v, close, adj).ok_or_else(|| fault("overflow"))?);
+    }
+    Ok(())
+}
+
+/// How the cells of a column group become integers.
+#[derive(Clone, Copy)]
+enum ScalePlan {
+    Fixed(u8),
+    /// Kept as written (mantissa, decimals) until the largest decimals are known.
+    FromData,
+}
+
+fn scale_plan(scale: Scale, what: &'static str) -> Result<ScalePlan> {
+    match scale {
+        Scale::Fixed(s) if s > MAX_SCALE => Err(DataError::InvalidOption {
+            field: what,
+            reason: format!("scale {s} above {MAX_SCALE}"),
+        }),
+        Scale::Fixed(s) => Ok(ScalePlan::Fixed(s)),
+        Scale::FromData => Ok(ScalePlan::FromData),
+    }
+}
+
+fn cell_error(line: u64, k: usize, cell: &[u8], e: FixedError) -> (u64, String) {
+    let hint = if matches!(e, FixedError::ExcessPrecision { .. }) {
+        " (raise the scale or use Scale::FromData)"
+    } else {
+        ""
+    };
+    let cell = String::from_utf8_lossy(cell);
+    (
+        line,
+        format!("line {line}: {} {cell:?}: {e}{hint}", FIELD_NAMES[k]),
+    )
+}
+
+/// Parses CSV bytes; `name` is used in messages. One pass of grodt-core's
+/// reader ([`csv_reader::Records`]): no allocation per row or cell.
 pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTable> {
     let source_err = |reason: String| DataError::Source {
         file: name.to_owned(),
         reason,
     };
-    let text = std::str::from_utf8(bytes).map_err(|e| source_err(format!("not UTF-8: {e}")))?;
+    std::str::from_utf8(bytes).map_err(|e| source_err(format!("not UTF-8: {e}")))?;
     let file_sha256 = hex::encode(Sha256::digest(bytes));
-    // (1-based line number, content without the line end)
-    let mut lines = text
-        .split('\n')
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.strip_suffix('\r').unwrap_or(l)))
-        .skip(options.skip_lines)
-        .filter(|(_, l)| !l.trim().is_empty())
-        .peekable();
-    let first = lines
-        .peek()
-        .map(|&(_, l)| l)
+    let first = csv_reader::first_nonblank_line(csv_reader::skip_lines(bytes, options.skip_lines))
         .ok_or_else(|| source_err(format!("no lines after skipping {}", options.skip_lines)))?;
     let delimiter = match options.delimiter {
         Delimiter::Char(c) => c,
-        Delimiter::Auto => detect_delimiter(first).ok_or_else(|| {
+        Delimiter::Auto => csv_reader::detect_delimiter(first).ok_or_else(|| {
             source_err(format!(
                 "line {}: no delimiter among , tab ; | found",
                 options.skip_lines + 1
             ))
         })?,
     };
+    let mut records = csv_reader::Records::new(bytes, delimiter, options.skip_lines);
+    fn next<'r>(
+        records: &'r mut csv_reader::Records<'_>,
+        name: &str,
+    ) -> Result<Option<(u64, &'r csv_reader::ByteRecord)>> {
+        records.next_record().map_err(|e| DataError::Source {
+            file: name.to_owned(),
+            reason: e.to_string(),
+        })
+    }
     let header: Option<Vec<String>> = if options.has_header {
-        lines.next().map(|(_, l)| {
-            split_line(l, delimiter)
-                .into_iter()
-                .map(|h| h.trim().to_owned())
+        next(&mut records, name)?.map(|(_, h)| {
+            h.iter()
+                .map(|c| String::from_utf8_lossy(c).trim().to_owned())
                 .collect()
         })
     } else {
@@ -302,7 +511,6 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
         };
     }
     let width = header.as_ref().map(Vec::len);
-    let data: Vec<(u64, Vec<String>)> = lines.map(|(n, l)| (n, split_line(l, delimiter))).collect();
     let max_idx = idx.iter().copied().max().unwrap_or(0);
     if let Some(w) = width
         && max_idx >= w
@@ -312,33 +520,51 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
             reason: format!("column index {max_idx} beyond the header's {w} columns"),
         });
     }
-
-    let choose = |scale: Scale, cols: &[usize], what: &'static str| -> Result<u8> {
-        match scale {
-            Scale::Fixed(s) if s > MAX_SCALE => Err(DataError::InvalidOption {
-                field: what,
-                reason: format!("scale {s} above {MAX_SCALE}"),
-            }),
-            Scale::Fixed(s) => Ok(s),
-            Scale::FromData => Ok(data
-                .iter()
-                .flat_map(|(_, f)| cols.iter().filter_map(move |&c| f.get(c)))
-                .filter_map(|cell| fixed::significant_decimals(cell))
-                .max()
-                .unwrap_or(0)
-                .min(MAX_SCALE)),
+    let adj_idx = match (&options.adjust_by, &header) {
+        (None, _) => None,
+        (Some(ColumnRef::Index(i)), _) => Some(*i),
+        (Some(ColumnRef::Name(n)), Some(h)) => Some(
+            h.iter()
+                .position(|c| c.eq_ignore_ascii_case(n))
+                .ok_or_else(|| {
+                    source_err(format!("column {n:?} for adjust_by not in header {h:?}"))
+                })?,
+        ),
+        (Some(ColumnRef::Name(n)), None) => {
+            return Err(DataError::InvalidOption {
+                field: "adjust_by",
+                reason: format!("mapped by name {n:?} but the file has no header"),
+            });
         }
     };
-    let price_scale = choose(options.price_scale, &idx[1..5], "price_scale")?;
-    let volume_scale = choose(options.volume_scale, &idx[5..6], "volume_scale")?;
+    let max_idx = max_idx.max(adj_idx.unwrap_or(0));
+    if let Some(w) = width
+        && max_idx >= w
+    {
+        return Err(DataError::InvalidOption {
+            field: "adjust_by",
+            reason: format!("column index {max_idx} beyond the header's {w} columns"),
+        });
+    }
+    let divisor_exp = divisor_exponent(options.price_divisor)?;
+    let price_plan = scale_plan(options.price_scale, "price_scale")?;
+    let volume_plan = scale_plan(options.volume_scale, "volume_scale")?;
 
-    let mut findings = Vec::new();
     let mut field_count_rows = Vec::new();
     let mut bad_rows: Vec<(u64, String)> = Vec::new();
-    let mut rows = Vec::with_capacity(data.len());
-    let lines_read = data.len() as u64;
-    for (line, fields) in data {
-        let expected = width.unwrap_or(max_idx + 1);
+    let mut rows = Vec::with_capacity(bytes.len() / 48);
+    // Per kept row: the adjusted close, and the decimals as written of each cell
+    // while a scale comes from the data. Cell 5 is the adjusted close.
+    let mut adj: Vec<Option<i64>> = Vec::new();
+    let mut written: Vec<[u8; 6]> = Vec::new();
+    let any_from_data =
+        matches!(price_plan, ScalePlan::FromData) || matches!(volume_plan, ScalePlan::FromData);
+    let cells = if adj_idx.is_some() { 6 } else { 5 };
+    let (mut price_decimals, mut volume_decimals) = (0u8, 0u8);
+    let mut lines_read = 0u64;
+    let expected = width.unwrap_or(max_idx + 1);
+    'rows: while let Some((line, fields)) = next(&mut records, name)? {
+        lines_read += 1;
         if fields.len() != expected && (width.is_some() || fields.len() <= max_idx) {
             field_count_rows.push((line, fields.len(), expected));
             continue;
@@ -347,43 +573,118 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
         let ts = if is_missing(ts_cell) {
             None
         } else {
-            match parse_timestamp(ts_cell, &options.time_format, options.zone) {
+            match read_timestamp(ts_cell, options) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    bad_rows.push((line, format!("line {line}: timestamp: {}", e.0)));
+                    bad_rows.push((line, format!("line {line}: timestamp: {e}")));
                     continue;
                 }
             }
         };
-        let mut values = [None; 5];
-        let mut ok = true;
-        for k in 0..5 {
-            let cell = &fields[idx[k + 1]];
+        let mut values = [None; 6];
+        let mut decimals = [0u8; 6];
+        for k in 0..cells {
+            let cell = &fields[if k == 5 {
+                adj_idx.unwrap_or(0)
+            } else {
+                idx[k + 1]
+            }];
             if is_missing(cell) {
                 continue;
             }
-            let scale = if k == 4 { volume_scale } else { price_scale };
-            match fixed::parse_fixed(cell, scale) {
+            let is_volume = k == 4;
+            let plan = if is_volume { volume_plan } else { price_plan };
+            let parsed = grodt_core::fixed::parse_written(cell)
+                .map(|w| if is_volume { w } else { w.shifted(divisor_exp) })
+                .and_then(|w| match plan {
+                    ScalePlan::Fixed(s) => w.at_scale(s),
+                    ScalePlan::FromData => {
+                        let d = u8::try_from(w.decimals).unwrap_or(u8::MAX);
+                        decimals[k] = d;
+                        let seen = if is_volume {
+                            &mut volume_decimals
+                        } else {
+                            &mut price_decimals
+                        };
+                        *seen = (*seen).max(d.min(MAX_SCALE));
+                        Ok(w.mantissa)
+                    }
+                });
+            match parsed {
                 Ok(v) => values[k] = Some(v),
                 Err(e) => {
-                    let hint = if matches!(e, FixedError::ExcessPrecision { .. }) {
-                        " (raise the scale or use Scale::FromData)"
-                    } else {
-                        ""
-                    };
-                    bad_rows.push((
-                        line,
-                        format!("line {line}: {} {cell:?}: {e}{hint}", FIELD_NAMES[k]),
-                    ));
-                    ok = false;
-                    break;
+                    bad_rows.push(cell_error(line, k, cell, e));
+                    continue 'rows;
                 }
             }
         }
-        if ok {
-            rows.push(RawRow { line, ts, values });
+        let mut five = [None; 5];
+        five.copy_from_slice(&values[..5]);
+        rows.push(RawRow {
+            line,
+            ts,
+            values: five,
+        });
+        if adj_idx.is_some() {
+            adj.push(values[5]);
+        }
+        if any_from_data {
+            written.push(decimals);
         }
     }
+    let price_scale = match price_plan {
+        ScalePlan::Fixed(s) => s,
+        ScalePlan::FromData => price_decimals,
+    };
+    let volume_scale = match volume_plan {
+        ScalePlan::Fixed(s) => s,
+        ScalePlan::FromData => volume_decimals,
+    };
+    if any_from_data || adj_idx.is_some() {
+        // Mantissas to the scale now known, then the adjustment; a cell that no
+        // longer fits, or a row that cannot be adjusted, drops its row.
+        let mut kept = Vec::with_capacity(rows.len());
+        for (i, mut row) in rows.into_iter().enumerate() {
+            let mut cells6 = [None; 6];
+            cells6[..5].copy_from_slice(&row.values);
+            cells6[5] = adj.get(i).copied().flatten();
+            let fault = (|| {
+                for k in 0..cells {
+                    let (plan, scale) = if k == 4 {
+                        (volume_plan, volume_scale)
+                    } else {
+                        (price_plan, price_scale)
+                    };
+                    let (ScalePlan::FromData, Some(m)) = (plan, cells6[k]) else {
+                        continue;
+                    };
+                    let d = written[i][k];
+                    let w = grodt_core::fixed::WrittenDecimal {
+                        mantissa: m,
+                        decimals: usize::from(d),
+                    };
+                    cells6[k] = Some(w.at_scale(scale).map_err(|e| {
+                        let text = crate::fixed::format_fixed(m, d);
+                        cell_error(row.line, k, text.as_bytes(), e)
+                    })?);
+                }
+                if adj_idx.is_some() {
+                    adjust(&mut cells6, row.line)?;
+                }
+                Ok::<(), (u64, String)>(())
+            })();
+            match fault {
+                Err(f) => bad_rows.push(f),
+                Ok(()) => {
+                    row.values.copy_from_slice(&cells6[..5]);
+                    kept.push(row);
+                }
+            }
+        }
+        rows = kept;
+        bad_rows.sort_by_key(|r| r.0);
+    }
+    let mut findings = Vec::new();
     if !field_count_rows.is_empty() {
         let (l, got, exp) = field_count_rows[0];
         findings.push(Finding {
@@ -444,6 +745,142 @@ mod tests {
     }
 
     use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn lean_integer_prices_divide_exactly() {
+        // QuantConnect/Lean daily: no header, `yyyyMMdd HH:mm`, prices times 10,000.
+        let o = CsvOptions {
+            mapping: ColumnMapping {
+                timestamp: 0.into(),
+                open: 1.into(),
+                high: 2.into(),
+                low: 3.into(),
+                close: 4.into(),
+                volume: 5.into(),
+            },
+            has_header: false,
+            time_format: TimeFormat::Pattern("%Y%m%d %H:%M".into()),
+            price_divisor: 10_000,
+            ..CsvOptions::default()
+        };
+        let t = read_csv(&fixture("lean_spy_daily.csv"), &o).unwrap();
+        assert!(t.findings.is_empty(), "{:?}", t.findings);
+        assert_eq!(t.price_scale, 2);
+        // The same bars as the normalised SPY sample: 97.31, 97.53, 96.53, 97.36.
+        assert_eq!(
+            t.rows[0].values,
+            [
+                Some(9731),
+                Some(9753),
+                Some(9653),
+                Some(9736),
+                Some(2_150_000)
+            ]
+        );
+        assert_eq!(t.rows[0].ts, Some(883_699_200_000_000_000)); // 1998-01-02T00:00:00Z
+        let e = parse_csv(
+            b"1,2,3,4,5,6\n",
+            "t",
+            &CsvOptions {
+                price_divisor: 3,
+                ..o
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("price_divisor"), "{e}");
+    }
+
+    #[test]
+    fn yahoo_adjusted_close_raw_or_adjusted() {
+        let raw = read_csv(&fixture("yahoo_aapl_daily.csv"), &CsvOptions::default());
+        // The default mapping wants "timestamp": Yahoo's layout needs its own mapping.
+        assert!(raw.is_err());
+        let o = CsvOptions {
+            mapping: ColumnMapping {
+                timestamp: "Date".into(),
+                ..ColumnMapping::default()
+            },
+            ..CsvOptions::default()
+        };
+        let raw = read_csv(&fixture("yahoo_aapl_daily.csv"), &o).unwrap();
+        assert_eq!(raw.price_scale, 6);
+        assert_eq!(raw.rows[0].values[0], Some(504_000_000));
+        assert_eq!(raw.rows[0].values[4], Some(1000));
+        let adjusted = CsvOptions {
+            adjust_by: Some("Adj Close".into()),
+            ..o.clone()
+        };
+        let adj = read_csv(&fixture("yahoo_aapl_daily.csv"), &adjusted).unwrap();
+        assert!(adj.findings.is_empty(), "{:?}", adj.findings);
+        // Factor 125/500 = 0.25: prices times it, volume divided by it.
+        assert_eq!(
+            adj.rows[0].values,
+            [
+                Some(126_000_000),
+                Some(126_750_000),
+                Some(124_500_000),
+                Some(125_000_000),
+                Some(4000)
+            ]
+        );
+        // 127/508 = 0.25 again; a factor of 1 leaves the row as it was.
+        assert_eq!(adj.rows[1].values[3], Some(127_000_000));
+        assert_eq!(adj.rows[1].values[4], Some(8000));
+        assert_eq!(adj.rows[2].values, raw.rows[2].values);
+        // A row that cannot be adjusted is named.
+        let text = "Date,Open,High,Low,Close,Adj Close,Volume\n2020-08-27,1,1,1,0,1,5\n";
+        let t = parse_csv(text.as_bytes(), "y", &adjusted).unwrap();
+        let f = t
+            .findings
+            .iter()
+            .find(|f| f.code == FindingCode::Unparsable)
+            .unwrap();
+        assert!(f.message.contains("line 2: adj_close"), "{}", f.message);
+    }
+
+    #[test]
+    fn presets_read_the_real_layouts() {
+        let first = |p: &std::path::Path| -> Vec<String> {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .take(3)
+                .map(str::to_owned)
+                .collect()
+        };
+        let read = |preset: &str, path: std::path::PathBuf| {
+            let lines = first(&path);
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let o = preset.parse::<Preset>().unwrap().options(&refs);
+            read_csv(&path, &o).unwrap()
+        };
+        let lean = read("lean", fixture("lean_spy_daily.csv"));
+        assert!(lean.findings.is_empty(), "{:?}", lean.findings);
+        assert_eq!(lean.rows[1].values[3], Some(9775));
+        let yahoo = read("yahoo-adjusted", fixture("yahoo_aapl_daily.csv"));
+        assert_eq!(yahoo.rows[0].values[3], Some(125_000_000));
+        let cdd = read(
+            "cryptodatadownload",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../data/samples/coinbase_btcusd_1h_raw.csv"),
+        );
+        assert!(cdd.findings.is_empty(), "{:?}", cdd.findings.first());
+        assert_eq!(cdd.rows.len(), 20_111);
+        let binance = parse_csv(
+            b"1735689600000000,93576.00,93610.93,93537.50,93610.93,8.21827,1735689659999999,769094.06,1256,4.71,441267.02,0\n",
+            "b",
+            &Preset::Binance.options(&["1735689600000000,93576.00"]),
+        )
+        .unwrap();
+        assert_eq!(binance.rows[0].ts, Some(1_735_689_600_000_000_000));
+        assert!("morningstar".parse::<Preset>().is_err());
+    }
 
     #[test]
     fn detects_delimiters() {

@@ -1,11 +1,13 @@
 //! Timestamp formats and time zones of source files, converted to UTC nanoseconds.
 //!
-//! Zones are fixed offsets or the US daylight-saving rule (Eastern, Central):
-//! that covers the exchanges the project trades without pulling in the whole
-//! tz database (chrono-tz); add it if a source needs another named zone.
+//! Zones are fixed offsets, any IANA zone by name (chrono-tz's copy of the tz
+//! database, e.g. `Europe/London`, `Asia/Tokyo`), or the built-in US
+//! daylight-saving rule (Eastern, Central) kept for datasets recorded with it.
 
 use chrono::format::{Parsed, StrftimeItems, parse};
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc, Weekday,
+};
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds since the Unix epoch, UTC.
@@ -44,6 +46,49 @@ pub enum Zone {
     Fixed(i32),
     /// A US zone with daylight saving.
     Us(UsZone),
+    /// An IANA zone by name, with its whole history of offsets.
+    Named(chrono_tz::Tz),
+}
+
+impl std::str::FromStr for Zone {
+    type Err = TimeError;
+
+    /// `UTC`/`Z`/empty, a fixed offset `+05:30`/`-0400`, or any IANA zone name
+    /// (`America/New_York`, `Europe/Berlin`, ...).
+    fn from_str(name: &str) -> Result<Self, TimeError> {
+        let n = name.trim();
+        if n.is_empty() || n.eq_ignore_ascii_case("utc") || n == "Z" || n == "Etc/UTC" {
+            return Ok(Zone::UTC);
+        }
+        if let Some(off) = parse_offset(n) {
+            return Ok(Zone::Fixed(off));
+        }
+        n.parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| {
+            TimeError(format!(
+                "{n:?} is not UTC, an offset like +02:00 or an IANA time zone name (e.g. America/New_York)"
+            ))
+        })
+    }
+}
+
+/// `+HH:MM`, `-HHMM` or `+HH` east of UTC, in seconds.
+fn parse_offset(t: &str) -> Option<i32> {
+    let (sign, rest) = match t.as_bytes().first()? {
+        b'+' => (1, &t[1..]),
+        b'-' => (-1, &t[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if !(digits.len() == 2 || digits.len() == 4) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let h: i32 = digits[..2].parse().ok()?;
+    let m: i32 = if digits.len() == 4 {
+        digits[2..].parse().ok()?
+    } else {
+        0
+    };
+    (h <= 23 && m <= 59).then_some(sign * (h * 3600 + m * 60))
 }
 
 impl Zone {
@@ -53,6 +98,7 @@ impl Zone {
     pub fn offset_at_utc(self, utc: NaiveDateTime) -> i32 {
         match self {
             Zone::Fixed(s) => s,
+            Zone::Named(tz) => tz.offset_from_utc_datetime(&utc).fix().local_minus_utc(),
             Zone::Us(z) => {
                 let std = z.standard_offset();
                 let (start, end) = us_dst_bounds_utc(utc.year(), std);
@@ -70,6 +116,11 @@ impl Zone {
     pub fn local_to_utc(self, local: NaiveDateTime) -> Option<NaiveDateTime> {
         match self {
             Zone::Fixed(s) => Some(local - Duration::seconds(i64::from(s))),
+            // The earlier instant of an overlap, as for the US rule; none in a gap.
+            Zone::Named(tz) => tz
+                .from_local_datetime(&local)
+                .earliest()
+                .map(|t| t.naive_utc()),
             Zone::Us(z) => {
                 let std = z.standard_offset();
                 for off in [std + 3600, std] {
@@ -328,6 +379,52 @@ mod tests {
             parse_timestamp("1704150060000000000", &TimeFormat::EpochNanos, z),
             Ok(ns("2024-01-01T23:01:00Z"))
         );
+    }
+
+    #[test]
+    fn any_iana_zone_by_name() {
+        let f = TimeFormat::DateTimeMinutes;
+        let zone = |n: &str| n.parse::<Zone>().unwrap();
+        // London: GMT in January, BST (UTC+1) in July.
+        let london = zone("Europe/London");
+        assert_eq!(
+            parse_timestamp("2024-01-15 08:00", &f, london),
+            Ok(ns("2024-01-15T08:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2024-07-15 08:00", &f, london),
+            Ok(ns("2024-07-15T07:00:00Z"))
+        );
+        // Tokyo, no daylight saving; Sydney's summer is in January (UTC+11).
+        assert_eq!(
+            parse_timestamp("2024-07-15 09:00", &f, zone("Asia/Tokyo")),
+            Ok(ns("2024-07-15T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-15 10:00", &f, zone("Australia/Sydney")),
+            Ok(ns("2024-01-14T23:00:00Z"))
+        );
+        // New York by name agrees with the built-in US rule, before and after 2007.
+        let ny = zone("America/New_York");
+        for t in [
+            "2005-04-03 03:00",
+            "2005-10-30 00:30",
+            "2024-03-10 03:00",
+            "2024-11-03 01:30",
+        ] {
+            assert_eq!(
+                parse_timestamp(t, &f, ny),
+                parse_timestamp(t, &f, Zone::Us(UsZone::Eastern)),
+                "{t}"
+            );
+        }
+        // A local time skipped by the spring change does not exist.
+        assert!(parse_timestamp("2024-03-31 01:30", &f, london).is_err());
+        assert_eq!(zone("+05:30"), Zone::Fixed(19_800));
+        assert_eq!(zone("-0400"), Zone::Fixed(-14_400));
+        assert_eq!(zone("utc"), Zone::UTC);
+        let e = "Mars/Olympus".parse::<Zone>().unwrap_err();
+        assert!(e.0.contains("IANA"), "{}", e.0);
     }
 
     #[test]

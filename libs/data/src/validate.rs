@@ -45,6 +45,9 @@ pub enum FindingCode {
     NegativeVolume,
     /// Close-to-close log return beyond the robust z-score threshold (splits, bad ticks).
     ReturnOutlier,
+    /// Consecutive closes a power of ten apart (10x, 0.1x, 100x ...): most often a
+    /// price divisor or unit mix-up in the file, not a market move.
+    PriceScaleJump,
     /// Rows not in time order (sorted on import); `rows` are the lines breaking the file's order.
     Unsorted,
     DuplicateTimestamp,
@@ -460,6 +463,39 @@ pub fn validate(raw: RawTable, missing: MissingPolicy, opts: &ValidationOptions)
         ));
     }
 
+    // Plausibility: a close-to-close ratio within a factor 10^0.1 (about 1.26) of
+    // 10^k, k != 0, reads as a scaling slip (a missing price divisor, cents for
+    // dollars). Splits like 7:1 or 2:1 are not powers of ten and stay outliers.
+    let mut jumps = Vec::new();
+    let mut jump_text = Vec::new();
+    for &(line, ts, ret) in &returns {
+        let decades = ret / std::f64::consts::LN_10;
+        let k = decades.round();
+        if k != 0.0 && (decades - k).abs() <= 0.1 {
+            jumps.push(line);
+            if jump_text.len() < 10 {
+                jump_text.push(format!(
+                    "line {line} {} close x{:.3}",
+                    format_ns(ts),
+                    ret.exp()
+                ));
+            }
+        }
+    }
+    if !jumps.is_empty() {
+        findings.push(finding(
+            Layer::Outliers,
+            Severity::Warning,
+            FindingCode::PriceScaleJump,
+            format!(
+                "{} close(s) a power of ten away from the previous one (a price divisor or unit slip?): {}",
+                jumps.len(),
+                jump_text.join("; ")
+            ),
+            jumps,
+        ));
+    }
+
     // Temporal: duplicates, repeated blocks, zero volume, future.
     let mut dup_ts = Vec::new();
     for w in complete.windows(2) {
@@ -847,6 +883,27 @@ mod tests {
             v.report.finding(FindingCode::DuplicateBars).unwrap().rows,
             vec![2, 3, 4, 6, 7, 8]
         );
+    }
+
+    #[test]
+    fn power_of_ten_jumps_warn_and_splits_do_not() {
+        let mut text = String::from("timestamp,open,high,low,close,volume\n");
+        // 100 -> 10.2 (a tenth: warned), back to 101 (x10: warned),
+        // then a 7:1 split 101 -> 14.5 (not a power of ten: no warning).
+        for (i, c) in ["100", "100.5", "10.2", "101", "100", "14.5", "14.6"]
+            .iter()
+            .enumerate()
+        {
+            text.push_str(&format!(
+                "2024-01-{:02}T00:00:00Z,{c},{c},{c},{c},1\n",
+                i + 1
+            ));
+        }
+        let v = run(&text, MissingPolicy::Fail, &ValidationOptions::new(now()));
+        let f = v.report.finding(FindingCode::PriceScaleJump).unwrap();
+        assert_eq!(f.rows, vec![4, 5]);
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(f.message.contains("line 4"), "{}", f.message);
     }
 
     #[test]

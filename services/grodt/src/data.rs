@@ -64,6 +64,72 @@ pub struct ImportArgs {
     /// Stream the file to the server instead of passing its path.
     #[arg(long)]
     pub upload: bool,
+    /// A known layout fills the mapping, header, skipped lines, time format and
+    /// price divisor: lean, yahoo, yahoo-adjusted, cryptodatadownload, binance.
+    /// --mapping, --time-format and --timezone still override it.
+    #[arg(long)]
+    pub preset: Option<String>,
+}
+
+fn proto_column(c: &grodt_data::import::ColumnRef) -> v1::ColumnRef {
+    use grodt_data::import::ColumnRef as C;
+    v1::ColumnRef {
+        column: Some(match c {
+            C::Name(n) => v1::column_ref::Column::Name(n.clone()),
+            C::Index(i) => v1::column_ref::Column::Index(u32::try_from(*i).unwrap_or(u32::MAX)),
+        }),
+    }
+}
+
+/// The wire options of a preset (grodt-data's layouts), read against the
+/// file's first lines.
+fn preset_csv(name: &str, file: &Path) -> Result<v1::CsvOptions, DataCliError> {
+    use grodt_data::import::{Delimiter, Preset};
+    use grodt_data::time::TimeFormat as T;
+    use v1::TimestampFormat as F;
+    let usage = |reason: String| DataCliError::Usage {
+        arg: "--preset",
+        reason,
+    };
+    let preset: Preset = name
+        .parse()
+        .map_err(|e: grodt_data::DataError| usage(e.to_string()))?;
+    let text = std::fs::read(file).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+    let head = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
+    let lines: Vec<&str> = head.lines().take(3).collect();
+    let o = preset.options(&lines);
+    let m = &o.mapping;
+    let (fmt, pattern) = match &o.time_format {
+        T::Iso8601 => (F::Iso8601, String::new()),
+        T::DateTimeMinutes => (F::YmdHm, String::new()),
+        T::UsDate => (F::Mdy, String::new()),
+        T::Pattern(p) => (F::Custom, p.clone()),
+        T::EpochSeconds => (F::EpochSeconds, String::new()),
+        T::EpochMillis => (F::EpochMillis, String::new()),
+        T::EpochMicros => (F::EpochMicros, String::new()),
+        T::EpochNanos => (F::EpochNanos, String::new()),
+    };
+    Ok(v1::CsvOptions {
+        mapping: Some(v1::ColumnMapping {
+            timestamp: Some(proto_column(&m.timestamp)),
+            open: Some(proto_column(&m.open)),
+            high: Some(proto_column(&m.high)),
+            low: Some(proto_column(&m.low)),
+            close: Some(proto_column(&m.close)),
+            volume: Some(proto_column(&m.volume)),
+        }),
+        delimiter: match o.delimiter {
+            Delimiter::Char(c) => char::from(c).to_string(),
+            Delimiter::Auto => String::new(),
+        },
+        has_header: o.has_header,
+        skip_lines: u32::try_from(o.skip_lines).unwrap_or(u32::MAX),
+        timestamp_format: fmt as i32,
+        timestamp_pattern: pattern,
+        price_divisor: o.price_divisor,
+        adjust_by: o.adjust_by.as_ref().map(proto_column),
+        ..Default::default()
+    })
 }
 
 async fn client(addr: &str) -> Result<MarketDataServiceClient<Channel>, DataCliError> {
@@ -250,6 +316,33 @@ pub fn import_spec(args: &ImportArgs) -> Result<v1::ImportSpec, DataCliError> {
         reason: format!("{tf_label:?} is not one of 1m 5m 15m 30m 1h 4h 1d 1w 1M"),
     })?;
     let (fmt, pattern) = time_format(args.time_format.as_deref());
+    let csv = match &args.preset {
+        Some(p) => {
+            let mut csv = preset_csv(p, &args.file)?;
+            if args.mapping.is_some() {
+                csv.mapping = Some(parse_mapping(args.mapping.as_deref())?);
+            }
+            if args.time_format.is_some() {
+                (csv.timestamp_format, csv.timestamp_pattern) = (fmt as i32, pattern);
+            }
+            csv.source_timezone = args.timezone.clone().unwrap_or_default();
+            csv
+        }
+        None => v1::CsvOptions {
+            mapping: Some(parse_mapping(args.mapping.as_deref())?),
+            delimiter: match args.delimiter.as_deref() {
+                Some("tab" | "\\t") => "\t".into(),
+                Some(d) => d.to_owned(),
+                None => String::new(),
+            },
+            has_header: !args.no_header,
+            skip_lines: args.skip_lines,
+            timestamp_format: fmt as i32,
+            timestamp_pattern: pattern,
+            source_timezone: args.timezone.clone().unwrap_or_default(),
+            ..Default::default()
+        },
+    };
     Ok(v1::ImportSpec {
         instrument: Some(v1::Instrument {
             symbol,
@@ -264,20 +357,7 @@ pub fn import_spec(args: &ImportArgs) -> Result<v1::ImportSpec, DataCliError> {
         timeframe: tf as i32,
         source: args.source.clone(),
         dataset_name: String::new(),
-        csv: Some(v1::CsvOptions {
-            mapping: Some(parse_mapping(args.mapping.as_deref())?),
-            delimiter: match args.delimiter.as_deref() {
-                Some("tab" | "\\t") => "\t".into(),
-                Some(d) => d.to_owned(),
-                None => String::new(),
-            },
-            has_header: !args.no_header,
-            skip_lines: args.skip_lines,
-            timestamp_format: fmt as i32,
-            timestamp_pattern: pattern,
-            source_timezone: args.timezone.clone().unwrap_or_default(),
-            ..Default::default()
-        }),
+        csv: Some(csv),
         idempotent: false,
     })
 }
@@ -551,6 +631,23 @@ pub async fn fetch(addr: &str, args: &FetchArgs) -> Result<String, DataCliError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presets_fill_the_wire_options() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../libs/data/tests/fixtures");
+        let lean = preset_csv("lean", &fixtures.join("lean_spy_daily.csv")).expect("lean");
+        assert_eq!(lean.price_divisor, 10_000);
+        assert!(!lean.has_header);
+        assert_eq!(lean.timestamp_pattern, "%Y%m%d %H:%M");
+        let yahoo =
+            preset_csv("yahoo-adjusted", &fixtures.join("yahoo_aapl_daily.csv")).expect("yahoo");
+        assert_eq!(
+            yahoo.adjust_by.and_then(|c| c.column),
+            Some(v1::column_ref::Column::Name("Adj Close".into()))
+        );
+        let e = preset_csv("stooq", &fixtures.join("lean_spy_daily.csv")).unwrap_err();
+        assert!(e.to_string().starts_with("--preset:"), "{e}");
+    }
 
     #[test]
     fn mapping_defaults_to_own_names_and_takes_overrides() {

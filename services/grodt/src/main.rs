@@ -126,7 +126,7 @@ enum RegimesCommand {
 #[derive(Subcommand)]
 enum DataCommand {
     /// Import a CSV file (a path the server can read, or --upload it).
-    Import(grodt::data::ImportArgs),
+    Import(Box<grodt::data::ImportArgs>),
     /// List datasets, newest first.
     Ls,
     /// One dataset with its quality report.

@@ -289,6 +289,7 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
             "equity".into()
         },
         upload: false,
+        preset: None,
     };
     let spec = import_spec(&import).map_err(|e| PaperCliError::Usage {
         arg: "--data",
@@ -511,6 +512,7 @@ async fn replay(
             "equity".into()
         },
         upload: false,
+        preset: None,
     };
     let spec = import_spec(&import).map_err(|e| PaperCliError::Local(e.to_string()))?;
     let imported = market

@@ -132,16 +132,16 @@ fn mapping(field: &str, m: Option<v1::ColumnMapping>) -> Result<ColumnMapping, M
     })
 }
 
-/// A zone name the catalog can convert from.
+/// A zone the catalog can convert from: UTC, a fixed offset (`+02:00`) or any
+/// IANA name (chrono-tz). The two US names keep the built-in rule that earlier
+/// datasets were imported with (it agrees with the tz database since 1987).
 pub fn zone(field: &str, name: &str) -> Result<Zone, MdError> {
     match name {
-        "" | "UTC" | "Etc/UTC" | "Z" => Ok(Zone::UTC),
         "America/New_York" | "US/Eastern" => Ok(Zone::Us(UsZone::Eastern)),
         "America/Chicago" | "US/Central" => Ok(Zone::Us(UsZone::Central)),
-        other => Err(invalid(
-            field,
-            format!("{other:?} is not supported (UTC, America/New_York, America/Chicago)"),
-        )),
+        other => other
+            .parse()
+            .map_err(|e: grodt_data::time::TimeError| invalid(field, e.0)),
     }
 }
 
@@ -213,7 +213,20 @@ pub fn import_spec(field: &str, spec: Option<v1::ImportSpec>) -> Result<ImportSp
         missing_data,
         outlier_z_threshold,
         calendar,
+        price_divisor,
+        adjust_by,
     } = csv.ok_or_else(|| invalid(&csv_field, "required"))?;
+    let price_divisor = price_divisor.max(1);
+    if !(0..=18u32).any(|e| 10u64.checked_pow(e) == Some(price_divisor)) {
+        return Err(invalid(
+            &format!("{csv_field}.price_divisor"),
+            format!("{price_divisor} is not a power of ten (1, 10, 100, ...)"),
+        ));
+    }
+    let adjust_by = match adjust_by {
+        None => None,
+        Some(c) => Some(column(&format!("{csv_field}.adjust_by"), Some(c))?),
+    };
     let mapping = mapping(&format!("{csv_field}.mapping"), map)?;
     let delimiter = match delimiter.as_str() {
         "" => Delimiter::Auto,
@@ -334,6 +347,8 @@ pub fn import_spec(field: &str, spec: Option<v1::ImportSpec>) -> Result<ImportSp
             price_scale: Scale::FromData,
             volume_scale: Scale::FromData,
             missing,
+            price_divisor,
+            adjust_by,
         },
         outlier_z,
         calendar,
@@ -355,6 +370,7 @@ pub fn check_id(code: FindingCode) -> &'static str {
         FindingCode::LowAbove => "ohlc.low_above",
         FindingCode::NegativeVolume => "ohlc.negative_volume",
         FindingCode::ReturnOutlier => "outlier.return_z",
+        FindingCode::PriceScaleJump => "outlier.price_scale_jump",
         FindingCode::Unsorted => "temporal.unsorted",
         FindingCode::DuplicateTimestamp => "temporal.duplicate_timestamp",
         FindingCode::DuplicateBars => "temporal.duplicate_row",
