@@ -19,6 +19,7 @@ const EXPECTED: [(&str, &[Rpc]); 7] = [
             ("StartReplay", false, false),
             ("StopReplay", false, false),
             ("GetCacheStats", false, false),
+            ("FetchBars", false, true),
         ],
     ),
     (
