@@ -196,6 +196,10 @@ pub struct SweepConfig {
     pub fraction: Decimal,
     /// Periods per year, risk-free and required return of the metrics.
     pub metrics: MetricsConfig,
+    /// Book cash in integers where the settings allow (no commission, fraction
+    /// 1, margin 1): the same exact results, faster fills. `false` forces the
+    /// `Decimal` book everywhere (the parity tests run both).
+    pub integer_book: bool,
 }
 
 impl Default for SweepConfig {
@@ -204,6 +208,7 @@ impl Default for SweepConfig {
             backtest: BacktestConfig::default(),
             fraction: Decimal::ONE,
             metrics: MetricsConfig::default(),
+            integer_book: true,
         }
     }
 }
@@ -298,6 +303,8 @@ pub struct Trace {
 
 /// Receives what a lane does; the sweep's recorder does nothing.
 trait Recorder {
+    /// Whether the recorder keeps anything (the batch skips building what it would drop).
+    const RECORDS: bool = true;
     fn fill(&mut self, fill: SweepFill, entry: Option<&SweepFill>, pnl: Option<Decimal>);
     fn rejected(&mut self, ts: i64, side: Side);
     fn equity(&mut self, e: f64);
@@ -306,6 +313,7 @@ trait Recorder {
 struct NoRecord;
 
 impl Recorder for NoRecord {
+    const RECORDS: bool = false;
     #[inline(always)]
     fn fill(&mut self, _: SweepFill, _: Option<&SweepFill>, _: Option<Decimal>) {}
     #[inline(always)]
@@ -498,6 +506,81 @@ struct Ctx<'a, P> {
     prefix: &'a [P],
     costs: &'a Costs,
     size_scale: f64,
+    /// The integer cash book, when the settings allow it (see [`IntBook::of`]).
+    int: Option<IntBook>,
+    /// The starting cash in the integer book's units.
+    int_start: i128,
+}
+
+/// Cash as an `i128` count of `10^-scale` units, `scale` the notional's
+/// (price plus size precision): every amount the ledger books without a
+/// commission is such a count, so the integer sum is the ledger's exact
+/// `Decimal` sum (kept below `10^27`, far inside `Decimal`'s 96 bits, so the
+/// ledger never rounds either), at a fraction of the cost per fill.
+#[derive(Clone, Copy, Debug)]
+struct IntBook {
+    scale: u32,
+    /// `10^scale` as f64, for the mark to market.
+    unit: f64,
+    /// Equity below this sizes exactly by integer division (`size_exact`'s bound).
+    exact_size_below: i128,
+}
+
+/// Counts beyond this leave the integer book (an error: no run gets there).
+const INT_BOUND: i128 = 1_000_000_000_000_000_000_000_000_000;
+
+impl IntBook {
+    /// Available with no commission (fees are rounded Decimals), fraction 1,
+    /// margin 1 (or not enforced) and a starting cash on the notional's scale.
+    fn of(costs: &Costs, inst: &Instrument, cash: Decimal) -> Option<(Self, i128)> {
+        let scale = u32::from(inst.price_precision) + u32::from(inst.size_precision);
+        if costs.commission.is_some()
+            || costs.fraction != Decimal::ONE
+            || (costs.enforce_margin && inst.margin.initial != Decimal::ONE)
+            || cash.scale() > scale
+            || scale > 18
+        {
+            return None;
+        }
+        let start = cash
+            .mantissa()
+            .checked_mul(10i128.pow(scale - cash.scale()))?;
+        if start.abs() >= INT_BOUND {
+            return None;
+        }
+        Some((
+            Self {
+                scale,
+                unit: grodt_core::rounding::pow10_f64(u8::try_from(scale).ok()?),
+                exact_size_below: 10i128.pow(26) / 10i128.pow(scale),
+            },
+            start,
+        ))
+    }
+
+    fn decimal(&self, raw: i128) -> Result<Decimal, SweepError> {
+        Decimal::try_from_i128_with_scale(raw, self.scale).map_err(|_| {
+            SweepError::Core(CoreError::Overflow {
+                what: "sweep cash",
+            })
+        })
+    }
+
+    #[allow(clippy::cast_precision_loss, reason = "f64 statistics only")]
+    fn to_f64(&self, raw: i128) -> f64 {
+        raw as f64 / self.unit
+    }
+}
+
+/// `qty_raw * price_raw * multiplier`, the notional's count, checked against the bound.
+fn int_value(inst: &Instrument, qty_raw: i64, price_raw: i64) -> Result<i128, SweepError> {
+    let v = i128::from(qty_raw) * i128::from(price_raw) * i128::from(inst.multiplier);
+    if v.abs() >= INT_BOUND {
+        return Err(SweepError::Core(CoreError::Overflow {
+            what: "sweep notional",
+        }));
+    }
+    Ok(v)
 }
 
 const NONE: i8 = 2;
@@ -528,6 +611,9 @@ struct Lane<P> {
     params: SmaParams,
     cash: Decimal,
     trade_cash: Decimal,
+    /// The integer book's cash and cash at the trade's entry (see [`IntBook`]).
+    cash_i: i128,
+    trade_cash_i: i128,
     entry: Option<SweepFill>,
     fills: u32,
     closed: u32,
@@ -539,7 +625,7 @@ struct Lane<P> {
 }
 
 impl<P: Int> Lane<P> {
-    fn new(params: SmaParams, cash: Decimal) -> Self {
+    fn new(params: SmaParams, cash: Decimal, cash_i: i128) -> Self {
         let e = to_f64(cash);
         Self {
             fast: params.fast as usize,
@@ -562,6 +648,8 @@ impl<P: Int> Lane<P> {
             params,
             cash,
             trade_cash: cash,
+            cash_i,
+            trade_cash_i: cash_i,
             entry: None,
             fills: 0,
             closed: 0,
@@ -677,7 +765,10 @@ impl<P: Int> Lane<P> {
         {
             self.q_f = self.pos as f64 / cx.size_scale * inst.multiplier as f64;
         }
-        self.cash_f = to_f64(self.cash);
+        self.cash_f = match &cx.int {
+            Some(b) => b.to_f64(self.cash_i),
+            None => to_f64(self.cash),
+        };
         Ok(())
     }
 
@@ -694,18 +785,22 @@ impl<P: Int> Lane<P> {
         let price_raw = cx.costs.price(inst, side, cx.series.open[t], qty_raw);
         let qty = Quantity::from_raw(qty_raw, inst.size_precision)?;
         let price = Price::from_raw(price_raw, inst.price_precision)?;
-        let n = notional(qty, price, inst.multiplier)?;
-        let fee = cx.costs.fee(side, qty, price, n, ts);
-        self.book(side, n, fee);
+        let (fee, pnl) = if let Some(b) = &cx.int {
+            let n = int_value(inst, qty_raw, price_raw)?;
+            self.book_int(side, n)?;
+            let pnl = self.cash_i - self.trade_cash_i;
+            self.trade_stats(pnl.signum(), b.to_f64(pnl));
+            (Decimal::ZERO, if R::RECORDS { b.decimal(pnl)? } else { Decimal::ZERO })
+        } else {
+            let n = notional(qty, price, inst.multiplier)?;
+            let fee = cx.costs.fee(side, qty, price, n, ts);
+            self.book(side, n, fee);
+            let pnl = self.cash - self.trade_cash;
+            let sign = if pnl > Decimal::ZERO { 1 } else { -i128::from(pnl < Decimal::ZERO) };
+            self.trade_stats(sign, to_f64(pnl));
+            (fee, pnl)
+        };
         self.pos = 0;
-        let pnl = self.cash - self.trade_cash;
-        self.closed += 1;
-        if pnl > Decimal::ZERO {
-            self.wins += 1;
-            self.gross_profit += to_f64(pnl);
-        } else if pnl < Decimal::ZERO {
-            self.gross_loss += to_f64(pnl);
-        }
         let entry = self.entry.take();
         rec.fill(
             SweepFill {
@@ -721,6 +816,98 @@ impl<P: Int> Lane<P> {
         Ok(())
     }
 
+    fn trade_stats(&mut self, sign: i128, pnl: f64) {
+        self.closed += 1;
+        if sign > 0 {
+            self.wins += 1;
+            self.gross_profit += pnl;
+        } else if sign < 0 {
+            self.gross_loss += pnl;
+        }
+    }
+
+    /// [`Self::enter`] on the integer book: the same sizing, refusals and booking.
+    fn enter_int<R: Recorder>(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        b: IntBook,
+        t: usize,
+        side: Side,
+        rec: &mut R,
+    ) -> Result<(), SweepError> {
+        let inst = &cx.series.inst;
+        let costs = cx.costs;
+        let ts = cx.series.ts[t];
+        let open = cx.series.open[t];
+        let px = costs.price(inst, side, open, 0);
+        let equity = self.cash_i + int_value(inst, self.pos, px)?;
+        if px <= 0 || equity <= 0 {
+            return self.refuse(ts, side, rec);
+        }
+        let target_raw = if equity < b.exact_size_below {
+            // floor(equity / price) in size units, to the step (as `size_exact`).
+            let units = equity / i128::from(px);
+            let step = i128::from(inst.size_step.raw());
+            i64::try_from(units - units % step).map_err(|_| {
+                SweepError::Core(CoreError::Overflow {
+                    what: "sweep size",
+                })
+            })?
+        } else {
+            let price = Price::from_raw(px, inst.price_precision)?.to_decimal();
+            match round_quantity(inst, b.decimal(equity)? / price, RoundingMode::TowardZero) {
+                Ok(q) => q.raw(),
+                Err(_) => return self.refuse(ts, side, rec),
+            }
+        };
+        if target_raw <= 0 || target_raw < inst.min_quantity.raw() {
+            return self.refuse(ts, side, rec);
+        }
+        let qty_raw = target_raw;
+        let price_raw = costs.price(inst, side, open, qty_raw);
+        let sign = if side == Side::Buy { 1 } else { -1 };
+        let new_pos = self.pos + sign * qty_raw;
+        if new_pos < 0 && !inst.borrow.shortable {
+            return self.refuse(ts, side, rec);
+        }
+        let n = int_value(inst, qty_raw, price_raw)?;
+        if costs.enforce_margin && new_pos.abs() > self.pos.abs() {
+            // Margin 1 (IntBook::of): the position's value within the equity.
+            let equity = self.cash_i + int_value(inst, self.pos, price_raw)?;
+            let required = int_value(inst, new_pos, price_raw)?.abs();
+            if required > equity {
+                return self.refuse(ts, side, rec);
+            }
+        }
+        self.trade_cash_i = self.cash_i;
+        self.book_int(side, n)?;
+        self.pos = new_pos;
+        let fill = SweepFill {
+            ts,
+            side,
+            qty: Quantity::from_raw(qty_raw, inst.size_precision)?,
+            price: Price::from_raw(price_raw, inst.price_precision)?,
+            commission: Decimal::ZERO,
+        };
+        self.entry = Some(fill.clone());
+        rec.fill(fill, None, None);
+        Ok(())
+    }
+
+    fn book_int(&mut self, side: Side, n: i128) -> Result<(), SweepError> {
+        match side {
+            Side::Buy => self.cash_i -= n,
+            Side::Sell => self.cash_i += n,
+        }
+        self.fills += 1;
+        if self.cash_i.abs() >= INT_BOUND {
+            return Err(SweepError::Core(CoreError::Overflow {
+                what: "sweep cash",
+            }));
+        }
+        Ok(())
+    }
+
     fn enter<R: Recorder>(
         &mut self,
         cx: &Ctx<'_, P>,
@@ -728,6 +915,9 @@ impl<P: Int> Lane<P> {
         side: Side,
         rec: &mut R,
     ) -> Result<(), SweepError> {
+        if let Some(b) = cx.int {
+            return self.enter_int(cx, b, t, side, rec);
+        }
         let inst = &cx.series.inst;
         let costs = cx.costs;
         let ts = cx.series.ts[t];
@@ -801,9 +991,19 @@ impl<P: Int> Lane<P> {
         Ok(())
     }
 
-    fn finish(&self, series: &Series, config: &MetricsConfig) -> Result<SmaOutcome, SweepError> {
+    fn finish(
+        &self,
+        series: &Series,
+        int: Option<IntBook>,
+        config: &MetricsConfig,
+    ) -> Result<SmaOutcome, SweepError> {
         let last = series.close.last().copied().unwrap_or(0);
-        let final_equity = self.cash + value(&series.inst, self.pos, last)?;
+        let final_equity = match int {
+            Some(b) => b
+                .decimal(self.cash_i + int_value(&series.inst, self.pos, last)?)?
+                .normalize(),
+            None => self.cash + value(&series.inst, self.pos, last)?,
+        };
         #[allow(clippy::cast_precision_loss, reason = "counts of periods")]
         let n = series.len().saturating_sub(1) as f64;
         let p = config.periods_per_year;
@@ -907,7 +1107,8 @@ fn run_group<P: Int>(
 ) -> Result<Vec<SmaOutcome>, SweepError> {
     let cash = config.backtest.starting_cash;
     let req = config.metrics.required_return;
-    let mut lanes: Vec<Lane<P>> = sets.iter().map(|&s| Lane::new(s, cash)).collect();
+    let cash_i = cx.int_start;
+    let mut lanes: Vec<Lane<P>> = sets.iter().map(|&s| Lane::new(s, cash, cash_i)).collect();
     let n = cx.series.len();
     let mut t0 = 0;
     while t0 < n {
@@ -919,7 +1120,7 @@ fn run_group<P: Int>(
     }
     lanes
         .iter()
-        .map(|l| l.finish(cx.series, &config.metrics))
+        .map(|l| l.finish(cx.series, cx.int, &config.metrics))
         .collect()
 }
 
@@ -932,6 +1133,11 @@ fn with_prefix<T>(
 ) -> Result<T, SweepError> {
     let costs = Costs::of(config, &series.inst)?;
     let size_scale = grodt_core::rounding::pow10_f64(series.inst.size_precision);
+    let (int, int_start) = match IntBook::of(&costs, &series.inst, config.backtest.starting_cash)
+    {
+        Some((b, start)) if config.integer_book => (Some(b), start),
+        _ => (None, 0),
+    };
     let bound = 1i128 << 62;
     let last = series.prefix.last().copied().unwrap_or(0).abs();
     let max_prefix = series
@@ -954,6 +1160,8 @@ fn with_prefix<T>(
             prefix: &prefix,
             costs: &costs,
             size_scale,
+            int,
+            int_start,
         })
     } else {
         i128_path(&Ctx {
@@ -961,6 +1169,8 @@ fn with_prefix<T>(
             prefix: &series.prefix,
             costs: &costs,
             size_scale,
+            int,
+            int_start,
         })
     }
 }
@@ -1015,7 +1225,7 @@ pub fn trace_sma(
         params: SmaParams,
         config: &SweepConfig,
     ) -> Result<(SmaOutcome, Trace), SweepError> {
-        let mut lane = Lane::<P>::new(params, config.backtest.starting_cash);
+        let mut lane = Lane::<P>::new(params, config.backtest.starting_cash, cx.int_start);
         let mut trace = Trace::default();
         let n = cx.series.len();
         let mut t0 = 0;
@@ -1024,7 +1234,7 @@ pub fn trace_sma(
             lane.run(cx, t0, t1, config.metrics.required_return, &mut trace)?;
             t0 = t1;
         }
-        Ok((lane.finish(cx.series, &config.metrics)?, trace))
+        Ok((lane.finish(cx.series, cx.int, &config.metrics)?, trace))
     }
     check_sets(&[params])?;
     with_prefix(
