@@ -99,7 +99,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             writeln!(
                 w,
                 "{},{},{},{},{}",
-                o.params.fast, o.params.slow, o.final_equity, o.trades, o.fills
+                o.params.fast,
+                o.params.slow,
+                o.final_equity.normalize(),
+                o.trades,
+                o.fills
             )?;
         }
     }

@@ -27,6 +27,30 @@
 //! Supported settings (others are refused, naming the field): next-open fills,
 //! no participation cap, no latency, slippage none or fixed bps, commission none
 //! or a percentage, zero borrow and financing rates.
+//!
+//! # Entry point for the optimizer and workers
+//!
+//! [`sweep`] takes what a study holds: a registry strategy name, parameter
+//! sets as `name -> text` maps (parsed and checked by
+//! `grodt_strategies::registry::parse`, defaults filled in), the engine's
+//! `BacktestConfig` and the metrics settings; it returns one [`Outcome`] per
+//! set in order. [`supports`] (and [`check`], with the reason) says beforehand
+//! whether a strategy and config can be swept, so a caller sends the others to
+//! the event engine:
+//!
+//! ```no_run
+//! # use std::collections::BTreeMap;
+//! # fn demo(series: &grodt_sweep::Series) -> Result<(), grodt_sweep::SweepError> {
+//! let config = grodt_sim::BacktestConfig::default();
+//! assert!(grodt_sweep::supports("sma_cross", &config));
+//! let sets: Vec<BTreeMap<String, String>> = (5..=50)
+//!     .map(|f| BTreeMap::from([("fast".into(), f.to_string()), ("slow".into(), "100".into())]))
+//!     .collect();
+//! let metrics = grodt_analytics::MetricsConfig::default();
+//! let out = grodt_sweep::sweep("sma_cross", series, &sets, &config, &metrics, grodt_sweep::Threads::All)?;
+//! assert_eq!(out.len(), sets.len());
+//! # Ok(()) }
+//! ```
 
 use std::ops::{Mul, Sub};
 
@@ -39,6 +63,9 @@ use grodt_sim::models::{
 };
 use grodt_sim::{BacktestConfig, CommissionSpec, FillTiming, LatencySpec, SlippageSpec};
 use rayon::prelude::*;
+
+mod api;
+pub use api::{Outcome, STRATEGIES, check, supports, sweep, sweep_with_progress};
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
@@ -559,15 +586,12 @@ impl IntBook {
     }
 
     fn decimal(&self, raw: i128) -> Result<Decimal, SweepError> {
-        Decimal::try_from_i128_with_scale(raw, self.scale).map_err(|_| {
-            SweepError::Core(CoreError::Overflow {
-                what: "sweep cash",
-            })
-        })
+        Decimal::try_from_i128_with_scale(raw, self.scale)
+            .map_err(|_| SweepError::Core(CoreError::Overflow { what: "sweep cash" }))
     }
 
     #[allow(clippy::cast_precision_loss, reason = "f64 statistics only")]
-    fn to_f64(&self, raw: i128) -> f64 {
+    fn as_f64(self, raw: i128) -> f64 {
         raw as f64 / self.unit
     }
 }
@@ -671,7 +695,7 @@ impl<P: Int> Lane<P> {
         req: f64,
         rec: &mut R,
     ) -> Result<(), SweepError> {
-        let close_f = &cx.series.close_f[t0..t1];
+        let close_f = &cx.series.close_f;
         let p = cx.prefix;
         let zero = P::default();
         let (fast, slow, fast_k, slow_k) = (self.fast, self.slow, self.fast_k, self.slow_k);
@@ -681,14 +705,51 @@ impl<P: Int> Lane<P> {
         let (mut cash_f, mut q_f, mut eprev) = (self.cash_f, self.q_f, self.eprev);
         let (mut s1, mut s2, mut s3) = (self.s1, self.s2, self.s3);
         let (mut peak, mut mdd, mut flat) = (self.peak, self.mdd, self.flat);
-        for (j, &c) in close_f.iter().enumerate() {
-            let t = t0 + j;
+        // The crossover at bar t's close (backtrader's CrossOver on the exact
+        // difference `sum_fast * slow - sum_slow * fast`), and the order it sends.
+        let signal = |t: usize, last: &mut i8, pending: &mut i8, pos: i64| {
+            if t + 1 >= slow {
+                let hi = p[t + 1];
+                let d = (hi - p[t + 1 - fast]) * slow_k - (hi - p[t + 1 - slow]) * fast_k;
+                let sd = i8::from(d > zero) - i8::from(d < zero);
+                let prev = *last;
+                if sd != 0 || prev == NONE {
+                    *last = sd;
+                }
+                if sd != 0 && sd == -prev {
+                    let act = if sd > 0 {
+                        pos <= 0
+                    } else {
+                        pos > 0 || (long_short && pos >= 0)
+                    };
+                    if act {
+                        *pending = sd;
+                    }
+                }
+            }
+        };
+        let mut t = t0;
+        while t < t1 {
             if pending != 0 {
                 self.pending = pending;
                 self.fill(cx, t, rec)?;
                 pending = 0;
                 (pos, cash_f, q_f) = (self.pos, self.cash_f, self.q_f);
+            } else if pos == 0 && eprev == cash_f {
+                // Flat since the last bar: the equity stays the cash, every bar a
+                // zero return; only the signal is left to decide, up to the next order.
+                while t < t1 {
+                    rec.equity(cash_f);
+                    flat += 1;
+                    signal(t, &mut last, &mut pending, pos);
+                    t += 1;
+                    if pending != 0 {
+                        break;
+                    }
+                }
+                continue;
             }
+            let c = close_f[t];
             let e = cash_f + q_f * c;
             rec.equity(e);
             if e == eprev {
@@ -711,25 +772,8 @@ impl<P: Int> Lane<P> {
                     }
                 }
             }
-            if t + 1 >= slow {
-                let hi = p[t + 1];
-                let d = (hi - p[t + 1 - fast]) * slow_k - (hi - p[t + 1 - slow]) * fast_k;
-                let sd = i8::from(d > zero) - i8::from(d < zero);
-                let prev = last;
-                if sd != 0 || prev == NONE {
-                    last = sd;
-                }
-                if sd != 0 && sd == -prev {
-                    let act = if sd > 0 {
-                        pos <= 0
-                    } else {
-                        pos > 0 || (long_short && pos >= 0)
-                    };
-                    if act {
-                        pending = sd;
-                    }
-                }
-            }
+            signal(t, &mut last, &mut pending, pos);
+            t += 1;
         }
         (self.last, self.pending, self.pos) = (last, pending, pos);
         (self.cash_f, self.q_f, self.eprev) = (cash_f, q_f, eprev);
@@ -766,7 +810,7 @@ impl<P: Int> Lane<P> {
             self.q_f = self.pos as f64 / cx.size_scale * inst.multiplier as f64;
         }
         self.cash_f = match &cx.int {
-            Some(b) => b.to_f64(self.cash_i),
+            Some(b) => b.as_f64(self.cash_i),
             None => to_f64(self.cash),
         };
         Ok(())
@@ -789,14 +833,25 @@ impl<P: Int> Lane<P> {
             let n = int_value(inst, qty_raw, price_raw)?;
             self.book_int(side, n)?;
             let pnl = self.cash_i - self.trade_cash_i;
-            self.trade_stats(pnl.signum(), b.to_f64(pnl));
-            (Decimal::ZERO, if R::RECORDS { b.decimal(pnl)? } else { Decimal::ZERO })
+            self.trade_stats(pnl.signum(), b.as_f64(pnl));
+            (
+                Decimal::ZERO,
+                if R::RECORDS {
+                    b.decimal(pnl)?
+                } else {
+                    Decimal::ZERO
+                },
+            )
         } else {
             let n = notional(qty, price, inst.multiplier)?;
             let fee = cx.costs.fee(side, qty, price, n, ts);
             self.book(side, n, fee);
             let pnl = self.cash - self.trade_cash;
-            let sign = if pnl > Decimal::ZERO { 1 } else { -i128::from(pnl < Decimal::ZERO) };
+            let sign = if pnl > Decimal::ZERO {
+                1
+            } else {
+                -i128::from(pnl < Decimal::ZERO)
+            };
             self.trade_stats(sign, to_f64(pnl));
             (fee, pnl)
         };
@@ -848,11 +903,8 @@ impl<P: Int> Lane<P> {
             // floor(equity / price) in size units, to the step (as `size_exact`).
             let units = equity / i128::from(px);
             let step = i128::from(inst.size_step.raw());
-            i64::try_from(units - units % step).map_err(|_| {
-                SweepError::Core(CoreError::Overflow {
-                    what: "sweep size",
-                })
-            })?
+            i64::try_from(units - units % step)
+                .map_err(|_| SweepError::Core(CoreError::Overflow { what: "sweep size" }))?
         } else {
             let price = Price::from_raw(px, inst.price_precision)?.to_decimal();
             match round_quantity(inst, b.decimal(equity)? / price, RoundingMode::TowardZero) {
@@ -901,9 +953,7 @@ impl<P: Int> Lane<P> {
         }
         self.fills += 1;
         if self.cash_i.abs() >= INT_BOUND {
-            return Err(SweepError::Core(CoreError::Overflow {
-                what: "sweep cash",
-            }));
+            return Err(SweepError::Core(CoreError::Overflow { what: "sweep cash" }));
         }
         Ok(())
     }
@@ -1133,8 +1183,7 @@ fn with_prefix<T>(
 ) -> Result<T, SweepError> {
     let costs = Costs::of(config, &series.inst)?;
     let size_scale = grodt_core::rounding::pow10_f64(series.inst.size_precision);
-    let (int, int_start) = match IntBook::of(&costs, &series.inst, config.backtest.starting_cash)
-    {
+    let (int, int_start) = match IntBook::of(&costs, &series.inst, config.backtest.starting_cash) {
         Some((b, start)) if config.integer_book => (Some(b), start),
         _ => (None, 0),
     };
