@@ -27,6 +27,30 @@
 //! Supported settings (others are refused, naming the field): next-open fills,
 //! no participation cap, no latency, slippage none or fixed bps, commission none
 //! or a percentage, zero borrow and financing rates.
+//!
+//! # Entry point for the optimizer and workers
+//!
+//! [`sweep`] takes what a study holds: a registry strategy name, parameter
+//! sets as `name -> text` maps (parsed and checked by
+//! `grodt_strategies::registry::parse`, defaults filled in), the engine's
+//! `BacktestConfig` and the metrics settings; it returns one [`Outcome`] per
+//! set in order. [`supports`] (and [`check`], with the reason) says beforehand
+//! whether a strategy and config can be swept, so a caller sends the others to
+//! the event engine:
+//!
+//! ```no_run
+//! # use std::collections::BTreeMap;
+//! # fn demo(series: &grodt_sweep::Series) -> Result<(), grodt_sweep::SweepError> {
+//! let config = grodt_sim::BacktestConfig::default();
+//! assert!(grodt_sweep::supports("sma_cross", &config));
+//! let sets: Vec<BTreeMap<String, String>> = (5..=50)
+//!     .map(|f| BTreeMap::from([("fast".into(), f.to_string()), ("slow".into(), "100".into())]))
+//!     .collect();
+//! let metrics = grodt_analytics::MetricsConfig::default();
+//! let out = grodt_sweep::sweep("sma_cross", series, &sets, &config, &metrics, grodt_sweep::Threads::All)?;
+//! assert_eq!(out.len(), sets.len());
+//! # Ok(()) }
+//! ```
 
 use std::ops::{Mul, Sub};
 
@@ -39,6 +63,9 @@ use grodt_sim::models::{
 };
 use grodt_sim::{BacktestConfig, CommissionSpec, FillTiming, LatencySpec, SlippageSpec};
 use rayon::prelude::*;
+
+mod api;
+pub use api::{Outcome, STRATEGIES, check, supports, sweep, sweep_with_progress};
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
@@ -196,6 +223,10 @@ pub struct SweepConfig {
     pub fraction: Decimal,
     /// Periods per year, risk-free and required return of the metrics.
     pub metrics: MetricsConfig,
+    /// Book cash in integers where the settings allow (no commission, fraction
+    /// 1, margin 1): the same exact results, faster fills. `false` forces the
+    /// `Decimal` book everywhere (the parity tests run both).
+    pub integer_book: bool,
 }
 
 impl Default for SweepConfig {
@@ -204,6 +235,7 @@ impl Default for SweepConfig {
             backtest: BacktestConfig::default(),
             fraction: Decimal::ONE,
             metrics: MetricsConfig::default(),
+            integer_book: true,
         }
     }
 }
@@ -298,6 +330,8 @@ pub struct Trace {
 
 /// Receives what a lane does; the sweep's recorder does nothing.
 trait Recorder {
+    /// Whether the recorder keeps anything (the batch skips building what it would drop).
+    const RECORDS: bool = true;
     fn fill(&mut self, fill: SweepFill, entry: Option<&SweepFill>, pnl: Option<Decimal>);
     fn rejected(&mut self, ts: i64, side: Side);
     fn equity(&mut self, e: f64);
@@ -306,6 +340,7 @@ trait Recorder {
 struct NoRecord;
 
 impl Recorder for NoRecord {
+    const RECORDS: bool = false;
     #[inline(always)]
     fn fill(&mut self, _: SweepFill, _: Option<&SweepFill>, _: Option<Decimal>) {}
     #[inline(always)]
@@ -498,6 +533,78 @@ struct Ctx<'a, P> {
     prefix: &'a [P],
     costs: &'a Costs,
     size_scale: f64,
+    /// The integer cash book, when the settings allow it (see [`IntBook::of`]).
+    int: Option<IntBook>,
+    /// The starting cash in the integer book's units.
+    int_start: i128,
+}
+
+/// Cash as an `i128` count of `10^-scale` units, `scale` the notional's
+/// (price plus size precision): every amount the ledger books without a
+/// commission is such a count, so the integer sum is the ledger's exact
+/// `Decimal` sum (kept below `10^27`, far inside `Decimal`'s 96 bits, so the
+/// ledger never rounds either), at a fraction of the cost per fill.
+#[derive(Clone, Copy, Debug)]
+struct IntBook {
+    scale: u32,
+    /// `10^scale` as f64, for the mark to market.
+    unit: f64,
+    /// Equity below this sizes exactly by integer division (`size_exact`'s bound).
+    exact_size_below: i128,
+}
+
+/// Counts beyond this leave the integer book (an error: no run gets there).
+const INT_BOUND: i128 = 1_000_000_000_000_000_000_000_000_000;
+
+impl IntBook {
+    /// Available with no commission (fees are rounded Decimals), fraction 1,
+    /// margin 1 (or not enforced) and a starting cash on the notional's scale.
+    fn of(costs: &Costs, inst: &Instrument, cash: Decimal) -> Option<(Self, i128)> {
+        let scale = u32::from(inst.price_precision) + u32::from(inst.size_precision);
+        if costs.commission.is_some()
+            || costs.fraction != Decimal::ONE
+            || (costs.enforce_margin && inst.margin.initial != Decimal::ONE)
+            || cash.scale() > scale
+            || scale > 18
+        {
+            return None;
+        }
+        let start = cash
+            .mantissa()
+            .checked_mul(10i128.pow(scale - cash.scale()))?;
+        if start.abs() >= INT_BOUND {
+            return None;
+        }
+        Some((
+            Self {
+                scale,
+                unit: grodt_core::rounding::pow10_f64(u8::try_from(scale).ok()?),
+                exact_size_below: 10i128.pow(26) / 10i128.pow(scale),
+            },
+            start,
+        ))
+    }
+
+    fn decimal(&self, raw: i128) -> Result<Decimal, SweepError> {
+        Decimal::try_from_i128_with_scale(raw, self.scale)
+            .map_err(|_| SweepError::Core(CoreError::Overflow { what: "sweep cash" }))
+    }
+
+    #[allow(clippy::cast_precision_loss, reason = "f64 statistics only")]
+    fn as_f64(self, raw: i128) -> f64 {
+        raw as f64 / self.unit
+    }
+}
+
+/// `qty_raw * price_raw * multiplier`, the notional's count, checked against the bound.
+fn int_value(inst: &Instrument, qty_raw: i64, price_raw: i64) -> Result<i128, SweepError> {
+    let v = i128::from(qty_raw) * i128::from(price_raw) * i128::from(inst.multiplier);
+    if v.abs() >= INT_BOUND {
+        return Err(SweepError::Core(CoreError::Overflow {
+            what: "sweep notional",
+        }));
+    }
+    Ok(v)
 }
 
 const NONE: i8 = 2;
@@ -528,6 +635,9 @@ struct Lane<P> {
     params: SmaParams,
     cash: Decimal,
     trade_cash: Decimal,
+    /// The integer book's cash and cash at the trade's entry (see [`IntBook`]).
+    cash_i: i128,
+    trade_cash_i: i128,
     entry: Option<SweepFill>,
     fills: u32,
     closed: u32,
@@ -539,7 +649,7 @@ struct Lane<P> {
 }
 
 impl<P: Int> Lane<P> {
-    fn new(params: SmaParams, cash: Decimal) -> Self {
+    fn new(params: SmaParams, cash: Decimal, cash_i: i128) -> Self {
         let e = to_f64(cash);
         Self {
             fast: params.fast as usize,
@@ -562,6 +672,8 @@ impl<P: Int> Lane<P> {
             params,
             cash,
             trade_cash: cash,
+            cash_i,
+            trade_cash_i: cash_i,
             entry: None,
             fills: 0,
             closed: 0,
@@ -583,7 +695,7 @@ impl<P: Int> Lane<P> {
         req: f64,
         rec: &mut R,
     ) -> Result<(), SweepError> {
-        let close_f = &cx.series.close_f[t0..t1];
+        let close_f = &cx.series.close_f;
         let p = cx.prefix;
         let zero = P::default();
         let (fast, slow, fast_k, slow_k) = (self.fast, self.slow, self.fast_k, self.slow_k);
@@ -593,14 +705,51 @@ impl<P: Int> Lane<P> {
         let (mut cash_f, mut q_f, mut eprev) = (self.cash_f, self.q_f, self.eprev);
         let (mut s1, mut s2, mut s3) = (self.s1, self.s2, self.s3);
         let (mut peak, mut mdd, mut flat) = (self.peak, self.mdd, self.flat);
-        for (j, &c) in close_f.iter().enumerate() {
-            let t = t0 + j;
+        // The crossover at bar t's close (backtrader's CrossOver on the exact
+        // difference `sum_fast * slow - sum_slow * fast`), and the order it sends.
+        let signal = |t: usize, last: &mut i8, pending: &mut i8, pos: i64| {
+            if t + 1 >= slow {
+                let hi = p[t + 1];
+                let d = (hi - p[t + 1 - fast]) * slow_k - (hi - p[t + 1 - slow]) * fast_k;
+                let sd = i8::from(d > zero) - i8::from(d < zero);
+                let prev = *last;
+                if sd != 0 || prev == NONE {
+                    *last = sd;
+                }
+                if sd != 0 && sd == -prev {
+                    let act = if sd > 0 {
+                        pos <= 0
+                    } else {
+                        pos > 0 || (long_short && pos >= 0)
+                    };
+                    if act {
+                        *pending = sd;
+                    }
+                }
+            }
+        };
+        let mut t = t0;
+        while t < t1 {
             if pending != 0 {
                 self.pending = pending;
                 self.fill(cx, t, rec)?;
                 pending = 0;
                 (pos, cash_f, q_f) = (self.pos, self.cash_f, self.q_f);
+            } else if pos == 0 && eprev == cash_f {
+                // Flat since the last bar: the equity stays the cash, every bar a
+                // zero return; only the signal is left to decide, up to the next order.
+                while t < t1 {
+                    rec.equity(cash_f);
+                    flat += 1;
+                    signal(t, &mut last, &mut pending, pos);
+                    t += 1;
+                    if pending != 0 {
+                        break;
+                    }
+                }
+                continue;
             }
+            let c = close_f[t];
             let e = cash_f + q_f * c;
             rec.equity(e);
             if e == eprev {
@@ -623,25 +772,8 @@ impl<P: Int> Lane<P> {
                     }
                 }
             }
-            if t + 1 >= slow {
-                let hi = p[t + 1];
-                let d = (hi - p[t + 1 - fast]) * slow_k - (hi - p[t + 1 - slow]) * fast_k;
-                let sd = i8::from(d > zero) - i8::from(d < zero);
-                let prev = last;
-                if sd != 0 || prev == NONE {
-                    last = sd;
-                }
-                if sd != 0 && sd == -prev {
-                    let act = if sd > 0 {
-                        pos <= 0
-                    } else {
-                        pos > 0 || (long_short && pos >= 0)
-                    };
-                    if act {
-                        pending = sd;
-                    }
-                }
-            }
+            signal(t, &mut last, &mut pending, pos);
+            t += 1;
         }
         (self.last, self.pending, self.pos) = (last, pending, pos);
         (self.cash_f, self.q_f, self.eprev) = (cash_f, q_f, eprev);
@@ -677,7 +809,10 @@ impl<P: Int> Lane<P> {
         {
             self.q_f = self.pos as f64 / cx.size_scale * inst.multiplier as f64;
         }
-        self.cash_f = to_f64(self.cash);
+        self.cash_f = match &cx.int {
+            Some(b) => b.as_f64(self.cash_i),
+            None => to_f64(self.cash),
+        };
         Ok(())
     }
 
@@ -694,18 +829,33 @@ impl<P: Int> Lane<P> {
         let price_raw = cx.costs.price(inst, side, cx.series.open[t], qty_raw);
         let qty = Quantity::from_raw(qty_raw, inst.size_precision)?;
         let price = Price::from_raw(price_raw, inst.price_precision)?;
-        let n = notional(qty, price, inst.multiplier)?;
-        let fee = cx.costs.fee(side, qty, price, n, ts);
-        self.book(side, n, fee);
+        let (fee, pnl) = if let Some(b) = &cx.int {
+            let n = int_value(inst, qty_raw, price_raw)?;
+            self.book_int(side, n)?;
+            let pnl = self.cash_i - self.trade_cash_i;
+            self.trade_stats(pnl.signum(), b.as_f64(pnl));
+            (
+                Decimal::ZERO,
+                if R::RECORDS {
+                    b.decimal(pnl)?
+                } else {
+                    Decimal::ZERO
+                },
+            )
+        } else {
+            let n = notional(qty, price, inst.multiplier)?;
+            let fee = cx.costs.fee(side, qty, price, n, ts);
+            self.book(side, n, fee);
+            let pnl = self.cash - self.trade_cash;
+            let sign = if pnl > Decimal::ZERO {
+                1
+            } else {
+                -i128::from(pnl < Decimal::ZERO)
+            };
+            self.trade_stats(sign, to_f64(pnl));
+            (fee, pnl)
+        };
         self.pos = 0;
-        let pnl = self.cash - self.trade_cash;
-        self.closed += 1;
-        if pnl > Decimal::ZERO {
-            self.wins += 1;
-            self.gross_profit += to_f64(pnl);
-        } else if pnl < Decimal::ZERO {
-            self.gross_loss += to_f64(pnl);
-        }
         let entry = self.entry.take();
         rec.fill(
             SweepFill {
@@ -721,6 +871,93 @@ impl<P: Int> Lane<P> {
         Ok(())
     }
 
+    fn trade_stats(&mut self, sign: i128, pnl: f64) {
+        self.closed += 1;
+        if sign > 0 {
+            self.wins += 1;
+            self.gross_profit += pnl;
+        } else if sign < 0 {
+            self.gross_loss += pnl;
+        }
+    }
+
+    /// [`Self::enter`] on the integer book: the same sizing, refusals and booking.
+    fn enter_int<R: Recorder>(
+        &mut self,
+        cx: &Ctx<'_, P>,
+        b: IntBook,
+        t: usize,
+        side: Side,
+        rec: &mut R,
+    ) -> Result<(), SweepError> {
+        let inst = &cx.series.inst;
+        let costs = cx.costs;
+        let ts = cx.series.ts[t];
+        let open = cx.series.open[t];
+        let px = costs.price(inst, side, open, 0);
+        let equity = self.cash_i + int_value(inst, self.pos, px)?;
+        if px <= 0 || equity <= 0 {
+            return self.refuse(ts, side, rec);
+        }
+        let target_raw = if equity < b.exact_size_below {
+            // floor(equity / price) in size units, to the step (as `size_exact`).
+            let units = equity / i128::from(px);
+            let step = i128::from(inst.size_step.raw());
+            i64::try_from(units - units % step)
+                .map_err(|_| SweepError::Core(CoreError::Overflow { what: "sweep size" }))?
+        } else {
+            let price = Price::from_raw(px, inst.price_precision)?.to_decimal();
+            match round_quantity(inst, b.decimal(equity)? / price, RoundingMode::TowardZero) {
+                Ok(q) => q.raw(),
+                Err(_) => return self.refuse(ts, side, rec),
+            }
+        };
+        if target_raw <= 0 || target_raw < inst.min_quantity.raw() {
+            return self.refuse(ts, side, rec);
+        }
+        let qty_raw = target_raw;
+        let price_raw = costs.price(inst, side, open, qty_raw);
+        let sign = if side == Side::Buy { 1 } else { -1 };
+        let new_pos = self.pos + sign * qty_raw;
+        if new_pos < 0 && !inst.borrow.shortable {
+            return self.refuse(ts, side, rec);
+        }
+        let n = int_value(inst, qty_raw, price_raw)?;
+        if costs.enforce_margin && new_pos.abs() > self.pos.abs() {
+            // Margin 1 (IntBook::of): the position's value within the equity.
+            let equity = self.cash_i + int_value(inst, self.pos, price_raw)?;
+            let required = int_value(inst, new_pos, price_raw)?.abs();
+            if required > equity {
+                return self.refuse(ts, side, rec);
+            }
+        }
+        self.trade_cash_i = self.cash_i;
+        self.book_int(side, n)?;
+        self.pos = new_pos;
+        let fill = SweepFill {
+            ts,
+            side,
+            qty: Quantity::from_raw(qty_raw, inst.size_precision)?,
+            price: Price::from_raw(price_raw, inst.price_precision)?,
+            commission: Decimal::ZERO,
+        };
+        self.entry = Some(fill.clone());
+        rec.fill(fill, None, None);
+        Ok(())
+    }
+
+    fn book_int(&mut self, side: Side, n: i128) -> Result<(), SweepError> {
+        match side {
+            Side::Buy => self.cash_i -= n,
+            Side::Sell => self.cash_i += n,
+        }
+        self.fills += 1;
+        if self.cash_i.abs() >= INT_BOUND {
+            return Err(SweepError::Core(CoreError::Overflow { what: "sweep cash" }));
+        }
+        Ok(())
+    }
+
     fn enter<R: Recorder>(
         &mut self,
         cx: &Ctx<'_, P>,
@@ -728,6 +965,9 @@ impl<P: Int> Lane<P> {
         side: Side,
         rec: &mut R,
     ) -> Result<(), SweepError> {
+        if let Some(b) = cx.int {
+            return self.enter_int(cx, b, t, side, rec);
+        }
         let inst = &cx.series.inst;
         let costs = cx.costs;
         let ts = cx.series.ts[t];
@@ -801,9 +1041,19 @@ impl<P: Int> Lane<P> {
         Ok(())
     }
 
-    fn finish(&self, series: &Series, config: &MetricsConfig) -> Result<SmaOutcome, SweepError> {
+    fn finish(
+        &self,
+        series: &Series,
+        int: Option<IntBook>,
+        config: &MetricsConfig,
+    ) -> Result<SmaOutcome, SweepError> {
         let last = series.close.last().copied().unwrap_or(0);
-        let final_equity = self.cash + value(&series.inst, self.pos, last)?;
+        let final_equity = match int {
+            Some(b) => b
+                .decimal(self.cash_i + int_value(&series.inst, self.pos, last)?)?
+                .normalize(),
+            None => self.cash + value(&series.inst, self.pos, last)?,
+        };
         #[allow(clippy::cast_precision_loss, reason = "counts of periods")]
         let n = series.len().saturating_sub(1) as f64;
         let p = config.periods_per_year;
@@ -907,7 +1157,8 @@ fn run_group<P: Int>(
 ) -> Result<Vec<SmaOutcome>, SweepError> {
     let cash = config.backtest.starting_cash;
     let req = config.metrics.required_return;
-    let mut lanes: Vec<Lane<P>> = sets.iter().map(|&s| Lane::new(s, cash)).collect();
+    let cash_i = cx.int_start;
+    let mut lanes: Vec<Lane<P>> = sets.iter().map(|&s| Lane::new(s, cash, cash_i)).collect();
     let n = cx.series.len();
     let mut t0 = 0;
     while t0 < n {
@@ -919,7 +1170,7 @@ fn run_group<P: Int>(
     }
     lanes
         .iter()
-        .map(|l| l.finish(cx.series, &config.metrics))
+        .map(|l| l.finish(cx.series, cx.int, &config.metrics))
         .collect()
 }
 
@@ -932,6 +1183,10 @@ fn with_prefix<T>(
 ) -> Result<T, SweepError> {
     let costs = Costs::of(config, &series.inst)?;
     let size_scale = grodt_core::rounding::pow10_f64(series.inst.size_precision);
+    let (int, int_start) = match IntBook::of(&costs, &series.inst, config.backtest.starting_cash) {
+        Some((b, start)) if config.integer_book => (Some(b), start),
+        _ => (None, 0),
+    };
     let bound = 1i128 << 62;
     let last = series.prefix.last().copied().unwrap_or(0).abs();
     let max_prefix = series
@@ -954,6 +1209,8 @@ fn with_prefix<T>(
             prefix: &prefix,
             costs: &costs,
             size_scale,
+            int,
+            int_start,
         })
     } else {
         i128_path(&Ctx {
@@ -961,6 +1218,8 @@ fn with_prefix<T>(
             prefix: &series.prefix,
             costs: &costs,
             size_scale,
+            int,
+            int_start,
         })
     }
 }
@@ -1015,7 +1274,7 @@ pub fn trace_sma(
         params: SmaParams,
         config: &SweepConfig,
     ) -> Result<(SmaOutcome, Trace), SweepError> {
-        let mut lane = Lane::<P>::new(params, config.backtest.starting_cash);
+        let mut lane = Lane::<P>::new(params, config.backtest.starting_cash, cx.int_start);
         let mut trace = Trace::default();
         let n = cx.series.len();
         let mut t0 = 0;
@@ -1024,7 +1283,7 @@ pub fn trace_sma(
             lane.run(cx, t0, t1, config.metrics.required_return, &mut trace)?;
             t0 = t1;
         }
-        Ok((lane.finish(cx.series, &config.metrics)?, trace))
+        Ok((lane.finish(cx.series, cx.int, &config.metrics)?, trace))
     }
     check_sets(&[params])?;
     with_prefix(

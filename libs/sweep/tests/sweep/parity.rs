@@ -69,6 +69,37 @@ fn btc_minute_grid_sample_equals_the_engine_fill_by_fill() {
     assert!(out.fills == 0 && out.rejected > 100, "{out:?}");
 }
 
+/// The integer cash book (no commission, fraction 1) and the Decimal book give
+/// the same outcomes, and both the engine's fills, with and without slippage.
+#[test]
+fn integer_and_decimal_books_agree_with_the_engine() {
+    let (inst, bars) = btc();
+    let series = Series::new(&inst, &bars[..40_000]).unwrap();
+    let sets = grid_sample(23);
+    for bps in [0u32, 3] {
+        let int = SweepConfig {
+            backtest: BacktestConfig {
+                slippage: SlippageSpec::FixedBps {
+                    bps: Decimal::from(bps),
+                },
+                ..BacktestConfig::default()
+            },
+            ..SweepConfig::default()
+        };
+        let dec = SweepConfig {
+            integer_book: false,
+            ..int.clone()
+        };
+        let a = sweep_sma(&series, &sets, &int, Threads::One).unwrap();
+        let b = sweep_sma(&series, &sets, &dec, Threads::One).unwrap();
+        assert_eq!(a, b);
+        assert!(a.iter().all(|o| o.fills > 50), "{a:?}");
+        for &p in sets.iter().step_by(3) {
+            assert_parity(&series, &bars[..40_000], p, &int);
+        }
+    }
+}
+
 #[test]
 fn refusals_are_the_engines_margin_and_minimum_size() {
     // All-in with a commission: the fee pushes the notional past the equity

@@ -42,9 +42,10 @@ proptest! {
         long_short in any::<bool>(),
         size_precision in prop::sample::select(vec![0u8, 3]),
         bps in prop::sample::select(vec![0u32, 3, 25]),
-        rate in prop::sample::select(vec!["0", "0.0005", "0.003"]),
+        rate in prop::sample::select(vec!["none", "0", "0.0005", "0.003"]),
         fraction in prop::sample::select(vec!["1", "0.5", "0.97"]),
         cash in prop::sample::select(vec![1_000i64, 100_000]),
+        integer_book in any::<bool>(),
     ) {
         let inst = Instrument::equity("X", 2, size_precision);
         let bars = series(&steps, start);
@@ -53,10 +54,15 @@ proptest! {
             backtest: BacktestConfig {
                 starting_cash: Decimal::from(cash),
                 slippage: if bps == 0 { SlippageSpec::None } else { SlippageSpec::FixedBps { bps: Decimal::from(bps) } },
-                commission: CommissionSpec::Percentage { rate: rate.parse().unwrap() },
+                commission: if rate == "none" {
+                    CommissionSpec::None
+                } else {
+                    CommissionSpec::Percentage { rate: rate.parse().unwrap() }
+                },
                 ..BacktestConfig::default()
             },
             fraction: fraction.parse().unwrap(),
+            integer_book,
             ..SweepConfig::default()
         };
         let p = SmaParams { fast, slow: fast + extra, long_short };
