@@ -88,7 +88,8 @@ fn run(
     let mut n = 0;
     let mut hit = None;
     let mut best = f64::NEG_INFINITY;
-    while !s.is_done() {
+    // Stops at the target: the count to reach it is the figure wanted.
+    while !s.is_done() && hit.is_none() {
         let t = s.suggest(batch);
         if t.is_empty() {
             break;
