@@ -447,6 +447,26 @@ proptest! {
 
 
     #[test]
+    fn bayes_exhausts_a_small_space_without_repeats_or_invalid_points(
+        seed in any::<u64>(),
+        f_lo in 1i64..10, f_len in 0i64..6,
+        s_lo in 2i64..12, s_len in 0i64..6,
+        batch in 1usize..6,
+    ) {
+        let (f_hi, s_hi) = (f_lo + f_len, s_lo + s_len);
+        prop_assume!(f_lo < s_hi);
+        let space = sma((f_lo, f_hi), (s_lo, s_hi), true);
+        let want = brute_force(&space);
+        let config = BayesConfig { max_trials: 1000, candidates: 50, restarts: 0, ..quick_bayes() };
+        let mut s = BayesSearch::new(space, seed, config, Vec::new()).unwrap();
+        let got = run(&mut s, batch, &wave, 100_000);
+        let set: BTreeSet<Params> = got.iter().map(|t| t.params.clone()).collect();
+        prop_assert_eq!(set.len(), got.len(), "a repeat");
+        prop_assert_eq!(&set, &want, "exhausted exactly");
+        prop_assert!(s.is_done());
+    }
+
+    #[test]
     fn genetic_never_repeats_and_keeps_constraints(
         seed in any::<u64>(),
         f_lo in 1i64..10, f_len in 0i64..8,
