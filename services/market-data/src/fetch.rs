@@ -120,14 +120,14 @@ fn plan(
     })
 }
 
-fn progress_msg(p: &grodt_data::venues::backfill::BackfillProgress) -> v1::FetchBarsProgress {
+fn progress_msg(p: &grodt_data::venues::backfill::BackfillProgress) -> v1::FetchBarsResponse {
     let FetchStats {
         requests,
         rate_limited,
         transient_failures,
         ..
     } = p.stats;
-    v1::FetchBarsProgress {
+    v1::FetchBarsResponse {
         bars_fetched: p.fetched,
         rows: p.rows,
         done_to: Some(convert::ts_to_proto(p.done_to_ms.saturating_mul(1_000_000))),
@@ -144,7 +144,7 @@ async fn run(
     shared: Arc<Shared>,
     plan: Plan,
     now_ns: i64,
-    tx: mpsc::Sender<Result<v1::FetchBarsProgress, Status>>,
+    tx: mpsc::Sender<Result<v1::FetchBarsResponse, Status>>,
 ) -> Result<(), MdError> {
     let venues = shared.config.venues.clone();
     let src = source(plan.venue, venues.of(plan.venue), now_ns as u64)?;
@@ -207,7 +207,7 @@ pub fn spawn(
     shared: Arc<Shared>,
     req: v1::FetchBarsRequest,
     now_ns: i64,
-) -> Result<mpsc::Receiver<Result<v1::FetchBarsProgress, Status>>, MdError> {
+) -> Result<mpsc::Receiver<Result<v1::FetchBarsResponse, Status>>, MdError> {
     let venues = &shared.config.venues;
     let plan = plan(req, now_ns, |v| venues.of(v).pages_per_commit)?;
     let (tx, rx) = mpsc::channel(64);

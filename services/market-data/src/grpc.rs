@@ -349,7 +349,7 @@ impl Shared {
 #[tonic::async_trait]
 impl MarketDataService for MarketDataApi {
     type GetBarsStream = ResponseStream<v1::GetBarsResponse>;
-    type FetchBarsStream = ResponseStream<v1::FetchBarsProgress>;
+    type FetchBarsStream = ResponseStream<v1::FetchBarsResponse>;
 
     async fn fetch_bars(
         &self,
