@@ -162,7 +162,7 @@ struct Core {
     /// writer appended): replay before the next input.
     stale: bool,
     /// Jobs journaled but not published (the bus failed after a commit).
-    unpublished: Vec<(String, StoredEvent)>,
+    unpublished: Vec<StoredEvent>,
 }
 
 /// The engine: the state behind one mutex, the store, the bus.
@@ -451,10 +451,9 @@ impl Engine {
             core.stale = false;
             self.metrics.observe(core.runs.values());
         }
-        while let Some((id, ev)) = core.unpublished.first().cloned() {
-            journal::publish_all(&self.bus, std::slice::from_ref(&ev)).await?;
+        while let Some(ev) = core.unpublished.first() {
+            journal::publish_all(&self.bus, std::slice::from_ref(ev)).await?;
             core.unpublished.remove(0);
-            let _ = id;
         }
         Ok(core)
     }
@@ -539,8 +538,7 @@ impl Engine {
         }
         for (i, ev) in events.iter().enumerate() {
             if let Err(e) = journal::publish_all(&self.bus, std::slice::from_ref(ev)).await {
-                core.unpublished
-                    .extend(events[i..].iter().map(|ev| (id.to_owned(), ev.clone())));
+                core.unpublished.extend_from_slice(&events[i..]);
                 return Err(e.into());
             }
         }
@@ -743,7 +741,13 @@ impl Engine {
             self.metrics.ignored();
             return Ok(());
         };
-        let outcome = convert::monte_carlo(settings, &result, run.request.seed);
+        // Up to 100,000 simulations over a whole equity curve: CPU work,
+        // off the executor.
+        let (settings, seed) = (*settings, run.request.seed);
+        let outcome =
+            tokio::task::spawn_blocking(move || convert::monte_carlo(&settings, &result, seed))
+                .await
+                .map_err(|e| corrupt("Monte Carlo task", e))?;
         let input = Input::MonteCarlo {
             id: id.clone(),
             outcome,
