@@ -324,13 +324,12 @@ impl Study {
         let tried: std::collections::BTreeSet<&crate::space::Params> =
             self.trials.values().map(|t| &t.trial.params).collect();
         let mut fresh = Vec::new();
-        for (name, around) in neighbourhood(self.searcher.space(), &best, radius) {
+        for (_, around) in neighbourhood(self.searcher.space(), &best, radius) {
             for (_, params) in around {
                 if !tried.contains(&params) && !fresh.contains(&params) {
                     fresh.push(params);
                 }
             }
-            let _ = name;
         }
         let trials: Vec<Trial> = fresh
             .into_iter()
