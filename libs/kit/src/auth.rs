@@ -275,6 +275,25 @@ mod tests {
             required_role("/grodt.v1.RiskService/Liquidate"),
             Some(Role::Operator)
         );
+        // This session's RPCs: the optimizer's start and cancel need a
+        // trader, its list only reads, and FetchBars (it writes the
+        // catalog) needs an operator.
+        for (method, role) in [
+            ("StartOptimization", Role::Trader),
+            ("CancelOptimization", Role::Trader),
+            ("ListOptimizations", Role::Read),
+            ("StreamProgress", Role::Read),
+        ] {
+            assert_eq!(
+                required_role(&format!("/grodt.v1.OptimizerService/{method}")),
+                Some(role),
+                "{method}"
+            );
+        }
+        assert_eq!(
+            required_role("/grodt.v1.MarketDataService/FetchBars"),
+            Some(Role::Operator)
+        );
     }
 
     #[test]
