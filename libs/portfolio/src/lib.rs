@@ -1,0 +1,17 @@
+//! `grodt-portfolio`: several strategies on one account, pure (no I/O, no
+//! clock of its own).
+//!
+//! - [`allocation`]: how capital is split between strategies (fixed weights,
+//!   recent performance, risk parity, Kelly, drawdown-based), bounded per
+//!   strategy and summing to one, on a rebalance schedule; exact `Decimal`.
+//! - [`netting`]: orders of several strategies on one symbol at one decision
+//!   time become one net order; its fills are allocated back pro rata to the
+//!   quantity step, so no strategy's resulting position changes.
+//! - [`stats`]: the correlation matrix of strategy returns and the
+//!   diversification ratio.
+//!
+//! docs/portfolio.md is the contract: every formula is written there.
+
+pub mod allocation;
+pub mod netting;
+pub mod stats;
