@@ -33,6 +33,7 @@ pub mod config;
 pub mod ledger;
 pub mod models;
 pub mod path;
+pub mod trades;
 pub mod venue;
 
 pub use backtest::{run_backtest, run_backtest_with};

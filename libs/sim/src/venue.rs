@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use grodt_core::fixed::notional;
 use grodt_core::rounding::{
-    RoundingMode, allocate, round_money, round_price, round_quantity, round_raw_to_increment,
+    RoundingMode, round_money, round_price, round_quantity, round_raw_to_increment,
 };
 use grodt_core::time::day_index;
 use grodt_core::{
@@ -36,6 +36,8 @@ use crate::config::{BacktestConfig, FillTiming, LimitFill, Models};
 use crate::ledger::{ExactLedger, Ledger, Mark, signed_value};
 use crate::models::{CommissionInput, SlippageInput};
 use crate::path::{Hit, Reach, first_reach, path_of};
+pub use crate::trades::Trade;
+use crate::trades::TradeBook;
 
 /// Equity at one timestamp (after every bar with that timestamp was processed).
 /// Kept to two fields so a million-bar curve stays small (24 bytes a point exact).
@@ -45,40 +47,6 @@ pub struct EquityPoint<V> {
     pub ts: i64,
     /// Cash plus the market value of every position at the latest closes.
     pub equity: V,
-}
-
-/// A round trip: from flat to flat (or to the end of the run) in one instrument.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Trade {
-    /// Instrument index.
-    pub instrument: usize,
-    /// `Buy` for a long trade, `Sell` for a short one.
-    pub direction: Side,
-    /// Time of the first fill.
-    pub entry_ts: i64,
-    /// Time of the closing fill; `None` while open at the end of the run.
-    pub exit_ts: Option<i64>,
-    /// Largest absolute quantity held.
-    pub peak_quantity: Decimal,
-    /// Volume-weighted entry price.
-    pub entry_price: Decimal,
-    /// Volume-weighted exit price (of the quantity closed so far).
-    pub exit_price: Option<Decimal>,
-    /// Gross PnL: realised for closed trades, realised plus unrealised at the last close for open ones.
-    pub gross_pnl: Decimal,
-    /// Commissions minus rebates attributed to the trade.
-    pub fees: Decimal,
-    /// `gross_pnl - fees`.
-    pub net_pnl: Decimal,
-    /// Maximum adverse excursion (<= 0): worst unrealised PnL, from the extremes of
-    /// the bars between entry and exit and the fill prices, at the peak quantity.
-    pub mae: Decimal,
-    /// Maximum favourable excursion (>= 0), same basis.
-    pub mfe: Decimal,
-    /// Number of fills.
-    pub fills: u32,
-    /// Bars of the instrument from the entry bar to the exit bar inclusive.
-    pub bars_held: u64,
 }
 
 /// Everything a run produced.
@@ -215,22 +183,6 @@ struct Working {
     trail_level: i64,
 }
 
-#[derive(Clone, Debug)]
-struct OpenTrade {
-    direction: Side,
-    entry_ts: i64,
-    entry_bar: usize,
-    peak_raw: i64,
-    entry_qty_raw: i64,
-    entry_notional: Decimal,
-    exit_qty_raw: i64,
-    exit_notional: Decimal,
-    fees: Decimal,
-    low: i64,
-    high: i64,
-    fills: u32,
-}
-
 /// The simulated venue. `L` is the ledger back end: exact by default, `F64Ledger`
 /// for benchmarks.
 pub struct Venue<L: Ledger = ExactLedger> {
@@ -245,8 +197,7 @@ pub struct Venue<L: Ledger = ExactLedger> {
     children: Vec<[Option<usize>; 2]>,
     working: Vec<Working>,
     fills: Vec<Fill>,
-    trades: Vec<Trade>,
-    open_trades: Vec<Option<OpenTrade>>,
+    trades: TradeBook,
     marks: Vec<i64>,
     /// Bars fed per instrument: the "next bar" counter.
     seen: Vec<usize>,
@@ -317,8 +268,7 @@ impl<L: Ledger> Venue<L> {
             children: Vec::with_capacity(reserve),
             working: Vec::new(),
             fills: Vec::with_capacity(reserve),
-            trades: Vec::with_capacity(reserve / 2),
-            open_trades: vec![None; n],
+            trades: TradeBook::new(n, reserve / 2),
             marks: vec![0; n],
             seen: vec![0; n],
             last_ts: vec![i64::MIN; n],
@@ -704,12 +654,7 @@ impl<L: Ledger> Venue<L> {
         if !self.working.is_empty() {
             self.process_orders(i, k, bar)?;
         }
-        if let Some(t) = self.open_trades[i].as_mut()
-            && k > t.entry_bar
-        {
-            t.low = t.low.min(bar.low);
-            t.high = t.high.max(bar.high);
-        }
+        self.trades.on_bar(i, k, bar);
         self.marks[i] = bar.close;
         self.seen[i] = k + 1;
         self.bars_done += 1;
@@ -754,16 +699,12 @@ impl<L: Ledger> Venue<L> {
     /// # Errors
     /// A ledger overflow.
     pub fn finish(
-        mut self,
+        self,
         equity: Vec<EquityPoint<L::Value>>,
     ) -> Result<BacktestResult<L::Value>, SimError> {
-        for i in 0..self.instruments.len() {
-            if let Some(t) = self.open_trades[i].take() {
-                let last = self.seen[i].saturating_sub(1);
-                let trade = self.close_trade(i, t, None, last, None)?;
-                self.trades.push(trade);
-            }
-        }
+        let trades = self
+            .trades
+            .finish(&self.instruments, &self.seen, &self.marks)?;
         let last = self.ledger.mark(&self.marks)?;
         Ok(BacktestResult {
             positions: (0..self.instruments.len())
@@ -772,7 +713,7 @@ impl<L: Ledger> Venue<L> {
             costs: self.ledger.costs(),
             equity,
             fills: self.fills,
-            trades: self.trades,
+            trades,
             orders: self.orders,
             last,
             bars: self.bars_done,
@@ -1280,7 +1221,14 @@ impl<L: Ledger> Venue<L> {
         };
         self.ledger.apply_fill(&fill)?;
         self.orders[o].apply(OrderEvent::Fill(qty))?;
-        self.track_trade(&fill, pos, k, fill_notional)?;
+        self.trades.on_fill(
+            &self.instruments[i],
+            &fill,
+            pos,
+            k,
+            fill_notional,
+            self.config.cost_dp,
+        )?;
         self.events.push(VenueEvent::Fill(fill.seq));
         self.fills.push(fill);
         self.push_change(o, bar.ts);
@@ -1309,152 +1257,6 @@ impl<L: Ledger> Venue<L> {
             }
         }
         Ok(())
-    }
-
-    fn track_trade(
-        &mut self,
-        fill: &Fill,
-        pos_before: i64,
-        k: usize,
-        fill_notional: Decimal,
-    ) -> Result<(), SimError> {
-        let i = fill.instrument;
-        let inst = &self.instruments[i];
-        let signed = fill.side.sign() * fill.qty.raw();
-        let price = fill.price.raw();
-        let net_fee = fill.commission - fill.rebate;
-        let opening_same = pos_before == 0 || pos_before.signum() == signed.signum();
-        if opening_same {
-            let t = self.open_trades[i].get_or_insert(OpenTrade {
-                direction: fill.side,
-                entry_ts: fill.ts,
-                entry_bar: k,
-                peak_raw: 0,
-                entry_qty_raw: 0,
-                entry_notional: Decimal::ZERO,
-                exit_qty_raw: 0,
-                exit_notional: Decimal::ZERO,
-                fees: Decimal::ZERO,
-                low: price,
-                high: price,
-                fills: 0,
-            });
-            t.entry_qty_raw += fill.qty.raw();
-            t.entry_notional += fill_notional;
-            t.peak_raw = t.peak_raw.max((pos_before + signed).abs());
-            t.fees += net_fee;
-            t.low = t.low.min(price);
-            t.high = t.high.max(price);
-            t.fills += 1;
-            return Ok(());
-        }
-        let closing = fill.qty.raw().min(pos_before.abs());
-        let rest = fill.qty.raw() - closing;
-        // A flip splits the fee by quantity without creating or losing a unit.
-        let fees = if rest == 0 {
-            [net_fee, Decimal::ZERO]
-        } else {
-            let v = allocate(
-                net_fee,
-                &[closing.unsigned_abs(), rest.unsigned_abs()],
-                self.config.cost_dp,
-            );
-            [v[0], v[1]]
-        };
-        let closing_notional = notional(
-            Quantity::from_raw(closing, inst.size_precision)?,
-            fill.price,
-            inst.multiplier,
-        )?;
-        if let Some(t) = self.open_trades[i].as_mut() {
-            t.exit_qty_raw += closing;
-            t.exit_notional += closing_notional;
-            t.fees += fees[0];
-            t.low = t.low.min(price);
-            t.high = t.high.max(price);
-            t.fills += 1;
-        }
-        if closing == pos_before.abs() {
-            if let Some(t) = self.open_trades[i].take() {
-                let trade = self.close_trade(i, t, Some(fill.ts), k, None)?;
-                self.trades.push(trade);
-            }
-            if rest > 0 {
-                let rest_notional = notional(
-                    Quantity::from_raw(rest, inst.size_precision)?,
-                    fill.price,
-                    inst.multiplier,
-                )?;
-                self.open_trades[i] = Some(OpenTrade {
-                    direction: fill.side,
-                    entry_ts: fill.ts,
-                    entry_bar: k,
-                    peak_raw: rest,
-                    entry_qty_raw: rest,
-                    entry_notional: rest_notional,
-                    exit_qty_raw: 0,
-                    exit_notional: Decimal::ZERO,
-                    fees: fees[1],
-                    low: price,
-                    high: price,
-                    fills: 1,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn close_trade(
-        &self,
-        i: usize,
-        t: OpenTrade,
-        exit_ts: Option<i64>,
-        k: usize,
-        mark: Option<i64>,
-    ) -> Result<Trade, SimError> {
-        let inst = &self.instruments[i];
-        let sp = u32::from(inst.size_precision);
-        let entry_qty = Decimal::new(t.entry_qty_raw, sp);
-        let mult = Decimal::from(inst.multiplier);
-        let entry_price = t.entry_notional / (entry_qty * mult);
-        let exit_price = (t.exit_qty_raw > 0)
-            .then(|| t.exit_notional / (Decimal::new(t.exit_qty_raw, sp) * mult));
-        let long = t.direction == Side::Buy;
-        let dir = |x: Decimal| if long { x } else { -x };
-        // Gross = signed (exit proceeds - entry cost) + open remainder at the mark.
-        let open_raw = t.entry_qty_raw - t.exit_qty_raw;
-        let mut gross = dir(t.exit_notional - t.entry_notional);
-        if open_raw > 0 {
-            let m = mark.unwrap_or(self.marks[i]);
-            gross += dir(signed_value(inst, open_raw, m)?);
-        }
-        let peak = Decimal::new(t.peak_raw, sp);
-        let pp = u32::from(inst.price_precision);
-        let lo = Decimal::new(t.low, pp);
-        let hi = Decimal::new(t.high, pp);
-        let (worst, best) = if t.direction == Side::Buy {
-            (lo, hi)
-        } else {
-            (hi, lo)
-        };
-        let mae = scale_by(dir(worst - entry_price) * peak, mult).min(Decimal::ZERO);
-        let mfe = scale_by(dir(best - entry_price) * peak, mult).max(Decimal::ZERO);
-        Ok(Trade {
-            instrument: i,
-            direction: t.direction,
-            entry_ts: t.entry_ts,
-            exit_ts,
-            peak_quantity: peak,
-            entry_price,
-            exit_price,
-            gross_pnl: gross,
-            fees: t.fees,
-            net_pnl: gross - t.fees,
-            mae,
-            mfe,
-            fills: t.fills,
-            bars_held: (k - t.entry_bar + 1) as u64,
-        })
     }
 }
 
