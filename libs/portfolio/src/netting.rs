@@ -1025,6 +1025,23 @@ mod tests {
         assert_eq!(month(&[99, 1000]), dec!(10.99));
     }
 
+    #[test]
+    fn maker_rebates_shrink_when_netted() {
+        // The other documented exception: a maker rebate is a negative cost per
+        // unit traded, so trading less at the venue receives less of it.
+        let group = [c(0, Side::Buy, 100), c(1, Side::Sell, 60)];
+        let p = plan(&group, 1).unwrap();
+        let maker = MakerTaker {
+            maker: dec!(-0.0002),
+            taker: dec!(0.0003),
+        };
+        let s = savings(&p, 10_000, sim_fee(maker, Liquidity::Maker));
+        // Alone: -(10,000 + 6,000) x 0.0002 = -3.20; netted: -4,000 x 0.0002 = -0.80.
+        assert_eq!(s.gross_commission, dec!(-3.2));
+        assert_eq!(s.net_commission, dec!(-0.8));
+        assert!(s.saved() < Decimal::ZERO);
+    }
+
     fn side() -> impl Strategy<Value = Side> {
         prop_oneof![Just(Side::Buy), Just(Side::Sell)]
     }
