@@ -1152,8 +1152,8 @@ impl Schedule {
     ///
     /// Daily, weekly, monthly: due when `now_ts` is in a later UTC day, week
     /// (Monday start) or calendar month than `last_ts` (a clock going
-    /// backwards is never due). Drift: due when any `|current_i − target_i|
-    /// > threshold`, or when the lengths differ (the strategy set changed);
+    /// backwards is never due). Drift: due when any
+    /// `|current_i − target_i| > threshold`, or when the lengths differ (the strategy set changed);
     /// timestamps are ignored.
     pub fn due(
         &self,
