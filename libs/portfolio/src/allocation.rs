@@ -581,7 +581,9 @@ pub fn equal_risk_contribution_weights(
         x.push(Decimal::ONE.checked_div(s).ok_or_else(overflow)?);
     }
     let mut residual = Decimal::ZERO;
-    for _ in 0..ERC_MAX_ITERATIONS {
+    let mut iterations = 0;
+    while iterations < ERC_MAX_ITERATIONS {
+        iterations += 1;
         for i in 0..n {
             let mut c = Decimal::ZERO;
             for (j, xj) in x.iter().enumerate() {
@@ -619,6 +621,8 @@ pub fn equal_risk_contribution_weights(
             residual = residual.max(e);
         }
         if residual <= ERC_TOLERANCE {
+            // A non-positive x is no risk-parity solution (rounding on a
+            // degenerate matrix); report it as not converged.
             if x.iter().any(|v| *v <= Decimal::ZERO) {
                 break;
             }
@@ -627,7 +631,7 @@ pub fn equal_risk_contribution_weights(
     }
     Err(AllocationError::NoConvergence {
         method: "equal_risk_contribution",
-        iterations: ERC_MAX_ITERATIONS,
+        iterations,
         residual,
     })
 }
