@@ -132,6 +132,16 @@ impl Portfolio {
         Ok(())
     }
 
+    /// Moves `amount` of cash into (positive) or out of (negative) the
+    /// ledger: a capital transfer between ledgers, not a cost.
+    pub fn transfer(&mut self, amount: Decimal) -> Result<(), CoreError> {
+        self.cash = self
+            .cash
+            .checked_add(amount)
+            .ok_or(CoreError::Overflow { what: "cash" })?;
+        Ok(())
+    }
+
     /// Σ signed market value at raw marks (one raw close per instrument at `price_precision[i]`),
     /// as an exact `(mantissa, scale)` computed on integers only.
     pub fn position_value_raw(&self, marks: &[i64], price_precision: &[u8]) -> (i128, u32) {

@@ -7,11 +7,20 @@
 //! - [`netting`]: orders of several strategies on one symbol at one decision
 //!   time become one net order; its fills are allocated back pro rata to the
 //!   quantity step, so no strategy's resulting position changes.
+//! - [`backtest`]: the portfolio backtest, several strategies on one
+//!   venue and one account with a sub-ledger each ([`Desk`]).
 //! - [`stats`]: the correlation matrix of strategy returns and the
 //!   diversification ratio.
 //!
 //! docs/portfolio.md is the contract: every formula is written there.
 
 pub mod allocation;
+pub mod backtest;
+mod error;
 pub mod netting;
 pub mod stats;
+
+pub use backtest::{
+    Desk, Member, MemberResult, Plan, PortfolioLimits, PortfolioResult, run_portfolio,
+};
+pub use error::PortfolioError;

@@ -120,6 +120,19 @@ impl ExactLedger {
     }
 }
 
+impl ExactLedger {
+    /// Moves capital into (positive) or out of (negative) this ledger: a
+    /// portfolio's rebalancing between strategies' sub-ledgers, not a cost.
+    ///
+    /// # Errors
+    /// A cash overflow.
+    pub fn transfer(&mut self, amount: Decimal) -> Result<(), SimError> {
+        self.portfolio.transfer(amount)?;
+        self.refresh();
+        Ok(())
+    }
+}
+
 impl Ledger for ExactLedger {
     type Value = Decimal;
 

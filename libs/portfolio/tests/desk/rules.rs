@@ -1,0 +1,238 @@
+//! Allocation, portfolio limits, the drawdown halt and rebalancing.
+
+use grodt_core::{Decimal, Instrument, OrderStatus, Side, Size};
+use grodt_portfolio::PortfolioLimits;
+use grodt_portfolio::allocation::{Allocator, Method, Schedule};
+use grodt_sim::BacktestConfig;
+
+use crate::helpers::{Script, Step, bars, dec, fixed, member, plan, run_checked};
+
+fn step(bar: usize, side: Side, size: Size) -> Step {
+    Step {
+        bar,
+        instrument: 0,
+        side,
+        size,
+    }
+}
+
+#[test]
+fn a_strategy_spends_only_its_allocation() {
+    // 100,000 split 10% / 90%; price 100: the small strategy can hold 100
+    // shares, the big one 900.
+    let inst = Instrument::equity("XYZ", 4, 0);
+    let series = bars(&[1_000_000; 6]);
+    let r = run_checked(
+        &BacktestConfig::default(),
+        &[inst],
+        &[series],
+        vec![
+            member(
+                "small",
+                Script::new(vec![
+                    step(1, Side::Buy, fixed(150)),
+                    step(3, Side::Buy, fixed(10)),
+                ]),
+                vec![0],
+            ),
+            member(
+                "big",
+                Script::new(vec![step(1, Side::Buy, Size::EquityFraction(Decimal::ONE))]),
+                vec![0],
+            ),
+        ],
+        plan(2, vec![dec("0.1"), dec("0.9")], true),
+    );
+    assert_eq!(r.members[0].initial, dec("10000"));
+    assert_eq!(r.members[1].initial, dec("90000"));
+    // 150 cut to 100; the later 10 refused outright.
+    assert_eq!(r.members[0].positions, vec![100]);
+    assert_eq!(r.members[1].positions, vec![900]);
+    let refused = &r.members[0].orders[1];
+    assert_eq!(refused.status(), OrderStatus::Rejected);
+    assert!(
+        refused
+            .reject_reason
+            .as_deref()
+            .unwrap()
+            .contains("allocation")
+    );
+    assert!(
+        r.refusals
+            .iter()
+            .any(|x| x.reason.starts_with("cut from 150 to 100"))
+    );
+}
+
+#[test]
+fn portfolio_limits_see_the_whole_book() {
+    // Each strategy alone is within its allocation; together they would hold
+    // 80% of equity in one asset, above the 50% limit.
+    let inst = Instrument::equity("XYZ", 4, 0);
+    let series = bars(&[1_000_000; 6]);
+    let mut p = plan(2, vec![dec("0.5"), dec("0.5")], true);
+    p.limits = PortfolioLimits {
+        max_asset_exposure: Some(dec("0.5")),
+        ..PortfolioLimits::default()
+    };
+    let r = run_checked(
+        &BacktestConfig::default(),
+        &[inst],
+        &[series],
+        vec![
+            member(
+                "a",
+                Script::new(vec![step(1, Side::Buy, fixed(400))]),
+                vec![0],
+            ),
+            member(
+                "b",
+                Script::new(vec![step(1, Side::Buy, fixed(400))]),
+                vec![0],
+            ),
+        ],
+        p,
+    );
+    assert_eq!(r.members[0].positions, vec![400]);
+    assert_eq!(r.members[1].positions, vec![0]);
+    assert!(
+        r.members[1].orders[0]
+            .reject_reason
+            .as_deref()
+            .unwrap()
+            .contains("exposure to XYZ")
+    );
+}
+
+#[test]
+fn the_drawdown_limit_flattens_and_halts_every_strategy() {
+    let inst = Instrument::equity("XYZ", 4, 0);
+    // Falls 30% after the entry, then recovers; the halt must hold.
+    let series = bars(&[
+        1_000_000, 1_000_000, 1_000_000, 900_000, 700_000, 700_000, 800_000, 1_000_000, 1_100_000,
+    ]);
+    let mut p = plan(2, vec![dec("0.5"), dec("0.5")], true);
+    p.limits.max_drawdown = Some(dec("0.2"));
+    let r = run_checked(
+        &BacktestConfig::default(),
+        &[inst],
+        &[series],
+        vec![
+            member(
+                "a",
+                Script::new(vec![
+                    step(1, Side::Buy, Size::EquityFraction(Decimal::ONE)),
+                    step(7, Side::Buy, fixed(1)),
+                ]),
+                vec![0],
+            ),
+            member(
+                "b",
+                Script::new(vec![step(1, Side::Buy, Size::EquityFraction(Decimal::ONE))]),
+                vec![0],
+            ),
+        ],
+        p,
+    );
+    assert!(r.halted_at.is_some());
+    assert!(r.members.iter().all(|m| m.halted && m.positions == vec![0]));
+    assert_eq!(r.account.positions, vec![0]);
+    // Bar 7's order never happened: the strategy saw no bar after the halt.
+    assert!(
+        r.members[0]
+            .orders
+            .iter()
+            .all(|o| o.request.size != fixed(1))
+    );
+}
+
+#[test]
+fn monthly_rebalancing_moves_free_capital_towards_the_weights() {
+    let inst = Instrument::equity("XYZ", 4, 0);
+    // 70 daily bars: several month ends.
+    let closes: Vec<i64> = (0..70).map(|k| 1_000_000 + 5_000 * k).collect();
+    let series = bars(&closes);
+    let mut p = plan(2, vec![dec("0.5"), dec("0.5")], true);
+    p.schedule = Schedule::Monthly;
+    let r = run_checked(
+        &BacktestConfig::default(),
+        &[inst],
+        &[series],
+        vec![
+            // "a" goes all in and gains; "b" stays in cash.
+            member(
+                "a",
+                Script::new(vec![step(1, Side::Buy, Size::EquityFraction(dec("0.5")))]),
+                vec![0],
+            ),
+            member("b", Script::new(vec![]), vec![0]),
+        ],
+        p,
+    );
+    assert!(!r.rebalances.is_empty());
+    for rb in &r.rebalances {
+        let moved: Decimal = rb.moved.iter().copied().sum();
+        assert!(
+            moved <= Decimal::ZERO && moved > dec("-0.01"),
+            "moves add up: {moved}"
+        );
+    }
+    // a's gains flowed to b; a never gave capital backing its position.
+    assert!(r.members[0].transferred < Decimal::ZERO);
+    assert_eq!(r.members[0].transferred, -r.members[1].transferred);
+    let e: Vec<Decimal> = r
+        .members
+        .iter()
+        .map(|m| m.equity.last().unwrap().equity)
+        .collect();
+    let w0 = e[0] / (e[0] + e[1]);
+    assert!(
+        w0 > dec("0.45") && w0 < dec("0.55"),
+        "weight after rebalancing {w0}"
+    );
+}
+
+#[test]
+fn risk_parity_gives_the_calmer_strategy_more() {
+    let a = Instrument::equity("CALM", 4, 0);
+    let b = Instrument::equity("WILD", 4, 0);
+    let calm: Vec<i64> = (0..80)
+        .map(|k| 1_000_000 + if k % 2 == 0 { 5_000 } else { -5_000 })
+        .collect();
+    let wild: Vec<i64> = (0..80)
+        .map(|k| 1_000_000 + if k % 2 == 0 { 50_000 } else { -50_000 })
+        .collect();
+    let mut p = plan(2, vec![dec("0.5"), dec("0.5")], true);
+    p.allocator =
+        Allocator::new(Method::InverseVolatility { lookback: 20 }, Vec::new(), 2).unwrap();
+    p.schedule = Schedule::Weekly;
+    let r = run_checked(
+        &BacktestConfig::default(),
+        &[a, b],
+        &[bars(&calm), bars(&wild)],
+        vec![
+            member(
+                "calm",
+                Script::new(vec![step(1, Side::Buy, Size::EquityFraction(dec("0.5")))]),
+                vec![0],
+            ),
+            member(
+                "wild",
+                Script::new(vec![Step {
+                    bar: 1,
+                    instrument: 0,
+                    side: Side::Buy,
+                    size: Size::EquityFraction(dec("0.5")),
+                }]),
+                vec![1],
+            ),
+        ],
+        p,
+    );
+    let last = r.rebalances.last().expect("rebalanced");
+    assert!(
+        last.target[0] > dec("0.85"),
+        "calm gets most: {:?}",
+        last.target
+    );
+}
