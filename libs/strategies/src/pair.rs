@@ -23,8 +23,11 @@
 //!   held; it also exits when `z` jumps over the whole exit band in one step.)
 //!   `stop_z = 0` turns the stop off. Exits are `ClosePosition` market orders
 //!   for each leg that is not flat.
-//! - After a stop no new entry is taken until `|z| <= entry_z` again, so a
-//!   blow-out does not re-enter at once on the same divergence.
+//! - A leg held alone (the other leg's entry was refused, e.g. by the venue's
+//!   margin check) is closed at the next decision.
+//! - After a stop (or such a broken entry) no new entry is taken until
+//!   `|z| <= entry_z` again, so it does not re-enter at once on the same
+//!   divergence.
 //! - While any order of either leg is open, nothing is decided (fills pending).
 //!
 //! The z-score is f64 (a signal, not money); orders are exact.
@@ -105,7 +108,7 @@ pub struct Pair {
     logs: VecDeque<(f64, f64)>,
     /// The last timestamp decided (one decision per timestamp).
     last_ts: Option<i64>,
-    /// False after a stop until |z| <= entry_z.
+    /// False after a stop or a broken entry until |z| <= entry_z.
     armed: bool,
 }
 
@@ -281,12 +284,15 @@ impl Strategy for Pair {
             }
             return;
         }
+        // One leg alone (the other's entry was refused, e.g. by the margin
+        // check): not a pair, so close it and wait for the next divergence.
+        let orphan = pa == 0 || pb == 0;
         // The side held: short spread = short a (or, a leg missing, long b).
         let short_spread = pa < 0 || (pa == 0 && pb > 0);
         let zs = if short_spread { z } else { -z };
         let stop = stop_z > 0.0 && zs > stop_z;
-        if zs < exit_z || stop {
-            if stop {
+        if zs < exit_z || stop || orphan {
+            if stop || orphan {
                 self.armed = false;
             }
             for (i, pos) in [(a, pa), (b, pb)] {

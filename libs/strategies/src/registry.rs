@@ -2,7 +2,9 @@
 //! way to build a strategy from a name and textual parameters.
 //!
 //! Who uses it: the backtest runner (CLI and workers) builds strategies with
-//! [`build`] / [`Configured::build`]; request edges check parameters with
+//! [`build`] / [`Configured::build`] (one instrument) or [`build_on`] /
+//! [`Configured::build_on`] (as many as [`StrategySpec::symbols`]: 2 for
+//! `pair`); request edges check parameters with
 //! [`validate`] / [`parse`] before queueing anything; the optimizer enumerates
 //! search spaces from [`specs`] / [`spec`] (bounds, step, constraints); `grodt
 //! strategies` prints them. No service parses strategy parameters by hand.

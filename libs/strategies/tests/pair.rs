@@ -179,6 +179,37 @@ fn a_timestamp_missing_for_one_leg_is_skipped() {
     assert_eq!(o.first().map(|x| x.0), Some(11), "{o:?}");
 }
 
+#[test]
+fn a_leg_refused_at_entry_leaves_the_other_closed_at_the_next_decision() {
+    // b cannot be shorted: b spikes (z < -2), long a fills, short b is refused.
+    let mut inst = legs();
+    inst[1].borrow.shortable = false;
+    let mut s = registry::build_on(
+        "pair",
+        &params(&[("lookback", "10"), ("entry_z", "2"), ("exit_z", "0.5")]),
+        &inst,
+    )
+    .unwrap();
+    let r = run_backtest(
+        &BacktestConfig::default(),
+        &inst,
+        &[bars(&[100.0; 18]), bars(&REVERT)],
+        &mut s,
+    )
+    .unwrap();
+    assert_eq!(
+        orders(&r),
+        [
+            (10, 0, Side::Buy, half()),
+            (10, 1, Side::Sell, half()),
+            // Bar 11 (z = -1.58, no exit yet): a alone is closed.
+            (11, 0, Side::Sell, Size::ClosePosition),
+        ]
+    );
+    assert!(r.orders[1].reject_reason.is_some());
+    assert_eq!(r.positions, [0, 0]);
+}
+
 fn run_sma(p: &[(&str, &str)], closes: &[f64]) -> BacktestResult {
     let inst = Instrument::equity("X", 2, 0);
     let mut s = registry::build("sma_cross", &params(p), &inst).unwrap();
