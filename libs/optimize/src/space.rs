@@ -402,11 +402,10 @@ impl Space {
         // one is fixed at its default and sent, so the constraint is a pair
         // of dimensions (counted exactly, skipped by blocks in a grid).
         let partner = |name: &str| {
-            spec.constraints.iter().any(|c| match c {
-                Constraint::LessThan { left, right } => {
-                    (*left == name && ranges.contains_key(*right))
-                        || (*right == name && ranges.contains_key(*left))
-                }
+            spec.constraints.iter().any(|c| {
+                let (left, right) = c.params();
+                (left == name && ranges.contains_key(right))
+                    || (right == name && ranges.contains_key(left))
             })
         };
         let mut names = Vec::new();
@@ -493,6 +492,35 @@ impl Space {
             used[l] = true;
             used[r] = true;
             total = total.checked_mul(self.count_less_than(l, r)?)?;
+        }
+        // The other rules between two dimensions: `not both` flags are
+        // counted (all pairs but true-true); `0 or >` is not (no count
+        // rather than a wrong one).
+        let at = |n: &str| self.names.iter().position(|x| x == n);
+        let rules = registry::spec(&self.strategy).map_or(&[][..], |s| &s.constraints[..]);
+        for c in rules {
+            let (Some(l), Some(r)) = (at(c.params().0), at(c.params().1)) else {
+                continue;
+            };
+            match c {
+                Constraint::LessThan { .. } => {}
+                Constraint::NotBoth { .. } if !used[l] && !used[r] => {
+                    used[l] = true;
+                    used[r] = true;
+                    let trues = |d: &Dim| {
+                        (0..d.grid_len())
+                            .filter(|&i| d.grid_value(i) == "true")
+                            .count() as u64
+                    };
+                    let (dl, dr) = (&self.dims[l], &self.dims[r]);
+                    if dl.grid_len() > MAX_COUNT || dr.grid_len() > MAX_COUNT {
+                        return None;
+                    }
+                    let n = dl.grid_len().checked_mul(dr.grid_len())? - trues(dl) * trues(dr);
+                    total = total.checked_mul(n)?;
+                }
+                Constraint::NotBoth { .. } | Constraint::ZeroOrGreaterThan { .. } => return None,
+            }
         }
         for (d, u) in self.dims.iter().zip(&used) {
             if !u {
@@ -600,6 +628,7 @@ fn constraint_pairs(spec: &StrategySpec, names: &[String]) -> Vec<(usize, usize)
         .iter()
         .filter_map(|c| match c {
             Constraint::LessThan { left, right } => Some((at(left)?, at(right)?)),
+            Constraint::NotBoth { .. } | Constraint::ZeroOrGreaterThan { .. } => None,
         })
         .collect()
 }

@@ -335,10 +335,11 @@ fn a_grid_skips_blocks_that_break_a_constraint() {
 #[test]
 fn the_whole_schema_is_a_space_counted_without_enumerating_it() {
     let space = Space::new("sma_cross", &BTreeMap::new(), Others::Schema).unwrap();
-    // fast 1..99999 x slow 2..100000 with fast < slow, x 2 bools x 100
-    // fractions x 3 gating choices x 3 regime subsets... counted exactly.
+    // fast 1..99999 x slow 2..100000 with fast < slow, x 3 (long_short,
+    // short_only) pairs (not both true) x 100 fractions x 3 gating choices
+    // x 3 regime subsets... counted exactly.
     let pairs: u64 = (2..=100_000u64).map(|s| (s - 1).min(99_999)).sum();
-    assert_eq!(space.valid_grid_len(), Some(pairs * 2 * 100 * 31 * 3));
+    assert_eq!(space.valid_grid_len(), Some(pairs * 3 * 100 * 31 * 3));
     let mut grid = GridSearch::new(space, None).unwrap();
     let first = grid.suggest(3);
     assert_eq!(first[0].params["fast"], "1");

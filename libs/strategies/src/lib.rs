@@ -1,5 +1,5 @@
 //! Strategies (the SMA crossover reference, S1 trend, S2 mean reversion, S3
-//! breakout) written once against the `grodt-strategy-api` Strategy trait, used
+//! breakout, and the two-instrument market-neutral `pair`) written once against the `grodt-strategy-api` Strategy trait, used
 //! by backtests, paper trading and the optimizer alike, and [`gate::Gated`], the
 //! wrapper that lets a strategy open positions only in the regimes it declares.
 //!
@@ -8,6 +8,7 @@
 //! their orders); no I/O, no clock, and no dependency on the engine that runs them.
 
 pub mod gate;
+pub mod pair;
 pub mod registry;
 pub mod s1;
 pub mod s2;
@@ -15,6 +16,7 @@ pub mod s3;
 pub mod sma_cross;
 
 pub use gate::{GateConfig, GateStats, Gated, OnDisallowed};
+pub use pair::{Hedge, Pair, PairParams};
 pub use s1::{S1, S1Params};
 pub use s2::{S2, S2Params};
 pub use s3::{S3, S3Params};

@@ -2,7 +2,9 @@
 //! way to build a strategy from a name and textual parameters.
 //!
 //! Who uses it: the backtest runner (CLI and workers) builds strategies with
-//! [`build`] / [`Configured::build`]; request edges check parameters with
+//! [`build`] / [`Configured::build`] (one instrument) or [`build_on`] /
+//! [`Configured::build_on`] (as many as [`StrategySpec::symbols`]: 2 for
+//! `pair`); request edges check parameters with
 //! [`validate`] / [`parse`] before queueing anything; the optimizer enumerates
 //! search spaces from [`specs`] / [`spec`] (bounds, step, constraints); `grodt
 //! strategies` prints them. No service parses strategy parameters by hand.
@@ -25,6 +27,7 @@ use grodt_strategy_api::Strategy;
 use grodt_regimes::Regime;
 
 use crate::gate::{GateConfig, Gated, OnDisallowed};
+use crate::pair::{Hedge, Pair, PairParams};
 use crate::{S1, S1Params, S2, S2Params, S3, S3Params, SmaCross, SmaCrossParams, StrategyError};
 
 /// The type of a parameter with its bounds (inclusive), default and step.
@@ -135,12 +138,59 @@ pub enum Constraint {
         /// The parameter that must be larger.
         right: &'static str,
     },
+    /// Not both `left` and `right` true (both bools).
+    NotBoth {
+        /// One flag.
+        left: &'static str,
+        /// The flag it excludes.
+        right: &'static str,
+    },
+    /// `left == 0` (off) or `left > right` (both numeric).
+    ZeroOrGreaterThan {
+        /// The parameter that is 0 or larger.
+        left: &'static str,
+        /// The parameter it must exceed when not 0.
+        right: &'static str,
+    },
+}
+
+impl Constraint {
+    /// The two parameters the rule relates, `(left, right)`.
+    pub const fn params(&self) -> (&'static str, &'static str) {
+        match *self {
+            Self::LessThan { left, right }
+            | Self::NotBoth { left, right }
+            | Self::ZeroOrGreaterThan { left, right } => (left, right),
+        }
+    }
+
+    /// Whether `values` keep the rule; a value missing or of another type
+    /// keeps it (types are checked per parameter).
+    fn holds(&self, values: &BTreeMap<&'static str, Value>) -> bool {
+        let num = |k: &str| values.get(k).and_then(Value::as_decimal);
+        let flag = |k: &str| matches!(values.get(k), Some(Value::Bool(true)));
+        match *self {
+            Self::LessThan { left, right } => match (num(left), num(right)) {
+                (Some(l), Some(r)) => l < r,
+                _ => true,
+            },
+            Self::NotBoth { left, right } => !(flag(left) && flag(right)),
+            Self::ZeroOrGreaterThan { left, right } => match (num(left), num(right)) {
+                (Some(l), Some(r)) => l.is_zero() || l > r,
+                _ => true,
+            },
+        }
+    }
 }
 
 impl fmt::Display for Constraint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::LessThan { left, right } => write!(f, "{left} < {right}"),
+            Self::NotBoth { left, right } => write!(f, "not both {left} and {right}"),
+            Self::ZeroOrGreaterThan { left, right } => {
+                write!(f, "{left} = 0 or {left} > {right}")
+            }
         }
     }
 }
@@ -189,7 +239,9 @@ impl fmt::Display for Value {
     }
 }
 
-type Builder = fn(&Resolved, &Instrument) -> Result<Box<dyn Strategy + Send>, StrategyError>;
+/// Builds a strategy for exactly `StrategySpec::symbols` instruments (checked
+/// before the call).
+type Builder = fn(&Resolved, &[Instrument]) -> Result<Box<dyn Strategy + Send>, StrategyError>;
 
 /// A strategy's schema and constructor.
 #[derive(Clone, serde::Serialize)]
@@ -198,6 +250,9 @@ pub struct StrategySpec {
     pub name: &'static str,
     /// What it does, one line.
     pub description: &'static str,
+    /// How many instruments it trades (1, or 2 for `pair`); instrument `k` of
+    /// the list given to [`Configured::build_on`] is its index `k`.
+    pub symbols: usize,
     /// Its parameters, in display order.
     pub params: Vec<ParamSpec>,
     /// Rules between parameters.
@@ -210,6 +265,7 @@ impl fmt::Debug for StrategySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StrategySpec")
             .field("name", &self.name)
+            .field("symbols", &self.symbols)
             .field("params", &self.params)
             .field("constraints", &self.constraints)
             .finish_non_exhaustive()
@@ -293,13 +349,23 @@ pub enum RegistryError {
     /// The strategy itself refused the values.
     #[error(transparent)]
     Strategy(#[from] StrategyError),
+    /// Built on a number of instruments other than the strategy trades.
+    #[error("{strategy} trades {expected} instrument{s}; {given} given", s = if *expected == 1 { "" } else { "s" })]
+    Instruments {
+        /// The strategy.
+        strategy: &'static str,
+        /// How many it trades.
+        expected: usize,
+        /// How many were given.
+        given: usize,
+    },
 }
 
 impl RegistryError {
     /// The parameter at fault, if one is.
     pub fn param(&self) -> Option<&str> {
         match self {
-            Self::UnknownStrategy { .. } => None,
+            Self::UnknownStrategy { .. } | Self::Instruments { .. } => None,
             Self::UnknownParam { param, .. } => Some(param),
             Self::BadValue { param, .. }
             | Self::OutOfBounds { param, .. }
@@ -380,7 +446,11 @@ impl Resolved {
     ///
     /// # Errors
     /// A parameter missing or naming no regime.
+    /// A strategy without these parameters (`pair`) is never gated.
     pub fn gate(&self) -> Result<Option<GateConfig>, StrategyError> {
+        if !self.values.contains_key("on_disallowed") {
+            return Ok(None);
+        }
         let on_disallowed = match self.choice("on_disallowed")? {
             "hold" => OnDisallowed::Hold,
             "close" => OnDisallowed::Close,
@@ -434,12 +504,38 @@ impl Configured {
         &self.params
     }
 
-    /// A fresh strategy trading `traded` (its precisions size prices and quantities).
+    /// A fresh one-instrument strategy trading `traded` (its precisions size
+    /// prices and quantities): [`Configured::build_on`] with one instrument.
     ///
     /// # Errors
-    /// [`RegistryError::Strategy`] when the strategy refuses the values.
+    /// [`RegistryError::Instruments`] for a strategy trading more than one
+    /// instrument; [`RegistryError::Strategy`] when the strategy refuses the values.
     pub fn build(&self, traded: &Instrument) -> Result<Box<dyn Strategy + Send>, RegistryError> {
-        let inner = (self.spec.builder)(&self.params, traded)?;
+        self.build_on(std::slice::from_ref(traded))
+    }
+
+    /// A fresh strategy trading `instruments` (index `k` in the strategy is
+    /// `instruments[k]`; as many as [`StrategySpec::symbols`]). Regime gating
+    /// (single-instrument strategies only) classifies instrument 0.
+    ///
+    /// # Errors
+    /// [`RegistryError::Instruments`] when the count differs from the
+    /// strategy's; [`RegistryError::Strategy`] when the strategy refuses the values.
+    pub fn build_on(
+        &self,
+        instruments: &[Instrument],
+    ) -> Result<Box<dyn Strategy + Send>, RegistryError> {
+        let traded = match instruments.first() {
+            Some(first) if instruments.len() == self.spec.symbols => first,
+            _ => {
+                return Err(RegistryError::Instruments {
+                    strategy: self.spec.name,
+                    expected: self.spec.symbols,
+                    given: instruments.len(),
+                });
+            }
+        };
+        let inner = (self.spec.builder)(&self.params, instruments)?;
         let Some(gate) = self.params.gate()? else {
             return Ok(inner);
         };
@@ -487,7 +583,7 @@ fn period(
 
 fn build_sma(
     p: &Resolved,
-    _traded: &Instrument,
+    _traded: &[Instrument],
 ) -> Result<Box<dyn Strategy + Send>, StrategyError> {
     Ok(Box::new(SmaCross::new(SmaCrossParams {
         fast: p.int("fast")?,
@@ -495,10 +591,38 @@ fn build_sma(
         long_short: p.bool("long_short")?,
         fraction: p.decimal("fraction")?,
         instrument: 0,
+        short_only: p.bool("short_only")?,
     })?))
 }
 
-fn build_s1(p: &Resolved, traded: &Instrument) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+fn build_pair(
+    p: &Resolved,
+    _traded: &[Instrument],
+) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+    let hedge = match p.choice("hedge")? {
+        "rolling_ols" => Hedge::RollingOls,
+        _ => Hedge::Fixed,
+    };
+    Ok(Box::new(Pair::new(PairParams {
+        lookback: p.int("lookback")?,
+        hedge,
+        hedge_ratio: p.float("hedge_ratio")?,
+        entry_z: p.float("entry_z")?,
+        exit_z: p.float("exit_z")?,
+        stop_z: p.float("stop_z")?,
+        fraction: p.decimal("fraction")?,
+        a: 0,
+        b: 1,
+    })?))
+}
+
+fn build_s1(
+    p: &Resolved,
+    traded: &[Instrument],
+) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+    let traded = traded
+        .first()
+        .ok_or_else(|| invalid("instrument", "one instrument needed"))?;
     Ok(Box::new(S1::new(
         S1Params {
             vwap_period: p.int("vwap_period")?,
@@ -517,7 +641,10 @@ fn build_s1(p: &Resolved, traded: &Instrument) -> Result<Box<dyn Strategy + Send
     )?))
 }
 
-fn build_s2(p: &Resolved, _traded: &Instrument) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+fn build_s2(
+    p: &Resolved,
+    _traded: &[Instrument],
+) -> Result<Box<dyn Strategy + Send>, StrategyError> {
     Ok(Box::new(S2::new(S2Params {
         period: p.int("period")?,
         k: p.float("k")?,
@@ -530,7 +657,10 @@ fn build_s2(p: &Resolved, _traded: &Instrument) -> Result<Box<dyn Strategy + Sen
     })?))
 }
 
-fn build_s3(p: &Resolved, _traded: &Instrument) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+fn build_s3(
+    p: &Resolved,
+    _traded: &[Instrument],
+) -> Result<Box<dyn Strategy + Send>, StrategyError> {
     Ok(Box::new(S3::new(S3Params {
         entry_window: p.int("entry_window")?,
         exit_window: p.int("exit_window")?,
@@ -624,10 +754,12 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
     let s1 = S1Params::default();
     let s2 = S2Params::default();
     let s3 = S3Params::default();
+    let pair = PairParams::default();
     let int = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
     vec![
         StrategySpec {
             name: "sma_cross",
+            symbols: 1,
             description: "SMA crossover: long on a fast-over-slow cross, out (or short) on the reverse",
             params: vec![
                 period(
@@ -652,18 +784,32 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                     description: "also go short on a downward cross",
                 },
                 fraction_param("fraction of equity per entry (1 = all-in)"),
+                ParamSpec {
+                    name: "short_only",
+                    kind: ParamType::Bool {
+                        default: sma.short_only,
+                    },
+                    description: "trade only the short side: short on a downward cross, cover on an upward one",
+                },
             ]
             .into_iter()
             .chain(gating_params(&TREND_REGIMES))
             .collect(),
-            constraints: vec![Constraint::LessThan {
-                left: "fast",
-                right: "slow",
-            }],
+            constraints: vec![
+                Constraint::LessThan {
+                    left: "fast",
+                    right: "slow",
+                },
+                Constraint::NotBoth {
+                    left: "short_only",
+                    right: "long_short",
+                },
+            ],
             builder: build_sma,
         },
         StrategySpec {
             name: "s1",
+            symbols: 1,
             description: "trend on VWAP slope and EMA alignment, entered with an ATR bracket",
             params: vec![
                 period(
@@ -723,6 +869,7 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
         },
         StrategySpec {
             name: "s2",
+            symbols: 1,
             description: "mean reversion: long below the lower Bollinger band when RSI is oversold, out at the middle band",
             params: vec![
                 period(
@@ -768,6 +915,7 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
         },
         StrategySpec {
             name: "s3",
+            symbols: 1,
             description: "breakout: long on a close above the prior Donchian high with confirming volume, out below the prior exit-window low",
             params: vec![
                 period(
@@ -804,6 +952,60 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
             .collect(),
             constraints: vec![],
             builder: build_s3,
+        },
+        StrategySpec {
+            name: "pair",
+            symbols: 2,
+            description: "market-neutral pair (instruments a, b): trade the z-score of ln a - β ln b, each leg half the fraction",
+            params: vec![
+                period(
+                    "lookback",
+                    2,
+                    MAX_PERIOD,
+                    int(pair.lookback),
+                    "timestamps in the z-score (and OLS) window",
+                ),
+                ParamSpec {
+                    name: "hedge",
+                    kind: ParamType::Choice {
+                        options: vec!["fixed", "rolling_ols"],
+                        default: "fixed",
+                    },
+                    description: "β: fixed (hedge_ratio) or rolling_ols (OLS slope of ln a on ln b over the lookback)",
+                },
+                float_param(
+                    "hedge_ratio",
+                    (0.01, 10.0, pair.hedge_ratio, 0.01),
+                    "β when hedge = fixed",
+                ),
+                float_param(
+                    "entry_z",
+                    (0.1, 10.0, pair.entry_z, 0.1),
+                    "|z| above which a flat pair enters (z > entry_z: short a, long b)",
+                ),
+                float_param(
+                    "exit_z",
+                    (0.0, 10.0, pair.exit_z, 0.1),
+                    "|z| below which a position exits (population std over the lookback)",
+                ),
+                float_param(
+                    "stop_z",
+                    (0.0, 50.0, pair.stop_z, 0.1),
+                    "|z| beyond which a position is stopped out; 0 = off",
+                ),
+                fraction_param("fraction of equity for both legs (each leg gets half)"),
+            ],
+            constraints: vec![
+                Constraint::LessThan {
+                    left: "exit_z",
+                    right: "entry_z",
+                },
+                Constraint::ZeroOrGreaterThan {
+                    left: "stop_z",
+                    right: "entry_z",
+                },
+            ],
+            builder: build_pair,
         },
     ]
 });
@@ -933,21 +1135,24 @@ pub fn parse(name: &str, params: &BTreeMap<String, String>) -> Result<Configured
         values.insert(p.name, parse_value(p, v)?);
     }
     for c in &spec.constraints {
-        match c {
-            Constraint::LessThan { left, right } => {
-                let l = values.get(left).and_then(Value::as_decimal);
-                let r = values.get(right).and_then(Value::as_decimal);
-                if let (Some(l), Some(r)) = (l, r)
-                    && l >= r
-                {
-                    return Err(RegistryError::Constraint {
-                        param: left,
-                        constraint: c.to_string(),
-                        detail: format!("{left} {l} must be below {right} {r}"),
-                    });
-                }
-            }
+        if c.holds(&values) {
+            continue;
         }
+        let (left, right) = c.params();
+        let show = |k: &str| values.get(k).map(ToString::to_string).unwrap_or_default();
+        let (l, r) = (show(left), show(right));
+        let detail = match c {
+            Constraint::LessThan { .. } => format!("{left} {l} must be below {right} {r}"),
+            Constraint::NotBoth { .. } => format!("{left} and {right} cannot both be true"),
+            Constraint::ZeroOrGreaterThan { .. } => {
+                format!("{left} {l} must be 0 (off) or above {right} {r}")
+            }
+        };
+        return Err(RegistryError::Constraint {
+            param: left,
+            constraint: c.to_string(),
+            detail,
+        });
     }
     Ok(Configured {
         spec,
@@ -976,6 +1181,20 @@ pub fn build(
     parse(name, params)?.build(traded)
 }
 
+/// Builds strategy `name` with `params` (absent ones at their default) for
+/// `instruments` (as many as the strategy trades; see [`Configured::build_on`]).
+///
+/// # Errors
+/// As [`parse`], plus [`RegistryError::Instruments`] for a wrong count and
+/// [`RegistryError::Strategy`] if the strategy refuses.
+pub fn build_on(
+    name: &str,
+    params: &BTreeMap<String, String>,
+    instruments: &[Instrument],
+) -> Result<Box<dyn Strategy + Send>, RegistryError> {
+    parse(name, params)?.build_on(instruments)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -992,10 +1211,20 @@ mod tests {
         Instrument::equity("SPY", 4, 0)
     }
 
+    /// `n` instruments for a strategy trading `n`.
+    fn legs(n: usize, price_precision: u8) -> Vec<Instrument> {
+        (0..n)
+            .map(|k| Instrument::equity(&format!("X{k}"), price_precision, 0))
+            .collect()
+    }
+
     #[test]
     fn defaults_build_every_strategy_and_match_the_structs() {
         for s in specs() {
-            build(s.name, &BTreeMap::new(), &spy()).unwrap();
+            build_on(s.name, &BTreeMap::new(), &legs(s.symbols, 4)).unwrap();
+            if s.symbols == 1 {
+                build(s.name, &BTreeMap::new(), &spy()).unwrap();
+            }
         }
         let c = parse("sma_cross", &BTreeMap::new()).unwrap();
         let d = SmaCrossParams::default();
@@ -1016,12 +1245,12 @@ mod tests {
         let e = parse("rsi", &BTreeMap::new()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3"
+            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3, pair"
         );
         let e = parse("sma_cross", &params(&[("fats", "3")])).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown parameter \"fats\" for strategy sma_cross; valid parameters: fast, slow, long_short, fraction, regimes, on_disallowed"
+            "unknown parameter \"fats\" for strategy sma_cross; valid parameters: fast, slow, long_short, fraction, short_only, regimes, on_disallowed"
         );
         let e = parse("sma_cross", &params(&[("fast", "x")])).unwrap_err();
         assert_eq!(
@@ -1091,6 +1320,106 @@ mod tests {
         );
         assert_eq!(p.kind.name(), "choice");
         assert_eq!(p.kind.default_value().to_string(), "fast");
+    }
+
+    #[test]
+    fn build_on_checks_the_number_of_instruments() {
+        let pair = parse("pair", &BTreeMap::new()).unwrap();
+        assert_eq!(pair.spec().symbols, 2);
+        let e = pair.build(&spy()).err().unwrap();
+        assert_eq!(e.to_string(), "pair trades 2 instruments; 1 given");
+        assert_eq!(
+            e,
+            RegistryError::Instruments {
+                strategy: "pair",
+                expected: 2,
+                given: 1
+            }
+        );
+        assert_eq!(e.param(), None);
+        let e = pair.build_on(&legs(3, 2)).err().unwrap();
+        assert_eq!(e.to_string(), "pair trades 2 instruments; 3 given");
+        pair.build_on(&legs(2, 2)).unwrap();
+        let sma = parse("sma_cross", &BTreeMap::new()).unwrap();
+        let e = sma.build_on(&legs(2, 2)).err().unwrap();
+        assert_eq!(e.to_string(), "sma_cross trades 1 instrument; 2 given");
+        let e = sma.build_on(&[]).err().unwrap();
+        assert_eq!(e.to_string(), "sma_cross trades 1 instrument; 0 given");
+        sma.build_on(&legs(1, 2)).unwrap();
+        for s in specs() {
+            assert_eq!(
+                s.symbols,
+                if s.name == "pair" { 2 } else { 1 },
+                "{}",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_pair_schema_has_its_parameters_and_rules() {
+        let s = spec("pair").unwrap();
+        assert_eq!(
+            s.param_names(),
+            "lookback, hedge, hedge_ratio, entry_z, exit_z, stop_z, fraction"
+        );
+        let c = parse("pair", &BTreeMap::new()).unwrap();
+        let v = c.params();
+        assert_eq!(v.get("lookback"), Some(&Value::Int(60)));
+        assert_eq!(v.get("hedge"), Some(&Value::Choice("fixed")));
+        assert_eq!(v.get("hedge_ratio"), Some(&Value::Float(1.0)));
+        assert_eq!(v.get("entry_z"), Some(&Value::Float(2.0)));
+        assert_eq!(v.get("exit_z"), Some(&Value::Float(0.5)));
+        assert_eq!(v.get("stop_z"), Some(&Value::Float(0.0)));
+        assert_eq!(v.get("fraction"), Some(&Value::Decimal(Decimal::ONE)));
+        let rules: Vec<String> = s.constraints.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rules,
+            ["exit_z < entry_z", "stop_z = 0 or stop_z > entry_z"]
+        );
+        let e = parse("pair", &params(&[("exit_z", "2")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameters exit_z < entry_z: exit_z 2 must be below entry_z 2"
+        );
+        let e = parse("pair", &params(&[("stop_z", "1.5")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameters stop_z = 0 or stop_z > entry_z: stop_z 1.5 must be 0 (off) or above entry_z 2"
+        );
+        assert_eq!(e.param(), Some("stop_z"));
+        validate(
+            "pair",
+            &params(&[("stop_z", "3"), ("hedge", "rolling_ols")]),
+        )
+        .unwrap();
+        // No regime gating for a two-instrument strategy: the parameter is unknown.
+        let e = parse("pair", &params(&[("regimes", "ranging")])).unwrap_err();
+        assert!(matches!(e, RegistryError::UnknownParam { .. }), "{e}");
+        assert_eq!(c.params().gate(), Ok(None));
+    }
+
+    #[test]
+    fn short_only_excludes_long_short() {
+        let c = parse("sma_cross", &params(&[("short_only", "true")])).unwrap();
+        assert_eq!(c.params().get("short_only"), Some(&Value::Bool(true)));
+        assert_eq!(
+            parse("sma_cross", &BTreeMap::new())
+                .unwrap()
+                .params()
+                .get("short_only"),
+            Some(&Value::Bool(false))
+        );
+        let e = parse(
+            "sma_cross",
+            &params(&[("short_only", "true"), ("long_short", "true")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "parameters not both short_only and long_short: short_only and long_short cannot both be true"
+        );
+        assert_eq!(e.param(), Some("short_only"));
     }
 
     /// A value of `p` within its bounds, as text, from a unit draw `u` in [0, 1].
@@ -1171,11 +1500,13 @@ mod tests {
     }
 
     fn satisfies(spec: &StrategySpec, values: &BTreeMap<String, String>) -> bool {
+        let n = |k: &str| values[k].parse::<f64>().unwrap_or(f64::NAN);
         spec.constraints.iter().all(|c| match c {
-            Constraint::LessThan { left, right } => {
-                let n = |k: &str| values[k].parse::<f64>().unwrap_or(f64::NAN);
-                n(left) < n(right)
+            Constraint::LessThan { left, right } => n(left) < n(right),
+            Constraint::NotBoth { left, right } => {
+                !(values[*left] == "true" && values[*right] == "true")
             }
+            Constraint::ZeroOrGreaterThan { left, right } => n(left) == 0.0 || n(left) > n(right),
         })
     }
 
@@ -1194,8 +1525,7 @@ mod tests {
                 .map(|(p, (u, b))| (p.name.to_owned(), within(p, *u, *b)))
                 .collect();
             prop_assume!(satisfies(spec, &values));
-            let traded = Instrument::equity("X", price_precision, 0);
-            let built = build(spec.name, &values, &traded);
+            let built = build_on(spec.name, &values, &legs(spec.symbols, price_precision));
             prop_assert!(built.is_ok(), "{} {values:?}: {:?}", spec.name, built.err());
         }
 

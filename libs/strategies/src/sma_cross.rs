@@ -2,6 +2,8 @@
 //!
 //! On each close: when the fast SMA crosses above the slow one, go long all-in;
 //! when it crosses below, close the long (and, long-short, go short all-in).
+//! Short-only: a downward cross opens a short and an upward cross closes it;
+//! no long is ever opened.
 //! "Crosses" follows backtrader's `CrossOver`: the previous non-zero difference
 //! had the other sign and the current difference is strictly past zero. The
 //! averages are exact (integer sums of fixed-point closes), so ties are real ties. Orders are
@@ -26,6 +28,10 @@ pub struct SmaCrossParams {
     pub fraction: Decimal,
     /// Instrument index traded.
     pub instrument: usize,
+    /// Trade only the short side: a downward cross opens a short, an upward
+    /// cross closes it (not together with `long_short`).
+    #[serde(default)]
+    pub short_only: bool,
 }
 
 impl Default for SmaCrossParams {
@@ -36,6 +42,7 @@ impl Default for SmaCrossParams {
             long_short: false,
             fraction: Decimal::ONE,
             instrument: 0,
+            short_only: false,
         }
     }
 }
@@ -63,6 +70,12 @@ impl SmaCross {
             return Err(StrategyError::InvalidParam {
                 name: "fast",
                 reason: format!("fast {} must be below slow {}", params.fast, params.slow),
+            });
+        }
+        if params.short_only && params.long_short {
+            return Err(StrategyError::InvalidParam {
+                name: "short_only",
+                reason: "not together with long_short".into(),
             });
         }
         if params.fraction <= Decimal::ZERO {
@@ -119,14 +132,14 @@ impl Strategy for SmaCross {
             if pos < 0 {
                 ctx.submit(OrderRequest::market(i, Side::Buy, Size::ClosePosition));
             }
-            if pos <= 0 {
+            if pos <= 0 && !self.params.short_only {
                 ctx.submit(OrderRequest::market(i, Side::Buy, entry));
             }
         } else {
             if pos > 0 {
                 ctx.submit(OrderRequest::market(i, Side::Sell, Size::ClosePosition));
             }
-            if self.params.long_short && pos >= 0 {
+            if (self.params.long_short || self.params.short_only) && pos >= 0 {
                 ctx.submit(OrderRequest::market(i, Side::Sell, entry));
             }
         }

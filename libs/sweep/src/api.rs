@@ -83,6 +83,13 @@ fn sma_set(params: &BTreeMap<String, String>) -> Result<(SmaParams, Decimal), Sw
             reason: "regime gating needs the regime feed of the event engine".into(),
         });
     }
+    // The kernel models long-only and long-short, not short-only.
+    if p.get("short_only") == Some(&Value::Bool(true)) {
+        return Err(SweepError::Unsupported {
+            field: "short_only",
+            reason: "the sweep kernel has no short-only mode; run it on the event engine".into(),
+        });
+    }
     let period = |name: &'static str| match p.get(name) {
         Some(Value::Int(v)) => u32::try_from(*v).map_err(|_| SweepError::Invalid {
             field: "params",

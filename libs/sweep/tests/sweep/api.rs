@@ -104,4 +104,16 @@ fn refusals_name_the_strategy_setting_or_set() {
     gated.insert("on_disallowed".into(), "hold".into());
     let e = sweep("sma_cross", &series, &[gated], &config, &m, Threads::One).unwrap_err();
     assert!(e.to_string().contains("on_disallowed"), "{e}");
+    let mut short_only = set(5, 20, false);
+    short_only.insert("short_only".into(), "true".into());
+    let e = sweep(
+        "sma_cross",
+        &series,
+        &[short_only],
+        &config,
+        &m,
+        Threads::One,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("short_only"), "{e}");
 }

@@ -55,6 +55,7 @@ pub fn engine(
         long_short: p.long_short,
         fraction: config.fraction,
         instrument: 0,
+        short_only: false,
     })
     .expect("valid parameters");
     run_backtest(

@@ -171,7 +171,7 @@ async fn bad_specs_are_invalid_argument_naming_the_field() {
                 strategy_name: "rsi".into(),
                 ..sma_spec()
             },
-            "spec.strategy_name: unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3",
+            "spec.strategy_name: unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3, pair",
         ),
         (
             v1::BacktestSpec {
