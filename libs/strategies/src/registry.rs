@@ -443,10 +443,10 @@ impl Resolved {
 
     /// The regime gating these parameters ask for (`on_disallowed` and
     /// `regimes`), or None when `on_disallowed=off`.
+    /// A strategy without these parameters (`pair`) is never gated.
     ///
     /// # Errors
     /// A parameter missing or naming no regime.
-    /// A strategy without these parameters (`pair`) is never gated.
     pub fn gate(&self) -> Result<Option<GateConfig>, StrategyError> {
         if !self.values.contains_key("on_disallowed") {
             return Ok(None);
