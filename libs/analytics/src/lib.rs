@@ -33,7 +33,7 @@ pub use error::{AnalyticsError, Result};
 pub use metrics::{
     EquityPoint, Metrics, MetricsConfig, PerformanceInput, UnixNanos, breakdown, compute, exposure,
 };
-pub use report::{Breakdown, LabelClass, ReportInput, escape_html, render_html};
+pub use report::{Breakdown, LabelClass, Part, ReportInput, escape_html, render_html};
 pub use returns::{
     annual_volatility, cagr, downside_deviation, log_returns, sharpe, simple_returns, sortino,
     total_return,

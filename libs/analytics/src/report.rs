@@ -22,6 +22,22 @@ pub struct ReportInput<'a> {
     /// Periods labelled (by regime, say): coloured bands behind the equity
     /// curve and a table of the metrics per label. `None`: neither.
     pub breakdown: Option<Breakdown<'a>>,
+    /// Parts of the whole (the strategies of a portfolio): their equity
+    /// curves on one chart and their metrics side by side. Empty: neither.
+    pub parts: &'a [Part<'a>],
+}
+
+/// One part of a whole, e.g. one strategy of a portfolio.
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'a> {
+    /// Its name (escaped).
+    pub name: &'a str,
+    /// A CSS colour for its line (`#rrggbb`).
+    pub color: &'a str,
+    /// Its equity curve.
+    pub equity: &'a [EquityPoint],
+    /// Its metrics.
+    pub metrics: &'a Metrics,
 }
 
 /// One label of a [`Breakdown`]: its name, colour and metrics.
@@ -125,6 +141,9 @@ pub fn render_html(input: &ReportInput<'_>) -> String {
     if let Some(b) = &input.breakdown {
         let _ = writeln!(html, "<h2>By {}</h2>", escape_html(b.title));
         breakdown_table(&mut html, b);
+    }
+    if !input.parts.is_empty() {
+        parts_section(&mut html, input.parts, input.equity);
     }
     html.push_str("<h2>Drawdown</h2>\n");
     let dd = drawdown_series(&values);
@@ -433,6 +452,97 @@ fn breakdown_table(html: &mut String, b: &Breakdown<'_>) {
             m.periods,
             pct(share),
             pct(m.total_return),
+            opt(m.annual_volatility, pct),
+            opt(m.sharpe, num),
+            pct(m.drawdown.max_drawdown),
+            opt(m.exposure, pct),
+            m.trades.count,
+            opt(m.trades.win_rate, pct),
+            m.trades.net_pnl,
+        );
+    }
+    html.push_str("</table>\n");
+}
+
+/// The parts' equity curves (and the whole's, in black) on one chart, a
+/// legend, and their metrics side by side.
+fn parts_section(html: &mut String, parts: &[Part<'_>], whole: &[EquityPoint]) {
+    html.push_str("<h2>Equity by strategy</h2>\n");
+    svg_open(html, "parts", "equity by strategy");
+    let lines: Vec<(&str, Vec<(UnixNanos, f64)>)> = std::iter::once(("#1d2430", whole))
+        .chain(parts.iter().map(|p| (p.color, p.equity)))
+        .map(|(c, e)| {
+            let ts: Vec<UnixNanos> = e.iter().map(|p| p.ts).collect();
+            let v: Vec<f64> = e.iter().map(|p| p.equity).collect();
+            (c, downsample(&ts, &v))
+        })
+        .collect();
+    let all = lines.iter().flat_map(|(_, l)| l.iter());
+    let t0 = all.clone().map(|p| p.0).min();
+    let t1 = all.clone().map(|p| p.0).max();
+    let range = finite_range(all.map(|p| p.1));
+    let (Some(t0), Some(t1), Some((lo, hi))) = (t0, t1, range) else {
+        html.push_str("<text x=\"10\" y=\"20\" class=\"axis\">no data</text>\n</svg>\n");
+        return;
+    };
+    #[allow(clippy::cast_precision_loss, reason = "chart coordinates")]
+    let span_t = (t1 - t0).max(1) as f64;
+    #[allow(clippy::cast_precision_loss, reason = "chart coordinates")]
+    let x = |t: UnixNanos| PAD_L + (t - t0) as f64 / span_t * (WIDTH - PAD_L - PAD_R);
+    let y = |v: f64| PAD_T + (hi - v) / (hi - lo).max(f64::MIN_POSITIVE) * (HEIGHT - PAD_T - PAD_B);
+    for (color, points) in &lines {
+        let mut path = String::with_capacity(points.len() * 16);
+        for (i, &(t, v)) in points.iter().filter(|p| p.1.is_finite()).enumerate() {
+            let _ = write!(
+                path,
+                "{}{:.1},{:.1}",
+                if i == 0 { "M" } else { "L" },
+                x(t),
+                y(v)
+            );
+        }
+        let _ = writeln!(
+            html,
+            "<path class=\"part\" d=\"{path}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.1\"/>",
+            escape_html(color)
+        );
+    }
+    axes(
+        html,
+        &format!("{hi:.0}"),
+        &format!("{lo:.0}"),
+        &format_ts(t0),
+        &format_ts(t1),
+    );
+    html.push_str("</svg>\n");
+    html.push_str(
+        "<p class=\"legend\"><span style=\"display:inline-block;width:.9em;height:.9em;\
+                   background:#1d2430;margin:0 .3em 0 1em;vertical-align:middle\"></span>portfolio",
+    );
+    for p in parts {
+        let _ = write!(
+            html,
+            "<span style=\"display:inline-block;width:.9em;height:.9em;background:{};\
+             margin:0 .3em 0 1em;vertical-align:middle\"></span>{}",
+            escape_html(p.color),
+            escape_html(p.name)
+        );
+    }
+    html.push_str("</p>\n");
+    html.push_str(
+        "<table class=\"parts\">\n<tr><th>strategy</th><th>total return</th><th>CAGR</th>\
+         <th>annual volatility</th><th>Sharpe</th><th>max drawdown</th><th>exposure</th>\
+         <th>trades</th><th>win rate</th><th>net PnL</th></tr>\n",
+    );
+    for p in parts {
+        let m = p.metrics;
+        let _ = writeln!(
+            html,
+            "<tr class=\"part\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            escape_html(p.name),
+            pct(m.total_return),
+            pct(m.cagr),
             opt(m.annual_volatility, pct),
             opt(m.sharpe, num),
             pct(m.drawdown.max_drawdown),

@@ -16,6 +16,7 @@
 //! crate pulls polars through grodt-data's catalog.
 
 pub mod cache;
+pub mod portfolio;
 pub mod run;
 
 pub use cache::{CacheLimits, CacheStats, Lookup, SeriesCache};

@@ -42,6 +42,17 @@ pub enum RunError {
     /// The regime classifier's configuration was refused.
     #[error("regimes: {0}")]
     Regimes(String),
+    /// The portfolio file or run was refused (the error names the field).
+    #[error("portfolio: {0}")]
+    Portfolio(#[from] grodt_portfolio::PortfolioError),
+    /// A portfolio strategy's name or parameters were refused.
+    #[error("portfolio strategy {id}: {source}")]
+    Member {
+        /// The strategy's id in the file.
+        id: String,
+        /// Why.
+        source: RegistryError,
+    },
 }
 
 impl Classify for RunError {
@@ -49,6 +60,7 @@ impl Classify for RunError {
         match self {
             Self::Params(e) => e.kind(),
             Self::Sim(e) => e.kind(),
+            Self::Portfolio(e) => e.kind(),
             _ => ErrorKind::InvalidArgument,
         }
     }
@@ -274,6 +286,43 @@ impl Strategy for Observed<'_> {
     }
 }
 
+/// An exact equity curve as analytics reads it.
+pub fn analytics_equity(points: &[grodt_sim::EquityPoint<Decimal>]) -> Vec<analytics::EquityPoint> {
+    points
+        .iter()
+        .map(|p| analytics::EquityPoint {
+            ts: p.ts,
+            equity: f64_of(p.equity),
+        })
+        .collect()
+}
+
+/// The closed round trips of a run as analytics reads them.
+pub fn analytics_trades(trades: &[grodt_sim::Trade]) -> Vec<analytics::Trade> {
+    trades
+        .iter()
+        .filter_map(|t| {
+            let exit_ts = t.exit_ts?;
+            Some(analytics::Trade {
+                entry_ts: t.entry_ts,
+                exit_ts,
+                side: match t.direction {
+                    Side::Buy => analytics::Side::Long,
+                    Side::Sell => analytics::Side::Short,
+                },
+                qty: f64_of(t.peak_quantity),
+                entry_price: f64_of(t.entry_price),
+                exit_price: t.exit_price.map_or(f64::NAN, f64_of),
+                pnl: f64_of(t.net_pnl),
+                // Rebates can make a trade's net fees negative; analytics counts costs only.
+                fees: f64_of(t.fees.max(Decimal::ZERO)),
+                mae: f64_of(t.mae),
+                mfe: f64_of(t.mfe),
+            })
+        })
+        .collect()
+}
+
 fn f64_of(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
@@ -303,38 +352,9 @@ pub fn run(
     };
     let result = grodt_sim::run_backtest(&spec.config, &instruments, &bars, &mut observed)?;
 
-    let equity: Vec<analytics::EquityPoint> = result
-        .equity
-        .iter()
-        .map(|p| analytics::EquityPoint {
-            ts: p.ts,
-            equity: f64_of(p.equity),
-        })
-        .collect();
+    let equity = analytics_equity(&result.equity);
     let positions = positions_at_marks(&result);
-    let closed_trades: Vec<analytics::Trade> = result
-        .trades
-        .iter()
-        .filter_map(|t| {
-            let exit_ts = t.exit_ts?;
-            Some(analytics::Trade {
-                entry_ts: t.entry_ts,
-                exit_ts,
-                side: match t.direction {
-                    Side::Buy => analytics::Side::Long,
-                    Side::Sell => analytics::Side::Short,
-                },
-                qty: f64_of(t.peak_quantity),
-                entry_price: f64_of(t.entry_price),
-                exit_price: t.exit_price.map_or(f64::NAN, f64_of),
-                pnl: f64_of(t.net_pnl),
-                // Rebates can make a trade's net fees negative; analytics counts costs only.
-                fees: f64_of(t.fees.max(Decimal::ZERO)),
-                mae: f64_of(t.mae),
-                mfe: f64_of(t.mfe),
-            })
-        })
-        .collect();
+    let closed_trades = analytics_trades(&result.trades);
     let input = analytics::PerformanceInput {
         equity: &equity,
         positions: Some(&positions),
@@ -400,10 +420,14 @@ fn regime_breakdown(
 
 /// Gross absolute position (in units) held after each equity mark, from the fills.
 fn positions_at_marks(result: &BacktestResult) -> Vec<f64> {
+    gross_units_at(&result.equity, &result.fills)
+}
+
+/// Σ |units held| across instruments at each equity mark, from the fills.
+pub fn gross_units_at(equity: &[grodt_sim::EquityPoint<Decimal>], fills: &[Fill]) -> Vec<f64> {
     let mut held: BTreeMap<usize, f64> = BTreeMap::new();
-    let mut fills = result.fills.iter().peekable();
-    result
-        .equity
+    let mut fills = fills.iter().peekable();
+    equity
         .iter()
         .map(|mark| {
             while let Some(f) = fills.next_if(|f| f.ts <= mark.ts) {

@@ -137,8 +137,13 @@ pub struct MemberResult {
     pub id: String,
     /// Portfolio instrument indices it traded (its instrument `k` is `instruments[k]`).
     pub instruments: Vec<usize>,
-    /// Its sub-ledger's equity after every timestamp of the run.
+    /// Its sub-ledger's equity after every timestamp of the run (capital
+    /// moved in or out by rebalancing included).
     pub equity: Vec<EquityPoint<Decimal>>,
+    /// Its performance net of capital moves: its initial capital grown by
+    /// its per-period returns (each period's return excludes that period's
+    /// transfers). Metrics of a strategy are computed on this curve.
+    pub growth: Vec<EquityPoint<Decimal>>,
     /// Fills allocated to it (instrument = its own index), crosses included.
     pub fills: Vec<Fill>,
     /// Its round trips (instrument = its own index).
@@ -254,7 +259,6 @@ struct Book {
     started: bool,
     /// Equity at the end of the previous timestamp, after transfers.
     last_equity: Decimal,
-    returns: Vec<Decimal>,
 }
 
 impl Book {
@@ -349,6 +353,11 @@ pub struct Desk {
     now: i64,
     weight_sums: Vec<Decimal>,
     weight_count: u64,
+    /// The account's borrow and financing charged so far.
+    accrued: (Decimal, Decimal),
+    /// Each member's per-period returns net of transfers, whole run so far
+    /// (the allocator's input: each method reads its own lookback).
+    history: Vec<Vec<Decimal>>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -468,7 +477,6 @@ impl Desk {
                     halted: false,
                     started: false,
                     last_equity: cash,
-                    returns: Vec::new(),
                 }
             })
             .collect();
@@ -496,6 +504,8 @@ impl Desk {
             now: i64::MIN,
             weight_sums: vec![Decimal::ZERO; n],
             weight_count: 0,
+            accrued: (Decimal::ZERO, Decimal::ZERO),
+            history: vec![Vec::new(); n],
             instruments,
             books,
             plan,
@@ -517,6 +527,14 @@ impl Desk {
                 self.books[b].callback(bar.ts, |s, c| s.on_start(c));
                 self.collect(b, bar.ts)?;
             }
+        }
+        // A new day's borrow and financing first, as the venue charges them
+        // before it fills (and sizes) anything on the bar.
+        let cash_before = self.venue.cash();
+        self.venue.accrue_to(bar.ts)?;
+        let accrued = cash_before - self.venue.cash();
+        if !accrued.is_zero() {
+            self.allocate_accrual(accrued)?;
         }
         self.send_waiting(i, bar)?;
         let cash_before = self.venue.cash();
@@ -576,7 +594,7 @@ impl Desk {
             ts,
             equity: account,
         });
-        for book in &mut self.books {
+        for (book, history) in self.books.iter_mut().zip(&mut self.history) {
             let e = book.equity()?;
             book.equity.push(EquityPoint { ts, equity: e });
             let r = if book.last_equity > Decimal::ZERO {
@@ -584,7 +602,7 @@ impl Desk {
             } else {
                 Decimal::ZERO
             };
-            book.returns.push(r);
+            history.push(r);
             book.last_equity = e;
         }
         self.peak = self.peak.max(account);
@@ -601,12 +619,19 @@ impl Desk {
         }
         self.weight_count += 1;
         if self.halted_at.is_none() {
-            let returns = self.window();
-            let target = overlay_with(&mut self.plan, &returns)?;
-            if self
-                .plan
-                .schedule
-                .due(self.last_rebalance, ts, &current, &target)
+            // Calendar schedules do not read the weights: the target is
+            // computed only when one is due (drift needs it every time).
+            let calendar = !matches!(self.plan.schedule, Schedule::Drift { .. });
+            if calendar && !self.plan.schedule.due(self.last_rebalance, ts, &[], &[]) {
+                return Ok(());
+            }
+            let window = self.window();
+            let target = overlay_with(&mut self.plan, &self.history, &window)?;
+            if calendar
+                || self
+                    .plan
+                    .schedule
+                    .due(self.last_rebalance, ts, &current, &target)
             {
                 self.rebalance(ts, &target)?;
                 self.last_rebalance = Some(ts);
@@ -676,7 +701,7 @@ impl Desk {
         for b in &mut self.books {
             b.callback(now, |s, c| s.on_stop(c));
         }
-        let returns: Vec<Vec<Decimal>> = self.books.iter().map(|b| b.returns.clone()).collect();
+        let returns = std::mem::take(&mut self.history);
         let correlation = stats::correlation(&returns).unwrap_or_default();
         let avg: Vec<Decimal> = if self.weight_count == 0 {
             vec![Decimal::ZERO; self.books.len()]
@@ -690,15 +715,31 @@ impl Desk {
         let members = self
             .books
             .into_iter()
-            .map(|b| {
+            .zip(&returns)
+            .map(|(b, history)| {
                 let positions = (0..b.instruments.len())
                     .map(|k| b.account.ledger.position_raw(k))
                     .collect();
                 let costs = b.account.ledger.costs();
                 let trades = b.trades.finish(&b.instruments, &b.seen, &b.account.marks)?;
+                let mut level = b.initial;
+                let growth = b
+                    .equity
+                    .iter()
+                    .zip(history)
+                    .map(|(p, r)| {
+                        // Rounded each step so the mantissa stays bounded over long runs.
+                        level = (level * (Decimal::ONE + *r)).round_dp(10);
+                        EquityPoint {
+                            ts: p.ts,
+                            equity: level,
+                        }
+                    })
+                    .collect();
                 Ok(MemberResult {
                     id: b.id,
                     instruments: b.map,
+                    growth,
                     equity: b.equity,
                     fills: b.fills,
                     trades,
@@ -736,18 +777,18 @@ impl Desk {
         })
     }
 
-    /// The members' recent returns, aligned, for the allocator.
+    /// The members' recent returns, aligned, for the overlays.
     fn window(&self) -> Vec<Vec<Decimal>> {
         let lb = self.plan.lookback;
-        self.books
+        self.history
             .iter()
-            .map(|b| {
+            .map(|r| {
                 let from = if lb == 0 {
                     0
                 } else {
-                    b.returns.len().saturating_sub(lb)
+                    r.len().saturating_sub(lb)
                 };
-                b.returns[from..].to_vec()
+                r[from..].to_vec()
             })
             .collect()
     }
@@ -859,8 +900,9 @@ impl Desk {
         let mut contributions: Vec<Contribution> = Vec::with_capacity(waiting.len());
         // The account's position in i as the checks accumulate.
         let mut account_pos = self.venue.position_raw(i);
+        let mut batch = HashMap::new();
         for w in &waiting {
-            let Some(qty) = self.resolve(w, i, bar, account_pos)? else {
+            let Some(qty) = self.resolve(w, i, bar, account_pos, &mut batch)? else {
                 continue;
             };
             let side = self.books[w.member].orders[idx(w.order)].request.side;
@@ -947,13 +989,17 @@ impl Desk {
         i: usize,
         bar: &Bar,
         account_pos: i64,
+        batch: &mut HashMap<usize, (i64, Decimal)>,
     ) -> Result<Option<i64>, PortfolioError> {
         let inst = &self.instruments[i];
         let book = &self.books[w.member];
         let k = book.local(i).unwrap_or(0);
         let order = &book.orders[idx(w.order)];
         let side = order.request.side;
-        let pos = book.account.ledger.position_raw(k);
+        // The member's earlier orders of this bar count as filled at the
+        // sizing price, as the venue fills one order before sizing the next.
+        let (moved, fees) = batch.get(&w.member).copied().unwrap_or_default();
+        let pos = book.account.ledger.position_raw(k) + moved;
         let slipped = {
             let p = self.models.slippage.apply(&SlippageInput {
                 instrument: inst,
@@ -969,7 +1015,7 @@ impl Desk {
         };
         let mut marks = book.account.marks.clone();
         marks[k] = slipped;
-        let equity = book.account.ledger.equity_decimal(&marks)?;
+        let equity = book.account.ledger.equity_decimal(&marks)? - fees;
         let price = Price::from_raw(slipped, inst.price_precision)?.to_decimal();
         let asked = match order.request.size {
             Size::Fixed(q) => Ok(q.rescale(inst.size_precision)?.raw()),
@@ -998,50 +1044,53 @@ impl Desk {
             Ok(q) => q,
             Err(reason) => return self.refuse(w, reason, bar.ts).map(|()| None),
         };
-        // The member's allocation: gross exposure after the order, at the
-        // open for this instrument and the last closes for the others, within
-        // max_leverage × its equity.
-        let mut other = Decimal::ZERO;
-        for (j, ij) in book.instruments.iter().enumerate() {
-            if j != k {
-                other += value(
-                    ij,
-                    book.account.ledger.position_raw(j),
-                    book.account.marks[j],
-                )?
-                .abs();
+        // The member's allocation: the venue's own margin rule (initial
+        // margin of every position after the order, at the sizing price for
+        // this instrument and the last closes for the others) applied to its
+        // sub-ledger, whose equity less the order's commission, times
+        // max_leverage, must carry it. Orders that do not add exposure pass.
+        let allowed = asked;
+        let new_pos = pos + side.sign() * allowed;
+        if new_pos.abs() > pos.abs() {
+            let fee = self.commission_of(
+                inst,
+                allowed,
+                Price::from_raw(slipped, inst.price_precision)?,
+                bar.ts,
+            );
+            let carried = book.max_leverage * (equity - fee);
+            let mut required = Decimal::ZERO;
+            for (j, ij) in book.instruments.iter().enumerate() {
+                let (q, mark) = if j == k {
+                    (new_pos, slipped)
+                } else {
+                    (book.account.ledger.position_raw(j), book.account.marks[j])
+                };
+                required += value(ij, q, mark)?.abs() * ij.margin.initial;
             }
-        }
-        let budget = book.max_leverage * equity - other;
-        let cap_raw = max_raw(inst, budget, slipped)?;
-        let allowed = allowed_qty(pos, side, asked, cap_raw, inst.size_step.raw().max(1));
-        let allowed = if allowed < asked {
-            if allowed <= 0 {
+            if required > carried {
                 let reason = format!(
-                    "exceeds its allocation: equity {equity}, leverage {}, order {} at {price}",
-                    book.max_leverage,
-                    Quantity::from_raw(asked, inst.size_precision)?
+                    "exceeds its allocation: needs margin {}, its equity {} carries {}",
+                    required.round_dp(2),
+                    (equity - fee).round_dp(2),
+                    carried.round_dp(2)
                 );
                 return self.refuse(w, reason, bar.ts).map(|()| None);
             }
-            self.refusals.push(Refusal {
-                ts: bar.ts,
-                member: book.id.clone(),
-                order: w.order.0,
-                reason: format!(
-                    "cut from {} to {} to stay within its allocation",
-                    Quantity::from_raw(asked, inst.size_precision)?,
-                    Quantity::from_raw(allowed, inst.size_precision)?
-                ),
-            });
-            allowed
-        } else {
-            asked
-        };
+        }
         if let Some(reason) = self.breach(i, side, allowed, account_pos, slipped)? {
             return self.refuse(w, reason, bar.ts).map(|()| None);
         }
         let q = Quantity::from_raw(allowed, inst.size_precision)?;
+        let fee = self.commission_of(
+            inst,
+            allowed,
+            Price::from_raw(slipped, inst.price_precision)?,
+            bar.ts,
+        );
+        let entry = batch.entry(w.member).or_default();
+        entry.0 += side.sign() * allowed;
+        entry.1 += fee;
         if let Some(o) = self.books[w.member].order_mut(w.order) {
             o.quantity = Some(q);
         }
@@ -1310,26 +1359,60 @@ impl Desk {
         Ok(())
     }
 
-    /// Borrow and financing charged to the account, split over the members by
-    /// their gross exposure (equally when none is exposed).
+    /// Borrow and financing the venue charged the account on a new day:
+    /// borrow split over the members by the value of their shorts, financing
+    /// by their negative cash (each by its gross exposure when none has any).
     fn allocate_accrual(&mut self, accrued: Decimal) -> Result<(), PortfolioError> {
-        let mut weights = Vec::with_capacity(self.books.len());
+        let costs = self.venue.snapshot()?.costs;
+        let borrow = costs.borrow - self.accrued.0;
+        let financing = costs.financing - self.accrued.1;
+        self.accrued = (costs.borrow, costs.financing);
+        if borrow + financing != accrued {
+            return Err(PortfolioError::Books {
+                what: format!(
+                    "the account's cash moved {accrued} outside fills, its borrow and financing {}",
+                    borrow + financing
+                ),
+            });
+        }
+        let mut shorts = Vec::with_capacity(self.books.len());
+        let mut negative = Vec::with_capacity(self.books.len());
+        let mut gross = Vec::with_capacity(self.books.len());
+        let units = |d: Decimal| d.trunc().to_i64().unwrap_or(i64::MAX);
         for b in &self.books {
-            let mut g = Decimal::ZERO;
+            let (mut s, mut g) = (Decimal::ZERO, Decimal::ZERO);
             for (k, inst) in b.instruments.iter().enumerate() {
-                g += value(inst, b.account.ledger.position_raw(k), b.account.marks[k])?.abs();
+                let v = value(inst, b.account.ledger.position_raw(k), b.account.marks[k])?;
+                g += v.abs();
+                if v < Decimal::ZERO {
+                    s -= v;
+                }
             }
-            weights.push(g.trunc().to_i64().unwrap_or(i64::MAX));
+            shorts.push(units(s));
+            negative.push(units((-b.account.ledger.cash()).max(Decimal::ZERO)));
+            gross.push(units(g));
         }
-        if weights.iter().all(|w| *w == 0) {
-            weights.iter_mut().for_each(|w| *w = 1);
-        }
-        let shares = netting::allocate_money(accrued, &weights, self.cost_dp)?;
-        for (b, s) in self.books.iter_mut().zip(shares) {
-            if s > Decimal::ZERO {
-                b.account.ledger.charge_financing(s)?;
-            } else if s < Decimal::ZERO {
-                b.account.ledger.transfer(-s)?;
+        let split = |total: Decimal, w: &[i64]| -> Result<Vec<Decimal>, PortfolioError> {
+            if total.is_zero() {
+                return Ok(vec![Decimal::ZERO; w.len()]);
+            }
+            let w = if w.iter().any(|x| *x > 0) {
+                w.to_vec()
+            } else if gross.iter().any(|x| *x > 0) {
+                gross.clone()
+            } else {
+                vec![1; w.len()]
+            };
+            Ok(netting::allocate_money(total, &w, self.cost_dp)?)
+        };
+        let b_shares = split(borrow, &shorts)?;
+        let f_shares = split(financing, &negative)?;
+        for ((book, bs), fs) in self.books.iter_mut().zip(b_shares).zip(f_shares) {
+            if bs > Decimal::ZERO {
+                book.account.ledger.charge_borrow(bs)?;
+            }
+            if fs > Decimal::ZERO {
+                book.account.ledger.charge_financing(fs)?;
             }
         }
         Ok(())
@@ -1476,11 +1559,18 @@ impl Desk {
 
 /// The allocator's weights after the overlays, for the returns seen so far.
 fn overlay(plan: &mut Plan, returns: &[Vec<Decimal>]) -> Result<Vec<Decimal>, PortfolioError> {
-    overlay_with(plan, returns)
+    overlay_with(plan, returns, returns)
 }
 
-fn overlay_with(plan: &mut Plan, returns: &[Vec<Decimal>]) -> Result<Vec<Decimal>, PortfolioError> {
-    let mut w = plan.allocator.target(returns)?;
+/// The allocator reads the whole history (each method keeps its own
+/// lookback and the drawdown method its state across calls); the overlays
+/// read the recent `returns` window.
+fn overlay_with(
+    plan: &mut Plan,
+    history: &[Vec<Decimal>],
+    returns: &[Vec<Decimal>],
+) -> Result<Vec<Decimal>, PortfolioError> {
+    let mut w = plan.allocator.target(history)?;
     let enough = returns.iter().all(|r| r.len() >= 2);
     if enough {
         if let Some((threshold, strength)) = plan.correlation_cut {
@@ -1525,31 +1615,6 @@ fn value(inst: &Instrument, raw: i64, price_raw: i64) -> Result<Decimal, Portfol
     let p = Price::from_raw(price_raw, inst.price_precision)?;
     let v = notional(q, p, inst.multiplier)?;
     Ok(if raw < 0 { -v } else { v })
-}
-
-/// The largest raw quantity whose value at `price_raw` fits in `budget`.
-fn max_raw(inst: &Instrument, budget: Decimal, price_raw: i64) -> Result<i64, PortfolioError> {
-    if budget <= Decimal::ZERO || price_raw <= 0 {
-        return Ok(0);
-    }
-    let unit = value(inst, 1, price_raw)?;
-    if unit <= Decimal::ZERO {
-        return Ok(i64::MAX);
-    }
-    Ok((budget / unit).floor().to_i64().unwrap_or(i64::MAX))
-}
-
-/// How much of an order of `asked` fits when the position may reach at most
-/// `cap` in absolute size (reducing is always allowed), on the step.
-fn allowed_qty(pos: i64, side: Side, asked: i64, cap: i64, step: i64) -> i64 {
-    let s = side.sign();
-    let limit = if pos == 0 || pos.signum() == s {
-        (cap - pos.abs()).max(0)
-    } else {
-        pos.abs() + cap.max(0)
-    };
-    let q = asked.min(limit);
-    q - q.rem_euclid(step)
 }
 
 /// The cash a fill moved at the venue.

@@ -9,6 +9,7 @@
 //!   quantity step, so no strategy's resulting position changes.
 //! - [`backtest`]: the portfolio backtest, several strategies on one
 //!   venue and one account with a sub-ledger each ([`Desk`]).
+//! - [`file`]: the portfolio file (TOML) and the plan it describes.
 //! - [`stats`]: the correlation matrix of strategy returns and the
 //!   diversification ratio.
 //!
@@ -17,6 +18,7 @@
 pub mod allocation;
 pub mod backtest;
 mod error;
+pub mod file;
 pub mod netting;
 pub mod stats;
 

@@ -95,11 +95,15 @@ impl BacktestError {
 #[derive(Debug, Clone, clap::Args)]
 pub struct BacktestOptions {
     /// Normalised CSV: timestamp,open,high,low,close,volume.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "portfolio")]
+    pub data: Option<PathBuf>,
     /// Strategy name (`grodt strategies` lists them with their parameters).
-    #[arg(long)]
-    pub strategy: String,
+    #[arg(long, required_unless_present = "portfolio")]
+    pub strategy: Option<String>,
+    /// A portfolio file (TOML, docs/portfolio.md): several strategies on
+    /// one account; data, costs and strategies come from the file.
+    #[arg(long, conflicts_with_all = ["data", "strategy", "params", "fees", "slippage", "latency", "fractional", "max_participation"])]
+    pub portfolio: Option<PathBuf>,
     /// A strategy parameter as name=value; repeat for several.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
@@ -228,7 +232,7 @@ impl From<DayCountFlag> for DayCount {
     }
 }
 
-fn usage(flag: &'static str, reason: impl Into<String>) -> BacktestError {
+pub(crate) fn usage(flag: &'static str, reason: impl Into<String>) -> BacktestError {
     BacktestError::Usage {
         flag,
         reason: reason.into(),
@@ -474,7 +478,11 @@ pub fn spec(options: &BacktestOptions) -> Result<RunSpec, BacktestError> {
             .ok_or_else(|| usage("--param", format!("{p:?} is not name=value")))?;
         params.insert(k.trim().to_owned(), v.trim().to_owned());
     }
-    let strategy = registry::parse(&options.strategy, &params).map_err(RunError::from)?;
+    let name = options
+        .strategy
+        .as_deref()
+        .ok_or_else(|| usage("--strategy", "required (or --portfolio)"))?;
+    let strategy = registry::parse(name, &params).map_err(RunError::from)?;
     let starting_cash = decimal("--cash", "cash", &options.cash)?;
     if starting_cash.is_zero() {
         return Err(usage("--cash", "must be positive"));
@@ -579,9 +587,12 @@ pub fn metrics_for(options: &BacktestOptions, bar_timestamps: &[i64]) -> Metrics
 /// Bad flags, unreadable or invalid data, an engine refusal, an unwritable report.
 pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome, BacktestError> {
     let mut spec = spec(options)?;
-    let bars = run::load_csv(&options.data)?;
-    let symbol = options
+    let data = options
         .data
+        .as_deref()
+        .ok_or_else(|| usage("--data", "required (or --portfolio)"))?;
+    let bars = run::load_csv(data)?;
+    let symbol = data
         .file_stem()
         .and_then(|s| s.to_str())
         .and_then(|s| s.split('_').next())
@@ -606,7 +617,7 @@ pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome
     };
     let mut words = vec![spec.strategy.name().to_owned()];
     words.extend(options.params.iter().cloned());
-    let title = format!("{} on {}", words.join(" "), options.data.display());
+    let title = format!("{} on {}", words.join(" "), data.display());
     write_table(out, &title, &outcome, &spec.metrics, elapsed).map_err(io)?;
     write_regime_table(out, &outcome).map_err(io)?;
     if let Some(path) = &options.report {
@@ -662,6 +673,7 @@ pub fn report_html(title: &str, outcome: &Outcome) -> String {
             classes: &classes,
             labels: &indices,
         }),
+        parts: &[],
     })
 }
 
@@ -727,11 +739,11 @@ pub fn money(d: Decimal) -> String {
     format!("{sign}{grouped}.{frac}")
 }
 
-fn pct(x: f64) -> String {
+pub(crate) fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
 
-fn ratio(x: Option<f64>) -> String {
+pub(crate) fn ratio(x: Option<f64>) -> String {
     x.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"))
 }
 

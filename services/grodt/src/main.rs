@@ -229,8 +229,13 @@ fn main() -> ExitCode {
 }
 
 fn backtest(options: &grodt::backtest::BacktestOptions) -> ExitCode {
-    match grodt::backtest::execute(options, &mut std::io::stdout().lock()) {
-        Ok(_) => ExitCode::SUCCESS,
+    let out = &mut std::io::stdout().lock();
+    let done = match &options.portfolio {
+        Some(file) => grodt::portfolio::execute(file, options, out).map(|_| ()),
+        None => grodt::backtest::execute(options, out).map(|_| ()),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("grodt backtest: {e}");
             ExitCode::from(if e.is_usage() { 2 } else { 1 })

@@ -21,6 +21,7 @@ fn sample_html(title: &str) -> (String, usize) {
         trades: &g.trades,
         metrics: &metrics,
         breakdown: None,
+        parts: &[],
     });
     (html, g.trades.len())
 }
@@ -110,6 +111,7 @@ fn report_shows_label_bands_and_a_table_per_label() {
             classes: &classes,
             labels: &labels,
         }),
+        parts: &[],
     });
     let runs = 1 + labels.windows(2).filter(|w| w[0] != w[1]).count();
     assert_eq!(runs, 24);
@@ -132,4 +134,50 @@ fn report_shows_label_bands_and_a_table_per_label() {
     // the table's periods add up to the whole
     let periods: usize = by.values().map(|m| m.periods).sum();
     assert_eq!(periods, metrics.periods);
+}
+
+#[test]
+fn parts_get_a_line_each_and_a_row_each() {
+    let g = load();
+    let input = PerformanceInput {
+        equity: &g.equity,
+        positions: Some(&g.positions),
+        trades: &g.trades,
+    };
+    let metrics = compute(&input, &MetricsConfig::equities_daily()).expect("valid golden input");
+    let half: Vec<grodt_analytics::EquityPoint> = g
+        .equity
+        .iter()
+        .map(|p| grodt_analytics::EquityPoint {
+            ts: p.ts,
+            equity: p.equity / 2.0,
+        })
+        .collect();
+    let parts = [
+        grodt_analytics::Part {
+            name: "trend <a>",
+            color: "#2e7d32",
+            equity: &half,
+            metrics: &metrics,
+        },
+        grodt_analytics::Part {
+            name: "pair",
+            color: "#c62828",
+            equity: &half,
+            metrics: &metrics,
+        },
+    ];
+    let html = render_html(&ReportInput {
+        title: "portfolio",
+        equity: &g.equity,
+        trades: &g.trades,
+        metrics: &metrics,
+        breakdown: None,
+        parts: &parts,
+    });
+    assert!(html.contains("<svg id=\"parts\""));
+    // The whole and each part: one line each.
+    assert_eq!(html.matches("<path class=\"part\"").count(), 3);
+    assert_eq!(html.matches("<tr class=\"part\">").count(), 2);
+    assert!(html.contains("trend &lt;a&gt;"));
 }

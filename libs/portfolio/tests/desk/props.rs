@@ -52,6 +52,10 @@ proptest! {
             starting_cash: Decimal::from(100_000),
             commission: CommissionSpec::PerShare { rate: Decimal::new(rate, 3), minimum: Decimal::ONE },
             slippage: grodt_sim::SlippageSpec::FixedBps { bps: Decimal::from(rate % 7) },
+            // Shorts pay borrow and leveraged members financing, daily: the
+            // accruals must land in the sub-ledgers to the cent.
+            borrow_rate: Decimal::new(rate % 9, 2),
+            financing_rate: Decimal::new(rate % 5, 2),
             ..BacktestConfig::default()
         };
         let n = scripts.len();
@@ -62,6 +66,8 @@ proptest! {
         let r = run_checked(&config, &insts, &[bars(&a), bars(&b)], members, plan(n, weights(n), netting));
         let sum: Decimal = r.members.iter().map(|m| m.costs.commission).sum();
         prop_assert_eq!(sum, r.account.costs.commission);
+        let borrow: Decimal = r.members.iter().map(|m| m.costs.borrow + m.costs.financing).sum();
+        prop_assert_eq!(borrow, r.account.costs.borrow + r.account.costs.financing);
     }
 
     /// Sizes that do not depend on equity (which netting's savings raise).

@@ -18,8 +18,8 @@ fn step(bar: usize, side: Side, size: Size) -> Step {
 
 #[test]
 fn a_strategy_spends_only_its_allocation() {
-    // 100,000 split 10% / 90%; price 100: the small strategy can hold 100
-    // shares, the big one 900.
+    // 100,000 split 10% / 90%; price 100: the small strategy can carry 100
+    // shares (less the commission), the big one 900.
     let inst = Instrument::equity("XYZ", 4, 0);
     let series = bars(&[1_000_000; 6]);
     let r = run_checked(
@@ -31,7 +31,9 @@ fn a_strategy_spends_only_its_allocation() {
                 "small",
                 Script::new(vec![
                     step(1, Side::Buy, fixed(150)),
-                    step(3, Side::Buy, fixed(10)),
+                    step(2, Side::Buy, fixed(90)),
+                    step(3, Side::Buy, fixed(20)),
+                    step(4, Side::Sell, fixed(40)),
                 ]),
                 vec![0],
             ),
@@ -45,23 +47,25 @@ fn a_strategy_spends_only_its_allocation() {
     );
     assert_eq!(r.members[0].initial, dec("10000"));
     assert_eq!(r.members[1].initial, dec("90000"));
-    // 150 cut to 100; the later 10 refused outright.
-    assert_eq!(r.members[0].positions, vec![100]);
+    // 150 and then 20 more than it can carry are refused; reducing always passes.
+    assert_eq!(r.members[0].positions, vec![50]);
     assert_eq!(r.members[1].positions, vec![900]);
-    let refused = &r.members[0].orders[1];
-    assert_eq!(refused.status(), OrderStatus::Rejected);
-    assert!(
-        refused
-            .reject_reason
-            .as_deref()
-            .unwrap()
-            .contains("allocation")
+    let status: Vec<OrderStatus> = r.members[0].orders.iter().map(|o| o.status()).collect();
+    assert_eq!(
+        status,
+        vec![
+            OrderStatus::Rejected,
+            OrderStatus::Filled,
+            OrderStatus::Rejected,
+            OrderStatus::Filled
+        ]
     );
+    let reason = r.members[0].orders[0].reject_reason.as_deref().unwrap();
     assert!(
-        r.refusals
-            .iter()
-            .any(|x| x.reason.starts_with("cut from 150 to 100"))
+        reason.starts_with("exceeds its allocation: needs margin 15000"),
+        "{reason}"
     );
+    assert_eq!(r.refusals.len(), 2);
 }
 
 #[test]
