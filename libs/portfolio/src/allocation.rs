@@ -17,7 +17,7 @@
 //!
 //! Returns are per-period fractions (`0.01` = +1 %); `returns[i]` is strategy
 //! i's series, all series aligned (same periods, same length).
-//! docs/portfolio-allocation.md gives every formula.
+//! docs/portfolio.md ("Allocation") gives every formula.
 
 use grodt_core::Decimal;
 use grodt_core::time::{day_index, month_index};

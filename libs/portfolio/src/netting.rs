@@ -13,7 +13,7 @@
 //! Invariant: once the net order has filled completely, every member's
 //! position has moved by exactly the signed sum of its own orders, as if each
 //! order had gone to the venue alone. Everything here is pure integer and
-//! `Decimal` arithmetic; docs/portfolio-netting.md states the rules.
+//! `Decimal` arithmetic; docs/portfolio.md ("Netting") states the rules.
 
 use grodt_core::{Decimal, Side};
 use serde::{Deserialize, Serialize};

@@ -412,3 +412,72 @@ fn regimes_accuracy_command() {
         text(&out.stderr)
     );
 }
+
+fn example_portfolio() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/portfolio.toml")
+}
+
+/// The example of docs/portfolio.md, run as the docs run it: the figures the
+/// docs quote, every strategy in the table and in the report.
+#[test]
+fn the_example_portfolio_prints_the_documented_figures_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("portfolio.html");
+    let file = example_portfolio();
+    let out = backtest(&[
+        "--portfolio",
+        file.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(row(&stdout, "final value"), "269,098.46");
+    assert_eq!(row(&stdout, "orders (strategies)"), "459");
+    assert_eq!(row(&stdout, "orders (venue)"), "458");
+    assert_eq!(row(&stdout, "commission saved"), "25.87");
+    assert_eq!(row(&stdout, "diversification ratio"), "1.966");
+    for id in ["trend", "short", "pair"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{id} "))),
+            "{id} missing from\n{stdout}"
+        );
+    }
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg id=\"parts\""));
+    assert_eq!(html.matches("<tr class=\"part\">").count(), 3);
+    assert!(html.contains("pair (pair on AAPL/SPY)"));
+}
+
+#[test]
+fn a_bad_portfolio_file_is_refused_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text_of = |body: &str| {
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, body).unwrap();
+        let out = backtest(&["--portfolio", path.to_str().unwrap()]);
+        assert!(!out.status.success());
+        text(&out.stderr)
+    };
+    let spy = spy();
+    let base = format!(
+        "cash = \"100000\"\n[data]\nSPY = {:?}\n[[strategy]]\nid = \"t\"\nname = \"sma_cross\"\nsymbols = [\"SPY\"]\n",
+        spy.to_str().unwrap()
+    );
+    let e = text_of(&base.replace("symbols = [\"SPY\"]", "symbols = [\"QQQ\"]"));
+    assert!(e.contains("t: QQQ has no file in [data]"), "{e}");
+    let e = text_of(&format!("{base}params = {{ fast = 40, slow = 20 }}\n"));
+    assert!(
+        e.contains("portfolio strategy t") && e.contains("fast"),
+        "{e}"
+    );
+    let e = text_of(&base.replace("name = \"sma_cross\"", "name = \"pair\""));
+    assert!(e.contains("pair trades 2 instruments; 1 given"), "{e}");
+    let e = text_of(&format!("{base}[costs]\nfees = \"per_share=-1\"\n"));
+    assert!(e.contains("[costs] fees"), "{e}");
+    // --portfolio carries its own data and strategies.
+    let out = backtest(&["--portfolio", "x.toml", "--strategy", "sma_cross"]);
+    assert_eq!(out.status.code(), Some(2));
+}
