@@ -49,6 +49,7 @@ const DOMAIN: &[&str] = &[
     "grodt-sweep",
     "grodt-optimize",
     "grodt-paper",
+    "grodt-portfolio",
     "grodt-risk-rules",
 ];
 
