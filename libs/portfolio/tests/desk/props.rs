@@ -5,6 +5,8 @@ use grodt_core::{Decimal, Instrument, Side, Size};
 use grodt_sim::{BacktestConfig, CommissionSpec};
 use proptest::prelude::*;
 
+use grodt_portfolio::allocation::{Allocator, Method, Schedule};
+
 use crate::helpers::{Script, Step, bars, fixed, member, plan, run_checked};
 
 fn weights(n: usize) -> Vec<Decimal> {
@@ -44,6 +46,8 @@ proptest! {
         scripts in prop::collection::vec(steps(true), 2..5),
         rate in 0i64..50,
         netting in any::<bool>(),
+        method in 0u8..4,
+        overlays in any::<bool>(),
     ) {
         let insts = [Instrument::equity("A", 4, 0), Instrument::equity("B", 4, 0)];
         let a: Vec<i64> = (0..16).map(|k| 1_000_000 + 7_000 * ((k * 5) % 7)).collect();
@@ -63,7 +67,31 @@ proptest! {
             member(&format!("m{k}"), Script::new(s.clone()), vec![0, 1])
         }).collect();
         // run_checked asserts the books after every bar and timestamp.
-        let r = run_checked(&config, &insts, &[bars(&a), bars(&b)], members, plan(n, weights(n), netting));
+        // Capital moves every day (and overlays leave some unallocated): the
+        // transfers must keep the books adding up too.
+        let mut p = plan(n, weights(n), netting);
+        p.schedule = Schedule::Daily;
+        p.lookback = 5;
+        p.allocator = match method {
+            0 => Allocator::new(Method::InverseVolatility { lookback: 5 }, Vec::new(), n).unwrap(),
+            1 => Allocator::new(Method::Performance { lookback: 5 }, Vec::new(), n).unwrap(),
+            2 => Allocator::new(
+                Method::Drawdown { threshold: Decimal::new(1, 2), cut: Decimal::ZERO, recover: Decimal::new(5, 3), base: None },
+                Vec::new(),
+                n,
+            ).unwrap(),
+            _ => p.allocator,
+        };
+        if overlays {
+            p.vol_target = Some((Decimal::new(1, 3), Decimal::ONE));
+            p.correlation_cut = Some((Decimal::new(3, 1), Decimal::ONE));
+        }
+        let r = run_checked(&config, &insts, &[bars(&a), bars(&b)], members, p);
+        // Capital is only moved, never made: what was allocated, moved and
+        // left unallocated adds up to the starting cash.
+        let initial: Decimal = r.members.iter().map(|m| m.initial).sum();
+        let moved: Decimal = r.members.iter().map(|m| m.transferred).sum();
+        prop_assert_eq!(initial + moved + r.reserve, config.starting_cash);
         let sum: Decimal = r.members.iter().map(|m| m.costs.commission).sum();
         prop_assert_eq!(sum, r.account.costs.commission);
         let borrow: Decimal = r.members.iter().map(|m| m.costs.borrow + m.costs.financing).sum();

@@ -240,3 +240,64 @@ fn risk_parity_gives_the_calmer_strategy_more() {
         last.target
     );
 }
+
+#[test]
+fn correlated_strategies_are_cut_and_the_capital_held_back() {
+    // Two copies of one strategy: correlation 1. With the cut above 0.5 at
+    // full strength, each is cut to nothing and the free capital goes to the
+    // reserve; their positions stay (only free capital moves).
+    let inst = Instrument::equity("XYZ", 4, 0);
+    let closes: Vec<i64> = (0..40)
+        .map(|k| 1_000_000 + if k % 3 == 0 { 20_000 } else { -10_000 } * (k % 5))
+        .collect();
+    let mut p = plan(2, vec![dec("0.5"), dec("0.5")], true);
+    p.schedule = Schedule::Weekly;
+    p.lookback = 10;
+    p.correlation_cut = Some((dec("0.5"), Decimal::ONE));
+    let script = || Script::new(vec![step(1, Side::Buy, Size::EquityFraction(dec("0.5")))]);
+    let r = run_checked(
+        &BacktestConfig::default(),
+        &[inst],
+        &[bars(&closes)],
+        vec![
+            member("a", script(), vec![0]),
+            member("b", script(), vec![0]),
+        ],
+        p,
+    );
+    assert!(
+        r.rebalances
+            .iter()
+            .any(|rb| rb.target == vec![Decimal::ZERO, Decimal::ZERO])
+    );
+    assert!(r.reserve > dec("40000"), "reserve {}", r.reserve);
+    assert_eq!(r.members[0].positions, r.members[1].positions);
+    assert!(r.members.iter().all(|m| m.transferred < Decimal::ZERO));
+}
+
+#[test]
+fn a_volatility_target_scales_the_allocation_down() {
+    let inst = Instrument::equity("XYZ", 4, 0);
+    // ±5% a day: far above a 0.5% per-day target.
+    let closes: Vec<i64> = (0..40)
+        .map(|k| if k % 2 == 0 { 1_000_000 } else { 1_050_000 })
+        .collect();
+    let mut p = plan(1, vec![Decimal::ONE], true);
+    p.schedule = Schedule::Weekly;
+    p.lookback = 10;
+    p.vol_target = Some((dec("0.005"), Decimal::ONE));
+    let r = run_checked(
+        &BacktestConfig::default(),
+        &[inst],
+        &[bars(&closes)],
+        vec![member(
+            "a",
+            Script::new(vec![step(1, Side::Buy, Size::EquityFraction(dec("0.3")))]),
+            vec![0],
+        )],
+        p,
+    );
+    let last = r.rebalances.last().expect("rebalanced");
+    assert!(last.target[0] < dec("0.5"), "target {:?}", last.target);
+    assert!(r.reserve > Decimal::ZERO);
+}
