@@ -10,8 +10,8 @@
 //!    instrument's next bar. Then, before the venue sees the bar, the desk
 //!    resolves every waiting order's size against its strategy's sub-ledger at
 //!    the bar's open (as the venue sizes an equity fraction at the fill), cuts
-//!    or refuses what the strategy's allocation cannot carry and what the
-//!    portfolio limits forbid, and nets what is left per instrument: the
+//!    or refuses what the strategy's allocation cannot carry, what the risk
+//!    rules reject and what the portfolio limits forbid, and nets what is left per instrument: the
 //!    offsetting quantity is crossed between the strategies at the open (no
 //!    venue, no commission), and one net order goes to the venue.
 //! 2. The venue fills the net order exactly as it fills any order; its fills
@@ -20,7 +20,8 @@
 //! 3. Each strategy is told its fills and order changes, then sees the bar.
 //!
 //! After each timestamp the desk marks every sub-ledger, checks the
-//! portfolio drawdown limit (a breach flattens and halts every strategy) and,
+//! portfolio drawdown limit and the risk rules' breakers (a breach or a trip
+//! flattens and halts every strategy) and,
 //! when the schedule says so, moves capital between sub-ledgers towards the
 //! allocator's target weights.
 //!
@@ -28,6 +29,16 @@
 //! every timestamp): the venue's cash is the sum of the sub-ledgers' cash and
 //! the unallocated reserve; the venue's position in every instrument is the
 //! sum of the strategies' positions.
+//!
+//! The risk service's rules: with `Plan::risk` set, the desk holds a
+//! `grodt_risk_rules::RiskState` and feeds it as the risk service is fed:
+//! every resolved order as an intent (after the member's allocation check,
+//! before the desk's own limits; a rejection refuses the order with the
+//! violations as the reason), every fill booked to a member (crosses
+//! included, so the fold's positions are the account's) and every bar. A
+//! breaker the fold trips halts the portfolio at the end of the timestamp as
+//! the drawdown limit does. Time is bar time, there are no operator
+//! commands (a trip halts for the rest of the run); docs/portfolio-risk.md.
 //!
 //! Only market orders are routed through the desk so far; a strategy that
 //! asks for a limit, stop, bracket or one-cancels-other order has it rejected
