@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use grodt_core::{Bar, Decimal, Instrument, OrderStatus, Quantity, Side, Size};
-use grodt_portfolio::{Desk, Member, Plan, PortfolioResult};
+use grodt_portfolio::{Desk, Member, Plan, PortfolioLimits, PortfolioResult};
 use grodt_risk_rules::{Breaker, Limits, RiskState, SymbolLimits};
 use grodt_sim::{BacktestConfig, CommissionSpec};
 use proptest::prelude::*;
@@ -164,6 +164,64 @@ fn a_symbol_limit_refuses_what_the_desks_own_limits_let_through() {
 }
 
 #[test]
+fn the_risk_rules_come_before_the_desks_own_limits() {
+    // Price 100; the desk's own limit: 30% of equity in one asset; the risk
+    // rules: 35,000 of notional per symbol.
+    let inst = Instrument::equity("XYZ", 4, 0);
+    let series = bars(&[1_000_000; 5]);
+    let limits = Limits {
+        max_position_notional: Some(dec("35000")),
+        ..Limits::default()
+    };
+    let mut p = with_risk(2, limits);
+    p.limits = PortfolioLimits {
+        max_asset_exposure: Some(dec("0.3")),
+        ..PortfolioLimits::default()
+    };
+    let (r, risk) = run(
+        &BacktestConfig::default(),
+        std::slice::from_ref(&inst),
+        &[series],
+        vec![
+            member(
+                "a",
+                Script::new(vec![step(1, 0, Side::Buy, fixed(250))]),
+                vec![0],
+            ),
+            member(
+                "b",
+                Script::new(vec![
+                    // 35,000: within the risk rules, over the desk's 30%.
+                    step(1, 0, Side::Buy, fixed(100)),
+                    // 45,000: over both; the risk rules name it.
+                    step(2, 0, Side::Buy, fixed(200)),
+                ]),
+                vec![0],
+            ),
+        ],
+        p,
+    );
+    assert_eq!(r.account.positions, vec![250]);
+    let b = &r.members[1].orders;
+    let first = b[0].reject_reason.as_deref().unwrap();
+    assert!(
+        first.starts_with("exposure to XYZ across strategies"),
+        "{first}"
+    );
+    let second = b[1].reject_reason.as_deref().unwrap();
+    assert!(
+        second.starts_with(
+            "risk: max_position_notional: XYZ position notional after the order 45000"
+        ),
+        "{second}"
+    );
+    // The order only the desk refused never reached the fold: nothing of it
+    // is left pending there.
+    assert_eq!(risk.decisions(), (1, 1));
+    assert_eq!(risk.pending_orders(), 0);
+}
+
+#[test]
 fn a_drawdown_breaker_of_the_risk_rules_flattens_and_halts_every_strategy() {
     let inst = Instrument::equity("XYZ", 4, 0);
     // Entry at 100, a crash to 60 (about -36% of the account), then a recovery
@@ -315,6 +373,7 @@ proptest! {
         per_minute in prop::option::of(1u32..3),
         drawdown in prop::option::of(1i64..20),
         restricted in any::<bool>(),
+        asset in prop::option::of(1i64..10),
     ) {
         let insts = [Instrument::equity("A", 4, 0), Instrument::equity("B", 4, 0)];
         let a: Vec<i64> = (0..16).map(|k| 1_000_000 + 7_000 * ((k * 5) % 7)).collect();
@@ -339,6 +398,9 @@ proptest! {
         }).collect();
         let mut p = with_risk(n, limits);
         p.netting = netting;
+        // The desk's own limit too: the orders it refuses after the risk
+        // rules must leave the fold's positions the account's.
+        p.limits.max_asset_exposure = asset.map(|a| Decimal::new(a, 1));
         let series = [bars(&a), bars(&b)];
         let last = series[0][series[0].len() - 1].ts;
         let (r, risk) = run(&config, &insts, &series, members, p);
