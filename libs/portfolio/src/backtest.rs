@@ -11,9 +11,10 @@
 //!    resolves every waiting order's size against its strategy's sub-ledger at
 //!    the bar's open (as the venue sizes an equity fraction at the fill), cuts
 //!    or refuses what the strategy's allocation cannot carry, what the risk
-//!    rules reject and what the portfolio limits forbid, and nets what is left per instrument: the
-//!    offsetting quantity is crossed between the strategies at the open (no
-//!    venue, no commission), and one net order goes to the venue.
+//!    rules reject and what the portfolio limits forbid, and nets what is
+//!    left per instrument: the offsetting quantity is crossed between the
+//!    strategies at the open (no venue, no commission), and one net order
+//!    goes to the venue.
 //! 2. The venue fills the net order exactly as it fills any order; its fills
 //!    are allocated back to the contributing strategies pro rata to the
 //!    quantity step, commissions and rebates to the cent ([`crate::netting`]).
