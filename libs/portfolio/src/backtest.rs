@@ -10,17 +10,19 @@
 //!    instrument's next bar. Then, before the venue sees the bar, the desk
 //!    resolves every waiting order's size against its strategy's sub-ledger at
 //!    the bar's open (as the venue sizes an equity fraction at the fill), cuts
-//!    or refuses what the strategy's allocation cannot carry and what the
-//!    portfolio limits forbid, and nets what is left per instrument: the
-//!    offsetting quantity is crossed between the strategies at the open (no
-//!    venue, no commission), and one net order goes to the venue.
+//!    or refuses what the strategy's allocation cannot carry, what the risk
+//!    rules reject and what the portfolio limits forbid, and nets what is
+//!    left per instrument: the offsetting quantity is crossed between the
+//!    strategies at the open (no venue, no commission), and one net order
+//!    goes to the venue.
 //! 2. The venue fills the net order exactly as it fills any order; its fills
 //!    are allocated back to the contributing strategies pro rata to the
 //!    quantity step, commissions and rebates to the cent ([`crate::netting`]).
 //! 3. Each strategy is told its fills and order changes, then sees the bar.
 //!
 //! After each timestamp the desk marks every sub-ledger, checks the
-//! portfolio drawdown limit (a breach flattens and halts every strategy) and,
+//! portfolio drawdown limit and the risk rules' breakers (a breach or a trip
+//! flattens and halts every strategy) and,
 //! when the schedule says so, moves capital between sub-ledgers towards the
 //! allocator's target weights.
 //!
@@ -28,6 +30,16 @@
 //! every timestamp): the venue's cash is the sum of the sub-ledgers' cash and
 //! the unallocated reserve; the venue's position in every instrument is the
 //! sum of the strategies' positions.
+//!
+//! The risk service's rules: with `Plan::risk` set, the desk holds a
+//! `grodt_risk_rules::RiskState` and feeds it as the risk service is fed:
+//! every resolved order as an intent (after the member's allocation check,
+//! before the desk's own limits; a rejection refuses the order with the
+//! violations as the reason), every fill booked to a member (crosses
+//! included, so the fold's positions are the account's) and every bar. A
+//! breaker the fold trips halts the portfolio at the end of the timestamp as
+//! the drawdown limit does. Time is bar time, there are no operator
+//! commands (a trip halts for the rest of the run); docs/portfolio-risk.md.
 //!
 //! Only market orders are routed through the desk so far; a strategy that
 //! asks for a limit, stop, bracket or one-cancels-other order has it rejected
@@ -41,6 +53,7 @@ use grodt_core::{
     Bar, CostTotals, Decimal, Fill, Instrument, Liquidity, Order, OrderEvent, OrderId, OrderKind,
     OrderRequest, OrderStatus, OrderUpdate, Price, Quantity, Side, Size,
 };
+use grodt_risk_rules::{HaltCause, Input, Output, RiskState, Settings};
 use grodt_sim::config::{BacktestConfig, FillTiming, LatencySpec, Models};
 use grodt_sim::ledger::{ExactLedger, Ledger};
 use grodt_sim::models::{CommissionInput, SlippageInput};
@@ -102,6 +115,9 @@ pub struct Plan {
     pub schedule: Schedule,
     /// Whole-book limits.
     pub limits: PortfolioLimits,
+    /// The risk service's limits, run by the desk's own `RiskState` on every
+    /// order, fill and bar; `None` = the risk rules are off.
+    pub risk: Option<grodt_risk_rules::Limits>,
     /// Net orders across strategies (off: every order goes to the venue alone,
     /// the baseline that shows what netting saves).
     pub netting: bool,
@@ -158,7 +174,7 @@ pub struct MemberResult {
     pub initial: Decimal,
     /// Capital moved in (positive) or out (negative) by rebalancing.
     pub transferred: Decimal,
-    /// Whether the drawdown limit halted it.
+    /// Whether a halt (the drawdown limit or a risk breaker) stopped it.
     pub halted: bool,
 }
 
@@ -188,8 +204,10 @@ pub struct PortfolioResult {
     pub netting: NettingStats,
     /// Orders refused by the desk, with the member and reason.
     pub refusals: Vec<Refusal>,
-    /// When the drawdown limit halted trading, if it did.
+    /// When the drawdown limit or a risk breaker halted trading, if one did.
     pub halted_at: Option<i64>,
+    /// Why trading was halted (the limit, or the risk breaker and what tripped it).
+    pub halt_reason: Option<String>,
     /// Correlation matrix of the members' per-period returns.
     pub correlation: Vec<Vec<Decimal>>,
     /// Σ wᵢσᵢ / σ_p of the members' returns at their average weights.
@@ -344,6 +362,14 @@ pub struct Desk {
     reserve: Decimal,
     peak: Decimal,
     halted_at: Option<i64>,
+    halt_reason: Option<String>,
+    /// The risk service's rules, when the plan has `[risk]` limits.
+    risk: Option<RiskState>,
+    /// A breaker of `risk` tripped: the halt's reason, acted on at the end of
+    /// the timestamp (as the drawdown limit).
+    tripped: Option<String>,
+    /// Fills fed to `risk` so far (makes fill ids unique).
+    risk_fills: u64,
     last_rebalance: Option<i64>,
     rebalances: Vec<Rebalance>,
     netting: NettingStats,
@@ -433,6 +459,24 @@ impl Desk {
             }
         }
         let venue = Venue::new(config.clone(), instruments.clone())?;
+        let risk = match &plan.risk {
+            Some(limits) => {
+                limits.validate().map_err(PortfolioError::RiskLimits)?;
+                // Configured as the risk service configures itself: its
+                // settings (the account's capital) and the initial limits.
+                let settings = Settings {
+                    initial_equity: config.starting_cash,
+                    ..Settings::default()
+                };
+                let mut state = RiskState::new(settings.clone());
+                state.apply(&Input::Configure {
+                    settings,
+                    limits: Some(limits.clone()),
+                });
+                Some(state)
+            }
+            None => None,
+        };
         let n = members.len();
         let empty: Vec<Vec<Decimal>> = vec![Vec::new(); n];
         let weights = overlay(&mut plan, &empty)?;
@@ -492,6 +536,10 @@ impl Desk {
             reserve,
             peak: capital,
             halted_at: None,
+            halt_reason: None,
+            risk,
+            tripped: None,
+            risk_fills: 0,
             last_rebalance: None,
             rebalances: Vec::new(),
             netting: NettingStats {
@@ -559,6 +607,15 @@ impl Desk {
         if !accrued.is_zero() {
             self.allocate_accrual(accrued)?;
         }
+        if self.risk.is_some() {
+            let inst = &self.instruments[i];
+            let input = Input::Bar {
+                symbol: inst.id.clone(),
+                close: Price::from_raw(bar.close, inst.price_precision)?.to_decimal(),
+                at_ns: bar.ts,
+            };
+            self.feed_risk(&input);
+        }
         for b in 0..self.books.len() {
             let Some(k) = self.books[b].local(i) else {
                 continue;
@@ -611,7 +668,16 @@ impl Desk {
             && self.peak > Decimal::ZERO
             && (self.peak - account) / self.peak > limit
         {
-            self.halt(ts, account)?;
+            let reason = format!(
+                "portfolio drawdown limit: equity {account} from peak {}",
+                self.peak
+            );
+            self.halt(ts, reason)?;
+        }
+        if self.halted_at.is_none()
+            && let Some(reason) = self.tripped.take()
+        {
+            self.halt(ts, reason)?;
         }
         let current = self.weights()?;
         for (s, w) in self.weight_sums.iter_mut().zip(&current) {
@@ -641,7 +707,8 @@ impl Desk {
     }
 
     /// Checks that the sub-ledgers and the reserve add up to the account, in
-    /// cash and in every position.
+    /// cash and in every position, and that the risk rules (when on) hold
+    /// the account's position in every instrument.
     ///
     /// # Errors
     /// [`PortfolioError::Books`] naming what does not add up.
@@ -675,8 +742,28 @@ impl Desk {
                     ),
                 });
             }
+            if let Some(risk) = &self.risk {
+                let inst = &self.instruments[i];
+                let account = Quantity::from_raw(self.venue.position_raw(i), inst.size_precision)?;
+                let fold = risk.position(&inst.id);
+                if fold != account.to_decimal() {
+                    return Err(PortfolioError::Books {
+                        what: format!("{}: the risk rules hold {fold}, account {account}", inst.id),
+                    });
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The account's signed raw position in portfolio instrument `i` (the
+    /// sum of the members' positions; 0 for an unknown instrument).
+    pub fn account_position_raw(&self, i: usize) -> i64 {
+        if i < self.instruments.len() {
+            self.venue.position_raw(i)
+        } else {
+            0
+        }
     }
 
     /// Sub-ledger equity of each member now.
@@ -690,6 +777,12 @@ impl Desk {
     /// Capital not allocated to any member.
     pub fn reserve(&self) -> Decimal {
         self.reserve
+    }
+
+    /// The risk service's rules as the desk has fed them (`None` without
+    /// `[risk]` limits in the plan).
+    pub fn risk(&self) -> Option<&RiskState> {
+        self.risk.as_ref()
     }
 
     /// Ends the run: every strategy's `on_stop`, then the results.
@@ -761,6 +854,7 @@ impl Desk {
             netting: self.netting,
             refusals: self.refusals,
             halted_at: self.halted_at,
+            halt_reason: self.halt_reason,
             correlation,
             diversification_ratio,
         })
@@ -817,7 +911,7 @@ impl Desk {
             Command::Submit(id, req) => {
                 let mut order = Order::new(id, req, ts);
                 let why = if book.halted && req.size != Size::ClosePosition {
-                    Some("the portfolio is halted (drawdown limit)")
+                    Some("the portfolio is halted")
                 } else if req.instrument >= book.instruments.len() {
                     Some("unknown instrument")
                 } else if req.kind != OrderKind::Market {
@@ -1078,9 +1172,15 @@ impl Desk {
                 return self.refuse(w, reason, bar.ts).map(|()| None);
             }
         }
-        if let Some(reason) = self.breach(i, side, allowed, account_pos, slipped)? {
+        // The risk service's rules, then the desk's own limits.
+        let breach = self.breach(i, side, allowed, account_pos, slipped)?;
+        if let Some(reason) = self.risk_check(w, i, side, allowed, bar.ts, breach.is_some())? {
             return self.refuse(w, reason, bar.ts).map(|()| None);
         }
+        if let Some(reason) = breach {
+            return self.refuse(w, reason, bar.ts).map(|()| None);
+        }
+        let inst = &self.instruments[i];
         let q = Quantity::from_raw(allowed, inst.size_precision)?;
         let fee = self.commission_of(
             inst,
@@ -1168,6 +1268,77 @@ impl Desk {
             )));
         }
         Ok(None)
+    }
+
+    /// The risk fold's decision on a member's order of `qty` raw units,
+    /// resolved at `ts`: `Some(reason)` refuses it. The order goes to the
+    /// fold as the risk service receives an intent. One the desk's own limits
+    /// refuse anyway (`doomed`) goes to the fold only if the fold rejects it
+    /// too: an approval would leave a quantity pending in the fold for an
+    /// order that is never sent. The closing orders of a halt are not put to
+    /// the fold (halted, it would refuse them); their fills are fed.
+    fn risk_check(
+        &mut self,
+        w: &Waiting,
+        i: usize,
+        side: Side,
+        qty: i64,
+        ts: i64,
+        doomed: bool,
+    ) -> Result<Option<String>, PortfolioError> {
+        let Some(risk) = &self.risk else {
+            return Ok(None);
+        };
+        if self.halted_at.is_some() {
+            return Ok(None);
+        }
+        let inst = &self.instruments[i];
+        let id = &self.books[w.member].id;
+        let order = grodt_risk_rules::Order {
+            client_order_id: client_order_id(id, w.order),
+            strategy_id: id.clone(),
+            symbol: inst.id.clone(),
+            side: risk_side(side),
+            size: grodt_risk_rules::Size::Quantity(
+                Quantity::from_raw(qty, inst.size_precision)?.to_decimal(),
+            ),
+            limit_price: None,
+        };
+        if doomed && risk.check(&order, None, ts).approved() {
+            return Ok(None);
+        }
+        let out = self.feed_risk(&Input::Intent { order, at_ns: ts });
+        for o in out {
+            if let Output::Rejected { violations, .. } = o {
+                let why: Vec<String> = violations
+                    .iter()
+                    .map(|v| format!("{}: {}", v.limit, v.message))
+                    .collect();
+                return Ok(Some(format!("risk: {}", why.join("; "))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Feeds the risk fold one input; a breaker trip is kept to halt the
+    /// portfolio at the end of the timestamp.
+    fn feed_risk(&mut self, input: &Input) -> Vec<Output> {
+        let Some(risk) = &mut self.risk else {
+            return Vec::new();
+        };
+        let out = risk.apply(input);
+        for o in &out {
+            if let Output::BreakerTripped { halt } = o
+                && self.tripped.is_none()
+            {
+                let name = match halt.cause {
+                    HaltCause::Breaker(b) => b.name(),
+                    HaltCause::Manual => "manual",
+                };
+                self.tripped = Some(format!("risk breaker {name} tripped: {}", halt.reason));
+            }
+        }
+        out
     }
 
     fn venue_mark(&self, j: usize) -> i64 {
@@ -1263,6 +1434,26 @@ impl Desk {
         book.fills.push(fill.clone());
         book.told.push(Told::Fill(fill));
         book.change(order, OrderEvent::Fill(qty), None, ts)?;
+        if self.risk.is_some() {
+            // Every fill the member books, crosses included, so that the
+            // fold's positions are the account's.
+            let member = self.books[b].id.clone();
+            let client = client_order_id(&member, order);
+            let venue_seq = venue_fill.map_or_else(|| "x".to_owned(), |(f, _)| f.seq.to_string());
+            self.risk_fills += 1;
+            let input = Input::Fill {
+                fill_id: format!("{client}-{venue_seq}-{}", self.risk_fills),
+                client_order_id: client,
+                strategy_id: member,
+                symbol: self.instruments[i].id.clone(),
+                side: risk_side(side),
+                quantity: qty.to_decimal(),
+                price: price.to_decimal(),
+                commission: commission - rebate,
+                at_ns: ts,
+            };
+            self.feed_risk(&input);
+        }
         Ok(())
     }
 
@@ -1445,14 +1636,12 @@ impl Desk {
         }
     }
 
-    /// The drawdown limit: every waiting order is withdrawn, every position
-    /// closed at the next bar, no strategy sees another bar.
-    fn halt(&mut self, ts: i64, account: Decimal) -> Result<(), PortfolioError> {
+    /// The drawdown limit or a risk breaker: every waiting order is
+    /// withdrawn, every position closed at the next bar, no strategy sees
+    /// another bar.
+    fn halt(&mut self, ts: i64, reason: String) -> Result<(), PortfolioError> {
         self.halted_at = Some(ts);
-        let reason = format!(
-            "portfolio drawdown limit: equity {account} from peak {}",
-            self.peak
-        );
+        self.halt_reason = Some(reason.clone());
         for i in 0..self.waiting.len() {
             for w in std::mem::take(&mut self.waiting[i]) {
                 self.books[w.member].change(w.order, OrderEvent::Cancel, Some(&reason), ts)?;
@@ -1599,6 +1788,18 @@ fn push_order(book: &mut Book, order: Order) {
         *slot = order;
     } else {
         book.orders.push(order);
+    }
+}
+
+/// The client order id a member's order has at the risk fold.
+fn client_order_id(member: &str, order: OrderId) -> String {
+    format!("{member}-{}", order.0)
+}
+
+fn risk_side(side: Side) -> grodt_risk_rules::Side {
+    match side {
+        Side::Buy => grodt_risk_rules::Side::Buy,
+        Side::Sell => grodt_risk_rules::Side::Sell,
     }
 }
 

@@ -48,6 +48,9 @@ pub enum PortfolioError {
     /// A statistic failed.
     #[error(transparent)]
     Stats(#[from] StatsError),
+    /// A `[risk]` limit that does not validate, named as `risk.<field>`.
+    #[error("invalid risk.{}: {}", .0.field, .0.reason)]
+    RiskLimits(grodt_risk_rules::LimitsError),
     /// A portfolio file that does not parse (TOML syntax or shape).
     #[error("portfolio file: {0}")]
     File(#[from] toml::de::Error),
@@ -56,7 +59,7 @@ pub enum PortfolioError {
 impl Classify for PortfolioError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::Invalid { .. } | Self::Allocation(_) | Self::File(_) => {
+            Self::Invalid { .. } | Self::RiskLimits(_) | Self::Allocation(_) | Self::File(_) => {
                 ErrorKind::InvalidArgument
             }
             Self::Unsupported { .. } => ErrorKind::FailedPrecondition,

@@ -17,6 +17,9 @@
 //! lookback = 60
 //! schedule = "monthly"
 //!
+//! [risk]                      # optional: the risk service's limits
+//! max_position_notional = "150000"
+//!
 //! [[strategy]]
 //! id = "trend"
 //! name = "sma_cross"
@@ -53,6 +56,10 @@ pub struct PortfolioFile {
     /// Whole-book limits.
     #[serde(default)]
     pub limits: PortfolioLimits,
+    /// The risk service's limits, run by the desk on every order, fill and
+    /// bar (`None` = the risk rules are off). Field names are the service's.
+    #[serde(default)]
+    pub risk: Option<grodt_risk_rules::Limits>,
     /// The strategies, in order.
     #[serde(rename = "strategy")]
     pub strategies: Vec<StrategyEntry>,
@@ -278,6 +285,9 @@ impl PortfolioFile {
                 ));
             }
         }
+        if let Some(risk) = &self.risk {
+            risk.validate().map_err(PortfolioError::RiskLimits)?;
+        }
         Ok(())
     }
 
@@ -356,6 +366,7 @@ impl PortfolioFile {
             allocator,
             schedule: a.schedule.clone(),
             limits: self.limits.clone(),
+            risk: self.risk.clone(),
             netting: a.netting,
             vol_target: a
                 .vol_target
@@ -415,6 +426,47 @@ weight = "0.4"
         assert_eq!(plan.limits.max_drawdown, Some(Decimal::new(3, 1)));
         let w = plan.allocator.target(&[Vec::new(), Vec::new()]).unwrap();
         assert_eq!(w, vec![Decimal::new(6, 1), Decimal::new(4, 1)]);
+    }
+
+    #[test]
+    fn a_risk_section_is_the_risk_services_limits() {
+        assert_eq!(
+            PortfolioFile::parse(EXAMPLE).unwrap().plan().unwrap().risk,
+            None
+        );
+        let text = EXAMPLE.replace(
+            "[[strategy]]\nid = \"trend\"",
+            "[risk]\nmax_position_notional = \"50000\"\nmax_drawdown = \"0.25\"\n\
+             max_orders_per_minute = 3\nrestricted_symbols = [\"AAPL\"]\n\n\
+             [risk.symbol_limits.SPY]\nmax_position_quantity = \"100\"\n\n\
+             [[strategy]]\nid = \"trend\"",
+        );
+        let f = PortfolioFile::parse(&text).unwrap();
+        let risk = f.plan().unwrap().risk.unwrap();
+        assert_eq!(risk.max_position_notional, Some(Decimal::from(50_000)));
+        assert_eq!(risk.max_drawdown, Some(Decimal::new(25, 2)));
+        assert_eq!(risk.max_orders_per_minute, Some(3));
+        assert!(risk.restricted_symbols.contains("AAPL"));
+        assert_eq!(
+            risk.symbol_limits["SPY"].max_position_quantity,
+            Some(Decimal::from(100))
+        );
+        // A bad value names its field as risk.<field>.
+        let e = PortfolioFile::parse(&text.replace("\"0.25\"", "\"1.5\"")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid risk.max_drawdown: "),
+            "{e}"
+        );
+        let e = PortfolioFile::parse(&text.replace("\"100\"", "\"-1\"")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid risk.symbol_limits[SPY].max_position_quantity: "),
+            "{e}"
+        );
+        // Unknown fields are refused, as in the risk service's configuration.
+        let e =
+            PortfolioFile::parse(&text.replace("max_orders_per_minute", "max_orders")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `max_orders`"), "{e}");
     }
 
     #[test]

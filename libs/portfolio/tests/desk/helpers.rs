@@ -102,6 +102,7 @@ pub fn plan(n: usize, weights: Vec<Decimal>, netting: bool) -> Plan {
         allocator: Allocator::new(Method::Fixed { weights }, Vec::new(), n).unwrap(),
         schedule: Schedule::Never,
         limits: PortfolioLimits::default(),
+        risk: None,
         netting,
         vol_target: None,
         correlation_cut: None,

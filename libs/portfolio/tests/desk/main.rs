@@ -6,4 +6,5 @@ mod helpers;
 mod netting;
 mod parity;
 mod props;
+mod risk;
 mod rules;
