@@ -214,7 +214,7 @@ pub struct PortfolioResult {
     pub diversification_ratio: Option<Decimal>,
 }
 
-/// An order the desk refused or cut.
+/// An order the desk refused, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Refusal {
     /// When.

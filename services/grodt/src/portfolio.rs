@@ -189,7 +189,7 @@ fn write_tables(
         ("orders (venue)", n.venue_orders.to_string()),
         ("commission saved", money(n.commission_saved)),
         ("rebalances", r.rebalances.len().to_string()),
-        ("orders refused or cut", r.refusals.len().to_string()),
+        ("orders refused", r.refusals.len().to_string()),
         ("unallocated", money(r.reserve)),
         (
             "halted",
@@ -248,10 +248,13 @@ fn write_tables(
             writeln!(out, "    {:<14} {}", mo.id, cells.join(" "))?;
         }
     }
+    if let Some(why) = &r.halt_reason {
+        writeln!(out, "note: trading halted: {why}")?;
+    }
     if let Some(first) = r.refusals.first() {
         writeln!(
             out,
-            "note: {} order(s) refused or cut; the first: {} order {}: {}",
+            "note: {} order(s) refused; the first: {} order {}: {}",
             r.refusals.len(),
             first.member,
             first.order,
