@@ -20,18 +20,18 @@
 //! again, whatever its event id), `fill:<fill_id>`, `bar:<event_id>`,
 //! `cmd:<uuid>` for gRPC commands, `config:<uuid>` for configuration changes.
 
+pub use grodt_kit::journal::{StoredEvent, event_id};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use grodt_bus::consumer::{Handler, HandlerError};
-use grodt_bus::{Delivery, Envelope, EventBus, StreamName};
+use grodt_bus::{Delivery, EventBus};
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_risk_rules::{Input, Limits, Output, RiskState, Settings};
 use grodt_store::Store;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -76,32 +76,6 @@ pub enum Record {
         /// The field at fault and why.
         reason: String,
     },
-}
-
-/// One event an input produced, as journaled and republished.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredEvent {
-    /// The stream.
-    pub stream: String,
-    /// The envelope's event id (deterministic, UUID v7).
-    pub event_id: Uuid,
-    /// The payload's type.
-    pub event_type: String,
-    /// The envelope's `occurred_at`, ns.
-    pub occurred_at_ns: i64,
-    /// The protobuf payload, hex.
-    pub payload: String,
-}
-
-/// A UUID v7 derived from `key` (and a time for its ordering bits): the
-/// same input always gets the same event ids.
-#[must_use]
-pub fn event_id(at_ns: i64, key: &str) -> Uuid {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut rand = [0u8; 10];
-    rand.copy_from_slice(&digest[..10]);
-    let ms = u64::try_from(at_ns.div_euclid(1_000_000)).unwrap_or(0);
-    uuid::Builder::from_unix_timestamp_millis(ms, &rand).into_uuid()
 }
 
 fn stored<T: Topic>(event: &T, id: Uuid, at_ns: i64) -> StoredEvent {
@@ -244,16 +218,6 @@ fn events_of(
         }
     }
     events
-}
-
-fn trace_context() -> (Option<String>, Option<String>) {
-    grodt_kit::telemetry::current_traceparent().map_or((None, None), |(p, s)| {
-        (Some(p), (!s.is_empty()).then_some(s))
-    })
-}
-
-fn stream(name: &str) -> Result<StreamName, RiskSvcError> {
-    Ok(StreamName::parse(name)?)
 }
 
 fn now_ns() -> i64 {
@@ -488,20 +452,7 @@ impl Engine {
     }
 
     async fn publish_all(&self, events: &[StoredEvent]) -> Result<(), RiskSvcError> {
-        let (traceparent, tracestate) = trace_context();
-        for e in events {
-            let payload = hex::decode(&e.payload)
-                .map_err(|err| RiskSvcError::Corrupt(format!("journaled payload: {err}")))?;
-            let mut envelope = Envelope::new(
-                e.event_type.clone(),
-                chrono::DateTime::from_timestamp_nanos(e.occurred_at_ns),
-                payload,
-            )
-            .with_trace(traceparent.clone(), tracestate.clone());
-            envelope.event_id = e.event_id;
-            self.bus.publish(&stream(&e.stream)?, &envelope).await?;
-        }
-        Ok(())
+        Ok(grodt_kit::journal::publish_all(&self.bus, events).await?)
     }
 
     /// A gRPC command: `decide` sees the state under the lock and returns the

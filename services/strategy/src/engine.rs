@@ -20,19 +20,19 @@
 //! `deploy:<instance>`, `cmd:<instance>:<n>` (n = the instance's command
 //! count, so the same command sequence gets the same sources).
 
+pub use grodt_kit::journal::{StoredEvent, event_id};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use grodt_bus::consumer::{Handler, HandlerError};
-use grodt_bus::{ConsumerName, Delivery, Envelope, EventBus, GroupName, StreamName};
+use grodt_bus::{ConsumerName, Delivery, EventBus, GroupName, StreamName};
 use grodt_paper::instruments::Instruments;
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_store::Store;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -56,36 +56,10 @@ pub const GROUP: &str = "strategy";
 pub const JOURNAL: &str = "strategy";
 const COMMAND: &str = "command";
 
-/// A UUID v7 derived from `key` (and a time for its ordering bits): the
-/// same key always gets the same id.
-#[must_use]
-pub fn event_id(at_ns: i64, key: &str) -> Uuid {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut rand = [0u8; 10];
-    rand.copy_from_slice(&digest[..10]);
-    let ms = u64::try_from(at_ns.div_euclid(1_000_000)).unwrap_or(0);
-    uuid::Builder::from_unix_timestamp_millis(ms, &rand).into_uuid()
-}
-
 /// The envelope id of the intent of `client_order_id`.
 #[must_use]
 pub fn intent_event_id(client_order_id: &str, decision_ts: i64) -> Uuid {
     event_id(decision_ts, &format!("strategy:intent:{client_order_id}"))
-}
-
-/// One intent as journaled and republished.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredEvent {
-    /// The stream.
-    pub stream: String,
-    /// The envelope's event id.
-    pub event_id: Uuid,
-    /// The payload's type.
-    pub event_type: String,
-    /// The envelope's `occurred_at` (ns): the decision bar's time.
-    pub occurred_at_ns: i64,
-    /// The protobuf payload, hex.
-    pub payload: String,
 }
 
 /// What one input produced, as journaled.
@@ -126,12 +100,6 @@ fn stored(outputs: &[Output]) -> Stored {
         }
     }
     s
-}
-
-fn trace_context() -> (Option<String>, Option<String>) {
-    grodt_kit::telemetry::current_traceparent().map_or((None, None), |(p, s)| {
-        (Some(p), (!s.is_empty()).then_some(s))
-    })
 }
 
 fn stream(name: &str) -> Result<StreamName, StrategySvcError> {
@@ -346,20 +314,7 @@ impl Engine {
     }
 
     async fn publish_all(&self, events: &[StoredEvent]) -> Result<(), StrategySvcError> {
-        let (traceparent, tracestate) = trace_context();
-        for e in events {
-            let payload = hex::decode(&e.payload)
-                .map_err(|err| StrategySvcError::Corrupt(format!("journaled payload: {err}")))?;
-            let mut envelope = Envelope::new(
-                e.event_type.clone(),
-                chrono::DateTime::from_timestamp_nanos(e.occurred_at_ns),
-                payload,
-            )
-            .with_trace(traceparent.clone(), tracestate.clone());
-            envelope.event_id = e.event_id;
-            self.bus.publish(&stream(&e.stream)?, &envelope).await?;
-        }
-        Ok(())
+        Ok(grodt_kit::journal::publish_all(&self.bus, events).await?)
     }
 
     /// A gRPC (or configuration) command: `decide` sees the state under the

@@ -77,3 +77,14 @@ pub fn to_status(e: &StrategySvcError) -> Status {
         _ => grodt_kit::status::to_status(e),
     }
 }
+
+impl From<grodt_kit::journal::JournalEventError> for StrategySvcError {
+    fn from(e: grodt_kit::journal::JournalEventError) -> Self {
+        match e {
+            grodt_kit::journal::JournalEventError::Bus(b) => Self::Bus(b),
+            corrupt @ grodt_kit::journal::JournalEventError::Corrupt { .. } => {
+                Self::Corrupt(corrupt.to_string())
+            }
+        }
+    }
+}
