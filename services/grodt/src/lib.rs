@@ -19,4 +19,5 @@ pub mod paper;
 pub mod portfolio;
 pub mod regimes;
 pub mod strategies;
+pub mod sweep;
 pub mod up;

@@ -70,6 +70,9 @@ enum Command {
     },
     /// Backtest a strategy on a CSV file; prints the metrics table.
     Backtest(grodt::backtest::BacktestOptions),
+    /// Sweep a parameter grid of a sweep-capable strategy over a CSV file in
+    /// one pass (the same trades as backtest); prints the best sets.
+    Sweep(grodt::sweep::SweepOptions),
     /// Paper-trade a strategy on a replay of a CSV file through the embedded
     /// services; prints the fills and the account and fails unless they
     /// equal a backtest of the same bars.
@@ -200,6 +203,15 @@ fn main() -> ExitCode {
                 }
             },
             Command::Backtest(options) => backtest(&options),
+            Command::Sweep(options) => {
+                match grodt::sweep::execute(&options, &mut std::io::stdout().lock()) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("grodt sweep: {e}");
+                        ExitCode::from(if e.is_usage() { 2 } else { 1 })
+                    }
+                }
+            }
             Command::Paper(options) => match grodt::paper::command(&options).await {
                 Ok(text) => {
                     print!("{text}");

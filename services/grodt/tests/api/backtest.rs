@@ -481,3 +481,79 @@ fn a_bad_portfolio_file_is_refused_with_the_field_named() {
     let out = backtest(&["--portfolio", "x.toml", "--strategy", "sma_cross"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn sweep(args: &[&str]) -> Output {
+    Command::new(GRODT)
+        .arg("sweep")
+        .args(args)
+        .output()
+        .expect("grodt runs")
+}
+
+/// `grodt sweep` on a small grid: the golden set's figures, and the best
+/// set's final value is the one `grodt backtest` prints for it.
+#[test]
+fn sweep_prints_the_best_sets_with_the_engines_figures() {
+    let spy = spy();
+    let out = sweep(&[
+        "--data",
+        spy.to_str().unwrap(),
+        "--param",
+        "fast=5..15",
+        "--param",
+        "slow=10..40:10",
+        "--rank",
+        "final",
+        "--top",
+        "3",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    // 11 × 4 = 44 combinations; the 6 with fast >= slow are refused by the registry.
+    assert!(stdout.contains(": 38 sets swept (6 refused"), "{stdout}");
+    let best = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("fast="))
+        .expect("a row");
+    let cols: Vec<&str> = best.split_whitespace().collect();
+    let (fast, slow, value) = (cols[0], cols[1], cols[2]);
+    let bt = backtest(&[
+        "--data",
+        spy.to_str().unwrap(),
+        "--strategy",
+        "sma_cross",
+        "--param",
+        fast,
+        "--param",
+        slow,
+        "--no-regimes",
+    ]);
+    let bt_out = text(&bt.stdout);
+    assert!(bt.status.success(), "{bt_out}");
+    assert_eq!(row(&bt_out, "final value"), value, "{best}");
+    // And the reference set.
+    let golden = sweep(&[
+        "--data",
+        spy.to_str().unwrap(),
+        "--param",
+        "fast=10",
+        "--param",
+        "slow=30",
+    ]);
+    assert!(text(&golden.stdout).contains("182,091.18"));
+    // A strategy without a kernel is named.
+    let e = sweep(&[
+        "--data",
+        spy.to_str().unwrap(),
+        "--strategy",
+        "s2",
+        "--param",
+        "period=10..20",
+    ]);
+    assert_eq!(e.status.code(), Some(2));
+    assert!(
+        text(&e.stderr).contains("no sweep kernel"),
+        "{}",
+        text(&e.stderr)
+    );
+}
