@@ -32,6 +32,13 @@ pub struct Limits {
     pub max_gross_exposure: Option<Decimal>,
     /// Max absolute sum of signed position notionals, > 0.
     pub max_net_exposure: Option<Decimal>,
+    /// Max gross exposure over equity (leverage across every strategy), > 0.
+    pub max_gross_leverage: Option<Decimal>,
+    /// Max |net exposure| over equity, > 0.
+    pub max_net_leverage: Option<Decimal>,
+    /// Max absolute notional of one symbol's position (all strategies
+    /// together) over equity, > 0.
+    pub max_symbol_exposure: Option<Decimal>,
     /// Loss since the UTC day start that trips the daily-loss breaker, > 0.
     pub max_daily_loss: Option<Decimal>,
     /// Drawdown from the peak (a fraction in (0, 1)) that trips the drawdown breaker.
@@ -98,6 +105,9 @@ impl Limits {
         positive("max_position_notional", self.max_position_notional)?;
         positive("max_gross_exposure", self.max_gross_exposure)?;
         positive("max_net_exposure", self.max_net_exposure)?;
+        positive("max_gross_leverage", self.max_gross_leverage)?;
+        positive("max_net_leverage", self.max_net_leverage)?;
+        positive("max_symbol_exposure", self.max_symbol_exposure)?;
         positive("max_daily_loss", self.max_daily_loss)?;
         fraction("max_drawdown", self.max_drawdown)?;
         fraction("max_price_deviation", self.max_price_deviation)?;

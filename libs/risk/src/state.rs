@@ -288,6 +288,10 @@ pub enum Input {
 
 /// What an input produced, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few outputs per input, moved once: boxing the limits record would only add an allocation"
+)]
 pub enum Output {
     /// The intent goes to execution.
     Approved {
@@ -714,6 +718,9 @@ impl RiskState {
             || l.max_position_notional.is_some()
             || l.max_gross_exposure.is_some()
             || l.max_net_exposure.is_some()
+            || l.max_gross_leverage.is_some()
+            || l.max_net_leverage.is_some()
+            || l.max_symbol_exposure.is_some()
             || sl.is_some_and(|s| s.max_position_notional.is_some());
         let needs_qty = needs_price
             || l.max_order_quantity.is_some()
@@ -809,7 +816,29 @@ impl RiskState {
                 pos_notional,
             ));
         }
-        if l.max_gross_exposure.is_some() || l.max_net_exposure.is_some() {
+        // Leverage: exposure over the fold's equity (the whole book, every
+        // strategy together); no equity left refuses every order adding risk.
+        let equity = self.equity();
+        let leveraged = l.max_gross_leverage.is_some()
+            || l.max_net_leverage.is_some()
+            || l.max_symbol_exposure.is_some();
+        if let Some(max) = l.max_symbol_exposure {
+            let share = pos_notional
+                .checked_div(equity)
+                .filter(|_| equity > Decimal::ZERO);
+            if share.is_none_or(|x| x > max) {
+                v.push(violation(
+                    "max_symbol_exposure",
+                    format!(
+                        "{sym} position notional after the order {pos_notional} is {} of equity {equity} (max {max})",
+                        share.map_or_else(|| "all".to_owned(), |x| format!("{x:.4}"))
+                    ),
+                    max,
+                    share.unwrap_or(Decimal::MAX),
+                ));
+            }
+        }
+        if l.max_gross_exposure.is_some() || l.max_net_exposure.is_some() || leveraged {
             let (mut gross, mut net) = (Decimal::ZERO, Decimal::ZERO);
             let others: BTreeSet<&String> = self
                 .positions
@@ -843,6 +872,31 @@ impl RiskState {
                     max,
                     net.abs(),
                 ));
+            }
+            for (name, limit, exposure) in [
+                ("max_gross_leverage", l.max_gross_leverage, gross),
+                ("max_net_leverage", l.max_net_leverage, net.abs()),
+            ] {
+                let Some(max) = limit else { continue };
+                let lev = exposure
+                    .checked_div(equity)
+                    .filter(|_| equity > Decimal::ZERO);
+                if lev.is_none_or(|x| x > max) {
+                    v.push(violation(
+                        name,
+                        format!(
+                            "{} after the order {exposure} over equity {equity} is {} (max {max})",
+                            if name == "max_gross_leverage" {
+                                "gross exposure"
+                            } else {
+                                "net exposure"
+                            },
+                            lev.map_or_else(|| "unbounded".to_owned(), |x| format!("{x:.4}"))
+                        ),
+                        max,
+                        lev.unwrap_or(Decimal::MAX),
+                    ));
+                }
             }
         }
         out

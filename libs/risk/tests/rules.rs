@@ -761,3 +761,102 @@ proptest! {
         prop_assert_eq!(s.position("SPY"), Decimal::ZERO);
     }
 }
+
+/// A fill of `cid` at 100 (settling its pending quantity).
+fn filled(cid: &str, symbol: &str, side: Side, qty: Decimal, at_ns: i64) -> Input {
+    let Input::Fill {
+        fill_id,
+        strategy_id,
+        commission,
+        price,
+        ..
+    } = fill(symbol, side, qty, dec!(100), at_ns)
+    else {
+        unreachable!("fill builds a fill")
+    };
+    Input::Fill {
+        fill_id,
+        client_order_id: cid.into(),
+        strategy_id,
+        symbol: symbol.into(),
+        side,
+        quantity: qty,
+        price,
+        commission,
+        at_ns,
+    }
+}
+
+/// Leverage limits see the whole book: exposure of every strategy over the
+/// account's equity, as a portfolio's limits do.
+#[test]
+fn leverage_and_single_symbol_share_of_equity_are_limited() {
+    let mut s = RiskState::new(Settings {
+        initial_equity: dec!(100000),
+        ..Settings::default()
+    });
+    s.apply(&bar("SPY", dec!(100), T0));
+    s.apply(&bar("QQQ", dec!(100), T0));
+    set_limits(
+        &mut s,
+        Limits {
+            max_gross_leverage: Some(dec!(1.5)),
+            max_net_leverage: Some(dec!(1)),
+            max_symbol_exposure: Some(dec!(0.6)),
+            ..Limits::default()
+        },
+    );
+    // 600 SPY = 60% of equity: at the symbol limit, passes.
+    assert!(
+        rejected_limits(&intent(&mut s, order("a", "SPY", Side::Buy, dec!(600)), T0)).is_empty()
+    );
+    s.apply(&filled("a", "SPY", Side::Buy, dec!(600), T0 + 1));
+    // One more SPY share breaks the symbol share.
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("b", "SPY", Side::Buy, dec!(1)),
+            T0 + 2
+        )),
+        ["max_symbol_exposure"]
+    );
+    // 500 QQQ: net 110% > 100%, gross 110% <= 150%.
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("c", "QQQ", Side::Buy, dec!(500)),
+            T0 + 3
+        )),
+        ["max_net_leverage"]
+    );
+    // Short 600 QQQ: net 0, gross 120%: passes; then 400 more short: gross 160%.
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("d", "QQQ", Side::Sell, dec!(600)),
+            T0 + 4
+        ))
+        .is_empty()
+    );
+    s.apply(&filled("d", "QQQ", Side::Sell, dec!(600), T0 + 5));
+    let out = intent(&mut s, order("e", "QQQ", Side::Sell, dec!(400)), T0 + 6);
+    assert!(
+        rejected_limits(&out).contains(&"max_gross_leverage".to_owned()),
+        "{out:?}"
+    );
+    // Reducing always passes.
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("f", "SPY", Side::Sell, dec!(600)),
+            T0 + 7
+        ))
+        .is_empty()
+    );
+    // Invalid values are named.
+    let bad = Limits {
+        max_gross_leverage: Some(dec!(0)),
+        ..Limits::default()
+    };
+    assert_eq!(bad.validate().unwrap_err().field, "max_gross_leverage");
+}

@@ -421,3 +421,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_risk_services_leverage_limits_see_the_whole_book() {
+    // 100,000 split in two; price 100. Each strategy buys 300 (30% of the
+    // account); together 60% of equity in one symbol, above the 50% limit.
+    let inst = Instrument::equity("XYZ", 4, 0);
+    let series = bars(&[1_000_000; 5]);
+    let limits = Limits {
+        max_symbol_exposure: Some(dec("0.5")),
+        max_gross_leverage: Some(dec("1")),
+        ..Limits::default()
+    };
+    let (r, _) = run(
+        &BacktestConfig::default(),
+        std::slice::from_ref(&inst),
+        std::slice::from_ref(&series),
+        vec![
+            member(
+                "a",
+                Script::new(vec![step(1, 0, Side::Buy, fixed(300))]),
+                vec![0],
+            ),
+            member(
+                "b",
+                Script::new(vec![step(1, 0, Side::Buy, fixed(300))]),
+                vec![0],
+            ),
+        ],
+        with_risk(2, limits),
+    );
+    assert_eq!(r.members[0].positions, vec![300]);
+    assert_eq!(r.members[1].positions, vec![0]);
+    let why = r.members[1].orders[0].reject_reason.as_deref().unwrap();
+    assert!(why.starts_with("risk: max_symbol_exposure"), "{why}");
+}

@@ -327,11 +327,33 @@ async fn set_limits_is_compare_and_set_and_check_order_changes_nothing() {
         "{}",
         bad.message()
     );
+    // The whole-book leverage limits a portfolio uses travel and validate too.
+    let bad = svc
+        .client
+        .set_limits(set(
+            v1::RiskLimits {
+                max_gross_leverage: d("0"),
+                ..Default::default()
+            },
+            1,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        bad.message().starts_with("limits.max_gross_leverage"),
+        "{}",
+        bad.message()
+    );
     let mut no_by = set(qty_limit("20"), 1);
     no_by.updated_by.clear();
     let e = svc.client.set_limits(no_by).await.unwrap_err();
     assert!(e.message().starts_with("updated_by"), "{}", e.message());
-    let mut sym = v1::RiskLimits::default();
+    let mut sym = v1::RiskLimits {
+        max_gross_leverage: d("2"),
+        max_net_leverage: d("1"),
+        max_symbol_exposure: d("0.5"),
+        ..Default::default()
+    };
     sym.symbol_limits.insert(
         "SPY".into(),
         v1::SymbolLimits {
@@ -348,6 +370,14 @@ async fn set_limits_is_compare_and_set_and_check_order_changes_nothing() {
         .limits
         .unwrap();
     assert_eq!(l2.version, 2);
+    assert_eq!(
+        (
+            l2.max_gross_leverage.map(|x| x.value),
+            l2.max_net_leverage.map(|x| x.value),
+            l2.max_symbol_exposure.map(|x| x.value)
+        ),
+        (Some("2".into()), Some("1".into()), Some("0.5".into()))
+    );
     events
         .until("two LIMITS_CHANGED", 10, |s| {
             s.iter()
