@@ -39,11 +39,17 @@
 //! included, so the fold's positions are the account's) and every bar. A
 //! breaker the fold trips halts the portfolio at the end of the timestamp as
 //! the drawdown limit does. Time is bar time, there are no operator
-//! commands (a trip halts for the rest of the run); docs/portfolio-risk.md.
+//! commands (a trip halts for the rest of the run); docs/portfolio.md.
 //!
-//! Only market orders are routed through the desk so far; a strategy that
-//! asks for a limit, stop, bracket or one-cancels-other order has it rejected
-//! with that reason (it is told, as of any rejection).
+//! Market orders are netted. Limit, stop and stop-limit orders of a fixed
+//! size go to the venue as they are, one venue order each (never netted),
+//! when their instrument's next bar comes, at the time they were decided,
+//! after the same allocation and limit checks at their limit or trigger
+//! price; the venue's trigger, limit and expiry rules apply, and cancels
+//! pass through. Refused with the reason (the strategy is told): resting
+//! orders sized by equity or to close the position (the venue sizes those
+//! at the fill, against the whole account), trailing stops, brackets and
+//! one-cancels-other pairs.
 
 use std::collections::HashMap;
 
@@ -578,13 +584,16 @@ impl Desk {
         }
         // A new day's borrow and financing first, as the venue charges them
         // before it fills (and sizes) anything on the bar.
+        // Resting orders reach the venue at the time they were decided, as in
+        // a single backtest (a DAY order's day is that of its first bar).
+        self.send_waiting(i, bar, true)?;
         let cash_before = self.venue.cash();
         self.venue.accrue_to(bar.ts)?;
         let accrued = cash_before - self.venue.cash();
         if !accrued.is_zero() {
             self.allocate_accrual(accrued)?;
         }
-        self.send_waiting(i, bar)?;
+        self.send_waiting(i, bar, false)?;
         let cash_before = self.venue.cash();
         self.venue.on_bar(i, bar)?;
         let mut fill_cash = Decimal::ZERO;
@@ -914,8 +923,12 @@ impl Desk {
                     Some("the portfolio is halted")
                 } else if req.instrument >= book.instruments.len() {
                     Some("unknown instrument")
-                } else if req.kind != OrderKind::Market {
-                    Some("portfolio strategies may send market orders only so far")
+                } else if matches!(req.kind, OrderKind::TrailingStop { .. }) {
+                    Some("trailing stops are not routed by the portfolio desk yet")
+                } else if req.kind != OrderKind::Market && !matches!(req.size, Size::Fixed(_)) {
+                    // The venue sizes these at the fill against the account;
+                    // a shared account cannot size them for one strategy.
+                    Some("a resting (limit or stop) order in a portfolio needs a fixed size")
                 } else {
                     None
                 };
@@ -943,7 +956,9 @@ impl Desk {
             Command::Bracket(e, tp, sl, br) => {
                 for (id, r) in [(e, br.entry), (tp, br.entry), (sl, br.entry)] {
                     let mut order = Order::new(id, r, ts);
-                    order.reject("portfolio strategies may send market orders only so far")?;
+                    order.reject(
+                        "brackets and one-cancels-other orders are not routed by the portfolio desk yet",
+                    )?;
                     book.told.push(Told::Order(OrderUpdate::of(&order, ts)));
                     push_order(book, order);
                 }
@@ -951,7 +966,9 @@ impl Desk {
             Command::Oco(a, ra, c, rc) => {
                 for (id, r) in [(a, ra), (c, rc)] {
                     let mut order = Order::new(id, r, ts);
-                    order.reject("portfolio strategies may send market orders only so far")?;
+                    order.reject(
+                        "brackets and one-cancels-other orders are not routed by the portfolio desk yet",
+                    )?;
                     book.told.push(Told::Order(OrderUpdate::of(&order, ts)));
                     push_order(book, order);
                 }
@@ -974,7 +991,51 @@ impl Desk {
                         Some("cancelled by the strategy"),
                         ts,
                     )?;
+                } else if let Some(vid) = self.resting(b, id) {
+                    // A resting order at the venue: cancelled there, the
+                    // strategy told now, as in a single backtest.
+                    match self.venue.cancel(vid) {
+                        Ok(()) | Err(grodt_sim::SimError::UnknownOrder { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    self.drain()?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The venue id of a member's order resting at the venue, if any.
+    fn resting(&self, member: usize, order: OrderId) -> Option<OrderId> {
+        self.routes.iter().find_map(|(vid, r)| {
+            let legs = &r.execution.plan().legs;
+            (legs.len() == 1 && legs[0].member == member && legs[0].order == order.0)
+                .then_some(*vid)
+        })
+    }
+
+    /// A member's stop order triggered at the venue.
+    fn trigger(&mut self, member: usize, order: OrderId, ts: i64) -> Result<(), PortfolioError> {
+        let book = &mut self.books[member];
+        if book
+            .order_mut(order)
+            .is_some_and(|o| o.status() == OrderStatus::Accepted && o.request.kind.needs_trigger())
+        {
+            book.change(order, OrderEvent::Trigger, None, ts)?;
+        }
+        Ok(())
+    }
+
+    /// Handles what the venue did outside a bar (a cancellation).
+    fn drain(&mut self) -> Result<(), PortfolioError> {
+        if !self.venue.has_events() {
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        self.venue.take_events_into(&mut events);
+        for ev in &events {
+            if let VenueEvent::Order(update) = ev {
+                self.on_venue_update(update)?;
             }
         }
         Ok(())
@@ -982,11 +1043,21 @@ impl Desk {
 
     /// Resolves, checks and nets the orders waiting for instrument `i`, then
     /// crosses what offsets and sends the rest to the venue.
-    fn send_waiting(&mut self, i: usize, bar: &Bar) -> Result<(), PortfolioError> {
+    fn send_waiting(&mut self, i: usize, bar: &Bar, resting: bool) -> Result<(), PortfolioError> {
         if self.waiting[i].is_empty() {
             return Ok(());
         }
-        let waiting = std::mem::take(&mut self.waiting[i]);
+        let (waiting, rest): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting[i])
+            .into_iter()
+            .partition(|w| {
+                let market =
+                    self.books[w.member].orders[idx(w.order)].request.kind == OrderKind::Market;
+                market != resting
+            });
+        self.waiting[i] = rest;
+        if waiting.is_empty() {
+            return Ok(());
+        }
         let inst = self.instruments[i].clone();
         let ts = bar.ts;
         // The price an equity fraction is sized at: the open after a
@@ -999,8 +1070,42 @@ impl Desk {
             let Some(qty) = self.resolve(w, i, bar, account_pos, &mut batch)? else {
                 continue;
             };
-            let side = self.books[w.member].orders[idx(w.order)].request.side;
+            let request = self.books[w.member].orders[idx(w.order)].request;
+            let side = request.side;
             account_pos += side.sign() * qty;
+            if request.kind != OrderKind::Market {
+                // Resting orders go to the venue as they are, one each: the
+                // venue's trigger, limit and expiry rules, never netted.
+                let one = Contribution {
+                    member: w.member,
+                    order: w.order.0,
+                    side,
+                    qty_raw: qty,
+                    key: Key::Market,
+                };
+                let plan = netting::plan(&[one], inst.size_step.raw().max(1))?;
+                let id = OrderId(self.next_venue_id);
+                self.next_venue_id += 1;
+                let q = Quantity::from_raw(qty, inst.size_precision)?;
+                self.venue.submit(
+                    id,
+                    OrderRequest {
+                        instrument: i,
+                        size: Size::Fixed(q),
+                        ..request
+                    },
+                )?;
+                self.netting.orders += 1;
+                self.netting.venue_orders += 1;
+                self.routes.insert(
+                    id,
+                    Route {
+                        execution: Execution::new(plan, inst.size_step.raw().max(1), self.cost_dp)?,
+                        instrument: i,
+                    },
+                );
+                continue;
+            }
             contributions.push(Contribution {
                 member: w.member,
                 order: w.order.0,
@@ -1094,17 +1199,26 @@ impl Desk {
         // sizing price, as the venue fills one order before sizing the next.
         let (moved, fees) = batch.get(&w.member).copied().unwrap_or_default();
         let pos = book.account.ledger.position_raw(k) + moved;
-        let slipped = {
-            let p = self.models.slippage.apply(&SlippageInput {
-                instrument: inst,
-                side,
-                price_raw: bar.open,
-                qty_raw: 0,
-                volume_share: 0.0,
-            });
-            match side {
-                Side::Buy => p.max(bar.open),
-                Side::Sell => p.min(bar.open),
+        // A market order is sized at the open after a zero-quantity slippage,
+        // as the venue sizes it; a resting order at its limit (or trigger).
+        let market = order.request.kind == OrderKind::Market;
+        let slipped = match order.request.kind {
+            OrderKind::Limit { price } | OrderKind::StopLimit { limit: price, .. } => {
+                price.rescale(inst.price_precision)?.raw()
+            }
+            OrderKind::Stop { trigger } => trigger.rescale(inst.price_precision)?.raw(),
+            _ => {
+                let p = self.models.slippage.apply(&SlippageInput {
+                    instrument: inst,
+                    side,
+                    price_raw: bar.open,
+                    qty_raw: 0,
+                    volume_share: 0.0,
+                });
+                match side {
+                    Side::Buy => p.max(bar.open),
+                    Side::Sell => p.min(bar.open),
+                }
             }
         };
         let mut marks = book.account.marks.clone();
@@ -1188,9 +1302,11 @@ impl Desk {
             Price::from_raw(slipped, inst.price_precision)?,
             bar.ts,
         );
-        let entry = batch.entry(w.member).or_default();
-        entry.0 += side.sign() * allowed;
-        entry.1 += fee;
+        if market {
+            let entry = batch.entry(w.member).or_default();
+            entry.0 += side.sign() * allowed;
+            entry.1 += fee;
+        }
         if let Some(o) = self.books[w.member].order_mut(w.order) {
             o.quantity = Some(q);
         }
@@ -1431,6 +1547,12 @@ impl Desk {
         let n = notional(qty, price, inst.multiplier)?;
         book.trades
             .on_fill(inst, &fill, pos, book.seen[k], n, self.cost_dp)?;
+        if book
+            .order_mut(order)
+            .is_some_and(|o| o.status() == OrderStatus::Accepted && o.request.kind.needs_trigger())
+        {
+            book.change(order, OrderEvent::Trigger, None, ts)?;
+        }
         book.fills.push(fill.clone());
         book.told.push(Told::Fill(fill));
         book.change(order, OrderEvent::Fill(qty), None, ts)?;
@@ -1517,6 +1639,21 @@ impl Desk {
             OrderStatus::Expired => OrderEvent::Expire,
             OrderStatus::Filled => {
                 self.routes.remove(&update.id);
+                return Ok(());
+            }
+            OrderStatus::Triggered => {
+                if let Some(route) = self.routes.get(&update.id) {
+                    let legs: Vec<(usize, u64)> = route
+                        .execution
+                        .plan()
+                        .legs
+                        .iter()
+                        .map(|l| (l.member, l.order))
+                        .collect();
+                    for (m, o) in legs {
+                        self.trigger(m, OrderId(o), update.ts)?;
+                    }
+                }
                 return Ok(());
             }
             _ => return Ok(()),
@@ -1647,6 +1784,16 @@ impl Desk {
                 self.books[w.member].change(w.order, OrderEvent::Cancel, Some(&reason), ts)?;
             }
         }
+        // Resting orders at the venue are cancelled there.
+        let mut resting: Vec<OrderId> = self.routes.keys().copied().collect();
+        resting.sort_unstable();
+        for vid in resting {
+            match self.venue.cancel(vid) {
+                Ok(()) | Err(grodt_sim::SimError::UnknownOrder { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.drain()?;
         for b in 0..self.books.len() {
             let book = &mut self.books[b];
             book.halted = true;
