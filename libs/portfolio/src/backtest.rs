@@ -46,10 +46,12 @@
 //! when their instrument's next bar comes, at the time they were decided,
 //! after the same allocation and limit checks at their limit or trigger
 //! price; the venue's trigger, limit and expiry rules apply, and cancels
-//! pass through. Refused with the reason (the strategy is told): resting
-//! orders sized by equity or to close the position (the venue sizes those
-//! at the fill, against the whole account), trailing stops, brackets and
-//! one-cancels-other pairs.
+//! pass through. A bracket goes to the venue as one (its entry sized like
+//! any order of its kind; the venue activates the exits on the fill and
+//! cancels one when the other fills). Refused with the reason (the strategy
+//! is told): resting orders sized by equity or to close the position (the
+//! venue sizes those at the fill, against the whole account), trailing
+//! stops and one-cancels-other pairs.
 
 use std::collections::HashMap;
 
@@ -954,14 +956,78 @@ impl Desk {
                 });
             }
             Command::Bracket(e, tp, sl, br) => {
-                for (id, r) in [(e, br.entry), (tp, br.entry), (sl, br.entry)] {
-                    let mut order = Order::new(id, r, ts);
-                    order.reject(
-                        "brackets and one-cancels-other orders are not routed by the portfolio desk yet",
-                    )?;
-                    book.told.push(Told::Order(OrderUpdate::of(&order, ts)));
-                    push_order(book, order);
+                // The entry as any order; the exits wait (New) for its fill,
+                // as the venue keeps them.
+                let req = br.entry;
+                let why = if book.halted {
+                    Some("the portfolio is halted")
+                } else if req.instrument >= book.instruments.len() {
+                    Some("unknown instrument")
+                } else if matches!(req.kind, OrderKind::TrailingStop { .. }) {
+                    Some("trailing stops are not routed by the portfolio desk yet")
+                } else if req.kind != OrderKind::Market && !matches!(req.size, Size::Fixed(_)) {
+                    Some("a resting (limit or stop) order in a portfolio needs a fixed size")
+                } else {
+                    None
+                };
+                let exit_side = req.side.opposite();
+                let exit = |kind: OrderKind| OrderRequest {
+                    instrument: req.instrument,
+                    side: exit_side,
+                    size: Size::Fixed(Quantity::zero(0)),
+                    kind,
+                    tif: grodt_core::TimeInForce::Gtc,
+                };
+                let mut entry = Order::new(e, req, ts);
+                let mut exits = [
+                    Order::new(
+                        tp,
+                        exit(OrderKind::Limit {
+                            price: br.take_profit,
+                        }),
+                        ts,
+                    ),
+                    Order::new(
+                        sl,
+                        exit(OrderKind::Stop {
+                            trigger: br.stop_loss,
+                        }),
+                        ts,
+                    ),
+                ];
+                for (x, other) in exits.iter_mut().zip([sl, tp]) {
+                    x.parent = Some(e);
+                    x.oco = Some(other);
+                    x.quantity = None;
                 }
+                if let Some(reason) = why {
+                    entry.reject(reason)?;
+                    book.told.push(Told::Order(OrderUpdate::of(&entry, ts)));
+                    push_order(book, entry);
+                    for mut x in exits {
+                        x.apply(OrderEvent::Cancel)?;
+                        book.told.push(Told::Order(OrderUpdate::of(&x, ts)));
+                        push_order(book, x);
+                    }
+                    self.refusals.push(Refusal {
+                        ts,
+                        member: book.id.clone(),
+                        order: e.0,
+                        reason: reason.into(),
+                    });
+                    return Ok(());
+                }
+                entry.apply(OrderEvent::Accept)?;
+                book.told.push(Told::Order(OrderUpdate::of(&entry, ts)));
+                let i = book.map[req.instrument];
+                push_order(book, entry);
+                for x in exits {
+                    push_order(book, x);
+                }
+                self.waiting[i].push(Waiting {
+                    member: b,
+                    order: e,
+                });
             }
             Command::Oco(a, ra, c, rc) => {
                 for (id, r) in [(a, ra), (c, rc)] {
@@ -1012,6 +1078,104 @@ impl Desk {
             (legs.len() == 1 && legs[0].member == member && legs[0].order == order.0)
                 .then_some(*vid)
         })
+    }
+
+    /// The take-profit and stop-loss of a member's bracket entry, if it is one.
+    fn exits_of(&self, member: usize, entry: OrderId) -> Option<(Order, Order)> {
+        let book = &self.books[member];
+        let mut exits = book.orders.iter().filter(|o| o.parent == Some(entry));
+        let (a, b) = (exits.next()?, exits.next()?);
+        let tp = if matches!(a.request.kind, OrderKind::Limit { .. }) {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        Some((tp.0.clone(), tp.1.clone()))
+    }
+
+    /// A bracket goes to the venue as one, its entry sized `qty`: the venue
+    /// activates the exits on the entry's fill and cancels one when the
+    /// other fills, as in a single backtest.
+    fn send_bracket(
+        &mut self,
+        w: &Waiting,
+        i: usize,
+        qty: i64,
+        entry: OrderRequest,
+        tp: Order,
+        sl: Order,
+    ) -> Result<(), PortfolioError> {
+        let inst = &self.instruments[i];
+        let step = inst.size_step.raw().max(1);
+        let q = Quantity::from_raw(qty, inst.size_precision)?;
+        let price = |k: OrderKind| match k {
+            OrderKind::Limit { price } => Some(price),
+            OrderKind::Stop { trigger } => Some(trigger),
+            _ => None,
+        };
+        let (Some(take_profit), Some(stop_loss)) = (price(tp.request.kind), price(sl.request.kind))
+        else {
+            return Ok(());
+        };
+        let ids: Vec<OrderId> = (0..3).map(|k| OrderId(self.next_venue_id + k)).collect();
+        self.next_venue_id += 3;
+        self.venue.submit_bracket(
+            ids[0],
+            ids[1],
+            ids[2],
+            grodt_core::BracketRequest {
+                entry: OrderRequest {
+                    instrument: i,
+                    size: Size::Fixed(q),
+                    ..entry
+                },
+                take_profit: take_profit.rescale(inst.price_precision)?,
+                stop_loss: stop_loss.rescale(inst.price_precision)?,
+            },
+        )?;
+        self.netting.orders += 1;
+        self.netting.venue_orders += 3;
+        for (vid, (order, side)) in ids.iter().zip([
+            (w.order, entry.side),
+            (tp.id, tp.request.side),
+            (sl.id, sl.request.side),
+        ]) {
+            let one = Contribution {
+                member: w.member,
+                order: order.0,
+                side,
+                qty_raw: qty,
+                key: Key::Market,
+            };
+            self.routes.insert(
+                *vid,
+                Route {
+                    execution: Execution::new(netting::plan(&[one], step)?, step, self.cost_dp)?,
+                    instrument: i,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The quantity of a member's order behind venue order `vid` follows the
+    /// venue's (a bracket exit's is set when the entry fills).
+    fn sync_quantity(&mut self, vid: OrderId) -> Result<(), PortfolioError> {
+        let Some(route) = self.routes.get(&vid) else {
+            return Ok(());
+        };
+        let legs = &route.execution.plan().legs;
+        if legs.len() != 1 {
+            return Ok(());
+        }
+        let (member, order) = (legs[0].member, OrderId(legs[0].order));
+        let Some(q) = self.venue.order(vid).and_then(|o| o.quantity) else {
+            return Ok(());
+        };
+        if let Some(o) = self.books[member].order_mut(order) {
+            o.quantity = Some(q);
+        }
+        Ok(())
     }
 
     /// A member's stop order triggered at the venue.
@@ -1073,6 +1237,10 @@ impl Desk {
             let request = self.books[w.member].orders[idx(w.order)].request;
             let side = request.side;
             account_pos += side.sign() * qty;
+            if let Some((tp, sl)) = self.exits_of(w.member, w.order) {
+                self.send_bracket(w, i, qty, request, tp, sl)?;
+                continue;
+            }
             if request.kind != OrderKind::Market {
                 // Resting orders go to the venue as they are, one each: the
                 // venue's trigger, limit and expiry rules, never netted.
@@ -1469,6 +1637,16 @@ impl Desk {
     fn refuse(&mut self, w: &Waiting, reason: String, ts: i64) -> Result<(), PortfolioError> {
         let book = &mut self.books[w.member];
         book.change(w.order, OrderEvent::Reject, Some(&reason), ts)?;
+        // A refused bracket entry takes its exits with it, as at the venue.
+        let exits: Vec<OrderId> = book
+            .orders
+            .iter()
+            .filter(|o| o.parent == Some(w.order) && !o.status().is_terminal())
+            .map(|o| o.id)
+            .collect();
+        for x in exits {
+            book.change(x, OrderEvent::Cancel, None, ts)?;
+        }
         self.refusals.push(Refusal {
             ts,
             member: book.id.clone(),
@@ -1581,6 +1759,7 @@ impl Desk {
 
     /// Allocates a venue fill of a desk order to the members behind it.
     fn allocate_fill(&mut self, fill: &Fill, bar: &Bar) -> Result<(), PortfolioError> {
+        self.sync_quantity(fill.order_id)?;
         let Some(route) = self.routes.get_mut(&fill.order_id) else {
             return Err(PortfolioError::Books {
                 what: format!(
@@ -1639,6 +1818,23 @@ impl Desk {
             OrderStatus::Expired => OrderEvent::Expire,
             OrderStatus::Filled => {
                 self.routes.remove(&update.id);
+                return Ok(());
+            }
+            OrderStatus::Accepted => {
+                // A bracket exit goes live when its entry fills.
+                self.sync_quantity(update.id)?;
+                if let Some(route) = self.routes.get(&update.id)
+                    && let [leg] = route.execution.plan().legs.as_slice()
+                {
+                    let (m, o) = (leg.member, OrderId(leg.order));
+                    let book = &mut self.books[m];
+                    if book
+                        .order_mut(o)
+                        .is_some_and(|x| x.status() == OrderStatus::New)
+                    {
+                        book.change(o, OrderEvent::Accept, None, update.ts)?;
+                    }
+                }
                 return Ok(());
             }
             OrderStatus::Triggered => {

@@ -328,3 +328,56 @@ fn resting_orders_need_a_fixed_size() {
         Some("a resting (limit or stop) order in a portfolio needs a fixed size")
     );
 }
+
+/// S1 enters with a bracket (a market entry sized by equity at the open, a
+/// take-profit and a stop-loss the venue activates on the fill): through the
+/// desk it trades as in its backtest, fill for fill, and every order ends in
+/// the same state.
+#[test]
+fn a_bracket_strategy_trades_as_in_its_backtest() {
+    let (inst, bars) = sample("spy_1d_1998-2021.csv", "SPY", 0);
+    let config = BacktestConfig {
+        commission: CommissionSpec::PerShare {
+            rate: dec("0.005"),
+            minimum: dec("1"),
+        },
+        ..BacktestConfig::default()
+    };
+    let params = std::collections::BTreeMap::from([("fraction".to_owned(), "0.9".to_owned())]);
+    let build = || grodt_strategies::registry::build("s1", &params, &inst).unwrap();
+    let mut alone = build();
+    let reference = run_backtest(
+        &config,
+        std::slice::from_ref(&inst),
+        std::slice::from_ref(&bars),
+        alone.as_mut(),
+    )
+    .unwrap();
+    let r = run_checked(
+        &config,
+        std::slice::from_ref(&inst),
+        std::slice::from_ref(&bars),
+        vec![grodt_portfolio::Member {
+            id: "s1".into(),
+            strategy: build(),
+            instruments: vec![0],
+            max_leverage: Decimal::ONE,
+        }],
+        plan(1, vec![Decimal::ONE], true),
+    );
+    let m = &r.members[0];
+    assert!(
+        reference.fills.len() > 50,
+        "S1 trades: {}",
+        reference.fills.len()
+    );
+    let key = |f: &grodt_core::Fill| (f.ts, f.side, f.qty, f.price, f.commission);
+    assert_eq!(
+        m.fills.iter().map(key).collect::<Vec<_>>(),
+        reference.fills.iter().map(key).collect::<Vec<_>>()
+    );
+    let status = |o: &[grodt_core::Order]| o.iter().map(|o| o.status()).collect::<Vec<_>>();
+    assert_eq!(status(&m.orders), status(&reference.orders));
+    assert_eq!(m.trades, reference.trades);
+    assert_eq!(m.equity, reference.equity);
+}
