@@ -54,6 +54,9 @@ pub struct Step {
 pub struct Script {
     pub steps: Vec<Step>,
     seen: Vec<usize>,
+    /// Fixed-size orders as DAY limits at the decision close (resting at the
+    /// venue), the others at market.
+    resting: bool,
 }
 
 impl Script {
@@ -61,12 +64,21 @@ impl Script {
         Self {
             steps,
             seen: Vec::new(),
+            resting: false,
+        }
+    }
+
+    /// The same, fixed sizes as DAY limits at the decision close.
+    pub fn resting(steps: Vec<Step>) -> Self {
+        Self {
+            resting: true,
+            ..Self::new(steps)
         }
     }
 }
 
 impl Strategy for Script {
-    fn on_bar(&mut self, ctx: &mut Context<'_>, instrument: usize, _bar: &Bar) {
+    fn on_bar(&mut self, ctx: &mut Context<'_>, instrument: usize, bar: &Bar) {
         if self.seen.len() <= instrument {
             self.seen.resize(instrument + 1, 0);
         }
@@ -74,7 +86,14 @@ impl Strategy for Script {
         self.seen[instrument] += 1;
         for s in &self.steps {
             if s.bar == k && s.instrument == instrument {
-                ctx.submit(OrderRequest::market(instrument, s.side, s.size));
+                let mut req = OrderRequest::market(instrument, s.side, s.size);
+                if self.resting && matches!(s.size, Size::Fixed(_)) {
+                    req.kind = grodt_core::OrderKind::Limit {
+                        price: grodt_core::Price::from_raw(bar.close, 4).expect("a price"),
+                    };
+                    req.tif = grodt_core::TimeInForce::Day;
+                }
+                ctx.submit(req);
             }
         }
     }

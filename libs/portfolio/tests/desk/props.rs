@@ -63,8 +63,10 @@ proptest! {
             ..BacktestConfig::default()
         };
         let n = scripts.len();
+        // Every other member rests its fixed-size orders at the venue.
         let members = scripts.iter().enumerate().map(|(k, s)| {
-            member(&format!("m{k}"), Script::new(s.clone()), vec![0, 1])
+            let script = if k % 2 == 1 { Script::resting(s.clone()) } else { Script::new(s.clone()) };
+            member(&format!("m{k}"), script, vec![0, 1])
         }).collect();
         // run_checked asserts the books after every bar and timestamp.
         // Capital moves every day (and overlays leave some unallocated): the
