@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 use grodt_backtest::run;
 use grodt_core::Decimal;
+use grodt_optimize::{Others, Params, Prior, Range, Space};
 use grodt_sim::BacktestConfig;
-use grodt_strategies::registry;
 use grodt_sweep::{Outcome, Series, Threads};
+use rust_decimal::prelude::ToPrimitive;
 
 use crate::backtest::{
     AssetClassFlag, BacktestError, money, parse_fees, parse_slippage, pct, ratio, usage,
@@ -26,8 +27,9 @@ pub struct SweepOptions {
     /// A strategy with a sweep kernel (`sma_cross`).
     #[arg(long, default_value = "sma_cross")]
     pub strategy: String,
-    /// A swept parameter: NAME=MIN..MAX[:STEP] (integers) or NAME=A,B,C;
-    /// repeat for several. Sets the registry refuses (fast >= slow) are skipped.
+    /// A swept parameter: NAME=MIN..MAX[:STEP] (the schema's step when none)
+    /// or NAME=A,B,C; repeat for several. Sets the strategy's constraints
+    /// refuse (fast >= slow) are skipped.
     #[arg(long = "param", value_name = "SPEC", required = true)]
     pub params: Vec<String>,
     /// A parameter held fixed, NAME=VALUE.
@@ -62,11 +64,12 @@ pub struct SweepOptions {
     pub no_progress: bool,
 }
 
-/// The values one `--param` spec stands for, as text.
+/// One `--param` spec as a range of the optimizer's search spaces:
+/// `NAME=MIN..MAX[:STEP]` (the schema's step when none) or `NAME=A,B,C`.
 ///
 /// # Errors
 /// A malformed spec, naming it.
-pub fn expand(spec: &str) -> Result<(String, Vec<String>), BacktestError> {
+pub fn range_of(spec: &str) -> Result<(String, Range), BacktestError> {
     let bad = |why: &str| usage("--param", format!("{spec:?}: {why}"));
     let (name, range) = spec
         .split_once('=')
@@ -74,82 +77,84 @@ pub fn expand(spec: &str) -> Result<(String, Vec<String>), BacktestError> {
     if name.is_empty() {
         return Err(bad("the name is empty"));
     }
-    let values = if let Some((lo, rest)) = range.split_once("..") {
-        let (hi, step) = rest.split_once(':').map_or((rest, "1"), |(h, s)| (h, s));
-        let int = |x: &str| {
-            x.parse::<i64>()
-                .map_err(|_| bad("bounds and step must be integers"))
+    let range = if let Some((lo, rest)) = range.split_once("..") {
+        let (hi, step) = rest
+            .split_once(':')
+            .map_or((rest, None), |(h, s)| (h, Some(s)));
+        let num = |x: &str| {
+            x.parse::<f64>()
+                .map_err(|_| bad("bounds and step must be numbers"))
         };
-        let (lo, hi, step) = (int(lo)?, int(hi)?, int(step)?);
-        if step <= 0 || hi < lo {
-            return Err(bad("needs MIN <= MAX and a positive STEP"));
+        Range::Linear {
+            min: num(lo)?,
+            max: num(hi)?,
+            step: step.map(num).transpose()?,
+            prior: Prior::default(),
         }
-        let n = (hi - lo) / step + 1;
-        if n > 1_000_000 {
-            return Err(bad("more than 1,000,000 values"));
-        }
-        (0..n).map(|k| (lo + k * step).to_string()).collect()
     } else {
-        let v: Vec<String> = range.split(',').map(str::to_owned).collect();
-        if v.iter().any(String::is_empty) {
+        let values: Vec<String> = range.split(',').map(str::to_owned).collect();
+        if values.iter().any(String::is_empty) {
             return Err(bad("an empty value"));
         }
-        v
+        Range::Values { values }
     };
-    Ok((name.to_owned(), values))
+    Ok((name.to_owned(), range))
 }
 
-/// Every combination of the swept values with the fixed ones; those the
-/// registry refuses are counted, not kept.
+/// The valid points of the grid the specs describe, in grid order, and how
+/// many points the strategy's constraints refused. The grid is the
+/// optimizer's search space (`grodt_optimize::Space`): ranges checked
+/// against the registry's schema, constraints skipped block by block.
 ///
 /// # Errors
-/// A malformed spec, or a grid above 10 million sets.
+/// A malformed spec, a range the schema refuses, or a grid above 10
+/// million points.
 pub fn grid(
     strategy: &str,
     specs: &[String],
     fixed: &[String],
-) -> Result<(Vec<BTreeMap<String, String>>, usize), BacktestError> {
-    let mut base = BTreeMap::new();
+) -> Result<(Vec<Params>, u64), BacktestError> {
+    let mut ranges = BTreeMap::new();
+    for spec in specs {
+        let (name, range) = range_of(spec)?;
+        ranges.insert(name, range);
+    }
     for f in fixed {
         let (k, v) = f
             .split_once('=')
             .ok_or_else(|| usage("--fixed", format!("{f:?} is not NAME=VALUE")))?;
-        base.insert(k.trim().to_owned(), v.trim().to_owned());
+        ranges.insert(
+            k.trim().to_owned(),
+            Range::Fixed {
+                value: v.trim().to_owned(),
+            },
+        );
     }
-    let axes = specs
-        .iter()
-        .map(|s| expand(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let total: usize = axes.iter().map(|(_, v)| v.len()).product();
+    let space = Space::new(strategy, &ranges, Others::Default)
+        .map_err(|e| usage("--param", e.to_string()))?;
+    let total = space
+        .grid_len()
+        .ok_or_else(|| usage("--param", "a grid needs discrete ranges"))?;
     if total > 10_000_000 {
         return Err(usage(
             "--param",
             format!("{total} sets; at most 10,000,000"),
         ));
     }
-    let mut sets = Vec::with_capacity(total);
-    let mut skipped = 0;
-    for k in 0..total {
-        let mut set = base.clone();
-        let mut rest = k;
-        for (name, values) in axes.iter().rev() {
-            set.insert(name.clone(), values[rest % values.len()].clone());
-            rest /= values.len();
+    let mut sets = Vec::new();
+    let mut i = 0;
+    while i < total {
+        let p = space.grid_point(i);
+        if let Some(next) = space.skip_invalid_block(i, &p) {
+            i = next;
+            continue;
         }
-        match registry::parse(strategy, &set) {
-            Ok(_) => sets.push(set),
-            // An unknown strategy or parameter is the caller's mistake, not a
-            // set to skip.
-            Err(
-                e @ (registry::RegistryError::UnknownStrategy { .. }
-                | registry::RegistryError::UnknownParam { .. }
-                | registry::RegistryError::BadValue { .. }),
-            ) => {
-                return Err(BacktestError::Run(e.into()));
-            }
-            Err(_) => skipped += 1,
+        if space.is_valid(&p) {
+            sets.push(p);
         }
+        i += 1;
     }
+    let skipped = total - sets.len() as u64;
     Ok((sets, skipped))
 }
 
@@ -159,7 +164,7 @@ fn key(o: &Outcome, rank: &str) -> f64 {
         "sortino" => m.sortino,
         "calmar" => m.calmar,
         "return" => Some(m.total_return),
-        "final" => o.final_equity.to_string().parse().ok(),
+        "final" => o.final_equity.to_f64(),
         // Shallower drawdowns rank first (drawdowns are <= 0).
         "drawdown" => Some(m.max_drawdown),
         _ => m.sharpe,
