@@ -794,6 +794,44 @@ fn metrics_to_proto(m: &grodt_analytics::Metrics, periods_per_year: f64) -> v1::
     }
 }
 
+/// A sweep kernel's result of one parameter set on the wire: the ranking
+/// metrics it computes (`grodt_sweep::SweepMetrics`), the exact equities and
+/// the counts; the statistics it does not compute stay zero (documented on
+/// `SweepSetResult.metrics`).
+pub fn sweep_metrics_to_proto(
+    o: &grodt_sweep::Outcome,
+    initial: Decimal,
+    bars: u64,
+    periods_per_year: f64,
+) -> v1::Metrics {
+    let f = |x: Option<f64>| x.unwrap_or(f64::NAN);
+    let m = &o.metrics;
+    v1::Metrics {
+        initial_equity: wire(initial),
+        final_equity: wire(o.final_equity),
+        net_profit: wire(o.final_equity - initial),
+        total_return: m.total_return,
+        cagr: m.cagr,
+        sharpe: f(m.sharpe),
+        sortino: f(m.sortino),
+        calmar: f(m.calmar),
+        max_drawdown: m.max_drawdown,
+        win_rate: f(m.win_rate),
+        profit_factor: f(m.profit_factor),
+        trade_count: o.trades,
+        closed_trade_count: o.closed_trades,
+        fill_count: o.fills,
+        bar_count: bars,
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "validated positive and finite"
+        )]
+        periods_per_year: periods_per_year.round() as u32,
+        ..v1::Metrics::default()
+    }
+}
+
 /// The per-regime metrics on the wire; `net_profit` is the exact sum of the
 /// equity changes over each regime's periods.
 fn regime_metrics(

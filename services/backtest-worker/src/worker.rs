@@ -2,6 +2,7 @@
 //! the catalog, run the shared code path in `spawn_blocking`, record the run
 //! in the store, publish results.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -318,57 +319,238 @@ impl Worker {
     /// Loads the job's datasets (through the series cache) and runs it on a
     /// blocking thread. Returns the run spec as run: its periods per year
     /// inferred from the traded series' bars when the request left them 0.
-    async fn compute(&self, mut job: Job) -> Result<(Vec<String>, Outcome, RunSpec), WorkerError> {
-        let catalog = self.catalog.clone();
-        let cache = self.cache.clone();
-        let metrics = self.metrics.clone();
+    async fn compute(&self, job: Job) -> Result<(Vec<String>, Outcome, RunSpec), WorkerError> {
         let span = tracing::info_span!("backtest.run", strategy = job.spec.strategy.name());
+        let worker = self.clone();
         let handle = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let data = DataSpec {
-                datasets: std::mem::take(&mut job.datasets),
-                range: job.range,
-                fractional: job.fractional,
-                symbol_borrow_rates: std::mem::take(&mut job.symbol_borrow_rates),
-            };
-            let loaded = grodt_backtest::load_series(&catalog, &cache, &data);
-            let stats = cache.stats();
-            metrics
-                .cache_entries
-                .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
-            metrics
-                .cache_bars
-                .set(i64::try_from(stats.bars).unwrap_or(i64::MAX));
-            let loaded = loaded.map_err(|e| match e {
-                LoadError::Dataset { index, source } => WorkerError::Data {
-                    field: format!("spec.dataset_ids[{index}]"),
-                    source,
-                },
-                LoadError::Run(e) => WorkerError::Run(e),
-            })?;
-            metrics
-                .cache_lookups
-                .with_label_values(&["hit"])
-                .inc_by(loaded.hits);
-            metrics
-                .cache_lookups
-                .with_label_values(&["miss"])
-                .inc_by(loaded.misses);
-            let symbols = loaded
-                .series
-                .iter()
-                .map(|s| s.instrument.id.clone())
-                .collect();
-            if let Some(traded) = loaded.series.first() {
-                let ts: Vec<i64> = traded.bars.iter().map(|b| b.ts).collect();
-                job.resolve_metrics(&ts);
-            }
-            let outcome = grodt_backtest::run(&job.spec, &loaded.series, &mut |_| {})?;
-            Ok::<_, WorkerError>((symbols, outcome, job.spec))
+            let (symbols, series, spec) = worker.load_blocking(job)?;
+            let outcome = grodt_backtest::run(&spec, &series, &mut |_| {})?;
+            Ok::<_, WorkerError>((symbols, outcome, spec))
         });
         handle
             .await
             .map_err(|e| WorkerError::Corrupt(format!("backtest task failed: {e}")))?
+    }
+
+    /// Loads `job`'s datasets through the series cache (blocking: call it
+    /// on a blocking thread): the symbols, the series, and the run spec with
+    /// its periods per year inferred from the traded series when the
+    /// request left them 0.
+    fn load_blocking(
+        &self,
+        mut job: Job,
+    ) -> Result<(Vec<String>, Vec<grodt_backtest::Series>, RunSpec), WorkerError> {
+        let data = DataSpec {
+            datasets: std::mem::take(&mut job.datasets),
+            range: job.range,
+            fractional: job.fractional,
+            symbol_borrow_rates: std::mem::take(&mut job.symbol_borrow_rates),
+        };
+        let loaded = grodt_backtest::load_series(&self.catalog, &self.cache, &data);
+        let stats = self.cache.stats();
+        self.metrics
+            .cache_entries
+            .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+        self.metrics
+            .cache_bars
+            .set(i64::try_from(stats.bars).unwrap_or(i64::MAX));
+        let loaded = loaded.map_err(|e| match e {
+            LoadError::Dataset { index, source } => WorkerError::Data {
+                field: format!("spec.dataset_ids[{index}]"),
+                source,
+            },
+            LoadError::Run(e) => WorkerError::Run(e),
+        })?;
+        self.metrics
+            .cache_lookups
+            .with_label_values(&["hit"])
+            .inc_by(loaded.hits);
+        self.metrics
+            .cache_lookups
+            .with_label_values(&["miss"])
+            .inc_by(loaded.misses);
+        let symbols = loaded
+            .series
+            .iter()
+            .map(|s| s.instrument.id.clone())
+            .collect();
+        if let Some(traded) = loaded.series.first() {
+            let ts: Vec<i64> = traded.bars.iter().map(|b| b.ts).collect();
+            job.resolve_metrics(&ts);
+        }
+        Ok((symbols, loaded.series, job.spec))
+    }
+
+    /// Evaluates every set of a sweep job (blocking): in one pass through
+    /// grodt-sweep's kernel when it models the spec (one traded series, a
+    /// strategy with a kernel, the settings it supports), otherwise set by
+    /// set on the event engine. A set the registry refuses fails alone.
+    fn sweep_blocking(
+        &self,
+        job: Job,
+        sets: &[BTreeMap<String, String>],
+    ) -> Result<(Vec<v1::SweepSetResult>, u64), WorkerError> {
+        let (symbols, series, spec) = self.load_blocking(job)?;
+        let name = spec.strategy.name();
+        let bars = series.first().map_or(0, |s| s.bars.len() as u64);
+        let mut out: Vec<Option<v1::SweepSetResult>> = sets
+            .iter()
+            .map(|set| {
+                grodt_strategies::registry::parse(name, set)
+                    .err()
+                    .map(|e| failed_set(set, &e.to_string()))
+            })
+            .collect();
+        let valid: Vec<usize> = (0..sets.len()).filter(|&i| out[i].is_none()).collect();
+        let kernel = match series.as_slice() {
+            [traded] if grodt_sweep::supports(name, &spec.config) => {
+                let kernel_series = grodt_sweep::Series::new(&traded.instrument, &traded.bars)
+                    .map_err(|e| WorkerError::Corrupt(format!("sweep series: {e}")))?;
+                let chosen: Vec<BTreeMap<String, String>> =
+                    valid.iter().map(|&i| sets[i].clone()).collect();
+                match grodt_sweep::sweep(
+                    name,
+                    &kernel_series,
+                    &chosen,
+                    &spec.config,
+                    &spec.metrics,
+                    grodt_sweep::Threads::All,
+                ) {
+                    Ok(outcomes) => Some(outcomes),
+                    // A parameter the kernel does not model (regime gating,
+                    // short-only): the engine runs them all.
+                    Err(grodt_sweep::SweepError::Unsupported { field, reason }) => {
+                        tracing::debug!(field, reason, "sweep kernel declined; event engine");
+                        None
+                    }
+                    Err(e) => return Err(WorkerError::Corrupt(format!("sweep kernel: {e}"))),
+                }
+            }
+            _ => None,
+        };
+        match kernel {
+            Some(outcomes) => {
+                let initial = spec.config.starting_cash;
+                for (&i, o) in valid.iter().zip(&outcomes) {
+                    out[i] = Some(v1::SweepSetResult {
+                        params: sets[i].clone().into_iter().collect(),
+                        status: v1::BacktestStatus::Succeeded as i32,
+                        error: String::new(),
+                        metrics: Some(crate::convert::sweep_metrics_to_proto(
+                            o,
+                            initial,
+                            bars,
+                            spec.metrics.periods_per_year,
+                        )),
+                        path: "sweep".into(),
+                    });
+                }
+            }
+            None => {
+                for &i in &valid {
+                    let mut one = spec.clone();
+                    one.strategy = grodt_strategies::registry::parse(name, &sets[i])
+                        .map_err(|e| WorkerError::Corrupt(format!("set {i}: {e}")))?;
+                    out[i] = Some(match grodt_backtest::run(&one, &series, &mut |_| {}) {
+                        Ok(outcome) => v1::SweepSetResult {
+                            params: sets[i].clone().into_iter().collect(),
+                            status: v1::BacktestStatus::Succeeded as i32,
+                            error: String::new(),
+                            metrics: result_to_proto(&symbols, &one, &outcome).metrics,
+                            path: "engine".into(),
+                        },
+                        Err(e) => failed_set(&sets[i], &e.to_string()),
+                    });
+                }
+            }
+        }
+        let results = out
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| failed_set(&BTreeMap::new(), "not evaluated")))
+            .collect();
+        Ok((results, bars * sets.len() as u64))
+    }
+
+    /// Runs a sweep job's sets and builds its wire result: SUCCEEDED with
+    /// one `sweep_results` entry per set, or FAILED when the slice as a
+    /// whole cannot run (its data, its spec); records metrics.
+    async fn sweep_result(
+        &self,
+        backtest_id: &str,
+        spec: v1::BacktestSpec,
+        slice: v1::SweepSlice,
+        queued_at: chrono::DateTime<chrono::Utc>,
+    ) -> v1::BacktestResult {
+        let started = chrono::Utc::now();
+        let clock = Instant::now();
+        self.metrics.in_progress.inc();
+        let outcome = self.compute_sweep(spec.clone(), slice).await;
+        self.metrics.in_progress.dec();
+        self.metrics.duration.observe(clock.elapsed().as_secs_f64());
+        let result = match outcome {
+            Ok((sweep_results, set_bars)) => {
+                self.metrics.jobs.with_label_values(&["ok"]).inc();
+                self.metrics.bars.inc_by(set_bars);
+                v1::BacktestResult {
+                    status: v1::BacktestStatus::Succeeded as i32,
+                    sweep_results,
+                    engine_version: format!("grodt-sweep {}", env!("CARGO_PKG_VERSION")),
+                    ..v1::BacktestResult::default()
+                }
+            }
+            Err(e) => {
+                self.metrics.jobs.with_label_values(&["failed"]).inc();
+                tracing::warn!(backtest_id, error = %e, "sweep job failed");
+                v1::BacktestResult {
+                    status: v1::BacktestStatus::Failed as i32,
+                    error: e.to_string(),
+                    ..v1::BacktestResult::default()
+                }
+            }
+        };
+        self.stamp(result, backtest_id, spec, queued_at, started)
+    }
+
+    /// Checks a sweep slice, converts the spec (with the first set's
+    /// parameters, so the strategy part validates) and evaluates the sets.
+    async fn compute_sweep(
+        &self,
+        spec: v1::BacktestSpec,
+        slice: v1::SweepSlice,
+    ) -> Result<(Vec<v1::SweepSetResult>, u64), WorkerError> {
+        if slice.sets.is_empty() || slice.sets.len() > MAX_SWEEP_SETS {
+            return Err(SpecError {
+                field: "sweep.sets".into(),
+                reason: format!("must hold 1..={MAX_SWEEP_SETS} sets"),
+            }
+            .into());
+        }
+        let base: BTreeMap<String, String> = spec.params.clone().into_iter().collect();
+        let sets: Vec<BTreeMap<String, String>> = slice
+            .sets
+            .into_iter()
+            .map(|s| {
+                let mut full = base.clone();
+                full.extend(s.params);
+                full
+            })
+            .collect();
+        let mut first = spec;
+        first.params = sets[0].clone().into_iter().collect();
+        let job = Job::try_from(first)?;
+        let span = tracing::info_span!(
+            "backtest.sweep",
+            strategy = job.spec.strategy.name(),
+            sets = sets.len()
+        );
+        let worker = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            worker.sweep_blocking(job, &sets)
+        })
+        .await
+        .map_err(|e| WorkerError::Corrupt(format!("sweep task failed: {e}")))?
     }
 
     /// Runs `job` as run `id` (already created, queued), records it and returns the result.
@@ -420,7 +602,7 @@ impl Worker {
         let outcome = self.compute(job).await;
         self.metrics.in_progress.dec();
         self.metrics.duration.observe(clock.elapsed().as_secs_f64());
-        let mut result = match outcome {
+        let result = match outcome {
             Ok((symbols, outcome, run_spec)) => {
                 self.metrics.jobs.with_label_values(&["ok"]).inc();
                 self.metrics.bars.inc_by(outcome.result.bars);
@@ -436,6 +618,19 @@ impl Worker {
                 }
             }
         };
+        self.stamp(result, backtest_id, spec, queued_at, started)
+    }
+
+    /// Sets the parts every result carries: its id and spec, this worker,
+    /// and when it was queued, started and finished.
+    fn stamp(
+        &self,
+        mut result: v1::BacktestResult,
+        backtest_id: &str,
+        spec: v1::BacktestSpec,
+        queued_at: chrono::DateTime<chrono::Utc>,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> v1::BacktestResult {
         result.backtest_id = backtest_id.to_owned();
         result.spec = Some(spec);
         result.worker.clone_from(&self.instance);
@@ -571,16 +766,23 @@ impl Worker {
             optimization_id,
             trial_id,
             submitted_at: _,
+            sweep,
         } = job;
+        let reply = ReplyTo {
+            optimization_id,
+            trial_id,
+            trial_ids: sweep
+                .as_ref()
+                .map(|s| s.sets.iter().map(|x| x.trial_id.clone()).collect())
+                .unwrap_or_default(),
+        };
         if self
             .store
             .processed_events()
             .is_processed(GROUP, &event_id)
             .await?
         {
-            return self
-                .republish_stored(&backtest_id, optimization_id, trial_id)
-                .await;
+            return self.republish_stored(&backtest_id, reply).await;
         }
         let id = run_id(&backtest_id);
         let spec = spec.unwrap_or_default();
@@ -595,29 +797,32 @@ impl Worker {
             Err(e) => return Err(e.into()),
         };
         if run.status.is_terminal() {
-            return self
-                .republish_stored(&backtest_id, optimization_id, trial_id)
-                .await;
+            return self.republish_stored(&backtest_id, reply).await;
         }
         if run.status == RunStatus::Queued {
             self.store.runs().transition(id, RunStatus::Running).await?;
         }
         let mut spec = spec;
-        let resolved = self.resolve_datasets(&mut spec).await;
-        let converted =
-            resolved.and_then(|()| Job::try_from(spec.clone()).map_err(WorkerError::from));
-        let result = match converted {
-            Ok(job) => {
-                self.compute_result(&backtest_id, spec, job, run.created_at)
+        let failed = |e: WorkerError, spec: v1::BacktestSpec| v1::BacktestResult {
+            backtest_id: backtest_id.clone(),
+            spec: Some(spec),
+            status: v1::BacktestStatus::Failed as i32,
+            error: e.to_string(),
+            worker: self.instance.clone(),
+            ..v1::BacktestResult::default()
+        };
+        let result = match (self.resolve_datasets(&mut spec).await, sweep) {
+            (Err(e), _) => failed(e, spec),
+            (Ok(()), Some(slice)) => {
+                self.sweep_result(&backtest_id, spec, slice, run.created_at)
                     .await
             }
-            Err(e) => v1::BacktestResult {
-                backtest_id: backtest_id.clone(),
-                spec: Some(spec),
-                status: v1::BacktestStatus::Failed as i32,
-                error: e.to_string(),
-                worker: self.instance.clone(),
-                ..v1::BacktestResult::default()
+            (Ok(()), None) => match Job::try_from(spec.clone()) {
+                Ok(job) => {
+                    self.compute_result(&backtest_id, spec, job, run.created_at)
+                        .await
+                }
+                Err(e) => failed(e.into(), spec),
             },
         };
         let status = if result.status == v1::BacktestStatus::Succeeded as i32 {
@@ -642,20 +847,14 @@ impl Worker {
             })
             .await?;
         if committed.is_some() {
-            self.publish_result(result, optimization_id, trial_id)
-                .await?;
+            self.publish_result(result, reply).await?;
         }
         Ok(())
     }
 
     /// Publishes the stored result of a finished run again (nothing for a
     /// run without one, such as a cancelled run).
-    async fn republish_stored(
-        &self,
-        backtest_id: &str,
-        optimization_id: String,
-        trial_id: String,
-    ) -> Result<(), WorkerError> {
+    async fn republish_stored(&self, backtest_id: &str, reply: ReplyTo) -> Result<(), WorkerError> {
         let result = self.get(backtest_id).await?;
         let finished = [
             v1::BacktestStatus::Succeeded as i32,
@@ -664,20 +863,20 @@ impl Worker {
         if !finished.contains(&result.status) || result.worker.is_empty() {
             return Ok(());
         }
-        self.publish_result(result, optimization_id, trial_id).await
+        self.publish_result(result, reply).await
     }
 
     /// Publishes `result` on the results stream, in the current trace.
     async fn publish_result(
         &self,
         result: v1::BacktestResult,
-        optimization_id: String,
-        trial_id: String,
+        reply: ReplyTo,
     ) -> Result<(), WorkerError> {
         let event = v1::BacktestResultEvent {
             result: Some(result),
-            optimization_id,
-            trial_id,
+            optimization_id: reply.optimization_id,
+            trial_id: reply.trial_id,
+            trial_ids: reply.trial_ids,
         };
         let (traceparent, tracestate) = grodt_kit::telemetry::current_traceparent()
             .map_or((None, None), |(p, s)| {
@@ -689,6 +888,29 @@ impl Worker {
             .with_trace(traceparent, tracestate);
         self.bus.publish(&to, &envelope).await?;
         Ok(())
+    }
+}
+
+/// Where a job's result goes: the ids copied from the job onto its result
+/// event.
+struct ReplyTo {
+    optimization_id: String,
+    trial_id: String,
+    /// A sweep job's trial ids, one per set.
+    trial_ids: Vec<String>,
+}
+
+/// Parameter sets one sweep job may carry.
+pub const MAX_SWEEP_SETS: usize = 10_000;
+
+/// A set that could not run, with why.
+fn failed_set(set: &BTreeMap<String, String>, error: &str) -> v1::SweepSetResult {
+    v1::SweepSetResult {
+        params: set.clone().into_iter().collect(),
+        status: v1::BacktestStatus::Failed as i32,
+        error: error.to_owned(),
+        metrics: None,
+        path: String::new(),
     }
 }
 

@@ -43,9 +43,17 @@ pub struct OptimizeOptions {
     /// Most trials (a grid must fit).
     #[arg(long, default_value_t = 1000)]
     pub max_trials: u32,
-    /// Trials in flight (0: the service's default).
+    /// Trials in flight (0: the service's default); with sweep jobs, jobs
+    /// in flight.
     #[arg(long, default_value_t = 0)]
     pub batch: u32,
+    /// Parameter sets per sweep job (0: the service's default, 256); only
+    /// for strategies with a sweep kernel (sma_cross).
+    #[arg(long, default_value_t = 0)]
+    pub sweep_slice: u32,
+    /// One backtest job per trial even when the strategy has a sweep kernel.
+    #[arg(long)]
+    pub per_trial_jobs: bool,
     /// Seed of every random draw.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -227,6 +235,8 @@ pub fn request(o: &OptimizeOptions) -> Result<v1::StartOptimizationRequest, Opti
         max_trials: o.max_trials,
         batch_size: o.batch,
         seed: o.seed,
+        sweep_slice: o.sweep_slice,
+        per_trial_jobs: o.per_trial_jobs,
         ..v1::StartOptimizationRequest::default()
     })
 }

@@ -22,6 +22,10 @@ pub const MAX_TRIALS: u32 = 100_000;
 pub const MAX_RANGES: usize = 20;
 /// Trials in flight when the request leaves `batch_size` 0.
 pub const DEFAULT_BATCH: u32 = 64;
+/// Parameter sets per sweep job when the request leaves `sweep_slice` 0.
+pub const DEFAULT_SLICE: u32 = 256;
+/// Most parameter sets per sweep job (the worker's bound).
+pub const MAX_SLICE: u32 = 10_000;
 
 /// The metric names an objective may use.
 pub const METRICS: [&str; 5] = [
@@ -43,6 +47,10 @@ pub struct Plan {
     pub config: StudyConfig,
     /// Trials kept in flight.
     pub capacity: usize,
+    /// Sets per sweep job when the trials go out as sweep jobs (the
+    /// strategy has a sweep kernel and the request did not ask for
+    /// per-trial jobs); `None`: one job per trial.
+    pub slice: Option<usize>,
     /// +1 to report objectives as scored, -1 when the request minimises
     /// (the study always maximises).
     pub sign: f64,
@@ -362,6 +370,30 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> 
     } else {
         req.batch_size
     };
+    if req.sweep_slice > MAX_SLICE {
+        return Err(OptimizerError::invalid(
+            "sweep_slice",
+            format!("must be in 0..={MAX_SLICE} (0 = {DEFAULT_SLICE})"),
+        ));
+    }
+    // Sweep-capable strategies go out as sweep jobs: a slice of sets in one
+    // pass over the data instead of one job per set. The worker falls back
+    // to the event engine set by set where its kernel does not model the
+    // spec, so the choice here needs only the strategy.
+    let slice = (!req.per_trial_jobs
+        && grodt_sweep::STRATEGIES.contains(&base.strategy_name.as_str()))
+    .then_some(if req.sweep_slice == 0 {
+        DEFAULT_SLICE
+    } else {
+        req.sweep_slice
+    } as usize);
+    // Grid, random and GA keep `batch` jobs of a slice each in flight; the
+    // Bayesian batch is the number of suggestions it makes at once, which
+    // slicing must not change.
+    let capacity = match (slice, method) {
+        (Some(n), m) if m != v1::SearchMethod::Bayesian => batch as usize * n,
+        _ => batch as usize,
+    };
     Ok(Plan {
         base,
         searcher,
@@ -372,7 +404,8 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> 
             // Two lattice steps either side of the best, per parameter.
             sensitivity: req.sensitivity.then_some(2),
         },
-        capacity: batch as usize,
+        capacity,
+        slice,
         sign,
     })
 }
@@ -414,6 +447,24 @@ pub fn backtest_id(spec: &v1::BacktestSpec) -> String {
     }
     let digest = h.finalize();
     format!("t-{}", &hex::encode(digest)[..40])
+}
+
+/// The id of a sweep job (`s-` and 40 hex digits): the content hash of the
+/// base spec and the slice's parameter sets in order, so a slice that ran
+/// before is answered from the store.
+pub fn slice_id(base: &v1::BacktestSpec, sets: &[BTreeMap<String, String>]) -> String {
+    let mut h = Sha256::new();
+    h.update(backtest_id(base).as_bytes());
+    for set in sets {
+        h.update((set.len() as u64).to_be_bytes());
+        for (k, v) in set {
+            h.update((k.len() as u64).to_be_bytes());
+            h.update(k.as_bytes());
+            h.update((v.len() as u64).to_be_bytes());
+            h.update(v.as_bytes());
+        }
+    }
+    format!("s-{}", &hex::encode(h.finalize())[..40])
 }
 
 /// A worker's metrics as the objective reads them (NaN = undefined).
@@ -609,8 +660,61 @@ mod tests {
             }
         }
         assert_eq!(p.config.planned, want);
-        assert_eq!(p.capacity, DEFAULT_BATCH as usize);
+        // sma_cross has a sweep kernel: batch_size jobs of DEFAULT_SLICE sets.
+        assert_eq!(p.slice, Some(DEFAULT_SLICE as usize));
+        assert_eq!(p.capacity, (DEFAULT_BATCH * DEFAULT_SLICE) as usize);
         assert_eq!(p.sign, 1.0);
+    }
+
+    #[test]
+    fn sweep_jobs_are_chosen_by_strategy_and_request() {
+        let mut r = request();
+        r.sweep_slice = 10;
+        r.batch_size = 3;
+        let p = plan(&r).unwrap();
+        assert_eq!((p.slice, p.capacity), (Some(10), 30));
+        // Per-trial jobs when asked for.
+        r.per_trial_jobs = true;
+        let p = plan(&r).unwrap();
+        assert_eq!((p.slice, p.capacity), (None, 3));
+        // The Bayesian batch is its number of suggestions, sliced or not.
+        r.per_trial_jobs = false;
+        r.method = v1::SearchMethod::Bayesian as i32;
+        let p = plan(&r).unwrap();
+        assert_eq!((p.slice, p.capacity), (Some(10), 3));
+        // A strategy without a kernel: one job per trial.
+        let mut r = request();
+        let base = r.base.as_mut().unwrap();
+        base.strategy_name = "s1".into();
+        r.space.clear();
+        r.space.push(v1::ParameterRange {
+            name: "ema_fast".into(),
+            range: Some(v1::parameter_range::Range::Integer(v1::IntegerRange {
+                min: 5,
+                max: 10,
+                step: 5,
+            })),
+        });
+        let p = plan(&r).unwrap();
+        assert_eq!(p.slice, None);
+        // Slices are bounded.
+        let mut r = request();
+        r.sweep_slice = MAX_SLICE + 1;
+        assert_eq!(field_of(plan(&r).unwrap_err()), "sweep_slice");
+    }
+
+    #[test]
+    fn slice_ids_hash_the_base_and_the_sets_in_order() {
+        let base = request().base.unwrap();
+        let set = |f: &str| BTreeMap::from([("fast".to_owned(), f.to_owned())]);
+        let a = slice_id(&base, &[set("5"), set("10")]);
+        assert!(a.starts_with("s-") && a.len() == 42, "{a}");
+        assert_eq!(a, slice_id(&base, &[set("5"), set("10")]));
+        assert_ne!(a, slice_id(&base, &[set("10"), set("5")]));
+        assert_ne!(a, slice_id(&base, &[set("5")]));
+        let mut other = base.clone();
+        other.seed = 9;
+        assert_ne!(a, slice_id(&other, &[set("5"), set("10")]));
     }
 
     #[test]

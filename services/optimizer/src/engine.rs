@@ -73,6 +73,12 @@ enum Input {
     /// The jobs of these trials are on the bus (no need to publish them again
     /// after a restart).
     Published { id: String, trials: Vec<u64> },
+    /// The results of a sweep job: one per set still queued when it came.
+    Slice {
+        id: String,
+        results: Vec<SetOutcome>,
+        at_ns: i64,
+    },
     /// The Monte Carlo analysis of the best trial, computed from its
     /// detailed result (seeded, so a replay needs only the outcome).
     MonteCarlo {
@@ -80,6 +86,16 @@ enum Input {
         outcome: Result<MonteCarlo, String>,
         at_ns: i64,
     },
+}
+
+/// One set's outcome in a sweep job's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SetOutcome {
+    trial: u64,
+    ok: bool,
+    error: String,
+    /// `Metrics`, protobuf, hex; absent for a failed set.
+    metrics: Option<String>,
 }
 
 /// The key of the Monte Carlo job among a run's jobs (no trial has it).
@@ -113,6 +129,8 @@ pub struct Run {
     /// -1 when the request minimises: objectives are reported as the metric.
     pub sign: f64,
     capacity: usize,
+    /// Sets per sweep job; `None`: one job per trial.
+    slice: Option<usize>,
     /// When it started, ns.
     pub created_at_ns: i64,
     /// When it ended (or was cancelled), ns.
@@ -121,9 +139,12 @@ pub struct Run {
     pub metrics: BTreeMap<u64, v1::Metrics>,
     /// The backtest (content hash) of each trial.
     pub backtest_ids: BTreeMap<u64, String>,
-    /// Jobs of trials still queued.
+    /// Jobs with a trial still queued, by key: the trial id of a one-trial
+    /// job, the first trial's id of a sweep job.
     jobs: BTreeMap<u64, StoredEvent>,
-    /// Queued trials whose jobs are not known to be on the bus.
+    /// The trials of each sweep job, by key (a one-trial job is absent).
+    members: BTreeMap<u64, Vec<u64>>,
+    /// Keys of jobs not known to be on the bus.
     unsent: BTreeSet<u64>,
     /// The Monte Carlo analysis.
     pub monte_carlo: Mc,
@@ -143,7 +164,12 @@ impl Run {
 
     /// Trials dispatched and not yet answered, for ETA and progress.
     pub fn in_flight(&self) -> usize {
-        self.jobs.len()
+        self.jobs.keys().map(|k| self.job_size(*k)).sum()
+    }
+
+    /// How many trials the job with `key` carries.
+    fn job_size(&self, key: u64) -> usize {
+        self.members.get(&key).map_or(1, Vec::len)
     }
 }
 
@@ -187,34 +213,80 @@ fn decode_hex<M: Message + Default>(what: &str, text: &str) -> Result<M, Optimiz
     M::decode(bytes.as_slice()).map_err(|e| corrupt(what, e))
 }
 
-/// The jobs of `trials`, as journaled events.
-fn jobs_of(run: &mut Run, trials: &[grodt_optimize::Trial], at_ns: i64) {
-    for t in trials {
-        let spec = convert::trial_spec(&run.base, t);
-        let backtest_id = convert::backtest_id(&spec);
-        let job = v1::BacktestJob {
-            backtest_id: backtest_id.clone(),
-            spec: Some(spec),
-            // Metrics, costs and trade statistics only: what a trial needs.
-            detail: None,
-            optimization_id: run.id.clone(),
-            trial_id: t.id.to_string(),
-            submitted_at: Some(grodt_proto::convert::datetime_to_timestamp(
-                chrono::DateTime::from_timestamp_nanos(at_ns),
-            )),
-        };
-        let out = Outgoing::new(&job);
-        let ev = StoredEvent::new(
+/// The jobs of `trials`, as journaled events: one per trial, or sweep jobs
+/// of up to `run.slice` trials each.
+fn jobs_of(run: &mut Run, trials: &[grodt_optimize::Trial], at_ns: i64) -> Vec<StoredEvent> {
+    let submitted_at = Some(grodt_proto::convert::datetime_to_timestamp(
+        chrono::DateTime::from_timestamp_nanos(at_ns),
+    ));
+    let stored = |job: &v1::BacktestJob, key: &str| {
+        let out = Outgoing::new(job);
+        StoredEvent::new(
             out.stream(),
             out.event_type(),
-            event_id(at_ns, &format!("optimizer:job:{}:{}", run.id, t.id)),
+            event_id(at_ns, key),
             at_ns,
             &out.payload(),
+        )
+    };
+    let mut events = Vec::new();
+    let Some(slice) = run.slice else {
+        for t in trials {
+            let spec = convert::trial_spec(&run.base, t);
+            let backtest_id = convert::backtest_id(&spec);
+            let job = v1::BacktestJob {
+                backtest_id: backtest_id.clone(),
+                spec: Some(spec),
+                // Metrics, costs and trade statistics only: what a trial needs.
+                detail: None,
+                optimization_id: run.id.clone(),
+                trial_id: t.id.to_string(),
+                submitted_at,
+                sweep: None,
+            };
+            let ev = stored(&job, &format!("optimizer:job:{}:{}", run.id, t.id));
+            run.backtest_ids.insert(t.id, backtest_id);
+            run.jobs.insert(t.id, ev.clone());
+            run.unsent.insert(t.id);
+            events.push(ev);
+        }
+        return events;
+    };
+    for chunk in trials.chunks(slice.max(1)) {
+        let Some(first) = chunk.first() else { continue };
+        let sets: Vec<grodt_optimize::Params> = chunk.iter().map(|t| t.params.clone()).collect();
+        let backtest_id = convert::slice_id(&run.base, &sets);
+        let job = v1::BacktestJob {
+            backtest_id: backtest_id.clone(),
+            spec: Some(run.base.clone()),
+            detail: None,
+            optimization_id: run.id.clone(),
+            trial_id: String::new(),
+            submitted_at,
+            sweep: Some(v1::SweepSlice {
+                sets: chunk
+                    .iter()
+                    .map(|t| v1::SweepSet {
+                        trial_id: t.id.to_string(),
+                        params: t.params.clone().into_iter().collect(),
+                    })
+                    .collect(),
+            }),
+        };
+        let ev = stored(
+            &job,
+            &format!("optimizer:sweep:{}:{}+{}", run.id, first.id, chunk.len()),
         );
-        run.backtest_ids.insert(t.id, backtest_id);
-        run.jobs.insert(t.id, ev);
-        run.unsent.insert(t.id);
+        for t in chunk {
+            run.backtest_ids.insert(t.id, backtest_id.clone());
+        }
+        run.jobs.insert(first.id, ev.clone());
+        run.members
+            .insert(first.id, chunk.iter().map(|t| t.id).collect());
+        run.unsent.insert(first.id);
+        events.push(ev);
     }
+    events
 }
 
 /// Drops the bookkeeping of trials no longer queued.
@@ -223,8 +295,16 @@ fn settle(run: &mut Run, at_ns: i64) {
     if run.monte_carlo == Mc::Pending {
         queued.insert(MC_TRIAL);
     }
-    run.jobs.retain(|t, _| queued.contains(t));
-    run.unsent.retain(|t| queued.contains(t));
+    let members = std::mem::take(&mut run.members);
+    run.jobs.retain(|k, _| {
+        members
+            .get(k)
+            .map_or(queued.contains(k), |m| m.iter().any(|t| queued.contains(t)))
+    });
+    run.members = members;
+    let jobs = &run.jobs;
+    run.members.retain(|k, _| jobs.contains_key(k));
+    run.unsent.retain(|k| jobs.contains_key(k));
     if run.state().is_terminal() && run.finished_at_ns.is_none() {
         run.finished_at_ns = Some(at_ns);
     }
@@ -257,6 +337,7 @@ fn dispatch_mc(run: &mut Run, at_ns: i64) -> Option<StoredEvent> {
         submitted_at: Some(grodt_proto::convert::datetime_to_timestamp(
             chrono::DateTime::from_timestamp_nanos(at_ns),
         )),
+        sweep: None,
     };
     let out = Outgoing::new(&job);
     let ev = StoredEvent::new(
@@ -285,6 +366,7 @@ fn start_run(
         searcher,
         config,
         capacity,
+        slice,
         sign,
     } = plan;
     let mut run = Run {
@@ -294,22 +376,58 @@ fn start_run(
         study: Study::new(searcher, config),
         sign,
         capacity,
+        slice,
         created_at_ns: at_ns,
         finished_at_ns: None,
         metrics: BTreeMap::new(),
         backtest_ids: BTreeMap::new(),
         jobs: BTreeMap::new(),
+        members: BTreeMap::new(),
         unsent: BTreeSet::new(),
         monte_carlo: Mc::NotAsked,
     };
     let trials = run.study.fill(capacity);
-    jobs_of(&mut run, &trials, at_ns);
+    let events = jobs_of(&mut run, &trials, at_ns);
     settle(&mut run, at_ns);
-    let events = trials
-        .iter()
-        .filter_map(|t| run.jobs.get(&t.id).cloned())
-        .collect();
     (run, events)
+}
+
+/// Records one trial's outcome; false when it was recorded before.
+fn record(run: &mut Run, one: &SetOutcome) -> Result<bool, OptimizerError> {
+    let metrics: Option<v1::Metrics> = one
+        .metrics
+        .as_deref()
+        .map(|m| decode_hex("trial metrics", m))
+        .transpose()?;
+    let outcome = match (&metrics, one.ok) {
+        (Some(m), true) => Outcome::Ran(convert::trial_metrics(m)),
+        _ => Outcome::Failed(if one.error.is_empty() {
+            "the backtest failed".into()
+        } else {
+            one.error.clone()
+        }),
+    };
+    let recorded = run
+        .study
+        .record(one.trial, outcome)
+        .map_err(|e| corrupt("result", e))?;
+    if recorded == Recorded::Duplicate {
+        return Ok(false);
+    }
+    if let Some(m) = metrics {
+        run.metrics.insert(one.trial, m);
+    }
+    Ok(true)
+}
+
+/// After results: the next trials' jobs (and the Monte Carlo job once the
+/// search is over), bookkeeping settled.
+fn refill(run: &mut Run, at_ns: i64) -> Vec<StoredEvent> {
+    let trials = run.study.fill(run.capacity);
+    let mut events = jobs_of(run, &trials, at_ns);
+    settle(run, at_ns);
+    events.extend(dispatch_mc(run, at_ns));
+    events
 }
 
 /// Applies `input` to (a copy of) the run it concerns: the new run and the
@@ -339,36 +457,28 @@ fn apply(
             at_ns,
         } => {
             let mut run = existing(id)?;
-            let metrics: Option<v1::Metrics> = metrics
-                .as_deref()
-                .map(|m| decode_hex("trial metrics", m))
-                .transpose()?;
-            let outcome = match (&metrics, ok) {
-                (Some(m), true) => Outcome::Ran(convert::trial_metrics(m)),
-                _ => Outcome::Failed(if error.is_empty() {
-                    "the backtest failed".into()
-                } else {
-                    error.clone()
-                }),
+            let one = SetOutcome {
+                trial: *trial,
+                ok: *ok,
+                error: error.clone(),
+                metrics: metrics.clone(),
             };
-            let recorded = run
-                .study
-                .record(*trial, outcome)
-                .map_err(|e| corrupt("result", e))?;
-            if recorded == Recorded::Duplicate {
+            if !record(&mut run, &one)? {
                 return Ok((run, Vec::new(), false));
             }
-            if let Some(m) = metrics {
-                run.metrics.insert(*trial, m);
+            let events = refill(&mut run, *at_ns);
+            Ok((run, events, true))
+        }
+        Input::Slice { id, results, at_ns } => {
+            let mut run = existing(id)?;
+            let mut any = false;
+            for one in results {
+                any |= record(&mut run, one)?;
             }
-            let trials = run.study.fill(run.capacity);
-            jobs_of(&mut run, &trials, *at_ns);
-            settle(&mut run, *at_ns);
-            let mut events: Vec<StoredEvent> = trials
-                .iter()
-                .filter_map(|t| run.jobs.get(&t.id).cloned())
-                .collect();
-            events.extend(dispatch_mc(&mut run, *at_ns));
+            if !any {
+                return Ok((run, Vec::new(), false));
+            }
+            let events = refill(&mut run, *at_ns);
             Ok((run, events, true))
         }
         Input::Cancel { id, reason, at_ns } => {
@@ -542,7 +652,18 @@ impl Engine {
                 return Err(e.into());
             }
         }
-        self.metrics.dispatched(events.len());
+        let dispatched: usize = core.runs.get(id).map_or(events.len(), |r| {
+            events
+                .iter()
+                .map(|ev| {
+                    r.jobs
+                        .iter()
+                        .find(|(_, j)| j.event_id == ev.event_id)
+                        .map_or(1, |(k, _)| r.job_size(*k))
+                })
+                .sum()
+        });
+        self.metrics.dispatched(dispatched);
         let trials: Vec<u64> = core.runs.get(id).map_or_else(Vec::new, |r| {
             events
                 .iter()
@@ -688,6 +809,12 @@ impl Engine {
             let result = event.result.unwrap_or_default();
             return self.on_mc_result(&mut core, id, result).await;
         }
+        if !event.trial_ids.is_empty() {
+            let (trial_ids, result) = (event.trial_ids, event.result.unwrap_or_default());
+            return self
+                .on_slice(&mut core, event_id, id, trial_ids, result)
+                .await;
+        }
         let trial = event.trial_id.parse::<u64>().ok();
         let queued = trial
             .and_then(|t| run.study.trial(t))
@@ -723,6 +850,83 @@ impl Engine {
             id,
             trial: Some(trial),
         });
+        Ok(())
+    }
+
+    /// A sweep job's result: every set whose trial is still queued recorded
+    /// in one journal entry (a set the result lacks, or a slice that failed
+    /// as a whole, fails its trial with the reason).
+    async fn on_slice(
+        &self,
+        core: &mut Core,
+        event_id: uuid::Uuid,
+        id: String,
+        trial_ids: Vec<String>,
+        result: v1::BacktestResult,
+    ) -> Result<(), OptimizerError> {
+        let Some(run) = core.runs.get(&id) else {
+            return Ok(());
+        };
+        let slice_failed = result.status != v1::BacktestStatus::Succeeded as i32;
+        let mut results = Vec::new();
+        for (i, trial_id) in trial_ids.iter().enumerate() {
+            let Some(trial) = trial_id.parse::<u64>().ok().filter(|t| {
+                run.study
+                    .trial(*t)
+                    .is_some_and(|t| t.state == TrialState::Queued)
+            }) else {
+                continue;
+            };
+            let one = match result.sweep_results.get(i) {
+                Some(r) if !slice_failed => SetOutcome {
+                    trial,
+                    ok: r.status == v1::BacktestStatus::Succeeded as i32,
+                    error: r.error.clone(),
+                    metrics: r.metrics.as_ref().map(|m| hex::encode(m.encode_to_vec())),
+                },
+                _ => SetOutcome {
+                    trial,
+                    ok: false,
+                    error: if slice_failed && !result.error.is_empty() {
+                        result.error.clone()
+                    } else {
+                        format!("the sweep result holds no outcome for set {i}")
+                    },
+                    metrics: None,
+                },
+            };
+            results.push(one);
+        }
+        if results.is_empty() {
+            // A redelivery or a result republished by a worker: done already.
+            self.metrics.ignored();
+            return Ok(());
+        }
+        let trials: Vec<u64> = results.iter().map(|r| r.trial).collect();
+        let input = Input::Slice {
+            id: id.clone(),
+            results,
+            at_ns: now_ns(),
+        };
+        let Some((run, events)) = self
+            .commit(core, &format!("result:{event_id}"), &input)
+            .await?
+        else {
+            return Ok(());
+        };
+        for t in &trials {
+            self.metrics.finished(run.study.trial(*t).map(|t| t.state));
+        }
+        if run.state().is_terminal() && run.in_flight() == 0 {
+            tracing::info!(optimization_id = %id, state = ?run.state(), "optimization ended");
+        }
+        self.publish(core, &id, events).await?;
+        for t in trials {
+            let _ = self.updates.send(Update {
+                id: id.clone(),
+                trial: Some(t),
+            });
+        }
         Ok(())
     }
 

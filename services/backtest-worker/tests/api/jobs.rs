@@ -15,7 +15,7 @@ use prost::Message;
 
 use crate::helpers::{Env, assert_golden, sma_spec};
 
-async fn submit(worker: &Worker, backtest_id: &str, slow: u32) -> grodt_bus::Envelope {
+pub async fn submit(worker: &Worker, backtest_id: &str, slow: u32) -> grodt_bus::Envelope {
     let mut spec = sma_spec();
     spec.params.insert("slow".into(), slow.to_string());
     let envelope = Worker::job_envelope(backtest_id, spec.clone());
@@ -33,7 +33,7 @@ async fn submit(worker: &Worker, backtest_id: &str, slow: u32) -> grodt_bus::Env
 }
 
 /// Every result event on the results stream, by backtest id.
-async fn results(env: &Env) -> BTreeMap<String, Vec<v1::BacktestResult>> {
+pub async fn results(env: &Env) -> BTreeMap<String, Vec<v1::BacktestResult>> {
     let stream = StreamName::parse(RESULTS_STREAM).unwrap();
     let group = GroupName::parse("test-reader").unwrap();
     env.bus
@@ -59,7 +59,7 @@ async fn results(env: &Env) -> BTreeMap<String, Vec<v1::BacktestResult>> {
     }
 }
 
-fn settings(claim_idle_ms: u64) -> WorkerSettings {
+pub fn settings(claim_idle_ms: u64) -> WorkerSettings {
     WorkerSettings {
         claim_idle_ms,
         ..WorkerSettings::default()
@@ -206,6 +206,7 @@ async fn job_detail_decides_what_is_stored_and_trials_stay_small() {
         optimization_id: "opt-1".into(),
         trial_id: "t-1".into(),
         submitted_at: None,
+        sweep: None,
     });
     worker.publish_job(&trial).await.unwrap();
     // The full job goes through SubmitBacktest's envelope (every part kept).

@@ -5,6 +5,7 @@
 
 mod helpers;
 mod jobs;
+mod sweep;
 mod tracing;
 
 use grodt_proto::v1;

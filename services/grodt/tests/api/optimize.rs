@@ -46,7 +46,10 @@ fn proc(name: &'static str, label: &str) -> Proc {
     }
 }
 
-fn request() -> v1::StartOptimizationRequest {
+/// The grid of the end-to-end studies: sma_cross fast 5..30:5, slow
+/// 20..120:20 on SPY daily, by Sharpe; one backtest job per trial, or sweep
+/// jobs of `slice` sets.
+fn request(id: &str, slice: Option<u32>) -> v1::StartOptimizationRequest {
     let range = |name: &str, min, max, step| v1::ParameterRange {
         name: name.into(),
         range: Some(v1::parameter_range::Range::Integer(v1::IntegerRange {
@@ -56,7 +59,7 @@ fn request() -> v1::StartOptimizationRequest {
         })),
     };
     v1::StartOptimizationRequest {
-        optimization_id: "e2e-grid".into(),
+        optimization_id: id.into(),
         base: Some(v1::BacktestSpec {
             dataset_ids: vec!["quantconnect/SPY/1d".into()],
             strategy_name: "sma_cross".into(),
@@ -75,6 +78,8 @@ fn request() -> v1::StartOptimizationRequest {
         max_trials: 100,
         batch_size: 4,
         seed: 1,
+        per_trial_jobs: slice.is_none(),
+        sweep_slice: slice.unwrap_or(0),
         ..v1::StartOptimizationRequest::default()
     }
 }
@@ -85,9 +90,9 @@ fn finished(o: &v1::Optimization) -> u32 {
         .map_or(0, |p| p.trials_succeeded + p.trials_failed)
 }
 
-async fn get(c: &mut OptimizerServiceClient<Channel>) -> v1::Optimization {
+async fn get(c: &mut OptimizerServiceClient<Channel>, id: &str) -> v1::Optimization {
     c.get_optimization(v1::GetOptimizationRequest {
-        optimization_id: "e2e-grid".into(),
+        optimization_id: id.into(),
         top_n: 1000,
     })
     .await
@@ -97,8 +102,19 @@ async fn get(c: &mut OptimizerServiceClient<Channel>) -> v1::Optimization {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
+/// market-data, the optimizer and two workers as `grodt serve` processes
+/// over Redis and Postgres, SPY daily imported, and a group of the test's
+/// own on the results stream.
+struct Setup {
+    _db: TestDb,
+    dir: tempfile::TempDir,
+    cluster: Cluster,
+    bus: std::sync::Arc<dyn EventBus>,
+    results: StreamName,
+    group: GroupName,
+}
+
+async fn setup() -> Setup {
     let db = TestDb::postgres().await;
     let dir = tempfile::tempdir().unwrap();
     let catalog = dir.path().join("catalog");
@@ -145,7 +161,6 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
         "import: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-
     // Every result published, read by a group of the test's own.
     let bus: std::sync::Arc<dyn EventBus> = std::sync::Arc::new(
         RedisBus::connect(RedisBusConfig::new(redis_url(), prefix))
@@ -157,11 +172,42 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
     bus.ensure_group(&results, &group, StartFrom::Beginning)
         .await
         .unwrap();
+    Setup {
+        _db: db,
+        dir,
+        cluster,
+        bus,
+        results,
+        group,
+    }
+}
 
-    let mut opt = OptimizerServiceClient::new(channel(cluster.procs[OPTIMIZER].grpc).await);
+/// Every result event on the stream not read yet.
+async fn drain_results(s: &Setup) -> Vec<v1::BacktestResultEvent> {
+    let me = ConsumerName::parse("reader").unwrap();
+    let mut out = Vec::new();
+    loop {
+        let got = s
+            .bus
+            .consume(&s.results, &s.group, &me, 500, Duration::from_millis(200))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            return out;
+        }
+        for d in got {
+            out.push(decode(&d.envelope.event_type, d.envelope.payload.as_ref()).unwrap());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
+    let mut s = setup().await;
+    let mut opt = OptimizerServiceClient::new(channel(s.cluster.procs[OPTIMIZER].grpc).await);
     let t0 = Instant::now();
     let started = opt
-        .start_optimization(request())
+        .start_optimization(request("e2e-grid", None))
         .await
         .expect("StartOptimization")
         .into_inner()
@@ -172,14 +218,14 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
 
     // Kill worker a once a quarter of the trials are done.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while finished(&get(&mut opt).await) < planned / 4 {
+    while finished(&get(&mut opt, "e2e-grid").await) < planned / 4 {
         assert!(Instant::now() < deadline, "no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    cluster.kill(WORKER_A);
+    s.cluster.kill(WORKER_A);
     let killed_at = Instant::now();
     let done = loop {
-        let o = get(&mut opt).await;
+        let o = get(&mut opt, "e2e-grid").await;
         if o.state != v1::OptimizationState::Running as i32 {
             break o;
         }
@@ -206,24 +252,12 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
     assert_eq!(p.trials_queued, 0);
 
     // Results per backtest: each trial's backtest answered; count repeats.
-    let me = ConsumerName::parse("reader").unwrap();
     let mut per_backtest: BTreeMap<String, usize> = BTreeMap::new();
     let mut workers: BTreeMap<String, usize> = BTreeMap::new();
-    loop {
-        let got = bus
-            .consume(&results, &group, &me, 500, Duration::from_millis(200))
-            .await
-            .unwrap();
-        if got.is_empty() {
-            break;
-        }
-        for d in got {
-            let e: v1::BacktestResultEvent =
-                decode(&d.envelope.event_type, d.envelope.payload.as_ref()).unwrap();
-            let r = e.result.unwrap();
-            *per_backtest.entry(r.backtest_id).or_default() += 1;
-            *workers.entry(r.worker).or_default() += 1;
-        }
+    for e in drain_results(&s).await {
+        let r = e.result.unwrap();
+        *per_backtest.entry(r.backtest_id).or_default() += 1;
+        *workers.entry(r.worker).or_default() += 1;
     }
     let repeats: usize = per_backtest.values().map(|n| n - 1).sum();
     eprintln!(
@@ -242,9 +276,9 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
 
     // The best trial's metrics equal an independent run of its spec.
     let best = &done.top_trials[0];
-    let mut spec = request().base.unwrap();
+    let mut spec = request("e2e-grid", None).base.unwrap();
     spec.params = best.params.clone();
-    let mut bt = BacktestServiceClient::new(channel(cluster.procs[WORKER_B].grpc).await);
+    let mut bt = BacktestServiceClient::new(channel(s.cluster.procs[WORKER_B].grpc).await);
     let again = bt
         .run_backtest(v1::RunBacktestRequest {
             spec: Some(spec),
@@ -262,13 +296,13 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
             .all(|t| t.objective_value <= best.objective_value)
     );
 
-    // `grodt optimize` on a sub-grid: its trials ran in the study above, so
-    // the workers answer them from the store; the table ranks them.
+    // `grodt optimize` on a sub-grid (one sweep job: sma_cross has a
+    // kernel); the table ranks its trials as the study above did.
     let cli = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_grodt"))
-            .env("GRODT_CONFIG_DIR", dir.path())
+            .env("GRODT_CONFIG_DIR", s.dir.path())
             .args(["optimize", "--addr"])
-            .arg(format!("127.0.0.1:{}", cluster.procs[OPTIMIZER].grpc))
+            .arg(format!("127.0.0.1:{}", s.cluster.procs[OPTIMIZER].grpc))
             .args([
                 "--dataset",
                 "quantconnect/SPY/1d",
@@ -312,4 +346,124 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
     let out = cli(&["--param", "fast=5..x"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--param"));
+}
+
+/// The done-when of the sweep path: a grid study of a sweep-capable strategy
+/// goes out as sweep jobs (slices of sets, answered by one result each) and
+/// finds the same best parameters, with the same metrics for every trial, as
+/// the same study with one job per trial, on real workers; a worker killed
+/// with SIGKILL mid-study costs no trial and runs none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_study_finds_what_per_trial_jobs_find_and_survives_a_killed_worker() {
+    let mut s = setup().await;
+    let mut opt = OptimizerServiceClient::new(channel(s.cluster.procs[OPTIMIZER].grpc).await);
+    let watcher = opt.clone();
+    let until_done = |id: &'static str| {
+        let mut c = watcher.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(180);
+            loop {
+                let o = get(&mut c, id).await;
+                if o.state != v1::OptimizationState::Running as i32 {
+                    assert_eq!(
+                        o.state,
+                        v1::OptimizationState::Succeeded as i32,
+                        "{id}: {}",
+                        o.reason
+                    );
+                    return o;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{id} did not end: {:?}",
+                    o.progress
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    // Sweep jobs of 4 sets, 2 in flight (batch_size 2): 33 trials, 9 jobs.
+    let mut sweep = request("e2e-sweep", Some(4));
+    sweep.batch_size = 2;
+    let t0 = Instant::now();
+    let started = opt
+        .start_optimization(sweep)
+        .await
+        .expect("StartOptimization")
+        .into_inner()
+        .optimization
+        .unwrap();
+    let planned = started.progress.unwrap().trials_total;
+    assert_eq!(planned, 33);
+    // Kill worker a once the first slice is recorded.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while finished(&get(&mut opt, "e2e-sweep").await) < 4 {
+        assert!(Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.cluster.kill(WORKER_A);
+    let swept = until_done("e2e-sweep").await;
+    let sweep_secs = t0.elapsed().as_secs_f64();
+    let p = swept.progress.unwrap();
+    assert_eq!(p.trials_succeeded + p.trials_failed, planned);
+    let events = drain_results(&s).await;
+    let mut per_trial: BTreeMap<String, usize> = BTreeMap::new();
+    let mut slices: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &events {
+        assert_eq!(e.optimization_id, "e2e-sweep");
+        let r = e.result.as_ref().unwrap();
+        assert!(r.backtest_id.starts_with("s-"), "a sweep job's result");
+        assert_eq!(r.sweep_results.len(), e.trial_ids.len());
+        assert!(
+            r.sweep_results.iter().all(|x| x.path == "sweep"),
+            "the kernel evaluated every set"
+        );
+        *slices.entry(r.backtest_id.clone()).or_default() += 1;
+        for t in &e.trial_ids {
+            *per_trial.entry(t.clone()).or_default() += 1;
+        }
+    }
+    let repeated: usize = slices.values().map(|n| n - 1).sum();
+    eprintln!(
+        "sweep study: {planned} trials in {} sweep jobs, {sweep_secs:.2} s, worker a killed after the first; \
+         {repeated} slice results repeated",
+        slices.len()
+    );
+    assert_eq!(slices.len(), 9, "33 trials in jobs of at most 4 sets");
+    assert_eq!(per_trial.len() as u32, planned, "no trial lost");
+    assert!(
+        repeated <= 1,
+        "at most the killed worker's slice answered twice"
+    );
+
+    // The same study, one job per trial, on the surviving worker.
+    let t1 = Instant::now();
+    opt.start_optimization(request("e2e-trials", None))
+        .await
+        .expect("StartOptimization");
+    let trials = until_done("e2e-trials").await;
+    let trial_secs = t1.elapsed().as_secs_f64();
+    eprintln!("per-trial study: {planned} trials, {trial_secs:.2} s");
+    let key = |t: &v1::Trial| (t.params["fast"].clone(), t.params["slow"].clone());
+    let (a, b) = (&swept.top_trials[0], &trials.top_trials[0]);
+    assert_eq!(key(a), key(b), "the same best parameters");
+    assert!((a.objective_value - b.objective_value).abs() < 1e-9);
+    let by_params: BTreeMap<_, _> = trials.top_trials.iter().map(|t| (key(t), t)).collect();
+    assert_eq!(swept.top_trials.len(), trials.top_trials.len());
+    for t in &swept.top_trials {
+        let other = by_params[&key(t)];
+        let (m, n) = (t.metrics.as_ref().unwrap(), other.metrics.as_ref().unwrap());
+        assert_eq!(m.final_equity, n.final_equity, "{:?}", key(t));
+        assert_eq!(m.closed_trade_count, n.closed_trade_count, "{:?}", key(t));
+        assert!(
+            (t.objective_value - other.objective_value).abs() < 1e-9,
+            "{:?}",
+            key(t)
+        );
+    }
+    assert_eq!(
+        swept.progress.unwrap().trials_failed,
+        trials.progress.unwrap().trials_failed
+    );
 }

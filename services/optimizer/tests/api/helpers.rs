@@ -1,7 +1,8 @@
 //! The optimizer on port 0 against its own database and bus, and a stand-in
 //! for the backtest workers: it takes jobs off `grodt.backtest-jobs.v1` and
 //! answers each with metrics that are a fixed function of the trial's
-//! parameters, so the best trial of a study is known in advance. (The real
+//! parameters, so the best trial of a study is known in advance; a sweep job
+//! (a slice of sets) is answered with one such outcome per set. (The real
 //! workers run in the end-to-end test of the `grodt` crate.)
 
 use std::collections::BTreeMap;
@@ -37,11 +38,26 @@ pub fn trades_of(fast: i64, slow: i64) -> u32 {
     u32::try_from((fast + slow) % 7).unwrap()
 }
 
-fn param(spec: &v1::BacktestSpec, name: &str) -> i64 {
-    spec.params[name].parse().unwrap()
+fn param(params: &std::collections::HashMap<String, String>, name: &str) -> i64 {
+    params[name].parse().unwrap()
 }
 
-/// A grid request over sma_cross: fast 5..=25 step 5, slow 20..=60 step 10.
+/// The stand-in's metrics of a parameter set.
+fn metrics_of(params: &std::collections::HashMap<String, String>) -> v1::Metrics {
+    let (f, sl) = (param(params, "fast"), param(params, "slow"));
+    v1::Metrics {
+        sharpe: sharpe_of(f, sl),
+        sortino: f64::NAN,
+        calmar: f64::NAN,
+        total_return: 0.01 * f as f64,
+        max_drawdown: -0.1,
+        closed_trade_count: trades_of(f, sl),
+        ..v1::Metrics::default()
+    }
+}
+
+/// A grid request over sma_cross: fast 5..=25 step 5, slow 20..=60 step 10,
+/// sweep jobs of 3 sets, 4 jobs in flight.
 pub fn grid_request(id: &str) -> v1::StartOptimizationRequest {
     let range = |name: &str, min, max, step| v1::ParameterRange {
         name: name.into(),
@@ -71,6 +87,9 @@ pub fn grid_request(id: &str) -> v1::StartOptimizationRequest {
         max_trials: 100,
         batch_size: 4,
         seed: 7,
+        // sma_cross has a sweep kernel: its trials go out as sweep jobs, of
+        // 3 sets here so a study takes several.
+        sweep_slice: 3,
         ..v1::StartOptimizationRequest::default()
     }
 }
@@ -102,8 +121,11 @@ pub fn grid_best() -> (i64, i64, f64) {
 /// What the stand-in worker saw.
 #[derive(Default)]
 pub struct Seen {
-    /// Job deliveries: (event id, backtest id, trial id).
+    /// Trials delivered: (event id, backtest id, trial id), one per set of
+    /// a sweep job.
     pub jobs: Vec<(uuid::Uuid, String, String)>,
+    /// Sweep job deliveries: how many sets each held.
+    pub slices: Vec<usize>,
 }
 
 /// The stand-in worker: answers jobs until dropped. `hold` (when set)
@@ -151,28 +173,56 @@ impl Worker {
                         d.envelope.payload.as_ref(),
                     )
                     .expect("a job");
+                    if let Some(slice) = &job.sweep {
+                        {
+                            let mut seen = s.lock().unwrap();
+                            seen.slices.push(slice.sets.len());
+                            for set in &slice.sets {
+                                seen.jobs.push((
+                                    d.envelope.event_id,
+                                    job.backtest_id.clone(),
+                                    set.trial_id.clone(),
+                                ));
+                            }
+                        }
+                        let result = v1::BacktestResult {
+                            backtest_id: job.backtest_id.clone(),
+                            status: v1::BacktestStatus::Succeeded as i32,
+                            sweep_results: slice
+                                .sets
+                                .iter()
+                                .map(|set| v1::SweepSetResult {
+                                    params: set.params.clone(),
+                                    status: v1::BacktestStatus::Succeeded as i32,
+                                    metrics: Some(metrics_of(&set.params)),
+                                    path: "sweep".into(),
+                                    ..v1::SweepSetResult::default()
+                                })
+                                .collect(),
+                            ..v1::BacktestResult::default()
+                        };
+                        let ev = v1::BacktestResultEvent {
+                            result: Some(result),
+                            optimization_id: job.optimization_id,
+                            trial_id: job.trial_id,
+                            trial_ids: slice.sets.iter().map(|x| x.trial_id.clone()).collect(),
+                        };
+                        publish(bus.as_ref(), &ev).await;
+                        bus.ack(&jobs, &group, &[d.entry_id]).await.expect("ack");
+                        continue;
+                    }
                     s.lock().unwrap().jobs.push((
                         d.envelope.event_id,
                         job.backtest_id.clone(),
                         job.trial_id.clone(),
                     ));
                     let spec = job.spec.clone().unwrap();
-                    let (f, sl) = (param(&spec, "fast"), param(&spec, "slow"));
-                    let result = v1::BacktestResult {
+                    let mut result = v1::BacktestResult {
                         backtest_id: job.backtest_id.clone(),
                         status: v1::BacktestStatus::Succeeded as i32,
-                        metrics: Some(v1::Metrics {
-                            sharpe: sharpe_of(f, sl),
-                            sortino: f64::NAN,
-                            calmar: f64::NAN,
-                            total_return: 0.01 * f as f64,
-                            max_drawdown: -0.1,
-                            closed_trade_count: trades_of(f, sl),
-                            ..v1::Metrics::default()
-                        }),
+                        metrics: Some(metrics_of(&spec.params)),
                         ..v1::BacktestResult::default()
                     };
-                    let mut result = result;
                     if job.detail.is_some_and(|d| d.trades) {
                         // The detailed run of Monte Carlo: trades whose net
                         // PnL sums to +300 on 100000, and their equity curve.
@@ -209,6 +259,7 @@ impl Worker {
                         result: Some(result),
                         optimization_id: job.optimization_id,
                         trial_id: job.trial_id,
+                        trial_ids: Vec::new(),
                     };
                     publish(bus.as_ref(), &ev).await;
                     bus.ack(&jobs, &group, &[d.entry_id]).await.expect("ack");
@@ -218,7 +269,12 @@ impl Worker {
         Self { seen, hold, task }
     }
 
-    /// Job deliveries per trial id.
+    /// Sweep job deliveries: how many sets each held.
+    pub fn slices(&self) -> Vec<usize> {
+        self.seen.lock().unwrap().slices.clone()
+    }
+
+    /// Job deliveries per trial id (a sweep job delivers each of its sets).
     pub fn per_trial(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for (_, _, t) in &self.seen.lock().unwrap().jobs {

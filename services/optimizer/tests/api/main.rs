@@ -34,12 +34,14 @@ fn pairs(o: &v1::Optimization) -> BTreeSet<(i64, i64)> {
         .collect()
 }
 
-async fn grid_study_runs_every_point_once_and_finds_the_best(env: Env) {
+async fn grid_study_runs_every_point_once_and_finds_the_best(env: Env, per_trial_jobs: bool) {
     let worker = Worker::start(env.bus.clone(), false).await;
     let mut svc = env.spawn().await;
+    let mut request = grid_request("grid-1");
+    request.per_trial_jobs = per_trial_jobs;
     let started = svc
         .client
-        .start_optimization(grid_request("grid-1"))
+        .start_optimization(request)
         .await
         .expect("StartOptimization")
         .into_inner()
@@ -69,7 +71,14 @@ async fn grid_study_runs_every_point_once_and_finds_the_best(env: Env) {
         (best.params["fast"].as_str(), best.params["slow"].as_str()),
         (bf.to_string().as_str(), bs.to_string().as_str())
     );
-    assert!(best.backtest_id.starts_with("t-"));
+    // A sweep job's trials carry the slice's id, a per-trial job its own.
+    let prefix = if per_trial_jobs { "t-" } else { "s-" };
+    assert!(
+        done.top_trials
+            .iter()
+            .all(|t| t.backtest_id.starts_with(prefix)),
+        "{prefix}"
+    );
     assert!(best.metrics.is_some());
     assert!(
         done.top_trials
@@ -82,6 +91,15 @@ async fn grid_study_runs_every_point_once_and_finds_the_best(env: Env) {
     let per_trial = worker.per_trial();
     assert_eq!(per_trial.len() as u32, planned);
     assert!(per_trial.values().all(|&n| n == 1), "{per_trial:?}");
+    let slices = worker.slices();
+    if per_trial_jobs {
+        assert!(slices.is_empty(), "no sweep job: {slices:?}");
+    } else {
+        // 23 points in jobs of at most 3 sets: 7 of 3 and one of 2.
+        assert_eq!(slices.iter().sum::<usize>() as u32, planned);
+        assert!(slices.iter().all(|&n| (1..=3).contains(&n)), "{slices:?}");
+        assert_eq!(slices.len(), (planned as usize).div_ceil(3), "{slices:?}");
+    }
     let metrics = svc.metrics().await;
     assert!(
         metrics.contains(&format!(
@@ -95,12 +113,17 @@ async fn grid_study_runs_every_point_once_and_finds_the_best(env: Env) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grid_study_embedded() {
-    grid_study_runs_every_point_once_and_finds_the_best(Env::embedded().await).await;
+    grid_study_runs_every_point_once_and_finds_the_best(Env::embedded().await, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grid_study_over_redis_and_postgres() {
-    grid_study_runs_every_point_once_and_finds_the_best(Env::redis().await).await;
+    grid_study_runs_every_point_once_and_finds_the_best(Env::redis().await, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_study_with_per_trial_jobs() {
+    grid_study_runs_every_point_once_and_finds_the_best(Env::embedded().await, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +355,7 @@ async fn cancel_stops_new_trials_and_drains_those_in_flight() {
     assert_eq!(cancelled.state, v1::OptimizationState::Cancelled as i32);
     assert_eq!(cancelled.reason, "wrong dataset");
     let in_flight = cancelled.progress.unwrap().trials_queued;
-    assert_eq!(in_flight, 4, "batch_size trials were out");
+    assert_eq!(in_flight, 4 * 3, "batch_size sweep jobs of 3 sets were out");
     worker
         .hold
         .store(false, std::sync::atomic::Ordering::SeqCst);
