@@ -76,6 +76,9 @@ async fn kill_9_mid_study_resumes_it_with_every_trial_recorded_once() {
     let planned = grid_points().len() as u32;
     let mut req = grid_request("kill-1");
     req.batch_size = 2;
+    // Sweep jobs of one set: results come one trial at a time, so both
+    // kills land mid-study.
+    req.sweep_slice = 1;
 
     let mut service = start(&env, dir.path(), 0, grpc);
     let mut c = connect(grpc).await;
