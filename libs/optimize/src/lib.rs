@@ -22,8 +22,9 @@
 //!   its trials and results, the run's state), which the optimizer service
 //!   journals and rebuilds by replay.
 //!
-//! Walk-forward, sensitivity and Monte Carlo are not here yet
-//! (docs/optimization.md).
+//! - [`walkforward`]: walk-forward windows (rolling or anchored, no test bar
+//!   in its training window), the stitched out-of-sample curve, efficiency,
+//!   decay and the stability of the chosen parameters.
 
 pub mod bayes;
 mod encode;
@@ -36,6 +37,7 @@ mod rng;
 pub mod search;
 pub mod space;
 pub mod study;
+pub mod walkforward;
 
 pub use bayes::{BayesConfig, BayesSearch, Known, Liar};
 pub use genetic::{

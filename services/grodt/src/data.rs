@@ -566,21 +566,27 @@ pub struct FetchArgs {
     pub to: String,
 }
 
-/// `2024-01-01` or RFC 3339 to a timestamp.
-fn parse_when(arg: &'static str, text: &str) -> Result<prost_types::Timestamp, DataCliError> {
+/// `2024-01-01` (midnight UTC) or RFC 3339 to a timestamp; `None` for
+/// anything else.
+pub fn parse_instant(text: &str) -> Option<prost_types::Timestamp> {
     let at = chrono::DateTime::parse_from_rfc3339(text)
         .map(|d| d.with_timezone(&chrono::Utc))
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
                 .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
         })
-        .map_err(|_| DataCliError::Usage {
-            arg,
-            reason: format!("{text:?} is neither YYYY-MM-DD nor RFC 3339 (2024-01-01T12:00:00Z)"),
-        })?;
-    Ok(prost_types::Timestamp {
+        .ok()?;
+    Some(prost_types::Timestamp {
         seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).ok()?,
+    })
+}
+
+/// `2024-01-01` or RFC 3339 to a timestamp.
+fn parse_when(arg: &'static str, text: &str) -> Result<prost_types::Timestamp, DataCliError> {
+    parse_instant(text).ok_or_else(|| DataCliError::Usage {
+        arg,
+        reason: format!("{text:?} is neither YYYY-MM-DD nor RFC 3339 (2024-01-01T12:00:00Z)"),
     })
 }
 

@@ -72,6 +72,23 @@ pub struct OptimizeOptions {
     /// No progress bar (it is hidden anyway when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// First bar of every backtest: 2024-01-01 or RFC 3339 (default: the
+    /// data's first).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of every backtest, exclusive, same forms (default: the data's end).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Walk-forward with this many folds over --from..--to: each fold
+    /// searches its in-sample window and trades the best out of sample.
+    #[arg(long, value_name = "FOLDS")]
+    pub walk_forward: Option<u32>,
+    /// In-sample share of each walk-forward window.
+    #[arg(long, default_value_t = 0.7)]
+    pub in_sample: f64,
+    /// Anchored walk-forward: every in-sample window starts at --from.
+    #[arg(long)]
+    pub anchored: bool,
 }
 
 /// Why `grodt optimize` failed.
@@ -206,11 +223,29 @@ pub fn request(o: &OptimizeOptions) -> Result<v1::StartOptimizationRequest, Opti
             .ok_or_else(|| arg("--fixed", format!("{f:?}: want NAME=VALUE")))?;
         params.insert(k.to_owned(), v.to_owned());
     }
+    let when = |flag: &'static str, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| {
+                crate::data::parse_instant(t).ok_or_else(|| {
+                    arg(
+                        flag,
+                        format!("{t:?} is neither YYYY-MM-DD nor RFC 3339 (2024-01-01T12:00:00Z)"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (from, to) = (when("--from", &o.from)?, when("--to", &o.to)?);
+    let range = (from.is_some() || to.is_some()).then_some(v1::TimeRange {
+        start: from,
+        end: to,
+    });
     Ok(v1::StartOptimizationRequest {
         optimization_id: o.id.clone().unwrap_or_default(),
         base: Some(v1::BacktestSpec {
             dataset_ids: o.datasets.clone(),
             strategy_name: o.strategy.clone(),
+            range,
             params,
             initial_cash: Some(v1::Decimal {
                 value: o.cash.clone(),
@@ -237,6 +272,11 @@ pub fn request(o: &OptimizeOptions) -> Result<v1::StartOptimizationRequest, Opti
         seed: o.seed,
         sweep_slice: o.sweep_slice,
         per_trial_jobs: o.per_trial_jobs,
+        walk_forward: o.walk_forward.map(|folds| v1::WalkForwardSettings {
+            folds,
+            in_sample_fraction: o.in_sample,
+            anchored: o.anchored,
+        }),
         ..v1::StartOptimizationRequest::default()
     })
 }
@@ -294,6 +334,82 @@ pub fn table(o: &v1::Optimization) -> String {
             m.closed_trade_count,
             fmt_value(m.total_return),
             fmt_value(m.max_drawdown)
+        );
+    }
+    out
+}
+
+fn day(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map_or_else(|| "-".into(), |d| d.format("%Y-%m-%d").to_string())
+}
+
+/// The walk-forward table: one row per fold, then the stitched
+/// out-of-sample figures and the stability of each parameter.
+pub fn walk_forward_table(o: &v1::Optimization, wf: &v1::WalkForwardResult) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "walk-forward {}  {}  {} folds",
+        o.optimization_id,
+        v1::OptimizationState::try_from(o.state).map_or("?", |s| s.as_str_name()),
+        wf.folds.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:>4}  {:<23}  {:<23}  {:<28}  {:>10}  {:>10}  {:>9}",
+        "fold", "in sample", "out of sample", "params", "in obj", "out obj", "out ret"
+    );
+    for f in &wf.folds {
+        let mut params: Vec<_> = f.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        params.sort();
+        let span = |r: &Option<v1::TimeRange>| {
+            r.as_ref().map_or_else(
+                || "-".into(),
+                |r| format!("{}..{}", day(r.start.as_ref()), day(r.end.as_ref())),
+            )
+        };
+        let ret = f
+            .out_of_sample_metrics
+            .as_ref()
+            .map_or(f64::NAN, |m| m.total_return);
+        let _ = writeln!(
+            out,
+            "{:>4}  {:<23}  {:<23}  {:<28}  {:>10}  {:>10}  {:>9}{}",
+            f.fold,
+            span(&f.in_sample),
+            span(&f.out_of_sample),
+            params.join(" "),
+            fmt_value(f.in_sample_objective),
+            fmt_value(f.out_of_sample_objective),
+            fmt_value(ret),
+            if f.error.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", f.error)
+            }
+        );
+    }
+    if let Some(m) = &wf.out_of_sample_metrics {
+        let _ = writeln!(
+            out,
+            "out of sample, stitched: return {}  CAGR {}  Sharpe {}  max dd {}  efficiency {}",
+            fmt_value(m.total_return),
+            fmt_value(m.cagr),
+            fmt_value(m.sharpe),
+            fmt_value(m.max_drawdown),
+            fmt_value(wf.efficiency)
+        );
+    }
+    for s in &wf.stability {
+        let _ = writeln!(
+            out,
+            "stability of {}: {} in {:.0}% of folds, coefficient of variation {}",
+            s.parameter,
+            s.modal_value,
+            s.modal_share * 100.0,
+            fmt_value(s.coefficient_of_variation)
         );
     }
     out
@@ -407,7 +523,10 @@ pub async fn command(o: &OptimizeOptions) -> Result<String, OptimizeCliError> {
             reason: done.reason,
         });
     }
-    Ok(table(&done))
+    Ok(match &done.walk_forward {
+        Some(wf) => walk_forward_table(&done, wf),
+        None => table(&done),
+    })
 }
 
 #[cfg(test)]

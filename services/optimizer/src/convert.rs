@@ -276,10 +276,12 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> 
         ));
     }
     if req.walk_forward.is_some() {
-        return Err(OptimizerError::NotBuilt {
-            field: "walk_forward",
-            what: "walk-forward optimisation",
-        });
+        // A walk-forward request is planned by `walkforward::plan`, one
+        // study per fold (each without walk_forward).
+        return Err(OptimizerError::invalid(
+            "walk_forward",
+            "a walk-forward request is planned per fold",
+        ));
     }
     if let Some(mc) = &req.monte_carlo {
         if !(100..=100_000).contains(&mc.simulations) {

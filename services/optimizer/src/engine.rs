@@ -36,6 +36,7 @@ use tracing::Instrument;
 use crate::convert::{self, Plan};
 use crate::error::OptimizerError;
 use crate::metrics::OptimizerMetrics;
+use crate::walkforward::{self, OOS_PREFIX, Wf, WfInput};
 
 /// The consumer's name in the store's journal.
 pub const JOURNAL: &str = "optimizer";
@@ -79,6 +80,8 @@ enum Input {
         results: Vec<SetOutcome>,
         at_ns: i64,
     },
+    /// An input of a walk-forward run (`crate::walkforward`).
+    Wf(WfInput),
     /// The Monte Carlo analysis of the best trial, computed from its
     /// detailed result (seeded, so a replay needs only the outcome).
     MonteCarlo {
@@ -162,6 +165,11 @@ impl Run {
         }
     }
 
+    /// The base spec its trials run (fixed parameters moved into the space).
+    pub fn base(&self) -> &v1::BacktestSpec {
+        &self.base
+    }
+
     /// Trials dispatched and not yet answered, for ETA and progress.
     pub fn in_flight(&self) -> usize {
         self.jobs.keys().map(|k| self.job_size(*k)).sum()
@@ -182,8 +190,64 @@ pub struct Update {
     pub trial: Option<u64>,
 }
 
+/// A run as the API shows it: a study, or a walk-forward run with its
+/// folds' studies.
+#[derive(Debug, Clone)]
+pub enum View {
+    /// One study.
+    Study(Box<Run>),
+    /// A walk-forward run and its folds' studies (by id).
+    WalkForward(Box<Wf>, BTreeMap<String, Run>),
+}
+
+impl View {
+    /// Its id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Study(r) => &r.id,
+            Self::WalkForward(w, _) => &w.id,
+        }
+    }
+
+    /// When it started, ns.
+    pub fn created_at_ns(&self) -> i64 {
+        match self {
+            Self::Study(r) => r.created_at_ns,
+            Self::WalkForward(w, _) => w.created_at_ns,
+        }
+    }
+
+    /// Its state.
+    pub fn state(&self) -> StudyState {
+        match self {
+            Self::Study(r) => r.state(),
+            Self::WalkForward(w, _) => w.state(),
+        }
+    }
+
+    /// Nothing more will happen to it: terminal, nothing in flight (a
+    /// cancelled walk-forward run also waits for its studies to drain).
+    pub fn ended(&self) -> bool {
+        match self {
+            Self::Study(r) => r.state().is_terminal() && r.in_flight() == 0,
+            Self::WalkForward(w, searches) => {
+                w.state().is_terminal()
+                    && w.in_flight() == 0
+                    && searches
+                        .values()
+                        .all(|r| r.state().is_terminal() && r.in_flight() == 0)
+            }
+        }
+    }
+}
+
+/// What a replay of the journal rebuilds: the studies and the walk-forward runs.
+type Replayed = (BTreeMap<String, Run>, BTreeMap<String, Wf>);
+
 struct Core {
     runs: BTreeMap<String, Run>,
+    /// Walk-forward runs (their folds' studies are in `runs`).
+    wfs: BTreeMap<String, Wf>,
     /// The state may differ from the journal (a commit failed or another
     /// writer appended): replay before the next input.
     stale: bool,
@@ -502,6 +566,10 @@ fn apply(
             settle(&mut run, *at_ns);
             Ok((run, Vec::new(), true))
         }
+        Input::Wf(w) => Err(corrupt(
+            "journaled input",
+            format!("walk-forward input of {} applied as a study's", w.id()),
+        )),
         Input::Published { id, trials } => {
             let mut run = existing(id)?;
             for t in trials {
@@ -519,6 +587,7 @@ impl Engine {
         Self {
             core: Mutex::new(Core {
                 runs: BTreeMap::new(),
+                wfs: BTreeMap::new(),
                 stale: false,
                 unpublished: Vec::new(),
             }),
@@ -534,8 +603,9 @@ impl Engine {
         self.updates.subscribe()
     }
 
-    async fn replay(&self) -> Result<BTreeMap<String, Run>, OptimizerError> {
+    async fn replay(&self) -> Result<Replayed, OptimizerError> {
         let mut runs = BTreeMap::new();
+        let mut wfs = BTreeMap::new();
         let mut after = 0;
         loop {
             let page = self.store.journal().scan(JOURNAL, after, 500).await?;
@@ -544,12 +614,17 @@ impl Engine {
             for entry in &page {
                 let input: Input = serde_json::from_slice(&entry.input)
                     .map_err(|e| corrupt("journaled input", e))?;
-                let (run, _, _) = apply(&runs, &input)
-                    .map_err(|e| corrupt(&format!("replaying journal entry {}", entry.seq), e))?;
-                runs.insert(run.id.clone(), run);
+                let at = |e| corrupt(&format!("replaying journal entry {}", entry.seq), e);
+                if let Input::Wf(w) = &input {
+                    let (wf, _, _) = walkforward::apply(&wfs, &runs, w).map_err(at)?;
+                    wfs.insert(wf.id.clone(), wf);
+                } else {
+                    let (run, _, _) = apply(&runs, &input).map_err(at)?;
+                    runs.insert(run.id.clone(), run);
+                }
             }
         }
-        Ok(runs)
+        Ok((runs, wfs))
     }
 
     /// The state under the lock, rebuilt from the journal when stale, with
@@ -557,7 +632,7 @@ impl Engine {
     async fn lock(&self) -> Result<MutexGuard<'_, Core>, OptimizerError> {
         let mut core = self.core.lock().await;
         if core.stale {
-            core.runs = self.replay().await?;
+            (core.runs, core.wfs) = self.replay().await?;
             core.stale = false;
             self.metrics.observe(core.runs.values());
         }
@@ -576,7 +651,7 @@ impl Engine {
     /// The store or the bus failed, or the journal does not replay.
     pub async fn recover(&self) -> Result<(), OptimizerError> {
         let mut core = self.core.lock().await;
-        core.runs = self.replay().await?;
+        (core.runs, core.wfs) = self.replay().await?;
         core.stale = false;
         let pending: Vec<(String, Vec<StoredEvent>)> = core
             .runs
@@ -595,8 +670,84 @@ impl Engine {
             tracing::info!(optimization_id = %id, jobs = events.len(), "publishing jobs a crash left unpublished");
             self.publish(&mut core, &id, events).await?;
         }
+        // Walk-forward runs a crash cut off: studies not started, folds
+        // not chosen, out-of-sample jobs not published.
+        let open: Vec<String> = core
+            .wfs
+            .values()
+            .filter(|w| !w.state().is_terminal())
+            .map(|w| w.id.clone())
+            .collect();
+        for id in open {
+            self.start_searches(&mut core, &id).await?;
+            self.advance(&mut core, &id).await?;
+            let unsent = core.wfs.get(&id).map(Wf::unsent_jobs).unwrap_or_default();
+            self.publish_wf(&mut core, &id, unsent).await?;
+        }
         self.metrics.observe(core.runs.values());
         Ok(())
+    }
+
+    /// Starts the folds' studies of walk-forward run `id` not started yet.
+    async fn start_searches(&self, core: &mut Core, id: &str) -> Result<(), OptimizerError> {
+        let Some(wf) = core.wfs.get(id) else {
+            return Ok(());
+        };
+        if wf.cancelled.is_some() {
+            return Ok(());
+        }
+        let searches = walkforward::plan(&wf.request)?.searches;
+        for request in searches {
+            let sid = request.optimization_id.clone();
+            if core.runs.contains_key(&sid) {
+                continue;
+            }
+            let input = Input::Start {
+                id: sid.clone(),
+                request: hex::encode(request.encode_to_vec()),
+                at_ns: now_ns(),
+            };
+            if let Some((_, events)) = self.commit(core, &format!("start:{sid}"), &input).await? {
+                self.publish(core, &sid, events).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Chooses the parameters of every fold of walk-forward run `id` whose
+    /// study has ended, and sends their out-of-sample jobs.
+    async fn advance(&self, core: &mut Core, id: &str) -> Result<(), OptimizerError> {
+        let ready = match core.wfs.get(id) {
+            Some(wf) => wf.ready(&core.runs),
+            None => return Ok(()),
+        };
+        for fold in ready {
+            let input = Input::Wf(WfInput::Chosen {
+                id: id.to_owned(),
+                fold,
+                at_ns: now_ns(),
+            });
+            if let Some((_, events)) = self
+                .commit_wf(core, &format!("wf-chosen:{id}:{fold}"), &input)
+                .await?
+            {
+                tracing::info!(optimization_id = %id, fold, "walk-forward fold chosen in sample");
+                self.publish_wf(core, id, events).await?;
+            }
+        }
+        let _ = self.updates.send(Update {
+            id: id.to_owned(),
+            trial: None,
+        });
+        Ok(())
+    }
+
+    /// The walk-forward run a fold's study belongs to.
+    fn parent_of(core: &Core, search: &str) -> Option<String> {
+        core.wfs
+            .values()
+            .find(|w| (0..w.windows.len()).any(|k| w.search_id(k as u32) == search))
+            .map(|w| w.id.clone())
     }
 
     /// Journals `input` with its outputs and makes the new run the state.
@@ -607,11 +758,45 @@ impl Engine {
         input: &Input,
     ) -> Result<Option<(Run, Vec<StoredEvent>)>, OptimizerError> {
         let (run, events, changed) = apply(&core.runs, input)?;
-        if !changed {
+        if !changed || !self.append(core, source, input, &events).await? {
             return Ok(None);
         }
+        core.runs.insert(run.id.clone(), run.clone());
+        self.metrics.observe(core.runs.values());
+        Ok(Some((run, events)))
+    }
+
+    /// Journals a walk-forward input with its outputs and makes the new
+    /// parent the state.
+    async fn commit_wf(
+        &self,
+        core: &mut Core,
+        source: &str,
+        input: &Input,
+    ) -> Result<Option<(Wf, Vec<StoredEvent>)>, OptimizerError> {
+        let Input::Wf(w) = input else {
+            return Err(corrupt("walk-forward input", "not one"));
+        };
+        let (wf, events, changed) = walkforward::apply(&core.wfs, &core.runs, w)?;
+        if !changed || !self.append(core, source, input, &events).await? {
+            return Ok(None);
+        }
+        core.wfs.insert(wf.id.clone(), wf.clone());
+        Ok(Some((wf, events)))
+    }
+
+    /// Appends `input` and its outputs to the journal under `source`: true
+    /// once committed, false when another writer journaled that source (its
+    /// outcome stands; the state is rebuilt before the next input).
+    async fn append(
+        &self,
+        core: &mut Core,
+        source: &str,
+        input: &Input,
+        events: &[StoredEvent],
+    ) -> Result<bool, OptimizerError> {
         let bytes = serde_json::to_vec(input).map_err(|e| corrupt("input", e))?;
-        let outputs = journal::encode(&events)?;
+        let outputs = journal::encode(events)?;
         let appended = async {
             let mut tx = self.store.begin().await?;
             let seq = tx.journal_append(JOURNAL, source, &bytes, &outputs).await?;
@@ -620,20 +805,52 @@ impl Engine {
         }
         .await;
         match appended {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => Ok(true),
             Ok(None) => {
                 // Another writer journaled this source: its outcome stands.
                 core.stale = true;
-                return Ok(None);
+                Ok(false)
             }
             Err(e) => {
                 core.stale = true;
-                return Err(e);
+                Err(e)
             }
         }
-        core.runs.insert(run.id.clone(), run.clone());
-        self.metrics.observe(core.runs.values());
-        Ok(Some((run, events)))
+    }
+
+    /// Publishes a walk-forward run's out-of-sample jobs, then journals that
+    /// they are out.
+    async fn publish_wf(
+        &self,
+        core: &mut Core,
+        id: &str,
+        events: Vec<StoredEvent>,
+    ) -> Result<(), OptimizerError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        for (i, ev) in events.iter().enumerate() {
+            if let Err(e) = journal::publish_all(&self.bus, std::slice::from_ref(ev)).await {
+                core.unpublished.extend_from_slice(&events[i..]);
+                return Err(e.into());
+            }
+        }
+        let folds: Vec<u32> = core.wfs.get(id).map_or_else(Vec::new, |w| {
+            events
+                .iter()
+                .filter_map(|ev| w.fold_of_event(ev.event_id))
+                .collect()
+        });
+        if folds.is_empty() {
+            return Ok(());
+        }
+        let source = format!("wf-published:{id}:{}", uuid::Uuid::now_v7());
+        let input = Input::Wf(WfInput::Published {
+            id: id.to_owned(),
+            folds,
+        });
+        self.commit_wf(core, &source, &input).await?;
+        Ok(())
     }
 
     /// Publishes a run's jobs, then journals that they are out.
@@ -688,7 +905,8 @@ impl Engine {
     }
 
     /// StartOptimization: a new run (or the existing one, for the same
-    /// request under the same id).
+    /// request under the same id). A walk-forward request starts its parent
+    /// and then one study per fold.
     ///
     /// # Errors
     /// INVALID_ARGUMENT / UNIMPLEMENTED from the plan, ALREADY_EXISTS for an
@@ -696,94 +914,168 @@ impl Engine {
     pub async fn start(
         &self,
         mut request: v1::StartOptimizationRequest,
-    ) -> Result<Run, OptimizerError> {
+    ) -> Result<View, OptimizerError> {
         if request.optimization_id.is_empty() {
             request.optimization_id = uuid::Uuid::now_v7().to_string();
         } else {
             convert::check_id(&request.optimization_id)?;
         }
         // Checked before anything is journaled: a bad request leaves no trace.
-        convert::plan(&request)?;
+        let walk_forward = request.walk_forward.is_some();
+        if walk_forward {
+            walkforward::plan(&request)?;
+        } else {
+            convert::plan(&request)?;
+        }
         let id = request.optimization_id.clone();
         let mut core = self.lock().await?;
-        if let Some(run) = core.runs.get(&id) {
-            return if run.request == request {
-                Ok(run.clone())
+        if let Some(existing) = Self::view(&core, &id) {
+            let same = match &existing {
+                View::Study(r) => r.request == request,
+                View::WalkForward(w, _) => w.request == request,
+            };
+            return if same {
+                Ok(existing)
             } else {
                 Err(OptimizerError::Conflict(id))
             };
         }
-        let input = Input::Start {
-            id: id.clone(),
-            request: hex::encode(request.encode_to_vec()),
-            at_ns: now_ns(),
-        };
-        let Some((_, events)) = self
-            .commit(&mut core, &format!("start:{id}"), &input)
-            .await?
-        else {
-            return core
-                .runs
-                .get(&id)
-                .cloned()
-                .ok_or(OptimizerError::NotFound(id));
-        };
-        tracing::info!(optimization_id = %id, jobs = events.len(), "optimization started");
-        self.publish(&mut core, &id, events).await?;
+        let at_ns = now_ns();
+        let hex_request = hex::encode(request.encode_to_vec());
+        if walk_forward {
+            let input = Input::Wf(WfInput::Start {
+                id: id.clone(),
+                request: hex_request,
+                at_ns,
+            });
+            self.commit_wf(&mut core, &format!("start:{id}"), &input)
+                .await?;
+            self.start_searches(&mut core, &id).await?;
+            tracing::info!(optimization_id = %id, "walk-forward optimization started");
+        } else {
+            let input = Input::Start {
+                id: id.clone(),
+                request: hex_request,
+                at_ns,
+            };
+            if let Some((_, events)) = self
+                .commit(&mut core, &format!("start:{id}"), &input)
+                .await?
+            {
+                tracing::info!(optimization_id = %id, jobs = events.len(), "optimization started");
+                self.publish(&mut core, &id, events).await?;
+            }
+        }
         let _ = self.updates.send(Update {
             id: id.clone(),
             trial: None,
         });
-        core.runs
-            .get(&id)
-            .cloned()
-            .ok_or(OptimizerError::NotFound(id))
+        Self::view(&core, &id).ok_or(OptimizerError::NotFound(id))
     }
 
-    /// CancelOptimization.
+    /// A run as the API shows it.
+    fn view(core: &Core, id: &str) -> Option<View> {
+        if let Some(r) = core.runs.get(id) {
+            return Some(View::Study(Box::new(r.clone())));
+        }
+        core.wfs.get(id).map(|w| {
+            let searches = (0..w.windows.len())
+                .filter_map(|k| {
+                    let sid = w.search_id(k as u32);
+                    core.runs.get(&sid).map(|r| (sid, r.clone()))
+                })
+                .collect();
+            View::WalkForward(Box::new(w.clone()), searches)
+        })
+    }
+
+    /// CancelOptimization. Cancelling a walk-forward run cancels its
+    /// folds' studies still running.
     ///
     /// # Errors
     /// NOT_FOUND, FAILED_PRECONDITION for a finished run, or the store failed.
-    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Run, OptimizerError> {
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<View, OptimizerError> {
         let mut core = self.lock().await?;
+        if core.wfs.contains_key(id) {
+            let input = Input::Wf(WfInput::Cancel {
+                id: id.to_owned(),
+                reason: reason.to_owned(),
+                at_ns: now_ns(),
+            });
+            let source = format!("cancel:{id}:{}", uuid::Uuid::now_v7());
+            self.commit_wf(&mut core, &source, &input).await?;
+            let searches: Vec<String> = core
+                .wfs
+                .get(id)
+                .map(|w| {
+                    (0..w.windows.len())
+                        .map(|k| w.search_id(k as u32))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for sid in searches {
+                if core
+                    .runs
+                    .get(&sid)
+                    .is_some_and(|r| !r.state().is_terminal())
+                {
+                    self.cancel_run(&mut core, &sid, reason).await?;
+                }
+            }
+        } else {
+            self.cancel_run(&mut core, id, reason).await?;
+        }
+        let _ = self.updates.send(Update {
+            id: id.to_owned(),
+            trial: None,
+        });
+        Self::view(&core, id).ok_or_else(|| OptimizerError::NotFound(id.to_owned()))
+    }
+
+    async fn cancel_run(
+        &self,
+        core: &mut Core,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), OptimizerError> {
         let input = Input::Cancel {
             id: id.to_owned(),
             reason: reason.to_owned(),
             at_ns: now_ns(),
         };
         let source = format!("cancel:{id}:{}", uuid::Uuid::now_v7());
-        self.commit(&mut core, &source, &input).await?;
-        let _ = self.updates.send(Update {
-            id: id.to_owned(),
-            trial: None,
-        });
-        core.runs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| OptimizerError::NotFound(id.to_owned()))
+        self.commit(core, &source, &input).await?;
+        Ok(())
     }
 
     /// One run.
     ///
     /// # Errors
     /// NOT_FOUND, or the state had to be rebuilt and that failed.
-    pub async fn get(&self, id: &str) -> Result<Run, OptimizerError> {
+    pub async fn get(&self, id: &str) -> Result<View, OptimizerError> {
         let core = self.lock().await?;
-        core.runs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| OptimizerError::NotFound(id.to_owned()))
+        Self::view(&core, id).ok_or_else(|| OptimizerError::NotFound(id.to_owned()))
     }
 
-    /// Every run, newest first, optionally of one state.
+    /// Every run (walk-forward runs and their folds' studies included),
+    /// newest first.
     ///
     /// # Errors
     /// The state had to be rebuilt and that failed.
-    pub async fn list(&self) -> Result<Vec<Run>, OptimizerError> {
+    pub async fn list(&self) -> Result<Vec<View>, OptimizerError> {
         let core = self.lock().await?;
-        let mut runs: Vec<Run> = core.runs.values().cloned().collect();
-        runs.sort_by(|a, b| b.created_at_ns.cmp(&a.created_at_ns).then(a.id.cmp(&b.id)));
-        Ok(runs)
+        let mut views: Vec<View> = core
+            .runs
+            .keys()
+            .chain(core.wfs.keys())
+            .filter_map(|id| Self::view(&core, id))
+            .collect();
+        views.sort_by(|a, b| {
+            b.created_at_ns()
+                .cmp(&a.created_at_ns())
+                .then(a.id().cmp(b.id()))
+        });
+        Ok(views)
     }
 
     /// A trial's result from the results stream (`event_id` its envelope's).
@@ -800,6 +1092,11 @@ impl Engine {
         }
         let mut core = self.lock().await?;
         let id = event.optimization_id;
+        if core.wfs.contains_key(&id) {
+            return self
+                .on_wf_result(&mut core, event_id, id, event.trial_id, event.result)
+                .await;
+        }
         let Some(run) = core.runs.get(&id) else {
             tracing::warn!(optimization_id = %id, "result of an unknown optimization ignored");
             self.metrics.ignored();
@@ -847,9 +1144,51 @@ impl Engine {
         }
         self.publish(&mut core, &id, events).await?;
         let _ = self.updates.send(Update {
-            id,
+            id: id.clone(),
             trial: Some(trial),
         });
+        if let Some(parent) = Self::parent_of(&core, &id) {
+            self.advance(&mut core, &parent).await?;
+        }
+        Ok(())
+    }
+
+    /// A result for a walk-forward run: a fold's out-of-sample backtest.
+    async fn on_wf_result(
+        &self,
+        core: &mut Core,
+        event_id: uuid::Uuid,
+        id: String,
+        trial_id: String,
+        result: Option<v1::BacktestResult>,
+    ) -> Result<(), OptimizerError> {
+        let fold = trial_id
+            .strip_prefix(OOS_PREFIX)
+            .and_then(|k| k.parse::<u32>().ok());
+        let waiting = fold.is_some_and(|k| {
+            core.wfs.get(&id).is_some_and(|w| {
+                w.folds
+                    .get(k as usize)
+                    .is_some_and(|f| f.chosen.is_some() && f.outcome.is_none())
+            })
+        });
+        let (Some(fold), true) = (fold, waiting) else {
+            self.metrics.ignored();
+            return Ok(());
+        };
+        let input = Input::Wf(walkforward::oos_input(
+            &id,
+            fold,
+            &result.unwrap_or_default(),
+            now_ns(),
+        ));
+        if let Some((wf, _)) = self
+            .commit_wf(core, &format!("result:{event_id}"), &input)
+            .await?
+        {
+            tracing::info!(optimization_id = %id, fold, state = ?wf.state(), "walk-forward fold traded out of sample");
+        }
+        let _ = self.updates.send(Update { id, trial: None });
         Ok(())
     }
 
@@ -926,6 +1265,9 @@ impl Engine {
                 id: id.clone(),
                 trial: Some(t),
             });
+        }
+        if let Some(parent) = Self::parent_of(core, &id) {
+            self.advance(core, &parent).await?;
         }
         Ok(())
     }

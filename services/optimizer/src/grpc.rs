@@ -10,7 +10,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{state_to_proto, trial_state_to_proto};
-use crate::engine::{Engine, Run};
+use crate::engine::{Engine, Run, View};
 use crate::error::OptimizerError;
 
 /// Server-streaming responses are boxed so handlers can return any stream.
@@ -98,6 +98,52 @@ pub fn run_to_proto(run: &Run, top_n: usize) -> v1::Optimization {
     }
 }
 
+/// A walk-forward run on the wire: its folds' choices and out-of-sample
+/// results (`walk_forward`), progress over its studies and out-of-sample
+/// runs; its trials are in the folds' studies.
+fn wf_to_proto(
+    wf: &crate::walkforward::Wf,
+    searches: &std::collections::BTreeMap<String, Run>,
+) -> v1::Optimization {
+    v1::Optimization {
+        optimization_id: wf.id.clone(),
+        request: Some(wf.request.clone()),
+        state: state_to_proto(wf.state()) as i32,
+        progress: Some(crate::walkforward::progress(wf, searches)),
+        top_trials: Vec::new(),
+        walk_forward: Some(crate::walkforward::result_to_proto(wf)),
+        sensitivity: Vec::new(),
+        monte_carlo: None,
+        created_at: Some(ts(wf.created_at_ns)),
+        finished_at: wf.finished_at_ns.map(ts),
+        reason: wf.cancelled.clone().unwrap_or_default(),
+    }
+}
+
+/// Any run on the wire.
+pub fn view_to_proto(view: &View, top_n: usize) -> v1::Optimization {
+    match view {
+        View::Study(run) => run_to_proto(run, top_n),
+        View::WalkForward(wf, searches) => wf_to_proto(wf, searches),
+    }
+}
+
+fn view_event(view: &View, trial: Option<u64>) -> v1::StreamProgressResponse {
+    match view {
+        View::Study(run) => progress_event(run, trial),
+        View::WalkForward(wf, searches) => v1::StreamProgressResponse {
+            optimization_id: wf.id.clone(),
+            state: state_to_proto(wf.state()) as i32,
+            progress: Some(crate::walkforward::progress(wf, searches)),
+            trial: None,
+            best: None,
+            at: Some(grodt_proto::convert::datetime_to_timestamp(
+                chrono::Utc::now(),
+            )),
+        },
+    }
+}
+
 fn progress_event(run: &Run, trial: Option<u64>) -> v1::StreamProgressResponse {
     v1::StreamProgressResponse {
         optimization_id: run.id.clone(),
@@ -111,12 +157,6 @@ fn progress_event(run: &Run, trial: Option<u64>) -> v1::StreamProgressResponse {
             chrono::Utc::now(),
         )),
     }
-}
-
-/// A run has ended once nothing more will happen to it: terminal, and no
-/// trial in flight (a cancelled run drains its trials).
-fn ended(run: &Run) -> bool {
-    run.state().is_terminal() && run.in_flight() == 0
 }
 
 /// The handler behind `grodt.v1.OptimizerService`.
@@ -158,7 +198,7 @@ impl OptimizerService for OptimizerApi {
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(v1::StartOptimizationResponse {
-            optimization: Some(run_to_proto(&run, 10)),
+            optimization: Some(view_to_proto(&run, 10)),
         }))
     }
 
@@ -178,7 +218,7 @@ impl OptimizerService for OptimizerApi {
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(v1::GetOptimizationResponse {
-            optimization: Some(run_to_proto(&run, top_n)),
+            optimization: Some(view_to_proto(&run, top_n)),
         }))
     }
 
@@ -193,8 +233,8 @@ impl OptimizerService for OptimizerApi {
         let run = self.engine.get(&id).await.map_err(|e| status(&e))?;
         let engine = self.engine.clone();
         let stream = async_stream(move |tx| async move {
-            let done = ended(&run);
-            if tx.send(Ok(progress_event(&run, None))).await.is_err() || done {
+            let done = run.ended();
+            if tx.send(Ok(view_event(&run, None))).await.is_err() || done {
                 return;
             }
             loop {
@@ -212,16 +252,16 @@ impl OptimizerService for OptimizerApi {
                         return;
                     }
                 };
-                if tx.send(Ok(progress_event(&run, trial))).await.is_err() {
+                if tx.send(Ok(view_event(&run, trial))).await.is_err() {
                     return;
                 }
-                if ended(&run) {
+                if run.ended() {
                     // Updates are sent under the engine's lock, so those of
                     // every trial this final state holds are queued already:
                     // send them too, then end.
                     while let Ok(u) = updates.try_recv() {
                         if u.id == id && u.trial.is_some() {
-                            let _ = tx.send(Ok(progress_event(&run, u.trial))).await;
+                            let _ = tx.send(Ok(view_event(&run, u.trial))).await;
                         }
                     }
                     return;
@@ -246,7 +286,7 @@ impl OptimizerService for OptimizerApi {
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(v1::CancelOptimizationResponse {
-            optimization: Some(run_to_proto(&run, 10)),
+            optimization: Some(view_to_proto(&run, 10)),
         }))
     }
 
@@ -273,7 +313,7 @@ impl OptimizerService for OptimizerApi {
         let state = v1::OptimizationState::try_from(r.state)
             .map_err(|_| Status::invalid_argument("state: unknown value"))?;
         let runs = self.engine.list().await.map_err(|e| status(&e))?;
-        let matching: Vec<&Run> = runs
+        let matching: Vec<&View> = runs
             .iter()
             .filter(|run| {
                 state == v1::OptimizationState::Unspecified || state_to_proto(run.state()) == state
@@ -283,7 +323,7 @@ impl OptimizerService for OptimizerApi {
             .iter()
             .skip(offset)
             .take(size)
-            .map(|run| run_to_proto(run, 1))
+            .map(|run| view_to_proto(run, 1))
             .collect();
         let next = offset + page.len();
         Ok(Response::new(v1::ListOptimizationsResponse {

@@ -16,6 +16,7 @@ pub mod engine;
 mod error;
 mod grpc;
 pub mod metrics;
+pub mod walkforward;
 
 pub use error::OptimizerError;
 pub use grpc::OptimizerApi;

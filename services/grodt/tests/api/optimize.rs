@@ -467,3 +467,216 @@ async fn a_sweep_study_finds_what_per_trial_jobs_find_and_survives_a_killed_work
         trials.progress.unwrap().trials_failed
     );
 }
+
+fn date_ts(day: &str) -> prost_types::Timestamp {
+    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+    prost_types::Timestamp {
+        seconds: d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp(),
+        nanos: 0,
+    }
+}
+
+fn wf_request(id: &str, dataset: &str) -> v1::StartOptimizationRequest {
+    let mut r = request(id, Some(64));
+    let base = r.base.as_mut().unwrap();
+    base.dataset_ids = vec![dataset.into()];
+    base.range = Some(v1::TimeRange {
+        start: Some(date_ts("2004-01-01")),
+        end: Some(date_ts("2020-01-01")),
+    });
+    r.walk_forward = Some(v1::WalkForwardSettings {
+        folds: 3,
+        in_sample_fraction: 0.6,
+        anchored: false,
+    });
+    r
+}
+
+/// Walk-forward on real workers and real data, and the proof that no bar
+/// of a fold's test window influences its choice: the same run on a copy of
+/// SPY whose bars in fold 1's test window are altered (every price of a bar
+/// scaled by one factor, so each bar stays a valid bar) chooses the same
+/// parameters with the same in-sample objective in folds 0 and 1, while
+/// fold 1's out-of-sample result changes (the alteration is real). Later
+/// folds train on that window and may differ. `grodt optimize
+/// --walk-forward` prints the folds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walk_forward_choices_ignore_their_test_windows_on_real_data() {
+    let s = setup().await;
+    let mut opt = OptimizerServiceClient::new(channel(s.cluster.procs[OPTIMIZER].grpc).await);
+    let until_done = |c: &OptimizerServiceClient<Channel>, id: &'static str| {
+        let mut c = c.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(180);
+            loop {
+                let o = get(&mut c, id).await;
+                if o.state != v1::OptimizationState::Running as i32 {
+                    assert_eq!(
+                        o.state,
+                        v1::OptimizationState::Succeeded as i32,
+                        "{id}: {}",
+                        o.reason
+                    );
+                    return o;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{id} did not end: {:?}",
+                    o.progress
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    opt.start_optimization(wf_request("wf-spy", "quantconnect/SPY/1d"))
+        .await
+        .expect("StartOptimization");
+    let spy = until_done(&opt, "wf-spy").await;
+    let wf = spy.walk_forward.clone().unwrap();
+    assert_eq!(wf.folds.len(), 3);
+    for f in &wf.folds {
+        assert!(f.error.is_empty(), "fold {}: {}", f.fold, f.error);
+        eprintln!(
+            "SPY walk-forward fold {}: {:?} in-sample Sharpe {:.4}, out-of-sample Sharpe {:.4}, return {:.4}",
+            f.fold,
+            f.params,
+            f.in_sample_objective,
+            f.out_of_sample_objective,
+            f.out_of_sample_metrics.as_ref().unwrap().total_return
+        );
+    }
+    let m = wf.out_of_sample_metrics.clone().unwrap();
+    eprintln!(
+        "SPY walk-forward stitched: return {:.4}, Sharpe {:.4}, max dd {:.4}, efficiency {:.4}, {} points",
+        m.total_return,
+        m.sharpe,
+        m.max_drawdown,
+        wf.efficiency,
+        wf.stitched_equity.len()
+    );
+    assert!(
+        wf.stitched_equity.len() > 500,
+        "three test windows of daily bars"
+    );
+
+    // SPYX: SPY with fold 1's test window altered.
+    let oos = wf.folds[1].out_of_sample.unwrap();
+    let (a, b) = (oos.start.unwrap().seconds, oos.end.unwrap().seconds);
+    let csv = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/samples/spy_1d_1998-2021.csv"),
+    )
+    .unwrap();
+    let mut out = String::new();
+    let mut altered = 0;
+    for (i, line) in csv.lines().enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let t = chrono::DateTime::parse_from_rfc3339(cells[0]).map(|d| d.timestamp());
+        match t {
+            Ok(t) if (a..b).contains(&t) => {
+                let k = 1.0 + 0.08 * (i as f64 * 0.7).sin();
+                let p = |x: &str| format!("{:.2}", x.parse::<f64>().unwrap() * k);
+                out.push_str(&format!(
+                    "{},{},{},{},{},{}\n",
+                    cells[0],
+                    p(cells[1]),
+                    p(cells[2]),
+                    p(cells[3]),
+                    p(cells[4]),
+                    cells[5]
+                ));
+                altered += 1;
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    assert!(altered > 200, "{altered} bars altered");
+    let spyx = s.dir.path().join("spyx_1d_1998-2021.csv");
+    std::fs::write(&spyx, out).unwrap();
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_grodt"))
+        .env("GRODT_CONFIG_DIR", s.dir.path())
+        .args(["data", "import"])
+        .arg(&spyx)
+        .args(["--source", "quantconnect", "--symbol", "SPYX", "--addr"])
+        .arg(format!("127.0.0.1:{}", s.cluster.procs[MARKET_DATA].grpc))
+        .output()
+        .expect("grodt data import runs");
+    assert!(
+        imported.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    opt.start_optimization(wf_request("wf-spyx", "quantconnect/SPYX/1d"))
+        .await
+        .expect("StartOptimization");
+    let spyx = until_done(&opt, "wf-spyx").await;
+    let alt = spyx.walk_forward.unwrap();
+    for k in 0..=1 {
+        let (x, y) = (&wf.folds[k], &alt.folds[k]);
+        assert_eq!(x.in_sample, y.in_sample, "fold {k}: same windows");
+        assert_eq!(x.params, y.params, "fold {k}: the same choice");
+        assert_eq!(
+            x.in_sample_objective, y.in_sample_objective,
+            "fold {k}: the same in-sample figure"
+        );
+    }
+    assert_eq!(
+        wf.folds[0].out_of_sample_metrics, alt.folds[0].out_of_sample_metrics,
+        "fold 0 trades before the altered window"
+    );
+    assert_ne!(
+        wf.folds[1]
+            .out_of_sample_metrics
+            .as_ref()
+            .unwrap()
+            .final_equity,
+        alt.folds[1]
+            .out_of_sample_metrics
+            .as_ref()
+            .unwrap()
+            .final_equity,
+        "the alteration changed fold 1's test result"
+    );
+
+    // The CLI prints the folds and the stitched figures.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_grodt"))
+        .env("GRODT_CONFIG_DIR", s.dir.path())
+        .args(["optimize", "--addr"])
+        .arg(format!("127.0.0.1:{}", s.cluster.procs[OPTIMIZER].grpc))
+        .args([
+            "--dataset",
+            "quantconnect/SPY/1d",
+            "--strategy",
+            "sma_cross",
+            "--param",
+            "fast=5..30:5",
+            "--param",
+            "slow=20..120:20",
+            "--min-trades",
+            "1",
+            "--from",
+            "2004-01-01",
+            "--to",
+            "2020-01-01",
+            "--walk-forward",
+            "3",
+            "--in-sample",
+            "0.6",
+            "--no-progress",
+        ])
+        .output()
+        .expect("grodt optimize runs");
+    let stdout = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(stdout.contains("3 folds"), "{stdout}");
+    assert!(stdout.contains("out of sample, stitched"), "{stdout}");
+    assert!(stdout.contains("stability of fast"), "{stdout}");
+    eprintln!("{stdout}");
+}

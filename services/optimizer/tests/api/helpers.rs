@@ -126,6 +126,19 @@ pub struct Seen {
     pub jobs: Vec<(uuid::Uuid, String, String)>,
     /// Sweep job deliveries: how many sets each held.
     pub slices: Vec<usize>,
+    /// Every trial delivered: (optimization id, trial id, the spec's range
+    /// as ns, or None for the datasets' bounds, its parameters).
+    pub runs: Vec<Delivered>,
+}
+
+/// One trial delivered: (optimization id, trial id, the spec's range as ns
+/// or None for the datasets' bounds, its parameters).
+pub type Delivered = (String, String, Option<(i64, i64)>, BTreeMap<String, String>);
+
+fn range_ns(spec: &v1::BacktestSpec) -> Option<(i64, i64)> {
+    let r = spec.range.as_ref()?;
+    let ns = |t: &prost_types::Timestamp| t.seconds * 1_000_000_000 + i64::from(t.nanos);
+    Some((ns(r.start.as_ref()?), ns(r.end.as_ref()?)))
 }
 
 /// The stand-in worker: answers jobs until dropped. `hold` (when set)
@@ -177,11 +190,18 @@ impl Worker {
                         {
                             let mut seen = s.lock().unwrap();
                             seen.slices.push(slice.sets.len());
+                            let range = job.spec.as_ref().and_then(range_ns);
                             for set in &slice.sets {
                                 seen.jobs.push((
                                     d.envelope.event_id,
                                     job.backtest_id.clone(),
                                     set.trial_id.clone(),
+                                ));
+                                seen.runs.push((
+                                    job.optimization_id.clone(),
+                                    set.trial_id.clone(),
+                                    range,
+                                    set.params.clone().into_iter().collect(),
                                 ));
                             }
                         }
@@ -211,12 +231,21 @@ impl Worker {
                         bus.ack(&jobs, &group, &[d.entry_id]).await.expect("ack");
                         continue;
                     }
-                    s.lock().unwrap().jobs.push((
-                        d.envelope.event_id,
-                        job.backtest_id.clone(),
-                        job.trial_id.clone(),
-                    ));
                     let spec = job.spec.clone().unwrap();
+                    {
+                        let mut seen = s.lock().unwrap();
+                        seen.jobs.push((
+                            d.envelope.event_id,
+                            job.backtest_id.clone(),
+                            job.trial_id.clone(),
+                        ));
+                        seen.runs.push((
+                            job.optimization_id.clone(),
+                            job.trial_id.clone(),
+                            range_ns(&spec),
+                            spec.params.clone().into_iter().collect(),
+                        ));
+                    }
                     let mut result = v1::BacktestResult {
                         backtest_id: job.backtest_id.clone(),
                         status: v1::BacktestStatus::Succeeded as i32,
@@ -255,6 +284,26 @@ impl Worker {
                             m.initial_equity = dec(100_000);
                         }
                     }
+                    if job.detail.is_some_and(|d| d.equity_curve && !d.trades) {
+                        // A walk-forward out-of-sample run: three marks over
+                        // its range, rising by the total return 0.01 * fast.
+                        let (a, b) = range_ns(&spec).expect("an out-of-sample range");
+                        let f = param(&spec.params, "fast");
+                        result.equity_curve =
+                            [(a, 0), (a + (b - a) / 2, 500 * f), (b - 1, 1000 * f)]
+                                .into_iter()
+                                .map(|(t, gain)| v1::EquityPoint {
+                                    timestamp: Some(prost_types::Timestamp {
+                                        seconds: t.div_euclid(1_000_000_000),
+                                        nanos: i32::try_from(t.rem_euclid(1_000_000_000)).unwrap(),
+                                    }),
+                                    equity: Some(v1::Decimal {
+                                        value: (100_000 + gain).to_string(),
+                                    }),
+                                    ..v1::EquityPoint::default()
+                                })
+                                .collect();
+                    }
                     let ev = v1::BacktestResultEvent {
                         result: Some(result),
                         optimization_id: job.optimization_id,
@@ -272,6 +321,11 @@ impl Worker {
     /// Sweep job deliveries: how many sets each held.
     pub fn slices(&self) -> Vec<usize> {
         self.seen.lock().unwrap().slices.clone()
+    }
+
+    /// Every trial delivered: (optimization id, trial id, range, parameters).
+    pub fn runs(&self) -> Vec<Delivered> {
+        self.seen.lock().unwrap().runs.clone()
     }
 
     /// Job deliveries per trial id (a sweep job delivers each of its sets).

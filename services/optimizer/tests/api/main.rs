@@ -220,9 +220,9 @@ async fn bad_requests_are_refused_naming_the_field_and_leave_no_run() {
         .client
         .start_optimization(wf)
         .await
-        .expect_err("walk-forward");
-    assert_eq!(e.code(), Code::Unimplemented);
-    assert!(e.message().starts_with("walk_forward"), "{}", e.message());
+        .expect_err("walk-forward without a range to split");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("base.range"), "{}", e.message());
     let list = svc
         .client
         .list_optimizations(v1::ListOptimizationsRequest::default())
@@ -609,5 +609,260 @@ async fn monte_carlo_of_the_best_trial_runs_after_the_search() {
         "{}",
         e.message()
     );
+    svc.stop().await;
+}
+
+const DAY: i64 = 86_400_000_000_000;
+/// 2000-01-01T00:00:00Z, ns.
+const Y2000: i64 = 946_684_800_000_000_000;
+
+fn at(ns: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ns / 1_000_000_000,
+        nanos: 0,
+    }
+}
+
+fn ns_of(t: &Option<prost_types::Timestamp>) -> i64 {
+    let t = t.as_ref().unwrap();
+    t.seconds * 1_000_000_000 + i64::from(t.nanos)
+}
+
+/// The grid over 600 days from 2000-01-01, in 3 rolling folds of 75% in
+/// sample: trains [0, 300), [100, 400), [200, 500) days, tests the 100 days
+/// after each.
+fn wf_request(id: &str) -> v1::StartOptimizationRequest {
+    let mut req = grid_request(id);
+    req.base.as_mut().unwrap().range = Some(v1::TimeRange {
+        start: Some(at(Y2000)),
+        end: Some(at(Y2000 + 600 * DAY)),
+    });
+    req.walk_forward = Some(v1::WalkForwardSettings {
+        folds: 3,
+        in_sample_fraction: 0.75,
+        anchored: false,
+    });
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walk_forward_searches_each_fold_in_sample_and_trades_its_best_out_of_sample() {
+    let env = Env::embedded().await;
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let mut svc = env.spawn().await;
+    let started = svc
+        .client
+        .start_optimization(wf_request("wf-1"))
+        .await
+        .expect("StartOptimization")
+        .into_inner()
+        .optimization
+        .unwrap();
+    assert_eq!(started.walk_forward.unwrap().folds.len(), 3);
+    let done = until(&mut svc.client, "wf-1", 30, succeeded).await;
+    let wf = done.walk_forward.clone().expect("walk_forward");
+    let (bf, bs, best) = grid_best();
+    let windows = [(0, 300, 400), (100, 400, 500), (200, 500, 600)];
+    for (f, (a, b, c)) in wf.folds.iter().zip(windows) {
+        let is = f.in_sample.as_ref().unwrap();
+        let oos = f.out_of_sample.as_ref().unwrap();
+        assert_eq!(
+            (
+                ns_of(&is.start),
+                ns_of(&is.end),
+                ns_of(&oos.start),
+                ns_of(&oos.end)
+            ),
+            (
+                Y2000 + a * DAY,
+                Y2000 + b * DAY,
+                Y2000 + b * DAY,
+                Y2000 + c * DAY
+            ),
+            "fold {}",
+            f.fold
+        );
+        assert_eq!(f.search_optimization_id, format!("wf-1-f{}", f.fold));
+        assert_eq!(
+            (f.params["fast"].as_str(), f.params["slow"].as_str()),
+            (bf.to_string().as_str(), bs.to_string().as_str()),
+            "the in-sample best"
+        );
+        assert_eq!(f.in_sample_objective, best);
+        // The stand-in's metrics depend on the parameters only.
+        assert_eq!(f.out_of_sample_objective, best);
+        assert_eq!(f.decay, 0.0);
+        assert!(f.error.is_empty());
+        assert!(f.out_of_sample_metrics.is_some());
+    }
+    assert_eq!(wf.efficiency, 1.0);
+    // Each fold gains 0.01 * fast = 10%: 1.1^3 chained.
+    let m = wf.out_of_sample_metrics.as_ref().unwrap();
+    assert!((m.total_return - 0.331).abs() < 1e-12, "{}", m.total_return);
+    assert_eq!(m.final_equity.as_ref().unwrap().value, "133100.00");
+    assert_eq!(
+        wf.stitched_equity.len(),
+        3 + 2 + 2,
+        "folds chained at their joins"
+    );
+    let fast = wf.stability.iter().find(|s| s.parameter == "fast").unwrap();
+    assert_eq!(
+        (
+            fast.modal_value.as_str(),
+            fast.modal_share,
+            fast.coefficient_of_variation
+        ),
+        (bf.to_string().as_str(), 1.0, 0.0)
+    );
+
+    // No bar of a test window reached a search: every trial of fold k's
+    // study ran on its in-sample window, and only the chosen parameters
+    // ran on the out-of-sample window.
+    let runs = worker.runs();
+    for (k, (a, b, c)) in windows.iter().enumerate() {
+        let search = format!("wf-1-f{k}");
+        let trials: Vec<_> = runs.iter().filter(|r| r.0 == search).collect();
+        assert_eq!(
+            trials.len(),
+            grid_points().len(),
+            "fold {k} searched the grid"
+        );
+        assert!(
+            trials
+                .iter()
+                .all(|r| r.2 == Some((Y2000 + a * DAY, Y2000 + b * DAY))),
+            "fold {k}: in-sample range only"
+        );
+        let oos: Vec<_> = runs
+            .iter()
+            .filter(|r| r.0 == "wf-1" && r.1 == format!("wf-oos-{k}"))
+            .collect();
+        assert_eq!(oos.len(), 1, "one out-of-sample run of fold {k}");
+        assert_eq!(oos[0].2, Some((Y2000 + b * DAY, Y2000 + c * DAY)));
+        assert_eq!(oos[0].3["fast"], bf.to_string());
+    }
+    assert_eq!(runs.len(), 3 * grid_points().len() + 3);
+
+    // Each fold's study is a study of its own; the list holds all four.
+    let fold = until(&mut svc.client, "wf-1-f2", 5, succeeded).await;
+    assert_eq!(fold.progress.unwrap().best_objective, best);
+    let p = done.progress.unwrap();
+    assert_eq!(p.trials_total, 3 * grid_points().len() as u32 + 3);
+    assert_eq!(p.trials_queued, 0);
+    assert_eq!(p.best_objective, best, "the mean out-of-sample objective");
+    let list = svc
+        .client
+        .list_optimizations(v1::ListOptimizationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: BTreeSet<String> = list
+        .optimizations
+        .iter()
+        .map(|o| o.optimization_id.clone())
+        .collect();
+    assert!(
+        ["wf-1", "wf-1-f0", "wf-1-f1", "wf-1-f2"]
+            .iter()
+            .all(|id| ids.contains(*id)),
+        "{ids:?}"
+    );
+    let again = svc
+        .client
+        .cancel_optimization(v1::CancelOptimizationRequest {
+            optimization_id: "wf-1".into(),
+            reason: String::new(),
+        })
+        .await
+        .expect_err("finished");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_walk_forward_requests_name_their_field() {
+    let env = Env::embedded().await;
+    let mut svc = env.spawn().await;
+    type Change = Box<dyn Fn(&mut v1::StartOptimizationRequest)>;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "base.range",
+            Box::new(|r| r.base.as_mut().unwrap().range = None),
+        ),
+        (
+            "walk_forward.folds",
+            Box::new(|r| r.walk_forward.as_mut().unwrap().folds = 1),
+        ),
+        (
+            "walk_forward.in_sample_fraction",
+            Box::new(|r| r.walk_forward.as_mut().unwrap().in_sample_fraction = 1.0),
+        ),
+        (
+            "monte_carlo",
+            Box::new(|r| {
+                r.monte_carlo = Some(v1::MonteCarloSettings {
+                    simulations: 500,
+                    method: 0,
+                });
+            }),
+        ),
+        ("sensitivity", Box::new(|r| r.sensitivity = true)),
+        ("space", Box::new(|r| r.space.clear())),
+    ];
+    for (field, change) in cases {
+        let mut r = wf_request("wf-bad");
+        change(&mut r);
+        let e = svc.client.start_optimization(r).await.expect_err(field);
+        assert_eq!(e.code(), Code::InvalidArgument, "{field}");
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
+    let e = svc
+        .client
+        .get_optimization(v1::GetOptimizationRequest {
+            optimization_id: "wf-bad".into(),
+            top_n: 0,
+        })
+        .await
+        .expect_err("nothing journaled");
+    assert_eq!(e.code(), Code::NotFound);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_walk_forward_runs_every_trial_and_fold_once() {
+    let env = Env::redis().await;
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let mut svc = env.spawn().await;
+    let mut req = wf_request("wf-r");
+    req.batch_size = 1;
+    req.sweep_slice = 2;
+    svc.client.start_optimization(req).await.unwrap();
+    until(&mut svc.client, "wf-r", 30, |o| {
+        o.progress
+            .as_ref()
+            .is_some_and(|p| p.trials_succeeded + p.trials_failed >= 20)
+    })
+    .await;
+    svc.stop().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut svc = env.spawn().await;
+    let done = until(&mut svc.client, "wf-r", 60, succeeded).await;
+    let wf = done.walk_forward.unwrap();
+    assert!(
+        wf.folds
+            .iter()
+            .all(|f| f.error.is_empty() && !f.params.is_empty())
+    );
+    assert_eq!(wf.efficiency, 1.0);
+    let mut per: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for r in worker.runs() {
+        *per.entry((r.0, r.1)).or_default() += 1;
+    }
+    assert_eq!(
+        per.len(),
+        3 * grid_points().len() + 3,
+        "no trial or fold lost"
+    );
+    assert!(per.values().all(|&n| n == 1), "none run twice: {per:?}");
     svc.stop().await;
 }
