@@ -94,6 +94,34 @@ pub fn grid_request(id: &str) -> v1::StartOptimizationRequest {
     }
 }
 
+pub const DAY: i64 = 86_400_000_000_000;
+/// 2000-01-01T00:00:00Z, ns.
+pub const Y2000: i64 = 946_684_800_000_000_000;
+
+pub fn at(ns: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ns / 1_000_000_000,
+        nanos: 0,
+    }
+}
+
+/// The grid over 600 days from 2000-01-01, in 3 rolling folds of 75% in
+/// sample: trains [0, 300), [100, 400), [200, 500) days, tests the 100 days
+/// after each.
+pub fn wf_request(id: &str) -> v1::StartOptimizationRequest {
+    let mut req = grid_request(id);
+    req.base.as_mut().unwrap().range = Some(v1::TimeRange {
+        start: Some(at(Y2000)),
+        end: Some(at(Y2000 + 600 * DAY)),
+    });
+    req.walk_forward = Some(v1::WalkForwardSettings {
+        folds: 3,
+        in_sample_fraction: 0.75,
+        anchored: false,
+    });
+    req
+}
+
 /// Valid points of [`grid_request`]'s grid and the best of them.
 pub fn grid_points() -> Vec<(i64, i64)> {
     let mut out = Vec::new();

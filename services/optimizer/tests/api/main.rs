@@ -5,7 +5,9 @@
 //! name their field; genetic and Bayesian studies run distinct trials within
 //! their budget; Start is idempotent by id; Cancel stops new trials and
 //! drains; a restart mid-study resumes it with no trial lost or run twice;
-//! and the binary killed with SIGKILL mid-study (restart.rs).
+//! walk-forward runs search each fold on its in-sample window only and trade
+//! the best on the window after; and the binary killed with SIGKILL
+//! mid-study and mid walk-forward (restart.rs).
 
 mod helpers;
 mod restart;
@@ -15,7 +17,7 @@ use std::collections::BTreeSet;
 use grodt_proto::v1;
 use tonic::Code;
 
-use helpers::{Env, Worker, grid_best, grid_points, grid_request, until};
+use helpers::{DAY, Env, Worker, Y2000, grid_best, grid_points, grid_request, until, wf_request};
 
 fn succeeded(o: &v1::Optimization) -> bool {
     o.state == v1::OptimizationState::Succeeded as i32
@@ -612,37 +614,9 @@ async fn monte_carlo_of_the_best_trial_runs_after_the_search() {
     svc.stop().await;
 }
 
-const DAY: i64 = 86_400_000_000_000;
-/// 2000-01-01T00:00:00Z, ns.
-const Y2000: i64 = 946_684_800_000_000_000;
-
-fn at(ns: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ns / 1_000_000_000,
-        nanos: 0,
-    }
-}
-
 fn ns_of(t: &Option<prost_types::Timestamp>) -> i64 {
     let t = t.as_ref().unwrap();
     t.seconds * 1_000_000_000 + i64::from(t.nanos)
-}
-
-/// The grid over 600 days from 2000-01-01, in 3 rolling folds of 75% in
-/// sample: trains [0, 300), [100, 400), [200, 500) days, tests the 100 days
-/// after each.
-fn wf_request(id: &str) -> v1::StartOptimizationRequest {
-    let mut req = grid_request(id);
-    req.base.as_mut().unwrap().range = Some(v1::TimeRange {
-        start: Some(at(Y2000)),
-        end: Some(at(Y2000 + 600 * DAY)),
-    });
-    req.walk_forward = Some(v1::WalkForwardSettings {
-        folds: 3,
-        in_sample_fraction: 0.75,
-        anchored: false,
-    });
-    req
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,14 +2,17 @@
 //! Redis and Postgres: the study resumes from the journal and ends with
 //! every trial recorded once; job deliveries per trial are counted (a job
 //! published again after a kill is a duplicate delivery, absorbed by the
-//! workers' idempotence, and reported).
+//! workers' idempotence, and reported). A walk-forward run killed once
+//! mid-run likewise loses and repeats no trial and no test run.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use grodt_proto::v1;
 
-use crate::helpers::{Env, Worker, client, grid_best, grid_points, grid_request, redis_url, until};
+use crate::helpers::{
+    Env, Worker, client, grid_best, grid_points, grid_request, redis_url, until, wf_request,
+};
 
 struct Service(Child);
 
@@ -127,4 +130,52 @@ async fn kill_9_mid_study_resumes_it_with_every_trial_recorded_once() {
     assert_eq!(p.best_objective, grid_best().2);
     // At most the two jobs in flight at each kill can be published again.
     assert!(duplicates <= 2 * 2, "{duplicates} duplicate job deliveries");
+}
+
+/// The binary killed with SIGKILL once its walk-forward run is under way:
+/// after the restart every fold's study finishes, every fold trades once out
+/// of sample, and no trial or test run is delivered twice or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_walk_forward_loses_and_repeats_nothing() {
+    let env = Env::redis().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let grpc = free_port();
+    let mut req = wf_request("wf-kill");
+    req.batch_size = 1;
+    req.sweep_slice = 1;
+    let mut service = start(&env, dir.path(), 0, grpc);
+    let mut c = connect(grpc).await;
+    c.start_optimization(req).await.expect("StartOptimization");
+    let o = until(&mut c, "wf-kill", 30, |o| finished(o) >= 25).await;
+    service.0.kill().expect("kill -9");
+    service.0.wait().expect("reaped");
+    let killed_at = finished(&o);
+    let _service = start(&env, dir.path(), 1, grpc);
+    let mut c = connect(grpc).await;
+    let done = until(&mut c, "wf-kill", 60, |o| {
+        o.state == v1::OptimizationState::Succeeded as i32
+    })
+    .await;
+    let total = 3 * grid_points().len() + 3;
+    let mut per: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for r in worker.runs() {
+        *per.entry((r.0, r.1)).or_default() += 1;
+    }
+    let duplicates: usize = per.values().map(|&n| n - 1).sum();
+    eprintln!(
+        "walk-forward kill -9 after {killed_at} of {total} trials and test runs; \
+         {} delivered, {duplicates} duplicate deliveries, {} lost",
+        per.len(),
+        total - per.len()
+    );
+    assert!((killed_at as usize) < total, "killed mid-run");
+    assert_eq!(per.len(), total, "no trial or test run lost");
+    // The one job in flight at the kill may be published again.
+    assert!(duplicates <= 1, "{duplicates} duplicate deliveries");
+    let wf = done.walk_forward.unwrap();
+    assert!(wf.folds.iter().all(|f| f.error.is_empty()));
+    assert_eq!(wf.efficiency, 1.0);
+    let p = done.progress.unwrap();
+    assert_eq!(p.trials_succeeded + p.trials_failed, total as u32);
 }
