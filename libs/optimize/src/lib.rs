@@ -22,6 +22,9 @@
 //!   its trials and results, the run's state), which the optimizer service
 //!   journals and rebuilds by replay.
 //!
+//! - [`landscape`]: 2-D heatmaps of the objective around the best trial and
+//!   a recommended parameter set in a stable region (best neighbourhood
+//!   mean, failures counted as cliffs).
 //! - [`walkforward`]: walk-forward windows (rolling or anchored, no test bar
 //!   in its training window), the stitched out-of-sample curve, efficiency,
 //!   decay and the stability of the chosen parameters.
@@ -31,6 +34,7 @@ mod encode;
 mod exact;
 pub mod genetic;
 pub mod gp;
+pub mod landscape;
 pub mod montecarlo;
 pub mod objective;
 mod rng;

@@ -399,6 +399,23 @@ impl Study {
         out
     }
 
+    /// The landscape so far: a heatmap per pair of searched parameters
+    /// around the best trial, and the recommended set in a stable region
+    /// (`crate::landscape`).
+    pub fn landscape(
+        &self,
+    ) -> (
+        Vec<crate::landscape::Heatmap>,
+        Option<crate::landscape::Recommendation>,
+    ) {
+        let trials: Vec<&TrialRecord> = self.trials.values().collect();
+        let space = self.searcher.space();
+        let maps = self.best().map_or_else(Vec::new, |b| {
+            crate::landscape::heatmaps(space, &trials, &b.trial.params)
+        });
+        (maps, crate::landscape::recommend(space, &trials))
+    }
+
     /// Records a trial's outcome: scores it, tells the search.
     ///
     /// # Errors

@@ -336,6 +336,21 @@ pub fn table(o: &v1::Optimization) -> String {
             fmt_value(m.max_drawdown)
         );
     }
+    if let Some(r) = &o.recommendation {
+        let mut params: Vec<_> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        params.sort();
+        let _ = writeln!(
+            out,
+            "recommended (stable region{}): {}  objective {}  neighbourhood mean {}  variance {}  ({} neighbours, {} failed)",
+            if r.is_best { ", also the best" } else { "" },
+            params.join(" "),
+            fmt_value(r.objective_value),
+            fmt_value(r.neighbourhood_mean),
+            fmt_value(r.neighbourhood_variance),
+            r.neighbours,
+            r.failed_neighbours
+        );
+    }
     out
 }
 

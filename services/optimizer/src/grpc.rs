@@ -58,6 +58,7 @@ pub fn progress_to_proto(run: &Run) -> v1::Progress {
 
 /// The run on the wire, with its `top_n` best trials.
 pub fn run_to_proto(run: &Run, top_n: usize) -> v1::Optimization {
+    let (heatmaps, recommendation) = landscape_to_proto(run);
     v1::Optimization {
         optimization_id: run.id.clone(),
         request: Some(run.request.clone()),
@@ -95,7 +96,39 @@ pub fn run_to_proto(run: &Run, top_n: usize) -> v1::Optimization {
         created_at: Some(ts(run.created_at_ns)),
         finished_at: run.finished_at_ns.map(ts),
         reason: run.study.reason().to_owned(),
+        heatmaps,
+        recommendation,
     }
+}
+
+/// The landscape on the wire, objectives as the metric's values.
+fn landscape_to_proto(run: &Run) -> (Vec<v1::Heatmap>, Option<v1::Recommendation>) {
+    let (maps, rec) = run.study.landscape();
+    let maps = maps
+        .into_iter()
+        .map(|m| v1::Heatmap {
+            x_parameter: m.x,
+            y_parameter: m.y,
+            x_values: m.x_values,
+            y_values: m.y_values,
+            values: m
+                .values
+                .into_iter()
+                .map(|v| v.map_or(f64::NAN, |v| v * run.sign))
+                .collect(),
+        })
+        .collect();
+    let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    let rec = rec.map(|r| v1::Recommendation {
+        params: r.params.into_iter().collect(),
+        objective_value: r.objective * run.sign,
+        neighbourhood_mean: r.neighbourhood_mean * run.sign,
+        neighbourhood_variance: r.neighbourhood_variance,
+        neighbours: n(r.neighbours),
+        failed_neighbours: n(r.failed_neighbours),
+        is_best: r.is_best,
+    });
+    (maps, rec)
 }
 
 /// A walk-forward run on the wire: its folds' choices and out-of-sample
@@ -117,6 +150,8 @@ fn wf_to_proto(
         created_at: Some(ts(wf.created_at_ns)),
         finished_at: wf.finished_at_ns.map(ts),
         reason: wf.cancelled.clone().unwrap_or_default(),
+        heatmaps: Vec::new(),
+        recommendation: None,
     }
 }
 
@@ -323,7 +358,12 @@ impl OptimizerService for OptimizerApi {
             .iter()
             .skip(offset)
             .take(size)
-            .map(|run| view_to_proto(run, 1))
+            .map(|run| {
+                // A list is a summary: the heatmaps stay with GetOptimization.
+                let mut o = view_to_proto(run, 1);
+                o.heatmaps.clear();
+                o
+            })
             .collect();
         let next = offset + page.len();
         Ok(Response::new(v1::ListOptimizationsResponse {

@@ -325,8 +325,16 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
         stdout.contains("OPTIMIZATION_STATE_SUCCEEDED  trials 6"),
         "{stdout}"
     );
-    let rows: Vec<&str> = stdout.lines().skip(2).collect();
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip(2)
+        .filter(|l| !l.starts_with("recommended"))
+        .collect();
     assert_eq!(rows.len(), 3, "{stdout}");
+    assert!(
+        stdout.contains("recommended (stable region"),
+        "the landscape's recommendation: {stdout}"
+    );
     let sub_best = done
         .top_trials
         .iter()

@@ -89,6 +89,37 @@ async fn grid_study_runs_every_point_once_and_finds_the_best(env: Env, per_trial
     );
     assert_eq!(done.top_trials.len() as u32, p.trials_succeeded);
     assert!(done.finished_at.is_some());
+    // The landscape: one heatmap of fast x slow around the best, its cells
+    // the stand-in's objective (NaN where fast >= slow or a trial failed),
+    // and a recommended set whose neighbourhood was tried.
+    assert_eq!(done.heatmaps.len(), 1);
+    let h = &done.heatmaps[0];
+    assert_eq!(
+        (h.x_parameter.as_str(), h.y_parameter.as_str()),
+        ("fast", "slow")
+    );
+    assert_eq!(h.x_values, ["5", "10", "15", "20", "25"]);
+    assert_eq!(h.y_values, ["20", "30", "40", "50", "60"]);
+    for (j, y) in h.y_values.iter().enumerate() {
+        for (i, x) in h.x_values.iter().enumerate() {
+            let (f, s): (i64, i64) = (x.parse().unwrap(), y.parse().unwrap());
+            let v = h.values[j * h.x_values.len() + i];
+            if f < s && helpers::trades_of(f, s) >= 1 {
+                assert_eq!(v, helpers::sharpe_of(f, s), "({f}, {s})");
+            } else {
+                assert!(v.is_nan(), "({f}, {s}): {v}");
+            }
+        }
+    }
+    let r = done.recommendation.as_ref().expect("a recommendation");
+    assert!(r.neighbours >= 1);
+    assert!(r.objective_value <= want);
+    let (rf, rs): (i64, i64) = (
+        r.params["fast"].parse().unwrap(),
+        r.params["slow"].parse().unwrap(),
+    );
+    assert_eq!(r.objective_value, helpers::sharpe_of(rf, rs));
+    assert_eq!(r.is_best, (rf, rs) == (bf, bs));
     // Every valid point dispatched exactly once.
     let per_trial = worker.per_trial();
     assert_eq!(per_trial.len() as u32, planned);
