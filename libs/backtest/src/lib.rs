@@ -6,7 +6,8 @@
 //! strategy through the registry (`grodt_strategies::registry`), runs
 //! `grodt_sim::run_backtest` and computes the metrics; [`cache`] is the
 //! bounded per-process cache of loaded series; [`load_series`] reads a job's
-//! datasets from the Parquet catalog through that cache.
+//! datasets from the Parquet catalog through that cache; [`noise`] makes a
+//! seeded noisy copy of a series for price-noise Monte Carlo.
 //!
 //! Architecture invariant: no protobuf, no store, no async code here (tokio
 //! is in the dependency tree only through grodt-data's exchange adapter); the
@@ -16,6 +17,7 @@
 //! crate pulls polars through grodt-data's catalog.
 
 pub mod cache;
+pub mod noise;
 pub mod portfolio;
 pub mod run;
 

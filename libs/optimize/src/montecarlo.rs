@@ -11,6 +11,12 @@
 //!   drawn with replacement (as many as there were) and compounded: final
 //!   equity and drawdown both vary.
 //!
+//! - [`Method::PriceNoise`]: the backtest re-run on N seeded noisy copies of
+//!   its data (the workers run them; [`from_runs`] sums them up): final
+//!   equity, drawdown and the objective all vary, and the objective's
+//!   degradation (observed minus the median of the noisy runs) says how much
+//!   of the result depends on the exact prices.
+//!
 //! Figures: 5th, 50th and 95th percentiles (nearest rank) of final equity
 //! and max drawdown (a fraction <= 0), the share of simulations ending below
 //! the initial equity, and where the observed result falls (the share of
@@ -29,6 +35,8 @@ pub enum Method {
     TradeShuffle,
     /// Per-bar returns, drawn with replacement.
     ReturnBootstrap,
+    /// Re-runs on noisy copies of the prices.
+    PriceNoise,
 }
 
 /// Why an analysis could not run.
@@ -78,6 +86,96 @@ pub struct MonteCarlo {
     /// Share of simulations whose drawdown is at or below (as deep as or
     /// deeper than) the observed.
     pub observed_drawdown_percentile: f64,
+    /// Price noise only: the objective across the noisy runs.
+    #[serde(default)]
+    pub objective: Option<ObjectiveSpread>,
+}
+
+/// The objective across price-noise runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveSpread {
+    /// The backtest's own objective.
+    pub observed: f64,
+    /// Percentiles over the runs the objective scored.
+    pub spread: Spread,
+    /// Runs the objective scored (the others had too few trades or an
+    /// undefined ratio).
+    pub scored: u32,
+    /// `observed - spread.p50`: how much the median noisy run gives up.
+    pub degradation: f64,
+    /// Share of scored runs at or below the observed objective.
+    pub observed_percentile: f64,
+}
+
+/// One backtest's figures, for [`from_runs`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunFigures {
+    /// Final equity.
+    pub final_equity: f64,
+    /// Max drawdown (<= 0).
+    pub max_drawdown: f64,
+    /// The objective, `None` when it could not be scored.
+    pub objective: Option<f64>,
+}
+
+/// Noisy runs at most.
+pub const MAX_NOISE_RUNS: u32 = 1000;
+
+/// The price-noise analysis of `observed` against its noisy re-runs.
+///
+/// # Errors
+/// No runs (or more than [`MAX_NOISE_RUNS`]), or a non-positive initial
+/// equity.
+pub fn from_runs(
+    initial_equity: f64,
+    observed: RunFigures,
+    runs: &[RunFigures],
+) -> Result<MonteCarlo, MonteCarloError> {
+    if runs.is_empty() {
+        return Err(MonteCarloError::Empty("noisy runs"));
+    }
+    let n = u32::try_from(runs.len()).unwrap_or(u32::MAX);
+    if n > MAX_NOISE_RUNS {
+        return Err(MonteCarloError::Simulations(n));
+    }
+    if !(initial_equity.is_finite() && initial_equity > 0.0) {
+        return Err(MonteCarloError::Equity(initial_equity));
+    }
+    let (final_equity, finals) = spread(runs.iter().map(|r| r.final_equity).collect());
+    let (max_drawdown, dds) = spread(runs.iter().map(|r| r.max_drawdown).collect());
+    #[allow(clippy::cast_precision_loss, reason = "at most 1000 runs")]
+    let probability_of_loss = runs
+        .iter()
+        .filter(|r| r.final_equity < initial_equity)
+        .count() as f64
+        / runs.len() as f64;
+    let scored: Vec<f64> = runs.iter().filter_map(|r| r.objective).collect();
+    let objective = match (observed.objective, scored.is_empty()) {
+        (Some(o), false) => {
+            let count = u32::try_from(scored.len()).unwrap_or(u32::MAX);
+            let (s, sorted) = spread(scored);
+            Some(ObjectiveSpread {
+                observed: o,
+                spread: s,
+                scored: count,
+                degradation: o - s.p50,
+                observed_percentile: share_at_or_below(&sorted, o),
+            })
+        }
+        _ => None,
+    };
+    Ok(MonteCarlo {
+        method: Method::PriceNoise,
+        simulations: n,
+        final_equity,
+        max_drawdown,
+        probability_of_loss,
+        observed_final_equity: observed.final_equity,
+        observed_max_drawdown: observed.max_drawdown,
+        observed_final_percentile: share_at_or_below(&finals, observed.final_equity),
+        observed_drawdown_percentile: share_at_or_below(&dds, observed.max_drawdown),
+        objective,
+    })
 }
 
 /// Final equity and max drawdown of a path of equity steps.
@@ -147,6 +245,7 @@ pub fn run(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (observed, sims): ((f64, f64), Vec<(f64, f64)>) = match method {
+        Method::PriceNoise => return Err(MonteCarloError::Empty("noisy runs (see from_runs)")),
         Method::TradeShuffle => {
             if trade_pnls.is_empty() {
                 return Err(MonteCarloError::Empty("closed trades"));
@@ -193,6 +292,7 @@ pub fn run(
         observed_max_drawdown: observed.1,
         observed_final_percentile: share_at_or_below(&finals, observed.0),
         observed_drawdown_percentile: share_at_or_below(&dds, observed.1),
+        objective: None,
     })
 }
 
@@ -270,6 +370,38 @@ mod tests {
         );
         assert!(mc.probability_of_loss < 0.05);
         assert_eq!(returns(&[100.0, 110.0, 99.0]).len(), 2);
+    }
+
+    #[test]
+    fn noisy_runs_are_summed_up_against_the_observed_run() {
+        let observed = RunFigures {
+            final_equity: 120.0,
+            max_drawdown: -0.1,
+            objective: Some(2.0),
+        };
+        // Objectives 1.0, 1.1, ..., 1.9 and one unscored; finals 95..=105.
+        let runs: Vec<RunFigures> = (0..11)
+            .map(|i| RunFigures {
+                final_equity: 95.0 + f64::from(i),
+                max_drawdown: -0.2 + 0.01 * f64::from(i),
+                objective: (i < 10).then(|| 1.0 + 0.1 * f64::from(i)),
+            })
+            .collect();
+        let m = from_runs(100.0, observed, &runs).unwrap();
+        assert_eq!(m.method, Method::PriceNoise);
+        assert_eq!(m.simulations, 11);
+        assert_eq!(m.final_equity.p50, 100.0);
+        // 95..99 end below 100.
+        assert!((m.probability_of_loss - 5.0 / 11.0).abs() < 1e-12);
+        assert_eq!(m.observed_final_percentile, 1.0);
+        let o = m.objective.unwrap();
+        assert_eq!(o.scored, 10);
+        // Nearest rank of 10: the 5th value, 1.4.
+        assert!((o.spread.p50 - 1.4).abs() < 1e-12, "{}", o.spread.p50);
+        assert!((o.degradation - 0.6).abs() < 1e-12);
+        assert_eq!(o.observed_percentile, 1.0);
+        assert!(from_runs(100.0, observed, &[]).is_err());
+        assert!(from_runs(0.0, observed, &runs).is_err());
     }
 
     #[test]

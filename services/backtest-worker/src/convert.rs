@@ -109,6 +109,8 @@ pub struct Job {
     pub infer_periods: Option<AssetClass>,
     /// `spec.risk_free_rate`, annual, applied per period once periods are known.
     pub annual_risk_free: Option<f64>,
+    /// `spec.price_noise`: (sigma, seed) of the noisy copy to run on.
+    pub noise: Option<(f64, u64)>,
 }
 
 impl Job {
@@ -592,7 +594,18 @@ impl TryFrom<v1::BacktestSpec> for Job {
             risk_free_rate,
             asset_class: class,
             regime_breakdown,
+            price_noise,
         } = spec;
+        let noise = match price_noise {
+            None => None,
+            Some(n) if n.sigma > 0.0 && n.sigma <= 0.5 => Some((n.sigma, n.seed)),
+            Some(n) => {
+                return Err(err(
+                    "spec.price_noise.sigma",
+                    format!("{} must be in (0, 0.5]", n.sigma),
+                ));
+            }
+        };
         if dataset_ids.is_empty() || dataset_ids.len() > 20 {
             return Err(err("spec.dataset_ids", "1 to 20 dataset ids are required"));
         }
@@ -687,6 +700,7 @@ impl TryFrom<v1::BacktestSpec> for Job {
             symbol_borrow_rates,
             infer_periods,
             annual_risk_free,
+            noise,
         })
     }
 }

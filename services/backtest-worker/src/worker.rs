@@ -370,6 +370,21 @@ impl Worker {
             .cache_lookups
             .with_label_values(&["miss"])
             .inc_by(loaded.misses);
+        let mut loaded = loaded;
+        if let Some((sigma, seed)) = job.noise {
+            // A copy: the cached series stay clean.
+            for (i, s) in loaded.series.iter_mut().enumerate() {
+                s.bars = grodt_backtest::noise::with_price_noise(
+                    &s.bars,
+                    sigma,
+                    seed.wrapping_add(i as u64),
+                )
+                .map_err(|e| SpecError {
+                    field: "spec.price_noise.sigma".into(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
         let symbols = loaded
             .series
             .iter()

@@ -284,17 +284,35 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> 
         ));
     }
     if let Some(mc) = &req.monte_carlo {
-        if !(100..=100_000).contains(&mc.simulations) {
-            return Err(OptimizerError::invalid(
-                "monte_carlo.simulations",
-                "must be in 100..=100000",
-            ));
-        }
-        if v1::MonteCarloMethod::try_from(mc.method).is_err() {
-            return Err(OptimizerError::invalid(
-                "monte_carlo.method",
-                "unknown value",
-            ));
+        let method = v1::MonteCarloMethod::try_from(mc.method)
+            .map_err(|_| OptimizerError::invalid("monte_carlo.method", "unknown value"))?;
+        if method == v1::MonteCarloMethod::PriceNoise {
+            let max = grodt_optimize::montecarlo::MAX_NOISE_RUNS;
+            if !(2..=max).contains(&mc.simulations) {
+                return Err(OptimizerError::invalid(
+                    "monte_carlo.simulations",
+                    format!("must be in 2..={max} noisy runs for PRICE_NOISE"),
+                ));
+            }
+            if mc.noise_sigma != 0.0 && !(mc.noise_sigma > 0.0 && mc.noise_sigma <= 0.5) {
+                return Err(OptimizerError::invalid(
+                    "monte_carlo.noise_sigma",
+                    "must be in (0, 0.5] (0 = 0.002)",
+                ));
+            }
+        } else {
+            if !(100..=100_000).contains(&mc.simulations) {
+                return Err(OptimizerError::invalid(
+                    "monte_carlo.simulations",
+                    "must be in 100..=100000",
+                ));
+            }
+            if mc.noise_sigma != 0.0 {
+                return Err(OptimizerError::invalid(
+                    "monte_carlo.noise_sigma",
+                    "only with method PRICE_NOISE",
+                ));
+            }
         }
     }
     let valid = space.valid_grid_len();
@@ -507,8 +525,57 @@ pub fn mc_method(m: &v1::MonteCarloSettings) -> grodt_optimize::montecarlo::Meth
         Ok(v1::MonteCarloMethod::ReturnBootstrap) => {
             grodt_optimize::montecarlo::Method::ReturnBootstrap
         }
+        Ok(v1::MonteCarloMethod::PriceNoise) => grodt_optimize::montecarlo::Method::PriceNoise,
         _ => grodt_optimize::montecarlo::Method::TradeShuffle,
     }
+}
+
+/// The default relative noise of PRICE_NOISE.
+pub const DEFAULT_NOISE_SIGMA: f64 = 0.002;
+
+/// The noise of a PRICE_NOISE request (0 = the default).
+pub fn noise_sigma(m: &v1::MonteCarloSettings) -> f64 {
+    if m.noise_sigma == 0.0 {
+        DEFAULT_NOISE_SIGMA
+    } else {
+        m.noise_sigma
+    }
+}
+
+/// A trial's metrics as a price-noise run's figures (`objective` as the
+/// study scored it).
+pub fn run_figures(
+    m: &v1::Metrics,
+    objective: Option<f64>,
+) -> Option<grodt_optimize::montecarlo::RunFigures> {
+    Some(grodt_optimize::montecarlo::RunFigures {
+        final_equity: dec_f64(m.final_equity.as_ref())?,
+        max_drawdown: m.max_drawdown,
+        objective,
+    })
+}
+
+/// The price-noise analysis of a study's best trial from its noisy runs'
+/// metrics (`None` for a run that failed).
+pub fn noise_monte_carlo(
+    best: &v1::Metrics,
+    best_objective: Option<f64>,
+    runs: &[Option<v1::Metrics>],
+    objective: &Objective,
+) -> Result<grodt_optimize::montecarlo::MonteCarlo, String> {
+    let initial = dec_f64(best.initial_equity.as_ref())
+        .ok_or("the best trial's metrics have no initial equity")?;
+    let observed =
+        run_figures(best, best_objective).ok_or("the best trial's metrics have no final equity")?;
+    let figures: Vec<grodt_optimize::montecarlo::RunFigures> = runs
+        .iter()
+        .flatten()
+        .filter_map(|m| run_figures(m, objective.score(&trial_metrics(m))))
+        .collect();
+    if figures.is_empty() {
+        return Err("every noisy run failed".into());
+    }
+    grodt_optimize::montecarlo::from_runs(initial, observed, &figures).map_err(|e| e.to_string())
 }
 
 fn dec_f64(d: Option<&v1::Decimal>) -> Option<f64> {
@@ -594,6 +661,13 @@ pub fn mc_to_proto(
             observed_drawdown_percentile: m.observed_drawdown_percentile,
             method: settings.method,
             error: String::new(),
+            objective_observed: m.objective.map_or(f64::NAN, |o| o.observed),
+            objective_p5: m.objective.map_or(f64::NAN, |o| o.spread.p5),
+            objective_p50: m.objective.map_or(f64::NAN, |o| o.spread.p50),
+            objective_p95: m.objective.map_or(f64::NAN, |o| o.spread.p95),
+            objective_degradation: m.objective.map_or(f64::NAN, |o| o.degradation),
+            objective_observed_percentile: m.objective.map_or(f64::NAN, |o| o.observed_percentile),
+            objective_scored: m.objective.map_or(0, |o| o.scored),
         },
     }
 }

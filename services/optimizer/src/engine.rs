@@ -82,6 +82,15 @@ enum Input {
     },
     /// An input of a walk-forward run (`crate::walkforward`).
     Wf(WfInput),
+    /// One price-noise run of the best trial.
+    NoiseRun {
+        id: String,
+        run: u32,
+        ok: bool,
+        /// `Metrics`, protobuf, hex; absent for a failed run.
+        metrics: Option<String>,
+        at_ns: i64,
+    },
     /// The Monte Carlo analysis of the best trial, computed from its
     /// detailed result (seeded, so a replay needs only the outcome).
     MonteCarlo {
@@ -105,6 +114,21 @@ struct SetOutcome {
 const MC_TRIAL: u64 = u64::MAX;
 /// The trial id the Monte Carlo job carries on the wire.
 pub const MC_TRIAL_ID: &str = "monte-carlo";
+/// The trial id prefix of price-noise runs (`noise-<i>`).
+pub const NOISE_PREFIX: &str = "noise-";
+
+/// The key of price-noise run `i` among a run's jobs (below the Monte
+/// Carlo job's, far above any trial's).
+fn noise_key(i: u32) -> u64 {
+    MC_TRIAL - 1 - u64::from(i)
+}
+
+/// The request's price-noise settings: (runs, sigma), if it asks for them.
+fn price_noise(run: &Run) -> Option<(u32, f64)> {
+    let mc = run.request.monte_carlo.as_ref()?;
+    (v1::MonteCarloMethod::try_from(mc.method) == Ok(v1::MonteCarloMethod::PriceNoise))
+        .then(|| (mc.simulations, convert::noise_sigma(mc)))
+}
 
 /// Where a run's Monte Carlo analysis stands.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -151,6 +175,8 @@ pub struct Run {
     unsent: BTreeSet<u64>,
     /// The Monte Carlo analysis.
     pub monte_carlo: Mc,
+    /// PRICE_NOISE: each noisy run's metrics as it came (`None`: failed).
+    noise: BTreeMap<u32, Option<v1::Metrics>>,
 }
 
 impl Run {
@@ -357,7 +383,18 @@ fn jobs_of(run: &mut Run, trials: &[grodt_optimize::Trial], at_ns: i64) -> Vec<S
 fn settle(run: &mut Run, at_ns: i64) {
     let mut queued: BTreeSet<u64> = run.study.queued().map(|t| t.trial.id).collect();
     if run.monte_carlo == Mc::Pending {
-        queued.insert(MC_TRIAL);
+        match price_noise(run) {
+            Some((runs, _)) => {
+                queued.extend(
+                    (0..runs)
+                        .filter(|i| !run.noise.contains_key(i))
+                        .map(noise_key),
+                );
+            }
+            None => {
+                queued.insert(MC_TRIAL);
+            }
+        }
     }
     let members = std::mem::take(&mut run.members);
     run.jobs.retain(|k, _| {
@@ -374,48 +411,81 @@ fn settle(run: &mut Run, at_ns: i64) {
     }
 }
 
-/// Once the search succeeded with nothing in flight: the job of the best
-/// trial's detailed run (trades and equity curve), if Monte Carlo was asked
-/// for. Its backtest id differs from the trial's (`-mc`): the trial's stored
-/// result keeps no trades.
-fn dispatch_mc(run: &mut Run, at_ns: i64) -> Option<StoredEvent> {
-    run.request.monte_carlo.as_ref()?;
-    if run.monte_carlo != Mc::NotAsked
+/// Once the search succeeded with nothing in flight, if Monte Carlo was
+/// asked for: the job of the best trial's detailed run (trades and equity
+/// curve; its backtest id differs from the trial's, `-mc`, since the
+/// trial's stored result keeps no trades), or for PRICE_NOISE one job per
+/// noisy run (the best trial's spec with `price_noise`, seeds `seed + 1 +
+/// i`; metrics only).
+fn dispatch_mc(run: &mut Run, at_ns: i64) -> Vec<StoredEvent> {
+    if run.request.monte_carlo.is_none()
+        || run.monte_carlo != Mc::NotAsked
         || run.study.state() != StudyState::Succeeded
         || run.study.in_flight() > 0
     {
-        return None;
+        return Vec::new();
     }
-    let best = run.study.best()?.trial.clone();
-    let spec = convert::trial_spec(&run.base, &best);
-    let job = v1::BacktestJob {
-        backtest_id: format!("{}-mc", convert::backtest_id(&spec)),
-        spec: Some(spec),
-        detail: Some(v1::ResultDetail {
-            trades: true,
-            fills: false,
-            equity_curve: true,
-        }),
-        optimization_id: run.id.clone(),
-        trial_id: MC_TRIAL_ID.to_owned(),
-        submitted_at: Some(grodt_proto::convert::datetime_to_timestamp(
-            chrono::DateTime::from_timestamp_nanos(at_ns),
-        )),
-        sweep: None,
+    let Some(best) = run.study.best().map(|b| b.trial.clone()) else {
+        return Vec::new();
     };
-    let out = Outgoing::new(&job);
-    let ev = StoredEvent::new(
-        out.stream(),
-        out.event_type(),
-        event_id(at_ns, &format!("optimizer:job:{}:mc", run.id)),
-        at_ns,
-        &out.payload(),
-    );
+    let spec = convert::trial_spec(&run.base, &best);
+    let submitted_at = Some(grodt_proto::convert::datetime_to_timestamp(
+        chrono::DateTime::from_timestamp_nanos(at_ns),
+    ));
+    let stored = |job: &v1::BacktestJob, key: &str| {
+        let out = Outgoing::new(job);
+        StoredEvent::new(
+            out.stream(),
+            out.event_type(),
+            event_id(at_ns, key),
+            at_ns,
+            &out.payload(),
+        )
+    };
+    let mut events = Vec::new();
+    if let Some((runs, sigma)) = price_noise(run) {
+        for i in 0..runs {
+            let mut noisy = spec.clone();
+            noisy.price_noise = Some(v1::PriceNoise {
+                sigma,
+                seed: run.request.seed.wrapping_add(1 + u64::from(i)),
+            });
+            let job = v1::BacktestJob {
+                backtest_id: convert::backtest_id(&noisy),
+                spec: Some(noisy),
+                detail: None,
+                optimization_id: run.id.clone(),
+                trial_id: format!("{NOISE_PREFIX}{i}"),
+                submitted_at,
+                sweep: None,
+            };
+            let ev = stored(&job, &format!("optimizer:job:{}:noise:{i}", run.id));
+            run.jobs.insert(noise_key(i), ev.clone());
+            run.unsent.insert(noise_key(i));
+            events.push(ev);
+        }
+    } else {
+        let job = v1::BacktestJob {
+            backtest_id: format!("{}-mc", convert::backtest_id(&spec)),
+            spec: Some(spec),
+            detail: Some(v1::ResultDetail {
+                trades: true,
+                fills: false,
+                equity_curve: true,
+            }),
+            optimization_id: run.id.clone(),
+            trial_id: MC_TRIAL_ID.to_owned(),
+            submitted_at,
+            sweep: None,
+        };
+        let ev = stored(&job, &format!("optimizer:job:{}:mc", run.id));
+        run.jobs.insert(MC_TRIAL, ev.clone());
+        run.unsent.insert(MC_TRIAL);
+        events.push(ev);
+    }
     run.monte_carlo = Mc::Pending;
     run.finished_at_ns = None;
-    run.jobs.insert(MC_TRIAL, ev.clone());
-    run.unsent.insert(MC_TRIAL);
-    Some(ev)
+    events
 }
 
 /// A new run from a checked plan, its first trials dispatched.
@@ -449,6 +519,7 @@ fn start_run(
         members: BTreeMap::new(),
         unsent: BTreeSet::new(),
         monte_carlo: Mc::NotAsked,
+        noise: BTreeMap::new(),
     };
     let trials = run.study.fill(capacity);
     let events = jobs_of(&mut run, &trials, at_ns);
@@ -563,6 +634,47 @@ fn apply(
                 return Ok((run, Vec::new(), false));
             }
             run.monte_carlo = Mc::Done(outcome.clone());
+            settle(&mut run, *at_ns);
+            Ok((run, Vec::new(), true))
+        }
+        Input::NoiseRun {
+            id,
+            run: i,
+            ok,
+            metrics,
+            at_ns,
+        } => {
+            let mut run = existing(id)?;
+            let Some((runs, _)) = price_noise(&run) else {
+                return Ok((run, Vec::new(), false));
+            };
+            if run.monte_carlo != Mc::Pending || *i >= runs || run.noise.contains_key(i) {
+                return Ok((run, Vec::new(), false));
+            }
+            let m: Option<v1::Metrics> = match (ok, metrics) {
+                (true, Some(m)) => Some(decode_hex("noise run metrics", m)?),
+                _ => None,
+            };
+            run.noise.insert(*i, m);
+            if run.noise.len() as u32 == runs {
+                let outcome = match run.study.best() {
+                    Some(best) => match run.metrics.get(&best.trial.id) {
+                        Some(bm) => {
+                            let noisy: Vec<Option<v1::Metrics>> =
+                                run.noise.values().cloned().collect();
+                            convert::noise_monte_carlo(
+                                bm,
+                                best.objective,
+                                &noisy,
+                                &run.study.config().objective,
+                            )
+                        }
+                        None => Err("the best trial has no metrics".to_owned()),
+                    },
+                    None => Err("no best trial".to_owned()),
+                };
+                run.monte_carlo = Mc::Done(outcome);
+            }
             settle(&mut run, *at_ns);
             Ok((run, Vec::new(), true))
         }
@@ -1105,6 +1217,29 @@ impl Engine {
         if event.trial_id == MC_TRIAL_ID {
             let result = event.result.unwrap_or_default();
             return self.on_mc_result(&mut core, id, result).await;
+        }
+        if let Some(i) = event
+            .trial_id
+            .strip_prefix(NOISE_PREFIX)
+            .and_then(|i| i.parse::<u32>().ok())
+        {
+            let result = event.result.unwrap_or_default();
+            let input = Input::NoiseRun {
+                id: id.clone(),
+                run: i,
+                ok: result.status == v1::BacktestStatus::Succeeded as i32,
+                metrics: result.metrics.map(|m| hex::encode(m.encode_to_vec())),
+                at_ns: now_ns(),
+            };
+            if self
+                .commit(&mut core, &format!("result:{event_id}"), &input)
+                .await?
+                .is_none()
+            {
+                self.metrics.ignored();
+            }
+            let _ = self.updates.send(Update { id, trial: None });
+            return Ok(());
         }
         if !event.trial_ids.is_empty() {
             let (trial_ids, result) = (event.trial_ids, event.result.unwrap_or_default());

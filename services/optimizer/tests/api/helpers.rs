@@ -42,16 +42,29 @@ fn param(params: &std::collections::HashMap<String, String>, name: &str) -> i64 
     params[name].parse().unwrap()
 }
 
-/// The stand-in's metrics of a parameter set.
-fn metrics_of(params: &std::collections::HashMap<String, String>) -> v1::Metrics {
+/// The stand-in's metrics of a parameter set: equity 100000 growing by
+/// 0.01 * fast; on a noisy copy (price noise with seed `n`), Sharpe lower by
+/// 0.01 * (n % 10), final equity by 100 * (n % 10).
+fn metrics_of(
+    params: &std::collections::HashMap<String, String>,
+    noise: Option<&v1::PriceNoise>,
+) -> v1::Metrics {
     let (f, sl) = (param(params, "fast"), param(params, "slow"));
+    let k = noise.map_or(0, |n| n.seed % 10) as i64;
+    let dec = |v: i64| {
+        Some(v1::Decimal {
+            value: v.to_string(),
+        })
+    };
     v1::Metrics {
-        sharpe: sharpe_of(f, sl),
+        sharpe: sharpe_of(f, sl) - 0.01 * k as f64,
         sortino: f64::NAN,
         calmar: f64::NAN,
         total_return: 0.01 * f as f64,
         max_drawdown: -0.1,
         closed_trade_count: trades_of(f, sl),
+        initial_equity: dec(100_000),
+        final_equity: dec(100_000 + 1000 * f - 100 * k),
         ..v1::Metrics::default()
     }
 }
@@ -157,6 +170,8 @@ pub struct Seen {
     /// Every trial delivered: (optimization id, trial id, the spec's range
     /// as ns, or None for the datasets' bounds, its parameters).
     pub runs: Vec<Delivered>,
+    /// The price noise (sigma, seed) of every job that asked for it.
+    pub noise: Vec<(f64, u64)>,
 }
 
 /// One trial delivered: (optimization id, trial id, the spec's range as ns
@@ -242,7 +257,10 @@ impl Worker {
                                 .map(|set| v1::SweepSetResult {
                                     params: set.params.clone(),
                                     status: v1::BacktestStatus::Succeeded as i32,
-                                    metrics: Some(metrics_of(&set.params)),
+                                    metrics: Some(metrics_of(
+                                        &set.params,
+                                        job.spec.as_ref().and_then(|x| x.price_noise.as_ref()),
+                                    )),
                                     path: "sweep".into(),
                                     ..v1::SweepSetResult::default()
                                 })
@@ -273,11 +291,14 @@ impl Worker {
                             range_ns(&spec),
                             spec.params.clone().into_iter().collect(),
                         ));
+                        if let Some(n) = &spec.price_noise {
+                            seen.noise.push((n.sigma, n.seed));
+                        }
                     }
                     let mut result = v1::BacktestResult {
                         backtest_id: job.backtest_id.clone(),
                         status: v1::BacktestStatus::Succeeded as i32,
-                        metrics: Some(metrics_of(&spec.params)),
+                        metrics: Some(metrics_of(&spec.params, spec.price_noise.as_ref())),
                         ..v1::BacktestResult::default()
                     };
                     if job.detail.is_some_and(|d| d.trades) {
@@ -349,6 +370,11 @@ impl Worker {
     /// Sweep job deliveries: how many sets each held.
     pub fn slices(&self) -> Vec<usize> {
         self.seen.lock().unwrap().slices.clone()
+    }
+
+    /// The price noise (sigma, seed) of every job that asked for it.
+    pub fn noise(&self) -> Vec<(f64, u64)> {
+        self.seen.lock().unwrap().noise.clone()
     }
 
     /// Every trial delivered: (optimization id, trial id, range, parameters).

@@ -603,6 +603,7 @@ async fn monte_carlo_of_the_best_trial_runs_after_the_search() {
     req.monte_carlo = Some(v1::MonteCarloSettings {
         simulations: 500,
         method: v1::MonteCarloMethod::TradeShuffle as i32,
+        ..v1::MonteCarloSettings::default()
     });
     svc.client.start_optimization(req).await.expect("start");
     let done = until(&mut svc.client, "mc-1", 30, succeeded).await;
@@ -631,6 +632,7 @@ async fn monte_carlo_of_the_best_trial_runs_after_the_search() {
     bad.monte_carlo = Some(v1::MonteCarloSettings {
         simulations: 10,
         method: 0,
+        ..v1::MonteCarloSettings::default()
     });
     let e = svc
         .client
@@ -808,6 +810,7 @@ async fn bad_walk_forward_requests_name_their_field() {
                 r.monte_carlo = Some(v1::MonteCarloSettings {
                     simulations: 500,
                     method: 0,
+                    ..v1::MonteCarloSettings::default()
                 });
             }),
         ),
@@ -869,5 +872,77 @@ async fn a_restart_mid_walk_forward_runs_every_trial_and_fold_once() {
         "no trial or fold lost"
     );
     assert!(per.values().all(|&n| n == 1), "none run twice: {per:?}");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn price_noise_reruns_the_best_trial_on_noisy_copies_of_the_data() {
+    let env = Env::embedded().await;
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let mut svc = env.spawn().await;
+    let mut req = grid_request("pn-1");
+    req.monte_carlo = Some(v1::MonteCarloSettings {
+        simulations: 20,
+        method: v1::MonteCarloMethod::PriceNoise as i32,
+        noise_sigma: 0.005,
+    });
+    svc.client.start_optimization(req).await.expect("start");
+    let done = until(&mut svc.client, "pn-1", 30, succeeded).await;
+    let mc = done.monte_carlo.expect("the analysis");
+    assert!(mc.error.is_empty(), "{}", mc.error);
+    assert_eq!(mc.method, v1::MonteCarloMethod::PriceNoise as i32);
+    assert_eq!(mc.simulations, 20);
+    let (bf, bs, best) = grid_best();
+    assert_eq!(mc.objective_observed, best);
+    assert_eq!(mc.objective_scored, 20);
+    // The stand-in takes 0.01 * (seed % 10) off the Sharpe of a noisy run;
+    // seeds 8..=27 hold every remainder twice: the median (10th of 20,
+    // nearest rank) is best - 0.05, the 5th percentile best - 0.09.
+    assert!((mc.objective_degradation - 0.05).abs() < 1e-9, "{mc:?}");
+    assert!((mc.objective_p5 - (best - 0.09)).abs() < 1e-9);
+    assert!((mc.objective_p95 - best).abs() < 1e-9);
+    assert_eq!(mc.objective_observed_percentile, 1.0);
+    assert!(mc.probability_of_loss == 0.0);
+    // One job per noisy run, each once, the best's parameters with its seed.
+    let runs: Vec<_> = worker
+        .runs()
+        .into_iter()
+        .filter(|r| r.0 == "pn-1" && r.1.starts_with("noise-"))
+        .collect();
+    assert_eq!(runs.len(), 20);
+    let ids: BTreeSet<&String> = runs.iter().map(|r| &r.1).collect();
+    assert_eq!(ids.len(), 20, "each noisy run once");
+    assert!(
+        runs.iter()
+            .all(|r| r.3["fast"] == bf.to_string() && r.3["slow"] == bs.to_string())
+    );
+    let noise = worker.noise();
+    assert_eq!(noise.len(), 20);
+    assert!(noise.iter().all(|(sigma, _)| *sigma == 0.005));
+    let seeds: BTreeSet<u64> = noise.iter().map(|(_, seed)| *seed).collect();
+    assert_eq!(seeds, (8..=27).collect());
+    for (field, settings) in [
+        (
+            "monte_carlo.noise_sigma",
+            v1::MonteCarloSettings {
+                simulations: 20,
+                method: v1::MonteCarloMethod::PriceNoise as i32,
+                noise_sigma: 0.7,
+            },
+        ),
+        (
+            "monte_carlo.simulations",
+            v1::MonteCarloSettings {
+                simulations: 1,
+                method: v1::MonteCarloMethod::PriceNoise as i32,
+                noise_sigma: 0.0,
+            },
+        ),
+    ] {
+        let mut bad = grid_request("pn-bad");
+        bad.monte_carlo = Some(settings);
+        let e = svc.client.start_optimization(bad).await.expect_err(field);
+        assert!(e.message().starts_with(field), "{field}: {}", e.message());
+    }
     svc.stop().await;
 }
