@@ -3,7 +3,8 @@
 //! VaR/CVaR (historical and parametric normal), trade statistics with MAE and
 //! MFE, exposure, turnover, a breakdown of every metric by a label series
 //! (per-regime performance), periods per year inferred from the bars' spacing
-//! and the asset class ([`annualise`]), and a self-contained HTML report.
+//! and the asset class ([`annualise`]), and self-contained HTML reports of a
+//! backtest ([`report`]) and of an optimization ([`optreport`]).
 //!
 //! Definitions follow empyrical/quantstats/numpy and are held to them by
 //! golden tests on real data (`tests/golden`); docs/metrics-definitions.md
@@ -19,6 +20,7 @@ pub mod annualise;
 pub mod drawdown;
 pub mod error;
 pub mod metrics;
+pub mod optreport;
 pub mod report;
 pub mod returns;
 pub mod risk;

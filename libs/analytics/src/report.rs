@@ -63,18 +63,18 @@ pub struct Breakdown<'a> {
     pub labels: &'a [usize],
 }
 
-const WIDTH: f64 = 900.0;
-const HEIGHT: f64 = 260.0;
-const PAD_L: f64 = 70.0;
-const PAD_R: f64 = 10.0;
-const PAD_T: f64 = 10.0;
-const PAD_B: f64 = 30.0;
+pub(crate) const WIDTH: f64 = 900.0;
+pub(crate) const HEIGHT: f64 = 260.0;
+pub(crate) const PAD_L: f64 = 70.0;
+pub(crate) const PAD_R: f64 = 10.0;
+pub(crate) const PAD_T: f64 = 10.0;
+pub(crate) const PAD_B: f64 = 30.0;
 /// Above this many points a line chart keeps each bucket's first, min, max
 /// and last value: the shape survives and the file stays small.
 const MAX_LINE_POINTS: usize = 4_000;
 const HISTOGRAM_BINS: usize = 50;
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;color:#1d2430;background:#fff}\
+pub(crate) const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;color:#1d2430;background:#fff}\
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}\
 table{border-collapse:collapse;font-size:.85rem}td,th{padding:.25rem .6rem;border-bottom:1px solid #e3e6eb;text-align:right}\
 th{background:#f4f6f8}td:first-child,th:first-child{text-align:left}\
@@ -290,7 +290,7 @@ fn downsample(ts: &[UnixNanos], values: &[f64]) -> Vec<(UnixNanos, f64)> {
     out
 }
 
-fn finite_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+pub(crate) fn finite_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     values
         .filter(|v| v.is_finite())
         .fold(None, |acc, v| match acc {
@@ -306,7 +306,7 @@ fn finite_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
         })
 }
 
-fn svg_open(html: &mut String, id: &str, label: &str) {
+pub(crate) fn svg_open(html: &mut String, id: &str, label: &str) {
     let _ = writeln!(
         html,
         "<svg id=\"{id}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" xmlns=\"http://www.w3.org/2000/svg\" \
@@ -316,7 +316,7 @@ fn svg_open(html: &mut String, id: &str, label: &str) {
 }
 
 #[allow(clippy::too_many_arguments, reason = "one private chart helper")]
-fn line_chart(
+pub(crate) fn line_chart(
     html: &mut String,
     id: &str,
     ts: &[UnixNanos],
@@ -555,7 +555,7 @@ fn parts_section(html: &mut String, parts: &[Part<'_>], whole: &[EquityPoint]) {
     html.push_str("</table>\n");
 }
 
-fn axes(html: &mut String, top: &str, bottom: &str, left: &str, right: &str) {
+pub(crate) fn axes(html: &mut String, top: &str, bottom: &str, left: &str, right: &str) {
     let base = HEIGHT - PAD_B;
     let _ = writeln!(
         html,

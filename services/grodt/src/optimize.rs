@@ -89,6 +89,10 @@ pub struct OptimizeOptions {
     /// Anchored walk-forward: every in-sample window starts at --from.
     #[arg(long)]
     pub anchored: bool,
+    /// Write an HTML report of the finished run here (convergence,
+    /// heatmaps, best trials, walk-forward folds, Monte Carlo).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Why `grodt optimize` failed.
@@ -125,6 +129,14 @@ pub enum OptimizeCliError {
         rpc: &'static str,
         /// Its status.
         status: tonic::Status,
+    },
+    /// The report could not be written.
+    #[error("--report {path}: {source}")]
+    Report {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
     },
     /// The study ended without success.
     #[error("optimization {id} ended {state}: {reason}")]
@@ -430,6 +442,240 @@ pub fn walk_forward_table(o: &v1::Optimization, wf: &v1::WalkForwardResult) -> S
     out
 }
 
+fn params_text(p: &std::collections::HashMap<String, String>) -> String {
+    let mut v: Vec<_> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    v.sort();
+    v.join(" ")
+}
+
+/// The HTML report's content from the finished run (all its trials
+/// fetched: `top_n` 1000).
+pub fn report(o: &v1::Optimization) -> grodt_analytics::optreport::OptimizationReport {
+    use grodt_analytics::optreport::{
+        FoldRow, HeatmapPart, MonteCarloPart, OptimizationReport, SpreadRow, TrialPoint, TrialRow,
+        WalkForwardPart,
+    };
+    let p = o.progress.unwrap_or_default();
+    let state = v1::OptimizationState::try_from(o.state).map_or("?", |s| s.as_str_name());
+    let mut summary = vec![
+        ("state".to_owned(), state.to_owned()),
+        (
+            "trials".to_owned(),
+            format!(
+                "{} ({} succeeded, {} failed)",
+                p.trials_total, p.trials_succeeded, p.trials_failed
+            ),
+        ),
+        ("best objective".to_owned(), fmt_value(p.best_objective)),
+    ];
+    if let Some(req) = &o.request {
+        let objective = req.objective.clone().unwrap_or_default();
+        summary.push((
+            "objective".to_owned(),
+            format!(
+                "{} ({})",
+                objective.metric,
+                v1::ObjectiveDirection::try_from(objective.direction)
+                    .map_or("?", |d| d.as_str_name())
+            ),
+        ));
+        if let Some(base) = &req.base {
+            summary.push(("strategy".to_owned(), base.strategy_name.clone()));
+            summary.push(("datasets".to_owned(), base.dataset_ids.join(", ")));
+        }
+        summary.push((
+            "method".to_owned(),
+            v1::SearchMethod::try_from(req.method)
+                .map_or("?", |m| m.as_str_name())
+                .to_owned(),
+        ));
+    }
+    if !o.reason.is_empty() {
+        summary.push(("reason".to_owned(), o.reason.clone()));
+    }
+    let mut finished: Vec<&v1::Trial> =
+        o.top_trials.iter().filter(|t| t.finished_seq > 0).collect();
+    finished.sort_by_key(|t| t.finished_seq);
+    let best_params = o.top_trials.first().map(|t| t.params.clone());
+    let heatmaps = o
+        .heatmaps
+        .iter()
+        .map(|h| {
+            let best = best_params.as_ref().and_then(|b| {
+                let i = h
+                    .x_values
+                    .iter()
+                    .position(|v| b.get(&h.x_parameter) == Some(v))?;
+                let j = h
+                    .y_values
+                    .iter()
+                    .position(|v| b.get(&h.y_parameter) == Some(v))?;
+                Some((i, j))
+            });
+            HeatmapPart {
+                x: h.x_parameter.clone(),
+                y: h.y_parameter.clone(),
+                x_values: h.x_values.clone(),
+                y_values: h.y_values.clone(),
+                values: h.values.clone(),
+                best,
+            }
+        })
+        .collect();
+    let walk_forward = o.walk_forward.as_ref().map(|wf| {
+        let span = |r: &Option<v1::TimeRange>| {
+            r.as_ref().map_or_else(
+                || "-".into(),
+                |r| format!("{}..{}", day(r.start.as_ref()), day(r.end.as_ref())),
+            )
+        };
+        let mut figures = vec![("efficiency".to_owned(), fmt_value(wf.efficiency))];
+        if let Some(m) = &wf.out_of_sample_metrics {
+            figures.push(("stitched return".to_owned(), fmt_value(m.total_return)));
+            figures.push(("stitched CAGR".to_owned(), fmt_value(m.cagr)));
+            figures.push(("stitched Sharpe".to_owned(), fmt_value(m.sharpe)));
+            figures.push((
+                "stitched max drawdown".to_owned(),
+                fmt_value(m.max_drawdown),
+            ));
+        }
+        WalkForwardPart {
+            folds: wf
+                .folds
+                .iter()
+                .map(|f| FoldRow {
+                    fold: f.fold,
+                    in_sample: span(&f.in_sample),
+                    out_of_sample: span(&f.out_of_sample),
+                    params: params_text(&f.params),
+                    in_sample_objective: f.in_sample_objective,
+                    out_of_sample_objective: f.out_of_sample_objective,
+                    out_of_sample_return: f
+                        .out_of_sample_metrics
+                        .as_ref()
+                        .map_or(f64::NAN, |m| m.total_return),
+                    error: f.error.clone(),
+                })
+                .collect(),
+            stitched: wf
+                .stitched_equity
+                .iter()
+                .filter_map(|pt| {
+                    let t = pt.timestamp.as_ref()?;
+                    Some(grodt_analytics::EquityPoint {
+                        ts: t.seconds.checked_mul(1_000_000_000)? + i64::from(t.nanos),
+                        equity: pt.equity.as_ref()?.value.parse().ok()?,
+                    })
+                })
+                .collect(),
+            figures,
+            stability: wf
+                .stability
+                .iter()
+                .map(|s| {
+                    (
+                        s.parameter.clone(),
+                        s.modal_value.clone(),
+                        s.modal_share,
+                        s.coefficient_of_variation,
+                    )
+                })
+                .collect(),
+        }
+    });
+    let monte_carlo = o.monte_carlo.as_ref().map(|mc| {
+        let money = |d: &Option<v1::Decimal>| {
+            d.as_ref()
+                .and_then(|d| d.value.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let method = v1::MonteCarloMethod::try_from(mc.method).map_or("?", |m| m.as_str_name());
+        let mut rows = vec![
+            SpreadRow {
+                name: "final equity".into(),
+                p5: money(&mc.final_equity_p5),
+                p50: money(&mc.final_equity_p50),
+                p95: money(&mc.final_equity_p95),
+                observed: money(&mc.observed_final_equity),
+                observed_percentile: mc.observed_final_percentile,
+            },
+            SpreadRow {
+                name: "max drawdown".into(),
+                p5: mc.max_drawdown_p5,
+                p50: mc.max_drawdown_p50,
+                p95: mc.max_drawdown_p95,
+                observed: mc.observed_max_drawdown,
+                observed_percentile: mc.observed_drawdown_percentile,
+            },
+        ];
+        if mc.objective_scored > 0 {
+            rows.push(SpreadRow {
+                name: format!(
+                    "objective (degradation {})",
+                    fmt_value(mc.objective_degradation)
+                ),
+                p5: mc.objective_p5,
+                p50: mc.objective_p50,
+                p95: mc.objective_p95,
+                observed: mc.objective_observed,
+                observed_percentile: mc.objective_observed_percentile,
+            });
+        }
+        MonteCarloPart {
+            method: format!("{method}, {} simulations", mc.simulations),
+            rows,
+            probability_of_loss: mc.probability_of_loss,
+            error: mc.error.clone(),
+        }
+    });
+    OptimizationReport {
+        title: format!("Optimization {}", o.optimization_id),
+        summary,
+        trials: finished
+            .iter()
+            .map(|t| TrialPoint {
+                objective: t.objective_value.is_finite().then_some(t.objective_value),
+            })
+            .collect(),
+        top: o
+            .top_trials
+            .iter()
+            .filter(|t| t.objective_value.is_finite())
+            .take(20)
+            .map(|t| {
+                let m = t.metrics.clone().unwrap_or_default();
+                TrialRow {
+                    id: t.trial_id.clone(),
+                    params: params_text(&t.params),
+                    objective: t.objective_value,
+                    trades: m.closed_trade_count,
+                    total_return: m.total_return,
+                    max_drawdown: m.max_drawdown,
+                }
+            })
+            .collect(),
+        heatmaps,
+        recommendation: o.recommendation.as_ref().map(|r| {
+            format!(
+                "{}: objective {}, neighbourhood mean {} (variance {}, {} neighbours, {} failed){}",
+                params_text(&r.params),
+                fmt_value(r.objective_value),
+                fmt_value(r.neighbourhood_mean),
+                fmt_value(r.neighbourhood_variance),
+                r.neighbours,
+                r.failed_neighbours,
+                if r.is_best {
+                    "; also the best trial"
+                } else {
+                    ""
+                }
+            )
+        }),
+        walk_forward,
+        monte_carlo,
+    }
+}
+
 /// Runs `grodt optimize`: the table of the ended study.
 ///
 /// # Errors
@@ -519,7 +765,8 @@ pub async fn command(o: &OptimizeOptions) -> Result<String, OptimizeCliError> {
     let done = client
         .get_optimization(v1::GetOptimizationRequest {
             optimization_id: id.clone(),
-            top_n: o.top,
+            // The report's convergence curve needs every finished trial.
+            top_n: if o.report.is_some() { 1000 } else { o.top },
         })
         .await
         .map_err(|status| OptimizeCliError::Rpc {
@@ -529,6 +776,15 @@ pub async fn command(o: &OptimizeOptions) -> Result<String, OptimizeCliError> {
         .into_inner()
         .optimization
         .unwrap_or_default();
+    if let Some(path) = &o.report {
+        let html = grodt_analytics::optreport::render_optimization_html(&report(&done));
+        std::fs::write(path, html).map_err(|source| OptimizeCliError::Report {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    let mut done = done;
+    done.top_trials.truncate(o.top as usize);
     if done.state != v1::OptimizationState::Succeeded as i32 {
         return Err(OptimizeCliError::Ended {
             id,

@@ -40,6 +40,7 @@ pub fn trial_to_proto(run: &Run, t: &TrialRecord) -> v1::Trial {
             .unwrap_or_default(),
         fold: 0,
         error: t.error.clone(),
+        finished_seq: t.finished_seq.map_or(0, |s| s + 1),
     }
 }
 

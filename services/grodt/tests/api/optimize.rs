@@ -314,7 +314,15 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
             .output()
             .expect("grodt optimize runs")
     };
-    let out = cli(&["--param", "fast=5..15:5", "--param", "slow=20..40:20"]);
+    let report = s.dir.path().join("grid.html");
+    let out = cli(&[
+        "--param",
+        "fast=5..15:5",
+        "--param",
+        "slow=20..40:20",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -351,6 +359,22 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
         )),
         "the sub-grid's best is the study's best of those points: {stdout}"
     );
+    // The HTML report: convergence over the 6 trials, the fast x slow
+    // heatmap (3 x 2 cells), the best trials.
+    let html = std::fs::read_to_string(&report).expect("the report is written");
+    assert!(html.contains("id=\"convergence\""), "convergence curve");
+    assert_eq!(
+        html.matches("class=\"cell\"").count(),
+        6,
+        "3 x 2 heatmap cells"
+    );
+    assert_eq!(
+        html.matches("class=\"best\"").count(),
+        1,
+        "the best outlined"
+    );
+    assert!(html.contains("id=\"top\""));
+    assert!(html.contains("id=\"recommendation\""));
     let out = cli(&["--param", "fast=5..x"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--param"));
@@ -674,7 +698,9 @@ async fn walk_forward_choices_ignore_their_test_windows_on_real_data() {
             "--in-sample",
             "0.6",
             "--no-progress",
+            "--report",
         ])
+        .arg(s.dir.path().join("wf.html"))
         .output()
         .expect("grodt optimize runs");
     let stdout = String::from_utf8_lossy(&cli.stdout);
@@ -687,4 +713,11 @@ async fn walk_forward_choices_ignore_their_test_windows_on_real_data() {
     assert!(stdout.contains("out of sample, stitched"), "{stdout}");
     assert!(stdout.contains("stability of fast"), "{stdout}");
     eprintln!("{stdout}");
+    let html = std::fs::read_to_string(s.dir.path().join("wf.html")).expect("report");
+    assert!(html.contains("id=\"folds\""), "walk-forward folds");
+    assert!(
+        html.contains("id=\"stitched-equity\""),
+        "stitched equity chart"
+    );
+    assert!(html.matches("<tr><td>").count() >= 3, "the folds' rows");
 }
