@@ -758,7 +758,12 @@ pub async fn command(o: &OptimizeOptions) -> Result<String, OptimizeCliError> {
         if let Some(p) = update.progress {
             bar.set_length(u64::from(p.trials_total));
             bar.set_position(u64::from(p.trials_succeeded + p.trials_failed));
-            bar.set_message(format!("best {}", fmt_value(p.best_objective)));
+            bar.set_message(format!(
+                "best {}  workers busy {}  waiting {}",
+                fmt_value(p.best_objective),
+                p.workers_busy,
+                p.jobs_waiting
+            ));
         }
     }
     bar.finish_and_clear();

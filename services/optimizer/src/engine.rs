@@ -44,6 +44,9 @@ pub const JOURNAL: &str = "optimizer";
 pub const GROUP: &str = "optimizer";
 /// Where trials go.
 pub const JOBS_STREAM: &str = <v1::BacktestJob as Topic>::STREAM;
+/// The backtest workers' consumer group on the jobs stream (the worker
+/// crate's `GROUP`; services share no crate, so it is named here too).
+pub const WORKER_GROUP: &str = "backtest-worker";
 /// Where their results come back.
 pub const RESULTS_STREAM: &str = <v1::BacktestResultEvent as Topic>::STREAM;
 
@@ -1439,6 +1442,25 @@ impl Engine {
         tracing::info!(optimization_id = %id, "Monte Carlo analysis recorded");
         let _ = self.updates.send(Update { id, trial: None });
         Ok(())
+    }
+
+    /// The worker fleet's load: jobs delivered and not finished (workers
+    /// busy) and jobs no worker has taken (waiting), from the workers'
+    /// consumer group on the jobs stream; zeros when it cannot be read.
+    pub async fn fleet(&self) -> (u64, u64) {
+        let Ok(stream) = grodt_bus::StreamName::parse(JOBS_STREAM) else {
+            return (0, 0);
+        };
+        match self.bus.groups(&stream).await {
+            Ok(groups) => groups
+                .iter()
+                .find(|g| g.group == WORKER_GROUP)
+                .map_or((0, 0), |g| (g.pending, g.lag)),
+            Err(e) => {
+                tracing::debug!(error = %e, "worker group unreadable");
+                (0, 0)
+            }
+        }
     }
 
     /// Keeps the consumer-lag gauge current until `stop`.

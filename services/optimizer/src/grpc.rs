@@ -44,16 +44,39 @@ pub fn trial_to_proto(run: &Run, t: &TrialRecord) -> v1::Trial {
     }
 }
 
-/// The run's progress on the wire.
+/// The run's progress on the wire (the fleet's figures are set by the
+/// handler: [`with_fleet`]).
 pub fn progress_to_proto(run: &Run) -> v1::Progress {
     let p = run.study.progress();
     let n = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+    let done = p.succeeded + p.failed;
+    let left = p.planned.saturating_sub(done);
+    #[allow(clippy::cast_precision_loss, reason = "an estimate")]
+    let eta = if done == 0 || left == 0 || run.state().is_terminal() {
+        f64::NAN
+    } else {
+        let elapsed = (chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - run.created_at_ns)
+            .max(0) as f64
+            / 1e9;
+        elapsed / done as f64 * left as f64
+    };
     v1::Progress {
         trials_total: n(p.planned),
         trials_queued: n(p.queued),
         trials_succeeded: n(p.succeeded),
         trials_failed: n(p.failed),
         best_objective: p.best.map_or(f64::NAN, |b| b * run.sign),
+        workers_busy: 0,
+        jobs_waiting: 0,
+        eta_seconds: eta,
+    }
+}
+
+/// Sets the worker fleet's load on a progress report.
+fn with_fleet(progress: Option<&mut v1::Progress>, (busy, waiting): (u64, u64)) {
+    if let Some(p) = progress {
+        p.workers_busy = u32::try_from(busy).unwrap_or(u32::MAX);
+        p.jobs_waiting = waiting;
     }
 }
 
@@ -253,8 +276,10 @@ impl OptimizerService for OptimizerApi {
             .get(&r.optimization_id)
             .await
             .map_err(|e| status(&e))?;
+        let mut o = view_to_proto(&run, top_n);
+        with_fleet(o.progress.as_mut(), self.engine.fleet().await);
         Ok(Response::new(v1::GetOptimizationResponse {
-            optimization: Some(view_to_proto(&run, top_n)),
+            optimization: Some(o),
         }))
     }
 
@@ -270,7 +295,9 @@ impl OptimizerService for OptimizerApi {
         let engine = self.engine.clone();
         let stream = async_stream(move |tx| async move {
             let done = run.ended();
-            if tx.send(Ok(view_event(&run, None))).await.is_err() || done {
+            let mut first = view_event(&run, None);
+            with_fleet(first.progress.as_mut(), engine.fleet().await);
+            if tx.send(Ok(first)).await.is_err() || done {
                 return;
             }
             loop {
@@ -288,7 +315,9 @@ impl OptimizerService for OptimizerApi {
                         return;
                     }
                 };
-                if tx.send(Ok(view_event(&run, trial))).await.is_err() {
+                let mut event = view_event(&run, trial);
+                with_fleet(event.progress.as_mut(), engine.fleet().await);
+                if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
                 if run.ended() {

@@ -685,6 +685,7 @@ pub fn progress(wf: &Wf, runs: &BTreeMap<String, Run>) -> v1::Progress {
     let n = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
     let mut p = v1::Progress {
         best_objective: f64::NAN,
+        eta_seconds: f64::NAN,
         ..v1::Progress::default()
     };
     for k in 0..wf.windows.len() {

@@ -179,6 +179,11 @@ async fn stream_progress_follows_a_study_to_its_end() {
     let first = stream.message().await.unwrap().unwrap();
     assert!(first.trial.is_none(), "the current state comes first");
     assert_eq!(first.state, v1::OptimizationState::Running as i32);
+    // The held worker has taken nothing: the 4 sweep jobs in flight wait on
+    // the stream; no pace yet, so no ETA.
+    let p0 = first.progress.unwrap();
+    assert_eq!((p0.jobs_waiting, p0.workers_busy), (4, 0));
+    assert!(p0.eta_seconds.is_nan());
     worker
         .hold
         .store(false, std::sync::atomic::Ordering::SeqCst);
