@@ -306,22 +306,26 @@ fn decode_hex<M: Message + Default>(what: &str, text: &str) -> Result<M, Optimiz
     M::decode(bytes.as_slice()).map_err(|e| corrupt(what, e))
 }
 
+/// A job as a journaled event, its event id derived from `key` (the same
+/// input journals the same id, so a replay publishes no new job).
+pub(crate) fn stored_job(job: &v1::BacktestJob, key: &str, at_ns: i64) -> StoredEvent {
+    let out = Outgoing::new(job);
+    StoredEvent::new(
+        out.stream(),
+        out.event_type(),
+        event_id(at_ns, key),
+        at_ns,
+        &out.payload(),
+    )
+}
+
 /// The jobs of `trials`, as journaled events: one per trial, or sweep jobs
 /// of up to `run.slice` trials each.
 fn jobs_of(run: &mut Run, trials: &[grodt_optimize::Trial], at_ns: i64) -> Vec<StoredEvent> {
     let submitted_at = Some(grodt_proto::convert::datetime_to_timestamp(
         chrono::DateTime::from_timestamp_nanos(at_ns),
     ));
-    let stored = |job: &v1::BacktestJob, key: &str| {
-        let out = Outgoing::new(job);
-        StoredEvent::new(
-            out.stream(),
-            out.event_type(),
-            event_id(at_ns, key),
-            at_ns,
-            &out.payload(),
-        )
-    };
+    let stored = |job: &v1::BacktestJob, key: &str| stored_job(job, key, at_ns);
     let mut events = Vec::new();
     let Some(slice) = run.slice else {
         for t in trials {
@@ -435,16 +439,7 @@ fn dispatch_mc(run: &mut Run, at_ns: i64) -> Vec<StoredEvent> {
     let submitted_at = Some(grodt_proto::convert::datetime_to_timestamp(
         chrono::DateTime::from_timestamp_nanos(at_ns),
     ));
-    let stored = |job: &v1::BacktestJob, key: &str| {
-        let out = Outgoing::new(job);
-        StoredEvent::new(
-            out.stream(),
-            out.event_type(),
-            event_id(at_ns, key),
-            at_ns,
-            &out.payload(),
-        )
-    };
+    let stored = |job: &v1::BacktestJob, key: &str| stored_job(job, key, at_ns);
     let mut events = Vec::new();
     if let Some((runs, sigma)) = price_noise(run) {
         for i in 0..runs {

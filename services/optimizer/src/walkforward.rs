@@ -13,10 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use grodt_analytics::metrics::{EquityPoint, MetricsConfig};
-use grodt_kit::journal::{StoredEvent, event_id};
+use grodt_kit::journal::StoredEvent;
 use grodt_optimize::walkforward::{self, FoldResult, Summary, Window, WindowSpec};
 use grodt_optimize::{Objective, Params};
-use grodt_proto::topic::Outgoing;
 use grodt_proto::v1;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use serde::{Deserialize, Serialize};
@@ -320,14 +319,7 @@ impl Wf {
             submitted_at: Some(ts(at_ns)),
             sweep: None,
         };
-        let out = Outgoing::new(&job);
-        StoredEvent::new(
-            out.stream(),
-            out.event_type(),
-            event_id(at_ns, &format!("optimizer:wf-oos:{}:{fold}", self.id)),
-            at_ns,
-            &out.payload(),
-        )
+        crate::engine::stored_job(&job, &format!("optimizer:wf-oos:{}:{fold}", self.id), at_ns)
     }
 
     fn settle(&mut self, at_ns: i64) {
