@@ -641,11 +641,13 @@ fn build_s1(
     )?))
 }
 
-fn build_s2(
-    p: &Resolved,
-    _traded: &[Instrument],
-) -> Result<Box<dyn Strategy + Send>, StrategyError> {
-    Ok(Box::new(S2::new(S2Params {
+/// S2's typed parameters from checked registry values (the builder's and the
+/// sweep kernel's one reading of them).
+///
+/// # Errors
+/// A value of the wrong type under a name of S2's schema.
+pub fn s2_params(p: &Resolved) -> Result<S2Params, StrategyError> {
+    Ok(S2Params {
         period: p.int("period")?,
         k: p.float("k")?,
         rsi_period: p.int("rsi_period")?,
@@ -654,14 +656,15 @@ fn build_s2(
         fraction: p.decimal("fraction")?,
         allow_short: p.bool("allow_short")?,
         instrument: 0,
-    })?))
+    })
 }
 
-fn build_s3(
-    p: &Resolved,
-    _traded: &[Instrument],
-) -> Result<Box<dyn Strategy + Send>, StrategyError> {
-    Ok(Box::new(S3::new(S3Params {
+/// S3's typed parameters from checked registry values (see [`s2_params`]).
+///
+/// # Errors
+/// A value of the wrong type under a name of S3's schema.
+pub fn s3_params(p: &Resolved) -> Result<S3Params, StrategyError> {
+    Ok(S3Params {
         entry_window: p.int("entry_window")?,
         exit_window: p.int("exit_window")?,
         volume_window: p.int("volume_window")?,
@@ -669,7 +672,21 @@ fn build_s3(
         fraction: p.decimal("fraction")?,
         allow_short: p.bool("allow_short")?,
         instrument: 0,
-    })?))
+    })
+}
+
+fn build_s2(
+    p: &Resolved,
+    _traded: &[Instrument],
+) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+    Ok(Box::new(S2::new(s2_params(p)?)?))
+}
+
+fn build_s3(
+    p: &Resolved,
+    _traded: &[Instrument],
+) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+    Ok(Box::new(S3::new(s3_params(p)?)?))
 }
 
 fn float_param(

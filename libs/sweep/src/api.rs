@@ -11,10 +11,16 @@ use grodt_sim::BacktestConfig;
 use grodt_strategies::registry::{self, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::{Series, SmaParams, SweepConfig, SweepError, SweepMetrics, Threads, sweep_sma};
+use grodt_strategies::{S2, S2Params, S3, S3Params};
+
+use crate::rules::{MAX_TABLE_CELLS, S2Ind, S3Ind};
+use crate::{
+    Rule, Series, SmaParams, SweepConfig, SweepError, SweepMetrics, Tally, Threads, Trace,
+    run_rules, sma_tallies, trace_rule, trace_sma_tally, with_ctx,
+};
 
 /// The strategies with a sweep kernel (registry names).
-pub const STRATEGIES: [&str; 1] = ["sma_cross"];
+pub const STRATEGIES: [&str; 3] = ["sma_cross", "s2", "s3"];
 
 /// Parameter sets handed to the kernel per call when progress is reported.
 const PROGRESS_CHUNK: usize = crate::GROUP * 8;
@@ -69,13 +75,29 @@ pub fn check(strategy: &str, config: &BacktestConfig) -> Result<(), SweepError> 
     crate::Costs::of(&sweep, &grodt_core::Instrument::equity("X", 2, 0)).map(|_| ())
 }
 
-/// A parameter set parsed by the registry (defaults filled in, bounds and
-/// constraints checked), as the kernel takes it, and its fraction.
-fn sma_set(params: &BTreeMap<String, String>) -> Result<(SmaParams, Decimal), SweepError> {
-    let c = registry::parse("sma_cross", params).map_err(|e| SweepError::Invalid {
+/// A parameter set as its kernel takes it.
+#[derive(Clone, Copy, Debug)]
+enum Set {
+    Sma(SmaParams),
+    S2(S2Params),
+    S3(S3Params),
+}
+
+fn invalid(reason: impl std::fmt::Display) -> SweepError {
+    SweepError::Invalid {
         field: "params",
-        reason: e.to_string(),
-    })?;
+        reason: reason.to_string(),
+    }
+}
+
+/// A parameter set parsed by the registry (defaults filled in, bounds and
+/// constraints checked, the strategy's own checks passed), as its kernel
+/// takes it, and its fraction.
+fn kernel_set(
+    strategy: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<(Set, Decimal), SweepError> {
+    let c = registry::parse(strategy, params).map_err(invalid)?;
     let p = c.params();
     if p.get("on_disallowed") != Some(&Value::Choice("off")) {
         return Err(SweepError::Unsupported {
@@ -83,6 +105,27 @@ fn sma_set(params: &BTreeMap<String, String>) -> Result<(SmaParams, Decimal), Sw
             reason: "regime gating needs the regime feed of the event engine".into(),
         });
     }
+    let fraction = match p.get("fraction") {
+        Some(Value::Decimal(d)) => *d,
+        other => return Err(invalid(format!("fraction: {other:?} is not a decimal"))),
+    };
+    let set = match strategy {
+        "s2" => {
+            let s = registry::s2_params(p).map_err(invalid)?;
+            S2::new(s).map_err(invalid)?;
+            Set::S2(s)
+        }
+        "s3" => {
+            let s = registry::s3_params(p).map_err(invalid)?;
+            S3::new(s).map_err(invalid)?;
+            Set::S3(s)
+        }
+        _ => Set::Sma(sma_set(p)?),
+    };
+    Ok((set, fraction))
+}
+
+fn sma_set(p: &registry::Resolved) -> Result<SmaParams, SweepError> {
     // The kernel models long-only and long-short, not short-only.
     if p.get("short_only") == Some(&Value::Bool(true)) {
         return Err(SweepError::Unsupported {
@@ -91,33 +134,41 @@ fn sma_set(params: &BTreeMap<String, String>) -> Result<(SmaParams, Decimal), Sw
         });
     }
     let period = |name: &'static str| match p.get(name) {
-        Some(Value::Int(v)) => u32::try_from(*v).map_err(|_| SweepError::Invalid {
-            field: "params",
-            reason: format!("{name} {v} is too large for the sweep"),
-        }),
-        other => Err(SweepError::Invalid {
-            field: "params",
-            reason: format!("{name}: {other:?} is not an integer"),
-        }),
-    };
-    let long_short = matches!(p.get("long_short"), Some(Value::Bool(true)));
-    let fraction = match p.get("fraction") {
-        Some(Value::Decimal(d)) => *d,
-        other => {
-            return Err(SweepError::Invalid {
-                field: "params",
-                reason: format!("fraction: {other:?} is not a decimal"),
-            });
+        Some(Value::Int(v)) => {
+            u32::try_from(*v).map_err(|_| invalid(format!("{name} {v} is too large for the sweep")))
         }
+        other => Err(invalid(format!("{name}: {other:?} is not an integer"))),
     };
-    Ok((
-        SmaParams {
-            fast: period("fast")?,
-            slow: period("slow")?,
-            long_short,
-        },
+    Ok(SmaParams {
+        fast: period("fast")?,
+        slow: period("slow")?,
+        long_short: matches!(p.get("long_short"), Some(Value::Bool(true))),
+    })
+}
+
+fn outcome(params: &BTreeMap<String, String>, t: Tally) -> Outcome {
+    Outcome {
+        params: params.clone(),
+        final_equity: t.final_equity,
+        trades: t.trades,
+        closed_trades: t.closed_trades,
+        fills: t.fills,
+        rejected: t.rejected,
+        metrics: t.metrics,
+    }
+}
+
+fn sweep_config(
+    config: &BacktestConfig,
+    metrics: &MetricsConfig,
+    fraction: Decimal,
+) -> SweepConfig {
+    SweepConfig {
+        backtest: config.clone(),
         fraction,
-    ))
+        metrics: *metrics,
+        ..SweepConfig::default()
+    }
 }
 
 /// Evaluates every parameter set of `strategy` over `series` with the engine
@@ -161,12 +212,33 @@ pub fn sweep_with_progress(
     threads: Threads,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Outcome>, SweepError> {
+    sweep_in(
+        strategy,
+        series,
+        params,
+        (config, metrics),
+        threads,
+        progress,
+        MAX_TABLE_CELLS,
+    )
+}
+
+/// [`sweep_with_progress`] with the table kernels' memory bound in cells.
+fn sweep_in(
+    strategy: &str,
+    series: &Series,
+    params: &[BTreeMap<String, String>],
+    (config, metrics): (&BacktestConfig, &MetricsConfig),
+    threads: Threads,
+    progress: &mut dyn FnMut(usize),
+    cells: usize,
+) -> Result<Vec<Outcome>, SweepError> {
     check(strategy, config)?;
     let sets = params
         .iter()
         .enumerate()
         .map(|(k, p)| {
-            sma_set(p).map_err(|e| match e {
+            kernel_set(strategy, p).map_err(|e| match e {
                 SweepError::Invalid { field, reason } => SweepError::Invalid {
                     field,
                     reason: format!("set {k}: {reason}"),
@@ -182,30 +254,236 @@ pub fn sweep_with_progress(
     }
     let mut out: Vec<Option<Outcome>> = vec![None; sets.len()];
     let mut done = 0;
+    let mut emit = |k: usize, t: Tally| out[k] = Some(outcome(&params[k], t));
     for (fraction, idx) in by_fraction {
-        let cfg = SweepConfig {
-            backtest: config.clone(),
-            fraction,
-            metrics: *metrics,
-            ..SweepConfig::default()
-        };
-        for chunk in idx.chunks(PROGRESS_CHUNK) {
-            let kernel_sets: Vec<SmaParams> = chunk.iter().map(|&k| sets[k].0).collect();
-            let res = sweep_sma(series, &kernel_sets, &cfg, threads)?;
-            for (&k, r) in chunk.iter().zip(res) {
-                out[k] = Some(Outcome {
-                    params: params[k].clone(),
-                    final_equity: r.final_equity,
-                    trades: r.trades,
-                    closed_trades: r.closed_trades,
-                    fills: r.fills,
-                    rejected: r.rejected,
-                    metrics: r.metrics,
-                });
-            }
-            done += chunk.len();
+        let cfg = sweep_config(config, metrics, fraction);
+        let mut step = |n: usize| {
+            done += n;
             progress(done);
+        };
+        match sets[idx[0]].0 {
+            Set::Sma(_) => {
+                for chunk in idx.chunks(PROGRESS_CHUNK) {
+                    let kernel_sets: Vec<SmaParams> = chunk
+                        .iter()
+                        .filter_map(|&k| match sets[k].0 {
+                            Set::Sma(s) => Some(s),
+                            _ => None,
+                        })
+                        .collect();
+                    let res = sma_tallies(series, &kernel_sets, &cfg, threads)?;
+                    for (&k, t) in chunk.iter().zip(res) {
+                        emit(k, t);
+                    }
+                    step(chunk.len());
+                }
+            }
+            Set::S2(_) => {
+                let s2: Vec<(usize, S2Params)> = idx
+                    .iter()
+                    .filter_map(|&k| match sets[k].0 {
+                        Set::S2(s) => Some((k, s)),
+                        _ => None,
+                    })
+                    .collect();
+                run_tables(
+                    series,
+                    &cfg,
+                    &s2,
+                    (S2Ind::rows, S2Ind::build),
+                    (threads, cells),
+                    &mut emit,
+                    &mut step,
+                )?;
+            }
+            Set::S3(_) => {
+                let s3: Vec<(usize, S3Params)> = idx
+                    .iter()
+                    .filter_map(|&k| match sets[k].0 {
+                        Set::S3(s) => Some((k, s)),
+                        _ => None,
+                    })
+                    .collect();
+                run_tables(
+                    series,
+                    &cfg,
+                    &s3,
+                    (S3Ind::rows, |s: &Series, p: &[S3Params]| {
+                        Ok(S3Ind::build(s, p))
+                    }),
+                    (threads, cells),
+                    &mut emit,
+                    &mut step,
+                )?;
+            }
         }
     }
     Ok(out.into_iter().flatten().collect())
+}
+
+/// Runs sets whose rules read per-window tables: in batches whose distinct
+/// table rows fit `cells` values ([`MAX_TABLE_CELLS`]; sets sorted by their
+/// rows, so sets sharing windows share a batch), each batch's tables built
+/// once, its sets in chunks for progress.
+fn run_tables<P: Copy, R: Rule>(
+    series: &Series,
+    cfg: &SweepConfig,
+    sets: &[(usize, P)],
+    (rows, build): (
+        fn(&P) -> Vec<usize>,
+        impl Fn(&Series, &[P]) -> Result<(R::Ind, Vec<R>), SweepError>,
+    ),
+    (threads, cells): (Threads, usize),
+    emit: &mut impl FnMut(usize, Tally),
+    step: &mut impl FnMut(usize),
+) -> Result<(), SweepError>
+where
+    R::Ind: Sized,
+{
+    let mut order: Vec<&(usize, P)> = sets.iter().collect();
+    order.sort_by_key(|(_, p)| rows(p));
+    let budget = (cells / series.len().max(1)).max(2);
+    let mut batches: Vec<Vec<&(usize, P)>> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for s in order {
+        let mut with = seen.clone();
+        with.extend(rows(&s.1));
+        if with.len() > budget && !seen.is_empty() {
+            batches.push(Vec::new());
+            seen.clear();
+            seen.extend(rows(&s.1));
+        } else {
+            seen = with;
+        }
+        match batches.last_mut() {
+            Some(b) => b.push(s),
+            None => batches.push(vec![s]),
+        }
+    }
+    for batch in batches {
+        let params: Vec<P> = batch.iter().map(|(_, p)| *p).collect();
+        let (ind, rules) = build(series, &params)?;
+        for (chunk, ks) in rules
+            .chunks(PROGRESS_CHUNK)
+            .zip(batch.chunks(PROGRESS_CHUNK))
+        {
+            let tallies = with_ctx(series, cfg, &ind, |cx| run_rules(cx, chunk, cfg, threads))?;
+            for ((k, _), t) in ks.iter().zip(tallies) {
+                emit(*k, t);
+            }
+            step(chunk.len());
+        }
+    }
+    Ok(())
+}
+
+/// One parameter set of `strategy` through the kernel, recording every fill,
+/// trade, refusal and equity point (the parity tests compare it with the
+/// event engine's run of the registry's strategy).
+///
+/// # Errors
+/// As [`sweep`].
+pub fn trace(
+    strategy: &str,
+    series: &Series,
+    params: &BTreeMap<String, String>,
+    config: &BacktestConfig,
+    metrics: &MetricsConfig,
+) -> Result<(Outcome, Trace), SweepError> {
+    check(strategy, config)?;
+    let (set, fraction) = kernel_set(strategy, params)?;
+    let cfg = sweep_config(config, metrics, fraction);
+    let (tally, trace) = match set {
+        Set::Sma(s) => trace_sma_tally(series, s, &cfg)?,
+        Set::S2(s) => {
+            let (ind, rules) = S2Ind::build(series, &[s])?;
+            with_ctx(series, &cfg, &ind, |cx| trace_rule(cx, rules[0], &cfg))?
+        }
+        Set::S3(s) => {
+            let (ind, rules) = S3Ind::build(series, &[s]);
+            with_ctx(series, &cfg, &ind, |cx| trace_rule(cx, rules[0], &cfg))?
+        }
+    };
+    Ok((outcome(params, tally), trace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grodt_core::{Bar, Instrument};
+
+    /// A tight memory bound splits the table kernels' sets into batches
+    /// (each building its own tables) with the same outcomes, in order.
+    #[test]
+    fn batches_under_a_memory_bound_give_the_same_outcomes() {
+        let inst = Instrument::equity("X", 2, 0);
+        let bars: Vec<Bar> = (0..600i64)
+            .map(|k| {
+                let c = 10_000 + (k * 7919 % 301) - 150 + k * 3;
+                Bar {
+                    ts: k * 60_000_000_000,
+                    open: c - 5,
+                    high: c + 20,
+                    low: c - 25,
+                    close: c,
+                    volume: 1_000 + k * 37 % 900,
+                }
+            })
+            .collect();
+        let series = Series::new(&inst, &bars).unwrap();
+        let text = |v: usize| v.to_string();
+        let s3: Vec<BTreeMap<String, String>> = (1..=12)
+            .flat_map(|e| {
+                [(e, 3usize), (e, e + 1)].map(|(entry, exit)| {
+                    BTreeMap::from([
+                        ("entry_window".into(), text(entry)),
+                        ("exit_window".into(), text(exit)),
+                        ("volume_window".into(), text(entry % 5 + 1)),
+                        ("volume_mult".into(), "0.5".into()),
+                    ])
+                })
+            })
+            .collect();
+        let s2: Vec<BTreeMap<String, String>> = (1..=12)
+            .map(|r| {
+                BTreeMap::from([
+                    ("period".into(), text(r % 7 + 2)),
+                    ("rsi_period".into(), text(r)),
+                    ("k".into(), "1".into()),
+                    ("oversold".into(), "45".into()),
+                    ("overbought".into(), "55".into()),
+                ])
+            })
+            .collect();
+        let c = BacktestConfig::default();
+        let m = MetricsConfig::default();
+        for (strategy, sets) in [("s3", &s3), ("s2", &s2)] {
+            let run = |cells| {
+                let mut calls = 0;
+                let out = sweep_in(
+                    strategy,
+                    &series,
+                    sets,
+                    (&c, &m),
+                    Threads::One,
+                    &mut |_| calls += 1,
+                    cells,
+                )
+                .unwrap();
+                (out, calls)
+            };
+            let (whole, one_batch) = run(MAX_TABLE_CELLS);
+            let (split, batches) = run(3 * bars.len());
+            assert_eq!(whole, split, "{strategy}");
+            assert!(
+                batches >= 4 && one_batch == 1,
+                "{strategy}: {one_batch} then {batches}"
+            );
+            assert!(whole.iter().zip(sets).all(|(o, p)| &o.params == p));
+            assert!(
+                whole.iter().map(|o| o.fills).sum::<u32>() > 20,
+                "{strategy}"
+            );
+        }
+    }
 }

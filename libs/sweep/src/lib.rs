@@ -65,7 +65,8 @@ use grodt_sim::{BacktestConfig, CommissionSpec, FillTiming, LatencySpec, Slippag
 use rayon::prelude::*;
 
 mod api;
-pub use api::{Outcome, STRATEGIES, check, supports, sweep, sweep_with_progress};
+mod rules;
+pub use api::{Outcome, STRATEGIES, check, supports, sweep, sweep_with_progress, trace};
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +105,10 @@ pub struct Series {
     inst: Instrument,
     ts: Vec<i64>,
     open: Vec<i64>,
+    high: Vec<i64>,
+    low: Vec<i64>,
     close: Vec<i64>,
+    volume: Vec<i64>,
     /// Closes in price units, for the f64 mark to market.
     close_f: Vec<f64>,
     /// `prefix[t] = close[0] + ... + close[t - 1]` (raw).
@@ -152,7 +156,10 @@ impl Series {
             inst: inst.clone(),
             ts: bars.iter().map(|b| b.ts).collect(),
             open: bars.iter().map(|b| b.open).collect(),
+            high: bars.iter().map(|b| b.high).collect(),
+            low: bars.iter().map(|b| b.low).collect(),
             close: bars.iter().map(|b| b.close).collect(),
+            volume: bars.iter().map(|b| b.volume).collect(),
             close_f,
             prefix,
             max_abs_close: bars
@@ -279,6 +286,31 @@ pub struct SmaOutcome {
     pub rejected: u32,
     /// Metrics.
     pub metrics: SweepMetrics,
+}
+
+/// What one lane ends with, whatever its strategy.
+#[derive(Clone, Debug, PartialEq)]
+struct Tally {
+    final_equity: Decimal,
+    trades: u32,
+    closed_trades: u32,
+    fills: u32,
+    rejected: u32,
+    metrics: SweepMetrics,
+}
+
+impl Tally {
+    fn sma(self, params: SmaParams) -> SmaOutcome {
+        SmaOutcome {
+            params,
+            final_equity: self.final_equity,
+            trades: self.trades,
+            closed_trades: self.closed_trades,
+            fills: self.fills,
+            rejected: self.rejected,
+            metrics: self.metrics,
+        }
+    }
 }
 
 /// A fill of a traced run.
@@ -528,9 +560,10 @@ impl Int for i128 {
 }
 
 /// What every lane reads.
-struct Ctx<'a, P> {
+struct Ctx<'a, I: ?Sized> {
     series: &'a Series,
-    prefix: &'a [P],
+    /// The indicators the lanes' rule reads (computed once per sweep).
+    ind: &'a I,
     costs: &'a Costs,
     size_scale: f64,
     /// The integer cash book, when the settings allow it (see [`IntBook::of`]).
@@ -607,19 +640,96 @@ fn int_value(inst: &Instrument, qty_raw: i64, price_raw: i64) -> Result<i128, Sw
     Ok(v)
 }
 
+/// A strategy's decisions in a lane: what it decides at a close, and what
+/// that decision sends to the venue at the next open. The fills, sizing,
+/// costs, books and metrics are the lane's, shared by every strategy.
+trait Rule: Copy + Send + Sync {
+    /// What the rules of one sweep share, computed once (prefix sums, channels, RSI).
+    type Ind: ?Sized + Sync;
+    /// The order decided at bar `t`'s close with the position `pos` (raw,
+    /// signed) after that bar's fills: 0 for none, else a code for [`Rule::orders`].
+    fn decide(&mut self, ind: &Self::Ind, series: &Series, t: usize, pos: i64) -> i8;
+    /// What the code `sig` sends at the next open, in the strategy's order:
+    /// whether to close the position `pos` first, then the side of an entry.
+    fn orders(&self, sig: i8, pos: i64) -> (bool, Option<Side>);
+}
+
 const NONE: i8 = 2;
 
-/// One parameter set's state.
-#[derive(Clone, Debug)]
-struct Lane<P> {
-    // hot: read every bar
+/// The SMA crossover (`SmaCross`) as a lane's rule: backtrader's `CrossOver` on
+/// the exact difference `sum_fast * slow - sum_slow * fast` over the integer
+/// prefix sums `P` of the closes.
+#[derive(Clone, Copy, Debug)]
+struct SmaRule<P> {
     fast: usize,
     slow: usize,
     fast_k: P,
     slow_k: P,
+    /// The last non-zero sign of the difference (`NONE` before the first).
     last: i8,
-    pending: i8,
     long_short: bool,
+}
+
+impl<P: Int> SmaRule<P> {
+    fn new(params: SmaParams) -> Self {
+        Self {
+            fast: params.fast as usize,
+            slow: params.slow as usize,
+            fast_k: P::from_i128(i128::from(params.fast)),
+            slow_k: P::from_i128(i128::from(params.slow)),
+            last: NONE,
+            long_short: params.long_short,
+        }
+    }
+}
+
+impl<P: Int> Rule for SmaRule<P> {
+    type Ind = [P];
+
+    #[inline(always)]
+    fn decide(&mut self, p: &[P], _: &Series, t: usize, pos: i64) -> i8 {
+        if t + 1 < self.slow {
+            return 0;
+        }
+        let hi = p[t + 1];
+        let d =
+            (hi - p[t + 1 - self.fast]) * self.slow_k - (hi - p[t + 1 - self.slow]) * self.fast_k;
+        let zero = P::default();
+        let sd = i8::from(d > zero) - i8::from(d < zero);
+        let prev = self.last;
+        if sd != 0 || prev == NONE {
+            self.last = sd;
+        }
+        if sd != 0 && sd == -prev {
+            let act = if sd > 0 {
+                pos <= 0
+            } else {
+                pos > 0 || (self.long_short && pos >= 0)
+            };
+            if act {
+                return sd;
+            }
+        }
+        0
+    }
+
+    /// Up: cover a short, then go long (unless long already). Down: sell a
+    /// long, then go short when long-short.
+    fn orders(&self, sig: i8, pos: i64) -> (bool, Option<Side>) {
+        if sig > 0 {
+            (pos < 0, (pos <= 0).then_some(Side::Buy))
+        } else {
+            (pos > 0, (self.long_short && pos >= 0).then_some(Side::Sell))
+        }
+    }
+}
+
+/// One parameter set's state.
+#[derive(Clone, Debug)]
+struct Lane<R> {
+    // hot: read every bar
+    rule: R,
+    pending: i8,
     pos: i64,
     cash_f: f64,
     q_f: f64,
@@ -632,7 +742,6 @@ struct Lane<P> {
     /// Bars with a zero return (each adds `min(-required, 0)^2` to the downside).
     flat: u64,
     // cold: at fills
-    params: SmaParams,
     cash: Decimal,
     trade_cash: Decimal,
     /// The integer book's cash and cash at the trade's entry (see [`IntBook`]).
@@ -648,17 +757,12 @@ struct Lane<P> {
     first_e: f64,
 }
 
-impl<P: Int> Lane<P> {
-    fn new(params: SmaParams, cash: Decimal, cash_i: i128) -> Self {
+impl<R: Rule> Lane<R> {
+    fn new(rule: R, cash: Decimal, cash_i: i128) -> Self {
         let e = to_f64(cash);
         Self {
-            fast: params.fast as usize,
-            slow: params.slow as usize,
-            fast_k: P::from_i128(i128::from(params.fast)),
-            slow_k: P::from_i128(i128::from(params.slow)),
-            last: NONE,
+            rule,
             pending: 0,
-            long_short: params.long_short,
             pos: 0,
             cash_f: e,
             q_f: 0.0,
@@ -669,7 +773,6 @@ impl<P: Int> Lane<P> {
             peak: e,
             mdd: 0.0,
             flat: 0,
-            params,
             cash,
             trade_cash: cash,
             cash_i,
@@ -687,53 +790,27 @@ impl<P: Int> Lane<P> {
 
     /// Bars `t0..t1`: the fills at each open, the mark at the close, the signal.
     #[inline(always)]
-    fn run<R: Recorder>(
+    fn run<W: Recorder>(
         &mut self,
-        cx: &Ctx<'_, P>,
+        cx: &Ctx<'_, R::Ind>,
         t0: usize,
         t1: usize,
         req: f64,
-        rec: &mut R,
+        rec: &mut W,
     ) -> Result<(), SweepError> {
         let close_f = &cx.series.close_f;
-        let p = cx.prefix;
-        let zero = P::default();
-        let (fast, slow, fast_k, slow_k) = (self.fast, self.slow, self.fast_k, self.slow_k);
-        let long_short = self.long_short;
+        let (ind, series) = (cx.ind, cx.series);
         // The hot state in locals (registers), written back around the rare fill.
-        let (mut last, mut pending, mut pos) = (self.last, self.pending, self.pos);
+        let mut rule = self.rule;
+        let (mut pending, mut pos) = (self.pending, self.pos);
         let (mut cash_f, mut q_f, mut eprev) = (self.cash_f, self.q_f, self.eprev);
         let (mut s1, mut s2, mut s3) = (self.s1, self.s2, self.s3);
         let (mut peak, mut mdd, mut flat) = (self.peak, self.mdd, self.flat);
-        // The crossover at bar t's close (backtrader's CrossOver on the exact
-        // difference `sum_fast * slow - sum_slow * fast`), and the order it sends.
-        let signal = |t: usize, last: &mut i8, pending: &mut i8, pos: i64| {
-            if t + 1 >= slow {
-                let hi = p[t + 1];
-                let d = (hi - p[t + 1 - fast]) * slow_k - (hi - p[t + 1 - slow]) * fast_k;
-                let sd = i8::from(d > zero) - i8::from(d < zero);
-                let prev = *last;
-                if sd != 0 || prev == NONE {
-                    *last = sd;
-                }
-                if sd != 0 && sd == -prev {
-                    let act = if sd > 0 {
-                        pos <= 0
-                    } else {
-                        pos > 0 || (long_short && pos >= 0)
-                    };
-                    if act {
-                        *pending = sd;
-                    }
-                }
-            }
-        };
         let mut t = t0;
         while t < t1 {
             if pending != 0 {
-                self.pending = pending;
+                (self.rule, self.pending) = (rule, pending);
                 self.fill(cx, t, rec)?;
-                pending = 0;
                 (pos, cash_f, q_f) = (self.pos, self.cash_f, self.q_f);
             } else if pos == 0 && eprev == cash_f {
                 // Flat since the last bar: the equity stays the cash, every bar a
@@ -741,7 +818,7 @@ impl<P: Int> Lane<P> {
                 while t < t1 {
                     rec.equity(cash_f);
                     flat += 1;
-                    signal(t, &mut last, &mut pending, pos);
+                    pending = rule.decide(ind, series, t, pos);
                     t += 1;
                     if pending != 0 {
                         break;
@@ -772,10 +849,11 @@ impl<P: Int> Lane<P> {
                     }
                 }
             }
-            signal(t, &mut last, &mut pending, pos);
+            pending = rule.decide(ind, series, t, pos);
             t += 1;
         }
-        (self.last, self.pending, self.pos) = (last, pending, pos);
+        self.rule = rule;
+        (self.pending, self.pos) = (pending, pos);
         (self.cash_f, self.q_f, self.eprev) = (cash_f, q_f, eprev);
         (self.s1, self.s2, self.s3) = (s1, s2, s3);
         (self.peak, self.mdd, self.flat) = (peak, mdd, flat);
@@ -785,23 +863,20 @@ impl<P: Int> Lane<P> {
     /// The orders decided at the previous close, filled at bar `t`'s open in the
     /// order the strategy submits them (close first, then the entry).
     #[inline(never)]
-    fn fill<R: Recorder>(
+    fn fill<W: Recorder>(
         &mut self,
-        cx: &Ctx<'_, P>,
+        cx: &Ctx<'_, R::Ind>,
         t: usize,
-        rec: &mut R,
+        rec: &mut W,
     ) -> Result<(), SweepError> {
         let sig = std::mem::take(&mut self.pending);
         let pos0 = self.pos;
-        let (close, enter, side) = if sig > 0 {
-            (pos0 < 0, pos0 <= 0, Side::Buy)
-        } else {
-            (pos0 > 0, self.long_short && pos0 >= 0, Side::Sell)
-        };
-        if close {
+        let (close, enter) = self.rule.orders(sig, pos0);
+        if close && pos0 != 0 {
+            let side = if pos0 > 0 { Side::Sell } else { Side::Buy };
             self.close(cx, t, side, rec)?;
         }
-        if enter {
+        if let Some(side) = enter {
             self.enter(cx, t, side, rec)?;
         }
         let inst = &cx.series.inst;
@@ -816,12 +891,12 @@ impl<P: Int> Lane<P> {
         Ok(())
     }
 
-    fn close<R: Recorder>(
+    fn close<W: Recorder>(
         &mut self,
-        cx: &Ctx<'_, P>,
+        cx: &Ctx<'_, R::Ind>,
         t: usize,
         side: Side,
-        rec: &mut R,
+        rec: &mut W,
     ) -> Result<(), SweepError> {
         let inst = &cx.series.inst;
         let ts = cx.series.ts[t];
@@ -836,7 +911,7 @@ impl<P: Int> Lane<P> {
             self.trade_stats(pnl.signum(), b.as_f64(pnl));
             (
                 Decimal::ZERO,
-                if R::RECORDS {
+                if W::RECORDS {
                     b.decimal(pnl)?
                 } else {
                     Decimal::ZERO
@@ -882,13 +957,13 @@ impl<P: Int> Lane<P> {
     }
 
     /// [`Self::enter`] on the integer book: the same sizing, refusals and booking.
-    fn enter_int<R: Recorder>(
+    fn enter_int<W: Recorder>(
         &mut self,
-        cx: &Ctx<'_, P>,
+        cx: &Ctx<'_, R::Ind>,
         b: IntBook,
         t: usize,
         side: Side,
-        rec: &mut R,
+        rec: &mut W,
     ) -> Result<(), SweepError> {
         let inst = &cx.series.inst;
         let costs = cx.costs;
@@ -958,12 +1033,12 @@ impl<P: Int> Lane<P> {
         Ok(())
     }
 
-    fn enter<R: Recorder>(
+    fn enter<W: Recorder>(
         &mut self,
-        cx: &Ctx<'_, P>,
+        cx: &Ctx<'_, R::Ind>,
         t: usize,
         side: Side,
-        rec: &mut R,
+        rec: &mut W,
     ) -> Result<(), SweepError> {
         if let Some(b) = cx.int {
             return self.enter_int(cx, b, t, side, rec);
@@ -1035,7 +1110,7 @@ impl<P: Int> Lane<P> {
         self.fills += 1;
     }
 
-    fn refuse<R: Recorder>(&mut self, ts: i64, side: Side, rec: &mut R) -> Result<(), SweepError> {
+    fn refuse<W: Recorder>(&mut self, ts: i64, side: Side, rec: &mut W) -> Result<(), SweepError> {
         self.rejected += 1;
         rec.rejected(ts, side);
         Ok(())
@@ -1046,7 +1121,7 @@ impl<P: Int> Lane<P> {
         series: &Series,
         int: Option<IntBook>,
         config: &MetricsConfig,
-    ) -> Result<SmaOutcome, SweepError> {
+    ) -> Result<Tally, SweepError> {
         let last = series.close.last().copied().unwrap_or(0);
         let final_equity = match int {
             Some(b) => b
@@ -1073,8 +1148,7 @@ impl<P: Int> Lane<P> {
         } else {
             growth.powf(p / n) - 1.0
         };
-        Ok(SmaOutcome {
-            params: self.params,
+        Ok(Tally {
             final_equity,
             trades: self.closed + u32::from(self.pos != 0),
             closed_trades: self.closed,
@@ -1150,15 +1224,17 @@ fn check_sets(sets: &[SmaParams]) -> Result<(), SweepError> {
 }
 
 /// Runs one group of lanes over every time block.
-fn run_group<P: Int>(
-    cx: &Ctx<'_, P>,
-    sets: &[SmaParams],
+fn run_group<R: Rule>(
+    cx: &Ctx<'_, R::Ind>,
+    rules: &[R],
     config: &SweepConfig,
-) -> Result<Vec<SmaOutcome>, SweepError> {
+) -> Result<Vec<Tally>, SweepError> {
     let cash = config.backtest.starting_cash;
     let req = config.metrics.required_return;
-    let cash_i = cx.int_start;
-    let mut lanes: Vec<Lane<P>> = sets.iter().map(|&s| Lane::new(s, cash, cash_i)).collect();
+    let mut lanes: Vec<Lane<R>> = rules
+        .iter()
+        .map(|&r| Lane::new(r, cash, cx.int_start))
+        .collect();
     let n = cx.series.len();
     let mut t0 = 0;
     while t0 < n {
@@ -1174,12 +1250,53 @@ fn run_group<P: Int>(
         .collect()
 }
 
-fn with_prefix<T>(
-    series: &Series,
-    max_slow: u32,
+/// Every rule of `rules` over the series, in groups of [`GROUP`] lanes, on one
+/// core or all (the same results: a lane depends only on itself).
+fn run_rules<R: Rule>(
+    cx: &Ctx<'_, R::Ind>,
+    rules: &[R],
     config: &SweepConfig,
-    f64_path: impl FnOnce(&Ctx<'_, i64>) -> Result<T, SweepError>,
-    i128_path: impl FnOnce(&Ctx<'_, i128>) -> Result<T, SweepError>,
+    threads: Threads,
+) -> Result<Vec<Tally>, SweepError> {
+    let groups: Vec<Vec<Tally>> = match threads {
+        Threads::One => rules
+            .chunks(GROUP)
+            .map(|g| run_group(cx, g, config))
+            .collect::<Result<_, _>>()?,
+        Threads::All => rules
+            .par_chunks(GROUP)
+            .map(|g| run_group(cx, g, config))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(groups.into_iter().flatten().collect())
+}
+
+/// One rule through the same lane code, recording every fill, trade, refusal
+/// and equity point.
+fn trace_rule<R: Rule>(
+    cx: &Ctx<'_, R::Ind>,
+    rule: R,
+    config: &SweepConfig,
+) -> Result<(Tally, Trace), SweepError> {
+    let mut lane = Lane::new(rule, config.backtest.starting_cash, cx.int_start);
+    let mut trace = Trace::default();
+    let n = cx.series.len();
+    let mut t0 = 0;
+    while t0 < n {
+        let t1 = (t0 + BLOCK).min(n);
+        lane.run(cx, t0, t1, config.metrics.required_return, &mut trace)?;
+        t0 = t1;
+    }
+    Ok((lane.finish(cx.series, cx.int, &config.metrics)?, trace))
+}
+
+/// The lanes' context over the indicators `ind`: costs checked, the integer
+/// book when the settings allow it.
+fn with_ctx<I: ?Sized, T>(
+    series: &Series,
+    config: &SweepConfig,
+    ind: &I,
+    f: impl FnOnce(&Ctx<'_, I>) -> Result<T, SweepError>,
 ) -> Result<T, SweepError> {
     let costs = Costs::of(config, &series.inst)?;
     let size_scale = grodt_core::rounding::pow10_f64(series.inst.size_precision);
@@ -1187,6 +1304,25 @@ fn with_prefix<T>(
         Some((b, start)) if config.integer_book => (Some(b), start),
         _ => (None, 0),
     };
+    f(&Ctx {
+        series,
+        ind,
+        costs: &costs,
+        size_scale,
+        int,
+        int_start,
+    })
+}
+
+/// The SMA rules' context: the prefix sums in `i64` when the data and the
+/// longest period bound every product below 2^62, in `i128` otherwise.
+fn with_prefix<T>(
+    series: &Series,
+    max_slow: u32,
+    config: &SweepConfig,
+    i64_path: impl FnOnce(&Ctx<'_, [i64]>) -> Result<T, SweepError>,
+    i128_path: impl FnOnce(&Ctx<'_, [i128]>) -> Result<T, SweepError>,
+) -> Result<T, SweepError> {
     let bound = 1i128 << 62;
     let last = series.prefix.last().copied().unwrap_or(0).abs();
     let max_prefix = series
@@ -1204,43 +1340,48 @@ fn with_prefix<T>(
             .is_some_and(|x| x < bound / 2);
     if fits {
         let prefix: Vec<i64> = series.prefix.iter().map(|&p| i64::from_i128(p)).collect();
-        f64_path(&Ctx {
-            series,
-            prefix: &prefix,
-            costs: &costs,
-            size_scale,
-            int,
-            int_start,
-        })
+        with_ctx(series, config, prefix.as_slice(), i64_path)
     } else {
-        i128_path(&Ctx {
-            series,
-            prefix: &series.prefix,
-            costs: &costs,
-            size_scale,
-            int,
-            int_start,
-        })
+        with_ctx(series, config, series.prefix.as_slice(), i128_path)
     }
 }
 
-fn sweep_with<P: Int>(
-    cx: &Ctx<'_, P>,
+fn sma_rules<P: Int>(sets: &[SmaParams]) -> Vec<SmaRule<P>> {
+    sets.iter().map(|&s| SmaRule::new(s)).collect()
+}
+
+/// The SMA sets' tallies, in order (see [`sweep_sma`]).
+fn sma_tallies(
+    series: &Series,
     sets: &[SmaParams],
     config: &SweepConfig,
     threads: Threads,
-) -> Result<Vec<SmaOutcome>, SweepError> {
-    let groups: Vec<Vec<SmaOutcome>> = match threads {
-        Threads::One => sets
-            .chunks(GROUP)
-            .map(|g| run_group(cx, g, config))
-            .collect::<Result<_, _>>()?,
-        Threads::All => sets
-            .par_chunks(GROUP)
-            .map(|g| run_group(cx, g, config))
-            .collect::<Result<_, _>>()?,
-    };
-    Ok(groups.into_iter().flatten().collect())
+) -> Result<Vec<Tally>, SweepError> {
+    check_sets(sets)?;
+    let max_slow = sets.iter().map(|s| s.slow).max().unwrap_or(1);
+    with_prefix(
+        series,
+        max_slow,
+        config,
+        |cx| run_rules(cx, &sma_rules::<i64>(sets), config, threads),
+        |cx| run_rules(cx, &sma_rules::<i128>(sets), config, threads),
+    )
+}
+
+/// One SMA set's tally and trace (see [`trace_sma`]).
+fn trace_sma_tally(
+    series: &Series,
+    params: SmaParams,
+    config: &SweepConfig,
+) -> Result<(Tally, Trace), SweepError> {
+    check_sets(&[params])?;
+    with_prefix(
+        series,
+        params.slow,
+        config,
+        |cx| trace_rule(cx, SmaRule::new(params), config),
+        |cx| trace_rule(cx, SmaRule::new(params), config),
+    )
 }
 
 /// Evaluates every SMA-crossover parameter set of `sets` over `series`: one
@@ -1251,15 +1392,8 @@ pub fn sweep_sma(
     config: &SweepConfig,
     threads: Threads,
 ) -> Result<Vec<SmaOutcome>, SweepError> {
-    check_sets(sets)?;
-    let max_slow = sets.iter().map(|s| s.slow).max().unwrap_or(1);
-    with_prefix(
-        series,
-        max_slow,
-        config,
-        |cx| sweep_with(cx, sets, config, threads),
-        |cx| sweep_with(cx, sets, config, threads),
-    )
+    let tallies = sma_tallies(series, sets, config, threads)?;
+    Ok(sets.iter().zip(tallies).map(|(&p, t)| t.sma(p)).collect())
 }
 
 /// One parameter set through the same lane code, recording every fill, trade,
@@ -1269,30 +1403,8 @@ pub fn trace_sma(
     params: SmaParams,
     config: &SweepConfig,
 ) -> Result<(SmaOutcome, Trace), SweepError> {
-    fn go<P: Int>(
-        cx: &Ctx<'_, P>,
-        params: SmaParams,
-        config: &SweepConfig,
-    ) -> Result<(SmaOutcome, Trace), SweepError> {
-        let mut lane = Lane::<P>::new(params, config.backtest.starting_cash, cx.int_start);
-        let mut trace = Trace::default();
-        let n = cx.series.len();
-        let mut t0 = 0;
-        while t0 < n {
-            let t1 = (t0 + BLOCK).min(n);
-            lane.run(cx, t0, t1, config.metrics.required_return, &mut trace)?;
-            t0 = t1;
-        }
-        Ok((lane.finish(cx.series, cx.int, &config.metrics)?, trace))
-    }
-    check_sets(&[params])?;
-    with_prefix(
-        series,
-        params.slow,
-        config,
-        |cx| go(cx, params, config),
-        |cx| go(cx, params, config),
-    )
+    let (tally, trace) = trace_sma_tally(series, params, config)?;
+    Ok((tally.sma(params), trace))
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ fn refusals_name_the_strategy_setting_or_set() {
     };
     assert!(!supports("sma_cross", &close));
     let e = sweep(
-        "s2",
+        "s1",
         &series,
         &[set(5, 20, false)],
         &config,

@@ -1,13 +1,16 @@
 //! Samples, the engine run of one parameter set, and the comparison.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use grodt_analytics as analytics;
+use grodt_analytics::MetricsConfig;
 use grodt_core::bar::parse_csv;
 use grodt_core::{Bar, Decimal, Instrument, OrderStatus, Side};
-use grodt_sim::{BacktestResult, run_backtest};
+use grodt_sim::{BacktestConfig, BacktestResult, run_backtest};
+use grodt_strategies::registry;
 use grodt_strategies::{SmaCross, SmaCrossParams};
-use grodt_sweep::{Series, SmaOutcome, SmaParams, SweepConfig, Trace, trace_sma};
+use grodt_sweep::{Outcome, Series, SmaOutcome, SmaParams, SweepConfig, Trace, trace_sma};
 
 pub fn sample(file: &str, inst: &Instrument) -> Vec<Bar> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,6 +83,59 @@ pub fn assert_parity(
     let inst = series.instrument();
     let (out, trace) = trace_sma(series, p, config).expect("sweep runs");
     let r = engine(inst, bars, p, config);
+    let what = format!("{p:?}");
+    assert_same_run(&what, &trace, &r);
+    assert_eq!(out.trades as usize, r.trades.len(), "{what}: trade count");
+    assert_eq!(out.fills as usize, r.fills.len(), "{what}");
+    assert_eq!(
+        out.rejected as usize,
+        trace.rejected.len(),
+        "{what}: refusals"
+    );
+    assert_eq!(out.final_equity, r.last.equity, "{what}: final equity");
+    (out, trace, r)
+}
+
+/// [`assert_parity`] for any strategy with a kernel, by registry name: the
+/// kernel's trace (`grodt_sweep::trace`) against the engine's run of the
+/// registry's strategy built from the same parameters.
+pub fn assert_registry_parity(
+    strategy: &str,
+    series: &Series,
+    bars: &[Bar],
+    params: &BTreeMap<String, String>,
+    config: &BacktestConfig,
+) -> (Outcome, Trace, BacktestResult) {
+    let inst = series.instrument();
+    let metrics = MetricsConfig::default();
+    let (out, trace) =
+        grodt_sweep::trace(strategy, series, params, config, &metrics).expect("sweep runs");
+    let mut s = registry::parse(strategy, params)
+        .expect("valid parameters")
+        .build(inst)
+        .expect("strategy builds");
+    let r = run_backtest(
+        config,
+        std::slice::from_ref(inst),
+        &[bars.to_vec()],
+        &mut *s,
+    )
+    .expect("engine runs");
+    let what = format!("{strategy} {params:?}");
+    assert_same_run(&what, &trace, &r);
+    assert_eq!(out.trades as usize, r.trades.len(), "{what}: trade count");
+    assert_eq!(out.fills as usize, r.fills.len(), "{what}");
+    assert_eq!(
+        out.rejected as usize,
+        trace.rejected.len(),
+        "{what}: refusals"
+    );
+    assert_eq!(out.final_equity, r.last.equity, "{what}: final equity");
+    (out, trace, r)
+}
+
+/// Every fill, closed trade and refusal of the trace is the engine's.
+fn assert_same_run(what: &str, trace: &Trace, r: &BacktestResult) {
     let fills: Vec<_> = r
         .fills
         .iter()
@@ -90,9 +146,9 @@ pub fn assert_parity(
         .iter()
         .map(|f| (f.ts, f.side, f.qty, f.price, f.commission))
         .collect();
-    assert_eq!(swept.len(), fills.len(), "{p:?}: fill count");
+    assert_eq!(swept.len(), fills.len(), "{what}: fill count");
     for (k, (a, b)) in swept.iter().zip(&fills).enumerate() {
-        assert_eq!(a, b, "{p:?}: fill {k}");
+        assert_eq!(a, b, "{what}: fill {k}");
     }
     let closed: Vec<_> = r
         .trades
@@ -124,9 +180,7 @@ pub fn assert_parity(
             )
         })
         .collect();
-    assert_eq!(swept_trades, closed, "{p:?}: closed trades");
-    assert_eq!(out.trades as usize, r.trades.len(), "{p:?}: trade count");
-    assert_eq!(out.fills as usize, r.fills.len(), "{p:?}");
+    assert_eq!(swept_trades, closed, "{what}: closed trades");
     // The engine stamps an order with its decision time (the previous bar), the
     // sweep a refusal with the bar it would have filled on: compare sides in order.
     let rejected: Vec<Side> = r
@@ -136,10 +190,7 @@ pub fn assert_parity(
         .map(|o| o.request.side)
         .collect();
     let swept_rejected: Vec<Side> = trace.rejected.iter().map(|&(_, s)| s).collect();
-    assert_eq!(swept_rejected, rejected, "{p:?}: refusals");
-    assert_eq!(out.rejected as usize, rejected.len(), "{p:?}: refusals");
-    assert_eq!(out.final_equity, r.last.equity, "{p:?}: final equity");
-    (out, trace, r)
+    assert_eq!(swept_rejected, rejected, "{what}: refusals");
 }
 
 /// grodt-analytics' metrics of the engine's curve and closed trades (as the

@@ -1,7 +1,9 @@
 //! grodt-sweep: parity with the event-driven engine (every fill, trade, refusal
-//! and the final equity), metrics against grodt-analytics, one core against all.
+//! and the final equity) for the SMA, S2 and S3 kernels, metrics against
+//! grodt-analytics, one core against all.
 
 mod api;
+mod bands;
 mod helpers;
 mod metrics;
 mod parity;

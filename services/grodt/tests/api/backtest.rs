@@ -541,14 +541,51 @@ fn sweep_prints_the_best_sets_with_the_engines_figures() {
         "slow=30",
     ]);
     assert!(text(&golden.stdout).contains("182,091.18"));
+    // The Donchian kernel: its best set's final value is the engine's too.
+    let s3 = sweep(&[
+        "--data",
+        spy.to_str().unwrap(),
+        "--strategy",
+        "s3",
+        "--param",
+        "entry_window=10..50:20",
+        "--param",
+        "exit_window=5..15:5",
+        "--rank",
+        "final",
+        "--top",
+        "1",
+    ]);
+    let s3_out = text(&s3.stdout);
+    assert!(s3.status.success(), "{s3_out}\n{}", text(&s3.stderr));
+    assert!(s3_out.contains(": 9 sets swept"), "{s3_out}");
+    let best = s3_out
+        .lines()
+        .find(|l| l.trim_start().starts_with("entry_window="))
+        .expect("a row");
+    let cols: Vec<&str> = best.split_whitespace().collect();
+    let bt = backtest(&[
+        "--data",
+        spy.to_str().unwrap(),
+        "--strategy",
+        "s3",
+        "--param",
+        cols[0],
+        "--param",
+        cols[1],
+        "--no-regimes",
+    ]);
+    let bt_out = text(&bt.stdout);
+    assert!(bt.status.success(), "{bt_out}");
+    assert_eq!(row(&bt_out, "final value"), cols[2], "{best}");
     // A strategy without a kernel is named.
     let e = sweep(&[
         "--data",
         spy.to_str().unwrap(),
         "--strategy",
-        "s2",
+        "s1",
         "--param",
-        "period=10..20",
+        "vwap_period=10..20",
     ]);
     assert_eq!(e.status.code(), Some(2));
     assert!(
