@@ -458,7 +458,7 @@ mod tests {
         let e = RunError::from(grodt_strategies::registry::parse("rsi", &params(&[])).unwrap_err());
         assert_eq!(
             e.to_string(),
-            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3, pair"
+            "unknown strategy \"rsi\"; valid strategies: sma_cross, ema_cross, s1, s2, s3, pair"
         );
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     }

@@ -25,7 +25,9 @@ use grodt_core::{
     Quantity, Size, TimeInForce,
 };
 use grodt_sim::ledger::{ExactLedger, Ledger};
-use grodt_strategy_api::{AccountView, Command, Context, MarketView, Outbox, Strategy, Windows};
+use grodt_strategy_api::{
+    AccountView, Command, Context, MarketView, OrderLog, Outbox, Strategy, Windows,
+};
 
 use crate::ids::{bracket_exit_ids, client_order_id};
 use crate::{BracketLegs, OrderState, PaperError, PaperFill, Report, Ticket, Update};
@@ -74,7 +76,7 @@ pub struct Runner {
     instruments: Vec<Instrument>,
     windows: Windows,
     account: Account,
-    orders: Vec<Order>,
+    orders: OrderLog,
     pending: HashMap<OrderId, Pending>,
     by_cid: HashMap<String, OrderId>,
     cids: HashMap<OrderId, String>,
@@ -117,7 +119,7 @@ impl Runner {
                 marks: vec![0],
             },
             instruments,
-            orders: Vec::new(),
+            orders: OrderLog::new(),
             pending: HashMap::new(),
             by_cid: HashMap::new(),
             cids: HashMap::new(),

@@ -67,7 +67,7 @@ use grodt_sim::ledger::{ExactLedger, Ledger};
 use grodt_sim::models::{CommissionInput, SlippageInput};
 use grodt_sim::trades::{Trade, TradeBook};
 use grodt_sim::{EquityPoint, Venue, VenueEvent};
-use grodt_strategy_api::{AccountView, Command, Context, Outbox, Strategy, Windows};
+use grodt_strategy_api::{AccountView, Command, Context, OrderLog, Outbox, Strategy, Windows};
 use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
 
@@ -271,7 +271,7 @@ struct Book {
     max_leverage: Decimal,
     account: Account,
     windows: Windows,
-    orders: Vec<Order>,
+    orders: OrderLog,
     outbox: Outbox,
     commands: Vec<Command>,
     trades: TradeBook,
@@ -516,7 +516,7 @@ impl Desk {
                     windows: Windows::new(k, window),
                     instruments: insts,
                     max_leverage: m.max_leverage,
-                    orders: Vec::new(),
+                    orders: OrderLog::new(),
                     outbox: Outbox::new(0),
                     commands: Vec::new(),
                     trades: TradeBook::new(k, 64),
@@ -847,7 +847,7 @@ impl Desk {
                     equity: b.equity,
                     fills: b.fills,
                     trades,
-                    orders: b.orders,
+                    orders: b.orders.into_vec(),
                     costs,
                     positions,
                     initial: b.initial,
@@ -2124,14 +2124,7 @@ fn overlay_with(
 
 fn push_order(book: &mut Book, order: Order) {
     // Ids come from the member's outbox, dense from 0: index = id.
-    let k = idx(order.id);
-    if k == book.orders.len() {
-        book.orders.push(order);
-    } else if let Some(slot) = book.orders.get_mut(k) {
-        *slot = order;
-    } else {
-        book.orders.push(order);
-    }
+    book.orders.put(idx(order.id), order);
 }
 
 /// The client order id a member's order has at the risk fold.

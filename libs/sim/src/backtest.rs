@@ -121,7 +121,7 @@ impl<L: Ledger> OrderView for Venue<L> {
         Venue::order(self, id)
     }
     fn open_orders(&self) -> Box<dyn Iterator<Item = &Order> + '_> {
-        Box::new(self.orders().iter().filter(|o| !o.status().is_terminal()))
+        Box::new(Venue::open_orders(self))
     }
 }
 

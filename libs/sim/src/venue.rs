@@ -192,6 +192,10 @@ pub struct Venue<L: Ledger = ExactLedger> {
     rng: ChaCha8Rng,
     ledger: L,
     orders: Vec<Order>,
+    /// Every order before this index is terminal (and stays so): where
+    /// [`Venue::open_orders`] starts, so a strategy asking for its open
+    /// orders on every bar does not scan the whole history.
+    open_from: usize,
     /// Ids that are not their order's index (ids a caller chose freely).
     sparse_ids: HashMap<OrderId, usize>,
     children: Vec<[Option<usize>; 2]>,
@@ -264,6 +268,7 @@ impl<L: Ledger> Venue<L> {
             // Reserved, not touched: untouched capacity costs no memory, and an
             // active strategy then never copies these while they grow.
             orders: Vec::with_capacity(reserve),
+            open_from: 0,
             sparse_ids: HashMap::new(),
             children: Vec::with_capacity(reserve),
             working: Vec::new(),
@@ -333,6 +338,14 @@ impl<L: Ledger> Venue<L> {
         &self.orders
     }
 
+    /// Orders that can still fill or wait for a bracket entry, in submission
+    /// order (the non-terminal ones of [`Venue::orders`]).
+    pub fn open_orders(&self) -> impl Iterator<Item = &Order> {
+        self.orders[self.open_from..]
+            .iter()
+            .filter(|o| !o.status().is_terminal())
+    }
+
     /// Every fill so far.
     pub fn fills(&self) -> &[Fill] {
         &self.fills
@@ -400,12 +413,7 @@ impl<L: Ledger> Venue<L> {
             cash: self.ledger.cash(),
             equity: self.ledger.equity_decimal(&self.marks)?,
             positions,
-            open_orders: self
-                .orders
-                .iter()
-                .filter(|o| !o.status().is_terminal())
-                .cloned()
-                .collect(),
+            open_orders: self.open_orders().cloned().collect(),
             costs: self.ledger.costs(),
         })
     }
@@ -590,6 +598,14 @@ impl<L: Ledger> Venue<L> {
         let orders = &self.orders;
         self.working
             .retain(|w| orders[w.order].status().is_working());
+        // Terminal is final, so the prefix of terminal orders only grows.
+        while self
+            .orders
+            .get(self.open_from)
+            .is_some_and(|o| o.status().is_terminal())
+        {
+            self.open_from += 1;
+        }
     }
 
     /// Feeds one bar of `instrument`: fills working orders against it along the
@@ -1045,8 +1061,7 @@ impl<L: Ledger> Venue<L> {
                 };
             }
         }
-        self.working
-            .retain(|w| self.orders[w.order].status().is_working());
+        self.retain_working();
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! gives them (a bounded window of bars up to the current one, positions, cash,
 //! their orders); no I/O, no clock, and no dependency on the engine that runs them.
 
+pub mod ema_cross;
 pub mod gate;
 pub mod pair;
 pub mod registry;
@@ -15,6 +16,7 @@ pub mod s2;
 pub mod s3;
 pub mod sma_cross;
 
+pub use ema_cross::{EmaCross, EmaCrossParams};
 pub use gate::{GateConfig, GateStats, Gated, OnDisallowed};
 pub use pair::{Hedge, Pair, PairParams};
 pub use s1::{S1, S1Params};

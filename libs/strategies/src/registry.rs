@@ -28,7 +28,10 @@ use grodt_regimes::Regime;
 
 use crate::gate::{GateConfig, Gated, OnDisallowed};
 use crate::pair::{Hedge, Pair, PairParams};
-use crate::{S1, S1Params, S2, S2Params, S3, S3Params, SmaCross, SmaCrossParams, StrategyError};
+use crate::{
+    EmaCross, EmaCrossParams, S1, S1Params, S2, S2Params, S3, S3Params, SmaCross, SmaCrossParams,
+    StrategyError,
+};
 
 /// The type of a parameter with its bounds (inclusive), default and step.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -595,6 +598,28 @@ fn build_sma(
     })?))
 }
 
+fn build_ema(
+    p: &Resolved,
+    _traded: &[Instrument],
+) -> Result<Box<dyn Strategy + Send>, StrategyError> {
+    Ok(Box::new(EmaCross::new(ema_params(p)?)?))
+}
+
+/// The EMA crossover's typed parameters from checked registry values (see
+/// [`s2_params`]).
+///
+/// # Errors
+/// A value of the wrong type under a name of the schema.
+pub fn ema_params(p: &Resolved) -> Result<EmaCrossParams, StrategyError> {
+    Ok(EmaCrossParams {
+        fast: p.int("fast")?,
+        slow: p.int("slow")?,
+        long_short: p.bool("long_short")?,
+        fraction: p.decimal("fraction")?,
+        instrument: 0,
+    })
+}
+
 fn build_pair(
     p: &Resolved,
     _traded: &[Instrument],
@@ -768,6 +793,7 @@ pub const MAX_PERIOD: i64 = 100_000;
 
 static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
     let sma = SmaCrossParams::default();
+    let ema = EmaCrossParams::default();
     let s1 = S1Params::default();
     let s2 = S2Params::default();
     let s3 = S3Params::default();
@@ -823,6 +849,43 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                 },
             ],
             builder: build_sma,
+        },
+        StrategySpec {
+            name: "ema_cross",
+            symbols: 1,
+            description: "EMA crossover: long on a fast-over-slow cross of exponential averages, out (or short) on the reverse",
+            params: vec![
+                period(
+                    "fast",
+                    1,
+                    MAX_PERIOD - 1,
+                    int(ema.fast),
+                    "fast EMA period (bars)",
+                ),
+                period(
+                    "slow",
+                    2,
+                    MAX_PERIOD,
+                    int(ema.slow),
+                    "slow EMA period (bars)",
+                ),
+                ParamSpec {
+                    name: "long_short",
+                    kind: ParamType::Bool {
+                        default: ema.long_short,
+                    },
+                    description: "also go short on a downward cross",
+                },
+                fraction_param("fraction of equity per entry (1 = all-in)"),
+            ]
+            .into_iter()
+            .chain(gating_params(&TREND_REGIMES))
+            .collect(),
+            constraints: vec![Constraint::LessThan {
+                left: "fast",
+                right: "slow",
+            }],
+            builder: build_ema,
         },
         StrategySpec {
             name: "s1",
@@ -1262,7 +1325,7 @@ mod tests {
         let e = parse("rsi", &BTreeMap::new()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3, pair"
+            "unknown strategy \"rsi\"; valid strategies: sma_cross, ema_cross, s1, s2, s3, pair"
         );
         let e = parse("sma_cross", &params(&[("fats", "3")])).unwrap_err();
         assert_eq!(

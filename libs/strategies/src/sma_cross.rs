@@ -126,22 +126,41 @@ impl Strategy for SmaCross {
         if signal == 0 {
             return;
         }
-        let pos = ctx.position(i);
-        let entry = Size::EquityFraction(self.params.fraction);
-        if signal > 0 {
-            if pos < 0 {
-                ctx.submit(OrderRequest::market(i, Side::Buy, Size::ClosePosition));
-            }
-            if pos <= 0 && !self.params.short_only {
-                ctx.submit(OrderRequest::market(i, Side::Buy, entry));
-            }
-        } else {
-            if pos > 0 {
-                ctx.submit(OrderRequest::market(i, Side::Sell, Size::ClosePosition));
-            }
-            if (self.params.long_short || self.params.short_only) && pos >= 0 {
-                ctx.submit(OrderRequest::market(i, Side::Sell, entry));
-            }
+        cross_orders(
+            ctx,
+            i,
+            signal,
+            self.params.fraction,
+            (self.params.long_short, self.params.short_only),
+        );
+    }
+}
+
+/// The orders of a crossover signal (+1 up, -1 down) for the position held:
+/// up covers a short and (unless short-only) goes long; down sells a long and
+/// (long-short or short-only) goes short. Entries are sized at the fill.
+pub(crate) fn cross_orders(
+    ctx: &mut Context<'_>,
+    i: usize,
+    signal: i32,
+    fraction: Decimal,
+    (long_short, short_only): (bool, bool),
+) {
+    let pos = ctx.position(i);
+    let entry = Size::EquityFraction(fraction);
+    if signal > 0 {
+        if pos < 0 {
+            ctx.submit(OrderRequest::market(i, Side::Buy, Size::ClosePosition));
+        }
+        if pos <= 0 && !short_only {
+            ctx.submit(OrderRequest::market(i, Side::Buy, entry));
+        }
+    } else {
+        if pos > 0 {
+            ctx.submit(OrderRequest::market(i, Side::Sell, Size::ClosePosition));
+        }
+        if (long_short || short_only) && pos >= 0 {
+            ctx.submit(OrderRequest::market(i, Side::Sell, entry));
         }
     }
 }

@@ -27,6 +27,85 @@ pub trait OrderView {
     fn open_orders(&self) -> Box<dyn Iterator<Item = &Order> + '_>;
 }
 
+/// A driver's record of a strategy's orders, in submission order, that
+/// remembers where the non-terminal ones start: asking for the open orders on
+/// every bar then costs the open ones, not the whole history (a strategy that
+/// checks them each bar would otherwise make a run quadratic in its orders).
+///
+/// Reads go through the slice (`Deref`); in-place changes (`DerefMut`) must
+/// follow the order state machine, which never leaves a terminal state.
+#[derive(Clone, Debug, Default)]
+pub struct OrderLog {
+    orders: Vec<Order>,
+    /// Every order before this index is terminal (so stays terminal).
+    open_from: std::cell::Cell<usize>,
+}
+
+impl OrderLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends an order.
+    pub fn push(&mut self, order: Order) {
+        self.orders.push(order);
+    }
+
+    /// Puts `order` at index `k` (its dense id): appended when `k` is the
+    /// next index, replacing the one there otherwise.
+    pub fn put(&mut self, k: usize, order: Order) {
+        match self.orders.get_mut(k) {
+            Some(slot) => {
+                *slot = order;
+                self.open_from.set(self.open_from.get().min(k));
+            }
+            None => self.orders.push(order),
+        }
+    }
+
+    /// The orders, for a result.
+    pub fn into_vec(self) -> Vec<Order> {
+        self.orders
+    }
+}
+
+impl std::ops::Deref for OrderLog {
+    type Target = [Order];
+    fn deref(&self) -> &[Order] {
+        &self.orders
+    }
+}
+
+impl std::ops::DerefMut for OrderLog {
+    fn deref_mut(&mut self) -> &mut [Order] {
+        &mut self.orders
+    }
+}
+
+impl OrderView for OrderLog {
+    fn order(&self, id: OrderId) -> Option<&Order> {
+        self.orders.order(id)
+    }
+
+    fn open_orders(&self) -> Box<dyn Iterator<Item = &Order> + '_> {
+        let mut from = self.open_from.get();
+        while self
+            .orders
+            .get(from)
+            .is_some_and(|o| o.status().is_terminal())
+        {
+            from += 1;
+        }
+        self.open_from.set(from);
+        Box::new(
+            self.orders[from..]
+                .iter()
+                .filter(|o| !o.status().is_terminal()),
+        )
+    }
+}
+
 impl OrderView for Vec<Order> {
     fn order(&self, id: OrderId) -> Option<&Order> {
         // Ids are dense from 0 when a driver allocates them in order: try the
@@ -332,5 +411,44 @@ mod tests {
         assert_eq!(outbox.withdraw_since(99, |_| false), 0);
         assert_eq!(outbox.withdraw_since(0, |_| false), 3);
         assert!(outbox.is_empty());
+    }
+
+    /// The log's open orders are always the history's non-terminal ones, as
+    /// orders end in any order, new ones arrive, and one is replaced.
+    #[test]
+    fn an_order_log_lists_what_a_full_scan_lists() {
+        let order = |k: u64| {
+            Order::new(
+                OrderId(k),
+                OrderRequest::market(0, Side::Buy, Size::ClosePosition),
+                0,
+            )
+        };
+        let mut log = OrderLog::new();
+        let mut all: Vec<Order> = Vec::new();
+        let open = |v: &dyn OrderView| v.open_orders().map(|o| o.id.0).collect::<Vec<_>>();
+        for k in 0..12u64 {
+            log.push(order(k));
+            all.push(order(k));
+            // End every order but each third one, a few bars after it came.
+            if k >= 2 && (k - 2) % 3 != 0 {
+                let j = usize::try_from(k - 2).unwrap();
+                for v in [&mut log[j], &mut all[j]] {
+                    v.apply(grodt_core::OrderEvent::Accept).unwrap();
+                    v.apply(grodt_core::OrderEvent::Cancel).unwrap();
+                }
+            }
+            assert_eq!(open(&log), open(&all), "after order {k}");
+        }
+        assert_eq!(open(&log), [0, 3, 6, 9, 10, 11]);
+        // Orders 1 and 2 are behind the start of the open ones; replacing one
+        // of them with a live order brings it back.
+        log[0].apply(grodt_core::OrderEvent::Reject).unwrap();
+        assert_eq!(open(&log), [3, 6, 9, 10, 11]);
+        log.put(1, order(1));
+        log.put(12, order(12));
+        assert_eq!(open(&log), [1, 3, 6, 9, 10, 11, 12]);
+        assert_eq!(log.order(OrderId(12)).map(|o| o.id), Some(OrderId(12)));
+        assert_eq!(log.into_vec().len(), 13);
     }
 }

@@ -50,7 +50,7 @@
 mod context;
 mod window;
 
-pub use context::{AccountView, Command, Context, MarketView, OrderView, Outbox};
+pub use context::{AccountView, Command, Context, MarketView, OrderLog, OrderView, Outbox};
 pub use window::{BarWindow, Windows};
 
 use grodt_core::{Bar, Fill, OrderUpdate};

@@ -1,6 +1,6 @@
 //! Each kernel beside the event engine on the same grid and data (the figures
 //! of docs/performance.md, "Every kernel against the event engine"): a grid
-//! of `sma_cross`, `s2` and `s3` through `grodt_sweep::sweep` on one core,
+//! of `sma_cross`, `ema_cross`, `s2` and `s3` through `grodt_sweep::sweep` on one core,
 //! and a sample of the same sets through `grodt_sim::run_backtest` with the
 //! registry's strategy (one run per set, as a per-trial job does), checked
 //! equal on final equity and fills. Prints one JSON line per strategy.
@@ -24,7 +24,7 @@ fn grid(strategy: &str) -> Vec<BTreeMap<String, String>> {
     };
     let mut out = Vec::new();
     match strategy {
-        "sma_cross" => {
+        "sma_cross" | "ema_cross" => {
             for fast in (5..=50).step_by(5) {
                 for slow in (20..=200).step_by(10) {
                     if fast < slow {
@@ -93,7 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bars = parse_csv(&std::fs::read_to_string(&csv)?, &inst)?;
     let config = BacktestConfig::default();
     let metrics = MetricsConfig::default();
-    for strategy in ["sma_cross", "s2", "s3"] {
+    for strategy in ["sma_cross", "ema_cross", "s2", "s3"] {
         let sets = grid(strategy);
         let t = Instant::now();
         let series = Series::new(&inst, &bars)?;

@@ -11,16 +11,16 @@ use grodt_sim::BacktestConfig;
 use grodt_strategies::registry::{self, Value};
 use serde::{Deserialize, Serialize};
 
-use grodt_strategies::{S2, S2Params, S3, S3Params};
+use grodt_strategies::{EmaCross, EmaCrossParams, S2, S2Params, S3, S3Params};
 
-use crate::rules::{MAX_TABLE_CELLS, S2Ind, S3Ind};
+use crate::rules::{EmaInd, MAX_TABLE_CELLS, S2Ind, S3Ind};
 use crate::{
     Rule, Series, SmaParams, SweepConfig, SweepError, SweepMetrics, Tally, Threads, Trace,
     run_rules, sma_tallies, trace_rule, trace_sma_tally, with_ctx,
 };
 
 /// The strategies with a sweep kernel (registry names).
-pub const STRATEGIES: [&str; 3] = ["sma_cross", "s2", "s3"];
+pub const STRATEGIES: [&str; 4] = ["sma_cross", "ema_cross", "s2", "s3"];
 
 /// Parameter sets handed to the kernel per call when progress is reported.
 const PROGRESS_CHUNK: usize = crate::GROUP * 8;
@@ -79,6 +79,7 @@ pub fn check(strategy: &str, config: &BacktestConfig) -> Result<(), SweepError> 
 #[derive(Clone, Copy, Debug)]
 enum Set {
     Sma(SmaParams),
+    Ema(EmaCrossParams),
     S2(S2Params),
     S3(S3Params),
 }
@@ -110,6 +111,11 @@ fn kernel_set(
         other => return Err(invalid(format!("fraction: {other:?} is not a decimal"))),
     };
     let set = match strategy {
+        "ema_cross" => {
+            let s = registry::ema_params(p).map_err(invalid)?;
+            EmaCross::new(s).map_err(invalid)?;
+            Set::Ema(s)
+        }
         "s2" => {
             let s = registry::s2_params(p).map_err(invalid)?;
             S2::new(s).map_err(invalid)?;
@@ -264,13 +270,13 @@ fn sweep_in(
         match sets[idx[0]].0 {
             Set::Sma(_) => {
                 for chunk in idx.chunks(PROGRESS_CHUNK) {
-                    let kernel_sets: Vec<SmaParams> = chunk
-                        .iter()
-                        .filter_map(|&k| match sets[k].0 {
-                            Set::Sma(s) => Some(s),
-                            _ => None,
-                        })
-                        .collect();
+                    let kernel_sets: Vec<SmaParams> = picked(chunk, &sets, |s| match s {
+                        Set::Sma(p) => Some(p),
+                        _ => None,
+                    })
+                    .into_iter()
+                    .map(|(_, p)| p)
+                    .collect();
                     let res = sma_tallies(series, &kernel_sets, &cfg, threads)?;
                     for (&k, t) in chunk.iter().zip(res) {
                         emit(k, t);
@@ -278,14 +284,28 @@ fn sweep_in(
                     step(chunk.len());
                 }
             }
+            Set::Ema(_) => {
+                let ema = picked(&idx, &sets, |s| match s {
+                    Set::Ema(p) => Some(p),
+                    _ => None,
+                });
+                run_tables(
+                    series,
+                    &cfg,
+                    &ema,
+                    (EmaInd::rows, |s: &Series, p: &[EmaCrossParams]| {
+                        Ok(EmaInd::build(s, p))
+                    }),
+                    (threads, cells),
+                    &mut emit,
+                    &mut step,
+                )?;
+            }
             Set::S2(_) => {
-                let s2: Vec<(usize, S2Params)> = idx
-                    .iter()
-                    .filter_map(|&k| match sets[k].0 {
-                        Set::S2(s) => Some((k, s)),
-                        _ => None,
-                    })
-                    .collect();
+                let s2 = picked(&idx, &sets, |s| match s {
+                    Set::S2(p) => Some(p),
+                    _ => None,
+                });
                 run_tables(
                     series,
                     &cfg,
@@ -297,13 +317,10 @@ fn sweep_in(
                 )?;
             }
             Set::S3(_) => {
-                let s3: Vec<(usize, S3Params)> = idx
-                    .iter()
-                    .filter_map(|&k| match sets[k].0 {
-                        Set::S3(s) => Some((k, s)),
-                        _ => None,
-                    })
-                    .collect();
+                let s3 = picked(&idx, &sets, |s| match s {
+                    Set::S3(p) => Some(p),
+                    _ => None,
+                });
                 run_tables(
                     series,
                     &cfg,
@@ -319,6 +336,17 @@ fn sweep_in(
         }
     }
     Ok(out.into_iter().flatten().collect())
+}
+
+/// The sets at `idx` of one kernel's kind, with their indices.
+fn picked<P>(
+    idx: &[usize],
+    sets: &[(Set, Decimal)],
+    kind: impl Fn(Set) -> Option<P>,
+) -> Vec<(usize, P)> {
+    idx.iter()
+        .filter_map(|&k| kind(sets[k].0).map(|p| (k, p)))
+        .collect()
 }
 
 /// Runs sets whose rules read per-window tables: in batches whose distinct
@@ -395,6 +423,10 @@ pub fn trace(
     let cfg = sweep_config(config, metrics, fraction);
     let (tally, trace) = match set {
         Set::Sma(s) => trace_sma_tally(series, s, &cfg)?,
+        Set::Ema(s) => {
+            let (ind, rules) = EmaInd::build(series, &[s]);
+            with_ctx(series, &cfg, &ind, |cx| trace_rule(cx, rules[0], &cfg))?
+        }
         Set::S2(s) => {
             let (ind, rules) = S2Ind::build(series, &[s])?;
             with_ctx(series, &cfg, &ind, |cx| trace_rule(cx, rules[0], &cfg))?

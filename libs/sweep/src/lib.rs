@@ -695,32 +695,49 @@ impl<P: Int> Rule for SmaRule<P> {
         let d =
             (hi - p[t + 1 - self.fast]) * self.slow_k - (hi - p[t + 1 - self.slow]) * self.fast_k;
         let zero = P::default();
-        let sd = i8::from(d > zero) - i8::from(d < zero);
-        let prev = self.last;
-        if sd != 0 || prev == NONE {
-            self.last = sd;
-        }
-        if sd != 0 && sd == -prev {
-            let act = if sd > 0 {
-                pos <= 0
-            } else {
-                pos > 0 || (self.long_short && pos >= 0)
-            };
-            if act {
-                return sd;
-            }
-        }
-        0
+        crossing(
+            &mut self.last,
+            i8::from(d > zero) - i8::from(d < zero),
+            pos,
+            self.long_short,
+        )
     }
 
-    /// Up: cover a short, then go long (unless long already). Down: sell a
-    /// long, then go short when long-short.
     fn orders(&self, sig: i8, pos: i64) -> (bool, Option<Side>) {
-        if sig > 0 {
-            (pos < 0, (pos <= 0).then_some(Side::Buy))
+        cross_orders(sig, pos, self.long_short)
+    }
+}
+
+/// backtrader's `CrossOver` on the sign `sd` of the averages' difference, with
+/// `last` the last non-zero sign (`NONE` before the first): the order a cross
+/// sends for the position `pos`, or 0.
+#[inline(always)]
+fn crossing(last: &mut i8, sd: i8, pos: i64, long_short: bool) -> i8 {
+    let prev = *last;
+    if sd != 0 || prev == NONE {
+        *last = sd;
+    }
+    if sd != 0 && sd == -prev {
+        let act = if sd > 0 {
+            pos <= 0
         } else {
-            (pos > 0, (self.long_short && pos >= 0).then_some(Side::Sell))
+            pos > 0 || (long_short && pos >= 0)
+        };
+        if act {
+            return sd;
         }
+    }
+    0
+}
+
+/// What a cross sends (`SmaCross` and `EmaCross` alike): up covers a short,
+/// then goes long (unless long already); down sells a long, then goes short
+/// when long-short.
+fn cross_orders(sig: i8, pos: i64, long_short: bool) -> (bool, Option<Side>) {
+    if sig > 0 {
+        (pos < 0, (pos <= 0).then_some(Side::Buy))
+    } else {
+        (pos > 0, (long_short && pos >= 0).then_some(Side::Sell))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The kernels of the band and channel strategies: S2 (Bollinger mean
+//! The kernels of the table strategies: the EMA crossover, S2 (Bollinger mean
 //! reversion with an RSI filter) and S3 (Donchian breakout with volume
 //! confirmation), as lane rules over indicators computed once per sweep.
 //!
@@ -8,6 +8,9 @@
 //!   squares (the window sums `BollingerRaw` keeps), compared through
 //!   `BandPosition` itself; the RSI series of each distinct period computed
 //!   once by `grodt_indicators::Rsi` on the same f64 closes.
+//! - EMA crossover: one f64 EMA series per distinct period, computed once by
+//!   `grodt_indicators::Ema` on the same f64 raw closes as `EmaCross`, the
+//!   crossing decided on their difference as `EmaCross::signal` decides it.
 //! - S3: the prior highest high and lowest low of each distinct window
 //!   computed once by `HighestRaw` / `LowestRaw` (the channel excludes the bar
 //!   decided on), the prior volume sum from an integer prefix sum, and the
@@ -19,10 +22,10 @@
 use std::collections::BTreeMap;
 
 use grodt_core::Side;
-use grodt_indicators::{BandPosition, HighestRaw, LowestRaw, Rsi};
-use grodt_strategies::{S2Params, S3Params};
+use grodt_indicators::{BandPosition, Ema, HighestRaw, LowestRaw, Rsi};
+use grodt_strategies::{EmaCrossParams, S2Params, S3Params};
 
-use crate::{Rule, Series, SweepError};
+use crate::{NONE, Rule, Series, SweepError, cross_orders, crossing};
 
 /// Enter long at the next open.
 const ENTER_LONG: i8 = 1;
@@ -282,5 +285,83 @@ impl Rule for S3Rule {
 
     fn orders(&self, sig: i8, pos: i64) -> (bool, Option<Side>) {
         entry_exit_orders(sig, pos)
+    }
+}
+
+/// The indicators the EMA crossover's rules share.
+pub(crate) struct EmaInd {
+    /// One EMA series per distinct period (NaN before it is warm).
+    ema: Vec<Vec<f64>>,
+}
+
+/// One EMA-crossover parameter set as a lane rule.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EmaRule {
+    fast: u32,
+    slow: u32,
+    slow_period: usize,
+    /// The last non-zero sign of the difference (`NONE` before the first).
+    last: i8,
+    long_short: bool,
+}
+
+impl EmaInd {
+    /// The indicators for `sets` and their rules, in order.
+    pub(crate) fn build(series: &Series, sets: &[EmaCrossParams]) -> (Self, Vec<EmaRule>) {
+        let periods = index_of(sets.iter().flat_map(|s| [s.fast, s.slow]));
+        let ema = periods
+            .keys()
+            .map(|&p| {
+                let mut e = Ema::new(p);
+                #[allow(
+                    clippy::cast_precision_loss,
+                    reason = "EmaCross averages the same f64 raw closes"
+                )]
+                series
+                    .close
+                    .iter()
+                    .map(|&c| e.update(c as f64).unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect();
+        let rules = sets
+            .iter()
+            .map(|s| EmaRule {
+                fast: periods[&s.fast],
+                slow: periods[&s.slow],
+                slow_period: s.slow,
+                last: NONE,
+                long_short: s.long_short,
+            })
+            .collect();
+        (Self { ema }, rules)
+    }
+
+    /// The distinct periods of `set` (its table rows).
+    pub(crate) fn rows(set: &EmaCrossParams) -> Vec<usize> {
+        vec![set.fast, set.slow]
+    }
+}
+
+impl Rule for EmaRule {
+    type Ind = EmaInd;
+
+    #[inline(always)]
+    fn decide(&mut self, ind: &EmaInd, _: &Series, t: usize, pos: i64) -> i8 {
+        // Both averages are warm once the slow one is (fast < slow).
+        if t + 1 < self.slow_period {
+            return 0;
+        }
+        let d = ind.ema[self.fast as usize][t] - ind.ema[self.slow as usize][t];
+        crossing(
+            &mut self.last,
+            i8::from(d > 0.0) - i8::from(d < 0.0),
+            pos,
+            self.long_short,
+        )
+    }
+
+    fn orders(&self, sig: i8, pos: i64) -> (bool, Option<Side>) {
+        cross_orders(sig, pos, self.long_short)
     }
 }

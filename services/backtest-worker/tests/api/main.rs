@@ -172,7 +172,7 @@ async fn bad_specs_are_invalid_argument_naming_the_field() {
                 strategy_name: "rsi".into(),
                 ..sma_spec()
             },
-            "spec.strategy_name: unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3, pair",
+            "spec.strategy_name: unknown strategy \"rsi\"; valid strategies: sma_cross, ema_cross, s1, s2, s3, pair",
         ),
         (
             v1::BacktestSpec {

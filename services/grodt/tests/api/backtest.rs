@@ -155,7 +155,7 @@ fn bad_inputs_exit_non_zero_naming_the_problem() {
         (
             &["--data", spy, "--strategy", "rsi"],
             2,
-            "unknown strategy \"rsi\"; valid strategies: sma_cross, s1, s2, s3, pair",
+            "unknown strategy \"rsi\"; valid strategies: sma_cross, ema_cross, s1, s2, s3, pair",
         ),
         (
             &[

@@ -1,6 +1,7 @@
-//! The S2 (Bollinger with RSI) and S3 (Donchian with volume) kernels against
-//! the engine running the registry's strategies: every fill, trade, refusal
-//! and the final equity, on the real samples and on random series.
+//! The EMA crossover, S2 (Bollinger with RSI) and S3 (Donchian with volume)
+//! kernels against the engine running the registry's strategies: every fill,
+//! trade, refusal and the final equity, on the real samples and on random
+//! series.
 
 use std::collections::BTreeMap;
 
@@ -45,6 +46,27 @@ fn s3(entry: u32, exit: u32, volume: u32, mult: &str, short: bool) -> BTreeMap<S
         ("volume_mult", mult.into()),
         ("allow_short", short.to_string()),
     ])
+}
+
+fn ema(fast: u32, slow: u32, short: bool) -> BTreeMap<String, String> {
+    set(&[
+        ("fast", fast.to_string()),
+        ("slow", slow.to_string()),
+        ("long_short", short.to_string()),
+    ])
+}
+
+/// A sample of an EMA grid: fast 2..40, slow 10..200, fast < slow.
+fn ema_grid() -> Vec<BTreeMap<String, String>> {
+    let mut out = Vec::new();
+    for fast in [2, 5, 12, 20, 40] {
+        for slow in [10, 26, 50, 100, 200] {
+            if fast < slow {
+                out.push(ema(fast, slow, out.len() % 2 == 1));
+            }
+        }
+    }
+    out
 }
 
 /// A sample of an S2 grid: period 10..40, k 1..2.5, RSI 2..14, levels 30/70 and 40/60.
@@ -119,6 +141,17 @@ fn grid_parity(
 }
 
 #[test]
+fn ema_cross_on_spy_daily_equals_the_engine_fill_by_fill() {
+    let (inst, bars) = spy();
+    let series = Series::new(&inst, &bars).unwrap();
+    let grid = ema_grid();
+    for config in [BacktestConfig::default(), with_costs(5, "0.0005")] {
+        let fills = grid_parity("ema_cross", &series, &bars, &grid, &config);
+        assert!(fills > 2_000, "{fills}");
+    }
+}
+
+#[test]
 fn s2_on_spy_daily_equals_the_engine_fill_by_fill() {
     let (inst, bars) = spy();
     let series = Series::new(&inst, &bars).unwrap();
@@ -141,7 +174,7 @@ fn s3_on_spy_daily_equals_the_engine_fill_by_fill() {
 }
 
 #[test]
-fn s2_and_s3_on_btc_minutes_equal_the_engine() {
+fn ema_s2_and_s3_on_btc_minutes_equal_the_engine() {
     let (inst, bars) = btc();
     let bars = &bars[..30_000];
     let series = Series::new(&inst, bars).unwrap();
@@ -156,10 +189,18 @@ fn s2_and_s3_on_btc_minutes_equal_the_engine() {
     for p in &mut s3_grid {
         p.insert("fraction".into(), "0.99".into());
     }
+    let mut ema_grid = ema_grid();
+    for p in &mut ema_grid {
+        p.insert("fraction".into(), "0.99".into());
+    }
     for config in [BacktestConfig::default(), costs] {
         let f2 = grid_parity("s2", &series, bars, &s2_grid[..12], &config);
         let f3 = grid_parity("s3", &series, bars, &s3_grid[..12], &config);
-        assert!(f2 > 1_000 && f3 > 1_000, "s2 {f2} s3 {f3}");
+        let fe = grid_parity("ema_cross", &series, bars, &ema_grid[..10], &config);
+        assert!(
+            f2 > 1_000 && f3 > 1_000 && fe > 1_000,
+            "s2 {f2} s3 {f3} ema {fe}"
+        );
     }
 }
 
@@ -169,7 +210,11 @@ fn one_core_equals_all_cores_and_bad_sets_are_named() {
     let series = Series::new(&inst, &bars).unwrap();
     let m = MetricsConfig::default();
     let c = BacktestConfig::default();
-    for (strategy, grid) in [("s2", s2_grid()), ("s3", s3_grid())] {
+    for (strategy, grid) in [
+        ("ema_cross", ema_grid()),
+        ("s2", s2_grid()),
+        ("s3", s3_grid()),
+    ] {
         let one = sweep(strategy, &series, &grid, &c, &m, Threads::One).unwrap();
         let all = sweep(strategy, &series, &grid, &c, &m, Threads::All).unwrap();
         assert_eq!(one, all, "{strategy}");
@@ -235,6 +280,25 @@ proptest! {
     }
 
     #[test]
+    fn random_series_and_ema_parameters_match_the_engine(
+        steps in prop::collection::vec(-30i64..=30, 40..300),
+        start in 500i64..5_000,
+        fast in 1u32..15,
+        extra in 1u32..25,
+        short in any::<bool>(),
+        bps in prop::sample::select(vec![0u32, 3]),
+        rate in prop::sample::select(vec!["none", "0.0005"]),
+        fraction in prop::sample::select(vec!["1", "0.5"]),
+    ) {
+        let inst = Instrument::equity("X", 2, 0);
+        let bars = walk(&steps, start);
+        let series = Series::new(&inst, &bars).unwrap();
+        let mut p = ema(fast, fast + extra, short);
+        p.insert("fraction".into(), fraction.into());
+        assert_registry_parity("ema_cross", &series, &bars, &p, &config(bps, rate));
+    }
+
+    #[test]
     fn random_series_and_s3_parameters_match_the_engine(
         steps in prop::collection::vec(-30i64..=30, 40..300),
         start in 500i64..5_000,
@@ -275,12 +339,12 @@ fn config(bps: u32, rate: &str) -> BacktestConfig {
     }
 }
 
-/// The walks of the property tests trade both strategies, both sides (so
+/// The walks of the property tests trade every strategy, both sides (so
 /// their parity is not vacuous).
 #[test]
 fn the_random_walks_trade() {
     let inst = Instrument::equity("X", 2, 0);
-    let (mut f2, mut f3) = (0, 0);
+    let (mut f2, mut f3, mut fe) = (0, 0, 0);
     for seed in 0..20i64 {
         let steps: Vec<i64> = (0..200)
             .map(|k| (k * 7919 + seed * 104_729) % 61 - 30)
@@ -296,6 +360,10 @@ fn the_random_walks_trade() {
         f3 += assert_registry_parity("s3", &series, &bars, &p3, &c)
             .0
             .fills;
+        let pe = ema(3, 8, true);
+        fe += assert_registry_parity("ema_cross", &series, &bars, &pe, &c)
+            .0
+            .fills;
     }
-    assert!(f2 > 40 && f3 > 40, "s2 {f2} s3 {f3}");
+    assert!(f2 > 40 && f3 > 40 && fe > 40, "s2 {f2} s3 {f3} ema {fe}");
 }
