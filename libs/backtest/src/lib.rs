@@ -43,6 +43,10 @@ pub struct DataSpec {
     pub fractional: bool,
     /// Per-symbol annual borrow rates, overriding the engine's default.
     pub symbol_borrow_rates: BTreeMap<String, Decimal>,
+    /// Bars before `range.start` to load as well, per dataset (the last ones
+    /// there are, up to this many): the warm-up a run with
+    /// `BacktestConfig::trade_from = range.start` feeds its strategy.
+    pub warmup_bars: u32,
 }
 
 /// Why a run's data could not be loaded.
@@ -88,20 +92,86 @@ pub fn load_series(
         misses: 0,
     };
     for (index, id) in data.datasets.iter().enumerate() {
+        let mut count = |lookup| match lookup {
+            Lookup::Hit => loaded.hits += 1,
+            Lookup::Miss => loaded.misses += 1,
+        };
         let (bars, lookup) = cache
             .load(catalog, id, data.range)
             .map_err(|source| LoadError::Dataset { index, source })?;
-        match lookup {
-            Lookup::Hit => loaded.hits += 1,
-            Lookup::Miss => loaded.misses += 1,
-        }
+        count(lookup);
         let mut s = series_from_bars(&id.symbol, &bars, data.fractional)?;
+        if data.warmup_bars > 0 && data.range.start > i64::MIN {
+            let (warm, lookups) =
+                warmup(catalog, cache, id, data.range.start, data.warmup_bars, &s)
+                    .map_err(|source| LoadError::Dataset { index, source })?;
+            lookups.into_iter().for_each(&mut count);
+            if !warm.is_empty() {
+                let mut w = series_from_bars(&id.symbol, &warm, data.fractional)?;
+                w.bars.append(&mut s.bars);
+                s.bars = w.bars;
+            }
+        }
         if let Some(rate) = data.symbol_borrow_rates.get(&id.symbol) {
             s.instrument.borrow.annual_rate = Some(*rate);
         }
         loaded.series.push(s);
     }
     Ok(loaded)
+}
+
+/// The last `n` bars of `id` before `start`: read over a lookback that starts
+/// at `n` times the loaded series' median bar spacing (times two, plus a
+/// week, for weekends and holidays) and doubles until it holds `n` bars or
+/// reaches the dataset's beginning.
+fn warmup(
+    catalog: &Catalog,
+    cache: &SeriesCache,
+    id: &DatasetId,
+    start: i64,
+    n: u32,
+    loaded: &Series,
+) -> Result<(grodt_data::Bars, Vec<Lookup>), DataError> {
+    const WEEK: i64 = 7 * 86_400 * 1_000_000_000;
+    let mut gaps: Vec<i64> = loaded.bars.windows(2).map(|w| w[1].ts - w[0].ts).collect();
+    gaps.sort_unstable();
+    let spacing = gaps
+        .get(gaps.len() / 2)
+        .copied()
+        .unwrap_or(86_400_000_000_000);
+    let mut lookback = i64::from(n)
+        .saturating_mul(spacing)
+        .saturating_mul(2)
+        .saturating_add(WEEK);
+    let mut lookups = Vec::new();
+    loop {
+        let from = start.saturating_sub(lookback);
+        let range = TimeRange {
+            start: if from <= i64::MIN / 2 { i64::MIN } else { from },
+            end: start,
+        };
+        let (bars, lookup) = cache.load(catalog, id, range)?;
+        lookups.push(lookup);
+        if bars.len() >= n as usize || range.start == i64::MIN {
+            let skip = bars.len().saturating_sub(n as usize);
+            return Ok((tail(&bars, skip), lookups));
+        }
+        lookback = lookback.saturating_mul(4);
+    }
+}
+
+/// `bars` without its first `skip` rows.
+fn tail(bars: &grodt_data::Bars, skip: usize) -> grodt_data::Bars {
+    grodt_data::Bars {
+        price_scale: bars.price_scale,
+        volume_scale: bars.volume_scale,
+        ts: bars.ts[skip..].to_vec(),
+        open: bars.open[skip..].to_vec(),
+        high: bars.high[skip..].to_vec(),
+        low: bars.low[skip..].to_vec(),
+        close: bars.close[skip..].to_vec(),
+        volume: bars.volume[skip..].to_vec(),
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +229,7 @@ mod tests {
             range: TimeRange::ALL,
             fractional: false,
             symbol_borrow_rates: BTreeMap::from([("ABC".to_owned(), Decimal::new(3, 2))]),
+            warmup_bars: 0,
         };
         let first = load_series(&catalog, &cache, &data).unwrap();
         assert_eq!((first.hits, first.misses), (0, 1));
@@ -188,6 +259,52 @@ mod tests {
         };
         let e = load_series(&catalog, &cache, &other).unwrap_err();
         assert!(matches!(e, LoadError::Dataset { index: 0, .. }), "{e}");
+    }
+
+    /// Warm-up bars are the last ones before the range, as many as asked
+    /// for or as there are, in front of the range's own.
+    #[test]
+    fn warm_up_bars_are_the_last_ones_before_the_range() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (catalog, id) = catalog(tmp.path());
+        let cache = SeriesCache::new(CacheLimits::default());
+        let all = load_series(
+            &catalog,
+            &cache,
+            &DataSpec {
+                datasets: vec![id.clone()],
+                range: TimeRange::ALL,
+                fractional: false,
+                symbol_borrow_rates: BTreeMap::new(),
+                warmup_bars: 0,
+            },
+        )
+        .unwrap()
+        .series
+        .remove(0)
+        .bars;
+        let range = TimeRange {
+            start: all[30].ts,
+            end: all[40].ts,
+        };
+        for (warmup_bars, first) in [(0, 30), (10, 20), (30, 0), (100, 0)] {
+            let s = load_series(
+                &catalog,
+                &cache,
+                &DataSpec {
+                    datasets: vec![id.clone()],
+                    range,
+                    fractional: false,
+                    symbol_borrow_rates: BTreeMap::new(),
+                    warmup_bars,
+                },
+            )
+            .unwrap()
+            .series
+            .remove(0)
+            .bars;
+            assert_eq!(s, all[first..40].to_vec(), "warmup {warmup_bars}");
+        }
     }
 
     fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -15,6 +15,11 @@
 //! window ends where its out-of-sample window starts: no bar of a test
 //! window is in its training window.
 //!
+//! Each test window is traded with the strategy warmed up on the bars
+//! before it ([`warmup_bars`]): a test window that starts with cold
+//! indicators would sit out its first `slow` bars and understate what the
+//! chosen parameters do out of sample.
+//!
 //! Aggregation ([`summarize`]): the out-of-sample curves chained by returns
 //! ([`stitch`]), the walk-forward efficiency (mean out-of-sample objective
 //! over mean in-sample objective), the decay per fold (in-sample minus
@@ -135,6 +140,23 @@ pub fn windows(start: i64, end: i64, spec: &WindowSpec) -> Result<Vec<Window>, W
             }
         })
         .collect())
+}
+
+/// Most warm-up bars a test window gets (`BacktestSpec.warmup_bars`' bound).
+pub const MAX_WARMUP_BARS: u32 = 100_000;
+
+/// The warm-up of a test window traded with `params` of `strategy`: the bars
+/// before the window the strategy needs to decide in it as a run over the
+/// whole history would (`Configured::warmup_bars`), at most
+/// [`MAX_WARMUP_BARS`]; 0 when the registry refuses the set (its backtest
+/// then fails with the reason). The warm-up bars precede the test window,
+/// so they are history at the time of the test, never a look ahead.
+pub fn warmup_bars(strategy: &str, params: &Params) -> u32 {
+    grodt_strategies::registry::parse(strategy, params).map_or(0, |c| {
+        u32::try_from(c.warmup_bars())
+            .unwrap_or(MAX_WARMUP_BARS)
+            .min(MAX_WARMUP_BARS)
+    })
 }
 
 /// What one fold produced.

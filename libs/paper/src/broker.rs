@@ -57,12 +57,20 @@ impl Broker {
     /// # Errors
     /// A config or instrument the venue refuses, or a config that fills at
     /// the same bar's close (a backtest-only mode: live orders arrive after
-    /// the bar closed).
+    /// the bar closed), or a `trade_from` warm-up (a backtest setting).
     pub fn new(config: BacktestConfig, instruments: Vec<Instrument>) -> Result<Self, PaperError> {
         if config.fill_timing == FillTiming::SameBarClose {
             return Err(PaperError::Invalid {
                 field: "fill_timing",
                 reason: "same-bar-close fills cannot be traded live; use next-bar fills".into(),
+            });
+        }
+        if config.trade_from.is_some() {
+            return Err(PaperError::Invalid {
+                field: "trade_from",
+                reason:
+                    "a live venue trades every bar it is fed; warm strategies up with warmup_bars"
+                        .into(),
             });
         }
         let n = instruments.len();

@@ -55,6 +55,7 @@ pub fn run_backtest_with<L: Ledger>(
         outbox: Outbox::new(0),
         commands: Vec::new(),
         events: Vec::new(),
+        trade_from: config.trade_from,
     };
     let n = instruments.len();
     let mut equity = Vec::with_capacity(if n == 1 { total } else { total / n + 1 });
@@ -132,6 +133,8 @@ struct Loop<'a, L: Ledger> {
     /// Reused buffers: the loop allocates nothing per bar.
     commands: Vec<Command>,
     events: Vec<VenueEvent>,
+    /// [`BacktestConfig::trade_from`].
+    trade_from: Option<i64>,
 }
 
 impl<L: Ledger> Loop<'_, L> {
@@ -184,10 +187,13 @@ impl<L: Ledger> Loop<'_, L> {
                     }
                 }
             }
-            equity.push(EquityPoint {
-                ts,
-                equity: self.venue.equity()?,
-            });
+            // Warm-up bars fed the strategy; the curve starts with trading.
+            if self.trade_from.is_none_or(|t| ts >= t) {
+                equity.push(EquityPoint {
+                    ts,
+                    equity: self.venue.equity()?,
+                });
+            }
         }
         self.callback(strategy, |s, c| s.on_stop(c));
         Ok(())

@@ -201,6 +201,11 @@ pub struct BacktestConfig {
     pub enforce_margin: bool,
     /// Decimal places costs (commission, borrow, financing) are rounded to, upward.
     pub cost_dp: u32,
+    /// Warm-up: bars before this time (UTC ns) reach the strategy, so its
+    /// indicators are warm when trading starts, but the venue refuses every
+    /// order decided on them and the equity curve starts here. `None`: the
+    /// run trades from its first bar.
+    pub trade_from: Option<i64>,
 }
 
 impl Default for BacktestConfig {
@@ -220,6 +225,7 @@ impl Default for BacktestConfig {
             financing_day_count: DayCount::Act365,
             enforce_margin: true,
             cost_dp: 8,
+            trade_from: None,
         }
     }
 }

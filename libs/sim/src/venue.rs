@@ -837,6 +837,11 @@ impl<L: Ledger> Venue<L> {
         }
         self.orders.push(Order::new(id, req, self.now));
         self.children.push([None, None]);
+        if self.config.trade_from.is_some_and(|t| self.now < t) {
+            let reason = "warm-up: no orders before trade_from".to_owned();
+            self.transition(idx, OrderEvent::Reject, Some(reason))?;
+            return Ok(idx);
+        }
         if let Err(reason) = self.validate_request(&req, !live) {
             self.transition(idx, OrderEvent::Reject, Some(reason))?;
             return Ok(idx);

@@ -262,6 +262,10 @@ pub struct StrategySpec {
     pub constraints: Vec<Constraint>,
     #[serde(skip)]
     builder: Builder,
+    /// Bars its indicators need before its decisions match a run over the
+    /// whole history (see [`Configured::warmup_bars`]).
+    #[serde(skip)]
+    warmup: fn(&Resolved) -> usize,
 }
 
 impl fmt::Debug for StrategySpec {
@@ -507,6 +511,15 @@ impl Configured {
         &self.params
     }
 
+    /// Bars to feed before a window so the strategy decides in it as a run
+    /// over the whole history would (exactly for windowed indicators; to
+    /// about e^-8 of the oldest weight for exponential ones): its longest
+    /// window plus one, or four periods of an exponential average or of
+    /// Wilder's smoothing. Walk-forward test windows are warmed this much.
+    pub fn warmup_bars(&self) -> usize {
+        (self.spec.warmup)(&self.params)
+    }
+
     /// A fresh one-instrument strategy trading `traded` (its precisions size
     /// prices and quantities): [`Configured::build_on`] with one instrument.
     ///
@@ -618,6 +631,45 @@ pub fn ema_params(p: &Resolved) -> Result<EmaCrossParams, StrategyError> {
         fraction: p.decimal("fraction")?,
         instrument: 0,
     })
+}
+
+// Warm-up per strategy: the longest window plus the bar a crossing or a
+// breakout compares against; an exponential average or Wilder smoothing
+// keeps every value it saw, so four periods, after which the oldest
+// weights are below (1 - 2/(n+1))^(4n) ~ e^-8.
+fn warm_sma(p: &Resolved) -> usize {
+    p.int("slow").unwrap_or(0) + 1
+}
+
+fn warm_ema(p: &Resolved) -> usize {
+    4 * p.int("slow").unwrap_or(0) + 1
+}
+
+fn warm_s1(p: &Resolved) -> usize {
+    let int = |n| p.int(n).unwrap_or(0);
+    (int("vwap_period") + int("slope_lookback"))
+        .max(4 * int("ema_slow"))
+        .max(4 * int("atr_period"))
+        + 1
+}
+
+fn warm_s2(p: &Resolved) -> usize {
+    p.int("period")
+        .unwrap_or(0)
+        .max(4 * p.int("rsi_period").unwrap_or(0))
+        + 1
+}
+
+fn warm_s3(p: &Resolved) -> usize {
+    let int = |n| p.int(n).unwrap_or(0);
+    int("entry_window")
+        .max(int("exit_window"))
+        .max(int("volume_window"))
+        + 1
+}
+
+fn warm_pair(p: &Resolved) -> usize {
+    p.int("lookback").unwrap_or(0) + 1
 }
 
 fn build_pair(
@@ -849,6 +901,7 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                 },
             ],
             builder: build_sma,
+            warmup: warm_sma,
         },
         StrategySpec {
             name: "ema_cross",
@@ -886,6 +939,7 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                 right: "slow",
             }],
             builder: build_ema,
+            warmup: warm_ema,
         },
         StrategySpec {
             name: "s1",
@@ -946,6 +1000,7 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                 right: "ema_slow",
             }],
             builder: build_s1,
+            warmup: warm_s1,
         },
         StrategySpec {
             name: "s2",
@@ -992,6 +1047,7 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                 right: "overbought",
             }],
             builder: build_s2,
+            warmup: warm_s2,
         },
         StrategySpec {
             name: "s3",
@@ -1032,6 +1088,7 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
             .collect(),
             constraints: vec![],
             builder: build_s3,
+            warmup: warm_s3,
         },
         StrategySpec {
             name: "pair",
@@ -1086,6 +1143,7 @@ static SPECS: LazyLock<Vec<StrategySpec>> = LazyLock::new(|| {
                 },
             ],
             builder: build_pair,
+            warmup: warm_pair,
         },
     ]
 });
@@ -1400,6 +1458,32 @@ mod tests {
         );
         assert_eq!(p.kind.name(), "choice");
         assert_eq!(p.kind.default_value().to_string(), "fast");
+    }
+
+    #[test]
+    fn warm_up_covers_each_strategys_longest_memory() {
+        let warm = |name: &str, p: &[(&str, &str)]| parse(name, &params(p)).unwrap().warmup_bars();
+        assert_eq!(warm("sma_cross", &[]), 31);
+        assert_eq!(warm("sma_cross", &[("fast", "5"), ("slow", "200")]), 201);
+        assert_eq!(warm("ema_cross", &[]), 4 * 26 + 1);
+        assert_eq!(warm("s2", &[]), 4 * 14 + 1);
+        assert_eq!(warm("s2", &[("period", "80")]), 81);
+        assert_eq!(warm("s3", &[("entry_window", "55")]), 56);
+        assert_eq!(
+            warm("pair", &[]),
+            parse("pair", &BTreeMap::new())
+                .unwrap()
+                .params()
+                .get("lookback")
+                .map_or(0, |v| v.to_string().parse::<usize>().unwrap())
+                + 1
+        );
+        // Gating does not change it.
+        assert_eq!(warm("sma_cross", &[("on_disallowed", "hold")]), 31);
+        for s in specs() {
+            let c = parse(s.name, &BTreeMap::new()).unwrap();
+            assert!(c.warmup_bars() > 1, "{}", s.name);
+        }
     }
 
     #[test]

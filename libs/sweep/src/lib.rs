@@ -446,6 +446,12 @@ impl Costs {
         if !b.financing_rate.is_zero() {
             return no("financing_rate", "financing is not modelled by the sweep");
         }
+        if b.trade_from.is_some() {
+            return no(
+                "trade_from",
+                "the sweep trades from the first bar (no warm-up)",
+            );
+        }
         let slippage = match b.slippage {
             SlippageSpec::None => None,
             SlippageSpec::FixedBps { bps } => Some(FixedBps { bps }),

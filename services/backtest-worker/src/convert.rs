@@ -111,6 +111,9 @@ pub struct Job {
     pub annual_risk_free: Option<f64>,
     /// `spec.price_noise`: (sigma, seed) of the noisy copy to run on.
     pub noise: Option<(f64, u64)>,
+    /// `spec.warmup_bars`: bars before `range.start` loaded and fed without
+    /// trading (`spec.config.trade_from` is `range.start` then).
+    pub warmup_bars: u32,
 }
 
 impl Job {
@@ -595,6 +598,7 @@ impl TryFrom<v1::BacktestSpec> for Job {
             asset_class: class,
             regime_breakdown,
             price_noise,
+            warmup_bars,
         } = spec;
         let noise = match price_noise {
             None => None,
@@ -656,9 +660,19 @@ impl TryFrom<v1::BacktestSpec> for Job {
         if starting_cash <= Decimal::ZERO {
             return Err(err("spec.initial_cash", "must be > 0"));
         }
+        if warmup_bars > 100_000 {
+            return Err(err("spec.warmup_bars", "must be at most 100000"));
+        }
+        if warmup_bars > 0 && range.start == i64::MIN {
+            return Err(err(
+                "spec.warmup_bars",
+                "needs spec.range.start: the warm-up is the bars before it",
+            ));
+        }
         let mut config = BacktestConfig {
             starting_cash,
             seed,
+            trade_from: (warmup_bars > 0).then_some(range.start),
             ..BacktestConfig::default()
         };
         let (fractional, symbol_borrow_rates) = match costs {
@@ -701,6 +715,7 @@ impl TryFrom<v1::BacktestSpec> for Job {
             infer_periods,
             annual_risk_free,
             noise,
+            warmup_bars,
         })
     }
 }

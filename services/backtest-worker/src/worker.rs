@@ -346,6 +346,7 @@ impl Worker {
             range: job.range,
             fractional: job.fractional,
             symbol_borrow_rates: std::mem::take(&mut job.symbol_borrow_rates),
+            warmup_bars: job.warmup_bars,
         };
         let loaded = grodt_backtest::load_series(&self.catalog, &self.cache, &data);
         let stats = self.cache.stats();

@@ -531,6 +531,7 @@ pub fn spec(options: &BacktestOptions) -> Result<RunSpec, BacktestError> {
         financing_day_count: options.financing_day_count.into(),
         enforce_margin: !options.no_margin_check,
         cost_dp: options.cost_dp,
+        trade_from: None,
     };
     config.validate().map_err(|e| {
         let flag = match &e {
@@ -975,6 +976,7 @@ mod tests {
                 financing_day_count: DayCount::Act360,
                 enforce_margin: false,
                 cost_dp: 4,
+                trade_from: None,
             }
         );
         assert!((metrics_for(&o, &[0, 1]).periods_per_year - 12.0).abs() < f64::EPSILON);

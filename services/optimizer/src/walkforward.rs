@@ -305,6 +305,9 @@ impl Wf {
             start: Some(ts(w.out_of_sample.0)),
             end: Some(ts(w.out_of_sample.1)),
         });
+        // Warm indicators at the window's first bar, from the bars before it.
+        let all: Params = spec.params.clone().into_iter().collect();
+        spec.warmup_bars = walkforward::warmup_bars(&spec.strategy_name, &all);
         let job = v1::BacktestJob {
             // Its own id: the trials' results keep no equity curve.
             backtest_id: format!("{}-oos", convert::backtest_id(&spec)),

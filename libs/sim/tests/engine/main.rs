@@ -7,3 +7,4 @@ mod lookahead;
 mod orders;
 mod props;
 mod venue;
+mod warmup;

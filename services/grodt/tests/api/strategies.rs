@@ -69,5 +69,6 @@ fn json_is_the_registry_schema() {
         sma["constraints"][0],
         serde_json::json!({"rule": "less_than", "left": "fast", "right": "slow"})
     );
-    assert_eq!(specs[1]["params"][5]["type"], "float");
+    let s1 = specs.iter().find(|s| s["name"] == "s1").expect("s1");
+    assert_eq!(s1["params"][5]["type"], "float");
 }

@@ -172,6 +172,8 @@ pub struct Seen {
     pub runs: Vec<Delivered>,
     /// The price noise (sigma, seed) of every job that asked for it.
     pub noise: Vec<(f64, u64)>,
+    /// The warm-up bars of every job that asked for some: (trial id, bars).
+    pub warmup: Vec<(String, u32)>,
 }
 
 /// One trial delivered: (optimization id, trial id, the spec's range as ns
@@ -294,6 +296,9 @@ impl Worker {
                         if let Some(n) = &spec.price_noise {
                             seen.noise.push((n.sigma, n.seed));
                         }
+                        if spec.warmup_bars > 0 {
+                            seen.warmup.push((job.trial_id.clone(), spec.warmup_bars));
+                        }
                     }
                     let mut result = v1::BacktestResult {
                         backtest_id: job.backtest_id.clone(),
@@ -375,6 +380,11 @@ impl Worker {
     /// The price noise (sigma, seed) of every job that asked for it.
     pub fn noise(&self) -> Vec<(f64, u64)> {
         self.seen.lock().unwrap().noise.clone()
+    }
+
+    /// The warm-up bars of every job that asked for some: (trial id, bars).
+    pub fn warmup(&self) -> Vec<(String, u32)> {
+        self.seen.lock().unwrap().warmup.clone()
     }
 
     /// Every trial delivered: (optimization id, trial id, range, parameters).

@@ -754,6 +754,20 @@ async fn walk_forward_searches_each_fold_in_sample_and_trades_its_best_out_of_sa
         assert_eq!(oos[0].3["fast"], bf.to_string());
     }
     assert_eq!(runs.len(), 3 * grid_points().len() + 3);
+    // Only the test runs are warmed up, by the chosen slow window plus one
+    // (the bars before the window: history at test time, not a look ahead).
+    let warm = worker.warmup();
+    let slow: u32 = runs
+        .iter()
+        .find(|r| r.1 == "wf-oos-0")
+        .map(|r| r.3["slow"].parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        warm,
+        (0..3)
+            .map(|k| (format!("wf-oos-{k}"), slow + 1))
+            .collect::<Vec<_>>()
+    );
 
     // Each fold's study is a study of its own; the list holds all four.
     let fold = until(&mut svc.client, "wf-1-f2", 5, succeeded).await;
