@@ -6,14 +6,17 @@
 //! the end of the range back to back, so their equity curves stitch into one
 //! out-of-sample history, the only figure of the run that no search saw.
 //!
-//! Windows ([`windows`]): with `n` folds and an in-sample share `f` of each
-//! window (in-sample plus out-of-sample), the window length `W` solves
-//! `f W + n (1 - f) W = span`; fold `k` tests `[S + f W + k T, S + f W + (k + 1) T)`
-//! with `T = (1 - f) W`, and trains on the `f W` before it (rolling) or on
-//! everything from `S` (anchored, the in-sample window grows). Every window is
-//! half-open, `[start, end)`, as the catalog reads ranges, and each in-sample
-//! window ends where its out-of-sample window starts: no bar of a test
-//! window is in its training window.
+//! Windows ([`windows`]): with `n` folds, an in-sample share `f` and a
+//! validation share `v` of each window (training, validation, test), the
+//! window length `W` solves `(f + v) W + n (1 - f - v) W = span`; fold `k`
+//! tests the `T = (1 - f - v) W` starting `(f + v) W + k T` into the range,
+//! validates on the `v W` before it and trains on the `f W` before that
+//! (rolling) or on everything from the range start (anchored, growing). Or
+//! explicit lengths ([`Lengths`]: train, validation, test, step): as many
+//! folds as fit, tests a step apart. Every window is half-open,
+//! `[start, end)`, as the catalog reads ranges; training ends where
+//! validation starts and validation where the test starts: no bar of a test
+//! window is in its training or validation window.
 //!
 //! Each test window is traded with the strategy warmed up on the bars
 //! before it ([`warmup_bars`]): a test window that starts with cold
@@ -52,13 +55,35 @@ pub enum WalkForwardError {
 /// How the range is split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct WindowSpec {
-    /// Folds, >= 2.
+    /// Folds: 2..=100 with shares; with [`Lengths`], 0 = as many as fit,
+    /// else at most this many (the latest).
     pub folds: u32,
-    /// In-sample share of each window, in (0, 1).
+    /// Training share of each window, in (0, 1); 0 with [`Lengths`].
     pub in_sample_fraction: f64,
+    /// Validation share of each window, in [0, 1 - in_sample_fraction); 0
+    /// with [`Lengths`] (or none).
+    #[serde(default)]
+    pub validation_fraction: f64,
     /// In-sample windows all start at the range start (they grow) instead
     /// of rolling with a fixed length.
     pub anchored: bool,
+    /// Explicit window lengths instead of shares.
+    #[serde(default)]
+    pub lengths: Option<Lengths>,
+}
+
+/// Explicit window lengths, ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lengths {
+    /// Training (with `anchored`, the first fold's; later ones grow).
+    pub train: i64,
+    /// Validation, between training and test; 0 = none.
+    pub validation: i64,
+    /// Test.
+    pub test: i64,
+    /// From one fold's test start to the next; 0 = `test` (back to back);
+    /// never below `test`, so test windows never overlap.
+    pub step: i64,
 }
 
 /// One fold's windows, half-open Unix-nanosecond ranges.
@@ -68,6 +93,10 @@ pub struct Window {
     pub fold: u32,
     /// Where the search runs.
     pub in_sample: (i64, i64),
+    /// Where the search's best candidates are compared, between the two:
+    /// starts where `in_sample` ends and ends where `out_of_sample` starts.
+    #[serde(default)]
+    pub validation: Option<(i64, i64)>,
     /// Where the chosen parameters trade.
     pub out_of_sample: (i64, i64),
 }
@@ -75,29 +104,64 @@ pub struct Window {
 /// Most folds.
 pub const MAX_FOLDS: u32 = 100;
 
+fn invalid(field: &'static str, reason: &str) -> WalkForwardError {
+    WalkForwardError::Invalid {
+        field,
+        reason: reason.to_owned(),
+    }
+}
+
 /// The folds' windows over `[start, end)`.
 ///
 /// # Errors
-/// [`WalkForwardError::Invalid`] for fewer than 2 or more than
-/// [`MAX_FOLDS`] folds, a fraction outside (0, 1), an empty range, or a
-/// range too short to give every window at least one nanosecond.
+/// [`WalkForwardError::Invalid`] naming the setting: a fold count outside
+/// its range, shares outside theirs (or given with lengths), lengths that
+/// are not positive or a step below the test length, an empty range, or a
+/// range too short to give every window at least one nanosecond (with
+/// lengths: to hold one fold).
 pub fn windows(start: i64, end: i64, spec: &WindowSpec) -> Result<Vec<Window>, WalkForwardError> {
-    let invalid = |field, reason: &str| WalkForwardError::Invalid {
-        field,
-        reason: reason.to_owned(),
-    };
+    if end <= start {
+        return Err(invalid("base.range", "end must be after start"));
+    }
+    match spec.lengths {
+        Some(l) => explicit(start, end, spec, l),
+        None => shares(start, end, spec),
+    }
+}
+
+/// A fold whose test window starts at `test_start` (offsets from `start`).
+fn fold(
+    start: i64,
+    end: i64,
+    k: u32,
+    (train_from, validation, test_start, test_end): (i128, i128, i128, i128),
+) -> Window {
+    let at = |offset: i128| -> i64 { i64::try_from(i128::from(start) + offset).unwrap_or(end) };
+    let val_start = test_start - validation;
+    Window {
+        fold: k,
+        in_sample: (at(train_from), at(val_start)),
+        validation: (validation > 0).then(|| (at(val_start), at(test_start))),
+        out_of_sample: (at(test_start), at(test_end)),
+    }
+}
+
+fn shares(start: i64, end: i64, spec: &WindowSpec) -> Result<Vec<Window>, WalkForwardError> {
     if !(2..=MAX_FOLDS).contains(&spec.folds) {
         return Err(invalid("walk_forward.folds", "must be in 2..=100"));
     }
-    let f = spec.in_sample_fraction;
+    let (f, v) = (spec.in_sample_fraction, spec.validation_fraction);
     if !(f > 0.0 && f < 1.0) {
         return Err(invalid(
             "walk_forward.in_sample_fraction",
             "must be in (0, 1)",
         ));
     }
-    if end <= start {
-        return Err(invalid("base.range", "end must be after start"));
+    if !(v >= 0.0 && f + v < 1.0) {
+        return Err(invalid(
+            "walk_forward.validation_fraction",
+            "must be in [0, 1 - in_sample_fraction)",
+        ));
     }
     // i128: a span of the whole i64 range must not overflow.
     let span = i128::from(end) - i128::from(start);
@@ -107,37 +171,113 @@ pub fn windows(start: i64, end: i64, spec: &WindowSpec) -> Result<Vec<Window>, W
         clippy::cast_possible_truncation,
         reason = "window lengths in ns, rounded down; the last window ends at `end` exactly"
     )]
-    let (train, test) = {
-        let w = span as f64 / (f + n * (1.0 - f));
-        let test = ((1.0 - f) * w).floor() as i128;
-        let train = span - i128::from(spec.folds) * test;
-        (train, test)
+    let (train, validation, test) = {
+        let w = span as f64 / (f + v + n * (1.0 - f - v));
+        let test = ((1.0 - f - v) * w).floor() as i128;
+        let validation = (v * w).floor() as i128;
+        let train = span - i128::from(spec.folds) * test - validation;
+        (train, validation, test)
     };
-    if test < 1 || train < 1 {
+    if test < 1 || train < 1 || (v > 0.0 && validation < 1) {
         return Err(invalid(
             "base.range",
-            "too short for these folds and in-sample fraction",
+            "too short for these folds and fractions",
         ));
     }
-    let at = |offset: i128| -> i64 { i64::try_from(i128::from(start) + offset).unwrap_or(end) };
     Ok((0..spec.folds)
         .map(|k| {
-            let test_start = train + i128::from(k) * test;
+            let test_start = train + validation + i128::from(k) * test;
             let test_end = if k + 1 == spec.folds {
                 span
             } else {
                 test_start + test
             };
-            let train_start = if spec.anchored {
+            let train_from = if spec.anchored {
                 0
             } else {
                 i128::from(k) * test
             };
-            Window {
-                fold: k,
-                in_sample: (at(train_start), at(test_start)),
-                out_of_sample: (at(test_start), at(test_end)),
-            }
+            fold(
+                start,
+                end,
+                k,
+                (train_from, validation, test_start, test_end),
+            )
+        })
+        .collect())
+}
+
+fn explicit(
+    start: i64,
+    end: i64,
+    spec: &WindowSpec,
+    l: Lengths,
+) -> Result<Vec<Window>, WalkForwardError> {
+    if spec.in_sample_fraction != 0.0 || spec.validation_fraction != 0.0 {
+        return Err(invalid(
+            "walk_forward.in_sample_fraction",
+            "not with explicit window lengths (leave the fractions 0)",
+        ));
+    }
+    if spec.folds > MAX_FOLDS {
+        return Err(invalid(
+            "walk_forward.folds",
+            "must be at most 100 (0 = as many as fit)",
+        ));
+    }
+    if l.train < 1 {
+        return Err(invalid("walk_forward.train_seconds", "must be positive"));
+    }
+    if l.test < 1 {
+        return Err(invalid("walk_forward.test_seconds", "must be positive"));
+    }
+    if l.validation < 0 {
+        return Err(invalid(
+            "walk_forward.validation_seconds",
+            "must not be negative",
+        ));
+    }
+    let step = if l.step == 0 { l.test } else { l.step };
+    if step < l.test {
+        return Err(invalid(
+            "walk_forward.step_seconds",
+            "must be at least test_seconds: test windows may not overlap",
+        ));
+    }
+    let span = i128::from(end) - i128::from(start);
+    let (train, validation, test, step) = (
+        i128::from(l.train),
+        i128::from(l.validation),
+        i128::from(l.test),
+        i128::from(step),
+    );
+    let first = train + validation;
+    if first + test > span {
+        return Err(invalid(
+            "base.range",
+            "too short for one fold of these lengths",
+        ));
+    }
+    let fit = (span - first - test) / step + 1;
+    let cap = if spec.folds == 0 {
+        i128::from(MAX_FOLDS)
+    } else {
+        i128::from(spec.folds)
+    };
+    // The latest folds when more fit than asked for.
+    let skip = (fit - cap).max(0);
+    let count = fit.min(cap);
+    Ok((0..count)
+        .map(|j| {
+            let k = u32::try_from(j).unwrap_or(u32::MAX);
+            let test_start = first + (skip + j) * step;
+            let train_from = if spec.anchored { 0 } else { test_start - first };
+            fold(
+                start,
+                end,
+                k,
+                (train_from, validation, test_start, test_start + test),
+            )
         })
         .collect())
 }
@@ -326,8 +466,113 @@ mod tests {
         WindowSpec {
             folds,
             in_sample_fraction: f,
+            validation_fraction: 0.0,
             anchored,
+            lengths: None,
         }
+    }
+
+    fn lengths(folds: u32, days: (i64, i64, i64, i64), anchored: bool) -> WindowSpec {
+        WindowSpec {
+            folds,
+            in_sample_fraction: 0.0,
+            validation_fraction: 0.0,
+            anchored,
+            lengths: Some(Lengths {
+                train: days.0 * DAY,
+                validation: days.1 * DAY,
+                test: days.2 * DAY,
+                step: days.3 * DAY,
+            }),
+        }
+    }
+
+    /// A fold's (training, validation, test) windows in days.
+    type Days = ((i64, i64), Option<(i64, i64)>, (i64, i64));
+
+    fn days(w: &Window) -> Days {
+        let d = |(a, b): (i64, i64)| (a / DAY, b / DAY);
+        (d(w.in_sample), w.validation.map(d), d(w.out_of_sample))
+    }
+
+    #[test]
+    fn validation_sits_between_training_and_test() {
+        // 2 folds, 50% train, 25% validation over 500 days: W = 500 / (0.75
+        // + 2 * 0.25) = 400, so test 100, validation 100, train 200.
+        let mut s = spec(2, 0.5, false);
+        s.validation_fraction = 0.25;
+        let w = windows(0, 500 * DAY, &s).unwrap();
+        assert_eq!(
+            w.iter().map(days).collect::<Vec<_>>(),
+            vec![
+                ((0, 200), Some((200, 300)), (300, 400)),
+                ((100, 300), Some((300, 400)), (400, 500)),
+            ]
+        );
+        assert!(
+            windows(0, 500 * DAY, &spec(2, 0.5, false)).unwrap()[0]
+                .validation
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn explicit_lengths_fit_as_many_folds_as_the_range_holds() {
+        // train 200, validation 50, test 100, step 100 over 700 days:
+        // tests at 250, 350, 450, 550 (the last ends at 650).
+        let w = windows(0, 700 * DAY, &lengths(0, (200, 50, 100, 0), false)).unwrap();
+        let got: Vec<_> = w.iter().map(days).collect();
+        assert_eq!(
+            got,
+            vec![
+                ((0, 200), Some((200, 250)), (250, 350)),
+                ((100, 300), Some((300, 350)), (350, 450)),
+                ((200, 400), Some((400, 450)), (450, 550)),
+                ((300, 500), Some((500, 550)), (550, 650)),
+            ]
+        );
+        // At most 2 folds: the latest two, renumbered from 0.
+        let two = windows(0, 700 * DAY, &lengths(2, (200, 50, 100, 0), false)).unwrap();
+        assert_eq!(two.iter().map(days).collect::<Vec<_>>(), got[2..].to_vec());
+        assert_eq!((two[0].fold, two[1].fold), (0, 1));
+        // A step beyond the test length leaves gaps; anchored trains from 0.
+        let a = windows(0, 700 * DAY, &lengths(0, (300, 0, 100, 150), true)).unwrap();
+        let got: Vec<_> = a.iter().map(days).collect();
+        assert_eq!(
+            got,
+            vec![
+                ((0, 300), None, (300, 400)),
+                ((0, 450), None, (450, 550)),
+                ((0, 600), None, (600, 700)),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_lengths_name_their_field() {
+        let field = |s: WindowSpec| match windows(0, 700 * DAY, &s).unwrap_err() {
+            WalkForwardError::Invalid { field, .. } => field,
+            e => panic!("{e}"),
+        };
+        assert_eq!(
+            field(lengths(0, (0, 0, 100, 0), false)),
+            "walk_forward.train_seconds"
+        );
+        assert_eq!(
+            field(lengths(0, (100, 0, 0, 0), false)),
+            "walk_forward.test_seconds"
+        );
+        assert_eq!(
+            field(lengths(0, (100, 0, 100, 50), false)),
+            "walk_forward.step_seconds"
+        );
+        assert_eq!(field(lengths(0, (600, 50, 100, 0), false)), "base.range");
+        let mut both = lengths(0, (100, 0, 100, 0), false);
+        both.in_sample_fraction = 0.5;
+        assert_eq!(field(both), "walk_forward.in_sample_fraction");
+        let mut v = spec(3, 0.8, false);
+        v.validation_fraction = 0.2;
+        assert_eq!(field(v), "walk_forward.validation_fraction");
     }
 
     #[test]
@@ -382,22 +627,79 @@ mod tests {
             start in -1_000_000_000_000_000_000i64..1_000_000_000_000_000_000,
             len in 1_000i64..4_000_000_000_000_000_000,
             folds in 2u32..=20,
-            f in 0.05f64..0.95,
+            f in 0.05f64..0.9,
+            v in prop::sample::select(vec![0.0, 0.02, 0.05]),
             anchored: bool,
         ) {
             let end = start + len;
-            let w = windows(start, end, &spec(folds, f, anchored)).unwrap();
+            let mut s = spec(folds, f, anchored);
+            s.validation_fraction = v;
+            let w = windows(start, end, &s).unwrap();
             prop_assert_eq!(w.len() as u32, folds);
             prop_assert_eq!(w.last().unwrap().out_of_sample.1, end);
             for (k, x) in w.iter().enumerate() {
-                prop_assert!(x.in_sample.0 >= start && x.in_sample.0 < x.in_sample.1);
-                prop_assert_eq!(x.in_sample.1, x.out_of_sample.0);
-                prop_assert!(x.out_of_sample.0 < x.out_of_sample.1);
+                ordered(x, start, end)?;
+                prop_assert_eq!(x.validation.is_some(), v > 0.0);
                 if k > 0 {
                     prop_assert_eq!(w[k - 1].out_of_sample.1, x.out_of_sample.0);
                 }
             }
         }
+
+        /// With explicit lengths: the same order in every fold, tests a
+        /// step apart and never overlapping, all inside the range.
+        #[test]
+        fn explicit_windows_keep_their_order(
+            start in -1_000_000_000i64..1_000_000_000,
+            len in 1_000i64..1_000_000,
+            train in 1i64..300,
+            validation in 0i64..50,
+            test in 1i64..200,
+            extra in 0i64..100,
+            folds in 0u32..10,
+            anchored: bool,
+        ) {
+            let end = start + len;
+            let s = WindowSpec {
+                folds,
+                in_sample_fraction: 0.0,
+                validation_fraction: 0.0,
+                anchored,
+                lengths: Some(Lengths { train, validation, test, step: test + extra }),
+            };
+            match windows(start, end, &s) {
+                Ok(w) => {
+                    prop_assert!(!w.is_empty());
+                    prop_assert!(folds == 0 || w.len() as u32 <= folds);
+                    for (k, x) in w.iter().enumerate() {
+                        ordered(x, start, end)?;
+                        prop_assert_eq!(x.out_of_sample.1 - x.out_of_sample.0, test);
+                        if k > 0 {
+                            prop_assert_eq!(x.out_of_sample.0 - w[k - 1].out_of_sample.0, test + extra);
+                        }
+                    }
+                    // No room for one more fold after the last.
+                    prop_assert!(w.last().unwrap().out_of_sample.0 + test + extra + test > end);
+                }
+                Err(_) => prop_assert!(train + validation + test > len),
+            }
+        }
+    }
+
+    /// Training, then validation (if any), then test, each non-empty, back
+    /// to back, inside `[start, end)`.
+    fn ordered(x: &Window, start: i64, end: i64) -> Result<(), TestCaseError> {
+        prop_assert!(x.in_sample.0 >= start && x.in_sample.0 < x.in_sample.1);
+        match x.validation {
+            Some((a, b)) => {
+                prop_assert_eq!(x.in_sample.1, a);
+                prop_assert!(a < b);
+                prop_assert_eq!(b, x.out_of_sample.0);
+            }
+            None => prop_assert_eq!(x.in_sample.1, x.out_of_sample.0),
+        }
+        prop_assert!(x.out_of_sample.0 < x.out_of_sample.1 && x.out_of_sample.1 <= end);
+        Ok(())
     }
 
     fn curve(points: &[(i64, f64)]) -> Vec<EquityPoint> {

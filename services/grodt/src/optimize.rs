@@ -89,6 +89,27 @@ pub struct OptimizeOptions {
     /// Anchored walk-forward: every in-sample window starts at --from.
     #[arg(long)]
     pub anchored: bool,
+    /// Validation share of each walk-forward window, between training and
+    /// test: the search's best candidates run there and the best of them is
+    /// traded (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub validation: f64,
+    /// Candidates run on each validation window (0 = 5).
+    #[arg(long, default_value_t = 0)]
+    pub candidates: u32,
+    /// Explicit walk-forward windows instead of shares: training days
+    /// (with --test-days; --walk-forward 0 = as many folds as fit).
+    #[arg(long, value_name = "DAYS", requires = "test_days")]
+    pub train_days: Option<f64>,
+    /// Explicit validation days between training and test.
+    #[arg(long, value_name = "DAYS", requires = "test_days")]
+    pub validation_days: Option<f64>,
+    /// Explicit test days (selects explicit windows).
+    #[arg(long, value_name = "DAYS", requires = "train_days")]
+    pub test_days: Option<f64>,
+    /// Days from one test start to the next (default: --test-days).
+    #[arg(long, value_name = "DAYS", requires = "test_days")]
+    pub step_days: Option<f64>,
     /// Write an HTML report of the finished run here (convergence,
     /// heatmaps, best trials, walk-forward folds, Monte Carlo).
     #[arg(long, value_name = "FILE")]
@@ -284,13 +305,41 @@ pub fn request(o: &OptimizeOptions) -> Result<v1::StartOptimizationRequest, Opti
         seed: o.seed,
         sweep_slice: o.sweep_slice,
         per_trial_jobs: o.per_trial_jobs,
-        walk_forward: o.walk_forward.map(|folds| v1::WalkForwardSettings {
-            folds,
-            in_sample_fraction: o.in_sample,
-            anchored: o.anchored,
-        }),
+        walk_forward: o.walk_forward.map(|folds| walk_forward_settings(o, folds)),
         ..v1::StartOptimizationRequest::default()
     })
+}
+
+/// The walk-forward settings of the flags: shares, or explicit lengths in
+/// days (then both shares are 0).
+fn walk_forward_settings(o: &OptimizeOptions, folds: u32) -> v1::WalkForwardSettings {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "days to whole seconds; negative or NaN become 0, which the service refuses by name"
+    )]
+    let secs = |days: Option<f64>| days.map_or(0, |d| (d * 86_400.0).round().max(0.0) as u64);
+    let base = v1::WalkForwardSettings {
+        folds,
+        anchored: o.anchored,
+        validation_candidates: o.candidates,
+        ..v1::WalkForwardSettings::default()
+    };
+    if o.test_days.is_some() {
+        v1::WalkForwardSettings {
+            train_seconds: secs(o.train_days),
+            validation_seconds: secs(o.validation_days),
+            test_seconds: secs(o.test_days),
+            step_seconds: secs(o.step_days),
+            ..base
+        }
+    } else {
+        v1::WalkForwardSettings {
+            in_sample_fraction: o.in_sample,
+            validation_fraction: o.validation,
+            ..base
+        }
+    }
 }
 
 fn with_token<T>(
@@ -401,9 +450,17 @@ pub fn walk_forward_table(o: &v1::Optimization, wf: &v1::WalkForwardResult) -> S
             .out_of_sample_metrics
             .as_ref()
             .map_or(f64::NAN, |m| m.total_return);
+        let validated = f.validation.as_ref().map_or_else(String::new, |_| {
+            format!(
+                "  (validation {}: {}, in-sample rank {})",
+                span(&f.validation),
+                fmt_value(f.validation_objective),
+                f.chosen_rank + 1
+            )
+        });
         let _ = writeln!(
             out,
-            "{:>4}  {:<23}  {:<23}  {:<28}  {:>10}  {:>10}  {:>9}{}",
+            "{:>4}  {:<23}  {:<23}  {:<28}  {:>10}  {:>10}  {:>9}{}{}",
             f.fold,
             span(&f.in_sample),
             span(&f.out_of_sample),
@@ -411,6 +468,7 @@ pub fn walk_forward_table(o: &v1::Optimization, wf: &v1::WalkForwardResult) -> S
             fmt_value(f.in_sample_objective),
             fmt_value(f.out_of_sample_objective),
             fmt_value(ret),
+            validated,
             if f.error.is_empty() {
                 String::new()
             } else {
@@ -808,6 +866,81 @@ pub async fn command(o: &OptimizeOptions) -> Result<String, OptimizeCliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(args: &[&str]) -> OptimizeOptions {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: OptimizeOptions,
+        }
+        <Cli as clap::Parser>::try_parse_from(
+            std::iter::once("optimize").chain(args.iter().copied()),
+        )
+        .expect("flags parse")
+        .o
+    }
+
+    #[test]
+    fn walk_forward_flags_become_shares_or_lengths() {
+        let base = [
+            "--strategy",
+            "sma_cross",
+            "--dataset",
+            "a/B/1d",
+            "--param",
+            "fast=5..10",
+            "--walk-forward",
+        ];
+        let shares = parsed(
+            &[
+                &base[..],
+                &[
+                    "3",
+                    "--in-sample",
+                    "0.6",
+                    "--validation",
+                    "0.1",
+                    "--candidates",
+                    "4",
+                ],
+            ]
+            .concat(),
+        );
+        let w = walk_forward_settings(&shares, 3);
+        assert_eq!(
+            (w.folds, w.in_sample_fraction, w.validation_fraction),
+            (3, 0.6, 0.1)
+        );
+        assert_eq!((w.validation_candidates, w.test_seconds), (4, 0));
+        let lengths = parsed(
+            &[
+                &base[..],
+                &[
+                    "0",
+                    "--train-days",
+                    "200",
+                    "--validation-days",
+                    "20",
+                    "--test-days",
+                    "60",
+                    "--step-days",
+                    "90",
+                ],
+            ]
+            .concat(),
+        );
+        let w = walk_forward_settings(&lengths, 0);
+        assert_eq!((w.in_sample_fraction, w.validation_fraction), (0.0, 0.0));
+        assert_eq!(
+            (
+                w.train_seconds,
+                w.validation_seconds,
+                w.test_seconds,
+                w.step_seconds
+            ),
+            (200 * 86_400, 20 * 86_400, 60 * 86_400, 90 * 86_400)
+        );
+    }
 
     #[test]
     fn parameter_specs_become_ranges() {

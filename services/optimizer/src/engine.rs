@@ -36,7 +36,7 @@ use tracing::Instrument;
 use crate::convert::{self, Plan};
 use crate::error::OptimizerError;
 use crate::metrics::OptimizerMetrics;
-use crate::walkforward::{self, OOS_PREFIX, Wf, WfInput};
+use crate::walkforward::{self, Wf, WfInput, WfJob};
 
 /// The consumer's name in the store's journal.
 pub const JOURNAL: &str = "optimizer";
@@ -945,19 +945,27 @@ impl Engine {
                 return Err(e.into());
             }
         }
-        let folds: Vec<u32> = core.wfs.get(id).map_or_else(Vec::new, |w| {
+        let jobs: Vec<WfJob> = core.wfs.get(id).map_or_else(Vec::new, |w| {
             events
                 .iter()
-                .filter_map(|ev| w.fold_of_event(ev.event_id))
+                .filter_map(|ev| w.job_of_event(ev.event_id))
                 .collect()
         });
-        if folds.is_empty() {
+        if jobs.is_empty() {
             return Ok(());
+        }
+        let (mut folds, mut validations) = (Vec::new(), Vec::new());
+        for j in jobs {
+            match j {
+                WfJob::OutOfSample(k) => folds.push(k),
+                WfJob::Validation(k, r) => validations.push((k, r)),
+            }
         }
         let source = format!("wf-published:{id}:{}", uuid::Uuid::now_v7());
         let input = Input::Wf(WfInput::Published {
             id: id.to_owned(),
             folds,
+            validations,
         });
         self.commit_wf(core, &source, &input).await?;
         Ok(())
@@ -1286,7 +1294,9 @@ impl Engine {
         Ok(())
     }
 
-    /// A result for a walk-forward run: a fold's out-of-sample backtest.
+    /// A result for a walk-forward run: a fold's out-of-sample backtest, or
+    /// a candidate's validation run (the last of a fold's sends its
+    /// out-of-sample job).
     async fn on_wf_result(
         &self,
         core: &mut Core,
@@ -1295,31 +1305,24 @@ impl Engine {
         trial_id: String,
         result: Option<v1::BacktestResult>,
     ) -> Result<(), OptimizerError> {
-        let fold = trial_id
-            .strip_prefix(OOS_PREFIX)
-            .and_then(|k| k.parse::<u32>().ok());
-        let waiting = fold.is_some_and(|k| {
-            core.wfs.get(&id).is_some_and(|w| {
-                w.folds
-                    .get(k as usize)
-                    .is_some_and(|f| f.chosen.is_some() && f.outcome.is_none())
-            })
-        });
-        let (Some(fold), true) = (fold, waiting) else {
+        let job =
+            WfJob::parse(&trial_id).filter(|&j| core.wfs.get(&id).is_some_and(|w| w.awaits(j)));
+        let Some(job) = job else {
             self.metrics.ignored();
             return Ok(());
         };
-        let input = Input::Wf(walkforward::oos_input(
+        let input = Input::Wf(walkforward::result_input(
             &id,
-            fold,
+            job,
             &result.unwrap_or_default(),
             now_ns(),
         ));
-        if let Some((wf, _)) = self
+        if let Some((wf, events)) = self
             .commit_wf(core, &format!("result:{event_id}"), &input)
             .await?
         {
-            tracing::info!(optimization_id = %id, fold, state = ?wf.state(), "walk-forward fold traded out of sample");
+            tracing::info!(optimization_id = %id, ?job, state = ?wf.state(), "walk-forward run answered");
+            self.publish_wf(core, &id, events).await?;
         }
         let _ = self.updates.send(Update { id, trial: None });
         Ok(())

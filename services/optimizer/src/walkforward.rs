@@ -1,7 +1,9 @@
 //! Walk-forward runs: a parent that owns one in-sample study per fold (an
 //! ordinary run, `<id>-f<k>`, over the fold's in-sample window) and, once a
 //! fold's study has ended, one out-of-sample backtest of its best
-//! parameters over the window after it. The windows and the aggregation are
+//! parameters over the window after it. With a validation window between
+//! the two, the study's best candidates first run on it (trial ids
+//! `wf-val-<fold>-<rank>`) and the one that does best there is traded. The windows and the aggregation are
 //! `grodt_optimize::walkforward`'s; this module holds the parent's state,
 //! its journaled inputs' effects and its wire form.
 //!
@@ -26,6 +28,40 @@ use crate::error::OptimizerError;
 
 /// The trial id an out-of-sample job carries: `wf-oos-<fold>`.
 pub const OOS_PREFIX: &str = "wf-oos-";
+/// The trial id a validation job carries: `wf-val-<fold>-<rank>`.
+pub const VAL_PREFIX: &str = "wf-val-";
+/// Candidates run on a validation window when the request leaves it 0.
+pub const DEFAULT_CANDIDATES: u32 = 5;
+/// Most candidates.
+pub const MAX_CANDIDATES: u32 = 50;
+
+/// What a walk-forward job is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WfJob {
+    /// Fold `0`'s test run.
+    OutOfSample(u32),
+    /// Fold `0`'s candidate of in-sample rank `1` on the validation window.
+    Validation(u32, u32),
+}
+
+impl WfJob {
+    /// Parses a walk-forward trial id.
+    pub fn parse(trial_id: &str) -> Option<Self> {
+        if let Some(k) = trial_id.strip_prefix(OOS_PREFIX) {
+            return k.parse().ok().map(Self::OutOfSample);
+        }
+        let (k, r) = trial_id.strip_prefix(VAL_PREFIX)?.split_once('-')?;
+        Some(Self::Validation(k.parse().ok()?, r.parse().ok()?))
+    }
+
+    /// Its trial id.
+    pub fn trial_id(self) -> String {
+        match self {
+            Self::OutOfSample(k) => format!("{OOS_PREFIX}{k}"),
+            Self::Validation(k, r) => format!("{VAL_PREFIX}{k}-{r}"),
+        }
+    }
+}
 
 /// A checked walk-forward request.
 #[derive(Debug, Clone)]
@@ -38,6 +74,8 @@ pub struct WfPlan {
     pub objective: Objective,
     /// -1 when the request minimises.
     pub sign: f64,
+    /// Candidates run on each validation window (when there is one).
+    pub candidates: u32,
 }
 
 fn ns(t: Option<&prost_types::Timestamp>) -> Option<i64> {
@@ -93,13 +131,44 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<WfPlan, OptimizerError
             "walk-forward needs a start and an end to split",
         ));
     };
+    let secs = |field: &'static str, v: u64| {
+        i64::try_from(v)
+            .ok()
+            .and_then(|v| v.checked_mul(1_000_000_000))
+            .ok_or_else(|| OptimizerError::invalid(field, "too long"))
+    };
+    let explicit = settings.train_seconds > 0
+        || settings.validation_seconds > 0
+        || settings.test_seconds > 0
+        || settings.step_seconds > 0;
+    let lengths = if explicit {
+        Some(walkforward::Lengths {
+            train: secs("walk_forward.train_seconds", settings.train_seconds)?,
+            validation: secs(
+                "walk_forward.validation_seconds",
+                settings.validation_seconds,
+            )?,
+            test: secs("walk_forward.test_seconds", settings.test_seconds)?,
+            step: secs("walk_forward.step_seconds", settings.step_seconds)?,
+        })
+    } else {
+        None
+    };
+    if settings.validation_candidates > MAX_CANDIDATES {
+        return Err(OptimizerError::invalid(
+            "walk_forward.validation_candidates",
+            format!("must be in 0..={MAX_CANDIDATES} (0 = {DEFAULT_CANDIDATES})"),
+        ));
+    }
     let windows = walkforward::windows(
         start,
         end,
         &WindowSpec {
             folds: settings.folds,
             in_sample_fraction: settings.in_sample_fraction,
+            validation_fraction: settings.validation_fraction,
             anchored: settings.anchored,
+            lengths,
         },
     )
     .map_err(|e| match e {
@@ -126,11 +195,16 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<WfPlan, OptimizerError
     // The space, search and objective as every fold's study will see them.
     let first = convert::plan(&searches[0])?;
     let (objective, sign) = (first.config.objective.clone(), first.sign);
+    let candidates = match settings.validation_candidates {
+        0 => DEFAULT_CANDIDATES,
+        n => n,
+    };
     Ok(WfPlan {
         windows,
         searches,
         objective,
         sign,
+        candidates,
     })
 }
 
@@ -141,6 +215,12 @@ pub struct Chosen {
     pub params: Params,
     /// Its objective, as the study scored it (maximised).
     pub score: f64,
+    /// Its rank in the study (0 = the best).
+    #[serde(default)]
+    pub rank: u32,
+    /// Its objective on the validation window (maximised), when it ran there.
+    #[serde(default)]
+    pub validation: Option<f64>,
 }
 
 /// One fold's out-of-sample run.
@@ -154,10 +234,19 @@ pub struct OutOfSample {
     pub curve: Vec<EquityPoint>,
 }
 
+/// A candidate's validation run: its objective (maximised; `None` when
+/// undefined there), or why the run failed.
+pub type Validation = Result<Option<f64>, String>;
+
 /// Where one fold stands.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fold {
-    /// Set once its study ended with a best trial.
+    /// With a validation window: the study's best trials, best first, once
+    /// it ended, and each one's validation outcome as it comes (the score,
+    /// `None` when undefined; `Err` when its run failed).
+    pub candidates: Vec<(Chosen, Option<Validation>)>,
+    /// Set once its study ended with a best trial (with a validation
+    /// window: once every candidate ran there).
     pub chosen: Option<Chosen>,
     /// Set once the fold is done: its out-of-sample run, or why it has none.
     pub outcome: Option<Result<OutOfSample, String>>,
@@ -184,10 +273,16 @@ pub struct Wf {
     pub finished_at_ns: Option<i64>,
     /// Set when cancelled: why.
     pub cancelled: Option<String>,
+    /// Candidates run on each validation window.
+    candidates: u32,
     /// Out-of-sample jobs not answered yet, by fold.
     jobs: BTreeMap<u32, StoredEvent>,
     /// Folds whose job is not known to be on the bus.
     pub unsent: BTreeSet<u32>,
+    /// Validation jobs not answered yet, by (fold, rank).
+    val_jobs: BTreeMap<(u32, u32), StoredEvent>,
+    /// Validation jobs not known to be on the bus.
+    val_unsent: BTreeSet<(u32, u32)>,
 }
 
 /// The parent's journaled inputs.
@@ -203,8 +298,21 @@ pub enum WfInput {
         at_ns: i64,
     },
     /// Fold `fold`'s study has ended: choose its best and send the
-    /// out-of-sample job.
+    /// out-of-sample job (with a validation window: send its best
+    /// candidates' validation jobs).
     Chosen { id: String, fold: u32, at_ns: i64 },
+    /// Candidate `rank` of fold `fold` on the validation window; the last
+    /// one in chooses and sends the out-of-sample job.
+    Validated {
+        id: String,
+        fold: u32,
+        rank: u32,
+        ok: bool,
+        error: String,
+        /// `Metrics`, protobuf, hex.
+        metrics: Option<String>,
+        at_ns: i64,
+    },
     /// Fold `fold`'s out-of-sample result.
     OutOfSample {
         id: String,
@@ -217,8 +325,14 @@ pub enum WfInput {
         curve: Vec<(i64, f64)>,
         at_ns: i64,
     },
-    /// These folds' jobs are on the bus.
-    Published { id: String, folds: Vec<u32> },
+    /// These folds' jobs are on the bus (out-of-sample by fold, validation
+    /// by fold and rank).
+    Published {
+        id: String,
+        folds: Vec<u32>,
+        #[serde(default)]
+        validations: Vec<(u32, u32)>,
+    },
     /// Cancelled (its studies are cancelled by inputs of their own).
     Cancel {
         id: String,
@@ -233,6 +347,7 @@ impl WfInput {
         match self {
             Self::Start { id, .. }
             | Self::Chosen { id, .. }
+            | Self::Validated { id, .. }
             | Self::OutOfSample { id, .. }
             | Self::Published { id, .. }
             | Self::Cancel { id, .. } => id,
@@ -265,9 +380,24 @@ impl Wf {
         }
     }
 
-    /// Out-of-sample jobs in flight.
+    /// Out-of-sample and validation jobs in flight.
     pub fn in_flight(&self) -> usize {
-        self.jobs.len()
+        self.jobs.len() + self.val_jobs.len()
+    }
+
+    /// Whether a result for `job` is awaited.
+    pub fn awaits(&self, job: WfJob) -> bool {
+        match job {
+            WfJob::OutOfSample(k) => self
+                .folds
+                .get(k as usize)
+                .is_some_and(|f| f.chosen.is_some() && f.outcome.is_none()),
+            WfJob::Validation(k, r) => self.folds.get(k as usize).is_some_and(|f| {
+                f.chosen.is_none()
+                    && f.outcome.is_none()
+                    && f.candidates.get(r as usize).is_some_and(|c| c.1.is_none())
+            }),
+        }
     }
 
     /// Fold `k`'s study id.
@@ -286,6 +416,7 @@ impl Wf {
                 let f = &self.folds[w.fold as usize];
                 f.chosen.is_none()
                     && f.outcome.is_none()
+                    && f.candidates.is_empty()
                     && runs
                         .get(&self.search_id(w.fold))
                         .is_some_and(|r| r.state().is_terminal() && r.in_flight() == 0)
@@ -294,35 +425,88 @@ impl Wf {
             .collect()
     }
 
-    /// The out-of-sample job of fold `k` and its journaled event.
-    fn job(&self, fold: u32, search: &Run, chosen: &Chosen, at_ns: i64) -> StoredEvent {
+    /// The job of `which` (the out-of-sample run of a fold, or a
+    /// candidate's validation run) with `params`, and its journaled event.
+    fn job(&self, which: WfJob, search: &Run, params: &Params, at_ns: i64) -> StoredEvent {
+        let (fold, oos) = match which {
+            WfJob::OutOfSample(k) => (k, true),
+            WfJob::Validation(k, _) => (k, false),
+        };
         let w = self.windows[fold as usize];
         let mut spec = search.base().clone();
-        for (k, v) in &chosen.params {
+        for (k, v) in params {
             spec.params.insert(k.clone(), v.clone());
         }
+        let (a, b) = if oos {
+            w.out_of_sample
+        } else {
+            w.validation.unwrap_or(w.out_of_sample)
+        };
         spec.range = Some(v1::TimeRange {
-            start: Some(ts(w.out_of_sample.0)),
-            end: Some(ts(w.out_of_sample.1)),
+            start: Some(ts(a)),
+            end: Some(ts(b)),
         });
         // Warm indicators at the window's first bar, from the bars before it.
         let all: Params = spec.params.clone().into_iter().collect();
         spec.warmup_bars = walkforward::warmup_bars(&spec.strategy_name, &all);
+        let id = convert::backtest_id(&spec);
         let job = v1::BacktestJob {
             // Its own id: the trials' results keep no equity curve.
-            backtest_id: format!("{}-oos", convert::backtest_id(&spec)),
+            backtest_id: if oos { format!("{id}-oos") } else { id },
             spec: Some(spec),
             detail: Some(v1::ResultDetail {
                 trades: false,
                 fills: false,
-                equity_curve: true,
+                equity_curve: oos,
             }),
             optimization_id: self.id.clone(),
-            trial_id: format!("{OOS_PREFIX}{fold}"),
+            trial_id: which.trial_id(),
             submitted_at: Some(ts(at_ns)),
             sweep: None,
         };
-        crate::engine::stored_job(&job, &format!("optimizer:wf-oos:{}:{fold}", self.id), at_ns)
+        let source = match which {
+            WfJob::OutOfSample(k) => format!("optimizer:wf-oos:{}:{k}", self.id),
+            WfJob::Validation(k, r) => format!("optimizer:wf-val:{}:{k}:{r}", self.id),
+        };
+        crate::engine::stored_job(&job, &source, at_ns)
+    }
+
+    /// Chooses fold `k`'s candidate once every one ran on the validation
+    /// window: the best validation objective (ties and undefined ones: the
+    /// better in-sample rank; none defined: the in-sample best), and sends
+    /// its out-of-sample job.
+    fn choose_validated(&mut self, search: &Run, fold: u32, at_ns: i64) -> Vec<StoredEvent> {
+        let f = &self.folds[fold as usize];
+        if f.candidates.iter().any(|c| c.1.is_none()) {
+            return Vec::new();
+        }
+        let mut pick: Option<(usize, f64)> = None;
+        for (r, (_, outcome)) in f.candidates.iter().enumerate() {
+            if let Some(Ok(Some(v))) = outcome
+                && pick.is_none_or(|(_, best)| *v > best)
+            {
+                pick = Some((r, *v));
+            }
+        }
+        let r = pick.map_or(0, |(r, _)| r);
+        let mut chosen = f.candidates[r].0.clone();
+        chosen.validation = pick.map(|(_, v)| v);
+        self.send_oos(search, fold, chosen, at_ns)
+    }
+
+    /// Records fold `k`'s choice and sends its out-of-sample job.
+    fn send_oos(
+        &mut self,
+        search: &Run,
+        fold: u32,
+        chosen: Chosen,
+        at_ns: i64,
+    ) -> Vec<StoredEvent> {
+        let ev = self.job(WfJob::OutOfSample(fold), search, &chosen.params, at_ns);
+        self.folds[fold as usize].chosen = Some(chosen);
+        self.jobs.insert(fold, ev.clone());
+        self.unsent.insert(fold);
+        vec![ev]
     }
 
     fn settle(&mut self, at_ns: i64) {
@@ -337,9 +521,21 @@ impl Wf {
             self.jobs.remove(&k);
             self.unsent.remove(&k);
         }
+        // A fold past validation (chosen or done) awaits none of its runs.
+        let past: BTreeSet<u32> = self
+            .folds
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.chosen.is_some() || f.outcome.is_some())
+            .map(|(k, _)| k as u32)
+            .collect();
+        self.val_jobs.retain(|(k, _), _| !past.contains(k));
+        self.val_unsent.retain(|(k, _)| !past.contains(k));
         if self.cancelled.is_some() {
             self.jobs.clear();
             self.unsent.clear();
+            self.val_jobs.clear();
+            self.val_unsent.clear();
         }
         if self.state().is_terminal() && self.finished_at_ns.is_none() {
             self.finished_at_ns = Some(at_ns);
@@ -348,18 +544,25 @@ impl Wf {
 
     /// The unanswered jobs not known to be on the bus.
     pub fn unsent_jobs(&self) -> Vec<StoredEvent> {
-        self.unsent
+        self.val_unsent
             .iter()
-            .filter_map(|k| self.jobs.get(k).cloned())
+            .filter_map(|k| self.val_jobs.get(k).cloned())
+            .chain(self.unsent.iter().filter_map(|k| self.jobs.get(k).cloned()))
             .collect()
     }
 
-    /// The fold a job event is of.
-    pub fn fold_of_event(&self, event_id: uuid::Uuid) -> Option<u32> {
+    /// What a job event is for.
+    pub fn job_of_event(&self, event_id: uuid::Uuid) -> Option<WfJob> {
         self.jobs
             .iter()
             .find(|(_, j)| j.event_id == event_id)
-            .map(|(k, _)| *k)
+            .map(|(k, _)| WfJob::OutOfSample(*k))
+            .or_else(|| {
+                self.val_jobs
+                    .iter()
+                    .find(|(_, j)| j.event_id == event_id)
+                    .map(|(&(k, r), _)| WfJob::Validation(k, r))
+            })
     }
 
     /// The folds' results so far, for the summary (folds without an
@@ -447,8 +650,11 @@ pub fn apply(
                     created_at_ns: *at_ns,
                     finished_at_ns: None,
                     cancelled: None,
+                    candidates: p.candidates,
                     jobs: BTreeMap::new(),
                     unsent: BTreeSet::new(),
+                    val_jobs: BTreeMap::new(),
+                    val_unsent: BTreeSet::new(),
                 },
                 Vec::new(),
                 true,
@@ -461,7 +667,11 @@ pub fn apply(
                 .folds
                 .get(k)
                 .ok_or_else(|| corrupt("fold", format!("{id} has no fold {k}")))?;
-            if f.chosen.is_some() || f.outcome.is_some() || wf.cancelled.is_some() {
+            if f.chosen.is_some()
+                || f.outcome.is_some()
+                || !f.candidates.is_empty()
+                || wf.cancelled.is_some()
+            {
                 return Ok((wf, Vec::new(), false));
             }
             let search_id = wf.search_id(*fold);
@@ -475,15 +685,74 @@ pub fn apply(
                 wf.settle(*at_ns);
                 return Ok((wf, Vec::new(), true));
             };
-            let chosen = Chosen {
-                params: best.trial.params.clone(),
-                score: best.objective.unwrap_or(f64::NAN),
+            if wf.windows[k].validation.is_none() {
+                let chosen = Chosen {
+                    params: best.trial.params.clone(),
+                    score: best.objective.unwrap_or(f64::NAN),
+                    rank: 0,
+                    validation: None,
+                };
+                let events = wf.send_oos(search, *fold, chosen, *at_ns);
+                return Ok((wf, events, true));
+            }
+            // The best candidates run on the validation window first.
+            let top: Vec<Chosen> = search
+                .study
+                .top(wf.candidates as usize)
+                .into_iter()
+                .enumerate()
+                .map(|(r, t)| Chosen {
+                    params: t.trial.params.clone(),
+                    score: t.objective.unwrap_or(f64::NAN),
+                    rank: r as u32,
+                    validation: None,
+                })
+                .collect();
+            let mut events = Vec::new();
+            for c in &top {
+                let which = WfJob::Validation(*fold, c.rank);
+                let ev = wf.job(which, search, &c.params, *at_ns);
+                wf.val_jobs.insert((*fold, c.rank), ev.clone());
+                wf.val_unsent.insert((*fold, c.rank));
+                events.push(ev);
+            }
+            wf.folds[k].candidates = top.into_iter().map(|c| (c, None)).collect();
+            Ok((wf, events, true))
+        }
+        WfInput::Validated {
+            id,
+            fold,
+            rank,
+            ok,
+            error,
+            metrics,
+            at_ns,
+        } => {
+            let mut wf = existing(id)?;
+            if !wf.awaits(WfJob::Validation(*fold, *rank)) {
+                return Ok((wf, Vec::new(), false));
+            }
+            let metrics: Option<v1::Metrics> = metrics
+                .as_deref()
+                .map(|m| decode_hex("validation metrics", m))
+                .transpose()?;
+            let outcome = match (metrics, ok) {
+                (Some(m), true) => Ok(wf.objective.score(&convert::trial_metrics(&m))),
+                _ => Err(if error.is_empty() {
+                    "the validation backtest failed".to_owned()
+                } else {
+                    error.clone()
+                }),
             };
-            let ev = wf.job(*fold, search, &chosen, *at_ns);
-            wf.folds[k].chosen = Some(chosen);
-            wf.jobs.insert(*fold, ev.clone());
-            wf.unsent.insert(*fold);
-            Ok((wf, vec![ev], true))
+            wf.folds[*fold as usize].candidates[*rank as usize].1 = Some(outcome);
+            wf.val_jobs.remove(&(*fold, *rank));
+            wf.val_unsent.remove(&(*fold, *rank));
+            let search_id = wf.search_id(*fold);
+            let search = runs
+                .get(&search_id)
+                .ok_or_else(|| OptimizerError::NotFound(search_id.clone()))?;
+            let events = wf.choose_validated(search, *fold, *at_ns);
+            Ok((wf, events, true))
         }
         WfInput::OutOfSample {
             id,
@@ -525,10 +794,17 @@ pub fn apply(
             wf.settle(*at_ns);
             Ok((wf, Vec::new(), true))
         }
-        WfInput::Published { id, folds } => {
+        WfInput::Published {
+            id,
+            folds,
+            validations,
+        } => {
             let mut wf = existing(id)?;
             for k in folds {
                 wf.unsent.remove(k);
+            }
+            for k in validations {
+                wf.val_unsent.remove(k);
             }
             Ok((wf, Vec::new(), true))
         }
@@ -547,9 +823,27 @@ pub fn apply(
     }
 }
 
-/// An out-of-sample result event as a journaled input.
-pub fn oos_input(id: &str, fold: u32, result: &v1::BacktestResult, at_ns: i64) -> WfInput {
+/// A walk-forward job's result event as a journaled input.
+pub fn result_input(id: &str, job: WfJob, result: &v1::BacktestResult, at_ns: i64) -> WfInput {
     let ok = result.status == v1::BacktestStatus::Succeeded as i32;
+    let metrics = result
+        .metrics
+        .as_ref()
+        .map(|m| hex::encode(prost::Message::encode_to_vec(m)));
+    let fold = match job {
+        WfJob::Validation(fold, rank) => {
+            return WfInput::Validated {
+                id: id.to_owned(),
+                fold,
+                rank,
+                ok,
+                error: result.error.clone(),
+                metrics,
+                at_ns,
+            };
+        }
+        WfJob::OutOfSample(fold) => fold,
+    };
     let curve = result
         .equity_curve
         .iter()
@@ -568,10 +862,7 @@ pub fn oos_input(id: &str, fold: u32, result: &v1::BacktestResult, at_ns: i64) -
         fold,
         ok,
         error: result.error.clone(),
-        metrics: result
-            .metrics
-            .as_ref()
-            .map(|m| hex::encode(prost::Message::encode_to_vec(m))),
+        metrics,
         curve,
         at_ns,
     }
@@ -626,6 +917,16 @@ pub fn result_to_proto(wf: &Wf) -> v1::WalkForwardResult {
                 search_optimization_id: wf.search_id(w.fold),
                 decay: nan(is.zip(oos).map(|(a, b)| a - b)),
                 error,
+                validation: w.validation.map(|(a, b)| v1::TimeRange {
+                    start: Some(ts(a)),
+                    end: Some(ts(b)),
+                }),
+                validation_objective: nan(f
+                    .chosen
+                    .as_ref()
+                    .and_then(|c| c.validation)
+                    .map(|v| v * wf.sign)),
+                chosen_rank: f.chosen.as_ref().map_or(0, |c| c.rank),
             }
         })
         .collect();
@@ -691,6 +992,23 @@ pub fn progress(wf: &Wf, runs: &BTreeMap<String, Run>) -> v1::Progress {
             p.trials_queued += n(q.queued);
             p.trials_succeeded += n(q.succeeded);
             p.trials_failed += n(q.failed);
+        }
+        if wf.windows[k].validation.is_some() {
+            // Each candidate's validation run, planned as the configured count
+            // until the study says how many there are.
+            let n_cand = if f.candidates.is_empty() {
+                wf.candidates
+            } else {
+                n(f.candidates.len() as u64)
+            };
+            p.trials_total += n_cand;
+            for (_, o) in &f.candidates {
+                match o {
+                    Some(Ok(_)) => p.trials_succeeded += 1,
+                    Some(Err(_)) => p.trials_failed += 1,
+                    None => p.trials_queued += 1,
+                }
+            }
         }
         p.trials_total += 1;
         match &f.outcome {

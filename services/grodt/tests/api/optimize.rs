@@ -520,6 +520,7 @@ fn wf_request(id: &str, dataset: &str) -> v1::StartOptimizationRequest {
         folds: 3,
         in_sample_fraction: 0.6,
         anchored: false,
+        ..v1::WalkForwardSettings::default()
     });
     r
 }

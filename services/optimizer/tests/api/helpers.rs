@@ -5,7 +5,7 @@
 //! (a slice of sets) is answered with one such outcome per set. (The real
 //! workers run in the end-to-end test of the `grodt` crate.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -131,6 +131,7 @@ pub fn wf_request(id: &str) -> v1::StartOptimizationRequest {
         folds: 3,
         in_sample_fraction: 0.75,
         anchored: false,
+        ..v1::WalkForwardSettings::default()
     });
     req
 }
@@ -191,6 +192,8 @@ fn range_ns(spec: &v1::BacktestSpec) -> Option<(i64, i64)> {
 pub struct Worker {
     pub seen: Arc<Mutex<Seen>>,
     pub hold: Arc<std::sync::atomic::AtomicBool>,
+    /// When non-zero: `hold` is set once this many distinct trials were answered.
+    pause_at: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -200,7 +203,24 @@ impl Drop for Worker {
     }
 }
 
+impl Seen {
+    fn distinct_trials(&self) -> usize {
+        self.jobs
+            .iter()
+            .map(|j| &j.2)
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
 impl Worker {
+    /// Answers until `n` distinct trials were answered (0: without end),
+    /// then holds: a study cannot finish behind a test's back.
+    pub fn pause_at(&self, n: usize) {
+        self.pause_at.store(n, std::sync::atomic::Ordering::SeqCst);
+        self.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Starts answering, or (`held`) waits until `hold` is cleared.
     pub async fn start(bus: Arc<dyn EventBus>, held: bool) -> Self {
         let jobs = StreamName::parse(<v1::BacktestJob as Topic>::STREAM).unwrap();
@@ -210,10 +230,15 @@ impl Worker {
             .expect("worker group");
         let seen = Arc::new(Mutex::new(Seen::default()));
         let hold = Arc::new(std::sync::atomic::AtomicBool::new(held));
-        let (s, h) = (seen.clone(), hold.clone());
+        let pause_at = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, h, pause) = (seen.clone(), hold.clone(), pause_at.clone());
         let task = tokio::spawn(async move {
             let me = ConsumerName::parse("stand-in").unwrap();
             loop {
+                let p = pause.load(std::sync::atomic::Ordering::SeqCst);
+                if p > 0 && s.lock().unwrap().distinct_trials() >= p {
+                    h.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 if h.load(std::sync::atomic::Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -300,10 +325,16 @@ impl Worker {
                             seen.warmup.push((job.trial_id.clone(), spec.warmup_bars));
                         }
                     }
+                    let mut metrics = metrics_of(&spec.params, spec.price_noise.as_ref());
+                    if job.trial_id.starts_with("wf-val-") {
+                        // Validation windows reverse the in-sample order:
+                        // the weakest candidate does best there.
+                        metrics.sharpe = -metrics.sharpe;
+                    }
                     let mut result = v1::BacktestResult {
                         backtest_id: job.backtest_id.clone(),
                         status: v1::BacktestStatus::Succeeded as i32,
-                        metrics: Some(metrics_of(&spec.params, spec.price_noise.as_ref())),
+                        metrics: Some(metrics),
                         ..v1::BacktestResult::default()
                     };
                     if job.detail.is_some_and(|d| d.trades) {
@@ -369,7 +400,12 @@ impl Worker {
                 }
             }
         });
-        Self { seen, hold, task }
+        Self {
+            seen,
+            hold,
+            pause_at,
+            task,
+        }
     }
 
     /// Sweep job deliveries: how many sets each held.

@@ -12,7 +12,7 @@
 mod helpers;
 mod restart;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use grodt_proto::v1;
 use tonic::Code;
@@ -253,6 +253,7 @@ async fn bad_requests_are_refused_naming_the_field_and_leave_no_run() {
         folds: 3,
         in_sample_fraction: 0.7,
         anchored: false,
+        ..v1::WalkForwardSettings::default()
     });
     let e = svc
         .client
@@ -835,6 +836,36 @@ async fn bad_walk_forward_requests_name_their_field() {
         ),
         ("sensitivity", Box::new(|r| r.sensitivity = true)),
         ("space", Box::new(|r| r.space.clear())),
+        (
+            "walk_forward.validation_fraction",
+            Box::new(|r| r.walk_forward.as_mut().unwrap().validation_fraction = 0.25),
+        ),
+        (
+            "walk_forward.validation_candidates",
+            Box::new(|r| r.walk_forward.as_mut().unwrap().validation_candidates = 51),
+        ),
+        (
+            // Explicit lengths with a fraction set.
+            "walk_forward.in_sample_fraction",
+            Box::new(|r| r.walk_forward.as_mut().unwrap().test_seconds = 86_400),
+        ),
+        (
+            "walk_forward.step_seconds",
+            Box::new(|r| {
+                let w = r.walk_forward.as_mut().unwrap();
+                (w.in_sample_fraction, w.folds) = (0.0, 0);
+                (w.train_seconds, w.test_seconds, w.step_seconds) =
+                    (86_400 * 100, 86_400 * 50, 86_400);
+            }),
+        ),
+        (
+            "base.range",
+            Box::new(|r| {
+                let w = r.walk_forward.as_mut().unwrap();
+                (w.in_sample_fraction, w.folds) = (0.0, 0);
+                (w.train_seconds, w.test_seconds) = (86_400 * 500, 86_400 * 200);
+            }),
+        ),
     ];
     for (field, change) in cases {
         let mut r = wf_request("wf-bad");
@@ -855,6 +886,113 @@ async fn bad_walk_forward_requests_name_their_field() {
     svc.stop().await;
 }
 
+/// Explicit windows with a validation window: each fold's three best
+/// in-sample trials run on its validation window (warmed up, after its
+/// training, before its test) and the one that does best there is traded;
+/// the stand-in reverses the in-sample order on validation windows, so the
+/// weakest candidate wins every fold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validation_window_trades_the_candidate_that_did_best_there() {
+    let env = Env::embedded().await;
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let mut svc = env.spawn().await;
+    let mut req = wf_request("wf-v");
+    req.walk_forward = Some(v1::WalkForwardSettings {
+        train_seconds: 200 * 86_400,
+        validation_seconds: 50 * 86_400,
+        test_seconds: 100 * 86_400,
+        validation_candidates: 3,
+        ..v1::WalkForwardSettings::default()
+    });
+    svc.client
+        .start_optimization(req)
+        .await
+        .expect("StartOptimization");
+    let done = until(&mut svc.client, "wf-v", 30, succeeded).await;
+    let wf = done.walk_forward.clone().expect("walk_forward");
+    // 600 days hold tests at 250, 350 and 450 days (train 200, validation 50).
+    assert_eq!(wf.folds.len(), 3);
+    let runs = worker.runs();
+    for (f, t) in wf.folds.iter().zip([250, 350, 450]) {
+        let k = f.fold;
+        let v = f.validation.as_ref().expect("a validation window");
+        assert_eq!(
+            (
+                ns_of(&f.in_sample.as_ref().unwrap().start),
+                ns_of(&f.in_sample.as_ref().unwrap().end)
+            ),
+            (Y2000 + (t - 250) * DAY, Y2000 + (t - 50) * DAY),
+            "fold {k} trains before its validation window"
+        );
+        assert_eq!(
+            (ns_of(&v.start), ns_of(&v.end)),
+            (Y2000 + (t - 50) * DAY, Y2000 + t * DAY),
+            "fold {k}"
+        );
+        let study = svc
+            .client
+            .get_optimization(v1::GetOptimizationRequest {
+                optimization_id: format!("wf-v-f{k}"),
+                top_n: 3,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .optimization
+            .unwrap();
+        let top = &study.top_trials;
+        assert_eq!(top.len(), 3);
+        let vals: Vec<_> = runs
+            .iter()
+            .filter(|r| r.0 == "wf-v" && r.1.starts_with(&format!("wf-val-{k}-")))
+            .collect();
+        assert_eq!(vals.len(), 3, "fold {k}: one validation run per candidate");
+        for (r, trial) in top.iter().enumerate() {
+            let run = vals
+                .iter()
+                .find(|x| x.1 == format!("wf-val-{k}-{r}"))
+                .expect("candidate's run");
+            assert_eq!(run.2, Some((Y2000 + (t - 50) * DAY, Y2000 + t * DAY)));
+            let want: BTreeMap<String, String> = trial.params.clone().into_iter().collect();
+            assert_eq!(run.3, want, "fold {k} candidate {r}");
+        }
+        // Best on validation = weakest in sample (ties: the better rank),
+        // never the in-sample best here.
+        let weakest = top
+            .iter()
+            .map(|t| t.objective_value)
+            .fold(f64::INFINITY, f64::min);
+        let rank = top
+            .iter()
+            .position(|t| t.objective_value == weakest)
+            .unwrap();
+        assert!(rank > 0, "fold {k}: validation changes the choice");
+        assert_eq!(
+            f.chosen_rank as usize, rank,
+            "fold {k}: the best on validation"
+        );
+        let third: BTreeMap<String, String> = top[rank].params.clone().into_iter().collect();
+        let traded: BTreeMap<String, String> = f.params.clone().into_iter().collect();
+        assert_eq!(traded, third);
+        assert_eq!(f.in_sample_objective, weakest);
+        assert_eq!(f.validation_objective, -weakest);
+        let oos = runs
+            .iter()
+            .find(|r| r.1 == format!("wf-oos-{k}"))
+            .expect("the test run");
+        assert_eq!(oos.2, Some((Y2000 + t * DAY, Y2000 + (t + 100) * DAY)));
+        assert_eq!(oos.3, third);
+    }
+    // Validation runs are warmed up as test runs are.
+    let warm = worker.warmup();
+    assert_eq!(warm.len(), 3 * 3 + 3);
+    assert!(warm.iter().all(|(_, bars)| *bars > 1));
+    let p = done.progress.unwrap();
+    assert_eq!(p.trials_total, 3 * grid_points().len() as u32 + 3 * 3 + 3);
+    assert_eq!(p.trials_succeeded + p.trials_failed, p.trials_total);
+    svc.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_walk_forward_runs_every_trial_and_fold_once() {
     let env = Env::redis().await;
@@ -863,6 +1001,11 @@ async fn a_restart_mid_walk_forward_runs_every_trial_and_fold_once() {
     let mut req = wf_request("wf-r");
     req.batch_size = 1;
     req.sweep_slice = 2;
+    svc.client.start_optimization(req.clone()).await.unwrap();
+    // The same with a validation window (5 candidates per fold).
+    req.optimization_id = "wf-rv".into();
+    let w = req.walk_forward.as_mut().unwrap();
+    (w.in_sample_fraction, w.validation_fraction) = (0.65, 0.1);
     svc.client.start_optimization(req).await.unwrap();
     until(&mut svc.client, "wf-r", 30, |o| {
         o.progress
@@ -881,14 +1024,23 @@ async fn a_restart_mid_walk_forward_runs_every_trial_and_fold_once() {
             .all(|f| f.error.is_empty() && !f.params.is_empty())
     );
     assert_eq!(wf.efficiency, 1.0);
+    let validated = until(&mut svc.client, "wf-rv", 60, succeeded).await;
+    assert!(
+        validated
+            .walk_forward
+            .unwrap()
+            .folds
+            .iter()
+            .all(|f| f.error.is_empty() && f.validation.is_some() && !f.params.is_empty())
+    );
     let mut per: std::collections::BTreeMap<(String, String), usize> = Default::default();
     for r in worker.runs() {
         *per.entry((r.0, r.1)).or_default() += 1;
     }
     assert_eq!(
         per.len(),
-        3 * grid_points().len() + 3,
-        "no trial or fold lost"
+        2 * (3 * grid_points().len() + 3) + 3 * 5,
+        "no trial, validation run or fold lost"
     );
     assert!(per.values().all(|&n| n == 1), "none run twice: {per:?}");
     svc.stop().await;

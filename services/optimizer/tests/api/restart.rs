@@ -85,11 +85,16 @@ async fn kill_9_mid_study_resumes_it_with_every_trial_recorded_once() {
 
     let mut service = start(&env, dir.path(), 0, grpc);
     let mut c = connect(grpc).await;
-    c.start_optimization(req.clone())
-        .await
-        .expect("StartOptimization");
     let mut killed_at = Vec::new();
     for (life, after) in [(1, planned / 3), (2, 2 * planned / 3)] {
+        // The stand-in stops answering at `after` trials, so the kill lands
+        // mid-study however fast the rest would go.
+        worker.pause_at(after as usize);
+        if life == 1 {
+            c.start_optimization(req.clone())
+                .await
+                .expect("StartOptimization");
+        }
         let o = until(&mut c, "kill-1", 30, |o| finished(o) >= after).await;
         service.0.kill().expect("kill -9");
         service.0.wait().expect("reaped");
@@ -97,6 +102,7 @@ async fn kill_9_mid_study_resumes_it_with_every_trial_recorded_once() {
         service = start(&env, dir.path(), life, grpc);
         c = connect(grpc).await;
     }
+    worker.pause_at(0);
     // Idempotent after the restarts too: the same request finds the same run.
     c.start_optimization(req)
         .await
@@ -144,27 +150,32 @@ async fn kill_9_mid_walk_forward_loses_and_repeats_nothing() {
     let mut req = wf_request("wf-kill");
     req.batch_size = 1;
     req.sweep_slice = 1;
+    // With a validation window: five candidates per fold run on it first.
+    let w = req.walk_forward.as_mut().unwrap();
+    (w.in_sample_fraction, w.validation_fraction) = (0.65, 0.1);
     let mut service = start(&env, dir.path(), 0, grpc);
     let mut c = connect(grpc).await;
+    worker.pause_at(25);
     c.start_optimization(req).await.expect("StartOptimization");
     let o = until(&mut c, "wf-kill", 30, |o| finished(o) >= 25).await;
     service.0.kill().expect("kill -9");
     service.0.wait().expect("reaped");
     let killed_at = finished(&o);
     let _service = start(&env, dir.path(), 1, grpc);
+    worker.pause_at(0);
     let mut c = connect(grpc).await;
     let done = until(&mut c, "wf-kill", 60, |o| {
         o.state == v1::OptimizationState::Succeeded as i32
     })
     .await;
-    let total = 3 * grid_points().len() + 3;
+    let total = 3 * grid_points().len() + 3 * 5 + 3;
     let mut per: std::collections::BTreeMap<(String, String), usize> = Default::default();
     for r in worker.runs() {
         *per.entry((r.0, r.1)).or_default() += 1;
     }
     let duplicates: usize = per.values().map(|&n| n - 1).sum();
     eprintln!(
-        "walk-forward kill -9 after {killed_at} of {total} trials and test runs; \
+        "walk-forward kill -9 after {killed_at} of {total} trials, validation and test runs; \
          {} delivered, {duplicates} duplicate deliveries, {} lost",
         per.len(),
         total - per.len()
@@ -174,7 +185,11 @@ async fn kill_9_mid_walk_forward_loses_and_repeats_nothing() {
     // The one job in flight at the kill may be published again.
     assert!(duplicates <= 1, "{duplicates} duplicate deliveries");
     let wf = done.walk_forward.unwrap();
-    assert!(wf.folds.iter().all(|f| f.error.is_empty()));
+    assert!(
+        wf.folds
+            .iter()
+            .all(|f| f.error.is_empty() && f.validation.is_some())
+    );
     assert_eq!(wf.efficiency, 1.0);
     let p = done.progress.unwrap();
     assert_eq!(p.trials_succeeded + p.trials_failed, total as u32);
