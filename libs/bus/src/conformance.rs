@@ -319,6 +319,53 @@ pub async fn groups_are_independent(h: &dyn Harness) {
 
 /// Acked entries leave the pending list and are never claimed; pending and
 /// lag count what they should.
+/// Consumers are listed per group with the time since they last read: a
+/// reader that keeps reading stays fresh, one that stopped ages; an unknown
+/// group or stream lists none.
+pub async fn consumers_are_listed_with_their_idle_time(h: &dyn Harness) {
+    let bus = h.connect().await;
+    let s = stream("grodt.backtest-jobs.v1");
+    let (g, other) = (group("backtest-worker"), group("auditor"));
+    assert!(bus.consumers(&s, &g).await.expect("no stream").is_empty());
+    bus.ensure_group(&s, &g, StartFrom::Beginning)
+        .await
+        .expect("ensure_group");
+    bus.ensure_group(&s, &other, StartFrom::Beginning)
+        .await
+        .expect("ensure_group");
+    assert!(bus.consumers(&s, &g).await.expect("no consumer").is_empty());
+    publish_all(bus.as_ref(), &s, 2).await;
+    for c in ["w-old", "w-live"] {
+        bus.consume(&s, &g, &consumer(c), 1, Duration::ZERO)
+            .await
+            .expect("consume");
+    }
+    // Longer than the Redis bus's stamping interval (1 s).
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    // Only w-live reads again (an empty read counts too).
+    bus.consume(&s, &g, &consumer("w-live"), 1, Duration::ZERO)
+        .await
+        .expect("consume");
+    let listed = bus.consumers(&s, &g).await.expect("consumers");
+    let idle = |name: &str| {
+        listed
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{name} in {listed:?}"))
+            .idle
+    };
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(idle("w-old") >= Duration::from_millis(1_200), "{listed:?}");
+    assert!(idle("w-live") < Duration::from_millis(1_000), "{listed:?}");
+    assert!(bus.consumers(&s, &other).await.expect("other").is_empty());
+    assert!(
+        bus.consumers(&s, &group("nobody"))
+            .await
+            .expect("unknown group")
+            .is_empty()
+    );
+}
+
 pub async fn ack_removes_from_pending(h: &dyn Harness) {
     let bus = h.connect().await;
     let (s, g, c) = (stream("grodt.regimes.v1"), group("strategy"), consumer("s"));

@@ -437,6 +437,13 @@ mod tests {
         async fn groups(&self, s: &StreamName) -> Result<Vec<GroupInfo>, BusError> {
             self.inner.groups(s).await
         }
+        async fn consumers(
+            &self,
+            s: &StreamName,
+            g: &GroupName,
+        ) -> Result<Vec<crate::ConsumerInfo>, BusError> {
+            self.inner.consumers(s, g).await
+        }
         async fn renew(
             &self,
             s: &StreamName,

@@ -71,6 +71,17 @@ pub struct GroupInfo {
     pub last_delivered: EntryId,
 }
 
+/// One consumer of a group, as the bus last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    /// Its name.
+    pub name: String,
+    /// Since it last read from or claimed on the group (a consumer blocked
+    /// in a read counts from the read's start). A live consumer's stays
+    /// below its read timeout; a dead one's grows.
+    pub idle: Duration,
+}
+
 impl GroupInfo {
     /// Entries the group has not finished: pending plus never delivered. This is
     /// what trimming must never reach and what back-pressure bounds.
@@ -137,6 +148,16 @@ pub trait EventBus: Send + Sync {
     /// Every group of the stream with its pending count and lag; empty if the
     /// stream does not exist.
     async fn groups(&self, stream: &StreamName) -> Result<Vec<GroupInfo>, BusError>;
+
+    /// Every consumer the group has seen, with its idle time (XINFO
+    /// CONSUMERS); empty if the stream or group does not exist. Consumers
+    /// that died stay listed with a growing idle time: count the live ones
+    /// by an idle bound above their read timeout.
+    async fn consumers(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+    ) -> Result<Vec<ConsumerInfo>, BusError>;
 
     /// Renews the lease `consumer` holds on entries it is still working on:
     /// resets their idle time (and makes them this consumer's) without

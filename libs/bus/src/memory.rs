@@ -1,7 +1,7 @@
 //! The in-process bus for embedded mode: Redis Streams semantics (consumer
 //! groups, pending entries lists, idle times, claiming, trimming) in memory.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::backpressure::Admission;
 use crate::{
-    BackPressure, BusError, ConsumerName, Delivery, EntryId, Envelope, EventBus, GroupInfo,
-    GroupName, StartFrom, StreamName, check_block, check_max,
+    BackPressure, BusError, ConsumerInfo, ConsumerName, Delivery, EntryId, Envelope, EventBus,
+    GroupInfo, GroupName, StartFrom, StreamName, check_block, check_max,
 };
 
 /// An [`EventBus`] in memory. Clones share the same streams, so every service
@@ -41,7 +41,8 @@ struct StreamState {
 struct GroupState {
     last_delivered: EntryId,
     pending: BTreeMap<EntryId, PendingEntry>,
-    consumers: HashSet<ConsumerName>,
+    /// Every consumer seen, with when it last read or claimed.
+    consumers: HashMap<ConsumerName, Instant>,
 }
 
 /// Which consumer owns an entry is not kept: nothing here asks, and claiming
@@ -158,7 +159,7 @@ impl InProcessBus {
     ) -> Result<Vec<Delivery>, BusError> {
         let mut state = self.lock();
         let (entries, g) = Self::with_group(&mut state, stream, group)?;
-        g.consumers.insert(consumer.clone());
+        g.consumers.insert(consumer.clone(), Instant::now());
         let now = Instant::now();
         let start = after(entries, g.last_delivered);
         Ok(entries
@@ -223,7 +224,7 @@ impl EventBus for InProcessBus {
         s.groups.entry(group.clone()).or_insert_with(|| GroupState {
             last_delivered,
             pending: BTreeMap::new(),
-            consumers: HashSet::new(),
+            consumers: HashMap::new(),
         });
         Ok(())
     }
@@ -281,7 +282,7 @@ impl EventBus for InProcessBus {
     ) -> Result<u64, BusError> {
         let mut state = self.lock();
         let (_, g) = Self::with_group(&mut state, stream, group)?;
-        g.consumers.insert(consumer.clone());
+        g.consumers.insert(consumer.clone(), Instant::now());
         let now = Instant::now();
         let mut renewed = 0;
         for id in ids {
@@ -304,7 +305,7 @@ impl EventBus for InProcessBus {
         check_max(max)?;
         let mut state = self.lock();
         let (entries, g) = Self::with_group(&mut state, stream, group)?;
-        g.consumers.insert(consumer.clone());
+        g.consumers.insert(consumer.clone(), Instant::now());
         let now = Instant::now();
         let mut claimed = Vec::new();
         let mut trimmed = Vec::new();
@@ -345,6 +346,27 @@ impl EventBus for InProcessBus {
             .get(stream)
             .map(StreamState::info)
             .unwrap_or_default())
+    }
+
+    async fn consumers(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+    ) -> Result<Vec<ConsumerInfo>, BusError> {
+        let state = self.lock();
+        let Some(g) = state.get(stream).and_then(|s| s.groups.get(group)) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<ConsumerInfo> = g
+            .consumers
+            .iter()
+            .map(|(name, seen)| ConsumerInfo {
+                name: name.to_string(),
+                idle: seen.elapsed(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 }
 

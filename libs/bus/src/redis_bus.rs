@@ -11,8 +11,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 
 use crate::backpressure::Admission;
 use crate::{
-    BackPressure, BusError, ConsumerName, Delivery, EntryId, Envelope, EventBus, GroupInfo,
-    GroupName, StartFrom, StreamName, check_block, check_max,
+    BackPressure, BusError, ConsumerInfo, ConsumerName, Delivery, EntryId, Envelope, EventBus,
+    GroupInfo, GroupName, StartFrom, StreamName, check_block, check_max,
 };
 
 /// Idle blocking-read connections kept for reuse; more are opened on demand.
@@ -129,6 +129,19 @@ pub struct RedisBus {
     /// Digest of [`PUBLISH_SCRIPT`], as Redis computed it when loading it.
     publish_sha: String,
     config: RedisBusConfig,
+    /// When this process last stamped each (presence key, consumer).
+    stamped: Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+}
+
+/// A consumer's presence is stamped at most this often.
+const STAMP_EVERY: Duration = Duration::from_secs(1);
+/// Presence stamps older than this are dropped when read.
+const PRESENCE_KEPT: Duration = Duration::from_secs(86_400);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -164,7 +177,44 @@ impl RedisBus {
             readers: Mutex::new(Vec::new()),
             publish_sha,
             config,
+            stamped: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// The sorted set of a group's consumers by when they last read (ms):
+    /// XINFO CONSUMERS' `idle` is not refreshed by empty reads before Redis
+    /// 7.2, so an idle but live consumer would look dead there.
+    fn presence_key(&self, stream: &StreamName, group: &GroupName) -> String {
+        format!("{}{stream}.presence.{group}", self.config.key_prefix)
+    }
+
+    /// Stamps `consumer` as having read just now (at most every
+    /// [`STAMP_EVERY`] per consumer and group from this process).
+    async fn stamp(&self, stream: &StreamName, group: &GroupName, consumer: &ConsumerName) {
+        let key = self.presence_key(stream, group);
+        let due = {
+            let mut stamped = self
+                .stamped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = (key.clone(), consumer.to_string());
+            match stamped.get(&slot) {
+                Some(t) if t.elapsed() < STAMP_EVERY => false,
+                _ => {
+                    stamped.insert(slot, std::time::Instant::now());
+                    true
+                }
+            }
+        };
+        if due {
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(&key).arg(now_ms()).arg(consumer.as_str());
+            // Presence is advisory (it sizes batches): a failed stamp must not
+            // fail the read that delivered entries.
+            if let Err(e) = self.query("presence", &cmd).await {
+                tracing::debug!(error = %e, "presence stamp failed");
+            }
+        }
     }
 
     /// The Redis key of a stream.
@@ -474,6 +524,7 @@ impl EventBus for RedisBus {
             self.blocking_read(&cmd, block).await
         };
         let reply = reply.map_err(|e| no_group(e, stream, group))?;
+        self.stamp(stream, group, consumer).await;
         let entries = read_reply(reply)?;
         self.decode(stream, group, entries, |_| 1).await
     }
@@ -584,6 +635,52 @@ impl EventBus for RedisBus {
             counts.iter().find(|(i, _)| *i == id).map_or(1, |(_, c)| *c)
         })
         .await
+    }
+
+    async fn consumers(
+        &self,
+        stream: &StreamName,
+        group: &GroupName,
+    ) -> Result<Vec<ConsumerInfo>, BusError> {
+        let key = self.presence_key(stream, group);
+        let now = now_ms();
+        let stale = now.saturating_sub(u64::try_from(PRESENCE_KEPT.as_millis()).unwrap_or(0));
+        let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+        trim.arg(&key).arg("-inf").arg(format!("({stale}"));
+        self.query("consumers", &trim).await?;
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(&key).arg(0).arg(-1).arg("WITHSCORES");
+        let reply = self.query("consumers", &cmd).await?;
+        let items = match reply {
+            Value::Array(items) => items,
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => return Err(protocol("consumers", "ZRANGE reply is not an array")),
+        };
+        let mut out = Vec::with_capacity(items.len() / 2);
+        for pair in items.chunks(2) {
+            let [member, score] = pair else {
+                return Err(protocol("consumers", "ZRANGE WITHSCORES reply is odd"));
+            };
+            let name = bytes(member)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .ok_or_else(|| protocol("consumers", "member is not a string"))?;
+            let at = match score {
+                Value::Double(x) => Some(*x),
+                other => bytes(other).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok()),
+            }
+            .ok_or_else(|| protocol("consumers", "score is not a number"))?;
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "millisecond stamps this process wrote"
+            )]
+            let at = at.max(0.0) as u64;
+            out.push(ConsumerInfo {
+                name,
+                idle: Duration::from_millis(now.saturating_sub(at)),
+            });
+        }
+        Ok(out)
     }
 
     async fn groups(&self, stream: &StreamName) -> Result<Vec<GroupInfo>, BusError> {

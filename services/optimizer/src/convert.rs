@@ -20,8 +20,24 @@ use crate::error::OptimizerError;
 pub const MAX_TRIALS: u32 = 100_000;
 /// Most searched parameters.
 pub const MAX_RANGES: usize = 20;
-/// Trials in flight when the request leaves `batch_size` 0.
+/// Trials in flight when the request leaves `batch_size` 0 (at least; more
+/// with a larger live worker fleet, see [`auto_batch`]).
 pub const DEFAULT_BATCH: u32 = 64;
+
+/// The batch of a request that leaves `batch_size` 0, sized to the
+/// `workers` live when it started: grid, random and genetic keep two jobs
+/// per worker in flight (one running, one queued behind it, so no worker
+/// waits on the optimizer), never fewer than [`DEFAULT_BATCH`] (a queue an
+/// autoscaler can see); a Bayesian batch is one suggestion per worker (more
+/// would be suggested with less knowledge), at most [`DEFAULT_BATCH`]. No
+/// live worker known: [`DEFAULT_BATCH`].
+pub fn auto_batch(method: v1::SearchMethod, workers: u32) -> u32 {
+    match (workers, method) {
+        (0, _) => DEFAULT_BATCH,
+        (w, v1::SearchMethod::Bayesian) => w.min(DEFAULT_BATCH),
+        (w, _) => w.saturating_mul(2).clamp(DEFAULT_BATCH, 10_000),
+    }
+}
 /// Parameter sets per sweep job when the request leaves `sweep_slice` 0.
 pub const DEFAULT_SLICE: u32 = 256;
 /// Most parameter sets per sweep job (the worker's bound).
@@ -207,6 +223,15 @@ fn setup(prefix: &str, e: grodt_optimize::SetupError) -> OptimizerError {
 /// INVALID_ARGUMENT naming the first field at fault; UNIMPLEMENTED for the
 /// parts not built yet (walk-forward).
 pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> {
+    plan_for(req, 0)
+}
+
+/// [`plan`] with the number of live workers when the run started (journaled
+/// with it, so a replay plans the same), which sizes a batch left 0.
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_for(req: &v1::StartOptimizationRequest, workers: u32) -> Result<Plan, OptimizerError> {
     let mut base = req
         .base
         .clone()
@@ -386,7 +411,7 @@ pub fn plan(req: &v1::StartOptimizationRequest) -> Result<Plan, OptimizerError> 
     };
     let planned = valid.map_or(max_trials, |v| v.min(max_trials));
     let batch = if req.batch_size == 0 {
-        DEFAULT_BATCH
+        auto_batch(method, workers)
     } else {
         req.batch_size
     };
@@ -736,6 +761,12 @@ mod tests {
             }
         }
         assert_eq!(p.config.planned, want);
+        // Sized to the live workers when left 0.
+        assert_eq!(auto_batch(v1::SearchMethod::Grid, 0), DEFAULT_BATCH);
+        assert_eq!(auto_batch(v1::SearchMethod::Grid, 8), DEFAULT_BATCH);
+        assert_eq!(auto_batch(v1::SearchMethod::Random, 100), 200);
+        assert_eq!(auto_batch(v1::SearchMethod::Bayesian, 3), 3);
+        assert_eq!(auto_batch(v1::SearchMethod::Bayesian, 500), DEFAULT_BATCH);
         // sma_cross has a sweep kernel: batch_size jobs of DEFAULT_SLICE sets.
         assert_eq!(p.slice, Some(DEFAULT_SLICE as usize));
         assert_eq!(p.capacity, (DEFAULT_BATCH * DEFAULT_SLICE) as usize);

@@ -47,6 +47,8 @@ pub const JOBS_STREAM: &str = <v1::BacktestJob as Topic>::STREAM;
 /// The backtest workers' consumer group on the jobs stream (the worker
 /// crate's `GROUP`; services share no crate, so it is named here too).
 pub const WORKER_GROUP: &str = "backtest-worker";
+/// A worker that read the jobs stream within this long is live.
+pub const LIVE_IDLE: Duration = Duration::from_secs(30);
 /// Where their results come back.
 pub const RESULTS_STREAM: &str = <v1::BacktestResultEvent as Topic>::STREAM;
 
@@ -59,6 +61,9 @@ enum Input {
         /// `StartOptimizationRequest`, protobuf, hex.
         request: String,
         at_ns: i64,
+        /// Workers live when it started (sizes a batch the request left 0).
+        #[serde(default)]
+        workers: u32,
     },
     Result {
         id: String,
@@ -575,9 +580,14 @@ fn apply(
             .ok_or_else(|| OptimizerError::NotFound(id.to_owned()))
     };
     match input {
-        Input::Start { id, request, at_ns } => {
+        Input::Start {
+            id,
+            request,
+            at_ns,
+            workers,
+        } => {
             let request: v1::StartOptimizationRequest = decode_hex("start request", request)?;
-            let plan = convert::plan(&request)?;
+            let plan = convert::plan_for(&request, *workers)?;
             let (run, events) = start_run(id, request, plan, *at_ns);
             Ok((run, events, true))
         }
@@ -807,6 +817,7 @@ impl Engine {
             return Ok(());
         }
         let searches = walkforward::plan(&wf.request)?.searches;
+        let workers = self.live_workers().await;
         for request in searches {
             let sid = request.optimization_id.clone();
             if core.runs.contains_key(&sid) {
@@ -816,6 +827,7 @@ impl Engine {
                 id: sid.clone(),
                 request: hex::encode(request.encode_to_vec()),
                 at_ns: now_ns(),
+                workers,
             };
             if let Some((_, events)) = self.commit(core, &format!("start:{sid}"), &input).await? {
                 self.publish(core, &sid, events).await?;
@@ -1046,6 +1058,7 @@ impl Engine {
             convert::plan(&request)?;
         }
         let id = request.optimization_id.clone();
+        let workers = self.live_workers().await;
         let mut core = self.lock().await?;
         if let Some(existing) = Self::view(&core, &id) {
             let same = match &existing {
@@ -1075,6 +1088,7 @@ impl Engine {
                 id: id.clone(),
                 request: hex_request,
                 at_ns,
+                workers,
             };
             if let Some((_, events)) = self
                 .commit(&mut core, &format!("start:{id}"), &input)
@@ -1440,6 +1454,28 @@ impl Engine {
         tracing::info!(optimization_id = %id, "Monte Carlo analysis recorded");
         let _ = self.updates.send(Update { id, trial: None });
         Ok(())
+    }
+
+    /// Backtest workers live now: consumers of the jobs stream's worker
+    /// group that read within [`LIVE_IDLE`] (a worker blocks a few seconds
+    /// per read; one that died ages past it). 0 when the bus cannot tell.
+    pub async fn live_workers(&self) -> u32 {
+        let (Ok(stream), Ok(group)) = (
+            grodt_bus::StreamName::parse(JOBS_STREAM),
+            grodt_bus::GroupName::parse(WORKER_GROUP),
+        ) else {
+            return 0;
+        };
+        match self.bus.consumers(&stream, &group).await {
+            Ok(list) => {
+                let live = list.iter().filter(|c| c.idle < LIVE_IDLE).count();
+                u32::try_from(live).unwrap_or(u32::MAX)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "worker consumers unreadable");
+                0
+            }
+        }
     }
 
     /// The worker fleet's load: jobs delivered and not finished (workers

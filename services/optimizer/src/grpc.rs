@@ -69,14 +69,16 @@ pub fn progress_to_proto(run: &Run) -> v1::Progress {
         workers_busy: 0,
         jobs_waiting: 0,
         eta_seconds: eta,
+        workers_live: 0,
     }
 }
 
 /// Sets the worker fleet's load on a progress report.
-fn with_fleet(progress: Option<&mut v1::Progress>, (busy, waiting): (u64, u64)) {
+fn with_fleet(progress: Option<&mut v1::Progress>, ((busy, waiting), live): ((u64, u64), u32)) {
     if let Some(p) = progress {
         p.workers_busy = u32::try_from(busy).unwrap_or(u32::MAX);
         p.jobs_waiting = waiting;
+        p.workers_live = live;
     }
 }
 
@@ -277,7 +279,10 @@ impl OptimizerService for OptimizerApi {
             .await
             .map_err(|e| status(&e))?;
         let mut o = view_to_proto(&run, top_n);
-        with_fleet(o.progress.as_mut(), self.engine.fleet().await);
+        with_fleet(
+            o.progress.as_mut(),
+            (self.engine.fleet().await, self.engine.live_workers().await),
+        );
         Ok(Response::new(v1::GetOptimizationResponse {
             optimization: Some(o),
         }))
@@ -296,7 +301,10 @@ impl OptimizerService for OptimizerApi {
         let stream = async_stream(move |tx| async move {
             let done = run.ended();
             let mut first = view_event(&run, None);
-            with_fleet(first.progress.as_mut(), engine.fleet().await);
+            with_fleet(
+                first.progress.as_mut(),
+                (engine.fleet().await, engine.live_workers().await),
+            );
             if tx.send(Ok(first)).await.is_err() || done {
                 return;
             }
@@ -316,7 +324,10 @@ impl OptimizerService for OptimizerApi {
                     }
                 };
                 let mut event = view_event(&run, trial);
-                with_fleet(event.progress.as_mut(), engine.fleet().await);
+                with_fleet(
+                    event.progress.as_mut(),
+                    (engine.fleet().await, engine.live_workers().await),
+                );
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }

@@ -35,6 +35,7 @@ conformance!(
     unacked_entries_are_redelivered,
     dropped_consumer_entries_are_claimed,
     groups_are_independent,
+    consumers_are_listed_with_their_idle_time,
     ack_removes_from_pending,
     envelope_round_trips_exactly,
     back_pressure_bounds_the_slowest_group,

@@ -371,6 +371,74 @@ async fn start_is_idempotent_by_id_and_refuses_another_request_under_it() {
     svc.stop().await;
 }
 
+/// A batch left 0 is sized to the workers live when the run starts (here
+/// three consumers read the jobs stream): a Bayesian study
+/// suggests one trial per live worker, a grid keeps at least the default
+/// in flight; progress reports the live count. Over Redis, where liveness
+/// comes from the bus's presence stamps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_left_0_is_sized_to_the_live_workers() {
+    use grodt_bus::{ConsumerName, GroupName, StreamName};
+    let env = Env::redis().await;
+    let _worker = Worker::start(env.bus.clone(), true).await;
+    let jobs = StreamName::parse("grodt.backtest-jobs.v1").unwrap();
+    let group = GroupName::parse("backtest-worker").unwrap();
+    for name in ["w-1", "w-2", "w-3"] {
+        env.bus
+            .consume(
+                &jobs,
+                &group,
+                &ConsumerName::parse(name).unwrap(),
+                1,
+                std::time::Duration::ZERO,
+            )
+            .await
+            .expect("a worker's read");
+    }
+    let mut svc = env.spawn().await;
+    let mut bayes = grid_request("auto-bo");
+    (bayes.method, bayes.batch_size, bayes.per_trial_jobs) =
+        (v1::SearchMethod::Bayesian as i32, 0, true);
+    let started = svc
+        .client
+        .start_optimization(bayes)
+        .await
+        .unwrap()
+        .into_inner()
+        .optimization
+        .unwrap();
+    let p = started.progress.unwrap();
+    assert_eq!(p.trials_queued, 3, "one suggestion per live worker");
+    let got = svc
+        .client
+        .get_optimization(v1::GetOptimizationRequest {
+            optimization_id: "auto-bo".into(),
+            top_n: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .optimization
+        .unwrap();
+    assert_eq!(got.progress.unwrap().workers_live, 3);
+    let mut grid = grid_request("auto-grid");
+    (grid.batch_size, grid.per_trial_jobs) = (0, true);
+    let started = svc
+        .client
+        .start_optimization(grid)
+        .await
+        .unwrap()
+        .into_inner()
+        .optimization
+        .unwrap();
+    let p = started.progress.unwrap();
+    assert_eq!(
+        p.trials_queued, p.trials_total,
+        "the default batch (64) holds the whole grid"
+    );
+    svc.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_new_trials_and_drains_those_in_flight() {
     let env = Env::embedded().await;
