@@ -3,7 +3,8 @@
 //! every trial recorded once; job deliveries per trial are counted (a job
 //! published again after a kill is a duplicate delivery, absorbed by the
 //! workers' idempotence, and reported). A walk-forward run killed once
-//! mid-run likewise loses and repeats no trial and no test run.
+//! mid-run likewise loses and repeats no trial and no test run, and a
+//! price-noise analysis killed mid-way records every noisy run once.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -193,4 +194,97 @@ async fn kill_9_mid_walk_forward_loses_and_repeats_nothing() {
     assert_eq!(wf.efficiency, 1.0);
     let p = done.progress.unwrap();
     assert_eq!(p.trials_succeeded + p.trials_failed, total as u32);
+}
+
+/// Price-noise Monte Carlo killed with SIGKILL while its noisy re-runs are
+/// out: after the restart every one of the 20 noisy copies is recorded once
+/// and the analysis equals an undisturbed run's (the stand-in's figures are
+/// a function of the seed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_price_noise_records_every_noisy_run_once() {
+    let env = Env::redis().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let worker = Worker::start(env.bus.clone(), false).await;
+    let grpc = free_port();
+    let mut req = grid_request("pn-kill");
+    req.batch_size = 2;
+    req.monte_carlo = Some(v1::MonteCarloSettings {
+        simulations: 20,
+        method: v1::MonteCarloMethod::PriceNoise as i32,
+        noise_sigma: 0.005,
+    });
+    let mut service = start(&env, dir.path(), 0, grpc);
+    let mut c = connect(grpc).await;
+    // The grid's trials, then 8 of the noisy runs; then the stand-in holds.
+    let grid = worker_trials_of_grid(&worker, &mut c, req).await;
+    worker.pause_at(grid + 8);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !worker.hold.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "the stand-in paused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the optimizer journal what it was answered, then kill it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.0.kill().expect("kill -9");
+    service.0.wait().expect("reaped");
+    let noisy_before = noisy(&worker).len();
+    let _service = start(&env, dir.path(), 1, grpc);
+    let mut c = connect(grpc).await;
+    worker.pause_at(0);
+    let done = until(&mut c, "pn-kill", 60, |o| {
+        o.state == v1::OptimizationState::Succeeded as i32
+            && o.monte_carlo
+                .as_ref()
+                .is_some_and(|m| m.objective_scored > 0)
+    })
+    .await;
+    let runs = noisy(&worker);
+    let duplicates: usize = runs.values().map(|&n| n - 1).sum();
+    eprintln!(
+        "price noise: kill -9 after {noisy_before} of 20 noisy runs answered; {} delivered, \
+         {duplicates} duplicate deliveries, {} lost",
+        runs.len(),
+        20 - runs.len()
+    );
+    assert!((1..20).contains(&noisy_before), "killed mid-analysis");
+    assert_eq!(runs.len(), 20, "no noisy run lost");
+    assert!(duplicates <= 2, "{duplicates} duplicate deliveries");
+    let mc = done.monte_carlo.unwrap();
+    assert!(mc.error.is_empty(), "{}", mc.error);
+    assert_eq!(mc.objective_scored, 20, "each noisy run counted once");
+    let (_, _, best) = grid_best();
+    assert_eq!(mc.objective_observed, best);
+    assert!((mc.objective_degradation - 0.05).abs() < 1e-9, "{mc:?}");
+}
+
+/// Starts `req` and waits until its grid is answered: the stand-in's count
+/// of distinct trials then.
+async fn worker_trials_of_grid(
+    worker: &Worker,
+    c: &mut grodt_proto::v1::optimizer_service_client::OptimizerServiceClient<
+        tonic::transport::Channel,
+    >,
+    req: v1::StartOptimizationRequest,
+) -> usize {
+    let grid = grid_points().len();
+    worker.pause_at(grid);
+    c.start_optimization(req).await.expect("StartOptimization");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while worker.per_trial().len() < grid {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the grid was answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    grid
+}
+
+/// Deliveries per noisy run.
+fn noisy(worker: &Worker) -> std::collections::BTreeMap<String, usize> {
+    worker
+        .per_trial()
+        .into_iter()
+        .filter(|(t, _)| t.starts_with("noise-"))
+        .collect()
 }
