@@ -3,8 +3,11 @@
 # data (SMA fast 5..50, slow 10..200, fast < slow: 7,925 sets; long-only, no
 # fees, next-bar-open fills; the BTC/USDT 1-minute sample, 130,708 bars).
 #
-#   scripts/bench sweep [--csv PATH] [--chunk N] [--short]
+#   scripts/bench sweep [--csv PATH] [--chunk N] [--short] [--engines numba,rust] [--one-core]
 #
+# --engines picks vectorbt's engines (default both); --one-core skips the
+# all-cores runs (the issue's ratio is per core; a full run takes 40 minutes
+# here, the rust engine on one core about 7).
 # --short runs both on the first 3,000 bars (a check that the harness works, in
 # about a minute once built). Runs, each under /usr/bin/time -v for peak memory:
 #   GRODT one core   (Threads::One, pinned to one CPU with taskset)
@@ -19,11 +22,15 @@ cd "$(dirname "$0")/../.."
 csv=data/samples/btcusdt_1m_2025-05-20_2025-08-18.csv
 chunk=100
 short=
+engines="numba rust"
+all_cores=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --csv) csv=$2; shift 2 ;;
     --chunk) chunk=$2; shift 2 ;;
     --short) short=1; shift ;;
+    --engines) engines=${2//,/ }; shift 2 ;;
+    --one-core) all_cores=; shift ;;
     *) echo "scripts/bench sweep: unknown argument '$1'" >&2; exit 64 ;;
   esac
 done
@@ -62,19 +69,24 @@ timed() {
 
 echo "== GRODT"
 timed grodt-one "${one[@]}" "$grodt" --csv "$csv" --threads one --runs 3 --out "$out/grodt.csv"
-timed grodt-all "$grodt" --csv "$csv" --threads all --runs 3
+if [ -n "$all_cores" ]; then
+  timed grodt-all "$grodt" --csv "$csv" --threads all --runs 3
+fi
 echo "== vectorbt ($("$py" -c 'import vectorbt; print(vectorbt.__version__)'))"
-for engine in numba rust; do
+for engine in $engines; do
   timed "vbt-$engine-one" "${one[@]}" "$py" scripts/bench-sweep/vbt_sweep.py \
     --csv "$csv" --engine "$engine" --chunk "$chunk" --out "$out/vbt-$engine.csv"
 done
-if [ "$ncpu" -gt 1 ]; then
-  for engine in numba rust; do
+if [ "$ncpu" -gt 1 ] && [ -n "$all_cores" ]; then
+  for engine in $engines; do
     timed "vbt-$engine-all" "$py" scripts/bench-sweep/vbt_sweep.py \
       --csv "$csv" --engine "$engine" --chunk "$chunk"
   done
 fi
+# GRODT once more after vectorbt: both ends of the sitting.
+timed grodt-one-after "${one[@]}" "$grodt" --csv "$csv" --threads one --runs 3
 echo "== agreement of the final values (to the cent)"
-"$py" scripts/bench-sweep/compare.py "$csv" "$out/grodt.csv" \
-  "numba=$out/vbt-numba.csv" "rust=$out/vbt-rust.csv"
+compared=()
+for engine in $engines; do compared+=("$engine=$out/vbt-$engine.csv"); done
+"$py" scripts/bench-sweep/compare.py "$csv" "$out/grodt.csv" "${compared[@]}"
 echo "outputs in $out"

@@ -184,47 +184,38 @@ fn arg(flag: &'static str, reason: impl Into<String>) -> OptimizeCliError {
 /// A malformed spec, naming it.
 pub fn parse_param(spec: &str) -> Result<v1::ParameterRange, OptimizeCliError> {
     let bad = |why: &str| arg("--param", format!("{spec:?}: {why}"));
-    let (name, range) = spec
-        .split_once('=')
-        .ok_or_else(|| bad("want NAME=MIN..MAX[:STEP] or NAME=A,B,C"))?;
-    if name.is_empty() {
-        return Err(bad("the name is empty"));
-    }
-    let range = if let Some((lo, rest)) = range.split_once("..") {
-        let (hi, step) = rest
-            .split_once(':')
-            .map_or((rest, None), |(h, s)| (h, Some(s)));
-        let ints = [Some(lo), Some(hi), step]
-            .into_iter()
-            .flatten()
-            .all(|x| x.parse::<i64>().is_ok());
-        if ints {
-            let int = |x: &str| x.parse::<i64>().map_err(|_| bad("not an integer"));
-            v1::parameter_range::Range::Integer(v1::IntegerRange {
-                min: int(lo)?,
-                max: int(hi)?,
-                step: step.map_or(Ok(1), int)?,
-            })
-        } else {
-            let dec = |x: &str| {
-                grodt_proto::convert::parse_decimal(x)
-                    .map(|_| v1::Decimal {
-                        value: x.to_owned(),
-                    })
-                    .map_err(|_| bad("bounds and step must be numbers"))
-            };
-            v1::parameter_range::Range::Decimal(v1::DecimalRange {
-                min: Some(dec(lo)?),
-                max: Some(dec(hi)?),
-                step: Some(dec(step.ok_or_else(|| bad("a decimal range needs :STEP"))?)?),
-            })
+    let (name, parts) = crate::param_spec::split(spec).map_err(bad)?;
+    let range = match parts {
+        crate::param_spec::Spec::Span { min, max, step } => {
+            let ints = [Some(min), Some(max), step]
+                .into_iter()
+                .flatten()
+                .all(|x| x.parse::<i64>().is_ok());
+            if ints {
+                let int = |x: &str| x.parse::<i64>().map_err(|_| bad("not an integer"));
+                v1::parameter_range::Range::Integer(v1::IntegerRange {
+                    min: int(min)?,
+                    max: int(max)?,
+                    step: step.map_or(Ok(1), int)?,
+                })
+            } else {
+                let dec = |x: &str| {
+                    grodt_proto::convert::parse_decimal(x)
+                        .map(|_| v1::Decimal {
+                            value: x.to_owned(),
+                        })
+                        .map_err(|_| bad("bounds and step must be numbers"))
+                };
+                v1::parameter_range::Range::Decimal(v1::DecimalRange {
+                    min: Some(dec(min)?),
+                    max: Some(dec(max)?),
+                    step: Some(dec(step.ok_or_else(|| bad("a decimal range needs :STEP"))?)?),
+                })
+            }
         }
-    } else {
-        let values: Vec<String> = range.split(',').map(str::to_owned).collect();
-        if values.iter().any(String::is_empty) {
-            return Err(bad("an empty value"));
+        crate::param_spec::Spec::Values(values) => {
+            v1::parameter_range::Range::Choices(v1::ChoiceSet { values })
         }
-        v1::parameter_range::Range::Choices(v1::ChoiceSet { values })
     };
     Ok(v1::ParameterRange {
         name: name.to_owned(),

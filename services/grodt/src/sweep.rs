@@ -71,32 +71,21 @@ pub struct SweepOptions {
 /// A malformed spec, naming it.
 pub fn range_of(spec: &str) -> Result<(String, Range), BacktestError> {
     let bad = |why: &str| usage("--param", format!("{spec:?}: {why}"));
-    let (name, range) = spec
-        .split_once('=')
-        .ok_or_else(|| bad("want NAME=MIN..MAX[:STEP] or NAME=A,B,C"))?;
-    if name.is_empty() {
-        return Err(bad("the name is empty"));
-    }
-    let range = if let Some((lo, rest)) = range.split_once("..") {
-        let (hi, step) = rest
-            .split_once(':')
-            .map_or((rest, None), |(h, s)| (h, Some(s)));
-        let num = |x: &str| {
-            x.parse::<f64>()
-                .map_err(|_| bad("bounds and step must be numbers"))
-        };
-        Range::Linear {
-            min: num(lo)?,
-            max: num(hi)?,
-            step: step.map(num).transpose()?,
-            prior: Prior::default(),
+    let (name, parts) = crate::param_spec::split(spec).map_err(bad)?;
+    let range = match parts {
+        crate::param_spec::Spec::Span { min, max, step } => {
+            let num = |x: &str| {
+                x.parse::<f64>()
+                    .map_err(|_| bad("bounds and step must be numbers"))
+            };
+            Range::Linear {
+                min: num(min)?,
+                max: num(max)?,
+                step: step.map(num).transpose()?,
+                prior: Prior::default(),
+            }
         }
-    } else {
-        let values: Vec<String> = range.split(',').map(str::to_owned).collect();
-        if values.iter().any(String::is_empty) {
-            return Err(bad("an empty value"));
-        }
-        Range::Values { values }
+        crate::param_spec::Spec::Values(values) => Range::Values { values },
     };
     Ok((name.to_owned(), range))
 }
