@@ -33,6 +33,20 @@ pub struct Envelope {
     pub payload: Bytes,
 }
 
+/// A UUID v7 derived from `key`: its time bits from `at_ns`, the rest from
+/// a SHA-256 of `key`. The same key always gives the same id, so an event
+/// published again after a crash is the same event and consumers drop it
+/// by id.
+#[must_use]
+pub fn derived_id(at_ns: i64, key: &str) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let mut rand = [0u8; 10];
+    rand.copy_from_slice(&digest[..10]);
+    let ms = u64::try_from(at_ns.div_euclid(1_000_000)).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(ms, &rand).into_uuid()
+}
+
 impl Envelope {
     /// A new envelope with a fresh UUID v7 and no trace context.
     pub fn new(

@@ -41,7 +41,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use backpressure::BackPressure;
-pub use envelope::{Delivery, EntryId, Envelope};
+pub use envelope::{Delivery, EntryId, Envelope, derived_id};
 pub use error::BusError;
 pub use memory::InProcessBus;
 pub use names::{ConsumerName, GroupName, StreamName};

@@ -18,24 +18,13 @@ use grodt_core::{
 use grodt_paper::{BracketLegs, OrderState, PaperFill, Ticket, Update};
 use grodt_proto::convert::{optional_decimal, required_decimal, size_from_proto, size_to_proto};
 use grodt_proto::v1;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::ExecError;
 
 const NS: i64 = 1_000_000_000;
 
-/// A UUID v7 derived from `key`: its time bits from `at_ns`, the rest from
-/// a SHA-256 of `key`. The same key always gives the same id, so an event
-/// published again after a crash is the same event.
-#[must_use]
-pub fn derived_id(at_ns: i64, key: &str) -> Uuid {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut rand = [0u8; 10];
-    rand.copy_from_slice(&digest[..10]);
-    let ms = u64::try_from(at_ns.div_euclid(1_000_000)).unwrap_or(0);
-    uuid::Builder::from_unix_timestamp_millis(ms, &rand).into_uuid()
-}
+pub use grodt_bus::derived_id;
 
 /// The server-assigned id of the order `client_order_id` (decided at `decision_ts`).
 #[must_use]

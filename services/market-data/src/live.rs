@@ -4,7 +4,9 @@
 //! (written after each publish, atomically), so a feed that fails or a service that
 //! restarts (kill -9 included) starts from it: repeated klines are dropped and the
 //! bars missed meanwhile are fetched over REST. A kill between a publish and its
-//! file write repeats that one bar once. Counters go into the service's metrics.
+//! file write publishes that one bar again, under the same event id (derived from
+//! the symbol, timeframe and open time), so consumers drop it. Counters go into
+//! the service's metrics.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -45,7 +47,14 @@ async fn publish(
         dataset_id: String::new(),
         replay_id: String::new(),
     };
-    publish_bar(&*shared.bus, stream, &event, bars.ts[0]).await?;
+    // One id per (symbol, timeframe, open time): the bar published again
+    // after a kill between its publish and its state write is the same
+    // event, which consumers drop by id.
+    let id = grodt_bus::derived_id(
+        bars.ts[0],
+        &format!("live-bar:{symbol}:{}:{}", tf.as_str_name(), bars.ts[0]),
+    );
+    publish_bar(&*shared.bus, stream, &event, bars.ts[0], Some(id)).await?;
     shared
         .metrics
         .bars_published

@@ -235,12 +235,14 @@ fn forget_oldest_finished(all: &mut HashMap<String, Arc<Replay>>) {
 }
 
 /// Publishes one `BarEvent` on `stream` (replays and the live feed alike), stamped
-/// with the bar's time and the current trace.
+/// with the bar's time and the current trace, under `event_id` when given
+/// (a fresh id otherwise: a replay's bars are new events each time).
 pub(crate) async fn publish_bar(
     bus: &dyn EventBus,
     stream: &StreamName,
     event: &v1::BarEvent,
     bar_ns: i64,
+    event_id: Option<uuid::Uuid>,
 ) -> Result<(), MdError> {
     let occurred_at = chrono::DateTime::from_timestamp_nanos(bar_ns);
     let (traceparent, tracestate) = match grodt_kit::telemetry::current_traceparent() {
@@ -248,8 +250,11 @@ pub(crate) async fn publish_bar(
         None => (None, None),
     };
     let out = Outgoing::new(event);
-    let envelope = Envelope::new(out.event_type(), occurred_at, out.payload())
+    let mut envelope = Envelope::new(out.event_type(), occurred_at, out.payload())
         .with_trace(traceparent, tracestate);
+    if let Some(id) = event_id {
+        envelope.event_id = id;
+    }
     bus.publish(stream, &envelope)
         .await
         .map_err(|e| MdError::Bus(e.to_string()))?;
@@ -289,7 +294,7 @@ async fn publish_all(
             dataset_id: job.dataset_id.clone(),
             replay_id: job.replay_id.clone(),
         };
-        publish_bar(bus, &stream, &event, job.bars.ts[i]).await?;
+        publish_bar(bus, &stream, &event, job.bars.ts[i], None).await?;
         published.inc();
         metrics.replay_lag.set(match due {
             Some(due) => Instant::now().saturating_duration_since(due).as_secs_f64(),

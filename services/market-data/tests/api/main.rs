@@ -4,5 +4,6 @@
 
 mod catalog;
 mod helpers;
+mod kill;
 mod live;
 mod replay;
