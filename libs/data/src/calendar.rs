@@ -1,7 +1,17 @@
 //! Trading calendars: when a bar is expected, so that a gap can be told apart
 //! from a market that was closed.
+//!
+//! Holidays and ad hoc closures come from exchange_calendars (a maintained
+//! source), written by `scripts/calendars/update` into `calendars/*.txt` and
+//! embedded here: NYSE weekdays without a session 1990-2030 (the US equity
+//! daily calendar), CME Globex sessions without trading 1998-2030 (the
+//! session calendars that ask for them). Outside those years a weekday is
+//! expected to trade (a holiday there shows as a gap, as before).
 
-use chrono::{Datelike, Timelike, Weekday};
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use chrono::{Datelike, NaiveDate, Timelike, Weekday};
 use serde::{Deserialize, Serialize};
 
 use crate::time::{TimestampNs, UsZone, Zone, from_ns};
@@ -27,16 +37,55 @@ fn minute_of_week((d, h, m): (Weekday, u32, u32)) -> u32 {
     d.num_days_from_monday() * 1440 + h * 60 + m
 }
 
-/// Exchange sessions: weekly windows in a zone (holidays are not modelled).
+/// Dates (one `YYYY-MM-DD` per line, `#` comments) of an embedded list.
+fn dates(text: &str) -> BTreeSet<NaiveDate> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            NaiveDate::parse_from_str(l, "%Y-%m-%d")
+                .unwrap_or_else(|e| panic!("embedded calendar date {l:?}: {e}"))
+        })
+        .collect()
+}
+
+/// NYSE weekdays without a session (holidays and ad hoc closures), 1990-2030.
+static NYSE_CLOSED: LazyLock<BTreeSet<NaiveDate>> =
+    LazyLock::new(|| dates(include_str!("../calendars/xnys.txt")));
+/// CME Globex sessions without trading, by session label, 1998-2030.
+static CME_CLOSED: LazyLock<BTreeSet<NaiveDate>> =
+    LazyLock::new(|| dates(include_str!("../calendars/cmes.txt")));
+
+/// Whether the NYSE had (or has scheduled) no session on `date`, a weekday;
+/// `false` outside 1990-2030 (unknown: treated as a trading day).
+pub fn nyse_closed(date: NaiveDate) -> bool {
+    NYSE_CLOSED.contains(&date)
+}
+
+/// Exchange closures a session calendar observes besides its weekly windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Closures {
+    /// None: every weekly window trades.
+    #[default]
+    None,
+    /// CME Globex holidays: a session labelled with a closed date (it would
+    /// open at 17:00 US Central the day before) does not trade.
+    Cme,
+}
+
+/// Exchange sessions: weekly windows in a zone, less the exchange's closed
+/// sessions (full closures; early closes are not modelled).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCalendar {
     pub zone: Zone,
     pub windows: Vec<WeeklyWindow>,
+    #[serde(default)]
+    pub closures: Closures,
 }
 
 impl SessionCalendar {
     /// CME Globex FX (e.g. 6E): Sunday 17:00 to Friday 16:00 US Central, with a
-    /// daily break 16:00-17:00 Monday to Thursday.
+    /// daily break 16:00-17:00 Monday to Thursday, closed on CME holidays.
     pub fn cme_globex_fx() -> Self {
         use Weekday::*;
         let windows = [(Sun, Mon), (Mon, Tue), (Tue, Wed), (Wed, Thu), (Thu, Fri)]
@@ -49,12 +98,25 @@ impl SessionCalendar {
         Self {
             zone: Zone::Us(UsZone::Central),
             windows,
+            closures: Closures::Cme,
         }
     }
 
     /// Whether the market is open at this instant (open inclusive, close exclusive).
     pub fn is_open(&self, ts: TimestampNs) -> bool {
         let local = self.zone.utc_to_local(from_ns(ts));
+        if self.closures == Closures::Cme {
+            // A session is labelled with the date it closes on: from 17:00 local
+            // it is the next day's.
+            let label = if local.hour() >= 17 {
+                local.date().succ_opt()
+            } else {
+                Some(local.date())
+            };
+            if label.is_some_and(|d| CME_CLOSED.contains(&d)) {
+                return false;
+            }
+        }
         let mow =
             local.weekday().num_days_from_monday() * 1440 + local.hour() * 60 + local.minute();
         self.windows.iter().any(|w| {
@@ -73,8 +135,9 @@ impl SessionCalendar {
 pub enum Calendar {
     /// Every interval, around the clock (crypto).
     AlwaysOpen,
-    /// Monday to Friday by the UTC date of the bar's start (US equity daily bars):
-    /// weekends are not gaps; holidays are (use a gap tolerance of one bar to accept them).
+    /// Monday to Friday by the UTC date of the bar's start (US equity daily bars),
+    /// less the days the NYSE was closed (holidays and ad hoc closures,
+    /// 1990-2030): neither weekends nor closures are gaps.
     UsEquityDaily,
     /// Exchange sessions.
     Sessions(SessionCalendar),
@@ -90,7 +153,8 @@ impl Calendar {
         match self {
             Calendar::AlwaysOpen => true,
             Calendar::UsEquityDaily => {
-                !matches!(from_ns(start).weekday(), Weekday::Sat | Weekday::Sun)
+                let day = from_ns(start).date();
+                !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) && !nyse_closed(day)
             }
             Calendar::Sessions(s) => s.is_open(start) && s.is_open(start + timeframe - 1),
         }
@@ -127,6 +191,44 @@ mod tests {
         // July, daylight time: 16:00 CDT = 21:00Z.
         assert!(!c.is_open(ns("2024-07-15T21:00:00Z")));
         assert!(c.is_open(ns("2024-07-15T22:00:00Z")));
+    }
+
+    #[test]
+    fn exchange_closures_are_not_expected_to_trade() {
+        let day = 86_400_000_000_000;
+        let us = |d: &str| {
+            Calendar::UsEquityDaily.expects_bar(ns(&format!("{d}T00:00:00Z")), day, BarLabel::Open)
+        };
+        // Thanksgiving, the 2001-09-11..14 closure, Hurricane Sandy, a
+        // national day of mourning; the days around them trade.
+        for closed in [
+            "2020-11-26",
+            "2001-09-11",
+            "2001-09-14",
+            "2012-10-29",
+            "2012-10-30",
+            "2018-12-05",
+        ] {
+            assert!(!us(closed), "{closed}");
+        }
+        for open in ["2020-11-27", "2001-09-17", "2012-10-31", "2018-12-06"] {
+            assert!(us(open), "{open}");
+        }
+        // Outside the embedded years a weekday is expected.
+        assert!(us("1985-12-25"));
+        // CME: the session labelled 2024-12-25 (Christmas) does not trade,
+        // from its would-be open at 17:00 CST on the 24th; the next one does.
+        let c = SessionCalendar::cme_globex_fx();
+        assert!(!c.is_open(ns("2024-12-24T23:30:00Z")));
+        assert!(!c.is_open(ns("2024-12-25T15:00:00Z")));
+        assert!(c.is_open(ns("2024-12-25T23:30:00Z")));
+        assert!(c.is_open(ns("2024-12-23T23:30:00Z")));
+        // Without closures the same window trades.
+        let plain = SessionCalendar {
+            closures: Closures::None,
+            ..SessionCalendar::cme_globex_fx()
+        };
+        assert!(plain.is_open(ns("2024-12-24T23:30:00Z")));
     }
 
     #[test]

@@ -165,6 +165,29 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// A port for a service process a test starts and may restart on the same
+/// address: free now, and outside the kernel's ephemeral range (32768-60999
+/// on Linux), so no port-0 bind or outgoing connection of a parallel test can
+/// take it before the service binds it (binding port 0 and releasing it, as
+/// tests did, loses that race now and then). Random in 20000..32000 so that
+/// tests picking at once rarely meet; checked by binding it.
+///
+/// # Panics
+/// When no port of the range is free after 1,000 tries.
+pub fn service_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1_000 {
+        // RandomState is seeded randomly per instance: a random u64 without a crate.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + u16::try_from(h.finish() % 12_000).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

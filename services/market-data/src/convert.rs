@@ -297,8 +297,9 @@ pub fn import_spec(field: &str, spec: Option<v1::ImportSpec>) -> Result<ImportSp
     let futures_or_fx = matches!(asset, v1::AssetClass::Future | v1::AssetClass::Fx);
     let session = || {
         if tf == Timeframe::D1 && !futures_or_fx {
-            // Daily exchange bars: weekdays, one-day holidays tolerated.
-            (Calendar::UsEquityDaily, BarLabel::Open, 1)
+            // Daily exchange bars: weekdays less the NYSE's holidays and
+            // closures; a missing trading day is a gap.
+            (Calendar::UsEquityDaily, BarLabel::Open, 0)
         } else if futures_or_fx {
             (
                 Calendar::Sessions(SessionCalendar::cme_globex_fx()),

@@ -26,12 +26,12 @@ fn coinbase_options() -> CsvOptions {
 #[test]
 fn spy_is_clean_and_holidays_are_the_only_weekday_gaps() {
     let (_d, cat) = catalog();
-    let mut req = request(
+    // No tolerance: every weekday hole must be a day the NYSE was closed.
+    let req = request(
         "spy_1d_1998-2021.csv",
         ("quantconnect", "SPY", "1d"),
         Calendar::UsEquityDaily,
     );
-    req.validation.gap_tolerance_bars = 1;
     let rec = cat.import_csv(&req).unwrap();
     let q = &rec.quality;
     assert_eq!(rec.rows, 5849);
@@ -40,18 +40,47 @@ fn spy_is_clean_and_holidays_are_the_only_weekday_gaps() {
     assert!(q.finding(FindingCode::Unsorted).is_none());
     assert!(
         q.finding(FindingCode::OutsideSession).is_none(),
-        "no weekend bars"
+        "no weekend bars, no bar on a day the NYSE was closed"
     );
-    // 210 weekday holes: 207 single holidays tolerated; 2001-09-11..14, and two 2-day closures reported.
-    assert_eq!(q.stats.gaps_tolerated, 207);
-    assert_eq!(
-        q.finding(FindingCode::Gap).unwrap().rows,
-        vec![932, 2265, 3733]
+    // The 210 weekday holes (207 one-day holidays, 2001-09-11..14, 2007-01-01..02
+    // with President Ford's day of mourning, 2012-10-29..30 for Hurricane Sandy)
+    // are all closures the calendar knows: none is reported or merely tolerated.
+    assert!(
+        q.finding(FindingCode::Gap).is_none(),
+        "{:?}",
+        q.finding(FindingCode::Gap)
     );
-    let g = q.gaps.iter().find(|g| g.after_line == 932).unwrap();
+    assert_eq!((q.stats.gaps_reported, q.stats.gaps_tolerated), (0, 0));
+    // Every hole between bars (weekends, holidays, closures, merged where
+    // they touch) is a closure.
+    assert_eq!(q.stats.gaps_closed, 1_267);
+    // A missing trading day is still a gap: drop 2001-09-17, the reopening.
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/samples/spy_1d_1998-2021.csv"),
+    )
+    .unwrap();
+    let holed: String = text
+        .lines()
+        .filter(|l| !l.starts_with("2001-09-17"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spy_holed.csv");
+    std::fs::write(&path, holed).unwrap();
+    let mut r = req.clone();
+    r.path = path;
+    r.replace = true;
+    let q = cat.import_csv(&r).unwrap().quality;
+    assert_eq!(q.stats.gaps_reported, 1);
+    let g = q
+        .gaps
+        .iter()
+        .find(|g| g.verdict == GapVerdict::Reported)
+        .unwrap();
     assert_eq!(
         (g.from, g.to, g.expected_missing),
-        (ts("2001-09-10T00:00:00Z"), ts("2001-09-17T00:00:00Z"), 4)
+        (ts("2001-09-10T00:00:00Z"), ts("2001-09-18T00:00:00Z"), 1)
     );
     assert_eq!(rec.partitions.len(), 24);
     assert_eq!(rec.first_ts, ts("1998-01-02T00:00:00Z"));

@@ -10,13 +10,11 @@ pub fn redis_url() -> String {
     std::env::var("GRODT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A port the OS hands out for port 0, kept for the process's whole life:
-/// a killed service must come back on the address its clients know.
+/// A port kept for the process's whole life: a killed service must come
+/// back on the address its clients know (outside the ephemeral range, see
+/// `service_port`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    grodt_store::testing::service_port()
 }
 
 pub struct Proc {

@@ -25,10 +25,7 @@ impl Drop for Service {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    grodt_store::testing::service_port()
 }
 
 fn start(env: &Env, dir: &std::path::Path, n: usize, grpc: u16) -> Service {

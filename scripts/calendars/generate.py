@@ -1,0 +1,52 @@
+"""Writes the exchange closures grodt-data's calendars embed, from
+exchange_calendars (a maintained data source: regular holidays by rule,
+ad hoc closures such as 2001-09-11..14 and 2012-10-29..30 by date), so that
+the gap check tells a closed market from missing data.
+
+- libs/data/calendars/xnys.txt: NYSE (XNYS) weekdays without a session.
+- libs/data/calendars/cmes.txt: CME Globex (CMES) weekdays without a session,
+  by session label (the date a session closes on; it opens at 17:00 US
+  Central the day before).
+
+Usage: scripts/calendars/update (makes the venv, runs this, shows the diff).
+"""
+
+import sys
+
+import exchange_calendars as xc
+import pandas as pd
+
+FIRST, LAST = "1990-01-01", "2030-12-31"
+
+
+def closed(name, first):
+    cal = xc.get_calendar(name, start=first, end=LAST)
+    weekdays = pd.bdate_range(first, LAST)
+    return weekdays.difference(cal.sessions)
+
+
+def write(path, name, first, what):
+    days = closed(name, first)
+    with open(path, "w") as f:
+        f.write(
+            f"# {what}, {first}..{LAST}: {len(days)} dates.\n"
+            f"# From exchange_calendars {xc.__version__} ({name}) by scripts/calendars/generate.py;\n"
+            "# regenerate with scripts/calendars/update, do not edit by hand.\n"
+        )
+        for d in days:
+            f.write(d.strftime("%Y-%m-%d") + "\n")
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "libs/data/calendars"
+    write(f"{out}/xnys.txt", "XNYS", FIRST, "NYSE weekdays without a session")
+    write(
+        f"{out}/cmes.txt",
+        "CMES",
+        "1998-01-01",
+        "CME Globex weekdays without a session (by session label)",
+    )
+
+
+if __name__ == "__main__":
+    main()
