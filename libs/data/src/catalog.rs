@@ -21,7 +21,10 @@ use crate::meta::{
     DatasetId, DatasetRecord, MetadataStore, PartitionRecord, Provenance, SCHEMA_VERSION,
 };
 use crate::time::{TimestampNs, format_ns, from_ns};
-use crate::validate::{QualityReport, ValidationOptions, validate};
+use crate::validate::{
+    Finding, FindingCode, Layer, QualityReport, Severity, ValidationOptions, finding,
+    power_of_ten_apart, validate,
+};
 
 const KEY_PRICE_SCALE: &str = "grodt.price_scale";
 const KEY_VOLUME_SCALE: &str = "grodt.volume_scale";
@@ -77,6 +80,9 @@ impl TimeRange {
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// How far back the history check looks for the other dataset's bar.
+const WEEK_NS: i64 = 7 * 86_400 * 1_000_000_000;
 
 /// The catalog: a root directory and a metadata store.
 pub struct Catalog {
@@ -153,7 +159,12 @@ impl Catalog {
         }
         let raw = read_csv(&req.path, &req.csv)?;
         let sha = raw.file_sha256.clone();
-        let v = validate(raw, req.csv.missing, &req.validation);
+        let mut v = validate(raw, req.csv.missing, &req.validation);
+        if !v.report.has_errors()
+            && let Some(f) = self.history_jump(&req.id, &v.bars, v.lines.first().copied())?
+        {
+            v.report.findings.push(f);
+        }
         if v.report.has_errors() {
             let errors = v.report.errors().count();
             let first = v
@@ -182,6 +193,77 @@ impl Catalog {
             req.partitioning,
             req.replace,
         )
+    }
+
+    /// The new bars of `id` against the instrument's history in the catalog:
+    /// for every other dataset of the same symbol (another source or
+    /// timeframe; not the dataset being replaced, whose fix would read as a
+    /// slip), its close nearest the new
+    /// first bar against the new first close. A power of ten between them is
+    /// a `PriceScaleJump` warning naming that dataset: a file whose prices
+    /// lack a divisor (Lean's x10,000) or are in cents, even when it is
+    /// consistent in itself.
+    fn history_jump(
+        &self,
+        id: &DatasetId,
+        bars: &Bars,
+        first_line: Option<u64>,
+    ) -> Result<Option<Finding>> {
+        let (Some(&t), Some(&close)) = (bars.ts.first(), bars.close.first()) else {
+            return Ok(None);
+        };
+        let price = |raw: i64, scale: u8| {
+            #[allow(clippy::cast_precision_loss, reason = "a ratio test")]
+            let x = raw as f64;
+            x / 10f64.powi(i32::from(scale))
+        };
+        let new = price(close, bars.price_scale);
+        let mut slips = Vec::new();
+        for other in self.meta.list()? {
+            if other.id.symbol != id.symbol || other.id == *id || other.rows == 0 {
+                continue;
+            }
+            // The other's bar nearest `t`: its last at or before, else its first.
+            let at = if t < other.first_ts {
+                other.first_ts
+            } else {
+                t.min(other.last_ts)
+            };
+            let near = self.load(
+                &other.id,
+                TimeRange {
+                    start: at.saturating_sub(WEEK_NS),
+                    end: at.saturating_add(1),
+                },
+            )?;
+            let Some(&old_close) = near.close.last() else {
+                continue;
+            };
+            let old = price(old_close, near.price_scale);
+            if old <= 0.0 || new <= 0.0 {
+                continue;
+            }
+            if let Some(k) = power_of_ten_apart((new / old).ln()) {
+                slips.push(format!(
+                    "{} closes at {old} near {}, this file at {new} (x10^{k})",
+                    other.id,
+                    format_ns(at)
+                ));
+            }
+        }
+        if slips.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(finding(
+            Layer::Outliers,
+            Severity::Warning,
+            FindingCode::PriceScaleJump,
+            format!(
+                "prices a power of ten away from the instrument's history in the catalog (a price divisor or unit slip?): {}",
+                slips.join("; ")
+            ),
+            first_line.into_iter().collect(),
+        )))
     }
 
     /// Stores validated bars as a dataset, atomically. `bars` must be sorted by time.

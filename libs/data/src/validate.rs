@@ -193,7 +193,18 @@ pub struct Validated {
     pub report: QualityReport,
 }
 
-fn finding(
+/// `Some(k)` when a log price ratio is within a factor 10^0.1 (about 1.26)
+/// of 10^k, k != 0: a scaling slip (a missing price divisor, cents for
+/// dollars) rather than a market move; splits like 7:1 or 2:1 are not.
+pub fn power_of_ten_apart(ln_ratio: f64) -> Option<i32> {
+    let decades = ln_ratio / std::f64::consts::LN_10;
+    let k = decades.round();
+    #[allow(clippy::cast_possible_truncation, reason = "k is a small whole number")]
+    (k != 0.0 && (decades - k).abs() <= 0.1 && k.is_finite()).then_some(k as i32)
+}
+
+/// A finding (rows sorted and deduplicated).
+pub fn finding(
     layer: Layer,
     severity: Severity,
     code: FindingCode,
@@ -469,9 +480,7 @@ pub fn validate(raw: RawTable, missing: MissingPolicy, opts: &ValidationOptions)
     let mut jumps = Vec::new();
     let mut jump_text = Vec::new();
     for &(line, ts, ret) in &returns {
-        let decades = ret / std::f64::consts::LN_10;
-        let k = decades.round();
-        if k != 0.0 && (decades - k).abs() <= 0.1 {
+        if power_of_ten_apart(ret).is_some() {
             jumps.push(line);
             if jump_text.len() < 10 {
                 jump_text.push(format!(

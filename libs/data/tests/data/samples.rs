@@ -574,3 +574,54 @@ fn dialects_of_the_same_file_give_the_same_bars() {
         (reference.close[0], reference.close[0], 0)
     );
 }
+
+/// The plausibility check against the catalog: a second source of SPY whose
+/// prices came in a hundred times too small (a divisor applied twice) is
+/// consistent in itself, yet a power of ten away from the SPY the catalog
+/// holds, and is flagged naming that dataset; a faithful second source and
+/// another symbol are not.
+#[test]
+fn a_second_source_a_power_of_ten_off_the_catalog_is_flagged() {
+    let (_d, cat) = catalog();
+    cat.import_csv(&request(
+        "spy_1d_1998-2021.csv",
+        ("quantconnect", "SPY", "1d"),
+        Calendar::UsEquityDaily,
+    ))
+    .unwrap();
+    let mut cents = request(
+        "spy_1d_1998-2021.csv",
+        ("vendor", "SPY", "1d"),
+        Calendar::UsEquityDaily,
+    );
+    cents.csv.price_divisor = 100;
+    let q = cat.import_csv(&cents).unwrap().quality;
+    let f = q
+        .finding(FindingCode::PriceScaleJump)
+        .expect("flagged against the catalog");
+    assert!(
+        f.message.contains("quantconnect/SPY/1d") && f.message.contains("x10^-2"),
+        "{}",
+        f.message
+    );
+    assert_eq!(f.rows, vec![2], "the first bar's line");
+    // The same file as it is: no finding, from the catalog or within the file.
+    let mut same = request(
+        "spy_1d_1998-2021.csv",
+        ("vendor", "SPY", "1d"),
+        Calendar::UsEquityDaily,
+    );
+    same.replace = true;
+    let q = cat.import_csv(&same).unwrap().quality;
+    assert!(q.finding(FindingCode::PriceScaleJump).is_none());
+    // Another symbol at another price level is not compared.
+    let q = cat
+        .import_csv(&request(
+            "aapl_1d_1998-2021_unadjusted.csv",
+            ("quantconnect", "AAPL", "1d"),
+            Calendar::UsEquityDaily,
+        ))
+        .unwrap()
+        .quality;
+    assert!(q.finding(FindingCode::PriceScaleJump).is_none());
+}
