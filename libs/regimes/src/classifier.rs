@@ -94,6 +94,11 @@ struct State {
     atr: AtrRaw,
     /// The last `vol_long + 1` closes, oldest first.
     closes: VecDeque<i64>,
+    /// The log returns of consecutive `closes` (one fewer), oldest first:
+    /// each computed once when its close arrives instead of at every
+    /// evaluation. Derived from `closes`, so not serialized: rebuilt on restore.
+    #[serde(skip)]
+    rets: VecDeque<f64>,
     /// `(ATR window sum, close)` at the last `atr_rank_window` evaluations, oldest first.
     atr_hist: VecDeque<(i128, i64)>,
     dwell: Dwell,
@@ -128,6 +133,13 @@ impl TryFrom<State> for Classifier {
         if s.last_bucket.is_some() != s.last_ts.is_some() {
             return bad("last_bucket and last_ts disagree");
         }
+        let mut s = s;
+        s.rets = s
+            .closes
+            .iter()
+            .zip(s.closes.iter().skip(1))
+            .map(|(&a, &b)| log_return(a, b))
+            .collect();
         Ok(Self { s })
     }
 }
@@ -135,6 +147,16 @@ impl TryFrom<State> for Classifier {
 impl From<Classifier> for State {
     fn from(c: Classifier) -> Self {
         c.s
+    }
+}
+
+/// `ln(b / a)` of two raw closes, 0 when either is not positive.
+#[allow(clippy::cast_precision_loss, reason = "a ratio of raw closes")]
+fn log_return(a: i64, b: i64) -> f64 {
+    if a > 0 && b > 0 {
+        (b as f64 / a as f64).ln()
+    } else {
+        0.0
     }
 }
 
@@ -172,6 +194,7 @@ impl Classifier {
                 vwap_hist: VecDeque::with_capacity(config.slope_lag + 1),
                 atr: AtrRaw::new(config.atr_period),
                 closes: VecDeque::with_capacity(config.vol_long + 1),
+                rets: VecDeque::with_capacity(config.vol_long),
                 atr_hist: VecDeque::with_capacity(config.atr_rank_window),
                 config,
                 price_precision,
@@ -219,6 +242,9 @@ impl Classifier {
             push_capped(&mut s.vwap_hist, f, c.slope_lag + 1);
         }
         let atr = s.atr.update(bar.high, bar.low, bar.close);
+        if let Some(&prev) = s.closes.back() {
+            push_capped(&mut s.rets, log_return(prev, bar.close), c.vol_long);
+        }
         push_capped(&mut s.closes, bar.close, c.vol_long + 1);
         let bucket = bar.ts.div_euclid(i64::from(c.eval_minutes) * MINUTE_NS);
         if s.last_bucket == Some(bucket) {
@@ -293,15 +319,11 @@ impl Classifier {
         }
         let atr_percentile = (below as f64 + 0.5 * equal as f64) / s.atr_hist.len() as f64;
         // Realized volatility: RMS of log returns over the short and long windows.
+        // The same returns summed in the same order as when each was
+        // recomputed here: the figures are bit for bit the same.
         let n = s.closes.len();
         let (mut sum_long, mut sum_short) = (0.0f64, 0.0f64);
-        for (i, w) in s.closes.iter().zip(s.closes.iter().skip(1)).enumerate() {
-            let (a, b) = (*w.0, *w.1);
-            let r = if a > 0 && b > 0 {
-                (b as f64 / a as f64).ln()
-            } else {
-                0.0
-            };
+        for (i, &r) in s.rets.iter().enumerate() {
             sum_long += r * r;
             if i + 1 + c.vol_short >= n {
                 sum_short += r * r;
@@ -390,6 +412,58 @@ mod tests {
             close,
             volume: 10,
         }
+    }
+
+    /// The volatility ratio from the cached returns is bit for bit the one
+    /// recomputed from the closes at each evaluation (the former code), on a
+    /// series with zero and negative closes and through a restore.
+    #[test]
+    #[allow(clippy::cast_precision_loss, reason = "the former code, verbatim")]
+    fn cached_returns_give_the_recomputed_volatility_exactly() {
+        let config = RegimeConfig {
+            vol_short: 3,
+            vol_long: 7,
+            ..small()
+        };
+        let mut c = Classifier::new(config.clone(), 2).unwrap();
+        let mut checked = 0;
+        for k in 0..400i64 {
+            let close = match k % 97 {
+                13 => 0,
+                41 => -5,
+                _ => 1_000 + (k * 7_919 % 211) - 100,
+            };
+            if k == 200 {
+                let text = serde_json::to_string(&c).unwrap();
+                c = serde_json::from_str(&text).unwrap();
+            }
+            let Some(d) = c.on_bar(&bar(k * 60_000_000_000 * 5, close)) else {
+                continue;
+            };
+            let closes = &c.s.closes;
+            let n = closes.len();
+            let (mut long, mut short) = (0.0f64, 0.0f64);
+            for (i, w) in closes.iter().zip(closes.iter().skip(1)).enumerate() {
+                let (a, b) = (*w.0, *w.1);
+                let r = if a > 0 && b > 0 {
+                    (b as f64 / a as f64).ln()
+                } else {
+                    0.0
+                };
+                long += r * r;
+                if i + 1 + config.vol_short >= n {
+                    short += r * r;
+                }
+            }
+            let (vs, vl) = (
+                (short / config.vol_short as f64).sqrt(),
+                (long / config.vol_long as f64).sqrt(),
+            );
+            let want = if vl > 0.0 { vs / vl } else { 1.0 };
+            assert_eq!(d.inputs.vol_ratio.to_bits(), want.to_bits(), "bar {k}");
+            checked += 1;
+        }
+        assert!(checked > 300, "{checked}");
     }
 
     #[test]
