@@ -101,6 +101,11 @@ struct State {
     rets: VecDeque<f64>,
     /// `(ATR window sum, close)` at the last `atr_rank_window` evaluations, oldest first.
     atr_hist: VecDeque<(i128, i64)>,
+    /// `atr / |close|` of each `atr_hist` entry in f64 (NaN where the exact
+    /// products could leave i128), so most rank comparisons skip the exact
+    /// cross products. Derived from `atr_hist`: not serialized, rebuilt on restore.
+    #[serde(skip)]
+    atr_ratio: VecDeque<f64>,
     dwell: Dwell,
 }
 
@@ -134,6 +139,7 @@ impl TryFrom<State> for Classifier {
             return bad("last_bucket and last_ts disagree");
         }
         let mut s = s;
+        s.atr_ratio = s.atr_hist.iter().map(|&(a, c)| atr_ratio(a, c)).collect();
         s.rets = s
             .closes
             .iter()
@@ -147,6 +153,25 @@ impl TryFrom<State> for Classifier {
 impl From<Classifier> for State {
     fn from(c: Classifier) -> Self {
         c.s
+    }
+}
+
+/// Below this, the rank's cross products of ATR sums and closes cannot leave
+/// i128 (2^62 x 2^62 = 2^124), so the f64 ratios order them truly.
+const RATIO_BOUND: u128 = 1 << 62;
+
+/// `atr / max(|close|, 1)` in f64, NaN when the operands are too large for
+/// the fast comparison.
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "a fast path checked against a margin"
+)]
+fn atr_ratio(atr: i128, close: i64) -> f64 {
+    let c = u128::from(close.unsigned_abs().max(1));
+    if atr.unsigned_abs() < RATIO_BOUND && c < RATIO_BOUND {
+        atr as f64 / c as f64
+    } else {
+        f64::NAN
     }
 }
 
@@ -196,6 +221,7 @@ impl Classifier {
                 closes: VecDeque::with_capacity(config.vol_long + 1),
                 rets: VecDeque::with_capacity(config.vol_long),
                 atr_hist: VecDeque::with_capacity(config.atr_rank_window),
+                atr_ratio: VecDeque::with_capacity(config.atr_rank_window),
                 config,
                 price_precision,
                 last_ts: None,
@@ -253,6 +279,11 @@ impl Classifier {
         s.last_bucket = Some(bucket);
         let atr = atr?;
         push_capped(&mut s.atr_hist, (atr, bar.close), c.atr_rank_window);
+        push_capped(
+            &mut s.atr_ratio,
+            atr_ratio(atr, bar.close),
+            c.atr_rank_window,
+        );
         if s.vwap_hist.len() <= c.slope_lag
             || s.closes.len() <= c.vol_long
             || s.atr_hist.len() < c.atr_rank_window
@@ -307,8 +338,19 @@ impl Classifier {
         };
         // ATR percentile: mid-rank of atr/|close|, compared exactly by cross products.
         let close_abs = i128::from(bar.close.unsigned_abs().max(1));
+        let now = atr_ratio(atr_sum, bar.close);
         let (mut below, mut equal) = (0usize, 0usize);
-        for &(a, cl) in &s.atr_hist {
+        for (&(a, cl), &r) in s.atr_hist.iter().zip(&s.atr_ratio) {
+            // Two f64 ratios farther apart than 1e-12 relative (each is within
+            // 4e-16 of its true value) are in their true order, which is the
+            // exact cross products' order below RATIO_BOUND; closer ones, and
+            // NaN, take the exact path.
+            if (r - now).abs() > 1e-12 * r.abs().max(now.abs()) {
+                if r < now {
+                    below += 1;
+                }
+                continue;
+            }
             let lhs = a.saturating_mul(close_abs);
             let rhs = atr_sum.saturating_mul(i128::from(cl.unsigned_abs().max(1)));
             match lhs.cmp(&rhs) {
@@ -414,9 +456,11 @@ mod tests {
         }
     }
 
-    /// The volatility ratio from the cached returns is bit for bit the one
-    /// recomputed from the closes at each evaluation (the former code), on a
-    /// series with zero and negative closes and through a restore.
+    /// The volatility ratio from the cached returns and the ATR percentile
+    /// from the cached ratios are bit for bit the former code's (returns
+    /// recomputed from the closes, every rank comparison by exact cross
+    /// products), on a series with zero, negative and flat closes and
+    /// through a restore.
     #[test]
     #[allow(clippy::cast_precision_loss, reason = "the former code, verbatim")]
     fn cached_returns_give_the_recomputed_volatility_exactly() {
@@ -426,11 +470,13 @@ mod tests {
             ..small()
         };
         let mut c = Classifier::new(config.clone(), 2).unwrap();
-        let mut checked = 0;
+        let (mut checked, mut ties) = (0, 0);
         for k in 0..400i64 {
             let close = match k % 97 {
                 13 => 0,
                 41 => -5,
+                // Flat stretches: equal ATR ratios, the exact path's ties.
+                60..=75 => 1_000,
                 _ => 1_000 + (k * 7_919 % 211) - 100,
             };
             if k == 200 {
@@ -461,9 +507,28 @@ mod tests {
             );
             let want = if vl > 0.0 { vs / vl } else { 1.0 };
             assert_eq!(d.inputs.vol_ratio.to_bits(), want.to_bits(), "bar {k}");
+            // The ATR percentile by exact cross products only (the former code).
+            let &(atr_sum, close) = c.s.atr_hist.back().unwrap();
+            let close_abs = i128::from(close.unsigned_abs().max(1));
+            let (mut below, mut equal) = (0usize, 0usize);
+            for &(a, cl) in &c.s.atr_hist {
+                let lhs = a.saturating_mul(close_abs);
+                let rhs = atr_sum.saturating_mul(i128::from(cl.unsigned_abs().max(1)));
+                match lhs.cmp(&rhs) {
+                    std::cmp::Ordering::Less => below += 1,
+                    std::cmp::Ordering::Equal => equal += 1,
+                    std::cmp::Ordering::Greater => {}
+                }
+            }
+            let want = (below as f64 + 0.5 * equal as f64) / c.s.atr_hist.len() as f64;
+            assert_eq!(d.inputs.atr_percentile.to_bits(), want.to_bits(), "bar {k}");
+            ties += usize::from(equal > 1);
             checked += 1;
         }
-        assert!(checked > 300, "{checked}");
+        assert!(
+            checked > 300 && ties > 10,
+            "{checked} checked, {ties} with ties"
+        );
     }
 
     #[test]
