@@ -19,7 +19,7 @@ use grodt_indicators::Ema;
 use grodt_strategy_api::{Context, Strategy};
 
 use crate::StrategyError;
-use crate::sma_cross::cross_orders;
+use crate::sma_cross::{CrossOver, cross_orders};
 
 /// Parameters of [`EmaCross`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -54,7 +54,7 @@ pub struct EmaCross {
     params: EmaCrossParams,
     fast: Ema,
     slow: Ema,
-    last_nonzero: Option<f64>,
+    cross: CrossOver,
 }
 
 impl EmaCross {
@@ -79,7 +79,7 @@ impl EmaCross {
             params,
             fast: Ema::new(params.fast),
             slow: Ema::new(params.slow),
-            last_nonzero: None,
+            cross: CrossOver::default(),
         })
     }
 
@@ -93,15 +93,7 @@ impl EmaCross {
         let (f, s) = (self.fast.update(x), self.slow.update(x));
         let (Some(f), Some(s)) = (f, s) else { return 0 };
         let d = f - s;
-        let prev = self.last_nonzero;
-        if d != 0.0 || prev.is_none() {
-            self.last_nonzero = Some(d);
-        }
-        match prev {
-            Some(p) if p < 0.0 && d > 0.0 => 1,
-            Some(p) if p > 0.0 && d < 0.0 => -1,
-            _ => 0,
-        }
+        self.cross.step(i8::from(d > 0.0) - i8::from(d < 0.0))
     }
 }
 

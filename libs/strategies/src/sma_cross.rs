@@ -53,7 +53,31 @@ pub struct SmaCross {
     params: SmaCrossParams,
     fast: SmaRaw,
     slow: SmaRaw,
-    last_nonzero: Option<i128>,
+    cross: CrossOver,
+}
+
+/// backtrader's `CrossOver` on the sign of a difference of two averages: +1
+/// when the previous non-zero sign was negative and this one is positive, -1
+/// the other way, 0 otherwise (a zero difference keeps the last non-zero
+/// sign). `SmaCross` and `EmaCross` both decide with it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CrossOver {
+    last: Option<i8>,
+}
+
+impl CrossOver {
+    /// The cross on a difference of sign `sign` (-1, 0, 1).
+    pub(crate) fn step(&mut self, sign: i8) -> i32 {
+        let prev = self.last;
+        if sign != 0 || prev.is_none() {
+            self.last = Some(sign);
+        }
+        match prev {
+            Some(p) if p < 0 && sign > 0 => 1,
+            Some(p) if p > 0 && sign < 0 => -1,
+            _ => 0,
+        }
+    }
 }
 
 impl SmaCross {
@@ -88,7 +112,7 @@ impl SmaCross {
             params,
             fast: SmaRaw::new(params.fast),
             slow: SmaRaw::new(params.slow),
-            last_nonzero: None,
+            cross: CrossOver::default(),
         })
     }
 
@@ -99,15 +123,7 @@ impl SmaCross {
         let (f, s) = (self.fast.update(close_raw), self.slow.update(close_raw));
         let (Some(f), Some(s)) = (f, s) else { return 0 };
         let d = f * self.slow.period() as i128 - s * self.fast.period() as i128;
-        let prev = self.last_nonzero;
-        if d != 0 || prev.is_none() {
-            self.last_nonzero = Some(d);
-        }
-        match prev {
-            Some(p) if p < 0 && d > 0 => 1,
-            Some(p) if p > 0 && d < 0 => -1,
-            _ => 0,
-        }
+        self.cross.step(i8::from(d > 0) - i8::from(d < 0))
     }
 }
 

@@ -267,6 +267,22 @@ fn sweep_in(
             done += n;
             progress(done);
         };
+        macro_rules! tables {
+            ($kind:ident, $ind:ident) => {
+                run_tables(
+                    series,
+                    &cfg,
+                    &picked(&idx, &sets, |s| match s {
+                        Set::$kind(p) => Some(p),
+                        _ => None,
+                    }),
+                    ($ind::rows, $ind::build),
+                    (threads, cells),
+                    &mut emit,
+                    &mut step,
+                )?
+            };
+        }
         match sets[idx[0]].0 {
             Set::Sma(_) => {
                 for chunk in idx.chunks(PROGRESS_CHUNK) {
@@ -284,55 +300,10 @@ fn sweep_in(
                     step(chunk.len());
                 }
             }
-            Set::Ema(_) => {
-                let ema = picked(&idx, &sets, |s| match s {
-                    Set::Ema(p) => Some(p),
-                    _ => None,
-                });
-                run_tables(
-                    series,
-                    &cfg,
-                    &ema,
-                    (EmaInd::rows, |s: &Series, p: &[EmaCrossParams]| {
-                        Ok(EmaInd::build(s, p))
-                    }),
-                    (threads, cells),
-                    &mut emit,
-                    &mut step,
-                )?;
-            }
-            Set::S2(_) => {
-                let s2 = picked(&idx, &sets, |s| match s {
-                    Set::S2(p) => Some(p),
-                    _ => None,
-                });
-                run_tables(
-                    series,
-                    &cfg,
-                    &s2,
-                    (S2Ind::rows, S2Ind::build),
-                    (threads, cells),
-                    &mut emit,
-                    &mut step,
-                )?;
-            }
-            Set::S3(_) => {
-                let s3 = picked(&idx, &sets, |s| match s {
-                    Set::S3(p) => Some(p),
-                    _ => None,
-                });
-                run_tables(
-                    series,
-                    &cfg,
-                    &s3,
-                    (S3Ind::rows, |s: &Series, p: &[S3Params]| {
-                        Ok(S3Ind::build(s, p))
-                    }),
-                    (threads, cells),
-                    &mut emit,
-                    &mut step,
-                )?;
-            }
+            // The table kernels: the sets of one kind, their tables and rules.
+            Set::Ema(_) => tables!(Ema, EmaInd),
+            Set::S2(_) => tables!(S2, S2Ind),
+            Set::S3(_) => tables!(S3, S3Ind),
         }
     }
     Ok(out.into_iter().flatten().collect())
@@ -424,7 +395,7 @@ pub fn trace(
     let (tally, trace) = match set {
         Set::Sma(s) => trace_sma_tally(series, s, &cfg)?,
         Set::Ema(s) => {
-            let (ind, rules) = EmaInd::build(series, &[s]);
+            let (ind, rules) = EmaInd::build(series, &[s])?;
             with_ctx(series, &cfg, &ind, |cx| trace_rule(cx, rules[0], &cfg))?
         }
         Set::S2(s) => {
@@ -432,7 +403,7 @@ pub fn trace(
             with_ctx(series, &cfg, &ind, |cx| trace_rule(cx, rules[0], &cfg))?
         }
         Set::S3(s) => {
-            let (ind, rules) = S3Ind::build(series, &[s]);
+            let (ind, rules) = S3Ind::build(series, &[s])?;
             with_ctx(series, &cfg, &ind, |cx| trace_rule(cx, rules[0], &cfg))?
         }
     };

@@ -203,8 +203,12 @@ pub(crate) struct S3Rule {
 }
 
 impl S3Ind {
-    /// The indicators for `sets` and their rules, in order.
-    pub(crate) fn build(series: &Series, sets: &[S3Params]) -> (Self, Vec<S3Rule>) {
+    /// The indicators for `sets` and their rules, in order (infallible; a
+    /// `Result` as every table kernel's build).
+    pub(crate) fn build(
+        series: &Series,
+        sets: &[S3Params],
+    ) -> Result<(Self, Vec<S3Rule>), SweepError> {
         let windows = index_of(sets.iter().flat_map(|s| [s.entry_window, s.exit_window]));
         let (mut high, mut low) = (Vec::new(), Vec::new());
         for &w in windows.keys() {
@@ -243,7 +247,7 @@ impl S3Ind {
                 allow_short: s.allow_short,
             })
             .collect();
-        (Self { high, low, vol }, rules)
+        Ok((Self { high, low, vol }, rules))
     }
 
     /// The distinct channel windows of `set` (its table rows).
@@ -307,7 +311,10 @@ pub(crate) struct EmaRule {
 
 impl EmaInd {
     /// The indicators for `sets` and their rules, in order.
-    pub(crate) fn build(series: &Series, sets: &[EmaCrossParams]) -> (Self, Vec<EmaRule>) {
+    pub(crate) fn build(
+        series: &Series,
+        sets: &[EmaCrossParams],
+    ) -> Result<(Self, Vec<EmaRule>), SweepError> {
         let periods = index_of(sets.iter().flat_map(|s| [s.fast, s.slow]));
         let ema = periods
             .keys()
@@ -334,7 +341,7 @@ impl EmaInd {
                 long_short: s.long_short,
             })
             .collect();
-        (Self { ema }, rules)
+        Ok((Self { ema }, rules))
     }
 
     /// The distinct periods of `set` (its table rows).
