@@ -84,15 +84,8 @@ pub fn assert_parity(
     let (out, trace) = trace_sma(series, p, config).expect("sweep runs");
     let r = engine(inst, bars, p, config);
     let what = format!("{p:?}");
-    assert_same_run(&what, &trace, &r);
-    assert_eq!(out.trades as usize, r.trades.len(), "{what}: trade count");
-    assert_eq!(out.fills as usize, r.fills.len(), "{what}");
-    assert_eq!(
-        out.rejected as usize,
-        trace.rejected.len(),
-        "{what}: refusals"
-    );
-    assert_eq!(out.final_equity, r.last.equity, "{what}: final equity");
+    let counts = (out.trades, out.fills, out.rejected, out.final_equity);
+    assert_same_run(&what, &trace, &r, counts);
     (out, trace, r)
 }
 
@@ -122,20 +115,23 @@ pub fn assert_registry_parity(
     )
     .expect("engine runs");
     let what = format!("{strategy} {params:?}");
-    assert_same_run(&what, &trace, &r);
-    assert_eq!(out.trades as usize, r.trades.len(), "{what}: trade count");
-    assert_eq!(out.fills as usize, r.fills.len(), "{what}");
-    assert_eq!(
-        out.rejected as usize,
-        trace.rejected.len(),
-        "{what}: refusals"
-    );
-    assert_eq!(out.final_equity, r.last.equity, "{what}: final equity");
+    let counts = (out.trades, out.fills, out.rejected, out.final_equity);
+    assert_same_run(&what, &trace, &r, counts);
     (out, trace, r)
 }
 
-/// Every fill, closed trade and refusal of the trace is the engine's.
-fn assert_same_run(what: &str, trace: &Trace, r: &BacktestResult) {
+/// Every fill, closed trade and refusal of the trace is the engine's, and
+/// the outcome's counts (trades, fills, refusals) and exact final equity too.
+fn assert_same_run(
+    what: &str,
+    trace: &Trace,
+    r: &BacktestResult,
+    (trades, fills, rejected, final_equity): (u32, u32, u32, Decimal),
+) {
+    assert_eq!(trades as usize, r.trades.len(), "{what}: trade count");
+    assert_eq!(fills as usize, r.fills.len(), "{what}");
+    assert_eq!(rejected as usize, trace.rejected.len(), "{what}: refusals");
+    assert_eq!(final_equity, r.last.equity, "{what}: final equity");
     let fills: Vec<_> = r
         .fills
         .iter()
