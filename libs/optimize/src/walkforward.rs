@@ -282,6 +282,22 @@ fn explicit(
         .collect())
 }
 
+/// The candidate a fold trades after its validation window: the best
+/// validation objective (maximised; `None` where it was undefined or the run
+/// failed), ties to the better in-sample rank (the lower index); `None` when
+/// no candidate has a defined one (the caller then trades the in-sample best).
+pub fn pick_validated(scores: &[Option<f64>]) -> Option<(usize, f64)> {
+    let mut pick: Option<(usize, f64)> = None;
+    for (rank, score) in scores.iter().enumerate() {
+        if let Some(v) = *score
+            && pick.is_none_or(|(_, best)| v > best)
+        {
+            pick = Some((rank, v));
+        }
+    }
+    pick
+}
+
 /// Most warm-up bars a test window gets (`BacktestSpec.warmup_bars`' bound).
 pub const MAX_WARMUP_BARS: u32 = 100_000;
 
@@ -485,6 +501,18 @@ mod tests {
                 step: days.3 * DAY,
             }),
         }
+    }
+
+    #[test]
+    fn validation_picks_the_best_there_ties_to_the_better_rank() {
+        assert_eq!(
+            pick_validated(&[Some(0.1), Some(0.5), Some(0.3)]),
+            Some((1, 0.5))
+        );
+        assert_eq!(pick_validated(&[Some(0.5), Some(0.5)]), Some((0, 0.5)));
+        assert_eq!(pick_validated(&[None, Some(-1.0), None]), Some((1, -1.0)));
+        assert_eq!(pick_validated(&[None, None]), None);
+        assert_eq!(pick_validated(&[]), None);
     }
 
     /// A fold's (training, validation, test) windows in days.

@@ -480,14 +480,15 @@ impl Wf {
         if f.candidates.iter().any(|c| c.1.is_none()) {
             return Vec::new();
         }
-        let mut pick: Option<(usize, f64)> = None;
-        for (r, (_, outcome)) in f.candidates.iter().enumerate() {
-            if let Some(Ok(Some(v))) = outcome
-                && pick.is_none_or(|(_, best)| *v > best)
-            {
-                pick = Some((r, *v));
-            }
-        }
+        let scores: Vec<Option<f64>> = f
+            .candidates
+            .iter()
+            .map(|(_, o)| match o {
+                Some(Ok(v)) => *v,
+                _ => None,
+            })
+            .collect();
+        let pick = walkforward::pick_validated(&scores);
         let r = pick.map_or(0, |(r, _)| r);
         let mut chosen = f.candidates[r].0.clone();
         chosen.validation = pick.map(|(_, v)| v);
