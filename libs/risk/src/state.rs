@@ -214,6 +214,15 @@ pub enum Input {
         /// `decision_bar_time`.
         at_ns: i64,
     },
+    /// A strategy's cancellation of its order: passed on unchecked, halted or
+    /// not (it only takes risk away); the order's pending quantity no longer
+    /// counts against the limits.
+    Cancel {
+        /// The order's client order id.
+        client_order_id: String,
+        /// When it was decided (the decision bar, else the time received).
+        at_ns: i64,
+    },
     /// A fill (deduplicated by its id upstream of the fold).
     Fill {
         /// The fill's id.
@@ -299,6 +308,11 @@ pub enum Output {
         client_order_id: String,
         /// The price it was checked against.
         reference_price: Option<Decimal>,
+    },
+    /// A cancellation goes to execution.
+    CancelPassed {
+        /// The order's client order id.
+        client_order_id: String,
     },
     /// The intent is refused.
     Rejected {
@@ -915,6 +929,16 @@ impl RiskState {
         let mut out = Vec::new();
         match input {
             Input::Intent { order, at_ns } => self.on_intent(order, *at_ns, &mut out),
+            Input::Cancel {
+                client_order_id,
+                at_ns,
+            } => {
+                self.advance(*at_ns);
+                self.pending.remove(client_order_id);
+                out.push(Output::CancelPassed {
+                    client_order_id: client_order_id.clone(),
+                });
+            }
             Input::Fill {
                 client_order_id,
                 strategy_id,

@@ -284,6 +284,85 @@ fn approved_orders_count_until_filled_or_expired() {
 }
 
 #[test]
+fn a_cancellation_passes_while_halted_and_frees_its_pending_quantity() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(100), T0));
+    let mut sl = BTreeMap::new();
+    sl.insert(
+        "SPY".to_owned(),
+        SymbolLimits {
+            max_position_quantity: Some(dec!(150)),
+            ..SymbolLimits::default()
+        },
+    );
+    set_limits(
+        &mut s,
+        Limits {
+            symbol_limits: sl,
+            ..Limits::default()
+        },
+    );
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("c1", "SPY", Side::Buy, dec!(100)),
+            T0
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        rejected_limits(&intent(
+            &mut s,
+            order("c2", "SPY", Side::Buy, dec!(100)),
+            T0
+        )),
+        ["symbol_limits[SPY].max_position_quantity"],
+        "c1's 100 pending counts"
+    );
+    s.apply(&Input::Halt {
+        reason: "incident".into(),
+        by: "oncall".into(),
+        at_ns: T0 + 1,
+    });
+    // Halted: a cancellation still passes (it only takes risk away).
+    let out = s.apply(&Input::Cancel {
+        client_order_id: "c1".into(),
+        at_ns: T0 + 2,
+    });
+    assert_eq!(
+        out,
+        [Output::CancelPassed {
+            client_order_id: "c1".into()
+        }]
+    );
+    assert_eq!(s.pending_orders(), 0);
+    s.apply(&Input::Resume {
+        reason: "fixed".into(),
+        by: "oncall".into(),
+        at_ns: T0 + 3,
+    });
+    assert!(
+        rejected_limits(&intent(
+            &mut s,
+            order("c3", "SPY", Side::Buy, dec!(100)),
+            T0 + 4
+        ))
+        .is_empty(),
+        "the cancelled order no longer counts against the position limit"
+    );
+    // Cancelling an order risk does not hold (filled, expired, unknown) passes too.
+    assert_eq!(
+        s.apply(&Input::Cancel {
+            client_order_id: "gone".into(),
+            at_ns: T0 + 5,
+        })
+        .len(),
+        1
+    );
+    assert_eq!(s.pending_orders(), 1);
+}
+
+#[test]
 fn halt_rejects_everything_and_resume_lifts_it() {
     let mut s = RiskState::default();
     s.apply(&bar("SPY", dec!(100), T0));
@@ -654,7 +733,7 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn any_input()(m in market_input(), kind in 0..10u8, sym in symbol(), side in side(),
+    fn any_input()(m in market_input(), kind in 0..11u8, sym in symbol(), side in side(),
                    qty in dec_in(1, 300, 0), frac in dec_in(1, 150, 2), l in limits(), id in 0..50u32,
                    dt in 0..(2 * DAY)) -> Input {
         match kind {
@@ -663,6 +742,7 @@ prop_compose! {
                 size: if id % 4 == 0 { Size::EquityFraction(frac) } else if id % 7 == 0 { Size::ClosePosition } else { Size::Quantity(qty) }, limit_price: None }, at_ns: T0 + dt },
             7 => Input::SetLimits { limits: l, expected_version: u64::from(id % 3), by: "p".into(), reason: "p".into(), at_ns: 0 },
             8 => Input::Halt { reason: "p".into(), by: "p".into(), at_ns: 0 },
+            10 => Input::Cancel { client_order_id: format!("c{id}"), at_ns: T0 + dt },
             _ => Input::Resume { reason: "p".into(), by: "p".into(), at_ns: 0 },
         }
     }
@@ -707,7 +787,8 @@ proptest! {
         if c.reducing { prop_assert!(new_pos.abs() <= pos.abs()); }
     }
 
-    /// While halted, every intent is rejected, naming only the halt, and nothing is approved.
+    /// While halted, every intent is rejected, naming only the halt, nothing
+    /// is approved, and every cancellation passes.
     #[test]
     fn halted_rejects_every_order(inputs in prop::collection::vec(any_input(), 0..40)) {
         let mut s = RiskState::default();
@@ -725,6 +806,9 @@ proptest! {
             }
             let approved = out.iter().any(|o| matches!(o, Output::Approved { .. }));
             prop_assert!(!approved);
+            if let Input::Cancel { client_order_id, .. } = i {
+                prop_assert_eq!(&out, &vec![Output::CancelPassed { client_order_id: client_order_id.clone() }]);
+            }
         }
     }
 

@@ -904,6 +904,57 @@ impl Engine {
             .ok_or_else(|| ExecError::Corrupt(format!("order {cid} vanished")))
     }
 
+    /// A strategy's cancellation from the orders stream (behind the order it
+    /// cancels), journaled under its event id so a redelivery changes
+    /// nothing. Cancelling an order already final is a no-op, as at the
+    /// backtest's venue; one that comes after a later bar of its symbol is
+    /// counted as late, like an order (docs/paper.md).
+    ///
+    /// # Errors
+    /// The store or the bus failed (the entry stays pending and is retried).
+    pub async fn cancel_from_bus(
+        &self,
+        source: &str,
+        cancel: &v1::OrderCancel,
+        decided_ns: Option<i64>,
+    ) -> Result<Outcome, ExecError> {
+        let mut state = self.state.lock().await;
+        if let Some(done) = self.prelude(&mut state, source).await? {
+            return Ok(done);
+        }
+        let cid = &cancel.client_order_id;
+        let Some(st) = state.order(cid) else {
+            return Ok(self.drop_input(
+                "cancel_of_unknown_order",
+                source,
+                &format!("no order {cid}"),
+            ));
+        };
+        if st.status.is_terminal() {
+            return Ok(self.drop_input(
+                "cancel_of_final_order",
+                source,
+                &format!("order {cid} is {}", status_name(st.status)),
+            ));
+        }
+        let symbol = st.ticket.symbol.clone();
+        if decided_ns.is_some_and(|d| {
+            state
+                .broker
+                .last_bar_ts(&symbol)
+                .is_some_and(|last| last > d)
+        }) {
+            self.metrics.late_orders.inc();
+        }
+        let j = Journaled::Input(Input::Cancel {
+            client_order_id: cid.clone(),
+        });
+        let seq = self
+            .commit(&mut state, source, j, (0, String::new(), String::new()))
+            .await?;
+        Ok(Outcome::Applied(seq))
+    }
+
     /// The account gauges after a (re)build.
     pub async fn refresh_gauges(&self) {
         let state = self.state.lock().await;
@@ -976,16 +1027,22 @@ impl Engine {
             }
         } else {
             match topic::decode::<v1::OrderEvent>(ty, d.envelope.payload.as_ref()) {
-                Ok(ev) => match ev.order.as_ref() {
-                    Some(spec) => {
-                        let decided = ev
-                            .decision_bar_time
-                            .as_ref()
-                            .map(|t| t.seconds.saturating_mul(1_000_000_000) + i64::from(t.nanos));
-                        self.submit(&source, spec, false, decided).await?.0
+                Ok(ev) => {
+                    let decided = ev
+                        .decision_bar_time
+                        .as_ref()
+                        .map(|t| t.seconds.saturating_mul(1_000_000_000) + i64::from(t.nanos));
+                    match (ev.order.as_ref(), ev.cancel.as_ref()) {
+                        (Some(spec), None) => self.submit(&source, spec, false, decided).await?.0,
+                        (None, Some(c)) => self.cancel_from_bus(&source, c, decided).await?,
+                        (None, None) => self.drop_input("invalid_order", &source, "no order"),
+                        (Some(_), Some(_)) => self.drop_input(
+                            "invalid_order",
+                            &source,
+                            "order and cancel: set one, not both",
+                        ),
                     }
-                    None => self.drop_input("invalid_order", &source, "no order"),
-                },
+                }
                 Err(e) => self.drop_input("invalid_order", &source, &e.to_string()),
             }
         };

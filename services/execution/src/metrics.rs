@@ -14,12 +14,14 @@ use crate::convert::{STATUSES, status_name};
 pub const INPUT_KINDS: [&str; 4] = ["bar", "order", "cancel", "rejected_order"];
 
 /// Why an input was dropped without a report (`grodt_execution_inputs_dropped_total`).
-pub const DROP_REASONS: [&str; 5] = [
+pub const DROP_REASONS: [&str; 7] = [
     "stale_bar",
     "unknown_symbol_bar",
     "invalid_bar",
     "invalid_order",
     "duplicate_order",
+    "cancel_of_unknown_order",
+    "cancel_of_final_order",
 ];
 
 /// Counters, gauges and histograms of the engine.
@@ -105,7 +107,8 @@ impl ExecMetrics {
                 metrics.name("inputs_dropped_total"),
                 "inputs acked without a report, by reason: stale_bar (not after the \
                  symbol's last bar), unknown_symbol_bar, invalid_bar, invalid_order, \
-                 duplicate_order (a client order id seen before)",
+                 duplicate_order (a client order id seen before), cancel_of_unknown_order, \
+                 cancel_of_final_order (a strategy cancelled an order already filled)",
             ),
             &["reason"],
         )
@@ -144,8 +147,8 @@ impl ExecMetrics {
         .map_err(m)?;
         let late_orders = IntCounter::new(
             metrics.name("late_orders_total"),
-            "orders that reached the venue after a later bar of their symbol (they fill a \
-             bar later than a backtest would)",
+            "orders and strategy cancellations that reached the venue after a later bar of \
+             their symbol (they act a bar later than a backtest would)",
         )
         .map_err(m)?;
         let account_gauge = |name: &str, help: &str| {

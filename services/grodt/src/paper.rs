@@ -143,6 +143,11 @@ pub struct PaperOutcome {
     /// Orders that reached the venue after a later bar of their symbol
     /// (execution's `grodt_execution_late_orders_total`).
     pub late_orders: u64,
+    /// Orders left working after the last bar, cancelled by the Stop that
+    /// ends the run.
+    pub cancelled_at_end: u64,
+    /// Orders the backtest left working after the last bar.
+    pub backtest_open_orders: u64,
 }
 
 impl PaperOutcome {
@@ -204,6 +209,11 @@ impl PaperOutcome {
             self.fills.len().max(self.backtest_fills.len()),
             gap,
             self.late_orders
+        ));
+        out.push_str(&format!(
+            "stopped with cancel_open_orders: {} orders left working after the last bar cancelled \
+             (the backtest left {} working)\n",
+            self.cancelled_at_end, self.backtest_open_orders
         ));
         out
     }
@@ -400,12 +410,18 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     infra.store.close().await;
-    let (fills, account) = outcome?;
+    let (fills, account, cancelled_at_end) = outcome?;
     Ok(PaperOutcome {
         fills,
         account,
+        cancelled_at_end,
         backtest_fills,
         backtest_equity: reference.last.equity,
+        backtest_open_orders: reference
+            .orders
+            .iter()
+            .filter(|o| !o.status().is_terminal())
+            .count() as u64,
         bars: bars.len(),
         late_orders: late_orders.ok_or_else(|| {
             PaperCliError::Local("execution's late-order counter could not be read".into())
@@ -550,7 +566,7 @@ async fn drive(
     feed: Feed<'_>,
     n: usize,
     (md, st, ex): Addrs,
-) -> Result<(Vec<FillRow>, v1::GetAccountResponse), PaperCliError> {
+) -> Result<(Vec<FillRow>, v1::GetAccountResponse, u64), PaperCliError> {
     let mut market = MarketDataServiceClient::new(channel(md).await?);
     let mut strategy = StrategyServiceClient::new(channel(st).await?);
     let mut execution = ExecutionServiceClient::new(channel(ex).await?);
@@ -645,7 +661,62 @@ async fn drive(
             _ => quiet_since = Some((now.0, now.1, now.2, Instant::now())),
         }
     }
-    fills_and_account(&mut execution).await
+    let cancelled = stop_and_cancel(&mut strategy, &mut execution, &instance_id, deadline).await?;
+    let (fills, account) = fills_and_account(&mut execution).await?;
+    Ok((fills, account, cancelled))
+}
+
+/// Ends the run as an operator would: Stop with `cancel_open_orders`, so the
+/// orders decided on the last bar (left working: no bar follows to fill
+/// them) are cancelled through risk and execution. Returns how many; waits
+/// until execution holds no working order.
+async fn stop_and_cancel(
+    strategy: &mut StrategyServiceClient<Channel>,
+    execution: &mut ExecutionServiceClient<Channel>,
+    instance_id: &str,
+    deadline: Instant,
+) -> Result<u64, PaperCliError> {
+    strategy
+        .stop(v1::StopRequest {
+            instance_id: instance_id.to_owned(),
+            cancel_open_orders: true,
+            flatten: false,
+            reason: "the paper run is over".into(),
+        })
+        .await
+        .map_err(rpc("Stop"))?;
+    let cancels = strategy
+        .get_state(v1::GetStateRequest {
+            instance_id: instance_id.to_owned(),
+        })
+        .await
+        .map_err(rpc("GetState"))?
+        .into_inner()
+        .instance
+        .unwrap_or_default()
+        .cancels_emitted;
+    loop {
+        let working = list_orders(execution)
+            .await?
+            .iter()
+            .filter(|o| {
+                use v1::OrderStatus as S;
+                !matches!(
+                    S::try_from(o.status),
+                    Ok(S::Filled | S::Cancelled | S::Rejected | S::Expired)
+                )
+            })
+            .count();
+        if working == 0 {
+            return Ok(cancels);
+        }
+        if Instant::now() > deadline {
+            return Err(PaperCliError::Timeout {
+                what: format!("{working} orders still working after Stop with cancel_open_orders"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Every fill execution holds (oldest first) and the account.
@@ -828,7 +899,8 @@ pub async fn lockstep(
         .await
         .map_err(bus_err)?;
     let mut decided: Vec<String> = Vec::new();
-    let mut held = 0usize;
+    let mut cancelled: Vec<String> = Vec::new();
+    let (mut held, mut final_cancels) = (0usize, 0usize);
     for (k, b) in bars.iter().enumerate() {
         let event = v1::BarEvent {
             bar: Some(bar_to_proto(symbol, timeframe, b, precisions)),
@@ -870,15 +942,17 @@ pub async fn lockstep(
                 )));
             }
             if state.bars_processed > k as u64 {
-                break state.intents_emitted;
+                break (state.intents_emitted, state.cancels_emitted);
             }
             if Instant::now() > deadline {
                 return Err(settled(format!("{} bars seen", state.bars_processed)));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
-        // Every intent decided so far is an order at execution.
-        while (decided.len() as u64) < emitted {
+        // Every intent decided so far is an order at execution, and every
+        // cancellation has reached it (its order is final there).
+        let (emitted, cancels) = emitted;
+        while (decided.len() as u64) < emitted || (cancelled.len() as u64) < cancels {
             for d in bus
                 .consume(&intents, &group, &me, 64, Duration::from_millis(5))
                 .await
@@ -887,10 +961,17 @@ pub async fn lockstep(
                 if let Ok(i) = decode::<v1::OrderIntentEvent>(
                     &d.envelope.event_type,
                     d.envelope.payload.as_ref(),
-                ) && let Some(o) = i.order
-                    && !decided.contains(&o.client_order_id)
-                {
-                    decided.push(o.client_order_id);
+                ) {
+                    if let Some(o) = i.order
+                        && !decided.contains(&o.client_order_id)
+                    {
+                        decided.push(o.client_order_id);
+                    }
+                    if let Some(c) = i.cancel
+                        && !cancelled.contains(&c.client_order_id)
+                    {
+                        cancelled.push(c.client_order_id);
+                    }
                 }
                 bus.ack(&intents, &group, &[d.entry_id])
                     .await
@@ -898,8 +979,9 @@ pub async fn lockstep(
             }
             if Instant::now() > deadline {
                 return Err(settled(format!(
-                    "{} of {emitted} intents read",
-                    decided.len()
+                    "{} of {emitted} intents and {} of {cancels} cancellations read",
+                    decided.len(),
+                    cancelled.len()
                 )));
             }
         }
@@ -920,6 +1002,38 @@ pub async fn lockstep(
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err(s) => return Err(rpc("GetOrder")(s)),
+            }
+        }
+        while final_cancels < cancelled.len() {
+            let got = execution
+                .get_order(v1::GetOrderRequest {
+                    order: Some(v1::OrderRef {
+                        id: Some(v1::order_ref::Id::ClientOrderId(
+                            cancelled[final_cancels].clone(),
+                        )),
+                    }),
+                })
+                .await;
+            let done = match got {
+                Ok(r) => r.into_inner().order.is_some_and(|o| {
+                    use v1::OrderStatus as S;
+                    matches!(
+                        S::try_from(o.status),
+                        Ok(S::Filled | S::Cancelled | S::Rejected | S::Expired)
+                    )
+                }),
+                Err(s) if s.code() == tonic::Code::NotFound || is_transient(&s) => false,
+                Err(s) => return Err(rpc("GetOrder")(s)),
+            };
+            if done {
+                final_cancels += 1;
+            } else if Instant::now() > deadline {
+                return Err(settled(format!(
+                    "cancellation of {} not final at execution",
+                    cancelled[final_cancels]
+                )));
+            } else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
     }

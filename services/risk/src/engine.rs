@@ -128,10 +128,13 @@ fn events_of(
                     intent_event_id: ctx.intent_event_id.clone(),
                     reference_price: reference_price.map(v1::Decimal::from),
                     decision_bar_time: Some(crate::convert::ts_to_proto(ctx.at_ns)),
+                    cancel: None,
                 };
                 let id = event_id(ctx.at_ns, &format!("risk:order:{client_order_id}"));
                 events.push(stored(&ev, id, ctx.at_ns));
             }
+            // Built by `on_cancel`, which holds the cancellation.
+            Output::CancelPassed { .. } => {}
             Output::Rejected {
                 client_order_id,
                 violations,
@@ -414,6 +417,8 @@ impl Engine {
                 Output::Approved { .. } => {
                     self.metrics.checks.with_label_values(&["accepted"]).inc();
                 }
+                // Not a check: counted with the intents stream's inputs.
+                Output::CancelPassed { .. } => {}
                 Output::Rejected { violations, .. } => {
                     self.metrics.checks.with_label_values(&["rejected"]).inc();
                     for v in violations {
@@ -494,6 +499,12 @@ impl Engine {
             Ok(e) => e,
             Err(e) => return self.invalid(label, d, &format!("undecodable: {e}")),
         };
+        if let Some(cancel) = &event.cancel {
+            if event.order.is_some() {
+                return self.invalid(label, d, "order and cancel: set one, not both");
+            }
+            return self.on_cancel(d, cancel, event.decision_bar_time).await;
+        }
         let Some(spec) = event.order.as_ref() else {
             return self.invalid(label, d, "order: required");
         };
@@ -553,6 +564,55 @@ impl Engine {
                 "intent rejected"
             );
         }
+        Ok(())
+    }
+
+    /// Passes a strategy's cancellation on to execution, on the orders
+    /// stream behind the order it cancels; no limit or halt stops it.
+    async fn on_cancel(
+        &self,
+        d: &Delivery,
+        cancel: &v1::OrderCancel,
+        decided: Option<prost_types::Timestamp>,
+    ) -> Result<(), RiskSvcError> {
+        let label = INTENTS_STREAM;
+        let cid = &cancel.client_order_id;
+        if cid.is_empty() || cid.len() > 64 {
+            return self.invalid(label, d, "cancel.client_order_id: 1..64 chars required");
+        }
+        if cancel.symbol.is_empty() {
+            return self.invalid(label, d, "cancel.symbol: required");
+        }
+        let at_ns = ts_from_proto("decision_bar_time", decided.as_ref())
+            .unwrap_or_else(|_| d.envelope.occurred_at.timestamp_nanos_opt().unwrap_or(0));
+        let source = format!("cancel:{cid}");
+        let rec = Record::Input {
+            input: Box::new(Input::Cancel {
+                client_order_id: cid.clone(),
+                at_ns,
+            }),
+        };
+        let intent_event_id = d.envelope.event_id.to_string();
+        let mut core = self.lock().await?;
+        self.run(&mut core, &source, label, rec, |outs| {
+            let passed = outs
+                .iter()
+                .any(|o| matches!(o, Output::CancelPassed { .. }));
+            let ev = v1::OrderEvent {
+                order: None,
+                intent_event_id: intent_event_id.clone(),
+                reference_price: None,
+                decision_bar_time: decided,
+                cancel: Some(cancel.clone()),
+            };
+            let id = event_id(at_ns, &format!("risk:cancel:{cid}"));
+            Ok(if passed {
+                vec![stored(&ev, id, at_ns)]
+            } else {
+                Vec::new()
+            })
+        })
+        .await?;
         Ok(())
     }
 

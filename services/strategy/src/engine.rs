@@ -65,11 +65,25 @@ pub fn intent_event_id(client_order_id: &str, decision_ts: i64) -> Uuid {
 /// What one input produced, as journaled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stored {
-    /// Intents to publish.
+    /// Intents (orders and cancellations) to publish.
     pub events: Vec<StoredEvent>,
-    /// Cancellations decided: `(instance, client order id)`. No event
-    /// carries a cancellation yet; they are journaled and logged.
+    /// Cancellations decided: `(instance, client order id)`, also among
+    /// `events` (kept for the record and for journals written before
+    /// cancellations travelled as events).
+    #[serde(default)]
     pub cancels: Vec<(String, String)>,
+}
+
+/// The envelope id of the cancellation of `client_order_id`: one per order,
+/// so a second decision to cancel it is the same event.
+#[must_use]
+pub fn cancel_event_id(client_order_id: &str, at_ns: i64) -> Uuid {
+    event_id(at_ns, &format!("strategy:cancel:{client_order_id}"))
+}
+
+fn stored_event<T: Topic>(event: &T, id: Uuid, at_ns: i64) -> StoredEvent {
+    let out = Outgoing::new(event);
+    StoredEvent::new(out.stream(), out.event_type(), id, at_ns, &out.payload())
 }
 
 fn stored(outputs: &[Output]) -> Stored {
@@ -81,22 +95,33 @@ fn stored(outputs: &[Output]) -> Stored {
                     order: Some(ticket_to_spec(t)),
                     decision_bar_time: Some(ts_to_proto(t.decision_ts)),
                     reason: format!("strategy instance {}", t.strategy_id),
+                    cancel: None,
                 };
-                let out = Outgoing::new(&ev);
-                s.events.push(StoredEvent {
-                    stream: out.stream().to_owned(),
-                    event_id: intent_event_id(&t.client_order_id, t.decision_ts),
-                    event_type: out.event_type(),
-                    occurred_at_ns: t.decision_ts,
-                    payload: hex::encode(out.payload()),
-                });
+                let id = intent_event_id(&t.client_order_id, t.decision_ts);
+                s.events.push(stored_event(&ev, id, t.decision_ts));
             }
             Output::Cancel {
                 instance_id,
                 client_order_id,
-            } => s
-                .cancels
-                .push((instance_id.clone(), client_order_id.clone())),
+                symbol,
+                decision_ts,
+                at_ns,
+            } => {
+                let ev = v1::OrderIntentEvent {
+                    order: None,
+                    decision_bar_time: decision_ts.map(ts_to_proto),
+                    reason: format!("strategy instance {instance_id} cancels"),
+                    cancel: Some(v1::OrderCancel {
+                        client_order_id: client_order_id.clone(),
+                        strategy_id: instance_id.clone(),
+                        symbol: symbol.clone(),
+                    }),
+                };
+                let id = cancel_event_id(client_order_id, *at_ns);
+                s.events.push(stored_event(&ev, id, *at_ns));
+                s.cancels
+                    .push((instance_id.clone(), client_order_id.clone()));
+            }
         }
     }
     s
@@ -298,10 +323,11 @@ impl Engine {
                 Output::Cancel {
                     instance_id,
                     client_order_id,
+                    ..
                 } => {
                     self.metrics.cancels.with_label_values(&[instance_id]).inc();
-                    tracing::warn!(instance = %instance_id, %client_order_id,
-                        "cancellation decided; no event carries it to execution yet");
+                    tracing::info!(instance = %instance_id, %client_order_id,
+                        "cancellation sent on its way to execution");
                 }
             }
         }
@@ -549,5 +575,58 @@ mod tests {
         assert_eq!(a, intent_event_id("sma-1-3", 1_700_000_000_000_000_000));
         assert_ne!(a, intent_event_id("sma-1-4", 1_700_000_000_000_000_000));
         assert_eq!(a.get_version_num(), 7);
+    }
+
+    #[test]
+    fn a_cancellation_is_an_intent_event_with_cancel_set() {
+        let out = stored(&[Output::Cancel {
+            instance_id: "sma-1".into(),
+            client_order_id: "sma-1-3".into(),
+            symbol: "SPY".into(),
+            decision_ts: Some(1_700_000_000_000_000_000),
+            at_ns: 1_700_000_000_000_000_000,
+        }]);
+        assert_eq!(out.cancels, [("sma-1".to_owned(), "sma-1-3".to_owned())]);
+        let [e] = &out.events[..] else {
+            panic!("one event: {out:?}")
+        };
+        assert_eq!(e.stream, <v1::OrderIntentEvent as Topic>::STREAM);
+        assert_eq!(
+            e.event_id,
+            cancel_event_id("sma-1-3", 1_700_000_000_000_000_000)
+        );
+        assert_ne!(
+            e.event_id,
+            intent_event_id("sma-1-3", 1_700_000_000_000_000_000),
+            "not the order's own intent id"
+        );
+        let env = e.envelope().unwrap();
+        let ev: v1::OrderIntentEvent =
+            topic::decode(&env.event_type, env.payload.as_ref()).unwrap();
+        assert_eq!(ev.order, None);
+        assert_eq!(
+            ev.cancel,
+            Some(v1::OrderCancel {
+                client_order_id: "sma-1-3".into(),
+                strategy_id: "sma-1".into(),
+                symbol: "SPY".into(),
+            })
+        );
+        assert_eq!(
+            ev.decision_bar_time,
+            Some(ts_to_proto(1_700_000_000_000_000_000))
+        );
+        // An operator's Stop: no decision bar (never counted late).
+        let stop = stored(&[Output::Cancel {
+            instance_id: "sma-1".into(),
+            client_order_id: "sma-1-3".into(),
+            symbol: "SPY".into(),
+            decision_ts: None,
+            at_ns: 5,
+        }]);
+        let env = stop.events[0].envelope().unwrap();
+        let ev: v1::OrderIntentEvent =
+            topic::decode(&env.event_type, env.payload.as_ref()).unwrap();
+        assert_eq!(ev.decision_bar_time, None);
     }
 }

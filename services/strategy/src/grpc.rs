@@ -166,6 +166,7 @@ pub fn instance_to_proto(state: &State, i: &Instance) -> v1::StrategyInstance {
         unrealized_pnl: dec(unrealized),
         bars_processed: i.bars_processed(),
         intents_emitted: i.intents_emitted(),
+        cancels_emitted: i.cancels_emitted,
         last_bar_time: i.last_bar_ts().map(ts_to_proto),
         deployed_at: Some(ts_to_proto(i.deployed_at)),
         updated_at: Some(ts_to_proto(i.updated_at)),

@@ -14,7 +14,7 @@ pub struct StrategyMetrics {
     pub inputs: IntCounterVec,
     /// Intents published, by `strategy` (instance id) and `side`.
     pub intents: IntCounterVec,
-    /// Cancellations decided (journaled, not carried by any event yet), by `strategy`.
+    /// Cancellations decided and sent on the intents stream, by `strategy`.
     pub cancels: IntCounterVec,
     /// Risk rejections received, by `strategy`.
     pub rejections: IntCounterVec,
@@ -69,7 +69,7 @@ impl StrategyMetrics {
         )?;
         let cancels = counter(
             "cancels_total",
-            "cancellations decided by an instance (journaled; no event carries them yet)",
+            "cancellations decided by an instance and sent on the intents stream",
             &["strategy"],
         )?;
         let rejections = counter(

@@ -292,6 +292,8 @@ pub struct Instance {
     pub commands: u64,
     /// The reason given with the last pause or stop.
     pub reason: String,
+    /// Cancellations of its orders sent on their way.
+    pub cancels_emitted: u64,
 }
 
 impl Instance {
@@ -402,6 +404,12 @@ pub enum Output {
         instance_id: String,
         /// The order.
         client_order_id: String,
+        /// Its symbol.
+        symbol: String,
+        /// The bar it was decided on (ns); `None` for an operator's Stop.
+        decision_ts: Option<i64>,
+        /// When it was decided (ns): that bar, or the Stop command's time.
+        at_ns: i64,
     },
 }
 
@@ -467,6 +475,7 @@ impl State {
                     updated_at: *at_ns,
                     commands: 1,
                     reason: String::new(),
+                    cancels_emitted: 0,
                 };
                 match build_books(spec, &self.instruments) {
                     Ok(books) => inst.books = books,
@@ -517,6 +526,9 @@ impl State {
                                 out.push(Output::Cancel {
                                     instance_id: instance_id.clone(),
                                     client_order_id: cid,
+                                    symbol: b.runner.symbol().to_owned(),
+                                    decision_ts: None,
+                                    at_ns: *at_ns,
                                 });
                             }
                         }
@@ -584,6 +596,13 @@ impl State {
                 regime,
             } => {
                 self.regimes.insert((symbol.clone(), *timeframe), *regime);
+            }
+        }
+        for o in &out {
+            if let Output::Cancel { instance_id, .. } = o
+                && let Some(i) = self.instances.get_mut(instance_id)
+            {
+                i.cancels_emitted += 1;
             }
         }
         out
@@ -654,6 +673,9 @@ fn route(
                 (Status::Running, Out::Cancel(c)) => out.push(Output::Cancel {
                     instance_id: instance_id.to_owned(),
                     client_order_id: c,
+                    symbol: runner.symbol().to_owned(),
+                    decision_ts: runner.last_bar_ts(),
+                    at_ns: runner.last_bar_ts().unwrap_or_default(),
                 }),
                 (_, Out::Submit(t)) => {
                     let why = format!(

@@ -138,6 +138,7 @@ pub fn order_envelope(spec: &v1::OrderSpec) -> grodt_bus::Envelope {
         intent_event_id: String::new(),
         reference_price: None,
         decision_bar_time: None,
+        cancel: None,
     };
     let out = Outgoing::new(&event);
     grodt_bus::Envelope::new(
@@ -154,8 +155,34 @@ pub async fn publish_order(bus: &dyn EventBus, spec: &v1::OrderSpec) -> uuid::Uu
         intent_event_id: String::new(),
         reference_price: None,
         decision_bar_time: None,
+        cancel: None,
     };
     publish(bus, &event, 0).await
+}
+
+/// The envelope of a strategy's cancellation of `cid` as risk passes it on,
+/// decided on the bar at `decided_ns`.
+pub fn cancel_envelope(cid: &str, decided_ns: i64) -> grodt_bus::Envelope {
+    let event = v1::OrderEvent {
+        order: None,
+        intent_event_id: String::new(),
+        reference_price: None,
+        decision_bar_time: Some(prost_types::Timestamp {
+            seconds: decided_ns.div_euclid(1_000_000_000),
+            nanos: i32::try_from(decided_ns.rem_euclid(1_000_000_000)).unwrap(),
+        }),
+        cancel: Some(v1::OrderCancel {
+            client_order_id: cid.into(),
+            strategy_id: "s-buy".into(),
+            symbol: "SPY".into(),
+        }),
+    };
+    let out = Outgoing::new(&event);
+    grodt_bus::Envelope::new(
+        out.event_type(),
+        chrono::DateTime::from_timestamp_nanos(decided_ns),
+        out.payload(),
+    )
 }
 
 /// A GTC limit (or an IOC market when `price` is None) order of SPY.

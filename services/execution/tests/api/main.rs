@@ -16,8 +16,8 @@ use grodt_proto::v1;
 use tonic::Code;
 
 use helpers::{
-    Env, Reader, d, journaled, ladder, ns, order, order_envelope, publish_bars, publish_order,
-    reference, settings, spy_bars, stream, wait_journal,
+    Env, Reader, cancel_envelope, d, journaled, ladder, ns, order, order_envelope, publish_bars,
+    publish_order, reference, settings, spy_bars, stream, wait_journal,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -757,5 +757,82 @@ async fn a_bracket_entry_brings_its_exits_named_after_it() {
         assert_eq!(exit.parent_order_id, placed.order_id);
     }
     assert_eq!(orders[2].status, v1::OrderStatus::Filled as i32);
+    svc.stop().await;
+}
+
+/// A strategy's cancellation from the orders stream: the resting order is
+/// cancelled (and reported), a redelivery of the same event changes
+/// nothing, a cancellation of an order already filled or never seen is a
+/// counted no-op, and one that arrives after a later bar counts as late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_on_the_orders_stream_cancels_once() {
+    let env = Env::embedded().await;
+    let mut svc = env.spawn(settings()).await;
+    let reports = Reader::new(env.bus.clone(), REPORTS_STREAM).await;
+    let bars = spy_bars()[..4].to_vec();
+    let orders = stream(<v1::OrderEvent as grodt_proto::topic::Topic>::STREAM);
+    publish_bars(&*env.bus, "SPY", &bars[..1]).await;
+    // A limit buy far below the market rests; a market buy fills on bar 2.
+    publish_order(&*env.bus, &order("rest", true, 10, Some(bars[0].close / 2))).await;
+    publish_order(&*env.bus, &order("mkt", true, 1, None)).await;
+    wait_journal(env.db.store(), 3, 10).await;
+    let cancel = cancel_envelope("rest", bars[0].ts);
+    env.bus.publish(&orders, &cancel).await.unwrap();
+    env.bus.publish(&orders, &cancel).await.unwrap(); // redelivered: same event id
+    wait_journal(env.db.store(), 4, 10).await;
+    publish_bars(&*env.bus, "SPY", &bars[1..2]).await;
+    wait_journal(env.db.store(), 5, 10).await;
+    // After bar 2: the filled market order, an unknown order, and a late one.
+    for (cid, at) in [("mkt", bars[0].ts), ("nope", bars[1].ts)] {
+        env.bus
+            .publish(&orders, &cancel_envelope(cid, at))
+            .await
+            .unwrap();
+    }
+    publish_order(
+        &*env.bus,
+        &order("rest-2", true, 10, Some(bars[0].close / 2)),
+    )
+    .await;
+    wait_journal(env.db.store(), 6, 10).await;
+    env.bus
+        .publish(&orders, &cancel_envelope("rest-2", bars[0].ts))
+        .await
+        .unwrap();
+    wait_journal(env.db.store(), 7, 10).await;
+    let got = svc.all_orders(10).await;
+    let status = |cid: &str| {
+        got.iter()
+            .find(|o| o.spec.as_ref().unwrap().client_order_id == cid)
+            .map(|o| v1::OrderStatus::try_from(o.status).unwrap())
+            .unwrap()
+    };
+    assert_eq!(status("rest"), v1::OrderStatus::Cancelled);
+    assert_eq!(status("rest-2"), v1::OrderStatus::Cancelled);
+    assert_eq!(status("mkt"), v1::OrderStatus::Filled);
+    // The redelivery republishes its journaled report under the same id.
+    let cancelled_reports: HashSet<uuid::Uuid> = reports
+        .drain::<v1::ExecutionReportEvent>()
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.event.bar.is_none()
+                && r.event.updates.iter().any(|u| {
+                    matches!(&u.update, Some(v1::execution_update::Update::Order(o))
+                        if o.status == v1::OrderStatus::Cancelled as i32)
+                })
+        })
+        .map(|r| r.event_id)
+        .collect();
+    assert_eq!(cancelled_reports.len(), 2, "one report per cancellation");
+    let m = svc.metrics().await;
+    for line in [
+        "grodt_execution_inputs_dropped_total{reason=\"cancel_of_final_order\"} 1",
+        "grodt_execution_inputs_dropped_total{reason=\"cancel_of_unknown_order\"} 1",
+        "grodt_execution_late_orders_total 1",
+    ] {
+        assert!(m.contains(line), "{line} in\n{m}");
+    }
+    assert_eq!(journaled(env.db.store()).await, 7);
     svc.stop().await;
 }

@@ -24,11 +24,52 @@ fn options(strategy: &str, params: &[&str], bars: usize) -> PaperOptions {
     }
 }
 
+/// The SPY sample cut short (its last `m` rows dropped, `m` the smallest
+/// that works) so that sma_cross 5/20 over its final 400 bars leaves an order
+/// working: one decided on the last bar. The run's closing Stop then has an
+/// order to cancel through risk and execution.
+fn sample_ending_with_a_working_order() -> PathBuf {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples/spy_1d_1998-2021.csv");
+    let raw = grodt_backtest::load_csv(&path).expect("sample");
+    let series = grodt_backtest::series_from_bars("SPY", &raw, false).expect("series");
+    let text = std::fs::read_to_string(&path).expect("sample");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() - 1, series.bars.len(), "one row per bar");
+    let params: std::collections::BTreeMap<String, String> = [("fast", "5"), ("slow", "20")]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+    let config = grodt_sim::config::BacktestConfig {
+        starting_cash: grodt_core::Decimal::from(100_000),
+        ..Default::default()
+    };
+    let m = (0..300)
+        .find(|&m| {
+            let end = series.bars.len() - m;
+            let bars = &series.bars[end - 400..end];
+            let mut s = grodt_strategies::registry::build("sma_cross", &params, &series.instrument)
+                .unwrap();
+            let r = grodt_sim::run_backtest(
+                &config,
+                std::slice::from_ref(&series.instrument),
+                &[bars.to_vec()],
+                &mut *s,
+            )
+            .unwrap();
+            r.orders.iter().any(|o| !o.status().is_terminal())
+        })
+        .expect("a cut of the sample ends with an order decided on its last bar");
+    let dir = tempfile::tempdir().unwrap().keep();
+    let cut = dir.join("spy_1d_1998-2021.csv");
+    std::fs::write(&cut, lines[..lines.len() - m].join("\n") + "\n").unwrap();
+    cut
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_paper_run_equals_the_backtest_fill_for_fill() {
-    let outcome = run(&options("sma_cross", &["fast=5", "slow=20"], 400))
-        .await
-        .expect("the paper run completes");
+    let mut o = options("sma_cross", &["fast=5", "slow=20"], 400);
+    o.data = sample_ending_with_a_working_order();
+    let outcome = run(&o).await.expect("the paper run completes");
     let (differ, gap) = outcome.divergence();
     assert!(
         differ.is_empty() && gap.is_zero(),
@@ -42,6 +83,16 @@ async fn embedded_paper_run_equals_the_backtest_fill_for_fill() {
     );
     assert_eq!(outcome.bars, 400);
     assert_eq!(outcome.late_orders, 0, "lockstep: no order misses its bar");
+    // The order decided on the last bar, cancelled by the closing Stop: the
+    // cancellation went strategy -> risk -> execution (the run waits until
+    // execution holds no working order).
+    assert!(outcome.backtest_open_orders >= 1, "{}", outcome.render());
+    assert_eq!(
+        outcome.cancelled_at_end,
+        outcome.backtest_open_orders,
+        "{}",
+        outcome.render()
+    );
 }
 
 /// market-data's timed replay, at a pace the pipeline keeps up with on an

@@ -57,6 +57,21 @@ pub fn intent(order: v1::OrderSpec, at_ns: i64) -> v1::OrderIntentEvent {
         order: Some(order),
         decision_bar_time: Some(ts(at_ns)),
         reason: "test".into(),
+        cancel: None,
+    }
+}
+
+/// A strategy's cancellation of `coid`, decided on the bar at `at_ns`.
+pub fn cancel_intent(coid: &str, symbol: &str, at_ns: i64) -> v1::OrderIntentEvent {
+    v1::OrderIntentEvent {
+        order: None,
+        decision_bar_time: Some(ts(at_ns)),
+        reason: "test".into(),
+        cancel: Some(v1::OrderCancel {
+            client_order_id: coid.into(),
+            strategy_id: "s1".into(),
+            symbol: symbol.into(),
+        }),
     }
 }
 

@@ -15,8 +15,8 @@ use grodt_risk::RiskSettings;
 use tonic::Code;
 
 use helpers::{
-    DAY, Env, Reader, T0, bar, d, fill, intent, limits_of, metric, order_coid, publish, publish_as,
-    rejected_coid, spec,
+    DAY, Env, Reader, T0, bar, cancel_intent, d, fill, intent, limits_of, metric, order_coid,
+    publish, publish_as, rejected_coid, spec,
 };
 
 fn qty_limit(max: &str) -> v1::RiskLimits {
@@ -214,8 +214,37 @@ async fn halt_stops_every_order_and_resume_lets_them_through() {
     orders.drain().await;
     assert!(
         orders.seen.is_empty(),
-        "nothing reaches grodt.orders.v1 while halted"
+        "no order reaches grodt.orders.v1 while halted"
     );
+    // A cancellation still passes, once however often it is delivered.
+    let cancel = cancel_intent("h-0", "SPY", T0);
+    let id = publish(&*env.bus, &cancel).await;
+    publish_as(&*env.bus, &cancel, id).await;
+    orders
+        .until("the cancellation", 10, |s| !s.is_empty())
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(
+        &svc.metrics().await,
+        "grodt_risk_inputs_total{outcome=\"duplicate\",stream=\"grodt.order-intents.v1\"}",
+    ) != Some(1.0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the redelivery is seen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    orders.drain().await;
+    // A redelivery republishes the journaled event: the same event id.
+    let ids: HashSet<_> = orders.seen.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), 1, "one cancellation event: {:?}", orders.seen);
+    let passed = &orders.seen[0].1;
+    assert_eq!(passed.order, None);
+    assert_eq!(passed.cancel, cancel.cancel);
+    assert_eq!(passed.intent_event_id, id.to_string());
+    assert_eq!(passed.decision_bar_time, cancel.decision_bar_time);
+    orders.seen.clear();
     let resumed = svc
         .client
         .resume(v1::ResumeRequest {

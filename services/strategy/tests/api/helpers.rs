@@ -214,6 +214,10 @@ pub struct Exec {
     store: Store,
     /// Client order ids handed to the broker.
     pub submitted: HashSet<String>,
+    /// Cancellations the service sent, each once, in order.
+    pub cancels: Vec<String>,
+    /// Of those, the ones not yet handed to the broker.
+    unsent_cancels: Vec<String>,
     /// Reports published.
     pub reports: u64,
     /// How long to wait for the service's answer to one report.
@@ -232,6 +236,8 @@ impl Exec {
             bus: env.bus.clone(),
             store: env.db.store().clone(),
             submitted: HashSet::new(),
+            cancels: Vec::new(),
+            unsent_cancels: Vec::new(),
             reports: 0,
             patience: Duration::from_secs(10),
             waited: (Duration::ZERO, Duration::ZERO),
@@ -302,7 +308,14 @@ impl Exec {
             if !want.contains(eid) {
                 continue;
             }
-            let spec = ev.order.as_ref().expect("an order");
+            if let Some(c) = &ev.cancel {
+                if !self.cancels.contains(&c.client_order_id) {
+                    self.cancels.push(c.client_order_id.clone());
+                    self.unsent_cancels.push(c.client_order_id.clone());
+                }
+                continue;
+            }
+            let spec = ev.order.as_ref().expect("an order or a cancellation");
             if out
                 .iter()
                 .any(|t: &Ticket| t.client_order_id == spec.client_order_id)
@@ -332,12 +345,16 @@ impl Exec {
         }
     }
 
-    /// Queues the tickets the broker has not seen.
+    /// Queues the tickets the broker has not seen, then the cancellations
+    /// read since the last call (the order the stream carries them in).
     pub fn submit_all(&mut self, tickets: Vec<Ticket>, queue: &mut VecDeque<Input>) {
         for t in tickets {
             if self.submitted.insert(t.client_order_id.clone()) {
                 queue.push_back(Input::Submit(t));
             }
+        }
+        for client_order_id in self.unsent_cancels.drain(..) {
+            queue.push_back(Input::Cancel { client_order_id });
         }
     }
 

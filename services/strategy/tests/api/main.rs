@@ -340,9 +340,23 @@ async fn pause_books_without_bars_resume_continues_stop_flattens() {
         s.state(INSTANCE).await.bars_processed,
         before.bars_processed + 10
     );
-    // Stop with flatten: one close order (if it still holds a position).
+    // Stop with flatten: one close order (if it still holds a position), and
+    // a cancellation of every order still working at the venue.
     let held = dec(s.state(INSTANCE).await.positions[0].quantity.as_ref());
-    let n = exec.intents.seen.len();
+    let mut working: Vec<String> = exec
+        .broker
+        .orders()
+        .iter()
+        .filter(|o| !o.status.is_terminal())
+        .map(|o| o.ticket.client_order_id.clone())
+        .collect();
+    working.sort();
+    let n = exec
+        .intents
+        .seen
+        .iter()
+        .filter(|(_, e)| e.order.is_some())
+        .count();
     let stopped = s
         .client
         .stop(v1::StopRequest {
@@ -359,12 +373,49 @@ async fn pause_books_without_bars_resume_continues_stop_flattens() {
     assert_eq!(stopped.state, v1::InstanceState::Stopped as i32);
     let deadline = Instant::now() + std::time::Duration::from_secs(5);
     let want = usize::from(!held.is_zero());
-    while exec.intents.seen.len() < n + want {
+    let orders_seen = |e: &Exec| {
+        e.intents
+            .seen
+            .iter()
+            .filter(|(_, e)| e.order.is_some())
+            .count()
+    };
+    let cancels_seen = |e: &Exec| {
+        e.intents
+            .seen
+            .iter()
+            .filter_map(|(_, e)| e.cancel.as_ref().map(|c| c.client_order_id.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    while orders_seen(&exec) < n + want || cancels_seen(&exec).len() < working.len() {
         exec.intents.drain().await;
-        assert!(Instant::now() < deadline, "the flatten intent");
+        assert!(
+            Instant::now() < deadline,
+            "the flatten intent and the cancellations"
+        );
+    }
+    assert_eq!(
+        cancels_seen(&exec),
+        working,
+        "one cancellation per working order"
+    );
+    assert_eq!(stopped.cancels_emitted, working.len() as u64);
+    for cid in &working {
+        exec.run(Input::Cancel {
+            client_order_id: cid.clone(),
+        })
+        .await;
     }
     if want == 1 {
-        let (_, e) = exec.intents.seen.last().unwrap();
+        let (_, e) = exec
+            .intents
+            .seen
+            .iter()
+            .rev()
+            .find(|(_, e)| e.order.is_some())
+            .unwrap();
         let o = e.order.as_ref().unwrap();
         assert_eq!(o.size, Some(v1::order_spec::Size::ClosePosition(true)));
         // The venue takes it and fills it at the next bar; the instance books it.
