@@ -358,6 +358,14 @@ async fn redis_restart_and_postgres_outage_mid_replay_lose_and_duplicate_nothing
     )
     .await;
     if let Err(e) = replay {
+        // An outage that went wrong (readiness never dropped, Redis did not
+        // come back) is the cause to report, not the stalled replay.
+        if outages.is_finished()
+            && let Err(failed) = outages.await
+            && failed.is_panic()
+        {
+            std::panic::resume_unwind(failed.into_panic());
+        }
         panic!(
             "lockstep through the outages (seed {seed}): {e}\n{}",
             crate::fault::log_tails(dir.path())
