@@ -303,26 +303,18 @@ impl Consumer {
     }
 
     /// Ensures the group, then steps until `shutdown` completes. While the
-    /// bus is unavailable it logs and retries after `retry_after`; any other
-    /// bus error ends the loop. Shutdown interrupts only the wait for new
-    /// entries (whatever a cancelled read took stays pending and is claimed
-    /// later), so a handler is never cut off halfway.
+    /// bus is unavailable it logs and retries after `retry_after`. A group
+    /// that vanished (a Redis restarted without its data: no AOF) is logged
+    /// as an error and created again, so the consumer takes the events
+    /// published from then on instead of stopping while its process looks
+    /// healthy; what the lost streams held is gone. Any other bus error ends
+    /// the loop. Shutdown interrupts only the wait for new entries (whatever
+    /// a cancelled read took stays pending and is claimed later), so a
+    /// handler is never cut off halfway.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), BusError> {
         tokio::pin!(shutdown);
-        loop {
-            let ensured = tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                r = self.ensure_group() => r,
-            };
-            match ensured {
-                Ok(()) => break,
-                Err(e) if e.kind() == ErrorKind::Unavailable => {
-                    if self.pause(&mut shutdown, &e).await {
-                        return Ok(());
-                    }
-                }
-                Err(e) => return Err(e),
-            }
+        if self.ensure_until_done(&mut shutdown).await? {
+            return Ok(());
         }
         loop {
             let mut report = StepReport::default();
@@ -346,6 +338,36 @@ impl Consumer {
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
                     if self.pause(&mut shutdown, &e).await {
                         return Ok(());
+                    }
+                }
+                Err(e @ BusError::NoGroup { .. }) => {
+                    tracing::error!(stream = %self.config.stream, group = %self.config.group,
+                        error = %e, "consumer group gone (Redis lost its data?); creating it again");
+                    if self.ensure_until_done(&mut shutdown).await? {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Ensures the group, waiting out an unavailable bus; true if shutdown
+    /// came first.
+    async fn ensure_until_done(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<bool, BusError> {
+        loop {
+            let ensured = tokio::select! {
+                () = shutdown.as_mut() => return Ok(true),
+                r = self.ensure_group() => r,
+            };
+            match ensured {
+                Ok(()) => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    if self.pause(shutdown, &e).await {
+                        return Ok(true);
                     }
                 }
                 Err(e) => return Err(e),
@@ -518,6 +540,43 @@ mod tests {
             "every outage was retried"
         );
         assert_eq!(bus.groups(&s).await.unwrap()[0].pending, 0);
+    }
+
+    #[tokio::test]
+    async fn run_creates_a_vanished_group_again_and_goes_on() {
+        // The first read finds no group, as after a Redis restart without
+        // persistence; the loop must not end there.
+        let (bus, handler, consumer) = setup(1, || BusError::NoGroup {
+            stream: "grodt.fills.v1".to_owned(),
+            group: "strategy".to_owned(),
+        });
+        let s = StreamName::parse("grodt.fills.v1").unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(consumer.run(async {
+            let _ = stopped.await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bus.outages.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "the consumer never read");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let e = Envelope::new(
+            "grodt.v1.Fill",
+            chrono::Utc::now(),
+            Bytes::from_static(b"f"),
+        );
+        bus.publish(&s, &e).await.unwrap();
+        while handler.0.lock().unwrap().is_empty() {
+            assert!(!running.is_finished(), "the loop ended on NoGroup");
+            assert!(Instant::now() < deadline, "event never handled");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        stop.send(()).unwrap();
+        running
+            .await
+            .unwrap()
+            .expect("shutdown ends the loop cleanly");
+        assert_eq!(*handler.0.lock().unwrap(), vec![e.event_id]);
     }
 
     #[tokio::test]

@@ -96,13 +96,17 @@ pub enum BusError {
 
 impl BusError {
     /// Maps a client error: connectivity problems and timeouts become
-    /// `Unavailable`, anything else `Redis`.
+    /// `Unavailable`, and so do the answers of a server that is up but not
+    /// serving yet (LOADING while a restarted Redis reads its AOF; TRYAGAIN,
+    /// MASTERDOWN): consumers wait those out instead of stopping. Anything
+    /// else is `Redis`.
     pub(crate) fn from_redis(op: &'static str, source: redis::RedisError) -> Self {
         if source.is_io_error()
             || source.is_connection_dropped()
             || source.is_connection_refusal()
             || source.is_unrecoverable_error()
             || source.is_timeout()
+            || matches!(source.retry_method(), redis::RetryMethod::WaitAndRetry)
         {
             BusError::Unavailable { op, source }
         } else {
@@ -122,5 +126,27 @@ impl Classify for BusError {
             BusError::Unavailable { .. } | BusError::Timeout { .. } => ErrorKind::Unavailable,
             BusError::Redis { .. } | BusError::Protocol { .. } => ErrorKind::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(reply: &[u8]) -> redis::RedisError {
+        redis::parse_redis_value(reply)
+            .and_then(redis::Value::extract_error)
+            .expect_err("an error reply")
+    }
+
+    #[test]
+    fn a_redis_still_loading_its_data_is_unavailable_not_a_refusal() {
+        let loading = BusError::from_redis(
+            "consume",
+            server_error(b"-LOADING Redis is loading the dataset in memory\r\n"),
+        );
+        assert_eq!(loading.kind(), ErrorKind::Unavailable, "{loading}");
+        let refused = BusError::from_redis("consume", server_error(b"-ERR syntax error\r\n"));
+        assert_eq!(refused.kind(), ErrorKind::Internal, "{refused}");
     }
 }

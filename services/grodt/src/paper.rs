@@ -846,6 +846,34 @@ fn is_transient(s: &tonic::Status) -> bool {
     matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
 }
 
+/// How long the lockstep driver waits for one bar to settle, outages of the
+/// bus or of a service included.
+const BAR_DEADLINE: Duration = Duration::from_secs(30);
+/// Pause between tries of a bus call while Redis is away.
+const BUS_RETRY: Duration = Duration::from_millis(50);
+
+/// A bus error that passes when Redis is back (restarting, unreachable).
+fn transient(e: &grodt_bus::BusError) -> bool {
+    use grodt_core::error::{Classify, ErrorKind};
+    e.kind() == ErrorKind::Unavailable
+}
+
+/// Runs a bus call again while it fails transiently, until `deadline`.
+async fn through_outage<T, F, Fut>(deadline: Instant, mut call: F) -> Result<T, grodt_bus::BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, grodt_bus::BusError>>,
+{
+    loop {
+        match call().await {
+            Err(e) if transient(&e) && Instant::now() < deadline => {
+                tokio::time::sleep(BUS_RETRY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A domain bar as the wire's, its decimals at the instrument's precisions.
 fn bar_to_proto(symbol: &str, timeframe: i32, b: &Bar, (pp, sp): (u8, u8)) -> v1::Bar {
     let price = |raw: i64| {
@@ -874,6 +902,9 @@ fn bar_to_proto(symbol: &str, timeframe: i32, b: &Bar, (pp, sp): (u8, u8)) -> v1
 /// Publishes the bars one at a time on `grodt.bars.v1`; after each, waits
 /// until the strategy has seen it and execution holds every order the
 /// strategy decided so far, so no order can miss its bar whatever the speed.
+/// Bus calls that fail because Redis is away (restarting) are tried again
+/// until the bar's deadline ([`BAR_DEADLINE`]), as are calls to a service
+/// that is restarting.
 #[allow(
     clippy::too_many_arguments,
     reason = "the driver's parts, each used once"
@@ -895,12 +926,19 @@ pub async fn lockstep(
     let intents = StreamName::parse(<v1::OrderIntentEvent as Topic>::STREAM).map_err(bus_err)?;
     let group = GroupName::parse("paper-lockstep").map_err(bus_err)?;
     let me = ConsumerName::parse("paper-lockstep").map_err(bus_err)?;
-    bus.ensure_group(&intents, &group, StartFrom::Beginning)
-        .await
-        .map_err(bus_err)?;
+    let deadline = Instant::now() + BAR_DEADLINE;
+    through_outage(deadline, || {
+        bus.ensure_group(&intents, &group, StartFrom::Beginning)
+    })
+    .await
+    .map_err(bus_err)?;
     let mut decided: Vec<String> = Vec::new();
     let mut cancelled: Vec<String> = Vec::new();
     let (mut held, mut final_cancels) = (0usize, 0usize);
+    // After a failed read, entries Redis delivered may never have reached
+    // us (the reply was lost): they are pending to this reader, so it
+    // claims its own pending entries before reading new ones.
+    let mut reread = false;
     for (k, b) in bars.iter().enumerate() {
         let event = v1::BarEvent {
             bar: Some(bar_to_proto(symbol, timeframe, b, precisions)),
@@ -913,8 +951,12 @@ pub async fn lockstep(
             chrono::DateTime::from_timestamp_nanos(b.ts),
             out.payload(),
         );
-        bus.publish(&bars_stream, &env).await.map_err(bus_err)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + BAR_DEADLINE;
+        // The same envelope on every try: should a failed try have been
+        // appended after all, consumers drop the copy by its event id.
+        through_outage(deadline, || bus.publish(&bars_stream, &env))
+            .await
+            .map_err(bus_err)?;
         let settled = |what: String| PaperCliError::Timeout {
             what: format!("bar {k} to settle: {what}"),
         };
@@ -953,11 +995,26 @@ pub async fn lockstep(
         // cancellation has reached it (its order is final there).
         let (emitted, cancels) = emitted;
         while (decided.len() as u64) < emitted || (cancelled.len() as u64) < cancels {
-            for d in bus
-                .consume(&intents, &group, &me, 64, Duration::from_millis(5))
-                .await
-                .map_err(bus_err)?
-            {
+            let read = if reread {
+                bus.claim_stale(&intents, &group, &me, Duration::ZERO, 64)
+                    .await
+            } else {
+                bus.consume(&intents, &group, &me, 64, Duration::from_millis(5))
+                    .await
+            };
+            let batch = match read {
+                Ok(batch) => {
+                    reread = reread && !batch.is_empty();
+                    batch
+                }
+                Err(e) if transient(&e) && Instant::now() < deadline => {
+                    reread = true;
+                    tokio::time::sleep(BUS_RETRY).await;
+                    continue;
+                }
+                Err(e) => return Err(bus_err(e)),
+            };
+            for d in batch {
                 if let Ok(i) = decode::<v1::OrderIntentEvent>(
                     &d.envelope.event_type,
                     d.envelope.payload.as_ref(),
@@ -973,7 +1030,8 @@ pub async fn lockstep(
                         cancelled.push(c.client_order_id);
                     }
                 }
-                bus.ack(&intents, &group, &[d.entry_id])
+                let entry = [d.entry_id];
+                through_outage(deadline, || bus.ack(&intents, &group, &entry))
                     .await
                     .map_err(bus_err)?;
             }

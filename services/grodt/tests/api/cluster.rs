@@ -40,6 +40,9 @@ impl Drop for Proc {
 pub struct Cluster {
     pub config_dir: PathBuf,
     pub prefix: String,
+    /// The Redis every process of the cluster uses (the shared one, or a
+    /// test's private server it restarts).
+    pub redis_url: String,
     pub db_url: String,
     pub procs: Vec<Proc>,
 }
@@ -62,7 +65,7 @@ impl Cluster {
             .env("GRODT_HTTP__ADDR", format!("127.0.0.1:{}", p.http))
             .env("GRODT_TELEMETRY__LOG_FORMAT", "json")
             .env("GRODT_TELEMETRY__LOG_LEVEL", "warn")
-            .env("GRODT_REDIS__URL", redis_url())
+            .env("GRODT_REDIS__URL", &self.redis_url)
             .env("GRODT_REDIS__KEY_PREFIX", &self.prefix)
             .env("GRODT_DATABASE__URL", &self.db_url)
             .stdout(Stdio::from(log))

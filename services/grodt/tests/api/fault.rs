@@ -28,14 +28,14 @@ use tonic::transport::Channel;
 
 const CONSUMERS: [&str; 4] = ["regime", "strategy", "risk", "execution"];
 
-fn env_or(name: &str, default: usize) -> usize {
+pub(crate) fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
 
-fn write_config(dir: &Path, inst: &grodt_core::Instrument) {
+pub(crate) fn write_config(dir: &Path, inst: &grodt_core::Instrument) {
     let grids = format!(
         "price_precision = {}\nsize_precision = {}\n",
         inst.price_precision, inst.size_precision
@@ -49,7 +49,7 @@ fn write_config(dir: &Path, inst: &grodt_core::Instrument) {
     std::fs::write(dir.join("base.toml"), text).expect("config");
 }
 
-async fn client(port: u16) -> Channel {
+pub(crate) async fn client(port: u16) -> Channel {
     Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
         .connect()
@@ -57,12 +57,29 @@ async fn client(port: u16) -> Channel {
         .expect("connects")
 }
 
+/// The last lines of every service log in `dir`, for a failure message.
+pub(crate) fn log_tails(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|f| f.path().extension().is_some_and(|x| x == "log"))
+                .map(|f| {
+                    let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(8).collect();
+                    format!("--- {}\n{}", f.path().display(), tail.join("\n"))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
 /// A tiny seeded generator (xorshift): the kill schedule is reproducible
 /// from the printed seed.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -93,6 +110,7 @@ async fn kill_9_of_each_consumer_mid_replay_loses_and_duplicates_nothing() {
     let mut cluster = Cluster {
         config_dir: dir.path().to_path_buf(),
         prefix: prefix.clone(),
+        redis_url: redis_url(),
         db_url: db.url().to_owned(),
         procs: CONSUMERS
             .iter()
@@ -176,20 +194,10 @@ async fn kill_9_of_each_consumer_mid_replay_loses_and_duplicates_nothing() {
     )
     .await
     .unwrap_or_else(|e| {
-        let logs = std::fs::read_dir(dir.path())
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|f| f.path().extension().is_some_and(|x| x == "log"))
-                    .map(|f| {
-                        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
-                        let tail: Vec<&str> = text.lines().rev().take(8).collect();
-                        format!("--- {}\n{}", f.path().display(), tail.join("\n"))
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default();
-        panic!("lockstep through the faults (seed {seed}): {e}\n{logs}")
+        panic!(
+            "lockstep through the faults (seed {seed}): {e}\n{}",
+            log_tails(dir.path())
+        )
     });
     killer.await.expect("killer");
     let killed = log.lock().unwrap().clone();

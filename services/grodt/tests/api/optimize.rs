@@ -132,6 +132,7 @@ async fn setup() -> Setup {
     let mut cluster = Cluster {
         config_dir: dir.path().to_path_buf(),
         prefix: prefix.clone(),
+        redis_url: redis_url(),
         db_url: db.url().to_owned(),
         procs: vec![
             proc("market-data", "market-data"),
