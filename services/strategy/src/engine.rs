@@ -83,13 +83,13 @@ fn stored(outputs: &[Output]) -> Stored {
                     reason: format!("strategy instance {}", t.strategy_id),
                 };
                 let out = Outgoing::new(&ev);
-                s.events.push(StoredEvent {
-                    stream: out.stream().to_owned(),
-                    event_id: intent_event_id(&t.client_order_id, t.decision_ts),
-                    event_type: out.event_type(),
-                    occurred_at_ns: t.decision_ts,
-                    payload: hex::encode(out.payload()),
-                });
+                s.events.push(StoredEvent::new(
+                    out.stream(),
+                    out.event_type(),
+                    intent_event_id(&t.client_order_id, t.decision_ts),
+                    t.decision_ts,
+                    &out.payload(),
+                ));
             }
             Output::Cancel {
                 instance_id,
@@ -459,7 +459,12 @@ impl Engine {
                 break;
             }
             for d in &batch {
-                self.on_report(d).await?;
+                // Each report in its own trace: the intents it decides
+                // continue that report's trace, not the trace of whichever
+                // delivery (or start-up) set off the drain.
+                self.on_report(d)
+                    .instrument(input_span(Kind::Reports, d))
+                    .await?;
                 self.bus.ack(&s, &g, &[d.entry_id]).await?;
                 n += 1;
             }
@@ -491,6 +496,23 @@ pub enum Kind {
     Regimes,
 }
 
+/// The span handling one event of `kind`, parented on the envelope's trace context.
+fn input_span(kind: Kind, delivery: &Delivery) -> tracing::Span {
+    let name = match kind {
+        Kind::Reports => "strategy.report",
+        Kind::Risk => "strategy.risk_event",
+        Kind::Regimes => "strategy.regime",
+    };
+    let span = tracing::info_span!(
+        "strategy.input",
+        otel.name = name,
+        event_id = %delivery.envelope.event_id,
+        delivery = delivery.delivery_count
+    );
+    grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+    span
+}
+
 /// The consumer-group handler of one input stream: one span per event,
 /// parented on the envelope's trace context.
 pub struct StreamHandler(pub Arc<Engine>, pub Kind);
@@ -498,18 +520,7 @@ pub struct StreamHandler(pub Arc<Engine>, pub Kind);
 #[async_trait]
 impl Handler for StreamHandler {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let name = match self.1 {
-            Kind::Reports => "strategy.report",
-            Kind::Risk => "strategy.risk_event",
-            Kind::Regimes => "strategy.regime",
-        };
-        let span = tracing::info_span!(
-            "strategy.input",
-            otel.name = name,
-            event_id = %delivery.envelope.event_id,
-            delivery = delivery.delivery_count
-        );
-        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+        let span = input_span(self.1, delivery);
         let started = Instant::now();
         let engine = &self.0;
         let result = async {
