@@ -35,7 +35,7 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn write_config(dir: &Path, inst: &grodt_core::Instrument) {
+pub fn write_config(dir: &Path, inst: &grodt_core::Instrument) {
     let grids = format!(
         "price_precision = {}\nsize_precision = {}\n",
         inst.price_precision, inst.size_precision
@@ -105,6 +105,7 @@ async fn kill_9_of_each_consumer_mid_replay_loses_and_duplicates_nothing() {
                 starts: 0,
             })
             .collect(),
+        env: Vec::new(),
     };
     for k in 0..CONSUMERS.len() {
         cluster.start(k);

@@ -15,4 +15,5 @@ mod optimize;
 mod paper;
 mod services;
 mod strategies;
+mod trace;
 mod up;
