@@ -35,6 +35,16 @@ pub struct StoredEvent {
     pub occurred_at_ns: i64,
     /// The payload, hex.
     pub payload: String,
+    /// W3C `traceparent` of the span that produced the event, so a
+    /// republication (a redelivered input, a retry after a failed publish,
+    /// a restart) continues the trace of the input that caused it instead
+    /// of whatever span happens to be current then. Absent in entries
+    /// written before it was kept, and outside a traced span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// W3C `tracestate` with it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 /// Why stored events could not be published.
@@ -54,19 +64,24 @@ pub enum JournalEventError {
 }
 
 impl StoredEvent {
-    /// An event of `event_type` on `stream` with `payload`.
+    /// An event of `event_type` on `stream` with `payload`, in the trace of
+    /// the current span (kept with it: see [`StoredEvent::traceparent`]).
     #[must_use]
     pub fn new(stream: &str, event_type: String, id: Uuid, at_ns: i64, payload: &[u8]) -> Self {
+        let (traceparent, tracestate) = current_trace();
         Self {
             stream: stream.to_owned(),
             event_id: id,
             event_type,
             occurred_at_ns: at_ns,
             payload: hex::encode(payload),
+            traceparent,
+            tracestate,
         }
     }
 
-    /// The envelope to publish (its id the stored one), in the current trace.
+    /// The envelope to publish (its id the stored one), in the trace the
+    /// event was made in, else (an entry without one) the current trace.
     ///
     /// # Errors
     /// A payload that is not hex.
@@ -75,10 +90,11 @@ impl StoredEvent {
             what: "payload",
             reason: e.to_string(),
         })?;
-        let (traceparent, tracestate) = crate::telemetry::current_traceparent()
-            .map_or((None, None), |(p, s)| {
-                (Some(p), (!s.is_empty()).then_some(s))
-            });
+        let (traceparent, tracestate) = if self.traceparent.is_some() {
+            (self.traceparent.clone(), self.tracestate.clone())
+        } else {
+            current_trace()
+        };
         let mut envelope = Envelope::new(
             self.event_type.clone(),
             chrono::DateTime::from_timestamp_nanos(self.occurred_at_ns),
@@ -88,6 +104,14 @@ impl StoredEvent {
         envelope.event_id = self.event_id;
         Ok(envelope)
     }
+}
+
+/// The current span's trace context as envelope fields (`None` for an empty
+/// `tracestate`: envelopes never carry `Some("")`).
+fn current_trace() -> (Option<String>, Option<String>) {
+    crate::telemetry::current_traceparent().map_or((None, None), |(p, s)| {
+        (Some(p), (!s.is_empty()).then_some(s))
+    })
 }
 
 /// Publishes `events` in order.
@@ -161,5 +185,36 @@ mod tests {
             ..e
         };
         assert!(bad.envelope().is_err());
+    }
+
+    #[test]
+    fn a_republished_event_keeps_the_trace_it_was_made_in() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        let provider =
+            crate::telemetry::tracer_provider("test", "", crate::telemetry::OTLP_TIMEOUT).unwrap();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let input = tracing::info_span!("input");
+            let e = input.in_scope(|| StoredEvent::new("s", "t".into(), event_id(1, "k"), 1, &[1]));
+            let made_in = input
+                .in_scope(crate::telemetry::current_traceparent)
+                .expect("a traced span")
+                .0;
+            assert_eq!(e.traceparent.as_deref(), Some(made_in.as_str()));
+            // Published again later, from the journal, in another input's span.
+            let back = decode(&encode(std::slice::from_ref(&e)).unwrap()).unwrap();
+            let later = tracing::info_span!("later");
+            let env = later.in_scope(|| back[0].envelope()).unwrap();
+            assert_eq!(env.traceparent.as_deref(), Some(made_in.as_str()));
+        });
+        // An entry journaled before traces were kept takes the current one.
+        let old: Vec<StoredEvent> = serde_json::from_str(
+            r#"[{"stream":"s","event_id":"0190a000-0000-7000-8000-000000000000","event_type":"t","occurred_at_ns":1,"payload":"01"}]"#,
+        )
+        .unwrap();
+        assert_eq!(old[0].traceparent, None);
+        assert_eq!(old[0].envelope().unwrap().traceparent, None);
     }
 }

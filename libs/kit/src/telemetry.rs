@@ -190,7 +190,10 @@ impl tonic::service::Interceptor for TraceContextInterceptor {
 
 /// The remote parent carried by incoming headers, if they hold a valid `traceparent`.
 pub(crate) fn extract_parent(headers: &http::HeaderMap) -> Option<Context> {
-    let cx = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    // From an empty context: `extract` falls back to the thread's current
+    // one, which inside a traced span would pass for a valid parent.
+    let cx = TraceContextPropagator::new()
+        .extract_with_context(&Context::new(), &HeaderExtractor(headers));
     cx.span().span_context().is_valid().then_some(cx)
 }
 
@@ -222,6 +225,32 @@ pub fn follow_envelope(span: &tracing::Span, envelope: &grodt_bus::Envelope) {
     }
 }
 
+/// Makes `span` a child of the trace `traceparent`/`tracestate` name, for
+/// work done now on behalf of something that happened in that trace (a fill
+/// of an order placed there), and links it to the span current now (what
+/// triggered the work, in its own trace). Returns whether `span` was
+/// re-parented: with a malformed `traceparent` it stays where it was
+/// created (under the current span).
+pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: &str) -> bool {
+    let Some(parent) = context_from_traceparent(traceparent, tracestate) else {
+        return false;
+    };
+    let here = tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .clone();
+    let there = parent.span().span_context().trace_id();
+    if span.set_parent(parent).is_err() {
+        // A disabled span: nothing is recorded either way.
+        return false;
+    }
+    if here.is_valid() && here.trace_id() != there {
+        span.add_link(here);
+    }
+    true
+}
+
 /// The remote context an event's `traceparent`/`tracestate` describe, to make
 /// it the parent of the consuming span (`span.set_parent(cx)`); `None` when
 /// `traceparent` is empty or malformed.
@@ -231,7 +260,9 @@ pub fn context_from_traceparent(traceparent: &str, tracestate: &str) -> Option<C
     if !tracestate.is_empty() {
         carrier.insert("tracestate".to_owned(), tracestate.to_owned());
     }
-    let cx = TraceContextPropagator::new().extract(&carrier);
+    // From an empty context, as above: a malformed value gives `None`, never
+    // the current span's context.
+    let cx = TraceContextPropagator::new().extract_with_context(&Context::new(), &carrier);
     cx.span().span_context().is_valid().then_some(cx)
 }
 
@@ -268,6 +299,41 @@ mod tests {
         assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
         assert!(sc.is_remote());
         assert_eq!(sc.trace_state().header(), "vendor=abc");
+    }
+
+    /// A subscriber that gives spans OpenTelemetry ids (nothing exported).
+    fn traced() -> impl tracing::Subscriber + Send + Sync {
+        let provider = tracer_provider("test", "", OTLP_TIMEOUT).expect("no exporter");
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+    }
+
+    #[test]
+    fn continued_work_joins_the_named_trace_not_the_current_one() {
+        tracing::subscriber::with_default(traced(), || {
+            let earlier = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            let now = tracing::info_span!("now");
+            let _in_now = now.enter();
+            let now_trace = now.context().span().span_context().trace_id();
+            let work = tracing::info_span!("work");
+            assert!(continue_trace(&work, earlier, ""));
+            let sc = work.context().span().span_context().clone();
+            assert_eq!(
+                sc.trace_id().to_string(),
+                "4bf92f3577b34da6a3ce929d0e0e4736"
+            );
+            assert_ne!(sc.trace_id(), now_trace);
+            // What the work publishes carries the earlier trace.
+            let (published, _) = work.in_scope(current_traceparent).expect("traced");
+            assert!(
+                published.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{published}"
+            );
+            // A malformed one leaves the work under the current span.
+            let other = tracing::info_span!("other");
+            assert!(!continue_trace(&other, "00-nope", ""));
+            assert_eq!(other.context().span().span_context().trace_id(), now_trace);
+        });
     }
 
     #[test]

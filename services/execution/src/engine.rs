@@ -75,7 +75,19 @@ pub struct Outputs {
     pub dataset_id: String,
     /// Copied from the bar event.
     pub replay_id: String,
+    /// W3C `traceparent` of the span that journaled the input: an order's
+    /// fills are published in the trace of the input that placed it (the
+    /// decision's), which comes from here after a restart. Absent in entries
+    /// written before it was kept, and for inputs outside a trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// W3C `tracestate` with it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
+
+/// A trace context as envelopes carry it: `(traceparent, tracestate)`.
+type TraceContext = (String, Option<String>);
 
 /// What the engine needs from the configuration.
 #[derive(Debug, Clone)]
@@ -106,6 +118,9 @@ pub struct State {
     /// The account's positions folded from its fills (realized PnL, average
     /// price), kept as fills come.
     pub positions: BTreeMap<String, Position>,
+    /// The trace each order was placed in (of the input that created it),
+    /// by client order id: its fills continue that trace.
+    pub order_traces: HashMap<String, TraceContext>,
     /// Journal position of the last input applied.
     pub last_seq: i64,
     /// Replayed inputs whose report differed from the journaled one.
@@ -126,6 +141,7 @@ impl State {
             cancels: HashMap::new(),
             marks: HashMap::new(),
             positions: BTreeMap::new(),
+            order_traces: HashMap::new(),
             last_seq: 0,
             divergences: 0,
             dirty: false,
@@ -135,6 +151,27 @@ impl State {
     /// An order by client order id (the venue's, or a refused one).
     pub fn order(&self, cid: &str) -> Option<&OrderState> {
         self.broker.order(cid).or_else(|| self.refused.get(cid))
+    }
+
+    /// Keeps the trace an order was placed in (a submit journaled with one).
+    fn remember_trace(&mut self, j: &Journaled, o: &Outputs) {
+        let (Journaled::Input(Input::Submit(t)) | Journaled::Refused { ticket: t, .. }) = j else {
+            return;
+        };
+        if let Some(p) = &o.traceparent {
+            self.order_traces
+                .insert(t.client_order_id.clone(), (p.clone(), o.tracestate.clone()));
+        }
+    }
+
+    /// The trace an order was placed in: its own, else (a bracket exit the
+    /// venue created) its parent's.
+    pub fn order_trace(&self, cid: &str) -> Option<&TraceContext> {
+        self.order_traces.get(cid).or_else(|| {
+            self.order(cid)
+                .and_then(|st| st.parent.as_deref())
+                .and_then(|p| self.order_traces.get(p))
+        })
     }
 
     fn track(&mut self, st: &OrderState) {
@@ -414,6 +451,7 @@ impl Engine {
                     tracing::error!(seq, error = %e, "replayed input refused by the broker");
                 }
             }
+            state.remember_trace(j, o);
             state.last_seq = *seq;
         }
         let secs = started.elapsed().as_secs_f64();
@@ -567,7 +605,10 @@ impl Engine {
         }
     }
 
-    /// Publishes the events of one journal entry (report, then one per fill).
+    /// Publishes the events of one journal entry: its report in the
+    /// current span (the input's trace), then each fill in an
+    /// `execution.fill` span in the trace its order was placed in, linked
+    /// to the input that filled it (docs/operations.md, "Traces").
     async fn publish(
         &self,
         source: &str,
@@ -576,8 +617,17 @@ impl Engine {
     ) -> Result<(), ExecError> {
         self.send(&report, report_event_id(source, at_ns), at_ns)
             .await?;
-        for (seq, ts, event) in fills {
-            self.send(&event, fill_event_id(seq, ts), ts).await?;
+        for FillOut {
+            seq,
+            ts,
+            event,
+            trace,
+        } in fills
+        {
+            let span = fill_span(&event, trace.as_ref());
+            self.send(&event, fill_event_id(seq, ts), ts)
+                .instrument(span)
+                .await?;
             if let Some(f) = event.fill {
                 let _ = self.fills_tx.send((seq, f));
             }
@@ -670,12 +720,15 @@ impl Engine {
             }
             Journaled::Input(Input::Cancel { .. }) => state.broker.now(),
         };
+        let (traceparent, tracestate) = trace_context();
         let outputs = Outputs {
             at_ns,
             report,
             timeframe: meta.0,
             dataset_id: meta.1,
             replay_id: meta.2,
+            traceparent,
+            tracestate,
         };
         let input = serde_json::to_vec(&j).map_err(|e| ExecError::Corrupt(e.to_string()))?;
         let out = serde_json::to_vec(&outputs).map_err(|e| ExecError::Corrupt(e.to_string()))?;
@@ -702,6 +755,7 @@ impl Engine {
             }
         };
         state.last_seq = seq;
+        state.remember_trace(&j, &outputs);
         self.book(&j, &outputs);
         self.account_gauges(state);
         let ev = events(seq, &outputs, state);
@@ -1076,7 +1130,8 @@ impl Engine {
                 return Ok(handled);
             }
             for d in &pending {
-                if let Err(e) = self.handle(d).await {
+                // In the input's trace, as the consumer would have handled it.
+                if let Err(e) = self.handle(d).instrument(input_span(d)).await {
                     tracing::warn!(entry_id = %d.entry_id, error = %e,
                         "recovering a pending entry failed; the consumer retries it");
                     return Ok(handled);
@@ -1092,11 +1147,37 @@ fn type_name<T: Topic>() -> String {
     T::full_name()
 }
 
-/// A report and its fill events (fill seq, time, event).
-type Events = (v1::ExecutionReportEvent, Vec<(u64, i64, v1::FillEvent)>);
+/// One fill event to publish.
+struct FillOut {
+    /// The venue's fill sequence.
+    seq: u64,
+    /// The fill's time, ns.
+    ts: i64,
+    event: v1::FillEvent,
+    /// The trace its order was placed in, if known.
+    trace: Option<TraceContext>,
+}
 
-/// The events of one journal entry: its report, and (fill seq, time,
-/// event) per fill. Built without awaiting: the state is not `Sync`.
+/// A report and its fill events.
+type Events = (v1::ExecutionReportEvent, Vec<FillOut>);
+
+/// The span publishing one fill: in the trace its order was placed in (so
+/// one trace runs from the bar that decided the order to its fill),
+/// linked to the span current now (the input that filled it, e.g. the next
+/// bar, in that bar's trace). Without a known trace: under the current span.
+fn fill_span(event: &v1::FillEvent, trace: Option<&TraceContext>) -> tracing::Span {
+    let (fill_id, cid) = event.fill.as_ref().map_or(("", ""), |f| {
+        (f.fill_id.as_str(), f.client_order_id.as_str())
+    });
+    let span = tracing::info_span!("execution.fill", fill_id, client_order_id = cid);
+    if let Some((parent, state)) = trace {
+        grodt_kit::telemetry::continue_trace(&span, parent, state.as_deref().unwrap_or(""));
+    }
+    span
+}
+
+/// The events of one journal entry: its report, and one [`FillOut`] per
+/// fill. Built without awaiting: the state is not `Sync`.
 fn events(seq: i64, o: &Outputs, state: &State) -> Events {
     let decision = |cid: &str| state.order(cid).map_or(0, |s| s.ticket.decision_ts);
     let bar = o.report.bar.as_ref().and_then(|(symbol, b)| {
@@ -1132,7 +1213,12 @@ fn events(seq: i64, o: &Outputs, state: &State) -> Events {
             fill: Some(fill_to_proto(f, decision(&f.client_order_id))),
             order: after.map(order_to_proto),
         };
-        fills.push((f.seq, f.ts, event));
+        fills.push(FillOut {
+            seq: f.seq,
+            ts: f.ts,
+            event,
+            trace: state.order_trace(&f.client_order_id).cloned(),
+        });
     }
     (report, fills)
 }
@@ -1169,6 +1255,18 @@ fn decimal_f64(d: grodt_core::Decimal) -> f64 {
     f64::from_str(&d.to_string()).unwrap_or(0.0)
 }
 
+/// The span handling one input, parented on the envelope's trace context.
+fn input_span(delivery: &Delivery) -> tracing::Span {
+    let span = tracing::info_span!(
+        "execution.input",
+        event_id = %delivery.envelope.event_id,
+        event_type = %delivery.envelope.event_type,
+        delivery = delivery.delivery_count
+    );
+    grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+    span
+}
+
 /// The consumer-group handler of both streams: one span per input,
 /// parented on the envelope's trace context.
 pub struct InputHandler(pub Arc<Engine>);
@@ -1176,16 +1274,9 @@ pub struct InputHandler(pub Arc<Engine>);
 #[async_trait]
 impl Handler for InputHandler {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let span = tracing::info_span!(
-            "execution.input",
-            event_id = %delivery.envelope.event_id,
-            event_type = %delivery.envelope.event_type,
-            delivery = delivery.delivery_count
-        );
-        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
         self.0
             .handle(delivery)
-            .instrument(span)
+            .instrument(input_span(delivery))
             .await
             .map(|_| ())
             .map_err(|e| Box::new(e) as HandlerError)
@@ -1282,6 +1373,44 @@ mod tests {
         assert_eq!(one.created, ["a", "b", "c"]);
         assert_eq!(one.refused["b"].status, OrderStatus::Rejected);
         assert_eq!(one.positions, two.positions);
+    }
+
+    #[test]
+    fn an_order_keeps_the_trace_it_was_placed_in() {
+        let mut state = run(vec![Instrument::equity("SPY", 2, 0)]);
+        let outputs = |traceparent: Option<&str>| Outputs {
+            at_ns: 0,
+            report: Report {
+                bar: None,
+                updates: Vec::new(),
+            },
+            timeframe: 0,
+            dataset_id: String::new(),
+            replay_id: String::new(),
+            traceparent: traceparent.map(str::to_owned),
+            tracestate: None,
+        };
+        let placed = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let all = inputs();
+        state.remember_trace(&all[0], &outputs(Some(placed)));
+        state.remember_trace(&all[1], &outputs(None));
+        // A bar is no order: nothing kept.
+        state.remember_trace(&all[2], &outputs(Some("00-other")));
+        assert_eq!(
+            state.order_trace("a"),
+            Some(&(placed.to_owned(), None)),
+            "its fills continue the trace of the submit"
+        );
+        assert_eq!(state.order_trace("b"), None, "journaled without a trace");
+        assert_eq!(state.order_traces.len(), 1);
+        // An old journal entry (no trace fields) still decodes.
+        let mut json = serde_json::to_value(outputs(None)).unwrap();
+        assert!(json.get("traceparent").is_none());
+        json.as_object_mut().unwrap().remove("tracestate");
+        assert_eq!(
+            serde_json::from_value::<Outputs>(json).unwrap(),
+            outputs(None)
+        );
     }
 
     #[test]

@@ -899,7 +899,8 @@ fn bar_to_proto(symbol: &str, timeframe: i32, b: &Bar, (pp, sp): (u8, u8)) -> v1
     }
 }
 
-/// Publishes the bars one at a time on `grodt.bars.v1`; after each, waits
+/// Publishes the bars one at a time on `grodt.bars.v1`, each under its own
+/// `paper.bar` span (the root of that bar's trace); after each, waits
 /// until the strategy has seen it and execution holds every order the
 /// strategy decided so far, so no order can miss its bar whatever the speed.
 /// Bus calls that fail because Redis is away (restarting) are tried again
@@ -921,6 +922,7 @@ pub async fn lockstep(
 ) -> Result<(), PaperCliError> {
     use grodt_bus::{ConsumerName, GroupName, StartFrom, StreamName};
     use grodt_proto::topic::{Outgoing, Topic, decode};
+    use tracing::Instrument as _;
     let bus_err = |e: grodt_bus::BusError| PaperCliError::Local(format!("bus: {e}"));
     let bars_stream = StreamName::parse(<v1::BarEvent as Topic>::STREAM).map_err(bus_err)?;
     let intents = StreamName::parse(<v1::OrderIntentEvent as Topic>::STREAM).map_err(bus_err)?;
@@ -946,15 +948,25 @@ pub async fn lockstep(
             replay_id: "paper-lockstep".into(),
         };
         let out = Outgoing::new(&event);
+        // One trace per bar, rooted here: every service's work on the bar,
+        // down to the fills of the orders it decides, joins it.
+        let span = tracing::info_span!("paper.bar", symbol, bar_ts = b.ts, bar = k);
+        let (traceparent, tracestate) = span
+            .in_scope(grodt_kit::telemetry::current_traceparent)
+            .map_or((None, None), |(p, s)| {
+                (Some(p), (!s.is_empty()).then_some(s))
+            });
         let env = grodt_bus::Envelope::new(
             out.event_type(),
             chrono::DateTime::from_timestamp_nanos(b.ts),
             out.payload(),
-        );
+        )
+        .with_trace(traceparent, tracestate);
         let deadline = Instant::now() + BAR_DEADLINE;
         // The same envelope on every try: should a failed try have been
         // appended after all, consumers drop the copy by its event id.
         through_outage(deadline, || bus.publish(&bars_stream, &env))
+            .instrument(span)
             .await
             .map_err(bus_err)?;
         let settled = |what: String| PaperCliError::Timeout {

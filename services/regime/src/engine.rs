@@ -503,7 +503,8 @@ impl Engine {
                 return Ok(handled);
             }
             for d in &pending {
-                if let Err(e) = self.handle(d).await {
+                // In the bar's trace, as the consumer would have handled it.
+                if let Err(e) = self.handle(d).instrument(bar_span(d)).await {
                     tracing::warn!(entry_id = %d.entry_id, error = %e,
                         "recovering a pending bar failed; the consumer retries it");
                     return Ok(handled);
@@ -515,21 +516,26 @@ impl Engine {
     }
 }
 
+/// The span handling one bar, parented on the envelope's trace context.
+fn bar_span(delivery: &Delivery) -> tracing::Span {
+    let span = tracing::info_span!(
+        "regime.bar",
+        event_id = %delivery.envelope.event_id,
+        delivery = delivery.delivery_count
+    );
+    grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+    span
+}
+
 /// The consumer-group handler: one span per bar, parented on the envelope's trace context.
 pub struct BarHandler(pub Arc<Engine>);
 
 #[async_trait]
 impl Handler for BarHandler {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let span = tracing::info_span!(
-            "regime.bar",
-            event_id = %delivery.envelope.event_id,
-            delivery = delivery.delivery_count
-        );
-        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
         self.0
             .handle(delivery)
-            .instrument(span)
+            .instrument(bar_span(delivery))
             .await
             .map_err(|e| Box::new(e) as HandlerError)
     }

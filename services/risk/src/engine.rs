@@ -80,13 +80,7 @@ pub enum Record {
 
 fn stored<T: Topic>(event: &T, id: Uuid, at_ns: i64) -> StoredEvent {
     let out = Outgoing::new(event);
-    StoredEvent {
-        stream: out.stream().to_owned(),
-        event_id: id,
-        event_type: out.event_type(),
-        occurred_at_ns: at_ns,
-        payload: hex::encode(out.payload()),
-    }
+    StoredEvent::new(out.stream(), out.event_type(), id, at_ns, &out.payload())
 }
 
 fn risk_event(kind: v1::RiskEventKind, message: String) -> v1::RiskEvent {

@@ -485,7 +485,12 @@ impl Engine {
                 break;
             }
             for d in &batch {
-                self.on_report(d).await?;
+                // Each report in its own trace: the intents it decides
+                // continue that report's trace, not the trace of whichever
+                // delivery (or start-up) set off the drain.
+                self.on_report(d)
+                    .instrument(input_span(Kind::Reports, d))
+                    .await?;
                 self.bus.ack(&s, &g, &[d.entry_id]).await?;
                 n += 1;
             }
@@ -517,6 +522,23 @@ pub enum Kind {
     Regimes,
 }
 
+/// The span handling one event of `kind`, parented on the envelope's trace context.
+fn input_span(kind: Kind, delivery: &Delivery) -> tracing::Span {
+    let name = match kind {
+        Kind::Reports => "strategy.report",
+        Kind::Risk => "strategy.risk_event",
+        Kind::Regimes => "strategy.regime",
+    };
+    let span = tracing::info_span!(
+        "strategy.input",
+        otel.name = name,
+        event_id = %delivery.envelope.event_id,
+        delivery = delivery.delivery_count
+    );
+    grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+    span
+}
+
 /// The consumer-group handler of one input stream: one span per event,
 /// parented on the envelope's trace context.
 pub struct StreamHandler(pub Arc<Engine>, pub Kind);
@@ -524,18 +546,7 @@ pub struct StreamHandler(pub Arc<Engine>, pub Kind);
 #[async_trait]
 impl Handler for StreamHandler {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let name = match self.1 {
-            Kind::Reports => "strategy.report",
-            Kind::Risk => "strategy.risk_event",
-            Kind::Regimes => "strategy.regime",
-        };
-        let span = tracing::info_span!(
-            "strategy.input",
-            otel.name = name,
-            event_id = %delivery.envelope.event_id,
-            delivery = delivery.delivery_count
-        );
-        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+        let span = input_span(self.1, delivery);
         let started = Instant::now();
         let engine = &self.0;
         let result = async {

@@ -45,6 +45,8 @@ pub struct Cluster {
     pub redis_url: String,
     pub db_url: String,
     pub procs: Vec<Proc>,
+    /// More environment for every process (e.g. the OTLP endpoint).
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -68,6 +70,7 @@ impl Cluster {
             .env("GRODT_REDIS__URL", &self.redis_url)
             .env("GRODT_REDIS__KEY_PREFIX", &self.prefix)
             .env("GRODT_DATABASE__URL", &self.db_url)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .spawn()

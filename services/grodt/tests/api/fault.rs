@@ -123,6 +123,7 @@ async fn kill_9_of_each_consumer_mid_replay_loses_and_duplicates_nothing() {
                 starts: 0,
             })
             .collect(),
+        env: Vec::new(),
     };
     for k in 0..CONSUMERS.len() {
         cluster.start(k);

@@ -18,4 +18,5 @@ mod proxy;
 mod redis_server;
 mod services;
 mod strategies;
+mod trace;
 mod up;

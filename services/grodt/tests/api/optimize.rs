@@ -140,6 +140,7 @@ async fn setup() -> Setup {
             proc("backtest-worker", "worker-a"),
             proc("backtest-worker", "worker-b"),
         ],
+        env: Vec::new(),
     };
     for k in 0..cluster.procs.len() {
         cluster.start(k);

@@ -244,6 +244,7 @@ async fn redis_restart_and_postgres_outage_mid_replay_lose_and_duplicate_nothing
         prefix: prefix.clone(),
         redis_url: redis.url(),
         db_url,
+        env: Vec::new(),
         procs: CONSUMERS
             .iter()
             .map(|name| Proc {
