@@ -98,6 +98,15 @@ pub struct ConsumerConfig {
     /// `min_idle`. `None`: no renewal, `min_idle` must exceed the longest
     /// handler.
     pub renew_every: Option<Duration>,
+    /// Handle the stream strictly in order: when the handler fails on an
+    /// entry, the entries read behind it wait (unhandled, unacked) and that
+    /// entry is retried first, every `retry_after`, until it succeeds (or is
+    /// dead-lettered by `max_deliveries`); nothing is claimed or read
+    /// meanwhile. For the services whose state is a fold of the stream
+    /// (execution, strategy, risk, regime): handling bar k+1 before a failed
+    /// bar k would make k stale. Off (the default), a failed entry stays
+    /// pending for a later claim while the batch goes on.
+    pub ordered: bool,
 }
 
 impl ConsumerConfig {
@@ -116,6 +125,7 @@ impl ConsumerConfig {
             retry_after: Duration::from_secs(1),
             max_deliveries: None,
             renew_every: None,
+            ordered: false,
         }
     }
 }
@@ -129,7 +139,8 @@ pub struct StepReport {
     pub read: usize,
     /// Entries the handler finished, now acked.
     pub acked: usize,
-    /// Entries the handler failed; left pending for a later claim.
+    /// Entries the handler failed; left pending for a later claim (ordered:
+    /// kept in the backlog, retried before anything else).
     pub failed: usize,
     /// Entries past `max_deliveries`, moved to the dead-letter stream.
     pub dead_lettered: usize,
@@ -141,6 +152,8 @@ pub struct Consumer {
     handler: Arc<dyn Handler>,
     config: ConsumerConfig,
     last_claim: Option<Instant>,
+    /// Ordered mode: the failed entry and those read behind it, in order.
+    backlog: Vec<Delivery>,
 }
 
 impl Consumer {
@@ -151,6 +164,7 @@ impl Consumer {
             handler,
             config,
             last_claim: None,
+            backlog: Vec::new(),
         }
     }
 
@@ -167,6 +181,11 @@ impl Consumer {
     /// for entries, never mid-handler (see [`Consumer::run`]).
     pub async fn step(&mut self) -> Result<StepReport, BusError> {
         let mut report = StepReport::default();
+        if !self.backlog.is_empty() {
+            let backlog = std::mem::take(&mut self.backlog);
+            self.handle_batch(backlog, &mut report).await?;
+            return Ok(report);
+        }
         self.claim_if_due(&mut report).await?;
         let fresh = self.read().await?;
         report.read = fresh.len();
@@ -209,12 +228,12 @@ impl Consumer {
     }
 
     async fn handle_batch(
-        &self,
+        &mut self,
         deliveries: Vec<Delivery>,
         report: &mut StepReport,
     ) -> Result<(), BusError> {
         let mut done = Vec::with_capacity(deliveries.len());
-        for delivery in &deliveries {
+        for (k, delivery) in deliveries.iter().enumerate() {
             if self
                 .config
                 .max_deliveries
@@ -236,8 +255,16 @@ impl Consumer {
                         event_id = %delivery.envelope.event_id,
                         delivery_count = delivery.delivery_count,
                         error = %error,
+                        ordered = self.config.ordered,
                         "handler failed; entry stays pending for redelivery"
                     );
+                    if self.config.ordered {
+                        // This entry and those behind it, in order, before
+                        // anything else; each try counts as a delivery.
+                        self.backlog = deliveries[k..].to_vec();
+                        self.backlog[0].delivery_count += 1;
+                        break;
+                    }
                 }
             }
         }
@@ -318,6 +345,25 @@ impl Consumer {
         }
         loop {
             let mut report = StepReport::default();
+            if !self.backlog.is_empty() {
+                // Ordered: the failed entry again, after a pause that
+                // shutdown may cut (the backlog stays pending in the group).
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(self.config.retry_after) => {}
+                }
+                let backlog = std::mem::take(&mut self.backlog);
+                match self.handle_batch(backlog, &mut report).await {
+                    Ok(()) => continue,
+                    Err(e) if e.kind() == ErrorKind::Unavailable => {
+                        if self.pause(&mut shutdown, &e).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             // Claims and their handlers run to completion; only the wait for
             // new entries is cut short by shutdown.
             let result = match self.claim_if_due(&mut report).await {
@@ -590,5 +636,92 @@ mod tests {
             .await
             .expect_err("a bad argument ends the loop");
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    }
+
+    /// Fails entry `fail_on` the first `failures` times, like a store that
+    /// went away mid-batch; records what it handled.
+    struct Flaky {
+        seen: Mutex<Vec<uuid::Uuid>>,
+        fail_on: uuid::Uuid,
+        failures: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Handler for Flaky {
+        async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+            let mut seen = self.seen.lock().unwrap();
+            if d.envelope.event_id == self.fail_on && self.failures.load(Ordering::SeqCst) > 0 {
+                self.failures.fetch_sub(1, Ordering::SeqCst);
+                return Err("store unavailable".into());
+            }
+            seen.push(d.envelope.event_id);
+            Ok(())
+        }
+    }
+
+    /// Ordered, a failure mid-batch holds the entries behind it until the
+    /// failed one is done: the handler sees the stream in order, once each.
+    /// Unordered, the batch goes on and the failed entry comes later.
+    #[tokio::test]
+    async fn ordered_consumers_retry_a_failed_entry_before_the_rest() {
+        for ordered in [true, false] {
+            let bus = Arc::new(InProcessBus::new(BackPressure::default(), 1_000_000).unwrap());
+            let s = StreamName::parse("grodt.bars.v1").unwrap();
+            let ids: Vec<uuid::Uuid> = (0..4u8)
+                .map(|k| {
+                    Envelope::new(
+                        "grodt.v1.BarEvent",
+                        chrono::Utc::now(),
+                        Bytes::from(vec![k]),
+                    )
+                })
+                .map(|e| e.event_id)
+                .collect();
+            let mut config = ConsumerConfig::new(
+                s.clone(),
+                GroupName::parse("execution").unwrap(),
+                ConsumerName::parse("e-0").unwrap(),
+            );
+            config.block = Duration::from_millis(10);
+            config.retry_after = Duration::from_millis(5);
+            config.min_idle = Duration::from_millis(20);
+            config.claim_every = Duration::from_millis(20);
+            config.ordered = ordered;
+            let handler = Arc::new(Flaky {
+                seen: Mutex::new(Vec::new()),
+                fail_on: ids[1],
+                failures: AtomicUsize::new(2),
+            });
+            let consumer = Consumer::new(bus.clone(), handler.clone(), config);
+            consumer.ensure_group().await.unwrap();
+            for (k, id) in ids.iter().enumerate() {
+                let mut e = Envelope::new(
+                    "grodt.v1.BarEvent",
+                    chrono::Utc::now(),
+                    Bytes::from(vec![u8::try_from(k).unwrap()]),
+                );
+                e.event_id = *id;
+                bus.publish(&s, &e).await.unwrap();
+            }
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let running = tokio::spawn(consumer.run(async {
+                let _ = stopped.await;
+            }));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while handler.seen.lock().unwrap().len() < 4 {
+                assert!(Instant::now() < deadline, "not every entry handled");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            stop.send(()).unwrap();
+            running.await.unwrap().expect("clean shutdown");
+            let seen = handler.seen.lock().unwrap().clone();
+            if ordered {
+                assert_eq!(seen, ids, "in stream order, once each");
+                assert_eq!(bus.groups(&s).await.unwrap()[0].pending, 0);
+            } else {
+                assert_eq!(seen[..3], [ids[0], ids[2], ids[3]], "the batch went on");
+                assert_eq!(seen[3], ids[1], "the failed entry came last");
+            }
+        }
     }
 }

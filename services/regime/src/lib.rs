@@ -210,6 +210,9 @@ pub async fn build_with_settings(
     );
     cc.min_idle = Duration::from_millis(s.claim_idle_ms);
     cc.claim_every = Duration::from_millis(s.claim_idle_ms.min(5_000));
+    // Regimes are a fold of the bars: a failed bar is retried before any
+    // bar behind it.
+    cc.ordered = true;
     let consumer = Consumer::new(infra.bus.clone(), Arc::new(BarHandler(engine.clone())), cc);
     consumer
         .ensure_group()

@@ -237,6 +237,9 @@ pub async fn build_with_settings(
         );
         cc.min_idle = Duration::from_millis(s.claim_idle_ms);
         cc.claim_every = Duration::from_millis(s.claim_idle_ms.min(5_000));
+        // The state is a fold of each stream: a failed input is retried
+        // before any input behind it (an outage must not reorder bars).
+        cc.ordered = true;
         let consumer = Consumer::new(
             infra.bus.clone(),
             Arc::new(StreamHandler(engine.clone(), kind)),
