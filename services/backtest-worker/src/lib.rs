@@ -202,6 +202,7 @@ pub async fn build_with_catalog(
         instance: instance.clone(),
         metrics: worker_metrics,
     };
+    let lag = worker.metrics.lag.clone();
     let consumer = job_consumer(&worker, &instance, &config.service)?;
     consumer
         .ensure_group()
@@ -223,6 +224,18 @@ pub async fn build_with_catalog(
     .add_service(BacktestServiceServer::new(BacktestApi::new(worker, stop)))
     .bind()
     .await?;
+    let (bus, lag, lag_stop) = (infra.bus.clone(), lag, stop_rx.clone());
+    tokio::spawn(async move {
+        grodt_kit::lag::watch(
+            &*bus,
+            &[JOBS_STREAM],
+            GROUP,
+            &lag,
+            Duration::from_secs(5),
+            lag_stop,
+        )
+        .await;
+    });
     tokio::spawn(async move {
         let stopped = async move {
             let _ = stop_rx.wait_for(|s| *s).await;

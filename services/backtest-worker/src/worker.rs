@@ -15,7 +15,9 @@ use grodt_kit::KitError;
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_store::{RunKind, RunStatus, Store, StoreError};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 use prost::Message;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -90,6 +92,9 @@ pub struct WorkerMetrics {
     cache_lookups: IntCounterVec,
     cache_entries: IntGauge,
     cache_bars: IntGauge,
+    /// Jobs of the stream not yet delivered to the workers' group: the queue
+    /// KEDA scales on, as Prometheus sees it.
+    pub lag: IntGaugeVec,
 }
 
 impl WorkerMetrics {
@@ -138,7 +143,16 @@ impl WorkerMetrics {
             "bars held by the cache of loaded datasets",
         )
         .map_err(m)?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                metrics.name("bus_consumer_lag_entries"),
+                "entries of a stream not yet delivered to the group (XINFO GROUPS lag)",
+            ),
+            &["stream", "group"],
+        )
+        .map_err(m)?;
         let r = metrics.registry();
+        r.register(Box::new(lag.clone())).map_err(m)?;
         r.register(Box::new(jobs.clone())).map_err(m)?;
         r.register(Box::new(in_progress.clone())).map_err(m)?;
         r.register(Box::new(bars.clone())).map_err(m)?;
@@ -160,6 +174,7 @@ impl WorkerMetrics {
             cache_lookups,
             cache_entries,
             cache_bars,
+            lag,
         })
     }
 }

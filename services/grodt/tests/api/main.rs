@@ -16,6 +16,7 @@ mod outage;
 mod paper;
 mod proxy;
 mod redis_server;
+mod replay_metrics;
 mod services;
 mod strategies;
 mod trace;
