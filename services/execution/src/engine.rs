@@ -254,16 +254,31 @@ impl State {
     }
 
     /// Realized and unrealized PnL of the account's positions (at the marks).
-    pub fn pnl(&self) -> (Decimal, Decimal) {
+    ///
+    /// # Errors
+    /// A position's PnL or a sum is out of the decimal range (absurd prices
+    /// or quantities): named, never replaced by a default.
+    pub fn pnl(&self) -> Result<(Decimal, Decimal), PaperError> {
         let mut realized = Decimal::ZERO;
         let mut unrealized = Decimal::ZERO;
         for (s, p) in &self.positions {
-            realized += p.realized_pnl;
+            let overflow = |what| PaperError::Overflow {
+                what,
+                symbol: s.clone(),
+            };
+            realized = realized
+                .checked_add(p.realized_pnl)
+                .ok_or_else(|| overflow("realized PnL"))?;
             if let Some(m) = self.marks.get(s) {
-                unrealized += p.unrealized_pnl(*m).unwrap_or_default();
+                let u = p
+                    .unrealized_pnl(*m)
+                    .map_err(|_| overflow("unrealized PnL"))?;
+                unrealized = unrealized
+                    .checked_add(u)
+                    .ok_or_else(|| overflow("unrealized PnL"))?;
             }
         }
-        (realized, unrealized)
+        Ok((realized, unrealized))
     }
 
     /// The decision time given to an order that reached the venue without
@@ -531,7 +546,9 @@ impl Engine {
         let Ok(snap) = state.broker.snapshot() else {
             return;
         };
-        let (realized, unrealized) = state.pnl();
+        let Ok((realized, unrealized)) = state.pnl() else {
+            return;
+        };
         let a = [self.metrics.account.as_str()];
         self.metrics
             .equity
@@ -586,8 +603,11 @@ impl Engine {
                         .fills
                         .with_label_values(&[convert::side_name(f.side)])
                         .inc();
-                    let notional = f.price.to_decimal() * f.qty.to_decimal();
-                    self.metrics.fill_notional.inc_by(decimal_f64(notional));
+                    // The venue's ledger booked this notional: in range, but
+                    // checked all the same (a metric is no reason to panic).
+                    if let Some(notional) = f.price.to_decimal().checked_mul(f.qty.to_decimal()) {
+                        self.metrics.fill_notional.inc_by(decimal_f64(notional));
+                    }
                     tracing::info!(target: "audit", event = "fill",
                         client_order_id = %f.client_order_id, strategy_id = %f.strategy_id,
                         symbol = %f.symbol, side = convert::side_name(f.side),
@@ -1411,6 +1431,87 @@ mod tests {
             serde_json::from_value::<Outputs>(json).unwrap(),
             outputs(None)
         );
+    }
+
+    /// Absurd prices and quantities, with and without margin enforcement
+    /// and with a starting cash near the top of the decimal range: the
+    /// venue refuses what it cannot book (an error or a rejected order),
+    /// and nothing on the way (the broker's sums, the position view, the
+    /// PnL, the reconciliation) panics.
+    #[test]
+    fn absurd_prices_and_quantities_do_not_panic() {
+        let huge = i64::MAX / 2;
+        let mut refused = 0;
+        let mut overflowed = 0;
+        for (cash, margin) in [
+            (Decimal::from(100_000), true),
+            (Decimal::from(100_000), false),
+            (Decimal::MAX / Decimal::TWO, false),
+        ] {
+            let config = BacktestConfig {
+                starting_cash: cash,
+                enforce_margin: margin,
+                ..BacktestConfig::default()
+            };
+            let broker = Broker::new(config, vec![Instrument::equity("SPY", 2, 0)]).unwrap();
+            let mut state = State::new(broker, vec!["SPY".into()]);
+            let bar = |k: i64, close: i64| {
+                Journaled::Input(Input::Bar {
+                    symbol: "SPY".into(),
+                    bar: Bar {
+                        ts: k * 86_400_000_000_000,
+                        open: close,
+                        high: close,
+                        low: close,
+                        close,
+                        volume: i64::MAX,
+                    },
+                })
+            };
+            let inputs = [
+                bar(1, 10_000),
+                Journaled::Input(Input::Submit(ticket(
+                    "a",
+                    Side::Buy,
+                    huge,
+                    OrderKind::Market,
+                ))),
+                bar(2, huge),
+                Journaled::Input(Input::Submit(ticket(
+                    "b",
+                    Side::Sell,
+                    huge,
+                    OrderKind::Market,
+                ))),
+                bar(3, 1),
+                Journaled::Input(Input::Submit(ticket(
+                    "c",
+                    Side::Buy,
+                    i64::MAX,
+                    OrderKind::Market,
+                ))),
+                bar(4, huge),
+                bar(5, i64::MAX),
+            ];
+            for j in &inputs {
+                if state.apply(j).is_err() {
+                    refused += 1;
+                }
+            }
+            refused += state
+                .broker
+                .orders()
+                .iter()
+                .filter(|o| o.status == OrderStatus::Rejected)
+                .count();
+            if state.pnl().is_err() {
+                overflowed += 1;
+            }
+            let _ = crate::reconcile::reconcile(&state.broker, cash);
+            let _ = state.broker.snapshot();
+        }
+        assert!(refused > 0, "the venue refuses some of these inputs");
+        let _ = overflowed;
     }
 
     #[test]
