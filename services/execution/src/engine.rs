@@ -706,7 +706,19 @@ impl Engine {
             Err(PaperError::StaleBar { .. }) => {
                 return Ok(self.drop_input("stale_bar", source, "not after the last bar"));
             }
-            Err(e) => return Ok(self.drop_input("invalid_bar", source, &e.to_string())),
+            Err(e) => {
+                // The venue refuses a bad bar before it changes anything; an
+                // error of the books around it (a fill sum out of the decimal
+                // range) comes after: rebuild from the journal before the
+                // next input.
+                if matches!(
+                    e,
+                    PaperError::Overflow { .. } | PaperError::Inconsistent { .. }
+                ) {
+                    state.dirty = true;
+                }
+                return Ok(self.drop_input("invalid_bar", source, &e.to_string()));
+            }
         };
         let seq = self
             .commit_applied(
@@ -1435,14 +1447,13 @@ mod tests {
 
     /// Absurd prices and quantities, with and without margin enforcement
     /// and with a starting cash near the top of the decimal range: the
-    /// venue refuses what it cannot book (an error or a rejected order),
-    /// and nothing on the way (the broker's sums, the position view, the
-    /// PnL, the reconciliation) panics.
+    /// venue refuses what it cannot book (a bar whose mark-to-market
+    /// overflows is an error, so the service refuses the input; an order
+    /// past the margin is rejected), and nothing on the way (the broker's
+    /// sums, the position view, the PnL, the reconciliation) panics.
     #[test]
-    fn absurd_prices_and_quantities_do_not_panic() {
+    fn absurd_prices_and_quantities_are_refused_without_a_panic() {
         let huge = i64::MAX / 2;
-        let mut refused = 0;
-        let mut overflowed = 0;
         for (cash, margin) in [
             (Decimal::from(100_000), true),
             (Decimal::from(100_000), false),
@@ -1468,50 +1479,63 @@ mod tests {
                     },
                 })
             };
+            let submit = |cid: &str, side: Side, qty: i64| {
+                Journaled::Input(Input::Submit(ticket(cid, side, qty, OrderKind::Market)))
+            };
             let inputs = [
-                bar(1, 10_000),
-                Journaled::Input(Input::Submit(ticket(
-                    "a",
-                    Side::Buy,
-                    huge,
-                    OrderKind::Market,
-                ))),
-                bar(2, huge),
-                Journaled::Input(Input::Submit(ticket(
-                    "b",
-                    Side::Sell,
-                    huge,
-                    OrderKind::Market,
-                ))),
-                bar(3, 1),
-                Journaled::Input(Input::Submit(ticket(
-                    "c",
-                    Side::Buy,
-                    i64::MAX,
-                    OrderKind::Market,
-                ))),
-                bar(4, huge),
-                bar(5, i64::MAX),
+                (bar(1, 10_000), true),
+                (submit("a", Side::Buy, huge), true),
+                (bar(2, huge), false),
+                (submit("b", Side::Sell, huge), true),
+                (bar(3, 1), true),
+                (submit("c", Side::Buy, i64::MAX), true),
+                (bar(4, huge), false),
+                (bar(5, i64::MAX), false),
             ];
-            for j in &inputs {
-                if state.apply(j).is_err() {
-                    refused += 1;
+            for (k, (j, ok)) in inputs.iter().enumerate() {
+                match state.apply(j) {
+                    Ok(_) => assert!(ok, "{cash} {margin}: input {k} accepted"),
+                    Err(e) => {
+                        assert!(!ok, "{cash} {margin}: input {k} refused: {e}");
+                        assert_eq!(e.to_string(), "notional overflowed");
+                    }
                 }
             }
-            refused += state
-                .broker
-                .orders()
-                .iter()
-                .filter(|o| o.status == OrderStatus::Rejected)
-                .count();
-            if state.pnl().is_err() {
-                overflowed += 1;
+            let orders = state.broker.orders();
+            if margin {
+                assert!(
+                    orders[..2]
+                        .iter()
+                        .all(|o| o.status == OrderStatus::Rejected)
+                );
             }
-            let _ = crate::reconcile::reconcile(&state.broker, cash);
-            let _ = state.broker.snapshot();
+            assert!(state.pnl().is_ok());
+            let r = crate::reconcile::reconcile(&state.broker, cash).unwrap();
+            assert!(r.breaks.is_empty(), "{:?}", r.breaks);
         }
-        assert!(refused > 0, "the venue refuses some of these inputs");
-        let _ = overflowed;
+    }
+
+    /// The PnL sums are checked: an overflow is an error naming it.
+    #[test]
+    fn a_pnl_sum_out_of_range_is_an_error_not_a_panic() {
+        let broker = Broker::new(
+            BacktestConfig::default(),
+            vec![
+                Instrument::equity("SPY", 2, 0),
+                Instrument::equity("QQQ", 2, 0),
+            ],
+        )
+        .unwrap();
+        let mut state = State::new(broker, vec!["SPY".into(), "QQQ".into()]);
+        for s in ["QQQ", "SPY"] {
+            let mut p = Position::flat(0, 1);
+            p.realized_pnl = Decimal::MAX;
+            state.positions.insert(s.into(), p);
+        }
+        assert_eq!(
+            state.pnl().unwrap_err().to_string(),
+            "realized PnL of SPY exceeds the decimal range"
+        );
     }
 
     #[test]
