@@ -1238,7 +1238,7 @@ impl RiskState {
             return;
         }
         self.now_ns = Some(at_ns);
-        let ttl = i64::from(self.settings.pending_ttl_minutes) * NANOS_PER_MINUTE;
+        let ttl = i64::from(self.settings.pending_ttl_minutes).saturating_mul(NANOS_PER_MINUTE);
         self.pending
             .retain(|_, (_, _, t)| *t > at_ns.saturating_sub(ttl));
         let day = at_ns.div_euclid(NANOS_PER_DAY);
