@@ -403,7 +403,10 @@ impl Quantity {
 
 /// Exact notional `qty * price * multiplier` as a Decimal (i128 intermediate, no rounding).
 pub fn notional(qty: Quantity, price: Price, multiplier: i64) -> Result<Decimal, CoreError> {
-    let m = i128::from(qty.raw()) * i128::from(price.raw()) * i128::from(multiplier);
+    // Two i64 fit an i128 product; the multiplier may not.
+    let m = (i128::from(qty.raw()) * i128::from(price.raw()))
+        .checked_mul(i128::from(multiplier))
+        .ok_or(CoreError::Overflow { what: "notional" })?;
     Decimal::try_from_i128_with_scale(m, u32::from(qty.precision()) + u32::from(price.precision()))
         .map_err(|_| CoreError::Overflow { what: "notional" })
 }

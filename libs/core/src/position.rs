@@ -67,7 +67,11 @@ impl Position {
 
     /// Unrealised PnL at `mark`.
     pub fn unrealized_pnl(&self, mark: Price) -> Result<Decimal, CoreError> {
-        Ok(self.market_value(mark)? - self.cost_basis)
+        self.market_value(mark)?
+            .checked_sub(self.cost_basis)
+            .ok_or(CoreError::Overflow {
+                what: "unrealized PnL",
+            })
     }
 
     /// Applies a fill; returns the realised PnL it produced. Handles increases,
@@ -80,18 +84,22 @@ impl Position {
                 want: self.size_precision,
             });
         }
+        let overflow = |what| CoreError::Overflow { what };
         let signed = side.sign() * qty.raw();
         let fill_notional = notional(qty, price, self.multiplier)?;
         let same_direction = self.qty_raw == 0 || (self.qty_raw > 0) == (signed > 0);
         if same_direction {
-            self.qty_raw = self
+            let qty_raw = self
                 .qty_raw
                 .checked_add(signed)
-                .ok_or(CoreError::Overflow { what: "position" })?;
-            match side {
-                Side::Buy => self.cost_basis += fill_notional,
-                Side::Sell => self.cost_basis -= fill_notional,
+                .ok_or(overflow("position"))?;
+            let cost_basis = match side {
+                Side::Buy => self.cost_basis.checked_add(fill_notional),
+                Side::Sell => self.cost_basis.checked_sub(fill_notional),
             }
+            .ok_or(overflow("cost basis"))?;
+            self.qty_raw = qty_raw;
+            self.cost_basis = cost_basis;
             return Ok(Decimal::ZERO);
         }
         let open = self.qty_raw.abs();
@@ -107,7 +115,11 @@ impl Position {
         let basis_released = if closing == open {
             self.cost_basis
         } else {
-            let share = self.cost_basis * Decimal::from(closing) / Decimal::from(open);
+            let share = self
+                .cost_basis
+                .checked_mul(Decimal::from(closing))
+                .ok_or(overflow("cost basis released"))?
+                / Decimal::from(open);
             round_money(
                 share,
                 u32::from(self.size_precision) + u32::from(price.precision()),
@@ -116,20 +128,27 @@ impl Position {
         };
         // Long: proceeds - basis. Short: basis (negative) + buyback cost → -(cost) - basis.
         let realized = if self.qty_raw > 0 {
-            closing_notional - basis_released
+            closing_notional.checked_sub(basis_released)
         } else {
-            -closing_notional - basis_released
-        };
-        self.cost_basis -= basis_released;
-        self.qty_raw += side.sign() * closing;
+            (-closing_notional).checked_sub(basis_released)
+        }
+        .ok_or(overflow("realized PnL"))?;
+        let realized_pnl = self
+            .realized_pnl
+            .checked_add(realized)
+            .ok_or(overflow("realized PnL"))?;
+        // |basis_released| <= |cost_basis| (same sign): the difference is in range.
+        let mut cost_basis = self.cost_basis - basis_released;
+        let mut qty_raw = self.qty_raw + side.sign() * closing;
         let rest = qty.raw() - closing;
         if rest > 0 {
             let rest_q = Quantity::from_raw(rest, self.size_precision)?;
-            self.qty_raw = side.sign() * rest;
-            self.cost_basis =
-                Decimal::from(side.sign()) * notional(rest_q, price, self.multiplier)?;
+            qty_raw = side.sign() * rest;
+            cost_basis = Decimal::from(side.sign()) * notional(rest_q, price, self.multiplier)?;
         }
-        self.realized_pnl += realized;
+        self.qty_raw = qty_raw;
+        self.cost_basis = cost_basis;
+        self.realized_pnl = realized_pnl;
         Ok(realized)
     }
 }

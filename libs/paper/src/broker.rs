@@ -278,8 +278,20 @@ impl Broker {
                     let k = fill.order_id.0 as usize;
                     let ticket = &self.tickets[k];
                     let sums = &mut self.sums[k];
-                    sums.notional += fill.price.to_decimal() * fill.qty.to_decimal();
-                    sums.qty += fill.qty.to_decimal();
+                    let overflow = |what| PaperError::Overflow {
+                        what,
+                        symbol: ticket.symbol.clone(),
+                    };
+                    let (p, q) = (fill.price.to_decimal(), fill.qty.to_decimal());
+                    let notional = p
+                        .checked_mul(q)
+                        .and_then(|n| sums.notional.checked_add(n))
+                        .ok_or_else(|| overflow("notional filled of an order"))?;
+                    let qty = sums
+                        .qty
+                        .checked_add(q)
+                        .ok_or_else(|| overflow("quantity filled of an order"))?;
+                    *sums = FillSums { notional, qty };
                     let pf = PaperFill {
                         seq,
                         client_order_id: ticket.client_order_id.clone(),
@@ -305,7 +317,18 @@ impl Broker {
                     })?;
                     let avg = {
                         let s = self.sums[k];
-                        (!s.qty.is_zero()).then(|| s.notional / s.qty)
+                        // A quotient of a notional by a quantity of the venue's
+                        // fixed-point grid (at least its smallest step).
+                        if s.qty.is_zero() {
+                            None
+                        } else {
+                            Some(s.notional.checked_div(s.qty).ok_or_else(|| {
+                                PaperError::Overflow {
+                                    what: "average fill price",
+                                    symbol: self.tickets[k].symbol.clone(),
+                                }
+                            })?)
+                        }
                     };
                     let state = state_of(
                         &self.tickets[k],

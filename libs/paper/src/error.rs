@@ -46,6 +46,15 @@ pub enum PaperError {
     /// The venue refused the input (a bad bar, an overflow).
     #[error(transparent)]
     Sim(#[from] SimError),
+    /// A sum of the books around the venue (an order's average price, an
+    /// instance's PnL) left the decimal range: an absurd price or quantity.
+    #[error("{what} of {symbol} exceeds the decimal range")]
+    Overflow {
+        /// The quantity (`average fill price`, `realized PnL`, ...).
+        what: &'static str,
+        /// The instrument.
+        symbol: String,
+    },
     /// A report contradicts the runner's mirror of its orders (a bug or a
     /// report of another run).
     #[error("report inconsistent with order {client_order_id}: {reason}")]
@@ -65,7 +74,7 @@ impl Classify for PaperError {
             Self::Duplicate { .. } => ErrorKind::AlreadyExists,
             Self::StaleBar { .. } => ErrorKind::FailedPrecondition,
             Self::Sim(e) => e.kind(),
-            Self::Inconsistent { .. } => ErrorKind::Internal,
+            Self::Inconsistent { .. } | Self::Overflow { .. } => ErrorKind::Internal,
         }
     }
 }

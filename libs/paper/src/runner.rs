@@ -21,9 +21,10 @@
 use std::collections::HashMap;
 
 use grodt_core::{
-    Decimal, Fill, Instrument, Order, OrderEvent, OrderId, OrderRequest, OrderStatus, OrderUpdate,
-    Quantity, Size, TimeInForce,
+    CoreError, Decimal, Fill, Instrument, Order, OrderEvent, OrderId, OrderRequest, OrderStatus,
+    OrderUpdate, Quantity, Size, TimeInForce,
 };
+use grodt_sim::SimError;
 use grodt_sim::ledger::{ExactLedger, Ledger};
 use grodt_strategy_api::{
     AccountView, Command, Context, MarketView, OrderLog, Outbox, Strategy, Windows,
@@ -463,10 +464,11 @@ impl Runner {
             Update::Fill(f) => {
                 let id = self.by_cid[&f.client_order_id];
                 let fill = self.core_fill(id, f)?;
-                self.account
-                    .ledger
-                    .apply_fill(&fill)
-                    .map_err(|e| inconsistent(&f.client_order_id, &e))?;
+                self.account.ledger.apply_fill(&fill).map_err(|e| match e {
+                    // An absurd price or quantity: the ledger refuses it.
+                    e @ SimError::Core(CoreError::Overflow { .. }) => PaperError::Sim(e),
+                    e => inconsistent(&f.client_order_id, &e),
+                })?;
                 Ok(Told::Fill(fill))
             }
             Update::Order(s) => {

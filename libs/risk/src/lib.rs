@@ -12,8 +12,14 @@
 //!   of bar time passes), so a burst of orders on one bar cannot pass a
 //!   limit together.
 //! - Circuit breakers ([`Breaker`]): drawdown from the peak, daily loss since
-//!   the UTC day start, portfolio order rate, reject rate; any trip halts
-//!   trading until an operator resumes ([`HaltCause`]).
+//!   the UTC day start, portfolio order rate, reject rate, and accounting
+//!   (the book left the decimal range); any trip halts trading until an
+//!   operator resumes ([`HaltCause`]).
+//! - [`checked`]: overflow-checked `Decimal` arithmetic. `rust_decimal`'s
+//!   operators panic out of range; the fold never uses them on values that
+//!   come from its inputs: an overflow rejects the intent being checked
+//!   ([`ARITHMETIC_OVERFLOW`]) or, while booking a fill or a bar, trips
+//!   [`Breaker::Accounting`].
 //! - [`stats`]: one-day historical VaR of the current positions and the
 //!   correlation of per-strategy daily PnL (f64 statistics, reported as
 //!   rounded `Decimal`).
@@ -23,14 +29,16 @@
 //! same outputs. Money is `rust_decimal::Decimal`, never f64. The rules are
 //! documented in docs/risk.md.
 
+pub mod checked;
 mod limits;
 mod state;
 pub mod stats;
 
+pub use checked::Overflow;
 pub use limits::{Limits, LimitsError, LimitsRecord, SymbolLimits};
 pub use state::{
-    Breaker, BreakerSettings, Check, Halt, HaltCause, Input, Order, Output, RiskState, Settings,
-    Side, Size, Snapshot, SymbolExposure, Violation, WARNING_FRACTION,
+    ARITHMETIC_OVERFLOW, Breaker, BreakerSettings, Check, Halt, HaltCause, Input, Order, Output,
+    RiskState, Settings, Side, Size, Snapshot, SymbolExposure, Violation, WARNING_FRACTION,
 };
 
 /// Nanoseconds in a UTC day.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use crate::checked::{self, Overflow};
 use crate::limits::{Limits, LimitsRecord};
 use crate::stats;
 use crate::{NANOS_PER_DAY, NANOS_PER_MINUTE};
@@ -64,12 +65,17 @@ pub struct Order {
     pub limit_price: Option<Decimal>,
 }
 
+/// The `limit` of the violation that rejects an intent whose check could
+/// not be computed within the decimal range.
+pub const ARITHMETIC_OVERFLOW: &str = "arithmetic_overflow";
+
 /// One broken limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     /// The limit, named as the `RiskLimits` field (`max_order_notional`,
     /// `symbol_limits[SPY].max_position_quantity`), or `halt`, or
-    /// `reference_price` (a limit needs a price and none is known).
+    /// `reference_price` (a limit needs a price and none is known), or
+    /// [`ARITHMETIC_OVERFLOW`] (a value of the check left the decimal range).
     pub limit: String,
     /// Human-readable.
     pub message: String,
@@ -113,15 +119,20 @@ pub enum Breaker {
     OrderRate,
     /// Too many of the last intents were rejected.
     RejectRate,
+    /// The book can no longer be represented: a fill, a bar or a new
+    /// capital made a position, a cash flow, the equity or an exposure
+    /// leave the decimal range (about ±7.9e28).
+    Accounting,
 }
 
 impl Breaker {
     /// Every breaker.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::DailyLoss,
         Self::Drawdown,
         Self::OrderRate,
         Self::RejectRate,
+        Self::Accounting,
     ];
 
     /// The metric label and the name in messages.
@@ -132,6 +143,7 @@ impl Breaker {
             Self::Drawdown => "drawdown",
             Self::OrderRate => "order_rate",
             Self::RejectRate => "reject_rate",
+            Self::Accounting => "accounting",
         }
     }
 }
@@ -570,14 +582,19 @@ impl RiskState {
     }
 
     /// Filled position plus the pending (approved, unfilled) quantity.
-    fn effective_position(&self, symbol: &str) -> Decimal {
-        self.position(symbol)
-            + self
-                .pending
+    fn effective_position(&self, symbol: &str) -> Result<Decimal, Overflow> {
+        let pending = checked::sum(
+            self.pending
                 .values()
                 .filter(|(s, _, _)| s == symbol)
-                .map(|(_, q, _)| *q)
-                .sum::<Decimal>()
+                .map(|(_, q, _)| *q),
+            "pending quantity",
+        )?;
+        checked::add(
+            self.position(symbol),
+            pending,
+            "position with pending orders",
+        )
     }
 
     /// Approved orders not filled yet (within the pending TTL).
@@ -593,67 +610,125 @@ impl RiskState {
             .copied()
     }
 
-    /// Signed notional of each non-flat position at its mark.
-    fn notionals(&self) -> impl Iterator<Item = (&String, Decimal, Decimal)> {
+    /// Signed notional of each non-flat position at its mark (an error for
+    /// a position whose notional is out of range).
+    fn notionals(&self) -> impl Iterator<Item = (&String, Decimal, Result<Decimal, Overflow>)> {
         self.positions
             .iter()
             .filter(|(_, q)| !q.is_zero())
             .map(|(s, q)| {
                 let m = self.mark(s).unwrap_or_default();
-                (s, *q, *q * m)
+                (s, *q, checked::mul(*q, m, "position notional"))
             })
     }
 
     /// Initial equity + cash flows + positions at their marks.
-    #[must_use]
-    pub fn equity(&self) -> Decimal {
-        self.settings.initial_equity
-            + self.cash_flow
-            + self.notionals().map(|(_, _, n)| n).sum::<Decimal>()
+    ///
+    /// # Errors
+    /// A notional, or a partial sum, is out of the decimal range: the book
+    /// cannot be represented (applying the input that made it so tripped the
+    /// [`Breaker::Accounting`] breaker).
+    pub fn equity(&self) -> Result<Decimal, Overflow> {
+        let cash = checked::add(self.settings.initial_equity, self.cash_flow, "equity")?;
+        self.notionals()
+            .try_fold(cash, |acc, (_, _, n)| checked::add(acc, n?, "equity"))
     }
 
-    fn exposures(&self) -> (Decimal, Decimal) {
+    /// (gross, net) exposure of the filled positions at their marks.
+    fn exposures(&self) -> Result<(Decimal, Decimal), Overflow> {
         self.notionals()
-            .fold((Decimal::ZERO, Decimal::ZERO), |(g, n), (_, _, x)| {
-                (g + x.abs(), n + x)
+            .try_fold((Decimal::ZERO, Decimal::ZERO), |(g, n), (_, _, x)| {
+                let x = x?;
+                Ok((
+                    checked::add(g, x.abs(), "gross exposure")?,
+                    checked::add(n, x, "net exposure")?,
+                ))
             })
     }
 
-    fn strategy_equity(&self, strategy: &str) -> Decimal {
+    fn strategy_equity(&self, strategy: &str) -> Result<Decimal, Overflow> {
         let cash = self
             .strategy_cash
             .get(strategy)
             .copied()
             .unwrap_or_default();
-        let held: Decimal = self
-            .strategy_positions
-            .get(strategy)
-            .map(|p| {
-                p.iter()
-                    .map(|(s, q)| *q * self.mark(s).unwrap_or_default())
-                    .sum()
-            })
-            .unwrap_or_default();
-        cash + held
+        let Some(held) = self.strategy_positions.get(strategy) else {
+            return Ok(cash);
+        };
+        held.iter().try_fold(cash, |acc, (s, q)| {
+            let n = checked::mul(*q, self.mark(s).unwrap_or_default(), "strategy notional")?;
+            checked::add(acc, n, "strategy equity")
+        })
+    }
+
+    /// The `halt` violation while trading is halted.
+    fn halt_violation(&self) -> Option<Violation> {
+        let h = self.halt.as_ref()?;
+        let why = match h.cause {
+            HaltCause::Manual => format!("trading is halted by {}: {}", h.by, h.reason),
+            HaltCause::Breaker(b) => {
+                format!(
+                    "trading is halted: the {} breaker tripped ({})",
+                    b.name(),
+                    h.reason
+                )
+            }
+        };
+        Some(Violation {
+            limit: "halt".into(),
+            message: why,
+            limit_value: None,
+            observed: None,
+        })
     }
 
     /// The pre-trade check of `order` at `at_ns`, with `reference` as the
     /// price (else the last bar close of the symbol). Changes nothing.
     /// The order of the checks is that of docs/risk.md.
+    ///
+    /// Fails closed: a value of the check that leaves the decimal range
+    /// rejects the order with the single violation [`ARITHMETIC_OVERFLOW`]
+    /// naming it (or `halt`, while halted); an order that adds risk is also
+    /// rejected so while the book itself (equity, exposures) is out of range.
     #[must_use]
     pub fn check(&self, order: &Order, reference: Option<Decimal>, at_ns: i64) -> Check {
         let reference = reference.or_else(|| self.last_close(&order.symbol));
-        let pos = self.effective_position(&order.symbol);
+        self.try_check(order, reference, at_ns)
+            .unwrap_or_else(|e| Check {
+                violations: vec![self.halt_violation().unwrap_or_else(|| Violation {
+                    limit: ARITHMETIC_OVERFLOW.into(),
+                    message: e.to_string(),
+                    limit_value: None,
+                    observed: None,
+                })],
+                reference_price: reference,
+                quantity: None,
+                reducing: false,
+            })
+    }
+
+    fn try_check(
+        &self,
+        order: &Order,
+        reference: Option<Decimal>,
+        at_ns: i64,
+    ) -> Result<Check, Overflow> {
+        let pos = self.effective_position(&order.symbol)?;
         let quantity = match &order.size {
             Size::Quantity(q) => Some(*q),
             Size::ClosePosition => Some(pos.abs()),
-            Size::EquityFraction(f) => reference.filter(|p| !p.is_zero()).and_then(|p| {
-                (*f * self.equity())
-                    .checked_div(p)
-                    .map(|q| q.round_dp_with_strategy(ESTIMATE_DP, RoundingStrategy::ToZero))
-            }),
+            Size::EquityFraction(f) => match reference.filter(|p| !p.is_zero()) {
+                Some(p) => {
+                    let money = checked::mul(*f, self.equity()?, "equity fraction")?;
+                    let q = checked::div(money, p, "equity-fraction quantity")?;
+                    Some(q.round_dp_with_strategy(ESTIMATE_DP, RoundingStrategy::ToZero))
+                }
+                None => None,
+            },
         };
-        let new_pos = quantity.map(|q| pos + order.side.sign() * q);
+        let new_pos = quantity
+            .map(|q| checked::add(pos, order.side.sign() * q, "position after the order"))
+            .transpose()?;
         let reducing = new_pos.is_some_and(|n| {
             n.abs() <= pos.abs()
                 && (n.is_zero() || pos.is_zero() || n.is_sign_negative() == pos.is_sign_negative())
@@ -664,24 +739,9 @@ impl RiskState {
             quantity,
             reducing,
         };
-        if let Some(h) = &self.halt {
-            let why = match h.cause {
-                HaltCause::Manual => format!("trading is halted by {}: {}", h.by, h.reason),
-                HaltCause::Breaker(b) => {
-                    format!(
-                        "trading is halted: the {} breaker tripped ({})",
-                        b.name(),
-                        h.reason
-                    )
-                }
-            };
-            out.violations.push(Violation {
-                limit: "halt".into(),
-                message: why,
-                limit_value: None,
-                observed: None,
-            });
-            return out;
+        if let Some(v) = self.halt_violation() {
+            out.violations.push(v);
+            return Ok(out);
         }
         let l = &self.limits.limits;
         let v = &mut out.violations;
@@ -692,7 +752,12 @@ impl RiskState {
             (l.max_price_deviation, order.limit_price, reference)
             && !r.is_zero()
         {
-            let dev = ((limit - r) / r).abs();
+            let dev = checked::div(
+                checked::sub(limit, r, "limit price deviation")?,
+                r,
+                "limit price deviation",
+            )?
+            .abs();
             if dev > max {
                 v.push(violation(
                     "max_price_deviation",
@@ -718,8 +783,12 @@ impl RiskState {
             }
         }
         if reducing {
-            return out;
+            return Ok(out);
         }
+        // An order that adds risk needs a book that can be represented,
+        // whatever the limits: no approval while an overflow is in play.
+        let equity = self.equity()?;
+        self.exposures()?;
         if l.restricted_symbols.contains(sym) {
             v.push(Violation {
                 limit: "restricted_symbols".into(),
@@ -753,7 +822,7 @@ impl RiskState {
                     observed: None,
                 });
             }
-            return out;
+            return Ok(out);
         };
         if let Some(max) = l.max_order_quantity
             && q > max
@@ -796,9 +865,9 @@ impl RiskState {
                     observed: None,
                 });
             }
-            return out;
+            return Ok(out);
         };
-        let notional = q * r;
+        let notional = checked::mul(q, r, "order notional")?;
         if let Some(max) = l.max_order_notional
             && notional > max
         {
@@ -809,7 +878,8 @@ impl RiskState {
                 notional,
             ));
         }
-        let pos_notional = (new_pos * r).abs();
+        let signed_notional = checked::mul(new_pos, r, "position notional after the order")?;
+        let pos_notional = signed_notional.abs();
         if let Some(max) = l.max_position_notional
             && pos_notional > max
         {
@@ -832,7 +902,6 @@ impl RiskState {
         }
         // Leverage: exposure over the fold's equity (the whole book, every
         // strategy together); no equity left refuses every order adding risk.
-        let equity = self.equity();
         let leveraged = l.max_gross_leverage.is_some()
             || l.max_net_leverage.is_some()
             || l.max_symbol_exposure.is_some();
@@ -861,12 +930,16 @@ impl RiskState {
                 .filter(|s| s.as_str() != sym)
                 .collect();
             for s in others {
-                let n = self.effective_position(s) * self.mark(s).unwrap_or_default();
-                gross += n.abs();
-                net += n;
+                let n = checked::mul(
+                    self.effective_position(s)?,
+                    self.mark(s).unwrap_or_default(),
+                    "position notional",
+                )?;
+                gross = checked::add(gross, n.abs(), "gross exposure after the order")?;
+                net = checked::add(net, n, "net exposure after the order")?;
             }
-            gross += pos_notional;
-            net += new_pos * r;
+            gross = checked::add(gross, pos_notional, "gross exposure after the order")?;
+            net = checked::add(net, signed_notional, "net exposure after the order")?;
             if let Some(max) = l.max_gross_exposure
                 && gross > max
             {
@@ -913,13 +986,13 @@ impl RiskState {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     fn orders_in_window(&self, strategy: &str, at_ns: i64) -> u64 {
         self.order_times.get(strategy).map_or(0, |t| {
             t.iter()
-                .filter(|&&x| x > at_ns - NANOS_PER_MINUTE && x <= at_ns)
+                .filter(|&&x| x > at_ns.saturating_sub(NANOS_PER_MINUTE) && x <= at_ns)
                 .count() as u64
         })
     }
@@ -933,13 +1006,14 @@ impl RiskState {
                 client_order_id,
                 at_ns,
             } => {
-                self.advance(*at_ns);
+                self.advance(*at_ns, &mut out);
                 self.pending.remove(client_order_id);
                 out.push(Output::CancelPassed {
                     client_order_id: client_order_id.clone(),
                 });
             }
             Input::Fill {
+                fill_id,
                 client_order_id,
                 strategy_id,
                 symbol,
@@ -948,37 +1022,41 @@ impl RiskState {
                 price,
                 commission,
                 at_ns,
-                ..
             } => {
-                self.advance(*at_ns);
+                self.advance(*at_ns, &mut out);
                 let signed = side.sign() * *quantity;
-                if let Some((_, left, _)) = self.pending.get_mut(client_order_id) {
-                    let rest = *left - signed;
-                    if rest.is_zero() || rest.is_sign_negative() != left.is_sign_negative() {
-                        self.pending.remove(client_order_id);
-                    } else {
-                        *left = rest;
+                match self.book_fill(
+                    client_order_id,
+                    strategy_id,
+                    symbol,
+                    signed,
+                    *price,
+                    *commission,
+                ) {
+                    Ok(()) => self.after_market(*at_ns, &mut out),
+                    Err(e) => {
+                        let at = self.now_ns.unwrap_or(*at_ns);
+                        self.trip(
+                            Breaker::Accounting,
+                            format!(
+                                "fill {fill_id} ({} {quantity} {symbol} at {price}) not booked: {e}",
+                                match side {
+                                    Side::Buy => "buy",
+                                    Side::Sell => "sell",
+                                }
+                            ),
+                            at,
+                            &mut out,
+                        );
                     }
                 }
-                let flow = -signed * *price - *commission;
-                *self.positions.entry(symbol.clone()).or_default() += signed;
-                self.cash_flow += flow;
-                *self
-                    .strategy_positions
-                    .entry(strategy_id.clone())
-                    .or_default()
-                    .entry(symbol.clone())
-                    .or_default() += signed;
-                *self.strategy_cash.entry(strategy_id.clone()).or_default() += flow;
-                self.last_fill.insert(symbol.clone(), *price);
-                self.after_market(*at_ns, &mut out);
             }
             Input::Bar {
                 symbol,
                 close,
                 at_ns,
             } => {
-                self.advance(*at_ns);
+                self.advance(*at_ns, &mut out);
                 // A bar older than the symbol's last one changes no mark.
                 let day = at_ns.div_euclid(NANOS_PER_DAY);
                 let closes = self.daily_closes.entry(symbol.clone()).or_default();
@@ -1015,7 +1093,7 @@ impl RiskState {
                         record: self.limits.clone(),
                         reason: reason.clone(),
                     });
-                    self.warnings(&mut out);
+                    self.evaluate(*at_ns, false, &mut out);
                 }
             }
             Input::Halt { reason, by, at_ns } => {
@@ -1032,9 +1110,12 @@ impl RiskState {
             }
             Input::Resume { reason, by, at_ns } => {
                 if let Some(lifted) = self.halt.take() {
-                    let eq = self.equity();
-                    self.drawdown_base = eq;
-                    self.loss_base = eq;
+                    // A book out of range keeps its bases; the next market
+                    // input that finds it so trips the accounting breaker again.
+                    if let Ok(eq) = self.equity() {
+                        self.drawdown_base = eq;
+                        self.loss_base = eq;
+                    }
                     self.intent_times.clear();
                     self.recent_rejects.clear();
                     out.push(Output::Resumed {
@@ -1046,17 +1127,39 @@ impl RiskState {
                 }
             }
             Input::Configure { settings, limits } => {
-                let before = self.equity();
-                let delta = settings.initial_equity - self.settings.initial_equity;
+                let old = self.settings.initial_equity;
                 self.settings = settings.clone();
-                if !delta.is_zero() {
-                    // New capital moves every equity reference with it.
-                    self.peak_equity += delta;
-                    self.day_start_equity += delta;
-                    self.drawdown_base += delta;
-                    self.loss_base += delta;
+                // New capital moves every equity reference with it.
+                let moved = checked::sub(settings.initial_equity, old, "initial equity change")
+                    .and_then(|delta| {
+                        let w = "equity reference moved by new capital";
+                        Ok([
+                            checked::add(self.peak_equity, delta, w)?,
+                            checked::add(self.day_start_equity, delta, w)?,
+                            checked::add(self.drawdown_base, delta, w)?,
+                            checked::add(self.loss_base, delta, w)?,
+                        ])
+                    });
+                match moved {
+                    Ok([peak, day, dd, loss]) => {
+                        self.peak_equity = peak;
+                        self.day_start_equity = day;
+                        self.drawdown_base = dd;
+                        self.loss_base = loss;
+                    }
+                    Err(e) => {
+                        let at = self.now_ns.unwrap_or_default();
+                        self.trip(
+                            Breaker::Accounting,
+                            format!(
+                                "initial equity {} not applied to the book: {e}",
+                                settings.initial_equity
+                            ),
+                            at,
+                            &mut out,
+                        );
+                    }
                 }
-                debug_assert_eq!(self.equity(), before + delta);
                 if self.limits.version == 0
                     && let Some(l) = limits
                     && *l != self.limits.limits
@@ -1068,31 +1171,105 @@ impl RiskState {
                         reason: "initial limits from the configuration ([risk.limits])".into(),
                     });
                 }
-                self.warnings(&mut out);
+                let at = self.now_ns.unwrap_or_default();
+                self.evaluate(at, false, &mut out);
             }
         }
         out
     }
 
+    /// Books a fill's position and cash flow, all or nothing.
+    fn book_fill(
+        &mut self,
+        client_order_id: &str,
+        strategy_id: &str,
+        symbol: &str,
+        signed: Decimal,
+        price: Decimal,
+        commission: Decimal,
+    ) -> Result<(), Overflow> {
+        let rest = self
+            .pending
+            .get(client_order_id)
+            .map(|(_, left, _)| checked::sub(*left, signed, "pending quantity"))
+            .transpose()?;
+        let flow = checked::sub(
+            checked::mul(-signed, price, "fill cash flow")?,
+            commission,
+            "fill cash flow",
+        )?;
+        let position = checked::add(self.position(symbol), signed, "position")?;
+        let cash_flow = checked::add(self.cash_flow, flow, "cash flow")?;
+        let strategy_position = checked::add(
+            self.strategy_position(strategy_id, symbol),
+            signed,
+            "strategy position",
+        )?;
+        let strategy_cash = checked::add(
+            self.strategy_cash
+                .get(strategy_id)
+                .copied()
+                .unwrap_or_default(),
+            flow,
+            "strategy cash flow",
+        )?;
+        if let (Some(rest), Some((_, left, _))) = (rest, self.pending.get_mut(client_order_id)) {
+            if rest.is_zero() || rest.is_sign_negative() != left.is_sign_negative() {
+                self.pending.remove(client_order_id);
+            } else {
+                *left = rest;
+            }
+        }
+        self.positions.insert(symbol.to_owned(), position);
+        self.cash_flow = cash_flow;
+        self.strategy_positions
+            .entry(strategy_id.to_owned())
+            .or_default()
+            .insert(symbol.to_owned(), strategy_position);
+        self.strategy_cash
+            .insert(strategy_id.to_owned(), strategy_cash);
+        self.last_fill.insert(symbol.to_owned(), price);
+        Ok(())
+    }
+
     /// Moves the clock to `at_ns` (never back) and rolls the UTC day.
-    fn advance(&mut self, at_ns: i64) {
+    fn advance(&mut self, at_ns: i64, out: &mut Vec<Output>) {
         if self.now_ns.is_some_and(|n| at_ns <= n) {
             return;
         }
         self.now_ns = Some(at_ns);
-        let ttl = i64::from(self.settings.pending_ttl_minutes) * NANOS_PER_MINUTE;
-        self.pending.retain(|_, (_, _, t)| *t > at_ns - ttl);
+        let ttl = i64::from(self.settings.pending_ttl_minutes).saturating_mul(NANOS_PER_MINUTE);
+        self.pending
+            .retain(|_, (_, _, t)| *t > at_ns.saturating_sub(ttl));
         let day = at_ns.div_euclid(NANOS_PER_DAY);
         if self.day.is_some_and(|d| d >= day) {
             return;
         }
         // A new UTC day: the equity at the previous marks is its start.
-        let eq = self.equity();
-        if let Some(prev) = self.day {
-            let strategies: Vec<String> = self.strategy_cash.keys().cloned().collect();
+        let rolled = self.roll_day(day);
+        self.rejected_today = 0;
+        if let Err(e) = rolled {
+            self.trip(
+                Breaker::Accounting,
+                format!("the book cannot be represented at the UTC day start: {e}"),
+                at_ns,
+                out,
+            );
+        }
+    }
+
+    /// The day-start equity and the strategies' day-end equities; a value
+    /// out of range leaves the previous day start in place.
+    fn roll_day(&mut self, day: i64) -> Result<(), Overflow> {
+        let prev = self.day.replace(day);
+        let eq = self.equity()?;
+        if let Some(prev) = prev {
+            let mut ends = Vec::with_capacity(self.strategy_cash.len());
+            for s in self.strategy_cash.keys() {
+                ends.push((s.clone(), self.strategy_equity(s)?));
+            }
             let keep = self.settings.var_window_days as usize + 1;
-            for s in strategies {
-                let e = self.strategy_equity(&s);
+            for (s, e) in ends {
                 let series = self.strategy_daily.entry(s).or_default();
                 series.push_back((prev, e));
                 while series.len() > keep {
@@ -1100,10 +1277,9 @@ impl RiskState {
                 }
             }
         }
-        self.day = Some(day);
         self.day_start_equity = eq;
         self.loss_base = eq;
-        self.rejected_today = 0;
+        Ok(())
     }
 
     fn trip(&mut self, breaker: Breaker, reason: String, at_ns: i64, out: &mut Vec<Output>) {
@@ -1122,15 +1298,51 @@ impl RiskState {
 
     /// After a fill or a bar: peaks, the drawdown and daily-loss breakers, warnings.
     fn after_market(&mut self, at_ns: i64, out: &mut Vec<Output>) {
-        let eq = self.equity();
-        self.peak_equity = self.peak_equity.max(eq);
-        self.drawdown_base = self.drawdown_base.max(eq);
         let at = self.now_ns.unwrap_or(at_ns);
-        if let Some(max) = self.limits.limits.max_drawdown
-            && self.drawdown_base > Decimal::ZERO
-        {
-            let dd = (self.drawdown_base - eq) / self.drawdown_base;
-            if dd >= max {
+        self.evaluate(at, true, out);
+    }
+
+    /// The book's values after an input: with `breakers`, the peaks and the
+    /// drawdown and daily-loss breakers; then the warnings. A value out of
+    /// range trips the accounting breaker instead.
+    fn evaluate(&mut self, at: i64, breakers: bool, out: &mut Vec<Output>) {
+        if let Err(e) = self.try_evaluate(at, breakers, out) {
+            self.trip(
+                Breaker::Accounting,
+                format!("the book cannot be represented: {e}"),
+                at,
+                out,
+            );
+        }
+    }
+
+    fn try_evaluate(
+        &mut self,
+        at: i64,
+        breakers: bool,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Overflow> {
+        let eq = self.equity()?;
+        let (gross, net) = self.exposures()?;
+        if breakers {
+            self.peak_equity = self.peak_equity.max(eq);
+            self.drawdown_base = self.drawdown_base.max(eq);
+        }
+        let dd = if self.drawdown_base > Decimal::ZERO {
+            checked::div(
+                checked::sub(self.drawdown_base, eq, "drawdown")?,
+                self.drawdown_base,
+                "drawdown",
+            )?
+        } else {
+            Decimal::ZERO
+        };
+        let loss = checked::sub(self.loss_base, eq, "daily loss")?;
+        if breakers {
+            if let Some(max) = self.limits.limits.max_drawdown
+                && self.drawdown_base > Decimal::ZERO
+                && dd >= max
+            {
                 self.trip(
                     Breaker::Drawdown,
                     format!(
@@ -1141,10 +1353,9 @@ impl RiskState {
                     out,
                 );
             }
-        }
-        if let Some(max) = self.limits.limits.max_daily_loss {
-            let loss = self.loss_base - eq;
-            if loss >= max {
+            if let Some(max) = self.limits.limits.max_daily_loss
+                && loss >= max
+            {
                 self.trip(
                     Breaker::DailyLoss,
                     format!(
@@ -1160,26 +1371,22 @@ impl RiskState {
                 );
             }
         }
-        self.warnings(out);
+        self.warnings([gross, net.abs(), dd, loss], out);
+        Ok(())
     }
 
-    /// LIMIT_WARNING for each portfolio value that crossed the warning fraction upward.
-    fn warnings(&mut self, out: &mut Vec<Output>) {
-        let eq = self.equity();
-        let (gross, net) = self.exposures();
+    /// LIMIT_WARNING for each portfolio value (gross, |net|, drawdown, daily
+    /// loss) that crossed the warning fraction upward.
+    fn warnings(&mut self, values: [Decimal; 4], out: &mut Vec<Output>) {
         let l = &self.limits.limits;
-        let dd = if self.drawdown_base > Decimal::ZERO {
-            (self.drawdown_base - eq) / self.drawdown_base
-        } else {
-            Decimal::ZERO
-        };
-        let values = [
-            ("max_gross_exposure", l.max_gross_exposure, gross),
-            ("max_net_exposure", l.max_net_exposure, net.abs()),
-            ("max_drawdown", l.max_drawdown, dd),
-            ("max_daily_loss", l.max_daily_loss, self.loss_base - eq),
+        let limits = [
+            ("max_gross_exposure", l.max_gross_exposure),
+            ("max_net_exposure", l.max_net_exposure),
+            ("max_drawdown", l.max_drawdown),
+            ("max_daily_loss", l.max_daily_loss),
         ];
-        for (name, limit, value) in values {
+        for ((name, limit), value) in limits.into_iter().zip(values) {
+            // A limit x 0.8 is smaller in magnitude than the limit: in range.
             let over = limit.is_some_and(|m| value >= m * WARNING_FRACTION);
             if over && !self.warned.contains(name) {
                 self.warned.insert(name.to_owned());
@@ -1197,18 +1404,19 @@ impl RiskState {
     }
 
     fn on_intent(&mut self, order: &Order, at_ns: i64, out: &mut Vec<Output>) {
-        self.advance(at_ns);
+        self.advance(at_ns, out);
         let now = self.now_ns.unwrap_or(at_ns);
         // The portfolio order-rate breaker sees the intent before its check,
         // so the intent that trips it is already refused by the halt.
         let rate = self.settings.breakers.order_rate_per_minute;
         if rate > 0 {
             self.intent_times.push_back(at_ns);
-            self.intent_times.retain(|&t| t > now - NANOS_PER_MINUTE);
+            self.intent_times
+                .retain(|&t| t > now.saturating_sub(NANOS_PER_MINUTE));
             let n = self
                 .intent_times
                 .iter()
-                .filter(|&&t| t > at_ns - NANOS_PER_MINUTE && t <= at_ns)
+                .filter(|&&t| t > at_ns.saturating_sub(NANOS_PER_MINUTE) && t <= at_ns)
                 .count();
             if n > rate as usize {
                 self.trip(
@@ -1236,7 +1444,7 @@ impl RiskState {
                 .entry(order.strategy_id.clone())
                 .or_default();
             times.push_back(at_ns);
-            times.retain(|&t| t > now - NANOS_PER_MINUTE);
+            times.retain(|&t| t > now.saturating_sub(NANOS_PER_MINUTE));
             out.insert(
                 0,
                 Output::Approved {
@@ -1300,17 +1508,30 @@ impl RiskState {
 
     /// [`RiskState::snapshot`] without the statistics (VaR 0, no
     /// correlations): cheap enough for every input.
+    ///
+    /// Read-only display values, so they saturate: a book out of the decimal
+    /// range (the accounting breaker has tripped) shows ±`Decimal::MAX`
+    /// where a value does not fit. No check or breaker reads these values.
     #[must_use]
     pub fn snapshot_light(&self) -> Snapshot {
-        let equity = self.equity();
-        let (gross, net) = self.exposures();
+        let mut equity = self.settings.initial_equity.saturating_add(self.cash_flow);
+        let (mut gross, mut net) = (Decimal::ZERO, Decimal::ZERO);
+        let mut exposures = Vec::new();
+        for (s, q, n) in self.notionals() {
+            let n = n.unwrap_or_else(|_| q.saturating_mul(self.mark(s).unwrap_or_default()));
+            equity = equity.saturating_add(n);
+            gross = gross.saturating_add(n.abs());
+            net = net.saturating_add(n);
+            exposures.push((s, q, n));
+        }
         let drawdown = if self.peak_equity > Decimal::ZERO {
-            ((equity - self.peak_equity) / self.peak_equity).min(Decimal::ZERO)
+            checked::saturating_div(equity.saturating_sub(self.peak_equity), self.peak_equity)
+                .min(Decimal::ZERO)
         } else {
             Decimal::ZERO
         };
-        let exposures: Vec<SymbolExposure> = self
-            .notionals()
+        let exposures: Vec<SymbolExposure> = exposures
+            .into_iter()
             .map(|(s, q, n)| SymbolExposure {
                 symbol: s.clone(),
                 quantity: q,
@@ -1324,7 +1545,7 @@ impl RiskState {
             equity,
             peak_equity: self.peak_equity,
             drawdown,
-            daily_pnl: equity - self.day_start_equity,
+            daily_pnl: equity.saturating_sub(self.day_start_equity),
             gross_exposure: gross,
             net_exposure: net,
             var_95: Decimal::ZERO,

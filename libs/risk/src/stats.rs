@@ -133,7 +133,7 @@ pub fn pnl_correlations(
             let m = e
                 .iter()
                 .zip(e.iter().skip(1))
-                .filter_map(|((_, a), (d, b))| Some((*d, (*b - *a).to_f64()?)))
+                .filter_map(|((_, a), (d, b))| Some((*d, b.checked_sub(*a)?.to_f64()?)))
                 .collect();
             (*s, m)
         })

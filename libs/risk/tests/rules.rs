@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use grodt_risk_rules::{
-    Breaker, BreakerSettings, HaltCause, Input, Limits, Order, Output, RiskState, Settings, Side,
-    Size, SymbolLimits,
+    ARITHMETIC_OVERFLOW, Breaker, BreakerSettings, HaltCause, Input, Limits, Order, Output,
+    RiskState, Settings, Side, Size, SymbolLimits,
 };
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -841,7 +841,7 @@ proptest! {
             s.apply(&fill("SPY", *side, *q, *p, t));
             s.apply(&fill("SPY", if *side == Side::Buy { Side::Sell } else { Side::Buy }, *q, *p, t));
         }
-        prop_assert_eq!(s.equity(), dec!(100000));
+        prop_assert_eq!(s.equity(), Ok(dec!(100000)));
         prop_assert_eq!(s.position("SPY"), Decimal::ZERO);
     }
 }
@@ -943,4 +943,248 @@ fn leverage_and_single_symbol_share_of_equity_are_limited() {
         ..Limits::default()
     };
     assert_eq!(bad.validate().unwrap_err().field, "max_gross_leverage");
+}
+
+// ---- decimal overflow: fail closed, never panic ----
+
+/// `m x 10^e` for an integer mantissa.
+fn e(m: i64, exp: u32) -> Decimal {
+    Decimal::from_i128_with_scale(i128::from(m) * 10_i128.pow(exp), 0)
+}
+
+fn resume(s: &mut RiskState) -> Vec<Output> {
+    s.apply(&Input::Resume {
+        reason: "fixed".into(),
+        by: "op".into(),
+        at_ns: 1,
+    })
+}
+
+fn tripped_accounting(out: &[Output]) -> Option<String> {
+    out.iter().find_map(|o| match o {
+        Output::BreakerTripped { halt }
+            if halt.cause == HaltCause::Breaker(Breaker::Accounting) =>
+        {
+            Some(halt.reason.clone())
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn an_intent_whose_notional_overflows_is_rejected_naming_arithmetic_overflow() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", e(1, 10), T0));
+    // With a notional limit, and without any limit: the notional is always
+    // computed for an order that adds risk, and its overflow always rejects.
+    for limits in [
+        Limits {
+            max_order_notional: Some(dec!(1000000)),
+            ..Limits::default()
+        },
+        Limits::default(),
+    ] {
+        set_limits(&mut s, limits);
+        let o = order("big", "SPY", Side::Buy, e(1, 20));
+        let c = s.check(&o, None, T0 + 1);
+        assert!(!c.approved());
+        assert_eq!(c.violations.len(), 1, "{:?}", c.violations);
+        assert_eq!(c.violations[0].limit, ARITHMETIC_OVERFLOW);
+        assert_eq!(
+            c.violations[0].message,
+            format!(
+                "order notional {} x {} exceeds the decimal range",
+                e(1, 20),
+                e(1, 10)
+            )
+        );
+        let out = intent(&mut s, o, T0 + 1);
+        assert_eq!(rejected_limits(&out), vec![ARITHMETIC_OVERFLOW.to_owned()]);
+    }
+    // A position after the order out of range is refused the same way, as
+    // is an equity fraction sized at an absurdly small price.
+    s.apply(&fill(
+        "QQQ",
+        Side::Buy,
+        e(7, 28),
+        dec!(0.0000000001),
+        T0 + 2,
+    ));
+    let c = s.check(&order("more", "QQQ", Side::Buy, e(7, 28)), None, T0 + 3);
+    assert_eq!(c.violations[0].limit, ARITHMETIC_OVERFLOW);
+    assert!(
+        c.violations[0].message.starts_with("position"),
+        "{:?}",
+        c.violations
+    );
+    let mut frac = order("frac", "SPY", Side::Buy, Decimal::ONE);
+    frac.size = Size::EquityFraction(dec!(1));
+    let c = s.check(&frac, Some(Decimal::new(1, 28)), T0 + 3);
+    assert_eq!(c.violations[0].limit, ARITHMETIC_OVERFLOW);
+    assert!(
+        c.violations[0]
+            .message
+            .starts_with("equity-fraction quantity")
+    );
+    // Reasonable orders still pass.
+    assert!(
+        s.check(&order("ok", "SPY", Side::Buy, dec!(1)), None, T0 + 3)
+            .approved()
+    );
+}
+
+#[test]
+fn a_fill_whose_cash_flow_overflows_halts_until_an_operator_resumes() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(100), T0));
+    let out = s.apply(&fill("SPY", Side::Buy, e(1, 15), e(1, 15), T0 + 1));
+    let reason = tripped_accounting(&out).expect("the accounting breaker trips");
+    assert!(reason.contains(&format!("f{}SPY", T0 + 1)), "{reason}");
+    assert!(reason.contains("fill cash flow"), "{reason}");
+    assert!(reason.contains("exceeds the decimal range"), "{reason}");
+    assert_eq!(s.tripped(), Some(Breaker::Accounting));
+    // The fill could not be represented: the book is as it was.
+    assert_eq!(s.position("SPY"), Decimal::ZERO);
+    assert_eq!(s.equity(), Ok(dec!(100000)));
+    // Every later intent is rejected by the halt, naming the breaker.
+    let out = intent(&mut s, order("a", "SPY", Side::Buy, dec!(1)), T0 + 2);
+    let Output::Rejected { violations, .. } = &out[0] else {
+        panic!("rejected: {out:?}")
+    };
+    assert_eq!(violations.len(), 1);
+    assert_eq!(violations[0].limit, "halt");
+    assert!(
+        violations[0]
+            .message
+            .contains("the accounting breaker tripped"),
+        "{}",
+        violations[0].message
+    );
+    let _ = s.snapshot();
+    // Resume lifts it; trading goes on.
+    let out = resume(&mut s);
+    assert!(
+        matches!(&out[..], [Output::Resumed { lifted, .. }] if lifted.cause == HaltCause::Breaker(Breaker::Accounting))
+    );
+    assert!(s.halt().is_none());
+    let out = intent(&mut s, order("b", "SPY", Side::Buy, dec!(1)), T0 + 3);
+    assert!(matches!(out[0], Output::Approved { .. }), "{out:?}");
+}
+
+#[test]
+fn a_bar_that_puts_the_book_out_of_range_halts_and_resume_does_not_panic() {
+    let mut s = RiskState::default();
+    s.apply(&fill("SPY", Side::Buy, e(1, 14), dec!(0.0001), T0));
+    assert_eq!(s.tripped(), None);
+    let out = s.apply(&bar("SPY", e(1, 16), T0 + 1));
+    let reason = tripped_accounting(&out).expect("the accounting breaker trips");
+    assert!(reason.contains("position notional"), "{reason}");
+    assert!(s.equity().is_err());
+    // The snapshot saturates its display values rather than panicking.
+    let snap = s.snapshot();
+    assert_eq!(snap.gross_exposure, Decimal::MAX);
+    assert_eq!(snap.exposures[0].notional, Decimal::MAX);
+    assert!(snap.equity > e(79, 27), "{}", snap.equity);
+    // Resume lifts the halt (the bases stay, the book being out of range);
+    // an order adding risk is still refused while the book cannot be
+    // represented, whatever the limits.
+    resume(&mut s);
+    assert!(s.halt().is_none());
+    let out = intent(&mut s, order("a", "QQQ", Side::Buy, dec!(1)), T0 + 2);
+    assert_eq!(rejected_limits(&out), vec![ARITHMETIC_OVERFLOW.to_owned()]);
+    // A reducing order passes: the position can be cut.
+    let out = intent(&mut s, order("cut", "SPY", Side::Sell, e(5, 13)), T0 + 2);
+    assert!(matches!(out[0], Output::Approved { .. }), "{out:?}");
+    // The next bar in range trips nothing and risk is back.
+    let out = s.apply(&bar("SPY", dec!(0.0001), T0 + 3));
+    assert_eq!(tripped_accounting(&out), None);
+    assert_eq!(s.equity(), Ok(dec!(100000)));
+    let out = intent(&mut s, order("b", "QQQ", Side::Buy, dec!(1)), T0 + 4);
+    assert!(!matches!(out[0], Output::Rejected { .. }), "{out:?}");
+}
+
+/// A decimal near the top of the range (mantissa near 2^96, any scale), or
+/// an ordinary one.
+fn wild() -> impl Strategy<Value = Decimal> {
+    prop_oneof![
+        2 => dec_in(1, 1_000_000, 2),
+        1 => (any::<u32>(), any::<u32>(), (u32::MAX - 0xFFFF)..=u32::MAX, 0..=28u32)
+            .prop_map(|(lo, mid, hi, scale)| Decimal::from_parts(lo, mid, hi, false, scale)),
+        1 => (any::<u64>(), 0..=28u32)
+            .prop_map(|(m, scale)| Decimal::from_i128_with_scale(i128::from(m) << 32, scale)),
+    ]
+}
+
+prop_compose! {
+    fn wild_input()(kind in 0..9u8, sym in symbol(), side in side(), q in wild(), p in wild(),
+                    c in wild(), neg in any::<bool>(), id in 0..20u32, dt in 0..(3 * DAY)) -> Input {
+        let at_ns = T0 + dt;
+        match kind {
+            0 | 1 => Input::Bar { symbol: sym.into(), close: p, at_ns },
+            2 | 3 => Input::Fill { fill_id: format!("f{dt}"), client_order_id: format!("c{id}"),
+                strategy_id: format!("s{}", id % 3), symbol: sym.into(), side, quantity: q, price: p,
+                commission: if neg { -c } else { c }, at_ns },
+            4 | 5 => Input::Intent { order: Order { client_order_id: format!("c{id}"),
+                strategy_id: format!("s{}", id % 3), symbol: sym.into(), side,
+                size: match id % 4 { 0 => Size::EquityFraction(c), 1 => Size::ClosePosition, _ => Size::Quantity(q) },
+                limit_price: (id % 5 == 0).then_some(p) }, at_ns },
+            6 => Input::SetLimits { limits: Limits {
+                    max_order_notional: Some(c), max_gross_exposure: Some(p), max_net_leverage: Some(dec!(3)),
+                    max_price_deviation: Some(dec!(0.5)), max_drawdown: Some(dec!(0.5)), max_daily_loss: Some(q),
+                    ..Limits::default() },
+                expected_version: u64::from(id % 3), by: "p".into(), reason: "p".into(), at_ns: 0 },
+            7 => Input::Configure { settings: Settings { initial_equity: c, ..Settings::default() }, limits: None },
+            _ => Input::Resume { reason: "p".into(), by: "p".into(), at_ns: 0 },
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Huge decimals anywhere: `apply`, `check` and `snapshot` never panic;
+    /// no order is approved while the book it would add to cannot be
+    /// represented, nor one whose own notional is out of range; and a book
+    /// out of range after a market input is always halted.
+    #[test]
+    fn huge_decimals_never_panic_nor_approve_through_an_overflow(
+        inputs in prop::collection::vec(wild_input(), 1..40),
+    ) {
+        let mut s = RiskState::default();
+        // Set only by a Resume: the book may then be out of range, unhalted,
+        // until the next input that evaluates it.
+        let mut resumed = false;
+        for input in &inputs {
+            if let Input::Intent { order, at_ns } = input {
+                // Move the clock first, so the check below is the one the
+                // intent gets (no order-rate breaker is configured).
+                s.apply(&Input::Cancel { client_order_id: "none".into(), at_ns: *at_ns });
+                let before = s.clone();
+                let c = s.check(order, None, *at_ns);
+                let out = s.apply(input);
+                let approved = matches!(out[0], Output::Approved { .. });
+                prop_assert_eq!(approved, c.approved(), "{:?} / {:?}", c, out);
+                if approved {
+                    prop_assert!(before.halt().is_none());
+                    if !c.reducing {
+                        prop_assert!(before.equity().is_ok(), "approved on a book out of range: {:?}", c);
+                        if let (Some(q), Some(r)) = (c.quantity, c.reference_price) {
+                            prop_assert!(q.checked_mul(r).is_some(), "approved notional out of range: {:?}", c);
+                        }
+                    }
+                }
+            } else {
+                s.apply(input);
+            }
+            match input {
+                Input::Resume { .. } => resumed = true,
+                Input::Fill { .. } | Input::Bar { .. } | Input::Configure { .. } => resumed = false,
+                _ => {}
+            }
+            if s.equity().is_err() && !resumed {
+                prop_assert!(s.halt().is_some(), "book out of range and not halted after {:?}", input);
+            }
+            let _ = s.snapshot();
+        }
+    }
 }

@@ -254,16 +254,31 @@ impl State {
     }
 
     /// Realized and unrealized PnL of the account's positions (at the marks).
-    pub fn pnl(&self) -> (Decimal, Decimal) {
+    ///
+    /// # Errors
+    /// A position's PnL or a sum is out of the decimal range (absurd prices
+    /// or quantities): named, never replaced by a default.
+    pub fn pnl(&self) -> Result<(Decimal, Decimal), PaperError> {
         let mut realized = Decimal::ZERO;
         let mut unrealized = Decimal::ZERO;
         for (s, p) in &self.positions {
-            realized += p.realized_pnl;
+            let overflow = |what| PaperError::Overflow {
+                what,
+                symbol: s.clone(),
+            };
+            realized = realized
+                .checked_add(p.realized_pnl)
+                .ok_or_else(|| overflow("realized PnL"))?;
             if let Some(m) = self.marks.get(s) {
-                unrealized += p.unrealized_pnl(*m).unwrap_or_default();
+                let u = p
+                    .unrealized_pnl(*m)
+                    .map_err(|_| overflow("unrealized PnL"))?;
+                unrealized = unrealized
+                    .checked_add(u)
+                    .ok_or_else(|| overflow("unrealized PnL"))?;
             }
         }
-        (realized, unrealized)
+        Ok((realized, unrealized))
     }
 
     /// The decision time given to an order that reached the venue without
@@ -531,7 +546,9 @@ impl Engine {
         let Ok(snap) = state.broker.snapshot() else {
             return;
         };
-        let (realized, unrealized) = state.pnl();
+        let Ok((realized, unrealized)) = state.pnl() else {
+            return;
+        };
         let a = [self.metrics.account.as_str()];
         self.metrics
             .equity
@@ -586,8 +603,11 @@ impl Engine {
                         .fills
                         .with_label_values(&[convert::side_name(f.side)])
                         .inc();
-                    let notional = f.price.to_decimal() * f.qty.to_decimal();
-                    self.metrics.fill_notional.inc_by(decimal_f64(notional));
+                    // The venue's ledger booked this notional: in range, but
+                    // checked all the same (a metric is no reason to panic).
+                    if let Some(notional) = f.price.to_decimal().checked_mul(f.qty.to_decimal()) {
+                        self.metrics.fill_notional.inc_by(decimal_f64(notional));
+                    }
                     tracing::info!(target: "audit", event = "fill",
                         client_order_id = %f.client_order_id, strategy_id = %f.strategy_id,
                         symbol = %f.symbol, side = convert::side_name(f.side),
@@ -686,7 +706,19 @@ impl Engine {
             Err(PaperError::StaleBar { .. }) => {
                 return Ok(self.drop_input("stale_bar", source, "not after the last bar"));
             }
-            Err(e) => return Ok(self.drop_input("invalid_bar", source, &e.to_string())),
+            Err(e) => {
+                // The venue refuses a bad bar before it changes anything; an
+                // error of the books around it (a fill sum out of the decimal
+                // range) comes after: rebuild from the journal before the
+                // next input.
+                if matches!(
+                    e,
+                    PaperError::Overflow { .. } | PaperError::Inconsistent { .. }
+                ) {
+                    state.dirty = true;
+                }
+                return Ok(self.drop_input("invalid_bar", source, &e.to_string()));
+            }
         };
         let seq = self
             .commit_applied(
@@ -1410,6 +1442,99 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<Outputs>(json).unwrap(),
             outputs(None)
+        );
+    }
+
+    /// Absurd prices and quantities, with and without margin enforcement
+    /// and with a starting cash near the top of the decimal range: the
+    /// venue refuses what it cannot book (a bar whose mark-to-market
+    /// overflows is an error, so the service refuses the input; an order
+    /// past the margin is rejected), and nothing on the way (the broker's
+    /// sums, the position view, the PnL, the reconciliation) panics.
+    #[test]
+    fn absurd_prices_and_quantities_are_refused_without_a_panic() {
+        let huge = i64::MAX / 2;
+        for (cash, margin) in [
+            (Decimal::from(100_000), true),
+            (Decimal::from(100_000), false),
+            (Decimal::MAX / Decimal::TWO, false),
+        ] {
+            let config = BacktestConfig {
+                starting_cash: cash,
+                enforce_margin: margin,
+                ..BacktestConfig::default()
+            };
+            let broker = Broker::new(config, vec![Instrument::equity("SPY", 2, 0)]).unwrap();
+            let mut state = State::new(broker, vec!["SPY".into()]);
+            let bar = |k: i64, close: i64| {
+                Journaled::Input(Input::Bar {
+                    symbol: "SPY".into(),
+                    bar: Bar {
+                        ts: k * 86_400_000_000_000,
+                        open: close,
+                        high: close,
+                        low: close,
+                        close,
+                        volume: i64::MAX,
+                    },
+                })
+            };
+            let submit = |cid: &str, side: Side, qty: i64| {
+                Journaled::Input(Input::Submit(ticket(cid, side, qty, OrderKind::Market)))
+            };
+            let inputs = [
+                (bar(1, 10_000), true),
+                (submit("a", Side::Buy, huge), true),
+                (bar(2, huge), false),
+                (submit("b", Side::Sell, huge), true),
+                (bar(3, 1), true),
+                (submit("c", Side::Buy, i64::MAX), true),
+                (bar(4, huge), false),
+                (bar(5, i64::MAX), false),
+            ];
+            for (k, (j, ok)) in inputs.iter().enumerate() {
+                match state.apply(j) {
+                    Ok(_) => assert!(ok, "{cash} {margin}: input {k} accepted"),
+                    Err(e) => {
+                        assert!(!ok, "{cash} {margin}: input {k} refused: {e}");
+                        assert_eq!(e.to_string(), "notional overflowed");
+                    }
+                }
+            }
+            let orders = state.broker.orders();
+            if margin {
+                assert!(
+                    orders[..2]
+                        .iter()
+                        .all(|o| o.status == OrderStatus::Rejected)
+                );
+            }
+            assert!(state.pnl().is_ok());
+            let r = crate::reconcile::reconcile(&state.broker, cash).unwrap();
+            assert!(r.breaks.is_empty(), "{:?}", r.breaks);
+        }
+    }
+
+    /// The PnL sums are checked: an overflow is an error naming it.
+    #[test]
+    fn a_pnl_sum_out_of_range_is_an_error_not_a_panic() {
+        let broker = Broker::new(
+            BacktestConfig::default(),
+            vec![
+                Instrument::equity("SPY", 2, 0),
+                Instrument::equity("QQQ", 2, 0),
+            ],
+        )
+        .unwrap();
+        let mut state = State::new(broker, vec!["SPY".into(), "QQQ".into()]);
+        for s in ["QQQ", "SPY"] {
+            let mut p = Position::flat(0, 1);
+            p.realized_pnl = Decimal::MAX;
+            state.positions.insert(s.into(), p);
+        }
+        assert_eq!(
+            state.pnl().unwrap_err().to_string(),
+            "realized PnL of SPY exceeds the decimal range"
         );
     }
 

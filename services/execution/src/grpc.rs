@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use grodt_core::{Decimal, OrderStatus, Position};
-use grodt_paper::OrderState;
+use grodt_paper::{OrderState, PaperError};
 use grodt_proto::v1;
 use grodt_proto::v1::execution_service_server::ExecutionService;
 use grodt_proto::v1::{
@@ -353,7 +353,7 @@ impl ExecutionService for ExecutionApi {
     ) -> Result<Response<GetAccountResponse>, Status> {
         let state = self.engine.lock().await;
         let snap = state.broker.snapshot().map_err(ExecError::from)?;
-        let (realized, unrealized) = state.pnl();
+        let (realized, unrealized) = state.pnl().map_err(ExecError::from)?;
         // Initial margin of the open positions at their marks (the
         // instrument's initial margin rate, 1 for cash equities).
         let mut margin = Decimal::ZERO;
@@ -364,9 +364,25 @@ impl ExecutionService for ExecutionApi {
                 .iter()
                 .find(|i| i.id == p.symbol)
                 .map_or(Decimal::ONE, |i| i.margin.initial);
-            margin += p.value.abs() * rate;
+            margin = p
+                .value
+                .abs()
+                .checked_mul(rate)
+                .and_then(|m| margin.checked_add(m))
+                .ok_or_else(|| PaperError::Overflow {
+                    what: "margin used",
+                    symbol: p.symbol.clone(),
+                })
+                .map_err(ExecError::from)?;
         }
-        let buying_power = (snap.equity - margin).max(Decimal::ZERO);
+        // Equity and margin are both in range: their difference is at most
+        // twice the range only when equity < 0 < margin, and then it is
+        // negative and floored at 0.
+        let buying_power = snap
+            .equity
+            .checked_sub(margin)
+            .unwrap_or(Decimal::ZERO)
+            .max(Decimal::ZERO);
         Ok(Response::new(GetAccountResponse {
             account_id: self.account_id.clone(),
             currency: self.currency.clone(),
@@ -376,6 +392,7 @@ impl ExecutionService for ExecutionApi {
             margin_used: Some(margin.into()),
             realized_pnl: Some(realized.into()),
             unrealized_pnl: Some(unrealized.into()),
+            // Both are non-negative totals: their difference is in range.
             commissions: Some((snap.costs.commission - snap.costs.rebates).into()),
             borrow_costs: Some(snap.costs.borrow.into()),
             financing_costs: Some(snap.costs.financing.into()),

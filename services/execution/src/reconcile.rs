@@ -79,6 +79,7 @@ pub struct Reconciliation {
 /// The snapshot or the position fold failed (an overflow): a break of its own kind.
 pub fn reconcile(broker: &Broker, starting_cash: Decimal) -> Result<Reconciliation, String> {
     let snap = broker.snapshot().map_err(|e| e.to_string())?;
+    let overflow = |what: &str| format!("{what} exceeds the decimal range");
     let fills = broker.fills();
     let mut cash = starting_cash;
     let mut commission = Decimal::ZERO;
@@ -91,16 +92,28 @@ pub fn reconcile(broker: &Broker, starting_cash: Decimal) -> Result<Reconciliati
             .map_or(1, |i| i.multiplier);
         let notional =
             grodt_core::fixed::notional(f.qty, f.price, multiplier).map_err(|e| e.to_string())?;
-        match f.side {
-            Side::Buy => cash -= notional,
-            Side::Sell => cash += notional,
-        }
-        cash -= f.commission;
-        cash += f.rebate;
-        commission += f.commission;
-        rebates += f.rebate;
+        let flow = match f.side {
+            Side::Buy => -notional,
+            Side::Sell => notional,
+        };
+        cash = cash
+            .checked_add(flow)
+            .and_then(|c| c.checked_sub(f.commission))
+            .and_then(|c| c.checked_add(f.rebate))
+            .ok_or_else(|| overflow("cash from fills"))?;
+        commission = commission
+            .checked_add(f.commission)
+            .ok_or_else(|| overflow("commission"))?;
+        rebates = rebates
+            .checked_add(f.rebate)
+            .ok_or_else(|| overflow("rebates"))?;
     }
-    cash -= snap.costs.borrow + snap.costs.financing;
+    cash = snap
+        .costs
+        .borrow
+        .checked_add(snap.costs.financing)
+        .and_then(|c| cash.checked_sub(c))
+        .ok_or_else(|| overflow("cash from fills"))?;
     let mut breaks = Vec::new();
     let mut check = |item: &str, ledger: Decimal, recomputed: Decimal| {
         if ledger != recomputed {

@@ -163,7 +163,8 @@ impl PaperOutcome {
             .as_ref()
             .and_then(|d| d.value.parse::<Decimal>().ok())
             .unwrap_or_default();
-        (differ, equity - self.backtest_equity)
+        // A gap beyond the decimal range shows as ±MAX: still a divergence.
+        (differ, equity.saturating_sub(self.backtest_equity))
     }
 
     /// The report printed by the command.
@@ -341,6 +342,7 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
             side: side_name(f.side),
             qty: f.qty.to_decimal(),
             price: f.price.to_decimal(),
+            // Both are non-negative amounts: their difference is in range.
             commission: f.commission - f.rebate,
         })
         .collect();

@@ -270,6 +270,7 @@ pub fn cause_to_proto(c: HaltCause) -> v1::HaltCause {
         HaltCause::Breaker(Breaker::Drawdown) => v1::HaltCause::Drawdown,
         HaltCause::Breaker(Breaker::OrderRate) => v1::HaltCause::OrderRate,
         HaltCause::Breaker(Breaker::RejectRate) => v1::HaltCause::RejectRate,
+        HaltCause::Breaker(Breaker::Accounting) => v1::HaltCause::Accounting,
     }
 }
 

@@ -128,16 +128,17 @@ fn dec(d: Decimal) -> Option<v1::Decimal> {
 /// An instance as the wire's `StrategyInstance`.
 #[must_use]
 pub fn instance_to_proto(state: &State, i: &Instance) -> v1::StrategyInstance {
-    let mut realized = Decimal::ZERO;
-    let mut unrealized = Decimal::ZERO;
+    // Sums out of the decimal range are left unset (`None`), never clamped.
+    let mut realized = Some(Decimal::ZERO);
+    let mut unrealized = Some(Decimal::ZERO);
     let positions = i
         .books
         .iter()
         .map(|b| {
             let mark = b.runner.last_close();
             let u = b.pnl.unrealized(mark);
-            realized += b.pnl.realized;
-            unrealized += u;
+            realized = realized.and_then(|r| r.checked_add(b.pnl.realized));
+            unrealized = unrealized.zip(u).and_then(|(a, u)| a.checked_add(u));
             let qty = b.runner.position();
             v1::Position {
                 symbol: b.runner.symbol().to_owned(),
@@ -146,7 +147,7 @@ pub fn instance_to_proto(state: &State, i: &Instance) -> v1::StrategyInstance {
                 average_price: (!qty.is_zero()).then(|| b.pnl.avg.into()),
                 mark_price: mark.map(v1::Decimal::from),
                 realized_pnl: dec(b.pnl.realized),
-                unrealized_pnl: dec(u),
+                unrealized_pnl: u.map(v1::Decimal::from),
                 updated_at: b.runner.last_bar_ts().map(ts_to_proto),
             }
         })
@@ -162,8 +163,8 @@ pub fn instance_to_proto(state: &State, i: &Instance) -> v1::StrategyInstance {
         state: i.status.to_proto() as i32,
         gated: state.gated(i),
         positions,
-        realized_pnl: dec(realized),
-        unrealized_pnl: dec(unrealized),
+        realized_pnl: realized.map(v1::Decimal::from),
+        unrealized_pnl: unrealized.map(v1::Decimal::from),
         bars_processed: i.bars_processed(),
         intents_emitted: i.intents_emitted(),
         cancels_emitted: i.cancels_emitted,

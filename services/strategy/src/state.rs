@@ -231,15 +231,51 @@ pub struct Pnl {
     pub realized: Decimal,
 }
 
+/// `Some(x)` or the name of the quantity that left the decimal range.
+fn ck(x: Option<Decimal>, what: &'static str) -> Result<Decimal, &'static str> {
+    x.ok_or(what)
+}
+
 impl Pnl {
-    fn on_fill(&mut self, side: Side, q: Decimal, p: Decimal, fee: Decimal) {
+    /// Books one fill, all or nothing.
+    ///
+    /// # Errors
+    /// The name of the quantity (average price, realized PnL, position)
+    /// that left the decimal range: the book is left as it was.
+    fn on_fill(
+        &mut self,
+        side: Side,
+        q: Decimal,
+        p: Decimal,
+        fee: Decimal,
+    ) -> Result<(), &'static str> {
+        let mut next = *self;
+        next.book(side, q, p, fee)?;
+        *self = next;
+        Ok(())
+    }
+
+    fn book(
+        &mut self,
+        side: Side,
+        q: Decimal,
+        p: Decimal,
+        fee: Decimal,
+    ) -> Result<(), &'static str> {
         let signed = if side == Side::Buy { q } else { -q };
-        self.realized -= fee;
+        self.realized = ck(self.realized.checked_sub(fee), "realized PnL")?;
         if self.qty.is_zero() || self.qty.is_sign_negative() == signed.is_sign_negative() {
-            let new = self.qty + signed;
-            self.avg = (self.avg * self.qty.abs() + p * q) / new.abs();
+            let new = ck(self.qty.checked_add(signed), "position")?;
+            let cost = ck(
+                self.avg
+                    .checked_mul(self.qty.abs())
+                    .zip(p.checked_mul(q))
+                    .and_then(|(a, b)| a.checked_add(b)),
+                "cost of the position",
+            )?;
+            self.avg = ck(cost.checked_div(new.abs()), "average entry price")?;
             self.qty = new;
-            return;
+            return Ok(());
         }
         let closing = q.min(self.qty.abs());
         let dir = if self.qty.is_sign_negative() {
@@ -247,20 +283,29 @@ impl Pnl {
         } else {
             Decimal::ONE
         };
-        self.realized += (p - self.avg) * closing * dir;
-        self.qty += signed;
+        // dir is ±1: the last product is a negation at most.
+        let gain = ck(
+            p.checked_sub(self.avg).and_then(|d| d.checked_mul(closing)),
+            "realized PnL",
+        )? * dir;
+        self.realized = ck(self.realized.checked_add(gain), "realized PnL")?;
+        self.qty = ck(self.qty.checked_add(signed), "position")?;
         if self.qty.is_zero() {
             self.avg = Decimal::ZERO;
         } else if q > closing {
             // Flipped through flat: the rest opened at this price.
             self.avg = p;
         }
+        Ok(())
     }
 
-    /// Gains of the open quantity at `mark`.
+    /// Gains of the open quantity at `mark`; `None` without a mark or when
+    /// out of the decimal range.
     #[must_use]
-    pub fn unrealized(&self, mark: Option<Decimal>) -> Decimal {
-        mark.map_or(Decimal::ZERO, |m| (m - self.avg) * self.qty)
+    pub fn unrealized(&self, mark: Option<Decimal>) -> Option<Decimal> {
+        mark.map_or(Some(Decimal::ZERO), |m| {
+            m.checked_sub(self.avg)?.checked_mul(self.qty)
+        })
     }
 }
 
@@ -614,6 +659,7 @@ fn build_books(spec: &InstanceSpec, instruments: &Instruments) -> Result<Vec<Boo
     let configured = grodt_strategies::registry::parse(&spec.strategy_name, &params)
         .map_err(|e| e.to_string())?;
     let n = Decimal::from(spec.symbols.len());
+    // Divided by 1..=100 symbols: never larger than the capital itself.
     let capital = spec.capital / n;
     spec.symbols
         .iter()
@@ -638,12 +684,16 @@ fn feed(i: &mut Instance, r: &Report, out: &mut Vec<Output>) -> Result<(), Paper
                 && f.strategy_id == id
                 && f.symbol == b.runner.symbol()
             {
-                b.pnl.on_fill(
-                    f.side,
-                    f.qty.to_decimal(),
-                    f.price.to_decimal(),
-                    f.commission - f.rebate,
-                );
+                let fee = f.commission.checked_sub(f.rebate);
+                fee.ok_or("commission net of the rebate")
+                    .and_then(|fee| {
+                        b.pnl
+                            .on_fill(f.side, f.qty.to_decimal(), f.price.to_decimal(), fee)
+                    })
+                    .map_err(|what| PaperError::Overflow {
+                        what,
+                        symbol: f.symbol.clone(),
+                    })?;
             }
         }
         let outs = b.runner.on_report(r)?;
@@ -814,16 +864,72 @@ mod tests {
     }
 
     #[test]
+    fn a_fill_out_of_the_decimal_range_fails_the_instance_instead_of_panicking() {
+        use grodt_core::{Liquidity, Price, Quantity};
+        let mut state = two_symbols();
+        state.apply(&Record::Deploy {
+            spec: spec(&["SPY"]),
+            start: true,
+            at_ns: 1,
+        });
+        let fill = |seq: u64| grodt_paper::PaperFill {
+            seq,
+            client_order_id: "m-1-0".into(),
+            strategy_id: "m-1".into(),
+            symbol: "SPY".into(),
+            side: Side::Buy,
+            // 9.2e18 x 9.2e16: far past rust_decimal's ~7.9e28.
+            qty: Quantity::from_raw(i64::MAX, 0).unwrap(),
+            price: Price::from_raw(i64::MAX, 2).unwrap(),
+            commission: Decimal::ZERO,
+            rebate: Decimal::ZERO,
+            slippage: Decimal::ZERO,
+            liquidity: Liquidity::Taker,
+            ts: 86_400_000_000_000,
+        };
+        let out = state.apply(&Record::Report {
+            report: Report {
+                bar: None,
+                updates: vec![Update::Fill(fill(0))],
+            },
+            timeframe: v1::Timeframe::Day1 as i32,
+        });
+        assert!(out.is_empty());
+        let i = &state.instances["m-1"];
+        assert_eq!(i.status, Status::Failed);
+        assert_eq!(
+            i.error.as_deref(),
+            Some("cost of the position of SPY exceeds the decimal range")
+        );
+        assert_eq!(i.books[0].pnl, Pnl::default(), "the book is left as it was");
+        // A failed instance sees nothing more; the state goes on.
+        let day = v1::Timeframe::Day1 as i32;
+        assert!(state.apply(&bar("SPY", 2, 10_000, day)).is_empty());
+        assert_eq!(state.instances["m-1"].bars_processed(), 0);
+        // Average price and realized PnL are checked too.
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let mut p = Pnl::default();
+        p.on_fill(Side::Buy, d("1"), Decimal::MAX, Decimal::ZERO)
+            .unwrap();
+        assert_eq!(
+            p.on_fill(Side::Sell, d("1"), -Decimal::MAX, Decimal::ZERO),
+            Err("realized PnL")
+        );
+        assert_eq!(p.unrealized(Some(-Decimal::MAX)), None);
+    }
+
+    #[test]
     fn average_cost_pnl() {
         let d = |s: &str| s.parse::<Decimal>().unwrap();
         let mut p = Pnl::default();
-        p.on_fill(Side::Buy, d("10"), d("100"), d("1"));
-        p.on_fill(Side::Buy, d("10"), d("110"), d("1"));
+        p.on_fill(Side::Buy, d("10"), d("100"), d("1")).unwrap();
+        p.on_fill(Side::Buy, d("10"), d("110"), d("1")).unwrap();
         assert_eq!(p.avg, d("105"));
-        p.on_fill(Side::Sell, d("5"), d("120"), d("1"));
+        p.on_fill(Side::Sell, d("5"), d("120"), d("1")).unwrap();
         assert_eq!(p.realized, d("72"));
-        assert_eq!(p.unrealized(Some(d("100"))), d("-75"));
-        p.on_fill(Side::Sell, d("20"), d("100"), Decimal::ZERO);
+        assert_eq!(p.unrealized(Some(d("100"))), Some(d("-75")));
+        p.on_fill(Side::Sell, d("20"), d("100"), Decimal::ZERO)
+            .unwrap();
         assert_eq!(p.qty, d("-5"));
         assert_eq!(p.avg, d("100"));
         assert_eq!(p.realized, d("72") - d("75"));
