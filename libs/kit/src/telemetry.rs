@@ -251,6 +251,21 @@ pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: &str)
     true
 }
 
+/// Links `span` to the span current now. Made with `parent: None`, `span` is
+/// then the root of a trace of its own that points back at the long-running
+/// work it is part of: a replay's bars are one trace each (a bar to its
+/// fills), not all of them one trace of the whole replay.
+pub fn link_to_current(span: &tracing::Span) {
+    let here = tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .clone();
+    if here.is_valid() {
+        span.add_link(here);
+    }
+}
+
 /// The remote context an event's `traceparent`/`tracestate` describe, to make
 /// it the parent of the consuming span (`span.set_parent(cx)`); `None` when
 /// `traceparent` is empty or malformed.

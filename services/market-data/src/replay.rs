@@ -294,7 +294,19 @@ async fn publish_all(
             dataset_id: job.dataset_id.clone(),
             replay_id: job.replay_id.clone(),
         };
-        publish_bar(bus, &stream, &event, job.bars.ts[i], None).await?;
+        // Each bar is the root of its own trace (down to the fills it
+        // leads to), linked to the replay's span.
+        let span = tracing::info_span!(
+            parent: None,
+            "market_data.bar",
+            symbol = %job.symbol,
+            bar_ts = job.bars.ts[i],
+            replay_id = %job.replay_id
+        );
+        grodt_kit::telemetry::link_to_current(&span);
+        publish_bar(bus, &stream, &event, job.bars.ts[i], None)
+            .instrument(span)
+            .await?;
         published.inc();
         metrics.replay_lag.set(match due {
             Some(due) => Instant::now().saturating_duration_since(due).as_secs_f64(),

@@ -162,3 +162,28 @@ async fn an_event_envelope_traceparent_round_trips() {
     assert_eq!(trace_id(&consumed), trace_id(&traceparent));
     assert_ne!(consumed, traceparent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_span_linked_to_the_current_one_starts_its_own_trace() {
+    let _guard = telemetry::init("kit-link", &quiet()).expect("init");
+    let replay = tracing::info_span!("replay");
+    let (outer, bars) = replay.in_scope(|| {
+        let outer = current_traceparent().expect("traceparent").0;
+        let bars: Vec<String> = (0..2)
+            .map(|_| {
+                let bar = tracing::info_span!(parent: None, "bar");
+                telemetry::link_to_current(&bar);
+                bar.in_scope(current_traceparent).expect("traceparent").0
+            })
+            .collect();
+        (outer, bars)
+    });
+    for b in &bars {
+        assert_ne!(
+            trace_id(b),
+            trace_id(&outer),
+            "not inside the replay's trace"
+        );
+    }
+    assert_ne!(trace_id(&bars[0]), trace_id(&bars[1]), "one trace per bar");
+}
