@@ -107,3 +107,168 @@ impl Cluster {
         panic!("{} did not serve; log:\n{log}", self.procs[k].name);
     }
 }
+
+/// sma_cross 5/20's parameters, as the cluster tests deploy it.
+pub fn sma_params() -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        ("fast".to_owned(), "5".to_owned()),
+        ("slow".to_owned(), "20".to_owned()),
+    ])
+}
+
+/// Deploys and starts sma_cross 5/20 on SPY daily with 100,000 as `instance`.
+pub async fn deploy_sma(
+    strategy: &mut grodt_proto::v1::strategy_service_client::StrategyServiceClient<
+        tonic::transport::Channel,
+    >,
+    instance: &str,
+) {
+    use grodt_proto::v1;
+    strategy
+        .deploy(v1::DeployRequest {
+            instance_id: instance.into(),
+            strategy_name: "sma_cross".into(),
+            params: sma_params().into_iter().collect(),
+            symbols: vec!["SPY".into()],
+            timeframe: v1::Timeframe::Day1 as i32,
+            allowed_regimes: Vec::new(),
+            capital: Some(v1::Decimal {
+                value: "100000".into(),
+            }),
+            start: true,
+        })
+        .await
+        .expect("deploys");
+}
+
+/// What a run left against a backtest of the same bars: the fills
+/// `(time, quantity, price)` expected and those at execution, how many were
+/// lost or extra, the fills stream's entries and distinct fill ids, and the
+/// two final equities.
+pub struct Audit {
+    pub want: Vec<(i64, grodt_core::Decimal, grodt_core::Decimal)>,
+    pub got: Vec<(i64, grodt_core::Decimal, grodt_core::Decimal)>,
+    pub lost: usize,
+    pub extra: usize,
+    pub entries: usize,
+    pub ids: usize,
+    pub equity: grodt_core::Decimal,
+    pub want_equity: grodt_core::Decimal,
+}
+
+impl Audit {
+    /// Backtests sma_cross 5/20 on `bars`, reads execution's fills and
+    /// account, and reads the whole fills stream (group `group`).
+    pub async fn of(
+        bus: &dyn grodt_bus::EventBus,
+        execution: &mut grodt_proto::v1::execution_service_client::ExecutionServiceClient<
+            tonic::transport::Channel,
+        >,
+        inst: &grodt_core::Instrument,
+        bars: &[grodt_core::Bar],
+        group: &str,
+    ) -> Self {
+        use grodt_bus::{ConsumerName, GroupName, StartFrom, StreamName};
+        use grodt_core::Decimal;
+        use grodt_proto::topic::{Topic, decode};
+        use grodt_proto::v1;
+        let mut s = grodt_strategies::registry::build("sma_cross", &sma_params(), inst).unwrap();
+        let config = grodt_sim::config::BacktestConfig {
+            starting_cash: Decimal::from(100_000),
+            ..Default::default()
+        };
+        let reference = grodt_sim::run_backtest(
+            &config,
+            std::slice::from_ref(inst),
+            &[bars.to_vec()],
+            &mut *s,
+        )
+        .unwrap();
+        let (fills, account) = grodt::paper::fills_and_account(execution)
+            .await
+            .expect("fills and account");
+        let want: Vec<_> = reference
+            .fills
+            .iter()
+            .map(|f| (f.ts, f.qty.to_decimal(), f.price.to_decimal()))
+            .collect();
+        let got: Vec<_> = fills.iter().map(|f| (f.ts, f.qty, f.price)).collect();
+        let lost = want.iter().filter(|w| !got.contains(w)).count();
+        let extra = got.len().saturating_sub(want.len() - lost);
+        let stream = StreamName::parse(<v1::FillEvent as Topic>::STREAM).unwrap();
+        let group = GroupName::parse(group).unwrap();
+        let me = ConsumerName::parse("audit").unwrap();
+        bus.ensure_group(&stream, &group, StartFrom::Beginning)
+            .await
+            .unwrap();
+        let (mut entries, mut ids) = (0usize, std::collections::BTreeSet::new());
+        loop {
+            let batch = bus
+                .consume(&stream, &group, &me, 500, Duration::ZERO)
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for d in batch {
+                entries += 1;
+                let ev =
+                    decode::<v1::FillEvent>(&d.envelope.event_type, d.envelope.payload.as_ref())
+                        .expect("a fill event");
+                ids.insert(ev.fill.map(|f| f.fill_id).unwrap_or_default());
+            }
+        }
+        let equity = account
+            .equity
+            .as_ref()
+            .and_then(|d| d.value.parse().ok())
+            .unwrap_or_default();
+        Self {
+            want,
+            got,
+            lost,
+            extra,
+            entries,
+            ids: ids.len(),
+            equity,
+            want_equity: reference.last.equity,
+        }
+    }
+
+    /// One line of counts for the test's output.
+    pub fn counts(&self) -> String {
+        format!(
+            "fills: {} expected, {} at execution, {} lost, {} extra; fills stream: {} entries, \
+             {} distinct ids ({} republished under the same id); equity {} vs {}",
+            self.want.len(),
+            self.got.len(),
+            self.lost,
+            self.extra,
+            self.entries,
+            self.ids,
+            self.entries - self.ids,
+            self.equity,
+            self.want_equity
+        )
+    }
+
+    /// Nothing lost, duplicated or different; one id per fill on the stream;
+    /// the account equal to the backtest's.
+    pub fn assert_exact(&self, what: &str) {
+        assert_eq!(
+            (self.lost, self.extra),
+            (0, 0),
+            "no fill lost or duplicated ({what})"
+        );
+        assert_eq!(self.got, self.want, "fills equal the backtest's ({what})");
+        assert_eq!(
+            self.ids,
+            self.want.len(),
+            "one fill id per fill on the stream"
+        );
+        assert_eq!(
+            self.equity, self.want_equity,
+            "the account equals the backtest's"
+        );
+    }
+}

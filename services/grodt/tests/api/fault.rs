@@ -8,16 +8,11 @@
 //! deduplication by id. The counts are printed; `GRODT_FAULT_KILLS` and
 //! `GRODT_FAULT_BARS` lengthen the run.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use grodt_bus::{
-    ConsumerName, EventBus, GroupName, RedisBus, RedisBusConfig, StartFrom, StreamName,
-};
-use grodt_core::Decimal;
-use grodt_proto::topic::{Topic, decode};
+use grodt_bus::{EventBus, RedisBus, RedisBusConfig};
 use grodt_proto::v1;
 use grodt_proto::v1::execution_service_client::ExecutionServiceClient;
 use grodt_proto::v1::strategy_service_client::StrategyServiceClient;
@@ -135,25 +130,7 @@ async fn kill_9_of_each_consumer_mid_replay_loses_and_duplicates_nothing() {
     let mut strategy = StrategyServiceClient::new(client(strategy_port).await);
     let mut execution = ExecutionServiceClient::new(client(execution_port).await);
 
-    let params = BTreeMap::from([
-        ("fast".to_owned(), "5".to_owned()),
-        ("slow".to_owned(), "20".to_owned()),
-    ]);
-    strategy
-        .deploy(v1::DeployRequest {
-            instance_id: "fault-1".into(),
-            strategy_name: "sma_cross".into(),
-            params: params.clone().into_iter().collect(),
-            symbols: vec!["SPY".into()],
-            timeframe: v1::Timeframe::Day1 as i32,
-            allowed_regimes: Vec::new(),
-            capital: Some(v1::Decimal {
-                value: "100000".into(),
-            }),
-            start: true,
-        })
-        .await
-        .expect("deploys");
+    crate::cluster::deploy_sma(&mut strategy, "fault-1").await;
 
     let bus: Arc<dyn EventBus> = Arc::new(
         RedisBus::connect(RedisBusConfig::new(redis_url(), prefix.clone()))
@@ -203,86 +180,11 @@ async fn kill_9_of_each_consumer_mid_replay_loses_and_duplicates_nothing() {
     killer.await.expect("killer");
     let killed = log.lock().unwrap().clone();
 
-    // The reference: a backtest of the same bars.
-    let mut s = grodt_strategies::registry::build("sma_cross", &params, &inst).unwrap();
-    let config = grodt_sim::config::BacktestConfig {
-        starting_cash: Decimal::from(100_000),
-        ..Default::default()
-    };
-    let want = grodt_sim::run_backtest(
-        &config,
-        std::slice::from_ref(&inst),
-        &[bars.clone()],
-        &mut *s,
-    )
-    .unwrap();
-    let (fills, account) = grodt::paper::fills_and_account(&mut execution)
-        .await
-        .expect("fills and account");
-    let want_rows: Vec<(i64, Decimal, Decimal)> = want
-        .fills
-        .iter()
-        .map(|f| (f.ts, f.qty.to_decimal(), f.price.to_decimal()))
-        .collect();
-    let got_rows: Vec<(i64, Decimal, Decimal)> =
-        fills.iter().map(|f| (f.ts, f.qty, f.price)).collect();
-    let lost = want_rows.iter().filter(|w| !got_rows.contains(w)).count();
-    let extra = got_rows.len().saturating_sub(want_rows.len() - lost);
-
-    // The fills stream, read whole: entries, and distinct fill ids.
-    let stream = StreamName::parse(<v1::FillEvent as Topic>::STREAM).unwrap();
-    let group = GroupName::parse("fault-audit").unwrap();
-    let me = ConsumerName::parse("fault-audit").unwrap();
-    bus.ensure_group(&stream, &group, StartFrom::Beginning)
-        .await
-        .unwrap();
-    let (mut entries, mut ids) = (0usize, BTreeSet::new());
-    loop {
-        let batch = bus
-            .consume(&stream, &group, &me, 500, Duration::ZERO)
-            .await
-            .unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        for d in batch {
-            entries += 1;
-            let ev = decode::<v1::FillEvent>(&d.envelope.event_type, d.envelope.payload.as_ref())
-                .expect("a fill event");
-            ids.insert(ev.fill.map(|f| f.fill_id).unwrap_or_default());
-        }
-    }
-    let equity: Decimal = account
-        .equity
-        .as_ref()
-        .and_then(|d| d.value.parse().ok())
-        .unwrap_or_default();
+    let audit = crate::cluster::Audit::of(&*bus, &mut execution, &inst, &bars, "fault-audit").await;
     println!(
-        "fault run (seed {seed}): {n_bars} bars, killed {killed:?}; fills: {} expected, {} at execution, {lost} lost, {extra} extra; \
-         fills stream: {entries} entries, {} distinct ids ({} republished under the same id); equity {equity} vs {}",
-        want_rows.len(),
-        got_rows.len(),
-        ids.len(),
-        entries - ids.len(),
-        want.last.equity
+        "fault run (seed {seed}): {n_bars} bars, killed {killed:?}; {}",
+        audit.counts()
     );
     assert_eq!(killed.len(), kills, "every planned kill happened");
-    assert_eq!(
-        (lost, extra),
-        (0, 0),
-        "no fill lost or duplicated (seed {seed})"
-    );
-    assert_eq!(
-        got_rows, want_rows,
-        "fills equal the backtest's (seed {seed})"
-    );
-    assert_eq!(
-        ids.len(),
-        want_rows.len(),
-        "one fill id per fill on the stream"
-    );
-    assert_eq!(
-        equity, want.last.equity,
-        "the account equals the backtest's"
-    );
+    audit.assert_exact(&format!("seed {seed}"));
 }

@@ -22,17 +22,12 @@
 //! `GRODT_OUTAGE_ROUNDS` (one Redis restart and one Postgres cut each)
 //! lengthen the run.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grodt_bus::{
-    ConsumerName, EventBus, GroupName, RedisBus, RedisBusConfig, StartFrom, StreamName,
-};
-use grodt_core::Decimal;
-use grodt_proto::topic::{Topic, decode};
+use grodt_bus::{EventBus, RedisBus, RedisBusConfig};
 use grodt_proto::v1;
 use grodt_proto::v1::execution_service_client::ExecutionServiceClient;
 use grodt_proto::v1::strategy_service_client::StrategyServiceClient;
@@ -269,25 +264,7 @@ async fn redis_restart_and_postgres_outage_mid_replay_lose_and_duplicate_nothing
     let mut strategy = StrategyServiceClient::new(client(strategy_port).await);
     let mut execution = ExecutionServiceClient::new(client(execution_port).await);
 
-    let params = BTreeMap::from([
-        ("fast".to_owned(), "5".to_owned()),
-        ("slow".to_owned(), "20".to_owned()),
-    ]);
-    strategy
-        .deploy(v1::DeployRequest {
-            instance_id: "outage-1".into(),
-            strategy_name: "sma_cross".into(),
-            params: params.clone().into_iter().collect(),
-            symbols: vec!["SPY".into()],
-            timeframe: v1::Timeframe::Day1 as i32,
-            allowed_regimes: Vec::new(),
-            capital: Some(v1::Decimal {
-                value: "100000".into(),
-            }),
-            start: true,
-        })
-        .await
-        .expect("deploys");
+    crate::cluster::deploy_sma(&mut strategy, "outage-1").await;
 
     let bus: Arc<dyn EventBus> = Arc::new(
         RedisBus::connect(RedisBusConfig::new(redis.url(), prefix.clone()))
@@ -385,60 +362,10 @@ async fn redis_restart_and_postgres_outage_mid_replay_lose_and_duplicate_nothing
         );
     }
 
-    // The reference: a backtest of the same bars.
-    let mut s = grodt_strategies::registry::build("sma_cross", &params, &inst).unwrap();
-    let config = grodt_sim::config::BacktestConfig {
-        starting_cash: Decimal::from(100_000),
-        ..Default::default()
-    };
-    let want = grodt_sim::run_backtest(
-        &config,
-        std::slice::from_ref(&inst),
-        &[bars.clone()],
-        &mut *s,
-    )
-    .unwrap();
-    let (fills, account) = grodt::paper::fills_and_account(&mut execution)
-        .await
-        .expect("fills and account");
-    let want_rows: Vec<(i64, Decimal, Decimal)> = want
-        .fills
-        .iter()
-        .map(|f| (f.ts, f.qty.to_decimal(), f.price.to_decimal()))
-        .collect();
-    let got_rows: Vec<(i64, Decimal, Decimal)> =
-        fills.iter().map(|f| (f.ts, f.qty, f.price)).collect();
-    let lost = want_rows.iter().filter(|w| !got_rows.contains(w)).count();
-    let extra = got_rows.len().saturating_sub(want_rows.len() - lost);
-
-    // The fills stream, read whole from the restarted Redis.
-    let stream = StreamName::parse(<v1::FillEvent as Topic>::STREAM).unwrap();
-    let group = GroupName::parse("outage-audit").unwrap();
-    let me = ConsumerName::parse("outage-audit").unwrap();
-    bus.ensure_group(&stream, &group, StartFrom::Beginning)
-        .await
-        .unwrap();
-    let (mut entries, mut ids) = (0usize, BTreeSet::new());
-    loop {
-        let batch = bus
-            .consume(&stream, &group, &me, 500, Duration::ZERO)
-            .await
-            .unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        for d in batch {
-            entries += 1;
-            let ev = decode::<v1::FillEvent>(&d.envelope.event_type, d.envelope.payload.as_ref())
-                .expect("a fill event");
-            ids.insert(ev.fill.map(|f| f.fill_id).unwrap_or_default());
-        }
-    }
-    let equity: Decimal = account
-        .equity
-        .as_ref()
-        .and_then(|d| d.value.parse().ok())
-        .unwrap_or_default();
+    // Against a backtest of the same bars; the fills stream read whole from
+    // the restarted Redis.
+    let audit =
+        crate::cluster::Audit::of(&*bus, &mut execution, &inst, &bars, "outage-audit").await;
     let (failed, waited, errors) = log_counts(dir.path());
     for o in &outages {
         println!(
@@ -458,9 +385,7 @@ async fn redis_restart_and_postgres_outage_mid_replay_lose_and_duplicate_nothing
     println!(
         "outage run (seed {seed}): {n_bars} bars, {} outages ({} Redis restarts, {} Postgres cuts; {} database \
          connections severed of {} opened; service logs: {failed} handler failures retried, \
-         {waited} waits for the bus, {errors} errors); fills: {} expected, {} at execution, {lost} lost, \
-         {extra} extra; fills stream: {entries} entries, {} distinct ids ({} republished under \
-         the same id); equity {equity} vs {}",
+         {waited} waits for the bus, {errors} errors); {}",
         outages.len(),
         outages
             .iter()
@@ -472,22 +397,8 @@ async fn redis_restart_and_postgres_outage_mid_replay_lose_and_duplicate_nothing
             .count(),
         proxy.severed.load(std::sync::atomic::Ordering::Relaxed),
         proxy.opened.load(std::sync::atomic::Ordering::Relaxed),
-        want_rows.len(),
-        got_rows.len(),
-        ids.len(),
-        entries - ids.len(),
-        want.last.equity
+        audit.counts()
     );
     assert_eq!(outages.len(), plan.len(), "every planned outage happened");
-    assert_eq!((lost, extra), (0, 0), "no fill lost or duplicated");
-    assert_eq!(got_rows, want_rows, "fills equal the backtest's");
-    assert_eq!(
-        ids.len(),
-        want_rows.len(),
-        "one fill id per fill on the stream"
-    );
-    assert_eq!(
-        equity, want.last.equity,
-        "the account equals the backtest's"
-    );
+    audit.assert_exact(&format!("seed {seed}"));
 }

@@ -11,7 +11,7 @@
 //! `execution.fill` span links to the input that filled it (bar k+1, the
 //! next open, in that bar's own trace).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -230,10 +230,7 @@ async fn one_trace_runs_from_the_deciding_bar_to_the_fill_across_the_services() 
     let series = grodt_backtest::series_from_bars("SPY", &raw, false).expect("series");
     let (inst, mut bars) = (series.instrument, series.bars);
     bars.drain(..bars.len() - 90);
-    let params = BTreeMap::from([
-        ("fast".to_owned(), "5".to_owned()),
-        ("slow".to_owned(), "20".to_owned()),
-    ]);
+    let params = crate::cluster::sma_params();
     let mut reference = grodt_strategies::registry::build("sma_cross", &params, &inst).unwrap();
     let want = grodt_sim::run_backtest(
         &grodt_sim::config::BacktestConfig {
@@ -297,21 +294,7 @@ async fn one_trace_runs_from_the_deciding_bar_to_the_fill_across_the_services() 
     };
     let mut strategy = StrategyServiceClient::new(channel(cluster.procs[1].grpc).await);
     let mut execution = ExecutionServiceClient::new(channel(cluster.procs[3].grpc).await);
-    strategy
-        .deploy(v1::DeployRequest {
-            instance_id: "trace-1".into(),
-            strategy_name: "sma_cross".into(),
-            params: params.clone().into_iter().collect(),
-            symbols: vec!["SPY".into()],
-            timeframe: v1::Timeframe::Day1 as i32,
-            allowed_regimes: Vec::new(),
-            capital: Some(v1::Decimal {
-                value: "100000".into(),
-            }),
-            start: true,
-        })
-        .await
-        .expect("deploys");
+    crate::cluster::deploy_sma(&mut strategy, "trace-1").await;
 
     // The bars, each published under its own root span of this test.
     let bus = RedisBus::connect(RedisBusConfig::new(redis_url(), prefix.clone()))
