@@ -49,7 +49,57 @@ pub struct Cluster {
     pub env: Vec<(String, String)>,
 }
 
+/// The last `n` bars of the SPY daily sample, with its instrument.
+pub fn spy_tail(n: usize) -> (grodt_core::Instrument, Vec<grodt_core::Bar>) {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples/spy_1d_1998-2021.csv");
+    let raw = grodt_backtest::load_csv(&path).expect("sample");
+    let series = grodt_backtest::series_from_bars("SPY", &raw, false).expect("series");
+    let (inst, mut bars) = (series.instrument, series.bars);
+    bars.drain(..bars.len() - n);
+    (inst, bars)
+}
+
 impl Cluster {
+    /// One process of each of `names` (`grodt serve NAME`), each on ports of
+    /// its own, none started.
+    pub fn of(
+        config_dir: &std::path::Path,
+        prefix: &str,
+        redis_url: String,
+        db_url: String,
+        names: &[&'static str],
+    ) -> Self {
+        Self {
+            config_dir: config_dir.to_path_buf(),
+            prefix: prefix.to_owned(),
+            redis_url,
+            db_url,
+            env: Vec::new(),
+            procs: names
+                .iter()
+                .map(|name| Proc {
+                    name,
+                    label: (*name).to_owned(),
+                    grpc: free_port(),
+                    http: free_port(),
+                    child: None,
+                    starts: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// Starts every process, then waits until each serves.
+    pub async fn start_all(&mut self) {
+        for k in 0..self.procs.len() {
+            self.start(k);
+        }
+        for k in 0..self.procs.len() {
+            self.wait_serving(k).await;
+        }
+    }
+
     pub fn start(&mut self, k: usize) {
         let p = &mut self.procs[k];
         let log = std::fs::File::create(

@@ -8,7 +8,7 @@
 //! deduplication by id. The counts are printed; `GRODT_FAULT_KILLS` and
 //! `GRODT_FAULT_BARS` lengthen the run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use grodt_proto::v1::execution_service_client::ExecutionServiceClient;
 use grodt_proto::v1::strategy_service_client::StrategyServiceClient;
 use grodt_store::testing::TestDb;
 
-use crate::cluster::{Cluster, Proc, free_port, redis_url};
+use crate::cluster::{Cluster, redis_url};
 use tonic::transport::Channel;
 
 const CONSUMERS: [&str; 4] = ["regime", "strategy", "risk", "execution"];
@@ -93,39 +93,18 @@ async fn kill_9_of_each_consumer_mid_replay_loses_and_duplicates_nothing() {
             u64::try_from(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(1)).unwrap_or(1) | 1
         });
     let db = TestDb::postgres().await;
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples/spy_1d_1998-2021.csv");
-    let raw = grodt_backtest::load_csv(&path).expect("sample");
-    let series = grodt_backtest::series_from_bars("SPY", &raw, false).expect("series");
-    let (inst, mut bars) = (series.instrument, series.bars);
-    bars.drain(..bars.len() - n_bars);
+    let (inst, bars) = crate::cluster::spy_tail(n_bars);
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &inst);
     let prefix = format!("test-fault-{}:", uuid::Uuid::now_v7().simple());
-    let mut cluster = Cluster {
-        config_dir: dir.path().to_path_buf(),
-        prefix: prefix.clone(),
-        redis_url: redis_url(),
-        db_url: db.url().to_owned(),
-        procs: CONSUMERS
-            .iter()
-            .map(|name| Proc {
-                name,
-                label: (*name).to_owned(),
-                grpc: free_port(),
-                http: free_port(),
-                child: None,
-                starts: 0,
-            })
-            .collect(),
-        env: Vec::new(),
-    };
-    for k in 0..CONSUMERS.len() {
-        cluster.start(k);
-    }
-    for k in 0..CONSUMERS.len() {
-        cluster.wait_serving(k).await;
-    }
+    let mut cluster = Cluster::of(
+        dir.path(),
+        &prefix,
+        redis_url(),
+        db.url().to_owned(),
+        &CONSUMERS,
+    );
+    cluster.start_all().await;
     let (strategy_port, execution_port) = (cluster.procs[1].grpc, cluster.procs[3].grpc);
     let mut strategy = StrategyServiceClient::new(client(strategy_port).await);
     let mut execution = ExecutionServiceClient::new(client(execution_port).await);

@@ -23,7 +23,6 @@
 //! lengthen the run.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,7 @@ use grodt_proto::v1::strategy_service_client::StrategyServiceClient;
 use grodt_store::testing::TestDb;
 use tonic::transport::Channel;
 
-use crate::cluster::{Cluster, Proc, free_port};
+use crate::cluster::Cluster;
 use crate::fault::{Rng, client, env_or, write_config};
 use crate::helpers::http_get;
 use crate::proxy::Proxy;
@@ -225,39 +224,12 @@ async fn redis_restart_and_postgres_outage_mid_replay_lose_and_duplicate_nothing
     let proxy = Proxy::start(upstream_of(db.url()).await).await;
     let db_url = via(db.url(), proxy.port());
 
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples/spy_1d_1998-2021.csv");
-    let raw = grodt_backtest::load_csv(&path).expect("sample");
-    let series = grodt_backtest::series_from_bars("SPY", &raw, false).expect("series");
-    let (inst, mut bars) = (series.instrument, series.bars);
-    bars.drain(..bars.len() - n_bars);
+    let (inst, bars) = crate::cluster::spy_tail(n_bars);
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &inst);
     let prefix = format!("test-outage-{}:", uuid::Uuid::now_v7().simple());
-    let mut cluster = Cluster {
-        config_dir: dir.path().to_path_buf(),
-        prefix: prefix.clone(),
-        redis_url: redis.url(),
-        db_url,
-        env: Vec::new(),
-        procs: CONSUMERS
-            .iter()
-            .map(|name| Proc {
-                name,
-                label: (*name).to_owned(),
-                grpc: free_port(),
-                http: free_port(),
-                child: None,
-                starts: 0,
-            })
-            .collect(),
-    };
-    for k in 0..CONSUMERS.len() {
-        cluster.start(k);
-    }
-    for k in 0..CONSUMERS.len() {
-        cluster.wait_serving(k).await;
-    }
+    let mut cluster = Cluster::of(dir.path(), &prefix, redis.url(), db_url, &CONSUMERS);
+    cluster.start_all().await;
     let http_ports: Vec<u16> = cluster.procs.iter().map(|p| p.http).collect();
     until_ready(&http_ports).await;
     let (strategy_port, execution_port) = (cluster.procs[1].grpc, cluster.procs[3].grpc);

@@ -12,7 +12,6 @@
 //! next open, in that bar's own trace).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::cluster::{Cluster, Proc, free_port, redis_url};
+use crate::cluster::{Cluster, redis_url};
 
 const CONSUMERS: [&str; 4] = ["regime", "strategy", "risk", "execution"];
 /// The service name of this test's own spans (the bars' roots).
@@ -224,12 +223,7 @@ async fn one_trace_runs_from_the_deciding_bar_to_the_fill_across_the_services() 
 
     // The bars, and the fills a backtest of them makes (there must be some).
     let db = TestDb::postgres().await;
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/samples/spy_1d_1998-2021.csv");
-    let raw = grodt_backtest::load_csv(&path).expect("sample");
-    let series = grodt_backtest::series_from_bars("SPY", &raw, false).expect("series");
-    let (inst, mut bars) = (series.instrument, series.bars);
-    bars.drain(..bars.len() - 90);
+    let (inst, bars) = crate::cluster::spy_tail(90);
     let params = crate::cluster::sma_params();
     let mut reference = grodt_strategies::registry::build("sma_cross", &params, &inst).unwrap();
     let want = grodt_sim::run_backtest(
@@ -238,7 +232,7 @@ async fn one_trace_runs_from_the_deciding_bar_to_the_fill_across_the_services() 
             ..Default::default()
         },
         std::slice::from_ref(&inst),
-        &[bars.clone()],
+        std::slice::from_ref(&bars),
         &mut *reference,
     )
     .unwrap();
@@ -254,37 +248,22 @@ async fn one_trace_runs_from_the_deciding_bar_to_the_fill_across_the_services() 
     let dir = tempfile::tempdir().unwrap();
     crate::fault::write_config(dir.path(), &inst);
     let prefix = format!("test-trace-{}:", uuid::Uuid::now_v7().simple());
-    let mut cluster = Cluster {
-        config_dir: dir.path().to_path_buf(),
-        prefix: prefix.clone(),
-        redis_url: crate::cluster::redis_url(),
-        db_url: db.url().to_owned(),
-        procs: CONSUMERS
-            .iter()
-            .map(|name| Proc {
-                name,
-                label: (*name).to_owned(),
-                grpc: free_port(),
-                http: free_port(),
-                child: None,
-                starts: 0,
-            })
-            .collect(),
-        env: [
-            ("GRODT_TELEMETRY__OTLP_ENDPOINT", otlp.as_str()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "65536"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect(),
-    };
-    for k in 0..CONSUMERS.len() {
-        cluster.start(k);
-    }
-    for k in 0..CONSUMERS.len() {
-        cluster.wait_serving(k).await;
-    }
+    let mut cluster = Cluster::of(
+        dir.path(),
+        &prefix,
+        crate::cluster::redis_url(),
+        db.url().to_owned(),
+        &CONSUMERS,
+    );
+    cluster.env = [
+        ("GRODT_TELEMETRY__OTLP_ENDPOINT", otlp.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "65536"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    cluster.start_all().await;
     let channel = |port: u16| async move {
         tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
             .unwrap()
