@@ -1219,6 +1219,11 @@ class Security(unittest.TestCase):
             acl = (out / "redis_acl").read_text()
             self.assertIn("user default off", acl)
             self.assertIn(f"user grodt on #{digest} ", acl)
+            # Narrowed to deploy/redis/acl-rules: the bus's commands only.
+            self.assertIn(" -@all ", acl)
+            self.assertNotIn("+@all", acl)
+            for cmd in ("+xreadgroup", "+evalsha", "+zadd", "+ping"):
+                self.assertIn(f" {cmd}", acl)
             self.assertIn(f"grodt_app:{(out / 'postgres_app_password').read_text()}", (out / "pgpass").read_text())
             self.assertIn(f"grodt_migrate:{(out / 'postgres_migrate_password').read_text()}",
                           (out / "pgpass_migrate").read_text())

@@ -179,3 +179,60 @@ async fn publish_reloads_its_script_after_a_flush() {
     bus.delete_all_keys().await.unwrap();
     published.expect("publish after SCRIPT FLUSH");
 }
+
+/// The services' ACL rules (deploy/redis/acl-rules, under which the whole
+/// Redis conformance suite runs) really narrow: what the bus does works, a
+/// command outside the list and a key outside the prefix are refused.
+#[tokio::test]
+async fn the_services_acl_allows_the_bus_and_refuses_the_rest() {
+    let config = redis_config("acl");
+    let prefix = config.key_prefix.clone();
+    let mut admin = crate::harness::admin().await;
+    let (user, password) = crate::harness::narrowed_user(&mut admin, &prefix).await;
+    let url = redis_url().replacen("redis://", &format!("redis://{user}:{password}@"), 1);
+    let mut narrowed = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the narrowed user logs in");
+    let pong: String = redis::cmd("PING").query_async(&mut narrowed).await.unwrap();
+    assert_eq!(pong, "PONG");
+    let mut bus_config = config.clone();
+    bus_config.url = url.clone();
+    let bus = connect(bus_config).await;
+    let s = StreamName::parse("grodt.bars.v1").unwrap();
+    bus.publish(&s, &envelope()).await.expect("publish allowed");
+    for (what, cmd) in [
+        ("KEYS", redis::cmd("KEYS").arg("*").clone()),
+        ("FLUSHALL", redis::cmd("FLUSHALL").clone()),
+        (
+            "CONFIG GET",
+            redis::cmd("CONFIG").arg("GET").arg("*").clone(),
+        ),
+        ("DEL", redis::cmd("DEL").arg(format!("{prefix}x")).clone()),
+        (
+            "XADD outside the prefix",
+            redis::cmd("XADD")
+                .arg("other:grodt.bars.v1")
+                .arg("*")
+                .arg("f")
+                .arg("v")
+                .clone(),
+        ),
+    ] {
+        let refused: Result<redis::Value, _> = cmd.query_async(&mut narrowed).await;
+        let e = refused.expect_err(what);
+        assert!(
+            e.to_string().contains("NOPERM") || e.code() == Some("NOPERM"),
+            "{what}: {e}"
+        );
+    }
+    let cleaner = connect(config).await;
+    cleaner.delete_all_keys().await.expect("delete test keys");
+    let _: i64 = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await
+        .expect("ACL DELUSER");
+}
