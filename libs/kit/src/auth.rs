@@ -11,6 +11,14 @@
 //! is UNAUTHENTICATED, a token whose role is too low PERMISSION_DENIED; both
 //! are counted in `grpc_auth_refusals_total{method,reason}`.
 //!
+//! A client certificate can stand in for a token (mTLS identity): with
+//! `grpc.tls.client_ca_file` set the listener verifies the client's
+//! certificate, and `auth.identities_file` maps certificates to roles, one
+//! per line, `<role> <SHA-256 fingerprint of the certificate>` (hex, colons
+//! allowed: `openssl x509 -noout -fingerprint -sha256 -in client.pem`). A
+//! call's role is the higher of its certificate's and its token's; a token
+//! that is present but unknown is refused even with a known certificate.
+//!
 //! `auth.mode`: `auto` (the default) requires tokens when the gRPC listener is
 //! not on a loopback address, so a laptop's loopback-only services stay easy to
 //! use and anything on a network is closed; `required` and `off` force it.
@@ -69,6 +77,10 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     /// The secret file of `<role> <token>` lines; empty: no token is valid.
     pub tokens_file: PathBuf,
+    /// `<role> <certificate SHA-256 fingerprint>` lines: client certificates
+    /// (verified against `grpc.tls.client_ca_file`) that carry a role
+    /// without a token; empty: none.
+    pub identities_file: PathBuf,
 }
 
 impl AuthConfig {
@@ -134,6 +146,8 @@ impl Refusal {
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
     roles: HashMap<[u8; 32], Role>,
+    /// Client certificates by the SHA-256 of their DER.
+    identities: HashMap<[u8; 32], Role>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -175,31 +189,70 @@ impl Tokens {
             }
             roles.insert(digest(token), role);
         }
-        Ok(Self { roles })
+        Ok(Self {
+            roles,
+            identities: HashMap::new(),
+        })
+    }
+
+    /// Adds the client certificates of an identities file. Errors name the
+    /// file and line.
+    ///
+    /// # Errors
+    /// An unreadable file, a line without a role and a fingerprint, an
+    /// unknown role, a fingerprint that is not 32 bytes of hex.
+    pub fn load_identities(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid("auth.identities_file", format!("{}: {e}", path.display()))
+        })?;
+        self.identities = parse_identities(&text).map_err(|(line, why)| {
+            ConfigError::invalid(
+                "auth.identities_file",
+                format!("{} line {line}: {why}", path.display()),
+            )
+        })?;
+        Ok(())
     }
 
     /// Checks a call: `Ok` or the refusal with its status.
     ///
     /// # Errors
     /// The refusal and the status to answer with.
-    pub fn check(&self, path: &str, authorization: Option<&str>) -> Result<(), (Refusal, Status)> {
+    pub fn check(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        client_cert: Option<&[u8]>,
+    ) -> Result<(), (Refusal, Status)> {
         let Some(needed) = required_role(path) else {
             return Ok(());
         };
-        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+        let by_cert = client_cert.and_then(|der| {
+            let fingerprint: [u8; 32] = Sha256::digest(der).into();
+            self.identities.get(&fingerprint).copied()
+        });
+        let by_token = match authorization.and_then(|h| h.strip_prefix("Bearer ")) {
+            Some(token) => match self.roles.get(&digest(token.trim())) {
+                Some(&role) => Some(role),
+                // A wrong credential is refused, whatever else comes with it.
+                None => return Err((Refusal::Unknown, Status::unauthenticated("unknown token"))),
+            },
+            None => None,
+        };
+        let Some(role) = by_cert.max(by_token) else {
             return Err((
                 Refusal::Missing,
-                Status::unauthenticated("missing authorization: Bearer <token>"),
+                Status::unauthenticated(
+                    "missing authorization: Bearer <token> (or a client certificate listed in \
+                     auth.identities_file)",
+                ),
             ));
-        };
-        let Some(&role) = self.roles.get(&digest(token.trim())) else {
-            return Err((Refusal::Unknown, Status::unauthenticated("unknown token")));
         };
         if role < needed {
             return Err((
                 Refusal::Forbidden,
                 Status::permission_denied(format!(
-                    "{path} needs the {needed:?} role; this token has {role:?}"
+                    "{path} needs the {needed:?} role; this caller has {role:?}"
                 )),
             ));
         }
@@ -218,11 +271,42 @@ pub fn tokens_for(
     if !config.required_for(grpc_addr) {
         return Ok(None);
     }
-    if config.tokens_file.as_os_str().is_empty() {
-        // Required but none configured: nobody gets in, reads included.
-        return Ok(Some(Tokens::default()));
+    // Required but none configured: nobody gets in, reads included.
+    let mut tokens = if config.tokens_file.as_os_str().is_empty() {
+        Tokens::default()
+    } else {
+        Tokens::load(&config.tokens_file)?
+    };
+    if !config.identities_file.as_os_str().is_empty() {
+        tokens.load_identities(&config.identities_file)?;
     }
-    Tokens::load(&config.tokens_file).map(Some)
+    Ok(Some(tokens))
+}
+
+/// Parses `<role> <fingerprint>` lines; errors carry the 1-based line number.
+fn parse_identities(text: &str) -> Result<HashMap<[u8; 32], Role>, (usize, &'static str)> {
+    let mut out = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(role), Some(fp), None) = (words.next(), words.next(), words.next()) else {
+            return Err((n + 1, "expected `<role> <SHA-256 fingerprint>`"));
+        };
+        let role = Role::parse(role).ok_or((n + 1, "role must be read, trader or operator"))?;
+        let hex_digits: String = fp.chars().filter(|c| *c != ':').collect();
+        let mut fingerprint = [0u8; 32];
+        hex::decode_to_slice(&hex_digits, &mut fingerprint).map_err(|_| {
+            (
+                n + 1,
+                "the fingerprint must be 64 hex digits (colons allowed)",
+            )
+        })?;
+        out.insert(fingerprint, role);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -300,20 +384,20 @@ mod tests {
     fn each_refusal_has_its_code() {
         let t = tokens();
         let halt = "/grodt.v1.RiskService/Halt";
-        let (why, status) = t.check(halt, None).unwrap_err();
+        let (why, status) = t.check(halt, None, None).unwrap_err();
         assert_eq!(
             (why, status.code()),
             (Refusal::Missing, tonic::Code::Unauthenticated)
         );
         let (why, status) = t
-            .check(halt, Some("Bearer nope-nope-nope-nope"))
+            .check(halt, Some("Bearer nope-nope-nope-nope"), None)
             .unwrap_err();
         assert_eq!(
             (why, status.code()),
             (Refusal::Unknown, tonic::Code::Unauthenticated)
         );
         let (why, status) = t
-            .check(halt, Some("Bearer t-0123456789abcdef"))
+            .check(halt, Some("Bearer t-0123456789abcdef"), None)
             .unwrap_err();
         assert_eq!(
             (why, status.code()),
@@ -324,19 +408,75 @@ mod tests {
             "{}",
             status.message()
         );
-        assert!(t.check(halt, Some("Bearer o-0123456789abcdef")).is_ok());
+        assert!(
+            t.check(halt, Some("Bearer o-0123456789abcdef"), None)
+                .is_ok()
+        );
         let submit = "/grodt.v1.ExecutionService/SubmitOrder";
-        assert!(t.check(submit, Some("Bearer t-0123456789abcdef")).is_ok());
-        assert!(t.check(submit, Some("Bearer r-0123456789abcdef")).is_err());
+        assert!(
+            t.check(submit, Some("Bearer t-0123456789abcdef"), None)
+                .is_ok()
+        );
+        assert!(
+            t.check(submit, Some("Bearer r-0123456789abcdef"), None)
+                .is_err()
+        );
         let read = "/grodt.v1.ExecutionService/ListOrders";
-        assert!(t.check(read, Some("Bearer r-0123456789abcdef")).is_ok());
-        assert!(t.check(read, None).is_err(), "reads need a token too");
-        assert!(t.check("/grpc.health.v1.Health/Check", None).is_ok());
+        assert!(
+            t.check(read, Some("Bearer r-0123456789abcdef"), None)
+                .is_ok()
+        );
+        assert!(t.check(read, None, None).is_err(), "reads need a token too");
+        assert!(t.check("/grpc.health.v1.Health/Check", None, None).is_ok());
         // Not "Bearer": refused as missing.
         assert!(matches!(
-            t.check(read, Some("Basic r-0123456789abcdef")),
+            t.check(read, Some("Basic r-0123456789abcdef"), None),
             Err((Refusal::Missing, _))
         ));
+    }
+
+    #[test]
+    fn a_listed_client_certificate_carries_its_role_without_a_token() {
+        let mut t = tokens();
+        let (op_cert, read_cert, stranger) = (b"operator-cert-der", b"read-cert-der", b"other");
+        let fp = |der: &[u8]| {
+            let d: [u8; 32] = Sha256::digest(der).into();
+            // The colon form openssl prints, for one of them.
+            d.iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        t.identities = parse_identities(&format!(
+            "operator {}\nread {}  # a dashboard\n",
+            fp(op_cert),
+            hex::encode(Sha256::digest(read_cert))
+        ))
+        .unwrap();
+        let halt = "/grodt.v1.RiskService/Halt";
+        assert!(t.check(halt, None, Some(op_cert)).is_ok());
+        let (why, status) = t.check(halt, None, Some(read_cert)).unwrap_err();
+        assert_eq!(
+            (why, status.code()),
+            (Refusal::Forbidden, tonic::Code::PermissionDenied)
+        );
+        // The higher of certificate and token.
+        assert!(
+            t.check(halt, Some("Bearer o-0123456789abcdef"), Some(read_cert))
+                .is_ok()
+        );
+        // An unknown certificate is no credential; a wrong token is refused
+        // even with a good certificate.
+        assert!(matches!(
+            t.check(halt, None, Some(stranger)),
+            Err((Refusal::Missing, _))
+        ));
+        assert!(matches!(
+            t.check(halt, Some("Bearer nope-nope-nope-nope"), Some(op_cert)),
+            Err((Refusal::Unknown, _))
+        ));
+        assert_eq!(parse_identities("operator abcd").unwrap_err().0, 1);
+        assert_eq!(parse_identities("\nroot 00").unwrap_err().0, 2);
     }
 
     #[test]
@@ -383,7 +523,8 @@ mod tests {
         assert!(
             none.check(
                 "/grodt.v1.RiskService/GetLimits",
-                Some("Bearer x-0123456789abcdef")
+                Some("Bearer x-0123456789abcdef"),
+                None
             )
             .is_err(),
             "required with no file: nobody gets in"

@@ -198,7 +198,8 @@ pub struct GrpcTlsConfig {
     /// PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
     /// PEM CA certificates: when set, clients must present a certificate
-    /// signed by one of them (mTLS). The bearer token is still required.
+    /// signed by one of them (mTLS). A certificate listed in
+    /// `auth.identities_file` carries a role without a token.
     pub client_ca_file: PathBuf,
 }
 

@@ -576,7 +576,17 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            tokens.check(request.uri().path(), header).err()
+            // The client's certificate, verified by the TLS handshake against
+            // grpc.tls.client_ca_file (mTLS); none over plaintext.
+            let certs =
+                request
+                    .extensions()
+                    .get::<tonic::transport::server::TlsConnectInfo<
+                        tonic::transport::server::TcpConnectInfo,
+                    >>()
+                    .and_then(tonic::transport::server::TlsConnectInfo::peer_certs);
+            let leaf = certs.as_ref().and_then(|c| c.first()).map(AsRef::as_ref);
+            tokens.check(request.uri().path(), header, leaf).err()
         });
 
         Box::pin(async move {

@@ -36,6 +36,7 @@ async fn calls_need_a_valid_token_and_health_stays_open() {
     config.auth = AuthConfig {
         mode: AuthMode::Required,
         tokens_file: file,
+        identities_file: std::path::PathBuf::new(),
     };
     let (g, _control) = gate(true);
     let mut server = spawn(GrpcServerBuilder::new("kit-auth", &config), g).await;
@@ -97,6 +98,7 @@ async fn a_malformed_tokens_file_stops_the_server_from_binding() {
     config.auth = AuthConfig {
         mode: AuthMode::Required,
         tokens_file: file,
+        identities_file: std::path::PathBuf::new(),
     };
     let err = GrpcServerBuilder::new("kit-auth-bad", &config)
         .bind()

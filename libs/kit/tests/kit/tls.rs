@@ -9,6 +9,7 @@ use std::time::Duration;
 use grodt_kit::GrpcServerBuilder;
 use grodt_kit::config::GrpcTlsConfig;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use sha2::Digest as _;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -39,6 +40,7 @@ impl Pki {
                 vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
             ),
             ("client", vec!["grodt-test-client".to_owned()]),
+            ("stranger", vec!["grodt-test-stranger".to_owned()]),
         ] {
             let key = KeyPair::generate().expect("key");
             let cert = CertificateParams::new(sans)
@@ -47,6 +49,12 @@ impl Pki {
                 .expect("sign");
             write(&format!("{name}.pem"), cert.pem());
             write(&format!("{name}.key"), key.serialize_pem());
+            // The fingerprint an auth.identities_file lists it by.
+            let fp: Vec<String> = sha2::Sha256::digest(cert.der())
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect();
+            write(&format!("{name}.sha256"), fp.join(":"));
         }
         Self { dir }
     }
@@ -69,13 +77,22 @@ impl Pki {
 
     /// A TLS client trusting the test CA, with the client certificate if `identity`.
     async fn client(&self, addr: std::net::SocketAddr, identity: bool) -> Result<Channel, String> {
+        self.client_as(addr, identity.then_some("client")).await
+    }
+
+    /// A TLS client trusting the test CA, presenting certificate `name` if given.
+    async fn client_as(
+        &self,
+        addr: std::net::SocketAddr,
+        name: Option<&str>,
+    ) -> Result<Channel, String> {
         let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(self.read("ca.pem")))
             .domain_name("localhost");
-        if identity {
+        if let Some(name) = name {
             tls = tls.identity(Identity::from_pem(
-                self.read("client.pem"),
-                self.read("client.key"),
+                self.read(&format!("{name}.pem")),
+                self.read(&format!("{name}.key")),
             ));
         }
         Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
@@ -157,6 +174,52 @@ async fn with_a_client_ca_a_client_needs_a_certificate_of_it() {
         "a client without a certificate was answered"
     );
     assert!(plaintext_health(server.grpc_addr).await.is_err());
+
+    server.stop();
+    server.run.await.expect("join").expect("clean stop");
+}
+
+/// mTLS identity instead of a token: with tokens required, a client whose
+/// certificate `auth.identities_file` lists calls without a token; another
+/// certificate of the same CA is no credential (UNAUTHENTICATED).
+#[tokio::test]
+async fn a_listed_client_certificate_stands_in_for_a_token() {
+    use grodt_kit::auth::{AuthConfig, AuthMode};
+    let pki = Pki::new();
+    let identities = pki.path("identities");
+    std::fs::write(
+        &identities,
+        format!("read {}  # the test client\n", pki.read("client.sha256")),
+    )
+    .unwrap();
+    let mut config = test_config();
+    config.grpc.tls = GrpcTlsConfig {
+        client_ca_file: pki.path("ca.pem"),
+        ..pki.server_tls()
+    };
+    config.auth = AuthConfig {
+        mode: AuthMode::Required,
+        tokens_file: PathBuf::new(),
+        identities_file: identities,
+    };
+    let (g, _control) = gate(true);
+    let mut server = spawn(GrpcServerBuilder::new("kit-mtls-id", &config), g).await;
+
+    let listed = pki
+        .client_as(server.grpc_addr, Some("client"))
+        .await
+        .expect("mTLS client");
+    crate::helpers::gated_check(listed)
+        .await
+        .expect("a listed certificate reads without a token");
+    let stranger = pki
+        .client_as(server.grpc_addr, Some("stranger"))
+        .await
+        .expect("a certificate of the CA completes the handshake");
+    let err = crate::helpers::gated_check(stranger)
+        .await
+        .expect_err("an unlisted certificate is no credential");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
 
     server.stop();
     server.run.await.expect("join").expect("clean stop");
