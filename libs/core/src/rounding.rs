@@ -234,3 +234,56 @@ mod tests {
         assert_eq!(parts[0], Decimal::new(3334, 2));
     }
 }
+
+/// `value` cut (toward zero) to `dp` decimal places, as text: what
+/// `format!("{value:.dp$}")` prints, without its panic in rust_decimal
+/// (1.43) once the digits, the point and the padding pass 32 characters (a
+/// 29-digit value with `.4`), a panic a message must never cause.
+#[must_use]
+pub fn decimal_text(value: Decimal, dp: u32) -> String {
+    let rounded = value.round_dp_with_strategy(dp, RoundingStrategy::ToZero);
+    let mut text = rounded.to_string();
+    // Pad to `dp` places as `{:.dp}` would (`round_dp` keeps fewer when exact).
+    if dp > 0 {
+        let have = text.split_once('.').map_or(0, |(_, f)| f.len());
+        if have == 0 {
+            text.push('.');
+        }
+        for _ in have..dp as usize {
+            text.push('0');
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod decimal_text_tests {
+    use super::*;
+
+    #[test]
+    fn matches_the_format_precision_and_never_panics() {
+        for (v, dp) in [
+            ("1.23456", 4),
+            ("2", 4),
+            ("-0.5", 2),
+            ("12.3", 0),
+            ("0.00005", 4),
+        ] {
+            let d: Decimal = v.parse().unwrap();
+            assert_eq!(
+                decimal_text(d, dp),
+                format!("{d:.*}", dp as usize),
+                "{v} .{dp}"
+            );
+        }
+        // 29 digits with 4 places: `format!("{:.4}")` panics here.
+        assert_eq!(
+            decimal_text(Decimal::MAX, 4),
+            "79228162514264337593543950335.0000"
+        );
+        assert_eq!(
+            decimal_text(Decimal::MIN, 2),
+            "-79228162514264337593543950335.00"
+        );
+    }
+}

@@ -56,7 +56,7 @@
 use std::collections::HashMap;
 
 use grodt_core::fixed::notional;
-use grodt_core::rounding::{RoundingMode, round_money, round_quantity};
+use grodt_core::rounding::{RoundingMode, decimal_text, round_money, round_quantity};
 use grodt_core::{
     Bar, CostTotals, Decimal, Fill, Instrument, Liquidity, Order, OrderEvent, OrderId, OrderKind,
     OrderRequest, OrderStatus, OrderUpdate, Price, Quantity, Side, Size,
@@ -1531,24 +1531,24 @@ impl Desk {
             && gross / equity > max
         {
             return Ok(Some(format!(
-                "portfolio gross leverage would be {:.4} > {max}",
-                gross / equity
+                "portfolio gross leverage would be {} > {max}",
+                decimal_text(gross / equity, 4)
             )));
         }
         if let Some(max) = l.max_net_leverage
             && net.abs() / equity > max
         {
             return Ok(Some(format!(
-                "portfolio net leverage would be {:.4} > {max}",
-                net.abs() / equity
+                "portfolio net leverage would be {} > {max}",
+                decimal_text(net.abs() / equity, 4)
             )));
         }
         if let Some(max) = l.max_asset_exposure
             && asset / equity > max
         {
             return Ok(Some(format!(
-                "exposure to {id} across strategies would be {:.4} of equity > {max}",
-                asset / equity
+                "exposure to {id} across strategies would be {} of equity > {max}",
+                decimal_text(asset / equity, 4)
             )));
         }
         Ok(None)

@@ -1,5 +1,6 @@
 //! The risk state as a deterministic fold of inputs, and the pre-trade check.
 
+use grodt_core::rounding::decimal_text;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -761,7 +762,10 @@ impl RiskState {
             if dev > max {
                 v.push(violation(
                     "max_price_deviation",
-                    format!("limit price {limit} is {dev:.4} away from the reference price {r} (max {max})"),
+                    format!(
+                        "limit price {limit} is {} away from the reference price {r} (max {max})",
+                        decimal_text(dev, 4)
+                    ),
                     max,
                     dev,
                 ));
@@ -914,7 +918,7 @@ impl RiskState {
                     "max_symbol_exposure",
                     format!(
                         "{sym} position notional after the order {pos_notional} is {} of equity {equity} (max {max})",
-                        share.map_or_else(|| "all".to_owned(), |x| format!("{x:.4}"))
+                        share.map_or_else(|| "all".to_owned(), |x| decimal_text(x, 4))
                     ),
                     max,
                     share.unwrap_or(Decimal::MAX),
@@ -978,7 +982,7 @@ impl RiskState {
                             } else {
                                 "net exposure"
                             },
-                            lev.map_or_else(|| "unbounded".to_owned(), |x| format!("{x:.4}"))
+                            lev.map_or_else(|| "unbounded".to_owned(), |x| decimal_text(x, 4))
                         ),
                         max,
                         lev.unwrap_or(Decimal::MAX),
@@ -1346,8 +1350,9 @@ impl RiskState {
                 self.trip(
                     Breaker::Drawdown,
                     format!(
-                        "drawdown {:.4} from the peak {} reached max_drawdown {max} (equity {eq})",
-                        dd, self.drawdown_base
+                        "drawdown {} from the peak {} reached max_drawdown {max} (equity {eq})",
+                        decimal_text(dd, 4),
+                        self.drawdown_base
                     ),
                     at,
                     out,

@@ -362,6 +362,34 @@ fn a_cancellation_passes_while_halted_and_frees_its_pending_quantity() {
     assert_eq!(s.pending_orders(), 1);
 }
 
+/// A 29-digit value in a violation message: rust_decimal's `{:.4}` panics
+/// on it (found by the overflow proptest); the message is built without it.
+#[test]
+fn a_huge_price_deviation_is_reported_not_a_panic() {
+    let mut s = RiskState::default();
+    s.apply(&bar("SPY", dec!(1), T0));
+    set_limits(
+        &mut s,
+        Limits {
+            max_price_deviation: Some(dec!(0.5)),
+            ..Limits::default()
+        },
+    );
+    let mut o = order("big", "SPY", Side::Buy, dec!(1));
+    o.limit_price = Some(Decimal::MAX - dec!(1));
+    let c = s.check(&o, None, T0);
+    let v = c
+        .violations
+        .iter()
+        .find(|v| v.limit == "max_price_deviation")
+        .expect("the deviation is named");
+    assert!(
+        v.message.contains("79228162514264337593543950333.0000"),
+        "{}",
+        v.message
+    );
+}
+
 #[test]
 fn halt_rejects_everything_and_resume_lifts_it() {
     let mut s = RiskState::default();
