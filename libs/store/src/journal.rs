@@ -3,9 +3,12 @@
 //! applied them, with the events the input produced.
 //!
 //! The contract: a consumer applies an input to its state and, in one
-//! transaction, appends it with [`crate::Tx::journal_append`] (the unique
-//! `(consumer, source)` makes a second append of the same input a no-op that
-//! reports the first one), then publishes the outputs and acks. A restart
+//! transaction, appends it (the unique `(consumer, source)` makes a second
+//! append of the same input a no-op that reports the first one), then
+//! publishes the outputs and acks. The append is
+//! [`crate::Store::journal_append`], one statement committed on its own (one
+//! round trip), or [`crate::Tx::journal_append`] inside a transaction that
+//! writes more. A restart
 //! rebuilds the state by replaying [`Journal::scan`] in `seq` order; a
 //! redelivered input is found by [`Journal::get`] and its stored outputs are
 //! published again under their original event ids, so downstream
@@ -34,7 +37,8 @@ pub struct JournalEntry {
     pub created_at: DateTime<Utc>,
 }
 
-/// Reads of the journal. Appends go through [`crate::Tx::journal_append`].
+/// Reads of the journal. Appends go through [`crate::Store::journal_append`]
+/// or [`crate::Tx::journal_append`].
 #[async_trait]
 pub trait Journal: Send + Sync {
     /// The entry of `source`, if it was journaled.

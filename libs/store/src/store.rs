@@ -42,6 +42,12 @@ impl Backend {
     }
 }
 
+/// A pooled Postgres connection idle at least this long is pinged before
+/// it is handed out; one returned more recently is used as it is (a query
+/// on a connection that died meanwhile fails like any query the server
+/// drops, and the caller's retry gets a fresh one).
+pub const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Pool settings. `Default` suits a service; tests may shrink it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -118,6 +124,20 @@ impl Store {
                     .min_connections(options.min_connections)
                     .acquire_timeout(options.acquire_timeout)
                     .idle_timeout(options.idle_timeout)
+                    // A connection back in the pool for less than
+                    // `PING_IDLE_AFTER` is handed out without a ping: the
+                    // hot path (one input after another) would otherwise
+                    // pay a round trip per query. One idle longer (a
+                    // restarted server may have dropped it) is pinged first.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_IDLE_AFTER {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(connect)
                     .await
                     .map_err(db("connect"))?;
@@ -198,6 +218,35 @@ impl Store {
         }
     }
 
+    /// Appends an input and its outputs to `consumer`'s journal as one
+    /// statement in its own transaction (committed, durably, when this
+    /// returns `Ok`): the same as [`Tx::journal_append`] and a commit, in
+    /// one round trip instead of three. `Ok(None)` when `source` is
+    /// journaled already (nothing written).
+    ///
+    /// # Errors
+    /// The database failed; nothing was journaled, or (the connection lost
+    /// after the commit) the entry is there: a retry finds it.
+    pub async fn journal_append(
+        &self,
+        consumer: &str,
+        source: &str,
+        input: &[u8],
+        outputs: &[u8],
+    ) -> Result<Option<i64>, StoreError> {
+        let op = "journal.append";
+        match &self.pool {
+            Pool::Postgres(p) => {
+                let mut conn = p.acquire().await.map_err(db(op))?;
+                crate::journal::pg::append(&mut conn, consumer, source, input, outputs).await
+            }
+            Pool::Sqlite(p) => {
+                let mut conn = p.acquire().await.map_err(db(op))?;
+                crate::journal::sqlite::append(&mut conn, consumer, source, input, outputs).await
+            }
+        }
+    }
+
     /// Closes the pool, waiting for borrowed connections to come back.
     pub async fn close(&self) {
         match &self.pool {
@@ -232,7 +281,7 @@ impl Store {
     }
 
     /// The journal of the event-sourced consumers (reads; appends go
-    /// through [`Tx::journal_append`]).
+    /// through [`Store::journal_append`] or [`Tx::journal_append`]).
     pub fn journal(&self) -> &dyn crate::journal::Journal {
         &*self.repos
     }

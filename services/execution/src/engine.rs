@@ -765,11 +765,11 @@ impl Engine {
         let input = serde_json::to_vec(&j).map_err(|e| ExecError::Corrupt(e.to_string()))?;
         let out = serde_json::to_vec(&outputs).map_err(|e| ExecError::Corrupt(e.to_string()))?;
         let appended = async {
-            let mut tx = self.store.begin().await?;
-            let seq = tx.journal_append(JOURNAL, source, &input, &out).await?;
-            if seq.is_some() {
-                tx.commit().await?;
-            }
+            // One statement, committed on its own: one round trip.
+            let seq = self
+                .store
+                .journal_append(JOURNAL, source, &input, &out)
+                .await?;
             Ok::<_, ExecError>(seq)
         }
         .await;

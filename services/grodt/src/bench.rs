@@ -551,6 +551,16 @@ mod pipeline {
         let mut risk = grodt_risk::defaults_with_settings();
         risk.common = local(risk.common);
         risk.service.initial_equity = capital;
+        // A position cap, as any live account has. Without one, a chain that
+        // falls behind the rate stacks all-in entries (the strategy decides
+        // its next one before it sees the last one's fill), the leverage
+        // compounds on the zigzag, and within seconds a Decimal product in
+        // the risk service overflows and panics (a defect of its own, see
+        // docs/performance.md): the run would then measure nothing.
+        risk.service.limits = Some(
+            serde_json::from_value(serde_json::json!({ "max_position_notional": "250000" }))
+                .map_err(|e| BenchError::Setup(format!("risk limits: {e}")))?,
+        );
         let servers = vec![
             grodt_execution::build_with_settings(exec, infra.clone())
                 .await

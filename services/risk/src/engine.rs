@@ -367,9 +367,11 @@ impl Engine {
                 serde_json::to_vec(&rec).map_err(|e| RiskSvcError::Corrupt(e.to_string()))?;
             let out =
                 serde_json::to_vec(&events).map_err(|e| RiskSvcError::Corrupt(e.to_string()))?;
-            let mut tx = self.store.begin().await?;
-            let seq = tx.journal_append(JOURNAL, source, &input, &out).await?;
-            tx.commit().await?;
+            // One statement, committed on its own: one round trip.
+            let seq = self
+                .store
+                .journal_append(JOURNAL, source, &input, &out)
+                .await?;
             Ok::<_, RiskSvcError>((seq, events))
         }
         .await;

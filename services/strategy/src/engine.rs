@@ -271,9 +271,11 @@ impl Engine {
                 serde_json::to_vec(rec).map_err(|e| StrategySvcError::Corrupt(e.to_string()))?;
             let out =
                 serde_json::to_vec(&s).map_err(|e| StrategySvcError::Corrupt(e.to_string()))?;
-            let mut tx = self.store.begin().await?;
-            let seq = tx.journal_append(JOURNAL, source, &input, &out).await?;
-            tx.commit().await?;
+            // One statement, committed on its own: one round trip.
+            let seq = self
+                .store
+                .journal_append(JOURNAL, source, &input, &out)
+                .await?;
             Ok::<_, StrategySvcError>((seq, s))
         }
         .await;
