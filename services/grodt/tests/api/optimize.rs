@@ -218,10 +218,27 @@ async fn a_grid_study_on_two_real_workers_survives_one_killed_mid_study() {
     let planned = started.progress.unwrap().trials_total;
     assert_eq!(planned, 33, "6 fast x 6 slow values, fast < slow");
 
-    // Kill worker a once a quarter of the trials are done.
+    // Kill worker a once a quarter of the trials are done and it has
+    // finished one of them itself (a kill before its first job would prove
+    // nothing; on a fast machine the other worker can take the first ones).
     let deadline = Instant::now() + Duration::from_secs(120);
-    while finished(&get(&mut opt, "e2e-grid").await) < planned / 4 {
-        assert!(Instant::now() < deadline, "no progress");
+    let a_http: std::net::SocketAddr = ([127, 0, 0, 1], s.cluster.procs[WORKER_A].http).into();
+    loop {
+        let done = finished(&get(&mut opt, "e2e-grid").await) >= planned / 4;
+        let (_, metrics) = crate::helpers::http_get(a_http, "/metrics").await;
+        let a_jobs = metrics
+            .lines()
+            .find(|l| l.starts_with("grodt_backtest_worker_jobs_total{outcome=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if done && a_jobs >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress, or worker a took no job ({a_jobs})"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.cluster.kill(WORKER_A);
