@@ -54,12 +54,40 @@ use crate::{BusError, ConsumerName, Delivery, EventBus, GroupName, StartFrom, St
 /// pending and is retried after `min_idle`.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Why [`Handler::handle_batch`] stopped: the first `done` deliveries are
+/// durable (they are acked), the one at `done` failed with `error`, and those
+/// behind it were not handled or are not durable (they are handled again).
+#[derive(Debug)]
+pub struct BatchFailure {
+    /// How many leading deliveries are done.
+    pub done: usize,
+    /// What failed the delivery at `done`.
+    pub error: HandlerError,
+}
+
 /// Processes one delivery. Must be idempotent (see the module doc).
 #[async_trait]
 pub trait Handler: Send + Sync {
     /// Handles the delivery; `Ok` means the effect is durable and the entry
     /// may be acked.
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError>;
+
+    /// Handles deliveries read together, in stream order; `Ok` means every
+    /// one's effect is durable. The default handles them one by one. A
+    /// handler may do better: make a whole batch durable in one database
+    /// commit (group commit), so that a consumer that fell behind catches up
+    /// at the cost of one commit per batch instead of one per entry.
+    ///
+    /// # Errors
+    /// [`BatchFailure`]: what is done, and what failed.
+    async fn handle_batch(&self, deliveries: &[Delivery]) -> Result<(), BatchFailure> {
+        for (done, d) in deliveries.iter().enumerate() {
+            self.handle(d)
+                .await
+                .map_err(|error| BatchFailure { done, error })?;
+        }
+        Ok(())
+    }
 }
 
 /// Settings of a [`Consumer`].
@@ -232,41 +260,59 @@ impl Consumer {
         deliveries: Vec<Delivery>,
         report: &mut StepReport,
     ) -> Result<(), BusError> {
-        let mut done = Vec::with_capacity(deliveries.len());
-        for (k, delivery) in deliveries.iter().enumerate() {
-            if self
-                .config
+        let dead = |d: &Delivery| {
+            self.config
                 .max_deliveries
-                .is_some_and(|max| delivery.delivery_count > max)
-            {
-                self.dead_letter(delivery).await?;
-                done.push(delivery.entry_id);
+                .is_some_and(|max| d.delivery_count > max)
+        };
+        let mut done = Vec::with_capacity(deliveries.len());
+        let mut k = 0;
+        while k < deliveries.len() {
+            if dead(&deliveries[k]) {
+                self.dead_letter(&deliveries[k]).await?;
+                done.push(deliveries[k].entry_id);
                 report.dead_lettered += 1;
+                k += 1;
                 continue;
             }
-            match self.handle_renewing(delivery, &deliveries).await {
-                Ok(()) => done.push(delivery.entry_id),
-                Err(error) => {
-                    report.failed += 1;
-                    tracing::warn!(
-                        stream = %self.config.stream,
-                        group = %self.config.group,
-                        entry_id = %delivery.entry_id,
-                        event_id = %delivery.envelope.event_id,
-                        delivery_count = delivery.delivery_count,
-                        error = %error,
-                        ordered = self.config.ordered,
-                        "handler failed; entry stays pending for redelivery"
-                    );
-                    if self.config.ordered {
-                        // This entry and those behind it, in order, before
-                        // anything else; each try counts as a delivery.
-                        self.backlog = deliveries[k..].to_vec();
-                        self.backlog[0].delivery_count += 1;
-                        break;
-                    }
-                }
+            // The run of entries up to the next one to dead-letter goes to
+            // the handler at once.
+            let end = deliveries[k..]
+                .iter()
+                .position(dead)
+                .map_or(deliveries.len(), |n| k + n);
+            let run = &deliveries[k..end];
+            let failure = self.handle_renewing(run, &deliveries).await.err();
+            let Some(BatchFailure { done: ok, error }) = failure else {
+                done.extend(run.iter().map(|d| d.entry_id));
+                k = end;
+                continue;
+            };
+            // A handler that claims more than it was given: the rest is
+            // handled again (idempotent), nothing is acked unhandled.
+            let ok = ok.min(run.len() - 1);
+            done.extend(run[..ok].iter().map(|d| d.entry_id));
+            let failed = k + ok;
+            let delivery = &deliveries[failed];
+            report.failed += 1;
+            tracing::warn!(
+                stream = %self.config.stream,
+                group = %self.config.group,
+                entry_id = %delivery.entry_id,
+                event_id = %delivery.envelope.event_id,
+                delivery_count = delivery.delivery_count,
+                error = %error,
+                ordered = self.config.ordered,
+                "handler failed; entry stays pending for redelivery"
+            );
+            if self.config.ordered {
+                // This entry and those behind it, in order, before
+                // anything else; each try counts as a delivery.
+                self.backlog = deliveries[failed..].to_vec();
+                self.backlog[0].delivery_count += 1;
+                break;
             }
+            k = failed + 1;
         }
         if !done.is_empty() {
             self.bus
@@ -277,21 +323,21 @@ impl Consumer {
         Ok(())
     }
 
-    /// Runs the handler; with `renew_every`, renews the lease on the whole
-    /// batch meanwhile (entries after this one wait their turn, and are
-    /// not abandoned either). A failed renewal is logged, not fatal: at
+    /// Runs the handler over `run`; with `renew_every`, renews the lease on
+    /// the whole batch meanwhile (entries after these wait their turn, and
+    /// are not abandoned either). A failed renewal is logged, not fatal: at
     /// worst another consumer takes an entry over, which idempotent
     /// handlers tolerate.
     async fn handle_renewing(
         &self,
-        delivery: &Delivery,
+        run: &[Delivery],
         batch: &[Delivery],
-    ) -> Result<(), HandlerError> {
+    ) -> Result<(), BatchFailure> {
         let Some(every) = self.config.renew_every else {
-            return self.handler.handle(delivery).await;
+            return self.handler.handle_batch(run).await;
         };
         let ids: Vec<_> = batch.iter().map(|d| d.entry_id).collect();
-        let handled = self.handler.handle(delivery);
+        let handled = self.handler.handle_batch(run);
         tokio::pin!(handled);
         let mut tick = tokio::time::interval_at(Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -723,5 +769,92 @@ mod tests {
                 assert_eq!(seen[3], ids[1], "the failed entry came last");
             }
         }
+    }
+
+    /// Makes a whole batch durable at once; the first time it sees three or
+    /// more entries together it fails after the first (as a group commit
+    /// that failed after an earlier flush), and once it claims more done
+    /// than it was given.
+    struct Grouping {
+        durable: Mutex<Vec<uuid::Uuid>>,
+        batches: Mutex<Vec<usize>>,
+        failures: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Handler for Grouping {
+        async fn handle(&self, _: &Delivery) -> Result<(), HandlerError> {
+            unreachable!("batches only")
+        }
+
+        async fn handle_batch(&self, ds: &[Delivery]) -> Result<(), BatchFailure> {
+            self.batches.lock().unwrap().push(ds.len());
+            let mut durable = self.durable.lock().unwrap();
+            if ds.len() >= 3 && self.failures.load(Ordering::SeqCst) > 0 {
+                let left = self.failures.fetch_sub(1, Ordering::SeqCst);
+                durable.push(ds[0].envelope.event_id);
+                // The second time, an out-of-range count: clamped.
+                let done = if left == 2 { 1 } else { ds.len() + 5 };
+                if left == 1 {
+                    durable.extend(ds[1..].iter().map(|d| d.envelope.event_id));
+                }
+                return Err(BatchFailure {
+                    done,
+                    error: "commit failed".into(),
+                });
+            }
+            durable.extend(ds.iter().map(|d| d.envelope.event_id));
+            Ok(())
+        }
+    }
+
+    /// A batch handler gets the whole read at once; after a failure the
+    /// entries it reports done are acked and the rest come again, in order.
+    #[tokio::test]
+    async fn a_batch_handler_gets_the_batch_and_its_failure_acks_only_what_is_done() {
+        let bus = Arc::new(InProcessBus::new(BackPressure::default(), 1_000_000).unwrap());
+        let s = StreamName::parse("grodt.bars.v1").unwrap();
+        let mut config = ConsumerConfig::new(
+            s.clone(),
+            GroupName::parse("execution").unwrap(),
+            ConsumerName::parse("e-0").unwrap(),
+        );
+        config.block = Duration::from_millis(10);
+        config.retry_after = Duration::from_millis(5);
+        config.ordered = true;
+        let handler = Arc::new(Grouping {
+            durable: Mutex::new(Vec::new()),
+            batches: Mutex::new(Vec::new()),
+            failures: AtomicUsize::new(2),
+        });
+        let mut consumer = Consumer::new(bus.clone(), handler.clone(), config);
+        consumer.ensure_group().await.unwrap();
+        let mut ids = Vec::new();
+        for k in 0..5u8 {
+            let e = Envelope::new(
+                "grodt.v1.BarEvent",
+                chrono::Utc::now(),
+                Bytes::from(vec![k]),
+            );
+            ids.push(e.event_id);
+            bus.publish(&s, &e).await.unwrap();
+        }
+        // All five in one read; the handler fails after the first.
+        let r = consumer.step().await.unwrap();
+        assert_eq!((r.read, r.acked, r.failed), (5, 1, 1));
+        assert_eq!(bus.groups(&s).await.unwrap()[0].pending, 4);
+        // The four left, again at once; the claim of 9 done is cut to 3.
+        let r = consumer.step().await.unwrap();
+        assert_eq!((r.acked, r.failed), (3, 1));
+        // The last one alone.
+        let r = consumer.step().await.unwrap();
+        assert_eq!((r.acked, r.failed), (1, 0));
+        assert_eq!(*handler.batches.lock().unwrap(), [5, 4, 1]);
+        assert_eq!(bus.groups(&s).await.unwrap()[0].pending, 0);
+        let durable = handler.durable.lock().unwrap().clone();
+        // Entry 4 was made durable twice (the handler is idempotent); every
+        // entry at least once, in stream order first.
+        assert_eq!(durable[..5], ids[..]);
+        assert_eq!(durable[5..], [ids[4]]);
     }
 }

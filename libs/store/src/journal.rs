@@ -8,7 +8,9 @@
 //! publishes the outputs and acks. The append is
 //! [`crate::Store::journal_append`], one statement committed on its own (one
 //! round trip), or [`crate::Tx::journal_append`] inside a transaction that
-//! writes more. A restart
+//! writes more, or [`crate::Store::journal_append_many`] for a batch of
+//! inputs in one commit (group commit); [`Journal::get_many`] is the
+//! redelivery check of such a batch. A restart
 //! rebuilds the state by replaying [`Journal::scan`] in `seq` order; a
 //! redelivered input is found by [`Journal::get`] and its stored outputs are
 //! published again under their original event ids, so downstream
@@ -43,6 +45,14 @@ pub struct JournalEntry {
 pub trait Journal: Send + Sync {
     /// The entry of `source`, if it was journaled.
     async fn get(&self, consumer: &str, source: &str) -> Result<Option<JournalEntry>, StoreError>;
+
+    /// The entries of those of `sources` that were journaled, in `seq`
+    /// order (one query: the redelivery check of a whole batch).
+    async fn get_many(
+        &self,
+        consumer: &str,
+        sources: &[String],
+    ) -> Result<Vec<JournalEntry>, StoreError>;
 
     /// Up to `limit` entries of `consumer` with `seq > after`, in `seq` order.
     async fn scan(
@@ -117,6 +127,28 @@ macro_rules! journal_sql {
             row.as_ref().map(decode).transpose()
         }
 
+        pub(crate) async fn get_many(
+            conn: &mut Conn,
+            consumer: &str,
+            sources: &[String],
+        ) -> Result<Vec<JournalEntry>, StoreError> {
+            if sources.is_empty() {
+                return Ok(Vec::new());
+            }
+            // `IN ($2, $3, ...)`: both databases take it (SQLite has no arrays).
+            let marks: Vec<String> = (2..sources.len() + 2).map(|k| format!("${k}")).collect();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM journal WHERE consumer = $1 AND source IN ({}) ORDER BY seq",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(consumer);
+            for s in sources {
+                q = q.bind(s);
+            }
+            let rows = q.fetch_all(conn).await.map_err(db("journal.get_many"))?;
+            rows.iter().map(decode).collect()
+        }
+
         pub(crate) async fn scan(
             conn: &mut Conn,
             consumer: &str,
@@ -175,6 +207,19 @@ macro_rules! impl_journal {
                     .await
                     .map_err(crate::error::db("journal.get"))?;
                 $backend::get(&mut conn, consumer, source).await
+            }
+
+            async fn get_many(
+                &self,
+                consumer: &str,
+                sources: &[String],
+            ) -> Result<Vec<JournalEntry>, StoreError> {
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(crate::error::db("journal.get_many"))?;
+                $backend::get_many(&mut conn, consumer, sources).await
             }
 
             async fn scan(

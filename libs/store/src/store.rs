@@ -247,6 +247,35 @@ impl Store {
         }
     }
 
+    /// Appends several inputs with their outputs to `consumer`'s journal in
+    /// one transaction, in the order given (group commit: one durable
+    /// commit for a batch). The seq of each, `None` for one journaled
+    /// already (nothing written for it).
+    ///
+    /// # Errors
+    /// The database failed; nothing was journaled, or (the connection lost
+    /// during the commit) all of it: a retry finds them.
+    pub async fn journal_append_many(
+        &self,
+        consumer: &str,
+        entries: &[(&str, &[u8], &[u8])],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        if let [(source, input, outputs)] = entries {
+            // One statement, committed on its own: one round trip.
+            return Ok(vec![
+                self.journal_append(consumer, source, input, outputs)
+                    .await?,
+            ]);
+        }
+        let mut tx = self.begin().await?;
+        let mut seqs = Vec::with_capacity(entries.len());
+        for (source, input, outputs) in entries {
+            seqs.push(tx.journal_append(consumer, source, input, outputs).await?);
+        }
+        tx.commit().await?;
+        Ok(seqs)
+    }
+
     /// Closes the pool, waiting for borrowed connections to come back.
     pub async fn close(&self) {
         match &self.pool {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use grodt_bus::consumer::{Handler, HandlerError};
+use grodt_bus::consumer::{BatchFailure, Handler, HandlerError};
 use grodt_bus::{ConsumerName, Delivery, Envelope, EventBus, GroupName, StreamName};
 use grodt_core::{Decimal, Instrument, OrderStatus, Position, Price, Quantity, Size};
 use grodt_paper::broker::Broker;
@@ -84,6 +84,28 @@ pub struct Outputs {
     /// W3C `tracestate` with it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracestate: Option<String>,
+}
+
+/// A bar delivery of a batch: its journal source, the decoded event (or
+/// why it could not be decoded) and the span it is handled in.
+#[derive(Debug, Clone)]
+pub struct BarInput {
+    /// The envelope's event id.
+    pub source: String,
+    /// The event, or why it is not one.
+    pub event: Result<v1::BarEvent, String>,
+    /// The delivery's span (its trace).
+    pub span: tracing::Span,
+}
+
+/// An input of a batch applied to the state, waiting for the batch's commit.
+struct Staged {
+    /// Its index in the batch.
+    at: usize,
+    source: String,
+    journaled: Journaled,
+    outputs: Outputs,
+    span: tracing::Span,
 }
 
 /// A trace context as envelopes carry it: `(traceparent, tracestate)`.
@@ -670,31 +692,140 @@ impl Engine {
         Ok(())
     }
 
-    /// One bar from the bus.
+    /// One bar from the bus ([`Engine::on_bars`] with one).
     ///
     /// # Errors
     /// The store or the bus failed (the bar is retried).
     pub async fn on_bar(&self, source: &str, event: &v1::BarEvent) -> Result<Outcome, ExecError> {
-        let mut state = self.state.lock().await;
-        if let Some(done) = self.prelude(&mut state, source).await? {
-            return Ok(done);
+        let bar = BarInput {
+            source: source.to_owned(),
+            event: Ok(event.clone()),
+            span: tracing::Span::current(),
+        };
+        match self.on_bars(std::slice::from_ref(&bar)).await {
+            Ok(mut outcomes) => Ok(outcomes.pop().unwrap_or(Outcome::Dropped("invalid_bar"))),
+            Err((_, e)) => Err(e),
         }
+    }
+
+    /// Bars read together from the bus, in stream order, with **one commit**
+    /// for all of them (group commit): one journal look-up for the batch,
+    /// each new bar applied to the broker in order (staged), then every
+    /// staged bar journaled in one transaction, then their events published
+    /// in order. A journaled bar (a redelivery) or one that needs a rebuild
+    /// (a symbol first seen) first flushes what is staged, so the journal
+    /// keeps the order of application. The same effects, events and ids as
+    /// one bar at a time; at most one `fdatasync` per batch.
+    ///
+    /// # Errors
+    /// `(k, error)`: bars before `k` are done (journaled and published);
+    /// the one at `k` failed and it and those behind it must be handled
+    /// again (the state is rebuilt from the journal first).
+    pub async fn on_bars(&self, bars: &[BarInput]) -> Result<Vec<Outcome>, (usize, ExecError)> {
+        let mut state = self.state.lock().await;
+        if state.dirty {
+            self.rebuild(&mut state, None).await.map_err(|e| (0, e))?;
+        }
+        let sources: Vec<String> = bars.iter().map(|b| b.source.clone()).collect();
+        let mut journaled: HashMap<String, JournalEntry> = self
+            .store
+            .journal()
+            .get_many(JOURNAL, &sources)
+            .await
+            .map_err(|e| (0, ExecError::from(e)))?
+            .into_iter()
+            .map(|e| (e.source.clone(), e))
+            .collect();
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut outcomes = Vec::with_capacity(bars.len());
+        for (k, input) in bars.iter().enumerate() {
+            // A second delivery of a source this batch staged: as one at a
+            // time, it finds that one journaled and republishes it.
+            let entry = if staged.iter().any(|s| s.source == input.source) {
+                self.flush(&mut state, &mut staged, &mut outcomes).await?;
+                self.store
+                    .journal()
+                    .get(JOURNAL, &input.source)
+                    .await
+                    .map_err(|e| (k, ExecError::from(e)))?
+            } else {
+                journaled.remove(&input.source)
+            };
+            if let Some(entry) = entry {
+                self.flush(&mut state, &mut staged, &mut outcomes).await?;
+                let (_, o) = decode_entry(&entry).map_err(|e| (k, e))?;
+                // Built before the await: the state is not `Sync`.
+                let ev = events(entry.seq, &o, &state);
+                self.publish(&input.source, o.at_ns, ev)
+                    .instrument(input.span.clone())
+                    .await
+                    .map_err(|e| (k, e))?;
+                self.metrics.republished.inc();
+                tracing::debug!(parent: &input.span, source = %input.source, seq = entry.seq,
+                    "input already journaled: republished");
+                outcomes.push(Outcome::Republished(entry.seq));
+                continue;
+            }
+            let out = self
+                .stage_bar(&mut state, &mut staged, &mut outcomes, k, input)
+                .await?;
+            // A staged bar's seq is set when it is committed.
+            outcomes.push(out.unwrap_or(Outcome::Applied(0)));
+        }
+        self.flush(&mut state, &mut staged, &mut outcomes).await?;
+        Ok(outcomes)
+    }
+
+    /// Checks and applies one bar of a batch; `Some` if it was dropped,
+    /// `None` if it is staged for the batch's commit.
+    async fn stage_bar(
+        &self,
+        state: &mut State,
+        staged: &mut Vec<Staged>,
+        outcomes: &mut [Outcome],
+        k: usize,
+        input: &BarInput,
+    ) -> Result<Option<Outcome>, (usize, ExecError)> {
+        let source = input.source.as_str();
+        let event = match &input.event {
+            Ok(e) => e,
+            Err(why) => return Ok(Some(self.drop_input("invalid_bar", source, why))),
+        };
         let Some(b) = event.bar.as_ref() else {
-            return Ok(self.drop_input("invalid_bar", source, "no bar"));
+            return Ok(Some(self.drop_input("invalid_bar", source, "no bar")));
         };
         let inst = match self.settings.instruments.resolve(&b.symbol) {
             Ok(i) => i,
-            Err(e) => return Ok(self.drop_input("unknown_symbol_bar", source, &e.to_string())),
+            Err(e) => {
+                return Ok(Some(self.drop_input(
+                    "unknown_symbol_bar",
+                    source,
+                    &e.to_string(),
+                )));
+            }
         };
         let bar = match convert::bar_from_proto(b, &inst) {
             Ok(bar) => bar,
-            Err(e) => return Ok(self.drop_input("invalid_bar", source, &e.to_string())),
+            Err(e) => return Ok(Some(self.drop_input("invalid_bar", source, &e.to_string()))),
         };
-        self.ensure_symbol(&mut state, &b.symbol).await?;
+        if state.dirty || !state.symbols.contains(&b.symbol) {
+            // A rebuild replays the journal: what is staged goes there first.
+            self.flush(state, staged, outcomes).await?;
+            if state.dirty {
+                self.rebuild(state, None).await.map_err(|e| (k, e))?;
+            }
+            self.ensure_symbol(state, &b.symbol)
+                .await
+                .map_err(|e| (k, e))?;
+        }
         if let Some(last) = state.broker.last_bar_ts(&b.symbol)
             && bar.ts <= last
         {
-            return Ok(self.drop_input("stale_bar", source, "not after the symbol's last bar"));
+            return Ok(Some(self.drop_input(
+                "stale_bar",
+                source,
+                "not after the symbol's last bar",
+            )));
         }
         let j = Journaled::Input(Input::Bar {
             symbol: b.symbol.clone(),
@@ -704,36 +835,124 @@ impl Engine {
         let report = match state.apply(&j) {
             Ok(r) => r,
             Err(PaperError::StaleBar { .. }) => {
-                return Ok(self.drop_input("stale_bar", source, "not after the last bar"));
+                return Ok(Some(self.drop_input(
+                    "stale_bar",
+                    source,
+                    "not after the last bar",
+                )));
             }
             Err(e) => {
                 // The venue refuses a bad bar before it changes anything; an
                 // error of the books around it (a fill sum out of the decimal
                 // range) comes after: rebuild from the journal before the
-                // next input.
+                // next input (staged bars are flushed first).
                 if matches!(
                     e,
                     PaperError::Overflow { .. } | PaperError::Inconsistent { .. }
                 ) {
                     state.dirty = true;
                 }
-                return Ok(self.drop_input("invalid_bar", source, &e.to_string()));
+                return Ok(Some(self.drop_input("invalid_bar", source, &e.to_string())));
             }
         };
-        let seq = self
-            .commit_applied(
-                &mut state,
-                source,
-                j,
-                report,
-                (
-                    b.timeframe,
-                    event.dataset_id.clone(),
-                    event.replay_id.clone(),
-                ),
-            )
-            .await?;
-        Ok(Outcome::Applied(seq))
+        let (traceparent, tracestate) = {
+            let _in = input.span.enter();
+            trace_context()
+        };
+        let outputs = Outputs {
+            at_ns: bar.ts,
+            report,
+            timeframe: b.timeframe,
+            dataset_id: event.dataset_id.clone(),
+            replay_id: event.replay_id.clone(),
+            traceparent,
+            tracestate,
+        };
+        staged.push(Staged {
+            at: k,
+            source: source.to_owned(),
+            journaled: j,
+            outputs,
+            span: input.span.clone(),
+        });
+        Ok(None)
+    }
+
+    /// Journals every staged input in one transaction, then books and
+    /// publishes each in order, and sets its outcome (by its batch index:
+    /// `outcomes` holds one per input before it) to its seq. Empties
+    /// `staged`.
+    ///
+    /// # Errors
+    /// `(k, error)` with `k` the batch index of the first input not done:
+    /// nothing committed (the state is dirty: rebuilt before the next
+    /// input), or an input's events not all published (it and those after
+    /// it are found journaled when retried, and republished).
+    async fn flush(
+        &self,
+        state: &mut State,
+        staged: &mut Vec<Staged>,
+        outcomes: &mut [Outcome],
+    ) -> Result<(), (usize, ExecError)> {
+        let Some(first) = staged.first().map(|s| s.at) else {
+            return Ok(());
+        };
+        let batch = std::mem::take(staged);
+        let encoded = batch
+            .iter()
+            .map(|s| {
+                let input = serde_json::to_vec(&s.journaled)?;
+                let out = serde_json::to_vec(&s.outputs)?;
+                Ok((input, out))
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| {
+                state.dirty = true;
+                (first, ExecError::Corrupt(e.to_string()))
+            })?;
+        let entries: Vec<(&str, &[u8], &[u8])> = batch
+            .iter()
+            .zip(&encoded)
+            .map(|(s, (i, o))| (s.source.as_str(), i.as_slice(), o.as_slice()))
+            .collect();
+        let seqs = match self.store.journal_append_many(JOURNAL, &entries).await {
+            Ok(seqs) => seqs,
+            Err(e) => {
+                state.dirty = true;
+                return Err((first, e.into()));
+            }
+        };
+        let mut done = Vec::with_capacity(seqs.len());
+        for (s, seq) in batch.iter().zip(&seqs) {
+            let Some(seq) = *seq else {
+                state.dirty = true;
+                return Err((
+                    first,
+                    ExecError::Corrupt(format!(
+                        "input {} was journaled by another process meanwhile",
+                        s.source
+                    )),
+                ));
+            };
+            done.push(seq);
+        }
+        for (s, seq) in batch.iter().zip(&done) {
+            if let Some(o) = outcomes.get_mut(s.at) {
+                *o = Outcome::Applied(*seq);
+            }
+            state.last_seq = *seq;
+            state.remember_trace(&s.journaled, &s.outputs);
+            self.book(&s.journaled, &s.outputs);
+        }
+        self.account_gauges(state);
+        for (s, seq) in batch.iter().zip(&done) {
+            let ev = events(*seq, &s.outputs, state);
+            self.publish(&s.source, s.outputs.at_ns, ev)
+                .instrument(s.span.clone())
+                .await
+                .map_err(|e| (s.at, e))?;
+        }
+        Ok(())
     }
 
     /// Journals an input `state.apply` already applied (its `report`).
@@ -1312,6 +1531,41 @@ impl Handler for InputHandler {
             .await
             .map(|_| ())
             .map_err(|e| Box::new(e) as HandlerError)
+    }
+
+    /// Bars in one commit ([`Engine::on_bars`]); orders one at a time.
+    async fn handle_batch(&self, deliveries: &[Delivery]) -> Result<(), BatchFailure> {
+        let bar_type = type_name::<v1::BarEvent>();
+        if deliveries.len() < 2 || deliveries.iter().any(|d| d.envelope.event_type != bar_type) {
+            for (done, d) in deliveries.iter().enumerate() {
+                self.handle(d)
+                    .await
+                    .map_err(|error| BatchFailure { done, error })?;
+            }
+            return Ok(());
+        }
+        let started = Instant::now();
+        let bars: Vec<BarInput> = deliveries
+            .iter()
+            .map(|d| BarInput {
+                source: d.envelope.event_id.to_string(),
+                event: topic::decode::<v1::BarEvent>(
+                    &d.envelope.event_type,
+                    d.envelope.payload.as_ref(),
+                )
+                .map_err(|e| e.to_string()),
+                span: input_span(d),
+            })
+            .collect();
+        let result = self.0.on_bars(&bars).await;
+        let took = started.elapsed().as_secs_f64();
+        for _ in 0..deliveries.len() {
+            self.0.metrics.handling.observe(took);
+        }
+        result.map(|_| ()).map_err(|(done, e)| BatchFailure {
+            done,
+            error: Box::new(e),
+        })
     }
 }
 

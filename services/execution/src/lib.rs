@@ -46,6 +46,15 @@
 //!    order is: listed symbols, then the others in order of first
 //!    appearance in the journal, so every rebuild gets the same broker).
 //!
+//! **Group commit.** Bars read together from the bus (a consumer that fell
+//! behind reads up to 64) are applied in order and journaled in **one**
+//! transaction, then their events published in order and the batch acked
+//! (`Engine::on_bars`): the same effects, events and ids as one bar at a
+//! time, at one `fdatasync` per batch instead of one per bar. A redelivered
+//! bar or a rebuild (a symbol first seen) in the middle first commits what
+//! is staged; a failed commit fails the bars from the first staged one on
+//! (they are handled again after the rebuild). Orders stay one at a time.
+//!
 //! A kill -9 at any point loses nothing: before the commit the input is
 //! redelivered (this service's pending entries are handled first on
 //! restart) and applied once; after it, its outputs are republished.

@@ -21,16 +21,17 @@
 //! `cmd:<uuid>` for gRPC commands, `config:<uuid>` for configuration changes.
 
 pub use grodt_kit::journal::{StoredEvent, event_id};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use grodt_bus::consumer::{Handler, HandlerError};
+use grodt_bus::consumer::{BatchFailure, Handler, HandlerError};
 use grodt_bus::{Delivery, EventBus};
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_risk_rules::{Input, Limits, Output, RiskState, Settings};
-use grodt_store::Store;
+use grodt_store::{JournalEntry, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::Instrument;
@@ -102,6 +103,14 @@ pub struct IntentCtx<'a> {
 }
 
 /// The events of `outputs` (source `source`, time `at_ns`).
+/// The time of a market input (a fill's or a bar's).
+const fn market_ts(input: &Input) -> i64 {
+    match input {
+        Input::Fill { at_ns, .. } | Input::Bar { at_ns, .. } => *at_ns,
+        _ => 0,
+    }
+}
+
 fn events_of(
     source: &str,
     at_ns: i64,
@@ -342,12 +351,7 @@ impl Engine {
     where
         F: FnOnce(&[Output]) -> Result<Vec<StoredEvent>, RiskSvcError>,
     {
-        while let Some(earlier) = core.unpublished.first().cloned() {
-            if let Some(entry) = self.store.journal().get(JOURNAL, &earlier).await? {
-                self.republish(&entry.outputs).await?;
-            }
-            core.unpublished.remove(0);
-        }
+        self.publish_unpublished(core).await?;
         if let Some(entry) = self.store.journal().get(JOURNAL, source).await? {
             self.republish(&entry.outputs).await?;
             self.metrics
@@ -401,6 +405,18 @@ impl Engine {
             return Err(e);
         }
         Ok(outputs)
+    }
+
+    /// Publishes again the events of journaled inputs whose publication
+    /// failed, before anything newer.
+    async fn publish_unpublished(&self, core: &mut Core) -> Result<(), RiskSvcError> {
+        while let Some(earlier) = core.unpublished.first().cloned() {
+            if let Some(entry) = self.store.journal().get(JOURNAL, &earlier).await? {
+                self.republish(&entry.outputs).await?;
+            }
+            core.unpublished.remove(0);
+        }
+        Ok(())
     }
 
     fn count(&self, rec: &Record, outputs: &[Output]) {
@@ -613,54 +629,64 @@ impl Engine {
     }
 
     async fn on_fill(&self, d: &Delivery) -> Result<(), RiskSvcError> {
-        let label = FILLS_STREAM;
-        let event = match topic::decode::<v1::FillEvent>(
-            &d.envelope.event_type,
-            d.envelope.payload.as_ref(),
-        ) {
-            Ok(e) => e,
-            Err(e) => return self.invalid(label, d, &format!("undecodable: {e}")),
-        };
-        let Some(fill) = event.fill.as_ref() else {
-            return self.invalid(label, d, "fill: required");
-        };
-        let input = match fill_from_proto(fill) {
-            Ok(i) => i,
-            Err(e) => return self.invalid(label, d, &e.to_string()),
-        };
-        let source = if fill.fill_id.is_empty() {
-            format!("fill-event:{}", d.envelope.event_id)
-        } else {
-            format!("fill:{}", fill.fill_id)
-        };
-        self.market(&source, label, input).await
+        match self.market_input(Kind::Fills, d) {
+            Some((source, input)) => self.market(&source, FILLS_STREAM, input).await,
+            None => Ok(()),
+        }
     }
 
     async fn on_bar(&self, d: &Delivery) -> Result<(), RiskSvcError> {
+        match self.market_input(Kind::Bars, d) {
+            Some((source, input)) => self.market(&source, BARS_STREAM, input).await,
+            None => Ok(()),
+        }
+    }
+
+    /// A fill or bar delivery as a journal source and a fold input; `None`
+    /// for one that cannot be applied (logged and counted as invalid).
+    fn market_input(&self, kind: Kind, d: &Delivery) -> Option<(String, Input)> {
+        let (env, payload) = (&d.envelope.event_type, d.envelope.payload.as_ref());
+        if kind == Kind::Fills {
+            let label = FILLS_STREAM;
+            let event = match topic::decode::<v1::FillEvent>(env, payload) {
+                Ok(e) => e,
+                Err(e) => return self.invalid_none(label, d, &format!("undecodable: {e}")),
+            };
+            let Some(fill) = event.fill.as_ref() else {
+                return self.invalid_none(label, d, "fill: required");
+            };
+            let input = match fill_from_proto(fill) {
+                Ok(i) => i,
+                Err(e) => return self.invalid_none(label, d, &e.to_string()),
+            };
+            let source = if fill.fill_id.is_empty() {
+                format!("fill-event:{}", d.envelope.event_id)
+            } else {
+                format!("fill:{}", fill.fill_id)
+            };
+            return Some((source, input));
+        }
         let label = BARS_STREAM;
-        let event = match topic::decode::<v1::BarEvent>(
-            &d.envelope.event_type,
-            d.envelope.payload.as_ref(),
-        ) {
+        let event = match topic::decode::<v1::BarEvent>(env, payload) {
             Ok(e) => e,
-            Err(e) => return self.invalid(label, d, &format!("undecodable: {e}")),
+            Err(e) => return self.invalid_none(label, d, &format!("undecodable: {e}")),
         };
         let Some(bar) = event.bar.as_ref() else {
-            return self.invalid(label, d, "bar: required");
+            return self.invalid_none(label, d, "bar: required");
         };
-        let input = match bar_from_proto(bar) {
-            Ok(i) => i,
-            Err(e) => return self.invalid(label, d, &e.to_string()),
-        };
-        self.market(&format!("bar:{}", d.envelope.event_id), label, input)
-            .await
+        match bar_from_proto(bar) {
+            Ok(i) => Some((format!("bar:{}", d.envelope.event_id), i)),
+            Err(e) => self.invalid_none(label, d, &e.to_string()),
+        }
+    }
+
+    fn invalid_none<T>(&self, label: &str, d: &Delivery, why: &str) -> Option<T> {
+        let _ = self.invalid(label, d, why);
+        None
     }
 
     async fn market(&self, source: &str, label: &str, input: Input) -> Result<(), RiskSvcError> {
-        let at_ns = match &input {
-            Input::Fill { at_ns, .. } | Input::Bar { at_ns, .. } => *at_ns,
-            _ => 0,
-        };
+        let at_ns = market_ts(&input);
         let mut core = self.lock().await?;
         self.run(
             &mut core,
@@ -672,6 +698,164 @@ impl Engine {
             |outs| Ok(events_of(source, at_ns, outs, None)),
         )
         .await?;
+        Ok(())
+    }
+
+    /// Bars or fills read together, in stream order, with **one commit**
+    /// for all (group commit): one journal look-up for the batch, each new
+    /// input folded in order (staged), then all journaled in one
+    /// transaction, then their events published in order. A journaled input
+    /// (a redelivery) first flushes what is staged, so the journal keeps the
+    /// order of the fold. The same effects, events and ids as one at a time
+    /// ([`Engine::market`]); at most one `fdatasync` per batch.
+    ///
+    /// # Errors
+    /// `(k, error)`: inputs before `k` are done; the one at `k` failed, and
+    /// it and those behind it must be handled again (the state is rebuilt
+    /// first if the fold moved past what was committed).
+    pub async fn on_market_batch(
+        &self,
+        kind: Kind,
+        ds: &[Delivery],
+    ) -> Result<(), (usize, RiskSvcError)> {
+        let label = if kind == Kind::Fills {
+            FILLS_STREAM
+        } else {
+            BARS_STREAM
+        };
+        let inputs: Vec<Option<(String, Input)>> =
+            ds.iter().map(|d| self.market_input(kind, d)).collect();
+        let mut core = self.lock().await.map_err(|e| (0, e))?;
+        self.publish_unpublished(&mut core)
+            .await
+            .map_err(|e| (0, e))?;
+        let sources: Vec<String> = inputs.iter().flatten().map(|(s, _)| s.clone()).collect();
+        let mut journaled: HashMap<String, JournalEntry> = self
+            .store
+            .journal()
+            .get_many(JOURNAL, &sources)
+            .await
+            .map_err(|e| (0, RiskSvcError::from(e)))?
+            .into_iter()
+            .map(|e| (e.source.clone(), e))
+            .collect();
+        let mut staged = Vec::new();
+        for (k, (d, input)) in ds.iter().zip(inputs).enumerate() {
+            let Some((source, input)) = input else {
+                continue;
+            };
+            let span = input_span(kind, d);
+            // A second delivery of a source this batch staged: as one at a
+            // time, it finds that one journaled and republishes it.
+            let entry = if staged.iter().any(|s: &StagedRecord| s.source == source) {
+                self.flush(&mut core, &mut staged).await?;
+                self.store
+                    .journal()
+                    .get(JOURNAL, &source)
+                    .await
+                    .map_err(|e| (k, RiskSvcError::from(e)))?
+            } else {
+                journaled.remove(&source)
+            };
+            if let Some(entry) = entry {
+                self.flush(&mut core, &mut staged).await?;
+                self.republish(&entry.outputs)
+                    .instrument(span)
+                    .await
+                    .map_err(|e| (k, e))?;
+                self.metrics
+                    .inputs
+                    .with_label_values(&[label, "duplicate"])
+                    .inc();
+                continue;
+            }
+            let at_ns = market_ts(&input);
+            let outputs = core.state.apply(&input);
+            let record = Record::Input {
+                input: Box::new(input),
+            };
+            let events = events_of(&source, at_ns, &outputs, None);
+            staged.push(StagedRecord {
+                at: k,
+                source,
+                label,
+                record,
+                outputs,
+                events,
+                span,
+            });
+        }
+        self.flush(&mut core, &mut staged).await
+    }
+
+    /// Journals every staged record in one transaction, then counts and
+    /// publishes each in order. Empties `staged`.
+    ///
+    /// # Errors
+    /// `(k, error)`, `k` the batch index of the first record not done:
+    /// nothing committed, or not as folded (the state is stale: rebuilt
+    /// before the next input), or a record's events not all published
+    /// (they are published again before the next input).
+    async fn flush(
+        &self,
+        core: &mut Core,
+        staged: &mut Vec<StagedRecord>,
+    ) -> Result<(), (usize, RiskSvcError)> {
+        let Some(first) = staged.first().map(|s| s.at) else {
+            return Ok(());
+        };
+        let batch = std::mem::take(staged);
+        let encoded = batch
+            .iter()
+            .map(|s| {
+                Ok((
+                    serde_json::to_vec(&s.record)?,
+                    serde_json::to_vec(&s.events)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| {
+                core.stale = true;
+                (first, RiskSvcError::Corrupt(e.to_string()))
+            })?;
+        let entries: Vec<(&str, &[u8], &[u8])> = batch
+            .iter()
+            .zip(&encoded)
+            .map(|(s, (i, o))| (s.source.as_str(), i.as_slice(), o.as_slice()))
+            .collect();
+        match self.store.journal_append_many(JOURNAL, &entries).await {
+            Ok(seqs) if seqs.iter().all(Option::is_some) => {}
+            Ok(_) => {
+                // Journaled by another writer meanwhile: its outcome stands;
+                // the retry finds it journaled and republishes it.
+                core.stale = true;
+                return Err((
+                    first,
+                    RiskSvcError::Corrupt(
+                        "an input of the batch was journaled by another writer meanwhile".into(),
+                    ),
+                ));
+            }
+            Err(e) => {
+                core.stale = true;
+                return Err((first, e.into()));
+            }
+        }
+        for s in &batch {
+            self.metrics
+                .inputs
+                .with_label_values(&[s.label, "applied"])
+                .inc();
+            self.count(&s.record, &s.outputs);
+        }
+        self.metrics.observe(&core.state);
+        for (m, s) in batch.iter().enumerate() {
+            if let Err(e) = self.publish_all(&s.events).instrument(s.span.clone()).await {
+                core.unpublished
+                    .extend(batch[m..].iter().map(|s| s.source.clone()));
+                return Err((s.at, e));
+            }
+        }
         Ok(())
     }
 
@@ -703,25 +887,66 @@ pub enum Kind {
     Bars,
 }
 
+/// A market input of a batch folded into the state, waiting for the batch's commit.
+struct StagedRecord {
+    /// Its index in the batch.
+    at: usize,
+    source: String,
+    label: &'static str,
+    record: Record,
+    outputs: Vec<Output>,
+    events: Vec<StoredEvent>,
+    span: tracing::Span,
+}
+
+/// The span handling one event of `kind`, parented on the envelope's trace context.
+fn input_span(kind: Kind, delivery: &Delivery) -> tracing::Span {
+    let name = match kind {
+        Kind::Intents => "risk.intent",
+        Kind::Fills => "risk.fill",
+        Kind::Bars => "risk.bar",
+    };
+    let span = tracing::info_span!(
+        "risk.input",
+        otel.name = name,
+        event_id = %delivery.envelope.event_id,
+        delivery = delivery.delivery_count
+    );
+    grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+    span
+}
+
 /// The consumer-group handler of one input stream: one span per event,
 /// parented on the envelope's trace context.
 pub struct StreamHandler(pub Arc<Engine>, pub Kind);
 
 #[async_trait]
 impl Handler for StreamHandler {
+    /// Bars and fills in one commit ([`Engine::on_market_batch`]); intents
+    /// one at a time.
+    async fn handle_batch(&self, deliveries: &[Delivery]) -> Result<(), BatchFailure> {
+        if self.1 == Kind::Intents || deliveries.len() < 2 {
+            for (done, d) in deliveries.iter().enumerate() {
+                self.handle(d)
+                    .await
+                    .map_err(|error| BatchFailure { done, error })?;
+            }
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = self.0.on_market_batch(self.1, deliveries).await;
+        let took = started.elapsed().as_secs_f64();
+        for _ in deliveries {
+            self.0.metrics.handling.observe(took);
+        }
+        result.map_err(|(done, e)| BatchFailure {
+            done,
+            error: Box::new(e),
+        })
+    }
+
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let name = match self.1 {
-            Kind::Intents => "risk.intent",
-            Kind::Fills => "risk.fill",
-            Kind::Bars => "risk.bar",
-        };
-        let span = tracing::info_span!(
-            "risk.input",
-            otel.name = name,
-            event_id = %delivery.envelope.event_id,
-            delivery = delivery.delivery_count
-        );
-        grodt_kit::telemetry::follow_envelope(&span, &delivery.envelope);
+        let span = input_span(self.1, delivery);
         let started = Instant::now();
         let engine = &self.0;
         let result = async {

@@ -5,7 +5,9 @@
 //! deterministic fold of intents, fills, bars and operator commands);
 //! `engine` runs it behind one mutex, consumes `grodt.order-intents.v1`,
 //! `grodt.fills.v1` and `grodt.bars.v1` (group `risk`), journals every input
-//! with the events it produced in the store's journal, publishes approved
+//! with the events it produced in the store's journal (bars and fills read
+//! together in one transaction: group commit, `Engine::on_market_batch`;
+//! intents one at a time), publishes approved
 //! orders on `grodt.orders.v1` and everything else on `grodt.risk-events.v1`,
 //! and rebuilds the state from the journal at start; `grpc` holds the
 //! handlers; `convert` is every protobuf <-> domain conversion; `error` the

@@ -21,17 +21,18 @@
 //! count, so the same command sequence gets the same sources).
 
 pub use grodt_kit::journal::{StoredEvent, event_id};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use grodt_bus::consumer::{Handler, HandlerError};
+use grodt_bus::consumer::{BatchFailure, Handler, HandlerError};
 use grodt_bus::{ConsumerName, Delivery, EventBus, GroupName, StreamName};
 use grodt_paper::instruments::Instruments;
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
-use grodt_store::Store;
+use grodt_store::{JournalEntry, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::Instrument;
@@ -134,6 +135,18 @@ fn stream(name: &str) -> Result<StreamName, StrategySvcError> {
 /// Wall-clock ns, for command records only (journaled with them).
 pub fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+/// A record of a batch folded into the state, waiting for the batch's commit.
+struct StagedRecord {
+    /// Its index in the batch.
+    at: usize,
+    source: String,
+    label: &'static str,
+    record: Record,
+    outputs: Vec<Output>,
+    stored: Stored,
+    span: tracing::Span,
 }
 
 /// The state and whether it must be rebuilt from the journal.
@@ -249,12 +262,7 @@ impl Engine {
         label: &str,
         rec: &Record,
     ) -> Result<Vec<Output>, StrategySvcError> {
-        while let Some(earlier) = core.unpublished.first().cloned() {
-            if let Some(entry) = self.store.journal().get(JOURNAL, &earlier).await? {
-                self.republish(&entry.outputs).await?;
-            }
-            core.unpublished.remove(0);
-        }
+        self.publish_unpublished(core).await?;
         if let Some(entry) = self.store.journal().get(JOURNAL, source).await? {
             self.republish(&entry.outputs).await?;
             self.metrics
@@ -305,6 +313,189 @@ impl Engine {
             return Err(e);
         }
         Ok(outputs)
+    }
+
+    /// Publishes again the intents of journaled inputs whose publication
+    /// failed, before anything newer.
+    async fn publish_unpublished(&self, core: &mut Core) -> Result<(), StrategySvcError> {
+        while let Some(earlier) = core.unpublished.first().cloned() {
+            if let Some(entry) = self.store.journal().get(JOURNAL, &earlier).await? {
+                self.republish(&entry.outputs).await?;
+            }
+            core.unpublished.remove(0);
+        }
+        Ok(())
+    }
+
+    /// Reports read together, in stream order, with **one commit** for all
+    /// (group commit): one journal look-up for the batch, each new report
+    /// folded in order (staged), then all of them journaled in one
+    /// transaction, then their intents published in order. A journaled
+    /// report (a redelivery) first flushes what is staged, so the journal
+    /// keeps the order of the fold. The same effects, intents and ids as one
+    /// report at a time ([`Engine::run`]); at most one `fdatasync` per batch.
+    ///
+    /// # Errors
+    /// `(k, error)`: reports before `k` are done; the one at `k` failed, and
+    /// it and those behind it must be handled again (the state is rebuilt
+    /// first if the fold moved past what was committed).
+    pub async fn on_reports(&self, ds: &[Delivery]) -> Result<(), (usize, StrategySvcError)> {
+        let label = REPORTS_STREAM;
+        let mut core = self.lock().await.map_err(|e| (0, e))?;
+        self.publish_unpublished(&mut core)
+            .await
+            .map_err(|e| (0, e))?;
+        let sources: Vec<String> = ds
+            .iter()
+            .map(|d| format!("report:{}", d.envelope.event_id))
+            .collect();
+        let mut journaled: HashMap<String, JournalEntry> = self
+            .store
+            .journal()
+            .get_many(JOURNAL, &sources)
+            .await
+            .map_err(|e| (0, StrategySvcError::from(e)))?
+            .into_iter()
+            .map(|e| (e.source.clone(), e))
+            .collect();
+        let mut staged = Vec::new();
+        for (k, (d, source)) in ds.iter().zip(sources).enumerate() {
+            let span = input_span(Kind::Reports, d);
+            let event = match topic::decode::<v1::ExecutionReportEvent>(
+                &d.envelope.event_type,
+                d.envelope.payload.as_ref(),
+            ) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = self.invalid(label, d, &format!("undecodable: {e}"));
+                    continue;
+                }
+            };
+            let (report, timeframe) = match report_from_proto(&event, &self.instruments) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = self.invalid(label, d, &e.to_string());
+                    continue;
+                }
+            };
+            // A second delivery of a source this batch staged: as one at a
+            // time, it finds that one journaled and republishes it.
+            let entry = if staged.iter().any(|s: &StagedRecord| s.source == source) {
+                self.flush(&mut core, &mut staged).await?;
+                self.store
+                    .journal()
+                    .get(JOURNAL, &source)
+                    .await
+                    .map_err(|e| (k, StrategySvcError::from(e)))?
+            } else {
+                journaled.remove(&source)
+            };
+            if let Some(entry) = entry {
+                self.flush(&mut core, &mut staged).await?;
+                self.republish(&entry.outputs)
+                    .instrument(span)
+                    .await
+                    .map_err(|e| (k, e))?;
+                self.metrics
+                    .inputs
+                    .with_label_values(&[label, "duplicate"])
+                    .inc();
+                continue;
+            }
+            let rec = Record::Report { report, timeframe };
+            // The intents carry the report's trace: stored in its span.
+            let (outputs, stored) = {
+                let _in = span.enter();
+                let outputs = core.state.apply(&rec);
+                let s = stored(&outputs);
+                (outputs, s)
+            };
+            staged.push(StagedRecord {
+                at: k,
+                source,
+                label,
+                record: rec,
+                outputs,
+                stored,
+                span,
+            });
+        }
+        self.flush(&mut core, &mut staged).await
+    }
+
+    /// Journals every staged record in one transaction, then counts and
+    /// publishes each in order. Empties `staged`.
+    ///
+    /// # Errors
+    /// `(k, error)`, `k` the batch index of the first record not done:
+    /// nothing committed, or not as folded (the state is stale: rebuilt
+    /// before the next input), or a record's intents not all published
+    /// (they are published again before the next input).
+    async fn flush(
+        &self,
+        core: &mut Core,
+        staged: &mut Vec<StagedRecord>,
+    ) -> Result<(), (usize, StrategySvcError)> {
+        let Some(first) = staged.first().map(|s| s.at) else {
+            return Ok(());
+        };
+        let batch = std::mem::take(staged);
+        let encoded = batch
+            .iter()
+            .map(|s| {
+                Ok((
+                    serde_json::to_vec(&s.record)?,
+                    serde_json::to_vec(&s.stored)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| {
+                core.stale = true;
+                (first, StrategySvcError::Corrupt(e.to_string()))
+            })?;
+        let entries: Vec<(&str, &[u8], &[u8])> = batch
+            .iter()
+            .zip(&encoded)
+            .map(|(s, (i, o))| (s.source.as_str(), i.as_slice(), o.as_slice()))
+            .collect();
+        match self.store.journal_append_many(JOURNAL, &entries).await {
+            Ok(seqs) if seqs.iter().all(Option::is_some) => {}
+            Ok(_) => {
+                // Journaled by another writer meanwhile: its outcome stands;
+                // the retry finds it journaled and republishes it.
+                core.stale = true;
+                return Err((
+                    first,
+                    StrategySvcError::Corrupt(
+                        "an input of the batch was journaled by another writer meanwhile".into(),
+                    ),
+                ));
+            }
+            Err(e) => {
+                core.stale = true;
+                return Err((first, e.into()));
+            }
+        }
+        for s in &batch {
+            self.metrics
+                .inputs
+                .with_label_values(&[s.label, "applied"])
+                .inc();
+            self.count(&s.record, &s.outputs);
+        }
+        self.metrics.observe(&core.state);
+        for (m, s) in batch.iter().enumerate() {
+            if let Err(e) = self
+                .publish_all(&s.stored.events)
+                .instrument(s.span.clone())
+                .await
+            {
+                core.unpublished
+                    .extend(batch[m..].iter().map(|s| s.source.clone()));
+                return Err((s.at, e));
+            }
+        }
+        Ok(())
     }
 
     fn count(&self, rec: &Record, outputs: &[Output]) {
@@ -575,6 +766,34 @@ impl Handler for StreamHandler {
             .handling
             .observe(started.elapsed().as_secs_f64());
         result.map_err(|e| Box::new(e) as HandlerError)
+    }
+
+    /// Reports in one commit ([`Engine::on_reports`]); the other streams one
+    /// event at a time.
+    async fn handle_batch(&self, deliveries: &[Delivery]) -> Result<(), BatchFailure> {
+        let engine = &self.0;
+        if self.1 != Kind::Reports || deliveries.len() < 2 || engine.drain.load(Ordering::SeqCst) {
+            for (done, d) in deliveries.iter().enumerate() {
+                self.handle(d)
+                    .await
+                    .map_err(|error| BatchFailure { done, error })?;
+            }
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = engine.on_reports(deliveries).await;
+        if result.is_err() {
+            // What is left is applied in order by the drain.
+            engine.drain.store(true, Ordering::SeqCst);
+        }
+        let took = started.elapsed().as_secs_f64();
+        for _ in deliveries {
+            engine.metrics.handling.observe(took);
+        }
+        result.map_err(|(done, e)| BatchFailure {
+            done,
+            error: Box::new(e),
+        })
     }
 }
 

@@ -27,7 +27,10 @@
 //! redelivered input republishes its stored intents; a restart replays the
 //! journal, which rebuilds every runner exactly (indicators, mirrored
 //! orders, ledgers). Time in the fold comes only from inputs (bar times; a
-//! command's time is taken once and journaled with it).
+//! command's time is taken once and journaled with it). Reports read
+//! together are journaled in one transaction (group commit,
+//! `Engine::on_reports`): folded in order, committed at once, then their
+//! intents published in order; the same effects and ids as one at a time.
 //!
 //! **Deterministic ids.** Client order ids are the runner's
 //! (`<instance>-<n>`, `grodt_paper::ids`); an intent's envelope event id is

@@ -1182,3 +1182,63 @@ pub async fn journal_appends_once_in_order_and_rolls_back(store: &Store) {
     assert_eq!(store.journal().count("exec").await.unwrap(), 2);
     assert_eq!(store.journal().count("nobody").await.unwrap(), 0);
 }
+
+/// A batch appended in one transaction, in order; a source journaled before
+/// is skipped (`None`); the batch look-up finds exactly the journaled ones.
+pub async fn journal_batches_append_in_one_commit_and_look_up_at_once(store: &Store) {
+    let seqs = store
+        .journal_append_many(
+            "exec",
+            &[("b-1", b"in-1", b"out-1"), ("b-2", b"in-2", b"out-2")],
+        )
+        .await
+        .unwrap();
+    let [Some(a), Some(b)] = seqs[..] else {
+        panic!("both appended: {seqs:?}")
+    };
+    assert!(a < b, "in the order given");
+    let again = store
+        .journal_append_many(
+            "exec",
+            &[
+                ("b-2", b"changed", b""),
+                ("b-3", b"in-3", b""),
+                ("b-4", b"in-4", b""),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again[0], None, "journaled before: nothing written");
+    assert!(again[1].unwrap() > b && again[2].unwrap() > again[1].unwrap());
+    // One alone takes the single-statement path.
+    let one = store
+        .journal_append_many("exec", &[("b-5", b"in-5", b"")])
+        .await
+        .unwrap();
+    assert!(one[0].unwrap() > again[2].unwrap());
+    let sources: Vec<String> = ["b-4", "nope", "b-2", "b-1"].map(String::from).to_vec();
+    let found = store.journal().get_many("exec", &sources).await.unwrap();
+    let names: Vec<&str> = found.iter().map(|e| e.source.as_str()).collect();
+    assert_eq!(
+        names,
+        ["b-1", "b-2", "b-4"],
+        "the journaled ones, in seq order"
+    );
+    assert_eq!(found[1].input, b"in-2", "the first append stands");
+    assert!(
+        store
+            .journal()
+            .get_many("risk", &sources)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .journal()
+            .get_many("exec", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -55,6 +55,7 @@ both_backends!(
     regimes_state_and_changes_commit_with_the_mark,
     regimes_history_pages_by_symbol_and_time,
     journal_appends_once_in_order_and_rolls_back,
+    journal_batches_append_in_one_commit_and_look_up_at_once,
 );
 
 #[tokio::test]
@@ -66,6 +67,7 @@ async fn sqlite_in_memory_store_works() {
     conformance::dedupe_first_time_only(&store).await;
     conformance::runs_lifecycle(&store).await;
     conformance::process_once_rolls_back_effect_and_mark_together(&store).await;
+    conformance::journal_batches_append_in_one_commit_and_look_up_at_once(&store).await;
 }
 
 #[tokio::test]

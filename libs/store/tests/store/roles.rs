@@ -147,6 +147,7 @@ as_app_role!(
     datasets_put_get_replace_delete,
     regimes_state_and_changes_commit_with_the_mark,
     journal_appends_once_in_order_and_rolls_back,
+    journal_batches_append_in_one_commit_and_look_up_at_once,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
