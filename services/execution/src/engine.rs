@@ -936,6 +936,9 @@ impl Engine {
             };
             done.push(seq);
         }
+        self.metrics
+            .journal_batch
+            .observe(f64::from(u32::try_from(batch.len()).unwrap_or(u32::MAX)));
         for (s, seq) in batch.iter().zip(&done) {
             if let Some(o) = outcomes.get_mut(s.at) {
                 *o = Outcome::Applied(*seq);
@@ -1005,6 +1008,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        self.metrics.journal_batch.observe(1.0);
         state.last_seq = seq;
         state.remember_trace(&j, &outputs);
         self.book(&j, &outputs);

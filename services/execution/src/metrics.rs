@@ -61,6 +61,8 @@ pub struct ExecMetrics {
     pub open_positions: IntGaugeVec,
     /// One input from delivery to durable and published.
     pub handling: Histogram,
+    /// Inputs journaled per commit (group commit: a batch read together).
+    pub journal_batch: Histogram,
     /// Entries of a consumed stream not yet delivered to the group.
     pub lag: IntGaugeVec,
     /// The account label.
@@ -184,6 +186,14 @@ impl ExecMetrics {
             ]),
         )
         .map_err(m)?;
+        let journal_batch = Histogram::with_opts(
+            HistogramOpts::new(
+                metrics.name("journal_batch_inputs"),
+                "inputs journaled per commit (inputs read together share one commit)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )
+        .map_err(m)?;
         let lag = IntGaugeVec::new(
             Opts::new(
                 metrics.name("bus_consumer_lag_entries"),
@@ -207,6 +217,7 @@ impl ExecMetrics {
         r.register(Box::new(bar_lag.clone())).map_err(m)?;
         r.register(Box::new(late_orders.clone())).map_err(m)?;
         r.register(Box::new(handling.clone())).map_err(m)?;
+        r.register(Box::new(journal_batch.clone())).map_err(m)?;
         r.register(Box::new(equity.clone())).map_err(m)?;
         r.register(Box::new(realized.clone())).map_err(m)?;
         r.register(Box::new(unrealized.clone())).map_err(m)?;
@@ -249,6 +260,7 @@ impl ExecMetrics {
             unrealized,
             open_positions,
             handling,
+            journal_batch,
             lag,
             account: account.to_owned(),
         })

@@ -24,6 +24,8 @@ pub struct RiskMetrics {
     pub inputs: IntCounterVec,
     /// One input from delivery to published.
     pub handling: Histogram,
+    /// Inputs journaled per commit (group commit: a batch read together).
+    pub journal_batch: Histogram,
     /// Account gauges, by `account`: equity, peak, drawdown, limits, exposures.
     pub equity: GaugeVec,
     /// Highest equity seen.
@@ -116,6 +118,14 @@ impl RiskMetrics {
             ]),
         )
         .map_err(m)?;
+        let journal_batch = Histogram::with_opts(
+            HistogramOpts::new(
+                metrics.name("journal_batch_inputs"),
+                "inputs journaled per commit (inputs read together share one commit)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )
+        .map_err(m)?;
         let equity = gauge(
             "equity",
             "initial equity + fills' cash flows + positions at the last price",
@@ -151,6 +161,7 @@ impl RiskMetrics {
         r.register(Box::new(warnings.clone())).map_err(m)?;
         r.register(Box::new(inputs.clone())).map_err(m)?;
         r.register(Box::new(handling.clone())).map_err(m)?;
+        r.register(Box::new(journal_batch.clone())).map_err(m)?;
         for g in [
             &equity,
             &peak,
@@ -185,6 +196,7 @@ impl RiskMetrics {
             warnings,
             inputs,
             handling,
+            journal_batch,
             equity,
             peak,
             drawdown,

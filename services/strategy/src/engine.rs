@@ -302,6 +302,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        self.metrics.journal_batch.observe(1.0);
         self.metrics
             .inputs
             .with_label_values(&[label, "applied"])
@@ -476,6 +477,9 @@ impl Engine {
                 return Err((first, e.into()));
             }
         }
+        self.metrics
+            .journal_batch
+            .observe(f64::from(u32::try_from(batch.len()).unwrap_or(u32::MAX)));
         for s in &batch {
             self.metrics
                 .inputs

@@ -24,6 +24,8 @@ pub struct StrategyMetrics {
     pub lag: IntGaugeVec,
     /// One input from delivery to published.
     pub handling: Histogram,
+    /// Inputs journaled per commit (group commit: a batch read together).
+    pub journal_batch: Histogram,
     /// Journal entries replayed at start (or after a failed commit).
     pub replayed: IntGauge,
     /// Milliseconds the last replay took.
@@ -103,6 +105,14 @@ impl StrategyMetrics {
             ]),
         )
         .map_err(m)?;
+        let journal_batch = Histogram::with_opts(
+            HistogramOpts::new(
+                metrics.name("journal_batch_inputs"),
+                "inputs journaled per commit (inputs read together share one commit)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )
+        .map_err(m)?;
         let replayed = IntGauge::new(
             metrics.name("journal_replayed_entries"),
             "journal entries replayed into the state at start or after a failed commit",
@@ -122,6 +132,7 @@ impl StrategyMetrics {
         r.register(Box::new(bars.clone())).map_err(m)?;
         r.register(Box::new(lag.clone())).map_err(m)?;
         r.register(Box::new(handling.clone())).map_err(m)?;
+        r.register(Box::new(journal_batch.clone())).map_err(m)?;
         r.register(Box::new(replayed.clone())).map_err(m)?;
         r.register(Box::new(replay_ms.clone())).map_err(m)?;
         for s in Status::ALL {
@@ -141,6 +152,7 @@ impl StrategyMetrics {
             bars,
             lag,
             handling,
+            journal_batch,
             replayed,
             replay_ms,
         })
