@@ -15,9 +15,14 @@
 //!   (`FixedBps`, `Percentage`), its cost rounding, its minimum-size and margin
 //!   refusals. Cash is the ledger's exact `Decimal`; fills are rare, so the
 //!   exact arithmetic costs little per bar.
-//! - Metrics without curves: a per-bar mark to market in `f64` feeds running
-//!   sums (return moments, downside, peak and drawdown), closing fills feed the
+//!   Per time block a lane computes the sign of that difference at every bar
+//!   in f64 SIMD lanes (exact below 2^53, checked once) as bit masks, and steps
+//!   from crossing to crossing (`Masks`).
+//! - Metrics without curves: a mark to market in `f64` feeds running sums
+//!   (return moments, downside, peak and drawdown), closing fills feed the
 //!   trade statistics; definitions are `grodt-analytics`' (`metrics::compute`).
+//!   A held long position's return moments come from sums of the bar returns
+//!   shared by every lane (`Held`), its peak and drawdown exactly as bar by bar.
 //! - Layout: parameter sets in groups of [`GROUP`] lanes, each group walks the
 //!   bars in time blocks of [`BLOCK`] bars so a block's prices stay in cache while
 //!   every lane of the group passes over it; groups run on all cores with rayon
@@ -115,6 +120,8 @@ pub struct Series {
     /// `prefix[t] = close[0] + ... + close[t - 1]` (raw).
     prefix: Vec<i128>,
     max_abs_close: i128,
+    /// The shared sums of the bar returns (built on first use, see [`Held`]).
+    held: std::sync::OnceLock<Option<Held>>,
 }
 
 impl Series {
@@ -168,6 +175,7 @@ impl Series {
                 .map(|b| i128::from(b.close).abs())
                 .max()
                 .unwrap_or(0),
+            held: std::sync::OnceLock::new(),
         })
     }
 
@@ -577,6 +585,9 @@ struct Ctx<'a, I: ?Sized> {
     int: Option<IntBook>,
     /// The starting cash in the integer book's units.
     int_start: i128,
+    /// The shared sums for held positions' marks, when the metrics allow them
+    /// (no required return: the downside is then the falling bars').
+    held: Option<&'a Held>,
 }
 
 /// Cash as an `i128` count of `10^-scale` units, `scale` the notional's
@@ -993,6 +1004,12 @@ impl Marks {
         self.s2 += r * r;
         let d = (r - req).min(0.0);
         self.s3 += d * d;
+        self.trough(e);
+    }
+
+    /// The peak and the deepest drawdown after a mark at `e`.
+    #[inline(always)]
+    fn trough(&mut self, e: f64) {
         if e >= self.peak {
             self.peak = e;
         } else if e < self.peak * (1.0 + self.mdd) {
@@ -1002,6 +1019,109 @@ impl Marks {
                 self.mdd = dd;
             }
         }
+    }
+
+    /// Bars `a..b` (`a >= 1`) of a long position of `q` units beside the cash
+    /// `cash`, held through bar `a - 1`: each return is the bar's `x` shrunk by
+    /// the cash, `x / (1 + cash / (q c))`, so the return moments are a few
+    /// differences of [`Held`]'s sums (the same returns as [`Self::mark`]'s,
+    /// summed in another order: equal within float rounding; zero returns are
+    /// not counted in `flat`, which only a required return reads). The peak
+    /// and the drawdown are bar by bar's exactly: the bars are scanned only
+    /// when their lowest mark under their highest peak could deepen it.
+    #[inline(always)]
+    fn held(&mut self, h: &Held, (cash, q): (f64, f64), close: &[f64], a: usize, b: usize) {
+        let delta = cash / q;
+        let d = |p: &[f64]| p[b] - p[a];
+        let (k1, k2) = (-delta, delta * delta);
+        let [a0, a1, a2] = &h.a;
+        let [b0, b1, b2] = &h.b;
+        let [d0, d1, d2] = &h.d;
+        self.s1 += d(a0) + k1 * d(a1) + k2 * d(a2);
+        self.s2 += d(b0) + 2.0 * k1 * d(b1) + 3.0 * k2 * d(b2);
+        self.s3 += d(d0) + 2.0 * k1 * d(d1) + 3.0 * k2 * d(d2);
+        let bars = &close[a..b];
+        let (lo, hi) = min_max(bars);
+        let (e_lo, e_hi) = (cash + q * lo, cash + q * hi);
+        let top = self.peak.max(e_hi);
+        // The margin covers the rounding of the bar-by-bar drawdowns.
+        if e_lo > 0.0 && e_lo / top - 1.0 > self.mdd + 1e-12 {
+            self.peak = top;
+        } else {
+            for &c in bars {
+                self.trough(cash + q * c);
+            }
+        }
+        self.eprev = cash + q * close[b - 1];
+    }
+}
+
+/// The lowest and highest of `c` (finite), four lanes at a time.
+fn min_max(c: &[f64]) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64x4::splat(f64::INFINITY), f64x4::splat(f64::NEG_INFINITY));
+    let mut quads = c.chunks_exact(4);
+    for x in &mut quads {
+        let v = f64x4::from([x[0], x[1], x[2], x[3]]);
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let (lo, hi) = (lo.to_array(), hi.to_array());
+    let (mut l, mut h) = (
+        lo[0].min(lo[1]).min(lo[2].min(lo[3])),
+        hi[0].max(hi[1]).max(hi[2].max(hi[3])),
+    );
+    for &x in quads.remainder() {
+        l = l.min(x);
+        h = h.max(x);
+    }
+    (l, h)
+}
+
+/// Sums of the bar returns shared by every lane's held long positions (see
+/// [`Marks::held`]): with `x_u = c_u / c_(u-1) - 1` and `v_u = 1 / c_(u-1)`,
+/// `a[k][i]` is the sum of `x v^k` over bars `1..i`, `b[k]` of `x^2 v^k`, and
+/// `d[k]` of `x^2 v^k` over the falling bars (the downside).
+#[derive(Clone, Debug)]
+struct Held {
+    a: [Vec<f64>; 3],
+    b: [Vec<f64>; 3],
+    d: [Vec<f64>; 3],
+    /// The largest `v` (one over the lowest close).
+    vmax: f64,
+}
+
+impl Held {
+    /// The sums over the closes `close` (in price units); `None` unless every
+    /// close is positive and finite.
+    fn of(close: &[f64]) -> Option<Self> {
+        if close.iter().any(|&c| !(c > 0.0 && c.is_finite())) {
+            return None;
+        }
+        let n = close.len();
+        let cols = || [(); 3].map(|()| vec![0.0; n + 1]);
+        let (mut a, mut b, mut d) = (cols(), cols(), cols());
+        let mut vmax = 0.0f64;
+        for u in 1..n {
+            let v = 1.0 / close[u - 1];
+            vmax = vmax.max(v);
+            let x = (close[u] - close[u - 1]) * v;
+            let (x2, fall) = (x * x, x < 0.0);
+            let mut vk = 1.0;
+            for k in 0..3 {
+                a[k][u + 1] = a[k][u] + x * vk;
+                b[k][u + 1] = b[k][u] + x2 * vk;
+                d[k][u + 1] = d[k][u] + if fall { x2 * vk } else { 0.0 };
+                vk *= v;
+            }
+        }
+        Some(Self { a, b, d, vmax })
+    }
+
+    /// Whether a position of `q` units beside the cash `cash` is long with a
+    /// residue small enough that three terms of `1 / (1 + cash / (q c))`
+    /// leave under 2^-52 of each return.
+    fn fits(&self, cash: f64, q: f64) -> bool {
+        q > 0.0 && (cash / q).abs() * self.vmax <= 1.0 / f64::from(1u32 << 18)
     }
 }
 
@@ -1100,10 +1220,25 @@ impl<R: Rule> Lane<R> {
                 }
                 m.flat += (end - t) as u64;
             } else {
-                for &c in &close_f[t..end] {
-                    let e = cash_f + q_f * c;
-                    rec.equity(e);
-                    m.mark(e, req);
+                // The first bar's return runs from before the fill (or the
+                // block); the rest are the held position's own.
+                let e = cash_f + q_f * close_f[t];
+                rec.equity(e);
+                m.mark(e, req);
+                let held = cx.held.filter(|h| h.fits(cash_f, q_f));
+                if let (Some(h), true) = (held, t + 1 < end) {
+                    if W::RECORDS {
+                        for &c in &close_f[t + 1..end] {
+                            rec.equity(cash_f + q_f * c);
+                        }
+                    }
+                    m.held(h, (cash_f, q_f), close_f, t + 1, end);
+                } else {
+                    for &c in &close_f[t + 1..end] {
+                        let e = cash_f + q_f * c;
+                        rec.equity(e);
+                        m.mark(e, req);
+                    }
                 }
             }
             pending = order;
@@ -1568,6 +1703,14 @@ fn with_ctx<I: ?Sized, T>(
         Some((b, start)) if config.integer_book => (Some(b), start),
         _ => (None, 0),
     };
+    let held = if config.metrics.required_return == 0.0 {
+        series
+            .held
+            .get_or_init(|| Held::of(&series.close_f))
+            .as_ref()
+    } else {
+        None
+    };
     f(&Ctx {
         series,
         ind,
@@ -1575,6 +1718,7 @@ fn with_ctx<I: ?Sized, T>(
         size_scale,
         int,
         int_start,
+        held,
     })
 }
 
@@ -1788,6 +1932,69 @@ mod tests {
             }
         }
         assert!(orders > 100, "{orders}");
+    }
+
+    /// Held positions' marks from the shared sums: the return moments of
+    /// bar-by-bar marking within float rounding, the peak, drawdown and last
+    /// equity exactly, whether the bars are scanned or skipped.
+    #[test]
+    fn held_marks_equal_bar_by_bar_marks() {
+        // A deterministic walk with flat bars, rallies and slides.
+        let mut c = vec![100.0f64];
+        let mut x = 12_345u64;
+        for k in 1..5_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let step = f64::from(u32::try_from(x >> 59).unwrap()) - 15.0
+                + if k % 1_000 < 500 { 0.4 } else { -0.4 };
+            c.push((c[k - 1] + step * 0.01 * c[k - 1] / 100.0).max(1.0));
+        }
+        let h = Held::of(&c).unwrap();
+        let (mut bar, mut fast) = (Marks::new(1_000.0), Marks::new(1_000.0));
+        let (mut skipped, mut held) = (0, 0);
+        let mut a = 1;
+        for (k, len) in [3usize, 40, 1, 700, 64, 2, 900, 13, 1_500]
+            .into_iter()
+            .cycle()
+            .take(30)
+            .enumerate()
+        {
+            let b = (a + len).min(c.len());
+            if a >= b {
+                break;
+            }
+            // Equity `cash + q c`: a small cash residue, a position of about 10 units.
+            let (cash, q) = (1e-5 * (k as f64), 9.5 + k as f64 * 0.01);
+            assert!(h.fits(cash, q));
+            // The first bar from the flat equity, as the lane does, then the hold.
+            let e = cash + q * c[a - 1];
+            bar.mark(e, 0.0);
+            fast.mark(e, 0.0);
+            let mdd = fast.mdd;
+            for &x in &c[a..b] {
+                bar.mark(cash + q * x, 0.0);
+            }
+            fast.held(&h, (cash, q), &c, a, b);
+            held += 1;
+            skipped += usize::from(fast.mdd == mdd && bar.mdd == mdd);
+            assert_eq!(
+                (fast.peak, fast.mdd, fast.eprev),
+                (bar.peak, bar.mdd, bar.eprev),
+                "{k}"
+            );
+            for (f, s) in [(fast.s1, bar.s1), (fast.s2, bar.s2), (fast.s3, bar.s3)] {
+                assert!((f - s).abs() <= 1e-12 * s.abs().max(1e-9), "{k}: {f} {s}");
+            }
+            a = b + 1;
+        }
+        assert!(
+            held > 10 && skipped > 0 && bar.mdd < -0.01,
+            "{held} {skipped} {}",
+            bar.mdd
+        );
+        assert!(!h.fits(1e6, 1.0) && !h.fits(0.0, -1.0));
+        assert!(Held::of(&[1.0, 0.0]).is_none());
     }
 
     #[test]
