@@ -5,9 +5,14 @@
 //! timed). Prints one JSON line of timings and writes every set's final equity
 //! to a CSV for the comparison with vectorbt.
 //!
-//! Usage: `sweep_grid [--csv PATH] [--threads one|all] [--out PATH] [--runs N] [--decimal-book]`
+//! Usage: `sweep_grid [--csv PATH] [--threads one|all] [--out PATH] [--runs N] [--decimal-book]
+//! [--metrics-out PATH] [--required-return R]`
 //! (`--decimal-book` books cash in `Decimal` at every fill, as before the
-//! integer book, for a before/after comparison in one sitting).
+//! integer book, for a before/after comparison in one sitting;
+//! `--metrics-out` writes every set's metrics, shortest round-trip f64 text;
+//! a required return other than 0 marks held positions bar by bar, so
+//! `--required-return 1e-300`, which moves no metric of its own, compares the
+//! shared sums of held positions with the bar-by-bar marks).
 
 use std::io::Write;
 use std::time::Instant;
@@ -37,6 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut out: Option<String> = None;
     let mut runs = 1usize;
     let mut integer_book = true;
+    let mut metrics_out: Option<String> = None;
+    let mut required_return = 0.0;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -52,6 +59,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--out" => out = Some(val()?),
             "--runs" => runs = val()?.parse()?,
             "--decimal-book" => integer_book = false,
+            "--metrics-out" => metrics_out = Some(val()?),
+            "--required-return" => required_return = val()?.parse()?,
             _ => return Err(format!("unknown argument {a}").into()),
         }
     }
@@ -62,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         metrics: MetricsConfig {
             periods_per_year: 525_600.0,
             risk_free: 0.0,
-            required_return: 0.0,
+            required_return,
         },
         integer_book,
         ..SweepConfig::default()
@@ -92,6 +101,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         set_bars / best,
         set_bars / best_cpu,
     );
+    if let Some(path) = metrics_out {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(
+            w,
+            "fast,slow,total_return,cagr,sharpe,sortino,max_drawdown,calmar,win_rate,profit_factor"
+        )?;
+        let o = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:?}"));
+        for s in &outcomes {
+            let m = &s.metrics;
+            writeln!(
+                w,
+                "{},{},{:?},{:?},{},{},{:?},{},{},{}",
+                s.params.fast,
+                s.params.slow,
+                m.total_return,
+                m.cagr,
+                o(m.sharpe),
+                o(m.sortino),
+                m.max_drawdown,
+                o(m.calmar),
+                o(m.win_rate),
+                o(m.profit_factor)
+            )?;
+        }
+    }
     if let Some(path) = out {
         let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
         writeln!(w, "fast,slow,final_value,trades,fills")?;

@@ -15,9 +15,14 @@
 //!   (`FixedBps`, `Percentage`), its cost rounding, its minimum-size and margin
 //!   refusals. Cash is the ledger's exact `Decimal`; fills are rare, so the
 //!   exact arithmetic costs little per bar.
-//! - Metrics without curves: a per-bar mark to market in `f64` feeds running
-//!   sums (return moments, downside, peak and drawdown), closing fills feed the
+//!   Per time block a lane computes the sign of that difference at every bar
+//!   in f64 SIMD lanes (exact below 2^53, checked once) as bit masks, and steps
+//!   from crossing to crossing (`Masks`).
+//! - Metrics without curves: a mark to market in `f64` feeds running sums
+//!   (return moments, downside, peak and drawdown), closing fills feed the
 //!   trade statistics; definitions are `grodt-analytics`' (`metrics::compute`).
+//!   A held long position's return moments come from sums of the bar returns
+//!   shared by every lane (`Held`), its peak and drawdown exactly as bar by bar.
 //! - Layout: parameter sets in groups of [`GROUP`] lanes, each group walks the
 //!   bars in time blocks of [`BLOCK`] bars so a block's prices stay in cache while
 //!   every lane of the group passes over it; groups run on all cores with rayon
@@ -63,6 +68,7 @@ use grodt_sim::models::{
 };
 use grodt_sim::{BacktestConfig, CommissionSpec, FillTiming, LatencySpec, SlippageSpec};
 use rayon::prelude::*;
+use wide::f64x4;
 
 mod api;
 mod rules;
@@ -114,6 +120,8 @@ pub struct Series {
     /// `prefix[t] = close[0] + ... + close[t - 1]` (raw).
     prefix: Vec<i128>,
     max_abs_close: i128,
+    /// The shared sums of the bar returns (built on first use, see [`Held`]).
+    held: std::sync::OnceLock<Option<Held>>,
 }
 
 impl Series {
@@ -167,6 +175,7 @@ impl Series {
                 .map(|b| i128::from(b.close).abs())
                 .max()
                 .unwrap_or(0),
+            held: std::sync::OnceLock::new(),
         })
     }
 
@@ -576,6 +585,9 @@ struct Ctx<'a, I: ?Sized> {
     int: Option<IntBook>,
     /// The starting cash in the integer book's units.
     int_start: i128,
+    /// The shared sums for held positions' marks, when the metrics allow them
+    /// (no required return: the downside is then the falling bars').
+    held: Option<&'a Held>,
 }
 
 /// Cash as an `i128` count of `10^-scale` units, `scale` the notional's
@@ -658,9 +670,156 @@ trait Rule: Copy + Send + Sync {
     /// What the code `sig` sends at the next open, in the strategy's order:
     /// whether to close the position `pos` first, then the side of an entry.
     fn orders(&self, sig: i8, pos: i64) -> (bool, Option<Side>);
+    /// Prepares the decisions of bars `t0..t1` (a time block) in `masks`, for
+    /// a rule that decides a block at a time; the others switch the masks off.
+    fn prepare(
+        &self,
+        _ind: &Self::Ind,
+        _series: &Series,
+        _t0: usize,
+        _t1: usize,
+        masks: &mut Masks,
+    ) {
+        masks.on = false;
+    }
+    /// The first bar `u` of `t..t1` whose decision with the position `pos`
+    /// (constant until an order fills) sends an order, with the order's code;
+    /// the rule's state is then as after deciding every bar up to `u` (or
+    /// `t1 - 1` when none does).
+    #[inline(always)]
+    fn next_order(
+        &mut self,
+        ind: &Self::Ind,
+        series: &Series,
+        _masks: &Masks,
+        t: usize,
+        t1: usize,
+        pos: i64,
+    ) -> Option<(usize, i8)> {
+        decide_each(self, ind, series, t, t1, pos)
+    }
+}
+
+/// [`Rule::next_order`] bar by bar.
+#[inline(always)]
+fn decide_each<R: Rule>(
+    rule: &mut R,
+    ind: &R::Ind,
+    series: &Series,
+    t: usize,
+    t1: usize,
+    pos: i64,
+) -> Option<(usize, i8)> {
+    (t..t1).find_map(|u| {
+        let s = rule.decide(ind, series, u, pos);
+        (s != 0).then_some((u, s))
+    })
+}
+
+/// The sign of a crossover's difference at every bar of a time block, as bit
+/// masks (bit `t - t0` of `pos` when positive, of `neg` when negative): a
+/// lane then finds its next crossing a word (64 bars) at a time.
+#[derive(Debug, Default)]
+struct Masks {
+    t0: usize,
+    pos: Vec<u64>,
+    neg: Vec<u64>,
+    /// Whether the lane's rule filled the masks for this block.
+    on: bool,
+}
+
+impl Masks {
+    /// Zero masks for the block `t0..t1`.
+    fn reset(&mut self, t0: usize, t1: usize) {
+        let words = (t1 - t0).div_ceil(64);
+        self.t0 = t0;
+        self.pos.clear();
+        self.pos.resize(words, 0);
+        self.neg.clear();
+        self.neg.resize(words, 0);
+        self.on = true;
+    }
+
+    fn set(&mut self, t: usize, positive: bool, negative: bool) {
+        let (w, b) = ((t - self.t0) / 64, (t - self.t0) % 64);
+        self.pos[w] |= u64::from(positive) << b;
+        self.neg[w] |= u64::from(negative) << b;
+    }
+
+    /// The first bar of `from..to` whose bit is set in `bits` (`pos` or `neg`).
+    #[inline(always)]
+    fn first(&self, bits: &[u64], from: usize, to: usize) -> Option<usize> {
+        let (mut i, end) = (from - self.t0, to - self.t0);
+        while i < end {
+            let w = i / 64;
+            let m = bits[w] >> (i % 64);
+            if m != 0 {
+                let j = i + m.trailing_zeros() as usize;
+                return (j < end).then_some(j + self.t0);
+            }
+            i = (w + 1) * 64;
+        }
+        None
+    }
+}
+
+/// The signs of `sum_fast * slow - sum_slow * fast` at bars `start..t1` into
+/// `m` (zeroed for its block), on `pf`, the prefix sums of the closes as f64:
+/// the caller checked every prefix and every product an integer below 2^53,
+/// so each difference, product and comparison is exact, the integer
+/// decision's. Whole words four bars to a SIMD lane, ragged ends bar by bar.
+fn sma_signs(pf: &[f64], fast: usize, slow: usize, start: usize, t1: usize, m: &mut Masks) {
+    #[allow(clippy::cast_precision_loss, reason = "periods, far below 2^53")]
+    let (fk, sk) = (fast as f64, slow as f64);
+    let one = |t: usize| {
+        let hi = pf[t + 1];
+        let a = (hi - pf[t + 1 - fast]) * sk;
+        let b = (hi - pf[t + 1 - slow]) * fk;
+        (a > b, a < b)
+    };
+    let t0 = m.t0;
+    let word_start = t0 + (start - t0).div_ceil(64) * 64;
+    let mut t = start;
+    while t < t1.min(word_start) {
+        let (p, n) = one(t);
+        m.set(t, p, n);
+        t += 1;
+    }
+    let (fv, sv) = (f64x4::splat(fk), f64x4::splat(sk));
+    while t + 64 <= t1 {
+        let h = &pf[t + 1..t + 65];
+        let lf = &pf[t + 1 - fast..t + 65 - fast];
+        let ls = &pf[t + 1 - slow..t + 65 - slow];
+        let (mut pm, mut nm) = (0u64, 0u64);
+        for k in (0..64).step_by(4) {
+            let x = |s: &[f64]| f64x4::from([s[k], s[k + 1], s[k + 2], s[k + 3]]);
+            let hi = x(h);
+            let a = (hi - x(lf)) * sv;
+            let b = (hi - x(ls)) * fv;
+            pm |= u64::from(a.simd_gt(b).to_bitmask()) << k;
+            nm |= u64::from(a.simd_lt(b).to_bitmask()) << k;
+        }
+        let w = (t - t0) / 64;
+        m.pos[w] = pm;
+        m.neg[w] = nm;
+        t += 64;
+    }
+    while t < t1 {
+        let (p, n) = one(t);
+        m.set(t, p, n);
+        t += 1;
+    }
 }
 
 const NONE: i8 = 2;
+
+/// The SMA rules' indicators: the integer prefix sums of the closes, and the
+/// same in f64 (`pf`, empty unless every prefix and every window product is
+/// an integer below 2^53) for the signal masks.
+struct SmaInd<P> {
+    p: Vec<P>,
+    pf: Vec<f64>,
+}
 
 /// The SMA crossover (`SmaCross`) as a lane's rule: backtrader's `CrossOver` on
 /// the exact difference `sum_fast * slow - sum_slow * fast` over the integer
@@ -690,13 +849,14 @@ impl<P: Int> SmaRule<P> {
 }
 
 impl<P: Int> Rule for SmaRule<P> {
-    type Ind = [P];
+    type Ind = SmaInd<P>;
 
     #[inline(always)]
-    fn decide(&mut self, p: &[P], _: &Series, t: usize, pos: i64) -> i8 {
+    fn decide(&mut self, ind: &SmaInd<P>, _: &Series, t: usize, pos: i64) -> i8 {
         if t + 1 < self.slow {
             return 0;
         }
+        let p = &ind.p;
         let hi = p[t + 1];
         let d =
             (hi - p[t + 1 - self.fast]) * self.slow_k - (hi - p[t + 1 - self.slow]) * self.fast_k;
@@ -711,6 +871,62 @@ impl<P: Int> Rule for SmaRule<P> {
 
     fn orders(&self, sig: i8, pos: i64) -> (bool, Option<Side>) {
         cross_orders(sig, pos, self.long_short)
+    }
+
+    fn prepare(&self, ind: &SmaInd<P>, _: &Series, t0: usize, t1: usize, masks: &mut Masks) {
+        if ind.pf.is_empty() {
+            masks.on = false;
+            return;
+        }
+        masks.reset(t0, t1);
+        // No decision before the slow window fills: no sign, as no crossing.
+        sma_signs(
+            &ind.pf,
+            self.fast,
+            self.slow,
+            t0.max(self.slow - 1),
+            t1,
+            masks,
+        );
+    }
+
+    /// On the masks: the next bar whose sign is the opposite of the last
+    /// non-zero one is the next crossing (zeros never cross), one word scan
+    /// per crossing; crossings that send nothing only turn `last`.
+    #[inline(always)]
+    fn next_order(
+        &mut self,
+        ind: &SmaInd<P>,
+        series: &Series,
+        masks: &Masks,
+        t: usize,
+        t1: usize,
+        pos: i64,
+    ) -> Option<(usize, i8)> {
+        if !masks.on {
+            return decide_each(self, ind, series, t, t1, pos);
+        }
+        let mut t = t;
+        loop {
+            let (u, sd) = match self.last {
+                1 => (masks.first(&masks.neg, t, t1)?, -1),
+                -1 => (masks.first(&masks.pos, t, t1)?, 1),
+                _ => match (
+                    masks.first(&masks.pos, t, t1),
+                    masks.first(&masks.neg, t, t1),
+                ) {
+                    (Some(p), Some(n)) if p < n => (p, 1),
+                    (_, Some(n)) => (n, -1),
+                    (Some(p), None) => (p, 1),
+                    (None, None) => return None,
+                },
+            };
+            let s = crossing(&mut self.last, sd, pos, self.long_short);
+            if s != 0 {
+                return Some((u, s));
+            }
+            t = u + 1;
+        }
     }
 }
 
@@ -747,6 +963,168 @@ fn cross_orders(sig: i8, pos: i64, long_short: bool) -> (bool, Option<Side>) {
     }
 }
 
+/// The running sums of a lane's f64 mark to market (see [`Marks::mark`]).
+#[derive(Clone, Copy, Debug)]
+struct Marks {
+    eprev: f64,
+    s1: f64,
+    s2: f64,
+    s3: f64,
+    peak: f64,
+    mdd: f64,
+    /// Bars with a zero return (each adds `min(-required, 0)^2` to the downside).
+    flat: u64,
+}
+
+impl Marks {
+    fn new(e: f64) -> Self {
+        Self {
+            eprev: e,
+            s1: 0.0,
+            s2: 0.0,
+            s3: 0.0,
+            peak: e,
+            mdd: 0.0,
+            flat: 0,
+        }
+    }
+
+    /// One close marked at equity `e`: the return's moments, the downside
+    /// below `req`, the peak and the deepest drawdown.
+    #[inline(always)]
+    fn mark(&mut self, e: f64, req: f64) {
+        if e == self.eprev {
+            // Flat (or unchanged): a zero return, counted for the downside.
+            self.flat += 1;
+            return;
+        }
+        let r = e / self.eprev - 1.0;
+        self.eprev = e;
+        self.s1 += r;
+        self.s2 += r * r;
+        let d = (r - req).min(0.0);
+        self.s3 += d * d;
+        self.trough(e);
+    }
+
+    /// The peak and the deepest drawdown after a mark at `e`.
+    #[inline(always)]
+    fn trough(&mut self, e: f64) {
+        if e >= self.peak {
+            self.peak = e;
+        } else if e < self.peak * (1.0 + self.mdd) {
+            // Only a deeper trough divides.
+            let dd = (e - self.peak) / self.peak;
+            if dd < self.mdd {
+                self.mdd = dd;
+            }
+        }
+    }
+
+    /// Bars `a..b` (`a >= 1`) of a long position of `q` units beside the cash
+    /// `cash`, held through bar `a - 1`: each return is the bar's `x` shrunk by
+    /// the cash, `x / (1 + cash / (q c))`, so the return moments are a few
+    /// differences of [`Held`]'s sums (the same returns as [`Self::mark`]'s,
+    /// summed in another order: equal within float rounding; zero returns are
+    /// not counted in `flat`, which only a required return reads). The peak
+    /// and the drawdown are bar by bar's exactly: the bars are scanned only
+    /// when their lowest mark under their highest peak could deepen it.
+    #[inline(always)]
+    fn held(&mut self, h: &Held, (cash, q): (f64, f64), close: &[f64], a: usize, b: usize) {
+        let delta = cash / q;
+        let d = |p: &[f64]| p[b] - p[a];
+        let (k1, k2) = (-delta, delta * delta);
+        let [a0, a1, a2] = &h.a;
+        let [b0, b1, b2] = &h.b;
+        let [d0, d1, d2] = &h.d;
+        self.s1 += d(a0) + k1 * d(a1) + k2 * d(a2);
+        self.s2 += d(b0) + 2.0 * k1 * d(b1) + 3.0 * k2 * d(b2);
+        self.s3 += d(d0) + 2.0 * k1 * d(d1) + 3.0 * k2 * d(d2);
+        let bars = &close[a..b];
+        let (lo, hi) = min_max(bars);
+        let (e_lo, e_hi) = (cash + q * lo, cash + q * hi);
+        let top = self.peak.max(e_hi);
+        // The margin covers the rounding of the bar-by-bar drawdowns.
+        if e_lo > 0.0 && e_lo / top - 1.0 > self.mdd + 1e-12 {
+            self.peak = top;
+        } else {
+            for &c in bars {
+                self.trough(cash + q * c);
+            }
+        }
+        self.eprev = cash + q * close[b - 1];
+    }
+}
+
+/// The lowest and highest of `c` (finite), four lanes at a time.
+fn min_max(c: &[f64]) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64x4::splat(f64::INFINITY), f64x4::splat(f64::NEG_INFINITY));
+    let mut quads = c.chunks_exact(4);
+    for x in &mut quads {
+        let v = f64x4::from([x[0], x[1], x[2], x[3]]);
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let (lo, hi) = (lo.to_array(), hi.to_array());
+    let (mut l, mut h) = (
+        lo[0].min(lo[1]).min(lo[2].min(lo[3])),
+        hi[0].max(hi[1]).max(hi[2].max(hi[3])),
+    );
+    for &x in quads.remainder() {
+        l = l.min(x);
+        h = h.max(x);
+    }
+    (l, h)
+}
+
+/// Sums of the bar returns shared by every lane's held long positions (see
+/// [`Marks::held`]): with `x_u = c_u / c_(u-1) - 1` and `v_u = 1 / c_(u-1)`,
+/// `a[k][i]` is the sum of `x v^k` over bars `1..i`, `b[k]` of `x^2 v^k`, and
+/// `d[k]` of `x^2 v^k` over the falling bars (the downside).
+#[derive(Clone, Debug)]
+struct Held {
+    a: [Vec<f64>; 3],
+    b: [Vec<f64>; 3],
+    d: [Vec<f64>; 3],
+    /// The largest `v` (one over the lowest close).
+    vmax: f64,
+}
+
+impl Held {
+    /// The sums over the closes `close` (in price units); `None` unless every
+    /// close is positive and finite.
+    fn of(close: &[f64]) -> Option<Self> {
+        if close.iter().any(|&c| !(c > 0.0 && c.is_finite())) {
+            return None;
+        }
+        let n = close.len();
+        let cols = || [(); 3].map(|()| vec![0.0; n + 1]);
+        let (mut a, mut b, mut d) = (cols(), cols(), cols());
+        let mut vmax = 0.0f64;
+        for u in 1..n {
+            let v = 1.0 / close[u - 1];
+            vmax = vmax.max(v);
+            let x = (close[u] - close[u - 1]) * v;
+            let (x2, fall) = (x * x, x < 0.0);
+            let mut vk = 1.0;
+            for k in 0..3 {
+                a[k][u + 1] = a[k][u] + x * vk;
+                b[k][u + 1] = b[k][u] + x2 * vk;
+                d[k][u + 1] = d[k][u] + if fall { x2 * vk } else { 0.0 };
+                vk *= v;
+            }
+        }
+        Some(Self { a, b, d, vmax })
+    }
+
+    /// Whether a position of `q` units beside the cash `cash` is long with a
+    /// residue small enough that three terms of `1 / (1 + cash / (q c))`
+    /// leave under 2^-52 of each return.
+    fn fits(&self, cash: f64, q: f64) -> bool {
+        q > 0.0 && (cash / q).abs() * self.vmax <= 1.0 / f64::from(1u32 << 18)
+    }
+}
+
 /// One parameter set's state.
 #[derive(Clone, Debug)]
 struct Lane<R> {
@@ -756,14 +1134,7 @@ struct Lane<R> {
     pos: i64,
     cash_f: f64,
     q_f: f64,
-    eprev: f64,
-    s1: f64,
-    s2: f64,
-    s3: f64,
-    peak: f64,
-    mdd: f64,
-    /// Bars with a zero return (each adds `min(-required, 0)^2` to the downside).
-    flat: u64,
+    m: Marks,
     // cold: at fills
     cash: Decimal,
     trade_cash: Decimal,
@@ -789,13 +1160,7 @@ impl<R: Rule> Lane<R> {
             pos: 0,
             cash_f: e,
             q_f: 0.0,
-            eprev: e,
-            s1: 0.0,
-            s2: 0.0,
-            s3: 0.0,
-            peak: e,
-            mdd: 0.0,
-            flat: 0,
+            m: Marks::new(e),
             cash,
             trade_cash: cash,
             cash_i,
@@ -816,70 +1181,72 @@ impl<R: Rule> Lane<R> {
     fn run<W: Recorder>(
         &mut self,
         cx: &Ctx<'_, R::Ind>,
-        t0: usize,
-        t1: usize,
+        (t0, t1): (usize, usize),
         req: f64,
+        masks: &mut Masks,
         rec: &mut W,
     ) -> Result<(), SweepError> {
         let close_f = &cx.series.close_f;
         let (ind, series) = (cx.ind, cx.series);
         // The hot state in locals (registers), written back around the rare fill.
         let mut rule = self.rule;
+        rule.prepare(ind, series, t0, t1, masks);
         let (mut pending, mut pos) = (self.pending, self.pos);
-        let (mut cash_f, mut q_f, mut eprev) = (self.cash_f, self.q_f, self.eprev);
-        let (mut s1, mut s2, mut s3) = (self.s1, self.s2, self.s3);
-        let (mut peak, mut mdd, mut flat) = (self.peak, self.mdd, self.flat);
+        let (mut cash_f, mut q_f) = (self.cash_f, self.q_f);
+        let mut m = self.m;
         let mut t = t0;
         while t < t1 {
             if pending != 0 {
                 (self.rule, self.pending) = (rule, pending);
                 self.fill(cx, t, rec)?;
                 (pos, cash_f, q_f) = (self.pos, self.cash_f, self.q_f);
-            } else if pos == 0 && eprev == cash_f {
-                // Flat since the last bar: the equity stays the cash, every bar a
-                // zero return; only the signal is left to decide, up to the next order.
-                while t < t1 {
+            }
+            // The position holds up to the next order's decision (at `end - 1`);
+            // its bars are marked, then the order fills at the next open.
+            let (end, order) = match rule.next_order(ind, series, masks, t, t1, pos) {
+                Some((u, s)) => (u + 1, s),
+                None => (t1, 0),
+            };
+            if pos == 0 {
+                // Flat: the equity is the cash, a return only on the first
+                // bar after a fill, then zero returns.
+                if m.eprev != cash_f {
                     rec.equity(cash_f);
-                    flat += 1;
-                    pending = rule.decide(ind, series, t, pos);
+                    m.mark(cash_f, req);
                     t += 1;
-                    if pending != 0 {
-                        break;
-                    }
                 }
-                continue;
-            }
-            let c = close_f[t];
-            let e = cash_f + q_f * c;
-            rec.equity(e);
-            if e == eprev {
-                // Flat (or unchanged): a zero return, counted for the downside.
-                flat += 1;
+                for _ in t..end {
+                    rec.equity(cash_f);
+                }
+                m.flat += (end - t) as u64;
             } else {
-                let r = e / eprev - 1.0;
-                eprev = e;
-                s1 += r;
-                s2 += r * r;
-                let d = (r - req).min(0.0);
-                s3 += d * d;
-                if e >= peak {
-                    peak = e;
-                } else if e < peak * (1.0 + mdd) {
-                    // Only a deeper trough divides.
-                    let dd = (e - peak) / peak;
-                    if dd < mdd {
-                        mdd = dd;
+                // The first bar's return runs from before the fill (or the
+                // block); the rest are the held position's own.
+                let e = cash_f + q_f * close_f[t];
+                rec.equity(e);
+                m.mark(e, req);
+                let held = cx.held.filter(|h| h.fits(cash_f, q_f));
+                if let (Some(h), true) = (held, t + 1 < end) {
+                    if W::RECORDS {
+                        for &c in &close_f[t + 1..end] {
+                            rec.equity(cash_f + q_f * c);
+                        }
+                    }
+                    m.held(h, (cash_f, q_f), close_f, t + 1, end);
+                } else {
+                    for &c in &close_f[t + 1..end] {
+                        let e = cash_f + q_f * c;
+                        rec.equity(e);
+                        m.mark(e, req);
                     }
                 }
             }
-            pending = rule.decide(ind, series, t, pos);
-            t += 1;
+            pending = order;
+            t = end;
         }
         self.rule = rule;
         (self.pending, self.pos) = (pending, pos);
-        (self.cash_f, self.q_f, self.eprev) = (cash_f, q_f, eprev);
-        (self.s1, self.s2, self.s3) = (s1, s2, s3);
-        (self.peak, self.mdd, self.flat) = (peak, mdd, flat);
+        (self.cash_f, self.q_f, self.m) = (cash_f, q_f, m);
         Ok(())
     }
 
@@ -1158,14 +1525,15 @@ impl<R: Rule> Lane<R> {
         let d0 = (0.0 - config.required_return).min(0.0);
         // The first bar's zero return is not a period.
         #[allow(clippy::cast_precision_loss, reason = "a count of bars")]
-        let s3 = self.s3 + self.flat.saturating_sub(1) as f64 * d0 * d0;
-        let mean = self.s1 / n;
-        let var = (self.s2 - self.s1 * mean) / (n - 1.0);
+        let m = &self.m;
+        let s3 = m.s3 + m.flat.saturating_sub(1) as f64 * d0 * d0;
+        let mean = m.s1 / n;
+        let var = (m.s2 - m.s1 * mean) / (n - 1.0);
         let std = (n > 1.0).then(|| var.max(0.0).sqrt());
         let sharpe = std.and_then(|s| (s > 0.0).then(|| (mean - config.risk_free) / s * p.sqrt()));
         let downside = (s3 / n).sqrt() * p.sqrt();
         let sortino = (downside > 0.0).then(|| (mean - config.required_return) * p / downside);
-        let growth = self.eprev / self.first_e;
+        let growth = m.eprev / self.first_e;
         let cagr = if growth <= 0.0 {
             -1.0
         } else {
@@ -1182,8 +1550,8 @@ impl<R: Rule> Lane<R> {
                 cagr,
                 sharpe,
                 sortino,
-                max_drawdown: self.mdd,
-                calmar: (self.mdd < 0.0).then(|| cagr / self.mdd.abs()),
+                max_drawdown: m.mdd,
+                calmar: (m.mdd < 0.0).then(|| cagr / m.mdd.abs()),
                 win_rate: (self.closed > 0).then(|| f64::from(self.wins) / f64::from(self.closed)),
                 profit_factor: (self.gross_loss < 0.0)
                     .then(|| self.gross_profit / -self.gross_loss),
@@ -1259,11 +1627,12 @@ fn run_group<R: Rule>(
         .map(|&r| Lane::new(r, cash, cx.int_start))
         .collect();
     let n = cx.series.len();
+    let mut masks = Masks::default();
     let mut t0 = 0;
     while t0 < n {
         let t1 = (t0 + BLOCK).min(n);
         for lane in &mut lanes {
-            lane.run(cx, t0, t1, req, &mut NoRecord)?;
+            lane.run(cx, (t0, t1), req, &mut masks, &mut NoRecord)?;
         }
         t0 = t1;
     }
@@ -1304,10 +1673,17 @@ fn trace_rule<R: Rule>(
     let mut lane = Lane::new(rule, config.backtest.starting_cash, cx.int_start);
     let mut trace = Trace::default();
     let n = cx.series.len();
+    let mut masks = Masks::default();
     let mut t0 = 0;
     while t0 < n {
         let t1 = (t0 + BLOCK).min(n);
-        lane.run(cx, t0, t1, config.metrics.required_return, &mut trace)?;
+        lane.run(
+            cx,
+            (t0, t1),
+            config.metrics.required_return,
+            &mut masks,
+            &mut trace,
+        )?;
         t0 = t1;
     }
     Ok((lane.finish(cx.series, cx.int, &config.metrics)?, trace))
@@ -1327,6 +1703,14 @@ fn with_ctx<I: ?Sized, T>(
         Some((b, start)) if config.integer_book => (Some(b), start),
         _ => (None, 0),
     };
+    let held = if config.metrics.required_return == 0.0 {
+        series
+            .held
+            .get_or_init(|| Held::of(&series.close_f))
+            .as_ref()
+    } else {
+        None
+    };
     f(&Ctx {
         series,
         ind,
@@ -1334,6 +1718,7 @@ fn with_ctx<I: ?Sized, T>(
         size_scale,
         int,
         int_start,
+        held,
     })
 }
 
@@ -1343,8 +1728,8 @@ fn with_prefix<T>(
     series: &Series,
     max_slow: u32,
     config: &SweepConfig,
-    i64_path: impl FnOnce(&Ctx<'_, [i64]>) -> Result<T, SweepError>,
-    i128_path: impl FnOnce(&Ctx<'_, [i128]>) -> Result<T, SweepError>,
+    i64_path: impl FnOnce(&Ctx<'_, SmaInd<i64>>) -> Result<T, SweepError>,
+    i128_path: impl FnOnce(&Ctx<'_, SmaInd<i128>>) -> Result<T, SweepError>,
 ) -> Result<T, SweepError> {
     let bound = 1i128 << 62;
     let last = series.prefix.last().copied().unwrap_or(0).abs();
@@ -1361,11 +1746,26 @@ fn with_prefix<T>(
             .max_abs_close
             .checked_mul(k * k)
             .is_some_and(|x| x < bound / 2);
-    if fits {
-        let prefix: Vec<i64> = series.prefix.iter().map(|&p| i64::from_i128(p)).collect();
-        with_ctx(series, config, prefix.as_slice(), i64_path)
+    // The signal masks' f64 sums: every prefix, window sum and product (a
+    // window sum times a period) an integer below 2^53, so exact.
+    let exact = 1i128 << 53;
+    let pf = if max_prefix < exact
+        && series
+            .max_abs_close
+            .checked_mul(k * k)
+            .is_some_and(|x| x < exact)
+    {
+        #[allow(clippy::cast_precision_loss, reason = "integers below 2^53, exact")]
+        series.prefix.iter().map(|&p| p as f64).collect()
     } else {
-        with_ctx(series, config, series.prefix.as_slice(), i128_path)
+        Vec::new()
+    };
+    if fits {
+        let p: Vec<i64> = series.prefix.iter().map(|&p| i64::from_i128(p)).collect();
+        with_ctx(series, config, &SmaInd { p, pf }, i64_path)
+    } else {
+        let p = series.prefix.clone();
+        with_ctx(series, config, &SmaInd { p, pf }, i128_path)
     }
 }
 
@@ -1453,6 +1853,148 @@ mod tests {
                 prop_assert_eq!(q, d);
             }
         }
+    }
+
+    /// A walk over few distinct closes (exact ties of the averages are common).
+    fn tied_series(n: usize) -> Series {
+        let inst = Instrument::equity("X", 2, 0);
+        let bars: Vec<Bar> = (0..n)
+            .map(|k| {
+                let c = 100 + i64::try_from((k * 7 + k / 13) % 5).unwrap();
+                Bar {
+                    ts: 1_700_000_000 + i64::try_from(k).unwrap() * 60,
+                    open: c,
+                    high: c + 1,
+                    low: c - 1,
+                    close: c,
+                    volume: 10,
+                }
+            })
+            .collect();
+        Series::new(&inst, &bars).unwrap()
+    }
+
+    /// The orders of `rule` over `series` in blocks of `block` bars, the
+    /// position flipping at each (as fills would), with the masks `on` or off.
+    fn orders_of(
+        series: &Series,
+        ind: &SmaInd<i64>,
+        mut rule: SmaRule<i64>,
+        block: usize,
+    ) -> Vec<(usize, i8)> {
+        let (mut out, mut masks, mut pos) = (Vec::new(), Masks::default(), 0i64);
+        let mut t0 = 0;
+        while t0 < series.len() {
+            let t1 = (t0 + block).min(series.len());
+            rule.prepare(ind, series, t0, t1, &mut masks);
+            assert_eq!(masks.on, !ind.pf.is_empty());
+            let mut t = t0;
+            while let Some((u, s)) = rule.next_order(ind, series, &masks, t, t1, pos) {
+                out.push((u, s));
+                pos = if s > 0 {
+                    1
+                } else {
+                    -i64::from(rule.long_short)
+                };
+                t = u + 1;
+            }
+            t0 = t1;
+        }
+        out
+    }
+
+    #[test]
+    fn signal_masks_decide_as_the_integer_rule_bar_by_bar() {
+        let series = tied_series(1_000);
+        let p: Vec<i64> = series.prefix.iter().map(|&x| i64::from_i128(x)).collect();
+        #[allow(clippy::cast_precision_loss, reason = "small integers")]
+        let pf: Vec<f64> = p.iter().map(|&x| x as f64).collect();
+        let with = SmaInd { p: p.clone(), pf };
+        let without = SmaInd { p, pf: Vec::new() };
+        let mut orders = 0;
+        for (fast, slow) in [(1, 2), (2, 3), (3, 5), (5, 10), (7, 70), (13, 200)] {
+            for long_short in [false, true] {
+                let rule = SmaRule::<i64>::new(SmaParams {
+                    fast,
+                    slow,
+                    long_short,
+                });
+                let want = orders_of(&series, &without, rule, BLOCK);
+                orders += want.len();
+                // Blocks cutting words, warm-ups inside a block, one bar a block.
+                for block in [BLOCK, 64, 100, 7, 1] {
+                    assert_eq!(
+                        orders_of(&series, &with, rule, block),
+                        want,
+                        "{fast}/{slow} {block}"
+                    );
+                }
+            }
+        }
+        assert!(orders > 100, "{orders}");
+    }
+
+    /// Held positions' marks from the shared sums: the return moments of
+    /// bar-by-bar marking within float rounding, the peak, drawdown and last
+    /// equity exactly, whether the bars are scanned or skipped.
+    #[test]
+    fn held_marks_equal_bar_by_bar_marks() {
+        // A deterministic walk with flat bars, rallies and slides.
+        let mut c = vec![100.0f64];
+        let mut x = 12_345u64;
+        for k in 1..5_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let step = f64::from(u32::try_from(x >> 59).unwrap()) - 15.0
+                + if k % 1_000 < 500 { 0.4 } else { -0.4 };
+            c.push((c[k - 1] + step * 0.01 * c[k - 1] / 100.0).max(1.0));
+        }
+        let h = Held::of(&c).unwrap();
+        let (mut bar, mut fast) = (Marks::new(1_000.0), Marks::new(1_000.0));
+        let (mut skipped, mut held) = (0, 0);
+        let mut a = 1;
+        for (k, len) in [3usize, 40, 1, 700, 64, 2, 900, 13, 1_500]
+            .into_iter()
+            .cycle()
+            .take(30)
+            .enumerate()
+        {
+            let b = (a + len).min(c.len());
+            if a >= b {
+                break;
+            }
+            // Equity `cash + q c`: a small cash residue, a position of about 10 units.
+            let (cash, q) = (1e-5 * (k as f64), 9.5 + k as f64 * 0.01);
+            assert!(h.fits(cash, q));
+            // The first bar from the flat equity, as the lane does, then the hold.
+            let e = cash + q * c[a - 1];
+            bar.mark(e, 0.0);
+            fast.mark(e, 0.0);
+            let mdd = fast.mdd;
+            for &x in &c[a..b] {
+                bar.mark(cash + q * x, 0.0);
+            }
+            fast.held(&h, (cash, q), &c, a, b);
+            held += 1;
+            skipped += usize::from(fast.mdd == mdd && bar.mdd == mdd);
+            assert_eq!(
+                (fast.peak, fast.mdd, fast.eprev),
+                (bar.peak, bar.mdd, bar.eprev),
+                "{k}"
+            );
+            for (f, s) in [(fast.s1, bar.s1), (fast.s2, bar.s2), (fast.s3, bar.s3)] {
+                assert!((f - s).abs() <= 1e-12 * s.abs().max(1e-9), "{k}: {f} {s}");
+            }
+            a = b + 1;
+        }
+        assert!(
+            held > 10 && skipped > 0 && bar.mdd < -0.01,
+            "{held} {skipped} {}",
+            bar.mdd
+        );
+        assert!(!h.fits(1e6, 1.0) && !h.fits(0.0, -1.0));
+        assert!(Held::of(&[1.0, 0.0]).is_none());
     }
 
     #[test]
