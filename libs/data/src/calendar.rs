@@ -5,13 +5,16 @@
 //! source), written by `scripts/calendars/update` into `calendars/*.txt` and
 //! embedded here: NYSE weekdays without a session 1990-2030 (the US equity
 //! daily calendar), CME Globex sessions without trading 1998-2030 (the
-//! session calendars that ask for them). Outside those years a weekday is
-//! expected to trade (a holiday there shows as a gap, as before).
+//! session calendars that ask for them), and the CME Globex sessions that
+//! close early 1998-2030 (exchange_calendars' one CME calendar, the equity
+//! and interest-rate hours: `SessionCalendar::cme_globex_equity`). Outside
+//! those years a weekday is expected to trade (a holiday there shows as a
+//! gap, as before).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
-use chrono::{Datelike, NaiveDate, Timelike, Weekday};
+use chrono::{Datelike, NaiveDate, NaiveTime, Timelike, Weekday};
 use serde::{Deserialize, Serialize};
 
 use crate::time::{TimestampNs, UsZone, Zone, from_ns};
@@ -56,6 +59,36 @@ static NYSE_CLOSED: LazyLock<BTreeSet<NaiveDate>> =
 static CME_CLOSED: LazyLock<BTreeSet<NaiveDate>> =
     LazyLock::new(|| dates(include_str!("../calendars/cmes.txt")));
 
+/// Early closes (`YYYY-MM-DD HH:MM` per line: session label, then the close
+/// in the exchange's local time; `#` comments) of an embedded list.
+fn early_closes(text: &str) -> BTreeMap<NaiveDate, NaiveTime> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (d, t) = l
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("embedded early close {l:?}: no time"));
+            let d = NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .unwrap_or_else(|e| panic!("embedded early close {l:?}: {e}"));
+            let t = NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                .unwrap_or_else(|e| panic!("embedded early close {l:?}: {e}"));
+            (d, t)
+        })
+        .collect()
+}
+
+/// CME Globex sessions that close early, by session label, with the close in
+/// US Central time (12:00 on every date so far), 1998-2030.
+static CME_EARLY_CLOSES: LazyLock<BTreeMap<NaiveDate, NaiveTime>> =
+    LazyLock::new(|| early_closes(include_str!("../calendars/cmes_early_closes.txt")));
+
+/// The US Central local time at which the CME Globex session labelled `label`
+/// closes early (equity and interest-rate hours), if it does.
+pub fn cme_early_close(label: NaiveDate) -> Option<NaiveTime> {
+    CME_EARLY_CLOSES.get(&label).copied()
+}
+
 /// Whether the NYSE had (or has scheduled) no session on `date`, a weekday;
 /// `false` outside 1990-2030 (unknown: treated as a trading day).
 pub fn nyse_closed(date: NaiveDate) -> bool {
@@ -71,10 +104,17 @@ pub enum Closures {
     /// CME Globex holidays: a session labelled with a closed date (it would
     /// open at 17:00 US Central the day before) does not trade.
     Cme,
+    /// CME Globex holidays as [`Closures::Cme`], and the early closes of
+    /// exchange_calendars' CME calendar (the equity and interest-rate hours,
+    /// e.g. 12:00 US Central on Martin Luther King Day): a session labelled
+    /// with an early-close date ends at that time; the next one opens at
+    /// 17:00 as usual. Not for FX: CME FX trades to 16:00 on the Monday
+    /// holidays (the 6E sample on 2024-01-15 does).
+    CmeWithEarlyCloses,
 }
 
 /// Exchange sessions: weekly windows in a zone, less the exchange's closed
-/// sessions (full closures; early closes are not modelled).
+/// sessions and, when the closures say so, the hours after an early close.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionCalendar {
     pub zone: Zone,
@@ -102,10 +142,22 @@ impl SessionCalendar {
         }
     }
 
+    /// CME Globex equity index and interest-rate futures (ES, ZN): the weekly
+    /// hours of [`SessionCalendar::cme_globex_fx`], closed on CME holidays,
+    /// and ending early (12:00 US Central) on the sessions exchange_calendars
+    /// lists (Martin Luther King Day, Presidents Day, the day after
+    /// Thanksgiving, ...): bars missing after such a close are a closure.
+    pub fn cme_globex_equity() -> Self {
+        Self {
+            closures: Closures::CmeWithEarlyCloses,
+            ..Self::cme_globex_fx()
+        }
+    }
+
     /// Whether the market is open at this instant (open inclusive, close exclusive).
     pub fn is_open(&self, ts: TimestampNs) -> bool {
         let local = self.zone.utc_to_local(from_ns(ts));
-        if self.closures == Closures::Cme {
+        if matches!(self.closures, Closures::Cme | Closures::CmeWithEarlyCloses) {
             // A session is labelled with the date it closes on: from 17:00 local
             // it is the next day's.
             let label = if local.hour() >= 17 {
@@ -114,6 +166,14 @@ impl SessionCalendar {
                 Some(local.date())
             };
             if label.is_some_and(|d| CME_CLOSED.contains(&d)) {
+                return false;
+            }
+            // Before 17:00 the session closes on this date: after an early
+            // close it is over until the next one opens at 17:00.
+            if self.closures == Closures::CmeWithEarlyCloses
+                && local.hour() < 17
+                && cme_early_close(local.date()).is_some_and(|t| local.time() >= t)
+            {
                 return false;
             }
         }
@@ -229,6 +289,55 @@ mod tests {
             ..SessionCalendar::cme_globex_fx()
         };
         assert!(plain.is_open(ns("2024-12-24T23:30:00Z")));
+    }
+
+    #[test]
+    fn the_embedded_early_closes_are_exchange_calendars_cme_noon_closes() {
+        let noon = NaiveTime::from_hms_opt(12, 0, 0).unwrap();
+        let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(CME_EARLY_CLOSES.len(), 250);
+        assert!(CME_EARLY_CLOSES.values().all(|&t| t == noon));
+        // MLK Day, Thanksgiving and the day after, Christmas Eve, July 4th.
+        for d in [
+            "2024-01-15",
+            "2023-11-23",
+            "2023-11-24",
+            "2024-12-24",
+            "2024-07-04",
+        ] {
+            assert_eq!(cme_early_close(date(d)), Some(noon), "{d}");
+        }
+        // A regular day and a full closure are not early closes.
+        assert_eq!(cme_early_close(date("2024-01-16")), None);
+        assert_eq!(cme_early_close(date("2024-12-25")), None);
+        assert!(CME_CLOSED.contains(&date("2024-12-25")));
+    }
+
+    #[test]
+    fn equity_sessions_end_at_the_early_close_and_fx_sessions_do_not() {
+        let eq = SessionCalendar::cme_globex_equity();
+        let fx = SessionCalendar::cme_globex_fx();
+        // MLK Day 2024 (CST, UTC-6): the session labelled 2024-01-15 opened
+        // Sunday 17:00 and halts at 12:00 local = 18:00Z; the next opens at 17:00.
+        assert!(eq.is_open(ns("2024-01-15T17:59:00Z")));
+        assert!(!eq.is_open(ns("2024-01-15T18:00:00Z")));
+        assert!(!eq.is_open(ns("2024-01-15T21:30:00Z")));
+        assert!(!eq.is_open(ns("2024-01-15T22:59:00Z")));
+        assert!(eq.is_open(ns("2024-01-15T23:00:00Z")));
+        // FX trades to 16:00 local that day (CME's FX holiday hours).
+        assert!(fx.is_open(ns("2024-01-15T18:00:00Z")));
+        assert!(fx.is_open(ns("2024-01-15T21:59:00Z")));
+        // The day after Thanksgiving 2023 and July 4th 2024 (CDT, UTC-5: 12:00 = 17:00Z).
+        assert!(eq.is_open(ns("2023-11-24T17:59:00Z")));
+        assert!(!eq.is_open(ns("2023-11-24T18:00:00Z")));
+        assert!(eq.is_open(ns("2024-07-04T16:59:00Z")));
+        assert!(!eq.is_open(ns("2024-07-04T17:00:00Z")));
+        assert!(eq.is_open(ns("2024-07-04T22:00:00Z")));
+        // A regular day trades to 16:00 local on both.
+        assert!(eq.is_open(ns("2024-01-16T21:59:00Z")));
+        assert!(!eq.is_open(ns("2024-01-16T22:00:00Z")));
+        // Holidays are closed on both: Christmas 2024.
+        assert!(!eq.is_open(ns("2024-12-25T15:00:00Z")));
     }
 
     #[test]

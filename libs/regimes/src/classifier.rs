@@ -101,11 +101,12 @@ struct State {
     rets: VecDeque<f64>,
     /// `(ATR window sum, close)` at the last `atr_rank_window` evaluations, oldest first.
     atr_hist: VecDeque<(i128, i64)>,
-    /// `atr / |close|` of each `atr_hist` entry in f64 (NaN where the exact
-    /// products could leave i128), so most rank comparisons skip the exact
-    /// cross products. Derived from `atr_hist`: not serialized, rebuilt on restore.
+    /// The `atr_hist` entries whose cross products stay inside i128, in
+    /// ascending order of `atr / |close|`, so an evaluation ranks the current
+    /// one by binary search. Derived from `atr_hist`: not serialized, rebuilt
+    /// on restore.
     #[serde(skip)]
-    atr_ratio: VecDeque<f64>,
+    atr_sorted: RankWindow,
     dwell: Dwell,
 }
 
@@ -139,7 +140,7 @@ impl TryFrom<State> for Classifier {
             return bad("last_bucket and last_ts disagree");
         }
         let mut s = s;
-        s.atr_ratio = s.atr_hist.iter().map(|&(a, c)| atr_ratio(a, c)).collect();
+        s.atr_sorted = RankWindow::from_entries(&s.atr_hist);
         s.rets = s
             .closes
             .iter()
@@ -157,22 +158,112 @@ impl From<Classifier> for State {
 }
 
 /// Below this, the rank's cross products of ATR sums and closes cannot leave
-/// i128 (2^62 x 2^62 = 2^124), so the f64 ratios order them truly.
-const RATIO_BOUND: u128 = 1 << 62;
+/// i128 (2^62 x 2^62 = 2^124), so they order the ratios truly.
+const RATIO_BOUND: u64 = 1 << 62;
 
-/// `atr / max(|close|, 1)` in f64, NaN when the operands are too large for
-/// the fast comparison.
-#[allow(
-    clippy::cast_precision_loss,
-    reason = "a fast path checked against a margin"
-)]
-fn atr_ratio(atr: i128, close: i64) -> f64 {
-    let c = u128::from(close.unsigned_abs().max(1));
-    if atr.unsigned_abs() < RATIO_BOUND && c < RATIO_BOUND {
-        atr as f64 / c as f64
-    } else {
-        f64::NAN
+/// `atr / max(|close|, 1)` as an exact fraction with operands below
+/// [`RATIO_BOUND`]. Ordered by the fraction's value, then by `atr` and
+/// `close_abs` (a total order, so the sorted window is canonical: the same
+/// entries give the same vector, whatever the order they came in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RankKey {
+    atr: i64,
+    close_abs: u64,
+}
+
+impl RankKey {
+    /// The key of an `atr_hist` entry, `None` when its operands are too large
+    /// for exact i128 cross products (those entries are ranked one by one,
+    /// with the former saturating products).
+    fn new(atr: i128, close: i64) -> Option<Self> {
+        let close_abs = close.unsigned_abs().max(1);
+        (atr.unsigned_abs() < u128::from(RATIO_BOUND) && close_abs < RATIO_BOUND).then(|| Self {
+            atr: i64::try_from(atr).unwrap_or_default(),
+            close_abs,
+        })
     }
+
+    /// The order of the two fractions' values (exact: no overflow below the bound).
+    fn cmp_value(&self, other: &Self) -> std::cmp::Ordering {
+        let lhs = i128::from(self.atr) * i128::from(other.close_abs);
+        let rhs = i128::from(other.atr) * i128::from(self.close_abs);
+        lhs.cmp(&rhs)
+    }
+}
+
+impl Ord for RankKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.cmp_value(other)
+            .then(self.atr.cmp(&other.atr))
+            .then(self.close_abs.cmp(&other.close_abs))
+    }
+}
+
+impl PartialOrd for RankKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The ATR rank window kept sorted: the exact keys of the `atr_hist` entries
+/// that have one, ascending, and the number of entries too large for a key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct RankWindow {
+    sorted: Vec<RankKey>,
+    large: usize,
+}
+
+impl RankWindow {
+    fn from_entries<'a>(entries: impl IntoIterator<Item = &'a (i128, i64)>) -> Self {
+        let mut w = Self::default();
+        for &(a, c) in entries {
+            match RankKey::new(a, c) {
+                Some(k) => w.sorted.push(k),
+                None => w.large += 1,
+            }
+        }
+        w.sorted.sort_unstable();
+        w
+    }
+
+    fn insert(&mut self, atr: i128, close: i64) {
+        match RankKey::new(atr, close) {
+            Some(k) => {
+                let at = self.sorted.partition_point(|x| *x < k);
+                self.sorted.insert(at, k);
+            }
+            None => self.large += 1,
+        }
+    }
+
+    /// Removes one entry equal to `(atr, close)` (one that was inserted).
+    fn remove(&mut self, atr: i128, close: i64) {
+        match RankKey::new(atr, close) {
+            Some(k) => {
+                if let Ok(at) = self.sorted.binary_search(&k) {
+                    self.sorted.remove(at);
+                }
+            }
+            None => self.large = self.large.saturating_sub(1),
+        }
+    }
+
+    /// `(below, equal)`: the keyed entries whose value is below `now`'s and
+    /// equal to it, by two binary searches.
+    fn count(&self, now: &RankKey) -> (usize, usize) {
+        let below = self.sorted.partition_point(|x| x.cmp_value(now).is_lt());
+        let upto = below + self.sorted[below..].partition_point(|x| x.cmp_value(now).is_eq());
+        (below, upto - below)
+    }
+}
+
+/// Whether `(a, cl)` ranks below, equal to or above `atr_sum / |close|` by the
+/// saturating i128 cross products of the original rank (the path of entries
+/// too large for a [`RankKey`]).
+fn cmp_saturating(a: i128, cl: i64, atr_sum: i128, close: i64) -> std::cmp::Ordering {
+    let lhs = a.saturating_mul(i128::from(close.unsigned_abs().max(1)));
+    let rhs = atr_sum.saturating_mul(i128::from(cl.unsigned_abs().max(1)));
+    lhs.cmp(&rhs)
 }
 
 /// `ln(b / a)` of two raw closes, 0 when either is not positive.
@@ -221,7 +312,10 @@ impl Classifier {
                 closes: VecDeque::with_capacity(config.vol_long + 1),
                 rets: VecDeque::with_capacity(config.vol_long),
                 atr_hist: VecDeque::with_capacity(config.atr_rank_window),
-                atr_ratio: VecDeque::with_capacity(config.atr_rank_window),
+                atr_sorted: RankWindow {
+                    sorted: Vec::with_capacity(config.atr_rank_window + 1),
+                    large: 0,
+                },
                 config,
                 price_precision,
                 last_ts: None,
@@ -255,8 +349,10 @@ impl Classifier {
     /// Takes one bar. Returns a decision when the bar is evaluated (the first bar
     /// of a new `eval_minutes` bucket) and the windows are full. A bar whose `ts`
     /// is not after the last bar's is ignored (redelivery after a restart) and
-    /// returns `None`. O(1) per bar, plus O(`atr_rank_window` + `vol_long`) per
-    /// evaluation.
+    /// returns `None`. O(1) per bar, plus per evaluation O(`vol_long`) and
+    /// O(log `atr_rank_window`) comparisons (a binary-search insert and remove
+    /// in the sorted ATR window, whose shift moves at most `atr_rank_window`
+    /// 16-byte keys).
     pub fn on_bar(&mut self, bar: &Bar) -> Option<Decision> {
         let s = &mut self.s;
         if s.last_ts.is_some_and(|t| bar.ts <= t) {
@@ -278,12 +374,13 @@ impl Classifier {
         }
         s.last_bucket = Some(bucket);
         let atr = atr?;
+        if s.atr_hist.len() == c.atr_rank_window
+            && let Some(&(a, cl)) = s.atr_hist.front()
+        {
+            s.atr_sorted.remove(a, cl);
+        }
+        s.atr_sorted.insert(atr, bar.close);
         push_capped(&mut s.atr_hist, (atr, bar.close), c.atr_rank_window);
-        push_capped(
-            &mut s.atr_ratio,
-            atr_ratio(atr, bar.close),
-            c.atr_rank_window,
-        );
         if s.vwap_hist.len() <= c.slope_lag
             || s.closes.len() <= c.vol_long
             || s.atr_hist.len() < c.atr_rank_window
@@ -336,27 +433,23 @@ impl Classifier {
         } else {
             0.0
         };
-        // ATR percentile: mid-rank of atr/|close|, compared exactly by cross products.
+        // ATR percentile: mid-rank of atr/|close| among the window, exactly:
+        // the keyed entries by binary search in the sorted window, any entry
+        // too large for a key (or all of them, when the current one is) by
+        // the saturating cross products, one by one.
         let close_abs = i128::from(bar.close.unsigned_abs().max(1));
-        let now = atr_ratio(atr_sum, bar.close);
-        let (mut below, mut equal) = (0usize, 0usize);
-        for (&(a, cl), &r) in s.atr_hist.iter().zip(&s.atr_ratio) {
-            // Two f64 ratios farther apart than 1e-12 relative (each is within
-            // 4e-16 of its true value) are in their true order, which is the
-            // exact cross products' order below RATIO_BOUND; closer ones, and
-            // NaN, take the exact path.
-            if (r - now).abs() > 1e-12 * r.abs().max(now.abs()) {
-                if r < now {
-                    below += 1;
+        let now = RankKey::new(atr_sum, bar.close);
+        let (mut below, mut equal) = now.map_or((0, 0), |k| s.atr_sorted.count(&k));
+        if now.is_none() || s.atr_sorted.large > 0 {
+            for &(a, cl) in &s.atr_hist {
+                if now.is_some() && RankKey::new(a, cl).is_some() {
+                    continue;
                 }
-                continue;
-            }
-            let lhs = a.saturating_mul(close_abs);
-            let rhs = atr_sum.saturating_mul(i128::from(cl.unsigned_abs().max(1)));
-            match lhs.cmp(&rhs) {
-                std::cmp::Ordering::Less => below += 1,
-                std::cmp::Ordering::Equal => equal += 1,
-                std::cmp::Ordering::Greater => {}
+                match cmp_saturating(a, cl, atr_sum, bar.close) {
+                    std::cmp::Ordering::Less => below += 1,
+                    std::cmp::Ordering::Equal => equal += 1,
+                    std::cmp::Ordering::Greater => {}
+                }
             }
         }
         let atr_percentile = (below as f64 + 0.5 * equal as f64) / s.atr_hist.len() as f64;
@@ -456,6 +549,118 @@ mod tests {
         }
     }
 
+    /// The ATR percentile of the last `atr_hist` entry as the original code
+    /// ranked it (every comparison by saturating exact cross products, one by
+    /// one), and the number of entries equal to it.
+    #[allow(clippy::cast_precision_loss, reason = "the former code, verbatim")]
+    fn former_atr_percentile(hist: &VecDeque<(i128, i64)>) -> (f64, usize) {
+        let &(atr_sum, close) = hist.back().unwrap();
+        let close_abs = i128::from(close.unsigned_abs().max(1));
+        let (mut below, mut equal) = (0usize, 0usize);
+        for &(a, cl) in hist {
+            let lhs = a.saturating_mul(close_abs);
+            let rhs = atr_sum.saturating_mul(i128::from(cl.unsigned_abs().max(1)));
+            match lhs.cmp(&rhs) {
+                std::cmp::Ordering::Less => below += 1,
+                std::cmp::Ordering::Equal => equal += 1,
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        (
+            (below as f64 + 0.5 * equal as f64) / hist.len() as f64,
+            equal,
+        )
+    }
+
+    /// Feeds `bars` (restoring from JSON before bar `restore_at`) and checks
+    /// every decision's ATR percentile against the former code bit for bit,
+    /// the sorted window against one rebuilt from the history, and the
+    /// restored classifier against the live one. Returns the decisions
+    /// checked, those with ties, and those ranked with entries too large for
+    /// an exact key.
+    fn check_rank(config: &RegimeConfig, bars: &[Bar], restore_at: usize) -> (usize, usize, usize) {
+        let mut c = Classifier::new(config.clone(), 2).unwrap();
+        let (mut checked, mut ties, mut large) = (0, 0, 0);
+        for (k, b) in bars.iter().enumerate() {
+            if k == restore_at {
+                let text = serde_json::to_string(&c).unwrap();
+                let restored: Classifier = serde_json::from_str(&text).unwrap();
+                assert_eq!(restored, c, "restore at bar {k}");
+                c = restored;
+            }
+            let Some(d) = c.on_bar(b) else {
+                continue;
+            };
+            let (want, equal) = former_atr_percentile(&c.s.atr_hist);
+            assert_eq!(d.inputs.atr_percentile.to_bits(), want.to_bits(), "bar {k}");
+            assert_eq!(c.s.atr_sorted, RankWindow::from_entries(&c.s.atr_hist));
+            ties += usize::from(equal > 1);
+            large += usize::from(c.s.atr_sorted.large > 0);
+            checked += 1;
+        }
+        (checked, ties, large)
+    }
+
+    /// Closes beyond 2^62 (and ATR sums beyond it) take the saturating path,
+    /// mixed with ordinary ones that take the binary search, zero and
+    /// negative closes among them; ranks and ties as the former code's.
+    #[test]
+    fn the_sorted_rank_is_the_former_rank_with_huge_and_odd_closes() {
+        let huge = (1i64 << 62) + 12_345;
+        let bars: Vec<Bar> = (0..300i64)
+            .map(|k| {
+                let close = match k % 23 {
+                    3 | 4 => huge,
+                    7 => huge + 2 * (k % 5),
+                    11 => 0,
+                    13 => -1_000,
+                    17..=20 => 500,
+                    _ => 1_000 + (k * 37 % 19),
+                };
+                bar(k * 5 * MINUTE_NS, close)
+            })
+            .collect();
+        let (checked, ties, large) = check_rank(&small(), &bars, 150);
+        assert!(
+            checked > 250 && ties > 20 && large > 100 && large < checked,
+            "{checked} checked, {ties} with ties, {large} with large entries"
+        );
+    }
+
+    proptest::proptest! {
+        /// Any series of closes drawn from a few values (ties everywhere),
+        /// with zero, negative and huge ones and random ranges: the sorted
+        /// rank gives the former rank bit for bit, through a restore.
+        #[test]
+        fn the_sorted_rank_is_the_former_rank_on_any_series(
+            picks in proptest::collection::vec((0usize..8, 0i64..4), 40..160),
+            restore_at in 0usize..160,
+            window in 2usize..12,
+        ) {
+            let closes = [1_000, 1_000, 2_000, 0, -3_000, 1 << 62, 999, 4_000_000];
+            let bars: Vec<Bar> = picks
+                .iter()
+                .enumerate()
+                .map(|(k, &(i, spread))| {
+                    let close = closes[i];
+                    Bar {
+                        ts: i64::try_from(k).unwrap() * 5 * MINUTE_NS,
+                        open: close,
+                        high: close + spread,
+                        low: close - spread,
+                        close,
+                        volume: 10,
+                    }
+                })
+                .collect();
+            let config = RegimeConfig {
+                atr_rank_window: window,
+                ..small()
+            };
+            check_rank(&config, &bars, restore_at);
+        }
+    }
+
     /// The volatility ratio from the cached returns and the ATR percentile
     /// from the cached ratios are bit for bit the former code's (returns
     /// recomputed from the closes, every rank comparison by exact cross
@@ -508,20 +713,9 @@ mod tests {
             let want = if vl > 0.0 { vs / vl } else { 1.0 };
             assert_eq!(d.inputs.vol_ratio.to_bits(), want.to_bits(), "bar {k}");
             // The ATR percentile by exact cross products only (the former code).
-            let &(atr_sum, close) = c.s.atr_hist.back().unwrap();
-            let close_abs = i128::from(close.unsigned_abs().max(1));
-            let (mut below, mut equal) = (0usize, 0usize);
-            for &(a, cl) in &c.s.atr_hist {
-                let lhs = a.saturating_mul(close_abs);
-                let rhs = atr_sum.saturating_mul(i128::from(cl.unsigned_abs().max(1)));
-                match lhs.cmp(&rhs) {
-                    std::cmp::Ordering::Less => below += 1,
-                    std::cmp::Ordering::Equal => equal += 1,
-                    std::cmp::Ordering::Greater => {}
-                }
-            }
-            let want = (below as f64 + 0.5 * equal as f64) / c.s.atr_hist.len() as f64;
+            let (want, equal) = former_atr_percentile(&c.s.atr_hist);
             assert_eq!(d.inputs.atr_percentile.to_bits(), want.to_bits(), "bar {k}");
+            assert_eq!(c.s.atr_sorted, RankWindow::from_entries(&c.s.atr_hist));
             ties += usize::from(equal > 1);
             checked += 1;
         }

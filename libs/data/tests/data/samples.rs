@@ -241,6 +241,71 @@ fn cme_session_gaps_are_accepted_by_the_session_calendar_only() {
     );
 }
 
+/// The sample spans an early close of exchange_calendars' CME calendar,
+/// Martin Luther King Day 2024 (12:00 US Central = 18:00Z), and shows that
+/// 6E traded through it to 16:00 local (CME's FX holiday hours): the equity
+/// calendar calls those 155 real bars outside the session, which is why the
+/// FX calendar does not observe the early closes. Cut as an equity
+/// product's file would be (nothing between the halt and the 17:00 reopen),
+/// the hole after the early close is a closure on the equity calendar and a
+/// reported gap of 240 bars on the FX one.
+#[test]
+fn cme_early_close_on_martin_luther_king_day_2024() {
+    let file = "6eh4_cme_1m_2024-01.csv";
+    let (_d, cat) = catalog();
+    let v = |path: &std::path::Path, calendar| {
+        let mut r = request(file, ("cme", "6EH4", "1m"), calendar);
+        r.path = path.to_path_buf();
+        r.validation.label = BarLabel::Close;
+        r.replace = true;
+        cat.import_csv(&r).unwrap().quality
+    };
+    let equity = || Calendar::Sessions(SessionCalendar::cme_globex_equity());
+    let fx = || Calendar::Sessions(SessionCalendar::cme_globex_fx());
+    let whole = sample(file);
+    let traded = v(&whole, equity());
+    let outside = &traded.finding(FindingCode::OutsideSession).unwrap().rows;
+    assert_eq!(outside.len(), 155);
+    // Lines 13377..13531: the bars stamped 18:01Z..22:00Z on 2024-01-15.
+    assert_eq!((outside[0], outside[154]), (13_377, 13_531));
+    assert!(
+        v(&whole, fx())
+            .finding(FindingCode::OutsideSession)
+            .is_none()
+    );
+
+    let text = std::fs::read_to_string(&whole).unwrap();
+    let (from, to) = ("2024-01-15T18:00:00Z", "2024-01-15T23:00:00Z");
+    let cut: String = text
+        .lines()
+        .filter(|l| {
+            let stamp = l.split(',').next().unwrap_or_default();
+            !(stamp > from && stamp < to)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("6eh4_cut_at_the_early_close.csv");
+    std::fs::write(&path, cut).unwrap();
+    let hole = |q: &grodt_data::validate::QualityReport| {
+        q.gaps
+            .iter()
+            .find(|g| g.from == ts(from))
+            .map(|g| (g.to, g.expected_missing, g.verdict))
+    };
+    let eq = v(&path, equity());
+    assert!(eq.finding(FindingCode::OutsideSession).is_none());
+    assert_eq!(
+        hole(&eq),
+        Some((ts("2024-01-15T23:01:00Z"), 0, GapVerdict::Closed))
+    );
+    let fx = v(&path, fx());
+    assert_eq!(
+        hole(&fx),
+        Some((ts("2024-01-15T23:01:00Z"), 240, GapVerdict::Reported))
+    );
+}
+
 #[test]
 fn export_gives_back_every_digit_of_all_five_files() {
     let (dir, cat) = catalog();
