@@ -152,6 +152,57 @@ pub fn encode(events: &[StoredEvent]) -> Result<Vec<u8>, JournalEventError> {
     })
 }
 
+/// Why a batch was not journaled (by [`append_batch`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AppendBatchError {
+    /// An input or its outputs did not encode.
+    #[error("journal entry does not encode: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The database failed: nothing was journaled (or, the connection lost
+    /// during the commit, all of it: a retry finds it).
+    #[error(transparent)]
+    Store(#[from] grodt_store::StoreError),
+    /// An input of the batch was journaled by another writer meanwhile: the
+    /// rest of the batch is committed, and the caller's state (which folded
+    /// its own version) must be rebuilt from the journal.
+    #[error("input {input} was journaled by another writer meanwhile")]
+    Taken {
+        /// Its journal source.
+        input: String,
+    },
+}
+
+/// Journals a batch of `(source, input, outputs)`, each encoded as JSON, in
+/// one transaction (group commit: one durable commit for inputs read
+/// together); the seq of each, in order.
+///
+/// # Errors
+/// [`AppendBatchError`].
+pub async fn append_batch<I: Serialize, O: Serialize>(
+    store: &grodt_store::Store,
+    consumer: &str,
+    batch: &[(&str, &I, &O)],
+) -> Result<Vec<i64>, AppendBatchError> {
+    let encoded = batch
+        .iter()
+        .map(|(_, i, o)| Ok((serde_json::to_vec(i)?, serde_json::to_vec(o)?)))
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    let entries: Vec<(&str, &[u8], &[u8])> = batch
+        .iter()
+        .zip(&encoded)
+        .map(|((source, _, _), (i, o))| (*source, i.as_slice(), o.as_slice()))
+        .collect();
+    let seqs = store.journal_append_many(consumer, &entries).await?;
+    seqs.iter()
+        .zip(batch)
+        .map(|(seq, (source, _, _))| {
+            seq.ok_or_else(|| AppendBatchError::Taken {
+                input: (*source).to_owned(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +267,31 @@ mod tests {
         .unwrap();
         assert_eq!(old[0].traceparent, None);
         assert_eq!(old[0].envelope().unwrap().traceparent, None);
+    }
+
+    /// A batch lands in one commit, in order; an input journaled before is
+    /// named, and the caller told to rebuild.
+    #[tokio::test]
+    async fn a_batch_is_journaled_in_order_and_a_taken_input_is_named() {
+        let store = grodt_store::Store::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let (a, b) = (vec![1u8], "two".to_owned());
+        let seqs = append_batch(&store, "exec", &[("s-1", &a, &b), ("s-2", &a, &b)])
+            .await
+            .unwrap();
+        assert_eq!(seqs.len(), 2);
+        assert!(seqs[0] < seqs[1]);
+        let e = store.journal().get("exec", "s-2").await.unwrap().unwrap();
+        assert_eq!(
+            (e.input.as_slice(), e.outputs.as_slice()),
+            (&b"[1]"[..], &b"\"two\""[..])
+        );
+        let taken = append_batch(&store, "exec", &[("s-3", &a, &b), ("s-1", &a, &b)]).await;
+        assert!(
+            matches!(&taken, Err(AppendBatchError::Taken { input }) if input == "s-1"),
+            "{taken:?}"
+        );
     }
 }

@@ -898,44 +898,17 @@ impl Engine {
             return Ok(());
         };
         let batch = std::mem::take(staged);
-        let encoded = batch
+        let entries: Vec<_> = batch
             .iter()
-            .map(|s| {
-                let input = serde_json::to_vec(&s.journaled)?;
-                let out = serde_json::to_vec(&s.outputs)?;
-                Ok((input, out))
-            })
-            .collect::<Result<Vec<_>, serde_json::Error>>()
-            .map_err(|e| {
-                state.dirty = true;
-                (first, ExecError::Corrupt(e.to_string()))
-            })?;
-        let entries: Vec<(&str, &[u8], &[u8])> = batch
-            .iter()
-            .zip(&encoded)
-            .map(|(s, (i, o))| (s.source.as_str(), i.as_slice(), o.as_slice()))
+            .map(|s| (s.source.as_str(), &s.journaled, &s.outputs))
             .collect();
-        let seqs = match self.store.journal_append_many(JOURNAL, &entries).await {
+        let done = match grodt_kit::journal::append_batch(&self.store, JOURNAL, &entries).await {
             Ok(seqs) => seqs,
             Err(e) => {
                 state.dirty = true;
                 return Err((first, e.into()));
             }
         };
-        let mut done = Vec::with_capacity(seqs.len());
-        for (s, seq) in batch.iter().zip(&seqs) {
-            let Some(seq) = *seq else {
-                state.dirty = true;
-                return Err((
-                    first,
-                    ExecError::Corrupt(format!(
-                        "input {} was journaled by another process meanwhile",
-                        s.source
-                    )),
-                ));
-            };
-            done.push(seq);
-        }
         self.metrics
             .journal_batch
             .observe(f64::from(u32::try_from(batch.len()).unwrap_or(u32::MAX)));

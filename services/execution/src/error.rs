@@ -87,3 +87,12 @@ impl From<ExecError> for tonic::Status {
         grodt_kit::status::to_status(&e)
     }
 }
+
+impl From<grodt_kit::journal::AppendBatchError> for ExecError {
+    fn from(e: grodt_kit::journal::AppendBatchError) -> Self {
+        match e {
+            grodt_kit::journal::AppendBatchError::Store(e) => Self::Store(e),
+            other => Self::Corrupt(other.to_string()),
+        }
+    }
+}

@@ -85,3 +85,12 @@ impl From<grodt_kit::journal::JournalEventError> for RiskSvcError {
         }
     }
 }
+
+impl From<grodt_kit::journal::AppendBatchError> for RiskSvcError {
+    fn from(e: grodt_kit::journal::AppendBatchError) -> Self {
+        match e {
+            grodt_kit::journal::AppendBatchError::Store(e) => Self::Store(e),
+            other => Self::Corrupt(other.to_string()),
+        }
+    }
+}

@@ -441,41 +441,15 @@ impl Engine {
             return Ok(());
         };
         let batch = std::mem::take(staged);
-        let encoded = batch
+        let entries: Vec<_> = batch
             .iter()
-            .map(|s| {
-                Ok((
-                    serde_json::to_vec(&s.record)?,
-                    serde_json::to_vec(&s.stored)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, serde_json::Error>>()
-            .map_err(|e| {
-                core.stale = true;
-                (first, StrategySvcError::Corrupt(e.to_string()))
-            })?;
-        let entries: Vec<(&str, &[u8], &[u8])> = batch
-            .iter()
-            .zip(&encoded)
-            .map(|(s, (i, o))| (s.source.as_str(), i.as_slice(), o.as_slice()))
+            .map(|s| (s.source.as_str(), &s.record, &s.stored))
             .collect();
-        match self.store.journal_append_many(JOURNAL, &entries).await {
-            Ok(seqs) if seqs.iter().all(Option::is_some) => {}
-            Ok(_) => {
-                // Journaled by another writer meanwhile: its outcome stands;
-                // the retry finds it journaled and republishes it.
-                core.stale = true;
-                return Err((
-                    first,
-                    StrategySvcError::Corrupt(
-                        "an input of the batch was journaled by another writer meanwhile".into(),
-                    ),
-                ));
-            }
-            Err(e) => {
-                core.stale = true;
-                return Err((first, e.into()));
-            }
+        if let Err(e) = grodt_kit::journal::append_batch(&self.store, JOURNAL, &entries).await {
+            // Nothing committed, or not as folded (another writer's entry
+            // stands; the retry finds it journaled and republishes it).
+            core.stale = true;
+            return Err((first, e.into()));
         }
         self.metrics
             .journal_batch

@@ -88,3 +88,12 @@ impl From<grodt_kit::journal::JournalEventError> for StrategySvcError {
         }
     }
 }
+
+impl From<grodt_kit::journal::AppendBatchError> for StrategySvcError {
+    fn from(e: grodt_kit::journal::AppendBatchError) -> Self {
+        match e {
+            grodt_kit::journal::AppendBatchError::Store(e) => Self::Store(e),
+            other => Self::Corrupt(other.to_string()),
+        }
+    }
+}
