@@ -152,6 +152,25 @@ pub fn encode(events: &[StoredEvent]) -> Result<Vec<u8>, JournalEventError> {
     })
 }
 
+/// The entries of `consumer` among `sources` that are journaled, by source:
+/// the redelivery check of a batch, in one query.
+///
+/// # Errors
+/// The database failed.
+pub async fn journaled_among(
+    store: &grodt_store::Store,
+    consumer: &str,
+    sources: &[String],
+) -> Result<std::collections::HashMap<String, grodt_store::JournalEntry>, grodt_store::StoreError> {
+    Ok(store
+        .journal()
+        .get_many(consumer, sources)
+        .await?
+        .into_iter()
+        .map(|e| (e.source.clone(), e))
+        .collect())
+}
+
 /// Why a batch was not journaled (by [`append_batch`]).
 #[derive(Debug, thiserror::Error)]
 pub enum AppendBatchError {

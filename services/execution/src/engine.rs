@@ -727,15 +727,9 @@ impl Engine {
             self.rebuild(&mut state, None).await.map_err(|e| (0, e))?;
         }
         let sources: Vec<String> = bars.iter().map(|b| b.source.clone()).collect();
-        let mut journaled: HashMap<String, JournalEntry> = self
-            .store
-            .journal()
-            .get_many(JOURNAL, &sources)
+        let mut journaled = grodt_kit::journal::journaled_among(&self.store, JOURNAL, &sources)
             .await
-            .map_err(|e| (0, ExecError::from(e)))?
-            .into_iter()
-            .map(|e| (e.source.clone(), e))
-            .collect();
+            .map_err(|e| (0, ExecError::from(e)))?;
         let mut staged: Vec<Staged> = Vec::new();
         let mut outcomes = Vec::with_capacity(bars.len());
         for (k, input) in bars.iter().enumerate() {

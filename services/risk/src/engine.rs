@@ -21,7 +21,6 @@
 //! `cmd:<uuid>` for gRPC commands, `config:<uuid>` for configuration changes.
 
 pub use grodt_kit::journal::{StoredEvent, event_id};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,7 @@ use grodt_bus::{Delivery, EventBus};
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_risk_rules::{Input, Limits, Output, RiskState, Settings};
-use grodt_store::{JournalEntry, Store};
+use grodt_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::Instrument;
@@ -731,15 +730,9 @@ impl Engine {
             .await
             .map_err(|e| (0, e))?;
         let sources: Vec<String> = inputs.iter().flatten().map(|(s, _)| s.clone()).collect();
-        let mut journaled: HashMap<String, JournalEntry> = self
-            .store
-            .journal()
-            .get_many(JOURNAL, &sources)
+        let mut journaled = grodt_kit::journal::journaled_among(&self.store, JOURNAL, &sources)
             .await
-            .map_err(|e| (0, RiskSvcError::from(e)))?
-            .into_iter()
-            .map(|e| (e.source.clone(), e))
-            .collect();
+            .map_err(|e| (0, RiskSvcError::from(e)))?;
         let mut staged = Vec::new();
         for (k, (d, input)) in ds.iter().zip(inputs).enumerate() {
             let Some((source, input)) = input else {

@@ -21,7 +21,6 @@
 //! count, so the same command sequence gets the same sources).
 
 pub use grodt_kit::journal::{StoredEvent, event_id};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,7 +31,7 @@ use grodt_bus::{ConsumerName, Delivery, EventBus, GroupName, StreamName};
 use grodt_paper::instruments::Instruments;
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
-use grodt_store::{JournalEntry, Store};
+use grodt_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::Instrument;
@@ -350,15 +349,9 @@ impl Engine {
             .iter()
             .map(|d| format!("report:{}", d.envelope.event_id))
             .collect();
-        let mut journaled: HashMap<String, JournalEntry> = self
-            .store
-            .journal()
-            .get_many(JOURNAL, &sources)
+        let mut journaled = grodt_kit::journal::journaled_among(&self.store, JOURNAL, &sources)
             .await
-            .map_err(|e| (0, StrategySvcError::from(e)))?
-            .into_iter()
-            .map(|e| (e.source.clone(), e))
-            .collect();
+            .map_err(|e| (0, StrategySvcError::from(e)))?;
         let mut staged = Vec::new();
         for (k, (d, source)) in ds.iter().zip(sources).enumerate() {
             let span = input_span(Kind::Reports, d);
