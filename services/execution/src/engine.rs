@@ -150,6 +150,13 @@ pub struct State {
     /// A commit failed or the broker may hold a half-applied input: rebuild
     /// from the journal before the next input.
     pub dirty: bool,
+    /// Journaled inputs whose events could not all be published (the bus
+    /// failed after the commit), in journal order: published again before
+    /// any other input is handled, so the reports stream keeps the journal's
+    /// order (an order's acceptance before the bar that fills it) across an
+    /// outage, whichever consumer comes back first. Not part of the fold:
+    /// kept across a rebuild.
+    pub unpublished: Vec<String>,
 }
 
 impl State {
@@ -167,6 +174,7 @@ impl State {
             last_seq: 0,
             divergences: 0,
             dirty: false,
+            unpublished: Vec::new(),
         }
     }
 
@@ -509,17 +517,35 @@ impl Engine {
     }
 
     async fn rebuild(&self, state: &mut State, extra: Option<&str>) -> Result<(), ExecError> {
-        *state = Self::rebuild_from(&self.store, &self.settings, &self.metrics, extra).await?;
+        let fresh = Self::rebuild_from(&self.store, &self.settings, &self.metrics, extra).await?;
+        let unpublished = std::mem::take(&mut state.unpublished);
+        *state = fresh;
+        state.unpublished = unpublished;
         self.metrics.rebuilds.inc();
+        Ok(())
+    }
+
+    /// Before any input: rebuilds a dirty state, then publishes the events
+    /// of journaled inputs whose publication failed, oldest first.
+    async fn ready(&self, state: &mut State) -> Result<(), ExecError> {
+        if state.dirty {
+            self.rebuild(state, None).await?;
+        }
+        while let Some(source) = state.unpublished.first().cloned() {
+            if let Some(entry) = self.store.journal().get(JOURNAL, &source).await? {
+                let (_, o) = decode_entry(&entry)?;
+                let ev = events(entry.seq, &o, state);
+                self.publish(&source, o.at_ns, ev).await?;
+            }
+            state.unpublished.remove(0);
+        }
         Ok(())
     }
 
     /// Rebuilds a dirty state; then, if the journal holds `source`,
     /// publishes its outputs again.
     async fn prelude(&self, state: &mut State, source: &str) -> Result<Option<Outcome>, ExecError> {
-        if state.dirty {
-            self.rebuild(state, None).await?;
-        }
+        self.ready(state).await?;
         if let Some(entry) = self.store.journal().get(JOURNAL, source).await? {
             let (_, o) = decode_entry(&entry)?;
             let ev = events(entry.seq, &o, state);
@@ -723,9 +749,7 @@ impl Engine {
     /// again (the state is rebuilt from the journal first).
     pub async fn on_bars(&self, bars: &[BarInput]) -> Result<Vec<Outcome>, (usize, ExecError)> {
         let mut state = self.state.lock().await;
-        if state.dirty {
-            self.rebuild(&mut state, None).await.map_err(|e| (0, e))?;
-        }
+        self.ready(&mut state).await.map_err(|e| (0, e))?;
         let sources: Vec<String> = bars.iter().map(|b| b.source.clone()).collect();
         let mut journaled = grodt_kit::journal::journaled_among(&self.store, JOURNAL, &sources)
             .await
@@ -915,12 +939,18 @@ impl Engine {
             self.book(&s.journaled, &s.outputs);
         }
         self.account_gauges(state);
-        for (s, seq) in batch.iter().zip(&done) {
+        for (m, (s, seq)) in batch.iter().zip(&done).enumerate() {
             let ev = events(*seq, &s.outputs, state);
-            self.publish(&s.source, s.outputs.at_ns, ev)
+            if let Err(e) = self
+                .publish(&s.source, s.outputs.at_ns, ev)
                 .instrument(s.span.clone())
                 .await
-                .map_err(|e| (s.at, e))?;
+            {
+                state
+                    .unpublished
+                    .extend(batch[m..].iter().map(|s| s.source.clone()));
+                return Err((s.at, e));
+            }
         }
         Ok(())
     }
@@ -981,7 +1011,10 @@ impl Engine {
         self.book(&j, &outputs);
         self.account_gauges(state);
         let ev = events(seq, &outputs, state);
-        self.publish(source, outputs.at_ns, ev).await?;
+        if let Err(e) = self.publish(source, outputs.at_ns, ev).await {
+            state.unpublished.push(source.to_owned());
+            return Err(e);
+        }
         Ok(seq)
     }
 
@@ -1146,9 +1179,7 @@ impl Engine {
     /// store or the bus failed.
     pub async fn cancel(&self, cid_or_id: OrderKey) -> Result<OrderState, ExecError> {
         let mut state = self.state.lock().await;
-        if state.dirty {
-            self.rebuild(&mut state, None).await?;
-        }
+        self.ready(&mut state).await?;
         let cid = match cid_or_id {
             OrderKey::ClientOrderId(c) => c,
             OrderKey::OrderId(id) => state
