@@ -55,6 +55,12 @@
 //! is staged; a failed commit fails the bars from the first staged one on
 //! (they are handled again after the rebuild). Orders stay one at a time.
 //!
+//! **Publication order.** If the bus fails after an input's commit, its
+//! source is kept (`State::unpublished`) and its events are published again
+//! before any other input is handled, by either consumer or a command: the
+//! reports stream keeps the journal's order (an order's acceptance before
+//! the bar that fills it) across an outage (tests/api/ordering.rs).
+//!
 //! A kill -9 at any point loses nothing: before the commit the input is
 //! redelivered (this service's pending entries are handled first on
 //! restart) and applied once; after it, its outputs are republished.

@@ -5,6 +5,7 @@
 //! reads; a restart; and the binary killed with SIGKILL mid-stream.
 
 mod helpers;
+mod ordering;
 mod restart;
 
 use std::collections::HashSet;
