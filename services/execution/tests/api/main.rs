@@ -315,11 +315,24 @@ async fn bars_read_together_share_one_commit_and_make_the_reference_fills() {
     }
     let svc = env.spawn(settings()).await;
     wait_journal(env.db.store(), 40 + 250, 30).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let want = reference(&specs, &bars);
-    let got_fills = fills.drain::<v1::FillEvent>().await;
     let want_fills = want.fills();
+    // Published after the commits: wait for what is expected (or more),
+    // then hold it to the reference.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (mut got, mut got_fills) = (Vec::new(), Vec::new());
+    while got.len() < 40 + 250 + 1 || got_fills.len() < want_fills.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "published: {} reports, {} fills",
+            got.len(),
+            got_fills.len()
+        );
+        got.extend(reports.drain::<v1::ExecutionReportEvent>().await);
+        got_fills.extend(fills.drain::<v1::FillEvent>().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(want_fills.len() > 20, "fills: {}", want_fills.len());
     assert_eq!(got_fills.len(), want_fills.len());
     for (g, w) in got_fills.iter().zip(want_fills) {
@@ -333,7 +346,7 @@ async fn bars_read_together_share_one_commit_and_make_the_reference_fills() {
         assert_eq!(d(f.price.as_ref()), w.price.to_decimal());
         assert_eq!(ns(f.filled_at.as_ref()), w.ts);
     }
-    let got = reports.drain::<v1::ExecutionReportEvent>().await;
+    got.extend(reports.drain::<v1::ExecutionReportEvent>().await);
     let mut seen = HashSet::new();
     let distinct: Vec<_> = got.iter().filter(|r| seen.insert(r.event_id)).collect();
     assert_eq!(
