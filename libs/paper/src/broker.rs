@@ -17,9 +17,9 @@ use crate::{Input, OrderState, PaperError, PaperFill, Report, Ticket, Update};
 
 /// Running fill totals of one order, for its average price.
 #[derive(Clone, Copy, Debug, Default)]
-struct FillSums {
-    notional: Decimal,
-    qty: Decimal,
+pub(crate) struct FillSums {
+    pub(crate) notional: Decimal,
+    pub(crate) qty: Decimal,
 }
 
 /// The venue and the books around it. Deterministic: the same inputs in the

@@ -35,6 +35,14 @@ pub enum PaperError {
         /// The last bar's open time (ns).
         last: i64,
     },
+    /// The portfolio is halted (its drawdown limit or a risk breaker): its
+    /// strategies take no new orders, as in its backtest, where a halted
+    /// strategy sees no more bars.
+    #[error("the portfolio is halted: {reason}")]
+    Halted {
+        /// Why it halted.
+        reason: String,
+    },
     /// A field of an input is unusable (named).
     #[error("invalid {field}: {reason}")]
     Invalid {
@@ -46,6 +54,9 @@ pub enum PaperError {
     /// The venue refused the input (a bad bar, an overflow).
     #[error(transparent)]
     Sim(#[from] SimError),
+    /// The portfolio desk refused the input or its configuration.
+    #[error(transparent)]
+    Portfolio(#[from] grodt_portfolio::PortfolioError),
     /// A sum of the books around the venue (an order's average price, an
     /// instance's PnL) left the decimal range: an absurd price or quantity.
     #[error("{what} of {symbol} exceeds the decimal range")]
@@ -72,8 +83,9 @@ impl Classify for PaperError {
             Self::UnknownSymbol { .. } | Self::Invalid { .. } => ErrorKind::InvalidArgument,
             Self::UnknownOrder { .. } => ErrorKind::NotFound,
             Self::Duplicate { .. } => ErrorKind::AlreadyExists,
-            Self::StaleBar { .. } => ErrorKind::FailedPrecondition,
+            Self::StaleBar { .. } | Self::Halted { .. } => ErrorKind::FailedPrecondition,
             Self::Sim(e) => e.kind(),
+            Self::Portfolio(e) => e.kind(),
             Self::Inconsistent { .. } | Self::Overflow { .. } => ErrorKind::Internal,
         }
     }

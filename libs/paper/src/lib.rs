@@ -9,6 +9,11 @@
 //!   venue (`grodt_sim::venue::Venue`, the same fill, cost, latency and
 //!   partial-fill rules as a backtest) driven by bars and by orders named by
 //!   client order id; every input yields a [`Report`] of what the venue did.
+//! - [`desk::PortfolioBroker`] is the execution side of a portfolio: the
+//!   portfolio desk (grodt-portfolio: sub-ledgers, allocation, limits,
+//!   netting, rebalancing) fed the same inputs, each member's tickets named
+//!   by its `strategy_id`, reporting to each member under its own client
+//!   order ids.
 //! - [`runner::Runner`] is the strategy side: one registered strategy driven
 //!   by execution's reports (the bar, and the fills and order changes the
 //!   venue made on it) in the order the backtest loop drives it, with views
@@ -21,6 +26,7 @@
 //! contract.
 
 pub mod broker;
+pub mod desk;
 mod error;
 pub mod ids;
 pub mod instruments;

@@ -1,8 +1,10 @@
 //! One strategy driven by execution's reports, in the order the backtest
 //! loop drives it: a report's fills and order changes are booked first (the
 //! venue has done all of them by the time the strategy hears of any), then
-//! the strategy is told of each in the venue's order, then, for a bar of its
-//! symbol, it sees the bar. What it sees of its account and orders is
+//! the strategy is told of each in the venue's order, then, for a bar of one
+//! of its symbols, it sees the bar. A runner drives a strategy on one symbol or
+//! on several (a pair, a portfolio member: a bar of its instrument `k` is
+//! shown as `on_bar(k, ..)`). What it sees of its account and orders is
 //! mirrored from the reports: an exact ledger (the venue's own) opened with
 //! the instance's capital and fed its fills, marked at the closes it saw,
 //! and its orders moved through the same state machine as the venue's.
@@ -70,7 +72,7 @@ struct Pending {
     ts: i64,
 }
 
-/// One strategy instance on one symbol.
+/// One strategy instance on its symbols.
 pub struct Runner {
     instance_id: String,
     strategy: Box<dyn Strategy + Send>,
@@ -87,6 +89,8 @@ pub struct Runner {
     started: bool,
     bars: u64,
     intents: u64,
+    /// Open time of the last bar shown, per instrument.
+    last_bar: Vec<Option<i64>>,
     last_bar_ts: Option<i64>,
 }
 
@@ -94,7 +98,7 @@ impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
             .field("instance_id", &self.instance_id)
-            .field("symbol", &self.instruments[0].id)
+            .field("symbols", &self.symbols())
             .field("bars", &self.bars)
             .finish_non_exhaustive()
     }
@@ -109,16 +113,35 @@ impl Runner {
         traded: Instrument,
         capital: Decimal,
     ) -> Self {
-        let instruments = vec![traded];
+        Self::on_instruments(instance_id, strategy, vec![traded], capital)
+    }
+
+    /// A runner of `strategy` built for several instruments (a pair, a
+    /// portfolio member): its instrument `k` is `traded[k]`, and a report's
+    /// bar of `traded[k]`'s symbol is shown to it as `on_bar(k, ..)`.
+    ///
+    /// # Panics
+    /// Never for a non-empty `traded`; an empty one is a caller's bug
+    /// (a strategy needs an instrument).
+    pub fn on_instruments(
+        instance_id: &str,
+        strategy: Box<dyn Strategy + Send>,
+        traded: Vec<Instrument>,
+        capital: Decimal,
+    ) -> Self {
+        assert!(!traded.is_empty(), "a runner needs an instrument");
+        let instruments = traded;
+        let n = instruments.len();
         let window = strategy.history_bars().max(1);
         Self {
             instance_id: instance_id.to_owned(),
             strategy,
-            windows: Windows::new(1, window),
+            windows: Windows::new(n, window),
             account: Account {
                 ledger: ExactLedger::open(capital, &instruments),
-                marks: vec![0],
+                marks: vec![0; n],
             },
+            last_bar: vec![None; n],
             instruments,
             orders: OrderLog::new(),
             pending: HashMap::new(),
@@ -134,9 +157,19 @@ impl Runner {
         }
     }
 
-    /// The symbol traded.
+    /// The (first) symbol traded.
     pub fn symbol(&self) -> &str {
         &self.instruments[0].id
+    }
+
+    /// Every symbol traded, in the strategy's instrument order.
+    pub fn symbols(&self) -> Vec<&str> {
+        self.instruments.iter().map(|i| i.id.as_str()).collect()
+    }
+
+    /// The strategy's index of `symbol`, if it trades it.
+    fn local(&self, symbol: &str) -> Option<usize> {
+        self.instruments.iter().position(|i| i.id == symbol)
     }
 
     /// Applies one report of execution: books what concerns this instance,
@@ -156,12 +189,11 @@ impl Runner {
                 Update::Order(o) => self.by_cid.contains_key(&o.ticket.client_order_id),
             })
             .collect();
-        let bar = report
-            .bar
-            .as_ref()
-            .filter(|(s, b)| s == self.symbol() && self.last_bar_ts.is_none_or(|t| b.ts > t))
-            .map(|(_, b)| *b);
-        if let Some(b) = bar {
+        let bar = report.bar.as_ref().and_then(|(s, b)| {
+            let k = self.local(s)?;
+            self.last_bar[k].is_none_or(|t| b.ts > t).then_some((k, *b))
+        });
+        if let Some((_, b)) = bar {
             if !self.started {
                 self.started = true;
                 self.now = b.ts;
@@ -183,12 +215,13 @@ impl Runner {
             }
             self.emit(&mut out)?;
         }
-        if let Some(b) = bar {
-            self.windows.push(0, b);
-            self.account.marks[0] = b.close;
-            self.last_bar_ts = Some(b.ts);
+        if let Some((k, b)) = bar {
+            self.windows.push(k, b);
+            self.account.marks[k] = b.close;
+            self.last_bar[k] = Some(b.ts);
+            self.last_bar_ts = Some(self.last_bar_ts.map_or(b.ts, |t| t.max(b.ts)));
             self.bars += 1;
-            self.callback(|s, c| s.on_bar(c, 0, &b));
+            self.callback(|s, c| s.on_bar(c, k, &b));
             self.emit(&mut out)?;
         }
         Ok(out)
@@ -243,16 +276,30 @@ impl Runner {
         self.account.equity()
     }
 
-    /// Signed position.
+    /// Signed position in the first symbol.
     pub fn position(&self) -> Decimal {
         let inst = &self.instruments[0];
         Quantity::from_raw(self.account.ledger.position_raw(0), inst.size_precision)
             .map_or(Decimal::ZERO, Quantity::to_decimal)
     }
 
-    /// The last close seen, if any.
+    /// Signed position in each symbol, in the strategy's order.
+    pub fn positions(&self) -> Vec<(String, Decimal)> {
+        self.instruments
+            .iter()
+            .enumerate()
+            .map(|(k, inst)| {
+                let q =
+                    Quantity::from_raw(self.account.ledger.position_raw(k), inst.size_precision)
+                        .map_or(Decimal::ZERO, Quantity::to_decimal);
+                (inst.id.clone(), q)
+            })
+            .collect()
+    }
+
+    /// The last close seen of the first symbol, if any.
     pub fn last_close(&self) -> Option<Decimal> {
-        self.last_bar_ts.map(|_| {
+        self.last_bar[0].map(|_| {
             grodt_core::Price::from_raw(self.account.marks[0], self.instruments[0].price_precision)
                 .map_or(Decimal::ZERO, grodt_core::Price::to_decimal)
         })
@@ -296,19 +343,9 @@ impl Runner {
         self.last_bar_ts
     }
 
-    /// Orders that close the position now (market, whole position), for a
-    /// stop with flatten; empty when flat.
+    /// Orders that close every position now (market, whole position), for
+    /// a stop with flatten; empty when flat.
     pub fn flatten(&mut self) -> Vec<Out> {
-        let pos = self.account.ledger.position_raw(0);
-        if pos == 0 {
-            return Vec::new();
-        }
-        let side = if pos > 0 {
-            grodt_core::Side::Sell
-        } else {
-            grodt_core::Side::Buy
-        };
-        let req = OrderRequest::market(0, side, Size::ClosePosition);
         let mut ctx = Context::new(
             self.now,
             &self.instruments,
@@ -317,7 +354,19 @@ impl Runner {
             &self.orders,
             &mut self.outbox,
         );
-        ctx.submit(req.with_tif(TimeInForce::Gtc));
+        for k in 0..self.instruments.len() {
+            let pos = self.account.ledger.position_raw(k);
+            if pos == 0 {
+                continue;
+            }
+            let side = if pos > 0 {
+                grodt_core::Side::Sell
+            } else {
+                grodt_core::Side::Buy
+            };
+            let req = OrderRequest::market(k, side, Size::ClosePosition);
+            ctx.submit(req.with_tif(TimeInForce::Gtc));
+        }
         let mut out = Vec::new();
         // Only Submit commands are in the outbox here; emit cannot fail on them.
         let _ = self.emit(&mut out);
@@ -346,7 +395,7 @@ impl Runner {
         for cmd in &commands {
             match *cmd {
                 Command::Submit(id, request) => {
-                    let t = self.ticket(id, request, None);
+                    let t = self.ticket(id, request, None)?;
                     out.push(Out::Submit(t));
                 }
                 Command::Bracket(e, tp, sl, br) => {
@@ -357,7 +406,7 @@ impl Runner {
                             take_profit: br.take_profit,
                             stop_loss: br.stop_loss,
                         }),
-                    );
+                    )?;
                     let (tp_cid, sl_cid) = bracket_exit_ids(&t.client_order_id);
                     for (id, cid) in [(tp, tp_cid), (sl, sl_cid)] {
                         self.by_cid.insert(cid.clone(), id);
@@ -389,7 +438,19 @@ impl Runner {
         id: OrderId,
         request: OrderRequest,
         bracket: Option<BracketLegs>,
-    ) -> Ticket {
+    ) -> Result<Ticket, PaperError> {
+        let symbol = self
+            .instruments
+            .get(request.instrument)
+            .map(|i| i.id.clone())
+            .ok_or_else(|| PaperError::Invalid {
+                field: "instrument",
+                reason: format!(
+                    "order for instrument {} of a strategy on {}",
+                    request.instrument,
+                    self.instruments.len()
+                ),
+            })?;
         let cid = client_order_id(&self.instance_id, id);
         self.by_cid.insert(cid.clone(), id);
         self.cids.insert(id, cid.clone());
@@ -401,17 +462,17 @@ impl Runner {
             },
         );
         self.intents += 1;
-        Ticket {
+        Ok(Ticket {
             client_order_id: cid,
             strategy_id: self.instance_id.clone(),
-            symbol: self.symbol().to_owned(),
+            symbol,
             side: request.side,
             size: request.size,
             kind: request.kind,
             tif: request.tif,
             bracket,
             decision_ts: self.now,
-        }
+        })
     }
 
     /// The mirror order of `id`, created on first sight from its request (or,
@@ -424,9 +485,15 @@ impl Runner {
         let mut order = if let Some(p) = self.pending.remove(&id) {
             Order::new(id, p.request, p.ts)
         } else if let Some(s) = state {
-            let p = self.instruments[0].size_precision;
+            let k = self
+                .local(&s.ticket.symbol)
+                .ok_or_else(|| PaperError::Inconsistent {
+                    client_order_id: cid.clone(),
+                    reason: format!("an order on {}, not traded here", s.ticket.symbol),
+                })?;
+            let p = self.instruments[k].size_precision;
             let request = OrderRequest {
-                instrument: 0,
+                instrument: k,
                 side: s.ticket.side,
                 size: Size::Fixed(Quantity::zero(p)),
                 kind: s.ticket.kind,
@@ -475,7 +542,8 @@ impl Runner {
                 let cid = &s.ticket.client_order_id;
                 let id = self.by_cid[cid];
                 let k = self.mirror(id, Some(s))?;
-                let p = self.instruments[0].size_precision;
+                let instrument = self.orders[k].request.instrument;
+                let p = self.instruments[instrument].size_precision;
                 let filled = s.filled.rescale(p).map_err(|e| inconsistent(cid, &e))?;
                 let quantity = s
                     .quantity
@@ -495,7 +563,7 @@ impl Runner {
                 })?;
                 Ok(Told::Order(OrderUpdate {
                     id,
-                    instrument: 0,
+                    instrument,
                     status: s.status,
                     ts: s.ts,
                     filled_raw: filled.raw(),
@@ -505,8 +573,11 @@ impl Runner {
     }
 
     fn core_fill(&self, id: OrderId, f: &PaperFill) -> Result<Fill, PaperError> {
-        let inst = &self.instruments[0];
         let cid = &f.client_order_id;
+        let k = self.local(&f.symbol).ok_or_else(|| {
+            inconsistent(cid, &format!("a fill on {}, not traded here", f.symbol))
+        })?;
+        let inst = &self.instruments[k];
         let qty = f
             .qty
             .rescale(inst.size_precision)
@@ -518,7 +589,7 @@ impl Runner {
         Ok(Fill {
             seq: f.seq,
             order_id: id,
-            instrument: 0,
+            instrument: k,
             ts: f.ts,
             side: f.side,
             qty,

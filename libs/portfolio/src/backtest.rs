@@ -871,6 +871,56 @@ impl Desk {
         })
     }
 
+    /// Lets member `b` act now, outside its strategy's callbacks: `f` gets the
+    /// member's `Context` (its sub-ledger, orders and instruments, as its
+    /// strategy sees them) at the desk's current time, and whatever it submits
+    /// or cancels is taken at once, as a strategy's requests in a callback
+    /// are. This is how a broker drives a member whose strategy runs
+    /// elsewhere (grodt-paper's portfolio broker turns tickets into these).
+    ///
+    /// # Errors
+    /// [`PortfolioError::Invalid`] for an unknown member; a broken book.
+    pub fn act<R>(
+        &mut self,
+        b: usize,
+        f: impl FnOnce(&mut Context<'_>) -> R,
+    ) -> Result<R, PortfolioError> {
+        if b >= self.books.len() {
+            return Err(invalid(
+                "member",
+                format!("{b} of {} members", self.books.len()),
+            ));
+        }
+        let now = self.now;
+        let mut out = None;
+        self.books[b].callback(now, |_, c| out = Some(f(c)));
+        self.collect(b, now)?;
+        // The callback always runs, so `out` is set.
+        out.ok_or_else(|| invalid("member", "the action did not run"))
+    }
+
+    /// The time of the last bar fed (`i64::MIN` before the first).
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// The members' ids, in member order.
+    pub fn member_ids(&self) -> impl Iterator<Item = &str> {
+        self.books.iter().map(|b| b.id.as_str())
+    }
+
+    /// Portfolio instrument indices member `b` trades, in its strategy's
+    /// order (empty for an unknown member).
+    pub fn member_instruments(&self, b: usize) -> &[usize] {
+        self.books.get(b).map_or(&[], |book| book.map.as_slice())
+    }
+
+    /// Whether a halt has stopped the portfolio (the drawdown limit or a
+    /// risk breaker), and why.
+    pub fn halt_reason(&self) -> Option<&str> {
+        self.halt_reason.as_deref()
+    }
+
     /// Each member's share of the members' and reserve's total equity.
     fn weights(&self) -> Result<Vec<Decimal>, PortfolioError> {
         let eq = self.member_equity()?;
