@@ -305,6 +305,34 @@ impl Runner {
         })
     }
 
+    /// The last close seen of each symbol, in the strategy's order (`None`
+    /// before its first bar).
+    pub fn last_closes(&self) -> Vec<Option<Decimal>> {
+        self.instruments
+            .iter()
+            .zip(&self.last_bar)
+            .zip(&self.account.marks)
+            .map(|((inst, seen), &mark)| {
+                seen.map(|_| {
+                    grodt_core::Price::from_raw(mark, inst.price_precision)
+                        .map_or(Decimal::ZERO, grodt_core::Price::to_decimal)
+                })
+            })
+            .collect()
+    }
+
+    /// The symbol of one of its orders, by client order id.
+    pub fn symbol_of(&self, client_order_id: &str) -> Option<&str> {
+        let id = self.by_cid.get(client_order_id)?;
+        let k = self
+            .orders
+            .iter()
+            .find(|o| o.id == *id)
+            .map(|o| o.request.instrument)
+            .or_else(|| self.pending.get(id).map(|p| p.request.instrument))?;
+        self.instruments.get(k).map(|i| i.id.as_str())
+    }
+
     /// Orders of this instance, as it sees them.
     pub fn orders(&self) -> &[Order] {
         &self.orders

@@ -486,13 +486,8 @@ impl Desk {
             None => None,
         };
         let n = members.len();
-        let empty: Vec<Vec<Decimal>> = vec![Vec::new(); n];
-        let weights = overlay(&mut plan, &empty)?;
         let capital = config.starting_cash;
-        let shares: Vec<Decimal> = weights
-            .iter()
-            .map(|w| round_money(capital * w, config.cost_dp, RoundingMode::Floor))
-            .collect();
+        let shares = opening_shares(&mut plan, n, capital, config.cost_dp)?;
         let reserve = capital - shares.iter().copied().sum::<Decimal>();
         let books = members
             .into_iter()
@@ -2147,6 +2142,29 @@ impl Desk {
 }
 
 /// The allocator's weights after the overlays, for the returns seen so far.
+/// The capital each of `members` opens with: `capital` split by the plan's
+/// initial weights (what the allocator and overlays give with no returns
+/// yet), each share rounded down to `cost_dp` places; what is left is the
+/// reserve. The desk opens its sub-ledgers with exactly these, so a live
+/// member's runner opens with the same (the strategy service reads them
+/// from the portfolio file).
+///
+/// # Errors
+/// An allocation error.
+pub fn opening_shares(
+    plan: &mut Plan,
+    members: usize,
+    capital: Decimal,
+    cost_dp: u32,
+) -> Result<Vec<Decimal>, PortfolioError> {
+    let empty: Vec<Vec<Decimal>> = vec![Vec::new(); members];
+    let weights = overlay(plan, &empty)?;
+    Ok(weights
+        .iter()
+        .map(|w| round_money(capital * w, cost_dp, RoundingMode::Floor))
+        .collect())
+}
+
 fn overlay(plan: &mut Plan, returns: &[Vec<Decimal>]) -> Result<Vec<Decimal>, PortfolioError> {
     overlay_with(plan, returns, returns)
 }

@@ -291,6 +291,17 @@ impl PortfolioFile {
         Ok(())
     }
 
+    /// The capital each strategy opens with, in file order: the cash split
+    /// by the plan's initial weights, each share rounded down to `cost_dp`
+    /// places (the engine config's), as the desk opens its sub-ledgers.
+    ///
+    /// # Errors
+    /// As [`PortfolioFile::plan`].
+    pub fn opening_capital(&self, cost_dp: u32) -> Result<Vec<Decimal>, PortfolioError> {
+        let mut plan = self.plan()?;
+        crate::backtest::opening_shares(&mut plan, self.strategies.len(), self.cash, cost_dp)
+    }
+
     /// The symbols in `[data]` order (their index is the portfolio's instrument index).
     pub fn symbols(&self) -> Vec<&str> {
         self.data.keys().map(String::as_str).collect()

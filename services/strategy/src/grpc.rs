@@ -131,27 +131,26 @@ pub fn instance_to_proto(state: &State, i: &Instance) -> v1::StrategyInstance {
     // Sums out of the decimal range are left unset (`None`), never clamped.
     let mut realized = Some(Decimal::ZERO);
     let mut unrealized = Some(Decimal::ZERO);
-    let positions = i
-        .books
-        .iter()
-        .map(|b| {
-            let mark = b.runner.last_close();
-            let u = b.pnl.unrealized(mark);
-            realized = realized.and_then(|r| r.checked_add(b.pnl.realized));
+    let mut positions = Vec::new();
+    for b in &i.books {
+        let marks = b.runner.last_closes();
+        for (((symbol, qty), pnl), mark) in b.runner.positions().into_iter().zip(&b.pnl).zip(marks)
+        {
+            let u = pnl.unrealized(mark);
+            realized = realized.and_then(|r| r.checked_add(pnl.realized));
             unrealized = unrealized.zip(u).and_then(|(a, u)| a.checked_add(u));
-            let qty = b.runner.position();
-            v1::Position {
-                symbol: b.runner.symbol().to_owned(),
+            positions.push(v1::Position {
+                symbol,
                 strategy_id: i.spec.instance_id.clone(),
                 quantity: dec(qty),
-                average_price: (!qty.is_zero()).then(|| b.pnl.avg.into()),
+                average_price: (!qty.is_zero()).then(|| pnl.avg.into()),
                 mark_price: mark.map(v1::Decimal::from),
-                realized_pnl: dec(b.pnl.realized),
+                realized_pnl: dec(pnl.realized),
                 unrealized_pnl: u.map(v1::Decimal::from),
                 updated_at: b.runner.last_bar_ts().map(ts_to_proto),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     v1::StrategyInstance {
         instance_id: i.spec.instance_id.clone(),
         strategy_name: i.spec.strategy_name.clone(),

@@ -137,6 +137,63 @@ impl InstanceConfig {
     }
 }
 
+/// A portfolio run from its file (`[strategy.portfolio]`, docs/portfolio.md):
+/// every strategy of the file deployed as an instance (its id, registry
+/// name, parameters and symbols) with the capital the portfolio desk opens
+/// its sub-ledger with. Execution's portfolio broker (grodt-paper's
+/// `desk::PortfolioBroker`) runs the allocation, limits and netting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioConfig {
+    /// The portfolio file, as `grodt backtest --portfolio` reads it.
+    pub file: std::path::PathBuf,
+    /// Bar length label of the bars the members trade: 1m ... 1M.
+    pub timeframe: String,
+    /// Start the members at once when first deployed.
+    #[serde(default)]
+    pub start: bool,
+    /// Decimal places of money (the engine config's `cost_dp`), which the
+    /// opening capital is rounded down to.
+    #[serde(default = "default_cost_dp")]
+    pub cost_dp: u32,
+}
+
+fn default_cost_dp() -> u32 {
+    grodt_sim::config::BacktestConfig::default().cost_dp
+}
+
+impl PortfolioConfig {
+    /// The members as configured instances, in file order.
+    ///
+    /// # Errors
+    /// An unreadable or invalid file, or an allocation it cannot open
+    /// with (named).
+    pub fn instances(&self) -> Result<Vec<InstanceConfig>, String> {
+        let path = self.file.display();
+        let text = std::fs::read_to_string(&self.file).map_err(|e| format!("file {path}: {e}"))?;
+        let file = grodt_portfolio::file::PortfolioFile::parse(&text)
+            .map_err(|e| format!("file {path}: {e}"))?;
+        let capital = file
+            .opening_capital(self.cost_dp)
+            .map_err(|e| format!("file {path}: {e}"))?;
+        Ok(file
+            .strategies
+            .iter()
+            .zip(capital)
+            .map(|(e, capital)| InstanceConfig {
+                instance_id: e.id.clone(),
+                strategy_name: e.name.clone(),
+                params: e.param_text(),
+                symbols: e.symbols.clone(),
+                timeframe: self.timeframe.clone(),
+                allowed_regimes: Vec::new(),
+                capital,
+                start: self.start,
+            })
+            .collect())
+    }
+}
+
 /// The `[strategy]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -150,6 +207,9 @@ pub struct StrategySettings {
     pub claim_idle_ms: u64,
     /// Instances deployed at start (idempotent by id).
     pub instances: Vec<InstanceConfig>,
+    /// A portfolio whose strategies are deployed at start, after
+    /// `instances` (idempotent by id).
+    pub portfolio: Option<PortfolioConfig>,
 }
 
 impl Default for StrategySettings {
@@ -159,7 +219,36 @@ impl Default for StrategySettings {
             consumer_name: String::new(),
             claim_idle_ms: 30_000,
             instances: Vec::new(),
+            portfolio: None,
         }
+    }
+}
+
+impl StrategySettings {
+    /// Every instance to deploy at start with its config key: `instances`,
+    /// then the portfolio's members.
+    ///
+    /// # Errors
+    /// A portfolio file that cannot be read or used (named).
+    pub fn configured_instances(&self) -> Result<Vec<(String, InstanceConfig)>, ConfigError> {
+        let mut out: Vec<(String, InstanceConfig)> = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(k, i)| (format!("strategy.instances[{k}]"), i.clone()))
+            .collect();
+        if let Some(p) = &self.portfolio {
+            let members = p
+                .instances()
+                .map_err(|e| ConfigError::invalid("strategy.portfolio", e))?;
+            out.extend(members.into_iter().map(|i| {
+                (
+                    format!("strategy.portfolio (strategy {:?})", i.instance_id),
+                    i,
+                )
+            }));
+        }
+        Ok(out)
     }
 }
 
@@ -182,12 +271,10 @@ impl ServiceConfig for StrategySettings {
                 "not a valid consumer name",
             ));
         }
-        for (k, i) in self.instances.iter().enumerate() {
-            let spec = i
-                .spec()
-                .map_err(|e| ConfigError::invalid(format!("strategy.instances[{k}]"), e))?;
+        for (key, i) in self.configured_instances()? {
+            let spec = i.spec().map_err(|e| ConfigError::invalid(&key, e))?;
             spec.validate(&self.instruments)
-                .map_err(|e| ConfigError::invalid(format!("strategy.instances[{k}]"), e))?;
+                .map_err(|e| ConfigError::invalid(&key, e))?;
         }
         Ok(())
     }
@@ -317,8 +404,7 @@ pub async fn build_with_settings(
             reason: format!("applying pending execution reports: {e}"),
         })?;
     // Then the configured instances (after what was pending before the restart).
-    for (k, i) in s.instances.iter().enumerate() {
-        let key = format!("strategy.instances[{k}]");
+    for (key, i) in s.configured_instances().map_err(KitError::Config)? {
         let spec = i
             .spec()
             .map_err(|e| KitError::Config(ConfigError::invalid(&key, e)))?;
@@ -365,4 +451,56 @@ pub async fn build_with_settings(
         });
     }
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_portfolio(file: &str) -> StrategySettings {
+        StrategySettings {
+            portfolio: Some(PortfolioConfig {
+                file: file.into(),
+                timeframe: "1d".into(),
+                start: true,
+                cost_dp: default_cost_dp(),
+            }),
+            ..StrategySettings::default()
+        }
+    }
+
+    #[test]
+    fn a_portfolio_file_that_cannot_be_read_or_traded_is_named() {
+        let e = with_portfolio("/nonexistent/portfolio.toml")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("strategy.portfolio") && e.contains("/nonexistent/portfolio.toml"),
+            "{e}"
+        );
+        // The example, with no instruments configured: the member and the
+        // symbol are named.
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/portfolio.toml");
+        let e = with_portfolio(example).validate().unwrap_err().to_string();
+        assert!(e.contains("strategy \"trend\"") && e.contains("SPY"), "{e}");
+    }
+
+    #[test]
+    fn the_example_portfolio_deploys_its_members_with_the_desks_opening_capital() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/portfolio.toml");
+        let members = with_portfolio(example)
+            .portfolio
+            .unwrap()
+            .instances()
+            .unwrap();
+        let ids: Vec<&str> = members.iter().map(|m| m.instance_id.as_str()).collect();
+        assert_eq!(ids, ["trend", "short", "pair"]);
+        assert_eq!(members[2].symbols, ["AAPL", "SPY"]);
+        let total: Decimal = members.iter().map(|m| m.capital).sum();
+        // Inverse volatility with no history yet: equal thirds of 300,000.
+        assert!(total <= Decimal::from(300_000), "{total}");
+        assert!(members.iter().all(|m| m.capital > Decimal::from(99_999)));
+        assert!(members.iter().all(|m| m.start && m.timeframe == "1d"));
+    }
 }

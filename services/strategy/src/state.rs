@@ -152,6 +152,31 @@ impl InstanceSpec {
         let params = self.effective_params()?;
         let configured = grodt_strategies::registry::parse(&self.strategy_name, &params)
             .map_err(|e| registry_error(&e))?;
+        let arity = configured.spec().symbols;
+        if arity > 1 {
+            // A strategy on several instruments (a pair) trades exactly its
+            // symbols together, in their order.
+            if self.symbols.len() != arity {
+                return Err(StrategySvcError::invalid(
+                    "symbols",
+                    format!(
+                        "{} trades {arity} symbols together; {} given",
+                        self.strategy_name,
+                        self.symbols.len()
+                    ),
+                ));
+            }
+            let insts = self
+                .symbols
+                .iter()
+                .map(|s| instruments.resolve(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StrategySvcError::invalid("symbols", e))?;
+            configured
+                .build_on(&insts)
+                .map_err(|e| registry_error(&e))?;
+            return Ok(());
+        }
         for s in &self.symbols {
             let inst = instruments
                 .resolve(s)
@@ -309,13 +334,14 @@ impl Pnl {
     }
 }
 
-/// One symbol of an instance.
+/// One runner of an instance: the strategy on one of its symbols, or on
+/// all of them together for a strategy trading several (a pair).
 #[derive(Debug)]
 pub struct Book {
-    /// The strategy on that symbol.
+    /// The strategy on its symbols.
     pub runner: Runner,
-    /// Its PnL.
-    pub pnl: Pnl,
+    /// Its PnL per symbol, in the runner's symbol order.
+    pub pnl: Vec<Pnl>,
 }
 
 /// A deployed instance.
@@ -327,7 +353,8 @@ pub struct Instance {
     pub status: Status,
     /// Why it failed.
     pub error: Option<String>,
-    /// One per symbol, in the spec's order (empty when it failed to build).
+    /// One per symbol in the spec's order, or one for all of them for a
+    /// strategy trading several together (empty when it failed to build).
     pub books: Vec<Book>,
     /// When it was deployed (ns, the command's journal time).
     pub deployed_at: i64,
@@ -568,10 +595,11 @@ impl State {
                     for b in &mut i.books {
                         if *cancel_open_orders {
                             for cid in b.runner.open_client_order_ids() {
+                                let symbol = b.runner.symbol_of(&cid).unwrap_or(b.runner.symbol());
                                 out.push(Output::Cancel {
                                     instance_id: instance_id.clone(),
+                                    symbol: symbol.to_owned(),
                                     client_order_id: cid,
-                                    symbol: b.runner.symbol().to_owned(),
                                     decision_ts: None,
                                     at_ns: *at_ns,
                                 });
@@ -658,6 +686,20 @@ fn build_books(spec: &InstanceSpec, instruments: &Instruments) -> Result<Vec<Boo
     let params = spec.effective_params().map_err(|e| e.to_string())?;
     let configured = grodt_strategies::registry::parse(&spec.strategy_name, &params)
         .map_err(|e| e.to_string())?;
+    if configured.spec().symbols > 1 {
+        let insts = spec
+            .symbols
+            .iter()
+            .map(|s| instruments.resolve(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let strategy = configured.build_on(&insts).map_err(|e| e.to_string())?;
+        let n = insts.len();
+        return Ok(vec![Book {
+            runner: Runner::on_instruments(&spec.instance_id, strategy, insts, spec.capital),
+            pnl: vec![Pnl::default(); n],
+        }]);
+    }
     let n = Decimal::from(spec.symbols.len());
     // Divided by 1..=100 symbols: never larger than the capital itself.
     let capital = spec.capital / n;
@@ -668,7 +710,7 @@ fn build_books(spec: &InstanceSpec, instruments: &Instruments) -> Result<Vec<Boo
             let strategy = configured.build(&inst).map_err(|e| e.to_string())?;
             Ok(Book {
                 runner: Runner::new(&spec.instance_id, strategy, inst, capital),
-                pnl: Pnl::default(),
+                pnl: vec![Pnl::default()],
             })
         })
         .collect()
@@ -682,13 +724,12 @@ fn feed(i: &mut Instance, r: &Report, out: &mut Vec<Output>) -> Result<(), Paper
         for u in &r.updates {
             if let Update::Fill(f) = u
                 && f.strategy_id == id
-                && f.symbol == b.runner.symbol()
+                && let Some(k) = b.runner.symbols().iter().position(|s| *s == f.symbol)
             {
                 let fee = f.commission.checked_sub(f.rebate);
                 fee.ok_or("commission net of the rebate")
                     .and_then(|fee| {
-                        b.pnl
-                            .on_fill(f.side, f.qty.to_decimal(), f.price.to_decimal(), fee)
+                        b.pnl[k].on_fill(f.side, f.qty.to_decimal(), f.price.to_decimal(), fee)
                     })
                     .map_err(|what| PaperError::Overflow {
                         what,
@@ -722,8 +763,8 @@ fn route(
                 (Status::Running, Out::Submit(t)) => out.push(Output::Intent(t)),
                 (Status::Running, Out::Cancel(c)) => out.push(Output::Cancel {
                     instance_id: instance_id.to_owned(),
+                    symbol: runner.symbol_of(&c).unwrap_or(runner.symbol()).to_owned(),
                     client_order_id: c,
-                    symbol: runner.symbol().to_owned(),
                     decision_ts: runner.last_bar_ts(),
                     at_ns: runner.last_bar_ts().unwrap_or_default(),
                 }),
@@ -798,6 +839,43 @@ mod tests {
             },
             timeframe,
         }
+    }
+
+    #[test]
+    fn a_pair_trades_its_symbols_together_in_one_runner() {
+        let mut state = two_symbols();
+        let mut s = spec(&["SPY"]);
+        s.strategy_name = "pair".into();
+        s.params.clear();
+        let e = s.validate(state.instruments()).unwrap_err();
+        assert!(
+            e.to_string().contains("symbols") && e.to_string().contains("2 symbols together"),
+            "{e}"
+        );
+        s.symbols = vec!["SPY".into(), "QQQ".into()];
+        s.validate(state.instruments()).unwrap();
+        state.apply(&Record::Deploy {
+            spec: s,
+            start: true,
+            at_ns: 1,
+        });
+        let i = &state.instances["m-1"];
+        assert_eq!(i.books.len(), 1, "one runner on both symbols");
+        assert_eq!(i.books[0].runner.symbols(), ["SPY", "QQQ"]);
+        assert_eq!(i.books[0].pnl.len(), 2);
+        assert_eq!(
+            i.books[0].runner.cash(),
+            Decimal::from(100_000),
+            "all the capital"
+        );
+        let day = v1::Timeframe::Day1 as i32;
+        state.apply(&bar("SPY", 0, 10_000, day));
+        state.apply(&bar("QQQ", 0, 20_000, day));
+        assert_eq!(
+            state.instances["m-1"].bars_processed(),
+            2,
+            "both bars shown"
+        );
     }
 
     #[test]
@@ -901,7 +979,11 @@ mod tests {
             i.error.as_deref(),
             Some("cost of the position of SPY exceeds the decimal range")
         );
-        assert_eq!(i.books[0].pnl, Pnl::default(), "the book is left as it was");
+        assert_eq!(
+            i.books[0].pnl,
+            vec![Pnl::default()],
+            "the book is left as it was"
+        );
         // A failed instance sees nothing more; the state goes on.
         let day = v1::Timeframe::Day1 as i32;
         assert!(state.apply(&bar("SPY", 2, 10_000, day)).is_empty());

@@ -17,9 +17,10 @@ use grodt_bus::{
 use grodt_core::{Bar, Decimal, Instrument};
 use grodt_kit::{Infra, KitError};
 use grodt_paper::broker::Broker;
+use grodt_paper::desk::PortfolioBroker;
 use grodt_paper::instruments::{InstrumentSpec, Instruments};
 use grodt_paper::runner::{Out, Runner};
-use grodt_paper::{Input, Report, Ticket};
+use grodt_paper::{Input, PaperError, Report, Ticket};
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_proto::v1::strategy_service_client::StrategyServiceClient;
@@ -48,14 +49,21 @@ pub fn spy() -> (Instrument, Vec<Bar>) {
 }
 
 pub fn instruments(inst: &Instrument) -> Instruments {
+    instruments_of(std::slice::from_ref(inst))
+}
+
+/// The symbol grids of `insts`, as the service's configuration names them.
+pub fn instruments_of(insts: &[Instrument]) -> Instruments {
     let mut i = Instruments::default();
-    i.symbols.insert(
-        inst.id.clone(),
-        InstrumentSpec {
-            price_precision: inst.price_precision,
-            size_precision: inst.size_precision,
-        },
-    );
+    for inst in insts {
+        i.symbols.insert(
+            inst.id.clone(),
+            InstrumentSpec {
+                price_precision: inst.price_precision,
+                size_precision: inst.size_precision,
+            },
+        );
+    }
     i
 }
 
@@ -204,11 +212,29 @@ pub fn intent_cid(e: &v1::OrderIntentEvent) -> &str {
     e.order.as_ref().map_or("", |o| o.client_order_id.as_str())
 }
 
+/// What the test's execution side applies inputs with: the paper broker,
+/// or the portfolio broker (the desk).
+pub trait Apply {
+    fn apply(&mut self, input: &Input) -> Result<Report, PaperError>;
+}
+
+impl Apply for Broker {
+    fn apply(&mut self, input: &Input) -> Result<Report, PaperError> {
+        Broker::apply(self, input)
+    }
+}
+
+impl Apply for PortfolioBroker {
+    fn apply(&mut self, input: &Input) -> Result<Report, PaperError> {
+        PortfolioBroker::apply(self, input)
+    }
+}
+
 /// The execution side, played in the test with a real broker.
-pub struct Exec {
-    pub broker: Broker,
+pub struct Exec<B = Broker> {
+    pub broker: B,
     pub instruments: Instruments,
-    pub inst: Instrument,
+    pub insts: Vec<Instrument>,
     pub intents: Reader<v1::OrderIntentEvent>,
     bus: Arc<dyn EventBus>,
     store: Store,
@@ -226,12 +252,20 @@ pub struct Exec {
     pub waited: (Duration, Duration),
 }
 
-impl Exec {
+impl Exec<Broker> {
     pub async fn new(env: &Env, config: &BacktestConfig, inst: &Instrument) -> Self {
+        let broker = Broker::new(config.clone(), vec![inst.clone()]).expect("broker");
+        Self::over(env, broker, vec![inst.clone()]).await
+    }
+}
+
+impl<B: Apply> Exec<B> {
+    /// The execution side over `broker`, trading `insts`.
+    pub async fn over(env: &Env, broker: B, insts: Vec<Instrument>) -> Self {
         Self {
-            broker: Broker::new(config.clone(), vec![inst.clone()]).expect("broker"),
-            instruments: instruments(inst),
-            inst: inst.clone(),
+            broker,
+            instruments: instruments_of(&insts),
+            insts,
             intents: Reader::new(env.bus.clone()).await,
             bus: env.bus.clone(),
             store: env.db.store().clone(),
@@ -327,8 +361,13 @@ impl Exec {
                 ev.decision_bar_time.as_ref(),
             )
             .expect("a decision time");
+            let inst = self
+                .insts
+                .iter()
+                .find(|i| i.id == spec.symbol)
+                .expect("an intent of a traded symbol");
             out.push(
-                grodt_strategy::convert::spec_to_ticket(spec, &self.inst, decided)
+                grodt_strategy::convert::spec_to_ticket(spec, inst, decided)
                     .expect("the intent converts"),
             );
         }
@@ -368,10 +407,19 @@ impl Exec {
         }
     }
 
-    /// Bar `b` of the instrument and everything it leads to.
+    /// Bar `b` of the (first) instrument and everything it leads to.
     pub async fn bar(&mut self, b: &Bar) {
-        let symbol = self.inst.id.clone();
+        let symbol = self.insts[0].id.clone();
         self.run(Input::Bar { symbol, bar: *b }).await;
+    }
+
+    /// Bar `b` of `symbol` and everything it leads to.
+    pub async fn bar_of(&mut self, symbol: &str, b: &Bar) {
+        self.run(Input::Bar {
+            symbol: symbol.to_owned(),
+            bar: *b,
+        })
+        .await;
     }
 }
 

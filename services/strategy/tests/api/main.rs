@@ -2,9 +2,11 @@
 //! validation, paper equals backtest with a real broker playing execution,
 //! pause/resume/stop, redelivery, risk rejections, a restart rebuilt from
 //! the journal, configured instances, and a kill -9 of the binary
-//! (restart.rs).
+//! (restart.rs); a three-strategy portfolio run from its file against the
+//! portfolio desk equals its backtest (portfolio.rs).
 
 mod helpers;
+mod portfolio;
 mod restart;
 
 use std::time::Instant;

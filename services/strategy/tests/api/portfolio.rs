@@ -1,0 +1,201 @@
+//! A portfolio through the service: the strategy service runs the members
+//! of examples/portfolio.toml (`[strategy.portfolio]`: a long SPY trend, a
+//! short SPY trend and an AAPL/SPY pair, each an instance with the capital
+//! the desk opens its sub-ledger with), the execution side is played by the
+//! portfolio broker (the desk: allocation, monthly rebalancing, whole-book
+//! limits, netting), reports and intents cross the bus, and the result
+//! equals `run_portfolio` over the same bars: every member's fills, orders,
+//! curves and positions, the account, rebalances and netting. Over Redis and
+//! Postgres, and embedded.
+
+use std::path::PathBuf;
+
+use grodt_backtest::portfolio::load_portfolio_series;
+use grodt_core::{Bar, Decimal, Instrument};
+use grodt_paper::desk::{PortfolioBroker, Seating};
+use grodt_portfolio::file::PortfolioFile;
+use grodt_portfolio::{Member, run_portfolio};
+use grodt_proto::v1;
+use grodt_sim::config::{BacktestConfig, CommissionSpec, SlippageSpec};
+use grodt_strategy::{PortfolioConfig, StrategySettings};
+
+use super::helpers::{Env, Exec, dec, instruments_of};
+
+fn example_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/portfolio.toml")
+}
+
+/// The example's costs (`[costs]`), as `grodt backtest --portfolio` builds them.
+fn config(file: &PortfolioFile) -> BacktestConfig {
+    BacktestConfig {
+        starting_cash: file.cash,
+        commission: CommissionSpec::PercentageWithMinimum {
+            rate: Decimal::new(5, 4),
+            minimum: Decimal::ONE,
+        },
+        slippage: SlippageSpec::FixedBps { bps: Decimal::ONE },
+        borrow_rate: file.costs.borrow_rate.unwrap_or(Decimal::ZERO),
+        enforce_margin: true,
+        ..BacktestConfig::default()
+    }
+}
+
+/// Drives the first `timestamps` timestamps of the example through the
+/// service and the desk, and compares with the backtest.
+async fn portfolio_parity(env: &Env, timestamps: usize) {
+    let path = example_path();
+    let file =
+        PortfolioFile::parse(&std::fs::read_to_string(&path).expect("example")).expect("parses");
+    let series = load_portfolio_series(&file, path.parent().expect("dir")).expect("samples");
+    let mut ts: Vec<i64> = series
+        .iter()
+        .flat_map(|s| s.bars.iter().map(|b| b.ts))
+        .collect();
+    ts.sort_unstable();
+    ts.dedup();
+    let cutoff = ts[timestamps - 1];
+    let insts: Vec<Instrument> = series.iter().map(|s| s.instrument.clone()).collect();
+    let bars: Vec<Vec<Bar>> = series
+        .iter()
+        .map(|s| s.bars.iter().copied().filter(|b| b.ts <= cutoff).collect())
+        .collect();
+    let symbols = file.symbols();
+    let index: Vec<Vec<usize>> = file
+        .strategies
+        .iter()
+        .map(|e| {
+            e.symbols
+                .iter()
+                .map(|s| symbols.iter().position(|x| x == s).expect("in [data]"))
+                .collect()
+        })
+        .collect();
+
+    let settings = StrategySettings {
+        instruments: instruments_of(&insts),
+        portfolio: Some(PortfolioConfig {
+            file: path.clone(),
+            timeframe: "1d".into(),
+            start: true,
+            cost_dp: config(&file).cost_dp,
+        }),
+        ..StrategySettings::default()
+    };
+    let mut s = env.spawn(settings).await;
+    let seatings = file
+        .strategies
+        .iter()
+        .zip(&index)
+        .map(|(e, idx)| Seating {
+            id: e.id.clone(),
+            instruments: idx.clone(),
+            max_leverage: e.max_leverage.unwrap_or(Decimal::ONE),
+        })
+        .collect();
+    let broker = PortfolioBroker::new(
+        &config(&file),
+        insts.clone(),
+        seatings,
+        file.plan().expect("plan"),
+    )
+    .expect("the desk");
+    // The service opened each member with the desk's sub-ledger capital.
+    let opening = broker.desk().member_equity().expect("equity");
+    for (e, capital) in file.strategies.iter().zip(&opening) {
+        let st = s.state(&e.id).await;
+        assert_eq!(st.state, v1::InstanceState::Running as i32, "{}", e.id);
+        assert_eq!(dec(st.capital.as_ref()), *capital, "{}: capital", e.id);
+    }
+    let mut exec = Exec::over(env, broker, insts.clone()).await;
+    let mut cursor = vec![0usize; bars.len()];
+    while let Some(t) = bars
+        .iter()
+        .zip(&cursor)
+        .filter_map(|(b, &k)| b.get(k).map(|b| b.ts))
+        .min()
+    {
+        for (i, series) in bars.iter().enumerate() {
+            if let Some(b) = series.get(cursor[i]).filter(|b| b.ts == t) {
+                cursor[i] += 1;
+                exec.bar_of(&insts[i].id, b).await;
+            }
+        }
+    }
+    let submitted = exec.submitted.len();
+    let got = exec.broker.finish().expect("finish");
+
+    let members = file
+        .strategies
+        .iter()
+        .zip(&index)
+        .map(|(e, idx)| {
+            let on: Vec<Instrument> = idx.iter().map(|&i| insts[i].clone()).collect();
+            Member {
+                id: e.id.clone(),
+                strategy: grodt_strategies::registry::parse(&e.name, &e.param_text())
+                    .expect("registered")
+                    .build_on(&on)
+                    .expect("builds"),
+                instruments: idx.clone(),
+                max_leverage: e.max_leverage.unwrap_or(Decimal::ONE),
+            }
+        })
+        .collect();
+    let want = run_portfolio(
+        &config(&file),
+        &insts,
+        &bars,
+        members,
+        file.plan().expect("plan"),
+    )
+    .expect("backtest");
+    for (g, w) in got.members.iter().zip(&want.members) {
+        assert_eq!(g.fills.len(), w.fills.len(), "{}: fill count", w.id);
+        for (k, (gf, wf)) in g.fills.iter().zip(&w.fills).enumerate() {
+            assert_eq!(gf, wf, "{}: fill {k}", w.id);
+        }
+        assert_eq!(g, w, "{}", w.id);
+        assert!(!w.fills.is_empty(), "{} trades in the window", w.id);
+        // The service's own view of the member: its positions are the
+        // sub-ledger's.
+        let st = s.state(&w.id).await;
+        assert_eq!(st.state, v1::InstanceState::Running as i32, "{}", st.error);
+        for (k, &i) in w.instruments.iter().enumerate() {
+            let inst = &insts[i];
+            let held = st
+                .positions
+                .iter()
+                .find(|p| p.symbol == inst.id)
+                .map_or(Decimal::ZERO, |p| dec(p.quantity.as_ref()));
+            let want_qty = grodt_core::Quantity::from_raw(w.positions[k], inst.size_precision)
+                .expect("qty")
+                .to_decimal();
+            assert_eq!(held, want_qty, "{}: position in {}", w.id, inst.id);
+        }
+    }
+    assert_eq!(got, want);
+    assert!(want.netting.groups_shared > 0, "{:?}", want.netting);
+    assert!(!want.rebalances.is_empty());
+    println!(
+        "portfolio on paper = backtest over {timestamps} days: {} tickets, fills {:?}, \
+         commission saved {}, {} reports",
+        submitted,
+        want.members
+            .iter()
+            .map(|m| m.fills.len())
+            .collect::<Vec<_>>(),
+        want.netting.commission_saved,
+        exec.reports,
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portfolio_from_its_file_on_paper_equals_its_backtest_over_redis_and_postgres() {
+    portfolio_parity(&Env::redis().await, 1500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portfolio_from_its_file_on_paper_equals_its_backtest_embedded() {
+    portfolio_parity(&Env::embedded().await, 1000).await;
+}
