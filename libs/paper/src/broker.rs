@@ -423,7 +423,7 @@ fn precision_of(venue: &Venue, o: &Order) -> u8 {
     clippy::too_many_arguments,
     reason = "one flat constructor of a plain record"
 )]
-fn state_of(
+pub(crate) fn state_of(
     ticket: &Ticket,
     order: &Order,
     status: OrderStatus,

@@ -37,7 +37,7 @@ use grodt_portfolio::{Desk, Member, Plan, PortfolioResult};
 use grodt_sim::config::BacktestConfig;
 use grodt_strategy_api::{Context, Strategy};
 
-use crate::broker::FillSums;
+use crate::broker::{FillSums, state_of};
 use crate::ids::bracket_exit_ids;
 use crate::{Input, OrderState, PaperError, PaperFill, Report, Ticket, Update};
 
@@ -105,19 +105,24 @@ pub struct PortfolioBroker {
     instruments: Vec<Instrument>,
     seats: Vec<Seat>,
     by_cid: HashMap<String, (usize, OrderId)>,
+    /// Every member order's latest state, in the order they were taken.
+    states: Vec<OrderState>,
+    /// Client order id -> index in `states`.
+    state_at: HashMap<String, usize>,
+    /// Every fill booked to a member, in order.
+    fills: Vec<PaperFill>,
     last_bar: Vec<Option<i64>>,
     /// The latest bar time fed to the desk.
     latest: Option<i64>,
     /// Whether `latest`'s timestamp has not been ended yet.
     open: bool,
-    fills: u64,
 }
 
 impl std::fmt::Debug for PortfolioBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PortfolioBroker")
             .field("members", &self.seats.len())
-            .field("fills", &self.fills)
+            .field("fills", &self.fills.len())
             .finish_non_exhaustive()
     }
 }
@@ -187,10 +192,12 @@ impl PortfolioBroker {
             instruments,
             seats,
             by_cid: HashMap::new(),
+            states: Vec::new(),
+            state_at: HashMap::new(),
+            fills: Vec::new(),
             last_bar: vec![None; n],
             latest: None,
             open: false,
-            fills: 0,
         })
     }
 
@@ -271,6 +278,52 @@ impl PortfolioBroker {
     /// The desk (sub-ledgers, reserve, risk state) as it stands.
     pub fn desk(&self) -> &Desk {
         &self.desk
+    }
+
+    /// Every member order, oldest first, as last reported.
+    pub fn orders(&self) -> &[OrderState] {
+        &self.states
+    }
+
+    /// A member order by client order id.
+    pub fn order(&self, client_order_id: &str) -> Option<&OrderState> {
+        self.state_at.get(client_order_id).map(|&k| &self.states[k])
+    }
+
+    /// Every fill booked to a member (its share of a net fill, or a cross),
+    /// oldest first: folded, they make the account's positions.
+    pub fn fills(&self) -> &[PaperFill] {
+        &self.fills
+    }
+
+    /// The account: cash, equity, positions, open net orders and costs.
+    ///
+    /// # Errors
+    /// A ledger overflow.
+    pub fn snapshot(&self) -> Result<grodt_sim::venue::Snapshot, PaperError> {
+        Ok(self.desk.account_snapshot()?)
+    }
+
+    /// The portfolio's instruments.
+    pub fn instruments(&self) -> &[Instrument] {
+        &self.instruments
+    }
+
+    /// Open time (ns) of the latest bar of `symbol` taken.
+    pub fn last_bar_ts(&self, symbol: &str) -> Option<i64> {
+        self.index(symbol).ok().and_then(|i| self.last_bar[i])
+    }
+
+    /// Whether `ticket` comes after a later bar of its symbol (it fills a
+    /// bar late; docs/paper.md).
+    pub fn is_late(&self, ticket: &Ticket) -> bool {
+        self.last_bar_ts(&ticket.symbol)
+            .is_some_and(|last| last > ticket.decision_ts)
+    }
+
+    /// The desk's time (ns): its latest bar (0 before the first).
+    pub fn now(&self) -> i64 {
+        self.latest.unwrap_or(0)
     }
 
     fn index(&self, symbol: &str) -> Result<usize, PaperError> {
@@ -368,9 +421,22 @@ impl PortfolioBroker {
                 ),
                 _ => t.clone(),
             };
-            if n > 0 {
-                seat.parents.insert(*id, t.client_order_id.clone());
+            let parent = (n > 0).then(|| t.client_order_id.clone());
+            if let Some(p) = &parent {
+                seat.parents.insert(*id, p.clone());
             }
+            self.state_at.insert(cid.clone(), self.states.len());
+            self.states.push(OrderState {
+                ticket: ticket.clone(),
+                status: grodt_core::OrderStatus::New,
+                quantity: None,
+                filled: Quantity::zero(0),
+                average_price: None,
+                reason: None,
+                parent,
+                created_ts: t.decision_ts,
+                ts: t.decision_ts,
+            });
             seat.tickets.insert(*id, ticket);
             self.by_cid.insert(cid.clone(), (b, *id));
         }
@@ -406,8 +472,8 @@ impl PortfolioBroker {
                             .and_then(|n| sums.notional.checked_add(n))
                             .ok_or_else(overflow)?;
                         sums.qty = sums.qty.checked_add(q).ok_or_else(overflow)?;
-                        out.push(Update::Fill(PaperFill {
-                            seq: self.fills,
+                        let fill = PaperFill {
+                            seq: self.fills.len() as u64,
                             client_order_id: ticket.client_order_id.clone(),
                             strategy_id: seat.id.clone(),
                             symbol: inst.id.clone(),
@@ -419,8 +485,9 @@ impl PortfolioBroker {
                             slippage: f.slippage,
                             liquidity: f.liquidity,
                             ts: f.ts,
-                        }));
-                        self.fills += 1;
+                        };
+                        self.fills.push(fill.clone());
+                        out.push(Update::Fill(fill));
                     }
                     Heard::Order(u, order) => {
                         let (Some(ticket), Some(order)) = (seat.tickets.get(&u.id), order) else {
@@ -438,26 +505,20 @@ impl PortfolioBroker {
                                 }
                             })?)
                         };
-                        let filled = Quantity::from_raw(u.filled_raw, inst.size_precision)
-                            .map_err(|e| PaperError::Inconsistent {
-                                client_order_id: ticket.client_order_id.clone(),
-                                reason: e.to_string(),
-                            })?;
-                        out.push(Update::Order(OrderState {
-                            ticket: ticket.clone(),
-                            status: u.status,
-                            quantity: order.quantity,
-                            filled,
+                        let state = state_of(
+                            ticket,
+                            &order,
+                            u.status,
+                            u.filled_raw,
                             average_price,
-                            reason: if u.status.is_terminal() {
-                                order.reject_reason.clone()
-                            } else {
-                                None
-                            },
-                            parent: seat.parents.get(&u.id).cloned(),
-                            created_ts: order.created_ts,
-                            ts: u.ts,
-                        }));
+                            u.ts,
+                            seat.parents.get(&u.id).cloned(),
+                            inst.size_precision,
+                        )?;
+                        if let Some(&k) = self.state_at.get(&ticket.client_order_id) {
+                            self.states[k] = state.clone();
+                        }
+                        out.push(Update::Order(state));
                     }
                 }
             }

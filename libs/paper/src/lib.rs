@@ -25,6 +25,7 @@
 //! tests below and in the services hold them to it). docs/paper.md is the
 //! contract.
 
+pub mod account;
 pub mod broker;
 pub mod desk;
 mod error;
@@ -33,5 +34,6 @@ pub mod instruments;
 pub mod runner;
 mod ticket;
 
+pub use account::PaperAccount;
 pub use error::PaperError;
 pub use ticket::{BracketLegs, Input, OrderState, PaperFill, Report, Ticket, Update};

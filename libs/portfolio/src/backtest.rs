@@ -894,6 +894,15 @@ impl Desk {
         out.ok_or_else(|| invalid("member", "the action did not run"))
     }
 
+    /// The account as the venue holds it: cash, equity, positions, open
+    /// (net) orders and costs.
+    ///
+    /// # Errors
+    /// A ledger overflow.
+    pub fn account_snapshot(&self) -> Result<grodt_sim::venue::Snapshot, PortfolioError> {
+        Ok(self.venue.snapshot()?)
+    }
+
     /// The time of the last bar fed (`i64::MIN` before the first).
     pub fn now(&self) -> i64 {
         self.now

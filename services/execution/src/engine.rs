@@ -12,8 +12,10 @@ use grodt_bus::consumer::{BatchFailure, Handler, HandlerError};
 use grodt_bus::{ConsumerName, Delivery, Envelope, EventBus, GroupName, StreamName};
 use grodt_core::{Decimal, Instrument, OrderStatus, Position, Price, Quantity, Size};
 use grodt_paper::broker::Broker;
+use grodt_paper::desk::{PortfolioBroker, Seating};
 use grodt_paper::instruments::Instruments;
-use grodt_paper::{Input, OrderState, PaperError, Report, Ticket, Update};
+use grodt_paper::{Input, OrderState, PaperAccount, PaperError, Report, Ticket, Update};
+use grodt_portfolio::file::PortfolioFile;
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_sim::config::BacktestConfig;
@@ -118,13 +120,55 @@ pub struct EngineSettings {
     pub venue: BacktestConfig,
     /// The symbols it trades.
     pub instruments: Instruments,
+    /// A portfolio the account runs (docs/portfolio.md): its members'
+    /// orders go through the desk (sub-ledgers, allocation, limits,
+    /// netting); `None` = one venue for independent instances.
+    pub portfolio: Option<PortfolioFile>,
+}
+
+impl EngineSettings {
+    /// The paper account over `symbols`: the portfolio desk over the
+    /// file's symbols when a portfolio is configured, else one venue.
+    ///
+    /// # Errors
+    /// What the venue or the desk refuses (named).
+    fn account(&self, symbols: &mut Vec<String>) -> Result<PaperAccount, ExecError> {
+        let Some(file) = &self.portfolio else {
+            let instruments: Vec<Instrument> = symbols
+                .iter()
+                .map(|s| self.instruments.resolve(s))
+                .collect::<Result<_, _>>()?;
+            return Ok(Broker::new(self.venue.clone(), instruments)?.into());
+        };
+        let names = file.symbols();
+        *symbols = names.iter().map(|s| (*s).to_owned()).collect();
+        let instruments: Vec<Instrument> = names
+            .iter()
+            .map(|s| self.instruments.resolve(s))
+            .collect::<Result<_, _>>()?;
+        let seatings = file
+            .strategies
+            .iter()
+            .map(|e| Seating {
+                id: e.id.clone(),
+                instruments: e
+                    .symbols
+                    .iter()
+                    .filter_map(|s| names.iter().position(|x| x == s))
+                    .collect(),
+                max_leverage: e.max_leverage.unwrap_or(Decimal::ONE),
+            })
+            .collect();
+        let plan = file.plan().map_err(PaperError::from)?;
+        Ok(PortfolioBroker::new(&self.venue, instruments, seatings, plan)?.into())
+    }
 }
 
 /// The broker and the books the service keeps beside it; all of it is the
 /// fold of the journal.
 pub struct State {
-    /// The venue.
-    pub broker: Broker,
+    /// The venue (one, or a portfolio's desk).
+    pub broker: PaperAccount,
     /// The broker's instruments, in the order it was built with.
     pub symbols: Vec<String>,
     /// Orders refused before the venue, by client order id.
@@ -160,7 +204,7 @@ pub struct State {
 }
 
 impl State {
-    fn new(broker: Broker, symbols: Vec<String>) -> Self {
+    fn new(broker: PaperAccount, symbols: Vec<String>) -> Self {
         Self {
             broker,
             symbols,
@@ -475,11 +519,7 @@ impl Engine {
                 symbols.push(s.to_owned());
             }
         }
-        let instruments: Vec<Instrument> = symbols
-            .iter()
-            .map(|s| settings.instruments.resolve(s))
-            .collect::<Result<_, _>>()?;
-        let broker = Broker::new(settings.venue.clone(), instruments)?;
+        let broker = settings.account(&mut symbols)?;
         let mut state = State::new(broker, symbols);
         for (seq, j, o) in &entries {
             match state.apply(j) {
@@ -1635,7 +1675,7 @@ mod tests {
     fn run(instruments: Vec<Instrument>) -> State {
         let symbols = instruments.iter().map(|i| i.id.clone()).collect();
         let broker = Broker::new(BacktestConfig::default(), instruments).unwrap();
-        let mut state = State::new(broker, symbols);
+        let mut state = State::new(broker.into(), symbols);
         for j in inputs() {
             state.apply(&j).unwrap();
         }
@@ -1721,7 +1761,7 @@ mod tests {
                 ..BacktestConfig::default()
             };
             let broker = Broker::new(config, vec![Instrument::equity("SPY", 2, 0)]).unwrap();
-            let mut state = State::new(broker, vec!["SPY".into()]);
+            let mut state = State::new(broker.into(), vec!["SPY".into()]);
             let bar = |k: i64, close: i64| {
                 Journaled::Input(Input::Bar {
                     symbol: "SPY".into(),
@@ -1782,7 +1822,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut state = State::new(broker, vec!["SPY".into(), "QQQ".into()]);
+        let mut state = State::new(broker.into(), vec!["SPY".into(), "QQQ".into()]);
         for s in ["QQQ", "SPY"] {
             let mut p = Position::flat(0, 1);
             p.realized_pnl = Decimal::MAX;

@@ -141,6 +141,47 @@ pub struct ExecutionSettings {
     pub consumer_name: String,
     /// How long an entry may sit unacked before it is taken over.
     pub claim_idle_ms: u64,
+    /// A portfolio file (docs/portfolio.md) the account runs: its members'
+    /// orders (their `strategy_id` is the member id) go through the
+    /// portfolio desk: sub-ledgers, allocation, rebalancing, whole-book
+    /// limits, netting. The venue's models and cash stay `[execution.venue]`
+    /// (its `starting_cash` must be the file's `cash`); the file's symbols
+    /// must be among the instruments. Unset = one venue, independent
+    /// instances.
+    pub portfolio: Option<std::path::PathBuf>,
+}
+
+impl ExecutionSettings {
+    /// The configured portfolio file, read and checked against the venue
+    /// and the instruments.
+    ///
+    /// # Errors
+    /// `execution.portfolio` named with what is wrong.
+    pub fn portfolio_file(
+        &self,
+    ) -> Result<Option<grodt_portfolio::file::PortfolioFile>, ConfigError> {
+        let Some(path) = &self.portfolio else {
+            return Ok(None);
+        };
+        let bad = |e: String| ConfigError::invalid("execution.portfolio", e);
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("{shown}: {e}")))?;
+        let file = grodt_portfolio::file::PortfolioFile::parse(&text)
+            .map_err(|e| bad(format!("{shown}: {e}")))?;
+        file.plan().map_err(|e| bad(format!("{shown}: {e}")))?;
+        if file.cash != self.venue.starting_cash {
+            return Err(bad(format!(
+                "{shown}: its cash {} is not execution.venue.starting_cash {}",
+                file.cash, self.venue.starting_cash
+            )));
+        }
+        for s in file.symbols() {
+            self.instruments
+                .resolve(s)
+                .map_err(|e| bad(format!("{shown}: {e}")))?;
+        }
+        Ok(Some(file))
+    }
 }
 
 impl Default for ExecutionSettings {
@@ -152,6 +193,7 @@ impl Default for ExecutionSettings {
             currency: "USD".into(),
             consumer_name: String::new(),
             claim_idle_ms: 30_000,
+            portfolio: None,
         }
     }
 }
@@ -195,6 +237,7 @@ impl ServiceConfig for ExecutionSettings {
                 "3..8 uppercase letters (ISO 4217)",
             ));
         }
+        self.portfolio_file()?;
         if self.claim_idle_ms == 0 {
             return Err(ConfigError::invalid(
                 "execution.claim_idle_ms",
@@ -283,6 +326,7 @@ pub async fn build_with_settings(
         EngineSettings {
             venue: s.venue.clone(),
             instruments: s.instruments.clone(),
+            portfolio: s.portfolio_file().map_err(KitError::Config)?,
         },
         own,
     )

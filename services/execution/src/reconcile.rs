@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use grodt_core::{Decimal, Instrument, Position, Side};
+use grodt_paper::PaperAccount;
 use grodt_paper::PaperFill;
-use grodt_paper::broker::Broker;
 use serde::Serialize;
 
 /// Netting positions folded from `fills` (those `keep` selects), by symbol,
@@ -77,7 +77,7 @@ pub struct Reconciliation {
 ///
 /// # Errors
 /// The snapshot or the position fold failed (an overflow): a break of its own kind.
-pub fn reconcile(broker: &Broker, starting_cash: Decimal) -> Result<Reconciliation, String> {
+pub fn reconcile(broker: &PaperAccount, starting_cash: Decimal) -> Result<Reconciliation, String> {
     let snap = broker.snapshot().map_err(|e| e.to_string())?;
     let overflow = |what: &str| format!("{what} exceeds the decimal range");
     let fills = broker.fills();
@@ -160,7 +160,7 @@ mod tests {
     use grodt_paper::{Input, Ticket};
     use grodt_sim::config::{BacktestConfig, CommissionSpec};
 
-    fn broker() -> Broker {
+    fn broker() -> PaperAccount {
         let config = BacktestConfig {
             commission: CommissionSpec::PerShare {
                 rate: Decimal::new(5, 3),
@@ -168,7 +168,9 @@ mod tests {
             },
             ..BacktestConfig::default()
         };
-        Broker::new(config, vec![Instrument::equity("SPY", 2, 0)]).unwrap()
+        grodt_paper::broker::Broker::new(config, vec![Instrument::equity("SPY", 2, 0)])
+            .unwrap()
+            .into()
     }
 
     fn bar(i: i64, close: i64) -> Input {

@@ -16,6 +16,7 @@ pub mod health;
 pub mod migrate;
 pub mod optimize;
 pub mod paper;
+pub mod paper_portfolio;
 pub mod param_spec;
 pub mod portfolio;
 pub mod regimes;

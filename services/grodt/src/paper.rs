@@ -29,8 +29,14 @@ use crate::up;
 pub struct PaperOptions {
     /// The CSV file to replay (`timestamp,open,high,low,close,volume`, or a
     /// layout `grodt backtest` detects).
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "portfolio")]
+    pub data: Option<PathBuf>,
+    /// Paper-trade a portfolio file instead (docs/portfolio.md): its
+    /// strategies run in the strategy service, its desk in execution, its
+    /// data replayed in lockstep; the result must equal `grodt backtest
+    /// --portfolio` of the same bars. `--bars` keeps the last N timestamps.
+    #[arg(long, conflicts_with_all = ["data", "strategy", "params", "symbol", "cash", "fractional", "timed"])]
+    pub portfolio: Option<PathBuf>,
     /// Instrument symbol; guessed from `sym_tf_...csv` when absent.
     #[arg(long)]
     pub symbol: Option<String>,
@@ -105,7 +111,7 @@ pub enum PaperCliError {
     Local(String),
 }
 
-fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> PaperCliError {
+pub(crate) fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> PaperCliError {
     move |status| PaperCliError::Rpc {
         call,
         status: Box::new(status),
@@ -220,7 +226,7 @@ impl PaperOutcome {
     }
 }
 
-fn time_text(ns: i64) -> String {
+pub(crate) fn time_text(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns)
         .format("%Y-%m-%d %H:%M")
         .to_string()
@@ -240,9 +246,18 @@ fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>, PaperCliErro
 }
 
 /// The bars and instrument the run trades, loaded as `grodt backtest` loads them.
+/// The `--data` file (required without `--portfolio`).
+fn data_file(options: &PaperOptions) -> Result<&PathBuf, PaperCliError> {
+    options.data.as_ref().ok_or(PaperCliError::Usage {
+        arg: "--data",
+        reason: "required (or --portfolio)".into(),
+    })
+}
+
 fn load(options: &PaperOptions, symbol: &str) -> Result<(Instrument, Vec<Bar>), PaperCliError> {
-    let raw = grodt_backtest::load_csv(&options.data)
-        .map_err(|e| PaperCliError::Local(format!("{}: {e}", options.data.display())))?;
+    let data = data_file(options)?;
+    let raw = grodt_backtest::load_csv(data)
+        .map_err(|e| PaperCliError::Local(format!("{}: {e}", data.display())))?;
     let series = grodt_backtest::series_from_bars(symbol, &raw, options.fractional)
         .map_err(|e| PaperCliError::Local(e.to_string()))?;
     let mut bars = series.bars;
@@ -269,7 +284,7 @@ fn write_config(dir: &Path, inst: &Instrument, cash: Decimal) -> Result<(), Pape
     std::fs::write(dir.join("base.toml"), text).map_err(|e| PaperCliError::Local(e.to_string()))
 }
 
-async fn channel(addr: std::net::SocketAddr) -> Result<Channel, PaperCliError> {
+pub(crate) async fn channel(addr: std::net::SocketAddr) -> Result<Channel, PaperCliError> {
     Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| PaperCliError::Local(e.to_string()))?
         .connect()
@@ -284,7 +299,7 @@ async fn channel(addr: std::net::SocketAddr) -> Result<Channel, PaperCliError> {
 pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> {
     let params = parse_params(&options.params)?;
     let import = ImportArgs {
-        file: options.data.clone(),
+        file: data_file(options)?.clone(),
         mapping: None,
         skip_lines: 0,
         delimiter: None,
@@ -431,7 +446,7 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
     })
 }
 
-fn tempdir_for(options: &PaperOptions) -> Result<PathBuf, PaperCliError> {
+pub(crate) fn tempdir_for(options: &PaperOptions) -> Result<PathBuf, PaperCliError> {
     let dir = options.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
             "grodt-paper-{}-{}",
@@ -443,7 +458,7 @@ fn tempdir_for(options: &PaperOptions) -> Result<PathBuf, PaperCliError> {
     Ok(dir)
 }
 
-const fn side_name(s: grodt_core::Side) -> &'static str {
+pub(crate) const fn side_name(s: grodt_core::Side) -> &'static str {
     match s {
         grodt_core::Side::Buy => "buy",
         grodt_core::Side::Sell => "sell",
@@ -457,11 +472,11 @@ fn ts(ns: i64) -> prost_types::Timestamp {
     }
 }
 
-fn ns(t: Option<&prost_types::Timestamp>) -> i64 {
+pub(crate) fn ns(t: Option<&prost_types::Timestamp>) -> i64 {
     t.map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
 }
 
-fn dec(d: Option<&v1::Decimal>) -> Decimal {
+pub(crate) fn dec(d: Option<&v1::Decimal>) -> Decimal {
     d.and_then(|d| d.value.parse().ok()).unwrap_or_default()
 }
 
@@ -511,10 +526,10 @@ async fn replay(
     timeframe: i32,
     (from, to): (i64, i64),
 ) -> Result<(), PaperCliError> {
-    let path =
-        std::path::absolute(&options.data).map_err(|e| PaperCliError::Local(e.to_string()))?;
+    let data = data_file(options)?;
+    let path = std::path::absolute(data).map_err(|e| PaperCliError::Local(e.to_string()))?;
     let import = ImportArgs {
-        file: options.data.clone(),
+        file: data.clone(),
         mapping: None,
         skip_lines: 0,
         delimiter: None,
@@ -768,7 +783,7 @@ pub async fn fills_and_account(
     Ok((rows, account))
 }
 
-async fn list_orders(
+pub(crate) async fn list_orders(
     execution: &mut ExecutionServiceClient<Channel>,
 ) -> Result<Vec<v1::Order>, PaperCliError> {
     let mut out = Vec::new();
@@ -799,6 +814,9 @@ async fn list_orders(
 /// As [`run`], and [`PaperCliError::Divergence`] when any fill or the final
 /// equity differs from the backtest.
 pub async fn command(options: &PaperOptions) -> Result<String, PaperCliError> {
+    if let Some(file) = &options.portfolio {
+        return crate::paper_portfolio::command(options, file).await;
+    }
     let outcome = run(options).await?;
     let text = outcome.render();
     let (differ, gap) = outcome.divergence();
@@ -815,7 +833,7 @@ pub async fn command(options: &PaperOptions) -> Result<String, PaperCliError> {
 }
 
 /// One unlabelled counter from a service's `/metrics` (plain HTTP/1.0).
-async fn scrape_counter(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
+pub(crate) async fn scrape_counter(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     stream
@@ -922,6 +940,44 @@ pub async fn lockstep(
     strategy: &mut StrategyServiceClient<Channel>,
     execution: &mut ExecutionServiceClient<Channel>,
 ) -> Result<(), PaperCliError> {
+    let feed: Vec<FeedBar> = bars
+        .iter()
+        .map(|b| FeedBar {
+            symbol: symbol.to_owned(),
+            bar: *b,
+            precisions,
+        })
+        .collect();
+    let instances = [(instance_id.to_owned(), vec![symbol.to_owned()])];
+    lockstep_feed(bus, &feed, timeframe, &instances, strategy, execution).await
+}
+
+/// One bar of a lockstep feed.
+#[derive(Debug, Clone)]
+pub struct FeedBar {
+    /// Its symbol.
+    pub symbol: String,
+    /// The bar.
+    pub bar: Bar,
+    /// (price, size) precisions of its instrument.
+    pub precisions: (u8, u8),
+}
+
+/// [`lockstep`] over bars of several symbols (in time order) and several
+/// instances, each `(id, symbols it trades)`: after each bar, every
+/// instance trading its symbol has seen it, and execution holds every order
+/// and cancellation of every instance.
+///
+/// # Errors
+/// As [`lockstep`].
+pub async fn lockstep_feed(
+    bus: &dyn grodt_bus::EventBus,
+    feed: &[FeedBar],
+    timeframe: i32,
+    instances: &[(String, Vec<String>)],
+    strategy: &mut StrategyServiceClient<Channel>,
+    execution: &mut ExecutionServiceClient<Channel>,
+) -> Result<(), PaperCliError> {
     use grodt_bus::{ConsumerName, GroupName, StartFrom, StreamName};
     use grodt_proto::topic::{Outgoing, Topic, decode};
     use tracing::Instrument as _;
@@ -943,9 +999,17 @@ pub async fn lockstep(
     // us (the reply was lost): they are pending to this reader, so it
     // claims its own pending entries before reading new ones.
     let mut reread = false;
-    for (k, b) in bars.iter().enumerate() {
+    // Bars each instance must have seen so far.
+    let mut expected = vec![0u64; instances.len()];
+    for (k, fb) in feed.iter().enumerate() {
+        let (symbol, b) = (fb.symbol.as_str(), &fb.bar);
+        for ((_, symbols), e) in instances.iter().zip(&mut expected) {
+            if symbols.iter().any(|s| s == symbol) {
+                *e += 1;
+            }
+        }
         let event = v1::BarEvent {
-            bar: Some(bar_to_proto(symbol, timeframe, b, precisions)),
+            bar: Some(bar_to_proto(symbol, timeframe, b, fb.precisions)),
             dataset_id: String::new(),
             replay_id: "paper-lockstep".into(),
         };
@@ -976,35 +1040,45 @@ pub async fn lockstep(
         };
         // The strategy saw bar k (execution applied it first: its report is
         // the strategy's clock).
-        let emitted = loop {
-            let state = match strategy
-                .get_state(v1::GetStateRequest {
-                    instance_id: instance_id.to_owned(),
-                })
-                .await
-            {
-                Ok(r) => r.into_inner().instance.unwrap_or_default(),
-                // A restarting service: ask again until the deadline.
-                Err(s) if is_transient(&s) && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
+        // Every instance trading the symbol saw bar k (execution applied it
+        // first: its report is the strategy's clock); the intents and
+        // cancellations of all of them so far.
+        let mut emitted = (0u64, 0u64);
+        for ((instance_id, _), &want) in instances.iter().zip(&expected) {
+            let seen = loop {
+                let state = match strategy
+                    .get_state(v1::GetStateRequest {
+                        instance_id: instance_id.clone(),
+                    })
+                    .await
+                {
+                    Ok(r) => r.into_inner().instance.unwrap_or_default(),
+                    // A restarting service: ask again until the deadline.
+                    Err(s) if is_transient(&s) && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    Err(s) => return Err(rpc("GetState")(s)),
+                };
+                if state.state == v1::InstanceState::Failed as i32 {
+                    return Err(PaperCliError::Local(format!(
+                        "instance {instance_id} failed: {}",
+                        state.error
+                    )));
                 }
-                Err(s) => return Err(rpc("GetState")(s)),
+                if state.bars_processed >= want {
+                    break (state.intents_emitted, state.cancels_emitted);
+                }
+                if Instant::now() > deadline {
+                    return Err(settled(format!(
+                        "{instance_id}: {} bars seen",
+                        state.bars_processed
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
             };
-            if state.state == v1::InstanceState::Failed as i32 {
-                return Err(PaperCliError::Local(format!(
-                    "instance failed: {}",
-                    state.error
-                )));
-            }
-            if state.bars_processed > k as u64 {
-                break (state.intents_emitted, state.cancels_emitted);
-            }
-            if Instant::now() > deadline {
-                return Err(settled(format!("{} bars seen", state.bars_processed)));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
+            emitted = (emitted.0 + seen.0, emitted.1 + seen.1);
+        }
         // Every intent decided so far is an order at execution, and every
         // cancellation has reached it (its order is final there).
         let (emitted, cancels) = emitted;

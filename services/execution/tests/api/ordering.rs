@@ -109,6 +109,7 @@ async fn a_report_that_failed_to_publish_goes_out_before_any_later_one() {
         EngineSettings {
             venue: venue(),
             instruments: settings().instruments,
+            portfolio: None,
         },
         ExecMetrics::register(&metrics, "paper").unwrap(),
     )

@@ -9,8 +9,11 @@ use grodt::paper::{PaperOptions, run};
 
 fn options(strategy: &str, params: &[&str], bars: usize) -> PaperOptions {
     PaperOptions {
-        data: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../data/samples/spy_1d_1998-2021.csv"),
+        data: Some(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../data/samples/spy_1d_1998-2021.csv"),
+        ),
+        portfolio: None,
         symbol: None,
         timeframe: None,
         strategy: strategy.into(),
@@ -68,7 +71,7 @@ fn sample_ending_with_a_working_order() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_paper_run_equals_the_backtest_fill_for_fill() {
     let mut o = options("sma_cross", &["fast=5", "slow=20"], 400);
-    o.data = sample_ending_with_a_working_order();
+    o.data = Some(sample_ending_with_a_working_order());
     let outcome = run(&o).await.expect("the paper run completes");
     let (differ, gap) = outcome.divergence();
     assert!(
