@@ -243,7 +243,10 @@ pub async fn run(
     let quoted = toml::Value::String(shown.clone()).to_string();
     let mut execution = toml::Table::new();
     execution.insert("portfolio".into(), toml::Value::String(shown.clone()));
-    execution.insert("venue".into(), toml::Value::try_from(&config).map_err(local)?);
+    execution.insert(
+        "venue".into(),
+        toml::Value::try_from(&config).map_err(local)?,
+    );
     let mut root = toml::Table::new();
     root.insert("execution".into(), toml::Value::Table(execution));
     let mut text = format!("{}\n", toml::to_string(&root).map_err(local)?);

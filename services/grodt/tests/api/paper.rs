@@ -117,3 +117,53 @@ async fn a_timed_replay_equals_the_backtest_or_counts_its_late_orders() {
     }
     assert!(!outcome.backtest_fills.is_empty(), "{}", outcome.render());
 }
+
+/// The example portfolio (three strategies, inverse-volatility allocation,
+/// monthly rebalancing, netting, whole-book limits) over its first 1,100
+/// days, through the seven embedded services: execution runs the desk, the
+/// strategy service the three strategies, risk between them. Every
+/// strategy's fills at execution and the account's equity equal `grodt
+/// backtest --portfolio` of the same bars; the window holds bars on which
+/// the strategies' orders were netted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_portfolio_on_paper_equals_its_backtest_through_the_services() {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let text = std::fs::read_to_string(examples.join("portfolio.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut file = text.clone();
+    // Each CSV cut to its header and first 1,100 rows, next to a copy of the file.
+    for rel in [
+        "../data/samples/spy_1d_1998-2021.csv",
+        "../data/samples/aapl_1d_1998-2021_split_adjusted.csv",
+    ] {
+        let csv = std::fs::read_to_string(examples.join(rel)).unwrap();
+        let name = rel.rsplit('/').next().unwrap();
+        let cut: Vec<&str> = csv.lines().take(1_101).collect();
+        std::fs::write(dir.join(name), cut.join("\n") + "\n").unwrap();
+        file = file.replace(rel, name);
+    }
+    assert_ne!(file, text, "the file names its CSVs");
+    let path = dir.join("portfolio.toml");
+    std::fs::write(&path, file).unwrap();
+    let mut o = options("sma_cross", &[], 0);
+    o.data = None;
+    o.portfolio = Some(path.clone());
+    let outcome = grodt::paper_portfolio::run(&o, &path)
+        .await
+        .expect("the portfolio paper run completes");
+    assert!(
+        outcome.divergence().is_empty(),
+        "paper differs from backtest:\n{}",
+        outcome.render()
+    );
+    assert_eq!(outcome.timestamps, 1_100);
+    assert_eq!(outcome.late_orders, 0, "lockstep: no order misses its bar");
+    for m in &outcome.members {
+        assert!(!m.paper.is_empty(), "{} trades: {}", m.id, outcome.render());
+    }
+    assert!(
+        outcome.commission_saved > grodt_core::Decimal::ZERO,
+        "orders were netted in the window: {}",
+        outcome.render()
+    );
+}
