@@ -2,7 +2,9 @@
 //! Redis and Postgres: every fill of an unfaulted in-process broker run is
 //! published, none lost, none duplicated (the same event again after a crash
 //! is expected: counted, and the distinct ids must match), and a new life
-//! of the service holds the reference's account to the cent.
+//! of the service holds the reference's account to the cent. Once with one
+//! venue, once running a portfolio's desk (`[execution] portfolio`: two
+//! members, the ladder's buyer and seller, on sub-ledgers with netting).
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -11,9 +13,14 @@ use std::time::{Duration, Instant};
 use grodt_execution::engine::{FILLS_STREAM, REPORTS_STREAM};
 use grodt_proto::v1;
 
+use grodt_core::Decimal;
+use grodt_execution::ExecutionSettings;
+use grodt_paper::desk::{PortfolioBroker, Seating};
+use grodt_paper::{Input, PaperAccount, Ticket};
+
 use crate::helpers::{
     Env, Reader, d, journaled, ladder, publish_bars, publish_order, redis_url, reference, settings,
-    spy_bars,
+    spy, spy_bars, venue,
 };
 
 struct Service(Child);
@@ -78,19 +85,118 @@ async fn wait_for(env: &Env, dir: &std::path::Path, n: usize, target: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_and_duplicates_no_fill() {
+    let bars = spy_bars()[..400].to_vec();
+    let specs = ladder("k", 200, bars[0].close);
+    let want = PaperAccount::from(reference(&specs, &bars));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.toml"), CONFIG).unwrap();
+    kill_twice(dir, &specs, &bars, &want, settings()).await;
+}
+
+/// Two members on SPY, the ladder's buyer (`s-buy`) and seller (`s-sell`),
+/// half the cash each, netted.
+const PORTFOLIO: &str = r#"
+name = "the ladder's two sides"
+cash = "100000"
+
+[data]
+SPY = "unused: execution reads only the symbols"
+
+[allocation]
+method = "fixed"
+netting = true
+
+[[strategy]]
+id = "s-buy"
+name = "sma_cross"
+symbols = ["SPY"]
+
+[[strategy]]
+id = "s-sell"
+name = "sma_cross"
+symbols = ["SPY"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_portfolio_desk_mid_stream_loses_and_duplicates_no_fill() {
+    let bars = spy_bars()[..400].to_vec();
+    let mut specs = ladder("p", 200, bars[0].close);
+    // Market orders of both members on the same bar, so the desk nets.
+    for (k, s) in specs.iter_mut().enumerate() {
+        if k % 10 == 8 {
+            *s = crate::helpers::order(&s.client_order_id, false, 3, None);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portfolio.toml");
+    std::fs::write(&file, PORTFOLIO).unwrap();
+    let config = CONFIG.replace(
+        "[execution]\n",
+        &format!(
+            "[execution]\nportfolio = {:?}\n",
+            file.display().to_string()
+        ),
+    );
+    assert!(config.contains("portfolio = "));
+    std::fs::write(dir.path().join("base.toml"), config).unwrap();
+    // The reference: the desk fed the specs (all before any bar) then the bars.
+    let inst = spy();
+    let parsed = grodt_portfolio::file::PortfolioFile::parse(PORTFOLIO).unwrap();
+    let seat = |id: &str| Seating {
+        id: id.into(),
+        instruments: vec![0],
+        max_leverage: Decimal::ONE,
+    };
+    let mut desk = PortfolioBroker::new(
+        &venue(),
+        vec![inst.clone()],
+        vec![seat("s-buy"), seat("s-sell")],
+        parsed.plan().unwrap(),
+    )
+    .unwrap();
+    for s in &specs {
+        let ts = desk.last_bar_ts("SPY").unwrap_or_else(|| desk.now()).max(0);
+        let t: Ticket =
+            grodt_execution::convert::ticket_from_spec(s, Some(&inst), ts).expect("valid spec");
+        desk.apply(&Input::Submit(t)).expect("submits");
+    }
+    for b in &bars {
+        desk.apply(&Input::Bar {
+            symbol: "SPY".into(),
+            bar: *b,
+        })
+        .expect("bar");
+    }
+    let mut s = settings();
+    s.portfolio = Some(file.clone());
+    // The desk netted: crosses between the members are booked without
+    // commission (every venue fill pays at least the 1.00 minimum).
+    assert!(
+        desk.fills().iter().any(|f| f.commission.is_zero()),
+        "some quantity crossed between the members"
+    );
+    let want = PaperAccount::from(desk);
+    kill_twice(dir, &specs, &bars, &want, s).await;
+}
+
+/// Orders then bars through the binary, killed among the orders and among
+/// the bars; then everything `want` (the same inputs in process) made must
+/// have been published once, and a new life holds its book.
+async fn kill_twice(
+    dir: tempfile::TempDir,
+    specs: &[v1::OrderSpec],
+    bars: &[grodt_core::Bar],
+    want: &PaperAccount,
+    in_process: ExecutionSettings,
+) {
     let env = Env::redis().await;
     let reports = Reader::new(env.bus.clone(), REPORTS_STREAM).await;
     let fills = Reader::new(env.bus.clone(), FILLS_STREAM).await;
-    let bars = spy_bars()[..400].to_vec();
-    let specs = ladder("k", 200, bars[0].close);
-    let want = reference(&specs, &bars);
     let total = (specs.len() + bars.len()) as u64;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("base.toml"), CONFIG).unwrap();
     let mut killed_at = Vec::new();
 
     // Life 0: killed among the orders.
-    for s in &specs {
+    for s in specs {
         publish_order(&*env.bus, s).await;
     }
     let mut service = start(&env, dir.path(), 0);
@@ -102,7 +208,7 @@ async fn kill_9_mid_stream_loses_and_duplicates_no_fill() {
     // Life 1: finishes the orders, killed among the bars.
     let mut service = start(&env, dir.path(), 1);
     wait_for(&env, dir.path(), 1, specs.len() as u64).await;
-    publish_bars(&*env.bus, "SPY", &bars).await;
+    publish_bars(&*env.bus, "SPY", bars).await;
     wait_for(&env, dir.path(), 1, specs.len() as u64 + 150).await;
     service.0.kill().expect("kill -9");
     service.0.wait().expect("reaped");
@@ -207,7 +313,7 @@ async fn kill_9_mid_stream_loses_and_duplicates_no_fill() {
     );
 
     // A new life in process: the reference's book, exactly.
-    let mut svc = env.spawn(settings()).await;
+    let mut svc = env.spawn(in_process).await;
     let snap = want.snapshot().unwrap();
     let account = svc.account().await;
     assert_eq!(d(account.cash.as_ref()), snap.cash);

@@ -6,7 +6,8 @@
 //! limits, netting), reports and intents cross the bus, and the result
 //! equals `run_portfolio` over the same bars: every member's fills, orders,
 //! curves and positions, the account, rebalances and netting. Over Redis and
-//! Postgres, and embedded.
+//! Postgres, and embedded; the service restarts halfway (the members rebuilt
+//! from its journal, the file's deployment found made).
 
 use std::path::PathBuf;
 
@@ -81,7 +82,7 @@ async fn portfolio_parity(env: &Env, timestamps: usize) {
         }),
         ..StrategySettings::default()
     };
-    let mut s = env.spawn(settings).await;
+    let mut s = env.spawn(settings.clone()).await;
     let seatings = file
         .strategies
         .iter()
@@ -108,6 +109,7 @@ async fn portfolio_parity(env: &Env, timestamps: usize) {
     }
     let mut exec = Exec::over(env, broker, insts.clone()).await;
     let mut cursor = vec![0usize; bars.len()];
+    let mut fed = 0;
     while let Some(t) = bars
         .iter()
         .zip(&cursor)
@@ -119,6 +121,13 @@ async fn portfolio_parity(env: &Env, timestamps: usize) {
                 cursor[i] += 1;
                 exec.bar_of(&insts[i].id, b).await;
             }
+        }
+        fed += 1;
+        if fed == timestamps / 2 {
+            // A restart halfway: the members are rebuilt from the journal
+            // and the file's deployment is found already made (same specs).
+            s.stop().await;
+            s = env.spawn(settings.clone()).await;
         }
     }
     let submitted = exec.submitted.len();
