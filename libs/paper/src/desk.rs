@@ -19,12 +19,15 @@
 //! backtest loop ends it relative to every input of the stream; the last
 //! one ends in [`PortfolioBroker::finish`].
 //!
-//! Not carried (docs/paper.md): capital moved by rebalancing and accruals
-//! split to a member change its sub-ledger here but are not reported, so a
-//! runner's mirrored cash and equity leave them out (sizing by equity is
-//! done here, against the sub-ledger, so fills do not depend on it); the
-//! closing orders of a halt are the desk's, not a member's, and are not
-//! reported to the runners.
+//! The closing orders of a halt are the desk's own: they are reported to the
+//! member under `<member>-desk-<n>` client order ids, which its runner
+//! adopts, so its positions close with the sub-ledger's.
+//!
+//! Not carried (docs/portfolio.md): capital moved by rebalancing and
+//! accruals split to a member change its sub-ledger here but are not
+//! reported, so a runner's mirrored cash and equity leave them out (sizing
+//! by equity is done here, against the sub-ledger, so fills do not depend
+//! on it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,7 +41,7 @@ use grodt_sim::config::BacktestConfig;
 use grodt_strategy_api::{Context, Strategy};
 
 use crate::broker::{FillSums, state_of};
-use crate::ids::bracket_exit_ids;
+use crate::ids::{bracket_exit_ids, client_order_id};
 use crate::{Input, OrderState, PaperError, PaperFill, Report, Ticket, Update};
 
 /// What the desk told a member, in its order.
@@ -450,14 +453,14 @@ impl PortfolioBroker {
     /// in the desk's order.
     fn drain(&mut self) -> Result<Vec<Update>, PaperError> {
         let mut out = Vec::new();
-        for seat in &mut self.seats {
+        for (b, seat) in self.seats.iter_mut().enumerate() {
             let heard =
                 std::mem::take(&mut *seat.heard.lock().unwrap_or_else(PoisonError::into_inner));
             for h in heard {
                 match h {
                     Heard::Fill(f) => {
                         let Some(ticket) = seat.tickets.get(&f.order_id) else {
-                            // A halt's closing order: the desk's own.
+                            // Every order is named when accepted, before it fills.
                             continue;
                         };
                         let inst = &seat.instruments[f.instrument];
@@ -490,7 +493,43 @@ impl PortfolioBroker {
                         out.push(Update::Fill(fill));
                     }
                     Heard::Order(u, order) => {
-                        let (Some(ticket), Some(order)) = (seat.tickets.get(&u.id), order) else {
+                        let Some(order) = order else { continue };
+                        if !seat.tickets.contains_key(&u.id) {
+                            // The desk's own order for the member (a halt's
+                            // close): named and reported like the member's, so
+                            // its runner books the close.
+                            let ticket = Ticket {
+                                client_order_id: client_order_id(
+                                    &format!("{}-desk", seat.id),
+                                    u.id,
+                                ),
+                                strategy_id: seat.id.clone(),
+                                symbol: seat.instruments[u.instrument].id.clone(),
+                                side: order.request.side,
+                                size: order.request.size,
+                                kind: order.request.kind,
+                                tif: order.request.tif,
+                                bracket: None,
+                                decision_ts: order.created_ts,
+                            };
+                            self.state_at
+                                .insert(ticket.client_order_id.clone(), self.states.len());
+                            self.states.push(OrderState {
+                                ticket: ticket.clone(),
+                                status: grodt_core::OrderStatus::New,
+                                quantity: None,
+                                filled: Quantity::zero(0),
+                                average_price: None,
+                                reason: None,
+                                parent: None,
+                                created_ts: order.created_ts,
+                                ts: order.created_ts,
+                            });
+                            self.by_cid
+                                .insert(ticket.client_order_id.clone(), (b, u.id));
+                            seat.tickets.insert(u.id, ticket);
+                        }
+                        let Some(ticket) = seat.tickets.get(&u.id) else {
                             continue;
                         };
                         let inst = &seat.instruments[u.instrument];

@@ -92,7 +92,13 @@ pub struct Runner {
     /// Open time of the last bar shown, per instrument.
     last_bar: Vec<Option<i64>>,
     last_bar_ts: Option<i64>,
+    /// Orders adopted so far.
+    adopted: u64,
 }
+
+/// First id of an adopted order: far above any id a strategy's outbox
+/// hands out.
+pub const ADOPTED: u64 = 1 << 62;
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,6 +148,7 @@ impl Runner {
                 marks: vec![0; n],
             },
             last_bar: vec![None; n],
+            adopted: 0,
             instruments,
             orders: OrderLog::new(),
             pending: HashMap::new(),
@@ -181,6 +188,7 @@ impl Runner {
     /// A report that contradicts the mirror, or a request paper trading
     /// cannot carry; the instance should stop.
     pub fn on_report(&mut self, report: &Report) -> Result<Vec<Out>, PaperError> {
+        self.adopt(report);
         let mine: Vec<&Update> = report
             .updates
             .iter()
@@ -225,6 +233,28 @@ impl Runner {
             self.emit(&mut out)?;
         }
         Ok(out)
+    }
+
+    /// Orders the account made for this instance (a portfolio desk's close
+    /// after a halt, an operator's order tagged with the instance) on one of
+    /// its symbols: mirrored like its own, under ids its strategy never uses
+    /// (from [`ADOPTED`]), so its positions follow the account's.
+    fn adopt(&mut self, report: &Report) {
+        for u in &report.updates {
+            let Update::Order(o) = u else { continue };
+            let cid = &o.ticket.client_order_id;
+            if o.ticket.strategy_id != self.instance_id
+                || o.parent.is_some()
+                || self.by_cid.contains_key(cid)
+                || self.local(&o.ticket.symbol).is_none()
+            {
+                continue;
+            }
+            let id = OrderId(ADOPTED + self.adopted);
+            self.adopted += 1;
+            self.by_cid.insert(cid.clone(), id);
+            self.cids.insert(id, cid.clone());
+        }
     }
 
     /// Risk refused an order this instance asked for: it ends `Rejected`

@@ -124,7 +124,7 @@ fn paper(
     file: &PortfolioFile,
     instruments: &[Instrument],
     bars: &[Vec<Bar>],
-) -> (PortfolioResult, usize, usize) {
+) -> (PortfolioResult, usize, usize, Vec<Vec<(String, Decimal)>>) {
     let seatings = file
         .strategies
         .iter()
@@ -214,7 +214,8 @@ fn paper(
             }
         }
     }
-    (broker.finish().expect("finish"), tickets, halted)
+    let positions = runners.iter().map(Runner::positions).collect();
+    (broker.finish().expect("finish"), tickets, halted, positions)
 }
 
 /// Everything the two runs report, field by field, so a difference names
@@ -245,11 +246,34 @@ fn assert_same(got: &PortfolioResult, want: &PortfolioResult) {
     assert_eq!(got, want);
 }
 
+/// Each runner's positions are its member's sub-ledger's.
+fn assert_mirrored(
+    got: &PortfolioResult,
+    instruments: &[Instrument],
+    positions: &[Vec<(String, Decimal)>],
+) {
+    for (m, held) in got.members.iter().zip(positions) {
+        for (k, &i) in m.instruments.iter().enumerate() {
+            let inst = &instruments[i];
+            let want = grodt_core::Quantity::from_raw(m.positions[k], inst.size_precision)
+                .expect("qty")
+                .to_decimal();
+            assert_eq!(
+                held[k],
+                (inst.id.clone(), want),
+                "{}: runner's position",
+                m.id
+            );
+        }
+    }
+}
+
 #[test]
 fn the_example_portfolio_on_paper_matches_its_backtest() {
     let (file, instruments, bars) = example(|t| t);
     let want = backtest(&file, &instruments, &bars);
-    let (got, tickets, halted) = paper(&file, &instruments, &bars);
+    let (got, tickets, halted, positions) = paper(&file, &instruments, &bars);
+    assert_mirrored(&got, &instruments, &positions);
     assert_same(&got, &want);
     assert_eq!(halted, 0);
     assert_eq!(want.halted_at, None);
@@ -272,7 +296,9 @@ fn without_netting_with_fixed_weights_and_through_a_drawdown_halt_paper_still_ma
             .replace("schedule = \"monthly\"", "schedule = \"weekly\"")
     });
     let want = backtest(&file, &instruments, &bars);
-    let (got, _, refused) = paper(&file, &instruments, &bars);
+    let (got, _, refused, positions) = paper(&file, &instruments, &bars);
+    // The desk's closes reached the runners: they hold what the sub-ledgers hold.
+    assert_mirrored(&got, &instruments, &positions);
     assert_same(&got, &want);
     assert_eq!(
         want.netting.venue_orders, want.netting.orders,
