@@ -23,6 +23,9 @@ use grodt_portfolio::{Member, PortfolioResult, run_portfolio};
 use grodt_sim::config::{BacktestConfig, CommissionSpec, SlippageSpec};
 use grodt_strategies::registry;
 
+/// A runner's signed position per symbol.
+type Positions = Vec<(String, Decimal)>;
+
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
@@ -124,7 +127,7 @@ fn paper(
     file: &PortfolioFile,
     instruments: &[Instrument],
     bars: &[Vec<Bar>],
-) -> (PortfolioResult, usize, usize, Vec<Vec<(String, Decimal)>>) {
+) -> (PortfolioResult, usize, usize, Vec<Positions>) {
     let seatings = file
         .strategies
         .iter()
@@ -247,11 +250,7 @@ fn assert_same(got: &PortfolioResult, want: &PortfolioResult) {
 }
 
 /// Each runner's positions are its member's sub-ledger's.
-fn assert_mirrored(
-    got: &PortfolioResult,
-    instruments: &[Instrument],
-    positions: &[Vec<(String, Decimal)>],
-) {
+fn assert_mirrored(got: &PortfolioResult, instruments: &[Instrument], positions: &[Positions]) {
     for (m, held) in got.members.iter().zip(positions) {
         for (k, &i) in m.instruments.iter().enumerate() {
             let inst = &instruments[i];
