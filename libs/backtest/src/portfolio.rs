@@ -65,6 +65,17 @@ pub fn load_portfolio_series(file: &PortfolioFile, base: &Path) -> Result<Vec<Se
         .collect()
 }
 
+/// Every distinct bar time of `series`, in order (the portfolio's timestamps).
+pub fn timestamps(series: &[Series]) -> Vec<i64> {
+    let mut ts: Vec<i64> = series
+        .iter()
+        .flat_map(|s| s.bars.iter().map(|b| b.ts))
+        .collect();
+    ts.sort_unstable();
+    ts.dedup();
+    ts
+}
+
 /// Runs the portfolio over `series` (in `[data]` order).
 ///
 /// # Errors

@@ -18,8 +18,50 @@ use crate::{Input, OrderState, PaperError, PaperFill, Report, Ticket, Update};
 /// Running fill totals of one order, for its average price.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct FillSums {
-    pub(crate) notional: Decimal,
-    pub(crate) qty: Decimal,
+    notional: Decimal,
+    qty: Decimal,
+}
+
+impl FillSums {
+    /// Adds a fill of `q` at `p`, all or nothing.
+    ///
+    /// # Errors
+    /// A sum out of the decimal range, as [`PaperError::Overflow`] of `symbol`.
+    pub(crate) fn add(&mut self, p: Decimal, q: Decimal, symbol: &str) -> Result<(), PaperError> {
+        let overflow = |what| PaperError::Overflow {
+            what,
+            symbol: symbol.to_owned(),
+        };
+        let notional = p
+            .checked_mul(q)
+            .and_then(|n| self.notional.checked_add(n))
+            .ok_or_else(|| overflow("notional filled of an order"))?;
+        let qty = self
+            .qty
+            .checked_add(q)
+            .ok_or_else(|| overflow("quantity filled of an order"))?;
+        *self = Self { notional, qty };
+        Ok(())
+    }
+
+    /// The volume-weighted average price, once anything filled.
+    ///
+    /// # Errors
+    /// A quotient out of the decimal range.
+    pub(crate) fn average(&self, symbol: &str) -> Result<Option<Decimal>, PaperError> {
+        // A quotient of a notional by a quantity of the venue's fixed-point
+        // grid (at least its smallest step).
+        if self.qty.is_zero() {
+            return Ok(None);
+        }
+        self.notional
+            .checked_div(self.qty)
+            .map(Some)
+            .ok_or_else(|| PaperError::Overflow {
+                what: "average fill price",
+                symbol: symbol.to_owned(),
+            })
+    }
 }
 
 /// The venue and the books around it. Deterministic: the same inputs in the
@@ -242,17 +284,8 @@ impl Broker {
     fn register(&mut self, ticket: Ticket, parent: Option<String>) -> OrderId {
         let id = OrderId(self.tickets.len() as u64);
         self.by_cid.insert(ticket.client_order_id.clone(), id);
-        self.states.push(OrderState {
-            ticket: ticket.clone(),
-            status: OrderStatus::New,
-            quantity: None,
-            filled: Quantity::zero(0),
-            average_price: None,
-            reason: None,
-            parent: parent.clone(),
-            created_ts: ticket.decision_ts,
-            ts: ticket.decision_ts,
-        });
+        self.states
+            .push(OrderState::received(&ticket, parent.clone()));
         self.tickets.push(ticket);
         self.parents.push(parent);
         self.sums.push(FillSums::default());
@@ -277,21 +310,11 @@ impl Broker {
                     })?;
                     let k = fill.order_id.0 as usize;
                     let ticket = &self.tickets[k];
-                    let sums = &mut self.sums[k];
-                    let overflow = |what| PaperError::Overflow {
-                        what,
-                        symbol: ticket.symbol.clone(),
-                    };
-                    let (p, q) = (fill.price.to_decimal(), fill.qty.to_decimal());
-                    let notional = p
-                        .checked_mul(q)
-                        .and_then(|n| sums.notional.checked_add(n))
-                        .ok_or_else(|| overflow("notional filled of an order"))?;
-                    let qty = sums
-                        .qty
-                        .checked_add(q)
-                        .ok_or_else(|| overflow("quantity filled of an order"))?;
-                    *sums = FillSums { notional, qty };
+                    self.sums[k].add(
+                        fill.price.to_decimal(),
+                        fill.qty.to_decimal(),
+                        &ticket.symbol,
+                    )?;
                     let pf = PaperFill {
                         seq,
                         client_order_id: ticket.client_order_id.clone(),
@@ -315,21 +338,7 @@ impl Broker {
                         client_order_id: self.tickets[k].client_order_id.clone(),
                         reason: "update of an order the venue does not hold".into(),
                     })?;
-                    let avg = {
-                        let s = self.sums[k];
-                        // A quotient of a notional by a quantity of the venue's
-                        // fixed-point grid (at least its smallest step).
-                        if s.qty.is_zero() {
-                            None
-                        } else {
-                            Some(s.notional.checked_div(s.qty).ok_or_else(|| {
-                                PaperError::Overflow {
-                                    what: "average fill price",
-                                    symbol: self.tickets[k].symbol.clone(),
-                                }
-                            })?)
-                        }
-                    };
+                    let avg = self.sums[k].average(&self.tickets[k].symbol)?;
                     let state = state_of(
                         &self.tickets[k],
                         order,

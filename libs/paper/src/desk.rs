@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use grodt_core::{
     Bar, BracketRequest, Decimal, Fill, Instrument, Order, OrderId, OrderKind, OrderRequest,
-    OrderUpdate, Quantity, Size, TimeInForce,
+    OrderUpdate, Size, TimeInForce,
 };
 use grodt_portfolio::{Desk, Member, Plan, PortfolioResult};
 use grodt_sim::config::BacktestConfig;
@@ -429,17 +429,7 @@ impl PortfolioBroker {
                 seat.parents.insert(*id, p.clone());
             }
             self.state_at.insert(cid.clone(), self.states.len());
-            self.states.push(OrderState {
-                ticket: ticket.clone(),
-                status: grodt_core::OrderStatus::New,
-                quantity: None,
-                filled: Quantity::zero(0),
-                average_price: None,
-                reason: None,
-                parent,
-                created_ts: t.decision_ts,
-                ts: t.decision_ts,
-            });
+            self.states.push(OrderState::received(&ticket, parent));
             seat.tickets.insert(*id, ticket);
             self.by_cid.insert(cid.clone(), (b, *id));
         }
@@ -464,17 +454,11 @@ impl PortfolioBroker {
                             continue;
                         };
                         let inst = &seat.instruments[f.instrument];
-                        let sums = seat.sums.entry(f.order_id).or_default();
-                        let overflow = || PaperError::Overflow {
-                            what: "notional filled of an order",
-                            symbol: inst.id.clone(),
-                        };
-                        let (p, q) = (f.price.to_decimal(), f.qty.to_decimal());
-                        sums.notional = p
-                            .checked_mul(q)
-                            .and_then(|n| sums.notional.checked_add(n))
-                            .ok_or_else(overflow)?;
-                        sums.qty = sums.qty.checked_add(q).ok_or_else(overflow)?;
+                        seat.sums.entry(f.order_id).or_default().add(
+                            f.price.to_decimal(),
+                            f.qty.to_decimal(),
+                            &inst.id,
+                        )?;
                         let fill = PaperFill {
                             seq: self.fills.len() as u64,
                             client_order_id: ticket.client_order_id.clone(),
@@ -514,17 +498,7 @@ impl PortfolioBroker {
                             };
                             self.state_at
                                 .insert(ticket.client_order_id.clone(), self.states.len());
-                            self.states.push(OrderState {
-                                ticket: ticket.clone(),
-                                status: grodt_core::OrderStatus::New,
-                                quantity: None,
-                                filled: Quantity::zero(0),
-                                average_price: None,
-                                reason: None,
-                                parent: None,
-                                created_ts: order.created_ts,
-                                ts: order.created_ts,
-                            });
+                            self.states.push(OrderState::received(&ticket, None));
                             self.by_cid
                                 .insert(ticket.client_order_id.clone(), (b, u.id));
                             seat.tickets.insert(u.id, ticket);
@@ -533,17 +507,12 @@ impl PortfolioBroker {
                             continue;
                         };
                         let inst = &seat.instruments[u.instrument];
-                        let s = seat.sums.get(&u.id).copied().unwrap_or_default();
-                        let average_price = if s.qty.is_zero() {
-                            None
-                        } else {
-                            Some(s.notional.checked_div(s.qty).ok_or_else(|| {
-                                PaperError::Overflow {
-                                    what: "average fill price",
-                                    symbol: inst.id.clone(),
-                                }
-                            })?)
-                        };
+                        let average_price = seat
+                            .sums
+                            .get(&u.id)
+                            .copied()
+                            .unwrap_or_default()
+                            .average(&inst.id)?;
                         let state = state_of(
                             ticket,
                             &order,

@@ -85,6 +85,24 @@ pub struct OrderState {
     pub ts: i64,
 }
 
+impl OrderState {
+    /// A ticket as received, before the venue (or the desk) took it: NEW,
+    /// nothing filled, at its decision time.
+    pub fn received(ticket: &Ticket, parent: Option<String>) -> Self {
+        Self {
+            ticket: ticket.clone(),
+            status: OrderStatus::New,
+            quantity: None,
+            filled: Quantity::zero(0),
+            average_price: None,
+            reason: None,
+            parent,
+            created_ts: ticket.decision_ts,
+            ts: ticket.decision_ts,
+        }
+    }
+}
+
 /// One fill, named by client order id and symbol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaperFill {

@@ -386,18 +386,7 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
     else {
         return Err(PaperCliError::Local("a service is missing".into()));
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (_, server) in servers {
-        let mut rx = stop_rx.clone();
-        tasks.spawn(async move {
-            let _ = server
-                .run_until_stopped(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
-        });
-    }
+    let running = Running::start(servers);
     let feed = if !options.timed {
         Feed::Lockstep {
             bus: infra.bus.clone(),
@@ -424,8 +413,7 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
         Some(a) => scrape_counter(a, "grodt_execution_late_orders_total").await,
         None => None,
     };
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    running.stop().await;
     infra.store.close().await;
     let (fills, account, cancelled_at_end) = outcome?;
     Ok(PaperOutcome {
@@ -444,6 +432,37 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
             PaperCliError::Local("execution's late-order counter could not be read".into())
         })?,
     })
+}
+
+/// The embedded services, each serving until [`Running::stop`].
+pub(crate) struct Running {
+    stop: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// Serves every bound server in a task of its own.
+    pub(crate) fn start(servers: Vec<(&'static str, grodt_kit::Server)>) -> Self {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, server) in servers {
+            let mut rx = stop_rx.clone();
+            tasks.spawn(async move {
+                let _ = server
+                    .run_until_stopped(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+            });
+        }
+        Self { stop, tasks }
+    }
+
+    /// Stops every service and waits until all have.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
 }
 
 pub(crate) fn tempdir_for(options: &PaperOptions) -> Result<PathBuf, PaperCliError> {

@@ -24,11 +24,10 @@ use grodt_portfolio::file::PortfolioFile;
 use grodt_proto::v1;
 use grodt_proto::v1::execution_service_client::ExecutionServiceClient;
 use grodt_proto::v1::strategy_service_client::StrategyServiceClient;
-use tokio::sync::watch;
 
 use crate::paper::{
-    FeedBar, FillRow, PaperCliError, PaperOptions, channel, dec, list_orders, lockstep_feed, ns,
-    rpc, scrape_counter, side_name, tempdir_for, time_text,
+    FeedBar, FillRow, PaperCliError, PaperOptions, Running, channel, dec, list_orders,
+    lockstep_feed, ns, rpc, scrape_counter, side_name, tempdir_for, time_text,
 };
 use crate::up;
 
@@ -205,12 +204,7 @@ pub async fn run(
     let config = crate::portfolio::config_of(&file, &defaults.options).map_err(usage)?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let mut series = load_portfolio_series(&file, base).map_err(local)?;
-    let mut stamps: Vec<i64> = series
-        .iter()
-        .flat_map(|s| s.bars.iter().map(|b| b.ts))
-        .collect();
-    stamps.sort_unstable();
-    stamps.dedup();
+    let mut stamps = grodt_backtest::portfolio::timestamps(&series);
     if options.bars > 0 && stamps.len() > options.bars {
         let from = stamps[stamps.len() - options.bars];
         stamps.drain(..stamps.len() - options.bars);
@@ -275,22 +269,10 @@ pub async fn run(
         return Err(local("a service is missing"));
     };
     let (st, ex, ex_http) = (st.grpc_addr(), ex.grpc_addr(), ex.http_addr());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (_, server) in servers {
-        let mut rx = stop_rx.clone();
-        tasks.spawn(async move {
-            let _ = server
-                .run_until_stopped(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
-        });
-    }
+    let running = Running::start(servers);
     let outcome = drive(&file, &series, timeframe, &*infra.bus, (st, ex)).await;
     let late_orders = scrape_counter(ex_http, "grodt_execution_late_orders_total").await;
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    running.stop().await;
     infra.store.close().await;
     let (mut paper, equity, cancelled_at_end) = outcome?;
     let members = reference

@@ -89,12 +89,7 @@ pub fn execute(
     let config = config_of(&file, options)?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let series = load_portfolio_series(&file, base)?;
-    let mut ts: Vec<i64> = series
-        .iter()
-        .flat_map(|s| s.bars.iter().map(|b| b.ts))
-        .collect();
-    ts.sort_unstable();
-    ts.dedup();
+    let ts = grodt_backtest::portfolio::timestamps(&series);
     let metrics = metrics_for(options, &ts);
     let started = std::time::Instant::now();
     let outcome = run_portfolio(&file, &config, &series, &metrics)?;

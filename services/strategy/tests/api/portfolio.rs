@@ -48,12 +48,7 @@ async fn portfolio_parity(env: &Env, timestamps: usize) {
     let file =
         PortfolioFile::parse(&std::fs::read_to_string(&path).expect("example")).expect("parses");
     let series = load_portfolio_series(&file, path.parent().expect("dir")).expect("samples");
-    let mut ts: Vec<i64> = series
-        .iter()
-        .flat_map(|s| s.bars.iter().map(|b| b.ts))
-        .collect();
-    ts.sort_unstable();
-    ts.dedup();
+    let ts = grodt_backtest::portfolio::timestamps(&series);
     let cutoff = ts[timestamps - 1];
     let insts: Vec<Instrument> = series.iter().map(|s| s.instrument.clone()).collect();
     let bars: Vec<Vec<Bar>> = series
