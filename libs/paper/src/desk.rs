@@ -23,11 +23,10 @@
 //! member under `<member>-desk-<n>` client order ids, which its runner
 //! adopts, so its positions close with the sub-ledger's.
 //!
-//! Not carried (docs/portfolio.md): capital moved by rebalancing and
-//! accruals split to a member change its sub-ledger here but are not
-//! reported, so a runner's mirrored cash and equity leave them out (sizing
-//! by equity is done here, against the sub-ledger, so fills do not depend
-//! on it).
+//! Cash the desk moves in or out of a member's sub-ledger outside its fills
+//! (rebalancing, its share of borrow and financing) is reported to it as
+//! [`Update::Capital`], first in the report of the input that moved it, so a
+//! runner's mirrored cash and equity are its sub-ledger's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,7 +41,7 @@ use grodt_strategy_api::{Context, Strategy};
 
 use crate::broker::{FillSums, state_of};
 use crate::ids::{bracket_exit_ids, client_order_id};
-use crate::{Input, OrderState, PaperError, PaperFill, Report, Ticket, Update};
+use crate::{CapitalUpdate, Input, OrderState, PaperError, PaperFill, Report, Ticket, Update};
 
 /// What the desk told a member, in its order.
 #[derive(Clone, Debug)]
@@ -189,7 +188,8 @@ impl PortfolioBroker {
             });
         }
         let n = instruments.len();
-        let desk = Desk::new(config, instruments.clone(), desk_members, plan)?;
+        let mut desk = Desk::new(config, instruments.clone(), desk_members, plan)?;
+        desk.record_capital_moves();
         Ok(Self {
             desk,
             instruments,
@@ -442,7 +442,21 @@ impl PortfolioBroker {
     /// Turns what every member heard into updates, member by member, each
     /// in the desk's order.
     fn drain(&mut self) -> Result<Vec<Update>, PaperError> {
-        let mut out = Vec::new();
+        // Capital first: the desk moves it before anything fills (accruals at
+        // a new day's bar, rebalancing at the end of the previous timestamp).
+        let mut out: Vec<Update> = self
+            .desk
+            .take_capital_moves()
+            .into_iter()
+            .map(|m| {
+                Update::Capital(CapitalUpdate {
+                    strategy_id: self.seats[m.member].id.clone(),
+                    kind: m.kind,
+                    amount: m.amount,
+                    ts: m.ts,
+                })
+            })
+            .collect();
         for (b, seat) in self.seats.iter_mut().enumerate() {
             let heard =
                 std::mem::take(&mut *seat.heard.lock().unwrap_or_else(PoisonError::into_inner));

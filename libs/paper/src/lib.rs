@@ -36,4 +36,6 @@ mod ticket;
 
 pub use account::PaperAccount;
 pub use error::PaperError;
-pub use ticket::{BracketLegs, Input, OrderState, PaperFill, Report, Ticket, Update};
+pub use ticket::{
+    BracketLegs, CapitalUpdate, Input, OrderState, PaperFill, Report, Ticket, Update,
+};

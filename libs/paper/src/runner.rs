@@ -14,8 +14,11 @@
 //! inputs give the same outputs, so the strategy service rebuilds a runner
 //! after a restart by replaying its journal.
 //!
-//! Not mirrored: borrow and financing accruals (the venue charges them to
-//! the account, not to an instance), so a strategy that sizes by equity on a
+//! A portfolio member's capital moves (the desk's rebalancing, its share of
+//! borrow and financing, reported as `Update::Capital`) are booked on its
+//! ledger as the desk books them on its sub-ledger. Not mirrored on a single
+//! venue: borrow and financing accruals (the venue charges them to the
+//! account, not to an instance), so a strategy that sizes by equity on a
 //! short book sees its equity before those costs. One-cancels-other pairs
 //! are refused (an error that stops the instance): the venue takes them only
 //! as one request, which no ticket carries yet.
@@ -26,6 +29,7 @@ use grodt_core::{
     CoreError, Decimal, Fill, Instrument, Order, OrderEvent, OrderId, OrderRequest, OrderStatus,
     OrderUpdate, Quantity, Size, TimeInForce,
 };
+use grodt_portfolio::CapitalKind;
 use grodt_sim::SimError;
 use grodt_sim::ledger::{ExactLedger, Ledger};
 use grodt_strategy_api::{
@@ -195,6 +199,7 @@ impl Runner {
             .filter(|u| match u {
                 Update::Fill(f) => self.by_cid.contains_key(&f.client_order_id),
                 Update::Order(o) => self.by_cid.contains_key(&o.ticket.client_order_id),
+                Update::Capital(c) => c.strategy_id == self.instance_id,
             })
             .collect();
         let bar = report.bar.as_ref().and_then(|(s, b)| {
@@ -212,7 +217,9 @@ impl Runner {
         // Book everything first: the venue did all of it before telling.
         let mut told = Vec::with_capacity(mine.len());
         for u in &mine {
-            told.push(self.book(u)?);
+            if let Some(t) = self.book(u)? {
+                told.push(t);
+            }
         }
         let mut out = Vec::new();
         self.emit(&mut out)?;
@@ -583,9 +590,20 @@ impl Runner {
         Ok(self.orders.len() - 1)
     }
 
-    /// Books one update; returns what to tell the strategy.
-    fn book(&mut self, u: &Update) -> Result<Told, PaperError> {
+    /// Books one update; returns what to tell the strategy (nothing for a
+    /// capital move: its cash just changes, as in the portfolio backtest).
+    fn book(&mut self, u: &Update) -> Result<Option<Told>, PaperError> {
         match u {
+            Update::Capital(c) => {
+                let ledger = &mut self.account.ledger;
+                match c.kind {
+                    CapitalKind::Transfer => ledger.transfer(c.amount),
+                    CapitalKind::Borrow => ledger.charge_borrow(c.amount),
+                    CapitalKind::Financing => ledger.charge_financing(c.amount),
+                }
+                .map_err(PaperError::Sim)?;
+                Ok(None)
+            }
             Update::Fill(f) => {
                 let id = self.by_cid[&f.client_order_id];
                 let fill = self.core_fill(id, f)?;
@@ -594,7 +612,7 @@ impl Runner {
                     e @ SimError::Core(CoreError::Overflow { .. }) => PaperError::Sim(e),
                     e => inconsistent(&f.client_order_id, &e),
                 })?;
-                Ok(Told::Fill(fill))
+                Ok(Some(Told::Fill(fill)))
             }
             Update::Order(s) => {
                 let cid = &s.ticket.client_order_id;
@@ -619,13 +637,13 @@ impl Runner {
                     client_order_id: cid.clone(),
                     reason,
                 })?;
-                Ok(Told::Order(OrderUpdate {
+                Ok(Some(Told::Order(OrderUpdate {
                     id,
                     instrument,
                     status: s.status,
                     ts: s.ts,
                     filled_raw: filled.raw(),
-                }))
+                })))
             }
         }
     }

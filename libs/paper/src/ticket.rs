@@ -134,6 +134,21 @@ pub struct PaperFill {
     pub ts: i64,
 }
 
+/// Cash the account moved into or out of a portfolio member's sub-ledger
+/// outside its fills (the desk's rebalancing, its share of borrow and
+/// financing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapitalUpdate {
+    /// The member.
+    pub strategy_id: String,
+    /// What moved it.
+    pub kind: grodt_portfolio::CapitalKind,
+    /// A transfer's sign is its direction; charges are positive.
+    pub amount: Decimal,
+    /// When (ns).
+    pub ts: i64,
+}
+
 /// One thing the venue did, in the venue's order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Update {
@@ -141,6 +156,8 @@ pub enum Update {
     Fill(PaperFill),
     /// An order's state after a change.
     Order(OrderState),
+    /// A portfolio member's cash moved outside its fills.
+    Capital(CapitalUpdate),
 }
 
 /// What one input did.

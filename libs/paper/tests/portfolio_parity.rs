@@ -23,8 +23,8 @@ use grodt_portfolio::{Member, PortfolioResult, run_portfolio};
 use grodt_sim::config::{BacktestConfig, CommissionSpec, SlippageSpec};
 use grodt_strategies::registry;
 
-/// A runner's signed position per symbol.
-type Positions = Vec<(String, Decimal)>;
+/// A runner's signed position per symbol, and its equity.
+type Positions = (Vec<(String, Decimal)>, Decimal);
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -217,7 +217,10 @@ fn paper(
             }
         }
     }
-    let positions = runners.iter().map(Runner::positions).collect();
+    let positions = runners
+        .iter()
+        .map(|r| (r.positions(), r.equity()))
+        .collect();
     (broker.finish().expect("finish"), tickets, halted, positions)
 }
 
@@ -249,9 +252,12 @@ fn assert_same(got: &PortfolioResult, want: &PortfolioResult) {
     assert_eq!(got, want);
 }
 
-/// Each runner's positions are its member's sub-ledger's.
+/// Each runner's positions and equity are its member's sub-ledger's (the
+/// desk's capital moves included).
 fn assert_mirrored(got: &PortfolioResult, instruments: &[Instrument], positions: &[Positions]) {
-    for (m, held) in got.members.iter().zip(positions) {
+    for (m, (held, equity)) in got.members.iter().zip(positions) {
+        let last = m.equity.last().expect("an equity curve").equity;
+        assert_eq!(*equity, last, "{}: runner's equity", m.id);
         for (k, &i) in m.instruments.iter().enumerate() {
             let inst = &instruments[i];
             let want = grodt_core::Quantity::from_raw(m.positions[k], inst.size_precision)

@@ -222,6 +222,32 @@ pub struct PortfolioResult {
     pub diversification_ratio: Option<Decimal>,
 }
 
+/// What moved a member's cash other than its fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapitalKind {
+    /// Rebalancing moved capital in (positive) or out (negative).
+    Transfer,
+    /// Its share of the account's borrow fee (charged, positive).
+    Borrow,
+    /// Its share of the account's financing (charged, positive).
+    Financing,
+}
+
+/// A change of a member's cash outside its fills, as the desk made it
+/// (recorded only when asked for: [`Desk::record_capital_moves`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapitalMove {
+    /// The member (index).
+    pub member: usize,
+    /// What it was.
+    pub kind: CapitalKind,
+    /// The amount (a transfer's sign is its direction; charges are positive).
+    pub amount: Decimal,
+    /// When (ns).
+    pub ts: i64,
+}
+
 /// An order the desk refused, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Refusal {
@@ -392,6 +418,9 @@ pub struct Desk {
     /// Each member's per-period returns net of transfers, whole run so far
     /// (the allocator's input: each method reads its own lookback).
     history: Vec<Vec<Decimal>>,
+    /// Capital moves not yet taken, when recorded (a live broker reports
+    /// them to the members' runners; a backtest has no use for them).
+    moves: Option<Vec<CapitalMove>>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -557,6 +586,7 @@ impl Desk {
             weight_count: 0,
             accrued: (Decimal::ZERO, Decimal::ZERO),
             history: vec![Vec::new(); n],
+            moves: None,
             instruments,
             books,
             plan,
@@ -901,6 +931,18 @@ impl Desk {
     /// A ledger overflow.
     pub fn account_snapshot(&self) -> Result<grodt_sim::venue::Snapshot, PortfolioError> {
         Ok(self.venue.snapshot()?)
+    }
+
+    /// From now on, records every change of a member's cash outside its
+    /// fills (rebalancing transfers, its share of borrow and financing), to
+    /// be taken with [`Desk::take_capital_moves`].
+    pub fn record_capital_moves(&mut self) {
+        self.moves.get_or_insert_with(Vec::new);
+    }
+
+    /// The capital moves recorded since the last call, in order.
+    pub fn take_capital_moves(&mut self) -> Vec<CapitalMove> {
+        self.moves.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The time of the last bar fed (`i64::MIN` before the first).
@@ -1992,12 +2034,31 @@ impl Desk {
         };
         let b_shares = split(borrow, &shorts)?;
         let f_shares = split(financing, &negative)?;
-        for ((book, bs), fs) in self.books.iter_mut().zip(b_shares).zip(f_shares) {
+        let now = self.now;
+        for (member, ((book, bs), fs)) in self
+            .books
+            .iter_mut()
+            .zip(b_shares)
+            .zip(f_shares)
+            .enumerate()
+        {
             if bs > Decimal::ZERO {
                 book.account.ledger.charge_borrow(bs)?;
             }
             if fs > Decimal::ZERO {
                 book.account.ledger.charge_financing(fs)?;
+            }
+            if let Some(m) = &mut self.moves {
+                for (kind, amount) in [(CapitalKind::Borrow, bs), (CapitalKind::Financing, fs)] {
+                    if amount > Decimal::ZERO {
+                        m.push(CapitalMove {
+                            member,
+                            kind,
+                            amount,
+                            ts: now,
+                        });
+                    }
+                }
             }
         }
         Ok(())
@@ -2134,6 +2195,14 @@ impl Desk {
             let d = into[k] - out[k];
             if !d.is_zero() {
                 self.books[k].account.ledger.transfer(d)?;
+                if let Some(m) = &mut self.moves {
+                    m.push(CapitalMove {
+                        member: k,
+                        kind: CapitalKind::Transfer,
+                        amount: d,
+                        ts,
+                    });
+                }
                 self.books[k].transferred += d;
                 // Returns are measured net of transfers.
                 self.books[k].last_equity += d;

@@ -23,7 +23,7 @@ pub mod netting;
 pub mod stats;
 
 pub use backtest::{
-    Desk, Member, MemberResult, Plan, PortfolioLimits, PortfolioResult, opening_shares,
-    run_portfolio,
+    CapitalKind, CapitalMove, Desk, Member, MemberResult, Plan, PortfolioLimits, PortfolioResult,
+    opening_shares, run_portfolio,
 };
 pub use error::PortfolioError;

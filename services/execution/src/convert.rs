@@ -510,7 +510,24 @@ pub fn update_to_proto(u: &Update, decision_ts: impl Fn(&str) -> i64) -> v1::Exe
         update: Some(match u {
             Update::Fill(f) => W::Fill(fill_to_proto(f, decision_ts(&f.client_order_id))),
             Update::Order(o) => W::Order(order_to_proto(o)),
+            Update::Capital(c) => W::Capital(capital_to_proto(c)),
         }),
+    }
+}
+
+/// A portfolio member's capital move on the wire.
+#[must_use]
+pub fn capital_to_proto(c: &grodt_paper::CapitalUpdate) -> v1::CapitalMove {
+    use grodt_portfolio::CapitalKind as K;
+    v1::CapitalMove {
+        strategy_id: c.strategy_id.clone(),
+        kind: match c.kind {
+            K::Transfer => v1::CapitalMoveKind::Transfer,
+            K::Borrow => v1::CapitalMoveKind::Borrow,
+            K::Financing => v1::CapitalMoveKind::Financing,
+        } as i32,
+        amount: Some(c.amount.into()),
+        at: Some(ts_to_proto(c.ts)),
     }
 }
 

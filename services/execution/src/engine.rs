@@ -709,6 +709,11 @@ impl Engine {
                         .inc();
                     audit_ticket(&st.ticket, status_name(st.status), st.reason.as_deref());
                 }
+                Update::Capital(c) => {
+                    tracing::info!(target: "audit", event = "capital",
+                        strategy_id = %c.strategy_id, kind = ?c.kind, amount = %c.amount,
+                        "portfolio capital move");
+                }
             }
         }
     }

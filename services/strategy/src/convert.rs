@@ -21,7 +21,8 @@ use grodt_core::{
     TimeInForce, TrailingOffset,
 };
 use grodt_paper::instruments::Instruments;
-use grodt_paper::{BracketLegs, OrderState, PaperFill, Report, Ticket, Update};
+use grodt_paper::{BracketLegs, CapitalUpdate, OrderState, PaperFill, Report, Ticket, Update};
+use grodt_portfolio::CapitalKind;
 use grodt_proto::convert::{size_from_proto, size_to_proto};
 use grodt_proto::v1;
 use grodt_regimes::Regime;
@@ -476,6 +477,16 @@ pub fn report_to_proto(
             update: Some(match u {
                 Update::Fill(f) => W::Fill(fill_to_proto(f)),
                 Update::Order(o) => W::Order(order_state_to_proto(o)),
+                Update::Capital(c) => W::Capital(v1::CapitalMove {
+                    strategy_id: c.strategy_id.clone(),
+                    kind: match c.kind {
+                        CapitalKind::Transfer => v1::CapitalMoveKind::Transfer,
+                        CapitalKind::Borrow => v1::CapitalMoveKind::Borrow,
+                        CapitalKind::Financing => v1::CapitalMoveKind::Financing,
+                    } as i32,
+                    amount: Some(c.amount.into()),
+                    at: Some(ts_to_proto(c.ts)),
+                }),
             }),
         })
         .collect();
@@ -524,6 +535,25 @@ pub fn report_from_proto(
                         .updates
                         .push(Update::Order(order_state_from_proto(o, &inst)?));
                 }
+            }
+            Some(W::Capital(c)) => {
+                let kind = match v1::CapitalMoveKind::try_from(c.kind) {
+                    Ok(v1::CapitalMoveKind::Transfer) => CapitalKind::Transfer,
+                    Ok(v1::CapitalMoveKind::Borrow) => CapitalKind::Borrow,
+                    Ok(v1::CapitalMoveKind::Financing) => CapitalKind::Financing,
+                    _ => {
+                        return Err(StrategySvcError::invalid(
+                            "updates.capital.kind",
+                            format!("unknown capital move kind {}", c.kind),
+                        ));
+                    }
+                };
+                report.updates.push(Update::Capital(CapitalUpdate {
+                    strategy_id: c.strategy_id.clone(),
+                    kind,
+                    amount: dec("updates.capital.amount", c.amount.as_ref())?,
+                    ts: ts_from_proto("updates.capital.at", c.at.as_ref())?,
+                }));
             }
             None => return Err(StrategySvcError::invalid("updates", "an empty update")),
         }
@@ -639,6 +669,18 @@ mod tests {
                     reason: None,
                     parent: None,
                     created_ts: 5,
+                    ts: 7,
+                }),
+                Update::Capital(CapitalUpdate {
+                    strategy_id: "i".into(),
+                    kind: CapitalKind::Transfer,
+                    amount: Decimal::new(-125_050, 2),
+                    ts: 7,
+                }),
+                Update::Capital(CapitalUpdate {
+                    strategy_id: "i".into(),
+                    kind: CapitalKind::Borrow,
+                    amount: Decimal::new(312, 2),
                     ts: 7,
                 }),
             ],
