@@ -604,7 +604,8 @@ impl Engine {
     /// Makes sure the broker trades `symbol` (a symbol covered by the
     /// instruments' default, first seen now: rebuild with it).
     async fn ensure_symbol(&self, state: &mut State, symbol: &str) -> Result<(), ExecError> {
-        if !state.symbols.iter().any(|s| s == symbol) {
+        // A portfolio's symbols are its file's, fixed: nothing joins.
+        if self.settings.portfolio.is_none() && !state.symbols.iter().any(|s| s == symbol) {
             self.rebuild(state, Some(symbol)).await?;
         }
         Ok(())
@@ -867,6 +868,17 @@ impl Engine {
                 )));
             }
         };
+        // A portfolio trades its file's symbols only: another symbol's bar
+        // never joins the desk (no rebuild for it).
+        if let Some(file) = &self.settings.portfolio
+            && !file.symbols().contains(&b.symbol.as_str())
+        {
+            return Ok(Some(self.drop_input(
+                "unknown_symbol_bar",
+                source,
+                "not a symbol of the portfolio",
+            )));
+        }
         let bar = match convert::bar_from_proto(b, &inst) {
             Ok(bar) => bar,
             Err(e) => return Ok(Some(self.drop_input("invalid_bar", source, &e.to_string()))),
@@ -1202,7 +1214,19 @@ impl Engine {
                 }
                 Err(e) => {
                     // The broker may hold part of it: start clean, refuse it.
-                    self.rebuild(&mut state, None).await?;
+                    // What both brokers refuse before changing anything (a
+                    // duplicate, an unknown symbol or member, a halted
+                    // portfolio) needs no rebuild: after a halt every ticket
+                    // is refused, and a replay each would be O(journal).
+                    if !matches!(
+                        e,
+                        PaperError::Duplicate { .. }
+                            | PaperError::UnknownSymbol { .. }
+                            | PaperError::Invalid { .. }
+                            | PaperError::Halted { .. }
+                    ) {
+                        self.rebuild(&mut state, None).await?;
+                    }
                     Journaled::Refused {
                         reason: e.to_string(),
                         ticket,

@@ -960,3 +960,100 @@ async fn a_cancellation_on_the_orders_stream_cancels_once() {
     assert_eq!(journaled(env.db.store()).await, 7);
     svc.stop().await;
 }
+
+/// An account running a portfolio's desk (`[execution] portfolio`): an
+/// order of a strategy that is not a member, or of a member on a symbol it
+/// does not trade, is refused with the reason; a bar of a symbol outside the
+/// file is dropped without touching the desk; a member's order is taken;
+/// a file whose cash is not the venue's stops the start, named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portfolio_account_refuses_strangers_by_name_and_ignores_foreign_bars() {
+    use grodt_kit::config::ServiceConfig as _;
+    let env = Env::embedded().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portfolio.toml");
+    std::fs::write(&file, restart::PORTFOLIO).unwrap();
+    let mut s = settings();
+    s.portfolio = Some(file.clone());
+    s.instruments.symbols.insert(
+        "QQQ".into(),
+        grodt_paper::instruments::InstrumentSpec {
+            price_precision: 4,
+            size_precision: 0,
+        },
+    );
+    let mut bad = s.clone();
+    bad.venue.starting_cash = Decimal::from(5);
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("execution.portfolio") && e.contains("starting_cash"),
+        "{e}"
+    );
+
+    let mut svc = env.spawn(s).await;
+    let submit = |spec: v1::OrderSpec| {
+        let mut c = svc.client.clone();
+        async move {
+            c.submit_order(v1::SubmitOrderRequest { order: Some(spec) })
+                .await
+                .unwrap()
+                .into_inner()
+                .order
+                .unwrap()
+        }
+    };
+    let mut stranger = order("x-1", true, 10, Some(5_0000));
+    stranger.strategy_id = "nobody".into();
+    let o = submit(stranger).await;
+    assert_eq!(o.status, v1::OrderStatus::Rejected as i32);
+    assert!(
+        o.status_reason.contains("strategy_id"),
+        "{}",
+        o.status_reason
+    );
+    let mut elsewhere = order("x-2", true, 10, Some(5_0000));
+    elsewhere.symbol = "QQQ".into();
+    let o = submit(elsewhere).await;
+    assert_eq!(o.status, v1::OrderStatus::Rejected as i32);
+    assert!(o.status_reason.contains("QQQ"), "{}", o.status_reason);
+    let o = submit(order("x-3", true, 10, Some(5_0000))).await;
+    assert_eq!(
+        o.status,
+        v1::OrderStatus::Accepted as i32,
+        "{}",
+        o.status_reason
+    );
+
+    let bars = spy_bars()[..3].to_vec();
+    publish_bars(&*env.bus, "QQQ", &bars).await;
+    publish_bars(&*env.bus, "SPY", &bars).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = svc.metrics().await;
+        let dropped = m
+            .lines()
+            .find(|l| {
+                l.starts_with("grodt_execution_inputs_dropped_total{")
+                    && l.contains("unknown_symbol_bar")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let account = svc.account().await;
+        if dropped >= 3.0 && ns(account.updated_at.as_ref()) == bars[2].ts {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dropped {dropped}, account at {} (want {}): {}",
+            ns(account.updated_at.as_ref()),
+            bars[2].ts,
+            m.lines()
+                .filter(|l| l.contains("dropped") || l.contains("bars"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    svc.stop().await;
+}

@@ -95,7 +95,7 @@ async fn kill_9_mid_stream_loses_and_duplicates_no_fill() {
 
 /// Two members on SPY, the ladder's buyer (`s-buy`) and seller (`s-sell`),
 /// half the cash each, netted.
-const PORTFOLIO: &str = r#"
+pub const PORTFOLIO: &str = r#"
 name = "the ladder's two sides"
 cash = "100000"
 
