@@ -2,7 +2,8 @@
 //! Redis and Postgres: every fill of an unfaulted in-process broker run is
 //! published, none lost, none duplicated (the same event again after a crash
 //! is expected: counted, and the distinct ids must match), and a new life
-//! of the service holds the reference's account to the cent. Once with one
+//! of the service holds the reference's account to the cent. Cancellations
+//! ride among the orders, so the first kill cuts into them too. Once with one
 //! venue, once running a portfolio's desk (`[execution] portfolio`: two
 //! members, the ladder's buyer and seller, on sub-ledgers with netting).
 
@@ -16,11 +17,11 @@ use grodt_proto::v1;
 use grodt_core::Decimal;
 use grodt_execution::ExecutionSettings;
 use grodt_paper::desk::{PortfolioBroker, Seating};
-use grodt_paper::{Input, PaperAccount, Ticket};
+use grodt_paper::{Input, PaperAccount};
 
 use crate::helpers::{
-    Env, Reader, d, journaled, ladder, publish_bars, publish_order, redis_url, reference, settings,
-    spy, spy_bars, venue,
+    Env, Reader, d, journaled, ladder, publish_bars, publish_order, redis_url, settings, spy,
+    spy_bars, venue,
 };
 
 struct Service(Child);
@@ -83,14 +84,68 @@ async fn wait_for(env: &Env, dir: &std::path::Path, n: usize, target: u64) {
     }
 }
 
+/// What goes on the orders stream, in order.
+enum Sent {
+    Order(v1::OrderSpec),
+    /// A strategy's cancellation of a resting order, as risk passes it on.
+    Cancel(String),
+}
+
+/// The ladder's orders with every seventh resting one cancelled right after
+/// it was sent.
+fn with_cancels(specs: Vec<v1::OrderSpec>) -> Vec<Sent> {
+    let mut out = Vec::new();
+    for (k, spec) in specs.into_iter().enumerate() {
+        let cancel =
+            (k % 7 == 3 && spec.limit_price.is_some()).then(|| spec.client_order_id.clone());
+        out.push(Sent::Order(spec));
+        out.extend(cancel.map(Sent::Cancel));
+    }
+    out
+}
+
+/// The reference: `account` fed what was sent (all before any bar, as the
+/// test publishes it), then the bars.
+fn replay(mut account: PaperAccount, sent: &[Sent], bars: &[grodt_core::Bar]) -> PaperAccount {
+    let inst = spy();
+    for s in sent {
+        let input = match s {
+            Sent::Order(spec) => {
+                let ts = account
+                    .last_bar_ts("SPY")
+                    .unwrap_or_else(|| account.now())
+                    .max(0);
+                Input::Submit(
+                    grodt_execution::convert::ticket_from_spec(spec, Some(&inst), ts)
+                        .expect("valid spec"),
+                )
+            }
+            Sent::Cancel(cid) => Input::Cancel {
+                client_order_id: cid.clone(),
+            },
+        };
+        account.apply(&input).expect("applies");
+    }
+    for b in bars {
+        account
+            .apply(&Input::Bar {
+                symbol: "SPY".into(),
+                bar: *b,
+            })
+            .expect("bar");
+    }
+    account
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_and_duplicates_no_fill() {
     let bars = spy_bars()[..400].to_vec();
-    let specs = ladder("k", 200, bars[0].close);
-    let want = PaperAccount::from(reference(&specs, &bars));
+    let sent = with_cancels(ladder("k", 200, bars[0].close));
+    let venue_only = grodt_paper::broker::Broker::new(venue(), vec![spy()]).unwrap();
+    let want = replay(venue_only.into(), &sent, &bars);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("base.toml"), CONFIG).unwrap();
-    kill_twice(dir, &specs, &bars, &want, settings()).await;
+    kill_twice(dir, &sent, &bars, &want, settings()).await;
 }
 
 /// Two members on SPY, the ladder's buyer (`s-buy`) and seller (`s-sell`),
@@ -139,44 +194,31 @@ async fn kill_9_of_a_portfolio_desk_mid_stream_loses_and_duplicates_no_fill() {
     );
     assert!(config.contains("portfolio = "));
     std::fs::write(dir.path().join("base.toml"), config).unwrap();
-    // The reference: the desk fed the specs (all before any bar) then the bars.
-    let inst = spy();
+    // The reference: the desk fed the same inputs in process.
     let parsed = grodt_portfolio::file::PortfolioFile::parse(PORTFOLIO).unwrap();
     let seat = |id: &str| Seating {
         id: id.into(),
         instruments: vec![0],
         max_leverage: Decimal::ONE,
     };
-    let mut desk = PortfolioBroker::new(
+    let desk = PortfolioBroker::new(
         &venue(),
-        vec![inst.clone()],
+        vec![spy()],
         vec![seat("s-buy"), seat("s-sell")],
         parsed.plan().unwrap(),
     )
     .unwrap();
-    for s in &specs {
-        let ts = desk.last_bar_ts("SPY").unwrap_or_else(|| desk.now()).max(0);
-        let t: Ticket =
-            grodt_execution::convert::ticket_from_spec(s, Some(&inst), ts).expect("valid spec");
-        desk.apply(&Input::Submit(t)).expect("submits");
-    }
-    for b in &bars {
-        desk.apply(&Input::Bar {
-            symbol: "SPY".into(),
-            bar: *b,
-        })
-        .expect("bar");
-    }
+    let sent = with_cancels(specs);
+    let want = replay(desk.into(), &sent, &bars);
     let mut s = settings();
     s.portfolio = Some(file.clone());
     // The desk netted: crosses between the members are booked without
     // commission (every venue fill pays at least the 1.00 minimum).
     assert!(
-        desk.fills().iter().any(|f| f.commission.is_zero()),
+        want.fills().iter().any(|f| f.commission.is_zero()),
         "some quantity crossed between the members"
     );
-    let want = PaperAccount::from(desk);
-    kill_twice(dir, &specs, &bars, &want, s).await;
+    kill_twice(dir, &sent, &bars, &want, s).await;
 }
 
 /// Orders then bars through the binary, killed among the orders and among
@@ -184,7 +226,7 @@ async fn kill_9_of_a_portfolio_desk_mid_stream_loses_and_duplicates_no_fill() {
 /// have been published once, and a new life holds its book.
 async fn kill_twice(
     dir: tempfile::TempDir,
-    specs: &[v1::OrderSpec],
+    sent: &[Sent],
     bars: &[grodt_core::Bar],
     want: &PaperAccount,
     in_process: ExecutionSettings,
@@ -192,12 +234,21 @@ async fn kill_twice(
     let env = Env::redis().await;
     let reports = Reader::new(env.bus.clone(), REPORTS_STREAM).await;
     let fills = Reader::new(env.bus.clone(), FILLS_STREAM).await;
-    let total = (specs.len() + bars.len()) as u64;
+    let total = (sent.len() + bars.len()) as u64;
+    let orders_stream = crate::helpers::stream(grodt_execution::engine::ORDERS_STREAM);
     let mut killed_at = Vec::new();
 
-    // Life 0: killed among the orders.
-    for s in specs {
-        publish_order(&*env.bus, s).await;
+    // Life 0: killed among the orders and cancellations.
+    for s in sent {
+        match s {
+            Sent::Order(spec) => {
+                publish_order(&*env.bus, spec).await;
+            }
+            Sent::Cancel(cid) => {
+                let e = crate::helpers::cancel_envelope(cid, 0);
+                env.bus.publish(&orders_stream, &e).await.expect("publish");
+            }
+        }
     }
     let mut service = start(&env, dir.path(), 0);
     wait_for(&env, dir.path(), 0, 40).await;
@@ -207,9 +258,9 @@ async fn kill_twice(
 
     // Life 1: finishes the orders, killed among the bars.
     let mut service = start(&env, dir.path(), 1);
-    wait_for(&env, dir.path(), 1, specs.len() as u64).await;
+    wait_for(&env, dir.path(), 1, sent.len() as u64).await;
     publish_bars(&*env.bus, "SPY", bars).await;
-    wait_for(&env, dir.path(), 1, specs.len() as u64 + 150).await;
+    wait_for(&env, dir.path(), 1, sent.len() as u64 + 150).await;
     service.0.kill().expect("kill -9");
     service.0.wait().expect("reaped");
     killed_at.push(journaled(env.db.store()).await);
@@ -248,7 +299,7 @@ async fn kill_twice(
     );
     assert_eq!(killed_at.len(), 2);
     assert!(
-        killed_at[0] < specs.len() as u64,
+        killed_at[0] < sent.len() as u64,
         "first kill among the orders"
     );
     assert!(killed_at[1] < total, "second kill among the bars");
@@ -270,6 +321,7 @@ async fn kill_twice(
     // twice (lines are written after the commit; a republish writes none).
     let mut audit_fills = Vec::new();
     let mut audit_lines = 0;
+    let mut cancels_audited = 0;
     let mut reconciled = Vec::new();
     for n in 0..3 {
         let log = std::fs::read_to_string(dir.path().join(format!("service-{n}.log"))).unwrap();
@@ -291,6 +343,8 @@ async fn kill_twice(
                     assert!(f["client_order_id"].is_string(), "{line}");
                     if f["event"] == "fill" {
                         audit_fills.push(f["fill_seq"].as_u64().expect("fill_seq"));
+                    } else if f["event"] == "cancel_requested" {
+                        cancels_audited += 1;
                     } else {
                         for key in ["strategy_id", "symbol", "side", "qty", "price", "status"] {
                             assert!(!f[key].is_null(), "{key} in {line}");
@@ -325,7 +379,28 @@ async fn kill_twice(
     let account = svc.account().await;
     assert_eq!(d(account.cash.as_ref()), snap.cash);
     assert_eq!(d(account.equity.as_ref()), snap.equity);
-    assert_eq!(svc.all_orders(1000).await.len(), want.orders().len());
+    let orders = svc.all_orders(1000).await;
+    assert_eq!(orders.len(), want.orders().len());
+    // Every cancellation took effect once, as in the reference.
+    let got_cancelled = orders
+        .iter()
+        .filter(|o| o.status == v1::OrderStatus::Cancelled as i32)
+        .count();
+    let want_cancelled = want
+        .orders()
+        .iter()
+        .filter(|o| o.status == grodt_core::OrderStatus::Cancelled)
+        .count();
+    let asked = sent.iter().filter(|s| matches!(s, Sent::Cancel(_))).count();
+    println!(
+        "cancellations: {asked} sent, {got_cancelled} orders cancelled (reference {want_cancelled})"
+    );
+    assert!(asked > 10, "cancellations in flight: {asked}");
+    assert!(
+        cancels_audited >= asked.saturating_sub(2),
+        "each cancellation audited once it was journaled (a kill may cut one off): {cancels_audited} of {asked}"
+    );
+    assert_eq!(got_cancelled, want_cancelled);
     let m = svc.metrics().await;
     assert!(m.contains("grodt_execution_reconciliation_breaks 0"), "{m}");
     svc.stop().await;
