@@ -86,7 +86,7 @@ async fn wait_for(env: &Env, dir: &std::path::Path, n: usize, target: u64) {
 
 /// What goes on the orders stream, in order.
 enum Sent {
-    Order(v1::OrderSpec),
+    Order(Box<v1::OrderSpec>),
     /// A strategy's cancellation of a resting order, as risk passes it on.
     Cancel(String),
 }
@@ -98,7 +98,7 @@ fn with_cancels(specs: Vec<v1::OrderSpec>) -> Vec<Sent> {
     for (k, spec) in specs.into_iter().enumerate() {
         let cancel =
             (k % 7 == 3 && spec.limit_price.is_some()).then(|| spec.client_order_id.clone());
-        out.push(Sent::Order(spec));
+        out.push(Sent::Order(Box::new(spec)));
         out.extend(cancel.map(Sent::Cancel));
     }
     out
