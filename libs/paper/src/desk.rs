@@ -527,13 +527,24 @@ impl PortfolioBroker {
                             .copied()
                             .unwrap_or_default()
                             .average(&inst.id)?;
+                        // Before the desk's first bar its clock reads
+                        // i64::MIN: such an order is dated by its ticket.
+                        let mut order = order;
+                        if order.created_ts == i64::MIN {
+                            order.created_ts = ticket.decision_ts;
+                        }
+                        let ts = if u.ts == i64::MIN {
+                            ticket.decision_ts
+                        } else {
+                            u.ts
+                        };
                         let state = state_of(
                             ticket,
                             &order,
                             u.status,
                             u.filled_raw,
                             average_price,
-                            u.ts,
+                            ts,
                             seat.parents.get(&u.id).cloned(),
                             inst.size_precision,
                         )?;

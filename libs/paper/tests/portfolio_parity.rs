@@ -390,3 +390,43 @@ fn a_ticket_of_a_stranger_or_for_a_symbol_the_member_does_not_trade_is_refused_b
         .unwrap_err();
     assert!(matches!(e, PaperError::StaleBar { .. }), "{e}");
 }
+
+#[test]
+fn an_order_taken_before_the_first_bar_is_dated_by_its_ticket() {
+    let (file, instruments, _) = example(|t| t);
+    let seatings = file
+        .strategies
+        .iter()
+        .zip(indices(&file))
+        .map(|(e, instruments)| Seating {
+            id: e.id.clone(),
+            instruments,
+            max_leverage: Decimal::ONE,
+        })
+        .collect();
+    let mut broker = PortfolioBroker::new(
+        &config(&file),
+        instruments,
+        seatings,
+        file.plan().expect("plan"),
+    )
+    .expect("broker");
+    let r = broker
+        .apply(&Input::Submit(grodt_paper::Ticket {
+            client_order_id: "trend-0".into(),
+            strategy_id: "trend".into(),
+            symbol: "SPY".into(),
+            side: grodt_core::Side::Buy,
+            size: grodt_core::Size::Fixed(grodt_core::Quantity::from_raw(1, 0).expect("qty")),
+            kind: grodt_core::OrderKind::Market,
+            tif: grodt_core::TimeInForce::Gtc,
+            bracket: None,
+            decision_ts: 42,
+        }))
+        .expect("accepted");
+    let Some(grodt_paper::Update::Order(st)) = r.updates.first() else {
+        panic!("{r:?}")
+    };
+    assert_eq!((st.created_ts, st.ts), (42, 42), "{st:?}");
+    assert_eq!(broker.order("trend-0").map(|o| o.created_ts), Some(42));
+}
