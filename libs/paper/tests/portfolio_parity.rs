@@ -118,16 +118,8 @@ fn backtest(
     .expect("backtest runs")
 }
 
-/// The paper session, in process: every bar (merged by time, as the
-/// backtest merges them) goes to the broker, every report to every runner
-/// in member order, every request back to the broker, until all are quiet;
-/// then the next bar. Returns the broker's results, how many tickets it
-/// took and how many it refused because the portfolio had halted.
-fn paper(
-    file: &PortfolioFile,
-    instruments: &[Instrument],
-    bars: &[Vec<Bar>],
-) -> (PortfolioResult, usize, usize, Vec<Positions>) {
+/// The file's portfolio broker over `instruments`.
+fn broker(file: &PortfolioFile, instruments: &[Instrument]) -> PortfolioBroker {
     let seatings = file
         .strategies
         .iter()
@@ -138,13 +130,26 @@ fn paper(
             max_leverage: e.max_leverage.unwrap_or(Decimal::ONE),
         })
         .collect();
-    let mut broker = PortfolioBroker::new(
+    PortfolioBroker::new(
         &config(file),
         instruments.to_vec(),
         seatings,
         file.plan().expect("plan"),
     )
-    .expect("broker");
+    .expect("broker")
+}
+
+/// The paper session, in process: every bar (merged by time, as the
+/// backtest merges them) goes to the broker, every report to every runner
+/// in member order, every request back to the broker, until all are quiet;
+/// then the next bar. Returns the broker's results, how many tickets it
+/// took and how many it refused because the portfolio had halted.
+fn paper(
+    file: &PortfolioFile,
+    instruments: &[Instrument],
+    bars: &[Vec<Bar>],
+) -> (PortfolioResult, usize, usize, Vec<Positions>) {
+    let mut broker = broker(file, instruments);
     // Each runner starts with the capital the desk allocated to its member.
     let capital = broker.desk().member_equity().expect("equity");
     let mut runners: Vec<Runner> = strategies(file, instruments)
@@ -320,23 +325,7 @@ fn without_netting_with_fixed_weights_and_through_a_drawdown_halt_paper_still_ma
 #[test]
 fn a_ticket_of_a_stranger_or_for_a_symbol_the_member_does_not_trade_is_refused_by_name() {
     let (file, instruments, bars) = example(|t| t);
-    let seatings = file
-        .strategies
-        .iter()
-        .zip(indices(&file))
-        .map(|(e, instruments)| Seating {
-            id: e.id.clone(),
-            instruments,
-            max_leverage: Decimal::ONE,
-        })
-        .collect();
-    let mut broker = PortfolioBroker::new(
-        &config(&file),
-        instruments.clone(),
-        seatings,
-        file.plan().expect("plan"),
-    )
-    .expect("broker");
+    let mut broker = broker(&file, &instruments);
     let spy = &instruments[1];
     broker
         .apply(&Input::Bar {
@@ -394,23 +383,7 @@ fn a_ticket_of_a_stranger_or_for_a_symbol_the_member_does_not_trade_is_refused_b
 #[test]
 fn an_order_taken_before_the_first_bar_is_dated_by_its_ticket() {
     let (file, instruments, _) = example(|t| t);
-    let seatings = file
-        .strategies
-        .iter()
-        .zip(indices(&file))
-        .map(|(e, instruments)| Seating {
-            id: e.id.clone(),
-            instruments,
-            max_leverage: Decimal::ONE,
-        })
-        .collect();
-    let mut broker = PortfolioBroker::new(
-        &config(&file),
-        instruments,
-        seatings,
-        file.plan().expect("plan"),
-    )
-    .expect("broker");
+    let mut broker = broker(&file, &instruments);
     let r = broker
         .apply(&Input::Submit(grodt_paper::Ticket {
             client_order_id: "trend-0".into(),

@@ -697,40 +697,44 @@ async fn drive(
             _ => quiet_since = Some((now.0, now.1, now.2, Instant::now())),
         }
     }
-    let cancelled = stop_and_cancel(&mut strategy, &mut execution, &instance_id, deadline).await?;
+    let ids = [instance_id.clone()];
+    let cancelled = stop_and_cancel(&mut strategy, &mut execution, &ids, deadline).await?;
     let (fills, account) = fills_and_account(&mut execution).await?;
     Ok((fills, account, cancelled))
 }
 
-/// Ends the run as an operator would: Stop with `cancel_open_orders`, so the
-/// orders decided on the last bar (left working: no bar follows to fill
-/// them) are cancelled through risk and execution. Returns how many; waits
-/// until execution holds no working order.
-async fn stop_and_cancel(
+/// Ends the run as an operator would: every instance stopped with
+/// `cancel_open_orders`, so the orders decided on the last bar (left
+/// working: no bar follows to fill them) are cancelled through risk and
+/// execution. Returns how many; waits until execution holds no working order.
+pub(crate) async fn stop_and_cancel(
     strategy: &mut StrategyServiceClient<Channel>,
     execution: &mut ExecutionServiceClient<Channel>,
-    instance_id: &str,
+    instance_ids: &[String],
     deadline: Instant,
 ) -> Result<u64, PaperCliError> {
-    strategy
-        .stop(v1::StopRequest {
-            instance_id: instance_id.to_owned(),
-            cancel_open_orders: true,
-            flatten: false,
-            reason: "the paper run is over".into(),
-        })
-        .await
-        .map_err(rpc("Stop"))?;
-    let cancels = strategy
-        .get_state(v1::GetStateRequest {
-            instance_id: instance_id.to_owned(),
-        })
-        .await
-        .map_err(rpc("GetState"))?
-        .into_inner()
-        .instance
-        .unwrap_or_default()
-        .cancels_emitted;
+    let mut cancels = 0;
+    for instance_id in instance_ids {
+        strategy
+            .stop(v1::StopRequest {
+                instance_id: instance_id.clone(),
+                cancel_open_orders: true,
+                flatten: false,
+                reason: "the paper run is over".into(),
+            })
+            .await
+            .map_err(rpc("Stop"))?;
+        cancels += strategy
+            .get_state(v1::GetStateRequest {
+                instance_id: instance_id.clone(),
+            })
+            .await
+            .map_err(rpc("GetState"))?
+            .into_inner()
+            .instance
+            .unwrap_or_default()
+            .cancels_emitted;
+    }
     loop {
         let working = list_orders(execution)
             .await?

@@ -27,7 +27,7 @@ use grodt_proto::v1::strategy_service_client::StrategyServiceClient;
 
 use crate::paper::{
     FeedBar, FillRow, PaperCliError, PaperOptions, Running, channel, dec, list_orders,
-    lockstep_feed, ns, rpc, scrape_counter, side_name, tempdir_for, time_text,
+    lockstep_feed, ns, rpc, scrape_counter, side_name, stop_and_cancel, tempdir_for, time_text,
 };
 use crate::up;
 
@@ -365,51 +365,9 @@ async fn drive(
     .await?;
     // Ends the run as an operator would: every member stopped with its
     // open orders cancelled (those decided on the last bar: no bar follows).
-    let mut cancelled = 0;
-    for (id, _) in &instances {
-        strategy
-            .stop(v1::StopRequest {
-                instance_id: id.clone(),
-                cancel_open_orders: true,
-                flatten: false,
-                reason: "the paper run is over".into(),
-            })
-            .await
-            .map_err(rpc("Stop"))?;
-        cancelled += strategy
-            .get_state(v1::GetStateRequest {
-                instance_id: id.clone(),
-            })
-            .await
-            .map_err(rpc("GetState"))?
-            .into_inner()
-            .instance
-            .unwrap_or_default()
-            .cancels_emitted;
-    }
+    let ids: Vec<String> = instances.iter().map(|(id, _)| id.clone()).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        use v1::OrderStatus as S;
-        let working = list_orders(&mut execution)
-            .await?
-            .iter()
-            .filter(|o| {
-                !matches!(
-                    S::try_from(o.status),
-                    Ok(S::Filled | S::Cancelled | S::Rejected | S::Expired)
-                )
-            })
-            .count();
-        if working == 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(PaperCliError::Timeout {
-                what: format!("{working} orders still working after the members' Stop"),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let cancelled = stop_and_cancel(&mut strategy, &mut execution, &ids, deadline).await?;
     let mut fills = PaperFills::new();
     for o in list_orders(&mut execution).await? {
         let got = execution
