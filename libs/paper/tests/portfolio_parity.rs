@@ -403,3 +403,32 @@ fn an_order_taken_before_the_first_bar_is_dated_by_its_ticket() {
     assert_eq!((st.created_ts, st.ts), (42, 42), "{st:?}");
     assert_eq!(broker.order("trend-0").map(|o| o.created_ts), Some(42));
 }
+
+/// Brackets through the desk on paper: the example with its pair replaced by
+/// `s1` (bracket entries: the desk sends each as one to the venue, which
+/// activates the exits on the fill and cancels one when the other fills),
+/// equal to its backtest, the runners holding their sub-ledgers.
+#[test]
+fn a_bracket_strategy_in_the_portfolio_on_paper_matches_its_backtest() {
+    let (file, instruments, bars) = example(|t| {
+        t.replace(
+            "id = \"pair\"\nname = \"pair\"\nsymbols = [\"AAPL\", \"SPY\"]\n\
+             params = { lookback = 60, entry_z = 2.0, exit_z = 0.5, stop_z = 4.0, fraction = \"0.9\" }",
+            "id = \"brackets\"\nname = \"s1\"\nsymbols = [\"SPY\"]",
+        )
+    });
+    assert_eq!(file.strategies[2].name, "s1", "the pair was replaced");
+    let want = backtest(&file, &instruments, &bars);
+    let (got, _, _, positions) = paper(&file, &instruments, &bars);
+    assert_same(&got, &want);
+    assert_mirrored(&got, &instruments, &positions);
+    let s1 = &want.members[2];
+    let exits = s1.orders.iter().filter(|o| o.parent.is_some()).count();
+    assert!(exits > 10, "brackets with exits: {exits}");
+    assert!(
+        s1.orders
+            .iter()
+            .any(|o| o.parent.is_some() && o.status() == grodt_core::OrderStatus::Filled),
+        "an exit filled"
+    );
+}
