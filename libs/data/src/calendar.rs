@@ -154,6 +154,21 @@ impl SessionCalendar {
         }
     }
 
+    /// The CME Globex calendar of a futures symbol (a root such as `ES`, or a
+    /// contract such as `ESZ4`, `ZNH25`, `ES.c.0`): equity index and
+    /// interest-rate roots (ES, NQ, YM, RTY, EMD and their micros; ZT, ZF,
+    /// ZN, TN, ZB, UB) halt early on the exchange's early-close sessions
+    /// ([`SessionCalendar::cme_globex_equity`]); FX and every other root keep
+    /// the FX hours ([`SessionCalendar::cme_globex_fx`]), whose holidays all
+    /// of CME observes. The longest matching root wins (MES before ES).
+    pub fn cme_globex_for(symbol: &str) -> Self {
+        if equity_or_rates_root(symbol) {
+            Self::cme_globex_equity()
+        } else {
+            Self::cme_globex_fx()
+        }
+    }
+
     /// Whether the market is open at this instant (open inclusive, close exclusive).
     pub fn is_open(&self, ts: TimestampNs) -> bool {
         let local = self.zone.utc_to_local(from_ns(ts));
@@ -221,9 +236,60 @@ impl Calendar {
     }
 }
 
+/// CME equity index and interest-rate roots whose Globex sessions end early
+/// on the exchange's early-close days; longer roots first.
+const EARLY_CLOSE_ROOTS: [&str; 16] = [
+    "MES", "MNQ", "MYM", "M2K", "EMD", "RTY", "ES", "NQ", "YM", "ZT", "ZF", "ZN", "TN", "ZB", "UB",
+    "TWE",
+];
+
+/// Month codes of futures contracts (`ESZ4`: December).
+const MONTH_CODES: &str = "FGHJKMNQUVXZ";
+
+fn equity_or_rates_root(symbol: &str) -> bool {
+    let s = symbol.trim().to_ascii_uppercase();
+    EARLY_CLOSE_ROOTS.iter().any(|root| {
+        let Some(rest) = s.strip_prefix(root) else {
+            return false;
+        };
+        let mut chars = rest.chars();
+        match chars.next() {
+            // The root alone, or a continuous-contract or venue suffix.
+            None => true,
+            Some(c) if !c.is_ascii_alphanumeric() => true,
+            // A contract: a month code and its year.
+            Some(c) if MONTH_CODES.contains(c) => chars.next().is_some_and(|d| d.is_ascii_digit()),
+            Some(_) => false,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn futures_roots_pick_their_globex_calendar() {
+        for s in [
+            "ES", "ESZ4", "ESH25", "es.c.0", "MES", "MESZ4", "NQ", "RTYM5", "ZN", "ZNH25", "ZB",
+            "UB", "ES=F",
+        ] {
+            assert_eq!(
+                SessionCalendar::cme_globex_for(s),
+                SessionCalendar::cme_globex_equity(),
+                "{s}"
+            );
+        }
+        for s in [
+            "6E", "6EZ4", "M6E", "CL", "GC", "ESTR", "ZNX", "NQQQ", "", "YMCA",
+        ] {
+            assert_eq!(
+                SessionCalendar::cme_globex_for(s),
+                SessionCalendar::cme_globex_fx(),
+                "{s}"
+            );
+        }
+    }
     use chrono::DateTime;
 
     fn ns(s: &str) -> i64 {

@@ -301,11 +301,14 @@ pub fn import_spec(field: &str, spec: Option<v1::ImportSpec>) -> Result<ImportSp
             // closures; a missing trading day is a gap.
             (Calendar::UsEquityDaily, BarLabel::Open, 0)
         } else if futures_or_fx {
-            (
-                Calendar::Sessions(SessionCalendar::cme_globex_fx()),
-                BarLabel::Open,
-                0,
-            )
+            // Equity index and rates futures halt early on CME's early-close
+            // days; FX and other roots keep the FX hours.
+            let sessions = if asset == v1::AssetClass::Future {
+                SessionCalendar::cme_globex_for(&instrument.symbol)
+            } else {
+                SessionCalendar::cme_globex_fx()
+            };
+            (Calendar::Sessions(sessions), BarLabel::Open, 0)
         } else {
             // No intraday equity session calendar yet: no gap check rather
             // than a wrong one (every hole tolerated).
@@ -492,6 +495,26 @@ mod tests {
             }),
             idempotent: false,
         }
+    }
+
+    #[test]
+    fn futures_get_their_root_s_globex_calendar() {
+        let future = |symbol: &str, asset: v1::AssetClass| {
+            let mut sp = spec();
+            let inst = sp.instrument.as_mut().unwrap();
+            inst.symbol = symbol.into();
+            inst.asset_class = asset as i32;
+            sp.timeframe = v1::Timeframe::Minute1 as i32;
+            import_spec("spec", Some(sp)).expect("valid").calendar
+        };
+        let equity = Calendar::Sessions(SessionCalendar::cme_globex_equity());
+        let fx = Calendar::Sessions(SessionCalendar::cme_globex_fx());
+        assert_eq!(future("ESZ4", v1::AssetClass::Future), equity);
+        assert_eq!(future("ZN", v1::AssetClass::Future), equity);
+        assert_eq!(future("6E", v1::AssetClass::Future), fx);
+        assert_eq!(future("CL", v1::AssetClass::Future), fx);
+        // Spot FX keeps the FX hours whatever its symbol.
+        assert_eq!(future("ES", v1::AssetClass::Fx), fx);
     }
 
     #[test]
