@@ -759,13 +759,13 @@ pub(crate) async fn stop_and_cancel(
     }
 }
 
-/// Every fill execution holds (oldest first) and the account.
+/// Every fill execution holds, order by order (ListOrders, then GetOrder).
 ///
 /// # Errors
 /// A call execution refused.
-pub async fn fills_and_account(
+pub(crate) async fn all_fills(
     execution: &mut ExecutionServiceClient<Channel>,
-) -> Result<(Vec<FillRow>, v1::GetAccountResponse), PaperCliError> {
+) -> Result<Vec<v1::Fill>, PaperCliError> {
     let mut fills = Vec::new();
     for o in list_orders(execution).await? {
         let got = execution
@@ -779,6 +779,17 @@ pub async fn fills_and_account(
             .into_inner();
         fills.extend(got.fills);
     }
+    Ok(fills)
+}
+
+/// Every fill execution holds (oldest first) and the account.
+///
+/// # Errors
+/// A call execution refused.
+pub async fn fills_and_account(
+    execution: &mut ExecutionServiceClient<Channel>,
+) -> Result<(Vec<FillRow>, v1::GetAccountResponse), PaperCliError> {
+    let mut fills = all_fills(execution).await?;
     fills.sort_by(|a, b| {
         ns(a.filled_at.as_ref())
             .cmp(&ns(b.filled_at.as_ref()))

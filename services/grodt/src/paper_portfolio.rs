@@ -26,8 +26,8 @@ use grodt_proto::v1::execution_service_client::ExecutionServiceClient;
 use grodt_proto::v1::strategy_service_client::StrategyServiceClient;
 
 use crate::paper::{
-    FeedBar, FillRow, PaperCliError, PaperOptions, Running, channel, dec, list_orders,
-    lockstep_feed, ns, rpc, scrape_counter, side_name, stop_and_cancel, tempdir_for, time_text,
+    FeedBar, FillRow, PaperCliError, PaperOptions, Running, all_fills, channel, dec, lockstep_feed,
+    ns, rpc, scrape_counter, side_name, stop_and_cancel, tempdir_for, time_text,
 };
 use crate::up;
 
@@ -369,30 +369,19 @@ async fn drive(
     let deadline = Instant::now() + Duration::from_secs(60);
     let cancelled = stop_and_cancel(&mut strategy, &mut execution, &ids, deadline).await?;
     let mut fills = PaperFills::new();
-    for o in list_orders(&mut execution).await? {
-        let got = execution
-            .get_order(v1::GetOrderRequest {
-                order: Some(v1::OrderRef {
-                    id: Some(v1::order_ref::Id::OrderId(o.order_id.clone())),
-                }),
-            })
-            .await
-            .map_err(rpc("GetOrder"))?
-            .into_inner();
-        for f in got.fills {
-            let side = if f.side == v1::Side::Buy as i32 {
-                grodt_core::Side::Buy
-            } else {
-                grodt_core::Side::Sell
-            };
-            fills.entry(f.strategy_id.clone()).or_default().push(row(
-                ns(f.filled_at.as_ref()),
-                side,
-                dec(f.quantity.as_ref()),
-                dec(f.price.as_ref()),
-                dec(f.commission.as_ref()),
-            ));
-        }
+    for f in all_fills(&mut execution).await? {
+        let side = if f.side == v1::Side::Buy as i32 {
+            grodt_core::Side::Buy
+        } else {
+            grodt_core::Side::Sell
+        };
+        fills.entry(f.strategy_id.clone()).or_default().push(row(
+            ns(f.filled_at.as_ref()),
+            side,
+            dec(f.quantity.as_ref()),
+            dec(f.price.as_ref()),
+            dec(f.commission.as_ref()),
+        ));
     }
     let account = execution
         .get_account(v1::GetAccountRequest {})
