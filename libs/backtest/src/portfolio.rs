@@ -126,7 +126,6 @@ pub fn run_portfolio(
                 },
                 metrics,
             )
-            .map_err(|e| RunError::Analytics(e.to_string()))
         };
     let mut all_trades = Vec::new();
     let mut outcomes = Vec::with_capacity(result.members.len());

@@ -38,10 +38,10 @@ pub enum RunError {
     Sim(#[from] SimError),
     /// The metrics could not be computed (for example fewer than two bars).
     #[error("metrics: {0}")]
-    Analytics(String),
+    Analytics(#[from] analytics::AnalyticsError),
     /// The regime classifier's configuration was refused.
     #[error("regimes: {0}")]
-    Regimes(String),
+    Regimes(#[from] grodt_regimes::RegimeError),
     /// The portfolio file or run was refused (the error names the field).
     #[error("portfolio: {0}")]
     Portfolio(#[from] grodt_portfolio::PortfolioError),
@@ -61,7 +61,9 @@ impl Classify for RunError {
             Self::Params(e) => e.kind(),
             Self::Sim(e) => e.kind(),
             Self::Portfolio(e) => e.kind(),
-            _ => ErrorKind::InvalidArgument,
+            Self::Analytics(e) => e.kind(),
+            Self::Regimes(e) => e.kind(),
+            Self::Data { .. } | Self::Member { .. } => ErrorKind::InvalidArgument,
         }
     }
 }
@@ -360,8 +362,7 @@ pub fn run(
         positions: Some(&positions),
         trades: &closed_trades,
     };
-    let metrics = analytics::compute(&input, &spec.metrics)
-        .map_err(|e| RunError::Analytics(e.to_string()))?;
+    let metrics = analytics::compute(&input, &spec.metrics)?;
     let regimes = spec
         .regimes
         .as_ref()
@@ -387,8 +388,7 @@ pub fn regime_labels(
         config.clone(),
         traded.instrument.price_precision,
         &traded.bars,
-    )
-    .map_err(|e| RunError::Regimes(e.to_string()))?;
+    )?;
     let mut k = 0; // traded bars at or before the mark
     Ok(equity[..equity.len().saturating_sub(1)]
         .iter()
@@ -410,8 +410,7 @@ fn regime_breakdown(
     metrics: &analytics::MetricsConfig,
 ) -> Result<RegimeBreakdown, RunError> {
     let labels = regime_labels(config, traded, input.equity)?;
-    let by = analytics::breakdown(input, &labels, metrics)
-        .map_err(|e| RunError::Analytics(e.to_string()))?;
+    let by = analytics::breakdown(input, &labels, metrics)?;
     Ok(RegimeBreakdown {
         labels,
         by_regime: by.into_iter().collect(),
