@@ -297,7 +297,15 @@ pub fn breakdown<L: Ord + Clone>(
     }
     let returns = returns_of(eq);
     let mut groups: BTreeMap<&L, (Periods<'_>, Vec<f64>)> = BTreeMap::new();
-    for (i, label) in labels.iter().enumerate() {
+    // Labels come in runs (a regime holds for many periods): one map look-up
+    // per run, then the run's periods appended in order.
+    let mut i = 0;
+    while i < n {
+        let label = &labels[i];
+        let end = labels[i..]
+            .iter()
+            .position(|l| l != label)
+            .map_or(n, |k| i + k);
         let (g, start_equity) = groups.entry(label).or_insert_with(|| {
             let periods = Periods {
                 returns: Vec::new(),
@@ -308,12 +316,13 @@ pub fn breakdown<L: Ord + Clone>(
             };
             (periods, Vec::new())
         });
-        g.returns.push(returns[i]);
-        g.ts.push(eq[i + 1].ts);
-        start_equity.push(eq[i].equity);
+        g.returns.extend_from_slice(&returns[i..end]);
+        g.ts.extend(eq[i + 1..=end].iter().map(|p| p.ts));
+        start_equity.extend(eq[i..end].iter().map(|p| p.equity));
         if let (Some(count), Some(pos)) = (g.in_market.as_mut(), input.positions) {
-            *count += usize::from(pos[i] != 0.0);
+            *count += pos[i..end].iter().filter(|&&p| p != 0.0).count();
         }
+        i = end;
     }
     for trade in input.trades {
         let label = &labels[period_of(eq, trade.entry_ts)];

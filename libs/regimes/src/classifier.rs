@@ -456,13 +456,18 @@ impl Classifier {
         // Realized volatility: RMS of log returns over the short and long windows.
         // The same returns summed in the same order as when each was
         // recomputed here: the figures are bit for bit the same.
-        let n = s.closes.len();
-        let (mut sum_long, mut sum_short) = (0.0f64, 0.0f64);
-        for (i, &r) in s.rets.iter().enumerate() {
-            sum_long += r * r;
-            if i + 1 + c.vol_short >= n {
-                sum_short += r * r;
+        // Two straight loops over the ring's halves (no per-return branch);
+        // each sum still adds its returns oldest first.
+        let (head, tail) = s.rets.as_slices();
+        let mut sum_long = 0.0f64;
+        for half in [head, tail] {
+            for &r in half {
+                sum_long += r * r;
             }
+        }
+        let mut sum_short = 0.0f64;
+        for &r in s.rets.range(s.rets.len().saturating_sub(c.vol_short)..) {
+            sum_short += r * r;
         }
         let vol_short = (sum_short / c.vol_short as f64).sqrt();
         let vol_long = (sum_long / c.vol_long as f64).sqrt();
