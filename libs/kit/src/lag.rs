@@ -5,7 +5,22 @@
 use std::time::Duration;
 
 use grodt_bus::{EventBus, StreamName};
-use prometheus::IntGaugeVec;
+use prometheus::{IntGaugeVec, Opts};
+
+use crate::{KitError, Metrics};
+
+/// Creates and registers the gauge, `grodt_<service>_bus_consumer_lag_entries{stream, group}`.
+pub fn gauge(metrics: &Metrics) -> Result<IntGaugeVec, KitError> {
+    let gauge = IntGaugeVec::new(
+        Opts::new(
+            metrics.name("bus_consumer_lag_entries"),
+            "entries of a stream not yet delivered to the group (XINFO GROUPS lag)",
+        ),
+        &["stream", "group"],
+    )?;
+    metrics.registry().register(Box::new(gauge.clone()))?;
+    Ok(gauge)
+}
 
 /// Sets `gauge{stream, group}` from the bus for each of `streams` once.
 pub async fn record(bus: &dyn EventBus, streams: &[&str], group: &str, gauge: &IntGaugeVec) {

@@ -53,7 +53,7 @@ pub enum KitError {
     Telemetry(String),
     /// A metric could not be created or rendered.
     #[error("metrics: {0}")]
-    Metrics(String),
+    Metrics(#[from] prometheus::Error),
     /// A reflection descriptor set is malformed.
     #[error("reflection descriptor set: {0}")]
     Reflection(String),

@@ -33,7 +33,7 @@ impl Metrics {
     pub fn new(service: &str, version: &str) -> Result<Self, KitError> {
         let prefix = format!("grodt_{}_", service.replace('-', "_"));
         let registry = Registry::new();
-        let register_err = |e: prometheus::Error| KitError::Metrics(e.to_string());
+        let register_err = KitError::Metrics;
 
         let grpc_requests_total = IntCounterVec::new(
             Opts::new(
@@ -131,21 +131,27 @@ impl Metrics {
         buckets: Vec<f64>,
     ) -> Result<Histogram, KitError> {
         let histogram =
-            Histogram::with_opts(HistogramOpts::new(self.name(what), help).buckets(buckets))
-                .map_err(|e| KitError::Metrics(e.to_string()))?;
-        self.registry
-            .register(Box::new(histogram.clone()))
-            .map_err(|e| KitError::Metrics(e.to_string()))?;
+            Histogram::with_opts(HistogramOpts::new(self.name(what), help).buckets(buckets))?;
+        self.registry.register(Box::new(histogram.clone()))?;
         Ok(histogram)
+    }
+
+    /// `grodt_<service>_journal_batch_inputs`, registered: the inputs each
+    /// journal commit carried, for the services that journal their inputs
+    /// (inputs read together share one commit).
+    pub fn journal_batch(&self) -> Result<Histogram, KitError> {
+        self.histogram(
+            "journal_batch_inputs",
+            "inputs journaled per commit (inputs read together share one commit)",
+            vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+        )
     }
 
     /// The Prometheus text exposition of everything registered.
     pub fn render(&self) -> Result<String, KitError> {
         let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .map_err(|e| KitError::Metrics(e.to_string()))?;
-        String::from_utf8(out).map_err(|e| KitError::Metrics(e.to_string()))
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        String::from_utf8(out).map_err(|e| KitError::Metrics(prometheus::Error::Msg(e.to_string())))
     }
 }
 

@@ -103,7 +103,7 @@ impl WorkerMetrics {
     /// # Errors
     /// A name clash in the registry.
     pub fn register(metrics: &grodt_kit::Metrics) -> Result<Self, KitError> {
-        let m = |e: prometheus::Error| KitError::Metrics(e.to_string());
+        let m = KitError::Metrics;
         let jobs = IntCounterVec::new(
             Opts::new(metrics.name("jobs_total"), "backtest jobs finished"),
             &["outcome"],
@@ -143,16 +143,8 @@ impl WorkerMetrics {
             "bars held by the cache of loaded datasets",
         )
         .map_err(m)?;
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                metrics.name("bus_consumer_lag_entries"),
-                "entries of a stream not yet delivered to the group (XINFO GROUPS lag)",
-            ),
-            &["stream", "group"],
-        )
-        .map_err(m)?;
+        let lag = grodt_kit::lag::gauge(metrics)?;
         let r = metrics.registry();
-        r.register(Box::new(lag.clone())).map_err(m)?;
         r.register(Box::new(jobs.clone())).map_err(m)?;
         r.register(Box::new(in_progress.clone())).map_err(m)?;
         r.register(Box::new(bars.clone())).map_err(m)?;

@@ -75,7 +75,7 @@ impl ExecMetrics {
     /// # Errors
     /// A name clash in the registry.
     pub fn register(metrics: &grodt_kit::Metrics, account: &str) -> Result<Self, KitError> {
-        let m = |e: prometheus::Error| KitError::Metrics(e.to_string());
+        let m = KitError::Metrics;
         let orders = IntCounterVec::new(
             Opts::new(
                 metrics.name("orders_total"),
@@ -186,22 +186,8 @@ impl ExecMetrics {
             ]),
         )
         .map_err(m)?;
-        let journal_batch = Histogram::with_opts(
-            HistogramOpts::new(
-                metrics.name("journal_batch_inputs"),
-                "inputs journaled per commit (inputs read together share one commit)",
-            )
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
-        )
-        .map_err(m)?;
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                metrics.name("bus_consumer_lag_entries"),
-                "entries of a stream not yet delivered to the group (XINFO GROUPS lag)",
-            ),
-            &["stream", "group"],
-        )
-        .map_err(m)?;
+        let journal_batch = metrics.journal_batch()?;
+        let lag = grodt_kit::lag::gauge(metrics)?;
         let r = metrics.registry();
         r.register(Box::new(orders.clone())).map_err(m)?;
         r.register(Box::new(fills.clone())).map_err(m)?;
@@ -217,7 +203,6 @@ impl ExecMetrics {
         r.register(Box::new(bar_lag.clone())).map_err(m)?;
         r.register(Box::new(late_orders.clone())).map_err(m)?;
         r.register(Box::new(handling.clone())).map_err(m)?;
-        r.register(Box::new(journal_batch.clone())).map_err(m)?;
         r.register(Box::new(equity.clone())).map_err(m)?;
         r.register(Box::new(realized.clone())).map_err(m)?;
         r.register(Box::new(unrealized.clone())).map_err(m)?;
@@ -229,7 +214,6 @@ impl ExecMetrics {
         for side in ["buy", "sell"] {
             fills.with_label_values(&[side]);
         }
-        r.register(Box::new(lag.clone())).map_err(m)?;
         for s in STATUSES {
             orders.with_label_values(&[status_name(s)]);
         }

@@ -27,7 +27,7 @@ pub struct MdMetrics {
 
 impl MdMetrics {
     pub fn register(m: &Metrics) -> Result<Self, KitError> {
-        let err = |e: prometheus::Error| KitError::Metrics(e.to_string());
+        let err = KitError::Metrics;
         let r = m.registry();
         let counter = |what: &str, help: &str| -> Result<IntCounter, KitError> {
             let c = IntCounter::new(m.name(what), help).map_err(err)?;

@@ -28,7 +28,7 @@ impl OptimizerMetrics {
     /// # Errors
     /// A name clash in the registry.
     pub fn register(metrics: &grodt_kit::Metrics) -> Result<Self, KitError> {
-        let m = |e: prometheus::Error| KitError::Metrics(e.to_string());
+        let m = KitError::Metrics;
         let runs_active = IntGauge::new(
             metrics.name("runs_active"),
             "optimization runs not finished",
@@ -73,14 +73,7 @@ impl OptimizerMetrics {
             "results of no queued trial (redeliveries, unknown runs)",
         )
         .map_err(m)?;
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                metrics.name("bus_consumer_lag_entries"),
-                "entries of a stream not yet delivered to the group",
-            ),
-            &["stream", "group"],
-        )
-        .map_err(m)?;
+        let lag = grodt_kit::lag::gauge(metrics)?;
         let r = metrics.registry();
         r.register(Box::new(runs_active.clone())).map_err(m)?;
         r.register(Box::new(planned.clone())).map_err(m)?;
@@ -89,7 +82,6 @@ impl OptimizerMetrics {
         r.register(Box::new(dispatched.clone())).map_err(m)?;
         r.register(Box::new(results.clone())).map_err(m)?;
         r.register(Box::new(ignored.clone())).map_err(m)?;
-        r.register(Box::new(lag.clone())).map_err(m)?;
         for outcome in ["succeeded", "failed"] {
             results.with_label_values(&[outcome]);
         }

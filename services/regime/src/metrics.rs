@@ -40,7 +40,7 @@ impl RegimeMetrics {
     /// # Errors
     /// A name clash in the registry.
     pub fn register(metrics: &grodt_kit::Metrics) -> Result<Self, KitError> {
-        let m = |e: prometheus::Error| KitError::Metrics(e.to_string());
+        let m = KitError::Metrics;
         let current = IntGaugeVec::new(
             Opts::new(
                 metrics.name("current"),
@@ -97,16 +97,8 @@ impl RegimeMetrics {
             ]),
         )
         .map_err(m)?;
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                metrics.name("bus_consumer_lag_entries"),
-                "entries of a stream not yet delivered to the group (XINFO GROUPS lag)",
-            ),
-            &["stream", "group"],
-        )
-        .map_err(m)?;
+        let lag = grodt_kit::lag::gauge(metrics)?;
         let r = metrics.registry();
-        r.register(Box::new(lag.clone())).map_err(m)?;
         r.register(Box::new(current.clone())).map_err(m)?;
         r.register(Box::new(decisions.clone())).map_err(m)?;
         r.register(Box::new(changes.clone())).map_err(m)?;

@@ -61,7 +61,7 @@ impl RiskMetrics {
     /// # Errors
     /// A name clash in the registry.
     pub fn register(metrics: &grodt_kit::Metrics, account: &str) -> Result<Self, KitError> {
-        let m = |e: prometheus::Error| KitError::Metrics(e.to_string());
+        let m = KitError::Metrics;
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(metrics.name(name), help), labels).map_err(m)
         };
@@ -118,14 +118,7 @@ impl RiskMetrics {
             ]),
         )
         .map_err(m)?;
-        let journal_batch = Histogram::with_opts(
-            HistogramOpts::new(
-                metrics.name("journal_batch_inputs"),
-                "inputs journaled per commit (inputs read together share one commit)",
-            )
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
-        )
-        .map_err(m)?;
+        let journal_batch = metrics.journal_batch()?;
         let equity = gauge(
             "equity",
             "initial equity + fills' cash flows + positions at the last price",
@@ -139,14 +132,7 @@ impl RiskMetrics {
         let daily_pnl = gauge("daily_pnl", "equity change since the UTC day start")?;
         let gross = gauge("gross_exposure", "sum of absolute position notionals")?;
         let net = gauge("net_exposure", "sum of signed position notionals")?;
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                metrics.name("bus_consumer_lag_entries"),
-                "entries of a stream not yet delivered to the group (XINFO GROUPS lag)",
-            ),
-            &["stream", "group"],
-        )
-        .map_err(m)?;
+        let lag = grodt_kit::lag::gauge(metrics)?;
         let replayed = IntGauge::new(
             metrics.name("journal_replayed_entries"),
             "journal entries replayed into the state at start or after a failed commit",
@@ -161,7 +147,6 @@ impl RiskMetrics {
         r.register(Box::new(warnings.clone())).map_err(m)?;
         r.register(Box::new(inputs.clone())).map_err(m)?;
         r.register(Box::new(handling.clone())).map_err(m)?;
-        r.register(Box::new(journal_batch.clone())).map_err(m)?;
         for g in [
             &equity,
             &peak,
@@ -173,7 +158,6 @@ impl RiskMetrics {
         ] {
             r.register(Box::new(g.clone())).map_err(m)?;
         }
-        r.register(Box::new(lag.clone())).map_err(m)?;
         r.register(Box::new(replayed.clone())).map_err(m)?;
         for d in ["accepted", "rejected"] {
             checks.with_label_values(&[d]);

@@ -46,7 +46,7 @@ impl StrategyMetrics {
     /// # Errors
     /// A name clash in the registry.
     pub fn register(metrics: &grodt_kit::Metrics) -> Result<Self, KitError> {
-        let m = |e: prometheus::Error| KitError::Metrics(e.to_string());
+        let m = KitError::Metrics;
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(metrics.name(name), help), labels).map_err(m)
         };
@@ -87,14 +87,7 @@ impl StrategyMetrics {
             &["strategy"],
         )
         .map_err(m)?;
-        let lag = IntGaugeVec::new(
-            Opts::new(
-                metrics.name("bus_consumer_lag_entries"),
-                "entries of a stream not yet delivered to the group (XINFO GROUPS lag)",
-            ),
-            &["stream", "group"],
-        )
-        .map_err(m)?;
+        let lag = grodt_kit::lag::gauge(metrics)?;
         let handling = Histogram::with_opts(
             HistogramOpts::new(
                 metrics.name("input_handling_duration_seconds"),
@@ -105,14 +98,7 @@ impl StrategyMetrics {
             ]),
         )
         .map_err(m)?;
-        let journal_batch = Histogram::with_opts(
-            HistogramOpts::new(
-                metrics.name("journal_batch_inputs"),
-                "inputs journaled per commit (inputs read together share one commit)",
-            )
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
-        )
-        .map_err(m)?;
+        let journal_batch = metrics.journal_batch()?;
         let replayed = IntGauge::new(
             metrics.name("journal_replayed_entries"),
             "journal entries replayed into the state at start or after a failed commit",
@@ -130,9 +116,7 @@ impl StrategyMetrics {
         r.register(Box::new(cancels.clone())).map_err(m)?;
         r.register(Box::new(rejections.clone())).map_err(m)?;
         r.register(Box::new(bars.clone())).map_err(m)?;
-        r.register(Box::new(lag.clone())).map_err(m)?;
         r.register(Box::new(handling.clone())).map_err(m)?;
-        r.register(Box::new(journal_batch.clone())).map_err(m)?;
         r.register(Box::new(replayed.clone())).map_err(m)?;
         r.register(Box::new(replay_ms.clone())).map_err(m)?;
         for s in Status::ALL {
