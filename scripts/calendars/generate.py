@@ -4,6 +4,10 @@ ad hoc closures such as 2001-09-11..14 and 2012-10-29..30 by date), so that
 the gap check tells a closed market from missing data.
 
 - libs/data/calendars/xnys.txt: NYSE (XNYS) weekdays without a session.
+- libs/data/calendars/xnys_early_closes.txt: NYSE (XNYS) sessions that close
+  early, as `date close` with the close in America/New_York local time
+  (13:00 so far: the day before Independence Day, the day after
+  Thanksgiving, Christmas Eve, ...).
 - libs/data/calendars/cmes.txt: CME Globex (CMES) weekdays without a session,
   by session label (the date a session closes on; it opens at 17:00 US
   Central the day before).
@@ -60,6 +64,12 @@ def write_early_closes(path, name, first, what):
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "libs/data/calendars"
     write(f"{out}/xnys.txt", "XNYS", FIRST, "NYSE weekdays without a session")
+    write_early_closes(
+        f"{out}/xnys_early_closes.txt",
+        "XNYS",
+        FIRST,
+        "NYSE sessions that close early",
+    )
     write(
         f"{out}/cmes.txt",
         "CMES",

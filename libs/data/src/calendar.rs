@@ -4,12 +4,14 @@
 //! Holidays and ad hoc closures come from exchange_calendars (a maintained
 //! source), written by `scripts/calendars/update` into `calendars/*.txt` and
 //! embedded here: NYSE weekdays without a session 1990-2030 (the US equity
-//! daily calendar), CME Globex sessions without trading 1998-2030 (the
-//! session calendars that ask for them), and the CME Globex sessions that
-//! close early 1998-2030 (exchange_calendars' one CME calendar, the equity
-//! and interest-rate hours: `SessionCalendar::cme_globex_equity`). Outside
-//! those years a weekday is expected to trade (a holiday there shows as a
-//! gap, as before).
+//! daily calendar and `SessionCalendar::nyse`), the NYSE sessions that close
+//! early 1990-2030 (`SessionCalendar::nyse`, the US equity intraday
+//! calendar), CME Globex sessions without trading 1998-2030 (the session
+//! calendars that ask for them), and the CME Globex sessions that close
+//! early 1998-2030 (exchange_calendars' one CME calendar, the equity and
+//! interest-rate hours: `SessionCalendar::cme_globex_equity`). Outside those
+//! years a weekday is expected to trade (a holiday there shows as a gap, as
+//! before).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -83,6 +85,18 @@ fn early_closes(text: &str) -> BTreeMap<NaiveDate, NaiveTime> {
 static CME_EARLY_CLOSES: LazyLock<BTreeMap<NaiveDate, NaiveTime>> =
     LazyLock::new(|| early_closes(include_str!("../calendars/cmes_early_closes.txt")));
 
+/// NYSE sessions that close early (13:00 US Eastern since 1993, 14:00
+/// before: the day before Independence Day, the day after Thanksgiving,
+/// Christmas Eve, ...), 1990-2030.
+static NYSE_EARLY_CLOSES: LazyLock<BTreeMap<NaiveDate, NaiveTime>> =
+    LazyLock::new(|| early_closes(include_str!("../calendars/xnys_early_closes.txt")));
+
+/// The US Eastern local time at which the NYSE session of `date` closes
+/// early, if it does.
+pub fn nyse_early_close(date: NaiveDate) -> Option<NaiveTime> {
+    NYSE_EARLY_CLOSES.get(&date).copied()
+}
+
 /// The US Central local time at which the CME Globex session labelled `label`
 /// closes early (equity and interest-rate hours), if it does.
 pub fn cme_early_close(label: NaiveDate) -> Option<NaiveTime> {
@@ -111,6 +125,10 @@ pub enum Closures {
     /// 17:00 as usual. Not for FX: CME FX trades to 16:00 on the Monday
     /// holidays (the 6E sample on 2024-01-15 does).
     CmeWithEarlyCloses,
+    /// NYSE holidays and ad hoc closures (no session that local date) and
+    /// early closes (the session of that date ends at the listed time,
+    /// 13:00 US Eastern since 1993).
+    Nyse,
 }
 
 /// Exchange sessions: weekly windows in a zone, less the exchange's closed
@@ -169,9 +187,36 @@ impl SessionCalendar {
         }
     }
 
+    /// The NYSE regular session (US equities and ETFs, every US exchange
+    /// keeps these hours): 09:30 to 16:00 US Eastern, Monday to Friday,
+    /// closed on the NYSE's holidays and ad hoc closures, ending at 13:00 on
+    /// its early-close days (14:00 before 1993; exchange_calendars' XNYS).
+    /// Pre- and post-market
+    /// bars lie outside it.
+    pub fn nyse() -> Self {
+        use Weekday::*;
+        Self {
+            zone: Zone::Us(UsZone::Eastern),
+            windows: [Mon, Tue, Wed, Thu, Fri]
+                .into_iter()
+                .map(|d| WeeklyWindow {
+                    open: (d, 9, 30),
+                    close: (d, 16, 0),
+                })
+                .collect(),
+            closures: Closures::Nyse,
+        }
+    }
+
     /// Whether the market is open at this instant (open inclusive, close exclusive).
     pub fn is_open(&self, ts: TimestampNs) -> bool {
         let local = self.zone.utc_to_local(from_ns(ts));
+        if self.closures == Closures::Nyse
+            && (nyse_closed(local.date())
+                || nyse_early_close(local.date()).is_some_and(|t| local.time() >= t))
+        {
+            return false;
+        }
         if matches!(self.closures, Closures::Cme | Closures::CmeWithEarlyCloses) {
             // A session is labelled with the date it closes on: from 17:00 local
             // it is the next day's.
@@ -404,6 +449,67 @@ mod tests {
         assert!(!eq.is_open(ns("2024-01-16T22:00:00Z")));
         // Holidays are closed on both: Christmas 2024.
         assert!(!eq.is_open(ns("2024-12-25T15:00:00Z")));
+    }
+
+    #[test]
+    fn nyse_sessions_keep_regular_hours_holidays_and_early_closes() {
+        let nyse = SessionCalendar::nyse();
+        // A regular summer day (EDT, UTC-4): 09:30-16:00 local = 13:30-20:00Z.
+        assert!(!nyse.is_open(ns("2024-07-02T13:29:00Z")));
+        assert!(nyse.is_open(ns("2024-07-02T13:30:00Z")));
+        assert!(nyse.is_open(ns("2024-07-02T19:59:00Z")));
+        assert!(!nyse.is_open(ns("2024-07-02T20:00:00Z")));
+        // Winter (EST, UTC-5): 09:30 local = 14:30Z.
+        assert!(!nyse.is_open(ns("2024-01-16T14:29:00Z")));
+        assert!(nyse.is_open(ns("2024-01-16T14:30:00Z")));
+        assert!(nyse.is_open(ns("2024-01-16T20:59:00Z")));
+        // The day before Independence Day ends at 13:00 local = 17:00Z;
+        // Independence Day, a Saturday and MLK Day have no session.
+        assert!(nyse.is_open(ns("2024-07-03T16:59:00Z")));
+        assert!(!nyse.is_open(ns("2024-07-03T17:00:00Z")));
+        assert!(!nyse.is_open(ns("2024-07-04T15:00:00Z")));
+        assert!(!nyse.is_open(ns("2024-07-06T15:00:00Z")));
+        assert!(!nyse.is_open(ns("2024-01-15T15:00:00Z")));
+        // The day after Thanksgiving and Christmas Eve (EST): 13:00 = 18:00Z.
+        assert!(nyse.is_open(ns("2024-11-29T17:59:00Z")));
+        assert!(!nyse.is_open(ns("2024-11-29T18:00:00Z")));
+        assert!(!nyse.is_open(ns("2024-12-24T18:00:00Z")));
+        // Ad hoc closures: the week of 2001-09-11 and Hurricane Sandy.
+        assert!(!nyse.is_open(ns("2001-09-12T15:00:00Z")));
+        assert!(!nyse.is_open(ns("2012-10-29T15:00:00Z")));
+        // One-minute bars: the last of an early-close day opens at 12:59.
+        let cal = Calendar::Sessions(nyse);
+        let m = 60_000_000_000;
+        assert!(cal.expects_bar(ns("2024-07-03T16:59:00Z"), m, BarLabel::Open));
+        assert!(!cal.expects_bar(ns("2024-07-03T17:00:00Z"), m, BarLabel::Open));
+        assert!(cal.expects_bar(ns("2024-07-02T19:59:00Z"), m, BarLabel::Open));
+        assert!(!cal.expects_bar(ns("2024-07-02T20:00:00Z"), m, BarLabel::Open));
+    }
+
+    #[test]
+    fn the_embedded_nyse_early_closes_are_exchange_calendars_one_pm_closes() {
+        let one_pm = NaiveTime::from_hms_opt(13, 0, 0).expect("time");
+        let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
+        for d in [
+            "2024-07-03",
+            "2024-11-29",
+            "2024-12-24",
+            "2019-07-03",
+            "1999-11-26",
+        ] {
+            assert_eq!(nyse_early_close(date(d)), Some(one_pm), "{d}");
+        }
+        assert_eq!(nyse_early_close(date("2024-07-02")), None);
+        assert_eq!(nyse_early_close(date("2024-07-04")), None);
+        // 88 sessions 1990-2030; the four before 1993 closed at 14:00.
+        assert_eq!(NYSE_EARLY_CLOSES.len(), 88);
+        let two_pm = NaiveTime::from_hms_opt(14, 0, 0).expect("time");
+        assert_eq!(nyse_early_close(date("1992-11-27")), Some(two_pm));
+        assert!(
+            NYSE_EARLY_CLOSES
+                .range(date("1993-01-01")..)
+                .all(|(_, &t)| t == one_pm)
+        );
     }
 
     #[test]

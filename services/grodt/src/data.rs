@@ -58,9 +58,11 @@ pub struct ImportArgs {
     /// Bar length (1m 5m 15m 1h 4h 1d 1w 1M); guessed from the file name when absent.
     #[arg(long)]
     pub timeframe: Option<String>,
-    /// equity, etf, future, fx, crypto, perpetual or index (picks the gap calendar).
-    #[arg(long, default_value = "equity")]
-    pub asset_class: String,
+    /// equity, etf, future, fx, crypto, perpetual or index (picks the gap
+    /// calendar: the NYSE session for intraday equity and etf files). Default
+    /// crypto with the binance and cryptodatadownload presets, else equity.
+    #[arg(long)]
+    pub asset_class: Option<String>,
     /// Stream the file to the server instead of passing its path.
     #[arg(long)]
     pub upload: bool,
@@ -347,7 +349,12 @@ pub fn import_spec(args: &ImportArgs) -> Result<v1::ImportSpec, DataCliError> {
         instrument: Some(v1::Instrument {
             symbol,
             venue: args.source.to_ascii_uppercase(),
-            asset_class: asset_class(&args.asset_class)? as i32,
+            asset_class: asset_class(args.asset_class.as_deref().unwrap_or(
+                match args.preset.as_deref() {
+                    Some("binance" | "cryptodatadownload") => "crypto",
+                    _ => "equity",
+                },
+            ))? as i32,
             price_precision: 4,
             quantity_step: Some(v1::Decimal { value: "1".into() }),
             min_quantity: Some(v1::Decimal { value: "1".into() }),
@@ -653,6 +660,47 @@ mod tests {
         );
         let e = preset_csv("stooq", &fixtures.join("lean_spy_daily.csv")).unwrap_err();
         assert!(e.to_string().starts_with("--preset:"), "{e}");
+    }
+
+    #[test]
+    fn crypto_presets_default_to_crypto_and_everything_else_to_equity() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../libs/data/tests/fixtures");
+        let class = |file: &str, preset: Option<&str>, asset: Option<&str>| {
+            let spec = import_spec(&ImportArgs {
+                file: fixtures.join(file),
+                mapping: None,
+                skip_lines: 0,
+                delimiter: None,
+                no_header: false,
+                time_format: None,
+                timezone: None,
+                source: "local".into(),
+                symbol: Some("X".into()),
+                timeframe: Some("1m".into()),
+                asset_class: asset.map(str::to_owned),
+                upload: false,
+                preset: preset.map(str::to_owned),
+            })
+            .expect("spec");
+            spec.instrument.expect("instrument").asset_class
+        };
+        let binance = "lean_spy_daily.csv"; // any file: the class does not depend on it
+        assert_eq!(
+            class(binance, Some("binance"), None),
+            v1::AssetClass::CryptoSpot as i32
+        );
+        assert_eq!(
+            class(binance, Some("binance"), Some("perpetual")),
+            v1::AssetClass::CryptoPerpetual as i32
+        );
+        assert_eq!(
+            class("lean_spy_daily.csv", Some("lean"), None),
+            v1::AssetClass::Equity as i32
+        );
+        assert_eq!(
+            class("lean_spy_daily.csv", None, None),
+            v1::AssetClass::Equity as i32
+        );
     }
 
     #[test]

@@ -309,11 +309,11 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
         source: "local".into(),
         symbol: options.symbol.clone(),
         timeframe: options.timeframe.clone(),
-        asset_class: if options.fractional {
+        asset_class: Some(if options.fractional {
             "crypto".into()
         } else {
             "equity".into()
-        },
+        }),
         upload: false,
         preset: None,
     };
@@ -558,11 +558,11 @@ async fn replay(
         source: "local".into(),
         symbol: Some(symbol.to_owned()),
         timeframe: options.timeframe.clone(),
-        asset_class: if options.fractional {
+        asset_class: Some(if options.fractional {
             "crypto".into()
         } else {
             "equity".into()
-        },
+        }),
         upload: false,
         preset: None,
     };

@@ -309,9 +309,18 @@ pub fn import_spec(field: &str, spec: Option<v1::ImportSpec>) -> Result<ImportSp
                 SessionCalendar::cme_globex_fx()
             };
             (Calendar::Sessions(sessions), BarLabel::Open, 0)
+        } else if matches!(asset, v1::AssetClass::Equity | v1::AssetClass::Etf) {
+            // Intraday US equities: the NYSE's regular session, holidays and
+            // early closes; pre- and post-market bars are only warned about.
+            (
+                Calendar::Sessions(SessionCalendar::nyse()),
+                BarLabel::Open,
+                0,
+            )
         } else {
-            // No intraday equity session calendar yet: no gap check rather
-            // than a wrong one (every hole tolerated).
+            // No intraday session calendar for indexes, options or an
+            // unspecified class: no gap check rather than a wrong one
+            // (every hole tolerated).
             (Calendar::AlwaysOpen, BarLabel::Open, u64::MAX)
         }
     };
@@ -498,7 +507,7 @@ mod tests {
     }
 
     #[test]
-    fn futures_get_their_root_s_globex_calendar() {
+    fn intraday_imports_get_their_exchange_s_session_calendar() {
         let future = |symbol: &str, asset: v1::AssetClass| {
             let mut sp = spec();
             let inst = sp.instrument.as_mut().unwrap();
@@ -515,6 +524,12 @@ mod tests {
         assert_eq!(future("CL", v1::AssetClass::Future), fx);
         // Spot FX keeps the FX hours whatever its symbol.
         assert_eq!(future("ES", v1::AssetClass::Fx), fx);
+        // Intraday stocks and ETFs keep the NYSE session; other classes
+        // get no gap check (an unknown session is not guessed).
+        let nyse = Calendar::Sessions(SessionCalendar::nyse());
+        assert_eq!(future("SPY", v1::AssetClass::Etf), nyse);
+        assert_eq!(future("AAPL", v1::AssetClass::Equity), nyse);
+        assert_eq!(future("SPX", v1::AssetClass::Index), Calendar::AlwaysOpen);
     }
 
     #[test]

@@ -306,6 +306,84 @@ fn cme_early_close_on_martin_luther_king_day_2024() {
     );
 }
 
+/// A US equity one-minute file over Independence Day week 2024 (written
+/// here: the samples hold no intraday equity data), on the NYSE session:
+/// nights, the weekend, the holiday and the hours after the 13:00 early
+/// close are closures; one minute dropped mid-session is the only reported
+/// gap; a pre-market bar is outside the session.
+#[test]
+fn nyse_session_tells_holidays_and_early_closes_from_missing_minutes() {
+    const MIN: i64 = 60_000_000_000;
+    // (UTC open of the session's first bar, of its close), EDT = UTC-4.
+    let days = [
+        ("2024-07-01T13:30:00Z", "2024-07-01T20:00:00Z"),
+        ("2024-07-02T13:30:00Z", "2024-07-02T20:00:00Z"),
+        ("2024-07-03T13:30:00Z", "2024-07-03T17:00:00Z"),
+        ("2024-07-05T13:30:00Z", "2024-07-05T20:00:00Z"),
+        ("2024-07-08T13:30:00Z", "2024-07-08T20:00:00Z"),
+    ];
+    let dropped = ts("2024-07-02T15:00:00Z");
+    let premarket = ts("2024-07-05T12:00:00Z");
+    let mut stamps: Vec<i64> = days
+        .iter()
+        .flat_map(|&(o, c)| (ts(o)..ts(c)).step_by(MIN as usize))
+        .filter(|&t| t != dropped)
+        .collect();
+    stamps.push(premarket);
+    stamps.sort_unstable();
+    let mut text = String::from("timestamp,open,high,low,close,volume\n");
+    for t in &stamps {
+        let stamp = chrono::DateTime::from_timestamp_nanos(*t).format("%Y-%m-%dT%H:%M:%SZ");
+        text.push_str(&format!("{stamp},545.10,545.20,545.00,545.15,1200\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spy_1m_2024-07-01_2024-07-08.csv");
+    std::fs::write(&path, text).unwrap();
+    let (_d, cat) = catalog();
+    let mut r = request(
+        "spy_1d_1998-2021.csv",
+        ("synthetic", "SPY", "1m"),
+        Calendar::Sessions(SessionCalendar::nyse()),
+    );
+    r.path = path;
+    let q = cat.import_csv(&r).unwrap().quality;
+    let reported: Vec<_> = q
+        .gaps
+        .iter()
+        .filter(|g| g.verdict == GapVerdict::Reported)
+        .map(|g| (g.from, g.to, g.expected_missing))
+        .collect();
+    assert_eq!(
+        reported,
+        vec![(dropped - MIN, dropped + MIN, 1)],
+        "{:?}",
+        q.gaps
+    );
+    let closed = |from: &str| {
+        q.gaps
+            .iter()
+            .find(|g| g.from == ts(from))
+            .map(|g| (g.expected_missing, g.verdict))
+    };
+    // The early close to the next session (over the holiday): nothing expected.
+    assert_eq!(
+        closed("2024-07-03T16:59:00Z"),
+        Some((0, GapVerdict::Closed))
+    );
+    // Overnight and over the weekend.
+    assert_eq!(
+        closed("2024-07-01T19:59:00Z"),
+        Some((0, GapVerdict::Closed))
+    );
+    assert_eq!(
+        closed("2024-07-05T19:59:00Z"),
+        Some((0, GapVerdict::Closed))
+    );
+    let outside = &q.finding(FindingCode::OutsideSession).unwrap().rows;
+    let line = 2 + stamps.iter().position(|&t| t == premarket).unwrap();
+    assert_eq!(outside, &vec![line as u64]);
+}
+
 #[test]
 fn export_gives_back_every_digit_of_all_five_files() {
     let (dir, cat) = catalog();

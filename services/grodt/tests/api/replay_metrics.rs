@@ -139,7 +139,7 @@ async fn trading_dashboard_and_alerts_are_backed_by_series_exported_during_a_rep
         source: "local".into(),
         symbol: Some("SPY".into()),
         timeframe: None,
-        asset_class: "equity".into(),
+        asset_class: Some("equity".into()),
         upload: false,
         preset: None,
     })
