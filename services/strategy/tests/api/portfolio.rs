@@ -15,7 +15,7 @@ use grodt_backtest::portfolio::load_portfolio_series;
 use grodt_core::{Bar, Decimal, Instrument};
 use grodt_paper::desk::{PortfolioBroker, Seating};
 use grodt_portfolio::file::PortfolioFile;
-use grodt_portfolio::{Member, run_portfolio};
+use grodt_portfolio::{Member, PortfolioResult, run_portfolio};
 use grodt_proto::v1;
 use grodt_sim::config::{BacktestConfig, CommissionSpec, SlippageSpec};
 use grodt_strategy::{PortfolioConfig, StrategySettings};
@@ -41,60 +41,142 @@ fn config(file: &PortfolioFile) -> BacktestConfig {
     }
 }
 
+/// The example's first timestamps: its file, instruments, bars cut there,
+/// and each strategy's instrument indices.
+pub struct Example {
+    pub path: PathBuf,
+    pub file: PortfolioFile,
+    pub insts: Vec<Instrument>,
+    pub bars: Vec<Vec<Bar>>,
+    pub index: Vec<Vec<usize>>,
+}
+
+impl Example {
+    /// The first `timestamps` timestamps of examples/portfolio.toml.
+    pub fn first(timestamps: usize) -> Self {
+        let path = example_path();
+        let file = PortfolioFile::parse(&std::fs::read_to_string(&path).expect("example"))
+            .expect("parses");
+        let series = load_portfolio_series(&file, path.parent().expect("dir")).expect("samples");
+        let ts = grodt_backtest::portfolio::timestamps(&series);
+        let cutoff = ts[timestamps - 1];
+        let insts: Vec<Instrument> = series.iter().map(|s| s.instrument.clone()).collect();
+        let bars: Vec<Vec<Bar>> = series
+            .iter()
+            .map(|s| s.bars.iter().copied().filter(|b| b.ts <= cutoff).collect())
+            .collect();
+        let symbols = file.symbols();
+        let index = file
+            .strategies
+            .iter()
+            .map(|e| {
+                e.symbols
+                    .iter()
+                    .map(|s| symbols.iter().position(|x| x == s).expect("in [data]"))
+                    .collect()
+            })
+            .collect();
+        Self {
+            path,
+            file,
+            insts,
+            bars,
+            index,
+        }
+    }
+
+    /// The example's costs.
+    pub fn config(&self) -> BacktestConfig {
+        config(&self.file)
+    }
+
+    /// The `[strategy.portfolio]` section on the example's file.
+    pub fn portfolio_config(&self) -> PortfolioConfig {
+        PortfolioConfig {
+            file: self.path.clone(),
+            timeframe: "1d".into(),
+            start: true,
+            cost_dp: self.config().cost_dp,
+        }
+    }
+
+    /// The execution side's desk, as the execution service seats it.
+    pub fn desk(&self) -> PortfolioBroker {
+        let seatings = self
+            .file
+            .strategies
+            .iter()
+            .zip(&self.index)
+            .map(|(e, idx)| Seating {
+                id: e.id.clone(),
+                instruments: idx.clone(),
+                max_leverage: e.max_leverage.unwrap_or(Decimal::ONE),
+            })
+            .collect();
+        PortfolioBroker::new(
+            &self.config(),
+            self.insts.clone(),
+            seatings,
+            self.file.plan().expect("plan"),
+        )
+        .expect("the desk")
+    }
+
+    /// Every bar in feed order: by timestamp, then in instrument order.
+    pub fn feed(&self) -> Vec<(usize, Bar)> {
+        let mut feed: Vec<(usize, Bar)> = self
+            .bars
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.iter().map(move |b| (i, *b)))
+            .collect();
+        feed.sort_by_key(|&(i, b)| (b.ts, i));
+        feed
+    }
+
+    /// The backtest of the same bars.
+    pub fn backtest(&self) -> PortfolioResult {
+        let members = self
+            .file
+            .strategies
+            .iter()
+            .zip(&self.index)
+            .map(|(e, idx)| {
+                let on: Vec<Instrument> = idx.iter().map(|&i| self.insts[i].clone()).collect();
+                Member {
+                    id: e.id.clone(),
+                    strategy: grodt_strategies::registry::parse(&e.name, &e.param_text())
+                        .expect("registered")
+                        .build_on(&on)
+                        .expect("builds"),
+                    instruments: idx.clone(),
+                    max_leverage: e.max_leverage.unwrap_or(Decimal::ONE),
+                }
+            })
+            .collect();
+        run_portfolio(
+            &self.config(),
+            &self.insts,
+            &self.bars,
+            members,
+            self.file.plan().expect("plan"),
+        )
+        .expect("backtest")
+    }
+}
+
 /// Drives the first `timestamps` timestamps of the example through the
 /// service and the desk, and compares with the backtest.
 async fn portfolio_parity(env: &Env, timestamps: usize) {
-    let path = example_path();
-    let file =
-        PortfolioFile::parse(&std::fs::read_to_string(&path).expect("example")).expect("parses");
-    let series = load_portfolio_series(&file, path.parent().expect("dir")).expect("samples");
-    let ts = grodt_backtest::portfolio::timestamps(&series);
-    let cutoff = ts[timestamps - 1];
-    let insts: Vec<Instrument> = series.iter().map(|s| s.instrument.clone()).collect();
-    let bars: Vec<Vec<Bar>> = series
-        .iter()
-        .map(|s| s.bars.iter().copied().filter(|b| b.ts <= cutoff).collect())
-        .collect();
-    let symbols = file.symbols();
-    let index: Vec<Vec<usize>> = file
-        .strategies
-        .iter()
-        .map(|e| {
-            e.symbols
-                .iter()
-                .map(|s| symbols.iter().position(|x| x == s).expect("in [data]"))
-                .collect()
-        })
-        .collect();
-
+    let ex = Example::first(timestamps);
+    let (file, insts) = (&ex.file, &ex.insts);
     let settings = StrategySettings {
-        instruments: instruments_of(&insts),
-        portfolio: Some(PortfolioConfig {
-            file: path.clone(),
-            timeframe: "1d".into(),
-            start: true,
-            cost_dp: config(&file).cost_dp,
-        }),
+        instruments: instruments_of(insts),
+        portfolio: Some(ex.portfolio_config()),
         ..StrategySettings::default()
     };
     let mut s = env.spawn(settings.clone()).await;
-    let seatings = file
-        .strategies
-        .iter()
-        .zip(&index)
-        .map(|(e, idx)| Seating {
-            id: e.id.clone(),
-            instruments: idx.clone(),
-            max_leverage: e.max_leverage.unwrap_or(Decimal::ONE),
-        })
-        .collect();
-    let broker = PortfolioBroker::new(
-        &config(&file),
-        insts.clone(),
-        seatings,
-        file.plan().expect("plan"),
-    )
-    .expect("the desk");
+    let broker = ex.desk();
     // The service opened each member with the desk's sub-ledger capital.
     let opening = broker.desk().member_equity().expect("equity");
     for (e, capital) in file.strategies.iter().zip(&opening) {
@@ -103,56 +185,23 @@ async fn portfolio_parity(env: &Env, timestamps: usize) {
         assert_eq!(dec(st.capital.as_ref()), *capital, "{}: capital", e.id);
     }
     let mut exec = Exec::over(env, broker, insts.clone()).await;
-    let mut cursor = vec![0usize; bars.len()];
+    let feed = ex.feed();
     let mut fed = 0;
-    while let Some(t) = bars
-        .iter()
-        .zip(&cursor)
-        .filter_map(|(b, &k)| b.get(k).map(|b| b.ts))
-        .min()
-    {
-        for (i, series) in bars.iter().enumerate() {
-            if let Some(b) = series.get(cursor[i]).filter(|b| b.ts == t) {
-                cursor[i] += 1;
-                exec.bar_of(&insts[i].id, b).await;
+    for (k, &(i, b)) in feed.iter().enumerate() {
+        exec.bar_of(&insts[i].id, &b).await;
+        if feed.get(k + 1).is_some_and(|&(_, next)| next.ts != b.ts) {
+            fed += 1;
+            if fed == timestamps / 2 {
+                // A restart halfway: the members are rebuilt from the journal
+                // and the file's deployment is found already made (same specs).
+                s.stop().await;
+                s = env.spawn(settings.clone()).await;
             }
-        }
-        fed += 1;
-        if fed == timestamps / 2 {
-            // A restart halfway: the members are rebuilt from the journal
-            // and the file's deployment is found already made (same specs).
-            s.stop().await;
-            s = env.spawn(settings.clone()).await;
         }
     }
     let submitted = exec.submitted.len();
     let got = exec.broker.finish().expect("finish");
-
-    let members = file
-        .strategies
-        .iter()
-        .zip(&index)
-        .map(|(e, idx)| {
-            let on: Vec<Instrument> = idx.iter().map(|&i| insts[i].clone()).collect();
-            Member {
-                id: e.id.clone(),
-                strategy: grodt_strategies::registry::parse(&e.name, &e.param_text())
-                    .expect("registered")
-                    .build_on(&on)
-                    .expect("builds"),
-                instruments: idx.clone(),
-                max_leverage: e.max_leverage.unwrap_or(Decimal::ONE),
-            }
-        })
-        .collect();
-    let want = run_portfolio(
-        &config(&file),
-        &insts,
-        &bars,
-        members,
-        file.plan().expect("plan"),
-    )
-    .expect("backtest");
+    let want = ex.backtest();
     for (g, w) in got.members.iter().zip(&want.members) {
         assert_eq!(g.fills.len(), w.fills.len(), "{}: fill count", w.id);
         for (k, (gf, wf)) in g.fills.iter().zip(&w.fills).enumerate() {

@@ -2,13 +2,16 @@
 //! broker plays execution over Redis and Postgres: every intent of the
 //! unfaulted run is published, none is lost, none is decided twice (a
 //! client order id under two event ids); republished copies of the same
-//! event are counted.
+//! event are counted. The same for a portfolio's members (the example file
+//! through `[strategy.portfolio]`, the desk playing execution): the result
+//! equals the backtest's.
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{Env, Exec, costly, in_process, intent_cid, redis_url, sma_params, spy};
+use crate::portfolio::Example;
 
 struct Service(Child);
 
@@ -162,5 +165,130 @@ async fn kill_9_mid_stream_loses_and_duplicates_no_intent() {
     );
     // Journal: the deploy, each report once, nothing else.
     assert_eq!(journaled, 1 + exec.reports);
+    drop(service);
+}
+
+/// Kills the binary twice while it trades the example portfolio's members
+/// (a long and a short SPY trend, an AAPL/SPY pair) over Redis and
+/// Postgres, at bars on which a trend member decides (at once and 3 ms
+/// after the report is published), restarting it each time: the desk's
+/// result equals the backtest's (every member's fills, orders and curves,
+/// the account, rebalances, netting), so no order was lost or placed twice;
+/// no client order id went out under two event ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_trading_a_portfolio_loses_and_duplicates_no_order() {
+    const TIMESTAMPS: usize = 700;
+    let env = Env::redis().await;
+    let ex = Example::first(TIMESTAMPS);
+    let want = ex.backtest();
+    // Decision bars: the bar of the traded instrument before each fill of
+    // the two single-symbol members, in time order.
+    let bars = &ex.bars;
+    let mut decisions: Vec<(usize, i64)> = want
+        .members
+        .iter()
+        .filter(|m| m.instruments.len() == 1)
+        .flat_map(|m| {
+            let i = m.instruments[0];
+            m.fills.iter().filter_map(move |f| {
+                bars[i]
+                    .iter()
+                    .rev()
+                    .find(|b| b.ts < f.ts)
+                    .map(|b| (i, b.ts))
+            })
+        })
+        .collect();
+    decisions.sort_by_key(|&(i, ts)| (ts, i));
+    decisions.dedup();
+    assert!(decisions.len() > 9, "{} decisions", decisions.len());
+    let feed = ex.feed();
+    let at = |(i, ts): (usize, i64)| {
+        feed.iter()
+            .position(|&(j, b)| j == i && b.ts == ts)
+            .expect("a fed bar")
+    };
+    let kills = [(at(decisions[2]), 0u64), (at(decisions[9]), 3)];
+
+    let mut toml = String::new();
+    for inst in &ex.insts {
+        toml.push_str(&format!(
+            "[strategy.instruments.symbols.{}]\nprice_precision = {}\nsize_precision = {}\n\n",
+            inst.id, inst.price_precision, inst.size_precision
+        ));
+    }
+    let pc = ex.portfolio_config();
+    toml.push_str(&format!(
+        "[strategy.portfolio]\nfile = {:?}\ntimeframe = \"1d\"\nstart = true\ncost_dp = {}\n",
+        pc.file.display().to_string(),
+        pc.cost_dp
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.toml"), toml).unwrap();
+    let mut exec = Exec::over(&env, ex.desk(), ex.insts.clone()).await;
+    exec.patience = Duration::from_secs(60);
+    let mut service = start(env.db.url(), &env.prefix, dir.path(), 0);
+    let mut killed_at = Vec::new();
+    let started = Instant::now();
+    for (k, &(i, b)) in feed.iter().enumerate() {
+        let symbol = ex.insts[i].id.clone();
+        let Some(&(_, ms)) = kills.iter().find(|(at, _)| *at == k) else {
+            exec.bar_of(&symbol, &b).await;
+            continue;
+        };
+        let report = exec
+            .broker
+            .apply(&grodt_paper::Input::Bar { symbol, bar: b })
+            .unwrap();
+        let id = exec.send(&report, None).await;
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        service.0.kill().expect("kill -9");
+        service.0.wait().expect("reaped");
+        let journaled = env
+            .db
+            .store()
+            .journal()
+            .get("strategy", &format!("report:{id}"))
+            .await
+            .unwrap()
+            .is_some();
+        killed_at.push((k, journaled));
+        service = start(env.db.url(), &env.prefix, dir.path(), killed_at.len());
+        let tickets = exec.answer(id).await;
+        exec.follow(tickets).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    exec.intents.drain().await;
+    let mut by_cid: HashMap<&str, HashSet<uuid::Uuid>> = HashMap::new();
+    for (id, e) in &exec.intents.seen {
+        by_cid.entry(intent_cid(e)).or_default().insert(*id);
+    }
+    let two_ids = by_cid.values().filter(|ids| ids.len() > 1).count();
+    let copies = exec.intents.seen.len() - by_cid.len();
+    let submitted = exec.submitted.len();
+    let got = exec.broker.finish().expect("finish");
+    println!(
+        "portfolio, kill -9 at (feed entry, its report journaled before the kill) \
+         {killed_at:?}; {TIMESTAMPS} days, {} bars, {} reports; {} client order ids, \
+         {submitted} submitted, under two event ids {two_ids}; {copies} republished \
+         copies; fills {:?}; {secs:.1} s",
+        feed.len(),
+        exec.reports,
+        by_cid.len(),
+        got.members
+            .iter()
+            .map(|m| m.fills.len())
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(killed_at.len(), 2, "two kills");
+    assert_eq!(two_ids, 0);
+    for (g, w) in got.members.iter().zip(&want.members) {
+        assert_eq!(g.fills, w.fills, "{}: fills", w.id);
+        assert!(!w.fills.is_empty(), "{} trades in the window", w.id);
+    }
+    assert_eq!(got, want);
     drop(service);
 }
