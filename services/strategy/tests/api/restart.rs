@@ -10,7 +10,11 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Env, Exec, costly, in_process, intent_cid, redis_url, sma_params, spy};
+use grodt_core::Bar;
+
+use crate::helpers::{
+    Apply, Env, Exec, costly, in_process, intent_cid, redis_url, sma_params, spy,
+};
 use crate::portfolio::Example;
 
 struct Service(Child);
@@ -41,6 +45,49 @@ fn start(db_url: &str, prefix: &str, dir: &std::path::Path, n: usize) -> Service
         .spawn()
         .expect("the strategy binary starts");
     Service(child)
+}
+
+/// Publishes the report of bar `b` of `symbol`, kills the binary with
+/// SIGKILL (no drain: whatever is in flight is cut off) `ms` later, starts it
+/// again (log `n`) and carries the exchange on to quiet. Returns whether
+/// the report was journaled before the kill, and the journal's entries then.
+#[allow(clippy::too_many_arguments, reason = "one test step's whole context")]
+async fn bar_across_a_kill<B: Apply>(
+    env: &Env,
+    exec: &mut Exec<B>,
+    service: &mut Service,
+    dir: &std::path::Path,
+    n: usize,
+    symbol: &str,
+    b: Bar,
+    ms: u64,
+) -> (bool, u64) {
+    let report = exec
+        .broker
+        .apply(&grodt_paper::Input::Bar {
+            symbol: symbol.to_owned(),
+            bar: b,
+        })
+        .unwrap();
+    let id = exec.send(&report, None).await;
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    service.0.kill().expect("kill -9");
+    service.0.wait().expect("reaped");
+    let journaled = env
+        .db
+        .store()
+        .journal()
+        .get("strategy", &format!("report:{id}"))
+        .await
+        .unwrap()
+        .is_some();
+    let entries = env.journaled().await;
+    *service = start(env.db.url(), &env.prefix, dir, n);
+    let tickets = exec.answer(id).await;
+    exec.follow(tickets).await;
+    (journaled, entries)
 }
 
 const CONFIG: &str = r#"
@@ -99,32 +146,18 @@ async fn kill_9_mid_stream_loses_and_duplicates_no_intent() {
             exec.bar(b).await;
             continue;
         };
-        let report = exec
-            .broker
-            .apply(&grodt_paper::Input::Bar {
-                symbol: "SPY".into(),
-                bar: *b,
-            })
-            .unwrap();
-        let id = exec.send(&report, None).await;
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        // SIGKILL: no drain, whatever is in flight is cut off.
-        service.0.kill().expect("kill -9");
-        service.0.wait().expect("reaped");
-        let journaled = env
-            .db
-            .store()
-            .journal()
-            .get("strategy", &format!("report:{id}"))
-            .await
-            .unwrap()
-            .is_some();
-        killed_at.push((k, env.journaled().await, journaled));
-        service = start(env.db.url(), &env.prefix, dir.path(), killed_at.len());
-        let tickets = exec.answer(id).await;
-        exec.follow(tickets).await;
+        let (journaled, entries) = bar_across_a_kill(
+            &env,
+            &mut exec,
+            &mut service,
+            dir.path(),
+            killed_at.len() + 1,
+            "SPY",
+            *b,
+            ms,
+        )
+        .await;
+        killed_at.push((k, entries, journaled));
     }
     let secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -236,28 +269,18 @@ async fn kill_9_while_trading_a_portfolio_loses_and_duplicates_no_order() {
             exec.bar_of(&symbol, &b).await;
             continue;
         };
-        let report = exec
-            .broker
-            .apply(&grodt_paper::Input::Bar { symbol, bar: b })
-            .unwrap();
-        let id = exec.send(&report, None).await;
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        service.0.kill().expect("kill -9");
-        service.0.wait().expect("reaped");
-        let journaled = env
-            .db
-            .store()
-            .journal()
-            .get("strategy", &format!("report:{id}"))
-            .await
-            .unwrap()
-            .is_some();
-        killed_at.push((k, journaled));
-        service = start(env.db.url(), &env.prefix, dir.path(), killed_at.len());
-        let tickets = exec.answer(id).await;
-        exec.follow(tickets).await;
+        let (journaled, entries) = bar_across_a_kill(
+            &env,
+            &mut exec,
+            &mut service,
+            dir.path(),
+            killed_at.len() + 1,
+            &symbol,
+            b,
+            ms,
+        )
+        .await;
+        killed_at.push((k, entries, journaled));
     }
     let secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -271,7 +294,8 @@ async fn kill_9_while_trading_a_portfolio_loses_and_duplicates_no_order() {
     let submitted = exec.submitted.len();
     let got = exec.broker.finish().expect("finish");
     println!(
-        "portfolio, kill -9 at (feed entry, its report journaled before the kill) \
+        "portfolio, kill -9 at (feed entry, journal entries, its report journaled before the \
+         kill) \
          {killed_at:?}; {TIMESTAMPS} days, {} bars, {} reports; {} client order ids, \
          {submitted} submitted, under two event ids {two_ids}; {copies} republished \
          copies; fills {:?}; {secs:.1} s",
@@ -290,5 +314,10 @@ async fn kill_9_while_trading_a_portfolio_loses_and_duplicates_no_order() {
         assert!(!w.fills.is_empty(), "{} trades in the window", w.id);
     }
     assert_eq!(got, want);
+    // Journal: each member's deployment, each report once, nothing else.
+    assert_eq!(
+        env.journaled().await,
+        ex.file.strategies.len() as u64 + exec.reports
+    );
     drop(service);
 }
