@@ -73,6 +73,28 @@ pub struct ImportArgs {
     pub preset: Option<String>,
 }
 
+impl ImportArgs {
+    /// The options `grodt data import FILE` gets with no flag, for callers
+    /// that build them in code (`grodt paper`, tests).
+    pub fn of(file: PathBuf) -> Self {
+        Self {
+            file,
+            mapping: None,
+            skip_lines: 0,
+            delimiter: None,
+            no_header: false,
+            time_format: None,
+            timezone: None,
+            source: "local".into(),
+            symbol: None,
+            timeframe: None,
+            asset_class: None,
+            upload: false,
+            preset: None,
+        }
+    }
+}
+
 fn proto_column(c: &grodt_data::import::ColumnRef) -> v1::ColumnRef {
     use grodt_data::import::ColumnRef as C;
     v1::ColumnRef {
@@ -667,19 +689,11 @@ mod tests {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../libs/data/tests/fixtures");
         let class = |file: &str, preset: Option<&str>, asset: Option<&str>| {
             let spec = import_spec(&ImportArgs {
-                file: fixtures.join(file),
-                mapping: None,
-                skip_lines: 0,
-                delimiter: None,
-                no_header: false,
-                time_format: None,
-                timezone: None,
-                source: "local".into(),
                 symbol: Some("X".into()),
                 timeframe: Some("1m".into()),
                 asset_class: asset.map(str::to_owned),
-                upload: false,
                 preset: preset.map(str::to_owned),
+                ..ImportArgs::of(fixtures.join(file))
             })
             .expect("spec");
             spec.instrument.expect("instrument").asset_class

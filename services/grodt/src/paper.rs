@@ -299,14 +299,6 @@ pub(crate) async fn channel(addr: std::net::SocketAddr) -> Result<Channel, Paper
 pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> {
     let params = parse_params(&options.params)?;
     let import = ImportArgs {
-        file: data_file(options)?.clone(),
-        mapping: None,
-        skip_lines: 0,
-        delimiter: None,
-        no_header: false,
-        time_format: None,
-        timezone: None,
-        source: "local".into(),
         symbol: options.symbol.clone(),
         timeframe: options.timeframe.clone(),
         asset_class: Some(if options.fractional {
@@ -314,8 +306,7 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
         } else {
             "equity".into()
         }),
-        upload: false,
-        preset: None,
+        ..ImportArgs::of(data_file(options)?.clone())
     };
     let spec = import_spec(&import).map_err(|e| PaperCliError::Usage {
         arg: "--data",
@@ -548,14 +539,6 @@ async fn replay(
     let data = data_file(options)?;
     let path = std::path::absolute(data).map_err(|e| PaperCliError::Local(e.to_string()))?;
     let import = ImportArgs {
-        file: data.clone(),
-        mapping: None,
-        skip_lines: 0,
-        delimiter: None,
-        no_header: false,
-        time_format: None,
-        timezone: None,
-        source: "local".into(),
         symbol: Some(symbol.to_owned()),
         timeframe: options.timeframe.clone(),
         asset_class: Some(if options.fractional {
@@ -563,8 +546,7 @@ async fn replay(
         } else {
             "equity".into()
         }),
-        upload: false,
-        preset: None,
+        ..ImportArgs::of(data.clone())
     };
     let spec = import_spec(&import).map_err(|e| PaperCliError::Local(e.to_string()))?;
     let imported = market

@@ -129,19 +129,9 @@ async fn trading_dashboard_and_alerts_are_backed_by_series_exported_during_a_rep
         .await
         .expect("Deploy");
     let spec = grodt::data::import_spec(&grodt::data::ImportArgs {
-        file: data.clone(),
-        mapping: None,
-        skip_lines: 0,
-        delimiter: None,
-        no_header: false,
-        time_format: None,
-        timezone: None,
-        source: "local".into(),
         symbol: Some("SPY".into()),
-        timeframe: None,
         asset_class: Some("equity".into()),
-        upload: false,
-        preset: None,
+        ..grodt::data::ImportArgs::of(data.clone())
     })
     .expect("import spec");
     let dataset = market
