@@ -41,6 +41,10 @@ pub enum DataError {
     /// A bug: an invariant of this crate broke (e.g. a poisoned lock).
     #[error("internal: {0}")]
     Internal(String),
+    /// A blocking task (a catalog commit off the async runtime) panicked or
+    /// was cancelled.
+    #[error("blocking task: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
     /// A venue answered with an error status retrying cannot fix (4xx other than 429/418).
     #[error("{venue} {url}: HTTP {status}{}: {message}", .code.map(|c| format!(" (code {c})")).unwrap_or_default())]
     VenueStatus {
@@ -100,7 +104,9 @@ impl Classify for DataError {
             }
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::AlreadyExists(_) => ErrorKind::AlreadyExists,
-            Self::Corrupt { .. } | Self::Polars(_) | Self::Internal(_) => ErrorKind::Internal,
+            Self::Corrupt { .. } | Self::Polars(_) | Self::Internal(_) | Self::Blocking(_) => {
+                ErrorKind::Internal
+            }
             Self::Metadata(_)
             | Self::Io { .. }
             | Self::VenueTransport { .. }

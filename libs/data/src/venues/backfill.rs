@@ -130,9 +130,7 @@ pub fn merge(old: &Bars, new: &Bars) -> Result<Bars> {
 pub type BeforeCommit = Arc<dyn Fn(&DatasetId) + Send + Sync>;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DataError::Internal(format!("blocking task: {e}")))?
+    tokio::task::spawn_blocking(f).await?
 }
 
 /// Runs a backfill; `progress` is called after each commit.
