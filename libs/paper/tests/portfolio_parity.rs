@@ -20,7 +20,7 @@ use grodt_paper::runner::{Out, Runner};
 use grodt_paper::{Input, PaperError, Report};
 use grodt_portfolio::file::PortfolioFile;
 use grodt_portfolio::{Member, PortfolioResult, run_portfolio};
-use grodt_sim::config::{BacktestConfig, CommissionSpec, SlippageSpec};
+use grodt_sim::config::BacktestConfig;
 use grodt_strategies::registry;
 
 /// A runner's signed position per symbol, and its equity.
@@ -40,20 +40,11 @@ fn example(edit: impl Fn(String) -> String) -> (PortfolioFile, Vec<Instrument>, 
     (file, instruments, bars)
 }
 
-/// The example's costs (`[costs]`: 5 bps with a 1.00 minimum, 1 bp of
-/// slippage, 1% borrow), as `grodt backtest --portfolio` builds them.
+/// The example's engine config: its cash and `[costs]` (5 bps with a 1.00
+/// minimum, 1 bp of slippage, 1% borrow), as `grodt backtest --portfolio`
+/// builds it.
 fn config(file: &PortfolioFile) -> BacktestConfig {
-    BacktestConfig {
-        starting_cash: file.cash,
-        commission: CommissionSpec::PercentageWithMinimum {
-            rate: Decimal::new(5, 4),
-            minimum: Decimal::ONE,
-        },
-        slippage: SlippageSpec::FixedBps { bps: Decimal::ONE },
-        borrow_rate: file.costs.borrow_rate.unwrap_or(Decimal::ZERO),
-        enforce_margin: true,
-        ..BacktestConfig::default()
-    }
+    file.engine_config().expect("the example's costs read")
 }
 
 /// Each member's portfolio instrument indices, in its strategy's order.

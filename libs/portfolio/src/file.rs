@@ -30,6 +30,8 @@
 use std::collections::BTreeMap;
 
 use grodt_core::Decimal;
+use grodt_sim::BacktestConfig;
+use grodt_sim::cost_text;
 use serde::Deserialize;
 
 use crate::PortfolioError;
@@ -248,6 +250,44 @@ impl PortfolioFile {
         let file: Self = toml::from_str(text)?;
         file.check()?;
         Ok(file)
+    }
+
+    /// The engine config the file's account trades under: its cash and its
+    /// `[costs]` (fees, slippage, borrow and financing rates, participation
+    /// cap) on the engine's defaults. The run flags (seed, limit fills, day
+    /// counts, margin check, money decimals) stay the defaults: `grodt
+    /// backtest --portfolio` sets them from its options.
+    ///
+    /// # Errors
+    /// [`PortfolioError::Invalid`] naming `[costs] fees` or `[costs] slippage`
+    /// and the part at fault, or `[costs]` for a config the engine refuses.
+    pub fn engine_config(&self) -> Result<BacktestConfig, PortfolioError> {
+        let c = &self.costs;
+        let config = BacktestConfig {
+            starting_cash: self.cash,
+            commission: c
+                .fees
+                .as_deref()
+                .map(cost_text::commission)
+                .transpose()
+                .map_err(|e| invalid("[costs] fees", e.reason))?
+                .unwrap_or_default(),
+            slippage: c
+                .slippage
+                .as_deref()
+                .map(cost_text::slippage)
+                .transpose()
+                .map_err(|e| invalid("[costs] slippage", e.reason))?
+                .unwrap_or_default(),
+            max_participation: c.max_participation,
+            borrow_rate: c.borrow_rate.unwrap_or(Decimal::ZERO),
+            financing_rate: c.financing_rate.unwrap_or(Decimal::ZERO),
+            ..BacktestConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|e| invalid("[costs]", e.to_string()))?;
+        Ok(config)
     }
 
     fn check(&self) -> Result<(), PortfolioError> {

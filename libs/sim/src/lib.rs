@@ -30,6 +30,7 @@
 
 pub mod backtest;
 pub mod config;
+pub mod cost_text;
 pub mod ledger;
 pub mod models;
 pub mod path;

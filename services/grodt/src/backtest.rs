@@ -32,7 +32,6 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use grodt_analytics::{
     AssetClass, Breakdown, LabelClass, MetricsConfig, ReportInput, format_duration,
@@ -42,6 +41,7 @@ use grodt_backtest::run::{self, Outcome, RegimeLabel, RunError, RunSpec};
 use grodt_core::Decimal;
 use grodt_core::rounding::{RoundingMode, round_money};
 use grodt_regimes::Regime;
+use grodt_sim::cost_text;
 use grodt_sim::{
     BacktestConfig, CommissionSpec, DayCount, FillTiming, LatencySpec, LimitFill, SlippageSpec,
 };
@@ -240,124 +240,19 @@ pub(crate) fn usage(flag: &'static str, reason: impl Into<String>) -> BacktestEr
 }
 
 fn key_values(flag: &'static str, text: &str) -> Result<BTreeMap<String, String>, BacktestError> {
-    let mut out = BTreeMap::new();
-    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| usage(flag, format!("{part:?} is not name=value")))?;
-        out.insert(k.trim().to_owned(), v.trim().to_owned());
-    }
-    Ok(out)
+    cost_text::key_values(text).map_err(|e| usage(flag, e.reason))
 }
 
 fn decimal(flag: &'static str, key: &str, text: &str) -> Result<Decimal, BacktestError> {
-    let d = Decimal::from_str(text)
-        .map_err(|_| usage(flag, format!("{key}={text:?} is not a decimal number")))?;
-    if d.is_sign_negative() {
-        return Err(usage(flag, format!("{key}={text} must not be negative")));
-    }
-    Ok(d)
+    cost_text::decimal(key, text).map_err(|e| usage(flag, e.reason))
 }
-
-/// Basis points: a decimal 0..=10000 with at most 4 decimals (as the engine takes).
-fn basis_points(flag: &'static str, key: &str, text: &str) -> Result<Decimal, BacktestError> {
-    let d = decimal(flag, key, text)?.normalize();
-    if d > Decimal::from(10_000) || d.scale() > 4 {
-        return Err(usage(
-            flag,
-            format!("{key}={text} must be 0..=10000 basis points with at most 4 decimals"),
-        ));
-    }
-    Ok(d)
-}
-
-/// `FROM:RATE/FROM:RATE...`, thresholds strictly increasing.
-fn tiers(
-    flag: &'static str,
-    key: &str,
-    text: &str,
-) -> Result<Vec<(Decimal, Decimal)>, BacktestError> {
-    let tiers = text
-        .split('/')
-        .map(|t| {
-            let (from, rate) = t
-                .split_once(':')
-                .ok_or_else(|| usage(flag, format!("{key}: tier {t:?} is not FROM:RATE")))?;
-            Ok((
-                decimal(flag, key, from.trim())?,
-                decimal(flag, key, rate.trim())?,
-            ))
-        })
-        .collect::<Result<Vec<_>, BacktestError>>()?;
-    if tiers.windows(2).any(|w| w[1].0 <= w[0].0) {
-        return Err(usage(flag, format!("{key}: tier thresholds must increase")));
-    }
-    Ok(tiers)
-}
-
-const FEES_FORMS: &str = "expected pct=F or bps=N [,min=Y], per_share=X[,min=Y][,max_fraction=F], \
-     tiered=FROM:RATE/..., tiered_per_share=FROM:RATE/...[,min=Y] or maker=F,taker=F";
 
 /// Parses `--fees` (alias `--commission`); see the module docs for the forms.
 ///
 /// # Errors
 /// [`BacktestError::Usage`] naming `--fees` and the part at fault.
 pub fn parse_fees(text: &str) -> Result<CommissionSpec, BacktestError> {
-    const FLAG: &str = "--fees";
-    let kv = key_values(FLAG, text)?;
-    let keys: Vec<&str> = kv.keys().map(String::as_str).collect();
-    let get = |k: &str| decimal(FLAG, k, &kv[k]);
-    let min = || kv.get("min").map(|m| decimal(FLAG, "min", m)).transpose();
-    let rate_of = |key: &str| -> Result<Decimal, BacktestError> {
-        Ok(if key == "bps" {
-            get("bps")? / Decimal::from(10_000)
-        } else {
-            get("pct")?
-        })
-    };
-    // Keys come sorted (BTreeMap).
-    match keys.as_slice() {
-        [k @ ("bps" | "pct")] => Ok(CommissionSpec::Percentage { rate: rate_of(k)? }),
-        ["bps", "min"] | ["min", "pct"] => Ok(CommissionSpec::PercentageWithMinimum {
-            rate: rate_of(if kv.contains_key("bps") { "bps" } else { "pct" })?,
-            minimum: get("min")?,
-        }),
-        ["per_share"] | ["min", "per_share"] => Ok(CommissionSpec::PerShare {
-            rate: get("per_share")?,
-            minimum: min()?.unwrap_or(Decimal::ZERO),
-        }),
-        ["max_fraction", "per_share"] | ["max_fraction", "min", "per_share"] => {
-            Ok(CommissionSpec::PerShareCapped {
-                rate: get("per_share")?,
-                minimum: min()?.unwrap_or(Decimal::ZERO),
-                maximum_fraction: get("max_fraction")?,
-            })
-        }
-        ["tiered"] => {
-            let tiers = tiers(FLAG, "tiered", &kv["tiered"])?;
-            if !tiers[0].0.is_zero() {
-                return Err(usage(FLAG, "tiered: the first tier must start at 0"));
-            }
-            Ok(CommissionSpec::TieredNotional { tiers })
-        }
-        ["tiered_per_share"] | ["min", "tiered_per_share"] => Ok(CommissionSpec::TieredMonthly {
-            tiers: tiers(FLAG, "tiered_per_share", &kv["tiered_per_share"])?,
-            minimum: min()?.unwrap_or(Decimal::ZERO),
-        }),
-        ["maker", "taker"] => {
-            let maker = Decimal::from_str(&kv["maker"]).map_err(|_| {
-                usage(
-                    FLAG,
-                    format!("maker={:?} is not a decimal number", kv["maker"]),
-                )
-            })?;
-            Ok(CommissionSpec::MakerTaker {
-                maker,
-                taker: get("taker")?,
-            })
-        }
-        _ => Err(usage(FLAG, format!("{text:?}: {FEES_FORMS}"))),
-    }
+    cost_text::commission(text).map_err(|e| usage("--fees", e.reason))
 }
 
 /// Parses `--slippage`: `bps=N` (basis points, fractions allowed), `volume_share=F` (impact
@@ -366,29 +261,7 @@ pub fn parse_fees(text: &str) -> Result<CommissionSpec, BacktestError> {
 /// # Errors
 /// [`BacktestError::Usage`] naming `--slippage`.
 pub fn parse_slippage(text: &str) -> Result<SlippageSpec, BacktestError> {
-    const FLAG: &str = "--slippage";
-    let kv = key_values(FLAG, text)?;
-    let keys: Vec<&str> = kv.keys().map(String::as_str).collect();
-    match keys.as_slice() {
-        ["bps"] => Ok(SlippageSpec::FixedBps {
-            bps: basis_points(FLAG, "bps", &kv["bps"])?,
-        }),
-        ["spread_bps"] => Ok(SlippageSpec::HalfSpread {
-            spread_bps: basis_points(FLAG, "spread_bps", &kv["spread_bps"])?,
-        }),
-        ["volume_share"] => {
-            let c = decimal(FLAG, "volume_share", &kv["volume_share"])?;
-            Ok(SlippageSpec::VolumeShare {
-                price_impact: c
-                    .to_f64()
-                    .ok_or_else(|| usage(FLAG, "volume_share is out of range"))?,
-            })
-        }
-        _ => Err(usage(
-            FLAG,
-            format!("{text:?}: expected bps=N, volume_share=F or spread_bps=N"),
-        )),
-    }
+    cost_text::slippage(text).map_err(|e| usage("--slippage", e.reason))
 }
 
 /// Parses a duration: a non-negative decimal number and a unit (`ns`, `us`,

@@ -9,13 +9,11 @@ use std::path::Path;
 use grodt_analytics::{Part, ReportInput, render_html};
 use grodt_backtest::portfolio::{PortfolioOutcome, load_portfolio_series, run_portfolio};
 use grodt_backtest::run::RunError;
-use grodt_core::Decimal;
 use grodt_portfolio::file::PortfolioFile;
 use grodt_sim::{BacktestConfig, LimitFill};
 
 use crate::backtest::{
-    BacktestError, BacktestOptions, LimitFillFlag, metrics_for, money, parse_fees, parse_slippage,
-    pct, ratio, usage,
+    BacktestError, BacktestOptions, LimitFillFlag, metrics_for, money, pct, ratio, usage,
 };
 
 /// Line colours of the strategies in the report, in file order.
@@ -32,38 +30,21 @@ pub fn config_of(
     file: &PortfolioFile,
     options: &BacktestOptions,
 ) -> Result<BacktestConfig, BacktestError> {
-    let named = |key: &'static str| move |e: BacktestError| usage(key, e.to_string());
+    let base = file.engine_config().map_err(|e| match e {
+        grodt_portfolio::PortfolioError::Invalid { field, reason } => usage(field, reason),
+        other => usage("[costs]", other.to_string()),
+    })?;
     let config = BacktestConfig {
-        starting_cash: file.cash,
         seed: options.seed,
-        commission: file
-            .costs
-            .fees
-            .as_deref()
-            .map(parse_fees)
-            .transpose()
-            .map_err(named("[costs] fees"))?
-            .unwrap_or_default(),
-        slippage: file
-            .costs
-            .slippage
-            .as_deref()
-            .map(parse_slippage)
-            .transpose()
-            .map_err(named("[costs] slippage"))?
-            .unwrap_or_default(),
         limit_fill: match options.limit_fill {
             LimitFillFlag::TradeThrough => LimitFill::TradeThrough,
             LimitFillFlag::Touch => LimitFill::Touch,
         },
-        max_participation: file.costs.max_participation,
-        borrow_rate: file.costs.borrow_rate.unwrap_or(Decimal::ZERO),
         borrow_day_count: options.borrow_day_count.into(),
-        financing_rate: file.costs.financing_rate.unwrap_or(Decimal::ZERO),
         financing_day_count: options.financing_day_count.into(),
         enforce_margin: !options.no_margin_check,
         cost_dp: options.cost_dp,
-        ..BacktestConfig::default()
+        ..base
     };
     config
         .validate()

@@ -17,7 +17,7 @@ use grodt_paper::desk::{PortfolioBroker, Seating};
 use grodt_portfolio::file::PortfolioFile;
 use grodt_portfolio::{Member, PortfolioResult, run_portfolio};
 use grodt_proto::v1;
-use grodt_sim::config::{BacktestConfig, CommissionSpec, SlippageSpec};
+use grodt_sim::config::BacktestConfig;
 use grodt_strategy::{PortfolioConfig, StrategySettings};
 
 use super::helpers::{Env, Exec, dec, instruments_of};
@@ -26,19 +26,10 @@ fn example_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/portfolio.toml")
 }
 
-/// The example's costs (`[costs]`), as `grodt backtest --portfolio` builds them.
+/// The example's engine config (its cash and `[costs]`), as `grodt backtest
+/// --portfolio` builds it.
 fn config(file: &PortfolioFile) -> BacktestConfig {
-    BacktestConfig {
-        starting_cash: file.cash,
-        commission: CommissionSpec::PercentageWithMinimum {
-            rate: Decimal::new(5, 4),
-            minimum: Decimal::ONE,
-        },
-        slippage: SlippageSpec::FixedBps { bps: Decimal::ONE },
-        borrow_rate: file.costs.borrow_rate.unwrap_or(Decimal::ZERO),
-        enforce_margin: true,
-        ..BacktestConfig::default()
-    }
+    file.engine_config().expect("the example's costs read")
 }
 
 /// The example's first timestamps: its file, instruments, bars cut there,
