@@ -490,84 +490,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::{BackPressure, EntryId, Envelope, GroupInfo, InProcessBus};
-
-    /// Passes calls through to an in-process bus, except that the first
-    /// `outages` reads fail with `fail_with`.
-    struct Outage {
-        inner: InProcessBus,
-        outages: AtomicUsize,
-        fail_with: fn() -> BusError,
-    }
-
-    #[async_trait]
-    impl EventBus for Outage {
-        async fn publish(&self, s: &StreamName, e: &Envelope) -> Result<EntryId, BusError> {
-            self.inner.publish(s, e).await
-        }
-        async fn ensure_group(
-            &self,
-            s: &StreamName,
-            g: &GroupName,
-            start: StartFrom,
-        ) -> Result<(), BusError> {
-            self.inner.ensure_group(s, g, start).await
-        }
-        async fn consume(
-            &self,
-            s: &StreamName,
-            g: &GroupName,
-            c: &ConsumerName,
-            max: usize,
-            block: Duration,
-        ) -> Result<Vec<Delivery>, BusError> {
-            let failing = self
-                .outages
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-            if failing {
-                return Err((self.fail_with)());
-            }
-            self.inner.consume(s, g, c, max, block).await
-        }
-        async fn ack(
-            &self,
-            s: &StreamName,
-            g: &GroupName,
-            ids: &[EntryId],
-        ) -> Result<u64, BusError> {
-            self.inner.ack(s, g, ids).await
-        }
-        async fn claim_stale(
-            &self,
-            s: &StreamName,
-            g: &GroupName,
-            c: &ConsumerName,
-            min_idle: Duration,
-            max: usize,
-        ) -> Result<Vec<Delivery>, BusError> {
-            self.inner.claim_stale(s, g, c, min_idle, max).await
-        }
-        async fn groups(&self, s: &StreamName) -> Result<Vec<GroupInfo>, BusError> {
-            self.inner.groups(s).await
-        }
-        async fn consumers(
-            &self,
-            s: &StreamName,
-            g: &GroupName,
-        ) -> Result<Vec<crate::ConsumerInfo>, BusError> {
-            self.inner.consumers(s, g).await
-        }
-        async fn renew(
-            &self,
-            s: &StreamName,
-            g: &GroupName,
-            c: &ConsumerName,
-            ids: &[EntryId],
-        ) -> Result<u64, BusError> {
-            self.inner.renew(s, g, c, ids).await
-        }
-    }
+    use crate::faulty::Faulty;
+    use crate::{BackPressure, Envelope, InProcessBus};
 
     #[derive(Default)]
     struct Record(Mutex<Vec<uuid::Uuid>>);
@@ -580,12 +504,13 @@ mod tests {
         }
     }
 
-    fn setup(outages: usize, fail_with: fn() -> BusError) -> (Arc<Outage>, Arc<Record>, Consumer) {
-        let bus = Arc::new(Outage {
-            inner: InProcessBus::new(BackPressure::default(), 1_000_000).unwrap(),
-            outages: AtomicUsize::new(outages),
-            fail_with,
-        });
+    fn setup(
+        outages: usize,
+        fail_with: fn(&'static str) -> BusError,
+    ) -> (Arc<Faulty>, Arc<Record>, Consumer) {
+        let inner = InProcessBus::new(BackPressure::default(), 1_000_000).unwrap();
+        let bus = Arc::new(Faulty::new(Arc::new(inner)).failing_with(fail_with));
+        bus.read_outages.store(outages, Ordering::SeqCst);
         let handler = Arc::new(Record::default());
         let mut config = ConsumerConfig::new(
             StreamName::parse("grodt.fills.v1").unwrap(),
@@ -600,8 +525,8 @@ mod tests {
 
     #[tokio::test]
     async fn run_rides_out_an_unavailable_bus() {
-        let (bus, handler, consumer) = setup(3, || BusError::Timeout {
-            op: "consume",
+        let (bus, handler, consumer) = setup(3, |op| BusError::Timeout {
+            op,
             after: Duration::from_millis(1),
         });
         let s = StreamName::parse("grodt.fills.v1").unwrap();
@@ -627,7 +552,7 @@ mod tests {
             .expect("shutdown ends the loop cleanly");
         assert_eq!(*handler.0.lock().unwrap(), vec![e.event_id]);
         assert_eq!(
-            bus.outages.load(Ordering::SeqCst),
+            bus.read_outages.load(Ordering::SeqCst),
             0,
             "every outage was retried"
         );
@@ -638,7 +563,7 @@ mod tests {
     async fn run_creates_a_vanished_group_again_and_goes_on() {
         // The first read finds no group, as after a Redis restart without
         // persistence; the loop must not end there.
-        let (bus, handler, consumer) = setup(1, || BusError::NoGroup {
+        let (bus, handler, consumer) = setup(1, |_| BusError::NoGroup {
             stream: "grodt.fills.v1".to_owned(),
             group: "strategy".to_owned(),
         });
@@ -648,7 +573,7 @@ mod tests {
             let _ = stopped.await;
         }));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while bus.outages.load(Ordering::SeqCst) > 0 {
+        while bus.read_outages.load(Ordering::SeqCst) > 0 {
             assert!(Instant::now() < deadline, "the consumer never read");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -673,7 +598,7 @@ mod tests {
 
     #[tokio::test]
     async fn run_stops_on_an_error_retrying_cannot_fix() {
-        let (_bus, _handler, consumer) = setup(1, || BusError::InvalidArgument {
+        let (_bus, _handler, consumer) = setup(1, |_| BusError::InvalidArgument {
             field: "max",
             reason: "test".to_owned(),
         });

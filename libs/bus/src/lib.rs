@@ -1,7 +1,8 @@
 //! Event bus: one trait for publish / consume-in-group / ack / claim-stale with
 //! a Redis Streams implementation ([`RedisBus`]) and an in-process one
 //! ([`InProcessBus`], for the embedded `grodt up`), held to one conformance
-//! suite (`conformance`, behind the feature of that name).
+//! suite (`conformance`, behind the feature of that name, with `faulty`, a
+//! wrapper that fails publishes or reads on command for fault tests).
 //!
 //! Delivery is at least once: an entry stays pending for its group until acked,
 //! and entries a dead consumer left pending are taken over by
@@ -32,6 +33,8 @@ pub mod conformance;
 pub mod consumer;
 mod envelope;
 mod error;
+#[cfg(any(test, feature = "conformance"))]
+pub mod faulty;
 mod memory;
 mod names;
 mod redis_bus;
