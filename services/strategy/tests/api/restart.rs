@@ -90,6 +90,21 @@ async fn bar_across_a_kill<B: Apply>(
     (journaled, entries)
 }
 
+/// After a moment for stragglers, the event ids each client order id was
+/// published under.
+async fn event_ids_by_cid<B: Apply>(exec: &mut Exec<B>) -> HashMap<String, HashSet<uuid::Uuid>> {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    exec.intents.drain().await;
+    let mut by_cid: HashMap<String, HashSet<uuid::Uuid>> = HashMap::new();
+    for (id, e) in &exec.intents.seen {
+        by_cid
+            .entry(intent_cid(e).to_owned())
+            .or_default()
+            .insert(*id);
+    }
+    by_cid
+}
+
 const CONFIG: &str = r#"
 [strategy.instruments.symbols.SPY]
 price_precision = 4
@@ -160,15 +175,10 @@ async fn kill_9_mid_stream_loses_and_duplicates_no_intent() {
         killed_at.push((k, entries, journaled));
     }
     let secs = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    exec.intents.drain().await;
     // Each client order id: one event id; the set equals the unfaulted run's.
-    let mut by_cid: HashMap<&str, HashSet<uuid::Uuid>> = HashMap::new();
-    for (id, e) in &exec.intents.seen {
-        by_cid.entry(intent_cid(e)).or_default().insert(*id);
-    }
+    let by_cid = event_ids_by_cid(&mut exec).await;
     let want: HashSet<&str> = want_cids.iter().map(String::as_str).collect();
-    let got: HashSet<&str> = by_cid.keys().copied().collect();
+    let got: HashSet<&str> = by_cid.keys().map(String::as_str).collect();
     let lost = want.difference(&got).count();
     let extra = got.difference(&want).count();
     let two_ids = by_cid.values().filter(|ids| ids.len() > 1).count();
@@ -283,12 +293,7 @@ async fn kill_9_while_trading_a_portfolio_loses_and_duplicates_no_order() {
         killed_at.push((k, entries, journaled));
     }
     let secs = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    exec.intents.drain().await;
-    let mut by_cid: HashMap<&str, HashSet<uuid::Uuid>> = HashMap::new();
-    for (id, e) in &exec.intents.seen {
-        by_cid.entry(intent_cid(e)).or_default().insert(*id);
-    }
+    let by_cid = event_ids_by_cid(&mut exec).await;
     let two_ids = by_cid.values().filter(|ids| ids.len() > 1).count();
     let copies = exec.intents.seen.len() - by_cid.len();
     let submitted = exec.submitted.len();
