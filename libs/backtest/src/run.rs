@@ -11,7 +11,6 @@ use grodt_core::{Bar, Decimal, Fill, Instrument, OrderUpdate, Side};
 use grodt_regimes::{Regime, RegimeConfig};
 use grodt_sim::{BacktestConfig, BacktestResult, Context, SimError, Strategy};
 use grodt_strategies::registry::{Configured, RegistryError};
-use rust_decimal::prelude::ToPrimitive;
 
 /// Size precision of instruments in fractional runs (parity with fractional references).
 pub const FRACTIONAL_SIZE_PRECISION: u8 = 8;
@@ -326,7 +325,7 @@ pub fn analytics_trades(trades: &[grodt_sim::Trade]) -> Vec<analytics::Trade> {
 }
 
 fn f64_of(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(f64::NAN)
+    grodt_core::fixed::decimal_to_f64(d)
 }
 
 /// Runs the strategy over `series` (the first one is the traded instrument).

@@ -111,6 +111,29 @@ impl WrittenDecimal {
     }
 }
 
+/// Powers of ten that f64 holds exactly (10^22 is the last).
+const POW10_F64: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A Decimal as the nearest f64, for statistics (equity curves, trade
+/// figures). A mantissa below 2^53 at a scale up to 22 is one IEEE division
+/// of two exact doubles, hence correctly rounded and several times faster
+/// than `Decimal::to_f64` (which the rest falls back to).
+pub fn decimal_to_f64(d: Decimal) -> f64 {
+    const EXACT: u64 = 1 << 53;
+    if let Ok(m) = i64::try_from(d.mantissa())
+        && m.unsigned_abs() < EXACT
+        && let Some(p) = POW10_F64.get(d.scale() as usize)
+    {
+        #[allow(clippy::cast_precision_loss, reason = "below 2^53: exact")]
+        return m as f64 / p;
+    }
+    use rust_decimal::prelude::ToPrimitive;
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
 /// Reads decimal bytes (`-12.340`, `7`, `+.5`, surrounding blanks allowed) exactly,
 /// never through `f64`, without allocating: the CSV reader's hot path.
 ///
@@ -560,6 +583,20 @@ mod tests {
                 .map_err(|_| TextError::Overflow);
             let got = parse_written(text.as_bytes()).map(|w| (w.mantissa, w.decimals));
             proptest::prop_assert_eq!(got, expected, "{}", text);
+        }
+    }
+
+    proptest::proptest! {
+        /// Correctly rounded: the f64 Rust's own (correctly rounded) parser
+        /// reads from the decimal's text.
+        #[test]
+        fn decimals_convert_to_the_nearest_f64(
+            m in -(1i64 << 53) + 1..(1i64 << 53),
+            scale in 0u32..=22,
+        ) {
+            let d = Decimal::new(m, scale);
+            let want: f64 = d.to_string().parse().expect("text of a decimal");
+            proptest::prop_assert_eq!(decimal_to_f64(d).to_bits(), want.to_bits(), "{}", d);
         }
     }
 }
