@@ -158,21 +158,27 @@ pub fn load_csv(path: &std::path::Path) -> Result<grodt_data::Bars, RunError> {
             .map_or(String::new(), |l| format!("line {l}: "));
         return Err(bad(format!("{line}{}", f.message)));
     }
-    let mut rows = Vec::with_capacity(raw.rows.len());
-    for row in &raw.rows {
-        let (Some(ts), [Some(o), Some(h), Some(l), Some(c), Some(v)]) = (row.ts, row.values) else {
-            return Err(bad(format!("line {}: a value is missing", row.line)));
-        };
-        rows.push((ts, [o, h, l, c, v]));
+    let full = |row: &grodt_data::import::RawRow| match (row.ts, row.values) {
+        (Some(ts), [Some(o), Some(h), Some(l), Some(c), Some(v)]) => Some((ts, [o, h, l, c, v])),
+        _ => None,
+    };
+    if let Some(row) = raw.rows.iter().find(|r| full(r).is_none()) {
+        return Err(bad(format!("line {}: a value is missing", row.line)));
     }
     // Newest-first files (exchange downloads often are) read oldest first; any
     // other disorder is left for the engine to refuse, naming the bar.
-    if rows.len() > 1 && rows.windows(2).all(|w| w[0].0 > w[1].0) {
-        rows.reverse();
-    }
-    let mut bars = grodt_data::Bars::with_scales(raw.price_scale, raw.volume_scale);
-    for (ts, ohlcv) in rows {
-        bars.push(ts, ohlcv);
+    let newest_first = raw.rows.len() > 1 && raw.rows.windows(2).all(|w| w[0].ts > w[1].ts);
+    let mut bars =
+        grodt_data::Bars::with_capacity(raw.price_scale, raw.volume_scale, raw.rows.len());
+    let mut push = |row: &grodt_data::import::RawRow| {
+        if let Some((ts, ohlcv)) = full(row) {
+            bars.push(ts, ohlcv);
+        }
+    };
+    if newest_first {
+        raw.rows.iter().rev().for_each(&mut push);
+    } else {
+        raw.rows.iter().for_each(&mut push);
     }
     Ok(bars)
 }
@@ -459,6 +465,33 @@ mod tests {
             "unknown strategy \"rsi\"; valid strategies: sma_cross, ema_cross, s1, s2, s3, pair"
         );
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn a_newest_first_file_loads_oldest_first_and_a_gap_in_a_row_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("newest_first.csv");
+        std::fs::write(
+            &path,
+            "timestamp,open,high,low,close,volume\n\
+             2024-01-03T00:00:00Z,3.5,4,3,3.75,30\n\
+             2024-01-02T00:00:00Z,2.5,3,2,2.75,20\n\
+             2024-01-01T00:00:00Z,1.5,2,1,1.25,10\n",
+        )
+        .unwrap();
+        let bars = load_csv(&path).unwrap();
+        assert_eq!(bars.price_scale, 2);
+        assert_eq!(bars.close, vec![125, 275, 375]);
+        assert!(bars.ts.windows(2).all(|w| w[0] < w[1]));
+        std::fs::write(
+            &path,
+            "timestamp,open,high,low,close,volume\n\
+             2024-01-01T00:00:00Z,1.5,2,1,1.25,10\n\
+             2024-01-02T00:00:00Z,2.5,3,2,,20\n",
+        )
+        .unwrap();
+        let e = load_csv(&path).unwrap_err().to_string();
+        assert!(e.contains("line 3: a value is missing"), "{e}");
     }
 
     #[test]

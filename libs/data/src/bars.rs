@@ -31,6 +31,20 @@ impl Bars {
         }
     }
 
+    /// Empty bars with room for `n` (each column allocated once).
+    pub fn with_capacity(price_scale: u8, volume_scale: u8, n: usize) -> Self {
+        Self {
+            price_scale,
+            volume_scale,
+            ts: Vec::with_capacity(n),
+            open: Vec::with_capacity(n),
+            high: Vec::with_capacity(n),
+            low: Vec::with_capacity(n),
+            close: Vec::with_capacity(n),
+            volume: Vec::with_capacity(n),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ts.len()
     }

@@ -643,11 +643,15 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
     if any_from_data || adj_idx.is_some() {
         // Mantissas to the scale now known, then the adjustment; a cell that no
         // longer fits, or a row that cannot be adjusted, drops its row.
-        let mut kept = Vec::with_capacity(rows.len());
-        for (i, mut row) in rows.into_iter().enumerate() {
+        // In place (retain_mut keeps the order): a second table of rows
+        // was the one-shot backtest's largest allocation.
+        let mut i = 0;
+        rows.retain_mut(|row| {
+            let at = i;
+            i += 1;
             let mut cells6 = [None; 6];
             cells6[..5].copy_from_slice(&row.values);
-            cells6[5] = adj.get(i).copied().flatten();
+            cells6[5] = adj.get(at).copied().flatten();
             let fault = (|| {
                 for k in 0..cells {
                     let (plan, scale) = if k == 4 {
@@ -658,7 +662,7 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
                     let (ScalePlan::FromData, Some(m)) = (plan, cells6[k]) else {
                         continue;
                     };
-                    let d = written[i][k];
+                    let d = written[at][k];
                     let w = grodt_core::fixed::WrittenDecimal {
                         mantissa: m,
                         decimals: usize::from(d),
@@ -674,14 +678,16 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
                 Ok::<(), (u64, String)>(())
             })();
             match fault {
-                Err(f) => bad_rows.push(f),
+                Err(f) => {
+                    bad_rows.push(f);
+                    false
+                }
                 Ok(()) => {
                     row.values.copy_from_slice(&cells6[..5]);
-                    kept.push(row);
+                    true
                 }
             }
-        }
-        rows = kept;
+        });
         bad_rows.sort_by_key(|r| r.0);
     }
     let mut findings = Vec::new();
