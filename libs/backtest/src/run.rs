@@ -351,7 +351,7 @@ pub fn run(
     })?;
     let mut strategy = spec.strategy.build(&traded.instrument)?;
     let instruments: Vec<Instrument> = series.iter().map(|s| s.instrument.clone()).collect();
-    let bars: Vec<Vec<Bar>> = series.iter().map(|s| s.bars.clone()).collect();
+    let bars: Vec<&[Bar]> = series.iter().map(|s| s.bars.as_slice()).collect();
     let mut observed = Observed {
         inner: strategy.as_mut(),
         seen: 0,

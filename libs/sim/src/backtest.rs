@@ -23,14 +23,15 @@ use crate::venue::{BacktestResult, EquityPoint, Venue, VenueEvent, check_bar, ch
 pub fn run_backtest(
     config: &BacktestConfig,
     instruments: &[Instrument],
-    bars: &[Vec<Bar>],
+    bars: &[impl AsRef<[Bar]>],
     strategy: &mut dyn Strategy,
 ) -> Result<BacktestResult<Decimal>, SimError> {
     run_backtest_with::<ExactLedger>(config, config.models(), instruments, bars, strategy)
 }
 
 /// Runs a backtest with explicit cost models and ledger back end (custom models,
-/// or the f64 ledger for benchmarks).
+/// or the f64 ledger for benchmarks). The series are borrowed (`Vec<Bar>` or
+/// `&[Bar]`): a caller holding them elsewhere need not copy them.
 ///
 /// # Errors
 /// As [`run_backtest`].
@@ -38,12 +39,14 @@ pub fn run_backtest_with<L: Ledger>(
     config: &BacktestConfig,
     models: Models,
     instruments: &[Instrument],
-    bars: &[Vec<Bar>],
+    bars: &[impl AsRef<[Bar]>],
     strategy: &mut dyn Strategy,
 ) -> Result<BacktestResult<L::Value>, SimError> {
     config.validate()?;
+    let bars: Vec<&[Bar]> = bars.iter().map(AsRef::as_ref).collect();
+    let bars = bars.as_slice();
     validate_inputs(instruments, bars)?;
-    let total: usize = bars.iter().map(Vec::len).sum();
+    let total: usize = bars.iter().map(|b| b.len()).sum();
     let venue = Venue::<L>::unchecked(config.clone(), models, instruments.to_vec(), total);
     let mut run = Loop {
         venue,
@@ -65,7 +68,7 @@ pub fn run_backtest_with<L: Ledger>(
 
 /// Checks every series before the run, so a bad bar is reported with its
 /// instrument and index and the run does not start.
-fn validate_inputs(instruments: &[Instrument], bars: &[Vec<Bar>]) -> Result<(), SimError> {
+fn validate_inputs(instruments: &[Instrument], bars: &[&[Bar]]) -> Result<(), SimError> {
     check_instruments(instruments)?;
     if instruments.len() != bars.len() {
         return Err(SimError::InvalidConfig {
@@ -90,7 +93,7 @@ fn validate_inputs(instruments: &[Instrument], bars: &[Vec<Bar>]) -> Result<(), 
 /// The strategy's window onto the preloaded series: the last `window` bars up
 /// to the latest one fed, never the whole series.
 struct Series<'a> {
-    bars: &'a [Vec<Bar>],
+    bars: &'a [&'a [Bar]],
     visible: Vec<usize>,
     window: usize,
 }
