@@ -180,6 +180,51 @@ impl ExecutionSettings {
                 .resolve(s)
                 .map_err(|e| bad(format!("{shown}: {e}")))?;
         }
+        // The desk trades on the venue's costs; the file's backtest on its
+        // own [costs]. Different ones would make paper differ from the
+        // backtest without a word, so the start refuses them.
+        let costs = file
+            .engine_config()
+            .map_err(|e| bad(format!("{shown}: {e}")))?;
+        let v = &self.venue;
+        let differ = |field: &str, file: String, venue: String| {
+            ConfigError::invalid(
+                format!("execution.venue.{field}"),
+                format!(
+                    "{venue} differs from the [costs] of {shown} ({file}): the portfolio's \
+                     paper fills would not equal its backtest"
+                ),
+            )
+        };
+        if costs.commission != v.commission {
+            return Err(differ(
+                "commission",
+                format!("{:?}", costs.commission),
+                format!("{:?}", v.commission),
+            ));
+        }
+        if costs.slippage != v.slippage {
+            return Err(differ(
+                "slippage",
+                format!("{:?}", costs.slippage),
+                format!("{:?}", v.slippage),
+            ));
+        }
+        for (field, file_rate, venue_rate) in [
+            ("borrow_rate", costs.borrow_rate, v.borrow_rate),
+            ("financing_rate", costs.financing_rate, v.financing_rate),
+        ] {
+            if file_rate != venue_rate {
+                return Err(differ(field, file_rate.to_string(), venue_rate.to_string()));
+            }
+        }
+        if costs.max_participation != v.max_participation {
+            return Err(differ(
+                "max_participation",
+                format!("{:?}", costs.max_participation),
+                format!("{:?}", v.max_participation),
+            ));
+        }
         Ok(Some(file))
     }
 }

@@ -965,7 +965,7 @@ async fn a_cancellation_on_the_orders_stream_cancels_once() {
 /// order of a strategy that is not a member, or of a member on a symbol it
 /// does not trade, is refused with the reason; a bar of a symbol outside the
 /// file is dropped without touching the desk; a member's order is taken;
-/// a file whose cash is not the venue's stops the start, named.
+/// a file whose cash or costs are not the venue's stops the start, named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_portfolio_account_refuses_strangers_by_name_and_ignores_foreign_bars() {
     use grodt_kit::config::ServiceConfig as _;
@@ -989,6 +989,20 @@ async fn a_portfolio_account_refuses_strangers_by_name_and_ignores_foreign_bars(
         e.contains("execution.portfolio") && e.contains("starting_cash"),
         "{e}"
     );
+    // Costs other than the file's: named, refused.
+    let mut bad = s.clone();
+    bad.venue.slippage = grodt_sim::config::SlippageSpec::FixedBps {
+        bps: Decimal::from(3),
+    };
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("execution.venue.slippage") && e.contains("would not equal its backtest"),
+        "{e}"
+    );
+    let mut bad = s.clone();
+    bad.venue.borrow_rate = Decimal::new(1, 2);
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("execution.venue.borrow_rate"), "{e}");
 
     let mut svc = env.spawn(s).await;
     let submit = |spec: v1::OrderSpec| {

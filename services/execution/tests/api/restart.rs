@@ -157,6 +157,11 @@ cash = "100000"
 [data]
 SPY = "unused: execution reads only the symbols"
 
+# The venue's costs (helpers::venue): the service refuses a file whose costs differ.
+[costs]
+fees = "per_share=0.005,min=1"
+slippage = "bps=2"
+
 [allocation]
 method = "fixed"
 netting = true
