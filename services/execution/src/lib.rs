@@ -187,42 +187,45 @@ impl ExecutionSettings {
             .engine_config()
             .map_err(|e| bad(format!("{shown}: {e}")))?;
         let v = &self.venue;
-        let differ = |field: &str, file: String, venue: String| {
-            ConfigError::invalid(
+        let differing = [
+            (
+                "commission",
+                costs.commission != v.commission,
+                format!("{:?} against {:?}", v.commission, costs.commission),
+            ),
+            (
+                "slippage",
+                costs.slippage != v.slippage,
+                format!("{:?} against {:?}", v.slippage, costs.slippage),
+            ),
+            (
+                "borrow_rate",
+                costs.borrow_rate != v.borrow_rate,
+                format!("{} against {}", v.borrow_rate, costs.borrow_rate),
+            ),
+            (
+                "financing_rate",
+                costs.financing_rate != v.financing_rate,
+                format!("{} against {}", v.financing_rate, costs.financing_rate),
+            ),
+            (
+                "max_participation",
+                costs.max_participation != v.max_participation,
+                format!(
+                    "{:?} against {:?}",
+                    v.max_participation, costs.max_participation
+                ),
+            ),
+        ]
+        .into_iter()
+        .find(|(_, differs, _)| *differs);
+        if let Some((field, _, values)) = differing {
+            return Err(ConfigError::invalid(
                 format!("execution.venue.{field}"),
                 format!(
-                    "{venue} differs from the [costs] of {shown} ({file}): the portfolio's \
-                     paper fills would not equal its backtest"
+                    "differs from the [costs] of {shown} (venue {values} in the file): the \
+                     portfolio's paper fills would not equal its backtest"
                 ),
-            )
-        };
-        if costs.commission != v.commission {
-            return Err(differ(
-                "commission",
-                format!("{:?}", costs.commission),
-                format!("{:?}", v.commission),
-            ));
-        }
-        if costs.slippage != v.slippage {
-            return Err(differ(
-                "slippage",
-                format!("{:?}", costs.slippage),
-                format!("{:?}", v.slippage),
-            ));
-        }
-        for (field, file_rate, venue_rate) in [
-            ("borrow_rate", costs.borrow_rate, v.borrow_rate),
-            ("financing_rate", costs.financing_rate, v.financing_rate),
-        ] {
-            if file_rate != venue_rate {
-                return Err(differ(field, file_rate.to_string(), venue_rate.to_string()));
-            }
-        }
-        if costs.max_participation != v.max_participation {
-            return Err(differ(
-                "max_participation",
-                format!("{:?}", costs.max_participation),
-                format!("{:?}", v.max_participation),
             ));
         }
         Ok(Some(file))
