@@ -510,7 +510,7 @@ mod tests {
     ) -> (Arc<Faulty>, Arc<Record>, Consumer) {
         let inner = InProcessBus::new(BackPressure::default(), 1_000_000).unwrap();
         let bus = Arc::new(Faulty::new(Arc::new(inner)).failing_with(fail_with));
-        bus.read_outages.store(outages, Ordering::SeqCst);
+        bus.fail_next_reads(outages);
         let handler = Arc::new(Record::default());
         let mut config = ConsumerConfig::new(
             StreamName::parse("grodt.fills.v1").unwrap(),
@@ -551,11 +551,7 @@ mod tests {
             .unwrap()
             .expect("shutdown ends the loop cleanly");
         assert_eq!(*handler.0.lock().unwrap(), vec![e.event_id]);
-        assert_eq!(
-            bus.read_outages.load(Ordering::SeqCst),
-            0,
-            "every outage was retried"
-        );
+        assert_eq!(bus.failing_reads_left(), 0, "every outage was retried");
         assert_eq!(bus.groups(&s).await.unwrap()[0].pending, 0);
     }
 
@@ -573,7 +569,7 @@ mod tests {
             let _ = stopped.await;
         }));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while bus.read_outages.load(Ordering::SeqCst) > 0 {
+        while bus.failing_reads_left() > 0 {
             assert!(Instant::now() < deadline, "the consumer never read");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }

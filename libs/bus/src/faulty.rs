@@ -1,7 +1,8 @@
 //! A bus that fails on command, for fault tests: it passes every call to the
-//! bus it wraps, except that publishes fail while [`Faulty::publish_down`]
-//! is set and the next [`Faulty::read_outages`] reads (`consume`) fail,
-//! each with the error [`Faulty::failing_with`] chose (a timeout by default).
+//! bus it wraps, except that publishes fail while
+//! [`Faulty::set_publish_down`] says so and the next reads (`consume`)
+//! [`Faulty::fail_next_reads`] counts fail, each with the error
+//! [`Faulty::failing_with`] chose (a timeout by default).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,9 +19,9 @@ use crate::{
 pub struct Faulty {
     inner: Arc<dyn EventBus>,
     /// While set, every publish fails.
-    pub publish_down: AtomicBool,
+    publish_down: AtomicBool,
     /// Reads still to fail.
-    pub read_outages: AtomicUsize,
+    read_outages: AtomicUsize,
     fail_with: fn(&'static str) -> BusError,
 }
 
@@ -52,6 +53,16 @@ impl Faulty {
     /// Sets whether publishes fail.
     pub fn set_publish_down(&self, down: bool) {
         self.publish_down.store(down, Ordering::SeqCst);
+    }
+
+    /// The next `n` reads fail.
+    pub fn fail_next_reads(&self, n: usize) {
+        self.read_outages.store(n, Ordering::SeqCst);
+    }
+
+    /// Reads still to fail (0 once the consumer has read through them all).
+    pub fn failing_reads_left(&self) -> usize {
+        self.read_outages.load(Ordering::SeqCst)
     }
 }
 
