@@ -191,8 +191,7 @@ impl SessionCalendar {
     /// keeps these hours): 09:30 to 16:00 US Eastern, Monday to Friday,
     /// closed on the NYSE's holidays and ad hoc closures, ending at 13:00 on
     /// its early-close days (14:00 before 1993; exchange_calendars' XNYS).
-    /// Pre- and post-market
-    /// bars lie outside it.
+    /// Pre- and post-market bars lie outside it.
     pub fn nyse() -> Self {
         use Weekday::*;
         Self {
@@ -311,6 +310,8 @@ fn equity_or_rates_root(symbol: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use chrono::DateTime;
+
     use super::*;
 
     #[test]
@@ -335,7 +336,6 @@ mod tests {
             );
         }
     }
-    use chrono::DateTime;
 
     fn ns(s: &str) -> i64 {
         DateTime::parse_from_rfc3339(s)

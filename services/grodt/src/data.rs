@@ -698,23 +698,21 @@ mod tests {
             .expect("spec");
             spec.instrument.expect("instrument").asset_class
         };
-        let binance = "lean_spy_daily.csv"; // any file: the class does not depend on it
+        // Any file: the class does not depend on its content.
+        let file = "lean_spy_daily.csv";
         assert_eq!(
-            class(binance, Some("binance"), None),
+            class(file, Some("binance"), None),
             v1::AssetClass::CryptoSpot as i32
         );
         assert_eq!(
-            class(binance, Some("binance"), Some("perpetual")),
+            class(file, Some("binance"), Some("perpetual")),
             v1::AssetClass::CryptoPerpetual as i32
         );
         assert_eq!(
-            class("lean_spy_daily.csv", Some("lean"), None),
+            class(file, Some("lean"), None),
             v1::AssetClass::Equity as i32
         );
-        assert_eq!(
-            class("lean_spy_daily.csv", None, None),
-            v1::AssetClass::Equity as i32
-        );
+        assert_eq!(class(file, None, None), v1::AssetClass::Equity as i32);
     }
 
     #[test]

@@ -292,6 +292,16 @@ pub(crate) async fn channel(addr: std::net::SocketAddr) -> Result<Channel, Paper
         .map_err(|e| PaperCliError::Local(format!("connecting {addr}: {e}")))
 }
 
+/// The import's asset class: fractional runs trade crypto (around the clock),
+/// the rest equities (the NYSE calendars).
+fn asset_class_of(options: &PaperOptions) -> &'static str {
+    if options.fractional {
+        "crypto"
+    } else {
+        "equity"
+    }
+}
+
 /// Runs the whole thing; see the module doc.
 ///
 /// # Errors
@@ -301,11 +311,7 @@ pub async fn run(options: &PaperOptions) -> Result<PaperOutcome, PaperCliError> 
     let import = ImportArgs {
         symbol: options.symbol.clone(),
         timeframe: options.timeframe.clone(),
-        asset_class: Some(if options.fractional {
-            "crypto".into()
-        } else {
-            "equity".into()
-        }),
+        asset_class: Some(asset_class_of(options).into()),
         ..ImportArgs::of(data_file(options)?.clone())
     };
     let spec = import_spec(&import).map_err(|e| PaperCliError::Usage {
@@ -541,11 +547,7 @@ async fn replay(
     let import = ImportArgs {
         symbol: Some(symbol.to_owned()),
         timeframe: options.timeframe.clone(),
-        asset_class: Some(if options.fractional {
-            "crypto".into()
-        } else {
-            "equity".into()
-        }),
+        asset_class: Some(asset_class_of(options).into()),
         ..ImportArgs::of(data.clone())
     };
     let spec = import_spec(&import).map_err(|e| PaperCliError::Local(e.to_string()))?;

@@ -508,7 +508,7 @@ mod tests {
 
     #[test]
     fn intraday_imports_get_their_exchange_s_session_calendar() {
-        let future = |symbol: &str, asset: v1::AssetClass| {
+        let calendar_of = |symbol: &str, asset: v1::AssetClass| {
             let mut sp = spec();
             let inst = sp.instrument.as_mut().unwrap();
             inst.symbol = symbol.into();
@@ -518,18 +518,21 @@ mod tests {
         };
         let equity = Calendar::Sessions(SessionCalendar::cme_globex_equity());
         let fx = Calendar::Sessions(SessionCalendar::cme_globex_fx());
-        assert_eq!(future("ESZ4", v1::AssetClass::Future), equity);
-        assert_eq!(future("ZN", v1::AssetClass::Future), equity);
-        assert_eq!(future("6E", v1::AssetClass::Future), fx);
-        assert_eq!(future("CL", v1::AssetClass::Future), fx);
+        assert_eq!(calendar_of("ESZ4", v1::AssetClass::Future), equity);
+        assert_eq!(calendar_of("ZN", v1::AssetClass::Future), equity);
+        assert_eq!(calendar_of("6E", v1::AssetClass::Future), fx);
+        assert_eq!(calendar_of("CL", v1::AssetClass::Future), fx);
         // Spot FX keeps the FX hours whatever its symbol.
-        assert_eq!(future("ES", v1::AssetClass::Fx), fx);
+        assert_eq!(calendar_of("ES", v1::AssetClass::Fx), fx);
         // Intraday stocks and ETFs keep the NYSE session; other classes
         // get no gap check (an unknown session is not guessed).
         let nyse = Calendar::Sessions(SessionCalendar::nyse());
-        assert_eq!(future("SPY", v1::AssetClass::Etf), nyse);
-        assert_eq!(future("AAPL", v1::AssetClass::Equity), nyse);
-        assert_eq!(future("SPX", v1::AssetClass::Index), Calendar::AlwaysOpen);
+        assert_eq!(calendar_of("SPY", v1::AssetClass::Etf), nyse);
+        assert_eq!(calendar_of("AAPL", v1::AssetClass::Equity), nyse);
+        assert_eq!(
+            calendar_of("SPX", v1::AssetClass::Index),
+            Calendar::AlwaysOpen
+        );
     }
 
     #[test]
