@@ -641,9 +641,38 @@ impl IntBook {
             .map_err(|_| SweepError::Core(CoreError::Overflow { what: "sweep cash" }))
     }
 
-    #[allow(clippy::cast_precision_loss, reason = "f64 statistics only")]
     fn as_f64(self, raw: i128) -> f64 {
-        raw as f64 / self.unit
+        i128_to_f64(raw) / self.unit
+    }
+}
+
+/// `x as f64` (correctly rounded either way), by the hardware's `i64`
+/// conversion when `x` fits: `i128`'s goes through a library routine.
+/// (`black_box`: without it LLVM folds the two equal branches back into the
+/// library call.)
+#[allow(clippy::cast_precision_loss, reason = "f64 statistics only")]
+#[inline(always)]
+fn i128_to_f64(x: i128) -> f64 {
+    match i64::try_from(x) {
+        Ok(v) => v as f64,
+        Err(_) => std::hint::black_box(x) as f64,
+    }
+}
+
+/// `floor(a / b)` to a multiple of `step` for `a >= 0`, `b > 0`, `step > 0`
+/// (an entry's size in units), by `i64` division when the operands fit: an
+/// `i128` division is a library call several times slower.
+#[inline(always)]
+fn units_to_step(a: i128, b: i64, step: i64) -> i128 {
+    match i64::try_from(a) {
+        Ok(a) => {
+            let u = a / b;
+            i128::from(u - u % step)
+        }
+        Err(_) => {
+            let u = a / i128::from(b);
+            u - u % i128::from(step)
+        }
     }
 }
 
@@ -1032,14 +1061,12 @@ impl Marks {
     #[inline(always)]
     fn held(&mut self, h: &Held, (cash, q): (f64, f64), close: &[f64], a: usize, b: usize) {
         let delta = cash / q;
-        let d = |p: &[f64]| p[b] - p[a];
         let (k1, k2) = (-delta, delta * delta);
-        let [a0, a1, a2] = &h.a;
-        let [b0, b1, b2] = &h.b;
-        let [d0, d1, d2] = &h.d;
-        self.s1 += d(a0) + k1 * d(a1) + k2 * d(a2);
-        self.s2 += d(b0) + 2.0 * k1 * d(b1) + 3.0 * k2 * d(b2);
-        self.s3 += d(d0) + 2.0 * k1 * d(d1) + 3.0 * k2 * d(d2);
+        let (pa, pb) = (&h.sums[a], &h.sums[b]);
+        let d = |k: usize| pb[k] - pa[k];
+        self.s1 += d(0) + k1 * d(1) + k2 * d(2);
+        self.s2 += d(3) + 2.0 * k1 * d(4) + 3.0 * k2 * d(5);
+        self.s3 += d(6) + 2.0 * k1 * d(7) + 3.0 * k2 * d(8);
         let bars = &close[a..b];
         let (lo, hi) = min_max(bars);
         let (e_lo, e_hi) = (cash + q * lo, cash + q * hi);
@@ -1056,14 +1083,15 @@ impl Marks {
     }
 }
 
-/// The lowest and highest of `c` (finite), four lanes at a time.
+/// The lowest and highest of `c`, four lanes at a time (`fast_min`: no NaN
+/// handling, as [`Held::of`] checked every close finite).
 fn min_max(c: &[f64]) -> (f64, f64) {
     let (mut lo, mut hi) = (f64x4::splat(f64::INFINITY), f64x4::splat(f64::NEG_INFINITY));
     let mut quads = c.chunks_exact(4);
     for x in &mut quads {
         let v = f64x4::from([x[0], x[1], x[2], x[3]]);
-        lo = lo.min(v);
-        hi = hi.max(v);
+        lo = lo.fast_min(v);
+        hi = hi.fast_max(v);
     }
     let (lo, hi) = (lo.to_array(), hi.to_array());
     let (mut l, mut h) = (
@@ -1079,13 +1107,13 @@ fn min_max(c: &[f64]) -> (f64, f64) {
 
 /// Sums of the bar returns shared by every lane's held long positions (see
 /// [`Marks::held`]): with `x_u = c_u / c_(u-1) - 1` and `v_u = 1 / c_(u-1)`,
-/// `a[k][i]` is the sum of `x v^k` over bars `1..i`, `b[k]` of `x^2 v^k`, and
-/// `d[k]` of `x^2 v^k` over the falling bars (the downside).
+/// `sums[i]` holds, over bars `1..i`, the sums of `x v^k` (k = 0..2, at 0..3),
+/// of `x^2 v^k` (at 3..6) and of `x^2 v^k` over the falling bars (the
+/// downside, at 6..9). One row per bar, so a hold reads two rows (a cache
+/// line or two each) rather than nine columns.
 #[derive(Clone, Debug)]
 struct Held {
-    a: [Vec<f64>; 3],
-    b: [Vec<f64>; 3],
-    d: [Vec<f64>; 3],
+    sums: Vec<[f64; 9]>,
     /// The largest `v` (one over the lowest close).
     vmax: f64,
 }
@@ -1098,23 +1126,24 @@ impl Held {
             return None;
         }
         let n = close.len();
-        let cols = || [(); 3].map(|()| vec![0.0; n + 1]);
-        let (mut a, mut b, mut d) = (cols(), cols(), cols());
+        let mut sums = vec![[0.0; 9]; n + 1];
         let mut vmax = 0.0f64;
         for u in 1..n {
             let v = 1.0 / close[u - 1];
             vmax = vmax.max(v);
             let x = (close[u] - close[u - 1]) * v;
             let (x2, fall) = (x * x, x < 0.0);
+            let (prev, mut row) = (sums[u], sums[u]);
             let mut vk = 1.0;
             for k in 0..3 {
-                a[k][u + 1] = a[k][u] + x * vk;
-                b[k][u + 1] = b[k][u] + x2 * vk;
-                d[k][u + 1] = d[k][u] + if fall { x2 * vk } else { 0.0 };
+                row[k] = prev[k] + x * vk;
+                row[3 + k] = prev[3 + k] + x2 * vk;
+                row[6 + k] = prev[6 + k] + if fall { x2 * vk } else { 0.0 };
                 vk *= v;
             }
+            sums[u + 1] = row;
         }
-        Some(Self { a, b, d, vmax })
+        Some(Self { sums, vmax })
     }
 
     /// Whether a position of `q` units beside the cash `cash` is long with a
@@ -1366,9 +1395,7 @@ impl<R: Rule> Lane<R> {
         }
         let target_raw = if equity < b.exact_size_below {
             // floor(equity / price) in size units, to the step (as `size_exact`).
-            let units = equity / i128::from(px);
-            let step = i128::from(inst.size_step.raw());
-            i64::try_from(units - units % step)
+            i64::try_from(units_to_step(equity, px, inst.size_step.raw()))
                 .map_err(|_| SweepError::Core(CoreError::Overflow { what: "sweep size" }))?
         } else {
             let price = Price::from_raw(px, inst.price_precision)?.to_decimal();
@@ -1406,7 +1433,10 @@ impl<R: Rule> Lane<R> {
             price: Price::from_raw(price_raw, inst.price_precision)?,
             commission: Decimal::ZERO,
         };
-        self.entry = Some(fill.clone());
+        // The entry is only read for a recorded trade.
+        if W::RECORDS {
+            self.entry = Some(fill.clone());
+        }
         rec.fill(fill, None, None);
         Ok(())
     }
@@ -1486,7 +1516,10 @@ impl<R: Rule> Lane<R> {
             price,
             commission: fee,
         };
-        self.entry = Some(fill.clone());
+        // The entry is only read for a recorded trade.
+        if W::RECORDS {
+            self.entry = Some(fill.clone());
+        }
         rec.fill(fill, None, None);
         Ok(())
     }
