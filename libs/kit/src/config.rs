@@ -311,6 +311,10 @@ pub struct RedisConfig {
     /// in the environment carries none; `url` must then have no credentials.
     #[serde(default)]
     pub password_file: PathBuf,
+    /// The CA certificate (PEM) that signed the Redis server's certificate,
+    /// for a `rediss://` URL with a private CA; empty: the platform's roots.
+    #[serde(default)]
+    pub ca_file: PathBuf,
 }
 
 impl Default for RedisConfig {
@@ -320,11 +324,40 @@ impl Default for RedisConfig {
             key_prefix: String::new(),
             username: String::new(),
             password_file: PathBuf::new(),
+            ca_file: PathBuf::new(),
         }
     }
 }
 
 impl RedisConfig {
+    /// The PEM of `ca_file`, `None` when unset. Errors name `redis.ca_file`:
+    /// an unreadable file, one without a certificate, or a URL that is not
+    /// `rediss://` (a CA on a plaintext connection would be silently unused).
+    pub fn tls_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        if self.ca_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let key = "redis.ca_file";
+        if !self.url.expose().starts_with("rediss://") {
+            return Err(ConfigError::invalid(
+                key,
+                "is set but redis.url is not rediss://: TLS needs a rediss:// URL",
+            ));
+        }
+        let pem = std::fs::read(&self.ca_file)
+            .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", self.ca_file.display())))?;
+        if !pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{}: no PEM certificate in it", self.ca_file.display()),
+            ));
+        }
+        Ok(Some(pem))
+    }
+
     /// Reads `password_file` (if set) and puts the credentials into `url`.
     /// Errors name `redis.password_file` (an unreadable or empty file) or
     /// `redis.url` (no `redis://` / `rediss://` URL, or one with credentials).
@@ -580,6 +613,7 @@ pub fn load<S: ServiceConfig>(
 
     let mut common: CommonConfig = figment.extract().map_err(ConfigError::from_figment)?;
     common.redis.apply_password_file()?;
+    common.redis.tls_ca()?;
     let service: S = match S::SECTION {
         Some(section) => figment.focus(section).extract().map_err(|mut e| {
             e.path.insert(0, section.to_owned());

@@ -33,15 +33,17 @@ impl Infra {
     /// Migrations are not run here: `grodt migrate` (a Job or a Compose
     /// one-shot) owns the schema in distributed mode.
     pub async fn connect(common: &CommonConfig) -> Result<Self, KitError> {
-        let bus = RedisBus::connect(RedisBusConfig::new(
+        let mut bus_config = RedisBusConfig::new(
             common.redis.url.expose().clone(),
             common.redis.key_prefix.clone(),
-        ))
-        .await
-        .map_err(|e| KitError::Dependency {
-            key: "redis.url",
-            reason: e.to_string(),
-        })?;
+        );
+        bus_config.tls_ca = common.redis.tls_ca().map_err(KitError::Config)?;
+        let bus = RedisBus::connect(bus_config)
+            .await
+            .map_err(|e| KitError::Dependency {
+                key: "redis.url",
+                reason: e.to_string(),
+            })?;
         let store = Store::connect(common.database.url.expose())
             .await
             .map_err(|e| KitError::Dependency {

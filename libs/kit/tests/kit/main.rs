@@ -5,6 +5,7 @@ mod auth;
 mod config_exit;
 mod helpers;
 mod redis_auth;
+mod redis_tls;
 mod server;
 mod shutdown;
 mod tls;
