@@ -3,11 +3,15 @@
 # data (SMA fast 5..50, slow 10..200, fast < slow: 7,925 sets; long-only, no
 # fees, next-bar-open fills; the BTC/USDT 1-minute sample, 130,708 bars).
 #
-#   scripts/bench sweep [--csv PATH] [--chunk N] [--short] [--engines numba,rust] [--one-core]
+#   scripts/bench sweep [--csv PATH] [--chunk N] [--short] [--engines numba,rust] [--one-core] [--native]
 #
 # --engines picks vectorbt's engines (default both); --one-core skips the
 # all-cores runs (the ratio is per core; a full run takes 40 minutes
 # here, the rust engine on one core about 7).
+# --native also builds GRODT for this CPU (RUSTFLAGS=-C target-cpu=native, its
+# own target directory) and runs it on one core beside the baseline x86-64
+# build: numba compiles vectorbt's loops for the host CPU, so that is
+# GRODT's like-for-like fastest configuration; the baseline is what ships.
 # --short runs both on the first 3,000 bars (a check that the harness works, in
 # about a minute once built). Runs, each under /usr/bin/time -v for peak memory:
 #   GRODT one core   (Threads::One, pinned to one CPU with taskset)
@@ -24,6 +28,7 @@ chunk=100
 short=
 engines="numba rust"
 all_cores=1
+native=
 while [ $# -gt 0 ]; do
   case "$1" in
     --csv) csv=$2; shift 2 ;;
@@ -31,6 +36,7 @@ while [ $# -gt 0 ]; do
     --short) short=1; shift ;;
     --engines) engines=${2//,/ }; shift 2 ;;
     --one-core) all_cores=; shift ;;
+    --native) native=1; shift ;;
     *) echo "scripts/bench sweep: unknown argument '$1'" >&2; exit 64 ;;
   esac
 done
@@ -53,6 +59,12 @@ py=$venv/bin/python
 
 "${CARGO:-cargo}" build --release --locked -p grodt-sweep --example sweep_grid
 grodt=${CARGO_TARGET_DIR:-target}/release/examples/sweep_grid
+if [ -n "$native" ]; then
+  native_dir=${CARGO_TARGET_DIR:-target}-native
+  RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$native_dir \
+    "${CARGO:-cargo}" build --release --locked -p grodt-sweep --example sweep_grid
+  grodt_native=$native_dir/release/examples/sweep_grid
+fi
 
 date -u '+%Y-%m-%d %H:%M UTC'
 lscpu 2>/dev/null | grep -E 'Model name|^CPU\(s\)' || true
@@ -69,6 +81,15 @@ timed() {
 
 echo "== GRODT"
 timed grodt-one "${one[@]}" "$grodt" --csv "$csv" --threads one --runs 3 --out "$out/grodt.csv"
+if [ -n "$native" ]; then
+  timed grodt-native-one "${one[@]}" "$grodt_native" --csv "$csv" --threads one --runs 3 --out "$out/grodt-native.csv"
+  if cmp -s "$out/grodt.csv" "$out/grodt-native.csv"; then
+    echo "  native build: every set's outcome identical to the baseline build's"
+  else
+    echo "  native build: outcomes differ from the baseline build's" >&2
+    exit 1
+  fi
+fi
 if [ -n "$all_cores" ]; then
   timed grodt-all "$grodt" --csv "$csv" --threads all --runs 3
 fi
@@ -85,6 +106,9 @@ if [ "$ncpu" -gt 1 ] && [ -n "$all_cores" ]; then
 fi
 # GRODT once more after vectorbt: both ends of the sitting.
 timed grodt-one-after "${one[@]}" "$grodt" --csv "$csv" --threads one --runs 3
+if [ -n "$native" ]; then
+  timed grodt-native-one-after "${one[@]}" "$grodt_native" --csv "$csv" --threads one --runs 3
+fi
 echo "== agreement of the final values (to the cent)"
 compared=()
 for engine in $engines; do compared+=("$engine=$out/vbt-$engine.csv"); done
