@@ -283,10 +283,170 @@ pub fn size_to_proto(size: grodt_core::Size) -> v1::order_spec::Size {
     }
 }
 
+/// [`grodt_core::Side`] -> wire side.
+#[must_use]
+pub const fn side_to_proto(s: grodt_core::Side) -> v1::Side {
+    match s {
+        grodt_core::Side::Buy => v1::Side::Buy,
+        grodt_core::Side::Sell => v1::Side::Sell,
+    }
+}
+
+/// [`grodt_core::OrderStatus`] -> wire status.
+#[must_use]
+pub const fn status_to_proto(s: grodt_core::OrderStatus) -> v1::OrderStatus {
+    use grodt_core::OrderStatus as S;
+    match s {
+        S::New => v1::OrderStatus::New,
+        S::Accepted => v1::OrderStatus::Accepted,
+        S::Triggered => v1::OrderStatus::Triggered,
+        S::PartiallyFilled => v1::OrderStatus::PartiallyFilled,
+        S::Filled => v1::OrderStatus::Filled,
+        S::Cancelled => v1::OrderStatus::Cancelled,
+        S::Rejected => v1::OrderStatus::Rejected,
+        S::Expired => v1::OrderStatus::Expired,
+    }
+}
+
+/// Nanoseconds since the epoch -> wire timestamp (normalised: nanos in
+/// `[0, 1e9)`, seconds floored).
+#[must_use]
+pub fn ns_to_timestamp(ns: i64) -> prost_types::Timestamp {
+    const NS: i64 = 1_000_000_000;
+    prost_types::Timestamp {
+        seconds: ns.div_euclid(NS),
+        nanos: i32::try_from(ns.rem_euclid(NS)).unwrap_or(0),
+    }
+}
+
+/// A bar of `inst` (raw prices and volume at its precisions) as the wire's `Bar`.
+#[must_use]
+pub fn bar_to_proto(
+    symbol: &str,
+    b: &grodt_core::Bar,
+    inst: &grodt_core::Instrument,
+    timeframe: i32,
+) -> v1::Bar {
+    let d = |raw: i64, s: u8| Some(v1::Decimal::from(Decimal::new(raw, u32::from(s))));
+    v1::Bar {
+        symbol: symbol.to_owned(),
+        timeframe,
+        timestamp: Some(ns_to_timestamp(b.ts)),
+        open: d(b.open, inst.price_precision),
+        high: d(b.high, inst.price_precision),
+        low: d(b.low, inst.price_precision),
+        close: d(b.close, inst.price_precision),
+        volume: d(b.volume, inst.size_precision),
+    }
+}
+
+/// An order's parts, as every service that hands orders on holds them.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderParts<'a> {
+    /// The idempotency key downstream.
+    pub client_order_id: &'a str,
+    /// The deciding strategy instance (empty for a manual order).
+    pub strategy_id: &'a str,
+    /// The instrument.
+    pub symbol: &'a str,
+    /// Buy or sell.
+    pub side: grodt_core::Side,
+    /// How much.
+    pub size: grodt_core::Size,
+    /// Order type and its prices.
+    pub kind: grodt_core::OrderKind,
+    /// Time in force.
+    pub tif: grodt_core::TimeInForce,
+    /// Take-profit and stop-loss prices of a bracket.
+    pub bracket: Option<(grodt_core::Price, grodt_core::Price)>,
+}
+
+/// An order as the wire's `OrderSpec`, exactly (prices and sizes at their
+/// decimals as held; a trailing percentage as percent points).
+#[must_use]
+pub fn order_spec(o: OrderParts<'_>) -> v1::OrderSpec {
+    use grodt_core::{OrderKind, TimeInForce, TrailingOffset};
+    let d = |p: grodt_core::Price| Some(v1::Decimal::from(p.to_decimal()));
+    let (order_type, limit_price, stop_price, trailing_offset) = match o.kind {
+        OrderKind::Market => (v1::OrderType::Market, None, None, None),
+        OrderKind::Limit { price } => (v1::OrderType::Limit, d(price), None, None),
+        OrderKind::Stop { trigger } => (v1::OrderType::Stop, None, d(trigger), None),
+        OrderKind::StopLimit { trigger, limit } => {
+            (v1::OrderType::StopLimit, d(limit), d(trigger), None)
+        }
+        OrderKind::TrailingStop { offset } => {
+            let offset = match offset {
+                TrailingOffset::Amount(a) => {
+                    v1::trailing_offset::Offset::Amount(a.to_decimal().into())
+                }
+                TrailingOffset::Percent(f) => v1::trailing_offset::Offset::Percent(
+                    (f * Decimal::ONE_HUNDRED).normalize().into(),
+                ),
+            };
+            (
+                v1::OrderType::TrailingStop,
+                None,
+                None,
+                Some(v1::TrailingOffset {
+                    offset: Some(offset),
+                }),
+            )
+        }
+    };
+    let tif = match o.tif {
+        TimeInForce::Gtc => v1::TimeInForce::Gtc,
+        TimeInForce::Day => v1::TimeInForce::Day,
+        TimeInForce::Ioc => v1::TimeInForce::Ioc,
+        TimeInForce::Fok => v1::TimeInForce::Fok,
+    };
+    v1::OrderSpec {
+        client_order_id: o.client_order_id.to_owned(),
+        strategy_id: o.strategy_id.to_owned(),
+        symbol: o.symbol.to_owned(),
+        side: side_to_proto(o.side) as i32,
+        order_type: order_type as i32,
+        size: Some(size_to_proto(o.size)),
+        limit_price,
+        stop_price,
+        trailing_offset,
+        time_in_force: tif as i32,
+        reduce_only: false,
+        bracket: o.bracket.map(|(take_profit, stop_loss)| v1::Bracket {
+            take_profit_price: d(take_profit),
+            stop_loss_price: d(stop_loss),
+        }),
+        oco_group: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn timestamps_are_normalised_and_bars_keep_their_decimals() {
+        let t = ns_to_timestamp(-1);
+        assert_eq!((t.seconds, t.nanos), (-1, 999_999_999));
+        let t = ns_to_timestamp(1_700_000_000_123_456_789);
+        assert_eq!((t.seconds, t.nanos), (1_700_000_000, 123_456_789));
+        let inst = grodt_core::Instrument::equity("BTCUSDT", 2, 5);
+        let bar = grodt_core::Bar {
+            ts: 60_000_000_000,
+            open: 10_050,
+            high: 10_100,
+            low: 10_000,
+            close: 10_075,
+            volume: 123_456,
+        };
+        let w = bar_to_proto("BTCUSDT", &bar, &inst, 3);
+        let text = |d: &Option<v1::Decimal>| d.as_ref().map(|d| d.value.clone());
+        assert_eq!(text(&w.open).as_deref(), Some("100.50"));
+        assert_eq!(text(&w.close).as_deref(), Some("100.75"));
+        assert_eq!(text(&w.volume).as_deref(), Some("1.23456"));
+        assert_eq!(w.timestamp.map(|t| t.seconds), Some(60));
+        assert_eq!((w.symbol.as_str(), w.timeframe), ("BTCUSDT", 3));
+    }
 
     #[test]
     fn order_size_round_trips_every_variant_exactly() {

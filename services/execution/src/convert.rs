@@ -16,7 +16,10 @@ use grodt_core::{
     TimeInForce, TrailingOffset,
 };
 use grodt_paper::{BracketLegs, OrderState, PaperFill, Ticket, Update};
-use grodt_proto::convert::{optional_decimal, required_decimal, size_from_proto, size_to_proto};
+use grodt_proto::convert::{
+    OrderParts, optional_decimal, order_spec, required_decimal, side_to_proto, size_from_proto,
+};
+pub use grodt_proto::convert::{bar_to_proto, status_to_proto};
 use grodt_proto::v1;
 use uuid::Uuid;
 
@@ -73,28 +76,6 @@ pub fn ts_from_proto(field: &str, t: &prost_types::Timestamp) -> Result<i64, Exe
         .checked_mul(NS)
         .and_then(|s| s.checked_add(i64::from(t.nanos)))
         .ok_or_else(|| ExecError::invalid(field, "outside the supported range"))
-}
-
-const fn side_to_proto(s: Side) -> v1::Side {
-    match s {
-        Side::Buy => v1::Side::Buy,
-        Side::Sell => v1::Side::Sell,
-    }
-}
-
-/// Domain status -> wire status.
-#[must_use]
-pub const fn status_to_proto(s: OrderStatus) -> v1::OrderStatus {
-    match s {
-        OrderStatus::New => v1::OrderStatus::New,
-        OrderStatus::Accepted => v1::OrderStatus::Accepted,
-        OrderStatus::Triggered => v1::OrderStatus::Triggered,
-        OrderStatus::PartiallyFilled => v1::OrderStatus::PartiallyFilled,
-        OrderStatus::Filled => v1::OrderStatus::Filled,
-        OrderStatus::Cancelled => v1::OrderStatus::Cancelled,
-        OrderStatus::Rejected => v1::OrderStatus::Rejected,
-        OrderStatus::Expired => v1::OrderStatus::Expired,
-    }
 }
 
 /// Wire status -> domain status (`None` for UNSPECIFIED or an unknown value).
@@ -352,60 +333,19 @@ pub fn same_order(a: &Ticket, b: &Ticket) -> bool {
     }
 }
 
-/// A ticket as the wire's `OrderSpec`.
+/// A ticket as the wire's `OrderSpec` ([`grodt_proto::convert::order_spec`]).
 #[must_use]
 pub fn ticket_to_spec(t: &Ticket) -> v1::OrderSpec {
-    let d = |p: Price| Some(v1::Decimal::from(p.to_decimal()));
-    let (order_type, limit_price, stop_price, trailing_offset) = match t.kind {
-        OrderKind::Market => (v1::OrderType::Market, None, None, None),
-        OrderKind::Limit { price } => (v1::OrderType::Limit, d(price), None, None),
-        OrderKind::Stop { trigger } => (v1::OrderType::Stop, None, d(trigger), None),
-        OrderKind::StopLimit { trigger, limit } => {
-            (v1::OrderType::StopLimit, d(limit), d(trigger), None)
-        }
-        OrderKind::TrailingStop { offset } => {
-            let offset = match offset {
-                TrailingOffset::Amount(a) => {
-                    v1::trailing_offset::Offset::Amount(a.to_decimal().into())
-                }
-                TrailingOffset::Percent(f) => v1::trailing_offset::Offset::Percent(
-                    (f * Decimal::ONE_HUNDRED).normalize().into(),
-                ),
-            };
-            (
-                v1::OrderType::TrailingStop,
-                None,
-                None,
-                Some(v1::TrailingOffset {
-                    offset: Some(offset),
-                }),
-            )
-        }
-    };
-    let tif = match t.tif {
-        TimeInForce::Gtc => v1::TimeInForce::Gtc,
-        TimeInForce::Day => v1::TimeInForce::Day,
-        TimeInForce::Ioc => v1::TimeInForce::Ioc,
-        TimeInForce::Fok => v1::TimeInForce::Fok,
-    };
-    v1::OrderSpec {
-        client_order_id: t.client_order_id.clone(),
-        strategy_id: t.strategy_id.clone(),
-        symbol: t.symbol.clone(),
-        side: side_to_proto(t.side) as i32,
-        order_type: order_type as i32,
-        size: Some(size_to_proto(t.size)),
-        limit_price,
-        stop_price,
-        trailing_offset,
-        time_in_force: tif as i32,
-        reduce_only: false,
-        bracket: t.bracket.map(|b| v1::Bracket {
-            take_profit_price: d(b.take_profit),
-            stop_loss_price: d(b.stop_loss),
-        }),
-        oco_group: String::new(),
-    }
+    order_spec(OrderParts {
+        client_order_id: &t.client_order_id,
+        strategy_id: &t.strategy_id,
+        symbol: &t.symbol,
+        side: t.side,
+        size: t.size,
+        kind: t.kind,
+        tif: t.tif,
+        bracket: t.bracket.map(|b| (b.take_profit, b.stop_loss)),
+    })
 }
 
 /// The broker's order state as the wire's `Order`.
@@ -484,22 +424,6 @@ pub fn bar_from_proto(b: &v1::Bar, inst: &Instrument) -> Result<Bar, ExecError> 
     };
     bar.check().map_err(|e| ExecError::invalid("bar", e))?;
     Ok(bar)
-}
-
-/// A domain bar of `inst` back on the wire (for the report), with its timeframe.
-#[must_use]
-pub fn bar_to_proto(symbol: &str, b: &Bar, inst: &Instrument, timeframe: i32) -> v1::Bar {
-    let d = |raw: i64, s: u8| Some(v1::Decimal::from(Decimal::new(raw, u32::from(s))));
-    v1::Bar {
-        symbol: symbol.to_owned(),
-        timeframe,
-        timestamp: Some(ts_to_proto(b.ts)),
-        open: d(b.open, inst.price_precision),
-        high: d(b.high, inst.price_precision),
-        low: d(b.low, inst.price_precision),
-        close: d(b.close, inst.price_precision),
-        volume: d(b.volume, inst.size_precision),
-    }
 }
 
 /// One report update on the wire.
