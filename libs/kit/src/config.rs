@@ -346,10 +346,12 @@ impl RedisConfig {
         }
         let pem = std::fs::read(&self.ca_file)
             .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", self.ca_file.display())))?;
-        if !pem
-            .windows(b"-----BEGIN CERTIFICATE-----".len())
-            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-        {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", self.ca_file.display())))?;
+        if certs.is_empty() {
             return Err(ConfigError::invalid(
                 key,
                 format!("{}: no PEM certificate in it", self.ca_file.display()),
