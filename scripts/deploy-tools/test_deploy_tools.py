@@ -1261,10 +1261,18 @@ class Security(unittest.TestCase):
             out = Path(tmp) / "secrets"
             subprocess.run(["bash", str(HERE / "make-compose-secrets"), "--tls", str(out)],
                            check=True, capture_output=True, text=True)
-            for env in ("dev", "staging", "prod"):
+            for env in ("dev", "staging", "prod", "prod-redis-tls"):
                 for name, secret in self.compose(env).get("secrets", {}).items():
                     with self.subTest(env=env, secret=name):
                         self.assertTrue((out / Path(secret["file"]).name).is_file(), secret["file"])
+            # The Redis certificate (compose/docker-compose.redis-tls.yml) is
+            # signed by the CA the services trust, for the name they dial.
+            verify = subprocess.run(["openssl", "verify", "-CAfile", str(out / "grpc_tls_ca.pem"),
+                                     str(out / "redis_tls_cert.pem")], capture_output=True, text=True)
+            self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
+            san = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in",
+                                  str(out / "redis_tls_cert.pem")], capture_output=True, text=True, check=True)
+            self.assertIn("DNS:redis", san.stdout)
             tokens = [line.split() for line in (out / "grpc_tokens").read_text().splitlines()
                       if line and not line.startswith("#")]
             self.assertEqual(sorted(role for role, _ in tokens), ["operator", "read", "trader"])
