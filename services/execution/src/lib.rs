@@ -187,39 +187,19 @@ impl ExecutionSettings {
             .engine_config()
             .map_err(|e| bad(format!("{shown}: {e}")))?;
         let v = &self.venue;
-        let differing = [
-            (
-                "commission",
-                costs.commission != v.commission,
-                format!("{:?} against {:?}", v.commission, costs.commission),
-            ),
-            (
-                "slippage",
-                costs.slippage != v.slippage,
-                format!("{:?} against {:?}", v.slippage, costs.slippage),
-            ),
-            (
-                "borrow_rate",
-                costs.borrow_rate != v.borrow_rate,
-                format!("{} against {}", v.borrow_rate, costs.borrow_rate),
-            ),
-            (
-                "financing_rate",
-                costs.financing_rate != v.financing_rate,
-                format!("{} against {}", v.financing_rate, costs.financing_rate),
-            ),
-            (
-                "max_participation",
-                costs.max_participation != v.max_participation,
-                format!(
-                    "{:?} against {:?}",
-                    v.max_participation, costs.max_participation
-                ),
-            ),
-        ]
-        .into_iter()
-        .find(|(_, differs, _)| *differs);
-        if let Some((field, _, values)) = differing {
+        // The first field that differs.
+        let differing = differs("commission", &v.commission, &costs.commission)
+            .or_else(|| differs("slippage", &v.slippage, &costs.slippage))
+            .or_else(|| differs("borrow_rate", &v.borrow_rate, &costs.borrow_rate))
+            .or_else(|| differs("financing_rate", &v.financing_rate, &costs.financing_rate))
+            .or_else(|| {
+                differs(
+                    "max_participation",
+                    &v.max_participation,
+                    &costs.max_participation,
+                )
+            });
+        if let Some((field, values)) = differing {
             return Err(ConfigError::invalid(
                 format!("execution.venue.{field}"),
                 format!(
@@ -230,6 +210,15 @@ impl ExecutionSettings {
         }
         Ok(Some(file))
     }
+}
+
+/// `field` with both values (the venue's first) when they differ.
+fn differs<T: PartialEq + std::fmt::Debug>(
+    field: &'static str,
+    venue: &T,
+    file: &T,
+) -> Option<(&'static str, String)> {
+    (venue != file).then(|| (field, format!("{venue:?} against {file:?}")))
 }
 
 impl Default for ExecutionSettings {
