@@ -83,6 +83,19 @@ impl<'a> Records<'a> {
         }
     }
 
+    /// Reads `bytes`, a tail of a file cut just after a line end, whose first
+    /// byte begins line `first_line` of the whole file: so that two halves of
+    /// one file read on two threads number their lines as one reader would.
+    pub fn starting_at(bytes: &'a [u8], delimiter: u8, first_line: u64) -> Self {
+        Self {
+            reader: builder(delimiter).from_reader(bytes),
+            record: ByteRecord::new(),
+            data: bytes,
+            line: first_line,
+            counted_to: 0,
+        }
+    }
+
     /// Line number of the record starting at byte `start`. The tokenizer's own
     /// line count skips blank lines, so lines are counted here, incrementally
     /// (each byte once over the whole file); line ends before the record's
@@ -163,6 +176,28 @@ mod tests {
             ]
         );
         assert!(all(b"only\n", b',', 3).is_empty());
+    }
+
+    #[test]
+    fn a_tail_read_from_a_line_end_numbers_lines_as_the_whole_file_does() {
+        let text = b"h1,h2\n1,2\n\n3,4\r\n5,6\n\n\n7,8\n";
+        let whole = all(text, b',', 0);
+        for cut in 1..text.len() {
+            if text[cut - 1] != b'\n' {
+                continue;
+            }
+            let mut parts = all(&text[..cut], b',', 0);
+            let first_line = 1 + text[..cut].iter().filter(|&&b| b == b'\n').count() as u64;
+            let mut r = Records::starting_at(&text[cut..], b',', first_line);
+            while let Some((line, rec)) = r.next_record().unwrap() {
+                let cells = rec
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect();
+                parts.push((line, cells));
+            }
+            assert_eq!(parts, whole, "cut at byte {cut}");
+        }
     }
 
     #[test]

@@ -449,13 +449,79 @@ fn cell_error(line: u64, k: usize, cell: &[u8], e: FixedError) -> (u64, String) 
 
 /// Parses CSV bytes; `name` is used in messages. One pass of grodt-core's
 /// reader ([`csv_reader::Records`]): no allocation per row or cell.
+///
+/// A file of a megabyte or more is read on three threads: the UTF-8 check and
+/// the hash beside two halves of the rows, cut at a line end where no quote
+/// can be open. The result is the same as one pass (tests compare the two);
+/// the one-shot backtest spent most of its time here on one of two cores.
 pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTable> {
+    parse_csv_in(bytes, name, options, SPLIT_MIN_BYTES)
+}
+
+/// Files this large or larger are parsed on more than one thread.
+const SPLIT_MIN_BYTES: usize = 1 << 20;
+
+/// The file's sha256 as hex, once it is known to be UTF-8.
+fn checked_sha256(bytes: &[u8]) -> std::result::Result<String, std::str::Utf8Error> {
+    std::str::from_utf8(bytes)?;
+    Ok(hex::encode(Sha256::digest(bytes)))
+}
+
+/// A thread's result, its panic carried on to this thread.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// [`parse_csv`], splitting files of `split_min` bytes or more.
+fn parse_csv_in(
+    bytes: &[u8],
+    name: &str,
+    options: &CsvOptions,
+    split_min: usize,
+) -> Result<RawTable> {
+    let not_utf8 = |e: std::str::Utf8Error| DataError::Source {
+        file: name.to_owned(),
+        reason: format!("not UTF-8: {e}"),
+    };
+    if bytes.len() < split_min {
+        let sha = checked_sha256(bytes).map_err(not_utf8)?;
+        let mut table = parse_table(bytes, name, options, false)?;
+        table.file_sha256 = sha;
+        return Ok(table);
+    }
+    let (sha, table) = std::thread::scope(|s| {
+        let hashing = s.spawn(|| checked_sha256(bytes));
+        let table = parse_table(bytes, name, options, true);
+        (joined(hashing), table)
+    });
+    // Not UTF-8 is the first fault named, as when the check ran first.
+    let sha = sha.map_err(not_utf8)?;
+    let mut table = table?;
+    table.file_sha256 = sha;
+    Ok(table)
+}
+
+/// Where to cut `bytes` in two: just after the line end nearest past the
+/// middle of the data, when the first line holding more than blanks (the
+/// header, if any) ends before it and no quote comes before it (a quoted
+/// field may span lines; past the cut the second reader starts afresh).
+fn split_point(bytes: &[u8], skip: usize) -> Option<usize> {
+    let start = bytes.len() - csv_reader::skip_lines(bytes, skip).len();
+    let first = csv_reader::first_nonblank_line(&bytes[start..])?;
+    // `first` borrows `bytes`: its end as an offset.
+    let first_end = first.as_ptr() as usize - bytes.as_ptr() as usize + first.len();
+    let from = (start + (bytes.len() - start) / 2).max(first_end);
+    let at = from + bytes[from..].iter().position(|&b| b == b'\n')? + 1;
+    (at < bytes.len() && !bytes[start..at].contains(&b'"')).then_some(at)
+}
+
+/// The table of `bytes` without its hash; in two halves on two threads if
+/// `split` and the file allows it.
+fn parse_table(bytes: &[u8], name: &str, options: &CsvOptions, split: bool) -> Result<RawTable> {
     let source_err = |reason: String| DataError::Source {
         file: name.to_owned(),
         reason,
     };
-    std::str::from_utf8(bytes).map_err(|e| source_err(format!("not UTF-8: {e}")))?;
-    let file_sha256 = hex::encode(Sha256::digest(bytes));
     let first = csv_reader::first_nonblank_line(csv_reader::skip_lines(bytes, options.skip_lines))
         .ok_or_else(|| source_err(format!("no lines after skipping {}", options.skip_lines)))?;
     let delimiter = match options.delimiter {
@@ -467,18 +533,15 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
             ))
         })?,
     };
-    let mut records = csv_reader::Records::new(bytes, delimiter, options.skip_lines);
-    fn next<'r>(
-        records: &'r mut csv_reader::Records<'_>,
-        name: &str,
-    ) -> Result<Option<(u64, &'r csv_reader::ByteRecord)>> {
-        records.next_record().map_err(|e| DataError::Source {
-            file: name.to_owned(),
-            reason: e.to_string(),
-        })
-    }
+    let cut = if split {
+        split_point(bytes, options.skip_lines)
+    } else {
+        None
+    };
+    let head_bytes = cut.map_or(bytes, |at| &bytes[..at]);
+    let mut records = csv_reader::Records::new(head_bytes, delimiter, options.skip_lines);
     let header: Option<Vec<String>> = if options.has_header {
-        next(&mut records, name)?.map(|(_, h)| {
+        next_record(&mut records, name)?.map(|(_, h)| {
             h.iter()
                 .map(|c| String::from_utf8_lossy(c).trim().to_owned())
                 .collect()
@@ -550,88 +613,55 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
     let price_plan = scale_plan(options.price_scale, "price_scale")?;
     let volume_plan = scale_plan(options.volume_scale, "volume_scale")?;
 
-    let mut field_count_rows = Vec::new();
-    let mut bad_rows: Vec<(u64, String)> = Vec::new();
-    let mut rows = Vec::with_capacity(bytes.len() / 48);
-    // Per kept row: the adjusted close, and the decimals as written of each cell
-    // while a scale comes from the data. Cell 5 is the adjusted close.
-    let mut adj: Vec<Option<i64>> = Vec::new();
-    let mut written: Vec<[u8; 6]> = Vec::new();
-    let any_from_data =
-        matches!(price_plan, ScalePlan::FromData) || matches!(volume_plan, ScalePlan::FromData);
-    let cells = if adj_idx.is_some() { 6 } else { 5 };
-    let (mut price_decimals, mut volume_decimals) = (0u8, 0u8);
-    let mut lines_read = 0u64;
-    let expected = width.unwrap_or(max_idx + 1);
-    'rows: while let Some((line, fields)) = next(&mut records, name)? {
-        lines_read += 1;
-        if fields.len() != expected && (width.is_some() || fields.len() <= max_idx) {
-            field_count_rows.push((line, fields.len(), expected));
-            continue;
-        }
-        let ts_cell = &fields[idx[0]];
-        let ts = if is_missing(ts_cell) {
-            None
-        } else {
-            match read_timestamp(ts_cell, options) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    bad_rows.push((line, format!("line {line}: timestamp: {e}")));
-                    continue;
-                }
-            }
-        };
-        let mut values = [None; 6];
-        let mut decimals = [0u8; 6];
-        for k in 0..cells {
-            let cell = &fields[if k == 5 {
-                adj_idx.unwrap_or(0)
-            } else {
-                idx[k + 1]
-            }];
-            if is_missing(cell) {
-                continue;
-            }
-            let is_volume = k == 4;
-            let plan = if is_volume { volume_plan } else { price_plan };
-            let parsed = grodt_core::fixed::parse_written(cell)
-                .map(|w| if is_volume { w } else { w.shifted(divisor_exp) })
-                .and_then(|w| match plan {
-                    ScalePlan::Fixed(s) => w.at_scale(s),
-                    ScalePlan::FromData => {
-                        let d = u8::try_from(w.decimals).unwrap_or(u8::MAX);
-                        decimals[k] = d;
-                        let seen = if is_volume {
-                            &mut volume_decimals
-                        } else {
-                            &mut price_decimals
-                        };
-                        *seen = (*seen).max(d.min(MAX_SCALE));
-                        Ok(w.mantissa)
-                    }
+    let plan = RowPlan {
+        idx,
+        adj_idx,
+        width,
+        max_idx,
+        expected: width.unwrap_or(max_idx + 1),
+        cells: if adj_idx.is_some() { 6 } else { 5 },
+        divisor_exp,
+        price_plan,
+        volume_plan,
+        any_from_data: matches!(price_plan, ScalePlan::FromData)
+            || matches!(volume_plan, ScalePlan::FromData),
+    };
+    let part = match cut {
+        None => read_part(&mut records, name, options, &plan, bytes.len() / 48)?,
+        Some(at) => {
+            let tail = &bytes[at..];
+            let (head, tail) = std::thread::scope(|s| {
+                let tail = s.spawn(|| {
+                    let newlines = bytes[..at].iter().filter(|&&b| b == b'\n').count();
+                    let mut r =
+                        csv_reader::Records::starting_at(tail, delimiter, newlines as u64 + 1);
+                    read_part(&mut r, name, options, &plan, tail.len() / 48)
                 });
-            match parsed {
-                Ok(v) => values[k] = Some(v),
-                Err(e) => {
-                    bad_rows.push(cell_error(line, k, cell, e));
-                    continue 'rows;
-                }
-            }
+                // Sized for the whole file, so the tail appends without a copy.
+                let head = read_part(&mut records, name, options, &plan, bytes.len() / 48);
+                (head, joined(tail))
+            });
+            // The first fault in file order, as one pass would meet it.
+            let mut head = head?;
+            head.append(tail?);
+            head
         }
-        let mut five = [None; 5];
-        five.copy_from_slice(&values[..5]);
-        rows.push(RawRow {
-            line,
-            ts,
-            values: five,
-        });
-        if adj_idx.is_some() {
-            adj.push(values[5]);
-        }
-        if any_from_data {
-            written.push(decimals);
-        }
-    }
+    };
+    let RowPlan {
+        any_from_data,
+        cells,
+        ..
+    } = plan;
+    let Part {
+        mut rows,
+        adj,
+        written,
+        field_count_rows,
+        mut bad_rows,
+        price_decimals,
+        volume_decimals,
+        lines_read,
+    } = part;
     let price_scale = match price_plan {
         ScalePlan::Fixed(s) => s,
         ScalePlan::FromData => price_decimals,
@@ -724,7 +754,168 @@ pub fn parse_csv(bytes: &[u8], name: &str, options: &CsvOptions) -> Result<RawTa
         delimiter,
         findings,
         lines_read,
-        file_sha256,
+        file_sha256: String::new(),
+    })
+}
+
+/// How the cells of a row are read: the mapping resolved against the header.
+#[derive(Clone, Copy)]
+struct RowPlan {
+    idx: [usize; 6],
+    adj_idx: Option<usize>,
+    width: Option<usize>,
+    max_idx: usize,
+    expected: usize,
+    cells: usize,
+    divisor_exp: u8,
+    price_plan: ScalePlan,
+    volume_plan: ScalePlan,
+    any_from_data: bool,
+}
+
+/// What a stretch of records parsed to; the halves of a file append.
+struct Part {
+    rows: Vec<RawRow>,
+    /// Per kept row: the adjusted close, and the decimals as written of each
+    /// cell while a scale comes from the data. Cell 5 is the adjusted close.
+    adj: Vec<Option<i64>>,
+    written: Vec<[u8; 6]>,
+    field_count_rows: Vec<(u64, usize, usize)>,
+    bad_rows: Vec<(u64, String)>,
+    price_decimals: u8,
+    volume_decimals: u8,
+    lines_read: u64,
+}
+
+impl Part {
+    /// `later` read after `self` (the next stretch of the same file).
+    fn append(&mut self, later: Self) {
+        self.rows.extend(later.rows);
+        self.adj.extend(later.adj);
+        self.written.extend(later.written);
+        self.field_count_rows.extend(later.field_count_rows);
+        self.bad_rows.extend(later.bad_rows);
+        self.price_decimals = self.price_decimals.max(later.price_decimals);
+        self.volume_decimals = self.volume_decimals.max(later.volume_decimals);
+        self.lines_read += later.lines_read;
+    }
+}
+
+fn next_record<'r>(
+    records: &'r mut csv_reader::Records<'_>,
+    name: &str,
+) -> Result<Option<(u64, &'r csv_reader::ByteRecord)>> {
+    records.next_record().map_err(|e| DataError::Source {
+        file: name.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads every record left in `records` as rows.
+fn read_part(
+    records: &mut csv_reader::Records<'_>,
+    name: &str,
+    options: &CsvOptions,
+    plan: &RowPlan,
+    capacity: usize,
+) -> Result<Part> {
+    let RowPlan {
+        idx,
+        adj_idx,
+        width,
+        max_idx,
+        expected,
+        cells,
+        divisor_exp,
+        price_plan,
+        volume_plan,
+        any_from_data,
+    } = *plan;
+    let mut field_count_rows = Vec::new();
+    let mut bad_rows: Vec<(u64, String)> = Vec::new();
+    let mut rows = Vec::with_capacity(capacity);
+    let mut adj: Vec<Option<i64>> = Vec::new();
+    let mut written: Vec<[u8; 6]> = Vec::new();
+    let (mut price_decimals, mut volume_decimals) = (0u8, 0u8);
+    let mut lines_read = 0u64;
+    'rows: while let Some((line, fields)) = next_record(records, name)? {
+        lines_read += 1;
+        if fields.len() != expected && (width.is_some() || fields.len() <= max_idx) {
+            field_count_rows.push((line, fields.len(), expected));
+            continue;
+        }
+        let ts_cell = &fields[idx[0]];
+        let ts = if is_missing(ts_cell) {
+            None
+        } else {
+            match read_timestamp(ts_cell, options) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    bad_rows.push((line, format!("line {line}: timestamp: {e}")));
+                    continue;
+                }
+            }
+        };
+        let mut values = [None; 6];
+        let mut decimals = [0u8; 6];
+        for k in 0..cells {
+            let cell = &fields[if k == 5 {
+                adj_idx.unwrap_or(0)
+            } else {
+                idx[k + 1]
+            }];
+            if is_missing(cell) {
+                continue;
+            }
+            let is_volume = k == 4;
+            let plan = if is_volume { volume_plan } else { price_plan };
+            let parsed = grodt_core::fixed::parse_written(cell)
+                .map(|w| if is_volume { w } else { w.shifted(divisor_exp) })
+                .and_then(|w| match plan {
+                    ScalePlan::Fixed(s) => w.at_scale(s),
+                    ScalePlan::FromData => {
+                        let d = u8::try_from(w.decimals).unwrap_or(u8::MAX);
+                        decimals[k] = d;
+                        let seen = if is_volume {
+                            &mut volume_decimals
+                        } else {
+                            &mut price_decimals
+                        };
+                        *seen = (*seen).max(d.min(MAX_SCALE));
+                        Ok(w.mantissa)
+                    }
+                });
+            match parsed {
+                Ok(v) => values[k] = Some(v),
+                Err(e) => {
+                    bad_rows.push(cell_error(line, k, cell, e));
+                    continue 'rows;
+                }
+            }
+        }
+        let mut five = [None; 5];
+        five.copy_from_slice(&values[..5]);
+        rows.push(RawRow {
+            line,
+            ts,
+            values: five,
+        });
+        if adj_idx.is_some() {
+            adj.push(values[5]);
+        }
+        if any_from_data {
+            written.push(decimals);
+        }
+    }
+    Ok(Part {
+        rows,
+        adj,
+        written,
+        field_count_rows,
+        bad_rows,
+        price_decimals,
+        volume_decimals,
+        lines_read,
     })
 }
 
@@ -965,5 +1156,124 @@ mod tests {
         };
         let e = parse_csv(text.as_bytes(), "f.csv", &o).unwrap_err();
         assert!(e.to_string().contains("\"vol\""), "{e}");
+    }
+
+    /// The table read in one pass and the table read on three threads, as text
+    /// (every row, finding, scale, count and the hash).
+    fn one_and_split(text: &[u8], o: &CsvOptions) -> (String, String) {
+        let one = format!("{:?}", parse_csv_in(text, "t", o, usize::MAX));
+        let split = format!("{:?}", parse_csv_in(text, "t", o, 0));
+        (one, split)
+    }
+
+    #[test]
+    fn two_halves_read_what_one_pass_reads() {
+        // Faults, blanks and the longest decimals on both sides of the cut.
+        let mut text = String::from("banner line\ntimestamp,open,high,low,close,volume,adj\n");
+        for i in 0..40 {
+            let late = i >= 20;
+            let row = match i % 10 {
+                0 => String::new(),
+                3 => format!("2024-01-01T00:{i:02}:00Z,1,2\n"),
+                5 => format!("2024-01-01T00:{i:02}:00Z,1,x,1,1,1,1\n"),
+                7 if late => format!("2024-01-01T00:{i:02}:00Z,1.12345,2,1,1.5,0.001,1.5\n"),
+                8 => format!("2024-01-01T00:{i:02}:00Z,,2,1,1,1,1\n"),
+                9 if late => "not a time,1,2,1,1,1,1\n".to_owned(),
+                _ => format!("2024-01-01T00:{i:02}:00Z,1.5,2,1,1.25,{i},1.5\n"),
+            };
+            text.push_str(if row.is_empty() { "\n" } else { &row });
+        }
+        let text = text.into_bytes();
+        let cut = split_point(&text, 1).expect("a cut past the header");
+        assert!(cut > text.len() / 3 && cut < text.len() * 2 / 3, "{cut}");
+        let plain = CsvOptions {
+            skip_lines: 1,
+            ..CsvOptions::default()
+        };
+        let fixed = CsvOptions {
+            price_scale: Scale::Fixed(8),
+            volume_scale: Scale::Fixed(4),
+            ..plain.clone()
+        };
+        let adjusted = CsvOptions {
+            adjust_by: Some("adj".into()),
+            ..plain.clone()
+        };
+        for o in [&plain, &fixed, &adjusted] {
+            let (one, split) = one_and_split(&text, o);
+            assert_eq!(one, split);
+            assert!(one.contains("unparsable"), "{one}");
+            assert!(one.contains("wrong number of fields"), "{one}");
+        }
+        // Not UTF-8 (in the second half) is named first either way.
+        let mut bad = text.clone();
+        let at = bad.len() - 3;
+        bad[at] = 0xff;
+        let (one, split) = one_and_split(&bad, &plain);
+        assert_eq!(one, split);
+        assert!(one.contains("not UTF-8"), "{one}");
+    }
+
+    #[test]
+    fn no_cut_after_a_quote_and_none_in_the_header() {
+        let row = "2024-01-01T00:00:00Z,1,2,1,1,1\n";
+        let mut quoted = String::from("timestamp,open,high,low,close,volume\n");
+        quoted.push_str(&row.replace(",1,2,", ",\"1\",2,"));
+        quoted.push_str(&row.repeat(20));
+        assert_eq!(split_point(quoted.as_bytes(), 0), None);
+        // A quote past the middle leaves the cut possible.
+        let mut late = String::from("timestamp,open,high,low,close,volume\n");
+        late.push_str(&row.repeat(20));
+        late.push_str(&row.replace(",1,2,", ",\"1\",2,"));
+        assert!(split_point(late.as_bytes(), 0).is_some());
+        let (one, split) = one_and_split(late.as_bytes(), &CsvOptions::default());
+        assert_eq!(one, split);
+        // Only a header: nothing to cut.
+        assert_eq!(split_point(b"timestamp,open\n", 0), None);
+        // The cut may fall just after the header: the second reader gets the rest.
+        let short = b"timestamp,open,high,low,close,volume\nx,1";
+        assert_eq!(split_point(short, 0), Some(37));
+        let (one, split) = one_and_split(short, &CsvOptions::default());
+        assert_eq!(one, split);
+        assert!(one.contains("line 2"), "{one}");
+    }
+
+    #[test]
+    fn the_real_sample_reads_the_same_on_three_threads() {
+        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/samples/btcusdt_1m_2025-05-20_2025-08-18.csv");
+        let bytes = std::fs::read(&sample).unwrap();
+        assert!(bytes.len() >= SPLIT_MIN_BYTES);
+        let o = CsvOptions::detect_file(&sample).unwrap();
+        let (one, split) = one_and_split(&bytes, &o);
+        assert_eq!(one, split);
+        assert!(one.len() > 1_000_000);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_file_reads_the_same_cut_or_not(
+            rows in proptest::collection::vec((0u8..8, 0u32..100_000, 0usize..6), 1..60),
+            crlf in proptest::bool::ANY,
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let mut text = format!("timestamp,open,high,low,close,volume{end}");
+            for (i, (kind, v, d)) in rows.iter().enumerate() {
+                let cell = format!("{}.{:0d$}", v / 100, v % 100, d = *d);
+                let cell = cell.trim_end_matches('.');
+                let ts = format!("2024-01-01T{:02}:{:02}:00Z", i / 60, i % 60);
+                let line = match kind {
+                    0 => String::new(),
+                    1 => format!("{ts},{cell}"),
+                    2 => format!("{ts},{cell},oops,1,1,1"),
+                    3 => format!("{ts},,1,1,1,1"),
+                    _ => format!("{ts},{cell},{cell},{cell},{cell},{v}"),
+                };
+                text.push_str(&line);
+                text.push_str(end);
+            }
+            let (one, split) = one_and_split(text.as_bytes(), &CsvOptions::default());
+            proptest::prop_assert_eq!(one, split);
+        }
     }
 }
