@@ -357,7 +357,25 @@ pub fn run(
         seen: 0,
         progress,
     };
-    let result = grodt_sim::run_backtest(&spec.config, &instruments, &bars, &mut observed)?;
+    // The classifier reads only the traded bars: it labels them on a second
+    // core while the engine runs, and the breakdown by regime is measured
+    // there while this thread measures the whole run (the one-shot backtest's
+    // wall time; each side is the same computation as in sequence).
+    let (result, per_bar) = std::thread::scope(|s| {
+        let labelling = spec.regimes.as_ref().map(|config| {
+            s.spawn(|| {
+                grodt_regimes::regime_per_bar(
+                    config.clone(),
+                    traded.instrument.price_precision,
+                    &traded.bars,
+                )
+            })
+        });
+        let result = grodt_sim::run_backtest(&spec.config, &instruments, &bars, &mut observed);
+        (result, labelling.map(joined))
+    });
+    let result = result?;
+    let per_bar = per_bar.transpose()?;
 
     let equity = analytics_equity(&result.equity);
     let positions = positions_at_marks(&result);
@@ -367,12 +385,15 @@ pub fn run(
         positions: Some(&positions),
         trades: &closed_trades,
     };
-    let metrics = analytics::compute(&input, &spec.metrics)?;
-    let regimes = spec
-        .regimes
-        .as_ref()
-        .map(|config| regime_breakdown(config, traded, &input, &spec.metrics))
-        .transpose()?;
+    let (metrics, regimes) = std::thread::scope(|s| {
+        let (input, config) = (&input, &spec.metrics);
+        let by_regime = per_bar
+            .map(|per_bar| s.spawn(move || regime_breakdown(&per_bar, traded, input, config)));
+        let metrics = analytics::compute(input, config);
+        (metrics, by_regime.map(joined))
+    });
+    let metrics = metrics?;
+    let regimes = regimes.transpose()?;
     Ok(Outcome {
         result,
         metrics,
@@ -394,8 +415,22 @@ pub fn regime_labels(
         traded.instrument.price_precision,
         &traded.bars,
     )?;
+    Ok(labels_at_marks(&per_bar, traded, equity))
+}
+
+/// A thread's result, its panic carried on to this thread.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// The label of each period from the regime in force after each traded bar.
+fn labels_at_marks(
+    per_bar: &[Option<Regime>],
+    traded: &Series,
+    equity: &[analytics::EquityPoint],
+) -> Vec<RegimeLabel> {
     let mut k = 0; // traded bars at or before the mark
-    Ok(equity[..equity.len().saturating_sub(1)]
+    equity[..equity.len().saturating_sub(1)]
         .iter()
         .map(|mark| {
             while k < traded.bars.len() && traded.bars[k].ts <= mark.ts {
@@ -405,16 +440,16 @@ pub fn regime_labels(
                 .and_then(|i| per_bar[i])
                 .map_or(RegimeLabel::WarmUp, RegimeLabel::Regime)
         })
-        .collect())
+        .collect()
 }
 
 fn regime_breakdown(
-    config: &RegimeConfig,
+    per_bar: &[Option<Regime>],
     traded: &Series,
     input: &analytics::PerformanceInput<'_>,
     metrics: &analytics::MetricsConfig,
 ) -> Result<RegimeBreakdown, RunError> {
-    let labels = regime_labels(config, traded, input.equity)?;
+    let labels = labels_at_marks(per_bar, traded, input.equity);
     let by = analytics::breakdown(input, &labels, metrics)?;
     Ok(RegimeBreakdown {
         labels,
