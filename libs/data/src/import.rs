@@ -336,8 +336,38 @@ pub(crate) const FIELD_NAMES: [&str; 6] = ["open", "high", "low", "close", "volu
 
 /// Reads and parses a CSV file.
 pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<RawTable> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = read_file(path).map_err(|e| DataError::io(path, e))?;
     parse_csv(&bytes, &path.display().to_string(), options)
+}
+
+/// The whole file. One of [`SPLIT_MIN_BYTES`] or more is read in two halves
+/// on two threads into one buffer: the first touch of a fresh buffer's pages
+/// and the copy from the page cache are most of a read's time.
+fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    if len < SPLIT_MIN_BYTES {
+        let mut bytes = Vec::with_capacity(len);
+        file.read_to_end(&mut bytes)?;
+        return Ok(bytes);
+    }
+    let mut bytes = vec![0u8; len];
+    let (head, tail) = bytes.split_at_mut(len / 2);
+    let at = head.len() as u64;
+    std::thread::scope(|s| {
+        let tail = s.spawn(move || {
+            let mut f = std::fs::File::open(path)?;
+            f.seek(SeekFrom::Start(at))?;
+            f.read_exact(tail)
+        });
+        let head = file.read_exact(head);
+        head.and(joined(tail))
+    })?;
+    // Whatever was appended since the length was read, as `fs::read` would.
+    file.seek(SeekFrom::Start(len as u64))?;
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn is_missing(cell: &[u8]) -> bool {
@@ -626,8 +656,27 @@ fn parse_table(bytes: &[u8], name: &str, options: &CsvOptions, split: bool) -> R
         any_from_data: matches!(price_plan, ScalePlan::FromData)
             || matches!(volume_plan, ScalePlan::FromData),
     };
-    let part = match cut {
-        None => read_part(&mut records, name, options, &plan, bytes.len() / 48)?,
+    let scales = |price_decimals: u8, volume_decimals: u8| {
+        let price = match price_plan {
+            ScalePlan::Fixed(s) => s,
+            ScalePlan::FromData => price_decimals,
+        };
+        let volume = match volume_plan {
+            ScalePlan::Fixed(s) => s,
+            ScalePlan::FromData => volume_decimals,
+        };
+        (price, volume)
+    };
+    let rescaled = plan.any_from_data || plan.adj_idx.is_some();
+    let (part, (price_scale, volume_scale)) = match cut {
+        None => {
+            let mut part = read_part(&mut records, name, options, &plan, bytes.len() / 48)?;
+            let scales = scales(part.price_decimals, part.volume_decimals);
+            if rescaled {
+                part.rescale(&plan, scales);
+            }
+            (part, scales)
+        }
         Some(at) => {
             let tail = &bytes[at..];
             let (head, tail) = std::thread::scope(|s| {
@@ -642,82 +691,30 @@ fn parse_table(bytes: &[u8], name: &str, options: &CsvOptions, split: bool) -> R
                 (head, joined(tail))
             });
             // The first fault in file order, as one pass would meet it.
-            let mut head = head?;
-            head.append(tail?);
-            head
+            let (mut head, mut tail) = (head?, tail?);
+            let scales = scales(
+                head.price_decimals.max(tail.price_decimals),
+                head.volume_decimals.max(tail.volume_decimals),
+            );
+            if rescaled {
+                std::thread::scope(|s| {
+                    s.spawn(|| tail.rescale(&plan, scales));
+                    head.rescale(&plan, scales);
+                });
+            }
+            head.append(tail);
+            (head, scales)
         }
     };
-    let RowPlan {
-        any_from_data,
-        cells,
-        ..
-    } = plan;
     let Part {
-        mut rows,
-        adj,
-        written,
+        rows,
         field_count_rows,
         mut bad_rows,
-        price_decimals,
-        volume_decimals,
         lines_read,
+        ..
     } = part;
-    let price_scale = match price_plan {
-        ScalePlan::Fixed(s) => s,
-        ScalePlan::FromData => price_decimals,
-    };
-    let volume_scale = match volume_plan {
-        ScalePlan::Fixed(s) => s,
-        ScalePlan::FromData => volume_decimals,
-    };
-    if any_from_data || adj_idx.is_some() {
-        // Mantissas to the scale now known, then the adjustment; a cell that no
-        // longer fits, or a row that cannot be adjusted, drops its row.
-        // In place (retain_mut keeps the order): a second table of rows
-        // was the one-shot backtest's largest allocation.
-        let mut i = 0;
-        rows.retain_mut(|row| {
-            let at = i;
-            i += 1;
-            let mut cells6 = [None; 6];
-            cells6[..5].copy_from_slice(&row.values);
-            cells6[5] = adj.get(at).copied().flatten();
-            let fault = (|| {
-                for k in 0..cells {
-                    let (plan, scale) = if k == 4 {
-                        (volume_plan, volume_scale)
-                    } else {
-                        (price_plan, price_scale)
-                    };
-                    let (ScalePlan::FromData, Some(m)) = (plan, cells6[k]) else {
-                        continue;
-                    };
-                    let d = written[at][k];
-                    let w = grodt_core::fixed::WrittenDecimal {
-                        mantissa: m,
-                        decimals: usize::from(d),
-                    };
-                    cells6[k] = Some(w.at_scale(scale).map_err(|e| {
-                        let text = crate::fixed::format_fixed(m, d);
-                        cell_error(row.line, k, text.as_bytes(), e)
-                    })?);
-                }
-                if adj_idx.is_some() {
-                    adjust(&mut cells6, row.line)?;
-                }
-                Ok::<(), (u64, String)>(())
-            })();
-            match fault {
-                Err(f) => {
-                    bad_rows.push(f);
-                    false
-                }
-                Ok(()) => {
-                    row.values.copy_from_slice(&cells6[..5]);
-                    true
-                }
-            }
-        });
+    if rescaled {
+        // The rows the rescale dropped come after the unparsable ones.
         bad_rows.sort_by_key(|r| r.0);
     }
     let mut findings = Vec::new();
@@ -798,6 +795,67 @@ impl Part {
         self.price_decimals = self.price_decimals.max(later.price_decimals);
         self.volume_decimals = self.volume_decimals.max(later.volume_decimals);
         self.lines_read += later.lines_read;
+    }
+
+    /// Mantissas to the scales now known, then the adjustment; a cell that no
+    /// longer fits, or a row that cannot be adjusted, drops its row (named in
+    /// `bad_rows`). In place (`retain_mut` keeps the order): a second table
+    /// of rows was the one-shot backtest's largest allocation.
+    fn rescale(&mut self, plan: &RowPlan, (price_scale, volume_scale): (u8, u8)) {
+        let RowPlan {
+            adj_idx,
+            cells,
+            price_plan,
+            volume_plan,
+            ..
+        } = *plan;
+        let (adj, written, bad_rows) = (&self.adj, &self.written, &mut self.bad_rows);
+        let mut i = 0;
+        self.rows.retain_mut(|row| {
+            let at = i;
+            i += 1;
+            let mut cells6 = [None; 6];
+            cells6[..5].copy_from_slice(&row.values);
+            cells6[5] = adj.get(at).copied().flatten();
+            let fault = (|| {
+                for k in 0..cells {
+                    let (plan, scale) = if k == 4 {
+                        (volume_plan, volume_scale)
+                    } else {
+                        (price_plan, price_scale)
+                    };
+                    let (ScalePlan::FromData, Some(m)) = (plan, cells6[k]) else {
+                        continue;
+                    };
+                    let d = written[at][k];
+                    let w = grodt_core::fixed::WrittenDecimal {
+                        mantissa: m,
+                        decimals: usize::from(d),
+                    };
+                    cells6[k] = Some(w.at_scale(scale).map_err(|e| {
+                        let text = crate::fixed::format_fixed(m, d);
+                        cell_error(row.line, k, text.as_bytes(), e)
+                    })?);
+                }
+                if adj_idx.is_some() {
+                    adjust(&mut cells6, row.line)?;
+                }
+                Ok::<(), (u64, String)>(())
+            })();
+            match fault {
+                Err(f) => {
+                    bad_rows.push(f);
+                    false
+                }
+                Ok(()) => {
+                    row.values.copy_from_slice(&cells6[..5]);
+                    true
+                }
+            }
+        });
+        // Read once: nothing to carry into an append.
+        self.adj = Vec::new();
+        self.written = Vec::new();
     }
 }
 
@@ -1179,6 +1237,9 @@ mod tests {
                 7 if late => format!("2024-01-01T00:{i:02}:00Z,1.12345,2,1,1.5,0.001,1.5\n"),
                 8 => format!("2024-01-01T00:{i:02}:00Z,,2,1,1,1,1\n"),
                 9 if late => "not a time,1,2,1,1,1,1\n".to_owned(),
+                // Fits as written, overflows at the scale the later rows set.
+                4 if !late => format!("2024-01-01T00:{i:02}:00Z,92233720368548,2,1,1,1,1\n"),
+                6 if late => format!("2024-01-01T00:{i:02}:00Z,1,2,1,1,1,\n"),
                 _ => format!("2024-01-01T00:{i:02}:00Z,1.5,2,1,1.25,{i},1.5\n"),
             };
             text.push_str(if row.is_empty() { "\n" } else { &row });
@@ -1205,6 +1266,14 @@ mod tests {
             assert!(one.contains("unparsable"), "{one}");
             assert!(one.contains("wrong number of fields"), "{one}");
         }
+        // The rescale and the adjustment dropped rows on both sides of the cut.
+        let (one, _) = one_and_split(&text, &adjusted);
+        assert!(one.contains("line 7: open"), "{one}");
+        // 7 overflows at the scale; 29 and 39 have no adjusted close.
+        assert!(
+            one.contains("rows: [7, 8, 17, 18, 28, 29, 32, 38, 39, 42]"),
+            "{one}"
+        );
         // Not UTF-8 (in the second half) is named first either way.
         let mut bad = text.clone();
         let at = bad.len() - 3;
@@ -1236,6 +1305,22 @@ mod tests {
         let (one, split) = one_and_split(short, &CsvOptions::default());
         assert_eq!(one, split);
         assert!(one.contains("line 2"), "{one}");
+    }
+
+    #[test]
+    fn a_large_file_read_in_two_halves_is_the_file() {
+        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/samples/btcusdt_1m_2025-05-20_2025-08-18.csv");
+        let whole = std::fs::read(&sample).unwrap();
+        assert!(whole.len() >= SPLIT_MIN_BYTES);
+        assert!(read_file(&sample).unwrap() == whole);
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("odd.csv");
+        std::fs::write(&odd, &whole[..SPLIT_MIN_BYTES + 7]).unwrap();
+        assert!(read_file(&odd).unwrap() == whole[..SPLIT_MIN_BYTES + 7]);
+        std::fs::write(&odd, b"small").unwrap();
+        assert_eq!(read_file(&odd).unwrap(), b"small");
+        assert!(read_file(&dir.path().join("none.csv")).is_err());
     }
 
     #[test]
