@@ -358,10 +358,12 @@ pub fn run(
         progress,
     };
     // The classifier reads only the traded bars: it labels them on a second
-    // core while the engine runs, and the breakdown by regime is measured
-    // there while this thread measures the whole run (the one-shot backtest's
-    // wall time; each side is the same computation as in sequence).
-    let (result, per_bar) = std::thread::scope(|s| {
+    // core while the engine runs and this thread turns the run into the
+    // analytics' input; the breakdown by regime is then measured there while
+    // this thread measures the whole run (the one-shot backtest's wall time;
+    // each side is the same computation as in sequence, and the faults are
+    // reported in the order they were: engine, metrics, regimes).
+    std::thread::scope(|s| {
         let labelling = spec.regimes.as_ref().map(|config| {
             s.spawn(|| {
                 grodt_regimes::regime_per_bar(
@@ -371,35 +373,35 @@ pub fn run(
                 )
             })
         });
-        let result = grodt_sim::run_backtest(&spec.config, &instruments, &bars, &mut observed);
-        (result, labelling.map(joined))
-    });
-    let result = result?;
-    let per_bar = per_bar.transpose()?;
-
-    let equity = analytics_equity(&result.equity);
-    let positions = positions_at_marks(&result);
-    let closed_trades = analytics_trades(&result.trades);
-    let input = analytics::PerformanceInput {
-        equity: &equity,
-        positions: Some(&positions),
-        trades: &closed_trades,
-    };
-    let (metrics, regimes) = std::thread::scope(|s| {
-        let (input, config) = (&input, &spec.metrics);
-        let by_regime = per_bar
-            .map(|per_bar| s.spawn(move || regime_breakdown(&per_bar, traded, input, config)));
-        let metrics = analytics::compute(input, config);
-        (metrics, by_regime.map(joined))
-    });
-    let metrics = metrics?;
-    let regimes = regimes.transpose()?;
-    Ok(Outcome {
-        result,
-        metrics,
-        equity,
-        closed_trades,
-        regimes,
+        let result = grodt_sim::run_backtest(&spec.config, &instruments, &bars, &mut observed)?;
+        let equity = analytics_equity(&result.equity);
+        let positions = positions_at_marks(&result);
+        let closed_trades = analytics_trades(&result.trades);
+        let input = analytics::PerformanceInput {
+            equity: &equity,
+            positions: Some(&positions),
+            trades: &closed_trades,
+        };
+        let (metrics, regimes) = std::thread::scope(|t| {
+            let (input, config) = (&input, &spec.metrics);
+            let by_regime = labelling.map(|labelling| {
+                t.spawn(move || {
+                    let per_bar = joined(labelling)?;
+                    regime_breakdown(&per_bar, traded, input, config)
+                })
+            });
+            let metrics = analytics::compute(input, config);
+            (metrics, by_regime.map(joined))
+        });
+        let metrics = metrics?;
+        let regimes = regimes.transpose()?;
+        Ok(Outcome {
+            result,
+            metrics,
+            equity,
+            closed_trades,
+            regimes,
+        })
     })
 }
 
