@@ -151,7 +151,10 @@ mod tests {
     use super::*;
 
     fn all(bytes: &[u8], d: u8, skip: usize) -> Vec<(u64, Vec<String>)> {
-        let mut r = Records::new(bytes, d, skip);
+        drain(Records::new(bytes, d, skip))
+    }
+
+    fn drain(mut r: Records<'_>) -> Vec<(u64, Vec<String>)> {
         let mut out = Vec::new();
         while let Some((line, rec)) = r.next_record().unwrap() {
             let cells = rec
@@ -188,14 +191,7 @@ mod tests {
             }
             let mut parts = all(&text[..cut], b',', 0);
             let first_line = 1 + text[..cut].iter().filter(|&&b| b == b'\n').count() as u64;
-            let mut r = Records::starting_at(&text[cut..], b',', first_line);
-            while let Some((line, rec)) = r.next_record().unwrap() {
-                let cells = rec
-                    .iter()
-                    .map(|c| String::from_utf8_lossy(c).into_owned())
-                    .collect();
-                parts.push((line, cells));
-            }
+            parts.extend(drain(Records::starting_at(&text[cut..], b',', first_line)));
             assert_eq!(parts, whole, "cut at byte {cut}");
         }
     }
