@@ -23,8 +23,8 @@ pub mod run;
 
 pub use cache::{CacheLimits, CacheStats, Lookup, SeriesCache};
 pub use run::{
-    Outcome, RegimeBreakdown, RegimeLabel, RunError, RunSpec, Series, load_csv, regime_labels, run,
-    series_from_bars,
+    Outcome, RegimeBreakdown, RegimeLabel, RunError, RunSpec, Series, load_csv, load_csv_series,
+    regime_labels, run, series_from_bars,
 };
 
 use std::collections::BTreeMap;

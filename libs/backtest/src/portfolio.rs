@@ -13,8 +13,7 @@ use grodt_sim::BacktestConfig;
 use grodt_strategies::registry;
 
 use crate::run::{
-    RunError, Series, analytics_equity, analytics_trades, gross_units_at, load_csv,
-    series_from_bars,
+    RunError, Series, analytics_equity, analytics_trades, gross_units_at, load_csv_series,
 };
 
 /// One strategy's outcome inside the portfolio.
@@ -57,11 +56,7 @@ pub struct PortfolioOutcome {
 pub fn load_portfolio_series(file: &PortfolioFile, base: &Path) -> Result<Vec<Series>, RunError> {
     file.data
         .iter()
-        .map(|(symbol, path)| {
-            let p = base.join(path);
-            let bars = load_csv(&p)?;
-            series_from_bars(symbol, &bars, file.costs.fractional)
-        })
+        .map(|(symbol, path)| load_csv_series(&base.join(path), symbol, file.costs.fractional))
         .collect()
 }
 

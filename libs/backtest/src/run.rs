@@ -97,42 +97,53 @@ pub fn series_from_bars(
     bars: &grodt_data::Bars,
     fractional: bool,
 ) -> Result<Series, RunError> {
-    let size_precision = if fractional {
-        FRACTIONAL_SIZE_PRECISION
-    } else {
-        0
-    };
-    if bars.is_empty() {
-        return Err(RunError::Data {
-            what: symbol.to_owned(),
-            reason: "no bars in the requested range".into(),
-        });
-    }
-    let instrument = Instrument::equity(symbol, bars.price_scale, size_precision);
+    let size_precision = size_precision(fractional);
     let mut out = Vec::with_capacity(bars.len());
     for i in 0..bars.len() {
-        let volume =
-            rescale(bars.volume[i], bars.volume_scale, size_precision).ok_or_else(|| {
-                RunError::Data {
-                    what: symbol.to_owned(),
-                    reason: format!(
-                        "bar {i}: volume {} overflows at size precision {size_precision}",
-                        bars.volume[i]
-                    ),
-                }
-            })?;
         out.push(Bar {
             ts: bars.ts[i],
             open: bars.open[i],
             high: bars.high[i],
             low: bars.low[i],
             close: bars.close[i],
-            volume,
+            volume: volume_at(symbol, i, bars.volume[i], bars.volume_scale, size_precision)?,
+        });
+    }
+    series_of(symbol, bars.price_scale, size_precision, out)
+}
+
+fn size_precision(fractional: bool) -> u8 {
+    if fractional {
+        FRACTIONAL_SIZE_PRECISION
+    } else {
+        0
+    }
+}
+
+/// Bar `i`'s volume at the instrument's size precision.
+fn volume_at(symbol: &str, i: usize, volume: i64, from: u8, to: u8) -> Result<i64, RunError> {
+    rescale(volume, from, to).ok_or_else(|| RunError::Data {
+        what: symbol.to_owned(),
+        reason: format!("bar {i}: volume {volume} overflows at size precision {to}"),
+    })
+}
+
+/// An equity instrument at `price_scale` with `bars`, which must not be empty.
+fn series_of(
+    symbol: &str,
+    price_scale: u8,
+    size_precision: u8,
+    bars: Vec<Bar>,
+) -> Result<Series, RunError> {
+    if bars.is_empty() {
+        return Err(RunError::Data {
+            what: symbol.to_owned(),
+            reason: "no bars in the requested range".into(),
         });
     }
     Ok(Series {
-        instrument,
-        bars: out,
+        instrument: Instrument::equity(symbol, price_scale, size_precision),
+        bars,
     })
 }
 
@@ -143,44 +154,101 @@ pub fn series_from_bars(
 /// # Errors
 /// [`RunError::Data`] naming the file and the first line at fault.
 pub fn load_csv(path: &std::path::Path) -> Result<grodt_data::Bars, RunError> {
-    let what = path.display().to_string();
-    let bad = |reason: String| RunError::Data {
-        what: what.clone(),
-        reason,
-    };
-    let options =
-        grodt_data::import::CsvOptions::detect_file(path).map_err(|e| bad(e.to_string()))?;
-    let raw = grodt_data::import::read_csv(path, &options).map_err(|e| bad(e.to_string()))?;
-    if let Some(f) = raw.findings.first() {
-        let line = f
-            .rows
-            .first()
-            .map_or(String::new(), |l| format!("line {l}: "));
-        return Err(bad(format!("{line}{}", f.message)));
-    }
-    let full = |row: &grodt_data::import::RawRow| match (row.ts, row.values) {
-        (Some(ts), [Some(o), Some(h), Some(l), Some(c), Some(v)]) => Some((ts, [o, h, l, c, v])),
-        _ => None,
-    };
-    if let Some(row) = raw.rows.iter().find(|r| full(r).is_none()) {
-        return Err(bad(format!("line {}: a value is missing", row.line)));
-    }
-    // Newest-first files (exchange downloads often are) read oldest first; any
-    // other disorder is left for the engine to refuse, naming the bar.
-    let newest_first = raw.rows.len() > 1 && raw.rows.windows(2).all(|w| w[0].ts > w[1].ts);
+    let rows = CsvRows::read(path)?;
+    let raw = &rows.raw;
     let mut bars =
         grodt_data::Bars::with_capacity(raw.price_scale, raw.volume_scale, raw.rows.len());
-    let mut push = |row: &grodt_data::import::RawRow| {
-        if let Some((ts, ohlcv)) = full(row) {
-            bars.push(ts, ohlcv);
-        }
-    };
-    if newest_first {
-        raw.rows.iter().rev().for_each(&mut push);
-    } else {
-        raw.rows.iter().for_each(&mut push);
-    }
+    rows.each(|ts, ohlcv| {
+        bars.push(ts, ohlcv);
+        Ok(())
+    })?;
     Ok(bars)
+}
+
+/// [`series_from_bars`] of [`load_csv`] in one step, without the columns
+/// between them (a one-shot backtest's second largest cost was building
+/// them and then reading them back); the same series and the same errors.
+///
+/// # Errors
+/// As [`load_csv`], then as [`series_from_bars`].
+pub fn load_csv_series(
+    path: &std::path::Path,
+    symbol: &str,
+    fractional: bool,
+) -> Result<Series, RunError> {
+    let rows = CsvRows::read(path)?;
+    let raw = &rows.raw;
+    let size_precision = size_precision(fractional);
+    let mut bars = Vec::with_capacity(raw.rows.len());
+    rows.each(|ts, [open, high, low, close, volume]| {
+        let volume = volume_at(symbol, bars.len(), volume, raw.volume_scale, size_precision)?;
+        bars.push(Bar {
+            ts,
+            open,
+            high,
+            low,
+            close,
+            volume,
+        });
+        Ok(())
+    })?;
+    series_of(symbol, raw.price_scale, size_precision, bars)
+}
+
+/// A CSV file's rows, checked: no finding, no missing value.
+struct CsvRows {
+    raw: grodt_data::import::RawTable,
+    newest_first: bool,
+}
+
+impl CsvRows {
+    fn read(path: &std::path::Path) -> Result<Self, RunError> {
+        let what = path.display().to_string();
+        let bad = |reason: String| RunError::Data {
+            what: what.clone(),
+            reason,
+        };
+        let options =
+            grodt_data::import::CsvOptions::detect_file(path).map_err(|e| bad(e.to_string()))?;
+        // A one-shot run keeps no record of the file: no hash to compute.
+        let raw = grodt_data::import::read_csv_unhashed(path, &options)
+            .map_err(|e| bad(e.to_string()))?;
+        if let Some(f) = raw.findings.first() {
+            let line = f
+                .rows
+                .first()
+                .map_or(String::new(), |l| format!("line {l}: "));
+            return Err(bad(format!("{line}{}", f.message)));
+        }
+        if let Some(row) = raw.rows.iter().find(|r| full(r).is_none()) {
+            return Err(bad(format!("line {}: a value is missing", row.line)));
+        }
+        // Newest-first files (exchange downloads often are) read oldest first; any
+        // other disorder is left for the engine to refuse, naming the bar.
+        let newest_first = raw.rows.len() > 1 && raw.rows.windows(2).all(|w| w[0].ts > w[1].ts);
+        Ok(Self { raw, newest_first })
+    }
+
+    /// `f(ts, [open, high, low, close, volume])` of every row, oldest first.
+    fn each(
+        &self,
+        mut f: impl FnMut(i64, [i64; 5]) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
+        let mut take = |row| full(row).map_or(Ok(()), |(ts, ohlcv)| f(ts, ohlcv));
+        if self.newest_first {
+            self.raw.rows.iter().rev().try_for_each(&mut take)
+        } else {
+            self.raw.rows.iter().try_for_each(&mut take)
+        }
+    }
+}
+
+/// A row's timestamp and values, when none is missing.
+fn full(row: &grodt_data::import::RawRow) -> Option<(i64, [i64; 5])> {
+    match (row.ts, row.values) {
+        (Some(ts), [Some(o), Some(h), Some(l), Some(c), Some(v)]) => Some((ts, [o, h, l, c, v])),
+        _ => None,
+    }
 }
 
 /// What to run: engine configuration, strategy, and how to annualise metrics.
@@ -529,6 +597,44 @@ mod tests {
         .unwrap();
         let e = load_csv(&path).unwrap_err().to_string();
         assert!(e.contains("line 3: a value is missing"), "{e}");
+    }
+
+    /// [`load_csv_series`] is [`series_from_bars`] of [`load_csv`]: same series,
+    /// same errors, on the real sample and on files that fail each way.
+    #[test]
+    fn loading_a_series_in_one_step_is_the_two_steps() {
+        let two_steps = |path: &std::path::Path, fractional: bool| {
+            load_csv(path).and_then(|b| series_from_bars("X", &b, fractional))
+        };
+        let same = |path: &std::path::Path| {
+            for fractional in [false, true] {
+                let one = format!("{:?}", load_csv_series(path, "X", fractional));
+                assert_eq!(one, format!("{:?}", two_steps(path, fractional)));
+            }
+        };
+        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/samples/btcusdt_1m_2025-05-20_2025-08-18.csv");
+        same(&sample);
+        let series = load_csv_series(&sample, "X", true).unwrap();
+        assert_eq!(series.bars.len(), 130_708);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        let header = "timestamp,open,high,low,close,volume\n";
+        for body in [
+            // newest first
+            "2024-01-03T00:00:00Z,3.5,4,3,3.75,30\n2024-01-02T00:00:00Z,2.5,3,2,2.75,20\n",
+            // a missing value, a bad cell
+            "2024-01-01T00:00:00Z,1.5,2,1,1.25,10\n2024-01-02T00:00:00Z,2.5,3,2,,20\n",
+            "2024-01-01T00:00:00Z,1.5,2,1,1.25,x\n",
+            // no rows; a volume that overflows at the fractional size precision
+            "",
+            "2024-01-01T00:00:00Z,1,1,1,1,1\n2024-01-02T00:00:00Z,1,1,1,1,92233720368547\n",
+        ] {
+            std::fs::write(&path, format!("{header}{body}")).unwrap();
+            same(&path);
+        }
+        let e = load_csv_series(&path, "X", true).unwrap_err().to_string();
+        assert!(e.contains("bar 1: volume 92233720368547 overflows"), "{e}");
     }
 
     #[test]

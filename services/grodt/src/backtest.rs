@@ -465,7 +465,6 @@ pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome
         .data
         .as_deref()
         .ok_or_else(|| usage("--data", "required (or --portfolio)"))?;
-    let bars = run::load_csv(data)?;
     let symbol = data
         .file_stem()
         .and_then(|s| s.to_str())
@@ -473,7 +472,7 @@ pub fn execute(options: &BacktestOptions, out: &mut dyn Write) -> Result<Outcome
         .filter(|s| !s.is_empty())
         .unwrap_or("DATA")
         .to_uppercase();
-    let series = run::series_from_bars(&symbol, &bars, options.fractional)?;
+    let series = run::load_csv_series(data, &symbol, options.fractional)?;
     let ts: Vec<i64> = series.bars.iter().map(|b| b.ts).collect();
     spec.metrics = metrics_for(options, &ts);
     let total = series.bars.len() as u64;

@@ -201,7 +201,6 @@ pub fn execute(o: &SweepOptions, out: &mut dyn Write) -> Result<Vec<Outcome>, Ba
     if sets.is_empty() {
         return Err(usage("--param", "no parameter set the strategy accepts"));
     }
-    let bars = run::load_csv(&o.data)?;
     let symbol = o
         .data
         .file_stem()
@@ -209,7 +208,7 @@ pub fn execute(o: &SweepOptions, out: &mut dyn Write) -> Result<Vec<Outcome>, Ba
         .and_then(|s| s.split('_').next())
         .unwrap_or("DATA")
         .to_uppercase();
-    let series = run::series_from_bars(&symbol, &bars, o.fractional)?;
+    let series = run::load_csv_series(&o.data, &symbol, o.fractional)?;
     let ts: Vec<i64> = series.bars.iter().map(|b| b.ts).collect();
     let metrics = grodt_analytics::MetricsConfig {
         periods_per_year: grodt_analytics::infer_periods_per_year(&ts, o.asset_class.into()),
