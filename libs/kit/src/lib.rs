@@ -10,6 +10,7 @@
 //! on grodt-proto (services hand it their descriptor bytes and tonic services)
 //! and takes only `ErrorKind`/`Classify` from grodt-core.
 
+pub mod alloc;
 pub mod auth;
 pub mod config;
 pub mod grpc;

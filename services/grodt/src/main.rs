@@ -141,6 +141,11 @@ enum DataCommand {
     Fetch(grodt::data::FetchArgs),
 }
 
+/// Huge pages for large blocks: a one-shot backtest's file, rows, columns and
+/// curves fault a sixth less of its wall time in (grodt-kit::alloc).
+#[global_allocator]
+static ALLOC: grodt_kit::alloc::HugePages = grodt_kit::alloc::HugePages;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Serve { service } = &cli.command {
