@@ -10,9 +10,10 @@
 //! 4,000 and its wall time by a sixth, docs/performance.md), but only when set
 //! before the process starts.
 //!
-//! How: a block of [`HUGE_MIN`] bytes or more is allocated 2 MiB-aligned and
-//! rounded up to whole 2 MiB pages, then advised `MADV_HUGEPAGE`, so the
-//! kernel can back all of it with huge pages. The cost is at most one partly
+//! How: a block of [`HUGE_MIN`] bytes or more is a mapping of its own (as
+//! glibc gives blocks this large), 2 MiB-aligned, rounded up to whole 2 MiB
+//! pages and advised `MADV_HUGEPAGE`, so the kernel can back all of it with
+//! huge pages; a zeroed one costs nothing until it is touched. The cost is at most one partly
 //! used huge page per large block (a 1 MiB block may hold 2 MiB); smaller
 //! blocks are untouched, so a long-running service's many small allocations
 //! do not bloat. The advice is only advice: a kernel without transparent huge
@@ -36,14 +37,14 @@ pub const HUGE_MIN: usize = 1 << 20;
 /// The transparent huge page size on x86-64 and aarch64 with 4 KiB pages.
 pub const HUGE_PAGE: usize = 2 << 20;
 
-/// [`System`], with blocks of [`HUGE_MIN`] bytes or more on whole huge pages
-/// (on Linux; elsewhere the layout is the same and nothing is advised).
+/// [`System`] for blocks under [`HUGE_MIN`] bytes; larger ones mapped on
+/// whole huge pages (on Linux; elsewhere all are System's).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HugePages;
 
-/// The layout a block of `layout` is taken from [`System`] with: the same, or
-/// for a large block whole huge pages, aligned. A pure function of `layout`,
-/// so `dealloc` gives back exactly what `alloc` took.
+/// Where a block of `layout` comes from: `layout` itself for System, or for a
+/// large block the whole, aligned huge pages it is mapped on. A pure function
+/// of `layout`, so `dealloc` gives back exactly what `alloc` took.
 fn placed(layout: Layout) -> Layout {
     if layout.size() < HUGE_MIN || cfg!(not(target_os = "linux")) {
         return layout;
@@ -55,30 +56,43 @@ fn placed(layout: Layout) -> Layout {
         .unwrap_or(layout)
 }
 
-// SAFETY: every block is taken from System with `placed(layout)`, which is at
-// least as large and as aligned as `layout`, and handed back to System with
-// the same `placed(layout)`; `realloc` copies what the old block held.
+// SAFETY: a block whose `placed(layout)` differs from `layout` is mapped
+// (`map`) with at least `layout`'s size and alignment and unmapped with the
+// same `placed(layout)`; any other block is System's, with the caller's
+// layout. `realloc` copies what the old block held.
 unsafe impl GlobalAlloc for HugePages {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let placed = placed(layout);
-        // SAFETY: `placed` has a non-zero size, as `layout` has.
-        let p = unsafe { System.alloc(placed) };
-        advise(p, layout, placed);
-        p
+        if placed == layout {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.alloc(layout) }
+        } else {
+            map(placed)
+        }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let placed = placed(layout);
-        // SAFETY: as in `alloc`.
-        let p = unsafe { System.alloc_zeroed(placed) };
-        advise(p, layout, placed);
-        p
+        if placed == layout {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.alloc_zeroed(layout) }
+        } else {
+            // A fresh anonymous mapping reads as zeros: nothing to clear, and
+            // no page is touched before it is used.
+            map(placed)
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was taken with `placed(layout)` (the caller passes the
-        // layout it allocated with).
-        unsafe { System.dealloc(ptr, placed(layout)) }
+        let placed = placed(layout);
+        if placed == layout {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.dealloc(ptr, layout) }
+        } else {
+            // SAFETY: `ptr` was mapped by `map(placed)` (the caller passes the
+            // layout it allocated with).
+            unsafe { unmap(ptr, placed) }
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -92,7 +106,7 @@ unsafe impl GlobalAlloc for HugePages {
             return unsafe { System.realloc(ptr, layout, new_size) };
         }
         if old_placed == new_placed {
-            // The block already spans the new size.
+            // The mapping already spans the new size.
             return ptr;
         }
         // SAFETY: `new` is a valid non-zero layout (the caller's contract);
@@ -108,19 +122,69 @@ unsafe impl GlobalAlloc for HugePages {
     }
 }
 
+/// A fresh private anonymous mapping of `placed.size()` bytes at a multiple of
+/// `placed.align()`, advised `MADV_HUGEPAGE`; null when the kernel refuses.
 #[cfg(target_os = "linux")]
-fn advise(p: *mut u8, layout: Layout, placed: Layout) {
-    if p.is_null() || placed == layout {
-        return;
+fn map(placed: Layout) -> *mut u8 {
+    let Some(len) = placed.size().checked_add(placed.align()) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: a new mapping the kernel places; no existing memory is named.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return std::ptr::null_mut();
     }
-    // SAFETY: `[p, p + placed.size())` is the block just returned by System;
-    // MADV_HUGEPAGE changes no contents and no mapping, only how the kernel
-    // may back the range. Its result is advisory, so it is not checked.
-    let _ = unsafe { libc::madvise(p.cast::<libc::c_void>(), placed.size(), libc::MADV_HUGEPAGE) };
+    let base = raw as usize;
+    let start = base.next_multiple_of(placed.align());
+    let (lead, trail) = (start - base, base + len - (start + placed.size()));
+    // SAFETY: the lead and trail lie inside the mapping just made and outside
+    // the block handed out; the advice covers exactly the block. Results of
+    // the trims and the advice only decide how much address space and which
+    // page size the block uses, never its contents.
+    unsafe {
+        if lead > 0 {
+            libc::munmap(raw, lead);
+        }
+        if trail > 0 {
+            libc::munmap((start + placed.size()) as *mut libc::c_void, trail);
+        }
+        libc::madvise(
+            start as *mut libc::c_void,
+            placed.size(),
+            libc::MADV_HUGEPAGE,
+        );
+    }
+    start as *mut u8
+}
+
+/// Gives back a block from [`map`].
+///
+/// # Safety
+/// `ptr` came from `map(placed)` and is not used again.
+#[cfg(target_os = "linux")]
+unsafe fn unmap(ptr: *mut u8, placed: Layout) {
+    // SAFETY: the caller's contract; an error would mean the block was not
+    // ours, which the contract rules out, so it is not checked.
+    unsafe { libc::munmap(ptr.cast::<libc::c_void>(), placed.size()) };
+}
+
+// Elsewhere `placed` never differs from the layout: these are never called.
+#[cfg(not(target_os = "linux"))]
+fn map(_placed: Layout) -> *mut u8 {
+    std::ptr::null_mut()
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise(_p: *mut u8, _layout: Layout, _placed: Layout) {}
+unsafe fn unmap(_ptr: *mut u8, _placed: Layout) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
