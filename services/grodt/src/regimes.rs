@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use grodt_core::Bar;
-use grodt_data::import::{CsvOptions, read_csv};
+use grodt_data::import::{CsvOptions, read_csv_unhashed};
 use grodt_regimes::expost::{Confusion, ExPostRule, Grade, grade};
 use grodt_regimes::{Regime, RegimeConfig};
 
@@ -34,7 +34,7 @@ pub struct AccuracyOptions {
 /// The file and why it cannot be read.
 pub fn load_bars(path: &Path) -> Result<(Vec<Bar>, u8), String> {
     let options = CsvOptions::detect_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let raw = read_csv(path, &options).map_err(|e| format!("{}: {e}", path.display()))?;
+    let raw = read_csv_unhashed(path, &options).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(f) = raw.findings.first() {
         return Err(format!("{}: {}", path.display(), f.message));
     }
