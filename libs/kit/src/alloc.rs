@@ -26,7 +26,7 @@
 #![allow(
     unsafe_code,
     reason = "a GlobalAlloc impl and madvise cannot be written without it; \
-              every block comes from and goes back to System with one layout"
+              each block goes back where it came from (System, or its own mapping)"
 )]
 
 use std::alloc::{GlobalAlloc, Layout, System};
