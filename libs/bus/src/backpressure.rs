@@ -88,10 +88,15 @@ impl BackPressure {
     {
         let started = tokio::time::Instant::now();
         loop {
-            let (group, backlog) = match attempt().await? {
+            let (full, group, backlog) = match attempt().await? {
                 Admission::Admitted(t) => return Ok(t),
-                Admission::Full { group, backlog } => (group, backlog),
+                Admission::Full {
+                    stream: full,
+                    group,
+                    backlog,
+                } => (full, group, backlog),
             };
+            let stream = full.as_ref().unwrap_or(stream);
             let waited = started.elapsed();
             if waited >= self.max_wait {
                 return Err(BusError::BackPressure {
@@ -110,10 +115,16 @@ impl BackPressure {
 
     /// The first group whose backlog is at or above the limit, if any.
     pub(crate) fn full_group(&self, groups: &[GroupInfo]) -> Option<(String, u64)> {
+        self.full_group_adding(groups, 1)
+    }
+
+    /// The group with the largest backlog if `n` more entries would take it
+    /// past the limit.
+    pub(crate) fn full_group_adding(&self, groups: &[GroupInfo], n: u64) -> Option<(String, u64)> {
         groups
             .iter()
-            .filter(|g| g.backlog() >= self.max_backlog)
             .max_by_key(|g| g.backlog())
+            .filter(|g| g.backlog().saturating_add(n) > self.max_backlog)
             .map(|g| (g.group.clone(), g.backlog()))
     }
 }
@@ -124,6 +135,8 @@ pub(crate) enum Admission<T> {
     Admitted(T),
     /// Not appended: this group's backlog is at the limit.
     Full {
+        /// The stream, when not the one the attempt was made for (a batch).
+        stream: Option<StreamName>,
         /// The group.
         group: String,
         /// Its backlog.

@@ -543,6 +543,109 @@ pub async fn back_pressure_bounds_the_slowest_group(h: &dyn Harness) {
     .await;
 }
 
+/// A batch lands in order on its streams with the ids it returned; under
+/// back-pressure it is admitted whole or not at all (a stream that gets `n`
+/// events needs room for `n`), and a batch that could never fit is refused.
+pub async fn publish_batch_is_ordered_and_all_or_nothing(h: &dyn Harness) {
+    let bus = h.connect().await;
+    let limit = back_pressure().max_backlog;
+    let (a, b, g) = (
+        stream("grodt.fills.v1"),
+        stream("grodt.orders.v1"),
+        group("g"),
+    );
+    for s in [&a, &b] {
+        bus.ensure_group(s, &g, StartFrom::Beginning)
+            .await
+            .expect("ensure_group");
+    }
+    assert!(
+        bus.publish_batch(&[])
+            .await
+            .expect("empty batch")
+            .is_empty()
+    );
+    let batch = vec![
+        (a.clone(), event(0)),
+        (b.clone(), event(1)),
+        (a.clone(), event(2)),
+    ];
+    let ids = bus.publish_batch(&batch).await.expect("publish_batch");
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] < ids[2], "ids grow within a stream");
+    let got_a = bus
+        .consume(&a, &g, &consumer("c"), 10, Duration::ZERO)
+        .await
+        .expect("consume");
+    let got_a: Vec<_> = got_a
+        .into_iter()
+        .map(|d| (d.entry_id, d.envelope))
+        .collect();
+    assert_eq!(
+        got_a,
+        vec![(ids[0], batch[0].1.clone()), (ids[2], batch[2].1.clone())]
+    );
+    let got_b = bus
+        .consume(&b, &g, &consumer("c"), 10, Duration::ZERO)
+        .await
+        .expect("consume");
+    let got_b: Vec<_> = got_b
+        .into_iter()
+        .map(|d| (d.entry_id, d.envelope))
+        .collect();
+    assert_eq!(got_b, vec![(ids[1], batch[1].1.clone())]);
+
+    // `b` has room for one more event (its backlog is limit - 1): a batch
+    // with two for it waits, fails naming it, and appends nothing to `a`.
+    publish_all(bus.as_ref(), &b, u32::try_from(limit - 2).expect("small")).await;
+    let backlog_a = bus.groups(&a).await.expect("groups")[0].backlog();
+    let started = Instant::now();
+    let err = bus
+        .publish_batch(&[
+            (a.clone(), event(10)),
+            (b.clone(), event(11)),
+            (b.clone(), event(12)),
+        ])
+        .await
+        .expect_err("two events where one fits");
+    assert_eq!(err.kind(), ErrorKind::ResourceExhausted, "{err}");
+    assert!(
+        started.elapsed() >= back_pressure().max_wait,
+        "gave up early"
+    );
+    match &err {
+        BusError::BackPressure {
+            stream,
+            group,
+            backlog,
+            ..
+        } => assert_eq!(
+            (stream.as_str(), group.as_str(), *backlog),
+            (b.as_str(), "g", limit - 1)
+        ),
+        other => panic!("expected BackPressure, got {other:?}"),
+    }
+    assert_eq!(
+        bus.groups(&a).await.expect("groups")[0].backlog(),
+        backlog_a,
+        "nothing of a refused batch is appended"
+    );
+    bus.publish_batch(&[(a.clone(), event(13)), (b.clone(), event(14))])
+        .await
+        .expect("one event for b fits");
+    assert_eq!(bus.groups(&b).await.expect("groups")[0].backlog(), limit);
+
+    let too_many: Vec<_> = (0..=limit)
+        .map(|i| (a.clone(), event(u32::try_from(i).expect("small"))))
+        .collect();
+    let err = bus
+        .publish_batch(&too_many)
+        .await
+        .expect_err("more events for one stream than the limit");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("items"), "{err}");
+}
+
 /// Consumers of one group running concurrently never both get the same new
 /// entry, and together they get all of them, while publishing goes on.
 pub async fn concurrent_consumers_share_without_duplicates(h: &dyn Harness) {

@@ -74,6 +74,15 @@ impl EventBus for Faulty {
         }
         self.inner.publish(s, e).await
     }
+    async fn publish_batch(
+        &self,
+        items: &[(StreamName, Envelope)],
+    ) -> Result<Vec<EntryId>, BusError> {
+        if self.publish_down.load(Ordering::SeqCst) {
+            return Err((self.fail_with)("publish"));
+        }
+        self.inner.publish_batch(items).await
+    }
     async fn ensure_group(
         &self,
         s: &StreamName,

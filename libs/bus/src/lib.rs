@@ -104,6 +104,26 @@ pub trait EventBus: Send + Sync {
     /// waiting for back-pressure to clear (see [`BackPressure`]).
     async fn publish(&self, stream: &StreamName, envelope: &Envelope) -> Result<EntryId, BusError>;
 
+    /// Appends every envelope to its stream, in order, and returns their
+    /// entry ids: one round trip where [`EventBus::publish`] would take one
+    /// per event. The backends admit the batch as one atomic step under
+    /// back-pressure (a stream that gets `n` events waits until its slowest
+    /// group has room for all `n`) and append all of it or nothing; a
+    /// stream may not get more events than `max_backlog`. This default, for
+    /// wrappers, publishes one by one, so on an error a prefix may be
+    /// appended: callers retry the whole batch, as event ids make a second
+    /// copy harmless.
+    async fn publish_batch(
+        &self,
+        items: &[(StreamName, Envelope)],
+    ) -> Result<Vec<EntryId>, BusError> {
+        let mut ids = Vec::with_capacity(items.len());
+        for (stream, envelope) in items {
+            ids.push(self.publish(stream, envelope).await?);
+        }
+        Ok(ids)
+    }
+
     /// Creates the group (and the stream) unless it exists; an existing group
     /// keeps its position whatever `start` says.
     async fn ensure_group(
@@ -174,6 +194,25 @@ pub trait EventBus: Send + Sync {
         consumer: &ConsumerName,
         ids: &[EntryId],
     ) -> Result<u64, BusError>;
+}
+
+/// A batch's envelopes are valid and no stream gets more of them than the
+/// back-pressure limit (such a batch could never be admitted).
+fn check_batch(items: &[(StreamName, Envelope)], bp: &BackPressure) -> Result<(), BusError> {
+    for (k, (stream, envelope)) in items.iter().enumerate() {
+        envelope.validate()?;
+        let n = items[k..].iter().filter(|(s, _)| s == stream).count();
+        if items[..k].iter().all(|(s, _)| s != stream) && n as u64 > bp.max_backlog {
+            return Err(BusError::InvalidArgument {
+                field: "items",
+                reason: format!(
+                    "{n} events for {stream} in one batch, over max_backlog ({})",
+                    bp.max_backlog
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_max(max: usize) -> Result<(), BusError> {

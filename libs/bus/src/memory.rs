@@ -195,7 +195,11 @@ impl EventBus for InProcessBus {
                 let mut state = self.lock();
                 let s = state.entry(stream.clone()).or_default();
                 if let Some((group, backlog)) = back_pressure.full_group(&s.info()) {
-                    return Ok(Admission::Full { group, backlog });
+                    return Ok(Admission::Full {
+                        stream: None,
+                        group,
+                        backlog,
+                    });
                 }
                 let id = s.next_id();
                 s.entries.push_back((id, envelope.clone()));
@@ -207,6 +211,49 @@ impl EventBus for InProcessBus {
             .await?;
         self.inner.published.notify_waiters();
         Ok(id)
+    }
+
+    async fn publish_batch(
+        &self,
+        items: &[(StreamName, Envelope)],
+    ) -> Result<Vec<EntryId>, BusError> {
+        let Some((first, _)) = items.first() else {
+            return Ok(Vec::new());
+        };
+        let back_pressure = &self.inner.back_pressure;
+        crate::check_batch(items, back_pressure)?;
+        let ids = back_pressure
+            .admit(first, || async {
+                let mut state = self.lock();
+                for (k, (stream, _)) in items.iter().enumerate() {
+                    if items[..k].iter().any(|(s, _)| s == stream) {
+                        continue;
+                    }
+                    let n = items.iter().filter(|(s, _)| s == stream).count() as u64;
+                    let s = state.entry(stream.clone()).or_default();
+                    if let Some((group, backlog)) = back_pressure.full_group_adding(&s.info(), n) {
+                        return Ok(Admission::Full {
+                            stream: Some(stream.clone()),
+                            group,
+                            backlog,
+                        });
+                    }
+                }
+                let mut ids = Vec::with_capacity(items.len());
+                for (stream, envelope) in items {
+                    let s = state.entry(stream.clone()).or_default();
+                    let id = s.next_id();
+                    s.entries.push_back((id, envelope.clone()));
+                    while s.entries.len() > self.inner.max_len {
+                        s.entries.pop_front();
+                    }
+                    ids.push(id);
+                }
+                Ok(Admission::Admitted(ids))
+            })
+            .await?;
+        self.inner.published.notify_waiters();
+        Ok(ids)
     }
 
     async fn ensure_group(

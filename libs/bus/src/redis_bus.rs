@@ -127,6 +127,52 @@ end
 return {1, redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))}
 ";
 
+/// [`EventBus::publish_batch`] as one script: the check of
+/// [`PUBLISH_SCRIPT`] for every stream of the batch (a stream that gets `n`
+/// events is refused unless its worst group's backlog plus `n` stays within
+/// the limit), then every append, in order; or nothing. KEYS: one stream
+/// per event (repeats allowed). ARGV: max backlog, max length, then per
+/// event its field count and its fields. Reply: `{1, {id, ...}}`, or
+/// `{0, k, group, backlog}` with `k` the first event (1-based) on the
+/// stream that is full.
+const PUBLISH_BATCH_SCRIPT: &str = r"
+local max_backlog = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local first, n = true, 0
+  for j, other in ipairs(KEYS) do
+    if other == key then
+      if j < i then first = false end
+      n = n + 1
+    end
+  end
+  if first and redis.call('EXISTS', key) == 1 then
+    local len = nil
+    local worst_name, worst = nil, -1
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local name, pending, lag
+      for f = 1, #g, 2 do
+        if g[f] == 'name' then name = g[f + 1]
+        elseif g[f] == 'pending' then pending = g[f + 1]
+        elseif g[f] == 'lag' then lag = g[f + 1] end
+      end
+      if not lag then
+        if not len then len = redis.call('XLEN', key) end
+        lag = len
+      end
+      if pending + lag > worst then worst_name, worst = name, pending + lag end
+    end
+    if worst >= 0 and worst + n > max_backlog then return {0, i, worst_name, worst} end
+  end
+end
+local ids, at = {}, 3
+for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  ids[i] = redis.call('XADD', key, 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, at + 1, at + n))
+  at = at + n + 1
+end
+return {1, ids}
+";
+
 /// An [`EventBus`] on Redis Streams (Redis 7 or later).
 ///
 /// Short commands share one auto-reconnecting [`ConnectionManager`]. A blocking
@@ -139,6 +185,8 @@ pub struct RedisBus {
     readers: Mutex<Vec<MultiplexedConnection>>,
     /// Digest of [`PUBLISH_SCRIPT`], as Redis computed it when loading it.
     publish_sha: String,
+    /// Digest of [`PUBLISH_BATCH_SCRIPT`].
+    batch_sha: String,
     config: RedisBusConfig,
     /// When this process last stamped each (presence key, consumer).
     stamped: Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
@@ -194,12 +242,14 @@ impl RedisBus {
         let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
             .await
             .map_err(|e| BusError::from_redis("connect", e))?;
-        let publish_sha = load_script(&mut conn.clone()).await?;
+        let publish_sha = load_script(&mut conn.clone(), PUBLISH_SCRIPT).await?;
+        let batch_sha = load_script(&mut conn.clone(), PUBLISH_BATCH_SCRIPT).await?;
         Ok(Self {
             client,
             conn,
             readers: Mutex::new(Vec::new()),
             publish_sha,
+            batch_sha,
             config,
             stamped: Mutex::new(std::collections::HashMap::new()),
         })
@@ -399,18 +449,7 @@ impl RedisBus {
     /// One atomic check-and-append; loads the script when Redis lacks it
     /// (first use, or after a restart).
     async fn try_publish(&self, cmd: &redis::Cmd) -> Result<Admission<EntryId>, BusError> {
-        let mut conn = self.conn.clone();
-        let reply = match cmd.query_async::<Value>(&mut conn).await {
-            Err(e) if e.code() == Some("NOSCRIPT") => {
-                let sha = load_script(&mut conn).await?;
-                if sha != self.publish_sha {
-                    return Err(protocol("publish", "SCRIPT LOAD returned another digest"));
-                }
-                cmd.query_async::<Value>(&mut conn).await
-            }
-            other => other,
-        }
-        .map_err(|e| BusError::from_redis("publish", e))?;
+        let reply = self.script(cmd, PUBLISH_SCRIPT, &self.publish_sha).await?;
         let Value::Array(parts) = reply else {
             return Err(protocol("publish", "script reply is not an array"));
         };
@@ -419,12 +458,65 @@ impl RedisBus {
                 .map(Admission::Admitted)
                 .ok_or_else(|| protocol("publish", "XADD did not return an entry id")),
             [Value::Int(0), group, backlog] => Ok(Admission::Full {
-                group: bytes(group)
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default(),
+                stream: None,
+                group: text(group),
                 backlog: int(backlog).unwrap_or(0),
             }),
             _ => Err(protocol("publish", "script reply is malformed")),
+        }
+    }
+
+    /// Runs a publish script; loads it when Redis lacks it (first use, or
+    /// after a restart).
+    async fn script(
+        &self,
+        cmd: &redis::Cmd,
+        script: &'static str,
+        sha: &str,
+    ) -> Result<Value, BusError> {
+        let mut conn = self.conn.clone();
+        match cmd.query_async::<Value>(&mut conn).await {
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                if load_script(&mut conn, script).await? != sha {
+                    return Err(protocol("publish", "SCRIPT LOAD returned another digest"));
+                }
+                cmd.query_async::<Value>(&mut conn).await
+            }
+            other => other,
+        }
+        .map_err(|e| BusError::from_redis("publish", e))
+    }
+
+    /// One atomic check-and-append of a whole batch ([`PUBLISH_BATCH_SCRIPT`]).
+    async fn try_publish_batch(
+        &self,
+        cmd: &redis::Cmd,
+        items: &[(StreamName, Envelope)],
+    ) -> Result<Admission<Vec<EntryId>>, BusError> {
+        let reply = self
+            .script(cmd, PUBLISH_BATCH_SCRIPT, &self.batch_sha)
+            .await?;
+        let Value::Array(parts) = reply else {
+            return Err(protocol("publish", "batch script reply is not an array"));
+        };
+        match parts.as_slice() {
+            [Value::Int(1), Value::Array(ids)] if ids.len() == items.len() => ids
+                .iter()
+                .map(|id| {
+                    entry_id(id)
+                        .ok_or_else(|| protocol("publish", "XADD did not return an entry id"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Admission::Admitted),
+            [Value::Int(0), Value::Int(k), group, backlog] => Ok(Admission::Full {
+                stream: usize::try_from(*k)
+                    .ok()
+                    .and_then(|k| items.get(k.checked_sub(1)?))
+                    .map(|(s, _)| s.clone()),
+                group: text(group),
+                backlog: int(backlog).unwrap_or(0),
+            }),
+            _ => Err(protocol("publish", "batch script reply is malformed")),
         }
     }
 
@@ -492,6 +584,37 @@ impl EventBus for RedisBus {
         self.config
             .back_pressure
             .admit(stream, || self.try_publish(&cmd))
+            .await
+    }
+
+    async fn publish_batch(
+        &self,
+        items: &[(StreamName, Envelope)],
+    ) -> Result<Vec<EntryId>, BusError> {
+        let first = match items {
+            [] => return Ok(Vec::new()),
+            // One event: the single script, which has less to do.
+            [(stream, envelope)] => return Ok(vec![self.publish(stream, envelope).await?]),
+            [(first, _), ..] => first,
+        };
+        crate::check_batch(items, &self.config.back_pressure)?;
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.batch_sha.as_str()).arg(items.len());
+        for (stream, _) in items {
+            cmd.arg(self.key(stream));
+        }
+        cmd.arg(self.config.back_pressure.max_backlog)
+            .arg(self.config.max_len);
+        for (_, envelope) in items {
+            let fields = envelope.to_fields();
+            cmd.arg(fields.len() * 2);
+            for (field, value) in fields {
+                cmd.arg(field).arg(value);
+            }
+        }
+        self.config
+            .back_pressure
+            .admit(first, || self.try_publish_batch(&cmd, items))
             .await
     }
 
@@ -774,10 +897,10 @@ impl EventBus for RedisBus {
     }
 }
 
-async fn load_script(conn: &mut ConnectionManager) -> Result<String, BusError> {
+async fn load_script(conn: &mut ConnectionManager, script: &str) -> Result<String, BusError> {
     redis::cmd("SCRIPT")
         .arg("LOAD")
-        .arg(PUBLISH_SCRIPT)
+        .arg(script)
         .query_async(conn)
         .await
         .map_err(|e| BusError::from_redis("load publish script", e))
@@ -799,6 +922,13 @@ fn no_group(e: BusError, stream: &StreamName, group: &GroupName) -> BusError {
         },
         other => other,
     }
+}
+
+/// A reply's bulk string as text (empty when it is none).
+fn text(v: &Value) -> String {
+    bytes(v)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
 }
 
 fn bytes(v: &Value) -> Option<&[u8]> {

@@ -39,6 +39,7 @@ conformance!(
     ack_removes_from_pending,
     envelope_round_trips_exactly,
     back_pressure_bounds_the_slowest_group,
+    publish_batch_is_ordered_and_all_or_nothing,
     concurrent_consumers_share_without_duplicates,
     blocking_consume_wakes_on_publish,
     rejects_bad_arguments,
