@@ -114,19 +114,23 @@ fn current_trace() -> (Option<String>, Option<String>) {
     })
 }
 
-/// Publishes `events` in order.
+/// Publishes `events` in order, in one batch ([`EventBus::publish_batch`]).
 ///
 /// # Errors
-/// A stored event that does not decode, or the bus failed (the events before
-/// it are published).
+/// A stored event that does not decode (nothing is published), or the bus
+/// failed (with Redis nothing is published; a bus that publishes one by one
+/// may have published a prefix: a retry publishes them again under the same
+/// ids).
 pub async fn publish_all(
     bus: &Arc<dyn EventBus>,
     events: &[StoredEvent],
 ) -> Result<(), JournalEventError> {
-    for e in events {
-        let stream = StreamName::parse(&e.stream)?;
-        bus.publish(&stream, &e.envelope()?).await?;
-    }
+    let items = events
+        .iter()
+        .map(|e| Ok((StreamName::parse(&e.stream)?, e.envelope()?)))
+        .collect::<Result<Vec<_>, JournalEventError>>()?;
+    // One round trip for all of them, appended in order.
+    bus.publish_batch(&items).await?;
     Ok(())
 }
 

@@ -396,6 +396,34 @@ fn symbols_of(j: &Journaled) -> Option<&str> {
     }
 }
 
+/// Whether no bar of `bars` can be in the journal, so the batch needs no
+/// look-up: the state folds the whole journal (clean, with nothing left to
+/// publish; a writer that journaled behind its back is caught by the
+/// append, `AppendBatchError::Taken`) and every bar comes after its symbol's
+/// last bar there, which a journaled bar cannot (applying one moves the
+/// last bar to it). A redelivered bar is at or before that last bar, so it
+/// is looked up and republished as before.
+fn all_unseen(state: &State, bars: &[BarInput]) -> bool {
+    if state.dirty || !state.unpublished.is_empty() {
+        return false;
+    }
+    bars.iter().enumerate().all(|(k, input)| {
+        let Ok(event) = &input.event else {
+            return false;
+        };
+        let Some(b) = event.bar.as_ref() else {
+            return false;
+        };
+        let ts = b
+            .timestamp
+            .as_ref()
+            .and_then(|t| convert::ts_from_proto("bar.timestamp", t).ok());
+        let last = state.broker.last_bar_ts(&b.symbol);
+        matches!((ts, last), (Some(ts), Some(last)) if ts > last)
+            && !bars[..k].iter().any(|o| o.source == input.source)
+    })
+}
+
 fn decode_entry(e: &JournalEntry) -> Result<(Journaled, Outputs), ExecError> {
     let j = serde_json::from_slice(&e.input)
         .map_err(|err| ExecError::Corrupt(format!("journal entry {}: input: {err}", e.seq)))?;
@@ -722,15 +750,25 @@ impl Engine {
     /// Publishes the events of one journal entry: its report in the
     /// current span (the input's trace), then each fill in an
     /// `execution.fill` span in the trace its order was placed in, linked
-    /// to the input that filled it (docs/operations.md, "Traces").
-    async fn publish(
+    /// to the input that filled it (docs/operations.md, "Traces"). One
+    /// round trip for all of them ([`EventBus::publish_batch`]).
+    async fn publish(&self, source: &str, at_ns: i64, events: Events) -> Result<(), ExecError> {
+        let mut out = Outbox::default();
+        self.outbox(&mut out, source, at_ns, events)?;
+        self.send(out).await
+    }
+
+    /// Adds the envelopes of one journal entry's events to `out`, each with
+    /// the trace context [`Engine::publish`] describes.
+    fn outbox(
         &self,
+        out: &mut Outbox,
         source: &str,
         at_ns: i64,
         (report, fills): Events,
     ) -> Result<(), ExecError> {
-        self.send(&report, report_event_id(source, at_ns), at_ns)
-            .await?;
+        out.items
+            .push(envelope(&report, report_event_id(source, at_ns), at_ns)?);
         for FillOut {
             seq,
             ts,
@@ -739,28 +777,21 @@ impl Engine {
         } in fills
         {
             let span = fill_span(&event, trace.as_ref());
-            self.send(&event, fill_event_id(seq, ts), ts)
-                .instrument(span)
-                .await?;
+            let item = span.in_scope(|| envelope(&event, fill_event_id(seq, ts), ts))?;
+            out.items.push(item);
             if let Some(f) = event.fill {
-                let _ = self.fills_tx.send((seq, f));
+                out.fills.push((seq, f));
             }
         }
         Ok(())
     }
 
-    async fn send<T: Topic>(&self, event: &T, id: uuid::Uuid, at_ns: i64) -> Result<(), ExecError> {
-        let (traceparent, tracestate) = trace_context();
-        let out = Outgoing::new(event);
-        let to = stream(out.stream())?;
-        let mut envelope = Envelope::new(
-            out.event_type(),
-            chrono::DateTime::from_timestamp_nanos(at_ns),
-            out.payload(),
-        )
-        .with_trace(traceparent, tracestate);
-        envelope.event_id = id;
-        self.bus.publish(&to, &envelope).await?;
+    /// Publishes `out` in one batch, then hands its fills to `StreamFills`.
+    async fn send(&self, out: Outbox) -> Result<(), ExecError> {
+        self.bus.publish_batch(&out.items).await?;
+        for f in out.fills {
+            let _ = self.fills_tx.send(f);
+        }
         Ok(())
     }
 
@@ -796,10 +827,15 @@ impl Engine {
     pub async fn on_bars(&self, bars: &[BarInput]) -> Result<Vec<Outcome>, (usize, ExecError)> {
         let mut state = self.state.lock().await;
         self.ready(&mut state).await.map_err(|e| (0, e))?;
-        let sources: Vec<String> = bars.iter().map(|b| b.source.clone()).collect();
-        let mut journaled = grodt_kit::journal::journaled_among(&self.store, JOURNAL, &sources)
-            .await
-            .map_err(|e| (0, ExecError::from(e)))?;
+        let mut journaled = if all_unseen(&state, bars) {
+            // None of them can be in the journal: no look-up round trip.
+            HashMap::new()
+        } else {
+            let sources: Vec<String> = bars.iter().map(|b| b.source.clone()).collect();
+            grodt_kit::journal::journaled_among(&self.store, JOURNAL, &sources)
+                .await
+                .map_err(|e| (0, ExecError::from(e)))?
+        };
         let mut staged: Vec<Staged> = Vec::new();
         let mut outcomes = Vec::with_capacity(bars.len());
         for (k, input) in bars.iter().enumerate() {
@@ -996,18 +1032,21 @@ impl Engine {
             self.book(&s.journaled, &s.outputs);
         }
         self.account_gauges(state);
-        for (m, (s, seq)) in batch.iter().zip(&done).enumerate() {
+        // Every staged input's events in one round trip, in journal order.
+        let mut out = Outbox::default();
+        let built = batch.iter().zip(&done).try_for_each(|(s, seq)| {
             let ev = events(*seq, &s.outputs, state);
-            if let Err(e) = self
-                .publish(&s.source, s.outputs.at_ns, ev)
-                .instrument(s.span.clone())
-                .await
-            {
-                state
-                    .unpublished
-                    .extend(batch[m..].iter().map(|s| s.source.clone()));
-                return Err((s.at, e));
-            }
+            s.span
+                .in_scope(|| self.outbox(&mut out, &s.source, s.outputs.at_ns, ev))
+        });
+        if let Err(e) = match built {
+            Ok(()) => self.send(out).await,
+            Err(e) => Err(e),
+        } {
+            state
+                .unpublished
+                .extend(batch.iter().map(|s| s.source.clone()));
+            return Err((first, e));
         }
         Ok(())
     }
@@ -1469,6 +1508,34 @@ fn type_name<T: Topic>() -> String {
     T::full_name()
 }
 
+/// Envelopes to publish in one batch, and the fills among them for
+/// `StreamFills` once they are out.
+#[derive(Default)]
+struct Outbox {
+    items: Vec<(StreamName, Envelope)>,
+    fills: Vec<LiveFill>,
+}
+
+/// The envelope of `event` on its stream, with the event id `id` and the
+/// current span's trace context.
+fn envelope<T: Topic>(
+    event: &T,
+    id: uuid::Uuid,
+    at_ns: i64,
+) -> Result<(StreamName, Envelope), ExecError> {
+    let (traceparent, tracestate) = trace_context();
+    let out = Outgoing::new(event);
+    let to = stream(out.stream())?;
+    let mut envelope = Envelope::new(
+        out.event_type(),
+        chrono::DateTime::from_timestamp_nanos(at_ns),
+        out.payload(),
+    )
+    .with_trace(traceparent, tracestate);
+    envelope.event_id = id;
+    Ok((to, envelope))
+}
+
 /// One fill event to publish.
 struct FillOut {
     /// The venue's fill sequence.
@@ -1730,6 +1797,65 @@ mod tests {
         assert_eq!(one.created, ["a", "b", "c"]);
         assert_eq!(one.refused["b"].status, OrderStatus::Rejected);
         assert_eq!(one.positions, two.positions);
+    }
+
+    fn bar_input(source: &str, symbol: &str, day: i64) -> BarInput {
+        BarInput {
+            source: source.into(),
+            event: Ok(v1::BarEvent {
+                bar: Some(v1::Bar {
+                    symbol: symbol.into(),
+                    timestamp: Some(prost_types::Timestamp {
+                        seconds: day * 86_400,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            span: tracing::Span::none(),
+        }
+    }
+
+    /// The look-up is skipped only for bars the journal cannot hold: after
+    /// their symbol's last bar, on a state that folds the whole journal.
+    #[test]
+    fn only_bars_after_the_last_skip_the_journal_look_up() {
+        let mut state = run(vec![
+            Instrument::equity("SPY", 2, 0),
+            Instrument::equity("AAA", 2, 0),
+        ]);
+        // The last SPY bar is day 40; AAA has none.
+        let new = [bar_input("e41", "SPY", 41), bar_input("e42", "SPY", 42)];
+        assert!(all_unseen(&state, &new));
+        assert!(
+            !all_unseen(&state, &[bar_input("e40", "SPY", 40)]),
+            "a redelivery"
+        );
+        assert!(!all_unseen(&state, &[bar_input("e39", "SPY", 39)]));
+        assert!(
+            !all_unseen(&state, &[bar_input("a1", "AAA", 41)]),
+            "no last bar"
+        );
+        assert!(
+            !all_unseen(&state, &[bar_input("x", "XYZ", 41)]),
+            "unknown symbol"
+        );
+        assert!(
+            !all_unseen(
+                &state,
+                &[bar_input("e41", "SPY", 41), bar_input("e41", "SPY", 42)]
+            ),
+            "a source twice"
+        );
+        let mut bad = bar_input("e43", "SPY", 43);
+        bad.event = Err("undecodable".into());
+        assert!(!all_unseen(&state, &[new[0].clone(), bad]));
+        state.unpublished.push("e40".into());
+        assert!(!all_unseen(&state, &new), "events left to publish");
+        state.unpublished.clear();
+        state.dirty = true;
+        assert!(!all_unseen(&state, &new), "a state to rebuild");
     }
 
     #[test]
