@@ -354,6 +354,13 @@ pub async fn latency(o: &LatencyOptions) -> Result<String, BenchError> {
         "latency at {} bars/s for {} s (first {} s left out), loopback Redis\n",
         o.rate, o.seconds, o.warmup
     );
+    // A chain of each length the pipeline is measured over: the fill's one
+    // hop and the order's four.
+    let relay1 = relay(&o.redis_url, 1, o.rate, o.seconds, o.warmup).await?;
+    out.push_str(&format!(
+        "  relay chain, 1 hop (read, publish, ack):            {}\n",
+        relay1.render()
+    ));
     let relay = relay(&o.redis_url, PIPELINE_HOPS, o.rate, o.seconds, o.warmup).await?;
     out.push_str(&format!(
         "  relay chain, {PIPELINE_HOPS} hops (read, publish, ack):   {}\n",
@@ -383,7 +390,13 @@ pub async fn latency(o: &LatencyOptions) -> Result<String, BenchError> {
             }
         };
         out.push_str(&format!(
-            "  pipeline / relay: p50 {:.2}x, p99 {:.2}x, p99.9 {:.2}x\n",
+            "  bar -> fill / relay 1 hop: p50 {:.2}x, p99 {:.2}x, p99.9 {:.2}x\n",
+            ratio(p.bar_to_fill.p50, relay1.p50),
+            ratio(p.bar_to_fill.p99, relay1.p99),
+            ratio(p.bar_to_fill.p999, relay1.p999)
+        ));
+        out.push_str(&format!(
+            "  bar -> order / relay {PIPELINE_HOPS} hops: p50 {:.2}x, p99 {:.2}x, p99.9 {:.2}x\n",
             ratio(p.bar_to_order.p50, relay.p50),
             ratio(p.bar_to_order.p99, relay.p99),
             ratio(p.bar_to_order.p999, relay.p999)
