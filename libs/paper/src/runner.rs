@@ -84,6 +84,9 @@ pub struct Runner {
     windows: Windows,
     account: Account,
     orders: OrderLog,
+    /// Where each order sits in `orders`: every update looks its order up,
+    /// and a scan would grow with every order the instance ever placed.
+    index: HashMap<OrderId, usize>,
     pending: HashMap<OrderId, Pending>,
     by_cid: HashMap<String, OrderId>,
     cids: HashMap<OrderId, String>,
@@ -155,6 +158,7 @@ impl Runner {
             adopted: 0,
             instruments,
             orders: OrderLog::new(),
+            index: HashMap::new(),
             pending: HashMap::new(),
             by_cid: HashMap::new(),
             cids: HashMap::new(),
@@ -385,7 +389,7 @@ impl Runner {
             .chain(
                 self.pending
                     .keys()
-                    .filter(|id| !self.orders.iter().any(|o| o.id == **id))
+                    .filter(|id| !self.index.contains_key(*id))
                     .filter_map(|id| self.cids.get(id).cloned()),
             )
             .collect();
@@ -543,7 +547,7 @@ impl Runner {
     /// The mirror order of `id`, created on first sight from its request (or,
     /// for a bracket exit, from the state the venue reported).
     fn mirror(&mut self, id: OrderId, state: Option<&OrderState>) -> Result<usize, PaperError> {
-        if let Some(k) = self.orders.iter().position(|o| o.id == id) {
+        if let Some(&k) = self.index.get(&id) {
             return Ok(k);
         }
         let cid = self.cids.get(&id).cloned().unwrap_or_default();
@@ -587,7 +591,9 @@ impl Runner {
             order.created_ts = s.created_ts;
         }
         self.orders.push(order);
-        Ok(self.orders.len() - 1)
+        let k = self.orders.len() - 1;
+        self.index.insert(id, k);
+        Ok(k)
     }
 
     /// Books one update; returns what to tell the strategy (nothing for a
