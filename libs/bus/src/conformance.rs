@@ -441,6 +441,16 @@ pub async fn envelope_round_trips_exactly(h: &dyn Harness) {
     assert_eq!(got, sent);
 }
 
+/// `err` is the back-pressure refusal, after the whole `max_wait` since
+/// `started`.
+fn refused_after_waiting(err: &BusError, started: Instant) {
+    assert_eq!(err.kind(), ErrorKind::ResourceExhausted, "{err}");
+    assert!(
+        started.elapsed() >= back_pressure().max_wait,
+        "gave up early"
+    );
+}
+
 /// Publish waits while a group's backlog is at the limit, fails with
 /// ResourceExhausted after `max_wait`, is not relieved by reading without
 /// acking, and goes through as soon as acks make room.
@@ -467,11 +477,7 @@ pub async fn back_pressure_bounds_the_slowest_group(h: &dyn Harness) {
         .publish(&s, &event(1000))
         .await
         .expect_err("publish over the limit");
-    assert_eq!(err.kind(), ErrorKind::ResourceExhausted, "{err}");
-    assert!(
-        started.elapsed() >= back_pressure().max_wait,
-        "gave up early"
-    );
+    refused_after_waiting(&err, started);
     match &err {
         BusError::BackPressure {
             group,
@@ -608,11 +614,7 @@ pub async fn publish_batch_is_ordered_and_all_or_nothing(h: &dyn Harness) {
         ])
         .await
         .expect_err("two events where one fits");
-    assert_eq!(err.kind(), ErrorKind::ResourceExhausted, "{err}");
-    assert!(
-        started.elapsed() >= back_pressure().max_wait,
-        "gave up early"
-    );
+    refused_after_waiting(&err, started);
     match &err {
         BusError::BackPressure {
             stream,

@@ -99,17 +99,19 @@ impl RedisBusConfig {
     }
 }
 
-/// Publish with back-pressure as one atomic step. KEYS[1] the stream;
-/// ARGV[1] max_backlog, ARGV[2] max_len, then field/value pairs. Returns
-/// `{1, id}` when appended, `{0, group, backlog}` when a group is full.
-/// A group's lag is nil when Redis cannot compute it; the stream length is
-/// then used, an upper bound.
-const PUBLISH_SCRIPT: &str = r"
-local max_backlog = tonumber(ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then
+/// The Lua function both publish scripts check back-pressure with:
+/// `worst(key)` is the name and backlog (pending + lag) of the stream's
+/// group furthest behind, `nil, -1` when the stream or its groups do not
+/// exist. A group's lag is nil when Redis cannot compute it; the stream
+/// length is then used, an upper bound.
+macro_rules! worst_group_lua {
+    () => {
+        r"
+local function worst(key)
+  local worst_name, worst_backlog = nil, -1
+  if redis.call('EXISTS', key) == 0 then return worst_name, worst_backlog end
   local len = nil
-  local worst_name, worst = nil, -1
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
     local name, pending, lag
     for i = 1, #g, 2 do
       if g[i] == 'name' then name = g[i + 1]
@@ -117,15 +119,28 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
       elseif g[i] == 'lag' then lag = g[i + 1] end
     end
     if not lag then
-      if not len then len = redis.call('XLEN', KEYS[1]) end
+      if not len then len = redis.call('XLEN', key) end
       lag = len
     end
-    if pending + lag > worst then worst_name, worst = name, pending + lag end
+    if pending + lag > worst_backlog then worst_name, worst_backlog = name, pending + lag end
   end
-  if worst >= max_backlog then return {0, worst_name, worst} end
+  return worst_name, worst_backlog
 end
+"
+    };
+}
+
+/// Publish with back-pressure as one atomic step. KEYS[1] the stream;
+/// ARGV[1] max_backlog, ARGV[2] max_len, then field/value pairs. Returns
+/// `{1, id}` when appended, `{0, group, backlog}` when a group is full.
+const PUBLISH_SCRIPT: &str = concat!(
+    worst_group_lua!(),
+    r"
+local name, backlog = worst(KEYS[1])
+if backlog >= tonumber(ARGV[1]) then return {0, name, backlog} end
 return {1, redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))}
-";
+"
+);
 
 /// [`EventBus::publish_batch`] as one script: the check of
 /// [`PUBLISH_SCRIPT`] for every stream of the batch (a stream that gets `n`
@@ -135,7 +150,9 @@ return {1, redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV,
 /// event its field count and its fields. Reply: `{1, {id, ...}}`, or
 /// `{0, k, group, backlog}` with `k` the first event (1-based) on the
 /// stream that is full.
-const PUBLISH_BATCH_SCRIPT: &str = r"
+const PUBLISH_BATCH_SCRIPT: &str = concat!(
+    worst_group_lua!(),
+    r"
 local max_backlog = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
   local first, n = true, 0
@@ -145,23 +162,9 @@ for i, key in ipairs(KEYS) do
       n = n + 1
     end
   end
-  if first and redis.call('EXISTS', key) == 1 then
-    local len = nil
-    local worst_name, worst = nil, -1
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-      local name, pending, lag
-      for f = 1, #g, 2 do
-        if g[f] == 'name' then name = g[f + 1]
-        elseif g[f] == 'pending' then pending = g[f + 1]
-        elseif g[f] == 'lag' then lag = g[f + 1] end
-      end
-      if not lag then
-        if not len then len = redis.call('XLEN', key) end
-        lag = len
-      end
-      if pending + lag > worst then worst_name, worst = name, pending + lag end
-    end
-    if worst >= 0 and worst + n > max_backlog then return {0, i, worst_name, worst} end
+  if first then
+    local name, backlog = worst(key)
+    if backlog >= 0 and backlog + n > max_backlog then return {0, i, name, backlog} end
   end
 end
 local ids, at = {}, 3
@@ -171,7 +174,8 @@ for i, key in ipairs(KEYS) do
   at = at + n + 1
 end
 return {1, ids}
-";
+"
+);
 
 /// An [`EventBus`] on Redis Streams (Redis 7 or later).
 ///

@@ -108,10 +108,27 @@ impl StoredEvent {
 
 /// The current span's trace context as envelope fields (`None` for an empty
 /// `tracestate`: envelopes never carry `Some("")`).
-fn current_trace() -> (Option<String>, Option<String>) {
+#[must_use]
+pub fn current_trace() -> (Option<String>, Option<String>) {
     crate::telemetry::current_traceparent().map_or((None, None), |(p, s)| {
         (Some(p), (!s.is_empty()).then_some(s))
     })
+}
+
+/// The envelope of an event published now: the event id `id` (derived from
+/// what caused it, see [`event_id`]), occurred at `at_ns`, in the current
+/// span's trace.
+#[must_use]
+pub fn traced_envelope(event_type: String, id: Uuid, at_ns: i64, payload: Vec<u8>) -> Envelope {
+    let (traceparent, tracestate) = current_trace();
+    let mut envelope = Envelope::new(
+        event_type,
+        chrono::DateTime::from_timestamp_nanos(at_ns),
+        payload,
+    )
+    .with_trace(traceparent, tracestate);
+    envelope.event_id = id;
+    envelope
 }
 
 /// Publishes `events` in order, in one batch ([`EventBus::publish_batch`]).

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use grodt_bus::consumer::{BatchFailure, Handler, HandlerError};
 use grodt_bus::{ConsumerName, Delivery, Envelope, EventBus, GroupName, StreamName};
 use grodt_core::{Decimal, Instrument, OrderStatus, Position, Price, Quantity, Size};
+use grodt_kit::journal::current_trace as trace_context;
 use grodt_paper::broker::Broker;
 use grodt_paper::desk::{PortfolioBroker, Seating};
 use grodt_paper::instruments::Instruments;
@@ -458,12 +459,6 @@ pub struct Engine {
 
 fn stream(name: &str) -> Result<StreamName, ExecError> {
     StreamName::parse(name).map_err(ExecError::from)
-}
-
-fn trace_context() -> (Option<String>, Option<String>) {
-    grodt_kit::telemetry::current_traceparent().map_or((None, None), |(p, s)| {
-        (Some(p), (!s.is_empty()).then_some(s))
-    })
 }
 
 impl Engine {
@@ -1523,16 +1518,9 @@ fn envelope<T: Topic>(
     id: uuid::Uuid,
     at_ns: i64,
 ) -> Result<(StreamName, Envelope), ExecError> {
-    let (traceparent, tracestate) = trace_context();
     let out = Outgoing::new(event);
     let to = stream(out.stream())?;
-    let mut envelope = Envelope::new(
-        out.event_type(),
-        chrono::DateTime::from_timestamp_nanos(at_ns),
-        out.payload(),
-    )
-    .with_trace(traceparent, tracestate);
-    envelope.event_id = id;
+    let envelope = grodt_kit::journal::traced_envelope(out.event_type(), id, at_ns, out.payload());
     Ok((to, envelope))
 }
 

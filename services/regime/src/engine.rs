@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use grodt_bus::consumer::{Handler, HandlerError};
-use grodt_bus::{ConsumerName, Delivery, EntryId, Envelope, EventBus, GroupName, StreamName};
+use grodt_bus::{ConsumerName, Delivery, EntryId, EventBus, GroupName, StreamName};
 use grodt_proto::topic::{self, Outgoing, Topic};
 use grodt_proto::v1;
 use grodt_regimes::{Classifier, Decision, RegimeConfig};
@@ -157,12 +157,6 @@ impl Outcome {
 
 fn stream(name: &str) -> Result<StreamName, RegimeSvcError> {
     StreamName::parse(name).map_err(RegimeSvcError::from)
-}
-
-fn trace_context() -> (Option<String>, Option<String>) {
-    grodt_kit::telemetry::current_traceparent().map_or((None, None), |(p, s)| {
-        (Some(p), (!s.is_empty()).then_some(s))
-    })
 }
 
 impl Engine {
@@ -460,16 +454,10 @@ impl Engine {
         event_id: Uuid,
         bar_ts: i64,
     ) -> Result<(), RegimeSvcError> {
-        let (traceparent, tracestate) = trace_context();
         let out = Outgoing::new(event);
         let to = stream(out.stream())?;
-        let mut envelope = Envelope::new(
-            out.event_type(),
-            chrono::DateTime::from_timestamp_nanos(bar_ts),
-            out.payload(),
-        )
-        .with_trace(traceparent, tracestate);
-        envelope.event_id = event_id;
+        let envelope =
+            grodt_kit::journal::traced_envelope(out.event_type(), event_id, bar_ts, out.payload());
         self.bus.publish(&to, &envelope).await?;
         Ok(())
     }
