@@ -138,12 +138,12 @@ pub fn traced_envelope(event_type: String, id: Uuid, at_ns: i64, payload: Vec<u8
 /// failed (with Redis nothing is published; a bus that publishes one by one
 /// may have published a prefix: a retry publishes them again under the same
 /// ids).
-pub async fn publish_all(
+pub async fn publish_all<'a>(
     bus: &Arc<dyn EventBus>,
-    events: &[StoredEvent],
+    events: impl IntoIterator<Item = &'a StoredEvent>,
 ) -> Result<(), JournalEventError> {
     let items = events
-        .iter()
+        .into_iter()
         .map(|e| Ok((StreamName::parse(&e.stream)?, e.envelope()?)))
         .collect::<Result<Vec<_>, JournalEventError>>()?;
     // One round trip for all of them, appended in order.

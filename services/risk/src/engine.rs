@@ -776,7 +776,6 @@ impl Engine {
                 record,
                 outputs,
                 events,
-                span,
             });
         }
         self.flush(&mut core, &mut staged).await
@@ -788,8 +787,8 @@ impl Engine {
     /// # Errors
     /// `(k, error)`, `k` the batch index of the first record not done:
     /// nothing committed, or not as folded (the state is stale: rebuilt
-    /// before the next input), or a record's events not all published
-    /// (they are published again before the next input).
+    /// before the next input); or, `k` the first of the batch, its events
+    /// not all published (they are published again before the next input).
     async fn flush(
         &self,
         core: &mut Core,
@@ -820,12 +819,13 @@ impl Engine {
             self.count(&s.record, &s.outputs);
         }
         self.metrics.observe(&core.state);
-        for (m, s) in batch.iter().enumerate() {
-            if let Err(e) = self.publish_all(&s.events).instrument(s.span.clone()).await {
-                core.unpublished
-                    .extend(batch[m..].iter().map(|s| s.source.clone()));
-                return Err((s.at, e));
-            }
+        // Every staged record's events in one round trip, in journal order
+        // (each carries the trace it was made in).
+        let events = batch.iter().flat_map(|s| &s.events);
+        if let Err(e) = grodt_kit::journal::publish_all(&self.bus, events).await {
+            core.unpublished
+                .extend(batch.iter().map(|s| s.source.clone()));
+            return Err((first, e.into()));
         }
         Ok(())
     }
@@ -867,7 +867,6 @@ struct StagedRecord {
     record: Record,
     outputs: Vec<Output>,
     events: Vec<StoredEvent>,
-    span: tracing::Span,
 }
 
 /// The span handling one event of `kind`, parented on the envelope's trace context.

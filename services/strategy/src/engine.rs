@@ -145,7 +145,6 @@ struct StagedRecord {
     record: Record,
     outputs: Vec<Output>,
     stored: Stored,
-    span: tracing::Span,
 }
 
 /// The state and whether it must be rebuilt from the journal.
@@ -411,7 +410,6 @@ impl Engine {
                 record: rec,
                 outputs,
                 stored,
-                span,
             });
         }
         self.flush(&mut core, &mut staged).await
@@ -423,8 +421,8 @@ impl Engine {
     /// # Errors
     /// `(k, error)`, `k` the batch index of the first record not done:
     /// nothing committed, or not as folded (the state is stale: rebuilt
-    /// before the next input), or a record's intents not all published
-    /// (they are published again before the next input).
+    /// before the next input); or, `k` the first of the batch, its intents
+    /// not all published (they are published again before the next input).
     async fn flush(
         &self,
         core: &mut Core,
@@ -455,16 +453,13 @@ impl Engine {
             self.count(&s.record, &s.outputs);
         }
         self.metrics.observe(&core.state);
-        for (m, s) in batch.iter().enumerate() {
-            if let Err(e) = self
-                .publish_all(&s.stored.events)
-                .instrument(s.span.clone())
-                .await
-            {
-                core.unpublished
-                    .extend(batch[m..].iter().map(|s| s.source.clone()));
-                return Err((s.at, e));
-            }
+        // Every staged record's events in one round trip, in journal order
+        // (each carries the trace it was made in).
+        let events = batch.iter().flat_map(|s| &s.stored.events);
+        if let Err(e) = grodt_kit::journal::publish_all(&self.bus, events).await {
+            core.unpublished
+                .extend(batch.iter().map(|s| s.source.clone()));
+            return Err((first, e.into()));
         }
         Ok(())
     }
