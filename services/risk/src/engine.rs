@@ -468,7 +468,10 @@ impl Engine {
         self.publish_all(&events).await
     }
 
-    async fn publish_all(&self, events: &[StoredEvent]) -> Result<(), RiskSvcError> {
+    async fn publish_all<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a StoredEvent>,
+    ) -> Result<(), RiskSvcError> {
         Ok(grodt_kit::journal::publish_all(&self.bus, events).await?)
     }
 
@@ -822,10 +825,10 @@ impl Engine {
         // Every staged record's events in one round trip, in journal order
         // (each carries the trace it was made in).
         let events = batch.iter().flat_map(|s| &s.events);
-        if let Err(e) = grodt_kit::journal::publish_all(&self.bus, events).await {
+        if let Err(e) = self.publish_all(events).await {
             core.unpublished
                 .extend(batch.iter().map(|s| s.source.clone()));
-            return Err((first, e.into()));
+            return Err((first, e));
         }
         Ok(())
     }

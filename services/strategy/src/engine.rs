@@ -456,10 +456,10 @@ impl Engine {
         // Every staged record's events in one round trip, in journal order
         // (each carries the trace it was made in).
         let events = batch.iter().flat_map(|s| &s.stored.events);
-        if let Err(e) = grodt_kit::journal::publish_all(&self.bus, events).await {
+        if let Err(e) = self.publish_all(events).await {
             core.unpublished
                 .extend(batch.iter().map(|s| s.source.clone()));
-            return Err((first, e.into()));
+            return Err((first, e));
         }
         Ok(())
     }
@@ -498,7 +498,10 @@ impl Engine {
         self.publish_all(&s.events).await
     }
 
-    async fn publish_all(&self, events: &[StoredEvent]) -> Result<(), StrategySvcError> {
+    async fn publish_all<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a StoredEvent>,
+    ) -> Result<(), StrategySvcError> {
         Ok(grodt_kit::journal::publish_all(&self.bus, events).await?)
     }
 
